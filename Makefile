@@ -1,0 +1,49 @@
+# The README's two commands: `make drill` and `make test`. Both run the set-up first, which installs only
+# what is missing: the Debian packages (PostgreSQL server, Java), the .venv/ and the Kafka jars (cached in .cache/).
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv jars test test-unit test-policy test-integration drill lab-up lab-down lint bench
+
+setup: system venv jars
+
+system:
+	@bash lab/setup_system.sh
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.txt
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+jars: venv
+	$(PY) -m lab.jars
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+test-policy: venv
+	$(PY) -m pytest tests/policy
+
+test-integration: setup
+	$(PY) -m pytest tests/integration
+
+drill: setup
+	$(PY) -m scripts.drill --scenario all --json .lab/drill-report.json
+
+lab-up: setup
+	$(PY) -m lab up
+
+lab-down: venv
+	$(PY) -m lab down
+
+lint: venv
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench: setup
+	$(PY) -m bench

@@ -1,0 +1,29 @@
+"""Physical names of what a stack creates, derived from its region only, never from its role.
+
+A role switch must not rename (and so replace) anything; the lab names its emulated resources with the same
+functions so that scripts find them by the names the program gives.
+"""
+
+from __future__ import annotations
+
+from components.settings import Settings
+
+BUCKET_PURPOSES = ("dumps", "wal", "config", "audit")
+
+
+def db_identifier(settings: Settings) -> str:
+    return f"exception-collector-{settings.region}"
+
+
+def bucket_name(settings: Settings, purpose: str) -> str:
+    if purpose not in BUCKET_PURPOSES:
+        raise ValueError(f"bucket purpose {purpose!r} is unknown; expected one of {', '.join(BUCKET_PURPOSES)}")
+    return f"drtopo-{settings.region}-{purpose}"
+
+
+def set_identifier(settings: Settings) -> str:
+    return settings.region
+
+
+def health_check_name(settings: Settings) -> str:
+    return f"{settings.service.name}-{settings.region}"

@@ -1,0 +1,314 @@
+"""The one settings model of a drtopo stack: what `Pulumi.<stack>.yaml` configures, typed and validated.
+
+The Pulumi program, the policy pack, the scripts and the lab all read a stack's configuration through
+`load_settings`; invalid configuration fails here, before any resource is declared, with one line naming
+the key, the bad value and what is allowed. This module performs no Pulumi calls so scripts can import it.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+PROJECT = "drtopo"
+# The folder holding Pulumi.<stack>.yaml; the lab points DRTOPO_PROJECT_DIR at its own copy so drills can switch
+# roles without touching the repository's stack files.
+PROJECT_DIR = Path(os.environ.get("DRTOPO_PROJECT_DIR") or Path(__file__).resolve().parent.parent)
+STACKS = ("prod", "dr")
+SCENARIOS = (
+    "single-pod-failure",
+    "database-corruption",
+    "region-failure",
+    "kafka-cluster-failure",
+    "configuration-loss",
+)
+RUNBOOK_TOPICS = (
+    "OrderRejected",
+    "OrderCancelled",
+    "CollectionRejected",
+    "DistributionFailed",
+    "ValidationError",
+    "ExceptionCaptured",
+    "ExceptionResolved",
+    "CriticalExceptionAlert",
+)
+
+
+class SettingsError(ValueError):
+    """Invalid stack configuration; the message is one line naming key, value and what is allowed."""
+
+
+class Role(str, Enum):
+    PRIMARY = "primary"
+    STANDBY = "standby"
+
+    @property
+    def failover(self) -> str:
+        """The Route53 failover routing value this role's record carries."""
+        return "PRIMARY" if self is Role.PRIMARY else "SECONDARY"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Objective(_Model):
+    """Recovery objectives of one scenario, in minutes."""
+
+    rto_minutes: float = Field(ge=0)
+    rpo_minutes: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _rpo_within_rto(self) -> Objective:
+        if self.rpo_minutes > self.rto_minutes:
+            raise ValueError(
+                f"rpoMinutes {self.rpo_minutes:g} is longer than rtoMinutes {self.rto_minutes:g}; "
+                "expected an RPO no longer than the RTO"
+            )
+        return self
+
+    @property
+    def rto_seconds(self) -> float:
+        return self.rto_minutes * 60
+
+    @property
+    def rpo_seconds(self) -> float:
+        return self.rpo_minutes * 60
+
+
+class Objectives(_Model):
+    """The runbook's objectives table; defaults are its values."""
+
+    single_pod_failure: Objective = Objective(rto_minutes=2, rpo_minutes=0)
+    database_corruption: Objective = Objective(rto_minutes=120, rpo_minutes=15)
+    region_failure: Objective = Objective(rto_minutes=240, rpo_minutes=15)
+    kafka_cluster_failure: Objective = Objective(rto_minutes=60, rpo_minutes=5)
+    configuration_loss: Objective = Objective(rto_minutes=30, rpo_minutes=0)
+
+    def for_scenario(self, scenario: str) -> Objective:
+        if scenario not in SCENARIOS:
+            raise SettingsError(f"scenario {scenario!r} is unknown; expected one of {', '.join(SCENARIOS)}")
+        return getattr(self, scenario.replace("-", "_"))
+
+
+class Tier(_Model):
+    """One backup retention tier: objects under `<name>/` expire after `days`, moving to cold storage first."""
+
+    days: int = Field(gt=0)
+    cold_after_days: int | None = Field(default=None, gt=0)
+    cold_storage_class: str = "GLACIER_IR"
+
+    @model_validator(mode="after")
+    def _cold_before_expiry(self) -> Tier:
+        if self.cold_after_days is not None and self.cold_after_days >= self.days:
+            raise ValueError(
+                f"coldAfterDays {self.cold_after_days} is not before days {self.days}; "
+                "expected the cold-storage transition before expiry"
+            )
+        return self
+
+
+class Retention(_Model):
+    """Backup retention: the runbook's tiers plus audit and operational data."""
+
+    daily: Tier = Tier(days=30)
+    weekly: Tier = Tier(days=84, cold_after_days=30, cold_storage_class="GLACIER_IR")
+    monthly: Tier = Tier(days=365, cold_after_days=30, cold_storage_class="GLACIER")
+    yearly: Tier = Tier(days=2555, cold_after_days=90, cold_storage_class="DEEP_ARCHIVE")
+    audit_years: int = Field(default=7, gt=0)
+    operational_days: int = Field(default=90, gt=0)
+
+    def tiers(self) -> dict[str, Tier]:
+        return {"daily": self.daily, "weekly": self.weekly, "monthly": self.monthly, "yearly": self.yearly}
+
+
+class Database(_Model):
+    engine_version: str = "15"
+    instance_class: str = "db.r6g.xlarge"
+    allocated_storage_gb: int = Field(default=100, ge=20)
+    max_allocated_storage_gb: int = Field(default=500, ge=20)
+    multi_az: bool = True
+    backup_retention_days: int = Field(default=14, ge=1, le=35)
+    name: str = Field(default="exception_collector", pattern=r"^[a-z_][a-z0-9_]*$")
+    username: str = Field(default="dbadmin", pattern=r"^[a-z_][a-z0-9_]*$")
+    port: int = Field(default=5432, gt=0, lt=65536)
+    archive_timeout_seconds: int = Field(default=60, gt=0)
+    replica_lag_alarm_seconds: int = Field(default=300, gt=0)
+    tables: tuple[str, ...] = ("interface_exceptions", "retry_attempts")
+
+
+class Topic(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(default=3, gt=0)
+    replication_factor: int = Field(default=3, gt=0)
+    retention_ms: int = Field(default=604_800_000, gt=0)
+    mirrored: bool = True
+
+
+class Mirror(_Model):
+    """MirrorMaker 2 tuning."""
+
+    replication_policy: str = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
+    replication_factor: int = Field(default=3, gt=0)
+    tasks_max: int = Field(default=4, gt=0)
+    emit_checkpoints_interval_seconds: int = Field(default=10, gt=0)
+    emit_heartbeats_interval_seconds: int = Field(default=10, gt=0)
+    sync_group_offsets_interval_seconds: int = Field(default=10, gt=0)
+    refresh_topics_interval_seconds: int = Field(default=30, gt=0)
+    refresh_groups_interval_seconds: int = Field(default=30, gt=0)
+
+
+class Kafka(_Model):
+    bootstrap_servers: str = Field(min_length=1)
+    peer_bootstrap_servers: str = Field(min_length=1)
+    consumer_group: str = "interface-exception-collector"
+    topics: tuple[Topic, ...] = tuple(Topic(name=n) for n in RUNBOOK_TOPICS)
+    mirror: Mirror = Mirror()
+
+    @model_validator(mode="after")
+    def _topics(self) -> Kafka:
+        if not self.topics:
+            raise ValueError("topics is empty; expected at least one topic")
+        names = [t.name for t in self.topics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"topics {names} has duplicates; expected unique topic names")
+        return self
+
+    @property
+    def mirrored_topics(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.topics if t.mirrored)
+
+
+class Dns(_Model):
+    zone_name: str = Field(min_length=1)
+    record_name: str = Field(min_length=1)
+    endpoint: str = Field(min_length=1, description="this region's service endpoint (FQDN) the record points to")
+    health_check_path: str = Field(default="/actuator/health", pattern=r"^/")
+    health_check_port: int = Field(default=443, gt=0, lt=65536)
+    health_check_type: str = Field(default="HTTPS", pattern=r"^(HTTP|HTTPS)$")
+    request_interval_seconds: int = 10
+    failure_threshold: int = Field(default=3, ge=1, le=10)
+    ttl_seconds: int = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _interval(self) -> Dns:
+        if self.request_interval_seconds not in (10, 30):
+            raise ValueError(
+                f"requestIntervalSeconds {self.request_interval_seconds} is not allowed; expected 10 or 30"
+            )
+        return self
+
+
+class Kubernetes(_Model):
+    namespace: str = Field(default="biopro-prod", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    mirror_maker_image: str = "apache/kafka:3.9.1"
+    backup_image: str = "ghcr.io/biopro/drtopo-backup:1.0.0"
+    dump_schedule: str = "15 2 * * *"
+    resource_export_schedule: str = "45 2 * * *"
+    database_secret: str = "exception-collector-db"
+    workload_role_arn: str | None = None
+
+
+class Service(_Model):
+    name: str = "interface-exception-collector"
+    health_path: str = Field(default="/actuator/health", pattern=r"^/")
+    latency_p95_ms: float = Field(default=500, gt=0)
+
+
+class Settings(_Model):
+    """Everything one stack is configured with."""
+
+    stack: str
+    role: Role
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    peer_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    peer_stack: str
+    primary_stack_reference: str | None = None
+    replication_source_arn: str | None = None
+    objectives: Objectives = Objectives()
+    retention: Retention = Retention()
+    database: Database = Database()
+    kafka: Kafka
+    dns: Dns
+    kubernetes: Kubernetes = Kubernetes()
+    service: Service = Service()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.region == self.peer_region:
+            raise ValueError(f"peerRegion {self.peer_region!r} equals region; expected a different region")
+        if self.role is Role.STANDBY and not (self.primary_stack_reference or self.replication_source_arn):
+            raise ValueError(
+                "role 'standby' has no primary reference; expected primaryStackReference or replicationSourceArn"
+            )
+        return self
+
+    @property
+    def is_primary(self) -> bool:
+        return self.role is Role.PRIMARY
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    return ".".join(parts)
+
+
+def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        if (isinstance(data, dict) and part in data) or (isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data)):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def settings_from_config(stack: str, config: dict[str, Any], source: str = "config") -> Settings:
+    """Build settings from a Pulumi stack's `config:` mapping (keys `aws:region` and `drtopo:*`)."""
+    data: dict[str, Any] = {"stack": stack}
+    for key, value in (config or {}).items():
+        namespace, _, name = str(key).partition(":")
+        if namespace == "aws" and name == "region":
+            data["region"] = value
+        elif namespace == PROJECT and name:
+            data[name] = value
+        elif namespace not in ("aws", "kubernetes", "pulumi"):
+            raise SettingsError(f"{source}: key {key!r} is unknown; expected aws:region or {PROJECT}:<setting>")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err.get("loc", ()))
+        where = _location(loc)
+        key = f"{PROJECT}:{where}" if where and where != "region" else ("aws:region" if where else PROJECT)
+        message = err.get("msg", "invalid").removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            raise SettingsError(f"{source}: {key} is missing; expected a value") from None
+        if where:
+            value = _value_at(data, loc)
+            raise SettingsError(f"{source}: {key} = {value!r}: {message}") from None
+        raise SettingsError(f"{source}: {message}") from None
+
+
+def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def load_settings(stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read and validate `Pulumi.<stack>.yaml`; `overrides` replaces `drtopo:` keys (for tests and role switches)."""
+    path = stack_file(stack, project_dir)
+    if not path.is_file():
+        raise SettingsError(f"stack {stack!r} has no {path.name} in {project_dir}; expected one of {', '.join(STACKS)}")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    config = dict(document.get("config") or {})
+    for key, value in (overrides or {}).items():
+        config[key if ":" in key else f"{PROJECT}:{key}"] = value
+    return settings_from_config(stack, config, source=path.name)

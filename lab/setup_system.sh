@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab needs when they are missing: the PostgreSQL 15 server and a Java 17 runtime.
+set -euo pipefail
+missing=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15 postgresql-client-15)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "set-up: missing ${missing[*]}; run 'sudo apt-get install ${missing[*]}' and retry" >&2
+    exit 2
+  fi
+  echo "set-up: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The Debian package starts a default cluster; the lab runs its own, so stop it to free port 5432.
+  if command -v pg_ctlcluster >/dev/null 2>&1; then pg_ctlcluster 15 main stop 2>/dev/null || true; fi
+fi
+id postgres >/dev/null 2>&1 || { echo "set-up: no 'postgres' user after install" >&2; exit 2; }

@@ -1,0 +1,1 @@
+"""The policy pack's rules as plain importable functions over a resource's type and inputs."""

@@ -1,0 +1,46 @@
+"""Connections to a stack's PostgreSQL, with the password from the environment or the RDS-managed secret.
+
+Passwords never come from config or outputs files: `PGPASSWORD` (the lab's `.lab/env` sets it), else the
+Secrets Manager secret that RDS manages (`dbPasswordSecretArn`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import psycopg
+
+from scripts.outputs import StackOutputs
+
+
+def password(outputs: StackOutputs) -> str | None:
+    if os.environ.get("PGPASSWORD"):
+        return os.environ["PGPASSWORD"]
+    if outputs.db_password_secret_arn:
+        import boto3
+
+        client = boto3.client("secretsmanager", region_name=outputs.region)
+        secret = client.get_secret_value(SecretId=outputs.db_password_secret_arn)["SecretString"]
+        return json.loads(secret)["password"]
+    return None
+
+
+def conninfo(outputs: StackOutputs, dbname: str | None = None) -> str:
+    """A libpq connection string for the stack's database (no password in it; see `connect`)."""
+    return psycopg.conninfo.make_conninfo(
+        host=outputs.db_address,
+        port=str(outputs.db_port),
+        user=outputs.db_user,
+        dbname=dbname or outputs.db_name,
+        connect_timeout="3",
+        application_name="drtopo",
+    )
+
+
+def connect(outputs: StackOutputs, dbname: str | None = None, autocommit: bool = True) -> psycopg.Connection:
+    kwargs = {}
+    secret = password(outputs)
+    if secret is not None:
+        kwargs["password"] = secret
+    return psycopg.connect(conninfo(outputs, dbname), autocommit=autocommit, **kwargs)

@@ -1,0 +1,151 @@
+"""Evaluates the Pulumi program under Pulumi's mock runtime and records every resource it registers.
+
+Each record holds the type token, logical name, URN, parent URN, the inputs exactly as they would reach the
+provider (camelCased keys, numbers as floats) and the options that matter for safety (protect, delete-before-
+replace, retain-on-delete). Unit tests and the policy tests both evaluate the program through `evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime.settings import set_root_resource
+from pulumi.runtime.stack import Stack, register_stack_transformation, run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components.settings import PROJECT, Settings
+
+ACCOUNT_ID = "123456789012"
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn: str = ""
+    parent_urn: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    protect: bool = False
+    custom: bool = True
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """Dotted lookup into the inputs, e.g. `r.get("metadata.name")`."""
+        node: Any = self.inputs
+        for part in path.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return default
+        return node
+
+
+@dataclass
+class Evaluation:
+    settings: Settings
+    resources: list[Registered]
+    exports: dict[str, Any]
+
+    def of_type(self, type_token: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str, name_contains: str = "") -> Registered:
+        found = [r for r in self.of_type(type_token) if name_contains in r.name]
+        if len(found) != 1:
+            names = [r.name for r in found]
+            raise AssertionError(f"expected one {type_token} named *{name_contains}*, found {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+
+def _mock_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+    """Outputs a provider would add: ids, ARNs, endpoints; inputs pass through as AWS echoes them."""
+    outputs = dict(args.inputs)
+    name = args.name
+    if args.typ.startswith("aws:"):
+        service = args.typ.split(":")[1].split("/")[0]
+        outputs.setdefault("arn", f"arn:aws:{service}:mock-region:{ACCOUNT_ID}:{name}")
+    if args.typ == "aws:s3/bucket:Bucket":
+        outputs.setdefault("bucket", name)
+    if args.typ == "aws:rds/instance:Instance":
+        ident = outputs.get("identifier", name)
+        outputs.update(
+            address=f"{ident}.mock.rds.amazonaws.com",
+            endpoint=f"{ident}.mock.rds.amazonaws.com:5432",
+            port=outputs.get("port", 5432),
+            masterUserSecrets=[{"secretArn": f"arn:aws:secretsmanager:mock:{ACCOUNT_ID}:secret:{ident}"}],
+        )
+    if args.typ == "aws:route53/zone:Zone":
+        outputs.setdefault("zoneId", "ZMOCK123")
+    if args.typ.startswith("kubernetes:"):
+        metadata = dict(outputs.get("metadata") or {})
+        metadata.setdefault("name", name)
+        outputs["metadata"] = metadata
+    if args.typ == "pulumi:pulumi:StackReference":
+        outputs["outputs"] = {
+            "dbArn": f"arn:aws:rds:us-east-1:{ACCOUNT_ID}:db:exception-collector-us-east-1",
+            "kmsKeyArn": f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/peer",
+            "dumpBucket": "peer-dumps",
+        }
+    return outputs
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: dict[str, Registered] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = _mock_outputs(args)
+        record = self.resources.setdefault(args.name + "|" + args.typ, Registered(args.typ, args.name))
+        record.inputs = dict(args.inputs)
+        record.outputs = outputs
+        record.custom = bool(args.custom)
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:root", "userId": "mock"}, None
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"name": args.args.get("name") or "mock-region", "region": "mock-region"}, None
+        return {}, None
+
+
+def evaluate(settings: Settings, build: Callable[[Settings], dict[str, Any]] | None = None) -> Evaluation:
+    """Run `build(settings)` (default: the program's topology) in a mocked stack and record everything."""
+    if build is None:
+        from components.topology import build_topology as build
+
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=settings.stack, preview=False)
+    seen: list[tuple[pulumi.Resource, pulumi.Resource | None]] = []
+    exports: dict[str, Any] = {}
+
+    def remember(args: pulumi.ResourceTransformationArgs) -> None:
+        seen.append((args.resource, args.opts.parent if args.opts else None))
+
+    def program() -> None:
+        set_root_resource(None)
+        Stack()
+        register_stack_transformation(remember)
+        outputs = build(settings)
+        for key, value in outputs.items():
+            pulumi.export(key, value)
+            pulumi.Output.from_input(value).apply(lambda v, k=key: exports.__setitem__(k, v))
+
+    _sync_await(run_pulumi_func(program))
+    records: list[Registered] = []
+    for res, parent in seen:
+        type_token, name = res._type, res._name
+        record = mocks.resources.get(f"{name}|{type_token}") or Registered(type_token, name, custom=False)
+        record.urn = _sync_await(res.urn.future())
+        record.parent_urn = _sync_await(parent.urn.future()) if parent is not None else ""
+        record.protect = bool(res._protect)
+        records.append(record)
+    return Evaluation(settings, records, exports)
