@@ -8,7 +8,7 @@ the key, the bad value and what is allowed. This module performs no Pulumi calls
 from __future__ import annotations
 
 import os
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ class SettingsError(ValueError):
     """Invalid stack configuration; the message is one line naming key, value and what is allowed."""
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     PRIMARY = "primary"
     STANDBY = "standby"
 
@@ -261,7 +261,8 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
     for part in loc:
-        if (isinstance(data, dict) and part in data) or (isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data)):
+        indexable = isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data)
+        if (isinstance(data, dict) and part in data) or indexable:
             data = data[part]
         else:
             return None

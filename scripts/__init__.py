@@ -1,1 +1,1 @@
-"""Companion CLIs that act on a stack: `python -m scripts.<name>` (promote, failback, backup, restore, validate, drill)."""
+"""Companion CLIs that act on a stack, run as `python -m scripts.<name>`."""
