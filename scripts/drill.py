@@ -1,0 +1,159 @@
+"""python -m scripts.drill: run the objectives table's scenarios on the lab and measure real RTO and RPO.
+
+Without `--lab-root` it starts a fresh lab in a temporary folder and stops it afterwards, so
+`python -m scripts.drill --scenario all` works from nothing but the set-up. Each scenario starts from a healthy lab
+(prod primary, dr standby), injects its failure under load, recovers with the companion scripts and reports
+measured RTO/RPO against the objective in settings. Exit 0 when every objective is met, 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from components.settings import SCENARIOS, load_settings
+from scripts.cli import EXIT_OK, BadInput, main_guard
+from scripts.drill_report import ScenarioResult, drill_report, print_table, write_json, write_timeline
+from scripts.scenarios.context import DrillContext
+
+# Least destructive first: region-failure leaves the most to rebuild.
+ORDER = ("single-pod-failure", "configuration-loss", "database-corruption", "kafka-cluster-failure", "region-failure")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.drill", description=__doc__.splitlines()[0])
+    p.add_argument("--scenario", default="all", help=f"one of: all, {', '.join(SCENARIOS)} (comma-separated list ok)")
+    p.add_argument("--lab-root", type=Path, help="use the running lab in this folder instead of starting a fresh one")
+    p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument("--png", type=Path, metavar="FILE", help="timeline picture (default: beside --json)")
+    p.add_argument(
+        "--objective",
+        action="append",
+        default=[],
+        metavar="SCENARIO.rto|rpo=SECONDS",
+        help="override an objective for this drill, e.g. region-failure.rto=1 (to see a drill fail)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no step-by-step progress")
+    return p
+
+
+def parse_scenarios(text: str) -> list[str]:
+    if text == "all":
+        return list(ORDER)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise BadInput(f"--scenario {text!r} is unknown; expected all or one of {', '.join(SCENARIOS)}")
+    return [n for n in ORDER if n in names]
+
+
+def parse_objectives(items: Sequence[str]) -> dict[tuple[str, str], float]:
+    overrides: dict[tuple[str, str], float] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        scenario, _, kind = key.rpartition(".")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if scenario not in SCENARIOS or kind not in ("rto", "rpo") or seconds < 0:
+            raise BadInput(f"--objective {item!r} is invalid; expected SCENARIO.rto=SECONDS or SCENARIO.rpo=SECONDS")
+        overrides[(scenario, kind)] = seconds
+    return overrides
+
+
+def machine() -> dict[str, object]:
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def run_scenario(ctx: DrillContext, name: str, overrides: dict[tuple[str, str], float]) -> ScenarioResult:
+    objective = ctx.settings("prod").objectives.for_scenario(name)
+    result = ScenarioResult(
+        scenario=name,
+        objective_rto_seconds=overrides.get((name, "rto"), objective.rto_seconds),
+        objective_rpo_seconds=overrides.get((name, "rpo"), objective.rpo_seconds),
+    )
+    module = importlib.import_module(f"scripts.scenarios.{name.replace('-', '_')}")
+    print(f"== {name} (RTO goal {result.objective_rto_seconds:g} s, RPO goal {result.objective_rpo_seconds:g} s)")
+    try:
+        module.run(ctx, result)
+    except Exception as exc:  # a scenario that breaks is a failed drill, reported, not a traceback
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        with _timed("restore the lab to a healthy prod=primary, dr=standby"):
+            ctx.lab.restore_baseline()
+    return result
+
+
+class _timed:
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        self.start = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        print(f"   ({self.what}: {time.monotonic() - self.start:.1f} s)")
+
+
+def run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    scenarios = parse_scenarios(args.scenario)
+    overrides = parse_objectives(args.objective)
+    load_settings("prod")  # bad repository config fails here, before any server starts
+    from lab.core import Lab
+
+    with tempfile.TemporaryDirectory(prefix="drtopo-drill-") as scratch:
+        own_lab = args.lab_root is None
+        lab = Lab(Path(scratch) / "lab") if own_lab else Lab(args.lab_root)
+        if not own_lab and not lab.is_up():
+            raise BadInput(f"--lab-root {args.lab_root} has no running lab; start it with `python -m lab up`")
+        json_dir = Path(scratch) / "reports"
+        json_dir.mkdir()
+        saved_env = dict(os.environ)
+        try:
+            if own_lab:
+                start = time.monotonic()
+                print("starting a fresh lab ...", flush=True)
+                lab.up()
+                print(f"lab up in {time.monotonic() - start:.1f} s")
+            os.environ.update(lab.env())
+            ctx = DrillContext(lab=lab, json_dir=json_dir, quiet=args.quiet)
+            results = [run_scenario(ctx, name, overrides) for name in scenarios]
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            if own_lab:
+                lab.down()
+    document = drill_report(results, machine())
+    print()
+    print_table(results)
+    if args.json_path:
+        write_json(document, args.json_path)
+        png = args.png or args.json_path.with_suffix(".png")
+        write_timeline(results, png)
+        print(f"report: {args.json_path}  timeline: {png}")
+    elif args.png:
+        write_timeline(results, args.png)
+    return EXIT_OK if document["ok"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_guard(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""kafka-cluster-failure: the source Kafka cluster dies; consumers continue on the backup cluster.
+
+Producers switch to the backup cluster; the consumer group moves there at the offsets MirrorMaker 2's checkpoints
+translate (`scripts.restore consumer-offsets`), not at latest. Messages acknowledged on the source but never consumed
+anywhere are lost; messages consumed twice are duplicates. RTO is from the failure to the first message consumed on
+the backup cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from scripts.drill_report import ScenarioResult
+from scripts.loadgen import MessageProducer
+from scripts.scenarios.context import DrillContext
+
+NAME = "kafka-cluster-failure"
+TOPIC = "ExceptionCaptured"
+
+
+class GroupConsumer(threading.Thread):
+    """The service's consumer group on one cluster, committing after each message it handled."""
+
+    def __init__(self, bootstrap: str, group: str, seen: Counter[str], first_at: list[float]) -> None:
+        super().__init__(name=f"consumer-{bootstrap}", daemon=True)
+        self.bootstrap, self.group, self.seen, self.first_at = bootstrap, group, seen, first_at
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": self.group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
+        consumer.subscribe([TOPIC])
+        try:
+            while not self._halt.is_set():
+                msg = consumer.poll(0.2)
+                if msg is None or msg.error():
+                    continue
+                self.seen[msg.key().decode()] += 1
+                if not self.first_at:
+                    self.first_at.append(time.time())
+                consumer.commit(message=msg, asynchronous=True)
+        finally:
+            consumer.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=15)
+
+
+def run(ctx: DrillContext, result: ScenarioResult) -> None:
+    clock = ctx.clock()
+    group = ctx.settings("prod").kafka.consumer_group
+    source, backup = ctx.lab.kafka_bootstrap("prod"), ctx.lab.kafka_bootstrap("dr")
+    failed = threading.Event()
+    producer = MessageProducer(lambda: backup if failed.is_set() else source, TOPIC, rate=50, prefix="kafka")
+    seen: Counter[str] = Counter()
+    on_source: list[float] = []
+    on_backup: list[float] = []
+    consumer = GroupConsumer(source, group, seen, on_source)
+    checkpoint_wait = ctx.settings("dr").kafka.mirror.emit_checkpoints_interval_seconds + 3
+    with clock.step(f"produce and consume on the source cluster ({checkpoint_wait} s, past one checkpoint interval)"):
+        producer.start()
+        consumer.start()
+        time.sleep(checkpoint_wait)
+    failure_at = time.time()
+    result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
+    with clock.step("source cluster dies"):
+        ctx.lab.stop_kafka("prod")
+        failed.set()
+        consumer.stop()
+    with clock.step("scripts.restore consumer-offsets --stack dr"):
+        code = ctx.run(
+            "restore",
+            [
+                "consumer-offsets",
+                "--stack",
+                "dr",
+                "--outputs",
+                str(ctx.outputs_path("dr")),
+                "--json",
+                str(ctx.json_dir / "consumer-offsets.json"),
+            ],
+        )
+    result.checks.check("consumer offsets translated", code == 0, f"exit code {code}", code, 0)
+    backup_consumer = GroupConsumer(backup, group, seen, on_backup)
+    acked_before = [a for a in producer.stats.acks if a.at <= failure_at]
+    with clock.step("consume on the backup cluster until every acknowledged message is seen (30 s at most)"):
+        backup_consumer.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(seen[a.key] == 0 for a in acked_before):
+            time.sleep(0.2)
+        time.sleep(2)
+    stats = producer.stop()
+    backup_consumer.stop()
+    lost = [a for a in stats.acks if seen[a.key] == 0 and a.at <= failure_at]
+    duplicates = sum(1 for a in stats.acks if seen[a.key] > 1)
+    kept = [a.at for a in acked_before if seen[a.key] > 0 and (not lost or a.at < min(x.at for x in lost))]
+    rpo = 0.0 if not lost else max(a.at for a in lost) - (max(kept) if kept else min(a.at for a in lost))
+    after = [a for a in stats.acks if a.at > failure_at]
+    result.measured.update(
+        rto_seconds=round(on_backup[0] - failure_at, 3) if on_backup else None,
+        rpo_seconds=round(rpo, 3),
+        rows_lost=len(lost),
+        messages_acknowledged=len(stats.acks),
+        messages_lost=len(lost),
+        messages_duplicated=duplicates,
+        messages_after_failure_consumed=sum(1 for a in after if seen[a.key] > 0),
+    )
+    result.checks.check("consumers continued on the backup cluster", bool(on_backup), "a message was consumed there")
+    result.steps = clock.steps

@@ -1,0 +1,67 @@
+"""region-failure: the primary region dies under write load; `scripts.promote` fails over to the standby region.
+
+The prod database is SIGKILLed and prod's Kafka and service are stopped. The client keeps writing through the
+failover record, so RTO is measured as the client sees it: from the failure until a write is acknowledged by the
+standby region. RPO is the window of acknowledged writes that the promoted database does not hold.
+"""
+
+from __future__ import annotations
+
+import time
+
+from scripts.db import connect
+from scripts.drill_report import ScenarioResult
+from scripts.loadgen import RowWriter
+from scripts.scenarios.context import DrillContext, data_loss, surviving
+
+NAME = "region-failure"
+
+
+def run(ctx: DrillContext, result: ScenarioResult) -> None:
+    clock = ctx.clock()
+    writer = RowWriter(ctx.active_service_url, rate=50, prefix="region")
+    with clock.step("steady load through the failover record"):
+        writer.start()
+        time.sleep(3)
+    failure_at = time.time()
+    result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
+    with clock.step("primary region dies: database SIGKILL, Kafka and service stopped"):
+        ctx.lab.kill_postgres("prod")
+        ctx.lab.stop_service("prod")
+        ctx.lab.stop_kafka("prod")
+    report = ctx.json_dir / "region-failure-promote.json"
+    with clock.step("scripts.promote --stack dr"):
+        code = ctx.run("promote", ["--stack", "dr", "--outputs", str(ctx.outputs_path("dr")), "--json", str(report)])
+    result.checks.check("promote succeeded", code == 0, f"exit code {code}", code, 0)
+    with clock.step("wait for the first write acknowledged by the standby region"):
+        deadline = time.monotonic() + 30
+        while writer.stats.first_ack_after(failure_at) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1)
+    stats = writer.stop()
+    first = stats.first_ack_after(failure_at)
+    with clock.step("count acknowledged rows on the promoted database"), connect(ctx.outputs("dr")) as conn:
+        present = surviving(conn, [a.key for a in stats.acks])
+    lost_before, rpo = data_loss(stats.acks, present, before=failure_at)
+    lost_total, _ = data_loss(stats.acks, present, before=time.time())
+    result.measured.update(
+        rto_seconds=None if first is None else round(first.at - failure_at, 3),
+        rpo_seconds=round(rpo, 3),
+        rows_lost=lost_total,
+        rows_lost_before_failure=lost_before,
+        rows_acknowledged=len(stats.acks),
+        failed_requests=stats.errors,
+    )
+    result.checks.check(
+        "served from the standby region",
+        first is not None and first.target == ctx.outputs("dr").service_url,
+        f"first write after the failure went to {first.target if first else 'nowhere'}",
+    )
+    validation = ctx.json_dir / "region-failure-validate.json"
+    with clock.step("scripts.validate --stack dr"):
+        code = ctx.run(
+            "validate",
+            ["--stack", "dr", "--outputs", str(ctx.outputs_path("dr")), "--json", str(validation)],
+        )
+    result.checks.check("post-recovery validation", code == 0, f"scripts.validate exit code {code}", code, 0)
+    result.steps = clock.steps
