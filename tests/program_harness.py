@@ -80,8 +80,9 @@ def _mock_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
             address=f"{ident}.mock.rds.amazonaws.com",
             endpoint=f"{ident}.mock.rds.amazonaws.com:5432",
             port=outputs.get("port", 5432),
-            masterUserSecrets=[{"secretArn": f"arn:aws:secretsmanager:mock:{ACCOUNT_ID}:secret:{ident}"}],
         )
+        if outputs.get("manageMasterUserPassword"):
+            outputs["masterUserSecrets"] = [{"secretArn": f"arn:aws:secretsmanager:mock:{ACCOUNT_ID}:secret:{ident}"}]
     if args.typ == "aws:route53/zone:Zone":
         outputs.setdefault("zoneId", "ZMOCK123")
     if args.typ.startswith("kubernetes:"):
@@ -111,10 +112,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:root", "userId": "mock"}, None
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:root", "userId": "mock"}, []
+        if args.token == "aws:route53/getZone:getZone":
+            zone = "ZMOCK123"
+            return {"id": zone, "zoneId": zone, "name": args.args.get("name"), "privateZone": False}, []
         if args.token == "aws:index/getRegion:getRegion":
-            return {"name": args.args.get("name") or "mock-region", "region": "mock-region"}, None
-        return {}, None
+            return {"name": args.args.get("name") or "mock-region", "region": "mock-region"}, []
+        return {}, []
 
 
 def evaluate(settings: Settings, build: Callable[[Settings], dict[str, Any]] | None = None) -> Evaluation:

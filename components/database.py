@@ -1,0 +1,184 @@
+"""The stack's PostgreSQL on RDS: a Multi-AZ primary, or (as standby) a cross-region read replica of the peer's.
+
+Both roles declare the same logical resources with the same names, so a role switch is an in-place update: dropping
+`replicate_source_db` promotes the replica. Automated backups are copied to the peer region while primary. A
+CloudWatch alarm fires when replica lag nears the RPO. No password exists anywhere: RDS keeps the master password in
+Secrets Manager (`manage_master_user_password`), encrypted with the database key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import cloudwatch, rds
+
+from components import naming
+from components.alerts import AlertTopic, AlertTopicArgs
+from components.kms import EncryptionKey, EncryptionKeyArgs
+from components.settings import Database as DatabaseSettings
+from components.settings import Settings, SettingsError
+
+# The primary stack's output holding its database ARN, read through a StackReference by the standby.
+PRIMARY_ARN_OUTPUT = "dbArn"
+LAG_PERIOD_SECONDS = 60
+LAG_EVALUATION_PERIODS = 3
+
+
+def parameter_family(engine_version: str) -> str:
+    """RDS parameter group family of a PostgreSQL version: `15` and `15.7` -> `postgres15`."""
+    return f"postgres{engine_version.split('.')[0]}"
+
+
+def parameters(database: DatabaseSettings) -> list[dict[str, str]]:
+    """TLS only, and a WAL segment archived at least every `archive_timeout_seconds` (bounds PITR data loss)."""
+    return [
+        {"name": "rds.force_ssl", "value": "1"},
+        {"name": "archive_timeout", "value": str(database.archive_timeout_seconds)},
+        {"name": "log_connections", "value": "1"},
+    ]
+
+
+def replication_source(settings: Settings, opts: pulumi.ResourceOptions) -> pulumi.Input[str]:
+    """The primary's ARN: explicit `replicationSourceArn`, else the `dbArn` output of `primaryStackReference`."""
+    if settings.replication_source_arn:
+        return settings.replication_source_arn
+    if settings.primary_stack_reference:
+        reference = pulumi.StackReference(settings.primary_stack_reference, opts=opts)
+        return reference.require_output(PRIMARY_ARN_OUTPUT)
+    raise SettingsError(
+        f"role {settings.role.value!r} has no primary reference; expected primaryStackReference or replicationSourceArn"
+    )
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    settings: Settings
+
+
+class Database(pulumi.ComponentResource):
+    """Key, parameter group, instance, backup copies to the peer region, replica-lag alarm."""
+
+    instance: rds.Instance
+    key_arn: pulumi.Output[str]
+    password_secret_arn: pulumi.Output[str | None]
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("drtopo:database:Database", name, None, opts)
+        settings = args.settings
+        db = settings.database
+        child = pulumi.ResourceOptions(parent=self)
+        region, peer = settings.region, settings.peer_region
+        key = EncryptionKey(
+            f"{name}-key",
+            EncryptionKeyArgs(description=f"drtopo database in {region}", alias=f"drtopo-{region}-database"),
+            child,
+        )
+        # Declared in both roles: a protected key cannot disappear when the role changes.
+        copies_key = EncryptionKey(
+            f"{name}-backup-copies-key",
+            EncryptionKeyArgs(
+                description=f"drtopo copies of {region} database backups, kept in {peer}",
+                alias=f"drtopo-{region}-database-backup-copies",
+                region=peer,
+            ),
+            child,
+        )
+        family = parameter_family(db.engine_version)
+        params = rds.ParameterGroup(
+            f"{name}-params",
+            # Named by region and family: a major upgrade brings a new group beside the old one.
+            name=f"drtopo-{region}-{family}",
+            family=family,
+            description=f"drtopo PostgreSQL {db.engine_version}: TLS only, archive every {db.archive_timeout_seconds}s",
+            parameters=parameters(db),
+            opts=child,
+        )
+        identifier = naming.db_identifier(settings)
+        if settings.is_primary:
+            role_inputs: dict[str, object] = {
+                "db_name": db.name,
+                "username": db.username,
+                "manage_master_user_password": True,
+                "master_user_secret_kms_key_id": key.arn,
+            }
+        else:
+            # A replica inherits database name, user and password from its source (RDS refuses them here).
+            role_inputs = {"replicate_source_db": replication_source(settings, child)}
+        self.instance = rds.Instance(
+            name,
+            identifier=identifier,
+            engine="postgres",
+            engine_version=db.engine_version,
+            instance_class=db.instance_class,
+            allocated_storage=db.allocated_storage_gb,
+            max_allocated_storage=db.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            kms_key_id=key.arn,
+            multi_az=db.multi_az,
+            port=db.port,
+            publicly_accessible=False,
+            deletion_protection=True,
+            backup_retention_period=db.backup_retention_days,
+            copy_tags_to_snapshot=True,
+            skip_final_snapshot=False,
+            final_snapshot_identifier=f"{identifier}-final",
+            parameter_group_name=params.name,
+            iam_database_authentication_enabled=True,
+            enabled_cloudwatch_logs_exports=["postgresql"],
+            auto_minor_version_upgrade=True,
+            tags={"drtopo:stack": settings.stack},
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+            **role_inputs,
+        )
+        if settings.is_primary:
+            # Parented to the component, not the protected instance, so a switch to standby may remove it.
+            rds.InstanceAutomatedBackupsReplication(
+                f"{name}-backup-copies",
+                source_db_instance_arn=self.instance.arn,
+                kms_key_id=copies_key.arn,
+                retention_period=db.backup_retention_days,
+                region=peer,
+                opts=child,
+            )
+        alerts = AlertTopic(
+            f"{name}-alerts",
+            AlertTopicArgs(description=f"drtopo database alarms in {region}", alias=f"drtopo-{region}-database-alerts"),
+            child,
+        )
+        cloudwatch.MetricAlarm(
+            f"{name}-replica-lag",
+            alarm_description=(
+                f"Replica lag of {identifier} above {db.replica_lag_alarm_seconds}s; the region-failure RPO is "
+                f"{settings.objectives.region_failure.rpo_seconds:g}s"
+            ),
+            namespace="AWS/RDS",
+            metric_name="ReplicaLag",
+            dimensions={"DBInstanceIdentifier": self.instance.identifier},
+            statistic="Maximum",
+            period=LAG_PERIOD_SECONDS,
+            evaluation_periods=LAG_EVALUATION_PERIODS,
+            threshold=db.replica_lag_alarm_seconds,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            # A replica that stops reporting lag is not replicating; a primary never reports it.
+            treat_missing_data="notBreaching" if settings.is_primary else "breaching",
+            alarm_actions=[alerts.topic_arn],
+            ok_actions=[alerts.topic_arn],
+            opts=child,
+        )
+        self.key_arn = key.arn
+        self.password_secret_arn = self.instance.master_user_secrets.apply(
+            lambda secrets: secrets[0].secret_arn if secrets else None
+        )
+        self.register_outputs(
+            {
+                "identifier": self.instance.identifier,
+                "arn": self.instance.arn,
+                "address": self.instance.address,
+                "port": self.instance.port,
+                "keyArn": key.arn,
+                "alertTopicArn": alerts.topic_arn,
+                "passwordSecretArn": self.password_secret_arn,
+            }
+        )

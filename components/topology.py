@@ -1,0 +1,54 @@
+"""The whole stack: every component for this stack's role, and the outputs the scripts read (`StackOutputs`).
+
+`build_topology(settings)` is the program; `__main__.py` only loads the settings and exports what this returns.
+The unit tests and the policy tests evaluate this same function under Pulumi mocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components import naming
+from components.database import Database, DatabaseArgs
+from components.dns import DnsFailover, DnsFailoverArgs
+from components.settings import Settings
+from components.storage import BackupStorage, BackupStorageArgs
+
+
+def build_topology(settings: Settings) -> dict[str, Any]:
+    """Declare the stack and return its exports, keyed as `scripts.outputs.StackOutputs` (camelCase)."""
+    storage = BackupStorage("backups", BackupStorageArgs(settings=settings))
+    database = Database("database", DatabaseArgs(settings=settings))
+    dns = DnsFailover("dns", DnsFailoverArgs(settings=settings))
+    instance = database.instance
+    outputs: dict[str, Any] = {
+        "stack": settings.stack,
+        "role": settings.role.value,
+        "region": settings.region,
+        "peerRegion": settings.peer_region,
+        "peerStack": settings.peer_stack,
+        "dbInstanceId": instance.identifier,
+        "dbArn": instance.arn,
+        "dbAddress": instance.address,
+        "dbPort": instance.port,
+        "dbName": settings.database.name,
+        "dbUser": settings.database.username,
+        "dbPasswordSecretArn": database.password_secret_arn,
+        "dbKmsKeyArn": database.key_arn,
+        "kmsKeyArn": storage.key_arn,
+        "dumpBucket": storage.bucket_names["dumps"],
+        "walBucket": storage.bucket_names["wal"],
+        "configBucket": storage.bucket_names["config"],
+        "auditBucket": storage.bucket_names["audit"],
+        "hostedZoneId": dns.zone_id,
+        "recordName": settings.dns.record_name,
+        "setIdentifier": naming.set_identifier(settings),
+        "healthCheckId": dns.health_check_id,
+        "failover": settings.role.failover,
+        "kafkaBootstrap": settings.kafka.bootstrap_servers,
+        "peerKafkaBootstrap": settings.kafka.peer_bootstrap_servers,
+        "serviceUrl": f"https://{settings.dns.record_name}",
+        "namespace": settings.kubernetes.namespace,
+        "objectives": settings.objectives.model_dump(by_alias=True),
+    }
+    return outputs
