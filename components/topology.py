@@ -1,4 +1,5 @@
-"""The whole stack: every component for this stack's role, and the outputs the scripts read (`StackOutputs`).
+"""The whole stack for this stack's role: storage, database, DNS failover, the Kafka mirror and the backup jobs,
+and the outputs the scripts read (`StackOutputs`).
 
 `build_topology(settings)` is the program; `__main__.py` only loads the settings and exports what this returns.
 The unit tests and the policy tests evaluate this same function under Pulumi mocks.
@@ -9,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from components import naming
+from components.backup_jobs import BackupJobs, BackupJobsArgs
 from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
+from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from components.settings import Settings
 from components.storage import BackupStorage, BackupStorageArgs
 
@@ -20,6 +23,7 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     storage = BackupStorage("backups", BackupStorageArgs(settings=settings))
     database = Database("database", DatabaseArgs(settings=settings))
     dns = DnsFailover("dns", DnsFailoverArgs(settings=settings))
+    KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings))
     instance = database.instance
     outputs: dict[str, Any] = {
         "stack": settings.stack,
@@ -51,4 +55,6 @@ def build_topology(settings: Settings) -> dict[str, Any]:
         "namespace": settings.kubernetes.namespace,
         "objectives": settings.objectives.model_dump(by_alias=True),
     }
+    # The jobs read the very outputs this stack exports (none secret: the password stays in its secret).
+    BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs))
     return outputs
