@@ -1,0 +1,138 @@
+"""Fence the old primary so that it accepts no more writes: the guard against a split brain during failover.
+
+Self-managed PostgreSQL: `ALTER SYSTEM SET default_transaction_read_only = on`, reload, terminate every client
+session (so none keeps a read-write transaction open), then prove it with a fresh session whose write is refused.
+This stops applications, which do not override the default; it writes no WAL, so the standby can still catch up to
+the fenced primary's final position. RDS: attach a `<instance>-fenced` parameter group with the same setting and
+reboot (which ends the sessions), then the same proof when the endpoint answers. A primary that is reachable but
+cannot be fenced raises `FenceError`: promotion must not go ahead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import boto3
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+
+from scripts.db import connect
+from scripts.outputs import StackOutputs
+
+PROBE = "CREATE TABLE drtopo_fence_probe (id int)"
+
+
+class FenceError(RuntimeError):
+    """The old primary is reachable and still accepts (or may accept) writes."""
+
+
+def reachable(outputs: StackOutputs) -> bool:
+    try:
+        with connect(outputs):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def prove_read_only(outputs: StackOutputs) -> str:
+    """Try a write from a new session; returns how it was refused, raises FenceError if it went through."""
+    with connect(outputs, autocommit=False) as conn:
+        try:
+            conn.execute(PROBE)
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            conn.rollback()
+            return f"write refused: {str(exc).strip().splitlines()[0]}"
+        conn.rollback()
+    raise FenceError(f"{outputs.db_address}:{outputs.db_port} still accepts writes after fencing")
+
+
+def _wait_default_read_only(outputs: StackOutputs, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with connect(outputs) as conn:
+            if conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on":
+                return
+        if time.monotonic() > deadline:
+            raise FenceError("default_transaction_read_only is still off in new sessions after the reload")
+        time.sleep(0.05)
+
+
+def fence_postgres(outputs: StackOutputs) -> dict[str, Any]:
+    try:
+        with connect(outputs) as conn:
+            conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            conn.execute("SELECT pg_reload_conf()")
+            _wait_default_read_only(outputs)
+            terminated = conn.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise FenceError(
+            f"cannot fence {outputs.db_address}:{outputs.db_port} as {outputs.db_user}: {reason}"
+        ) from None
+    return {"method": "ALTER SYSTEM default_transaction_read_only + reload", "sessions_terminated": terminated}
+
+
+def unfence_postgres(conn: psycopg.Connection) -> None:
+    """Undo the fence on a server that has become (or is about to become) the primary."""
+    conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+    conn.execute("SELECT pg_reload_conf()")
+
+
+def _rds(outputs: StackOutputs) -> Any:
+    return boto3.client("rds", region_name=outputs.region)
+
+
+def rds_reachable(outputs: StackOutputs) -> bool:
+    try:
+        inst = _rds(outputs).describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+    except (ClientError, BotoCoreError):
+        return False
+    return inst.get("DBInstanceStatus") == "available"
+
+
+def fence_rds(outputs: StackOutputs) -> dict[str, Any]:
+    rds = _rds(outputs)
+    group = f"{outputs.db_instance_id}-fenced"
+    try:
+        inst = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+        family = f"postgres{inst.get('EngineVersion', '15').split('.')[0]}"
+        try:
+            rds.create_db_parameter_group(
+                DBParameterGroupName=group, DBParameterGroupFamily=family, Description="drtopo fence: read-only"
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "DBParameterGroupAlreadyExists":
+                raise
+        rds.modify_db_parameter_group(
+            DBParameterGroupName=group,
+            Parameters=[
+                {"ParameterName": "default_transaction_read_only", "ParameterValue": "1", "ApplyMethod": "immediate"}
+            ],
+        )
+        rds.modify_db_instance(
+            DBInstanceIdentifier=outputs.db_instance_id, DBParameterGroupName=group, ApplyImmediately=True
+        )
+        rds.reboot_db_instance(DBInstanceIdentifier=outputs.db_instance_id)
+        rds.get_waiter("db_instance_available").wait(
+            DBInstanceIdentifier=outputs.db_instance_id, WaiterConfig={"Delay": 5, "MaxAttempts": 120}
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise FenceError(f"cannot fence RDS instance {outputs.db_instance_id}: {exc}") from None
+    return {
+        "method": f"RDS parameter group {group} (default_transaction_read_only=1) + reboot",
+        "sessions_terminated": None,
+    }
+
+
+def fence(outputs: StackOutputs) -> dict[str, Any]:
+    """Fence `outputs`' database, which the caller found reachable, and prove that a new write is refused."""
+    result = fence_postgres(outputs) if outputs.self_managed else fence_rds(outputs)
+    if outputs.self_managed or reachable(outputs):
+        result["proof"] = prove_read_only(outputs)
+    else:
+        result["proof"] = "endpoint not reachable from here after the reboot; no write can be attempted"
+    return result

@@ -1,0 +1,122 @@
+"""A resumable step journal: what a failover or failback has already done, kept on disk after every step.
+
+An interrupted run (crash, lost terminal, killed process) leaves its journal open; the next run of the same operation
+on the same stack resumes after the last completed step and reuses what those steps measured. A finished run closes
+its journal (kept beside the open one, timestamped, as an audit trail). Journals live in the state dir:
+DRTOPO_STATE_DIR, else DRTOPO_LAB_DIR/journal, else ~/.drtopo/journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scripts.cli import Clock
+
+# Test hook: kill this process (SIGKILL, as a crash would) right after the named step is journalled.
+CRASH_AFTER_ENV = "DRTOPO_CRASH_AFTER"
+
+
+def state_dir() -> Path:
+    if os.environ.get("DRTOPO_STATE_DIR"):
+        return Path(os.environ["DRTOPO_STATE_DIR"])
+    if os.environ.get("DRTOPO_LAB_DIR"):
+        return Path(os.environ["DRTOPO_LAB_DIR"]) / "journal"
+    return Path.home() / ".drtopo" / "journal"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Journal:
+    """One operation's journal: `{"operation", "stack", "started_at", "steps": {name: {...}}, "closed_at"}`."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @classmethod
+    def open(cls, operation: str, stack: str, directory: Path | None = None) -> Journal:
+        """The open journal of `operation` on `stack`, or a new one."""
+        path = (directory or state_dir()) / f"{operation}-{stack}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            if not data.get("closed_at"):
+                return cls(path, data)
+        return cls(path, {"operation": operation, "stack": stack, "started_at": _now(), "steps": {}})
+
+    @property
+    def resumed(self) -> bool:
+        return bool(self.data["steps"])
+
+    def done(self, step: str) -> bool:
+        return bool(self.data["steps"].get(step, {}).get("ok"))
+
+    def result(self, step: str) -> dict[str, Any]:
+        return dict(self.data["steps"].get(step, {}).get("result") or {})
+
+    def record(self, step: str, result: dict[str, Any], seconds: float) -> None:
+        self.data["steps"][step] = {"ok": True, "finished_at": _now(), "seconds": round(seconds, 3), "result": result}
+        self._save()
+
+    def close(self) -> Path:
+        """Mark the operation finished and move the journal aside; the next run starts a new one."""
+        self.data["closed_at"] = _now()
+        self._save()
+        stamp = self.data["closed_at"].replace(":", "").replace("-", "")
+        done = self.path.with_name(f"{self.path.stem}.{stamp}.json")
+        os.replace(self.path, done)
+        return done
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with tmp.open("w") as f:
+            json.dump(self.data, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+StepFn = Callable[[], dict[str, Any]]
+
+
+class Runner:
+    """Runs named steps in order, each timed by the Clock, skipping those the journal already holds."""
+
+    def __init__(self, journal: Journal | None, clock: Clock) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.results: dict[str, dict[str, Any]] = {}
+        self.timeline: list[dict[str, Any]] = []
+
+    def run(self, name: str, fn: StepFn) -> dict[str, Any]:
+        if self.journal is not None and self.journal.done(name):
+            result = self.journal.result(name)
+            self.clock.say(f"{name}: done by the interrupted run (journal), skipped")
+            self.timeline.append({"step": name, "resumed": True, "at_seconds": round(self.clock.elapsed(), 3)})
+        else:
+            started = time.monotonic()
+            with self.clock.step(name) as rec:
+                result = fn() or {}
+            if self.journal is not None:
+                self.journal.record(name, result, time.monotonic() - started)
+            self.timeline.append(
+                {"step": name, "seconds": rec["seconds"], "at_seconds": round(self.clock.elapsed(), 3)}
+            )
+            if os.environ.get(CRASH_AFTER_ENV) == name:
+                self.clock.say(f"{CRASH_AFTER_ENV}={name}: crashing now (SIGKILL)")
+                os.kill(os.getpid(), signal.SIGKILL)
+        self.results[name] = result
+        return result
