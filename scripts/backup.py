@@ -1,0 +1,254 @@
+"""`python -m scripts.backup run|verify|list|config`: daily dumps into the tiers their date belongs to, and their proof.
+
+`run` is what the daily CronJob executes: a custom-format `pg_dump` taken in an exported snapshot (so the row counts
+stored beside it are exact), uploaded with SSE-KMS under every tier of the date. `verify` downloads a dump, checks
+its SHA-256, reads every block with `pg_restore`, and with `--restore-test` restores it into a scratch database and
+compares row counts. `list` shows the tiers and flags gaps. `config` backs up the configuration objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from scripts import config_backup, db, dump_store, pg_tools
+from scripts.cli import BadInput, Clock, Report, main_guard, parser
+from scripts.outputs import StackOutputs, load_outputs
+from scripts.tiers import TIERS, dump_key, find_gaps, tiers_for
+
+DESCRIPTION = "Run, verify and list database dumps in the dump bucket's tiers; back up configuration."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m scripts.backup", description=DESCRIPTION)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, changes_state: bool) -> argparse.ArgumentParser:
+        shared = parser("backup", help_text, changes_state)
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[shared], add_help=False)
+
+    run = command("run", "pg_dump (custom format) the service database into every tier of the date", True)
+    run.add_argument("--date", type=_day, help="backup date deciding the tiers (YYYY-MM-DD, default today UTC)")
+    verify = command("verify", "check a dump: SHA-256, pg_restore --list, every block; optionally restore it", False)
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("key", nargs="?", help="object key in the dump bucket")
+    which.add_argument("--latest", action="store_true", help="the newest dump of the service database")
+    verify.add_argument("--restore-test", action="store_true", help="restore into a scratch database, compare counts")
+    verify.add_argument("--scratch-dsn", help="server for the scratch database (default: the stack's database server)")
+    listing = command("list", "backups per tier with age and size; flags missing dailies and empty tiers", False)
+    listing.add_argument("--as-of", type=_day, help="judge gaps as of this date (YYYY-MM-DD, default today UTC)")
+    command("config", "upload the configuration objects (stack file, MirrorMaker properties, Kubernetes)", True)
+    return top
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; expected YYYY-MM-DD") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_guard(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    outputs = load_outputs(args.outputs, args.stack)
+    report, clock = Report(), Clock()
+    if args.command == "run":
+        run(outputs, report, clock, args.date or datetime.now(UTC).date(), args.dry_run)
+    elif args.command == "verify":
+        verify(outputs, report, clock, args.key, args.restore_test, args.scratch_dsn)
+    elif args.command == "list":
+        list_backups(outputs, report, args.as_of or datetime.now(UTC).date())
+    else:
+        config_backup.backup(args.stack, outputs, report, clock, args.dry_run)
+    report.measured["steps"] = clock.steps
+    report.print_table()
+    report.write(args.json_path)
+    return report.exit_code()
+
+
+def run(outputs: StackOutputs, report: Report, clock: Clock, day: date, dry_run: bool) -> list[str]:
+    now = datetime.now(UTC)
+    taken_at = datetime.combine(day, now.time(), UTC)
+    keys = [dump_key(tier, outputs.db_name, taken_at) for tier in tiers_for(day)]
+    if dry_run:
+        for key in keys:
+            print(f"would upload s3://{outputs.dump_bucket}/{key}")
+        report.check("plan", True, f"{len(keys)} keys for {day.isoformat()} ({', '.join(tiers_for(day))})")
+        return keys
+    with tempfile.TemporaryDirectory(prefix="drtopo-dump-") as tmp:
+        path = Path(tmp) / "dump"
+        with clock.step("pg_dump") as step, db.connect(outputs, autocommit=False) as conn:
+            # The counts and the dump see one snapshot, so a restore can be checked row for row.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            counts = pg_tools.table_counts(conn)
+            pg_tools.dump(db.conninfo(outputs), db.password(outputs), path, snapshot)
+            conn.rollback()
+            step["bytes"] = path.stat().st_size
+        size = path.stat().st_size
+        digest = dump_store.sha256_file(path)
+        metadata = {
+            "sha256": digest,
+            "source": f"{outputs.stack}/{outputs.db_instance_id}",
+            "database": outputs.db_name,
+            "taken-at": now.isoformat(timespec="seconds"),
+            "row-counts": json.dumps(counts, separators=(",", ":")),
+        }
+        s3 = dump_store.s3_client(outputs)
+        with clock.step("upload") as step:
+            dump_store.upload(s3, outputs, outputs.dump_bucket, keys, path, metadata)
+            step["keys"] = keys
+    for key in keys:
+        stored = dump_store.head(s3, outputs.dump_bucket, key)
+        report.check(
+            f"uploaded {key}",
+            stored.size == size and stored.sha256 == digest,
+            f"{size} bytes, sha256 {digest[:12]}…",
+            value=stored.size,
+            limit=size,
+        )
+    dump_seconds = clock.steps[-2]["seconds"]
+    report.measured.update(
+        keys=keys,
+        bytes=size,
+        sha256=digest,
+        row_counts=counts,
+        dump_seconds=dump_seconds,
+        upload_seconds=clock.steps[-1]["seconds"],
+        dump_mb_per_second=round(size / 1e6 / max(dump_seconds, 1e-6), 2),
+    )
+    return keys
+
+
+def verify(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    key: str | None,
+    restore_test: bool,
+    scratch_dsn: str | None,
+) -> None:
+    s3 = dump_store.s3_client(outputs)
+    key = key or dump_store.latest_key(s3, outputs.dump_bucket, outputs.db_name)
+    stored = dump_store.head(s3, outputs.dump_bucket, key)
+    report.measured.update(key=key, bytes=stored.size)
+    with tempfile.TemporaryDirectory(prefix="drtopo-verify-") as tmp:
+        path = Path(tmp) / "dump"
+        with clock.step("download"):
+            digest = dump_store.download(s3, outputs.dump_bucket, key, path)
+        intact = check_integrity(report, clock, path, stored, digest)
+        if not intact:
+            print(f"CORRUPT: dump {key} failed verification; do not restore it", file=sys.stderr)
+            return
+        if restore_test:
+            restore_test_into_scratch(outputs, report, clock, path, stored, scratch_dsn)
+    seconds = sum(s["seconds"] for s in clock.steps if s["step"] in ("download", "sha256", "pg_restore read"))
+    report.measured["verify_mb_per_second"] = round(stored.size / 1e6 / max(seconds, 1e-6), 2)
+
+
+def check_integrity(report: Report, clock: Clock, path: Path, stored: dump_store.StoredDump, digest: str) -> bool:
+    """SHA-256 against the metadata, the table of contents, then every data block; True when all pass."""
+    size = path.stat().st_size
+    report.check("size", size == stored.size, f"{size} bytes downloaded", value=size, limit=stored.size)
+    if stored.sha256 is None:
+        report.check("sha256", False, "object has no sha256 metadata; expected one from `backup run`")
+    else:
+        report.check(
+            "sha256",
+            digest == stored.sha256,
+            "matches metadata" if digest == stored.sha256 else f"got {digest}, metadata says {stored.sha256}",
+        )
+    try:
+        with clock.step("pg_restore --list"):
+            entries = pg_tools.restore_list(path)
+        data = sum(" TABLE DATA " in e for e in entries)
+        report.check("pg_restore --list", bool(entries), f"{len(entries)} entries, {data} with table data")
+        with clock.step("pg_restore read"):
+            pg_tools.restore_read_all(path)
+        report.check("every block readable", True, "pg_restore read the whole archive")
+    except pg_tools.PgToolError as exc:
+        report.check("pg_restore", False, str(exc))
+    return report.ok
+
+
+def restore_test_into_scratch(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    path: Path,
+    stored: dump_store.StoredDump,
+    scratch_dsn: str | None,
+) -> None:
+    """Restore into a throw-away database, compare its counts with those stored at dump time, drop it."""
+    expected = stored.row_counts
+    name = f"drtopo_verify_{secrets.token_hex(4)}"
+    admin_dsn = scratch_dsn or db.conninfo(outputs, dbname="postgres")
+    try:
+        admin_plain, secret = pg_tools.split_password(admin_dsn)
+    except psycopg.ProgrammingError as exc:
+        raise BadInput(f"--scratch-dsn is not a libpq connection string ({exc})") from None
+    secret = secret or db.password(outputs)
+    with psycopg.connect(admin_plain, password=secret, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            target = psycopg.conninfo.make_conninfo(admin_plain, dbname=name)
+            with clock.step("restore test"):
+                pg_tools.restore(path, target, secret)
+            with psycopg.connect(target, password=secret) as conn:
+                counts = pg_tools.table_counts(conn)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    report.measured["restored_counts"] = counts
+    compare_counts(report, counts, expected)
+
+
+def compare_counts(report: Report, counts: dict[str, int], expected: dict[str, int] | None) -> None:
+    if expected is None:
+        report.check("row counts", False, "object has no row-counts metadata to compare with")
+        return
+    for table in sorted(set(expected) | set(counts)):
+        got, want = counts.get(table), expected.get(table)
+        report.check(f"rows {table}", got == want, "restored vs source at dump time", value=got, limit=want)
+
+
+def list_backups(outputs: StackOutputs, report: Report, today: date) -> None:
+    s3 = dump_store.s3_client(outputs)
+    dumps = [d for d in dump_store.list_dumps(s3, outputs.dump_bucket) if d[0].database == outputs.db_name]
+    now = datetime.now(UTC)
+    listing: dict[str, list[dict[str, object]]] = {t: [] for t in TIERS}
+    for parsed, key, size in sorted(dumps, key=lambda d: (TIERS.index(d[0].tier), d[0].taken_at)):
+        age = (now - parsed.taken_at).total_seconds()
+        listing[parsed.tier].append({"key": key, "bytes": size, "age_seconds": round(age)})
+        print(f"{parsed.tier:<8} {_age(age):>8} {size:>12} B  {key}")
+    for tier in TIERS:
+        items = listing[tier]
+        newest = f", newest {_age(min(int(i['age_seconds']) for i in items))} old" if items else ""
+        report.check(f"tier {tier}", True, f"{len(items)} backups{newest}", value=len(items))
+    for gap in find_gaps((d[0] for d in dumps), today):
+        report.check(f"gap {gap.tier}", False, gap.detail)
+    report.measured["backups"] = listing
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
