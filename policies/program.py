@@ -1,0 +1,30 @@
+"""Evaluates the Pulumi program for a stack under Pulumi's mock runtime and turns what it registers into Resources.
+
+No cloud account and no pulumi CLI: `tests.program_harness.evaluate` runs `components.topology.build_topology`
+with mocks; the mocks give a resource the id `<logical name>-id`, which is how companions refer to buckets here.
+"""
+
+from __future__ import annotations
+
+from components.settings import Settings
+from policies.model import Resource
+
+
+def program_resources(settings: Settings) -> list[Resource]:
+    """Every custom resource the program registers for `settings` (components themselves carry no inputs)."""
+    from tests.program_harness import evaluate
+
+    evaluation = evaluate(settings)
+    return [
+        Resource(
+            type=r.type,
+            name=r.name,
+            inputs=r.inputs,
+            urn=r.urn,
+            parent_urn=r.parent_urn,
+            protect=r.protect,
+            id=f"{r.name}-id",
+        )
+        for r in evaluation.resources
+        if r.custom
+    ]
