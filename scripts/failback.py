@@ -1,0 +1,32 @@
+"""Fail back to the original primary region once it is back: rebuild it as a replica, then a zero-loss switchover.
+
+`python -m scripts.failback --stack prod --outputs .lab/outputs/prod.json`: rebuilds prod as a replica of the current
+primary (pg_rewind, else a fresh base backup; RDS: a read replica in prod's region), waits until it has caught up,
+fences the current primary, waits until prod has replayed its final WAL position, promotes prod, moves the consumer
+group back, flips DNS, switches the roles back and finally rebuilds the other region as prod's replica again.
+Timed, journalled and resumable like scripts.promote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scripts import switchover
+from scripts.cli import main_guard, parser
+from scripts.failover_plan import failback_plan
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    p = parser("failback", __doc__.splitlines()[0], changes_state=True)
+    switchover.add_flags(p)
+    args = p.parse_args(argv)
+    sw = switchover.load("failback", args)
+    return switchover.execute(sw, lambda _pre: failback_plan(sw.target.stack, sw.peer.stack), args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_guard(run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The steps of a failover (promote) and a failback, in order, with what each does: pure, for the runner and --dry-run.
+
+A step's name is what the journal records and what `DRTOPO_CRASH_AFTER` names; its text is what --dry-run prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Steps after which something outside this process has changed; a journal holding none of them can be dropped.
+MUTATING = frozenset({"rebuild", "fence", "drain", "promote", "consumer-group", "dns", "roles", "rebuild-peer"})
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    name: str
+    action: str
+
+
+def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedStep]:
+    """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned."""
+    fence = (
+        [
+            PlannedStep("fence", f"fence {peer}: read-only by default, client sessions ended, a write probe refused"),
+            PlannedStep("drain", f"wait until {target} has replayed {peer}'s final WAL position (zero data loss)"),
+        ]
+        if peer_reachable
+        else [PlannedStep("fence", f"{peer} is unreachable: nothing to fence (it is rebuilt on failback)")]
+    )
+    return [
+        PlannedStep("preflight", f"load settings and outputs of {target} and {peer}; check who answers"),
+        PlannedStep("guard", f"measure {target}'s replica lag; refuse beyond the region-failure RPO"),
+        *fence,
+        PlannedStep("promote", f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"),
+        PlannedStep("consumer-group", f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
+        PlannedStep("dns", f"one Route53 change batch: {target}'s record PRIMARY, {peer}'s SECONDARY"),
+        PlannedStep("roles", f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
+    ]
+
+
+def failback_plan(target: str, peer: str) -> list[PlannedStep]:
+    """Back to the original primary `target` from the current primary `peer`, as a planned switchover."""
+    return [
+        PlannedStep(
+            "preflight", f"load settings and outputs of {target} and {peer}; {peer} must be the writable primary"
+        ),
+        PlannedStep("rebuild", f"rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; RDS replica)"),
+        PlannedStep("catch-up", f"wait until {target} has replayed what {peer} has written"),
+        PlannedStep("guard", f"measure {target}'s replica lag; refuse beyond the region-failure RPO"),
+        PlannedStep("fence", f"fence {peer}: read-only by default, client sessions ended, a write probe refused"),
+        PlannedStep("drain", f"wait until {target} has replayed {peer}'s final WAL position (zero data loss)"),
+        PlannedStep("promote", f"promote {target}'s database until writable"),
+        PlannedStep("consumer-group", f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
+        PlannedStep("dns", f"one Route53 change batch: {target}'s record PRIMARY, {peer}'s SECONDARY"),
+        PlannedStep("roles", f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
+        PlannedStep("rebuild-peer", f"rebuild {peer} as a replica of {target}, so the region pair is protected again"),
+    ]
+
+
+def render(plan: list[PlannedStep]) -> str:
+    width = max(len(s.name) for s in plan)
+    return "\n".join(f"{i:2d}. {s.name:<{width}}  {s.action}" for i, s in enumerate(plan, 1))

@@ -1,0 +1,33 @@
+"""Fail over to a standby stack: guard against data loss, fence the old primary, promote, move Kafka, DNS and roles.
+
+`python -m scripts.promote --stack dr --outputs .lab/outputs/dr.json` (the peer's outputs are read from the sibling
+`<peer>.json`). With the old primary reachable this is a planned switchover with zero data loss (fence, drain to its
+final WAL position, promote); with it dead, the replica lag measured first bounds what is lost and must be within the
+region-failure RPO unless `--accept-data-loss`. Every step is timed and journalled; a rerun resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scripts import switchover
+from scripts.cli import main_guard, parser
+from scripts.failover_plan import promote_plan
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    p = parser("promote", __doc__.splitlines()[0], changes_state=True)
+    switchover.add_flags(p)
+    args = p.parse_args(argv)
+    sw = switchover.load("promote", args)
+    return switchover.execute(
+        sw, lambda pre: promote_plan(sw.target.stack, sw.peer.stack, bool(pre.get("peer_reachable"))), args
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_guard(run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

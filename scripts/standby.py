@@ -1,0 +1,248 @@
+"""The standby's life cycle: promote it to primary, and rebuild a former primary as a standby of the new one.
+
+Two halves, each where it applies: the RDS control plane (`promote_read_replica` with boto3's waiter; a cross-region
+read replica for a rebuild) when the stack's database is an RDS instance, and the data plane of a self-managed
+PostgreSQL (`pg_promote()` and a write probe; `pg_rewind`, falling back to a fresh `pg_basebackup`, for a rebuild)
+when the outputs carry `selfManaged`. The lab has both: the emulator's RDS instances and real servers.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+from botocore.exceptions import ClientError
+
+from scripts.db import connect, password
+from scripts.fence import unfence_postgres
+from scripts.outputs import SelfManagedPostgres, StackOutputs
+
+# Kept across a rebuild: pg_rewind and pg_basebackup would bring the source's copies (its port, its name).
+CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")
+# Settings a rebuild drops from postgresql.auto.conf before writing its own.
+_REPLACED_SETTINGS = ("primary_conninfo", "primary_slot_name", "default_transaction_read_only")
+
+
+class StandbyError(RuntimeError):
+    """A promotion or rebuild did not reach its end state."""
+
+
+def is_rds(outputs: StackOutputs) -> bool:
+    return outputs.db_arn.startswith("arn:") and ":rds:" in outputs.db_arn
+
+
+def _rds(outputs: StackOutputs) -> Any:
+    return boto3.client("rds", region_name=outputs.region)
+
+
+def describe(outputs: StackOutputs) -> dict[str, Any] | None:
+    try:
+        return _rds(outputs).describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "DBInstanceNotFound":
+            return None
+        raise
+
+
+def promote_rds(outputs: StackOutputs) -> dict[str, Any]:
+    rds = _rds(outputs)
+    inst = describe(outputs)
+    if inst is None:
+        raise StandbyError(f"RDS instance {outputs.db_instance_id} does not exist in {outputs.region}")
+    source = inst.get("ReadReplicaSourceDBInstanceIdentifier")
+    if not source:
+        return {"rds": f"{outputs.db_instance_id} is already a standalone instance"}
+    try:
+        rds.promote_read_replica(DBInstanceIdentifier=outputs.db_instance_id)
+    except ClientError as exc:
+        if "not a read replica" not in str(exc):
+            raise
+    rds.get_waiter("db_instance_available").wait(
+        DBInstanceIdentifier=outputs.db_instance_id, WaiterConfig={"Delay": 2, "MaxAttempts": 900}
+    )
+    return {"rds": f"promoted {outputs.db_instance_id} (was a replica of {source}); available"}
+
+
+def wait_writable(outputs: StackOutputs, timeout: float = 60) -> float:
+    """Poll until a new session can get a transaction id and its default is read-write; returns seconds waited."""
+    start = time.monotonic()
+    last = ""
+    while time.monotonic() - start < timeout:
+        try:
+            with connect(outputs) as conn:
+                read_only = conn.execute("SHOW default_transaction_read_only").fetchone()[0]
+                conn.execute("SELECT txid_current()")
+                if read_only == "off":
+                    return time.monotonic() - start
+                last = "default_transaction_read_only is on"
+        except psycopg.Error as exc:
+            last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        time.sleep(0.05)
+    raise StandbyError(f"{outputs.db_address}:{outputs.db_port} not writable after {timeout:.0f} s: {last}")
+
+
+def promote_postgres(outputs: StackOutputs) -> dict[str, Any]:
+    with connect(outputs) as conn:
+        in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+        if in_recovery and not conn.execute("SELECT pg_promote(true, 60)").fetchone()[0]:
+            raise StandbyError(f"pg_promote() on {outputs.db_address}:{outputs.db_port} did not finish in 60 s")
+        # A server fenced as an old primary keeps the setting in postgresql.auto.conf; as the primary it must go.
+        unfence_postgres(conn)
+    waited = wait_writable(outputs)
+    with connect(outputs) as conn:
+        timeline, lsn = conn.execute(
+            "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int,"
+            " pg_current_wal_lsn()::text"
+        ).fetchone()
+    return {
+        "postgres": "pg_promote()" if in_recovery else "already out of recovery",
+        "writable_after_seconds": round(waited, 3),
+        "timeline": timeline,
+        "lsn": lsn,
+    }
+
+
+def promote(outputs: StackOutputs) -> dict[str, Any]:
+    """Promote the stack's database: RDS control plane, then the self-managed server, whichever apply."""
+    result: dict[str, Any] = {}
+    if is_rds(outputs):
+        result.update(promote_rds(outputs))
+    if outputs.self_managed:
+        result.update(promote_postgres(outputs))
+    elif not is_rds(outputs):
+        raise StandbyError(f"outputs of {outputs.stack} name neither an RDS instance nor a self-managed server")
+    return result
+
+
+def _as_owner(sm: SelfManagedPostgres) -> dict[str, Any]:
+    if os.geteuid() == 0 and sm.os_user:
+        return {"user": sm.os_user, "group": sm.os_user, "extra_groups": []}
+    return {}
+
+
+def _run(sm: SelfManagedPostgres, argv: list[str], secret: str | None = None, timeout: float = 300) -> str:
+    env = {**os.environ, "PGPASSWORD": secret} if secret else dict(os.environ)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False, **_as_owner(sm))
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise StandbyError(f"{Path(argv[0]).name} failed ({proc.returncode}): {tail[0]}")
+    return proc.stdout + proc.stderr
+
+
+def _bin(sm: SelfManagedPostgres, name: str) -> str:
+    return str(Path(sm.bin_dir) / name)
+
+
+def _running(sm: SelfManagedPostgres) -> bool:
+    proc = subprocess.run(
+        [_bin(sm, "pg_ctl"), "status", "-D", sm.data_dir], capture_output=True, check=False, **_as_owner(sm)
+    )
+    return proc.returncode == 0
+
+
+def _source_conninfo(source: StackOutputs) -> str:
+    return psycopg.conninfo.make_conninfo(
+        host=source.db_address, port=str(source.db_port), user=source.db_user, dbname="postgres"
+    )
+
+
+def _restore_config(sm: SelfManagedPostgres, saved: dict[str, bytes], source: StackOutputs) -> None:
+    data = Path(sm.data_dir)
+    for name, content in saved.items():
+        (data / name).write_bytes(content)
+    auto = data / "postgresql.auto.conf"
+    kept = [line for line in auto.read_text().splitlines() if line.split("=", 1)[0].strip() not in _REPLACED_SETTINGS]
+    conninfo = psycopg.conninfo.make_conninfo(_source_conninfo(source), password=password(source) or "")
+    kept.append("primary_conninfo = '{}'".format(conninfo.replace("\\", "\\\\").replace("'", "\\'")))
+    auto.write_text("\n".join(kept) + "\n")
+    (data / "standby.signal").touch()
+    owner = pwd.getpwnam(sm.os_user) if os.geteuid() == 0 else None
+    for path in [auto, data / "standby.signal", *(data / n for n in saved)]:
+        if owner is not None:
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+        path.chmod(0o600)
+
+
+def rebuild_postgres(target: StackOutputs, source: StackOutputs) -> dict[str, Any]:
+    """Make `target`'s server a streaming standby of `source`: stop it, pg_rewind (else pg_basebackup), start it."""
+    sm = target.self_managed
+    assert sm is not None
+    data = Path(sm.data_dir)
+    log = data.parent / f"{data.name}.log"
+    if _running(sm):
+        _run(sm, [_bin(sm, "pg_ctl"), "stop", "-D", sm.data_dir, "-m", "fast", "-w", "-t", "60"])
+    saved = {name: (data / name).read_bytes() for name in CONFIG_FILES if (data / name).is_file()}
+    secret = password(source)
+    method = "pg_rewind"
+    try:
+        detail = _run(
+            sm,
+            [_bin(sm, "pg_rewind"), f"--target-pgdata={sm.data_dir}", f"--source-server={_source_conninfo(source)}"],
+            secret,
+        )
+        if "no rewind required" in detail:
+            method = "pg_rewind (no rewind required)"
+    except StandbyError as exc:
+        method = f"pg_basebackup (pg_rewind failed: {exc})"
+        for child in data.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        _run(
+            sm,
+            [
+                _bin(sm, "pg_basebackup"),
+                "-d",
+                _source_conninfo(source),
+                "-D",
+                sm.data_dir,
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+            secret,
+        )
+    _restore_config(sm, saved, source)
+    _run(sm, [_bin(sm, "pg_ctl"), "start", "-D", sm.data_dir, "-l", str(log), "-w", "-t", "120"])
+    return {"postgres": method, "log": str(log)}
+
+
+def rebuild_rds(target: StackOutputs, source: StackOutputs) -> dict[str, Any]:
+    """An RDS read replica of `source` under `target`'s identifier; a diverged old instance is renamed, not deleted."""
+    rds = _rds(target)
+    inst = describe(target)
+    if inst is not None and inst.get("ReadReplicaSourceDBInstanceIdentifier") in (source.db_arn, source.db_instance_id):
+        return {"rds": f"{target.db_instance_id} is already a replica of {source.db_instance_id}"}
+    kept = None
+    if inst is not None:
+        kept = f"{target.db_instance_id}-pre-failback-{datetime.now(UTC):%Y%m%d%H%M%S}"
+        rds.modify_db_instance(
+            DBInstanceIdentifier=target.db_instance_id, NewDBInstanceIdentifier=kept, ApplyImmediately=True
+        )
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=kept, WaiterConfig={"Delay": 5})
+    rds.create_db_instance_read_replica(
+        DBInstanceIdentifier=target.db_instance_id,
+        SourceDBInstanceIdentifier=source.db_arn,
+        KmsKeyId=target.kms_key_arn,
+        **({"DBInstanceClass": inst["DBInstanceClass"]} if inst else {}),
+    )
+    rds.get_waiter("db_instance_available").wait(
+        DBInstanceIdentifier=target.db_instance_id, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
+    )
+    return {"rds": f"new replica {target.db_instance_id} of {source.db_instance_id}", "old_instance_kept_as": kept}
+
+
+def rebuild(target: StackOutputs, source: StackOutputs) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if is_rds(target):
+        result.update(rebuild_rds(target, source))
+    if target.self_managed:
+        result.update(rebuild_postgres(target, source))
+    return result

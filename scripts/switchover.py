@@ -1,0 +1,277 @@
+"""Carrying out a failover or failback plan: each step's work, run in order through the journal and the Clock.
+
+`scripts.promote` and `scripts.failback` differ only in their plan (scripts/failover_plan.py); the steps are shared:
+the data-loss guard, fencing the old primary, draining to its final WAL position, promotion, the consumer group, the
+DNS flip and the role switch. Every step is also safe to repeat, so a resumed run converges on the same end state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from components.mm2_properties import cluster_alias
+from components.settings import PROJECT_DIR, Settings
+from scripts import dns_failover, fence, replication, stack_roles, standby
+from scripts.cli import BadInput, Clock, Report, Unsafe, settings_for
+from scripts.db import connect
+from scripts.failover_plan import MUTATING, PlannedStep, render
+from scripts.journal import Journal, Runner
+from scripts.outputs import StackOutputs, load_outputs, peer_outputs_path
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--accept-data-loss",
+        action="store_true",
+        help="promote even when the measured replica lag is beyond the region-failure RPO",
+    )
+    p.add_argument(
+        "--skip-consumer-group", action="store_true", help="leave the Kafka consumer group's offsets as they are"
+    )
+    p.add_argument("--restart", action="store_true", help="drop an interrupted run's journal instead of resuming it")
+
+
+@dataclass
+class Switchover:
+    """Everything the steps of one run share."""
+
+    kind: str
+    target: StackOutputs
+    peer: StackOutputs
+    settings: Settings
+    project_dir: Path
+    accept_data_loss: bool = False
+    skip_consumer_group: bool = False
+    dry_run: bool = False
+    report: Report = field(default_factory=Report)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def answers(self, outputs: StackOutputs) -> bool:
+        if outputs.self_managed:
+            return fence.reachable(outputs)
+        return fence.rds_reachable(outputs)
+
+    @contextlib.contextmanager
+    def sql(self, outputs: StackOutputs) -> Iterator[psycopg.Connection | None]:
+        try:
+            conn = connect(outputs)
+        except psycopg.OperationalError:
+            yield None
+            return
+        with conn:
+            yield conn
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+    def preflight(self) -> dict[str, Any]:
+        target_up = self.answers(self.target)
+        peer_up = self.answers(self.peer)
+        result: dict[str, Any] = {"target_reachable": target_up, "peer_reachable": peer_up}
+        self.report.check(
+            f"{self.target.stack}-reachable", target_up, f"{self.target.db_address}:{self.target.db_port}"
+        )
+        if not target_up:
+            raise Unsafe(
+                f"{self.target.stack}'s database {self.target.db_instance_id} does not answer; target not ready"
+            )
+        self.report.check(
+            f"{self.peer.stack}-state",
+            True,
+            "reachable: will be fenced" if peer_up else "unreachable: treated as failed",
+            value=peer_up,
+        )
+        if self.kind == "failback":
+            if not peer_up:
+                raise Unsafe(f"{self.peer.stack} (the current primary) does not answer; a failback needs it")
+            if self.target.self_managed is None and not standby.is_rds(self.target):
+                raise BadInput(f"outputs of {self.target.stack} name neither an RDS instance nor selfManaged")
+        return result
+
+    def guard(self) -> dict[str, Any]:
+        rpo = self.settings.objectives.region_failure.rpo_seconds
+        lags = []
+        with self.sql(self.target) as standby_conn, self.sql(self.peer) as primary_conn:
+            if standby_conn is not None:
+                lags.append(replication.pg_lag(standby_conn, primary_conn))
+        if standby.is_rds(self.target) and not self.target.self_managed:
+            lags.append(replication.rds_replica_lag(self.target.db_instance_id, self.target.region))
+        lag = replication.worst(lags) if lags else replication.Lag(None, None, "nothing measurable")
+        ok = lag.seconds is not None and lag.seconds <= rpo
+        self.report.measured.update(
+            replica_lag_seconds=lag.seconds, replica_lag_bytes=lag.bytes, replica_lag_source=lag.source
+        )
+        detail = f"{lag.source}; {lag.detail}" + ("" if ok else " (beyond the RPO)")
+        if not ok and self.accept_data_loss:
+            detail += "; accepted with --accept-data-loss"
+        self.report.check("replica-lag", ok or self.accept_data_loss, detail, value=lag.seconds, limit=rpo)
+        if not ok and not self.accept_data_loss and not self.dry_run:
+            shown = "unknown" if lag.seconds is None else f"{lag.seconds:.3f} s"
+            raise Unsafe(
+                f"replica lag of {self.target.stack} is {shown} ({lag.source}), beyond the region-failure RPO of "
+                f"{rpo:g} s; pass --accept-data-loss to promote anyway"
+            )
+        return {"lag": lag.as_dict(), "rpo_seconds": rpo, "refused": not ok and not self.accept_data_loss}
+
+    def fence(self) -> dict[str, Any]:
+        if not self.answers(self.peer):
+            self.report.check("fence", True, f"{self.peer.stack} unreachable: nothing to fence")
+            return {"fenced": False, "reason": "unreachable"}
+        try:
+            result = fence.fence(self.peer)
+        except fence.FenceError as exc:
+            raise Unsafe(f"old primary {self.peer.stack} is reachable and could not be fenced: {exc}") from None
+        self.report.check("fence", True, f"{result['method']}; {result['proof']}")
+        return {"fenced": True, **result}
+
+    def drain(self) -> dict[str, Any]:
+        with self.sql(self.peer) as primary_conn, self.sql(self.target) as standby_conn:
+            if primary_conn is None or standby_conn is None:
+                raise Unsafe(f"cannot read WAL positions of {self.peer.stack} and {self.target.stack} to drain")
+            final = replication.current_lsn(primary_conn)
+            try:
+                waited = replication.wait_replayed(standby_conn, final, timeout=120)
+            except TimeoutError as exc:
+                raise Unsafe(f"{self.target.stack} did not catch up with the fenced primary: {exc}") from None
+        self.report.check("drain", True, f"{self.target.stack} replayed {self.peer.stack}'s final WAL position {final}")
+        self.report.measured["final_lsn"] = final
+        return {"final_lsn": final, "waited_seconds": round(waited, 3)}
+
+    def promote(self) -> dict[str, Any]:
+        try:
+            result = standby.promote(self.target)
+        except standby.StandbyError as exc:
+            raise Unsafe(str(exc)) from None
+        self.report.check("promote", True, "; ".join(f"{k}={v}" for k, v in result.items()))
+        return result
+
+    def consumer_group(self) -> dict[str, Any]:
+        group = self.settings.kafka.consumer_group
+        if self.skip_consumer_group:
+            self.report.check("consumer-group", True, "skipped (--skip-consumer-group)")
+            return {"skipped": True}
+        from scripts import kafka_offsets
+
+        source_alias = cluster_alias(self.peer.region)
+        try:
+            checkpoints = kafka_offsets.read_checkpoints(self.target.kafka_bootstrap, source_alias, group)
+            offsets = kafka_offsets.translated_offsets(checkpoints)
+            applied = kafka_offsets.apply_group_offsets(self.target.kafka_bootstrap, group, offsets)
+        except (kafka_offsets.CheckpointError, kafka_offsets.KafkaException) as exc:
+            # The database is already promoted: do not hold back DNS; report it for the operator to act on.
+            self.report.check(
+                "consumer-group", False, f"group {group!r} not moved to {self.target.kafka_bootstrap}: {exc}"
+            )
+            return {"moved": False, "error": str(exc)}
+        detail = f"group {group!r}: {len(offsets)} partition(s) at translated offsets on {self.target.kafka_bootstrap}"
+        self.report.check("consumer-group", True, detail if offsets else f"group {group!r} has no checkpoints yet")
+        return {"moved": True, **applied.as_dict()}
+
+    def dns(self) -> dict[str, Any]:
+        result = dns_failover.make_primary(self.target, self.peer)
+        ok = result["after"].get(self.target.set_identifier) == "PRIMARY"
+        self.report.check("dns", ok, f"{self.target.record_name}: {result['after']} ({result['changes']} change(s))")
+        return result
+
+    def roles(self) -> dict[str, Any]:
+        changed = stack_roles.switch_roles(self.target.stack, self.peer.stack, self.project_dir)
+        commands = stack_roles.pulumi_commands(self.target.stack, self.peer.stack)
+        self.report.check(
+            "roles", True, f"{self.target.stack}=primary, {self.peer.stack}=standby in {self.project_dir}"
+        )
+        return {"changed": changed, "next_commands": commands}
+
+    def rebuild(self) -> dict[str, Any]:
+        result = standby.rebuild(self.target, self.peer)
+        self.report.check("rebuild", True, f"{self.target.stack} is a replica of {self.peer.stack}: {result}")
+        return result
+
+    def catch_up(self) -> dict[str, Any]:
+        with self.sql(self.peer) as primary_conn, self.sql(self.target) as standby_conn:
+            if primary_conn is None or standby_conn is None:
+                raise Unsafe(f"cannot reach {self.peer.stack} and {self.target.stack} to wait for catch-up")
+            waited = replication.wait_replayed(standby_conn, replication.current_lsn(primary_conn), timeout=300)
+        self.report.check("catch-up", True, f"{self.target.stack} caught up in {waited:.2f} s")
+        return {"waited_seconds": round(waited, 3)}
+
+    def rebuild_peer(self) -> dict[str, Any]:
+        result = standby.rebuild(self.peer, self.target)
+        self.report.check("rebuild-peer", True, f"{self.peer.stack} is a replica of {self.target.stack}: {result}")
+        return result
+
+    def step(self, name: str) -> Callable[[], dict[str, Any]]:
+        return getattr(self, name.replace("-", "_"))
+
+
+def load(kind: str, args: argparse.Namespace) -> Switchover:
+    """Settings and outputs of the target stack and its peer; refuses a target that is already the primary."""
+    settings = settings_for(args.stack)
+    settings_for(settings.peer_stack)
+    resuming = not args.dry_run and not args.restart and Journal.open(kind, args.stack).resumed
+    if settings.is_primary and not resuming:
+        raise BadInput(
+            f"stack {args.stack} is already primary in Pulumi.{args.stack}.yaml; expected the standby to "
+            + ("promote" if kind == "promote" else "fail back to (run scripts.promote first)")
+        )
+    target = load_outputs(args.outputs, args.stack)
+    peer = load_outputs(peer_outputs_path(args.outputs, settings.peer_stack), settings.peer_stack)
+    return Switchover(
+        kind=kind,
+        target=target,
+        peer=peer,
+        settings=settings,
+        project_dir=PROJECT_DIR,
+        accept_data_loss=getattr(args, "accept_data_loss", False),
+        skip_consumer_group=getattr(args, "skip_consumer_group", False),
+        dry_run=args.dry_run,
+    )
+
+
+def execute(sw: Switchover, plan_for: Callable[[dict[str, Any]], list[PlannedStep]], args: argparse.Namespace) -> int:
+    """Run the plan (or, with --dry-run, the read-only steps and the plan); print and write the report."""
+    clock = Clock()
+    journal = None if sw.dry_run else Journal.open(sw.kind, sw.target.stack)
+    if journal is not None and args.restart:
+        journal.discard()
+        journal = Journal.open(sw.kind, sw.target.stack)
+    resumed = journal is not None and journal.resumed
+    if resumed:
+        clock.say(f"resuming the run started {journal.data['started_at']} (journal {journal.path})")
+    runner = Runner(journal, clock)
+    try:
+        preflight = runner.run("preflight", sw.preflight)
+        plan = plan_for(preflight)
+        if sw.dry_run:
+            # Only a failover can measure its lag beforehand; a failback's target is not a replica until rebuilt.
+            guard = runner.run("guard", sw.guard) if sw.kind == "promote" else {}
+            print(f"plan ({sw.kind} to {sw.target.stack}; dry run, nothing changed):\n{render(plan)}")
+            sw.report.measured["plan"] = [s.name for s in plan]
+            sw.report.write(args.json_path)
+            if guard.get("refused"):
+                raise Unsafe(f"would refuse: {sw.report.checks[-1].detail}")
+            return 0
+        for s in plan:
+            runner.run(s.name, sw.step(s.name))
+            if runner.timeline[-1].get("resumed"):
+                sw.report.check(s.name, True, f"done by the interrupted run: {runner.results[s.name]}")
+            if s.name == "dns":
+                sw.report.measured["seconds_to_dns_flipped"] = round(clock.elapsed(), 3)
+    except BaseException:
+        if journal is not None and not (set(journal.data["steps"]) & MUTATING):
+            journal.discard()
+        sw.report.measured["steps"] = runner.timeline
+        sw.report.write(args.json_path)
+        raise
+    sw.report.measured.update(total_seconds=round(clock.elapsed(), 3), steps=runner.timeline, resumed=resumed)
+    closed = journal.close()
+    sw.report.measured["journal"] = str(closed)
+    sw.report.print_table()
+    print("next:\n  " + "\n  ".join(runner.results["roles"]["next_commands"]))
+    sw.report.write(args.json_path)
+    return sw.report.exit_code()
