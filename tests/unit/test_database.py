@@ -1,0 +1,127 @@
+"""The database as each role declares it: the Multi-AZ primary (prod) and the cross-region replica (dr)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components import naming
+from components.database import parameter_family, parameters
+from components.settings import Database, load_settings
+from tests.program_harness import Evaluation, Registered, evaluate
+
+INSTANCE = "aws:rds/instance:Instance"
+KEY = "aws:kms/key:Key"
+BACKUP_COPIES = "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+def instance(ev: Evaluation) -> Registered:
+    return ev.one(INSTANCE)
+
+
+def keys_named(data: Any, word: str) -> list[str]:
+    """Every key anywhere in `data` that contains `word`."""
+    if isinstance(data, dict):
+        return [k for k in data if word in k.lower()] + [x for v in data.values() for x in keys_named(v, word)]
+    if isinstance(data, list):
+        return [x for v in data for x in keys_named(v, word)]
+    return []
+
+
+def test_both_roles_share_the_safe_defaults(stack: Evaluation) -> None:
+    settings, db = stack.settings, instance(stack)
+    inputs = db.inputs
+    assert inputs["identifier"] == naming.db_identifier(settings) == f"exception-collector-{settings.region}"
+    assert inputs["engine"] == "postgres"
+    assert inputs["engineVersion"] == settings.database.engine_version
+    assert inputs["storageEncrypted"] is True
+    assert inputs["kmsKeyId"] == stack.one(KEY, "database-key").outputs["arn"]
+    assert stack.one(KEY, "database-key").inputs.get("region") is None  # the key lives in the stack's region
+    assert inputs["multiAz"] is True
+    assert inputs["deletionProtection"] is True
+    assert inputs["publiclyAccessible"] is False
+    assert inputs["skipFinalSnapshot"] is False
+    assert inputs["backupRetentionPeriod"] == settings.database.backup_retention_days >= 7
+    assert inputs["parameterGroupName"] == stack.one("aws:rds/parameterGroup:ParameterGroup").inputs["name"]
+    assert db.protect
+    assert db.parent_urn == stack.one("drtopo:database:Database").urn
+
+
+def test_no_password_is_declared_anywhere(stack: Evaluation) -> None:
+    for resource in stack.resources:
+        found = [k for k in keys_named(resource.inputs, "password") if k != "manageMasterUserPassword"]
+        assert not found, (resource.type, resource.name, found)
+
+
+def test_parameter_group_forces_tls_and_archives_every_minute(stack: Evaluation) -> None:
+    group = stack.one("aws:rds/parameterGroup:ParameterGroup").inputs
+    assert group["family"] == "postgres15"
+    values = {p["name"]: p["value"] for p in group["parameters"]}
+    assert values["rds.force_ssl"] == "1"
+    assert 0 < int(values["archive_timeout"]) <= 60
+
+
+def test_primary_manages_its_password_and_copies_backups_to_the_peer_region(prod: Evaluation) -> None:
+    settings, inputs = prod.settings, instance(prod).inputs
+    assert inputs["manageMasterUserPassword"] is True
+    assert inputs["masterUserSecretKmsKeyId"] == prod.one(KEY, "database-key").outputs["arn"]
+    assert (inputs["dbName"], inputs["username"]) == (settings.database.name, settings.database.username)
+    assert "replicateSourceDb" not in inputs
+    assert not prod.of_type(STACK_REFERENCE)
+    copies = prod.one(BACKUP_COPIES).inputs
+    peer_key = prod.one(KEY, "database-backup-copies-key")
+    assert copies["sourceDbInstanceArn"] == instance(prod).outputs["arn"]
+    assert copies["region"] == peer_key.inputs["region"] == settings.peer_region
+    assert copies["kmsKeyId"] == peer_key.outputs["arn"]
+    assert copies["retentionPeriod"] == settings.database.backup_retention_days
+    assert peer_key.protect and peer_key.inputs["enableKeyRotation"] is True
+    assert prod.exports["dbPasswordSecretArn"].startswith("arn:aws:secretsmanager:")
+
+
+def test_standby_is_a_cross_region_replica_of_the_primary_stack(dr: Evaluation) -> None:
+    settings, inputs = dr.settings, instance(dr).inputs
+    reference = dr.one(STACK_REFERENCE)
+    assert reference.name == settings.primary_stack_reference == "biopro/drtopo/prod"
+    assert inputs["replicateSourceDb"] == reference.outputs["outputs"]["dbArn"]
+    assert inputs["replicateSourceDb"].startswith(f"arn:aws:rds:{settings.peer_region}:")
+    # A replica inherits name, user and password; RDS refuses them on a replica.
+    assert not {"dbName", "username", "manageMasterUserPassword"} & set(inputs)
+    assert not dr.of_type(BACKUP_COPIES)
+    assert dr.exports["dbPasswordSecretArn"] is None
+
+
+def test_standby_may_replicate_an_explicit_arn_without_a_stack_reference() -> None:
+    arn = "arn:aws:rds:us-east-1:123456789012:db:exception-collector-us-east-1"
+    settings = load_settings("dr", overrides={"primaryStackReference": None, "replicationSourceArn": arn})
+    ev = evaluate(settings)
+    assert instance(ev).inputs["replicateSourceDb"] == arn
+    assert not ev.of_type(STACK_REFERENCE)
+
+
+def test_replica_lag_alarm_fires_before_the_rpo_and_notifies_an_encrypted_topic(stack: Evaluation) -> None:
+    settings = stack.settings
+    alarm = stack.one(ALARM, "replica-lag").inputs
+    assert (alarm["namespace"], alarm["metricName"]) == ("AWS/RDS", "ReplicaLag")
+    assert alarm["dimensions"] == {"DBInstanceIdentifier": naming.db_identifier(settings)}
+    assert alarm["threshold"] == settings.database.replica_lag_alarm_seconds
+    assert alarm["threshold"] < settings.objectives.region_failure.rpo_seconds
+    assert alarm["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["treatMissingData"] == ("notBreaching" if settings.is_primary else "breaching")
+    topic = stack.one("aws:sns/topic:Topic", "database-alerts")
+    assert alarm["alarmActions"] == [topic.outputs["arn"]]
+    topic_key = stack.one(KEY, "database-alerts-key")
+    assert topic.inputs["kmsMasterKeyId"] == topic_key.outputs["arn"]
+    assert "cloudwatch.amazonaws.com" in topic_key.inputs["policy"]
+
+
+@pytest.mark.parametrize(("version", "family"), [("15", "postgres15"), ("15.7", "postgres15"), ("16.3", "postgres16")])
+def test_parameter_family(version: str, family: str) -> None:
+    assert parameter_family(version) == family
+
+
+def test_parameters_follow_settings() -> None:
+    values = {p["name"]: p["value"] for p in parameters(Database(archive_timeout_seconds=30))}
+    assert values["archive_timeout"] == "30"
