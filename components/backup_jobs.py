@@ -31,6 +31,8 @@ DUMP_JOB = "pg-dump"
 EXPORT_JOB = "config-export"
 # The backup image's non-root user (Dockerfile: USER 10001).
 BACKUP_UID = 10001
+# Where the backup image keeps the RDS CA bundle (Dockerfile), so libpq verifies the server's certificate.
+RDS_CA_BUNDLE = "/etc/ssl/certs/rds-global-bundle.pem"
 WORKLOAD_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 # Read-only access for the configuration export: every namespaced kind that describes the service, no Secrets.
 EXPORT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -239,7 +241,7 @@ class BackupJobs(pulumi.ComponentResource):
             {"name": "TMPDIR", "value": "/tmp"},
             # RDS forces TLS; the image carries the RDS CA bundle so the server's identity is checked too.
             {"name": "PGSSLMODE", "value": "verify-full"},
-            {"name": "PGSSLROOTCERT", "value": "/etc/ssl/certs/rds-global-bundle.pem"},
+            {"name": "PGSSLROOTCERT", "value": RDS_CA_BUNDLE},
             {
                 "name": "PGPASSWORD",
                 "value_from": {

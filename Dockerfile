@@ -1,0 +1,52 @@
+# The image the backup CronJobs run (components/backup_jobs.py): `python -m scripts.backup run|verify|config`.
+# It packages scripts/ and components/ (the settings model), the pinned Python packages those scripts import,
+# the PostgreSQL 15 client tools (pg_dump, pg_restore), kubectl for the configuration export and the RDS CA bundle
+# (the jobs connect with PGSSLMODE=verify-full). It holds no configuration: the CronJobs mount the stack's
+# settings and outputs at /etc/drtopo. Build from the repository root:
+#   docker build -t ghcr.io/biopro/drtopo-backup:1.0.0 .
+FROM python:3.11-slim-bookworm
+
+ARG TARGETARCH=amd64
+ARG KUBECTL_VERSION=v1.33.4
+ARG RDS_CA_BUNDLE_URL=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# bookworm's PostgreSQL is 15: its client tools land in /usr/lib/postgresql/15/bin, where scripts/pg_tools.py looks.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates curl; \
+    base="https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${TARGETARCH}"; \
+    curl -fsSLo /usr/local/bin/kubectl "${base}/kubectl"; \
+    echo "$(curl -fsSL "${base}/kubectl.sha256")  /usr/local/bin/kubectl" | sha256sum -c -; \
+    chmod 0755 /usr/local/bin/kubectl; \
+    curl -fsSLo /etc/ssl/certs/rds-global-bundle.pem "${RDS_CA_BUNDLE_URL}"; \
+    chmod 0644 /etc/ssl/certs/rds-global-bundle.pem; \
+    apt-get purge -y curl; \
+    apt-get autoremove -y; \
+    rm -rf /var/lib/apt/lists/*; \
+    /usr/lib/postgresql/15/bin/pg_dump --version
+
+# Only the packages the backup scripts import, at the versions requirements.txt pins (one source of truth).
+COPY requirements.txt /tmp/requirements.txt
+RUN set -eux; \
+    grep -E '^(boto3|psycopg\[binary\]|pydantic|PyYAML)==' /tmp/requirements.txt > /tmp/backup-requirements.txt; \
+    test "$(wc -l < /tmp/backup-requirements.txt)" -eq 4; \
+    pip install -r /tmp/backup-requirements.txt; \
+    rm /tmp/requirements.txt /tmp/backup-requirements.txt
+
+WORKDIR /app
+COPY components/ components/
+COPY scripts/ scripts/
+
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin drtopo
+USER 10001:10001
+
+ENV PYTHONPATH=/app \
+    HOME=/tmp \
+    DRTOPO_PROJECT_DIR=/etc/drtopo
+
+CMD ["python", "-m", "scripts.backup", "--help"]
