@@ -1,0 +1,58 @@
+"""`python -m lab up|down|status [--root DIR]`: start, stop or inspect the local DR lab (see lab/API.md).
+
+`status` exits 1 when the lab is not (fully) running, so scripts and CI can test for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lab.core import Lab, default_root
+
+
+def print_status(status: dict[str, Any]) -> None:
+    print(f"lab {status['root']}: {'up' if status['up'] else 'NOT running'}")
+    for name, info in status["servers"].items():
+        state = "running" if info.get("running") else "stopped"
+        extra = []
+        for key in ("role", "streaming", "lag_bytes", "lag_seconds", "url", "error"):
+            if info.get(key) is not None:
+                extra.append(f"{key}={info[key]}")
+        print(f"  {name:<16} port {info.get('port')!s:<6} pid {info.get('pid')!s:<8} {state:<8} {' '.join(extra)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lab", description="The local DR lab on loopback.")
+    p.add_argument("command", choices=("up", "down", "status"))
+    p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    args = p.parse_args(argv)
+    lab = Lab(args.root)
+    if args.command == "up":
+        seconds = lab.up()
+        if seconds:
+            phases = ", ".join(f"{name} {t:.1f} s" for name, t in lab.timings.items())
+            print(f"lab up at {lab.root} in {seconds:.1f} s ({phases})")
+        else:
+            print(f"lab already up at {lab.root}")
+        print(f"load its environment with: set -a; . {lab.env_path}; set +a")
+        return 0
+    if args.command == "down":
+        stopped = lab.down()
+        print(f"lab down at {lab.root}: stopped {', '.join(stopped) or 'nothing'}")
+        return 0
+    status = lab.status()
+    if args.json:
+        json.dump(status, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print_status(status)
+    return 0 if status["up"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

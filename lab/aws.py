@@ -1,0 +1,275 @@
+"""The lab's AWS emulator: `moto_server` on loopback, seeded with what the prod and dr stacks would create.
+
+Names come from components/naming.py, so scripts find the emulated KMS keys, buckets, RDS instances, health checks
+and failover records exactly where they would find the real ones. The emulator does not replicate objects or fail
+health checks; the lab's real servers supply that half.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from components import naming
+from components.settings import Settings
+from lab import process
+
+PROCESS_NAME = "aws"
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lab", "AWS_SECRET_ACCESS_KEY": "lab"}
+REPLICATION_ROLE = "arn:aws:iam::123456789012:role/drtopo-s3-replication"
+
+
+@dataclass(frozen=True)
+class StackResources:
+    """The emulator's identifiers of one stack's resources, as they go into its outputs."""
+
+    kms_key_arn: str
+    db_instance_id: str
+    db_arn: str
+    hosted_zone_id: str
+    health_check_id: str
+    buckets: dict[str, str]
+
+
+def spawn(root: Path, port: int) -> int:
+    """Start moto_server (recorded PID) without waiting; `process.wait_port` tells when it listens."""
+    moto = Path(sys.executable).with_name("moto_server")
+    return process.spawn(root, PROCESS_NAME, [str(moto), "-H", process.LOOPBACK, "-p", str(port)])
+
+
+def endpoint_url(port: int) -> str:
+    return f"http://{process.LOOPBACK}:{port}"
+
+
+def client(service: str, region: str, endpoint: str) -> Any:
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def reset(endpoint: str) -> None:
+    """Forget every emulated resource (moto's own reset API)."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def lifecycle_rules(settings: Settings) -> list[dict[str, Any]]:
+    """One rule per retention tier prefix: cold-storage transition, then expiry (pure)."""
+    rules = []
+    for name, tier in settings.retention.tiers().items():
+        rule: dict[str, Any] = {
+            "ID": f"{name}-tier",
+            "Filter": {"Prefix": f"{name}/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": tier.days},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": tier.days},
+        }
+        if tier.cold_after_days is not None:
+            rule["Transitions"] = [{"Days": tier.cold_after_days, "StorageClass": tier.cold_storage_class}]
+        rules.append(rule)
+    return rules
+
+
+def _kms_key(settings: Settings, endpoint: str) -> str:
+    kms = client("kms", settings.region, endpoint)
+    key = kms.create_key(Description=f"drtopo {settings.region} backups and database")["KeyMetadata"]
+    kms.enable_key_rotation(KeyId=key["KeyId"])
+    kms.create_alias(AliasName=f"alias/drtopo-{settings.region}", TargetKeyId=key["KeyId"])
+    return key["Arn"]
+
+
+def _buckets(settings: Settings, endpoint: str, key_arn: str) -> dict[str, str]:
+    s3 = client("s3", settings.region, endpoint)
+    names = {}
+    for purpose in naming.BUCKET_PURPOSES:
+        name = naming.bucket_name(settings, purpose)
+        kwargs: dict[str, Any] = {"Bucket": name, "ObjectLockEnabledForBucket": purpose == "audit"}
+        if settings.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
+        s3.create_bucket(**kwargs)
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_encryption(
+            Bucket=name,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+                        "BucketKeyEnabled": True,
+                    }
+                ]
+            },
+        )
+        s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        if purpose == "audit":
+            s3.put_object_lock_configuration(
+                Bucket=name,
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Years": settings.retention.audit_years}},
+                },
+            )
+        if purpose == "dumps":
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": lifecycle_rules(settings)}
+            )
+        names[purpose] = name
+    return names
+
+
+def _replication(settings: Settings, peer: Settings, endpoint: str, peer_key_arn: str) -> None:
+    """Replication of every bucket to its peer-region twin, with RTC (15 min) and delete-marker replication."""
+    s3 = client("s3", settings.region, endpoint)
+    for purpose in naming.BUCKET_PURPOSES:
+        s3.put_bucket_replication(
+            Bucket=naming.bucket_name(settings, purpose),
+            ReplicationConfiguration={
+                "Role": REPLICATION_ROLE,
+                "Rules": [
+                    {
+                        "ID": f"to-{peer.region}",
+                        "Priority": 1,
+                        "Status": "Enabled",
+                        "Filter": {},
+                        "DeleteMarkerReplication": {"Status": "Enabled"},
+                        "SourceSelectionCriteria": {"SseKmsEncryptedObjects": {"Status": "Enabled"}},
+                        "Destination": {
+                            "Bucket": f"arn:aws:s3:::{naming.bucket_name(peer, purpose)}",
+                            "EncryptionConfiguration": {"ReplicaKmsKeyID": peer_key_arn},
+                            "ReplicationTime": {"Status": "Enabled", "Time": {"Minutes": 15}},
+                            "Metrics": {"Status": "Enabled", "EventThreshold": {"Minutes": 15}},
+                        },
+                    }
+                ],
+            },
+        )
+
+
+def _database(settings: Settings, endpoint: str, key_arn: str, primary_arn: str | None) -> dict[str, Any]:
+    rds = client("rds", settings.region, endpoint)
+    identifier = naming.db_identifier(settings)
+    db = settings.database
+    if primary_arn is None:
+        return rds.create_db_instance(
+            DBInstanceIdentifier=identifier,
+            DBInstanceClass=db.instance_class,
+            Engine="postgres",
+            EngineVersion=db.engine_version,
+            DBName=db.name,
+            MasterUsername=db.username,
+            # The emulator never serves connections; the lab's real password stays in root/env only.
+            MasterUserPassword=secrets.token_urlsafe(18),
+            AllocatedStorage=db.allocated_storage_gb,
+            MaxAllocatedStorage=db.max_allocated_storage_gb,
+            MultiAZ=db.multi_az,
+            StorageEncrypted=True,
+            KmsKeyId=key_arn,
+            BackupRetentionPeriod=db.backup_retention_days,
+            DeletionProtection=True,
+            Port=db.port,
+        )["DBInstance"]
+    return rds.create_db_instance_read_replica(
+        DBInstanceIdentifier=identifier,
+        SourceDBInstanceIdentifier=primary_arn,
+        DBInstanceClass=db.instance_class,
+        KmsKeyId=key_arn,
+        MultiAZ=db.multi_az,
+        DeletionProtection=True,
+        Port=db.port,
+        SourceRegion=settings.peer_region,
+    )["DBInstance"]
+
+
+def _zone(settings: Settings, endpoint: str) -> str:
+    route53 = client("route53", settings.region, endpoint)
+    zone_name = settings.dns.zone_name.rstrip(".") + "."
+    for zone in route53.list_hosted_zones_by_name(DNSName=zone_name)["HostedZones"]:
+        if zone["Name"] == zone_name:
+            return zone["Id"].split("/")[-1]
+    created = route53.create_hosted_zone(Name=zone_name, CallerReference=f"drtopo-lab-{secrets.token_hex(6)}")
+    return created["HostedZone"]["Id"].split("/")[-1]
+
+
+def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) -> str:
+    route53 = client("route53", settings.region, endpoint)
+    dns = settings.dns
+    check = route53.create_health_check(
+        CallerReference=f"drtopo-lab-{settings.region}-{secrets.token_hex(6)}",
+        HealthCheckConfig={
+            "Type": dns.health_check_type,
+            "FullyQualifiedDomainName": dns.endpoint,
+            "Port": dns.health_check_port,
+            "ResourcePath": dns.health_check_path,
+            "RequestInterval": dns.request_interval_seconds,
+            "FailureThreshold": dns.failure_threshold,
+        },
+    )["HealthCheck"]
+    route53.change_tags_for_resource(
+        ResourceType="healthcheck",
+        ResourceId=check["Id"],
+        AddTags=[{"Key": "Name", "Value": naming.health_check_name(settings)}],
+    )
+    route53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {
+                        "Name": dns.record_name,
+                        "Type": "CNAME",
+                        "SetIdentifier": naming.set_identifier(settings),
+                        "Failover": settings.role.failover,
+                        "TTL": dns.ttl_seconds,
+                        "ResourceRecords": [{"Value": dns.endpoint}],
+                        "HealthCheckId": check["Id"],
+                    },
+                }
+            ]
+        },
+    )
+    return check["Id"]
+
+
+def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources]:
+    """Create both stacks' resources in the emulator; the primary's database first (the replica refers to it)."""
+    ordered = sorted(stacks.values(), key=lambda s: not s.is_primary)
+    keys = {s.stack: _kms_key(s, endpoint) for s in ordered}
+    buckets = {s.stack: _buckets(s, endpoint, keys[s.stack]) for s in ordered}
+    for s in ordered:
+        _replication(s, stacks[s.peer_stack], endpoint, keys[s.peer_stack])
+    databases: dict[str, dict[str, Any]] = {}
+    for s in ordered:
+        primary_arn = None if s.is_primary else databases[s.peer_stack]["DBInstanceArn"]
+        databases[s.stack] = _database(s, endpoint, keys[s.stack], primary_arn)
+    zone_id = _zone(ordered[0], endpoint)
+    checks = {s.stack: _health_check_and_record(s, endpoint, zone_id) for s in ordered}
+    return {
+        s.stack: StackResources(
+            kms_key_arn=keys[s.stack],
+            db_instance_id=databases[s.stack]["DBInstanceIdentifier"],
+            db_arn=databases[s.stack]["DBInstanceArn"],
+            hosted_zone_id=zone_id,
+            health_check_id=checks[s.stack],
+            buckets=buckets[s.stack],
+        )
+        for s in ordered
+    }

@@ -1,0 +1,422 @@
+"""The lab: one region pair of real servers on loopback (see lab/API.md), started, inspected and stopped as a whole.
+
+Everything lives under the lab root: `lab.json` (ports, non-secret), `env` (mode 0600, the only place holding the
+PostgreSQL password), `project/` (the stack files for the lab), `outputs/<stack>.json`, `pg/`, `pids/`, `logs/`.
+Every process is recorded by PID the moment it starts, so `down` stops it even after a failed `up`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from components import naming
+from components.settings import STACKS, Role, Settings, load_settings
+from lab import aws, postgres, process
+from lab.project import REPO_DIR, StackEndpoints, write_project
+
+# Kafka (lab/kafka.py, built separately) joins `up` when this is on; until then the lab runs PostgreSQL, the
+# emulator and the service stand-ins, and the Kafka methods refuse with a clear error.
+KAFKA_WIRED = False
+BASELINE_ROLES = {"prod": Role.PRIMARY, "dr": Role.STANDBY}
+PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("DRTOPO_LAB_DIR") or REPO_DIR / ".lab")
+
+
+def service_process(stack: str) -> str:
+    return f"service-{stack}"
+
+
+class LabNotUp(RuntimeError):
+    """The lab root has no state: `up` has not run there."""
+
+
+class Lab:
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.root = self.root.absolute()
+        self.pg = postgres.PgLayout(self.root / "pg")
+        self.timings: dict[str, float] = {}  # seconds per phase of the last `up`
+
+    # ---- files ------------------------------------------------------------------------------------------------
+    @property
+    def project_dir(self) -> Path:
+        return self.root / "project"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "lab.json"
+
+    @property
+    def env_path(self) -> Path:
+        return self.root / "env"
+
+    def outputs_path(self, stack: str) -> Path:
+        _check_stack(stack)
+        return self.root / "outputs" / f"{stack}.json"
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            raise LabNotUp(f"no lab at {self.root}; start one with `python -m lab up --root {self.root}`") from None
+
+    def _port(self, kind: str, stack: str | None = None) -> int:
+        ports = self._state()["ports"]
+        return ports[kind] if stack is None else ports[kind][stack]
+
+    def env(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for line in self.env_path.read_text().splitlines():
+            key, sep, raw = line.partition("=")
+            if sep and not key.startswith("#"):
+                values[key] = shlex.split(raw)[0] if raw else ""
+        return values
+
+    @property
+    def password(self) -> str:
+        return self.env()["PGPASSWORD"]
+
+    @property
+    def aws_endpoint(self) -> str:
+        return aws.endpoint_url(self._port("aws"))
+
+    def settings(self, stack: str) -> Settings:
+        return load_settings(stack, self.project_dir)
+
+    # ---- lifecycle --------------------------------------------------------------------------------------------
+    def up(self) -> float:
+        """Start everything (no-op when already up); a failure stops whatever had started. Returns seconds taken."""
+        if self.is_up():
+            return 0.0
+        start = time.monotonic()
+        self.down()
+        try:
+            self._build()
+        except BaseException:
+            self.down()
+            raise
+        return time.monotonic() - start
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[name] = time.monotonic() - start
+
+    def _build(self) -> None:
+        self.timings.clear()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(self.root.stat().st_mode | 0o011)  # postgres must traverse into pg/
+        ports = {
+            "aws": process.free_port(),
+            **{kind: {s: process.free_port() for s in STACKS} for kind in ("postgres", "service", "kafka")},
+        }
+        self.state_path.write_text(json.dumps({"ports": ports, "kafka": KAFKA_WIRED}, indent=2) + "\n")
+        self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
+        self._write_project(BASELINE_ROLES)
+        moto_pid = aws.spawn(self.root, ports["aws"])  # waited for last: moto's start-up overlaps initdb
+        with self._phase("initdb"):
+            archive_timeout = self.settings(PRIMARY_STACK).database.archive_timeout_seconds
+            postgres.prepare(self.pg, self.password, archive_timeout)
+        with self._phase("postgres pair"):
+            self._build_pg_pair()
+        with self._phase("services"):
+            for stack in STACKS:
+                self.start_service(stack)
+        if KAFKA_WIRED:
+            with self._phase("kafka"):
+                self._start_kafka_all()
+        with self._phase("emulator"):
+            process.wait_port(ports["aws"], 60, "moto_server", moto_pid)
+            self._seed_and_write_outputs()
+
+    def _write_env(self, password: str, endpoint: str) -> None:
+        values = {
+            "AWS_ENDPOINT_URL": endpoint,
+            **aws.DUMMY_CREDENTIALS,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PGPASSWORD": password,
+            "DRTOPO_PROJECT_DIR": str(self.project_dir),
+            "DRTOPO_LAB_DIR": str(self.root),
+        }
+        text = "# drtopo lab: `set -a; . <this file>` loads it\n"
+        text += "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+        fd = os.open(self.env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        self.env_path.chmod(0o600)
+
+    def _endpoints(self) -> dict[str, StackEndpoints]:
+        ports = self._state()["ports"]
+        return {
+            s: StackEndpoints(
+                db_port=ports["postgres"][s], kafka_port=ports["kafka"][s], service_port=ports["service"][s]
+            )
+            for s in STACKS
+        }
+
+    def _write_project(self, roles: dict[str, Role]) -> None:
+        write_project(self.project_dir, self._endpoints(), roles)
+
+    def _build_pg_pair(self) -> None:
+        password, name = self.password, self.settings(PRIMARY_STACK).database.name
+        primary_port, standby_port = self._port("postgres", PRIMARY_STACK), self._port("postgres", STANDBY_STACK)
+        postgres.new_primary(self.pg, PRIMARY_STACK, primary_port)
+        postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
+        postgres.create_database(primary_port, password, name)
+        postgres.clone_standby(self.pg, STANDBY_STACK, standby_port, primary_port, password)
+        postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
+        postgres.base_backup(self.pg, primary_port, password)
+
+    def _seed_and_write_outputs(self) -> None:
+        settings = {s: self.settings(s) for s in STACKS}
+        resources = aws.seed(self.aws_endpoint, settings)
+        (self.root / "outputs").mkdir(exist_ok=True)
+        endpoints = self._endpoints()
+        for stack in STACKS:
+            document = stack_outputs(settings[stack], resources[stack], endpoints, self.pg)
+            self.outputs_path(stack).write_text(json.dumps(document, indent=2) + "\n")
+
+    def down(self) -> list[str]:
+        """Stop every recorded process (services first, PostgreSQL cleanly); returns what was stopped."""
+        stopped = []
+        pids = self.root / "pids"
+        names = sorted(p.stem for p in pids.glob("*.pid")) if pids.is_dir() else []
+        for name in names:
+            if name.startswith("service-"):
+                process.stop(self.root, name)
+                stopped.append(name)
+        if KAFKA_WIRED:
+            stopped += self._stop_kafka_all()
+        for stack in STACKS:
+            if process.read_pid(self.root, postgres.process_name(stack)) is not None:
+                postgres.stop(self.root, stack)
+                stopped.append(postgres.process_name(stack))
+        stopped += self._stop_adopted_postmasters()
+        stopped += process.stop_all(self.root)
+        return stopped
+
+    def _stop_adopted_postmasters(self) -> list[str]:
+        """Postmasters a script started itself (pg_ctl, PITR instances) inside the lab's pg/ folder."""
+        stopped = []
+        for pidfile in sorted(self.pg.base.glob("*/postmaster.pid")) if self.pg.base.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid = int(pidfile.read_text().split()[0])
+                if process.alive(pid):
+                    os.kill(pid, signal.SIGINT)
+                    deadline = time.monotonic() + 30
+                    while process.alive(pid) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    if process.alive(pid):
+                        os.kill(pid, signal.SIGKILL)
+                    stopped.append(f"postmaster:{pidfile.parent.name}")
+        return stopped
+
+    def _expected_processes(self) -> list[str]:
+        names = [aws.PROCESS_NAME] + [postgres.process_name(s) for s in STACKS] + [service_process(s) for s in STACKS]
+        return names + (self._kafka_processes() if KAFKA_WIRED else [])
+
+    def is_up(self) -> bool:
+        """Every server of the lab is running."""
+        if not self.state_path.is_file() or not self.env_path.is_file():
+            return False
+        return all(process.running(self.root, n) for n in self._expected_processes())
+
+    def status(self) -> dict[str, Any]:
+        """Per server: port, pid, running, and for PostgreSQL its role and replication lag."""
+        try:
+            ports = self._state()["ports"]
+        except LabNotUp:
+            return {"root": str(self.root), "up": False, "servers": {}}
+        password = self.password
+        servers: dict[str, dict[str, Any]] = {}
+        pg_status = {s: postgres.server_status(ports["postgres"][s], password) for s in STACKS}
+        standby_rows = {row["name"]: row for st in pg_status.values() for row in st.get("standbys", [])}
+        for stack in STACKS:
+            name = postgres.process_name(stack)
+            entry = {"port": ports["postgres"][stack], **self._pid_info(name), **pg_status[stack]}
+            if entry.get("role") == "standby":
+                row = standby_rows.get(stack)
+                entry["lag_bytes"] = row["lag_bytes"] if row else None
+                entry["lag_seconds"] = row["lag_seconds"] if row else entry.get("lag_seconds")
+            entry.pop("standbys", None)
+            servers[name] = entry
+        servers[aws.PROCESS_NAME] = {"port": ports["aws"], "url": aws.endpoint_url(ports["aws"])}
+        servers[aws.PROCESS_NAME].update(self._pid_info(aws.PROCESS_NAME))
+        for stack in STACKS:
+            name = service_process(stack)
+            servers[name] = {"port": ports["service"][stack], "url": self.service_url(stack), **self._pid_info(name)}
+        if KAFKA_WIRED:
+            servers.update(self._kafka_status())
+        return {"root": str(self.root), "up": self.is_up(), "servers": servers}
+
+    def _pid_info(self, name: str) -> dict[str, Any]:
+        pid = process.read_pid(self.root, name)
+        return {"pid": pid, "running": pid is not None and process.alive(pid)}
+
+    # ---- PostgreSQL -------------------------------------------------------------------------------------------
+    def pg_conninfo(self, stack: str, dbname: str | None = None) -> str:
+        _check_stack(stack)
+        return postgres.conninfo(self._port("postgres", stack), dbname or self.settings(stack).database.name)
+
+    def kill_postgres(self, stack: str) -> None:
+        _check_stack(stack)
+        postgres.crash(self.root, stack)
+
+    def stop_postgres(self, stack: str) -> None:
+        _check_stack(stack)
+        postgres.stop(self.root, stack)
+
+    def start_postgres(self, stack: str) -> None:
+        _check_stack(stack)
+        if not process.running(self.root, postgres.process_name(stack)):
+            postgres.start(self.root, self.pg, stack, self._port("postgres", stack), self.password)
+
+    def reset_postgres(self) -> None:
+        """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too."""
+        for stack in STACKS:
+            postgres.stop(self.root, stack)
+        self._stop_adopted_postmasters()
+        postgres.reset_data(self.pg)
+        self._write_project(BASELINE_ROLES)
+        self._build_pg_pair()
+        aws.reset(self.aws_endpoint)
+        self._seed_and_write_outputs()
+
+    def restore_baseline(self) -> None:
+        """After a drill: fresh PostgreSQL pair and emulator, and every other server running again."""
+        self.reset_postgres()
+        for stack in STACKS:
+            self.start_service(stack)
+        if KAFKA_WIRED:
+            self._start_kafka_all()
+
+    # ---- the service stand-in ---------------------------------------------------------------------------------
+    def service_url(self, stack: str) -> str:
+        _check_stack(stack)
+        return f"http://{process.LOOPBACK}:{self._port('service', stack)}"
+
+    def start_service(self, stack: str) -> None:
+        _check_stack(stack)
+        name = service_process(stack)
+        if process.running(self.root, name):
+            return
+        port = self._port("service", stack)
+        pid = process.spawn(
+            self.root,
+            name,
+            [sys.executable, "-m", "lab.service", "--port", str(port), "--conninfo", self.pg_conninfo(stack)],
+            env={"PGPASSWORD": self.password, "PYTHONPATH": str(REPO_DIR)},
+            cwd=REPO_DIR,
+        )
+        process.wait_port(port, 30, f"service stand-in {stack}", pid)
+
+    def stop_service(self, stack: str) -> None:
+        _check_stack(stack)
+        process.stop(self.root, service_process(stack))
+
+    def kill_service(self, stack: str) -> None:
+        """SIGKILL the stand-in (a pod crash); `start_service` brings it back."""
+        _check_stack(stack)
+        process.kill(self.root, service_process(stack), signal.SIGKILL)
+        process.stop(self.root, service_process(stack))
+
+    # ---- Kafka ------------------------------------------------------------------------------------------------
+    def kafka_bootstrap(self, stack: str) -> str:
+        _check_stack(stack)
+        return f"{process.LOOPBACK}:{self._port('kafka', stack)}"
+
+    def _require_kafka(self) -> None:
+        if not KAFKA_WIRED:
+            raise RuntimeError("Kafka is not wired into this lab yet (lab.core.KAFKA_WIRED is off)")
+
+    def _kafka_processes(self) -> list[str]:
+        return []
+
+    def _start_kafka_all(self) -> None:
+        self._require_kafka()
+
+    def _stop_kafka_all(self) -> list[str]:
+        return []
+
+    def _kafka_status(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def stop_kafka(self, stack: str) -> None:
+        _check_stack(stack)
+        self._require_kafka()
+
+    def start_kafka(self, stack: str) -> None:
+        _check_stack(stack)
+        self._require_kafka()
+
+    def stop_mirrormaker(self) -> None:
+        self._require_kafka()
+
+    def start_mirrormaker(self) -> None:
+        self._require_kafka()
+
+
+def _check_stack(stack: str) -> None:
+    if stack not in STACKS:
+        raise ValueError(f"stack {stack!r} is unknown; expected one of {', '.join(STACKS)}")
+
+
+def stack_outputs(
+    settings: Settings,
+    resources: aws.StackResources,
+    endpoints: dict[str, StackEndpoints],
+    layout: postgres.PgLayout,
+) -> dict[str, Any]:
+    """The stack outputs document (keys of scripts/outputs.py StackOutputs) for one stack of the lab (pure)."""
+    own, peer = endpoints[settings.stack], endpoints[settings.peer_stack]
+    return {
+        "stack": settings.stack,
+        "role": settings.role.value,
+        "region": settings.region,
+        "peerRegion": settings.peer_region,
+        "peerStack": settings.peer_stack,
+        "dbInstanceId": resources.db_instance_id,
+        "dbArn": resources.db_arn,
+        "dbAddress": process.LOOPBACK,
+        "dbPort": own.db_port,
+        "dbName": settings.database.name,
+        "dbUser": postgres.SUPERUSER,
+        "kmsKeyArn": resources.kms_key_arn,
+        "dumpBucket": resources.buckets["dumps"],
+        "walBucket": resources.buckets["wal"],
+        "configBucket": resources.buckets["config"],
+        "auditBucket": resources.buckets["audit"],
+        "hostedZoneId": resources.hosted_zone_id,
+        "recordName": settings.dns.record_name,
+        "setIdentifier": naming.set_identifier(settings),
+        "healthCheckId": resources.health_check_id,
+        "failover": settings.role.failover,
+        "kafkaBootstrap": own.kafka_bootstrap,
+        "peerKafkaBootstrap": peer.kafka_bootstrap,
+        "serviceUrl": own.service_url,
+        "namespace": settings.kubernetes.namespace,
+        "selfManaged": {
+            "binDir": str(postgres.BIN_DIR),
+            "dataDir": str(layout.data_dir(settings.stack)),
+            "archiveDir": str(layout.archive_dir),
+            "baseBackupDir": str(layout.base_backup_dir),
+            "osUser": postgres.OS_USER,
+        },
+    }

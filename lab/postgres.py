@@ -1,0 +1,350 @@
+"""The lab's PostgreSQL 15 pair: a primary archiving WAL with a tar base backup, and its streaming standby.
+
+Server binaries refuse to run as root, so every server-side command runs as the `postgres` user (lab/process.py
+demotes). Clusters have data checksums (`initdb -k`) so `pg_rewind` can fail back. The superuser `postgres` has a
+random password (scram on TCP only; no unix socket), passed to children through PGPASSWORD, never argv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from lab import process
+
+BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+OS_USER = "postgres"
+SUPERUSER = "postgres"
+SCHEMA = Path(__file__).resolve().parent / "schema.sql"
+
+
+@dataclass(frozen=True)
+class PgLayout:
+    """Where the pair keeps its files under the lab root."""
+
+    base: Path  # root/pg
+
+    def data_dir(self, stack: str) -> Path:
+        return self.base / stack
+
+    @property
+    def template_dir(self) -> Path:
+        return self.base / "template"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.base / "archive"
+
+    @property
+    def base_backup_dir(self) -> Path:
+        return self.base / "basebackup"
+
+
+def process_name(stack: str) -> str:
+    return f"postgres-{stack}"
+
+
+def server_conf(archive_dir: Path, archive_timeout_seconds: int) -> str:
+    """postgresql.conf settings shared by every instance of the pair (base backups inherit them)."""
+    if "'" in str(archive_dir) or '"' in str(archive_dir):
+        raise ValueError(f"archive directory {archive_dir} contains a quote; expected a path without quotes")
+    return "\n".join(
+        [
+            "# drtopo lab",
+            "listen_addresses = '127.0.0.1'",
+            "unix_socket_directories = ''",
+            "max_connections = 60",
+            "shared_buffers = 64MB",
+            "wal_level = replica",
+            "wal_log_hints = on",
+            "max_wal_senders = 10",
+            "wal_keep_size = '256MB'",
+            "hot_standby = on",
+            "hot_standby_feedback = on",
+            "archive_mode = on",
+            f'archive_command = \'test ! -f "{archive_dir}/%f" && cp %p "{archive_dir}/%f"\'',
+            f"archive_timeout = {archive_timeout_seconds}",
+            # A standby that falls behind the primary's kept WAL catches up from the archive.
+            f"restore_command = 'cp \"{archive_dir}/%f\" %p'",
+            "log_line_prefix = '%m [%p] %q%u@%d '",
+            "",
+        ]
+    )
+
+
+def instance_conf(stack: str, port: int) -> str:
+    """What differs per instance: its port and its name (the standby's application_name on the primary)."""
+    return f"port = {port}\ncluster_name = '{stack}'\n"
+
+
+def run_as_postgres(argv: list[str], password: str | None = None, timeout: float = 120) -> None:
+    env = {**os.environ, "PGPASSWORD": password} if password else dict(os.environ)
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        **process.demote_to(OS_USER),  # type: ignore[arg-type]
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+
+
+def chown_to_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(OS_USER)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def check_traversable(path: Path) -> None:
+    """Fail with the first ancestor the `postgres` user cannot enter (PostgreSQL needs every parent traversable)."""
+    if os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(OS_USER)
+    for parent in reversed(path.resolve().parents):
+        st = parent.stat()
+        if st.st_uid == entry.pw_uid or st.st_mode & 0o001 or (st.st_gid == entry.pw_gid and st.st_mode & 0o010):
+            continue
+        raise RuntimeError(
+            f"directory {parent} is not traversable by user {OS_USER}; run `chmod o+x {parent}` "
+            "or choose another lab root (DRTOPO_LAB_DIR)"
+        )
+
+
+def prepare(layout: PgLayout, password: str, archive_timeout_seconds: int) -> None:
+    """Fresh folders and a configured, never-started cluster in template_dir that every primary is copied from."""
+    check_traversable(layout.base.parent)
+    if layout.base.exists():
+        shutil.rmtree(layout.base)
+    layout.base.mkdir(parents=True)
+    chown_to_postgres(layout.base)
+    layout.archive_dir.mkdir()
+    chown_to_postgres(layout.archive_dir)
+    pwfile = layout.base / ".pwfile"
+    pwfile.write_text(password + "\n")
+    pwfile.chmod(0o600)
+    chown_to_postgres(pwfile)
+    try:
+        run_as_postgres(
+            [
+                str(BIN_DIR / "initdb"),
+                "-k",
+                "-D",
+                str(layout.template_dir),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
+    finally:
+        pwfile.unlink()
+    with open(layout.template_dir / "postgresql.conf", "a") as conf:
+        conf.write(server_conf(layout.archive_dir, archive_timeout_seconds))
+
+
+def reset_data(layout: PgLayout) -> None:
+    """Forget both instances, the archive and the base backup; keep the template."""
+    for path in (layout.data_dir("prod"), layout.data_dir("dr"), layout.base_backup_dir, layout.archive_dir):
+        if path.exists():
+            shutil.rmtree(path)
+    layout.archive_dir.mkdir()
+    chown_to_postgres(layout.archive_dir)
+
+
+def new_primary(layout: PgLayout, stack: str, port: int) -> None:
+    run_as_postgres(["cp", "-a", str(layout.template_dir), str(layout.data_dir(stack))])
+    with open(layout.data_dir(stack) / "postgresql.auto.conf", "a") as conf:
+        conf.write(instance_conf(stack, port))
+
+
+def clone_standby(layout: PgLayout, stack: str, port: int, primary_port: int, password: str) -> None:
+    """A streaming standby of the primary: pg_basebackup -R writes standby.signal and primary_conninfo."""
+    run_as_postgres(
+        [
+            str(BIN_DIR / "pg_basebackup"),
+            "-h",
+            process.LOOPBACK,
+            "-p",
+            str(primary_port),
+            "-U",
+            SUPERUSER,
+            "-D",
+            str(layout.data_dir(stack)),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+        ],
+        password=password,
+    )
+    with open(layout.data_dir(stack) / "postgresql.auto.conf", "a") as conf:
+        conf.write(instance_conf(stack, port))
+
+
+def base_backup(layout: PgLayout, primary_port: int, password: str) -> None:
+    """A tar base backup (base.tar + pg_wal.tar) for point-in-time recovery with the WAL archive."""
+    run_as_postgres(
+        [
+            str(BIN_DIR / "pg_basebackup"),
+            "-h",
+            process.LOOPBACK,
+            "-p",
+            str(primary_port),
+            "-U",
+            SUPERUSER,
+            "-D",
+            str(layout.base_backup_dir),
+            "-F",
+            "t",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+        ],
+        password=password,
+    )
+
+
+def conninfo(port: int, dbname: str = "postgres") -> str:
+    return psycopg.conninfo.make_conninfo(
+        host=process.LOOPBACK, port=str(port), user=SUPERUSER, dbname=dbname, connect_timeout="3"
+    )
+
+
+def connect(port: int, password: str, dbname: str = "postgres") -> psycopg.Connection:
+    return psycopg.connect(conninfo(port, dbname), password=password, autocommit=True)
+
+
+def start(root: Path, layout: PgLayout, stack: str, port: int, password: str, timeout: float = 60) -> int:
+    """Start the postmaster of `stack` (recorded PID) and wait until it accepts connections."""
+    data = layout.data_dir(stack)
+    with contextlib.suppress(FileNotFoundError):
+        # A crash leaves postmaster.pid behind; PostgreSQL checks it itself, we only make sure it is not ours alive.
+        stale = int((data / "postmaster.pid").read_text().split()[0])
+        if process.alive(stale):
+            raise RuntimeError(f"PostgreSQL {stack} is already running as PID {stale}")
+    pid = process.spawn(root, process_name(stack), [str(BIN_DIR / "postgres"), "-D", str(data)], user=OS_USER)
+    wait_ready(port, password, timeout, pid, stack)
+    return pid
+
+
+def wait_ready(port: int, password: str, timeout: float, pid: int, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not process.alive(pid):
+            raise RuntimeError(f"PostgreSQL {what} (PID {pid}) exited during start-up; see its log")
+        try:
+            with connect(port, password) as conn:
+                conn.execute("SELECT 1")
+                return
+        except psycopg.OperationalError as exc:
+            last = exc
+            time.sleep(0.05)
+    raise TimeoutError(f"PostgreSQL {what} did not accept connections on port {port} within {timeout:.0f} s: {last}")
+
+
+def stop(root: Path, stack: str, timeout: float = 30) -> None:
+    """Clean stop: SIGINT (fast shutdown: disconnect clients, checkpoint), escalating to SIGKILL of the group."""
+    name = process_name(stack)
+    pid = process.read_pid(root, name)
+    if pid is not None and process.alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while process.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    process.stop(root, name)
+
+
+def crash(root: Path, stack: str) -> None:
+    """SIGKILL the postmaster and its backends at once, like a lost host; the next start does crash recovery."""
+    name = process_name(stack)
+    pid = process.read_pid(root, name)
+    if pid is None or not process.alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    process.stop(root, name)
+
+
+def adopted_pid(layout: PgLayout, stack: str) -> int | None:
+    """The live postmaster of a data dir, also when a script started it with pg_ctl rather than through the lab."""
+    try:
+        pid = int((layout.data_dir(stack) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if process.alive(pid) else None
+
+
+def create_database(port: int, password: str, dbname: str) -> None:
+    with connect(port, password) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    with connect(port, password, dbname) as conn:
+        conn.execute(SCHEMA.read_text())
+
+
+def wait_replayed(primary_port: int, standby_port: int, password: str, timeout: float = 30) -> None:
+    """Wait until the standby has replayed everything the primary had written when called."""
+    with connect(primary_port, password) as conn:
+        target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    with connect(standby_port, password) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn) >= 0", (target,))
+            if row.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise TimeoutError(f"standby on port {standby_port} did not replay up to {target} within {timeout:.0f} s")
+
+
+def server_status(port: int, password: str) -> dict[str, object]:
+    """Role and replication figures of one server: a primary lists its standbys, a standby its receive/replay."""
+    try:
+        with connect(port, password) as conn:
+            in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            if not in_recovery:
+                rows = conn.execute(
+                    "SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,"
+                    " coalesce(extract(epoch FROM replay_lag), 0)::float8 FROM pg_stat_replication"
+                ).fetchall()
+                standbys = [
+                    {"name": name, "state": state, "lag_bytes": lag_bytes, "lag_seconds": lag_seconds}
+                    for name, state, lag_bytes, lag_seconds in rows
+                ]
+                return {"role": "primary", "standbys": standbys}
+            receive, replay, lag_seconds, streaming = conn.execute(
+                "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,"
+                " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+                " ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8,"
+                " EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+            ).fetchone()
+            return {
+                "role": "standby",
+                "streaming": streaming,
+                "receive_lsn": receive,
+                "replay_lsn": replay,
+                "lag_seconds": lag_seconds,
+            }
+    except psycopg.OperationalError as exc:
+        return {"role": "down", "error": str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"}

@@ -1,0 +1,97 @@
+"""The lab's copy of the Pulumi project (root/project): the repo's stack files rewritten with the lab's endpoints.
+
+Scripts find it through DRTOPO_PROJECT_DIR, so a drill's role switch edits the copy, never the repository. The
+rewrite is a pure function of the repo's config and the lab's addresses; `write_project` only does the file I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.settings import PROJECT, STACKS, Role, load_settings, stack_file
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+LAB_HOST = "127.0.0.1"
+# Route53 records need a host name; the stand-ins listen on loopback, told apart by the health check's port.
+LAB_ENDPOINT = "localhost"
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    """Where one stack's servers listen in the lab."""
+
+    db_port: int
+    kafka_port: int
+    service_port: int
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{LAB_HOST}:{self.kafka_port}"
+
+    @property
+    def service_url(self) -> str:
+        return f"http://{LAB_HOST}:{self.service_port}"
+
+
+def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints, role: Role) -> dict[str, Any]:
+    """A stack's `config:` mapping rewritten for the lab: loopback endpoints, replication factors 1, given role."""
+    out = copy.deepcopy(config)
+    key = f"{PROJECT}:"
+    out[f"{key}role"] = role.value
+    kafka = dict(out.get(f"{key}kafka") or {})
+    kafka["bootstrapServers"] = own.kafka_bootstrap
+    kafka["peerBootstrapServers"] = peer.kafka_bootstrap
+    mirror = dict(kafka.get("mirror") or {})
+    mirror["replicationFactor"] = 1
+    kafka["mirror"] = mirror
+    out[f"{key}kafka"] = kafka
+    database = dict(out.get(f"{key}database") or {})
+    database.update(port=own.db_port, username="postgres")
+    out[f"{key}database"] = database
+    dns = dict(out.get(f"{key}dns") or {})
+    dns.update(endpoint=LAB_ENDPOINT, healthCheckPort=own.service_port, healthCheckType="HTTP")
+    out[f"{key}dns"] = dns
+    return out
+
+
+def with_topics_rf1(stack: str, config: dict[str, Any], source_dir: Path) -> dict[str, Any]:
+    """Spell out the topic list (defaults included) with replication factor 1: the lab has one broker per cluster."""
+    settings = load_settings(stack, source_dir)
+    topics = [
+        {
+            "name": t.name,
+            "partitions": t.partitions,
+            "replicationFactor": 1,
+            "retentionMs": t.retention_ms,
+            "mirrored": t.mirrored,
+        }
+        for t in settings.kafka.topics
+    ]
+    out = copy.deepcopy(config)
+    out[f"{PROJECT}:kafka"] = {**out[f"{PROJECT}:kafka"], "topics": topics}
+    return out
+
+
+def write_project(
+    project_dir: Path,
+    endpoints: dict[str, StackEndpoints],
+    roles: dict[str, Role] | None = None,
+    source_dir: Path = REPO_DIR,
+) -> None:
+    """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's)."""
+    project_dir.mkdir(parents=True, exist_ok=True)
+    (project_dir / "Pulumi.yaml").write_text((source_dir / "Pulumi.yaml").read_text())
+    for stack in STACKS:
+        document = yaml.safe_load(stack_file(stack, source_dir).read_text()) or {}
+        config = dict(document.get("config") or {})
+        peer = next(s for s in STACKS if s != stack)
+        role = (roles or {}).get(stack) or load_settings(stack, source_dir).role
+        config = with_topics_rf1(stack, lab_config(config, endpoints[stack], endpoints[peer], role), source_dir)
+        header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"
+        text = header + yaml.safe_dump({**document, "config": config}, sort_keys=False)
+        stack_file(stack, project_dir).write_text(text)

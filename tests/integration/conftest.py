@@ -1,0 +1,45 @@
+"""Fixtures over the real lab: one Lab for the whole integration session, its env applied to os.environ.
+
+`lab` starts it in a temporary root (mode 0755 so the postgres user can enter) and always stops it, even when
+`up` or a test fails; `fresh_pg` gives a test a freshly built PostgreSQL pair (prod primary, dr standby).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.core import Lab
+
+
+def make_root(prefix: str) -> Path:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    root = make_root("drtopo-lab-")
+    the_lab = Lab(root / "lab")
+    saved = dict(os.environ)
+    try:
+        the_lab.up()
+        os.environ.update(the_lab.env())
+        yield the_lab
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        the_lab.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_pg(lab: Lab) -> Lab:
+    lab.reset_postgres()
+    return lab
