@@ -1,0 +1,116 @@
+"""The runbook's database checks after a recovery: tables, row counts, unique transactions, record ages, statuses, RPO.
+
+Measured RPO is the gap between the disaster time and the newest record committed before it that the recovered
+database holds; it is checked against the region-failure objective. Each function adds checks to a `Report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from scripts.cli import BadInput, Report
+
+# The service's main table: transactions, statuses and record times are the runbook's checks on it.
+EXCEPTIONS_TABLE = "interface_exceptions"
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time with a UTC offset (`2026-11-27T10:00:00Z`); anything else is BadInput."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--since {text!r} is not a time; expected ISO 8601 such as 2026-11-27T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise BadInput(f"--since {text!r} has no UTC offset; expected ISO 8601 with one, such as 2026-11-27T10:00:00Z")
+    return moment
+
+
+def rpo_seconds(newest_before: datetime | None, disaster: datetime) -> float | None:
+    """Seconds of records lost: disaster time minus the newest record at or before it (None: no such record)."""
+    if newest_before is None:
+        return None
+    return max(0.0, (disaster - newest_before).total_seconds())
+
+
+def _one(conn: psycopg.Connection, query: sql.Composable, params: Sequence[object] = ()) -> tuple:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        row = cur.fetchone()
+    assert row is not None
+    return row
+
+
+def table_checks(report: Report, conn: psycopg.Connection, tables: Sequence[str]) -> list[str]:
+    """`db.table.<name>`: each table exists, with its row count as the value; returns the tables present."""
+    present = []
+    for table in tables:
+        (exists,) = _one(conn, sql.SQL("SELECT to_regclass({}) IS NOT NULL").format(sql.Literal(table)))
+        if not exists:
+            report.check(f"db.table.{table}", False, "table is missing")
+            continue
+        (rows,) = _one(conn, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        report.check(f"db.table.{table}", True, f"{rows} rows", value=rows)
+        report.measured.setdefault("row_counts", {})[table] = rows
+        present.append(table)
+    return present
+
+
+def exception_checks(report: Report, conn: psycopg.Connection) -> None:
+    """Unique transactions, oldest and newest record, status breakdown of the exceptions table."""
+    rows, distinct, oldest, newest = _one(
+        conn,
+        sql.SQL("SELECT count(*), count(DISTINCT transaction_id), min(created_at), max(created_at) FROM {}").format(
+            sql.Identifier(EXCEPTIONS_TABLE)
+        ),
+    )
+    report.check(
+        "db.unique_transactions",
+        distinct == rows,
+        f"{rows - distinct} duplicated transaction ids" if distinct != rows else "every transaction id once",
+        value=distinct,
+        limit=rows,
+    )
+    report.check(
+        "db.records",
+        rows > 0,
+        f"oldest {oldest}, newest {newest}" if rows else "no records: the recovered database is empty",
+        value=rows,
+        limit="> 0",
+    )
+    report.measured.update(oldest_created_at=oldest, newest_created_at=newest)
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT status, count(*) FROM {} GROUP BY status ORDER BY status").format(
+                sql.Identifier(EXCEPTIONS_TABLE)
+            )
+        )
+        breakdown = dict(cur.fetchall())
+    report.measured["status_breakdown"] = breakdown
+    report.check(
+        "db.status_breakdown", True, ", ".join(f"{s}={n}" for s, n in breakdown.items()) or "none", value=breakdown
+    )
+
+
+def rpo_check(report: Report, conn: psycopg.Connection, disaster: datetime, objective_seconds: float) -> None:
+    """`db.rpo`: the newest record at or before the disaster time vs the region-failure RPO objective."""
+    (newest,) = _one(
+        conn,
+        sql.SQL("SELECT max(created_at) FROM {} WHERE created_at <= %s").format(sql.Identifier(EXCEPTIONS_TABLE)),
+        (disaster,),
+    )
+    rpo = rpo_seconds(newest, disaster)
+    report.measured["rpo_seconds"] = rpo
+    if rpo is None:
+        report.check("db.rpo", False, f"no record at or before {disaster.isoformat()}", limit=objective_seconds)
+        return
+    report.check(
+        "db.rpo",
+        rpo <= objective_seconds,
+        f"newest record before {disaster.isoformat()} is from {newest.isoformat()}",
+        value=round(rpo, 3),
+        limit=objective_seconds,
+    )

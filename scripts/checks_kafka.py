@@ -1,0 +1,88 @@
+"""The Kafka checks after a recovery, on the cluster now serving this stack: every configured topic present,
+MirrorMaker 2 lag per mirrored topic (records behind), the consumer group's committed offsets valid per partition.
+
+Offsets and lag come from `scripts.kafka_lag`. The mirror flows from the primary's cluster into the standby's: for a
+standby stack it is measured from the peer into this cluster; for a primary stack from this cluster into the peer's,
+and skipped (reported, not failed) when the peer cluster is down, as it is while the peer region is lost.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+
+from components.settings import Settings
+from scripts import kafka_lag
+from scripts.cli import Report
+from scripts.outputs import StackOutputs
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc.args[0]) if exc.args else type(exc).__name__
+
+
+def topics_check(report: Report, bootstrap: str, topics: tuple[str, ...]) -> bool:
+    """`kafka.topics`: every configured topic exists on `bootstrap`; False when the cluster is unreachable."""
+    try:
+        present = {p.topic for p in kafka_lag.partitions(bootstrap, topics)}
+    except KafkaException as exc:
+        report.check("kafka.topics", False, f"cluster {bootstrap} unreachable: {_reason(exc)}", limit=len(topics))
+        return False
+    missing = [t for t in topics if t not in present]
+    detail = f"missing: {', '.join(missing)}" if missing else f"all {len(topics)} topics on {bootstrap}"
+    report.check("kafka.topics", not missing, detail, value=len(topics) - len(missing), limit=len(topics))
+    return True
+
+
+def mirror_checks(report: Report, settings: Settings, outputs: StackOutputs, max_lag: int) -> None:
+    """`kafka.mirror_lag.<topic>`: records the target cluster is behind the source, per mirrored topic."""
+    topics = settings.kafka.mirrored_topics
+    if settings.is_primary:
+        source, target = outputs.kafka_bootstrap, outputs.peer_kafka_bootstrap
+    else:
+        source, target = outputs.peer_kafka_bootstrap, outputs.kafka_bootstrap
+    try:
+        lag = kafka_lag.mirrormaker_lag(source, target, topics)
+    except KafkaException as exc:
+        if settings.is_primary:
+            report.check(
+                "kafka.mirror_lag",
+                True,
+                f"skipped: this stack is primary and the mirror target {target} is unreachable ({_reason(exc)})",
+            )
+        else:
+            report.check("kafka.mirror_lag", False, f"{source} -> {target} unmeasurable: {_reason(exc)}")
+        return
+    report.measured["mirror_lag_records"] = lag
+    for topic in topics:
+        behind = lag.get(topic)
+        if behind is None:
+            report.check(f"kafka.mirror_lag.{topic}", False, f"topic missing on the source {source}", limit=max_lag)
+        else:
+            report.check(
+                f"kafka.mirror_lag.{topic}", behind <= max_lag, f"{source} -> {target}", value=behind, limit=max_lag
+            )
+
+
+def offsets_check(report: Report, bootstrap: str, group: str, topics: tuple[str, ...]) -> None:
+    """`kafka.group_offsets`: every committed offset of the group lies within its partition's log."""
+    try:
+        parts = kafka_lag.consumer_group_lag(bootstrap, group, topics)
+    except KafkaException as exc:
+        report.check("kafka.group_offsets", False, f"group {group} on {bootstrap}: {_reason(exc)}")
+        return
+    committed = [p for p in parts if p.committed is not None]
+    invalid = [p for p in committed if not p.valid]
+    report.measured["group_offsets"] = [p.as_dict() for p in parts]
+    detail = (
+        "outside the log: " + ", ".join(f"{p.partition} at {p.committed} not in [{p.low}, {p.high}]" for p in invalid)
+        if invalid
+        else f"{len(committed)} of {len(parts)} partitions committed, all within the log"
+    )
+    report.check("kafka.group_offsets", not invalid, detail, value=len(invalid), limit=0)
+
+
+def kafka_checks(report: Report, settings: Settings, outputs: StackOutputs, max_lag: int) -> None:
+    topics = tuple(t.name for t in settings.kafka.topics)
+    if topics_check(report, outputs.kafka_bootstrap, topics):
+        offsets_check(report, outputs.kafka_bootstrap, settings.kafka.consumer_group, topics)
+    mirror_checks(report, settings, outputs, max_lag)
