@@ -11,9 +11,29 @@ from policies import types
 from policies.model import Enforcement, Resource, Violation, as_list, number, truthy, violation
 from policies.registry import resource_rule
 
-SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|api[-_]?key|private[-_]?key|credential", re.IGNORECASE)
-# `password=...` or `"password": "..."` inside a config text, excluding references such as ${file:...} or ${env:...}.
-SECRET_IN_TEXT = re.compile(r"""(password|secret|token)["']?\s*[=:]\s*["']?(?!\$\{)[^\s"';]{4,}""", re.IGNORECASE)
+# Names of secret material (not of a Secret object: `databaseSecret` names one, `dbPasswordSecretArn` points at one).
+SECRET_MATERIAL = r"pass(word|wd)|pwd|token|api[-_]?key|private[-_]?key|secret[-_]?(access[-_]?)?key|client[-_]?secret"
+REFERENCE_SUFFIX = re.compile(r"(arn|name|ref|id|file|path|secret)$", re.IGNORECASE)
+SECRET_NAME = re.compile(SECRET_MATERIAL, re.IGNORECASE)
+# `password=...`, `"token": "..."` inside a config text; `${...}` placeholders are references, not values.
+SECRET_IN_TEXT = re.compile(
+    rf"""(?P<key>[\w.-]*({SECRET_MATERIAL})[\w.-]*)["']?\s*[=:]\s*["']?(?P<value>(?!\$\{{)[^\s"',;]{{4,}})""",
+    re.IGNORECASE,
+)
+
+
+def names_secret_material(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) and not REFERENCE_SUFFIX.search(name)
+
+
+def secret_in_text(text: str) -> str | None:
+    """The key of the first literal secret in a config text, or None."""
+    for match in SECRET_IN_TEXT.finditer(text):
+        if names_secret_material(match.group("key")) and not match.group("value").startswith("arn:"):
+            return match.group("key")
+    return None
+
+
 CRONJOBS = (types.K8S_CRONJOB,)
 
 
@@ -42,15 +62,15 @@ def containers(workload: Resource) -> list[tuple[str, dict[str, Any]]]:
 def no_plaintext_secrets(resource: Resource, settings: Settings) -> Iterator[Violation]:
     if resource.type == types.K8S_CONFIGMAP:
         for key, text in (resource.get("data") or {}).items():
-            match = SECRET_IN_TEXT.search(str(text))
-            if SECRET_NAME.search(key) or match:
-                found = f"{match.group(1)}=***" if match else "***"
+            inner = secret_in_text(str(text))
+            if names_secret_material(key) or inner:
+                found = f"{inner}=***" if inner else "***"
                 yield violation(resource, f"data.{key}", found, "no secret material in a ConfigMap (use a Secret)")
         return
     for path, container in containers(resource):
         for i, env in enumerate(as_list(container.get("env"))):
             name = str(env.get("name", ""))
-            if SECRET_NAME.search(name) and env.get("value"):
+            if names_secret_material(name) and env.get("value"):
                 yield violation(
                     resource, f"{path}.env[{i}] ({name})", "***", "valueFrom.secretKeyRef, not a literal value"
                 )

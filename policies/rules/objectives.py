@@ -301,7 +301,8 @@ def mirrormaker_within_kafka_rpo(view: StackView) -> Iterator[Violation]:
     if not documents:
         yield violation(None, "MirrorMaker 2 ConfigMap", None, "a ConfigMap holding mm2.properties")
     for config_map, key, props in documents:
-        flows = sorted({k.rsplit(".", 1)[0] for k in props if "->" in k and k.endswith(".enabled")})
+        # Cluster aliases cannot contain '.', so a flow's keys are `<source>-><target>.<setting>`.
+        flows = sorted({k.split(".", 1)[0] for k in props if "->" in k.split(".", 1)[0]})
         for flow in flows:
             for interval in MM2_INTERVALS:
                 value = mm2_setting(props, flow, interval)
