@@ -257,6 +257,8 @@ def execute(sw: Switchover, plan_for: Callable[[dict[str, Any]], list[PlannedSte
                 raise Unsafe(f"would refuse: {sw.report.checks[-1].detail}")
             return 0
         for s in plan:
+            if s.name in runner.results:
+                continue
             runner.run(s.name, sw.step(s.name))
             if runner.timeline[-1].get("resumed"):
                 sw.report.check(s.name, True, f"done by the interrupted run: {runner.results[s.name]}")
