@@ -1,0 +1,385 @@
+"""Point-in-time recovery to a time T: RDS restore-to-time into a new instance, or, for a self-managed PostgreSQL,
+a base backup plus the WAL archive replayed up to T in a new data directory, then promoted.
+
+Self-managed recovery is PostgreSQL 12+ style: `recovery.signal` and settings in `postgresql.auto.conf`
+(`restore_command`, `recovery_target_time`, `recovery_target_action = promote`). A base backup inherits its source's
+archiving and replication settings, so the restored instance turns `archive_mode` off (it must never write into the
+source's archive), has no `standby.signal` and an empty `primary_conninfo`. `pg_ctl -w` returns before promotion
+ends, so we poll `pg_is_in_recovery()`.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import tarfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from scripts import db, pg_tools
+from scripts.cli import BadInput, Clock, Report, Unsafe
+from scripts.outputs import SelfManagedPostgres, StackOutputs
+
+LOOPBACK = "127.0.0.1"
+
+
+def parse_target_time(text: str, now: datetime) -> datetime:
+    """T from ISO 8601 with a zone (`Z` or an offset), no later than `now`; anything else is BadInput."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadInput(f"--time {text!r} is not an ISO 8601 time; expected e.g. 2026-11-27T14:05:00Z") from None
+    if value.tzinfo is None:
+        raise BadInput(f"--time {text!r} has no zone; expected an offset or Z, e.g. 2026-11-27T14:05:00+00:00")
+    if value > now:
+        raise BadInput(f"--time {text!r} is in the future (now is {now.isoformat(timespec='seconds')})")
+    return value.astimezone(UTC)
+
+
+def check_window(target: datetime, earliest: datetime, latest: datetime, what: str) -> None:
+    """Refuse (BadInput) a target outside [earliest, latest], naming the window."""
+    if not earliest <= target <= latest:
+        raise BadInput(
+            f"--time {target.isoformat()} is outside {what} restorable window "
+            f"{earliest.isoformat(timespec='seconds')} .. {latest.isoformat(timespec='seconds')}"
+        )
+
+
+# ---- self-managed PostgreSQL -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseBackup:
+    path: Path
+    start_wal: str  # WAL file name holding the backup's start
+    start_time: datetime
+    stop_time: datetime | None  # from the archived backup history file, when there is one
+
+    @property
+    def consistent_at(self) -> datetime:
+        """The earliest time recovery from this backup can stop at (the backup's end; its start if unknown)."""
+        return self.stop_time or self.start_time
+
+
+_LABEL_TIME = re.compile(r"^(START|STOP) TIME: (.+)$", re.M)
+_LABEL_WAL = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.M)
+
+
+def parse_label_time(text: str) -> datetime:
+    """`2026-11-27 15:52:27 UTC` (a backup label's time) as an aware datetime."""
+    stamp, _, zone = text.strip().rpartition(" ")
+    value = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
+    if zone in ("UTC", "GMT"):
+        return value.replace(tzinfo=UTC)
+    raise ValueError(f"backup label time {text!r} is not in UTC; expected the server's log_timezone to be UTC")
+
+
+def parse_backup_label(text: str) -> tuple[str, dict[str, datetime]]:
+    wal = _LABEL_WAL.search(text)
+    if wal is None:
+        raise ValueError("backup label has no START WAL LOCATION line")
+    return wal.group(1), {m.group(1): parse_label_time(m.group(2)) for m in _LABEL_TIME.finditer(text)}
+
+
+def _read_label(folder: Path) -> str | None:
+    if (folder / "backup_label").is_file():
+        return (folder / "backup_label").read_text()
+    for name in ("base.tar", "base.tar.gz"):
+        if (folder / name).is_file():
+            with tarfile.open(folder / name, "r:*") as tar:
+                member = tar.extractfile("backup_label")
+                return member.read().decode() if member else None
+    return None
+
+
+def find_base_backups(base_backup_dir: Path, archive_dir: Path) -> list[BaseBackup]:
+    """Base backups in the folder itself or its subfolders (tar or plain), oldest first."""
+    found = []
+    for folder in [base_backup_dir, *sorted(p for p in base_backup_dir.glob("*") if p.is_dir())]:
+        label = _read_label(folder)
+        if label is None:
+            continue
+        wal, times = parse_backup_label(label)
+        stop = None
+        for history in archive_dir.glob(f"{wal}.*.backup"):
+            _, history_times = parse_backup_label(history.read_text())
+            stop = history_times.get("STOP")
+        found.append(BaseBackup(folder, wal, times["START"], stop))
+    return sorted(found, key=lambda b: b.start_time)
+
+
+def choose_base_backup(backups: list[BaseBackup], target: datetime) -> BaseBackup:
+    """The newest base backup consistent before T; T before the oldest one is BadInput."""
+    if not backups:
+        raise BadInput("no base backup found; expected a base backup (pg_basebackup) in selfManaged.baseBackupDir")
+    usable = [b for b in backups if b.consistent_at <= target]
+    if not usable:
+        oldest = min(b.consistent_at for b in backups)
+        raise BadInput(
+            f"--time {target.isoformat()} is before the oldest base backup; "
+            f"earliest restorable time is {oldest.isoformat(timespec='seconds')}"
+        )
+    return max(usable, key=lambda b: b.consistent_at)
+
+
+def recovery_settings(archive_dir: Path, target: datetime, port: int) -> str:
+    """The lines appended to the restored instance's postgresql.auto.conf (they override postgresql.conf)."""
+    if "'" in str(archive_dir) or '"' in str(archive_dir):
+        raise BadInput(f"archive directory {archive_dir} contains a quote; expected a path without quotes")
+    return "\n".join(
+        [
+            "# drtopo point-in-time restore",
+            f'restore_command = \'cp "{archive_dir}/%f" "%p"\'',
+            f"recovery_target_time = '{target.isoformat()}'",
+            "recovery_target_inclusive = on",
+            "recovery_target_action = 'promote'",
+            "recovery_target_timeline = 'latest'",
+            "archive_mode = off",
+            "archive_command = ''",
+            "primary_conninfo = ''",
+            "primary_slot_name = ''",
+            f"port = {port}",
+            f"listen_addresses = '{LOOPBACK}'",
+            "unix_socket_directories = ''",
+            "cluster_name = 'pitr'",
+            "logging_collector = off",
+            # One syncfs() of the file system instead of an fsync per file of the copied base backup.
+            "recovery_init_sync_method = syncfs",
+            "",
+        ]
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    if os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+def lay_out(backup: BaseBackup, target_dir: Path, user: str) -> None:
+    """Copy the base backup into an empty target directory owned by `user`, mode 0700."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    if any(target_dir.iterdir()):
+        raise BadInput(f"--target-dir {target_dir} is not empty; expected a new or empty directory")
+    if (backup.path / "backup_label").is_file():
+        shutil.copytree(backup.path, target_dir, dirs_exist_ok=True)
+    else:
+        tar_name = next(n for n in ("base.tar", "base.tar.gz") if (backup.path / n).is_file())
+        with tarfile.open(backup.path / tar_name, "r:*") as tar:
+            tar.extractall(target_dir, filter="tar")
+        for wal_tar in ("pg_wal.tar", "pg_wal.tar.gz"):
+            if (backup.path / wal_tar).is_file():
+                with tarfile.open(backup.path / wal_tar, "r:*") as tar:
+                    tar.extractall(target_dir / "pg_wal", filter="tar")
+    for leftover in ("standby.signal", "postmaster.pid", "postmaster.opts"):
+        (target_dir / leftover).unlink(missing_ok=True)
+    target_dir.chmod(0o700)
+    _chown_tree(target_dir, user)
+
+
+def flush_archive(outputs: StackOutputs, clock: Clock, timeout: float = 30) -> str:
+    """Make the archive reach T: a marker commit after T, a WAL switch, and wait until that segment is archived.
+
+    Recovery to a time stops at the first commit after T; without one in the archive it would run out of WAL.
+    Only possible while the source is up and a primary; otherwise recovery uses what is already archived.
+    """
+    try:
+        conn = db.connect(outputs)
+    except psycopg.OperationalError as exc:
+        return f"source unreachable ({str(exc).strip().splitlines()[-1]}); using the archive as it is"
+    with conn, clock.step("flush the source's WAL into the archive"):
+        if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            return "source is a standby; using the archive as it is"
+        conn.execute("SELECT pg_current_xact_id()")
+        segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            archived = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+            if archived is not None and archived[:24] >= segment:
+                return f"archived through {segment}"
+            time.sleep(0.1)
+    return f"segment {segment} not archived within {timeout:.0f} s; using the archive as it is"
+
+
+_STOPPED = re.compile(r"recovery stopping before (?:commit|abort) of transaction \d+, time (.+)$", re.M)
+_LAST = re.compile(r"last completed transaction was at log time (.+)$", re.M)
+
+
+def recovery_outcome(log: str) -> dict[str, str | None]:
+    """What the restored server logged about where recovery stopped."""
+    stopped, last = _STOPPED.search(log), _LAST.search(log)
+    fatal = [line for line in log.splitlines() if "FATAL" in line or "PANIC" in line]
+    return {
+        "stopped_before": stopped.group(1).strip() if stopped else None,
+        "last_transaction": last.group(1).strip() if last else None,
+        "fatal": fatal[-1] if fatal else None,
+    }
+
+
+def wait_promoted(conninfo: str, password: str | None, log: Path, timeout: float) -> float:
+    """Seconds until the instance accepts connections and has left recovery; fails with the log's FATAL line."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            with psycopg.connect(conninfo, password=password, autocommit=True) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return time.monotonic() - start
+        except psycopg.OperationalError:
+            outcome = recovery_outcome(log.read_text(errors="replace")) if log.exists() else {}
+            if outcome.get("fatal"):
+                raise RuntimeError(f"recovery failed: {outcome['fatal']}") from None
+        time.sleep(0.1)
+    raise TimeoutError(f"restored instance still in recovery after {timeout:.0f} s; see {log}")
+
+
+def restore_self_managed(
+    outputs: StackOutputs,
+    pg: SelfManagedPostgres,
+    target: datetime,
+    report: Report,
+    clock: Clock,
+    target_dir: Path | None,
+    port: int | None,
+    dry_run: bool,
+    timeout: float = 600,
+) -> dict[str, Any]:
+    archive = Path(pg.archive_dir)
+    backups = find_base_backups(Path(pg.base_backup_dir), archive)
+    chosen = choose_base_backup(backups, target)
+    stamp = target.strftime("%Y%m%dT%H%M%SZ")
+    target_dir = (target_dir or Path(pg.data_dir).parent / f"pitr-{stamp}").resolve()
+    port = port or free_port()
+    plan = {
+        "base_backup": str(chosen.path),
+        "base_backup_consistent_at": chosen.consistent_at.isoformat(),
+        "target_time": target.isoformat(),
+        "data_dir": str(target_dir),
+        "port": port,
+    }
+    if dry_run:
+        report.check("plan", True, f"replay {chosen.path} + {archive} to {target.isoformat()} in {target_dir}")
+        return plan
+    report.check("source archive", True, flush_archive(outputs, clock))
+    with clock.step(f"lay out base backup {chosen.path.name} in {target_dir}"):
+        lay_out(chosen, target_dir, pg.os_user)
+    log = target_dir / "pitr.log"
+    with open(target_dir / "postgresql.auto.conf", "a") as conf:
+        conf.write("\n" + recovery_settings(archive, target, port))
+    (target_dir / "recovery.signal").touch()
+    _chown_tree(target_dir, pg.os_user)
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=LOOPBACK, port=str(port), user=outputs.db_user, dbname=outputs.db_name, connect_timeout="3"
+    )
+    with clock.step("replay WAL to T and promote") as step:
+        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "start", "-D", str(target_dir), "-l", str(log), "-t", "60")
+        try:
+            step["promoted_after_seconds"] = round(wait_promoted(conninfo, db.password(outputs), log, timeout), 3)
+        except (RuntimeError, TimeoutError):
+            stop_instance(pg, target_dir)
+            raise
+    outcome = recovery_outcome(log.read_text(errors="replace"))
+    report.check(
+        "recovery stopped at T",
+        outcome["stopped_before"] is not None,
+        f"stopped before the first commit after T, at {outcome['stopped_before']}"
+        if outcome["stopped_before"]
+        else "no commit after T found in the archive",
+    )
+    report.check("promoted", True, f"PostgreSQL on {LOOPBACK}:{port}, data in {target_dir}")
+    return {**plan, **outcome, "conninfo": conninfo, "log": str(log)}
+
+
+def stop_instance(pg: SelfManagedPostgres, data_dir: Path) -> None:
+    """Fast shutdown of a restored instance (tests and benchmarks; operators keep it)."""
+    if (data_dir / "postmaster.pid").exists():
+        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "stop", "-D", str(data_dir), "-m", "fast", "-t", "60")
+
+
+# ---- RDS ---------------------------------------------------------------------------------------------------------
+
+
+def rds_window(instance: dict[str, Any], now: datetime) -> tuple[datetime, datetime]:
+    """[earliest, latest] restorable: from max(created, latest - retention) to LatestRestorableTime."""
+    retention = int(instance.get("BackupRetentionPeriod") or 0)
+    if retention == 0:
+        raise Unsafe(f"instance {instance['DBInstanceIdentifier']} has automated backups off; no point-in-time restore")
+    latest = instance.get("LatestRestorableTime") or now
+    earliest = max(instance.get("InstanceCreateTime") or latest, latest - timedelta(days=retention))
+    return earliest.astimezone(UTC), latest.astimezone(UTC)
+
+
+def restore_rds(
+    outputs: StackOutputs,
+    target: datetime,
+    report: Report,
+    clock: Clock,
+    new_instance: str | None,
+    dry_run: bool,
+    wait_seconds: float = 3600,
+) -> dict[str, Any]:
+    import boto3
+
+    rds = boto3.client("rds", region_name=outputs.region)
+    source = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+    earliest, latest = rds_window(source, datetime.now(UTC))
+    check_window(target, earliest, latest, f"instance {outputs.db_instance_id}'s")
+    name = new_instance or f"{outputs.db_instance_id}-pitr-{target:%Y%m%d%H%M%S}"
+    plan = {"source": outputs.db_instance_id, "target_instance": name, "restore_time": target.isoformat()}
+    if dry_run:
+        report.check("plan", True, f"restore {outputs.db_instance_id} to {target.isoformat()} as {name}")
+        return plan
+    request: dict[str, Any] = {
+        "SourceDBInstanceIdentifier": outputs.db_instance_id,
+        "TargetDBInstanceIdentifier": name,
+        "RestoreTime": target,
+        "DBInstanceClass": source["DBInstanceClass"],
+        "MultiAZ": bool(source.get("MultiAZ")),
+        "PubliclyAccessible": False,
+        "DeletionProtection": True,
+        "CopyTagsToSnapshot": True,
+        "Tags": [
+            {"Key": "drtopo:restored-from", "Value": outputs.db_instance_id},
+            {"Key": "drtopo:restore-time", "Value": target.isoformat()},
+        ],
+    }
+    if source.get("DBSubnetGroup"):
+        request["DBSubnetGroupName"] = source["DBSubnetGroup"]["DBSubnetGroupName"]
+    groups = [g["VpcSecurityGroupId"] for g in source.get("VpcSecurityGroups", [])]
+    if groups:
+        request["VpcSecurityGroupIds"] = groups
+    params = [g["DBParameterGroupName"] for g in source.get("DBParameterGroups", [])]
+    if params:
+        request["DBParameterGroupName"] = params[0]
+    with clock.step(f"restore_db_instance_to_point_in_time -> {name}"):
+        rds.restore_db_instance_to_point_in_time(**request)
+    with clock.step(f"wait until {name} is available"):
+        rds.get_waiter("db_instance_available").wait(
+            DBInstanceIdentifier=name, WaiterConfig={"Delay": 15, "MaxAttempts": int(wait_seconds / 15)}
+        )
+    restored = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+    endpoint = restored.get("Endpoint") or {}
+    report.check(
+        "restored instance available",
+        restored["DBInstanceStatus"] == "available",
+        f"{name} at {endpoint.get('Address')}:{endpoint.get('Port')}",
+        value=restored["DBInstanceStatus"],
+    )
+    return {**plan, "arn": restored["DBInstanceArn"], "address": endpoint.get("Address"), "port": endpoint.get("Port")}
