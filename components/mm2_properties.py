@@ -68,5 +68,13 @@ def render_mm2_properties(
         "",
     ]
     lines += [f"{flow}.{key} = {value}" for key, value in connector.items()]
-    lines += ["", f"{reverse}.enabled = false", f"{reverse}.replication.policy.class = {mirror.replication_policy}", ""]
+    # Dedicated MirrorMaker still runs a heartbeat connector for a disabled flow unless told not to: without this
+    # line the standby would write heartbeats into the primary's cluster.
+    lines += [
+        "",
+        f"{reverse}.enabled = false",
+        f"{reverse}.emit.heartbeats.enabled = false",
+        f"{reverse}.replication.policy.class = {mirror.replication_policy}",
+        "",
+    ]
     return "\n".join(lines)

@@ -133,3 +133,9 @@ def test_rendering_is_pure_and_aliases_have_no_separator(settings: Settings) -> 
     assert render_mm2_properties(settings) == render_mm2_properties(settings)
     for region in (settings.region, settings.peer_region):
         assert "." not in cluster_alias(region)
+
+
+def test_the_disabled_reverse_flow_emits_no_heartbeats_into_the_peer() -> None:
+    text = render_mm2_properties(load_settings("dr"))
+    assert "us-west-2->us-east-1.enabled = false" in text
+    assert "us-west-2->us-east-1.emit.heartbeats.enabled = false" in text
