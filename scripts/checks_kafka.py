@@ -8,6 +8,8 @@ and skipped (reported, not failed) when the peer cluster is down, as it is while
 
 from __future__ import annotations
 
+import socket
+
 from confluent_kafka import KafkaException
 
 from components.settings import Settings
@@ -15,13 +17,35 @@ from scripts import kafka_lag
 from scripts.cli import Report
 from scripts.outputs import StackOutputs
 
+PROBE_TIMEOUT = 2.0
+
 
 def _reason(exc: Exception) -> str:
     return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
+def unreachable(bootstrap: str) -> str | None:
+    """Why no broker of `bootstrap` accepts a TCP connection (None when one does).
+
+    Probed first so a cluster that is down fails in milliseconds instead of the Kafka client's retries and timeouts.
+    """
+    reasons = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT):
+                return None
+        except (OSError, ValueError) as exc:
+            reasons.append(f"{server.strip()}: {exc}")
+    return "; ".join(reasons) or f"bootstrap {bootstrap!r} names no server"
+
+
 def topics_check(report: Report, bootstrap: str, topics: tuple[str, ...]) -> bool:
     """`kafka.topics`: every configured topic exists on `bootstrap`; False when the cluster is unreachable."""
+    down = unreachable(bootstrap)
+    if down:
+        report.check("kafka.topics", False, f"cluster {bootstrap} unreachable: {down}", limit=len(topics))
+        return False
     try:
         present = {p.topic for p in kafka_lag.partitions(bootstrap, topics)}
     except KafkaException as exc:
@@ -40,17 +64,18 @@ def mirror_checks(report: Report, settings: Settings, outputs: StackOutputs, max
         source, target = outputs.kafka_bootstrap, outputs.peer_kafka_bootstrap
     else:
         source, target = outputs.peer_kafka_bootstrap, outputs.kafka_bootstrap
+    down = unreachable(source) or unreachable(target)
     try:
-        lag = kafka_lag.mirrormaker_lag(source, target, topics)
+        lag = {} if down else kafka_lag.mirrormaker_lag(source, target, topics)
     except KafkaException as exc:
+        down = _reason(exc)
+    if down:
         if settings.is_primary:
             report.check(
-                "kafka.mirror_lag",
-                True,
-                f"skipped: this stack is primary and the mirror target {target} is unreachable ({_reason(exc)})",
+                "kafka.mirror_lag", True, f"skipped: this stack is primary and its mirror to {target} is down ({down})"
             )
         else:
-            report.check("kafka.mirror_lag", False, f"{source} -> {target} unmeasurable: {_reason(exc)}")
+            report.check("kafka.mirror_lag", False, f"{source} -> {target} unmeasurable: {down}")
         return
     report.measured["mirror_lag_records"] = lag
     for topic in topics:
