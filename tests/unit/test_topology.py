@@ -1,0 +1,97 @@
+"""The whole program: what it exports, how its components are built, and that its Kubernetes objects are valid."""
+
+from __future__ import annotations
+
+import runpy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from components.settings import load_settings
+from scripts.outputs import StackOutputs
+from tests.k8s_schema import validate_manifest
+from tests.program_harness import Evaluation, evaluate
+
+MAIN = Path(__file__).resolve().parents[2] / "__main__.py"
+COMPONENTS = {
+    "drtopo:storage:BackupStorage",
+    "drtopo:database:Database",
+    "drtopo:dns:DnsFailover",
+    "drtopo:kafka:KafkaMirror",
+    "drtopo:backup:BackupJobs",
+}
+
+
+def output_keys(required_only: bool) -> set[str]:
+    fields = StackOutputs.model_fields
+    return {field.alias or name for name, field in fields.items() if field.is_required() or not required_only}
+
+
+def test_exports_cover_every_key_the_scripts_read(stack: Evaluation) -> None:
+    assert output_keys(required_only=True) <= set(stack.exports)
+    # selfManaged describes a PostgreSQL we run ourselves (the lab); RDS stacks never export it.
+    assert output_keys(required_only=False) - set(stack.exports) == {"selfManaged"}
+
+
+def test_exports_validate_as_stack_outputs(stack: Evaluation) -> None:
+    settings = stack.settings
+    outputs = StackOutputs.model_validate(stack.exports)
+    assert (outputs.stack, outputs.role, outputs.region) == (settings.stack, settings.role.value, settings.region)
+    assert outputs.peer_stack == settings.peer_stack and outputs.peer_region == settings.peer_region
+    assert outputs.db_instance_id == f"exception-collector-{settings.region}"
+    assert outputs.dump_bucket == f"drtopo-{settings.region}-dumps"
+    assert outputs.audit_bucket == f"drtopo-{settings.region}-audit"
+    assert outputs.failover == settings.role.failover
+    assert outputs.set_identifier == settings.region
+    assert outputs.kafka_bootstrap == settings.kafka.bootstrap_servers
+    assert outputs.service_url == f"https://{settings.dns.record_name}"
+    assert stack.exports["objectives"]["regionFailure"] == {"rtoMinutes": 240, "rpoMinutes": 15}
+
+
+def test_every_component_is_declared_once_and_every_resource_is_parented(stack: Evaluation) -> None:
+    declared = [r.type for r in stack.resources if r.type.startswith("drtopo:")]
+    assert set(declared) >= COMPONENTS
+    for token in COMPONENTS:
+        assert declared.count(token) == 1, token
+    components = {r.urn for r in stack.resources if r.type.startswith("drtopo:")}
+    for resource in stack.resources:
+        if resource.type.startswith(("aws:", "kubernetes:")):
+            assert resource.parent_urn, resource.name
+            # Walk up to a drtopo component: nothing is declared loose in the stack.
+            node = resource
+            while node.parent_urn and node.urn not in components:
+                node = stack.by_urn(node.parent_urn)
+            assert node.urn in components, (resource.type, resource.name)
+
+
+def test_stateful_resources_are_protected(stack: Evaluation) -> None:
+    for token in ("aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:rds/instance:Instance"):
+        found = stack.of_type(token)
+        assert found, token
+        assert all(r.protect for r in found), [r.name for r in found if not r.protect]
+
+
+def test_every_kubernetes_object_validates_strictly(stack: Evaluation) -> None:
+    objects = [r for r in stack.resources if r.type.startswith("kubernetes:")]
+    kinds = {r.inputs["kind"] for r in objects}
+    assert {"Deployment", "ConfigMap", "ServiceAccount", "CronJob", "Role", "RoleBinding"} <= kinds
+    for resource in objects:
+        validate_manifest(resource.inputs)
+
+
+def test_backup_jobs_read_the_outputs_the_stack_exports(stack: Evaluation) -> None:
+    config = stack.one("kubernetes:core/v1:ConfigMap", "backup-jobs-config").inputs["data"]
+    outputs = StackOutputs.model_validate_json(config["outputs.json"])
+    assert outputs.dump_bucket == stack.exports["dumpBucket"]
+    assert outputs.db_arn == stack.exports["dbArn"]
+
+
+@pytest.mark.parametrize("stack_name", ["prod", "dr"])
+def test_main_declares_the_same_program(stack_name: str, program: Callable[[str, str | None], Evaluation]) -> None:
+    def run_main(_settings: object) -> dict:
+        runpy.run_path(str(MAIN), run_name="__main__")
+        return {}
+
+    ev = evaluate(load_settings(stack_name), build=run_main)
+    assert sorted(r.urn for r in ev.resources) == sorted(r.urn for r in program(stack_name, None).resources)
