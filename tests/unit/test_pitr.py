@@ -1,0 +1,131 @@
+"""Point-in-time recovery's pure parts: the target time, restorable windows, base backup choice, recovery settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from scripts.cli import BadInput, Unsafe
+from scripts.pitr import (
+    BaseBackup,
+    check_window,
+    choose_base_backup,
+    parse_backup_label,
+    parse_target_time,
+    rds_window,
+    recovery_outcome,
+    recovery_settings,
+)
+
+NOW = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+
+LABEL = """START WAL LOCATION: 0/2000028 (file 000000010000000000000002)
+CHECKPOINT LOCATION: 0/2000060
+BACKUP METHOD: streamed
+BACKUP FROM: primary
+START TIME: 2026-11-27 15:52:27 UTC
+LABEL: pg_basebackup base backup
+START TIMELINE: 1
+"""
+HISTORY = LABEL.replace("START TIMELINE: 1\n", "START TIMELINE: 1\nSTOP TIME: 2026-11-27 15:52:28 UTC\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T14:05:00Z", datetime(2026, 11, 27, 14, 5, tzinfo=UTC)),
+        ("2026-11-27T15:05:00.250+01:00", datetime(2026, 11, 27, 14, 5, 0, 250000, tzinfo=UTC)),
+        (" 2026-11-27 14:05:00+00:00 ", datetime(2026, 11, 27, 14, 5, tzinfo=UTC)),
+    ],
+)
+def test_target_time_is_normalised_to_utc(text: str, expected: datetime) -> None:
+    assert parse_target_time(text, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("yesterday", "not an ISO 8601 time"),
+        ("2026-11-27T14:05:00", "has no zone"),
+        ("2026-11-27T16:00:01Z", "in the future"),
+        ("2026-13-01T00:00:00Z", "not an ISO 8601 time"),
+    ],
+)
+def test_bad_target_times_are_bad_input_naming_the_value(text: str, message: str) -> None:
+    with pytest.raises(BadInput, match=message) as err:
+        parse_target_time(text, NOW)
+    assert text in str(err.value) and "\n" not in str(err.value)
+
+
+def test_window_refusal_names_the_window() -> None:
+    earliest, latest = NOW - timedelta(days=7), NOW - timedelta(minutes=5)
+    check_window(NOW - timedelta(days=1), earliest, latest, "instance db's")
+    for outside in (earliest - timedelta(seconds=1), latest + timedelta(seconds=1)):
+        with pytest.raises(BadInput, match=r"outside instance db's restorable window 2026-11-20T16:00:00\+00:00 \.\."):
+            check_window(outside, earliest, latest, "instance db's")
+
+
+def test_backup_label_and_history_file() -> None:
+    wal, times = parse_backup_label(LABEL)
+    assert wal == "000000010000000000000002"
+    assert times == {"START": datetime(2026, 11, 27, 15, 52, 27, tzinfo=UTC)}
+    assert parse_backup_label(HISTORY)[1]["STOP"] == datetime(2026, 11, 27, 15, 52, 28, tzinfo=UTC)
+
+
+def _backup(name: str, start: datetime, stop: datetime | None) -> BaseBackup:
+    return BaseBackup(Path(name), "000000010000000000000002", start, stop)
+
+
+def test_newest_base_backup_consistent_before_t_is_chosen() -> None:
+    monday, tuesday = NOW - timedelta(days=2), NOW - timedelta(days=1)
+    backups = [_backup("mon", monday, monday + timedelta(minutes=3)), _backup("tue", tuesday, None)]
+    assert choose_base_backup(backups, tuesday + timedelta(hours=1)).path == Path("tue")
+    assert choose_base_backup(backups, tuesday - timedelta(hours=1)).path == Path("mon")
+    # During Monday's backup (started, not yet consistent) nothing can be restored.
+    with pytest.raises(BadInput, match="before the oldest base backup; earliest restorable time is 2026-11-25T16:03"):
+        choose_base_backup(backups, monday + timedelta(minutes=1))
+    with pytest.raises(BadInput, match="no base backup found"):
+        choose_base_backup([], NOW)
+
+
+def test_recovery_settings_promote_and_never_archive_or_follow() -> None:
+    conf = recovery_settings(Path("/lab/pg/archive"), datetime(2026, 11, 27, 14, 5, tzinfo=UTC), 6543)
+    lines = dict(line.split(" = ", 1) for line in conf.splitlines() if " = " in line)
+    assert lines["restore_command"] == '\'cp "/lab/pg/archive/%f" "%p"\''
+    assert lines["recovery_target_time"] == "'2026-11-27T14:05:00+00:00'"
+    assert lines["recovery_target_action"] == "'promote'"
+    assert lines["archive_mode"] == "off"
+    assert lines["primary_conninfo"] == "''"
+    assert lines["port"] == "6543"
+    with pytest.raises(BadInput, match="quote"):
+        recovery_settings(Path("/it's"), NOW, 1)
+
+
+def test_rds_window_is_bounded_by_retention_and_creation() -> None:
+    old = {
+        "DBInstanceIdentifier": "db",
+        "BackupRetentionPeriod": 7,
+        "LatestRestorableTime": NOW,
+        "InstanceCreateTime": NOW - timedelta(days=100),
+    }
+    assert rds_window(old, NOW) == (NOW - timedelta(days=7), NOW)
+    young = {**old, "InstanceCreateTime": NOW - timedelta(hours=2)}
+    assert rds_window(young, NOW) == (NOW - timedelta(hours=2), NOW)
+    with pytest.raises(Unsafe, match="automated backups off"):
+        rds_window({**old, "BackupRetentionPeriod": 0}, NOW)
+
+
+def test_recovery_outcome_from_the_server_log() -> None:
+    log = (
+        "LOG:  recovery stopping before commit of transaction 747, time 2026-11-27 15:55:47.752765+00\n"
+        "LOG:  last completed transaction was at log time 2026-11-27 15:55:45.205849+00\n"
+    )
+    assert recovery_outcome(log) == {
+        "stopped_before": "2026-11-27 15:55:47.752765+00",
+        "last_transaction": "2026-11-27 15:55:45.205849+00",
+        "fatal": None,
+    }
+    failed = recovery_outcome("FATAL:  recovery ended before configured recovery target was reached\n")
+    assert failed["stopped_before"] is None and "recovery target" in failed["fatal"]
