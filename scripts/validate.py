@@ -106,8 +106,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     _positive("--max-mirror-lag", args.max_mirror_lag, 0)
     since = checks_db.parse_time(args.since) if args.since is not None else None
     settings = settings_for(args.stack)
-    outputs = load_outputs(args.outputs, args.stack)
     other = against_conninfo(args.against, args.stack, args.outputs) if args.against else None
+    outputs = load_outputs(args.outputs, args.stack)
     skip = set(args.skip)
     report = Report()
     if "service" not in skip and checks_service.health_check(report, outputs.service_url, settings.service.health_path):

@@ -1,0 +1,72 @@
+"""The pure parts of scripts.validate and its checks: times, RPO, percentiles, the --against target, broker probe."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from scripts.checks_db import parse_time, rpo_seconds
+from scripts.checks_kafka import unreachable
+from scripts.checks_service import percentile
+from scripts.cli import BadInput
+from scripts.validate import against_conninfo, main
+
+
+def test_parse_time_needs_an_offset() -> None:
+    assert parse_time("2026-11-27T10:00:00Z") == datetime(2026, 11, 27, 10, tzinfo=UTC)
+    with pytest.raises(BadInput, match="no UTC offset"):
+        parse_time("2026-11-27T10:00:00")
+    with pytest.raises(BadInput, match="'yesterday' is not a time"):
+        parse_time("yesterday")
+
+
+def test_rpo_is_the_gap_to_the_newest_record_before_the_disaster() -> None:
+    disaster = datetime(2026, 11, 27, 10, tzinfo=UTC)
+    assert rpo_seconds(disaster - timedelta(seconds=42.5), disaster) == 42.5
+    assert rpo_seconds(disaster, disaster) == 0.0
+    assert rpo_seconds(None, disaster) is None
+
+
+def test_percentile_nearest_rank() -> None:
+    samples = [float(x) for x in range(1, 101)]
+    assert percentile(samples, 95) == 95.0
+    assert percentile(samples, 100) == 100.0
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([5.0, 1.0, 3.0], 50) == 3.0
+    with pytest.raises(ValueError):
+        percentile([], 95)
+
+
+def test_against_accepts_a_dsn_and_refuses_the_stack_itself_or_unknown_names() -> None:
+    dsn = "postgresql://u@127.0.0.1:5432/db"
+    assert against_conninfo(dsn, "dr", None) == dsn
+    assert against_conninfo("host=127.0.0.1 dbname=db", "dr", None) == "host=127.0.0.1 dbname=db"
+    with pytest.raises(BadInput, match="the stack being validated"):
+        against_conninfo("dr", "dr", None)
+    with pytest.raises(BadInput, match="'qa' is unknown"):
+        against_conninfo("qa", "dr", None)
+
+
+def test_unreachable_names_the_refusing_broker() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert unreachable(f"127.0.0.1:{port}") is None
+    assert f"127.0.0.1:{port}" in (unreachable(f"127.0.0.1:{port}") or "")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "soon"], "--since 'soon' is not a time"),
+        (["--requests", "0"], "--requests 0 is too small"),
+        (["--against", "staging"], "--against 'staging' is unknown"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--stack", "dr", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
