@@ -167,3 +167,15 @@ def test_lifecycle_rules_are_computed_from_retention() -> None:
     assert audit_retention_days(Retention(audit_years=1)) == 366
     with pytest.raises(ValueError, match="bucket purpose 'logs'"):
         lifecycle_rules("logs", retention)
+
+
+def test_each_stack_replicates_into_the_buckets_its_peer_declares(prod: Evaluation, dr: Evaluation) -> None:
+    for source, target in ((prod, dr), (dr, prod)):
+        destinations = {
+            rule["destination"]["bucket"]
+            for config in source.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+            for rule in config.inputs["rules"]
+        }
+        assert destinations == {f"arn:aws:s3:::{b.inputs['bucket']}" for b in target.of_type(BUCKET)}
+        audit = next(b for b in target.of_type(BUCKET) if b.name == "backups-audit")
+        assert audit.inputs["objectLockEnabled"] is True  # Object Lock replicas need a locked destination

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import load_settings
+from components.settings import PROJECT, load_settings
 from scripts.outputs import StackOutputs
 from tests.k8s_schema import validate_manifest
 from tests.program_harness import Evaluation, evaluate
@@ -95,3 +95,24 @@ def test_main_declares_the_same_program(stack_name: str, program: Callable[[str,
 
     ev = evaluate(load_settings(stack_name), build=run_main)
     assert sorted(r.urn for r in ev.resources) == sorted(r.urn for r in program(stack_name, None).resources)
+
+
+def test_physical_names_never_collide_between_the_stacks(prod: Evaluation, dr: Evaluation) -> None:
+    """Both stacks share one account: aliases are unique per region, buckets and DB identifiers per partition."""
+    aliases: list[tuple[str, str]] = []
+    names: list[str] = []
+    for ev in (prod, dr):
+        aliases += [
+            (r.inputs.get("region") or ev.settings.region, r.inputs["name"]) for r in ev.of_type("aws:kms/alias:Alias")
+        ]
+        names += [r.inputs["bucket"] for r in ev.of_type("aws:s3/bucket:Bucket")]
+        names += [r.inputs["identifier"] for r in ev.of_type("aws:rds/instance:Instance")]
+        names += [r.inputs["name"] for r in ev.of_type("aws:rds/parameterGroup:ParameterGroup")]
+    assert len(aliases) == len(set(aliases)) == 12
+    assert len(names) == len(set(names))
+
+
+def test_the_standby_references_the_primary_stack_of_this_project(dr: Evaluation, prod: Evaluation) -> None:
+    reference = dr.one("pulumi:pulumi:StackReference").name
+    assert reference.split("/")[1:] == [PROJECT, dr.settings.peer_stack]
+    assert "dbArn" in prod.exports
