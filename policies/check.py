@@ -89,14 +89,15 @@ def print_report(data: dict[str, Any], out: TextIO) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
+    from policies.program import program_resources
+
     try:
         settings = load_settings(args.stack, overrides={"role": args.role} if args.role else None)
+        # The program validates some settings itself (e.g. the dump schedule) before declaring anything.
+        resources = program_resources(settings)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    from policies.program import program_resources
-
-    resources = program_resources(settings)
     violations = evaluate_rules(resources, settings)
     data = report(settings, violations, len(resources), time.monotonic() - started)
     print_report(data, sys.stdout)

@@ -86,6 +86,8 @@ def fmt(value: Any) -> str:
     """Readable value: 30.0 -> 30, strings quoted, missing -> (not set)."""
     if value is None:
         return "(not set)"
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, str):

@@ -133,9 +133,9 @@ def s3_replication_within_rpo(view: StackView) -> Iterator[Violation]:
             metrics = destination.get("metrics") or {}
             threshold = number((metrics.get("eventThreshold") or {}).get("minutes"))
             if metrics.get("status") != "Enabled" or threshold is None or threshold > rpo:
-                yield violation(
-                    config, f"rules[{i}].destination.metrics", metrics.get("status"), f"Enabled, {required}", why
-                )
+                enabled = metrics.get("status") == "Enabled"
+                found = (metrics.get("eventThreshold") or {}).get("minutes") if enabled else metrics.get("status")
+                yield violation(config, f"rules[{i}].destination.metrics.eventThreshold", found, required, why)
             marker = (rule.get("deleteMarkerReplication") or {}).get("status")
             if marker != "Enabled":
                 yield violation(config, f"rules[{i}].deleteMarkerReplication.status", marker, "'Enabled'")

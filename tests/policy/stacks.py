@@ -1,0 +1,342 @@
+"""Hand-built resources for the rule tests: a compliant stack, and helpers to break one property of it.
+
+The baseline is what a correct drtopo stack registers, written out by hand in the provider's camelCase shape, so a
+rule test does not depend on the program; `broken(...)` returns a copy with one input changed or removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from components import naming
+from components.mm2_properties import render_mm2_properties
+from components.settings import Settings
+from policies import types
+from policies.model import Resource, path_parts
+
+STACK_URN = "urn:pulumi:{stack}::drtopo::"
+DROP = object()
+
+
+def res(settings: Settings, type_token: str, name: str, inputs: dict[str, Any], protect: bool = False) -> Resource:
+    urn = f"{STACK_URN.format(stack=settings.stack)}{type_token}::{name}"
+    return Resource(type_token, name, inputs, urn=urn, protect=protect, id=f"{name}-id")
+
+
+def bucket_policy(bucket: str) -> str:
+    arns = [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "TlsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": arns,
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                },
+                {
+                    "Sid": "KmsUploadsOnly",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:PutObject",
+                    "Resource": arns[1],
+                    "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}},
+                },
+            ],
+        }
+    )
+
+
+def lifecycle_rules(settings: Settings, purpose: str) -> list[dict[str, Any]]:
+    retention = settings.retention
+    if purpose in ("dumps", "config"):
+        rules = []
+        for name, tier in retention.tiers().items():
+            rule: dict[str, Any] = {
+                "id": f"{name}-tier",
+                "status": "Enabled",
+                "filter": {"prefix": f"{name}/"},
+                "expiration": {"days": float(tier.days)},
+            }
+            if tier.cold_after_days:
+                rule["transitions"] = [{"days": float(tier.cold_after_days), "storageClass": tier.cold_storage_class}]
+            rules.append(rule)
+        return rules
+    days = retention.operational_days if purpose == "wal" else retention.audit_years * 365
+    return [{"id": purpose, "status": "Enabled", "filter": {"prefix": ""}, "expiration": {"days": float(days)}}]
+
+
+def storage(settings: Settings) -> list[Resource]:
+    found: list[Resource] = []
+    for purpose in naming.BUCKET_PURPOSES:
+        physical = naming.bucket_name(settings, purpose)
+        name = f"backups-{purpose}"
+        bucket_inputs: dict[str, Any] = {"bucket": physical}
+        if purpose == "audit":
+            bucket_inputs["objectLockEnabled"] = True
+        found.append(res(settings, types.BUCKET, name, bucket_inputs, protect=True))
+        ref = f"{name}-id"
+        found += [
+            res(
+                settings,
+                types.BUCKET_VERSIONING,
+                name,
+                {"bucket": ref, "versioningConfiguration": {"status": "Enabled"}},
+            ),
+            res(
+                settings,
+                types.BUCKET_SSE,
+                name,
+                {
+                    "bucket": ref,
+                    "rules": [
+                        {
+                            "applyServerSideEncryptionByDefault": {
+                                "sseAlgorithm": "aws:kms",
+                                "kmsMasterKeyId": "arn:aws:kms:us-east-1:123456789012:key/k",
+                            },
+                            "bucketKeyEnabled": True,
+                        }
+                    ],
+                },
+            ),
+            res(
+                settings,
+                types.BUCKET_PUBLIC_ACCESS_BLOCK,
+                name,
+                {
+                    "bucket": ref,
+                    "blockPublicAcls": True,
+                    "blockPublicPolicy": True,
+                    "ignorePublicAcls": True,
+                    "restrictPublicBuckets": True,
+                },
+            ),
+            res(settings, types.BUCKET_POLICY, name, {"bucket": ref, "policy": bucket_policy(physical)}),
+            res(settings, types.BUCKET_LIFECYCLE, name, {"bucket": ref, "rules": lifecycle_rules(settings, purpose)}),
+            res(
+                settings,
+                types.BUCKET_REPLICATION,
+                name,
+                {
+                    "bucket": physical,
+                    "role": "arn:aws:iam::123456789012:role/replication",
+                    "rules": [
+                        {
+                            "id": "to-peer",
+                            "status": "Enabled",
+                            "filter": {"prefix": ""},
+                            "deleteMarkerReplication": {"status": "Enabled"},
+                            "destination": {
+                                "bucket": f"arn:aws:s3:::{naming.bucket_name(settings, purpose)}-peer",
+                                "replicationTime": {"status": "Enabled", "time": {"minutes": 15.0}},
+                                "metrics": {"status": "Enabled", "eventThreshold": {"minutes": 15.0}},
+                            },
+                        }
+                    ],
+                },
+            ),
+        ]
+        if purpose == "audit":
+            found.append(
+                res(
+                    settings,
+                    types.BUCKET_OBJECT_LOCK,
+                    name,
+                    {"bucket": ref, "rule": {"defaultRetention": {"mode": "COMPLIANCE", "years": 7.0}}},
+                )
+            )
+    return found
+
+
+def database(settings: Settings) -> list[Resource]:
+    instance: dict[str, Any] = {
+        "identifier": naming.db_identifier(settings),
+        "engine": "postgres",
+        "storageEncrypted": True,
+        "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/db",
+        "multiAz": True,
+        "deletionProtection": True,
+        "backupRetentionPeriod": 14.0,
+        "publiclyAccessible": False,
+        "parameterGroupName": "drtopo-pg15",
+    }
+    if not settings.is_primary:
+        instance["replicateSourceDb"] = "arn:aws:rds:us-east-1:123456789012:db:exception-collector-us-east-1"
+    return [
+        res(settings, types.KMS_KEY, "database-key", {"enableKeyRotation": True}, protect=True),
+        res(settings, types.RDS_INSTANCE, "database", instance, protect=True),
+        res(
+            settings,
+            types.RDS_PARAMETER_GROUP,
+            "database-params",
+            {
+                "family": "postgres15",
+                "parameters": [
+                    {"name": "rds.force_ssl", "value": "1"},
+                    {"name": "archive_timeout", "value": "60"},
+                ],
+            },
+        ),
+        res(
+            settings,
+            types.METRIC_ALARM,
+            "database-replica-lag",
+            {
+                "namespace": "AWS/RDS",
+                "metricName": "ReplicaLag",
+                "threshold": 300.0,
+                "period": 60.0,
+                "evaluationPeriods": 3.0,
+                "comparisonOperator": "GreaterThanOrEqualToThreshold",
+            },
+        ),
+    ]
+
+
+def dns(settings: Settings) -> list[Resource]:
+    return [
+        res(
+            settings,
+            types.ROUTE53_HEALTH_CHECK,
+            "dns-health",
+            {
+                "type": "HTTPS",
+                "fqdn": settings.dns.endpoint,
+                "resourcePath": settings.dns.health_check_path,
+                "requestInterval": 10.0,
+                "failureThreshold": 3.0,
+            },
+        ),
+        res(
+            settings,
+            types.ROUTE53_RECORD,
+            "dns-record",
+            {
+                "name": settings.dns.record_name,
+                "type": "CNAME",
+                "ttl": 30.0,
+                "records": [settings.dns.endpoint],
+                "setIdentifier": naming.set_identifier(settings),
+                "healthCheckId": "dns-health-id",
+                "failoverRoutingPolicies": [{"type": settings.role.failover}],
+            },
+        ),
+    ]
+
+
+def container(name: str, command: list[str], env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": "ghcr.io/biopro/drtopo-backup:1.0.0",
+        "command": command,
+        "env": env or [],
+        "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "256Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+
+
+def cronjob(name: str, schedule: str, command: list[str]) -> dict[str, Any]:
+    password = {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "exception-collector-db", "key": "pw"}}}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": schedule,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600.0,
+            "successfulJobsHistoryLimit": 3.0,
+            "failedJobsHistoryLimit": 3.0,
+            "jobTemplate": {
+                "spec": {
+                    "activeDeadlineSeconds": 7200.0,
+                    "template": {
+                        "spec": {
+                            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001.0},
+                            "containers": [container(name, command, [password])],
+                        }
+                    },
+                }
+            },
+        },
+    }
+
+
+def kubernetes(settings: Settings) -> list[Resource]:
+    mm2 = render_mm2_properties(settings)
+    return [
+        res(settings, types.K8S_CONFIGMAP, "kafka-mirror-config", {"data": {"mm2.properties": mm2}}),
+        res(
+            settings,
+            types.K8S_DEPLOYMENT,
+            "kafka-mirror",
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "securityContext": {"runAsNonRoot": True},
+                            "containers": [container("mirror-maker", ["connect-mirror-maker.sh"])],
+                        }
+                    }
+                }
+            },
+        ),
+        res(
+            settings,
+            types.K8S_CRONJOB,
+            "backup-jobs-dump",
+            cronjob("db-dump", settings.kubernetes.dump_schedule, ["python", "-m", "scripts.backup", "run"]),
+        ),
+        res(
+            settings,
+            types.K8S_CRONJOB,
+            "backup-jobs-export",
+            cronjob("k8s-export", settings.kubernetes.resource_export_schedule, ["python", "-m", "scripts.export"]),
+        ),
+    ]
+
+
+def baseline(settings: Settings) -> list[Resource]:
+    """A stack that complies with every rule for `settings`."""
+    return storage(settings) + database(settings) + dns(settings) + kubernetes(settings)
+
+
+def broken(resources: Sequence[Resource], type_token: str, name: str, path: str, value: Any) -> list[Resource]:
+    """A copy of `resources` where input `path` of the one resource (type, name) is `value` (DROP removes it)."""
+    out, hits = [], 0
+    for r in resources:
+        if r.type == type_token and r.name == name:
+            hits += 1
+            inputs = copy.deepcopy(dict(r.inputs))
+            *parents, last = path_parts(path)
+            node: Any = inputs
+            for part in parents:
+                node = node[part]
+            if value is DROP:
+                del node[last]
+            else:
+                node[last] = value
+            r = Resource(r.type, r.name, inputs, r.urn, r.parent_urn, r.protect, r.id, r.dependencies)
+        out.append(r)
+    if hits != 1:
+        raise AssertionError(f"expected one {type_token} named {name!r}, found {hits}")
+    return out
+
+
+def without(resources: Sequence[Resource], type_token: str, name: str | None = None) -> list[Resource]:
+    """A copy of `resources` without the resources of `type_token` (only the one named `name` if given)."""
+    return [r for r in resources if not (r.type == type_token and (name is None or r.name == name))]
+
+
+def unprotected(resources: Sequence[Resource], type_token: str, name: str) -> list[Resource]:
+    return [
+        Resource(r.type, r.name, r.inputs, r.urn, r.parent_urn, False, r.id, r.dependencies)
+        if r.type == type_token and r.name == name
+        else r
+        for r in resources
+    ]

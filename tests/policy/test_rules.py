@@ -1,0 +1,410 @@
+"""Each rule over hand-built resources: the compliant baseline passes it, and breaking one property fails it with a
+message that names the resource, the property, the value found and the value required."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import pytest
+
+from components.settings import Settings, load_settings
+from policies import types as t
+from policies.engine import evaluate_rules
+from policies.model import Enforcement, Resource
+from policies.registry import RULES, rule_named
+from tests.policy.stacks import DROP, baseline, broken, res, unprotected, without
+
+Mutation = Callable[[list[Resource], Settings], list[Resource]]
+
+
+@dataclass(frozen=True)
+class Case:
+    rule: str
+    id: str
+    mutate: Mutation
+    expect: str
+    stack: str = "prod"
+    overrides: str = ""  # JSON of load_settings overrides
+
+
+def set_(type_token: str, name: str, path: str, value: object) -> Mutation:
+    return lambda rs, s: broken(rs, type_token, name, path, value)
+
+
+def drop(type_token: str, name: str | None = None) -> Mutation:
+    return lambda rs, s: without(rs, type_token, name)
+
+
+def plus(type_token: str, name: str, inputs: dict) -> Mutation:
+    return lambda rs, s: [*rs, res(s, type_token, name, inputs)]
+
+
+CRON = "backup-jobs-dump"
+POD = "spec.jobTemplate.spec.template.spec"
+MM2 = "kafka-mirror-config"
+SSE = "rules[0].applyServerSideEncryptionByDefault"
+REPLICATION = "rules[0].destination"
+
+
+def mm2_edit(old: str, new: str) -> Mutation:
+    def mutate(rs: list[Resource], s: Settings) -> list[Resource]:
+        config_map = next(r for r in rs if r.name == MM2)
+        text = config_map.inputs["data"]["mm2.properties"]
+        assert old in text, old
+        return [
+            *without(rs, t.K8S_CONFIGMAP, MM2),
+            res(s, t.K8S_CONFIGMAP, MM2, {"data": {"mm2.properties": text.replace(old, new)}}),
+        ]
+
+    return mutate
+
+
+CASES = [
+    # storage
+    Case(
+        "s3-bucket-kms-encrypted",
+        "sse-s3",
+        set_(t.BUCKET_SSE, "backups-dumps", f"{SSE}.sseAlgorithm", "AES256"),
+        "BucketServerSideEncryptionConfiguration 'backups-dumps': rules[*].applyServerSideEncryptionByDefault"
+        ".sseAlgorithm = 'AES256'; required 'aws:kms'",
+    ),
+    Case(
+        "s3-bucket-kms-encrypted",
+        "aws-managed-key",
+        set_(t.BUCKET_SSE, "backups-wal", f"{SSE}.kmsMasterKeyId", DROP),
+        "kmsMasterKeyId = (not set); required a customer-managed key ARN",
+    ),
+    Case(
+        "s3-bucket-kms-encrypted",
+        "missing",
+        drop(t.BUCKET_SSE, "backups-audit"),
+        "Bucket 'backups-audit': BucketServerSideEncryptionConfiguration = (not set)",
+    ),
+    Case(
+        "s3-bucket-versioned",
+        "suspended",
+        set_(t.BUCKET_VERSIONING, "backups-dumps", "versioningConfiguration.status", "Suspended"),
+        "BucketVersioning 'backups-dumps': versioningConfiguration.status = 'Suspended'; required 'Enabled'",
+    ),
+    Case("s3-bucket-versioned", "missing", drop(t.BUCKET_VERSIONING), "BucketVersioning = (not set)"),
+    Case(
+        "s3-public-access-blocked",
+        "policy-allowed",
+        set_(t.BUCKET_PUBLIC_ACCESS_BLOCK, "backups-config", "blockPublicPolicy", False),
+        "BucketPublicAccessBlock 'backups-config': blockPublicPolicy = false; required true",
+    ),
+    Case(
+        "s3-public-access-blocked",
+        "missing",
+        drop(t.BUCKET_PUBLIC_ACCESS_BLOCK, "backups-wal"),
+        "Bucket 'backups-wal': BucketPublicAccessBlock = (not set)",
+    ),
+    Case(
+        "s3-tls-only",
+        "no-tls-statement",
+        set_(t.BUCKET_POLICY, "backups-dumps", "policy", json.dumps({"Statement": [{"Effect": "Allow"}]})),
+        "BucketPolicy 'backups-dumps': policy.Statement = 'no statement that denies insecure transport'",
+    ),
+    Case("s3-tls-only", "missing", drop(t.BUCKET_POLICY), "BucketPolicy = (not set)"),
+    Case(
+        "s3-encrypted-uploads-only",
+        "no-upload-statement",
+        set_(t.BUCKET_POLICY, "backups-dumps", "policy", json.dumps({"Statement": []})),
+        "no statement that denies unencrypted uploads",
+    ),
+    # database
+    Case(
+        "rds-encrypted",
+        "unencrypted",
+        set_(t.RDS_INSTANCE, "database", "storageEncrypted", False),
+        "Instance 'database': storageEncrypted = false; required true",
+    ),
+    Case(
+        "rds-encrypted",
+        "replica-without-key",
+        set_(t.RDS_INSTANCE, "database", "kmsKeyId", DROP),
+        "kmsKeyId = (not set); required a customer-managed KMS key ARN",
+        stack="dr",
+    ),
+    Case(
+        "rds-multi-az",
+        "single-az",
+        set_(t.RDS_INSTANCE, "database", "multiAz", False),
+        "Instance 'database': multiAz = false; required true",
+    ),
+    Case(
+        "rds-deletion-protection",
+        "off",
+        set_(t.RDS_INSTANCE, "database", "deletionProtection", DROP),
+        "deletionProtection = (not set); required true",
+    ),
+    Case(
+        "rds-backup-retention",
+        "three-days",
+        set_(t.RDS_INSTANCE, "database", "backupRetentionPeriod", 3.0),
+        "Instance 'database': backupRetentionPeriod = 3; required >= 14 days",
+    ),
+    Case(
+        "rds-not-public",
+        "public",
+        set_(t.RDS_INSTANCE, "database", "publiclyAccessible", True),
+        "publiclyAccessible = true; required false",
+    ),
+    Case(
+        "rds-force-ssl",
+        "ssl-optional",
+        set_(t.RDS_PARAMETER_GROUP, "database-params", "parameters[0].value", "0"),
+        "ParameterGroup 'database-params': parameters[rds.force_ssl] = '0'; required '1'",
+    ),
+    # generic
+    Case(
+        "stateful-protected",
+        "bucket",
+        lambda rs, s: unprotected(rs, t.BUCKET, "backups-dumps"),
+        "Bucket 'backups-dumps': opts.protect = false; required true",
+    ),
+    Case(
+        "stateful-protected",
+        "database",
+        lambda rs, s: unprotected(rs, t.RDS_INSTANCE, "database"),
+        "Instance 'database': opts.protect = false",
+    ),
+    Case(
+        "kms-key-rotation",
+        "off",
+        set_(t.KMS_KEY, "database-key", "enableKeyRotation", False),
+        "Key 'database-key': enableKeyRotation = false; required true",
+    ),
+    # dns
+    Case(
+        "route53-failover-health-check",
+        "no-check",
+        set_(t.ROUTE53_RECORD, "dns-record", "healthCheckId", DROP),
+        "Record 'dns-record': healthCheckId = (not set); required the id of this region's health check",
+    ),
+    Case(
+        "route53-standby-not-primary",
+        "standby-primary",
+        set_(t.ROUTE53_RECORD, "dns-record", "failoverRoutingPolicies[0].type", "PRIMARY"),
+        "Record 'dns-record': failoverRoutingPolicies[0].type = 'PRIMARY'; required 'SECONDARY'",
+        stack="dr",
+    ),
+    Case(
+        "route53-failover-follows-role",
+        "primary-secondary",
+        set_(t.ROUTE53_RECORD, "dns-record", "failoverRoutingPolicies[0].type", "SECONDARY"),
+        "failoverRoutingPolicies[0].type = 'SECONDARY'; required 'PRIMARY' (stack prod has role primary)",
+    ),
+    # kubernetes
+    Case(
+        "k8s-no-plaintext-secrets",
+        "env-literal",
+        set_(t.K8S_CRONJOB, CRON, f"{POD}.containers[0].env[0]", {"name": "PGPASSWORD", "value": "hunter22"}),
+        f"CronJob '{CRON}': {POD}.containers[0].env[0] (PGPASSWORD) = '***'; required valueFrom.secretKeyRef",
+    ),
+    Case(
+        "k8s-no-plaintext-secrets",
+        "configmap-text",
+        plus(t.K8S_CONFIGMAP, "app-config", {"data": {"app.properties": "db.password = hunter22\n"}}),
+        "ConfigMap 'app-config': data.app.properties = 'db.password=***'",
+    ),
+    Case(
+        "k8s-cronjob-forbid-concurrency",
+        "allow",
+        set_(t.K8S_CRONJOB, CRON, "spec.concurrencyPolicy", "Allow"),
+        f"CronJob '{CRON}': spec.concurrencyPolicy = 'Allow'; required 'Forbid'",
+    ),
+    Case(
+        "k8s-cronjob-deadlines",
+        "no-active-deadline",
+        set_(t.K8S_CRONJOB, CRON, "spec.jobTemplate.spec.activeDeadlineSeconds", DROP),
+        "spec.jobTemplate.spec.activeDeadlineSeconds = (not set); required a positive number of seconds",
+    ),
+    Case(
+        "k8s-cronjob-history-limits",
+        "unbounded",
+        set_(t.K8S_CRONJOB, CRON, "spec.failedJobsHistoryLimit", DROP),
+        "spec.failedJobsHistoryLimit = (not set); required an explicit limit",
+    ),
+    Case(
+        "k8s-container-limits",
+        "no-memory",
+        set_(t.K8S_CRONJOB, CRON, f"{POD}.containers[0].resources.limits.memory", DROP),
+        f"{POD}.containers[0].resources.limits.memory = (not set); required a limit",
+    ),
+    Case(
+        "k8s-non-root",
+        "root-deployment",
+        set_(t.K8S_DEPLOYMENT, "kafka-mirror", "spec.template.spec.securityContext", {"runAsUser": 0.0}),
+        "Deployment 'kafka-mirror': spec.template.spec.containers[0].securityContext.runAsNonRoot = (not set)",
+    ),
+    # objectives
+    Case(
+        "replica-lag-alarm-below-rpo",
+        "threshold-at-rpo",
+        set_(t.METRIC_ALARM, "database-replica-lag", "threshold", 900.0),
+        "MetricAlarm 'database-replica-lag': threshold = 900; required < 900 seconds (database RPO 15 min)",
+    ),
+    Case(
+        "replica-lag-alarm-below-rpo",
+        "replica-without-alarm",
+        drop(t.METRIC_ALARM),
+        "Instance 'database': ReplicaLag alarm = (not set); required a CloudWatch alarm on ReplicaLag",
+        stack="dr",
+    ),
+    Case(
+        "replica-lag-alarm-fires-within-rpo",
+        "slow-evaluation",
+        set_(t.METRIC_ALARM, "database-replica-lag", "evaluationPeriods", 15.0),
+        "threshold + period x datapoints = '300 + 900 s'; required <= 900 s",
+    ),
+    Case(
+        "wal-archive-within-rpo",
+        "five-minutes",
+        set_(t.RDS_PARAMETER_GROUP, "database-params", "parameters[1].value", "300"),
+        "ParameterGroup 'database-params': parameters[archive_timeout] = '300'; required 1..60 seconds",
+    ),
+    Case(
+        "s3-replication-within-rpo",
+        "thirty-minutes",
+        set_(t.BUCKET_REPLICATION, "backups-dumps", f"{REPLICATION}.replicationTime.time.minutes", 30.0),
+        "BucketReplicationConfig 'backups-dumps': rules[0].destination.replicationTime = 30; "
+        "required <= 15 minutes (region-failure RPO 15 min)",
+    ),
+    Case(
+        "s3-replication-within-rpo",
+        "no-delete-markers",
+        set_(t.BUCKET_REPLICATION, "backups-wal", "rules[0].deleteMarkerReplication.status", "Disabled"),
+        "rules[0].deleteMarkerReplication.status = 'Disabled'; required 'Enabled'",
+    ),
+    Case(
+        "s3-replication-within-rpo",
+        "primary-not-replicating",
+        drop(t.BUCKET_REPLICATION, "backups-audit"),
+        "Bucket 'backups-audit': BucketReplicationConfig = (not set); required replication to the peer region",
+    ),
+    Case(
+        "lifecycle-covers-tiers",
+        "daily-one-day",
+        set_(t.BUCKET_LIFECYCLE, "backups-dumps", "rules[0].expiration.days", 1.0),
+        "BucketLifecycleConfiguration 'backups-dumps': rules[0].expiration.days = 1; required == 30",
+    ),
+    Case(
+        "lifecycle-covers-tiers",
+        "yearly-tier-missing",
+        set_(t.BUCKET_LIFECYCLE, "backups-config", "rules[3].filter.prefix", "annual/"),
+        "BucketLifecycleConfiguration 'backups-config': rules[prefix='yearly/'] = (not set); "
+        "required an enabled rule expiring after 2555 days",
+    ),
+    Case(
+        "lifecycle-covers-tiers",
+        "no-cold-storage",
+        set_(t.BUCKET_LIFECYCLE, "backups-dumps", "rules[2].transitions", DROP),
+        "rules[2].transitions = (not set); required GLACIER after 30 days",
+    ),
+    Case(
+        "audit-object-lock",
+        "governance",
+        set_(t.BUCKET_OBJECT_LOCK, "backups-audit", "rule.defaultRetention.mode", "GOVERNANCE"),
+        "BucketObjectLockConfiguration 'backups-audit': rule.defaultRetention.mode = 'GOVERNANCE'; "
+        "required 'COMPLIANCE'",
+    ),
+    Case(
+        "audit-object-lock",
+        "five-years",
+        set_(t.BUCKET_OBJECT_LOCK, "backups-audit", "rule.defaultRetention.years", 5.0),
+        "rule.defaultRetention.years = '5 years'; required >= 7 years",
+    ),
+    Case(
+        "audit-object-lock",
+        "lock-disabled",
+        set_(t.BUCKET, "backups-audit", "objectLockEnabled", DROP),
+        "Bucket 'backups-audit': objectLockEnabled = (not set); required true",
+    ),
+    Case(
+        "daily-full-backup",
+        "weekly",
+        set_(t.K8S_CRONJOB, CRON, "spec.schedule", "15 2 * * 0"),
+        f"CronJob '{CRON}': spec.schedule = '15 2 * * 0'; required a schedule that runs every day",
+    ),
+    Case(
+        "daily-full-backup",
+        "suspended",
+        set_(t.K8S_CRONJOB, CRON, "spec.suspend", True),
+        "stack: CronJob running pg_dump = 'suspended'; required an active CronJob with a daily schedule",
+    ),
+    Case("daily-full-backup", "missing", drop(t.K8S_CRONJOB, CRON), "CronJob running pg_dump = (not set)"),
+    Case(
+        "mirrormaker-within-kafka-rpo",
+        "checkpoints-ten-minutes",
+        mm2_edit("emit.checkpoints.interval.seconds = 10", "emit.checkpoints.interval.seconds = 600"),
+        "ConfigMap 'kafka-mirror-config': data.mm2.properties: us-east-1->us-west-2.emit.checkpoints.interval"
+        ".seconds = '600'; required <= 300 (Kafka RPO 5 min)",
+        stack="dr",
+    ),
+    Case(
+        "mirrormaker-within-kafka-rpo",
+        "offset-sync-off",
+        mm2_edit("sync.group.offsets.enabled = true", "sync.group.offsets.enabled = false"),
+        "us-east-1->us-west-2.sync.group.offsets.enabled = 'false'; required true",
+        stack="dr",
+    ),
+    Case(
+        "mirrormaker-within-kafka-rpo",
+        "topic-not-mirrored",
+        mm2_edit("OrderRejected|", ""),
+        "us-east-1->us-west-2.topics = 'OrderCancelled|",
+        stack="dr",
+    ),
+    Case(
+        "mirrormaker-within-kafka-rpo",
+        "missing",
+        drop(t.K8S_CONFIGMAP),
+        "stack: MirrorMaker 2 ConfigMap = (not set); required a ConfigMap holding mm2.properties",
+    ),
+    Case(
+        "dns-detection-within-rto",
+        "slow-detection",
+        lambda rs, s: set_(t.ROUTE53_HEALTH_CHECK, "dns-health", "failureThreshold", 10.0)(
+            set_(t.ROUTE53_HEALTH_CHECK, "dns-health", "requestInterval", 30.0)(rs, s), s
+        ),
+        "HealthCheck 'dns-health': requestInterval x failureThreshold = '30 s x 10 = 300 s'; required <= 120 s "
+        "(10% of the region-failure RTO 20 min)",
+        overrides=json.dumps({"objectives": {"regionFailure": {"rtoMinutes": 20, "rpoMinutes": 15}}}),
+    ),
+]
+
+
+@cache
+def settings_for(stack: str, overrides: str = "") -> Settings:
+    return load_settings(stack, overrides=json.loads(overrides) if overrides else None)
+
+
+def violations_of(rule: str, resources: list[Resource], settings: Settings) -> list[str]:
+    return [v.message for v in evaluate_rules(resources, settings, [rule_named(rule)])]
+
+
+def test_every_rule_has_a_failing_case() -> None:
+    assert {r.name for r in RULES} - {c.rule for c in CASES} == set()
+
+
+@pytest.mark.parametrize("stack", ["prod", "dr"])
+@pytest.mark.parametrize("rule", [r.name for r in RULES])
+def test_baseline_passes(rule: str, stack: str) -> None:
+    settings = settings_for(stack)
+    assert violations_of(rule, baseline(settings), settings) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.rule}:{c.id}" for c in CASES])
+def test_broken_property_is_caught(case: Case) -> None:
+    settings = settings_for(case.stack, case.overrides)
+    messages = violations_of(case.rule, case.mutate(baseline(settings), settings), settings)
+    assert any(case.expect in m for m in messages), messages
+
+
+def test_enforcement_levels() -> None:
+    advisory = {r.name for r in RULES if r.enforcement is Enforcement.ADVISORY}
+    assert advisory == {"s3-encrypted-uploads-only", "k8s-cronjob-history-limits", "replica-lag-alarm-fires-within-rpo"}
