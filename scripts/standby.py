@@ -181,6 +181,10 @@ def rebuild_postgres(target: StackOutputs, source: StackOutputs) -> dict[str, An
         _run(sm, [_bin(sm, "pg_ctl"), "stop", "-D", sm.data_dir, "-m", "fast", "-w", "-t", "60"])
     saved = {name: (data / name).read_bytes() for name in CONFIG_FILES if (data / name).is_file()}
     secret = password(source)
+    # pg_rewind reads the source's timeline from its control file, which a recently promoted server only updates
+    # at its next checkpoint (PostgreSQL's pg_rewind documentation asks for one).
+    with connect(source) as conn:
+        conn.execute("CHECKPOINT")
     method = "pg_rewind"
     try:
         detail = _run(

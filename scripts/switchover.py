@@ -74,9 +74,13 @@ class Switchover:
         target_up = self.answers(self.target)
         peer_up = self.answers(self.peer)
         result: dict[str, Any] = {"target_reachable": target_up, "peer_reachable": peer_up}
-        self.report.check(
-            f"{self.target.stack}-reachable", target_up, f"{self.target.db_address}:{self.target.db_port}"
-        )
+        where = f"{self.target.db_address}:{self.target.db_port}"
+        if self.kind == "failback" and not target_up:
+            # A failback rebuilds the target anyway: a stopped or crashed server whose files are here will do.
+            sm = self.target.self_managed
+            target_up = bool(sm and (Path(sm.data_dir) / "PG_VERSION").is_file()) or standby.region_answers(self.target)
+            where += " down; will be rebuilt"
+        self.report.check(f"{self.target.stack}-reachable", target_up, where)
         if not target_up:
             raise Unsafe(
                 f"{self.target.stack}'s database {self.target.db_instance_id} does not answer; target not ready"
