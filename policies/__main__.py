@@ -3,10 +3,11 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, the pack's own folder would come first on sys.path; the repository root must instead.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from pulumi_policy import EnforcementLevel, PolicyPack
+from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
 
-from policies.pack import build_policies
+from policies.pack import build_policies  # noqa: E402
 
 PolicyPack(name="drtopo", policies=build_policies(), enforcement_level=EnforcementLevel.MANDATORY)

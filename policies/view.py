@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from components import naming
 from components.settings import Settings
-from policies import types
+from policies import resource_types as types
 from policies.model import UNKNOWN, Resource
 
 

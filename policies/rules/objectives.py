@@ -10,7 +10,8 @@ import re
 from collections.abc import Iterator
 
 from components.settings import Tier
-from policies import cron, limits, types
+from policies import cron, limits
+from policies import resource_types as types
 from policies.model import Enforcement, Resource, Violation, as_list, fmt, number, truthy, violation
 from policies.properties import parse_properties
 from policies.registry import stack_rule

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from policies import types
+from policies import resource_types as types
 from policies.model import Enforcement, Resource, Violation, as_list, truthy, violation
 from policies.registry import stack_rule
 from policies.view import StackView

@@ -14,7 +14,7 @@ from typing import Any
 from components import naming
 from components.mm2_properties import render_mm2_properties
 from components.settings import Settings
-from policies import types
+from policies import resource_types as types
 from policies.model import Resource, path_parts
 
 STACK_URN = "urn:pulumi:{stack}::drtopo::"

@@ -11,7 +11,7 @@ from functools import cache
 import pytest
 
 from components.settings import Settings, load_settings
-from policies import types as t
+from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Enforcement, Resource
 from policies.registry import RULES, rule_named
