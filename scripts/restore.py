@@ -147,7 +147,7 @@ def restore_pitr(
 
 
 def restore_topics(stack: str, outputs: StackOutputs, report: Report, cluster: str, dry_run: bool) -> None:
-    settings = settings_for(stack)
+    settings = settings_for(stack, config_backup.project_dir())
     target = kafka_topics.clusters(settings, outputs)[cluster]
     results = kafka_topics.recreate_topics(target.bootstrap, settings.kafka.topics, dry_run)
     for r in results:
@@ -164,7 +164,7 @@ def restore_offsets(
     stack: str, outputs: StackOutputs, report: Report, clock: Clock, group: str | None, dry_run: bool
 ) -> None:
     """Move the group on the backup cluster, where MirrorMaker 2 writes the checkpoints of the source's offsets."""
-    settings = settings_for(stack)
+    settings = settings_for(stack, config_backup.project_dir())
     roles = kafka_topics.clusters(settings, outputs)
     group = group or settings.kafka.consumer_group
     source_alias, target = roles["source"].alias, roles["backup"]

@@ -1,0 +1,36 @@
+"""Helpers shared by the backup/restore/PITR integration tests: run a script's `main` in-process and read its report,
+and put rows into the lab's service tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from lab.core import Lab
+
+
+def run_cli(main: Callable[[Sequence[str]], int], args: list[str], report: Path) -> tuple[int, dict[str, Any]]:
+    """Exit code and JSON report (empty when the script stopped before writing one, e.g. on bad input)."""
+    report.unlink(missing_ok=True)
+    code = main([*args, "--json", str(report)])
+    return code, json.loads(report.read_text()) if report.exists() else {}
+
+
+def stack_args(lab: Lab, stack: str = "prod") -> list[str]:
+    return ["--stack", stack, "--outputs", str(lab.outputs_path(stack))]
+
+
+def insert_rows(conn: psycopg.Connection, prefix: str, count: int) -> None:
+    conn.execute(
+        "INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation)"
+        " SELECT %s || g, 'ORDER', 'rejected', 'CREATE' FROM generate_series(1, %s) g",
+        (prefix, count),
+    )
+
+
+def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in report["checks"]}

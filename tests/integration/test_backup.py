@@ -1,0 +1,147 @@
+"""`scripts.backup` on the lab: dumps land in the emulator's dump bucket under the right tiers, encrypted with the
+stack's KMS key and carrying their SHA-256; verify catches corrupt and truncated objects; list flags gaps; the
+configuration backup comes back byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+
+from lab.core import Lab
+from scripts import backup, restore
+from scripts.db import connect
+from scripts.outputs import load_outputs
+from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def dumped(fresh_pg: Lab, tmp_path: Path) -> tuple[Lab, dict]:
+    """A fresh pair holding 120 exceptions and 7 retries, dumped on Sunday 1 November 2026 (daily, weekly, monthly)."""
+    outputs = load_outputs(fresh_pg.outputs_path("prod"), "prod")
+    with connect(outputs) as conn:
+        insert_rows(conn, "bk-", 120)
+        conn.execute(
+            "INSERT INTO retry_attempts (exception_id, attempt_number) SELECT id, 1 FROM interface_exceptions LIMIT 7"
+        )
+    code, report = run_cli(backup.main, ["run", *stack_args(fresh_pg), "--date", "2026-11-01"], tmp_path / "run.json")
+    assert code == 0, report
+    return fresh_pg, report
+
+
+def test_run_stores_the_dump_under_every_tier_of_its_date_with_kms_and_sha256(dumped: tuple[Lab, dict]) -> None:
+    lab, report = dumped
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    keys = report["measured"]["keys"]
+    assert [k.split("/")[0] for k in keys] == ["daily", "weekly", "monthly"]
+    s3 = boto3.client("s3", region_name=outputs.region)
+    bodies = set()
+    for key in keys:
+        obj = s3.get_object(Bucket=outputs.dump_bucket, Key=key)
+        body = obj["Body"].read()
+        bodies.add(body)
+        assert obj["ServerSideEncryption"] == "aws:kms"
+        assert obj["SSEKMSKeyId"] == outputs.kms_key_arn
+        assert obj["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
+        assert obj["Metadata"]["source"] == f"prod/{outputs.db_instance_id}"
+        counts = json.loads(obj["Metadata"]["row-counts"])
+        assert counts == {"public.interface_exceptions": 120, "public.retry_attempts": 7}
+        assert body.startswith(b"PGDMP")  # custom format
+    assert len(bodies) == 1
+
+
+def test_a_weekday_goes_to_daily_only(dumped: tuple[Lab, dict], tmp_path: Path) -> None:
+    lab, _ = dumped
+    code, report = run_cli(backup.main, ["run", *stack_args(lab), "--date", "2026-11-25"], tmp_path / "r.json")
+    assert code == 0
+    assert [k.split("/")[0] for k in report["measured"]["keys"]] == ["daily"]
+
+
+def test_verify_latest_with_a_restore_test_compares_counts(dumped: tuple[Lab, dict], tmp_path: Path) -> None:
+    lab, _ = dumped
+    code, report = run_cli(backup.main, ["verify", "--latest", "--restore-test", *stack_args(lab)], tmp_path / "v.json")
+    assert code == 0, report
+    found = checks(report)
+    assert found["sha256"]["ok"] and found["every block readable"]["ok"]
+    assert found["rows public.interface_exceptions"]["value"] == 120
+    assert found["rows public.retry_attempts"]["value"] == 7
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    with connect(outputs, dbname="postgres") as conn:
+        leftovers = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'drtopo_verify_%'").fetchall()
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("fix_digest", [False, True], ids=["truncated", "truncated-with-matching-sha256"])
+def test_verify_fails_loudly_on_a_damaged_object(
+    dumped: tuple[Lab, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str], fix_digest: bool
+) -> None:
+    lab, report = dumped
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    s3 = boto3.client("s3", region_name=outputs.region)
+    key = report["measured"]["keys"][0]
+    obj = s3.get_object(Bucket=outputs.dump_bucket, Key=key)
+    body, metadata = obj["Body"].read(), obj["Metadata"]
+    damaged = body[: len(body) * 2 // 3]
+    if fix_digest:  # as if the upload itself had been cut short: only reading every block can tell
+        metadata = {**metadata, "sha256": hashlib.sha256(damaged).hexdigest()}
+    s3.put_object(Bucket=outputs.dump_bucket, Key=key, Body=damaged, Metadata=metadata)
+    capsys.readouterr()
+    code, result = run_cli(backup.main, ["verify", key, *stack_args(lab)], tmp_path / "v.json")
+    assert code == 1
+    assert checks(result)["sha256"]["ok"] is fix_digest
+    assert checks(result)["pg_restore"]["ok"] is False
+    assert f"CORRUPT: dump {key}" in capsys.readouterr().err
+
+
+def test_verify_of_a_missing_key_is_bad_input(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = run_cli(backup.main, ["verify", "daily/nope.dump", *stack_args(lab)], tmp_path / "v.json")
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: dump 'daily/nope.dump' is not in bucket") and "\n" not in err
+
+
+def test_list_shows_tiers_and_flags_a_missing_daily(dumped: tuple[Lab, dict], tmp_path: Path) -> None:
+    lab, _ = dumped
+    assert run_cli(backup.main, ["run", *stack_args(lab), "--date", "2026-11-03"], tmp_path / "r.json")[0] == 0
+    code, report = run_cli(backup.main, ["list", *stack_args(lab), "--as-of", "2026-11-04"], tmp_path / "l.json")
+    assert code == 1
+    found = checks(report)
+    assert found["tier daily"]["value"] == 2 and found["tier weekly"]["value"] == 1
+    assert found["tier monthly"]["value"] == 1 and found["tier yearly"]["value"] == 0
+    assert found["gap daily"]["detail"] == "no daily backup for 2026-11-02"
+    assert run_cli(backup.main, ["run", *stack_args(lab), "--date", "2026-11-02"], tmp_path / "r.json")[0] == 0
+    code, report = run_cli(backup.main, ["list", *stack_args(lab), "--as-of", "2026-11-04"], tmp_path / "l.json")
+    assert code == 0, report["checks"]
+
+
+def test_config_backup_restores_byte_for_byte(lab: Lab, tmp_path: Path) -> None:
+    project = lab.project_dir
+    originals = {p.name: p.read_bytes() for p in project.glob("Pulumi*.yaml")}
+    assert "Pulumi.prod.yaml" in originals
+    try:
+        code, report = run_cli(backup.main, ["config", *stack_args(lab)], tmp_path / "b.json")
+        assert code == 0, report
+        assert report["measured"]["files"] == len(originals) + 1  # + the rendered MirrorMaker properties
+        for name in originals:
+            (project / name).unlink()
+        code, report = run_cli(restore.main, ["config", *stack_args(lab)], tmp_path / "r.json")
+        assert code == 0, report
+        assert {p.name: p.read_bytes() for p in project.glob("Pulumi*.yaml")} == originals
+        mirror = project / "mirrormaker" / "prod.properties"
+        assert b"rendered by drtopo" in mirror.read_bytes()
+        # A file edited since the backup is not overwritten silently.
+        (project / "Pulumi.prod.yaml").write_bytes(originals["Pulumi.prod.yaml"] + b"# edited\n")
+        assert run_cli(restore.main, ["config", *stack_args(lab)], tmp_path / "r.json")[0] == 3
+        code, _ = run_cli(restore.main, ["config", *stack_args(lab), "--force"], tmp_path / "r.json")
+        assert code == 0
+        assert (project / "Pulumi.prod.yaml").read_bytes() == originals["Pulumi.prod.yaml"]
+    finally:
+        for name, content in originals.items():
+            (project / name).write_bytes(content)
+        shutil.rmtree(project / "mirrormaker", ignore_errors=True)
