@@ -1,0 +1,82 @@
+"""`python -m policies.check` as CI runs it: exit 0 clean, 1 on a mandatory violation, 2 on invalid config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def check(*args: str, project_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("DRTOPO_PROJECT_DIR", None)
+    if project_dir is not None:
+        env["DRTOPO_PROJECT_DIR"] = str(project_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "policies.check", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def project_with(tmp_path: Path, stack: str, **config: object) -> Path:
+    """A copy of the stack files with `drtopo:` keys replaced, as a careless edit would leave them."""
+    for name in ("prod", "dr"):
+        document = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
+        if name == stack:
+            document["config"].update({f"drtopo:{k}": v for k, v in config.items()})
+        (tmp_path / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(document))
+    return tmp_path
+
+
+def test_clean_stack_exits_0_with_a_json_report(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    done = check("--stack", "dr", "--json", str(report_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK: 0 mandatory" in done.stdout
+    report = json.loads(report_path.read_text())
+    assert report["ok"] is True and report["stack"] == "dr" and report["role"] == "standby"
+    assert report["measured"]["resources"] > 40
+    assert all(c["ok"] for c in report["checks"])
+
+
+def test_mandatory_violation_exits_1_naming_resource_property_and_values(tmp_path: Path) -> None:
+    project = project_with(tmp_path, "prod", retention={"daily": {"days": 1}})
+    report_path = tmp_path / "report.json"
+    done = check("--stack", "prod", "--json", str(report_path), project_dir=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        "FAIL  lifecycle-covers-tiers" in done.stdout
+        and "BucketLifecycleConfiguration 'backups-dumps': rules[0].expiration.days = 1; required == 30" in done.stdout
+    )
+    failed = [c for c in json.loads(report_path.read_text())["checks"] if not c["ok"]]
+    assert {c["name"] for c in failed} == {"lifecycle-covers-tiers"}
+    assert {(c["property"], c["value"], c["limit"]) for c in failed} == {("rules[0].expiration.days", 1, "== 30")}
+
+
+def test_role_flag_evaluates_the_other_role(tmp_path: Path) -> None:
+    done = check("--stack", "prod", "--role", "standby")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stack prod (role standby)" in done.stdout
+
+
+def test_invalid_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    done = check("--stack", "prod", project_dir=project_with(tmp_path, "prod", role="primry"))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "drtopo:role = 'primry'" in done.stderr
+
+
+def test_config_the_program_refuses_exits_2(tmp_path: Path) -> None:
+    project = project_with(tmp_path, "prod", kubernetes={"namespace": "biopro-prod", "dumpSchedule": "15 2 * * 0"})
+    done = check("--stack", "prod", project_dir=project)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "dumpSchedule" in done.stderr
+
+
+def test_unknown_stack_exits_2() -> None:
+    assert check("--stack", "staging").returncode == 2
