@@ -65,6 +65,11 @@ def render_mm2_properties(
         f"offset.storage.replication.factor = {rf}",
         f"config.storage.replication.factor = {rf}",
         f"status.storage.replication.factor = {rf}",
+        # Kafka's own plugins all have ServiceLoader manifests: skip the reflective classpath scan, which costs
+        # 6-14 s of start-up each time (top level, then each herder's worker, whose config is the target cluster's).
+        "plugin.discovery = service_load",
+        f"{source}.plugin.discovery = service_load",
+        f"{target}.plugin.discovery = service_load",
         "",
     ]
     lines += [f"{flow}.{key} = {value}" for key, value in connector.items()]
