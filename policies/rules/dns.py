@@ -55,3 +55,16 @@ def failover_follows_role(record: Resource, settings: Settings) -> Iterator[Viol
             repr(settings.role.failover),
             f"stack {settings.stack} has role {settings.role.value}",
         )
+
+
+@resource_rule(
+    "route53-health-check-target",
+    "The health check probes this region's endpoint at the service's health path over HTTP(S).",
+    (types.ROUTE53_HEALTH_CHECK,),
+)
+def health_check_target(check: Resource, settings: Settings) -> Iterator[Violation]:
+    dns = settings.dns
+    expected = {"type": dns.health_check_type, "fqdn": dns.endpoint, "resourcePath": dns.health_check_path}
+    for prop, required in expected.items():
+        if check.get(prop) != required:
+            yield violation(check, prop, check.get(prop), repr(required), "a check on anything else fails over blind")

@@ -35,6 +35,19 @@ def test_program_breaks_no_rule(stack: str, role: str) -> None:
     assert messages(stack, overrides) == []
 
 
+@pytest.mark.parametrize("prod_role", [r.value for r in Role])
+def test_exactly_one_primary_record_across_the_stacks_in_every_pair_of_roles(prod_role: str) -> None:
+    dr_role = Role.STANDBY.value if prod_role == Role.PRIMARY.value else Role.PRIMARY.value
+    failover = [
+        policy["type"]
+        for stack, role in (("prod", prod_role), ("dr", dr_role))
+        for r in program(stack, json.dumps({"role": role}, sort_keys=True))
+        if r.type == t.ROUTE53_RECORD
+        for policy in r.inputs.get("failoverRoutingPolicies", [])
+    ]
+    assert sorted(failover) == ["PRIMARY", "SECONDARY"]
+
+
 def test_rules_see_every_kind_of_resource_they_govern() -> None:
     """Guards against rules passing vacuously because the program's types drifted from the rules' tokens."""
     present = {r.type for r in program("dr", json.dumps({"role": "standby"}))}

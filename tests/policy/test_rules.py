@@ -198,6 +198,12 @@ CASES = [
         set_(t.ROUTE53_RECORD, "dns-record", "failoverRoutingPolicies[0].type", "SECONDARY"),
         "failoverRoutingPolicies[0].type = 'SECONDARY'; required 'PRIMARY' (stack prod has role primary)",
     ),
+    Case(
+        "route53-health-check-target",
+        "wrong-path",
+        set_(t.ROUTE53_HEALTH_CHECK, "dns-health", "resourcePath", "/"),
+        "HealthCheck 'dns-health': resourcePath = '/'; required '/actuator/health'",
+    ),
     # kubernetes
     Case(
         "k8s-no-plaintext-secrets",
