@@ -7,13 +7,16 @@ from collections.abc import Iterable, Sequence
 
 import policies.rules  # noqa: F401  (registers the rules)
 from components.settings import Settings
-from policies.model import Enforcement, Resource, UnknownValue, Violation
+from policies.model import UNKNOWN, Enforcement, Resource, UnknownValue, Violation
 from policies.registry import RULES, Rule
 from policies.view import StackView
 
 
 def _stamp(rule: Rule, found: Iterable[Violation]) -> list[Violation]:
-    return [dataclasses.replace(v, rule=rule.name, enforcement=rule.enforcement) for v in found]
+    # A value unknown before `pulumi up` that a rule read through a nested dict is not evidence of a violation.
+    return [
+        dataclasses.replace(v, rule=rule.name, enforcement=rule.enforcement) for v in found if v.found is not UNKNOWN
+    ]
 
 
 def run_rule(rule: Rule, view: StackView) -> list[Violation]:

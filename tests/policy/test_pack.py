@@ -88,6 +88,26 @@ def test_stack_policy_ties_companions_by_dependency_when_the_name_is_unknown() -
     ]
 
 
+def test_nested_unknown_values_are_not_reported() -> None:
+    bucket = PolicyResource(t.BUCKET, {"bucket": "b1"}, f"{PROD}{t.BUCKET}::b", "b", options(), None, None, [], {})
+    versioning = PolicyResource(
+        t.BUCKET_VERSIONING,
+        {"bucket": "b1", "versioningConfiguration": {"status": UNKNOWN_STRING_VALUE}},
+        f"{PROD}{t.BUCKET_VERSIONING}::b",
+        "b",
+        options(False),
+        None,
+        None,
+        [],
+        {},
+    )
+    reported: list[str] = []
+    policy("s3-bucket-versioned").validate(
+        StackValidationArgs([bucket, versioning]), lambda m, urn=None: reported.append(m)
+    )
+    assert reported == []
+
+
 def test_stack_name_comes_from_the_urn() -> None:
     assert stack_of(f"{PROD}aws:s3/bucket:Bucket::b") == "prod"
     with pytest.raises(ValueError, match="not a Pulumi URN"):
