@@ -79,7 +79,9 @@ def machine() -> dict[str, object]:
     }
 
 
-def run_scenario(ctx: DrillContext, name: str, overrides: dict[tuple[str, str], float]) -> ScenarioResult:
+def run_scenario(
+    ctx: DrillContext, name: str, overrides: dict[tuple[str, str], float], restore: bool = True
+) -> ScenarioResult:
     objective = ctx.settings("prod").objectives.for_scenario(name)
     result = ScenarioResult(
         scenario=name,
@@ -93,8 +95,9 @@ def run_scenario(ctx: DrillContext, name: str, overrides: dict[tuple[str, str], 
     except Exception as exc:  # a scenario that breaks is a failed drill, reported, not a traceback
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     finally:
-        with _timed("restore the lab to a healthy prod=primary, dr=standby"):
-            ctx.lab.restore_baseline()
+        if restore:
+            with _timed("restore the lab to a healthy prod=primary, dr=standby"):
+                ctx.lab.restore_baseline()
     return result
 
 
@@ -117,6 +120,7 @@ def run(argv: Sequence[str] | None) -> int:
     from lab.core import Lab
 
     with tempfile.TemporaryDirectory(prefix="drtopo-drill-") as scratch:
+        Path(scratch).chmod(0o711)  # the lab's PostgreSQL runs as user postgres and must traverse into it
         own_lab = args.lab_root is None
         lab = Lab(Path(scratch) / "lab") if own_lab else Lab(args.lab_root)
         if not own_lab and not lab.is_up():
@@ -132,7 +136,11 @@ def run(argv: Sequence[str] | None) -> int:
                 print(f"lab up in {time.monotonic() - start:.1f} s")
             os.environ.update(lab.env())
             ctx = DrillContext(lab=lab, json_dir=json_dir, quiet=args.quiet)
-            results = [run_scenario(ctx, name, overrides) for name in scenarios]
+            # The lab is rebuilt after each scenario, except after the last one of a lab the drill stops anyway.
+            results = [
+                run_scenario(ctx, name, overrides, restore=not own_lab or i < len(scenarios) - 1)
+                for i, name in enumerate(scenarios)
+            ]
         finally:
             os.environ.clear()
             os.environ.update(saved_env)

@@ -87,14 +87,14 @@ class _Paced(threading.Thread, ABC):
 
 
 def exception_row(key: str) -> dict[str, object]:
-    """A row of the service's `interface_exceptions`, as its API accepts it."""
+    """A row of the service's `interface_exceptions`, as its API accepts it (camelCase JSON)."""
     return {
-        "transaction_id": key,
-        "interface_type": "ORDER",
-        "exception_reason": "drill load",
+        "transactionId": key,
+        "interfaceType": "ORDER",
+        "exceptionReason": "drill load",
         "operation": "CREATE_ORDER",
         "severity": "MEDIUM",
-        "customer_id": "drill",
+        "customerId": "drill",
     }
 
 
