@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg
 
 from lab.core import Lab
@@ -34,3 +35,11 @@ def insert_rows(conn: psycopg.Connection, prefix: str, count: int) -> None:
 
 def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in report["checks"]}
+
+
+def empty_bucket(region: str, bucket: str) -> None:
+    """Delete every version of every object (the lab's buckets are versioned)."""
+    s3 = boto3.client("s3", region_name=region)
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
