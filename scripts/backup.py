@@ -199,7 +199,7 @@ def restore_test_into_scratch(
     try:
         admin_plain, secret = pg_tools.split_password(admin_dsn)
     except psycopg.ProgrammingError as exc:
-        raise BadInput(f"--scratch-dsn is not a libpq connection string ({exc})") from None
+        raise BadInput(f"--scratch-dsn is not a libpq connection string ({pg_tools.one_line(exc)})") from None
     secret = secret or db.password(outputs)
     with psycopg.connect(admin_plain, password=secret, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -204,7 +204,7 @@ def flush_archive(outputs: StackOutputs, clock: Clock, timeout: float = 30) -> s
     try:
         conn = db.connect(outputs)
     except psycopg.OperationalError as exc:
-        return f"source unreachable ({str(exc).strip().splitlines()[-1]}); using the archive as it is"
+        return f"source unreachable ({pg_tools.one_line(exc)}); using the archive as it is"
     with conn, clock.step("flush the source's WAL into the archive"):
         if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
             return "source is a standby; using the archive as it is"

@@ -93,11 +93,11 @@ def restore_dump(
     try:
         target_plain, secret = pg_tools.split_password(target)
     except psycopg.ProgrammingError as exc:
-        raise BadInput(f"--target {target!r} is not a libpq connection string ({exc})") from None
+        raise BadInput(f"--target {target!r} is not a libpq connection string ({pg_tools.one_line(exc)})") from None
     try:
         conn = psycopg.connect(target_plain, password=secret, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        raise Unsafe(f"target {target_plain} is not reachable ({str(exc).strip().splitlines()[-1]})") from None
+        raise Unsafe(f"target {target_plain} is not reachable ({pg_tools.one_line(exc)})") from None
     with conn:
         if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
             raise Unsafe(f"target {target_plain} is a read-only standby; expected a writable database")

@@ -1,0 +1,111 @@
+"""`scripts.restore dump` on the lab: restores into an empty database and checks counts, refuses a non-empty target
+without --clean, refuses a corrupt dump before touching the target; `kafka-topics` is idempotent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+from psycopg import sql
+
+from lab.core import Lab
+from scripts import backup, restore
+from scripts.db import connect, password
+from scripts.outputs import StackOutputs, load_outputs
+from scripts.pg_tools import table_counts
+from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def dump_key(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    with connect(outputs) as conn:
+        insert_rows(conn, f"rs-{uuid.uuid4()}-", 50)
+    code, report = run_cli(backup.main, ["run", *stack_args(lab)], tmp_path_factory.mktemp("dump") / "run.json")
+    assert code == 0, report
+    return report["measured"]["keys"][0]
+
+
+@pytest.fixture
+def target(lab: Lab) -> Iterator[tuple[str, StackOutputs]]:
+    """A new, empty database on the prod server, dropped afterwards: (DSN without password, outputs)."""
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    name = f"restore_target_{uuid.uuid4().hex[:8]}"
+    with connect(outputs, dbname="postgres") as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield psycopg.conninfo.make_conninfo(lab.pg_conninfo("prod"), dbname=name), outputs
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _counts(dsn: str, outputs: StackOutputs) -> dict[str, int]:
+    with psycopg.connect(dsn, password=password(outputs)) as conn:
+        return table_counts(conn)
+
+
+def test_restore_into_an_empty_database_matches_the_dump(
+    lab: Lab, dump_key: str, target: tuple[str, StackOutputs], tmp_path: Path
+) -> None:
+    dsn, outputs = target
+    code, report = run_cli(restore.main, ["dump", dump_key, "--target", dsn, *stack_args(lab)], tmp_path / "r.json")
+    assert code == 0, report
+    s3 = boto3.client("s3", region_name=outputs.region)
+    expected = s3.head_object(Bucket=outputs.dump_bucket, Key=dump_key)["Metadata"]["row-counts"]
+    counts = _counts(dsn, outputs)
+    assert checks(report)["rows public.interface_exceptions"]["value"] == counts["public.interface_exceptions"]
+    assert f'"public.interface_exceptions":{counts["public.interface_exceptions"]}' in expected
+
+
+def test_non_empty_target_is_refused_without_clean(
+    lab: Lab, dump_key: str, target: tuple[str, StackOutputs], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn, outputs = target
+    args = ["dump", dump_key, "--target", dsn, *stack_args(lab)]
+    assert run_cli(restore.main, args, tmp_path / "r.json")[0] == 0
+    with psycopg.connect(dsn, password=password(outputs), autocommit=True) as conn:
+        insert_rows(conn, "added-after-restore-", 5)
+    before = _counts(dsn, outputs)
+    capsys.readouterr()
+    assert run_cli(restore.main, args, tmp_path / "r.json")[0] == 3
+    err = capsys.readouterr().err
+    assert "refused: target" in err and "is not empty" in err and "--clean" in err
+    assert _counts(dsn, outputs) == before
+    code, report = run_cli(restore.main, [*args, "--clean"], tmp_path / "r.json")
+    assert code == 0, report
+    assert _counts(dsn, outputs)["public.interface_exceptions"] == before["public.interface_exceptions"] - 5
+
+
+def test_a_corrupt_dump_is_refused_before_the_target_is_touched(
+    lab: Lab, dump_key: str, target: tuple[str, StackOutputs], tmp_path: Path
+) -> None:
+    dsn, outputs = target
+    s3 = boto3.client("s3", region_name=outputs.region)
+    obj = s3.get_object(Bucket=outputs.dump_bucket, Key=dump_key)
+    body = bytearray(obj["Body"].read())
+    body[len(body) // 2] ^= 0xFF
+    key = f"damaged/{uuid.uuid4()}.dump"
+    s3.put_object(Bucket=outputs.dump_bucket, Key=key, Body=bytes(body), Metadata=obj["Metadata"])
+    code, report = run_cli(restore.main, ["dump", key, "--target", dsn, *stack_args(lab)], tmp_path / "r.json")
+    assert code == 1
+    assert checks(report)["sha256"]["ok"] is False
+    assert _counts(dsn, outputs) == {}
+
+
+@pytest.mark.parametrize(
+    ("target_dsn", "code"),
+    [("host=127.0.0.1 port=notaport =broken", 2), ("host=127.0.0.1 port=1 dbname=x connect_timeout=1", 3)],
+    ids=["unparseable", "unreachable"],
+)
+def test_bad_or_unreachable_target(
+    lab: Lab, dump_key: str, target_dsn: str, code: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["dump", dump_key, "--target", target_dsn, *stack_args(lab)]
+    assert run_cli(restore.main, args, tmp_path / "r.json")[0] == code
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
