@@ -1,0 +1,136 @@
+"""`scripts.restore pitr` on the lab: a self-managed restore from base backup + WAL archive lands exactly at T (the
+batch committed after T is absent), the restored instance is a writable primary that archives nothing; RDS restore to
+time creates the new instance in the emulator; times outside what can be restored are bad input (exit 2)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+
+from lab.core import Lab
+from scripts import restore
+from scripts.db import connect, password
+from scripts.outputs import StackOutputs, load_outputs
+from scripts.pitr import stop_instance
+from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def prod(lab: Lab) -> StackOutputs:
+    """The prod stack's outputs, with prod the archiving primary (rebuilt if an earlier test left it otherwise)."""
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    try:
+        with connect(outputs) as conn:
+            primary = not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    except psycopg.OperationalError:
+        primary = False
+    if not primary or outputs.self_managed is None:
+        lab.reset_postgres()
+        outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    return outputs
+
+
+@pytest.fixture
+def restored(prod: StackOutputs) -> Iterator[list[Path]]:
+    """Data directories of restored instances; each is stopped and removed afterwards."""
+    dirs: list[Path] = []
+    yield dirs
+    assert prod.self_managed is not None
+    for data_dir in dirs:
+        stop_instance(prod.self_managed, data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_self_managed_pitr_lands_exactly_at_t(
+    lab: Lab, prod: StackOutputs, restored: list[Path], tmp_path: Path
+) -> None:
+    assert prod.self_managed is not None
+    with connect(prod) as conn:
+        before = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
+        insert_rows(conn, f"pitr-a-{time.time_ns()}-", 300)
+        time.sleep(0.3)
+        target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        time.sleep(0.3)
+        insert_rows(conn, "pitr-b-", 200)  # committed after T: must not be in the restored database
+    archive = Path(prod.self_managed.archive_dir)
+    histories = set(archive.glob("*.history"))
+    code, report = run_cli(
+        restore.main, ["pitr", "--time", target.isoformat(), *stack_args(lab)], tmp_path / "pitr.json"
+    )
+    assert report, "no report written"
+    restored.append(Path(report["measured"]["data_dir"]))
+    assert code == 0, report
+    assert checks(report)["recovery stopped at T"]["ok"]
+    with psycopg.connect(report["measured"]["conninfo"], password=password(prod), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0] == before + 300
+        assert (
+            conn.execute("SELECT count(*) FROM interface_exceptions WHERE transaction_id LIKE 'pitr-b-%'").fetchone()[0]
+            == 0
+        )
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        assert conn.execute("SHOW archive_mode").fetchone()[0] == "off"
+        insert_rows(conn, "written-after-pitr-", 1)  # a writable primary
+    # The restored instance's new timeline never reached the source's archive.
+    assert set(archive.glob("*.history")) == histories
+    assert report["measured"]["restore_seconds"] > 0
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        (lambda now: "not-a-time", "is not an ISO 8601 time"),
+        (lambda now: (now + timedelta(hours=1)).isoformat(), "is in the future"),
+        (lambda now: now.replace(tzinfo=None).isoformat(), "has no zone"),
+        (lambda now: (now - timedelta(days=400)).isoformat(), "before the oldest base backup; earliest restorable"),
+    ],
+    ids=["unparseable", "future", "no-zone", "too-old"],
+)
+def test_times_that_cannot_be_restored_are_bad_input(
+    lab: Lab, prod: StackOutputs, when, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    code, _ = run_cli(restore.main, ["pitr", "--time", when(datetime.now(UTC)), *stack_args(lab)], tmp_path / "p.json")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert message in err[-1] and err[-1].startswith("error: --time")
+
+
+def test_rds_pitr_creates_a_new_instance_and_refuses_outside_the_window(
+    lab: Lab, prod: StackOutputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rds = boto3.client("rds", region_name=prod.region)
+    source = rds.describe_db_instances(DBInstanceIdentifier=prod.db_instance_id)["DBInstances"][0]
+    created = source["InstanceCreateTime"]
+    while datetime.now(UTC) <= created + timedelta(seconds=1):
+        time.sleep(0.2)
+    target = created + timedelta(seconds=1)
+    name = f"{prod.db_instance_id}-pitr-test"
+    args = ["pitr", "--rds", "--time", target.isoformat(), "--target-instance", name, *stack_args(lab)]
+    code, report = run_cli(restore.main, args, tmp_path / "rds.json")
+    try:
+        assert code == 0, report
+        new = rds.describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]
+        assert new["DBInstanceStatus"] == "available"
+        tags = {t["Key"]: t["Value"] for t in rds.list_tags_for_resource(ResourceName=new["DBInstanceArn"])["TagList"]}
+        assert tags["drtopo:restored-from"] == prod.db_instance_id
+        assert tags["drtopo:restore-time"] == target.astimezone(UTC).isoformat()
+        assert report["measured"]["target_instance"] == name
+    finally:
+        rds.modify_db_instance(DBInstanceIdentifier=name, DeletionProtection=False, ApplyImmediately=True)
+        rds.delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)
+    capsys.readouterr()
+    too_old = (created - timedelta(minutes=5)).isoformat()
+    code, _ = run_cli(restore.main, ["pitr", "--rds", "--time", too_old, *stack_args(lab)], tmp_path / "rds.json")
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"outside instance {prod.db_instance_id}'s restorable window" in err
+    assert created.astimezone(UTC).isoformat(timespec="seconds") in err
