@@ -104,33 +104,37 @@ def write_json(document: dict[str, Any], path: Path) -> None:
 
 
 def write_timeline(results: list[ScenarioResult], path: Path) -> None:
-    """One row per scenario, one bar per step, for a post-mortem."""
+    """A Gantt chart per scenario (one row per step), the failure and recovery marked, for a post-mortem."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(results), 1, figsize=(11, 1.6 + 1.3 * len(results)), squeeze=False)
+    heights = [max(len(r.steps), 1) * 0.35 + 1.0 for r in results]
+    fig, axes = plt.subplots(
+        len(results), 1, figsize=(11, sum(heights) + 0.5), squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
     for ax, r in zip(axes[:, 0], results, strict=True):
+        names = [step["step"] for step in r.steps]
         for i, step in enumerate(r.steps):
             color = "tab:green" if step.get("ok", True) else "tab:red"
-            width = max(step.get("seconds", 0.0), 0.02)
-            ax.barh(
-                0, width, left=step.get("start_seconds", 0.0), color=color, edgecolor="black", alpha=0.6 + 0.4 * (i % 2)
-            )
-            ax.text(step.get("start_seconds", 0.0), 0.45 - 0.3 * (i % 3), step["step"], fontsize=7, va="center")
-        rto = r.measured.get("rto_seconds")
-        if rto is not None and r.measured.get("failure_at_seconds") is not None:
-            start = r.measured["failure_at_seconds"]
-            ax.axvline(start, color="tab:red", linestyle="--", linewidth=1)
-            ax.axvline(start + rto, color="tab:blue", linestyle="--", linewidth=1)
+            ax.barh(i, max(step.get("seconds", 0.0), 0.02), left=step.get("start_seconds", 0.0), color=color)
+        ax.set_yticks(range(len(names)), [n if len(n) <= 60 else n[:57] + "..." for n in names], fontsize=7)
+        ax.invert_yaxis()
+        start, rto = r.measured.get("failure_at_seconds"), r.measured.get("rto_seconds")
+        if start is not None:
+            ax.axvline(start, color="tab:red", linestyle="--", linewidth=1, label="failure")
+            if rto is not None:
+                ax.axvline(start + rto, color="tab:blue", linestyle="--", linewidth=1, label="served again")
+            ax.legend(loc="lower right", fontsize=7)
         verdict = "PASS" if r.ok else "FAIL"
         ax.set_title(
-            f"{r.scenario}: RTO {_num(rto)} s, RPO {_num(r.measured.get('rpo_seconds'))} s - {verdict}", fontsize=9
+            f"{r.scenario}: RTO {_num(rto)} s (goal {r.objective_rto_seconds:g}), "
+            f"RPO {_num(r.measured.get('rpo_seconds'))} s (goal {r.objective_rpo_seconds:g}) - {verdict}",
+            fontsize=9,
         )
-        ax.set_yticks([])
-        ax.set_ylim(-0.6, 0.9)
-        ax.set_xlabel("seconds since scenario start", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[-1, 0].set_xlabel("seconds since scenario start", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -12,7 +12,7 @@ from functools import cache
 import pytest
 
 from components.settings import load_settings
-from tests.program_harness import Evaluation, evaluate
+from policies.mock_program import Evaluation, evaluate
 
 
 @cache

@@ -11,9 +11,9 @@ import pytest
 
 from components.backup_jobs import BackupJobs, BackupJobsArgs, required_output_keys
 from components.settings import Role, Settings, SettingsError, load_settings
+from policies.mock_program import Evaluation, evaluate
 from scripts.outputs import load_outputs
 from tests.k8s_schema import validate_manifest
-from tests.program_harness import Evaluation, evaluate
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"

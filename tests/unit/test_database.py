@@ -9,7 +9,7 @@ import pytest
 from components import naming
 from components.database import parameter_family, parameters
 from components.settings import Database, load_settings
-from tests.program_harness import Evaluation, Registered, evaluate
+from policies.mock_program import Evaluation, Registered, evaluate
 
 INSTANCE = "aws:rds/instance:Instance"
 KEY = "aws:kms/key:Key"

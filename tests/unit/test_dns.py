@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from components import naming
 from components.dns import ROUTE53_METRICS_REGION
-from tests.program_harness import Evaluation
+from policies.mock_program import Evaluation
 
 HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 RECORD = "aws:route53/record:Record"

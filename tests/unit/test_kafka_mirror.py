@@ -10,8 +10,8 @@ import pytest
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from components.mm2_properties import render_mm2_properties
 from components.settings import Role, Settings, load_settings
+from policies.mock_program import Evaluation, Registered, evaluate
 from tests.k8s_schema import validate_manifest
-from tests.program_harness import Evaluation, Registered, evaluate
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"

@@ -10,7 +10,7 @@ from components import naming
 from components.lifecycle import audit_retention_days, lifecycle_rules
 from components.settings import Retention, Tier
 from components.storage import REPLICATION_TIME_MINUTES, peer_bucket_name
-from tests.program_harness import Evaluation, Registered
+from policies.mock_program import Evaluation, Registered
 
 BUCKET = "aws:s3/bucket:Bucket"
 KEY = "aws:kms/key:Key"

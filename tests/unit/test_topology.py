@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from components.settings import PROJECT, load_settings
+from policies.mock_program import Evaluation, evaluate
 from scripts.outputs import StackOutputs
 from tests.k8s_schema import validate_manifest
-from tests.program_harness import Evaluation, evaluate
 
 MAIN = Path(__file__).resolve().parents[2] / "__main__.py"
 COMPONENTS = {

@@ -1,4 +1,4 @@
-"""Evaluates the Pulumi program under Pulumi's mock runtime and records every resource it registers.
+"""Evaluates the Pulumi program under Pulumi's mock runtime (no cloud, no CLI) and records what it registers.
 
 Each record holds the type token, logical name, URN, parent URN, the inputs exactly as they would reach the
 provider (camelCased keys, numbers as floats) and the options that matter for safety (protect, delete-before-
