@@ -116,6 +116,8 @@ def wait_replayed(standby: psycopg.Connection, lsn: str, timeout: float) -> floa
     start = time.monotonic()
     while True:
         pos = standby_position(standby)
+        if not pos.in_recovery:
+            raise TimeoutError("it is not in recovery, so it replays nothing")
         if pos.replay_lsn and lsn_diff(standby, pos.replay_lsn, lsn) >= 0:
             return time.monotonic() - start
         if pos.replay_paused:

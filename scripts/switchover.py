@@ -91,12 +91,26 @@ class Switchover:
             "reachable: will be fenced" if peer_up else "unreachable: treated as failed",
             value=peer_up,
         )
+        if self.kind == "promote":
+            self.require_replica()
         if self.kind == "failback":
             if not peer_up:
                 raise Unsafe(f"{self.peer.stack} (the current primary) does not answer; a failback needs it")
             if self.target.self_managed is None and not standby.is_rds(self.target):
                 raise BadInput(f"outputs of {self.target.stack} name neither an RDS instance nor selfManaged")
         return result
+
+    def require_replica(self) -> None:
+        """Promotion needs a replica: a server in recovery (self-managed) or an RDS read replica."""
+        with self.sql(self.target) as conn:
+            if self.target.self_managed and conn is not None:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    raise Unsafe(f"{self.target.stack}'s database is not a standby (not in recovery); target not ready")
+                return
+        if standby.is_rds(self.target) and not self.target.self_managed:
+            inst = standby.describe(self.target) or {}
+            if not inst.get("ReadReplicaSourceDBInstanceIdentifier"):
+                raise Unsafe(f"RDS instance {self.target.db_instance_id} is not a read replica; target not ready")
 
     def guard(self) -> dict[str, Any]:
         rpo = self.settings.objectives.region_failure.rpo_seconds

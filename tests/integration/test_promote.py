@@ -1,0 +1,254 @@
+"""scripts.promote on the lab: planned and unplanned failover, refusals, bad input, crash-and-resume, dry run.
+
+Each destructive test starts from `fresh_pg` (prod primary, dr streaming standby, emulator records and project-copy
+roles at baseline) and asserts on both halves: the real PostgreSQL servers and the emulator's Route53/RDS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.core import Lab
+from tests.integration.switchover_support import (
+    DB_ONLY,
+    DnsFollowingWriter,
+    connect,
+    end_state,
+    present,
+    run_cli,
+    server_state,
+    wait_acks,
+    write_refused,
+)
+
+pytestmark = pytest.mark.lab
+
+FAILED_OVER = {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
+BASELINE = {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
+
+
+@pytest.fixture
+def state_env(tmp_path: Path) -> dict[str, str]:
+    """A journal folder of the test's own, so no run resumes another test's journal."""
+    return {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
+
+
+def promote(lab: Lab, env: dict[str, str], *extra: str, outputs_file: Path | None = None):
+    return run_cli("promote", "--stack", "dr", "--outputs", outputs_file or lab.outputs_path("dr"), *extra, env=env)
+
+
+def test_planned_switchover_under_writes_loses_no_acknowledged_write(
+    fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
+) -> None:
+    writer = DnsFollowingWriter(fresh_pg)
+    writer.start()
+    wait_acks(writer, 50)
+    proc = promote(fresh_pg, state_env, *DB_ONLY, "--json", tmp_path / "report.json")
+    acked_before_stop = len(writer.acks)
+    wait_acks(writer, acked_before_stop + 30)
+    acks = writer.stop()
+
+    assert proc.returncode == 0, proc.stderr
+    keys = [a.key for a in acks]
+    assert present(fresh_pg, "dr", keys) == set(keys)
+    assert {a.stack for a in acks} == {"prod", "dr"}
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ok"] and report["measured"]["replica_lag_source"].startswith("primary WAL position")
+    assert report["measured"]["seconds_to_dns_flipped"] < report["measured"]["total_seconds"]
+    state = end_state(fresh_pg)
+    assert state["servers"]["dr"] == {"in_recovery": False, "default_read_only": "off"}
+    assert state["servers"]["prod"]["default_read_only"] == "on"
+    assert "read-only transaction" in write_refused(fresh_pg, "prod")
+    assert state["dns"] == FAILED_OVER
+    assert "drtopo:role: primary" in state["stack_files"]["dr"]
+    assert "drtopo:role: standby" in state["stack_files"]["prod"]
+    for step in ("guard", "fence", "drain", "promote", "dns", "roles"):
+        assert f"] {step} done in" in proc.stderr
+
+
+def test_unplanned_failover_after_sigkill_loses_at_most_the_reported_lag(
+    fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
+) -> None:
+    writer = DnsFollowingWriter(fresh_pg)
+    writer.start()
+    wait_acks(writer, 100)
+    killed_at = time.time()
+    fresh_pg.kill_postgres("prod")
+    proc = promote(fresh_pg, state_env, *DB_ONLY, "--json", tmp_path / "report.json")
+    after = len(writer.acks)
+    wait_acks(writer, after + 20)
+    acks = writer.stop()
+
+    assert proc.returncode == 0, proc.stderr
+    measured = json.loads((tmp_path / "report.json").read_text())["measured"]
+    assert measured["replica_lag_source"].startswith("primary unreachable")
+    lag = measured["replica_lag_seconds"]
+    lost = [a for a in acks if a.key not in present(fresh_pg, "dr", [a.key for a in acks])]
+    assert all(a.stack == "prod" for a in lost)
+    if lost:
+        assert killed_at - min(a.at for a in lost) <= lag
+    assert server_state(fresh_pg, "prod") == {"down": True}
+    assert end_state(fresh_pg)["dns"] == FAILED_OVER
+    assert any(a.stack == "dr" for a in acks)
+
+
+def tiny_rpo_project(lab: Lab, tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(lab.project_dir, project)
+    with (project / "Pulumi.dr.yaml").open("a") as f:
+        f.write("  drtopo:objectives:\n    regionFailure:\n      rtoMinutes: 240\n      rpoMinutes: 0.005\n")
+    return project
+
+
+def test_refuses_when_lag_is_beyond_the_rpo_and_changes_nothing(
+    fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
+) -> None:
+    project = tiny_rpo_project(fresh_pg, tmp_path)
+    with connect(fresh_pg, "prod") as prod, connect(fresh_pg, "dr") as dr:
+        prod.execute(
+            "INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation)"
+            " VALUES ('before-pause', 'ORDER', 'x', 'CREATE')"
+        )
+        wait_replayed(prod, dr)
+        dr.execute("SELECT pg_wal_replay_pause()")
+        prod.execute(
+            "INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation)"
+            " VALUES ('while-paused', 'ORDER', 'x', 'CREATE')"
+        )
+        time.sleep(0.6)
+        before = end_state(fresh_pg)
+        project_before = {p.name: p.read_text() for p in project.iterdir()}
+
+        proc = promote(fresh_pg, {**state_env, "DRTOPO_PROJECT_DIR": str(project)}, *DB_ONLY)
+
+        assert proc.returncode == 3, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("refused: replica lag of dr is") and "RPO of 0.3 s" in last
+        assert end_state(fresh_pg) == before
+        assert {p.name: p.read_text() for p in project.iterdir()} == project_before
+        assert not list((tmp_path / "journal").glob("promote-dr*.json"))
+        dr.execute("SELECT pg_wal_replay_resume()")
+
+
+def wait_replayed(prod, dr, timeout: float = 10) -> None:
+    target = prod.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while not dr.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchone()[0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_refuses_when_the_old_primary_is_writable_and_cannot_be_fenced(
+    fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
+) -> None:
+    password = os.environ["PGPASSWORD"]
+    with connect(fresh_pg, "prod") as prod:
+        prod.execute(f"CREATE ROLE app LOGIN NOSUPERUSER PASSWORD '{password}'")
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    shutil.copy(fresh_pg.outputs_path("dr"), folder / "dr.json")
+    prod_outputs = json.loads(fresh_pg.outputs_path("prod").read_text())
+    (folder / "prod.json").write_text(json.dumps({**prod_outputs, "dbUser": "app"}))
+    before = end_state(fresh_pg)
+
+    proc = promote(fresh_pg, state_env, *DB_ONLY, outputs_file=folder / "dr.json")
+
+    assert proc.returncode == 3, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("refused: old primary prod is reachable and could not be fenced")
+    assert "permission denied" in last
+    assert end_state(fresh_pg) == before
+    assert write_refused(fresh_pg, "prod") == ""
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown-stack", "invalid choice: 'qa'"),
+        ("missing-key", "key 'hostedZoneId' is missing"),
+        ("unreadable", "is unreadable"),
+        ("no-file", "does not exist"),
+        ("peer-missing-key", "key 'dbArn' is missing"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    lab: Lab, state_env: dict[str, str], tmp_path: Path, case: str, expected: str
+) -> None:
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    for stack in ("prod", "dr"):
+        shutil.copy(lab.outputs_path(stack), folder / f"{stack}.json")
+    args = ["--stack", "dr", "--outputs", str(folder / "dr.json")]
+    if case == "unknown-stack":
+        args[1] = "qa"
+    elif case in ("missing-key", "peer-missing-key"):
+        stack, key = ("dr", "hostedZoneId") if case == "missing-key" else ("prod", "dbArn")
+        data = json.loads((folder / f"{stack}.json").read_text())
+        del data[key]
+        (folder / f"{stack}.json").write_text(json.dumps(data))
+    elif case == "unreadable":
+        (folder / "dr.json").write_text("{not json")
+    else:
+        args[3] = str(folder / "absent.json")
+    before = end_state(lab)
+
+    proc = run_cli("promote", *args, *DB_ONLY, env=state_env)
+
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert end_state(lab) == before
+    assert not (tmp_path / "journal").exists()
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path) -> None:
+    before = end_state(fresh_pg)
+
+    proc = promote(fresh_pg, state_env, "--dry-run")
+
+    assert proc.returncode == 0, proc.stderr
+    for step in ("fence", "drain", "promote", "consumer-group", "dns", "roles"):
+        assert f". {step} " in proc.stdout
+    assert end_state(fresh_pg) == before
+    assert before["servers"]["dr"]["in_recovery"] is True
+    assert not (tmp_path / "journal").exists()
+
+
+def test_crash_between_promotion_and_dns_then_rerun_ends_like_an_uninterrupted_run(
+    fresh_pg: Lab, tmp_path: Path
+) -> None:
+    assert promote(fresh_pg, {"DRTOPO_STATE_DIR": str(tmp_path / "a")}, *DB_ONLY).returncode == 0
+    uninterrupted = end_state(fresh_pg)
+
+    fresh_pg.reset_postgres()
+    env = {"DRTOPO_STATE_DIR": str(tmp_path / "b")}
+    crashed = promote(fresh_pg, {**env, "DRTOPO_CRASH_AFTER": "promote"}, *DB_ONLY)
+    assert crashed.returncode == -signal.SIGKILL
+    midway = end_state(fresh_pg)
+    assert midway["servers"]["dr"]["in_recovery"] is False
+    assert midway["dns"] == BASELINE
+    assert "drtopo:role: standby" in midway["stack_files"]["dr"]
+    assert (tmp_path / "b" / "promote-dr.json").is_file()
+
+    resumed = promote(fresh_pg, env, *DB_ONLY)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "promote: done by the interrupted run (journal), skipped" in resumed.stderr
+    assert "] dns done in" in resumed.stderr
+    assert end_state(fresh_pg) == uninterrupted
+    assert not (tmp_path / "b" / "promote-dr.json").exists()
+
+
+def test_promoting_the_primary_is_bad_input(fresh_pg: Lab, state_env: dict[str, str]) -> None:
+    before = end_state(fresh_pg)
+    proc = run_cli("promote", "--stack", "prod", "--outputs", fresh_pg.outputs_path("prod"), env=state_env)
+    assert proc.returncode == 2
+    assert "stack prod is already primary" in proc.stderr.strip().splitlines()[-1]
+    assert end_state(fresh_pg) == before
