@@ -3,6 +3,7 @@
 Everything lives under `<root>/kafka/`; processes are started and stopped through lab/process.py, by PID.
 
     start_cluster(root, name, port=None, controller_port=None) -> Cluster   # idempotent; a restart keeps its ports
+    start_clusters(root, names) -> {name: Cluster}                         # the same, JVMs starting in parallel
     stop_cluster(root, name)                                               # SIGTERM (clean), SIGKILL after timeout
     kill_cluster(root, name)                                               # SIGKILL: a crashed cluster
     cluster(root, name) -> Cluster | None; cluster_running(root, name) -> bool
@@ -26,6 +27,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -208,18 +210,29 @@ def start_cluster(
     return state
 
 
+def start_clusters(root: Path, names: Iterable[str], timeout: float = 90.0) -> dict[str, Cluster]:
+    """Start several clusters at once (their JVMs start in parallel); ports as `start_cluster` chooses them."""
+    names = list(names)
+    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
+        futures = {name: pool.submit(start_cluster, root, name, None, None, timeout) for name in names}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def wait_broker(bootstrap: str, timeout: float) -> None:
-    """Wait until the broker at `bootstrap` answers a metadata request."""
+    """Wait until the broker at `bootstrap` serves every partition it holds (after a restart it reloads its logs)."""
     admin = admin_client(bootstrap)
     deadline = time.monotonic() + timeout
+    reason = "no answer"
     while True:
         try:
-            if admin.list_topics(timeout=2).brokers:
+            metadata = admin.list_topics(timeout=2)
+            if metadata.brokers:
+                end_offsets(bootstrap, list(metadata.topics))
                 return
-        except KafkaException:
-            pass
+        except KafkaException as exc:
+            reason = exc.args[0].str()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Kafka at {bootstrap} did not answer metadata requests within {timeout:.0f} s")
+            raise TimeoutError(f"Kafka at {bootstrap} did not serve its partitions within {timeout:.0f} s ({reason})")
         time.sleep(0.2)
 
 
