@@ -1,0 +1,117 @@
+"""scripts.failback on the lab: back to prod after a planned or an unplanned failover, losing no acknowledged write.
+
+Both start from `fresh_pg`, fail over to dr with scripts.promote, then fail back; the end state must be the baseline
+topology again: prod the writable primary, dr its streaming standby, prod's record PRIMARY, the stack files as before.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.core import Lab
+from tests.integration.switchover_support import (
+    DB_ONLY,
+    DnsFollowingWriter,
+    connect,
+    end_state,
+    present,
+    run_cli,
+    wait_acks,
+)
+
+pytestmark = pytest.mark.lab
+
+BASELINE_DNS = {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
+
+
+def cli(lab: Lab, module: str, stack: str, tmp_path: Path, *extra: str):
+    env = {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
+    return run_cli(module, "--stack", stack, "--outputs", lab.outputs_path(stack), *DB_ONLY, *extra, env=env)
+
+
+def assert_back_to_baseline(lab: Lab, stack_files: dict[str, str]) -> None:
+    state = end_state(lab)
+    assert state["servers"]["prod"] == {"in_recovery": False, "default_read_only": "off"}
+    assert state["servers"]["dr"]["in_recovery"] is True
+    assert state["dns"] == BASELINE_DNS
+    assert state["stack_files"] == stack_files
+    # The rebuilt standby follows the new primary.
+    with connect(lab, "prod") as prod, connect(lab, "dr") as dr:
+        prod.execute(
+            "INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation)"
+            " VALUES ('after-failback', 'ORDER', 'x', 'CREATE')"
+        )
+        deadline = time.monotonic() + 10
+        while not dr.execute(
+            "SELECT count(*) FROM interface_exceptions WHERE transaction_id = 'after-failback'"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "dr does not replicate from prod after the failback"
+            time.sleep(0.05)
+    prod_rds = state["rds"]["prod"]
+    assert "exception-collector-us-east-1" in prod_rds
+    assert any(i.startswith("exception-collector-us-east-1-pre-failback-") for i in prod_rds)
+
+
+def test_planned_switchover_and_failback_under_writes_lose_no_acknowledged_write(fresh_pg: Lab, tmp_path: Path) -> None:
+    stack_files = end_state(fresh_pg)["stack_files"]
+    writer = DnsFollowingWriter(fresh_pg)
+    writer.start()
+    wait_acks(writer, 50)
+    promoted = cli(fresh_pg, "promote", "dr", tmp_path)
+    wait_acks(writer, len(writer.acks) + 50)
+    failback = cli(fresh_pg, "failback", "prod", tmp_path, "--json", str(tmp_path / "failback.json"))
+    wait_acks(writer, len(writer.acks) + 30)
+    acks = writer.stop()
+
+    assert promoted.returncode == 0, promoted.stderr
+    assert failback.returncode == 0, failback.stderr
+    keys = [a.key for a in acks]
+    assert present(fresh_pg, "prod", keys) == set(keys)
+    assert acks[0].stack == "prod" and acks[-1].stack == "prod"
+    assert "dr" in {a.stack for a in acks}
+    report = json.loads((tmp_path / "failback.json").read_text())
+    assert report["ok"]
+    assert [c["name"] for c in report["checks"] if c["name"] in ("rebuild", "drain", "rebuild-peer")] == [
+        "rebuild",
+        "drain",
+        "rebuild-peer",
+    ]
+    assert_back_to_baseline(fresh_pg, stack_files)
+
+
+def test_failback_after_sigkill_rewinds_the_crashed_primary(fresh_pg: Lab, tmp_path: Path) -> None:
+    stack_files = end_state(fresh_pg)["stack_files"]
+    writer = DnsFollowingWriter(fresh_pg)
+    writer.start()
+    wait_acks(writer, 50)
+    fresh_pg.kill_postgres("prod")
+    promoted = cli(fresh_pg, "promote", "dr", tmp_path)
+    wait_acks(writer, len(writer.acks) + 50)
+    survived = set(present(fresh_pg, "dr", [a.key for a in writer.acks]))
+
+    before_dry_run = end_state(fresh_pg)
+    dry = cli(fresh_pg, "failback", "prod", tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert ". rebuild " in dry.stdout and ". rebuild-peer " in dry.stdout
+    assert end_state(fresh_pg) == before_dry_run
+
+    failback = cli(fresh_pg, "failback", "prod", tmp_path, "--json", str(tmp_path / "failback.json"))
+    wait_acks(writer, len(writer.acks) + 30)
+    acks = writer.stop()
+
+    assert promoted.returncode == 0, promoted.stderr
+    assert failback.returncode == 0, failback.stderr
+    rebuilt = next(c for c in json.loads((tmp_path / "failback.json").read_text())["checks"] if c["name"] == "rebuild")
+    assert "pg_rewind" in rebuilt["detail"]
+    # What survived the failover and every write acknowledged since is on prod after the failback.
+    keys = [a.key for a in acks]
+    on_prod = present(fresh_pg, "prod", keys)
+    first_on_dr = next(i for i, a in enumerate(acks) if a.stack == "dr")
+    after_failover = {a.key for a in acks[first_on_dr:]}
+    assert survived <= on_prod
+    assert after_failover <= on_prod
+    assert_back_to_baseline(fresh_pg, stack_files)
