@@ -15,9 +15,10 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from components import naming
 from components.settings import STACKS, Role, Settings, load_settings
@@ -29,6 +30,7 @@ from lab.project import REPO_DIR, StackEndpoints, write_project
 KAFKA_WIRED = False
 BASELINE_ROLES = {"prod": Role.PRIMARY, "dr": Role.STANDBY}
 PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
+T = TypeVar("T")
 
 
 def default_root() -> Path:
@@ -129,21 +131,31 @@ class Lab:
         self.state_path.write_text(json.dumps({"ports": ports, "kafka": KAFKA_WIRED}, indent=2) + "\n")
         self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
         self._write_project(BASELINE_ROLES)
-        moto_pid = aws.spawn(self.root, ports["aws"])  # waited for last: moto's start-up overlaps initdb
-        with self._phase("initdb"):
-            archive_timeout = self.settings(PRIMARY_STACK).database.archive_timeout_seconds
-            postgres.prepare(self.pg, self.password, archive_timeout)
-        with self._phase("postgres pair"):
-            self._build_pg_pair()
-        with self._phase("services"):
-            for stack in STACKS:
-                self.start_service(stack)
-        if KAFKA_WIRED:
-            with self._phase("kafka"):
-                self._start_kafka_all()
-        with self._phase("emulator"):
-            process.wait_port(ports["aws"], 60, "moto_server", moto_pid)
-            self._seed_and_write_outputs()
+        moto_pid = aws.spawn(self.root, ports["aws"])
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
+            # Seeding needs only the project copy, so it overlaps the PostgreSQL build (both mostly wait).
+            emulator = pool.submit(self._timed, "emulator", self._start_emulator, ports["aws"], moto_pid)
+            with self._phase("initdb"):
+                database = self.settings(PRIMARY_STACK).database
+                postgres.prepare(self.pg, self.password, database.archive_timeout_seconds, database.name, self.root)
+            with self._phase("postgres pair"):
+                self._build_pg_pair()
+            with self._phase("services"):
+                for stack in STACKS:
+                    self.start_service(stack)
+            if KAFKA_WIRED:
+                with self._phase("kafka"):
+                    self._start_kafka_all()
+            resources = emulator.result()
+        self._write_outputs(resources)
+
+    def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        with self._phase(name):
+            return fn(*args)
+
+    def _start_emulator(self, port: int, pid: int) -> dict[str, aws.StackResources]:
+        process.wait_port(port, 60, "moto_server", pid)
+        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in STACKS})
 
     def _write_env(self, password: str, endpoint: str) -> None:
         values = {
@@ -175,22 +187,19 @@ class Lab:
         write_project(self.project_dir, self._endpoints(), roles)
 
     def _build_pg_pair(self) -> None:
-        password, name = self.password, self.settings(PRIMARY_STACK).database.name
+        password = self.password
         primary_port, standby_port = self._port("postgres", PRIMARY_STACK), self._port("postgres", STANDBY_STACK)
         postgres.new_primary(self.pg, PRIMARY_STACK, primary_port)
         postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
-        postgres.create_database(primary_port, password, name)
         postgres.clone_standby(self.pg, STANDBY_STACK, standby_port, primary_port, password)
         postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
         postgres.base_backup(self.pg, primary_port, password)
 
-    def _seed_and_write_outputs(self) -> None:
-        settings = {s: self.settings(s) for s in STACKS}
-        resources = aws.seed(self.aws_endpoint, settings)
+    def _write_outputs(self, resources: dict[str, aws.StackResources]) -> None:
         (self.root / "outputs").mkdir(exist_ok=True)
         endpoints = self._endpoints()
         for stack in STACKS:
-            document = stack_outputs(settings[stack], resources[stack], endpoints, self.pg)
+            document = stack_outputs(self.settings(stack), resources[stack], endpoints, self.pg)
             self.outputs_path(stack).write_text(json.dumps(document, indent=2) + "\n")
 
     def down(self) -> list[str]:
@@ -205,38 +214,38 @@ class Lab:
         if KAFKA_WIRED:
             stopped += self._stop_kafka_all()
         for stack in STACKS:
-            if process.read_pid(self.root, postgres.process_name(stack)) is not None:
-                postgres.stop(self.root, stack)
+            if postgres.live_pid(self.root, self.pg, stack) is not None:
                 stopped.append(postgres.process_name(stack))
+            postgres.stop(self.root, self.pg, stack)
         stopped += self._stop_adopted_postmasters()
         stopped += process.stop_all(self.root)
         return stopped
 
     def _stop_adopted_postmasters(self) -> list[str]:
-        """Postmasters a script started itself (pg_ctl, PITR instances) inside the lab's pg/ folder."""
+        """Postmasters a script started itself (pg_ctl, PITR instances) in any data dir under the lab's pg/."""
         stopped = []
         for pidfile in sorted(self.pg.base.glob("*/postmaster.pid")) if self.pg.base.is_dir() else []:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                pid = int(pidfile.read_text().split()[0])
-                if process.alive(pid):
-                    os.kill(pid, signal.SIGINT)
-                    deadline = time.monotonic() + 30
-                    while process.alive(pid) and time.monotonic() < deadline:
-                        time.sleep(0.05)
-                    if process.alive(pid):
-                        os.kill(pid, signal.SIGKILL)
-                    stopped.append(f"postmaster:{pidfile.parent.name}")
+            pid = postgres.adopted_pid(self.pg, pidfile.parent.name)
+            if pid is not None:
+                postgres.stop_pid(pid)
+                stopped.append(f"postmaster:{pidfile.parent.name}")
         return stopped
 
     def _expected_processes(self) -> list[str]:
         names = [aws.PROCESS_NAME] + [postgres.process_name(s) for s in STACKS] + [service_process(s) for s in STACKS]
         return names + (self._kafka_processes() if KAFKA_WIRED else [])
 
+    def _running(self, name: str) -> bool:
+        for stack in STACKS:
+            if name == postgres.process_name(stack):
+                return postgres.live_pid(self.root, self.pg, stack) is not None
+        return process.running(self.root, name)
+
     def is_up(self) -> bool:
         """Every server of the lab is running."""
         if not self.state_path.is_file() or not self.env_path.is_file():
             return False
-        return all(process.running(self.root, n) for n in self._expected_processes())
+        return all(self._running(n) for n in self._expected_processes())
 
     def status(self) -> dict[str, Any]:
         """Per server: port, pid, running, and for PostgreSQL its role and replication lag."""
@@ -246,11 +255,17 @@ class Lab:
             return {"root": str(self.root), "up": False, "servers": {}}
         password = self.password
         servers: dict[str, dict[str, Any]] = {}
-        pg_status = {s: postgres.server_status(ports["postgres"][s], password) for s in STACKS}
+        pg_status = {
+            s: postgres.server_status(ports["postgres"][s], password)
+            if postgres.live_pid(self.root, self.pg, s)
+            else {"role": "down"}
+            for s in STACKS
+        }
         standby_rows = {row["name"]: row for st in pg_status.values() for row in st.get("standbys", [])}
         for stack in STACKS:
             name = postgres.process_name(stack)
-            entry = {"port": ports["postgres"][stack], **self._pid_info(name), **pg_status[stack]}
+            pid = postgres.live_pid(self.root, self.pg, stack)
+            entry = {"port": ports["postgres"][stack], "pid": pid, "running": pid is not None, **pg_status[stack]}
             if entry.get("role") == "standby":
                 row = standby_rows.get(stack)
                 entry["lag_bytes"] = row["lag_bytes"] if row else None
@@ -277,27 +292,33 @@ class Lab:
 
     def kill_postgres(self, stack: str) -> None:
         _check_stack(stack)
-        postgres.crash(self.root, stack)
+        postgres.crash(self.root, self.pg, stack)
 
     def stop_postgres(self, stack: str) -> None:
         _check_stack(stack)
-        postgres.stop(self.root, stack)
+        postgres.stop(self.root, self.pg, stack)
 
     def start_postgres(self, stack: str) -> None:
         _check_stack(stack)
-        if not process.running(self.root, postgres.process_name(stack)):
+        if postgres.live_pid(self.root, self.pg, stack) is None:
             postgres.start(self.root, self.pg, stack, self._port("postgres", stack), self.password)
 
     def reset_postgres(self) -> None:
         """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too."""
         for stack in STACKS:
-            postgres.stop(self.root, stack)
+            postgres.stop(self.root, self.pg, stack)
         self._stop_adopted_postmasters()
         postgres.reset_data(self.pg)
         self._write_project(BASELINE_ROLES)
-        self._build_pg_pair()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
+            emulator = pool.submit(self._reseed)
+            self._build_pg_pair()
+            resources = emulator.result()
+        self._write_outputs(resources)
+
+    def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
-        self._seed_and_write_outputs()
+        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in STACKS})
 
     def restore_baseline(self) -> None:
         """After a drill: fresh PostgreSQL pair and emulator, and every other server running again."""

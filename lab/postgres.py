@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
 SUPERUSER = "postgres"
 SCHEMA = Path(__file__).resolve().parent / "schema.sql"
+TEMPLATE = "template"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class PgLayout:
 
     @property
     def template_dir(self) -> Path:
-        return self.base / "template"
+        return self.base / TEMPLATE
 
     @property
     def archive_dir(self) -> Path:
@@ -67,7 +69,12 @@ def server_conf(archive_dir: Path, archive_timeout_seconds: int) -> str:
             "wal_level = replica",
             "wal_log_hints = on",
             "max_wal_senders = 10",
-            "wal_keep_size = '256MB'",
+            "wal_keep_size = '64MB'",
+            "min_wal_size = '8MB'",
+            "max_wal_size = '256MB'",
+            # The lab simulates process and host crashes (SIGKILL), after which the OS page cache survives, so
+            # skipping fsync loses nothing there and keeps a busy 2-core machine fast. Never do this in production.
+            "fsync = off",
             "hot_standby = on",
             "hot_standby_feedback = on",
             "archive_mode = on",
@@ -122,8 +129,8 @@ def check_traversable(path: Path) -> None:
         )
 
 
-def prepare(layout: PgLayout, password: str, archive_timeout_seconds: int) -> None:
-    """Fresh folders and a configured, never-started cluster in template_dir that every primary is copied from."""
+def prepare(layout: PgLayout, password: str, archive_timeout_seconds: int, dbname: str, root: Path) -> None:
+    """Fresh folders and a configured cluster holding the database and schema, from which every primary is copied."""
     check_traversable(layout.base.parent)
     if layout.base.exists():
         shutil.rmtree(layout.base)
@@ -150,6 +157,8 @@ def prepare(layout: PgLayout, password: str, archive_timeout_seconds: int) -> No
                 "-E",
                 "UTF8",
                 "--locale=C",
+                # 1 MB WAL segments: archiving, base backups and resets copy little; WAL semantics are unchanged.
+                "--wal-segsize=1",
                 "--no-sync",
             ]
         )
@@ -157,6 +166,13 @@ def prepare(layout: PgLayout, password: str, archive_timeout_seconds: int) -> No
         pwfile.unlink()
     with open(layout.template_dir / "postgresql.conf", "a") as conf:
         conf.write(server_conf(layout.archive_dir, archive_timeout_seconds))
+    # Created once here rather than on every reset: CREATE DATABASE copies and WAL-logs a whole database.
+    port = process.free_port()
+    start(root, layout, TEMPLATE, port, password, extra=("-p", str(port), "-c", "archive_mode=off"))
+    try:
+        create_database(port, password, dbname)
+    finally:
+        stop(root, layout, TEMPLATE)
 
 
 def reset_data(layout: PgLayout) -> None:
@@ -235,7 +251,15 @@ def connect(port: int, password: str, dbname: str = "postgres") -> psycopg.Conne
     return psycopg.connect(conninfo(port, dbname), password=password, autocommit=True)
 
 
-def start(root: Path, layout: PgLayout, stack: str, port: int, password: str, timeout: float = 60) -> int:
+def start(
+    root: Path,
+    layout: PgLayout,
+    stack: str,
+    port: int,
+    password: str,
+    timeout: float = 60,
+    extra: Sequence[str] = (),
+) -> int:
     """Start the postmaster of `stack` (recorded PID) and wait until it accepts connections."""
     data = layout.data_dir(stack)
     with contextlib.suppress(FileNotFoundError):
@@ -243,7 +267,8 @@ def start(root: Path, layout: PgLayout, stack: str, port: int, password: str, ti
         stale = int((data / "postmaster.pid").read_text().split()[0])
         if process.alive(stale):
             raise RuntimeError(f"PostgreSQL {stack} is already running as PID {stale}")
-    pid = process.spawn(root, process_name(stack), [str(BIN_DIR / "postgres"), "-D", str(data)], user=OS_USER)
+    argv = [str(BIN_DIR / "postgres"), "-D", str(data), *extra]
+    pid = process.spawn(root, process_name(stack), argv, user=OS_USER)
     wait_ready(port, password, timeout, pid, stack)
     return pid
 
@@ -264,28 +289,46 @@ def wait_ready(port: int, password: str, timeout: float, pid: int, what: str) ->
     raise TimeoutError(f"PostgreSQL {what} did not accept connections on port {port} within {timeout:.0f} s: {last}")
 
 
-def stop(root: Path, stack: str, timeout: float = 30) -> None:
-    """Clean stop: SIGINT (fast shutdown: disconnect clients, checkpoint), escalating to SIGKILL of the group."""
-    name = process_name(stack)
-    pid = process.read_pid(root, name)
+def live_pid(root: Path, layout: PgLayout, stack: str) -> int | None:
+    """The running postmaster of `stack`: the one the lab recorded, else one a script started itself (pg_ctl)."""
+    pid = process.read_pid(root, process_name(stack))
     if pid is not None and process.alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        while process.alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    process.stop(root, name)
+        return pid
+    return adopted_pid(layout, stack)
 
 
-def crash(root: Path, stack: str) -> None:
-    """SIGKILL the postmaster and its backends at once, like a lost host; the next start does crash recovery."""
-    name = process_name(stack)
-    pid = process.read_pid(root, name)
-    if pid is None or not process.alive(pid):
-        return
+def stop(root: Path, layout: PgLayout, stack: str, timeout: float = 30) -> None:
+    """Clean stop: SIGINT (fast shutdown: disconnect clients, checkpoint), escalating to SIGKILL."""
+    pid = live_pid(root, layout, stack)
+    if pid is not None:
+        stop_pid(pid, timeout)
+    process.stop(root, process_name(stack))
+
+
+def stop_pid(pid: int, timeout: float = 30) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    process.stop(root, name)
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while process.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process.alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def crash(root: Path, layout: PgLayout, stack: str) -> None:
+    """SIGKILL the postmaster and its backends at once, like a lost host; the next start does crash recovery."""
+    pid = live_pid(root, layout, stack)
+    if pid is not None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        backends_gone = time.monotonic() + 5
+        while process.alive(pid) and time.monotonic() < backends_gone:
+            time.sleep(0.02)
+    process.stop(root, process_name(stack))
 
 
 def adopted_pid(layout: PgLayout, stack: str) -> int | None:

@@ -1,0 +1,80 @@
+"""`up`, `status` and `down` through the CLI on their own lab root: nothing is left running, also after a failed up."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import core, process
+from lab.core import Lab
+from tests.integration.conftest import make_root
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    base = make_root("drtopo-lifecycle-")
+    yield base / "lab"
+    Lab(base / "lab").down()  # a failing test must not leak servers either
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=300)
+
+
+def recorded_pids(root: Path) -> dict[str, int]:
+    return {p.stem: int(p.read_text().split()[0]) for p in (root / "pids").glob("*.pid")}
+
+
+def listening_ports(root: Path) -> list[int]:
+    ports = json.loads((root / "lab.json").read_text())["ports"]
+    flat = [ports["aws"], *ports["postgres"].values(), *ports["service"].values()]
+    return [p for p in flat if process.port_open(p)]
+
+
+def assert_nothing_left(pids: dict[str, int], root: Path) -> None:
+    assert pids, "expected recorded processes to check"
+    assert [name for name, pid in pids.items() if process.alive(pid)] == []
+    assert listening_ports(root) == []
+
+
+def test_up_status_down_by_cli(root: Path) -> None:
+    assert cli("status", "--root", str(root)).returncode == 1
+    up = cli("up", "--root", str(root))
+    assert up.returncode == 0, up.stderr
+    print(up.stdout)
+    assert cli("status", "--root", str(root)).returncode == 0
+    pids = recorded_pids(root)
+    assert len(listening_ports(root)) >= 5
+    again = cli("up", "--root", str(root))
+    assert again.returncode == 0 and "already up" in again.stdout
+    assert recorded_pids(root) == pids
+    down = cli("down", "--root", str(root))
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(pids, root)
+    status = cli("status", "--root", str(root))
+    assert status.returncode == 1 and "NOT running" in status.stdout
+
+
+def test_failed_up_stops_what_it_started(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, int] = {}
+
+    def broken_outputs(*args: object, **kwargs: object) -> object:
+        seen.update(recorded_pids(root))  # the last step of up: every server has started by now
+        raise RuntimeError("injected failure while writing outputs")
+
+    monkeypatch.setattr(core, "stack_outputs", broken_outputs)
+    lab = Lab(root)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        lab.up()
+    assert {"aws", "postgres-prod", "postgres-dr", "service-prod", "service-dr"} <= set(seen)
+    assert_nothing_left(seen, root)
+    assert not lab.is_up()

@@ -1,0 +1,74 @@
+"""The service stand-in answers health, list and insert over its stack's database, and reports a dead database."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+
+from lab.core import Lab
+
+pytestmark = pytest.mark.lab
+
+
+def call(url: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def row(txid: str) -> dict[str, str]:
+    return {"transactionId": txid, "interfaceType": "ORDER", "exceptionReason": "rejected", "operation": "CREATE"}
+
+
+def test_health_names_the_database_role(lab: Lab) -> None:
+    assert call(f"{lab.service_url('prod')}/actuator/health") == (200, {"status": "UP", "database": "primary"})
+    assert call(f"{lab.service_url('dr')}/actuator/health") == (200, {"status": "UP", "database": "standby"})
+
+
+def test_insert_then_list_newest_first(lab: Lab) -> None:
+    url = f"{lab.service_url('prod')}/api/v1/exceptions"
+    first, second = f"svc-{uuid.uuid4()}", f"svc-{uuid.uuid4()}"
+    assert call(url, row(first))[0] == 201
+    status, created = call(url, row(second))
+    assert status == 201 and isinstance(created["id"], int)
+    status, listed = call(f"{url}?limit=2")
+    assert status == 200 and [r["transactionId"] for r in listed] == [second, first]
+    assert call(url, row(second))[0] == 409
+    assert call(url, {"transactionId": "x"})[0] == 400
+    assert call(f"{url}?limit=0")[0] == 400
+
+
+def test_standby_refuses_writes_with_503(lab: Lab) -> None:
+    assert call(f"{lab.service_url('dr')}/api/v1/exceptions", row(f"svc-{uuid.uuid4()}"))[0] == 503
+
+
+def test_503_while_database_is_down_then_recovers(lab: Lab) -> None:
+    health = f"{lab.service_url('prod')}/actuator/health"
+    lab.stop_postgres("prod")
+    try:
+        assert call(health)[0] == 503
+        assert call(f"{lab.service_url('prod')}/api/v1/exceptions", row(f"svc-{uuid.uuid4()}"))[0] == 503
+    finally:
+        lab.start_postgres("prod")
+    deadline = time.monotonic() + 10
+    while call(health)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert call(health) == (200, {"status": "UP", "database": "primary"})
+
+
+def test_killed_service_restarts(lab: Lab) -> None:
+    lab.kill_service("prod")
+    with pytest.raises(urllib.error.URLError):
+        call(f"{lab.service_url('prod')}/actuator/health")
+    lab.start_service("prod")
+    assert call(f"{lab.service_url('prod')}/actuator/health")[0] == 200
