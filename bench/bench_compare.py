@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from lab.core import Lab
-from scripts.compare import compare
+from scripts.compare import TableDiff, compare
 
 DB = "bench_compare"
 SCHEMA = Path(__file__).resolve().parents[1] / "lab" / "schema.sql"
@@ -61,14 +61,24 @@ def wait_replayed(prod: psycopg.Connection, dr: psycopg.Connection, timeout: flo
         time.sleep(0.2)
 
 
-def timed_compare(lab: Lab) -> tuple[float, object]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a local process (a PostgreSQL backend of the lab)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_compare(lab: Lab) -> tuple[float, list[float], TableDiff]:
+    """Wall seconds, CPU seconds of each side's backend, and the result of comparing the exceptions table."""
     with (
         psycopg.connect(lab.pg_conninfo("prod", DB), autocommit=True) as ref,
         psycopg.connect(lab.pg_conninfo("dr", DB), autocommit=True) as tgt,
     ):
+        pids = [ref.info.backend_pid, tgt.info.backend_pid]
+        cpu = [cpu_seconds(pid) for pid in pids]
         start = time.perf_counter()
         (diff,) = compare(ref, tgt, ["interface_exceptions"])
-        return time.perf_counter() - start, diff
+        wall = time.perf_counter() - start
+        return wall, [cpu_seconds(pid) - c for pid, c in zip(pids, cpu, strict=True)], diff
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -99,15 +109,21 @@ def run(argv: Sequence[str] | None = None) -> int:
                 wait_replayed(prod, dr)
                 print(f"built {args.rows} rows on prod, replayed on dr, in {time.perf_counter() - start:.1f} s")
                 timed_compare(lab)  # warm both servers' caches
-                times = []
+                times, cpus = [], []
                 for _ in range(args.runs):
-                    seconds, diff = timed_compare(lab)
+                    seconds, cpu, diff = timed_compare(lab)
                     assert diff.equal, diff.summary()
                     times.append(seconds)
-                best, median = min(times), statistics.median(times)
+                    cpus.append(max(cpu))
+                best, median, cpu_best = min(times), statistics.median(times), min(cpus)
                 print(
-                    f"equal tables: {args.rows} rows per side; best {best:.3f} s = {args.rows / best / 1e6:.2f}M "
-                    f"rows/s per side; median {median:.3f} s = {args.rows / median / 1e6:.2f}M rows/s per side"
+                    f"equal tables, {args.rows} rows per side, {args.runs} runs: wall best {best:.3f} s = "
+                    f"{args.rows / best / 1e6:.2f}M rows/s per side, median {median:.3f} s = "
+                    f"{args.rows / median / 1e6:.2f}M rows/s per side"
+                )
+                print(
+                    f"  busiest backend CPU {cpu_best:.3f} s = {args.rows / cpu_best / 1e6:.2f}M rows per CPU-second "
+                    "(the rate on an otherwise idle core)"
                 )
                 dr.execute("SELECT pg_wal_replay_pause()")
                 try:
@@ -119,8 +135,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                         "operation) VALUES (%s, 'txn-new', 'ORDER', 'new', 'CREATE')",
                         (args.rows + 1,),
                     )
-                    seconds, diff = timed_compare(lab)
-                    print(f"3 differences found in {seconds:.3f} s: {diff.summary()}")
+                    seconds, cpu, diff = timed_compare(lab)
+                    print(f"3 differences found in {seconds:.3f} s (backend CPU {max(cpu):.3f} s): {diff.summary()}")
                 finally:
                     dr.execute("SELECT pg_wal_replay_resume()")
         finally:
