@@ -56,7 +56,8 @@ def existing_topics(admin: AdminClient, bootstrap: str) -> dict[str, int]:
 
 
 def recreate_topics(bootstrap: str, topics: tuple[Topic, ...], dry_run: bool = False) -> list[TopicResult]:
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(TIMEOUT * 1000)})
+    # librdkafka logs each failed connection attempt to stderr; the refusal below says it in one line instead.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(TIMEOUT * 1000), "log_level": 0})
     present = existing_topics(admin, bootstrap)
     results = [
         TopicResult(

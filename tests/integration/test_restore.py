@@ -1,8 +1,11 @@
 """`scripts.restore dump` on the lab: restores into an empty database and checks counts, refuses a non-empty target
-without --clean, refuses a corrupt dump before touching the target; `kafka-topics` is idempotent."""
+without --clean, refuses a corrupt dump before touching the target; `kafka-topics` creates what a cluster lacks,
+with the configured partitions and retention, and only that."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +13,11 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
 from psycopg import sql
 
+from components.settings import load_settings
+from lab import kafka, process
 from lab.core import Lab
 from scripts import backup, restore
 from scripts.db import connect, password
@@ -109,3 +115,60 @@ def test_bad_or_unreachable_target(
     args = ["dump", dump_key, "--target", target_dsn, *stack_args(lab)]
     assert run_cli(restore.main, args, tmp_path / "r.json")[0] == code
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def empty_kafka(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A private, empty single-broker cluster as prod's own ("source") cluster, so topics can be deleted freely;
+    the peer ("backup") address points at a closed port. Yields (outputs file, bootstrap)."""
+    root = tmp_path_factory.mktemp("kafka-restore")
+    try:
+        cluster = kafka.start_cluster(root, "restore-topics")
+        data = json.loads(lab.outputs_path("prod").read_text())
+        data.update(kafkaBootstrap=cluster.bootstrap, peerKafkaBootstrap=f"127.0.0.1:{process.free_port()}")
+        path = root / "prod.json"
+        path.write_text(json.dumps(data))
+        yield path, cluster.bootstrap
+    finally:
+        kafka.stop_cluster(root, "restore-topics")
+
+
+def _topics(bootstrap: str) -> dict[str, tuple[int, str]]:
+    """name -> (partitions, retention.ms) of the service's topics on the cluster."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    metadata = admin.list_topics(timeout=10).topics
+    names = [n for n in metadata if not n.startswith("__")]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
+    configs = {r.name: f.result() for r, f in admin.describe_configs(resources, request_timeout=10).items()}
+    return {n: (len(metadata[n].partitions), configs[n]["retention.ms"].value) for n in names}
+
+
+def test_kafka_topics_are_recreated_idempotently(lab: Lab, empty_kafka: tuple[Path, str], tmp_path: Path) -> None:
+    outputs_file, bootstrap = empty_kafka
+    args = ["kafka-topics", "--cluster", "source", "--stack", "prod", "--outputs", str(outputs_file)]
+    configured = {t.name: t for t in load_settings("prod", lab.project_dir).kafka.topics}
+    code, report = run_cli(restore.main, args, tmp_path / "k.json")
+    assert code == 0, report
+    assert sorted(report["measured"]["created"]) == sorted(configured) and report["measured"]["existed"] == []
+    assert _topics(bootstrap) == {n: (t.partitions, str(t.retention_ms)) for n, t in configured.items()}
+    code, report = run_cli(restore.main, args, tmp_path / "k.json")
+    assert code == 0 and report["measured"]["created"] == []
+    assert sorted(report["measured"]["existed"]) == sorted(configured)
+    lost = next(iter(configured))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([lost], request_timeout=10)[lost].result()
+    deadline = time.monotonic() + 20
+    while lost in _topics(bootstrap) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    code, report = run_cli(restore.main, args, tmp_path / "k.json")
+    assert code == 0 and report["measured"]["created"] == [lost]
+
+
+def test_kafka_topics_on_an_unreachable_cluster_is_refused(
+    empty_kafka: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs_file, _ = empty_kafka
+    args = ["kafka-topics", "--cluster", "backup", "--stack", "prod", "--outputs", str(outputs_file)]
+    capsys.readouterr()
+    assert run_cli(restore.main, args, tmp_path / "k.json")[0] == 3
+    assert "target not ready" in capsys.readouterr().err
