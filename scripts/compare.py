@@ -1,9 +1,10 @@
 """A fast comparison of the same tables in two PostgreSQL databases: which keys are missing, extra or changed.
 
-For each table, decided by its primary key (a single integer column): row counts and key bounds first, then one
-checksum per key range on both sides at once (one connection per side, each in its own thread), then only the
-ranges whose checksums differ, split again until a range is small enough to fetch its keys with a per-row hash.
-Equal tables cost one sequential scan per side; a few differences cost a few index range scans more.
+For each table, bucketed by its primary key: row counts (and key bounds) first, then one checksum per bucket on both
+sides at once (one connection per side, each in its own thread), then only the buckets whose checksums differ, split
+again until a bucket is small enough to fetch its keys with a per-row hash. A single integer key is bucketed by value
+ranges: equal tables cost one sequential scan per side, a few differences a few index range scans more. Any other
+key (composite, text, uuid) is bucketed by residues of its hash, each level a sequential scan.
 
 A row's checksum is `hash_record(t)`: each column hashed by its type's hash function, so it does not depend on
 how values are printed. Tables with a column type that has no hash function fall back to `hashtext(t::text)`,
@@ -142,7 +143,7 @@ class TableDiff:
             return f"{self.reference_rows} rows equal"
         more = " (list truncated)" if self.truncated else ""
         return (
-            f"rows {self.reference_rows} vs {self.target_rows}; {self.differing_ranges} differing key ranges; "
+            f"rows {self.reference_rows} vs {self.target_rows}; {self.differing_ranges} differing buckets; "
             f"missing {self.keys.missing} extra {self.keys.extra} changed {self.keys.changed}{more}"
         )
 
@@ -225,12 +226,21 @@ class _Side:
         return True
 
 
+MASK = sql.SQL("9223372036854775807::int8")  # clears the sign bit, so `%` gives a residue >= 0
+MAX_MODULUS = 2**62
+
+
 @dataclass(frozen=True)
 class _Plan:
-    """The SQL for one table: key column, row-hash expressions."""
+    """The SQL for one table: how rows are bucketed by key and hashed.
+
+    An integer key buckets by value ranges (each level an index range scan once ranges are narrow); any other key
+    by residues of its hash (`hash % m = r`, split into `hash % (m * fanout)`), a sequential scan per level.
+    """
 
     table: str
-    key: str
+    key: tuple[str, ...]
+    by_range: bool
     row_hash: sql.Composable  # int4, summed per bucket
     row_hash64: sql.Composable  # int8, per key at the leaves
     strategy: str
@@ -239,18 +249,61 @@ class _Plan:
     def ident(self) -> sql.Identifier:
         return sql.Identifier(self.table)
 
+    @property
+    def keys(self) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(k) for k in self.key)
+
+    @property
+    def key_hash(self) -> sql.Composable:
+        return sql.SQL("(hash_record_extended(ROW({}), 0) & {})").format(self.keys, MASK)
+
     def bounds(self) -> sql.Composable:
-        return sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t}").format(k=sql.Identifier(self.key), t=self.ident)
+        if self.by_range:
+            k = sql.Identifier(self.key[0])
+            return sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t}").format(k=k, t=self.ident)
+        return sql.SQL("SELECT count(*), NULL, NULL FROM {t}").format(t=self.ident)
 
-    def buckets(self) -> sql.Composable:
-        return sql.SQL(
-            "SELECT ({k} - %s) / %s AS b, count(*), sum({h}) FROM {t} t WHERE {k} BETWEEN %s AND %s GROUP BY 1"
-        ).format(k=sql.Identifier(self.key), h=self.row_hash, t=self.ident)
+    def root(self, bounds: Sequence[tuple[int, Any, Any]]) -> KeyRange | tuple[int, int] | None:
+        if not self.by_range:
+            return (1, 0) if any(count for count, _, _ in bounds) else None
+        lows = [lo for _, lo, _ in bounds if lo is not None]
+        highs = [hi for _, _, hi in bounds if hi is not None]
+        return KeyRange(min(lows), max(highs)) if lows else None
 
-    def leaf(self) -> sql.Composable:
-        return sql.SQL("SELECT {k}, {h} FROM {t} t WHERE {k} BETWEEN %s AND %s").format(
-            k=sql.Identifier(self.key), h=self.row_hash64, t=self.ident
+    def level(self, node: Any, fanout: int) -> tuple[sql.Composable, tuple[Any, ...]]:
+        """Rows (bucket, count, checksum) of the buckets `node` splits into."""
+        if self.by_range:
+            query = sql.SQL(
+                "SELECT ({k} - %s) / %s AS b, count(*), sum({h}) FROM {t} t WHERE {k} BETWEEN %s AND %s GROUP BY 1"
+            ).format(k=sql.Identifier(self.key[0]), h=self.row_hash, t=self.ident)
+            return query, (node.lo, bucket_width(node, fanout), node.lo, node.hi)
+        modulus, residue = node
+        query = sql.SQL(
+            "SELECT {kh} %% %s AS b, count(*), sum({h}) FROM {t} t WHERE {kh} %% %s = %s GROUP BY 1"
+        ).format(kh=self.key_hash, h=self.row_hash, t=self.ident)
+        return query, (modulus * fanout, modulus, residue)
+
+    def child(self, node: Any, bucket: int, fanout: int) -> Any:
+        if self.by_range:
+            return bucket_range(node, bucket_width(node, fanout), bucket)
+        return (node[0] * fanout, bucket)
+
+    def indivisible(self, node: Any, fanout: int) -> bool:
+        return node.size <= fanout if self.by_range else node[0] * fanout > MAX_MODULUS
+
+    def leaf(self, node: Any) -> tuple[sql.Composable, tuple[Any, ...]]:
+        """Rows (key columns..., 64-bit row hash) of the bucket `node`."""
+        if self.by_range:
+            where, params = sql.SQL("{} BETWEEN %s AND %s").format(sql.Identifier(self.key[0])), (node.lo, node.hi)
+        else:
+            where, params = sql.SQL("{} %% %s = %s").format(self.key_hash), node
+        query = sql.SQL("SELECT {k}, {h} FROM {t} t WHERE {w}").format(
+            k=self.keys, h=self.row_hash64, t=self.ident, w=where
         )
+        return query, tuple(params)
+
+    def key_of(self, row: tuple[Any, ...]) -> Any:
+        return row[0] if len(self.key) == 1 else tuple(row[:-1])
 
 
 def _plan(table: str, sides: Sequence[_Side]) -> _Plan:
@@ -258,13 +311,15 @@ def _plan(table: str, sides: Sequence[_Side]) -> _Plan:
     if columns[0] != columns[1]:
         raise CompareError(f"table {table!r} has different columns: {columns[0]} vs {columns[1]}")
     key = sides[0].primary_key(table)
-    if len(key) != 1 or key[0][1] not in INTEGER_TYPES:
-        raise CompareError(
-            f"table {table!r} has primary key {key or 'none'}; expected a single {'/'.join(INTEGER_TYPES)} column"
-        )
+    if not key:
+        raise CompareError(f"table {table!r} has no primary key; expected one to tell rows apart")
+    by_range = len(key) == 1 and key[0][1] in INTEGER_TYPES
+    names = tuple(name for name, _ in key)
     if all(s.hashable(table) for s in sides):
-        return _Plan(table, key[0][0], sql.SQL("hash_record(t)"), sql.SQL("hash_record_extended(t, 0)"), "hash_record")
-    return _Plan(table, key[0][0], sql.SQL("hashtext(t::text)"), sql.SQL("hashtextextended(t::text, 0)"), "row-text")
+        hashes = sql.SQL("hash_record(t)"), sql.SQL("hash_record_extended(t, 0)"), "hash_record"
+    else:
+        hashes = sql.SQL("hashtext(t::text)"), sql.SQL("hashtextextended(t::text, 0)"), "row-text"
+    return _Plan(table, names, by_range, *hashes)
 
 
 class Comparison:
@@ -309,18 +364,15 @@ class Comparison:
     def table(self, name: str) -> TableDiff:
         start = time.monotonic()
         plan = _plan(name, self.sides)
-        (ref_count, ref_lo, ref_hi), (tgt_count, tgt_lo, tgt_hi) = (rows[0] for rows in self._both(plan.bounds()))
-        lows = [v for v in (ref_lo, tgt_lo) if v is not None]
-        found, ranges, skipped = KeyDiff(), 0, 0
-        if lows:
-            whole = KeyRange(min(lows), max(v for v in (ref_hi, tgt_hi) if v is not None))
-            found, ranges, skipped = self._descend(plan, whole)
+        bounds = [rows[0] for rows in self._both(plan.bounds())]
+        root = plan.root(bounds)
+        found, ranges, skipped = self._descend(plan, root) if root is not None else (KeyDiff(), 0, 0)
         limited = truncate(found, self.limit)
         return TableDiff(
             table=name,
-            key=plan.key,
-            reference_rows=ref_count,
-            target_rows=tgt_count,
+            key=", ".join(plan.key),
+            reference_rows=bounds[0][0],
+            target_rows=bounds[1][0],
             keys=limited,
             differing_ranges=ranges,
             truncated=len(limited) < len(found) or skipped > 0,
@@ -328,22 +380,21 @@ class Comparison:
             strategy=plan.strategy,
         )
 
-    def _descend(self, plan: _Plan, r: KeyRange) -> tuple[KeyDiff, int, int]:
-        """Differences within `r` as (keys, differing leaf ranges, ranges skipped once `limit` keys were found):
-        bucket checksums, then the keys of small differing buckets, recursing into large ones."""
-        width = bucket_width(r, self.fanout)
-        ref, tgt = ({b: (c, s) for b, c, s in rows} for rows in self._both(plan.buckets(), (r.lo, width, r.lo, r.hi)))
+    def _descend(self, plan: _Plan, node: Any) -> tuple[KeyDiff, int, int]:
+        """Differences within bucket `node` as (keys, differing leaf buckets, buckets skipped once `limit` keys were
+        found): bucket checksums, then the keys of small differing buckets, recursing into large ones."""
+        ref, tgt = ({b: (c, s) for b, c, s in rows} for rows in self._both(*plan.level(node, self.fanout)))
         found, ranges, skipped = KeyDiff(), 0, 0
         for b in differing_buckets(ref, tgt):
             if len(found) >= self.limit:
                 ranges += 1
                 skipped += 1
                 continue
-            sub = bucket_range(r, width, b)
+            sub = plan.child(node, b, self.fanout)
             rows = max(ref.get(b, (0, 0))[0], tgt.get(b, (0, 0))[0])
-            if rows <= self.leaf_rows or sub.size <= self.fanout:
+            if rows <= self.leaf_rows or plan.indivisible(sub, self.fanout):
                 ranges += 1
-                a, t = ({k: h for k, h in rows} for rows in self._both(plan.leaf(), (sub.lo, sub.hi)))
+                a, t = ({plan.key_of(r): r[-1] for r in rows} for rows in self._both(*plan.leaf(sub)))
                 found.add(diff_keys(a, t))
             else:
                 deeper, n, m = self._descend(plan, sub)
