@@ -55,22 +55,41 @@ def lsn_diff(conn: psycopg.Connection, a: str, b: str) -> int:
     return int(conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)", (a, b)).fetchone()[0])
 
 
-def pg_lag(standby: psycopg.Connection, primary: psycopg.Connection | None) -> Lag:
-    """Replay lag of a streaming standby; `primary` None when it is unreachable."""
+def pg_lag(standby: psycopg.Connection, primary: psycopg.Connection | None, settle_seconds: float = 1.0) -> Lag:
+    """Replay lag of a streaming standby; `primary` None when it is unreachable.
+
+    With the primary reachable, the standby gets `settle_seconds` to replay up to the primary's position at the
+    time of measuring, so that WAL in flight (milliseconds on a healthy link) does not count as lag.
+    """
     pos = standby_position(standby)
-    paused = " (replay paused)" if pos.replay_paused else ""
     if not pos.in_recovery:
         return Lag(0.0, 0, "standby is already promoted", "not in recovery")
     if primary is not None:
-        behind = lsn_diff(primary, current_lsn(primary), pos.replay_lsn or "0/0")
-        if behind <= 0:
-            return Lag(0.0, 0, "primary WAL position vs standby replay", f"replayed up to {pos.replay_lsn}{paused}")
+        target = current_lsn(primary)
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            behind = lsn_diff(primary, target, pos.replay_lsn or "0/0")
+            if behind <= 0:
+                return Lag(0.0, 0, "primary WAL position vs standby replay", f"replayed up to {target}")
+            if pos.replay_paused or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+            pos = standby_position(standby)
+        paused = " (replay paused)" if pos.replay_paused else ""
+        seconds, source = pos.last_replay_age_seconds, "seconds since the standby's last replayed commit"
+        if seconds is None:
+            # No commit replayed since the standby started: the primary's own measure of this standby's delay.
+            row = primary.execute(
+                "SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication WHERE state = 'streaming'"
+            ).fetchone()
+            seconds, source = row[0], "replay_lag in the primary's pg_stat_replication"
         return Lag(
-            pos.last_replay_age_seconds,
+            seconds,
             behind,
-            "primary WAL position vs standby replay; seconds since the last replayed commit",
-            f"standby replayed {pos.replay_lsn}, {behind} bytes behind{paused}",
+            f"primary WAL position vs standby replay; {source}",
+            f"standby replayed {pos.replay_lsn}, {behind} bytes behind {target} after {settle_seconds:g} s{paused}",
         )
+    paused = " (replay paused)" if pos.replay_paused else ""
     unreplayed = None
     if pos.receive_lsn and pos.replay_lsn:
         unreplayed = lsn_diff(standby, pos.receive_lsn, pos.replay_lsn)

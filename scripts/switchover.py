@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import psycopg
 from components.mm2_properties import cluster_alias
 from components.settings import PROJECT_DIR, Settings
 from scripts import dns_failover, fence, replication, stack_roles, standby
-from scripts.cli import BadInput, Clock, Report, Unsafe, settings_for
+from scripts.cli import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
 from scripts.db import connect
 from scripts.failover_plan import MUTATING, PlannedStep, render
 from scripts.journal import Journal, Runner
@@ -135,6 +136,9 @@ class Switchover:
                 f"replica lag of {self.target.stack} is {shown} ({lag.source}), beyond the region-failure RPO of "
                 f"{rpo:g} s; pass --accept-data-loss to promote anyway"
             )
+        if "(replay paused)" in lag.detail and self.answers(self.peer) and not self.dry_run:
+            # A planned switchover drains to the old primary's final position, which a paused standby never reaches.
+            raise Unsafe(f"WAL replay is paused on {self.target.stack}; resume it (pg_wal_replay_resume()) first")
         return {"lag": lag.as_dict(), "rpo_seconds": rpo, "refused": not ok and not self.accept_data_loss}
 
     def fence(self) -> dict[str, Any]:
@@ -282,12 +286,18 @@ def execute(sw: Switchover, plan_for: Callable[[dict[str, Any]], list[PlannedSte
                 sw.report.check(s.name, True, f"done by the interrupted run: {runner.results[s.name]}")
             if s.name == "dns":
                 sw.report.measured["seconds_to_dns_flipped"] = round(clock.elapsed(), 3)
-    except BaseException:
-        if journal is not None and not (set(journal.data["steps"]) & MUTATING):
-            journal.discard()
-        sw.report.measured["steps"] = runner.timeline
-        sw.report.write(args.json_path)
+    except (BadInput, Unsafe, KeyboardInterrupt):
+        _stopped(sw, journal, runner, args)
         raise
+    except Exception as exc:
+        # Anything else (an API error, a server that went away mid-step) stops the run; the journal keeps what is done.
+        failed = next((s["step"] for s in reversed(clock.steps) if not s["ok"]), "preflight")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sw.report.check(failed, False, reason)
+        kept = _stopped(sw, journal, runner, args)
+        resume = f"; rerun to resume from it (journal {journal.path})" if kept and journal else ""
+        print(f"error: step {failed} failed: {reason}{resume}", file=sys.stderr)
+        return EXIT_FAILED
     sw.report.measured.update(total_seconds=round(clock.elapsed(), 3), steps=runner.timeline, resumed=resumed)
     closed = journal.close()
     sw.report.measured["journal"] = str(closed)
@@ -295,3 +305,13 @@ def execute(sw: Switchover, plan_for: Callable[[dict[str, Any]], list[PlannedSte
     print("next:\n  " + "\n  ".join(runner.results["roles"]["next_commands"]))
     sw.report.write(args.json_path)
     return sw.report.exit_code()
+
+
+def _stopped(sw: Switchover, journal: Journal | None, runner: Runner, args: argparse.Namespace) -> bool:
+    """Record a stopped run; drop its journal when nothing had changed yet. Returns whether the journal is kept."""
+    kept = journal is not None and bool(set(journal.data["steps"]) & MUTATING)
+    if journal is not None and not kept:
+        journal.discard()
+    sw.report.measured["steps"] = runner.timeline
+    sw.report.write(args.json_path)
+    return kept
