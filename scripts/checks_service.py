@@ -63,6 +63,11 @@ def latency_check(report: Report, base_url: str, requests: int, limit_ms: float)
         if status != 200:
             failures.append(status)
     p95 = percentile(samples, 95)
-    report.measured["latency_ms"] = {"p50": percentile(samples, 50), "p95": p95, "max": max(samples), "n": requests}
+    report.measured["latency_ms"] = {
+        "p50": round(percentile(samples, 50), 1),
+        "p95": round(p95, 1),
+        "max": round(max(samples), 1),
+        "n": requests,
+    }
     detail = f"GET {url} x{requests}" + (f"; {len(failures)} failed (status {failures[0]})" if failures else "")
     report.check("service.latency_p95", not failures and p95 <= limit_ms, detail, value=round(p95, 1), limit=limit_ms)
