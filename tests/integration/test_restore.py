@@ -1,6 +1,7 @@
 """`scripts.restore dump` on the lab: restores into an empty database and checks counts, refuses a non-empty target
 without --clean, refuses a corrupt dump before touching the target; `kafka-topics` creates what a cluster lacks,
-with the configured partitions and retention, and only that."""
+with the configured partitions and retention, and only that; `consumer-offsets` moves the group on the backup cluster
+to the offsets MirrorMaker 2's checkpoints translate, and refuses while the group is active there."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 from psycopg import sql
 
 from components.settings import load_settings
 from lab import kafka, process
 from lab.core import Lab
-from scripts import backup, restore
+from scripts import backup, kafka_lag, kafka_offsets, kafka_topics, restore
 from scripts.db import connect, password
+from scripts.kafka_lag import Partition
 from scripts.outputs import StackOutputs, load_outputs
 from scripts.pg_tools import table_counts
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
@@ -172,3 +175,54 @@ def test_kafka_topics_on_an_unreachable_cluster_is_refused(
     capsys.readouterr()
     assert run_cli(restore.main, args, tmp_path / "k.json")[0] == 3
     assert "target not ready" in capsys.readouterr().err
+
+
+def test_consumer_offsets_move_the_group_to_the_checkpointed_offsets(lab: Lab, tmp_path: Path) -> None:
+    if not lab.status()["servers"].get("kafka-prod", {}).get("running"):
+        pytest.skip("the lab runs no Kafka")
+    settings = load_settings("dr", lab.project_dir)
+    group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
+    source, backup = lab.kafka_bootstrap("prod"), lab.kafka_bootstrap("dr")
+    producer = Producer({"bootstrap.servers": source, "acks": "all"})
+    for i in range(40):
+        producer.produce(topic, key=f"offsets-{i}".encode(), value=b"x", partition=i % 3)
+    assert producer.flush(15) == 0
+    consumer = Consumer({"bootstrap.servers": source, "group.id": group, "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 25 and time.monotonic() < deadline:
+        seen += consumer.poll(1.0) is not None
+    consumer.commit(asynchronous=False)
+    positions = consumer.committed([TopicPartition(topic, p) for p in range(3)])
+    committed = {tp.partition: tp.offset for tp in positions if tp.offset >= 0}
+    consumer.close()
+    source_alias = kafka_topics.clusters(settings, load_outputs(lab.outputs_path("dr"), "dr"))["source"].alias
+
+    def checkpointed() -> dict[Partition, kafka_offsets.Checkpoint]:
+        found = kafka_offsets.read_checkpoints(backup, source_alias, group)
+        ours = {tp: cp for tp, cp in found.items() if tp.topic == topic}
+        return ours if {tp.partition: cp.upstream_offset for tp, cp in ours.items()} == committed else {}
+
+    deadline = time.monotonic() + 60
+    while not (checkpoints := checkpointed()) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert checkpoints, (
+        f"no checkpoint of {committed} on the backup cluster within 60 s: "
+        f"{kafka_offsets.read_checkpoints(backup, source_alias, group)}"
+    )
+    code, report = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
+    assert code == 0, report
+    applied = kafka_lag.committed_offsets(backup, group)
+    assert {tp: applied[tp] for tp in checkpoints} == {tp: cp.downstream_offset for tp, cp in checkpoints.items()}
+
+    member = Consumer({"bootstrap.servers": backup, "group.id": group, "enable.auto.commit": False})
+    try:
+        member.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while not member.assignment() and time.monotonic() < deadline:
+            member.poll(0.5)
+        code, _ = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
+        assert code == 3  # an active group's own commits would race ours
+    finally:
+        member.close()
