@@ -231,7 +231,7 @@ MAX_MODULUS = 2**62
 
 
 @dataclass(frozen=True)
-class _Plan:
+class TablePlan:
     """The SQL for one table: how rows are bucketed by key and hashed.
 
     An integer key buckets by value ranges (each level an index range scan once ranges are narrow); any other key
@@ -306,7 +306,7 @@ class _Plan:
         return row[0] if len(self.key) == 1 else tuple(row[:-1])
 
 
-def _plan(table: str, sides: Sequence[_Side]) -> _Plan:
+def plan_table(table: str, sides: Sequence[_Side]) -> TablePlan:
     columns = [s.columns(table) for s in sides]
     if columns[0] != columns[1]:
         raise CompareError(f"table {table!r} has different columns: {columns[0]} vs {columns[1]}")
@@ -319,7 +319,7 @@ def _plan(table: str, sides: Sequence[_Side]) -> _Plan:
         hashes = sql.SQL("hash_record(t)"), sql.SQL("hash_record_extended(t, 0)"), "hash_record"
     else:
         hashes = sql.SQL("hashtext(t::text)"), sql.SQL("hashtextextended(t::text, 0)"), "row-text"
-    return _Plan(table, names, by_range, *hashes)
+    return TablePlan(table, names, by_range, *hashes)
 
 
 class Comparison:
@@ -363,7 +363,7 @@ class Comparison:
 
     def table(self, name: str) -> TableDiff:
         start = time.monotonic()
-        plan = _plan(name, self.sides)
+        plan = plan_table(name, self.sides)
         bounds = [rows[0] for rows in self._both(plan.bounds())]
         root = plan.root(bounds)
         found, ranges, skipped = self._descend(plan, root) if root is not None else (KeyDiff(), 0, 0)
@@ -380,7 +380,7 @@ class Comparison:
             strategy=plan.strategy,
         )
 
-    def _descend(self, plan: _Plan, node: Any) -> tuple[KeyDiff, int, int]:
+    def _descend(self, plan: TablePlan, node: Any) -> tuple[KeyDiff, int, int]:
         """Differences within bucket `node` as (keys, differing leaf buckets, buckets skipped once `limit` keys were
         found): bucket checksums, then the keys of small differing buckets, recursing into large ones."""
         ref, tgt = ({b: (c, s) for b, c, s in rows} for rows in self._both(*plan.level(node, self.fanout)))

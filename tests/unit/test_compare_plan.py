@@ -5,8 +5,19 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from psycopg import sql
 
-from scripts.compare import KeyDiff, KeyRange, bucket_range, bucket_width, diff_keys, differing_buckets, truncate
+from scripts.compare import (
+    MAX_MODULUS,
+    KeyDiff,
+    KeyRange,
+    TablePlan,
+    bucket_range,
+    bucket_width,
+    diff_keys,
+    differing_buckets,
+    truncate,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +74,34 @@ def test_truncate_keeps_the_lowest_keys_across_kinds() -> None:
     assert (t.missing, t.extra, t.changed) == ([5], [1], [3])
     assert len(truncate(d, 0)) == 0
     assert len(truncate(d, 99)) == 5
+
+
+def make_plan(by_range: bool) -> TablePlan:
+    key = ("id",) if by_range else ("region", "n")
+    return TablePlan("t", key, by_range, sql.SQL("h(t)"), sql.SQL("h64(t)"), "hash_record")
+
+
+def test_an_integer_key_descends_by_value_ranges() -> None:
+    plan = make_plan(by_range=True)
+    root = plan.root([(1000, 1, 1000), (999, 2, 1001)])
+    assert root == KeyRange(1, 1001)
+    assert plan.level(root, 128)[1] == (1, 8, 1, 1001)
+    assert plan.child(root, 3, 128) == KeyRange(25, 32)
+    assert plan.leaf(KeyRange(25, 32))[1] == (25, 32)
+    assert plan.indivisible(KeyRange(1, 128), 128) and not plan.indivisible(KeyRange(1, 129), 128)
+    assert plan.root([(0, None, None), (0, None, None)]) is None
+
+
+def test_other_keys_descend_by_hash_residues() -> None:
+    plan = make_plan(by_range=False)
+    root = plan.root([(5, None, None), (0, None, None)])
+    assert root == (1, 0)
+    assert plan.level(root, 128)[1] == (128, 1, 0)
+    child = plan.child(root, 77, 128)
+    assert child == (128, 77) and plan.level(child, 128)[1] == (16384, 128, 77)
+    # every residue of the child's modulus that the grandchild picks agrees with the child's residue
+    grandchild = plan.child(child, 77 + 128 * 9, 128)
+    assert grandchild[1] % child[0] == child[1]
+    assert plan.leaf(child)[1] == (128, 77)
+    assert plan.key_of(("eu", 4, 123)) == ("eu", 4) and make_plan(True).key_of((4, 123)) == 4
+    assert plan.indivisible((MAX_MODULUS // 64, 0), 128)
