@@ -17,10 +17,12 @@ from typing import Any
 
 import boto3
 import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from components.settings import STACKS
 from lab.core import Lab
-from scripts import dns_failover
+from scripts import dns_failover, kafka_offsets
+from scripts.kafka_lag import Partition
 from scripts.outputs import StackOutputs, load_outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,3 +160,36 @@ def wait_acks(writer: DnsFollowingWriter, count: int, timeout: float = 30) -> No
     while len(writer.acks) < count:
         assert time.monotonic() < deadline, f"writer got {len(writer.acks)} acks, not {count}, in {timeout:.0f} s"
         time.sleep(0.05)
+
+
+def kafka_running(lab: Lab) -> bool:
+    servers = lab.status()["servers"]
+    return all(servers.get(f"kafka-{s}", {}).get("running") for s in STACKS)
+
+
+def consume_and_wait_for_checkpoints(lab: Lab, topic: str, group: str, source_alias: str) -> dict[Partition, int]:
+    """Produce 40 messages on prod, commit the group part-way, wait until MirrorMaker 2 checkpoints exactly that on
+    dr's cluster; returns the translated (downstream) offsets the group should resume from on dr."""
+    source, backup = lab.kafka_bootstrap("prod"), lab.kafka_bootstrap("dr")
+    producer = Producer({"bootstrap.servers": source, "acks": "all"})
+    for i in range(40):
+        producer.produce(topic, key=f"promote-{i}".encode(), value=b"x", partition=i % 3)
+    assert producer.flush(15) == 0
+    consumer = Consumer({"bootstrap.servers": source, "group.id": group, "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
+    seen, deadline = 0, time.monotonic() + 30
+    while seen < 25 and time.monotonic() < deadline:
+        seen += consumer.poll(1.0) is not None
+    consumer.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in consumer.committed([TopicPartition(topic, p) for p in range(3)])}
+    consumer.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = kafka_offsets.read_checkpoints(backup, source_alias, group)
+        ours = {tp: cp for tp, cp in found.items() if tp.topic == topic}
+        if {tp.partition: cp.upstream_offset for tp, cp in ours.items()} == {
+            p: o for p, o in committed.items() if o >= 0
+        }:
+            return {tp: cp.downstream_offset for tp, cp in ours.items()}
+        time.sleep(1)
+    raise AssertionError(f"no checkpoint of {committed} on dr's cluster within 60 s")

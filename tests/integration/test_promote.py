@@ -15,12 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from components.mm2_properties import cluster_alias
+from components.settings import load_settings
 from lab.core import Lab
+from scripts.kafka_lag import committed_offsets, end_offsets
 from tests.integration.switchover_support import (
     DB_ONLY,
     DnsFollowingWriter,
     connect,
+    consume_and_wait_for_checkpoints,
     end_state,
+    kafka_running,
     present,
     run_cli,
     server_state,
@@ -252,3 +257,25 @@ def test_promoting_the_primary_is_bad_input(fresh_pg: Lab, state_env: dict[str, 
     assert proc.returncode == 2
     assert "stack prod is already primary" in proc.stderr.strip().splitlines()[-1]
     assert end_state(fresh_pg) == before
+
+
+def test_consumer_group_moves_to_translated_offsets_not_latest(
+    fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
+) -> None:
+    if not kafka_running(fresh_pg):
+        pytest.skip("the lab runs no Kafka")
+    settings = load_settings("dr", fresh_pg.project_dir)
+    group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
+    expected = consume_and_wait_for_checkpoints(fresh_pg, topic, group, cluster_alias(settings.peer_region))
+
+    proc = promote(fresh_pg, state_env, "--json", tmp_path / "report.json")
+
+    assert proc.returncode == 0, proc.stderr
+    applied = committed_offsets(fresh_pg.kafka_bootstrap("dr"), group)
+    assert {tp: applied[tp] for tp in expected} == expected
+    ends = end_offsets(fresh_pg.kafka_bootstrap("dr"), [topic])
+    assert any(expected[tp] < ends[tp] for tp in expected), "translated offsets should not be the latest"
+    check = next(
+        c for c in json.loads((tmp_path / "report.json").read_text())["checks"] if c["name"] == "consumer-group"
+    )
+    assert check["ok"] and f"{len(expected)} partition(s)" in check["detail"]
