@@ -7,9 +7,10 @@ ranges: equal tables cost one sequential scan per side, a few differences a few 
 key (composite, text, uuid) is bucketed by residues of its hash, each level a sequential scan.
 
 A row's checksum is `hash_record(t)`: each column hashed by its type's hash function, so it does not depend on
-how values are printed. Tables with a column type that has no hash function fall back to `hashtext(t::text)`,
-and `row::text` depends on session settings (DateStyle, TimeZone, IntervalStyle, extra_float_digits,
-bytea_output, lc_monetary): `SESSION_SETTINGS` pins them identically on both sides before anything is read.
+how values are printed (values equal by their type's equality, such as numeric 1.0 and 1.00, compare equal).
+Tables with a column type that has no hash function fall back to `hashtext(t::text)`, and `row::text` depends on
+session settings (DateStyle, TimeZone, IntervalStyle, extra_float_digits, bytea_output, lc_monetary):
+`SESSION_SETTINGS` pins them identically on both sides before anything is read.
 Each side reads from one REPEATABLE READ snapshot, so every level of the descent sees the same data.
 Both servers must run the same major version (hash functions may change between majors) and server encoding.
 """
@@ -391,8 +392,8 @@ class Comparison:
                 skipped += 1
                 continue
             sub = plan.child(node, b, self.fanout)
-            rows = max(ref.get(b, (0, 0))[0], tgt.get(b, (0, 0))[0])
-            if rows <= self.leaf_rows or plan.indivisible(sub, self.fanout):
+            size = max(ref.get(b, (0, 0))[0], tgt.get(b, (0, 0))[0])
+            if size <= self.leaf_rows or plan.indivisible(sub, self.fanout):
                 ranges += 1
                 a, t = ({plan.key_of(r): r[-1] for r in rows} for rows in self._both(*plan.leaf(sub)))
                 found.add(diff_keys(a, t))
