@@ -18,12 +18,25 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+from confluent_kafka import KafkaException
 from psycopg import sql
 
 from scripts import config_backup, db, dump_store, pg_tools
 from scripts.cli import BadInput, Clock, Report, main_guard, parser
 from scripts.outputs import StackOutputs, load_outputs
 from scripts.tiers import TIERS, dump_key, find_gaps, tiers_for
+
+# What can go wrong while talking to live systems: a failed check (exit 1) with one line, never a traceback.
+OPERATIONAL_ERRORS = (
+    pg_tools.PgToolError,
+    psycopg.OperationalError,
+    ClientError,
+    BotoCoreError,
+    KafkaException,
+    RuntimeError,
+    TimeoutError,
+)
 
 DESCRIPTION = "Run, verify and list database dumps in the dump bucket's tiers; back up configuration."
 
@@ -65,14 +78,17 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     outputs = load_outputs(args.outputs, args.stack)
     report, clock = Report(), Clock()
-    if args.command == "run":
-        run(outputs, report, clock, args.date or datetime.now(UTC).date(), args.dry_run)
-    elif args.command == "verify":
-        verify(outputs, report, clock, args.key, args.restore_test, args.scratch_dsn)
-    elif args.command == "list":
-        list_backups(outputs, report, args.as_of or datetime.now(UTC).date())
-    else:
-        config_backup.backup(args.stack, outputs, report, clock, args.dry_run)
+    try:
+        if args.command == "run":
+            run(outputs, report, clock, args.date or datetime.now(UTC).date(), args.dry_run)
+        elif args.command == "verify":
+            verify(outputs, report, clock, args.key, args.restore_test, args.scratch_dsn)
+        elif args.command == "list":
+            list_backups(outputs, report, args.as_of or datetime.now(UTC).date())
+        else:
+            config_backup.backup(args.stack, outputs, report, clock, args.dry_run)
+    except OPERATIONAL_ERRORS as exc:
+        report.check(args.command, False, pg_tools.one_line(exc))
     report.measured["steps"] = clock.steps
     report.print_table()
     report.write(args.json_path)
@@ -155,7 +171,9 @@ def verify(
             return
         if restore_test:
             restore_test_into_scratch(outputs, report, clock, path, stored, scratch_dsn)
-    seconds = sum(s["seconds"] for s in clock.steps if s["step"] in ("download", "sha256", "pg_restore read"))
+    seconds = sum(
+        s["seconds"] for s in clock.steps if s["step"] in ("download", "pg_restore --list", "pg_restore read")
+    )
     report.measured["verify_mb_per_second"] = round(stored.size / 1e6 / max(seconds, 1e-6), 2)
 
 

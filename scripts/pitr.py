@@ -164,6 +164,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
+def check_traversable(path: Path, user: str) -> None:
+    """BadInput naming the first existing ancestor of `path` that `user` cannot enter (PostgreSQL needs them all)."""
+    if os.geteuid() != 0:
+        return
+    entry = pwd.getpwnam(user)
+    for parent in reversed([path, *path.parents]):
+        if not parent.exists():
+            break
+        st = parent.stat()
+        if st.st_uid == entry.pw_uid or st.st_mode & 0o001 or (st.st_gid == entry.pw_gid and st.st_mode & 0o010):
+            continue
+        raise BadInput(f"--target-dir {path}: {parent} is not traversable by user {user}; choose another directory")
+
+
 def _chown_tree(path: Path, user: str) -> None:
     if os.geteuid() != 0:
         return
@@ -274,6 +294,9 @@ def restore_self_managed(
         "data_dir": str(target_dir),
         "port": port,
     }
+    if port_in_use(port):
+        raise BadInput(f"--target-port {port} is in use; choose a free port or leave it out")
+    check_traversable(target_dir, pg.os_user)
     if dry_run:
         report.check("plan", True, f"replay {chosen.path} + {archive} to {target.isoformat()} in {target_dir}")
         return plan

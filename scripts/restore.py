@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from scripts import config_backup, dump_store, kafka_offsets, kafka_topics, pg_tools, pitr
-from scripts.backup import compare_counts
+from scripts.backup import OPERATIONAL_ERRORS, compare_counts
 from scripts.cli import BadInput, Clock, Report, Unsafe, main_guard, parser, settings_for
 from scripts.outputs import StackOutputs, load_outputs
 
@@ -70,17 +70,20 @@ def _main(argv: Sequence[str] | None) -> int:
     target_time = pitr.parse_target_time(args.time, datetime.now(UTC)) if args.command == "pitr" else None
     outputs = load_outputs(args.outputs, args.stack)
     report, clock = Report(), Clock()
-    if args.command == "dump":
-        restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run)
-    elif args.command == "pitr":
-        assert target_time is not None
-        restore_pitr(outputs, report, clock, target_time, args)
-    elif args.command == "config":
-        config_backup.restore(args.stack, outputs, report, clock, args.dry_run, args.prefix, args.dest, args.force)
-    elif args.command == "kafka-topics":
-        restore_topics(args.stack, outputs, report, args.cluster, args.dry_run)
-    else:
-        restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run)
+    try:
+        if args.command == "dump":
+            restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run)
+        elif args.command == "pitr":
+            assert target_time is not None
+            restore_pitr(outputs, report, clock, target_time, args)
+        elif args.command == "config":
+            config_backup.restore(args.stack, outputs, report, clock, args.dry_run, args.prefix, args.dest, args.force)
+        elif args.command == "kafka-topics":
+            restore_topics(args.stack, outputs, report, args.cluster, args.dry_run)
+        else:
+            restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run)
+    except OPERATIONAL_ERRORS as exc:
+        report.check(args.command, False, pg_tools.one_line(exc))
     report.measured["steps"] = clock.steps
     report.print_table()
     report.write(args.json_path)
