@@ -19,7 +19,7 @@ def print_status(status: dict[str, Any]) -> None:
     for name, info in status["servers"].items():
         state = "running" if info.get("running") else "stopped"
         extra = []
-        for key in ("role", "streaming", "lag_bytes", "lag_seconds", "url", "error"):
+        for key in ("role", "streaming", "lag_bytes", "lag_seconds", "url", "bootstrap", "flow", "lag", "error"):
             if info.get(key) is not None:
                 extra.append(f"{key}={info[key]}")
         print(f"  {name:<16} port {info.get('port')!s:<6} pid {info.get('pid')!s:<8} {state:<8} {' '.join(extra)}")

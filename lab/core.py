@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -20,14 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from confluent_kafka import KafkaException
+
 from components import naming
 from components.settings import STACKS, Role, Settings, load_settings
-from lab import aws, postgres, process
+from lab import aws, kafka, postgres, process
 from lab.project import REPO_DIR, StackEndpoints, write_project
+from scripts import kafka_lag
 
-# Kafka (lab/kafka.py, built separately) joins `up` when this is on; until then the lab runs PostgreSQL, the
-# emulator and the service stand-ins, and the Kafka methods refuse with a clear error.
-KAFKA_WIRED = False
+# MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
+MIRROR_STACK = "dr"
 BASELINE_ROLES = {"prod": Role.PRIMARY, "dr": Role.STANDBY}
 PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
 T = TypeVar("T")
@@ -128,13 +131,15 @@ class Lab:
             "aws": process.free_port(),
             **{kind: {s: process.free_port() for s in STACKS} for kind in ("postgres", "service", "kafka")},
         }
-        self.state_path.write_text(json.dumps({"ports": ports, "kafka": KAFKA_WIRED}, indent=2) + "\n")
+        self.state_path.write_text(json.dumps({"ports": ports}, indent=2) + "\n")
+        shutil.rmtree(self.root / "kafka", ignore_errors=True)  # a fresh lab gets fresh clusters on its new ports
         self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
         self._write_project(BASELINE_ROLES)
         moto_pid = aws.spawn(self.root, ports["aws"])
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
-            # Seeding needs only the project copy, so it overlaps the PostgreSQL build (both mostly wait).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lab-up") as pool:
+            # The emulator and Kafka need only the project copy, so they start while PostgreSQL is built.
             emulator = pool.submit(self._timed, "emulator", self._start_emulator, ports["aws"], moto_pid)
+            kafka_started = pool.submit(self._timed, "kafka", self._start_kafka_all)
             with self._phase("initdb"):
                 database = self.settings(PRIMARY_STACK).database
                 postgres.prepare(self.pg, self.password, database.archive_timeout_seconds, database.name, self.root)
@@ -143,10 +148,8 @@ class Lab:
             with self._phase("services"):
                 for stack in STACKS:
                     self.start_service(stack)
-            if KAFKA_WIRED:
-                with self._phase("kafka"):
-                    self._start_kafka_all()
             resources = emulator.result()
+            kafka_started.result()
         self._write_outputs(resources)
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
@@ -203,20 +206,17 @@ class Lab:
             self.outputs_path(stack).write_text(json.dumps(document, indent=2) + "\n")
 
     def down(self) -> list[str]:
-        """Stop every recorded process (services first, PostgreSQL cleanly); returns what was stopped."""
-        stopped = []
-        pids = self.root / "pids"
-        names = sorted(p.stem for p in pids.glob("*.pid")) if pids.is_dir() else []
-        for name in names:
-            if name.startswith("service-"):
-                process.stop(self.root, name)
-                stopped.append(name)
-        if KAFKA_WIRED:
-            stopped += self._stop_kafka_all()
-        for stack in STACKS:
-            if postgres.live_pid(self.root, self.pg, stack) is not None:
-                stopped.append(postgres.process_name(stack))
-            postgres.stop(self.root, self.pg, stack)
+        """Stop every recorded process, clients before servers, in parallel within each wave; returns their names."""
+        clients = [kafka.MIRRORMAKER, aws.PROCESS_NAME, *(service_process(s) for s in STACKS)]
+        stopped = [n for n in clients if process.running(self.root, n)]
+        stopped += [kafka.process_name(s) for s in STACKS if process.running(self.root, kafka.process_name(s))]
+        stopped += [postgres.process_name(s) for s in STACKS if postgres.live_pid(self.root, self.pg, s)]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-down") as pool:
+            list(pool.map(lambda name: process.stop(self.root, name, 20), clients))
+            waves = [*(lambda s=s: kafka.stop_cluster(self.root, s) for s in STACKS)]
+            waves += [*(lambda s=s: postgres.stop(self.root, self.pg, s) for s in STACKS)]
+            for future in [pool.submit(fn) for fn in waves]:
+                future.result()
         stopped += self._stop_adopted_postmasters()
         stopped += process.stop_all(self.root)
         return stopped
@@ -232,8 +232,13 @@ class Lab:
         return stopped
 
     def _expected_processes(self) -> list[str]:
-        names = [aws.PROCESS_NAME] + [postgres.process_name(s) for s in STACKS] + [service_process(s) for s in STACKS]
-        return names + (self._kafka_processes() if KAFKA_WIRED else [])
+        return [
+            aws.PROCESS_NAME,
+            *(postgres.process_name(s) for s in STACKS),
+            *(service_process(s) for s in STACKS),
+            *(kafka.process_name(s) for s in STACKS),
+            kafka.MIRRORMAKER,
+        ]
 
     def _running(self, name: str) -> bool:
         for stack in STACKS:
@@ -277,8 +282,7 @@ class Lab:
         for stack in STACKS:
             name = service_process(stack)
             servers[name] = {"port": ports["service"][stack], "url": self.service_url(stack), **self._pid_info(name)}
-        if KAFKA_WIRED:
-            servers.update(self._kafka_status())
+        servers.update(self._kafka_status())
         return {"root": str(self.root), "up": self.is_up(), "servers": servers}
 
     def _pid_info(self, name: str) -> dict[str, Any]:
@@ -325,8 +329,7 @@ class Lab:
         self.reset_postgres()
         for stack in STACKS:
             self.start_service(stack)
-        if KAFKA_WIRED:
-            self._start_kafka_all()
+        self._start_kafka_all()
 
     # ---- the service stand-in ---------------------------------------------------------------------------------
     def service_url(self, stack: str) -> str:
@@ -363,35 +366,67 @@ class Lab:
         _check_stack(stack)
         return f"{process.LOOPBACK}:{self._port('kafka', stack)}"
 
-    def _require_kafka(self) -> None:
-        if not KAFKA_WIRED:
-            raise RuntimeError("Kafka is not wired into this lab yet (lab.core.KAFKA_WIRED is off)")
-
-    def _kafka_processes(self) -> list[str]:
-        return []
-
     def _start_kafka_all(self) -> None:
-        self._require_kafka()
+        """Both clusters (JVMs in parallel) with the settings' topics, then MirrorMaker 2."""
+        with ThreadPoolExecutor(max_workers=len(STACKS), thread_name_prefix="lab-kafka") as pool:
+            for future in [pool.submit(self.start_kafka, s) for s in STACKS]:
+                future.result()
+        self.start_mirrormaker()
 
-    def _stop_kafka_all(self) -> list[str]:
-        return []
-
-    def _kafka_status(self) -> dict[str, dict[str, Any]]:
-        return {}
+    def start_kafka(self, stack: str) -> None:
+        """Start the stack's cluster (same port, data kept) and create any missing topic of its settings."""
+        _check_stack(stack)
+        cluster = kafka.start_cluster(self.root, stack, port=self._port("kafka", stack))
+        kafka.create_topics(cluster.bootstrap, self.settings(stack).kafka.topics)
 
     def stop_kafka(self, stack: str) -> None:
         _check_stack(stack)
-        self._require_kafka()
+        kafka.stop_cluster(self.root, stack)
 
-    def start_kafka(self, stack: str) -> None:
-        _check_stack(stack)
-        self._require_kafka()
+    def mirrormaker_properties(self) -> str:
+        """What MirrorMaker 2 runs: render_mm2_properties of the dr stack's settings in the project copy."""
+        settings = self.settings(MIRROR_STACK)
+        return kafka.mirrormaker_properties(
+            settings, self.kafka_bootstrap(settings.peer_stack), self.kafka_bootstrap(MIRROR_STACK)
+        )
+
+    def start_mirrormaker(self, attempts: int = 3) -> None:
+        """Start MirrorMaker 2 (a no-op when it already runs this text); returns once its source tasks run."""
+        for attempt in range(1, attempts + 1):
+            try:
+                kafka.start_mirrormaker(self.root, self.mirrormaker_properties())
+                return
+            except KafkaException:
+                # Reading its status topic right after MirrorMaker creates it can hit a partition without a leader
+                # yet (NOT_LEADER_FOR_PARTITION); start again rather than fail the whole lab.
+                kafka.stop_mirrormaker(self.root)
+                if attempt == attempts:
+                    raise
 
     def stop_mirrormaker(self) -> None:
-        self._require_kafka()
+        kafka.stop_mirrormaker(self.root)
 
-    def start_mirrormaker(self) -> None:
-        self._require_kafka()
+    def _kafka_status(self) -> dict[str, dict[str, Any]]:
+        servers = {
+            kafka.process_name(s): {
+                "port": self._port("kafka", s),
+                "bootstrap": self.kafka_bootstrap(s),
+                **self._pid_info(kafka.process_name(s)),
+            }
+            for s in STACKS
+        }
+        settings = self.settings(MIRROR_STACK)
+        source, target = settings.peer_stack, MIRROR_STACK
+        mirror: dict[str, Any] = {"flow": f"{source} -> {target}", **self._pid_info(kafka.MIRRORMAKER)}
+        if all(servers[kafka.process_name(s)]["running"] for s in (source, target)):
+            try:
+                mirror["lag"] = kafka_lag.mirrormaker_lag(
+                    self.kafka_bootstrap(source), self.kafka_bootstrap(target), settings.kafka.mirrored_topics
+                )
+            except KafkaException as exc:
+                mirror["error"] = exc.args[0].str()
+        servers[kafka.MIRRORMAKER] = mirror
+        return servers
 
 
 def _check_stack(stack: str) -> None:

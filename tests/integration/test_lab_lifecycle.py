@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import core, process
+from lab import core, kafka, process
 from lab.core import Lab
 from tests.integration.conftest import make_root
 
@@ -36,7 +36,7 @@ def recorded_pids(root: Path) -> dict[str, int]:
 
 def listening_ports(root: Path) -> list[int]:
     ports = json.loads((root / "lab.json").read_text())["ports"]
-    flat = [ports["aws"], *ports["postgres"].values(), *ports["service"].values()]
+    flat = [ports["aws"], *ports["postgres"].values(), *ports["service"].values(), *ports["kafka"].values()]
     return [p for p in flat if process.port_open(p)]
 
 
@@ -53,7 +53,7 @@ def test_up_status_down_by_cli(root: Path) -> None:
     print(up.stdout)
     assert cli("status", "--root", str(root)).returncode == 0
     pids = recorded_pids(root)
-    assert len(listening_ports(root)) >= 5
+    assert len(listening_ports(root)) == 7
     again = cli("up", "--root", str(root))
     assert again.returncode == 0 and "already up" in again.stdout
     assert recorded_pids(root) == pids
@@ -65,16 +65,24 @@ def test_up_status_down_by_cli(root: Path) -> None:
 
 
 def test_failed_up_stops_what_it_started(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, int] = {}
+    spawned: dict[str, int] = {}
+    real_spawn = process.spawn
 
-    def broken_outputs(*args: object, **kwargs: object) -> object:
-        seen.update(recorded_pids(root))  # the last step of up: every server has started by now
-        raise RuntimeError("injected failure while writing outputs")
+    def recording_spawn(root_: Path, name: str, argv: list[str], **kwargs: object) -> int:
+        spawned[name] = real_spawn(root_, name, argv, **kwargs)  # type: ignore[arg-type]
+        return spawned[name]
 
-    monkeypatch.setattr(core, "stack_outputs", broken_outputs)
+    def broken_kafka(*args: object, **kwargs: object) -> object:
+        raise kafka.KafkaLabError("injected: Kafka cluster did not start")
+
+    # Kafka fails at once (its processes are covered by the full up/down test) while PostgreSQL, the emulator and
+    # the stand-ins start: up must fail, and stop all of them.
+    monkeypatch.setattr(process, "spawn", recording_spawn)
+    monkeypatch.setattr(kafka, "start_cluster", broken_kafka)
     lab = Lab(root)
-    with pytest.raises(RuntimeError, match="injected failure"):
+    with pytest.raises(kafka.KafkaLabError, match="injected"):
         lab.up()
-    assert {"aws", "postgres-prod", "postgres-dr", "service-prod", "service-dr"} <= set(seen)
-    assert_nothing_left(seen, root)
+    assert {"aws", "postgres-prod", "postgres-dr", "service-prod", "service-dr"} <= set(spawned)
+    assert_nothing_left(spawned, root)
     assert not lab.is_up()
+    assert core.Lab(root).status()["up"] is False
