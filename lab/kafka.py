@@ -315,8 +315,8 @@ def mirrormaker_status(target_bootstrap: str, source_alias: str, since_ms: int =
     """
     try:
         records = read_topic(target_bootstrap, status_topic(source_alias))
-    except LookupError:
-        return {}
+    except (LookupError, KafkaException):
+        return {}  # not created yet, or its leader is still being elected: nothing is known to run
     states: dict[str, str] = {}
     for record in records:
         key = (record.key or b"").decode()

@@ -79,8 +79,11 @@ def group_partitions(
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    """An admin client; keep it referenced until its futures are done (they never complete once it is gone)."""
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    """An admin client; keep it referenced until its futures are done (they never complete once it is gone).
+
+    librdkafka's own connection-error logs are silenced (level 2): failures reach callers as KafkaException.
+    """
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
 
 
 def partitions(bootstrap: str, topics: Iterable[str]) -> list[Partition]:

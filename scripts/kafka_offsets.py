@@ -21,6 +21,7 @@ from scripts.cli import Unsafe
 from scripts.kafka_lag import TIMEOUT, Partition, admin_client, committed_offsets
 
 CHECKPOINT_VERSION = 0
+LEADERLESS = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
 class CheckpointError(ValueError):
@@ -147,7 +148,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Rec
             "group.id": "drtopo-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
-            "log_level": 3,
+            "log_level": 2,
         }
     )
     try:
@@ -156,12 +157,24 @@ def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Rec
             raise LookupError(f"topic {topic!r} does not exist on {bootstrap}")
         assignment = []
         for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout)
             if high > low:
                 assignment.append(TopicPartition(topic, p, low))
         return _consume(consumer, assignment, timeout)
     finally:
         consumer.close()
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """(low, high) of one partition, retrying while its leader is being elected (a topic just created)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() not in LEADERLESS or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def _consume(consumer: Consumer, assignment: list[TopicPartition], timeout: float) -> list[Record]:
