@@ -69,11 +69,12 @@ def run(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     outputs = load_outputs(lab.outputs_path("prod"), "prod")
     stack = ["--stack", "prod", "--outputs", str(lab.outputs_path("prod"))]
     with connect(outputs) as conn:
+        (lsn,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
         start = time.monotonic()
         conn.execute(FILL, {"rows": rows})
         fill_seconds = time.monotonic() - start
         db_bytes = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        wal_bytes = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0]
+        wal_bytes = float(conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (lsn,)).fetchone()[0])
         target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         total = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
 
@@ -104,7 +105,7 @@ def run(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
         "verify_dump_mb_per_s": round(dump_bytes / 1e6 / verify_s, 1),
         "verify_restore_test_seconds": round(test_s, 2),
         "dump_plus_verify_db_mb_per_s": round(db_bytes / 1e6 / (dump_s + verify_s), 1),
-        "pitr_wal_mb_since_initdb": round(wal_bytes / 1e6, 1),
+        "pitr_wal_mb_of_the_load": round(wal_bytes / 1e6, 1),
         "pitr_seconds_cli": round(pitr_s, 2),
         "pitr_restore_seconds": pitr["measured"]["restore_seconds"],
         "pitr_rows_expected": total,
