@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     lab = Lab(args.root)
     if args.command == "up":
-        seconds = lab.up()
+        try:
+            seconds = lab.up()
+        except Exception as exc:  # every server it started is stopped again; say why in one line
+            print(f"lab up failed: {type(exc).__name__}: {exc}; logs in {lab.root / 'logs'}", file=sys.stderr)
+            return 1
         if seconds:
             phases = ", ".join(f"{name} {t:.1f} s" for name, t in lab.timings.items())
             print(f"lab up at {lab.root} in {seconds:.1f} s ({phases})")

@@ -83,8 +83,13 @@ class Lab:
         return ports[kind] if stack is None else ports[kind][stack]
 
     def env(self) -> dict[str, str]:
+        """The variables of root/env (what `set -a; . root/env` loads)."""
+        try:
+            text = self.env_path.read_text()
+        except FileNotFoundError:
+            raise LabNotUp(f"no lab at {self.root}; start one with `python -m lab up --root {self.root}`") from None
         values: dict[str, str] = {}
-        for line in self.env_path.read_text().splitlines():
+        for line in text.splitlines():
             key, sep, raw = line.partition("=")
             if sep and not key.startswith("#"):
                 values[key] = shlex.split(raw)[0] if raw else ""

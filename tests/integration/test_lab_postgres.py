@@ -8,6 +8,7 @@ import uuid
 import psycopg
 import pytest
 
+from components.settings import stack_file
 from lab.core import Lab
 from scripts.db import connect
 from scripts.outputs import load_outputs
@@ -103,6 +104,9 @@ def test_reset_gives_an_empty_fresh_pair(fresh_pg: Lab) -> None:
     prod = load_outputs(lab.outputs_path("prod"), "prod")
     with connect(prod) as conn:
         insert(conn, f"before-reset-{uuid.uuid4()}")
+    switched = stack_file("dr", lab.project_dir).read_text().replace("drtopo:role: standby", "drtopo:role: primary")
+    stack_file("dr", lab.project_dir).write_text(switched)  # what a drill's promotion leaves behind
+    assert lab.settings("dr").role == "primary"
     start = time.monotonic()
     lab.reset_postgres()
     print(f"reset_postgres took {time.monotonic() - start:.1f} s")
@@ -110,3 +114,5 @@ def test_reset_gives_an_empty_fresh_pair(fresh_pg: Lab) -> None:
         assert conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0] == 0
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
     assert lab.status()["servers"]["postgres-dr"]["role"] == "standby"
+    assert (lab.settings("prod").role, lab.settings("dr").role) == ("primary", "standby")
+    assert load_outputs(lab.outputs_path("dr"), "dr").failover == "SECONDARY"
