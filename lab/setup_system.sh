@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the lab needs when they are missing: the PostgreSQL 15 server and a Java 17 runtime.
+# Installs the Debian packages the lab needs when they are missing: the PostgreSQL 15 server, Java 17 and Maven.
 set -euo pipefail
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15 postgresql-client-15)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# Maven resolves the Kafka jars (and their dependencies) from Maven Central: lab/jars.py.
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
