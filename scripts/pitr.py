@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
 import socket
 import tarfile
 import time
@@ -95,8 +94,11 @@ def _read_label(folder: Path) -> str | None:
     for name in ("base.tar", "base.tar.gz"):
         if (folder / name).is_file():
             with tarfile.open(folder / name, "r:*") as tar:
-                member = tar.extractfile("backup_label")
-                return member.read().decode() if member else None
+                # pg_basebackup writes backup_label first: stop there rather than index a large archive.
+                for member in tar:
+                    if member.name == "backup_label":
+                        label = tar.extractfile(member)
+                        return label.read().decode() if label else None
     return None
 
 
@@ -184,35 +186,32 @@ def check_traversable(path: Path, user: str) -> None:
         raise BadInput(f"--target-dir {path}: {parent} is not traversable by user {user}; choose another directory")
 
 
-def _chown_tree(path: Path, user: str) -> None:
+def _give(paths: list[Path], user: str) -> None:
+    """chown what we (root) created to the server's user; the base backup itself is unpacked as that user."""
     if os.geteuid() != 0:
         return
     entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+    for path in paths:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def lay_out(backup: BaseBackup, target_dir: Path, user: str) -> None:
-    """Copy the base backup into an empty target directory owned by `user`, mode 0700."""
+    """Unpack (or copy) the base backup into an empty target directory, as `user` so it owns every file."""
     target_dir.mkdir(parents=True, exist_ok=True)
     if any(target_dir.iterdir()):
         raise BadInput(f"--target-dir {target_dir} is not empty; expected a new or empty directory")
+    target_dir.chmod(0o700)
+    _give([target_dir], user)
     if (backup.path / "backup_label").is_file():
-        shutil.copytree(backup.path, target_dir, dirs_exist_ok=True)
+        pg_tools.run(["cp", "-a", f"{backup.path}/.", str(target_dir)], user=user)
     else:
         tar_name = next(n for n in ("base.tar", "base.tar.gz") if (backup.path / n).is_file())
-        with tarfile.open(backup.path / tar_name, "r:*") as tar:
-            tar.extractall(target_dir, filter="tar")
+        pg_tools.run(["tar", "-xf", str(backup.path / tar_name), "-C", str(target_dir)], user=user)
         for wal_tar in ("pg_wal.tar", "pg_wal.tar.gz"):
             if (backup.path / wal_tar).is_file():
-                with tarfile.open(backup.path / wal_tar, "r:*") as tar:
-                    tar.extractall(target_dir / "pg_wal", filter="tar")
+                pg_tools.run(["tar", "-xf", str(backup.path / wal_tar), "-C", str(target_dir / "pg_wal")], user=user)
     for leftover in ("standby.signal", "postmaster.pid", "postmaster.opts"):
         (target_dir / leftover).unlink(missing_ok=True)
-    target_dir.chmod(0o700)
-    _chown_tree(target_dir, user)
 
 
 def flush_archive(outputs: StackOutputs, clock: Clock, timeout: float = 30) -> str:
@@ -307,7 +306,7 @@ def restore_self_managed(
     with open(target_dir / "postgresql.auto.conf", "a") as conf:
         conf.write("\n" + recovery_settings(archive, target, port))
     (target_dir / "recovery.signal").touch()
-    _chown_tree(target_dir, pg.os_user)
+    _give([target_dir / "postgresql.auto.conf", target_dir / "recovery.signal"], pg.os_user)
     conninfo = psycopg.conninfo.make_conninfo(
         host=LOOPBACK, port=str(port), user=outputs.db_user, dbname=outputs.db_name, connect_timeout="3"
     )
