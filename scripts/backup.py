@@ -30,7 +30,7 @@ from scripts.tiers import TIERS, dump_key, find_gaps, tiers_for
 # What can go wrong while talking to live systems: a failed check (exit 1) with one line, never a traceback.
 OPERATIONAL_ERRORS = (
     pg_tools.PgToolError,
-    psycopg.OperationalError,
+    psycopg.Error,
     ClientError,
     BotoCoreError,
     KafkaException,
@@ -220,6 +220,9 @@ def restore_test_into_scratch(
         raise BadInput(f"--scratch-dsn is not a libpq connection string ({pg_tools.one_line(exc)})") from None
     secret = secret or db.password(outputs)
     with psycopg.connect(admin_plain, password=secret, autocommit=True) as admin:
+        if admin.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            report.check("restore test", False, f"{admin_plain} is a read-only standby; pass --scratch-dsn")
+            return
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
             target = psycopg.conninfo.make_conninfo(admin_plain, dbname=name)

@@ -105,6 +105,19 @@ def test_verify_fails_loudly_on_a_damaged_object(
     assert f"CORRUPT: dump {key}" in capsys.readouterr().err
 
 
+def test_backup_runs_off_the_standby_and_restore_tests_on_a_writable_server(lab: Lab, tmp_path: Path) -> None:
+    dr = stack_args(lab, "dr")
+    code, report = run_cli(backup.main, ["run", *dr], tmp_path / "run.json")
+    assert code == 0, report
+    key = report["measured"]["keys"][0]
+    code, report = run_cli(backup.main, ["verify", key, "--restore-test", *dr], tmp_path / "v.json")
+    assert code == 1
+    assert "read-only standby; pass --scratch-dsn" in checks(report)["restore test"]["detail"]
+    scratch = ["--scratch-dsn", lab.pg_conninfo("prod")]
+    code, report = run_cli(backup.main, ["verify", key, "--restore-test", *scratch, *dr], tmp_path / "v.json")
+    assert code == 0, report["checks"]
+
+
 def test_verify_of_a_missing_key_is_bad_input(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _ = run_cli(backup.main, ["verify", "daily/nope.dump", *stack_args(lab)], tmp_path / "v.json")
     assert code == 2
