@@ -69,18 +69,17 @@ def current(outputs: StackOutputs) -> dict[str, str]:
     return failover_state(list_records(outputs), outputs.record_name)
 
 
-def make_primary(primary: StackOutputs, secondary: StackOutputs, dry_run: bool = False) -> dict[str, Any]:
-    """Flip the records so `primary`'s region serves; returns what was (or would be) changed."""
+def make_primary(primary: StackOutputs, secondary: StackOutputs) -> dict[str, Any]:
+    """Flip the records so `primary`'s region serves; returns the state before and after and the change id."""
     records = list_records(primary)
     before = failover_state(records, primary.record_name)
     batch = flip_batch(records, primary.record_name, primary.set_identifier, secondary.set_identifier)
-    result: dict[str, Any] = {"before": before, "changes": len(batch["Changes"]) if batch else 0}
-    if batch is None or dry_run:
-        result["after"] = (
-            before if batch is None else {primary.set_identifier: "PRIMARY", secondary.set_identifier: "SECONDARY"}
-        )
-        return result
+    if batch is None:
+        return {"before": before, "changes": 0, "after": before}
     change = _client(primary).change_resource_record_sets(HostedZoneId=primary.hosted_zone_id, ChangeBatch=batch)
-    result["change_id"] = change["ChangeInfo"]["Id"]
-    result["after"] = current(primary)
-    return result
+    return {
+        "before": before,
+        "changes": len(batch["Changes"]),
+        "change_id": change["ChangeInfo"]["Id"],
+        "after": current(primary),
+    }

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import psycopg
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from scripts.db import connect
@@ -82,20 +83,22 @@ def unfence_postgres(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_reload_conf()")
 
 
-def _rds(outputs: StackOutputs) -> Any:
-    return boto3.client("rds", region_name=outputs.region)
+def rds_client(outputs: StackOutputs) -> Any:
+    # A region that is down must not hold the failover for boto3's default minutes of retries.
+    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.client("rds", region_name=outputs.region, config=config)
 
 
 def rds_reachable(outputs: StackOutputs) -> bool:
     try:
-        inst = _rds(outputs).describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+        inst = rds_client(outputs).describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
     except (ClientError, BotoCoreError):
         return False
     return inst.get("DBInstanceStatus") == "available"
 
 
 def fence_rds(outputs: StackOutputs) -> dict[str, Any]:
-    rds = _rds(outputs)
+    rds = rds_client(outputs)
     group = f"{outputs.db_instance_id}-fenced"
     try:
         inst = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]

@@ -69,5 +69,5 @@ def pulumi_commands(primary_stack: str, standby_stack: str) -> list[str]:
     return [
         f"pulumi preview --stack {primary_stack} --diff   # expect updates only: no replace, no delete",
         f"pulumi up --stack {primary_stack}",
-        f"pulumi up --stack {standby_stack}   # once region of {standby_stack} is reachable again",
+        f"pulumi up --stack {standby_stack}   # when {standby_stack}'s region is reachable",
     ]

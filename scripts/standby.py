@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 from botocore.exceptions import ClientError
 
 from scripts.db import connect, password
-from scripts.fence import unfence_postgres
+from scripts.fence import rds_client, unfence_postgres
 from scripts.outputs import SelfManagedPostgres, StackOutputs
 
 # Kept across a rebuild: pg_rewind and pg_basebackup would bring the source's copies (its port, its name).
@@ -39,13 +38,9 @@ def is_rds(outputs: StackOutputs) -> bool:
     return outputs.db_arn.startswith("arn:") and ":rds:" in outputs.db_arn
 
 
-def _rds(outputs: StackOutputs) -> Any:
-    return boto3.client("rds", region_name=outputs.region)
-
-
 def describe(outputs: StackOutputs) -> dict[str, Any] | None:
     try:
-        return _rds(outputs).describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+        return rds_client(outputs).describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "DBInstanceNotFound":
             return None
@@ -53,7 +48,7 @@ def describe(outputs: StackOutputs) -> dict[str, Any] | None:
 
 
 def promote_rds(outputs: StackOutputs) -> dict[str, Any]:
-    rds = _rds(outputs)
+    rds = rds_client(outputs)
     inst = describe(outputs)
     if inst is None:
         raise StandbyError(f"RDS instance {outputs.db_instance_id} does not exist in {outputs.region}")
@@ -220,7 +215,7 @@ def rebuild_postgres(target: StackOutputs, source: StackOutputs) -> dict[str, An
 
 def rebuild_rds(target: StackOutputs, source: StackOutputs) -> dict[str, Any]:
     """An RDS read replica of `source` under `target`'s identifier; a diverged old instance is renamed, not deleted."""
-    rds = _rds(target)
+    rds = rds_client(target)
     inst = describe(target)
     if inst is not None and inst.get("ReadReplicaSourceDBInstanceIdentifier") in (source.db_arn, source.db_instance_id):
         return {"rds": f"{target.db_instance_id} is already a replica of {source.db_instance_id}"}

@@ -52,7 +52,6 @@ class Switchover:
     skip_consumer_group: bool = False
     dry_run: bool = False
     report: Report = field(default_factory=Report)
-    state: dict[str, Any] = field(default_factory=dict)
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def answers(self, outputs: StackOutputs) -> bool:
