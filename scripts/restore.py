@@ -138,6 +138,10 @@ def restore_pitr(
     use_rds = args.rds or outputs.self_managed is None
     if use_rds and (args.target_dir or args.target_port):
         raise BadInput("--target-dir/--target-port are for a self-managed restore; RDS takes --target-instance")
+    if not use_rds and args.target_instance:
+        raise BadInput(
+            "--target-instance is for an RDS restore (add --rds); self-managed takes --target-dir/--target-port"
+        )
     with clock.step(f"point-in-time restore to {target.isoformat()} ({'RDS' if use_rds else 'self-managed'})"):
         if use_rds:
             result = pitr.restore_rds(outputs, target, report, clock, args.target_instance, args.dry_run)
