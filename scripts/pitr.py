@@ -264,7 +264,12 @@ def wait_promoted(conninfo: str, password: str | None, log: Path, timeout: float
         except psycopg.OperationalError:
             outcome = recovery_outcome(log.read_text(errors="replace")) if log.exists() else {}
             if outcome.get("fatal"):
-                raise RuntimeError(f"recovery failed: {outcome['fatal']}") from None
+                hint = (
+                    "; the archive holds no commit after T: choose an earlier time or archive the source's last WAL"
+                    if "before configured recovery target" in str(outcome["fatal"])
+                    else ""
+                )
+                raise RuntimeError(f"recovery failed: {outcome['fatal']}{hint}") from None
         time.sleep(0.1)
     raise TimeoutError(f"restored instance still in recovery after {timeout:.0f} s; see {log}")
 

@@ -84,6 +84,29 @@ def test_self_managed_pitr_lands_exactly_at_t(
     assert report["measured"]["restore_seconds"] > 0
 
 
+def test_a_time_past_the_end_of_the_archive_fails_and_leaves_no_server(
+    lab: Lab, prod: StackOutputs, tmp_path: Path
+) -> None:
+    assert prod.self_managed is not None
+    lab.stop_postgres("prod")  # a clean stop archives the last segment; nothing commits after T
+    try:
+        target = datetime.now(UTC)
+        code, report = run_cli(
+            restore.main, ["pitr", "--time", target.isoformat(), *stack_args(lab)], tmp_path / "p.json"
+        )
+    finally:
+        lab.start_postgres("prod")
+    data_dir = Path(prod.self_managed.data_dir).parent / f"pitr-{target:%Y%m%dT%H%M%SZ}"
+    try:
+        assert code == 1
+        detail = checks(report)["pitr"]["detail"]
+        assert "recovery ended before configured recovery target was reached" in detail
+        assert "the archive holds no commit after T" in detail
+        assert not (data_dir / "postmaster.pid").exists()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     ("when", "message"),
     [
