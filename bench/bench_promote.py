@@ -20,6 +20,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+
 from lab.core import Lab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,14 +43,35 @@ def a_lab(root: Path | None) -> Iterator[Lab]:
             lab.down()
 
 
-def promote_once(lab: Lab, work: Path, kill_primary: bool) -> dict[str, float]:
+def committed_and_replayed(lab: Lab, timeout: float = 30) -> None:
+    """One write on prod that dr has replayed: a standby with no replayed commit has an unknown lag once prod dies."""
+    with (
+        psycopg.connect(lab.pg_conninfo("prod"), autocommit=True) as prod,
+        psycopg.connect(lab.pg_conninfo("dr"), autocommit=True) as dr,
+    ):
+        prod.execute(
+            "INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation)"
+            " VALUES ('bench-promote', 'ORDER', 'bench', 'CREATE_ORDER')"
+        )
+        (target,) = prod.execute("SELECT pg_current_wal_lsn()").fetchone()
+        deadline = time.monotonic() + timeout
+        while not dr.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dr did not replay up to {target} within {timeout:.0f} s")
+            time.sleep(0.02)
+
+
+def promote_once(lab: Lab, work: Path, kill_primary: bool, kafka_running: bool) -> dict[str, float]:
     """One promotion from a fresh pair; launch-to-DNS seconds and the step timings from the script's report."""
     lab.reset_postgres()
+    committed_and_replayed(lab)
     if kill_primary:
         lab.kill_postgres("prod")
     report = work / "report.json"
     env = {**os.environ, **lab.env(), "DRTOPO_STATE_DIR": str(work / "journal")}
-    args = ["--stack", "dr", "--outputs", str(lab.outputs_path("dr")), "--skip-consumer-group", "--json", str(report)]
+    args = ["--stack", "dr", "--outputs", str(lab.outputs_path("dr")), "--json", str(report)]
+    if not kafka_running:
+        args.append("--skip-consumer-group")
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "scripts.promote", *args], cwd=REPO, env=env, capture_output=True, text=True, check=False
@@ -83,10 +106,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lab-root", type=Path, help="a running lab to use instead of a temporary one")
     args = p.parse_args(argv)
     with a_lab(args.lab_root) as lab, tempfile.TemporaryDirectory(prefix="drtopo-bench-promote-") as tmp:
+        os.environ["PGPASSWORD"] = lab.env()["PGPASSWORD"]
+        servers = lab.status()["servers"]
+        kafka = all(servers.get(f"kafka-{s}", {}).get("running") for s in ("prod", "dr"))
+        print(f"consumer-group step: {'on the lab Kafka' if kafka else 'skipped (the lab runs no Kafka)'}")
         planned, unplanned = [], []
         for i in range(args.runs):
-            planned.append(promote_once(lab, Path(tmp) / f"p{i}", kill_primary=False))
-            unplanned.append(promote_once(lab, Path(tmp) / f"u{i}", kill_primary=True))
+            planned.append(promote_once(lab, Path(tmp) / f"p{i}", kill_primary=False, kafka_running=kafka))
+            unplanned.append(promote_once(lab, Path(tmp) / f"u{i}", kill_primary=True, kafka_running=kafka))
         lab.reset_postgres()
         print(summary("planned (prod reachable)", planned))
         print(summary("unplanned (prod SIGKILLed)", unplanned))
