@@ -253,6 +253,19 @@ def recovery_outcome(log: str) -> dict[str, str | None]:
     }
 
 
+def recovery_failure(log: Path) -> str | None:
+    """The server's FATAL line about recovery, with what to do about it; None while there is none."""
+    fatal = recovery_outcome(log.read_text(errors="replace"))["fatal"] if log.exists() else None
+    if fatal is None:
+        return None
+    hint = (
+        "; the archive holds no commit after T: choose an earlier time or archive the source's last WAL"
+        if "before configured recovery target" in fatal
+        else ""
+    )
+    return f"recovery failed: {fatal}{hint}"
+
+
 def wait_promoted(conninfo: str, password: str | None, log: Path, timeout: float) -> float:
     """Seconds until the instance accepts connections and has left recovery; fails with the log's FATAL line."""
     start = time.monotonic()
@@ -262,14 +275,9 @@ def wait_promoted(conninfo: str, password: str | None, log: Path, timeout: float
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                     return time.monotonic() - start
         except psycopg.OperationalError:
-            outcome = recovery_outcome(log.read_text(errors="replace")) if log.exists() else {}
-            if outcome.get("fatal"):
-                hint = (
-                    "; the archive holds no commit after T: choose an earlier time or archive the source's last WAL"
-                    if "before configured recovery target" in str(outcome["fatal"])
-                    else ""
-                )
-                raise RuntimeError(f"recovery failed: {outcome['fatal']}{hint}") from None
+            failure = recovery_failure(log)
+            if failure:
+                raise RuntimeError(failure) from None
         time.sleep(0.1)
     raise TimeoutError(f"restored instance still in recovery after {timeout:.0f} s; see {log}")
 
@@ -316,7 +324,10 @@ def restore_self_managed(
         host=LOOPBACK, port=str(port), user=outputs.db_user, dbname=outputs.db_name, connect_timeout="3"
     )
     with clock.step("replay WAL to T and promote") as step:
-        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "start", "-D", str(target_dir), "-l", str(log), "-t", "60")
+        try:
+            pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "start", "-D", str(target_dir), "-l", str(log), "-t", "60")
+        except pg_tools.PgToolError as exc:
+            raise RuntimeError(recovery_failure(log) or str(exc)) from None
         try:
             step["promoted_after_seconds"] = round(wait_promoted(conninfo, db.password(outputs), log, timeout), 3)
         except (RuntimeError, TimeoutError):
@@ -336,8 +347,11 @@ def restore_self_managed(
 
 def stop_instance(pg: SelfManagedPostgres, data_dir: Path) -> None:
     """Fast shutdown of a restored instance (tests and benchmarks; operators keep it)."""
-    if (data_dir / "postmaster.pid").exists():
-        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "stop", "-D", str(data_dir), "-m", "fast", "-t", "60")
+    try:
+        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "status", "-D", str(data_dir))
+    except pg_tools.PgToolError:
+        return  # not running (a failed recovery has already shut down)
+    pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "stop", "-D", str(data_dir), "-m", "fast", "-t", "60")
 
 
 # ---- RDS ---------------------------------------------------------------------------------------------------------
