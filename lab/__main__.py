@@ -22,7 +22,8 @@ def print_status(status: dict[str, Any]) -> None:
         for key in ("role", "streaming", "lag_bytes", "lag_seconds", "url", "bootstrap", "flow", "lag", "error"):
             if info.get(key) is not None:
                 extra.append(f"{key}={info[key]}")
-        print(f"  {name:<16} port {info.get('port')!s:<6} pid {info.get('pid')!s:<8} {state:<8} {' '.join(extra)}")
+        port, pid = info.get("port") or "-", info.get("pid") or "-"
+        print(f"  {name:<16} port {port!s:<6} pid {pid!s:<8} {state:<8} {' '.join(extra)}")
 
 
 def main(argv: list[str] | None = None) -> int:

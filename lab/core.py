@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,8 +139,8 @@ class Lab:
         }
         self.state_path.write_text(json.dumps({"ports": ports}, indent=2) + "\n")
         shutil.rmtree(self.root / "kafka", ignore_errors=True)  # a fresh lab gets fresh clusters on its new ports
-        self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
         self._write_project(BASELINE_ROLES)
+        self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
         moto_pid = aws.spawn(self.root, ports["aws"])
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lab-up") as pool:
             # The emulator and Kafka need only the project copy, so they start while PostgreSQL is built.
@@ -169,7 +170,7 @@ class Lab:
         values = {
             "AWS_ENDPOINT_URL": endpoint,
             **aws.DUMMY_CREDENTIALS,
-            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": self.settings(PRIMARY_STACK).region,
             "AWS_EC2_METADATA_DISABLED": "true",
             "PGPASSWORD": password,
             "DRTOPO_PROJECT_DIR": str(self.project_dir),
@@ -218,9 +219,9 @@ class Lab:
         stopped += [postgres.process_name(s) for s in STACKS if postgres.live_pid(self.root, self.pg, s)]
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-down") as pool:
             list(pool.map(lambda name: process.stop(self.root, name, 20), clients))
-            waves = [*(lambda s=s: kafka.stop_cluster(self.root, s) for s in STACKS)]
-            waves += [*(lambda s=s: postgres.stop(self.root, self.pg, s) for s in STACKS)]
-            for future in [pool.submit(fn) for fn in waves]:
+            servers = [partial(kafka.stop_cluster, self.root, s) for s in STACKS]
+            servers += [partial(postgres.stop, self.root, self.pg, s) for s in STACKS]
+            for future in [pool.submit(stop) for stop in servers]:
                 future.result()
         stopped += self._stop_adopted_postmasters()
         stopped += process.stop_all(self.root)

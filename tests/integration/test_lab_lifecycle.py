@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from components.mm2_properties import render_mm2_properties
+from components.settings import load_settings
 from lab import core, kafka, process
 from lab.core import Lab
+from scripts.outputs import load_outputs
 from tests.integration.conftest import make_root
 
 pytestmark = pytest.mark.lab
@@ -86,3 +89,17 @@ def test_failed_up_stops_what_it_started(root: Path, monkeypatch: pytest.MonkeyP
     assert_nothing_left(spawned, root)
     assert not lab.is_up()
     assert core.Lab(root).status()["up"] is False
+
+
+def test_project_copy_validates_with_the_labs_endpoints(lab: Lab) -> None:
+    for stack in ("prod", "dr"):
+        settings = load_settings(stack, lab.project_dir)
+        outputs = load_outputs(lab.outputs_path(stack), stack)
+        assert settings.kafka.bootstrap_servers == lab.kafka_bootstrap(stack) == outputs.kafka_bootstrap
+        assert settings.kafka.mirror.replication_factor == 1
+        assert {t.replication_factor for t in settings.kafka.topics} == {1}
+        assert settings.database.port == outputs.db_port
+        assert settings.dns.health_check_port == int(outputs.service_url.rsplit(":", 1)[1])
+    running = (lab.root / "kafka" / "mm2" / "mm2.properties").read_text()
+    assert running == render_mm2_properties(load_settings("dr", lab.project_dir))
+    assert lab.env()["DRTOPO_PROJECT_DIR"] == str(lab.project_dir)
