@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 
 from lab.core import Lab
@@ -72,3 +73,17 @@ def test_killed_service_restarts(lab: Lab) -> None:
         call(f"{lab.service_url('prod')}/actuator/health")
     lab.start_service("prod")
     assert call(f"{lab.service_url('prod')}/actuator/health")[0] == 200
+
+
+def test_standby_service_accepts_writes_once_its_database_is_promoted(fresh_pg: Lab) -> None:
+    lab = fresh_pg
+    url = lab.service_url("dr")
+    assert call(f"{url}/actuator/health")[1]["database"] == "standby"
+    try:
+        with psycopg.connect(lab.pg_conninfo("dr"), autocommit=True) as conn:
+            conn.execute("SELECT pg_promote(wait => true)")
+        assert call(f"{url}/actuator/health") == (200, {"status": "UP", "database": "primary"})
+        status, created = call(f"{url}/api/v1/exceptions", row(f"promoted-{uuid.uuid4()}"))
+        assert status == 201 and created["id"] > 0
+    finally:
+        lab.reset_postgres()  # the session lab goes back to prod primary, dr standby
