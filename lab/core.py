@@ -109,7 +109,11 @@ class Lab:
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
     def up(self) -> float:
-        """Start everything (no-op when already up); a failure stops whatever had started. Returns seconds taken."""
+        """Start everything; returns the seconds taken (0 when it was already fully up).
+
+        A partly running lab (some server stopped) is stopped and rebuilt from scratch; a failure stops whatever
+        had started before it raises.
+        """
         if self.is_up():
             return 0.0
         start = time.monotonic()
