@@ -17,9 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 PROJECT = "drtopo"
-# The folder holding Pulumi.<stack>.yaml; the lab points DRTOPO_PROJECT_DIR at its own copy so drills can switch
-# roles without touching the repository's stack files.
-PROJECT_DIR = Path(os.environ.get("DRTOPO_PROJECT_DIR") or Path(__file__).resolve().parent.parent)
+REPO_DIR = Path(__file__).resolve().parent.parent
 STACKS = ("prod", "dr")
 SCENARIOS = (
     "single-pod-failure",
@@ -296,12 +294,19 @@ def settings_from_config(stack: str, config: dict[str, Any], source: str = "conf
         raise SettingsError(f"{source}: {message}") from None
 
 
-def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
-    return project_dir / f"Pulumi.{stack}.yaml"
+def active_project_dir() -> Path:
+    """The folder holding Pulumi.<stack>.yaml: DRTOPO_PROJECT_DIR when set (read at each call, so a lab or a drill
+    that sets it later is honoured and role switches never touch the repository's files), else the repository."""
+    return Path(os.environ.get("DRTOPO_PROJECT_DIR") or REPO_DIR)
 
 
-def load_settings(stack: str, project_dir: Path = PROJECT_DIR, overrides: dict[str, Any] | None = None) -> Settings:
+def stack_file(stack: str, project_dir: Path | None = None) -> Path:
+    return (project_dir or active_project_dir()) / f"Pulumi.{stack}.yaml"
+
+
+def load_settings(stack: str, project_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Read and validate `Pulumi.<stack>.yaml`; `overrides` replaces `drtopo:` keys (for tests and role switches)."""
+    project_dir = project_dir or active_project_dir()
     path = stack_file(stack, project_dir)
     if not path.is_file():
         raise SettingsError(f"stack {stack!r} has no {path.name} in {project_dir}; expected one of {', '.join(STACKS)}")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
-from confluent_kafka import KafkaException
 from psycopg import sql
 
 from scripts import config_backup, db, dump_store, pg_tools
@@ -33,7 +32,6 @@ OPERATIONAL_ERRORS = (
     psycopg.Error,
     ClientError,
     BotoCoreError,
-    KafkaException,
     RuntimeError,
     TimeoutError,
 )

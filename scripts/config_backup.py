@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from components.mm2_properties import render_mm2_properties
-from components.settings import PROJECT_DIR, load_settings
+from components.settings import active_project_dir, load_settings
 from scripts import dump_store
 from scripts.cli import BadInput, Clock, Report, Unsafe
 from scripts.outputs import StackOutputs
@@ -29,10 +28,6 @@ from scripts.outputs import StackOutputs
 PREFIX = "config"
 MANIFEST = "manifest.json"
 KUBE_KINDS = ("configmaps", "deployments", "cronjobs", "services", "serviceaccounts", "roles", "rolebindings")
-
-
-def project_dir() -> Path:
-    return Path(os.environ.get("DRTOPO_PROJECT_DIR") or PROJECT_DIR)
 
 
 def stack_prefix(stack: str) -> str:
@@ -96,7 +91,7 @@ def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str]:
 
 
 def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_run: bool) -> str:
-    folder = project_dir()
+    folder = active_project_dir()
     files, kube_note = collect(stack, outputs, folder)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     prefix = f"{stack_prefix(stack)}{stamp}/"
@@ -161,7 +156,7 @@ def restore(
             f"{prefix} in bucket {outputs.config_bucket} has no {MANIFEST}; expected a `backup config`"
         ) from None
     manifest = json.loads(raw)
-    folder = dest or project_dir()
+    folder = dest or active_project_dir()
     with clock.step(f"download {len(manifest['files'])} files from {prefix}"):
         files = [
             ConfigFile(name, s3.get_object(Bucket=outputs.config_bucket, Key=prefix + name)["Body"].read())

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from confluent_kafka import KafkaException
 
 from scripts import config_backup, dump_store, kafka_offsets, kafka_topics, pg_tools, pitr
 from scripts.backup import OPERATIONAL_ERRORS, compare_counts
@@ -82,7 +83,7 @@ def _main(argv: Sequence[str] | None) -> int:
             restore_topics(args.stack, outputs, report, args.cluster, args.dry_run)
         else:
             restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run)
-    except OPERATIONAL_ERRORS as exc:
+    except (*OPERATIONAL_ERRORS, KafkaException) as exc:
         report.check(args.command, False, pg_tools.one_line(exc))
     report.measured["steps"] = clock.steps
     report.print_table()
@@ -154,7 +155,7 @@ def restore_pitr(
 
 
 def restore_topics(stack: str, outputs: StackOutputs, report: Report, cluster: str, dry_run: bool) -> None:
-    settings = settings_for(stack, config_backup.project_dir())
+    settings = settings_for(stack)
     target = kafka_topics.clusters(settings, outputs)[cluster]
     results = kafka_topics.recreate_topics(target.bootstrap, settings.kafka.topics, dry_run)
     for r in results:
@@ -171,7 +172,7 @@ def restore_offsets(
     stack: str, outputs: StackOutputs, report: Report, clock: Clock, group: str | None, dry_run: bool
 ) -> None:
     """Move the group on the backup cluster, where MirrorMaker 2 writes the checkpoints of the source's offsets."""
-    settings = settings_for(stack, config_backup.project_dir())
+    settings = settings_for(stack)
     roles = kafka_topics.clusters(settings, outputs)
     group = group or settings.kafka.consumer_group
     source_alias, target = roles["source"].alias, roles["backup"]

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from components.settings import PROJECT_DIR, Role, stack_file
+from components.settings import Role, stack_file
 
 _ROLE_LINE = re.compile(
     r"^(?P<lead>[ \t]+drtopo:role:[ \t]*)(?P<value>[\"']?[A-Za-z]+[\"']?)(?P<tail>[ \t]*(#.*)?)$", re.M
@@ -42,7 +42,7 @@ def current_role(text: str, source: str = "stack file") -> Role:
         raise RoleRewriteError(f"{source}: drtopo:role {value!r} is unknown; expected primary or standby") from None
 
 
-def write_role(stack: str, role: Role, project_dir: Path = PROJECT_DIR) -> bool:
+def write_role(stack: str, role: Role, project_dir: Path | None = None) -> bool:
     """Set `stack`'s role on disk (atomically); returns whether the file changed."""
     path = stack_file(stack, project_dir)
     text = path.read_text()
@@ -55,7 +55,7 @@ def write_role(stack: str, role: Role, project_dir: Path = PROJECT_DIR) -> bool:
     return True
 
 
-def switch_roles(primary_stack: str, standby_stack: str, project_dir: Path = PROJECT_DIR) -> list[str]:
+def switch_roles(primary_stack: str, standby_stack: str, project_dir: Path | None = None) -> list[str]:
     """Make `primary_stack` the primary and `standby_stack` its standby; returns the files that changed."""
     changed = []
     for stack, role in ((primary_stack, Role.PRIMARY), (standby_stack, Role.STANDBY)):

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from components.mm2_properties import cluster_alias
-from components.settings import PROJECT_DIR, Settings
+from components.settings import Settings, active_project_dir
 from scripts import dns_failover, fence, replication, stack_roles, standby
 from scripts.cli import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
 from scripts.db import connect
@@ -247,7 +247,7 @@ def load(kind: str, args: argparse.Namespace) -> Switchover:
         target=target,
         peer=peer,
         settings=settings,
-        project_dir=PROJECT_DIR,
+        project_dir=active_project_dir(),
         accept_data_loss=getattr(args, "accept_data_loss", False),
         skip_consumer_group=getattr(args, "skip_consumer_group", False),
         dry_run=args.dry_run,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import PROJECT_DIR, Role, load_settings
+from components.settings import REPO_DIR, Role, load_settings
 from scripts.stack_roles import RoleRewriteError, current_role, set_role, switch_roles
 
 TEXT = """# keep me: drtopo:role: primary in a comment is not the setting
@@ -41,7 +41,7 @@ def test_missing_or_duplicate_role_is_refused(text: str) -> None:
 
 def test_switch_roles_on_the_real_stack_files(tmp_path: Path) -> None:
     for stack in ("prod", "dr"):
-        shutil.copy(PROJECT_DIR / f"Pulumi.{stack}.yaml", tmp_path)
+        shutil.copy(REPO_DIR / f"Pulumi.{stack}.yaml", tmp_path)
     before = {s: (tmp_path / f"Pulumi.{s}.yaml").read_text() for s in ("prod", "dr")}
 
     changed = switch_roles("dr", "prod", tmp_path)
