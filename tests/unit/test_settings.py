@@ -104,3 +104,20 @@ def test_a_standby_may_name_its_source_by_arn_instead_of_a_stack_reference() -> 
     arn = "arn:aws:rds:us-east-1:123456789012:db:exception-collector-us-east-1"
     settings = load_settings("dr", overrides={"primaryStackReference": None, "replicationSourceArn": arn})
     assert settings.replication_source_arn == arn
+
+
+def test_the_project_folder_is_read_from_the_environment_at_each_call(tmp_path, monkeypatch) -> None:
+    """A drill sets DRTOPO_PROJECT_DIR after import: role switches must land in its copy, not in the repository."""
+    import shutil
+
+    from components.settings import REPO_DIR, active_project_dir, stack_file
+
+    for name in ("Pulumi.prod.yaml", "Pulumi.dr.yaml"):
+        shutil.copy(REPO_DIR / name, tmp_path / name)
+    (tmp_path / "Pulumi.dr.yaml").write_text((tmp_path / "Pulumi.dr.yaml").read_text().replace("standby", "primary"))
+    monkeypatch.setenv("DRTOPO_PROJECT_DIR", str(tmp_path))
+    assert active_project_dir() == tmp_path
+    assert stack_file("dr") == tmp_path / "Pulumi.dr.yaml"
+    assert load_settings("dr").role.value == "primary"
+    monkeypatch.delenv("DRTOPO_PROJECT_DIR")
+    assert load_settings("dr").role.value == "standby"
