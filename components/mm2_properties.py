@@ -47,6 +47,7 @@ def render_mm2_properties(
         "refresh.topics.interval.seconds": mirror.refresh_topics_interval_seconds,
         "refresh.groups.interval.seconds": mirror.refresh_groups_interval_seconds,
         "offset-syncs.topic.location": "target",
+        "offset.lag.max": mirror.offset_lag_max,
         "sync.topic.configs.enabled": "true",
         "sync.topic.acls.enabled": "false",
     }

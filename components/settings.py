@@ -160,6 +160,9 @@ class Mirror(_Model):
     sync_group_offsets_interval_seconds: int = Field(default=10, gt=0)
     refresh_topics_interval_seconds: int = Field(default=30, gt=0)
     refresh_groups_interval_seconds: int = Field(default=30, gt=0)
+    # Offset syncs (and so translated consumer offsets) trail by up to this many records per partition: after a
+    # failover consumers re-read at most this many messages per partition.
+    offset_lag_max: int = Field(default=100, gt=0)
 
 
 class Kafka(_Model):

@@ -44,6 +44,7 @@ LAB_MIRROR_TUNING = {
     "syncGroupOffsetsIntervalSeconds": 2,
     "refreshGroupsIntervalSeconds": 5,
     "refreshTopicsIntervalSeconds": 5,
+    "offsetLagMax": 10,
 }
 
 

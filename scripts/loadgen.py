@@ -7,6 +7,7 @@ writer asks `endpoint()` for the URL to use before every request, so it follows 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -16,6 +17,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# librdkafka reports every refused connection to a dead cluster; a drill kills clusters on purpose.
+QUIET_LOG = logging.getLogger("drtopo.drill.kafka")
+QUIET_LOG.setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,7 @@ class MessageProducer(_Paced):
                     "enable.idempotence": True,
                     "message.timeout.ms": 5000,
                     "linger.ms": 5,
+                    "logger": QUIET_LOG,
                 }
             )
             self._servers = servers
@@ -179,4 +185,5 @@ class MessageProducer(_Paced):
         stats = super().stop()
         if self._producer is not None:
             self._producer.flush(10)
+            self._producer = None
         return stats

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 from scripts.drill_report import ScenarioResult
-from scripts.loadgen import MessageProducer
+from scripts.loadgen import QUIET_LOG, MessageProducer
 from scripts.scenarios.context import DrillContext
 
 NAME = "kafka-cluster-failure"
@@ -38,6 +38,7 @@ class GroupConsumer(threading.Thread):
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "session.timeout.ms": 6000,
+                "logger": QUIET_LOG,
             }
         )
         consumer.subscribe([TOPIC])
@@ -68,8 +69,10 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     on_source: list[float] = []
     on_backup: list[float] = []
     consumer = GroupConsumer(source, group, seen, on_source)
-    checkpoint_wait = ctx.settings("dr").kafka.mirror.emit_checkpoints_interval_seconds + 3
-    with clock.step(f"produce and consume on the source cluster ({checkpoint_wait} s, past one checkpoint interval)"):
+    mirror = ctx.settings("dr").kafka.mirror
+    # MirrorMaker must notice the new group, then emit a checkpoint for its commits.
+    checkpoint_wait = mirror.refresh_groups_interval_seconds + mirror.emit_checkpoints_interval_seconds + 3
+    with clock.step(f"produce and consume on the source cluster ({checkpoint_wait} s, until checkpointed)"):
         producer.start()
         consumer.start()
         time.sleep(checkpoint_wait)
