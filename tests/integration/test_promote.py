@@ -18,7 +18,9 @@ import pytest
 from components.mm2_properties import cluster_alias
 from components.settings import load_settings
 from lab.core import Lab
+from scripts import fence
 from scripts.kafka_lag import committed_offsets, end_offsets
+from scripts.outputs import load_outputs
 from tests.integration.switchover_support import (
     DB_ONLY,
     DnsFollowingWriter,
@@ -279,3 +281,25 @@ def test_consumer_group_moves_to_translated_offsets_not_latest(
         c for c in json.loads((tmp_path / "report.json").read_text())["checks"] if c["name"] == "consumer-group"
     )
     assert check["ok"] and f"{len(expected)} partition(s)" in check["detail"]
+
+
+def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) -> None:
+    """The RDS half of fencing against the emulator (which cannot make a server read-only: that half is the SQL one)."""
+    rds_outputs = load_outputs(lab.outputs_path("prod"), "prod").model_copy(update={"self_managed": None})
+    rds = fence.rds_client(rds_outputs)
+    original = rds.describe_db_instances(DBInstanceIdentifier=rds_outputs.db_instance_id)["DBInstances"][0]
+    try:
+        result = fence.fence_rds(rds_outputs)
+
+        group = f"{rds_outputs.db_instance_id}-fenced"
+        assert group in result["method"]
+        params = rds.describe_db_parameters(DBParameterGroupName=group)["Parameters"]
+        assert {p["ParameterName"]: p.get("ParameterValue") for p in params}["default_transaction_read_only"] == "1"
+        attached = rds.describe_db_instances(DBInstanceIdentifier=rds_outputs.db_instance_id)["DBInstances"][0]
+        assert [g["DBParameterGroupName"] for g in attached["DBParameterGroups"]] == [group]
+    finally:
+        rds.modify_db_instance(
+            DBInstanceIdentifier=rds_outputs.db_instance_id,
+            DBParameterGroupName=original["DBParameterGroups"][0]["DBParameterGroupName"],
+            ApplyImmediately=True,
+        )
