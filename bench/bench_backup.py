@@ -17,13 +17,13 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from bench.common import a_lab
 from lab.core import Lab
 from scripts import backup, restore
 from scripts.db import connect, password
@@ -38,21 +38,6 @@ SELECT 'bench-' || i, (ARRAY['ORDER', 'COLLECTION', 'DISTRIBUTION'])[1 + i %% 3]
        i %% 5
 FROM generate_series(1, %(rows)s) i
 """
-
-
-@contextmanager
-def a_lab(root: Path | None) -> Iterator[Lab]:
-    if root is not None:
-        yield Lab(root)
-        return
-    with tempfile.TemporaryDirectory(prefix="drtopo-bench-") as tmp:
-        Path(tmp).chmod(0o755)
-        lab = Lab(Path(tmp) / "lab")
-        try:
-            lab.up()
-            yield lab
-        finally:
-            lab.down()
 
 
 def timed(main: Callable[[Sequence[str]], int], args: list[str], report: Path) -> tuple[float, dict[str, Any]]:

@@ -13,14 +13,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
 
+from bench.common import a_lab
 from lab.core import Lab
 from scripts.compare import TableDiff, compare
 
@@ -35,21 +34,6 @@ SELECT i, 'txn-' || i, (ARRAY['ORDER', 'COLLECTION', 'DISTRIBUTION'])[1 + i %% 3
        timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second'
 FROM generate_series(1, %(rows)s) i
 """
-
-
-@contextmanager
-def a_lab(root: Path | None) -> Iterator[Lab]:
-    if root is not None:
-        yield Lab(root)
-        return
-    with tempfile.TemporaryDirectory(prefix="drtopo-bench-") as tmp:
-        Path(tmp).chmod(0o755)
-        lab = Lab(Path(tmp) / "lab")
-        try:
-            lab.up()
-            yield lab
-        finally:
-            lab.down()
 
 
 def wait_replayed(prod: psycopg.Connection, dr: psycopg.Connection, timeout: float = 300) -> None:

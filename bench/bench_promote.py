@@ -16,31 +16,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
 
+from bench.common import a_lab
 from lab.core import Lab
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 10.0
-
-
-@contextmanager
-def a_lab(root: Path | None) -> Iterator[Lab]:
-    if root is not None:
-        yield Lab(root)
-        return
-    with tempfile.TemporaryDirectory(prefix="drtopo-bench-") as tmp:
-        Path(tmp).chmod(0o755)
-        lab = Lab(Path(tmp) / "lab")
-        try:
-            lab.up()
-            yield lab
-        finally:
-            lab.down()
 
 
 def committed_and_replayed(lab: Lab, timeout: float = 30) -> None:

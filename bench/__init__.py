@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (never timed test assertions): `python -m bench` for the headline figures."""
