@@ -1,0 +1,81 @@
+"""The drill's pure parts: scenario and objective parsing, data-loss accounting, the report's verdicts and shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scripts.cli import BadInput
+from scripts.drill import ORDER, parse_objectives, parse_scenarios
+from scripts.drill_report import ScenarioResult, drill_report, write_timeline
+from scripts.loadgen import Ack
+from scripts.scenarios.context import data_loss
+
+
+def test_all_runs_every_scenario_least_destructive_first() -> None:
+    assert parse_scenarios("all") == list(ORDER)
+    assert parse_scenarios("region-failure,single-pod-failure") == ["single-pod-failure", "region-failure"]
+
+
+@pytest.mark.parametrize("text", ["regon-failure", "", "all,region-failure"])
+def test_an_unknown_scenario_is_bad_input_naming_it(text: str) -> None:
+    with pytest.raises(BadInput, match="expected all or one of"):
+        parse_scenarios(text)
+
+
+def test_objective_overrides() -> None:
+    assert parse_objectives(["region-failure.rto=1.5", "kafka-cluster-failure.rpo=0"]) == {
+        ("region-failure", "rto"): 1.5,
+        ("kafka-cluster-failure", "rpo"): 0.0,
+    }
+    for bad in ["region-failure.rto=-1", "region-failure.mttr=3", "nowhere.rto=3", "region-failure.rto=soon"]:
+        with pytest.raises(BadInput, match=r"SCENARIO\.rto=SECONDS"):
+            parse_objectives([bad])
+
+
+def acks(*times: float) -> list[Ack]:
+    return [Ack(f"k{t}", t, "x") for t in times]
+
+
+def test_no_loss_is_zero_rows_and_zero_seconds() -> None:
+    a = acks(1.0, 2.0, 3.0)
+    assert data_loss(a, {x.key for x in a}, before=10) == (0, 0.0)
+
+
+def test_loss_is_the_window_from_the_last_kept_write_to_the_newest_lost_one() -> None:
+    a = acks(1.0, 2.0, 3.0, 3.5, 4.0)
+    kept = {"k1.0", "k2.0", "k3.0"}
+    assert data_loss(a, kept, before=10) == (2, pytest.approx(1.0))
+    # Writes acknowledged after `before` do not count.
+    assert data_loss(a, kept, before=3.6) == (1, pytest.approx(0.5))
+
+
+def result(rto: float | None, rpo: float | None, goal_rto: float = 10, goal_rpo: float = 1) -> ScenarioResult:
+    r = ScenarioResult("region-failure", goal_rto, goal_rpo)
+    r.measured.update(rto_seconds=rto, rpo_seconds=rpo, rows_lost=0, failure_at_seconds=1.0)
+    r.steps = [{"step": "kill", "start_seconds": 0.5, "seconds": 0.1, "ok": True}]
+    return r
+
+
+def test_a_scenario_passes_only_within_both_objectives() -> None:
+    assert result(5, 0).ok
+    assert not result(11, 0).ok
+    assert not result(5, 2).ok
+    assert not result(None, 0).ok
+    failed_check = result(5, 0)
+    failed_check.checks.check("served from the standby region", False)
+    assert not failed_check.ok
+
+
+def test_report_shape_and_timeline(tmp_path) -> None:
+    document = drill_report([result(5, 0), result(11, 0)], {"cpus": 2})
+    assert document["ok"] is False
+    assert [s["scenario"] for s in document["scenarios"]] == ["region-failure", "region-failure"]
+    first = document["scenarios"][0]
+    assert first["measured"]["rto_seconds"] == 5 and first["objectives"] == {"rto_seconds": 10, "rpo_seconds": 1}
+    assert {"name", "ok", "detail", "value", "limit"} <= set(document["checks"][0])
+    json.dumps(document)
+    png = tmp_path / "t.png"
+    write_timeline([result(5, 0)], png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
