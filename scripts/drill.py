@@ -134,6 +134,9 @@ def run(argv: Sequence[str] | None) -> int:
                 print("starting a fresh lab ...", flush=True)
                 lab.up()
                 print(f"lab up in {time.monotonic() - start:.1f} s")
+            else:
+                print("bringing the running lab to its baseline (prod primary, dr standby, every server up) ...")
+                lab.restore_baseline()
             os.environ.update(lab.env())
             ctx = DrillContext(lab=lab, json_dir=json_dir, quiet=args.quiet)
             # The lab is rebuilt after each scenario, except after the last one of a lab the drill stops anyway.
