@@ -149,15 +149,20 @@ def _source_conninfo(source: StackOutputs) -> str:
     )
 
 
+def standby_auto_conf(text: str, primary_conninfo: str) -> str:
+    """postgresql.auto.conf for a standby: every setting kept but a fence or an old upstream, plus its new upstream."""
+    kept = [line for line in text.splitlines() if line.split("=", 1)[0].strip() not in _REPLACED_SETTINGS]
+    quoted = primary_conninfo.replace("\\", "\\\\").replace("'", "''")
+    return "\n".join([*kept, f"primary_conninfo = '{quoted}'"]) + "\n"
+
+
 def _restore_config(sm: SelfManagedPostgres, saved: dict[str, bytes], source: StackOutputs) -> None:
     data = Path(sm.data_dir)
     for name, content in saved.items():
         (data / name).write_bytes(content)
     auto = data / "postgresql.auto.conf"
-    kept = [line for line in auto.read_text().splitlines() if line.split("=", 1)[0].strip() not in _REPLACED_SETTINGS]
     conninfo = psycopg.conninfo.make_conninfo(_source_conninfo(source), password=password(source) or "")
-    kept.append("primary_conninfo = '{}'".format(conninfo.replace("\\", "\\\\").replace("'", "\\'")))
-    auto.write_text("\n".join(kept) + "\n")
+    auto.write_text(standby_auto_conf(auto.read_text() if auto.is_file() else "", conninfo))
     (data / "standby.signal").touch()
     owner = pwd.getpwnam(sm.os_user) if os.geteuid() == 0 else None
     for path in [auto, data / "standby.signal", *(data / n for n in saved)]:
