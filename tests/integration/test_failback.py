@@ -7,6 +7,7 @@ topology again: prod the writable primary, dr its streaming standby, prod's reco
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -114,4 +115,28 @@ def test_failback_after_sigkill_rewinds_the_crashed_primary(fresh_pg: Lab, tmp_p
     after_failover = {a.key for a in acks[first_on_dr:]}
     assert survived <= on_prod
     assert after_failover <= on_prod
+    assert_back_to_baseline(fresh_pg, stack_files)
+
+
+def test_failback_crashed_after_promotion_resumes_to_the_baseline(fresh_pg: Lab, tmp_path: Path) -> None:
+    stack_files = end_state(fresh_pg)["stack_files"]
+    assert cli(fresh_pg, "promote", "dr", tmp_path).returncode == 0
+
+    crashed = run_cli(
+        "failback",
+        "--stack",
+        "prod",
+        "--outputs",
+        fresh_pg.outputs_path("prod"),
+        *DB_ONLY,
+        env={"DRTOPO_STATE_DIR": str(tmp_path / "journal"), "DRTOPO_CRASH_AFTER": "promote"},
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    assert end_state(fresh_pg)["dns"] != BASELINE_DNS  # promoted, not yet flipped
+
+    resumed = cli(fresh_pg, "failback", "prod", tmp_path)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "rebuild: done by the interrupted run (journal), skipped" in resumed.stderr
+    assert "] rebuild-peer done in" in resumed.stderr
     assert_back_to_baseline(fresh_pg, stack_files)
