@@ -31,6 +31,12 @@ from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack
 pytestmark = pytest.mark.lab
 
 
+@pytest.fixture(scope="module", autouse=True)
+def baseline(lab: Lab) -> None:
+    """Earlier modules (promote, failback) may leave dr promoted: start from prod primary, dr standby."""
+    lab.restore_baseline()
+
+
 @pytest.fixture(scope="module")
 def dump_key(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
     outputs = load_outputs(lab.outputs_path("prod"), "prod")
