@@ -32,7 +32,10 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     with clock.step("steady load on the primary"):
         writer.start()
         time.sleep(3)
-    with clock.step(f"damage at a known time: {DAMAGE}"), connect(outputs) as conn:
+    with clock.step(f"damage at a known time: {DAMAGE}"), connect(outputs) as conn, conn.transaction():
+        # One snapshot for T and the damage: the DELETE sees exactly the rows committed before T, so every row it
+        # removes is one a restore to T must bring back (rows committed after T are not its business).
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         target_time = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         failure_at = time.time()
         damaged = conn.execute(DAMAGE).rowcount
