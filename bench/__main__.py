@@ -98,9 +98,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             )
             print("backup and PITR done", flush=True)
             lab.restore_baseline()
-            _, text = quietly(
-                bench_compare.run, ["--lab-root", str(lab.root), "--rows", str(args.rows), "--runs", "3"]
-            )
+            _, text = quietly(bench_compare.run, ["--lab-root", str(lab.root), "--rows", str(args.rows), "--runs", "3"])
             for line in text.splitlines():
                 if line.startswith(("equal tables", "  busiest", "3 differences")):
                     figures.append(("validate: database comparison", line.strip()))

@@ -190,55 +190,22 @@ def new_primary(layout: PgLayout, stack: str, port: int) -> None:
         conf.write(instance_conf(stack, port))
 
 
+def pg_basebackup(primary_port: int, target: Path, password: str, *options: str) -> None:
+    """`pg_basebackup` from the primary into `target`, streaming its WAL, as user postgres."""
+    argv = [str(BIN_DIR / "pg_basebackup"), "-h", process.LOOPBACK, "-p", str(primary_port), "-U", SUPERUSER]
+    run_as_postgres([*argv, "-D", str(target), *options, "-X", "stream", "-c", "fast", "--no-sync"], password=password)
+
+
 def clone_standby(layout: PgLayout, stack: str, port: int, primary_port: int, password: str) -> None:
     """A streaming standby of the primary: pg_basebackup -R writes standby.signal and primary_conninfo."""
-    run_as_postgres(
-        [
-            str(BIN_DIR / "pg_basebackup"),
-            "-h",
-            process.LOOPBACK,
-            "-p",
-            str(primary_port),
-            "-U",
-            SUPERUSER,
-            "-D",
-            str(layout.data_dir(stack)),
-            "-R",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-            "--no-sync",
-        ],
-        password=password,
-    )
+    pg_basebackup(primary_port, layout.data_dir(stack), password, "-R")
     with open(layout.data_dir(stack) / "postgresql.auto.conf", "a") as conf:
         conf.write(instance_conf(stack, port))
 
 
 def base_backup(layout: PgLayout, primary_port: int, password: str) -> None:
     """A tar base backup (base.tar + pg_wal.tar) for point-in-time recovery with the WAL archive."""
-    run_as_postgres(
-        [
-            str(BIN_DIR / "pg_basebackup"),
-            "-h",
-            process.LOOPBACK,
-            "-p",
-            str(primary_port),
-            "-U",
-            SUPERUSER,
-            "-D",
-            str(layout.base_backup_dir),
-            "-F",
-            "t",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-            "--no-sync",
-        ],
-        password=password,
-    )
+    pg_basebackup(primary_port, layout.base_backup_dir, password, "-F", "t")
 
 
 def conninfo(port: int, dbname: str = "postgres") -> str:
