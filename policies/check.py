@@ -19,12 +19,13 @@ from components.settings import STACKS, Role, Settings, SettingsError, load_sett
 from policies.engine import evaluate_rules, mandatory
 from policies.model import Enforcement, Violation
 from policies.registry import RULES
+from scripts.cli import OneLineParser
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_CONFIG = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m policies.check", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m policies.check", description=__doc__.splitlines()[0])
     p.add_argument("--stack", choices=STACKS, required=True)
     p.add_argument("--role", choices=[r.value for r in Role], help="evaluate this role instead of the stack file's")
     p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")

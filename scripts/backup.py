@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from scripts import config_backup, db, dump_store, pg_tools
-from scripts.cli import BadInput, Clock, Report, main_guard, parser
+from scripts.cli import BadInput, Clock, OneLineParser, Report, main_guard, parser
 from scripts.outputs import StackOutputs, load_outputs
 from scripts.tiers import TIERS, dump_key, find_gaps, tiers_for
 
@@ -40,7 +40,7 @@ DESCRIPTION = "Run, verify and list database dumps in the dump bucket's tiers; b
 
 
 def build_parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m scripts.backup", description=DESCRIPTION)
+    top = OneLineParser(prog="python -m scripts.backup", description=DESCRIPTION)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, changes_state: bool) -> argparse.ArgumentParser:

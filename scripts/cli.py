@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from components.settings import STACKS, Settings, SettingsError, load_settings
 
@@ -33,11 +33,18 @@ class Unsafe(Exception):
     """A request refused because carrying it out could lose data or split the brain; exit 3."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the bad value and what is allowed (argparse's own wording), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def parser(
     prog: str, description: str, changes_state: bool, default_stack: str | None = None
 ) -> argparse.ArgumentParser:
     """The shared flags: --stack, --outputs, --json and, for scripts that change state, --dry-run."""
-    p = argparse.ArgumentParser(prog=f"python -m scripts.{prog}", description=description)
+    p = OneLineParser(prog=f"python -m scripts.{prog}", description=description)
     p.add_argument("--stack", choices=STACKS, default=default_stack, required=default_stack is None)
     p.add_argument(
         "--outputs",

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from components.settings import SCENARIOS, load_settings
-from scripts.cli import EXIT_OK, BadInput, main_guard
+from scripts.cli import EXIT_OK, BadInput, OneLineParser, main_guard
 from scripts.drill_report import ScenarioResult, drill_report, print_table, write_json, write_timeline
 from scripts.scenarios.context import DrillContext
 
@@ -28,9 +28,15 @@ ORDER = ("single-pod-failure", "configuration-loss", "database-corruption", "kaf
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m scripts.drill", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m scripts.drill", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", default="all", help=f"one of: all, {', '.join(SCENARIOS)} (comma-separated list ok)")
     p.add_argument("--lab-root", type=Path, help="use the running lab in this folder instead of starting a fresh one")
+    p.add_argument(
+        "--outputs",
+        type=Path,
+        help="a running lab's stack outputs (<lab>/outputs/<stack>.json): drill on that lab (same as --lab-root)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the scenarios and their objectives; run nothing")
     p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--png", type=Path, metavar="FILE", help="timeline picture (default: beside --json)")
     p.add_argument(
@@ -112,11 +118,36 @@ class _timed:
         print(f"   ({self.what}: {time.monotonic() - self.start:.1f} s)")
 
 
+def lab_root_of(outputs: Path) -> Path:
+    """Drills inject failures through the lab: --outputs must be one of a lab's outputs files."""
+    root = outputs.resolve().parent.parent
+    if not (root / "state.json").is_file():
+        raise BadInput(
+            f"--outputs {outputs} is not a lab's outputs file; drills inject failures through the lab, "
+            "expected <lab root>/outputs/<stack>.json"
+        )
+    return root
+
+
+def print_plan(scenarios: list[str], overrides: dict[tuple[str, str], float]) -> None:
+    objectives = load_settings("prod").objectives
+    for name in scenarios:
+        goal = objectives.for_scenario(name)
+        module = importlib.import_module(f"scripts.scenarios.{name.replace('-', '_')}")
+        rto, rpo = overrides.get((name, "rto"), goal.rto_seconds), overrides.get((name, "rpo"), goal.rpo_seconds)
+        print(f"{name}: RTO goal {rto:g} s, RPO goal {rpo:g} s - {module.__doc__.splitlines()[0].split(': ', 1)[-1]}")
+
+
 def run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     scenarios = parse_scenarios(args.scenario)
     overrides = parse_objectives(args.objective)
     load_settings("prod")  # bad repository config fails here, before any server starts
+    if args.outputs is not None:
+        args.lab_root = lab_root_of(args.outputs)
+    if args.dry_run:
+        print_plan(scenarios, overrides)
+        return EXIT_OK
     from lab.core import Lab
 
     with tempfile.TemporaryDirectory(prefix="drtopo-drill-") as scratch:

@@ -21,14 +21,14 @@ from confluent_kafka import KafkaException
 
 from scripts import config_backup, dump_store, kafka_offsets, kafka_topics, pg_tools, pitr
 from scripts.backup import OPERATIONAL_ERRORS, compare_counts
-from scripts.cli import BadInput, Clock, Report, Unsafe, main_guard, parser, settings_for
+from scripts.cli import BadInput, Clock, OneLineParser, Report, Unsafe, main_guard, parser, settings_for
 from scripts.outputs import StackOutputs, load_outputs
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
 
 
 def build_parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m scripts.restore", description=DESCRIPTION)
+    top = OneLineParser(prog="python -m scripts.restore", description=DESCRIPTION)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -79,3 +79,19 @@ def test_report_shape_and_timeline(tmp_path) -> None:
     png = tmp_path / "t.png"
     write_timeline([result(5, 0)], png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dry_run_lists_the_plan_and_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import drill
+
+    assert drill.main(["--dry-run", "--objective", "region-failure.rto=30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == list(ORDER)
+    assert "region-failure: RTO goal 30 s, RPO goal 900 s" in lines[-1]
+
+
+def test_outputs_outside_a_lab_are_bad_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts import drill
+
+    assert drill.main(["--outputs", str(tmp_path / "dr.json")]) == 2
+    assert "is not a lab's outputs file" in capsys.readouterr().err
