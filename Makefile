@@ -21,8 +21,9 @@ venv: .venv/.installed
 jars: venv
 	$(PY) -m lab.jars
 
+# Fast tiers first: unit (mocks), policy, then integration (the lab).
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -m pytest $(PYTEST_ARGS) tests/unit tests/policy tests/integration
 
 test-unit: venv
 	$(PY) -m pytest tests/unit
