@@ -14,19 +14,19 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ConfigResource
 from psycopg import sql
 
 from components.settings import load_settings
 from lab import kafka, process
 from lab.core import Lab
-from scripts import backup, kafka_lag, kafka_offsets, kafka_topics, restore
+from scripts import backup, kafka_lag, kafka_topics, restore
 from scripts.db import connect, password
-from scripts.kafka_lag import Partition
 from scripts.outputs import StackOutputs, load_outputs
 from scripts.pg_tools import table_counts
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
+from tests.integration.switchover_support import consume_and_wait_for_checkpoints
 
 pytestmark = pytest.mark.lab
 
@@ -188,39 +188,13 @@ def test_consumer_offsets_move_the_group_to_the_checkpointed_offsets(lab: Lab, t
         pytest.skip("the lab runs no Kafka")
     settings = load_settings("dr", lab.project_dir)
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
-    source, backup = lab.kafka_bootstrap("prod"), lab.kafka_bootstrap("dr")
-    producer = Producer({"bootstrap.servers": source, "acks": "all"})
-    for i in range(40):
-        producer.produce(topic, key=f"offsets-{i}".encode(), value=b"x", partition=i % 3)
-    assert producer.flush(15) == 0
-    consumer = Consumer({"bootstrap.servers": source, "group.id": group, "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
-    seen = 0
-    deadline = time.monotonic() + 30
-    while seen < 25 and time.monotonic() < deadline:
-        seen += consumer.poll(1.0) is not None
-    consumer.commit(asynchronous=False)
-    positions = consumer.committed([TopicPartition(topic, p) for p in range(3)])
-    committed = {tp.partition: tp.offset for tp in positions if tp.offset >= 0}
-    consumer.close()
+    backup = lab.kafka_bootstrap("dr")
     source_alias = kafka_topics.clusters(settings, load_outputs(lab.outputs_path("dr"), "dr"))["source"].alias
-
-    def checkpointed() -> dict[Partition, kafka_offsets.Checkpoint]:
-        found = kafka_offsets.read_checkpoints(backup, source_alias, group)
-        ours = {tp: cp for tp, cp in found.items() if tp.topic == topic}
-        return ours if {tp.partition: cp.upstream_offset for tp, cp in ours.items()} == committed else {}
-
-    deadline = time.monotonic() + 60
-    while not (checkpoints := checkpointed()) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert checkpoints, (
-        f"no checkpoint of {committed} on the backup cluster within 60 s: "
-        f"{kafka_offsets.read_checkpoints(backup, source_alias, group)}"
-    )
+    expected = consume_and_wait_for_checkpoints(lab, topic, group, source_alias)
     code, report = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
     assert code == 0, report
     applied = kafka_lag.committed_offsets(backup, group)
-    assert {tp: applied[tp] for tp in checkpoints} == {tp: cp.downstream_offset for tp, cp in checkpoints.items()}
+    assert {tp: applied[tp] for tp in expected} == expected
 
     member = Consumer({"bootstrap.servers": backup, "group.id": group, "enable.auto.commit": False})
     try:
