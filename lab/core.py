@@ -393,11 +393,18 @@ class Lab:
         _check_stack(stack)
         kafka.stop_cluster(self.root, stack)
 
+    def mirror_stack(self) -> str:
+        """The stack whose MirrorMaker runs: the standby in the project copy (as `pulumi up` would scale it), so after
+        a role switch a restart of MirrorMaker mirrors the other way; dr while the roles are ambiguous."""
+        standbys = [s for s in STACKS if self.settings(s).role is Role.STANDBY]
+        return standbys[0] if len(standbys) == 1 else MIRROR_STACK
+
     def mirrormaker_properties(self) -> str:
-        """What MirrorMaker 2 runs: render_mm2_properties of the dr stack's settings in the project copy."""
-        settings = self.settings(MIRROR_STACK)
+        """What MirrorMaker 2 runs: render_mm2_properties of the standby stack's settings in the project copy."""
+        stack = self.mirror_stack()
+        settings = self.settings(stack)
         return kafka.mirrormaker_properties(
-            settings, self.kafka_bootstrap(settings.peer_stack), self.kafka_bootstrap(MIRROR_STACK)
+            settings, self.kafka_bootstrap(settings.peer_stack), self.kafka_bootstrap(stack)
         )
 
     def start_mirrormaker(self, attempts: int = 3) -> None:
@@ -425,8 +432,9 @@ class Lab:
             }
             for s in STACKS
         }
-        settings = self.settings(MIRROR_STACK)
-        source, target = settings.peer_stack, MIRROR_STACK
+        target = self.mirror_stack()
+        settings = self.settings(target)
+        source = settings.peer_stack
         mirror: dict[str, Any] = {"flow": f"{source} -> {target}", **self._pid_info(kafka.MIRRORMAKER)}
         if all(servers[kafka.process_name(s)]["running"] for s in (source, target)):
             try:

@@ -167,10 +167,12 @@ def kafka_running(lab: Lab) -> bool:
     return all(servers.get(f"kafka-{s}", {}).get("running") for s in STACKS)
 
 
-def consume_and_wait_for_checkpoints(lab: Lab, topic: str, group: str, source_alias: str) -> dict[Partition, int]:
-    """Produce 40 messages on prod, commit the group part-way, wait until MirrorMaker 2 checkpoints exactly that on
-    dr's cluster; returns the translated (downstream) offsets the group should resume from on dr."""
-    source, backup = lab.kafka_bootstrap("prod"), lab.kafka_bootstrap("dr")
+def consume_and_wait_for_checkpoints(
+    lab: Lab, topic: str, group: str, source_alias: str, source_stack: str = "prod", target_stack: str = "dr"
+) -> dict[Partition, int]:
+    """Produce 40 messages on the source stack's cluster, commit the group part-way, wait until MirrorMaker 2
+    checkpoints exactly that on the target's cluster; returns the translated (downstream) offsets to resume from."""
+    source, backup = lab.kafka_bootstrap(source_stack), lab.kafka_bootstrap(target_stack)
     producer = Producer({"bootstrap.servers": source, "acks": "all"})
     for i in range(40):
         producer.produce(topic, key=f"promote-{i}".encode(), value=b"x", partition=i % 3)
@@ -192,4 +194,4 @@ def consume_and_wait_for_checkpoints(lab: Lab, topic: str, group: str, source_al
         }:
             return {tp: cp.downstream_offset for tp, cp in ours.items()}
         time.sleep(1)
-    raise AssertionError(f"no checkpoint of {committed} on dr's cluster within 60 s")
+    raise AssertionError(f"no checkpoint of {committed} on {target_stack}'s cluster within 60 s")

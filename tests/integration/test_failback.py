@@ -13,12 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from components.mm2_properties import cluster_alias
+from components.settings import load_settings
 from lab.core import Lab
+from scripts.kafka_lag import committed_offsets
 from tests.integration.switchover_support import (
     DB_ONLY,
     DnsFollowingWriter,
     connect,
+    consume_and_wait_for_checkpoints,
     end_state,
+    kafka_running,
     present,
     run_cli,
     wait_acks,
@@ -140,3 +145,32 @@ def test_failback_crashed_after_promotion_resumes_to_the_baseline(fresh_pg: Lab,
     assert "rebuild: done by the interrupted run (journal), skipped" in resumed.stderr
     assert "] rebuild-peer done in" in resumed.stderr
     assert_back_to_baseline(fresh_pg, stack_files)
+
+
+def test_failback_moves_the_consumer_group_back_at_translated_offsets(fresh_pg: Lab, tmp_path: Path) -> None:
+    """While dr is primary, MirrorMaker runs the other way (prod's standby flow, as `pulumi up` scales it); failback
+    moves the service's consumer group onto prod at the offsets its checkpoints translate."""
+    if not kafka_running(fresh_pg):
+        pytest.skip("the lab runs no Kafka")
+    settings = load_settings("prod", fresh_pg.project_dir)
+    group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[1]
+    assert cli(fresh_pg, "promote", "dr", tmp_path).returncode == 0
+    try:
+        fresh_pg.start_mirrormaker()  # the roles changed: this restarts it on prod's flow, dr -> prod
+        assert fresh_pg.mirror_stack() == "prod"
+        expected = consume_and_wait_for_checkpoints(
+            fresh_pg, topic, group, cluster_alias(settings.peer_region), source_stack="dr", target_stack="prod"
+        )
+        env = {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
+        report = tmp_path / "failback.json"
+        proc = run_cli(
+            "failback", "--stack", "prod", "--outputs", fresh_pg.outputs_path("prod"), "--json", report, env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        applied = committed_offsets(fresh_pg.kafka_bootstrap("prod"), group)
+        assert {tp: applied[tp] for tp in expected} == expected
+        check = next(c for c in json.loads(report.read_text())["checks"] if c["name"] == "consumer-group")
+        assert check["ok"] and "translated offsets" in check["detail"]
+        assert fresh_pg.mirror_stack() == "dr"
+    finally:
+        fresh_pg.restore_baseline()  # MirrorMaker back to prod -> dr
