@@ -17,24 +17,39 @@ class PlannedStep:
     action: str
 
 
+def _guard(target: str) -> PlannedStep:
+    return PlannedStep("guard", f"measure {target}'s replica lag; refuse beyond the region-failure RPO")
+
+
+def _fence_and_drain(target: str, peer: str) -> list[PlannedStep]:
+    return [
+        PlannedStep("fence", f"fence {peer}: read-only by default, client sessions ended, a write probe refused"),
+        PlannedStep("drain", f"wait until {target} has replayed {peer}'s final WAL position (zero data loss)"),
+    ]
+
+
+def _switch(target: str, peer: str) -> list[PlannedStep]:
+    """What follows the promotion in both directions: clients, DNS and the stacks' roles move to `target`."""
+    return [
+        PlannedStep("consumer-group", f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
+        PlannedStep("dns", f"one Route53 change batch: {target}'s record PRIMARY, {peer}'s SECONDARY"),
+        PlannedStep("roles", f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
+    ]
+
+
 def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedStep]:
     """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned."""
     fence = (
-        [
-            PlannedStep("fence", f"fence {peer}: read-only by default, client sessions ended, a write probe refused"),
-            PlannedStep("drain", f"wait until {target} has replayed {peer}'s final WAL position (zero data loss)"),
-        ]
+        _fence_and_drain(target, peer)
         if peer_reachable
         else [PlannedStep("fence", f"{peer} is unreachable: nothing to fence (it is rebuilt on failback)")]
     )
     return [
         PlannedStep("preflight", f"load settings and outputs of {target} and {peer}; check who answers"),
-        PlannedStep("guard", f"measure {target}'s replica lag; refuse beyond the region-failure RPO"),
+        _guard(target),
         *fence,
         PlannedStep("promote", f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"),
-        PlannedStep("consumer-group", f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
-        PlannedStep("dns", f"one Route53 change batch: {target}'s record PRIMARY, {peer}'s SECONDARY"),
-        PlannedStep("roles", f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
+        *_switch(target, peer),
     ]
 
 
@@ -46,13 +61,10 @@ def failback_plan(target: str, peer: str) -> list[PlannedStep]:
         ),
         PlannedStep("rebuild", f"rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; RDS replica)"),
         PlannedStep("catch-up", f"wait until {target} has replayed what {peer} has written"),
-        PlannedStep("guard", f"measure {target}'s replica lag; refuse beyond the region-failure RPO"),
-        PlannedStep("fence", f"fence {peer}: read-only by default, client sessions ended, a write probe refused"),
-        PlannedStep("drain", f"wait until {target} has replayed {peer}'s final WAL position (zero data loss)"),
+        _guard(target),
+        *_fence_and_drain(target, peer),
         PlannedStep("promote", f"promote {target}'s database until writable"),
-        PlannedStep("consumer-group", f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
-        PlannedStep("dns", f"one Route53 change batch: {target}'s record PRIMARY, {peer}'s SECONDARY"),
-        PlannedStep("roles", f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
+        *_switch(target, peer),
         PlannedStep("rebuild-peer", f"rebuild {peer} as a replica of {target}, so the region pair is protected again"),
     ]
 

@@ -28,6 +28,9 @@ from scripts.outputs import StackOutputs, load_outputs
 REPO = Path(__file__).resolve().parents[2]
 # The consumer-group step has its own test; these tests are about the database, DNS and roles.
 DB_ONLY = ["--skip-consumer-group"]
+# Failover routing per region, as end_state() reads it from the emulator.
+BASELINE_DNS = {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
+FAILED_OVER_DNS = {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
 
 
 def run_cli(

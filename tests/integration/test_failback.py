@@ -18,6 +18,7 @@ from components.settings import load_settings
 from lab.core import Lab
 from scripts.kafka_lag import committed_offsets
 from tests.integration.switchover_support import (
+    BASELINE_DNS,
     DB_ONLY,
     DnsFollowingWriter,
     connect,
@@ -30,8 +31,6 @@ from tests.integration.switchover_support import (
 )
 
 pytestmark = pytest.mark.lab
-
-BASELINE_DNS = {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
 
 
 def cli(lab: Lab, module: str, stack: str, tmp_path: Path, *extra: str):

@@ -23,7 +23,9 @@ from scripts import fence
 from scripts.kafka_lag import committed_offsets, end_offsets
 from scripts.outputs import load_outputs
 from tests.integration.switchover_support import (
+    BASELINE_DNS,
     DB_ONLY,
+    FAILED_OVER_DNS,
     DnsFollowingWriter,
     connect,
     consume_and_wait_for_checkpoints,
@@ -37,9 +39,6 @@ from tests.integration.switchover_support import (
 )
 
 pytestmark = pytest.mark.lab
-
-FAILED_OVER = {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
-BASELINE = {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
 
 
 @pytest.fixture
@@ -74,7 +73,7 @@ def test_planned_switchover_under_writes_loses_no_acknowledged_write(
     assert state["servers"]["dr"] == {"in_recovery": False, "default_read_only": "off"}
     assert state["servers"]["prod"]["default_read_only"] == "on"
     assert "read-only transaction" in write_refused(fresh_pg, "prod")
-    assert state["dns"] == FAILED_OVER
+    assert state["dns"] == FAILED_OVER_DNS
     assert "drtopo:role: primary" in state["stack_files"]["dr"]
     assert "drtopo:role: standby" in state["stack_files"]["prod"]
     for step in ("guard", "fence", "drain", "promote", "dns", "roles"):
@@ -103,7 +102,7 @@ def test_unplanned_failover_after_sigkill_loses_at_most_the_reported_lag(
     if lost:
         assert killed_at - min(a.at for a in lost) <= lag
     assert server_state(fresh_pg, "prod") == {"down": True}
-    assert end_state(fresh_pg)["dns"] == FAILED_OVER
+    assert end_state(fresh_pg)["dns"] == FAILED_OVER_DNS
     assert any(a.stack == "dr" for a in acks)
 
 
@@ -241,7 +240,7 @@ def test_crash_between_promotion_and_dns_then_rerun_ends_like_an_uninterrupted_r
     assert crashed.returncode == -signal.SIGKILL
     midway = end_state(fresh_pg)
     assert midway["servers"]["dr"]["in_recovery"] is False
-    assert midway["dns"] == BASELINE
+    assert midway["dns"] == BASELINE_DNS
     assert "drtopo:role: standby" in midway["stack_files"]["dr"]
     assert (tmp_path / "b" / "promote-dr.json").is_file()
 
