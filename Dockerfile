@@ -1,5 +1,5 @@
 # The image the backup CronJobs run (components/backup_jobs.py): `python -m scripts.backup run|verify|config`.
-# It packages scripts/ and components/ (the settings model), the pinned Python packages those scripts import,
+# It packages the library drtopo/ and the commands in scripts/ (no Pulumi code), the pinned Python packages they import,
 # the PostgreSQL 15 client tools (pg_dump, pg_restore), kubectl for the configuration export and the RDS CA bundle
 # (the jobs connect with PGSSLMODE=verify-full). It holds no configuration: the CronJobs mount the stack's
 # settings and outputs at /etc/drtopo. Build from the repository root:
@@ -15,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# bookworm's PostgreSQL is 15: its client tools land in /usr/lib/postgresql/15/bin, where scripts/pg_tools.py looks.
+# bookworm's PostgreSQL is 15: its client tools land in /usr/lib/postgresql/15/bin, where drtopo/database/pg_tools.py looks.
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates curl; \
@@ -39,7 +39,7 @@ RUN set -eux; \
     rm /tmp/requirements.txt /tmp/backup-requirements.txt
 
 WORKDIR /app
-COPY components/ components/
+COPY drtopo/ drtopo/
 COPY scripts/ scripts/
 
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin drtopo

@@ -6,8 +6,8 @@
 
 import pulumi
 
-from components.settings import SettingsError, load_settings
 from components.topology import build_topology
+from drtopo.settings import SettingsError, load_settings
 
 try:
     settings = load_settings(pulumi.get_stack())

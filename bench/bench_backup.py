@@ -24,10 +24,10 @@ from typing import Any
 import psycopg
 
 from bench.common import a_lab
+from drtopo.outputs import load_outputs
 from lab.core import Lab
 from scripts import backup, restore
 from scripts.db import connect, password
-from scripts.outputs import load_outputs
 from scripts.pitr import stop_instance
 
 FILL = """

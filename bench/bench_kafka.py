@@ -21,8 +21,8 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from components.mm2_properties import mirror_flow
-from components.settings import load_settings
+from drtopo.mm2_properties import mirror_flow
+from drtopo.settings import load_settings
 from lab import jars, kafka
 from scripts import kafka_offsets
 from scripts.kafka_lag import Partition

@@ -20,9 +20,9 @@ from pulumi_kubernetes.batch.v1 import CronJob
 from pulumi_kubernetes.core.v1 import ConfigMap, ServiceAccount
 from pulumi_kubernetes.rbac.v1 import Role, RoleBinding
 
-from components.cron import ScheduleError, check_schedule, require_daily
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
-from components.settings import PROJECT, Settings, SettingsError, stack_file
+from drtopo.cron import ScheduleError, check_schedule, require_daily
+from drtopo.settings import PROJECT, Settings, SettingsError, stack_file
 
 CONFIG_MAP = "drtopo-backup-config"
 CONFIG_DIR = "/etc/drtopo"
@@ -139,7 +139,7 @@ class BackupJobsArgs:
 
 def required_output_keys() -> tuple[str, ...]:
     """The outputs.json keys `scripts.backup` cannot run without (the required fields of StackOutputs)."""
-    from scripts.outputs import StackOutputs
+    from drtopo.outputs import StackOutputs
 
     return tuple(f.alias or n for n, f in StackOutputs.model_fields.items() if f.is_required())
 

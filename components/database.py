@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import cloudwatch, rds
 
-from components import naming
 from components.alerts import AlertTopic, AlertTopicArgs
 from components.kms import EncryptionKey, EncryptionKeyArgs
-from components.settings import Database as DatabaseSettings
-from components.settings import Settings, SettingsError
+from drtopo import naming
+from drtopo.settings import Database as DatabaseSettings
+from drtopo.settings import Settings, SettingsError
 
 # The primary stack's output holding its database ARN, read through a StackReference by the standby.
 PRIMARY_ARN_OUTPUT = "dbArn"

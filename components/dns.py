@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import cloudwatch, route53
 
-from components import naming
 from components.alerts import AlertTopic, AlertTopicArgs
-from components.settings import Settings
+from drtopo import naming
+from drtopo.settings import Settings
 
 ROUTE53_METRICS_REGION = "us-east-1"
 

@@ -15,9 +15,9 @@ import pulumi
 from pulumi_kubernetes.apps.v1 import Deployment
 from pulumi_kubernetes.core.v1 import ConfigMap, ServiceAccount
 
-from components.mm2_properties import mirror_flow, render_mm2_properties
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
-from components.settings import Settings
+from drtopo.mm2_properties import mirror_flow, render_mm2_properties
+from drtopo.settings import Settings
 
 NAME = "mirror-maker-2"
 CONFIG_DIR = "/etc/mm2"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from components.settings import Retention, Tier
+from drtopo.settings import Retention, Tier
 
 TIERED_PURPOSES = ("dumps", "config")
 ABORT_MULTIPART_DAYS = 7

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import iam, s3
 
-from components import naming
 from components.kms import EncryptionKey, EncryptionKeyArgs
 from components.lifecycle import lifecycle_rules
-from components.settings import Settings
+from drtopo import naming
+from drtopo.settings import Settings
 
 # S3 Replication Time Control has one service level: 99.99% of objects within 15 minutes.
 REPLICATION_TIME_MINUTES = 15

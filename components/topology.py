@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from components import naming
 from components.backup_jobs import BackupJobs, BackupJobsArgs
 from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
-from components.settings import Settings
 from components.storage import BackupStorage, BackupStorageArgs
+from drtopo import naming
+from drtopo.settings import Settings
 
 
 def build_topology(settings: Settings) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import boto3
 
-from components import naming
-from components.settings import Settings
+from drtopo import naming
+from drtopo.settings import Settings
 from lab import process
 
 PROCESS_NAME = "aws"

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 
-from components import naming
-from components.settings import STACKS, Role, Settings, load_settings
+from drtopo import naming
+from drtopo.settings import STACKS, Role, Settings, load_settings
 from lab import aws, kafka, postgres, process
 from lab.project import REPO_DIR, StackEndpoints, write_project
 from scripts import kafka_lag

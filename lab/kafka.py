@@ -34,8 +34,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
-from components.mm2_properties import render_mm2_properties
-from components.settings import Settings, Topic
+from drtopo.mm2_properties import render_mm2_properties
+from drtopo.settings import Settings, Topic
 from lab import jars, process
 from scripts.kafka_lag import admin_client, end_offsets
 from scripts.kafka_offsets import read_topic

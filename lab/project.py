@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from components.settings import PROJECT, STACKS, Role, load_settings, stack_file
+from drtopo.settings import PROJECT, STACKS, Role, load_settings, stack_file
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 LAB_HOST = "127.0.0.1"

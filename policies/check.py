@@ -13,19 +13,24 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
-from components.settings import STACKS, Role, Settings, SettingsError, load_settings
+from drtopo.report import usage_error
+from drtopo.settings import STACKS, Role, Settings, SettingsError, load_settings
 from policies.engine import evaluate_rules, mandatory
 from policies.model import Enforcement, Violation
 from policies.registry import RULES
-from scripts.cli import OneLineParser
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_CONFIG = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        usage_error(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m policies.check", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m policies.check", description=__doc__.splitlines()[0])
     p.add_argument("--stack", choices=STACKS, required=True)
     p.add_argument("--role", choices=[r.value for r in Role], help="evaluate this role instead of the stack file's")
     p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 import policies.rules  # noqa: F401  (registers the rules)
-from components.settings import Settings
+from drtopo.settings import Settings
 from policies.model import UNKNOWN, Enforcement, Resource, UnknownValue, Violation
 from policies.registry import RULES, Rule
 from policies.view import StackView

@@ -6,7 +6,7 @@ looser, so a weakened setting is caught even when the program faithfully follows
 
 from __future__ import annotations
 
-from components.settings import Objectives, Retention, Settings
+from drtopo.settings import Objectives, Retention, Settings
 
 RUNBOOK_OBJECTIVES = Objectives()
 RUNBOOK_RETENTION = Retention()

@@ -16,7 +16,7 @@ from pulumi.runtime.settings import set_root_resource
 from pulumi.runtime.stack import Stack, register_stack_transformation, run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.settings import PROJECT, Settings
+from drtopo.settings import PROJECT, Settings
 
 ACCOUNT_ID = "123456789012"
 

@@ -25,7 +25,7 @@ from pulumi_policy import proxy as unknowns
 from pulumi_policy.secret import Secret
 
 import policies.engine  # noqa: F401  (registers the rules)
-from components.settings import Settings, load_settings
+from drtopo.settings import Settings, load_settings
 from policies.engine import run_rule
 from policies.model import UNKNOWN, Enforcement, Resource
 from policies.registry import RULES, Rule

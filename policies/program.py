@@ -6,7 +6,7 @@ with mocks; the mocks give a resource the id `<logical name>-id`, which is how c
 
 from __future__ import annotations
 
-from components.settings import Settings
+from drtopo.settings import Settings
 from policies.model import Resource
 
 

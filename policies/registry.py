@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from policies.model import Enforcement, Resource, Violation
 
 if TYPE_CHECKING:
-    from components.settings import Settings
+    from drtopo.settings import Settings
     from policies.view import StackView
 
 ResourceCheck = Callable[[Resource, "Settings"], Iterable[Violation]]

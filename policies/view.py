@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components import naming
-from components.settings import Settings
+from drtopo import naming
+from drtopo.settings import Settings
 from policies import resource_types as types
 from policies.model import UNKNOWN, Resource
 

@@ -12,7 +12,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
-from scripts.cli import BadInput, Report
+from drtopo.report import BadInput, Report
 
 # The service's main table: transactions, statuses and record times are the runbook's checks on it.
 EXCEPTIONS_TABLE = "interface_exceptions"

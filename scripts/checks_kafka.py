@@ -12,10 +12,10 @@ import socket
 
 from confluent_kafka import KafkaException
 
-from components.settings import Settings
+from drtopo.outputs import StackOutputs
+from drtopo.report import Report
+from drtopo.settings import Settings
 from scripts import kafka_lag
-from scripts.cli import Report
-from scripts.outputs import StackOutputs
 
 PROBE_TIMEOUT = 2.0
 

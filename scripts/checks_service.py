@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from scripts.cli import Report
+from drtopo.report import Report
 
 TIMEOUT = 5.0
 LIST_PATH = "/api/v1/exceptions?limit=20"

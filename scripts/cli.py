@@ -1,43 +1,20 @@
-"""What every companion script shares: the common flags, exit codes, the report shape and timed steps.
-
-A script builds its parser with `parser()`, does its work inside `main_guard`, and records checks in a
-`Report`; bad input raises `BadInput` (exit 2), an unsafe request `Unsafe` (exit 3), and either becomes one
-line on stderr, never a traceback.
-"""
+"""The flags every companion command shares: --stack, --outputs, --json and, where state changes, --dry-run."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from components.settings import STACKS, Settings, SettingsError, load_settings
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNSAFE = 3
-
-
-class BadInput(Exception):
-    """Usage, config, outputs or time that cannot be used; exit 2."""
-
-
-class Unsafe(Exception):
-    """A request refused because carrying it out could lose data or split the brain; exit 3."""
+from drtopo.report import usage_error
+from drtopo.settings import STACKS
 
 
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line naming the bad value and what is allowed (argparse's own wording), exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see --help)\n")
+        usage_error(self.prog, message)
 
 
 def parser(
@@ -55,115 +32,3 @@ def parser(
     if changes_state:
         p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     return p
-
-
-def settings_for(stack: str, project_dir: Path | None = None) -> Settings:
-    try:
-        return load_settings(stack) if project_dir is None else load_settings(stack, project_dir)
-    except SettingsError as exc:
-        raise BadInput(str(exc)) from None
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str = ""
-    value: Any = None
-    limit: Any = None
-
-
-@dataclass
-class Report:
-    """`{"ok", "checks": [...], "measured": {...}}` as DESIGN.md fixes it."""
-
-    checks: list[Check] = field(default_factory=list)
-    measured: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    def check(self, name: str, ok: bool, detail: str = "", value: Any = None, limit: Any = None) -> Check:
-        c = Check(name, bool(ok), detail, value, limit)
-        self.checks.append(c)
-        return c
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "measured": self.measured}
-
-    def write(self, path: Path | None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
-
-    def print_table(self, out: Any = None) -> None:
-        out = out or sys.stdout
-        width = max([len(c.name) for c in self.checks] + [5])
-        for c in self.checks:
-            value = "" if c.value is None else f" value={_fmt(c.value)}"
-            limit = "" if c.limit is None else f" limit={_fmt(c.limit)}"
-            print(f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}{value}{limit}", file=out)
-        print(
-            f"{'OK' if self.ok else 'FAILED'}: {sum(c.ok for c in self.checks)}/{len(self.checks)} checks passed",
-            file=out,
-        )
-
-    def exit_code(self) -> int:
-        return EXIT_OK if self.ok else EXIT_FAILED
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-class Clock:
-    """Prints each step with its start offset and duration: `[   1.23s] promote ... done in 0.25 s`."""
-
-    def __init__(self, out: Any = None, quiet: bool = False) -> None:
-        self.t0 = time.monotonic()
-        self.out = out or sys.stderr
-        self.quiet = quiet
-        self.steps: list[dict[str, Any]] = []
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.t0
-
-    def say(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{self.elapsed():8.2f}s] {message}", file=self.out, flush=True)
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[dict[str, Any]]:
-        start = self.elapsed()
-        record: dict[str, Any] = {"step": name, "start_seconds": round(start, 3)}
-        self.say(f"{name} ...")
-        try:
-            yield record
-        except BaseException as exc:
-            record.update(
-                ok=False,
-                seconds=round(self.elapsed() - start, 3),
-                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            )
-            self.steps.append(record)
-            self.say(f"{name} failed after {record['seconds']:.2f} s")
-            raise
-        record.update(ok=True, seconds=round(self.elapsed() - start, 3))
-        self.steps.append(record)
-        self.say(f"{name} done in {record['seconds']:.2f} s")
-
-
-def main_guard(run: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a script's body, turning BadInput/Unsafe (and settings errors) into one line and an exit code."""
-    try:
-        return run(argv)
-    except (BadInput, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Unsafe as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return EXIT_UNSAFE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130

@@ -11,7 +11,7 @@ import os
 
 import psycopg
 
-from scripts.outputs import StackOutputs
+from drtopo.outputs import StackOutputs
 
 
 def password(outputs: StackOutputs) -> str | None:

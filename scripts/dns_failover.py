@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from scripts.outputs import StackOutputs
+from drtopo.outputs import StackOutputs
 
 
 class RecordError(LookupError):

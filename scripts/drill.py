@@ -18,8 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from components.settings import SCENARIOS, load_settings
-from scripts.cli import EXIT_OK, BadInput, OneLineParser, main_guard
+from drtopo.report import EXIT_OK, BadInput, main_guard
+from drtopo.settings import SCENARIOS, load_settings
+from scripts.cli import OneLineParser
 from scripts.drill_report import ScenarioResult, drill_report, print_table, write_json, write_timeline
 from scripts.scenarios.context import DrillContext
 

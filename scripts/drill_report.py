@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.cli import Report
+from drtopo.report import Report
 
 
 @dataclass

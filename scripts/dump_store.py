@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from scripts.cli import BadInput
-from scripts.outputs import StackOutputs
-from scripts.tiers import DumpKey, parse_key
+from drtopo.outputs import StackOutputs
+from drtopo.report import BadInput
+from drtopo.tiers import DumpKey, parse_key
 
 CHUNK = 1 << 20
 

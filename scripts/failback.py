@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from drtopo.report import main_guard
 from scripts import switchover
-from scripts.cli import main_guard, parser
+from scripts.cli import parser
 from scripts.failover_plan import failback_plan
 
 

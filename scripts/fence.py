@@ -18,8 +18,8 @@ import psycopg
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drtopo.outputs import StackOutputs
 from scripts.db import connect
-from scripts.outputs import StackOutputs
 
 PROBE = "CREATE TABLE drtopo_fence_probe (id int)"
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scripts.cli import Clock
+from drtopo.report import Clock
 
 # Test hook: kill this process (SIGKILL, as a crash would) right after the named step is journalled.
 CRASH_AFTER_ENV = "DRTOPO_CRASH_AFTER"

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
-from scripts.cli import Unsafe
+from drtopo.report import Unsafe
 from scripts.kafka_lag import TIMEOUT, Partition, admin_client, committed_offsets
 
 CHECKPOINT_VERSION = 0

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from components.mm2_properties import cluster_alias
-from components.settings import Settings, Topic
-from scripts.cli import Unsafe
-from scripts.outputs import StackOutputs
+from drtopo.mm2_properties import cluster_alias
+from drtopo.outputs import StackOutputs
+from drtopo.report import Unsafe
+from drtopo.settings import Settings, Topic
 
 TIMEOUT = 10.0
 CLUSTERS = ("backup", "source")

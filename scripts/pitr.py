@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg
 
+from drtopo.outputs import SelfManagedPostgres, StackOutputs
+from drtopo.report import BadInput, Clock, Report, Unsafe
 from scripts import db, pg_tools
-from scripts.cli import BadInput, Clock, Report, Unsafe
-from scripts.outputs import SelfManagedPostgres, StackOutputs
 
 LOOPBACK = "127.0.0.1"
 

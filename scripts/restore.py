@@ -19,10 +19,11 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import KafkaException
 
+from drtopo.outputs import StackOutputs, load_outputs
+from drtopo.report import BadInput, Clock, Report, Unsafe, main_guard, settings_for
 from scripts import config_backup, dump_store, kafka_offsets, kafka_topics, pg_tools, pitr
 from scripts.backup import OPERATIONAL_ERRORS, compare_counts
-from scripts.cli import BadInput, Clock, OneLineParser, Report, Unsafe, main_guard, parser, settings_for
-from scripts.outputs import StackOutputs, load_outputs
+from scripts.cli import OneLineParser, parser
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
 

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from components.settings import Role, stack_file
+from drtopo.settings import Role, stack_file
 
 _ROLE_LINE = re.compile(
     r"^(?P<lead>[ \t]+drtopo:role:[ \t]*)(?P<value>[\"']?[A-Za-z]+[\"']?)(?P<tail>[ \t]*(#.*)?)$", re.M

@@ -17,14 +17,14 @@ from typing import Any
 
 import psycopg
 
-from components.mm2_properties import cluster_alias
-from components.settings import Settings, active_project_dir
+from drtopo.mm2_properties import cluster_alias
+from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
+from drtopo.report import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
+from drtopo.settings import Settings, active_project_dir
 from scripts import dns_failover, fence, replication, stack_roles, standby
-from scripts.cli import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
 from scripts.db import connect
 from scripts.failover_plan import MUTATING, PlannedStep, render
 from scripts.journal import Journal, Runner
-from scripts.outputs import StackOutputs, load_outputs, peer_outputs_path
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import psycopg
 
-from components.settings import STACKS, Settings
+from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
+from drtopo.report import BadInput, Report, main_guard, settings_for
+from drtopo.settings import STACKS, Settings
 from scripts import checks_db, checks_kafka, checks_service
-from scripts.cli import BadInput, Report, main_guard, parser, settings_for
+from scripts.cli import parser
 from scripts.compare import DEFAULT_LIMIT, CompareError, compare
 from scripts.db import connect
-from scripts.outputs import StackOutputs, load_outputs, peer_outputs_path
 
 GROUPS = ("service", "database", "kafka", "compare")
 

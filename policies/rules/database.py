@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from components.settings import Settings
+from drtopo.settings import Settings
 from policies import resource_types as types
 from policies.limits import MIN_BACKUP_RETENTION_DAYS
 from policies.model import Resource, Violation, as_list, number, truthy, violation

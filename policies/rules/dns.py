@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from components.settings import Role, Settings
+from drtopo.settings import Role, Settings
 from policies import resource_types as types
 from policies.model import Resource, Violation, as_list, violation
 from policies.registry import resource_rule

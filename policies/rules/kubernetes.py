@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from components.settings import Settings
+from drtopo.settings import Settings
 from policies import resource_types as types
 from policies.model import Enforcement, Resource, Violation, as_list, number, truthy, violation
 from policies.registry import resource_rule

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from components.settings import Tier
+from drtopo.settings import Tier
 from policies import cron, limits
 from policies import resource_types as types
 from policies.model import Enforcement, Resource, Violation, as_list, fmt, number, truthy, violation

@@ -15,9 +15,9 @@ from typing import Any
 
 import boto3
 
-from components.settings import Settings, load_settings
-from scripts.cli import Clock
-from scripts.outputs import StackOutputs, load_outputs
+from drtopo.outputs import StackOutputs, load_outputs
+from drtopo.report import Clock
+from drtopo.settings import Settings, load_settings
 
 
 @dataclass

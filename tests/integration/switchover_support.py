@@ -19,11 +19,11 @@ import boto3
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from components.settings import STACKS
+from drtopo.outputs import StackOutputs, load_outputs
+from drtopo.settings import STACKS
 from lab.core import Lab
 from scripts import dns_failover, kafka_offsets
 from scripts.kafka_lag import Partition
-from scripts.outputs import StackOutputs, load_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 # The consumer-group step has its own test; these tests are about the database, DNS and roles.

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from components.mm2_properties import cluster_alias
-from components.settings import load_settings
+from drtopo.mm2_properties import cluster_alias
+from drtopo.settings import load_settings
 from lab.core import Lab
 from scripts.kafka_lag import committed_offsets
 from tests.integration.switchover_support import (

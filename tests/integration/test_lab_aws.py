@@ -5,9 +5,9 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from components import naming
+from drtopo import naming
+from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
-from scripts.outputs import StackOutputs, load_outputs
 
 pytestmark = pytest.mark.lab
 

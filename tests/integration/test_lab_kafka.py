@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from components.mm2_properties import mirror_flow
-from components.settings import Settings, load_settings
+from drtopo.mm2_properties import mirror_flow
+from drtopo.report import Unsafe
+from drtopo.settings import Settings, load_settings
 from lab import kafka, process
 from scripts import kafka_lag, kafka_offsets
-from scripts.cli import Unsafe
 from scripts.kafka_lag import Partition
 
 pytestmark = pytest.mark.lab

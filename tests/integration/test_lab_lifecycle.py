@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from components.mm2_properties import render_mm2_properties
-from components.settings import load_settings
+from drtopo.mm2_properties import render_mm2_properties
+from drtopo.outputs import load_outputs
+from drtopo.settings import load_settings
 from lab import core, kafka, process
 from lab.core import Lab
-from scripts.outputs import load_outputs
 from tests.integration.conftest import make_root
 
 pytestmark = pytest.mark.lab

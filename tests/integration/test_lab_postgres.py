@@ -8,10 +8,10 @@ import uuid
 import psycopg
 import pytest
 
-from components.settings import stack_file
+from drtopo.outputs import load_outputs
+from drtopo.settings import stack_file
 from lab.core import Lab
 from scripts.db import connect
-from scripts.outputs import load_outputs
 
 pytestmark = pytest.mark.lab
 

@@ -14,10 +14,10 @@ import boto3
 import psycopg
 import pytest
 
+from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts import restore
 from scripts.db import connect, password
-from scripts.outputs import StackOutputs, load_outputs
 from scripts.pitr import stop_instance
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
 

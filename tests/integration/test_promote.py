@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from components.mm2_properties import cluster_alias
-from components.settings import load_settings
+from drtopo.mm2_properties import cluster_alias
+from drtopo.outputs import load_outputs
+from drtopo.settings import load_settings
 from lab.core import Lab
 from scripts import fence
 from scripts.kafka_lag import committed_offsets, end_offsets
-from scripts.outputs import load_outputs
 from tests.integration.switchover_support import (
     BASELINE_DNS,
     DB_ONLY,

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import yaml
 
-from components.settings import load_settings
+from drtopo.settings import load_settings
 from lab import core as lab_core
 from lab.core import Lab
 from scripts.kafka_lag import Partition, committed_offsets, mirrormaker_lag, watermarks

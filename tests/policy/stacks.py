@@ -11,9 +11,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from components import naming
-from components.mm2_properties import render_mm2_properties
-from components.settings import Settings
+from drtopo import naming
+from drtopo.mm2_properties import render_mm2_properties
+from drtopo.settings import Settings
 from policies import resource_types as types
 from policies.model import Resource, path_parts
 

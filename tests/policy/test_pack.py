@@ -21,7 +21,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components.settings import load_settings
+from drtopo.settings import load_settings
 from policies import resource_types as t
 from policies.pack import build_policies, stack_of
 from policies.registry import RULES

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.mm2_properties import render_mm2_properties
-from components.settings import load_settings
+from drtopo.mm2_properties import render_mm2_properties
+from drtopo.settings import load_settings
 from policies.cron import CronError, runs_every_day
 from policies.model import UNKNOWN, UnknownValue, fmt, lookup
 from policies.properties import parse_properties

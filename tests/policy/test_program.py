@@ -8,7 +8,7 @@ from functools import cache
 
 import pytest
 
-from components.settings import STACKS, Role, load_settings
+from drtopo.settings import STACKS, Role, load_settings
 from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Resource

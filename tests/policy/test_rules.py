@@ -10,7 +10,7 @@ from functools import cache
 
 import pytest
 
-from components.settings import Settings, load_settings
+from drtopo.settings import Settings, load_settings
 from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Enforcement, Resource

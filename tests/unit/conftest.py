@@ -11,7 +11,7 @@ from functools import cache
 
 import pytest
 
-from components.settings import load_settings
+from drtopo.settings import load_settings
 from policies.mock_program import Evaluation, evaluate
 
 

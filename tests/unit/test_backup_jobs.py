@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from components.backup_jobs import BackupJobs, BackupJobsArgs, required_output_keys
-from components.settings import Role, Settings, SettingsError, load_settings
+from drtopo.outputs import load_outputs
+from drtopo.settings import Role, Settings, SettingsError, load_settings
 from policies.mock_program import Evaluation, evaluate
-from scripts.outputs import load_outputs
 from tests.k8s_schema import validate_manifest
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"

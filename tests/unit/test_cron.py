@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from components.cron import ScheduleError, check_schedule, require_daily
+from drtopo.cron import ScheduleError, check_schedule, require_daily
 
 
 @pytest.mark.parametrize(

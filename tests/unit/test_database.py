@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from components import naming
 from components.database import parameter_family, parameters
-from components.settings import Database, load_settings
+from drtopo import naming
+from drtopo.settings import Database, load_settings
 from policies.mock_program import Evaluation, Registered, evaluate
 
 INSTANCE = "aws:rds/instance:Instance"

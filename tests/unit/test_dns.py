@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from components import naming
 from components.dns import ROUTE53_METRICS_REGION
+from drtopo import naming
 from policies.mock_program import Evaluation
 
 HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"

@@ -17,7 +17,7 @@ from scripts import pg_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-PROJECT_PACKAGES = ("scripts", "components")
+PROJECT_PACKAGES = ("scripts", "drtopo", "components")
 # Import name -> the requirements.txt distribution that provides it.
 DISTRIBUTIONS = {
     "boto3": "boto3",
@@ -71,6 +71,7 @@ def installed_distributions() -> list[str]:
 def test_every_package_the_backup_scripts_import_is_installed_at_its_pin() -> None:
     imported = third_party_imports("scripts.backup")
     assert {"boto3", "psycopg", "pydantic", "yaml"} <= imported
+    assert not any(name.startswith("pulumi") for name in imported), "the backup image carries no Pulumi code"
     unknown = imported - set(DISTRIBUTIONS)
     assert not unknown, f"scripts.backup imports {sorted(unknown)}, which the backup image does not install"
     installed = installed_distributions()
@@ -94,7 +95,7 @@ def test_postgres_15_client_kubectl_and_ca_bundle_are_where_the_code_looks() -> 
 
 def test_copied_folders_exist_and_are_not_ignored() -> None:
     copied = re.findall(r"^COPY\s+(\S+)\s", DOCKERFILE, flags=re.MULTILINE)
-    assert copied == ["requirements.txt", "components/", "scripts/"]
+    assert copied == ["requirements.txt", "drtopo/", "scripts/"]
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     for path in copied:
         assert (ROOT / path).exists()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scripts.cli import BadInput
+from drtopo.report import BadInput
 from scripts.drill import ORDER, parse_objectives, parse_scenarios
 from scripts.drill_report import ScenarioResult, drill_report, write_timeline
 from scripts.loadgen import Ack

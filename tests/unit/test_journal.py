@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.cli import Clock
+from drtopo.report import Clock
 from scripts.journal import Journal, Runner, state_dir
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
-from components.mm2_properties import render_mm2_properties
-from components.settings import Role, Settings, load_settings
+from drtopo.mm2_properties import render_mm2_properties
+from drtopo.settings import Role, Settings, load_settings
 from policies.mock_program import Evaluation, Registered, evaluate
 from tests.k8s_schema import validate_manifest
 

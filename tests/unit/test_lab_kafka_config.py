@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.settings import load_settings
+from drtopo.settings import load_settings
 from lab.kafka import broker_properties, enabled_flows, mirrormaker_properties, source_tasks_running
 
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from components.mm2_properties import cluster_alias, mirror_flow, render_mm2_properties
-from components.settings import RUNBOOK_TOPICS, Role, Settings, Topic, load_settings
+from drtopo.mm2_properties import cluster_alias, mirror_flow, render_mm2_properties
+from drtopo.settings import RUNBOOK_TOPICS, Role, Settings, Topic, load_settings
 
 INTERNAL_TOPIC_FACTORS = (
     "replication.factor",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.cli import BadInput, Unsafe
+from drtopo.report import BadInput, Unsafe
 from scripts.pitr import (
     BaseBackup,
     check_window,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import RUNBOOK_TOPICS, Role, SettingsError, load_settings
+from drtopo.settings import RUNBOOK_TOPICS, Role, SettingsError, load_settings
 
 
 def test_stacks_load_with_their_roles_and_regions() -> None:
@@ -110,7 +110,7 @@ def test_the_project_folder_is_read_from_the_environment_at_each_call(tmp_path, 
     """A drill sets DRTOPO_PROJECT_DIR after import: role switches must land in its copy, not in the repository."""
     import shutil
 
-    from components.settings import REPO_DIR, active_project_dir, stack_file
+    from drtopo.settings import REPO_DIR, active_project_dir, stack_file
 
     for name in ("Pulumi.prod.yaml", "Pulumi.dr.yaml"):
         shutil.copy(REPO_DIR / name, tmp_path / name)

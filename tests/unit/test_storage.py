@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from components import naming
 from components.lifecycle import audit_retention_days, lifecycle_rules
-from components.settings import Retention, Tier
 from components.storage import REPLICATION_TIME_MINUTES, peer_bucket_name
+from drtopo import naming
+from drtopo.settings import Retention, Tier
 from policies.mock_program import Evaluation, Registered
 
 BUCKET = "aws:s3/bucket:Bucket"

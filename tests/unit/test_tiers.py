@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from scripts.tiers import DumpKey, dump_key, find_gaps, parse_key, tiers_for
+from drtopo.tiers import DumpKey, dump_key, find_gaps, parse_key, tiers_for
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import PROJECT, load_settings
+from drtopo.outputs import StackOutputs
+from drtopo.settings import PROJECT, load_settings
 from policies.mock_program import Evaluation, evaluate
-from scripts.outputs import StackOutputs
 from tests.k8s_schema import validate_manifest
 
 MAIN = Path(__file__).resolve().parents[2] / "__main__.py"

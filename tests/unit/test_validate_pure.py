@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from drtopo.report import BadInput
 from scripts.checks_db import parse_time, rpo_seconds
 from scripts.checks_kafka import unreachable
 from scripts.checks_service import percentile
-from scripts.cli import BadInput
 from scripts.validate import against_conninfo, main
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from scripts.cli import BadInput
+from drtopo.report import BadInput
 
 
 class _Model(BaseModel):

@@ -7,7 +7,7 @@ while it is the standby; as primary the reverse flow is declared but disabled, s
 
 from __future__ import annotations
 
-from components.settings import Settings
+from drtopo.settings import Settings
 
 
 def cluster_alias(region: str) -> str:

@@ -6,7 +6,7 @@ functions so that scripts find them by the names the program gives.
 
 from __future__ import annotations
 
-from components.settings import Settings
+from drtopo.settings import Settings
 
 BUCKET_PURPOSES = ("dumps", "wal", "config", "audit")
 
