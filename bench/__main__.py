@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 from bench import bench_backup, bench_compare, bench_promote
 from lab.core import Lab
-from scripts.drill import run_scenario
-from scripts.scenarios.context import DrillContext
+from scripts.drill.run import run_scenario
+from scripts.drill.scenarios.context import DrillContext
 
 T = TypeVar("T")
 

@@ -24,11 +24,11 @@ from typing import Any
 import psycopg
 
 from bench.common import a_lab
+from drtopo.database.connect import connect, password
+from drtopo.database.pitr import stop_instance
 from drtopo.outputs import load_outputs
 from lab.core import Lab
 from scripts import backup, restore
-from scripts.db import connect, password
-from scripts.pitr import stop_instance
 
 FILL = """
 INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation, status, severity,

@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 
 from bench.common import a_lab
+from drtopo.database.compare import TableDiff, compare
 from lab.core import Lab
-from scripts.compare import TableDiff, compare
 
 DB = "bench_compare"
 SCHEMA = Path(__file__).resolve().parents[1] / "lab" / "schema.sql"

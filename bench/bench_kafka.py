@@ -21,11 +21,11 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from drtopo.kafka import offsets as kafka_offsets
+from drtopo.kafka.lag import Partition
 from drtopo.mm2_properties import mirror_flow
 from drtopo.settings import load_settings
 from lab import jars, kafka
-from scripts import kafka_offsets
-from scripts.kafka_lag import Partition
 
 T = TypeVar("T")
 TOPIC = "OrderRejected"

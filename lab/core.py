@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaException
 
 from drtopo import naming
+from drtopo.kafka import lag as kafka_lag
 from drtopo.settings import STACKS, Role, Settings, load_settings
 from lab import aws, kafka, postgres, process
 from lab.project import REPO_DIR, StackEndpoints, write_project
-from scripts import kafka_lag
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
 MIRROR_STACK = "dr"

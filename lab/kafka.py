@@ -34,11 +34,11 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
+from drtopo.kafka.lag import admin_client, end_offsets
+from drtopo.kafka.offsets import read_topic
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.settings import Settings, Topic
 from lab import jars, process
-from scripts.kafka_lag import admin_client, end_offsets
-from scripts.kafka_offsets import read_topic
 
 LOOPBACK = process.LOOPBACK
 MIRRORMAKER = "mirrormaker"

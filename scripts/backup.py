@@ -21,10 +21,13 @@ import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
+from drtopo.backup import config as config_backup
+from drtopo.backup import store as dump_store
+from drtopo.database import connect as db
+from drtopo.database import pg_tools
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import BadInput, Clock, Report, main_guard
 from drtopo.tiers import TIERS, dump_key, find_gaps, tiers_for
-from scripts import config_backup, db, dump_store, pg_tools
 from scripts.cli import OneLineParser, parser
 
 # What can go wrong while talking to live systems: a failed check (exit 1) with one line, never a traceback.

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from drtopo.failover import run as switchover
+from drtopo.failover.plan import promote_plan
 from drtopo.report import main_guard
-from scripts import switchover
 from scripts.cli import parser
-from scripts.failover_plan import promote_plan
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -19,9 +19,13 @@ from pathlib import Path
 import psycopg
 from confluent_kafka import KafkaException
 
+from drtopo.backup import config as config_backup
+from drtopo.backup import store as dump_store
+from drtopo.database import pg_tools, pitr
+from drtopo.kafka import offsets as kafka_offsets
+from drtopo.kafka import topics as kafka_topics
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import BadInput, Clock, Report, Unsafe, main_guard, settings_for
-from scripts import config_backup, dump_store, kafka_offsets, kafka_topics, pg_tools, pitr
 from scripts.backup import OPERATIONAL_ERRORS, compare_counts
 from scripts.cli import OneLineParser, parser
 

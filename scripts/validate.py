@@ -16,13 +16,15 @@ from pathlib import Path
 
 import psycopg
 
+from drtopo.checks import db as checks_db
+from drtopo.checks import kafka as checks_kafka
+from drtopo.checks import service as checks_service
+from drtopo.database.compare import DEFAULT_LIMIT, CompareError, compare
+from drtopo.database.connect import connect
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import BadInput, Report, main_guard, settings_for
 from drtopo.settings import STACKS, Settings
-from scripts import checks_db, checks_kafka, checks_service
 from scripts.cli import parser
-from scripts.compare import DEFAULT_LIMIT, CompareError, compare
-from scripts.db import connect
 
 GROUPS = ("service", "database", "kafka", "compare")
 

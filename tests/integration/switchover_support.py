@@ -19,11 +19,12 @@ import boto3
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from drtopo.failover import dns as dns_failover
+from drtopo.kafka import offsets as kafka_offsets
+from drtopo.kafka.lag import Partition
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.settings import STACKS
 from lab.core import Lab
-from scripts import dns_failover, kafka_offsets
-from scripts.kafka_lag import Partition
 
 REPO = Path(__file__).resolve().parents[2]
 # The consumer-group step has its own test; these tests are about the database, DNS and roles.

@@ -13,11 +13,11 @@ from pathlib import Path
 import boto3
 import pytest
 
+from drtopo.database.connect import connect
+from drtopo.database.pg_tools import table_counts
 from drtopo.outputs import load_outputs
 from lab.core import Lab
 from scripts import backup, restore
-from scripts.db import connect
-from scripts.pg_tools import table_counts
 from tests.integration.backup_helpers import checks, empty_bucket, insert_rows, run_cli, stack_args
 
 pytestmark = pytest.mark.lab

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from drtopo.database.compare import CompareError, compare
 from lab.core import Lab
-from scripts.compare import CompareError, compare
 
 pytestmark = pytest.mark.lab
 

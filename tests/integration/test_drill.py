@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from lab.core import Lab
-from scripts import drill
+from scripts.drill import run as drill
 
 
 def test_every_scenario_meets_its_objectives_on_the_lab(lab: Lab, tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from drtopo.kafka.lag import committed_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.settings import load_settings
 from lab.core import Lab
-from scripts.kafka_lag import committed_offsets
 from tests.integration.switchover_support import (
     BASELINE_DNS,
     DB_ONLY,

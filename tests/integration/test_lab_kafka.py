@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from drtopo.kafka import lag as kafka_lag
+from drtopo.kafka import offsets as kafka_offsets
+from drtopo.kafka.lag import Partition
 from drtopo.mm2_properties import mirror_flow
 from drtopo.report import Unsafe
 from drtopo.settings import Settings, load_settings
 from lab import kafka, process
-from scripts import kafka_lag, kafka_offsets
-from scripts.kafka_lag import Partition
 
 pytestmark = pytest.mark.lab
 

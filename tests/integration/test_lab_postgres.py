@@ -8,10 +8,10 @@ import uuid
 import psycopg
 import pytest
 
+from drtopo.database.connect import connect
 from drtopo.outputs import load_outputs
 from drtopo.settings import stack_file
 from lab.core import Lab
-from scripts.db import connect
 
 pytestmark = pytest.mark.lab
 

@@ -14,11 +14,11 @@ import boto3
 import psycopg
 import pytest
 
+from drtopo.database.connect import connect, password
+from drtopo.database.pitr import stop_instance
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts import restore
-from scripts.db import connect, password
-from scripts.pitr import stop_instance
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
 
 pytestmark = pytest.mark.lab

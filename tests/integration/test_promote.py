@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from drtopo.database import fence
+from drtopo.kafka.lag import committed_offsets, end_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
 from lab.core import Lab
-from scripts import fence
-from scripts.kafka_lag import committed_offsets, end_offsets
 from tests.integration.switchover_support import (
     BASELINE_DNS,
     DB_ONLY,

@@ -18,13 +18,15 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ConfigResource
 from psycopg import sql
 
+from drtopo.database.connect import connect, password
+from drtopo.database.pg_tools import table_counts
+from drtopo.kafka import lag as kafka_lag
+from drtopo.kafka import topics as kafka_topics
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.settings import load_settings
 from lab import kafka, process
 from lab.core import Lab
-from scripts import backup, kafka_lag, kafka_topics, restore
-from scripts.db import connect, password
-from scripts.pg_tools import table_counts
+from scripts import backup, restore
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
 from tests.integration.switchover_support import consume_and_wait_for_checkpoints
 

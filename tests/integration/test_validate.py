@@ -23,10 +23,10 @@ import psycopg
 import pytest
 import yaml
 
+from drtopo.kafka.lag import Partition, committed_offsets, mirrormaker_lag, watermarks
 from drtopo.settings import load_settings
 from lab import core as lab_core
 from lab.core import Lab
-from scripts.kafka_lag import Partition, committed_offsets, mirrormaker_lag, watermarks
 
 pytestmark = pytest.mark.lab
 

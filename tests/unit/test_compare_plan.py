@@ -7,7 +7,7 @@ import itertools
 import pytest
 from psycopg import sql
 
-from scripts.compare import (
+from drtopo.database.compare import (
     MAX_MODULUS,
     KeyDiff,
     KeyRange,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from drtopo.backup.config import collect
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput
 from drtopo.settings import load_settings
-from scripts.config_backup import collect
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from scripts.dns_failover import RecordError, failover_state, flip_batch
+from drtopo.failover.dns import RecordError, failover_state, flip_batch
 
 NAME = "api.exceptions.biopro.example"
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from components.backup_jobs import BACKUP_UID, RDS_CA_BUNDLE
-from scripts import pg_tools
+from drtopo.database import pg_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

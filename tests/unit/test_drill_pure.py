@@ -7,10 +7,10 @@ import json
 import pytest
 
 from drtopo.report import BadInput
-from scripts.drill import ORDER, parse_objectives, parse_scenarios
-from scripts.drill_report import ScenarioResult, drill_report, write_timeline
-from scripts.loadgen import Ack
-from scripts.scenarios.context import data_loss
+from scripts.drill.loadgen import Ack
+from scripts.drill.report import ScenarioResult, drill_report, write_timeline
+from scripts.drill.run import ORDER, parse_objectives, parse_scenarios
+from scripts.drill.scenarios.context import data_loss
 
 
 def test_all_runs_every_scenario_least_destructive_first() -> None:
@@ -82,7 +82,7 @@ def test_report_shape_and_timeline(tmp_path) -> None:
 
 
 def test_dry_run_lists_the_plan_and_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    from scripts import drill
+    from scripts.drill import run as drill
 
     assert drill.main(["--dry-run", "--objective", "region-failure.rto=30"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -91,7 +91,7 @@ def test_dry_run_lists_the_plan_and_starts_nothing(capsys: pytest.CaptureFixture
 
 
 def test_outputs_outside_a_lab_are_bad_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    from scripts import drill
+    from scripts.drill import run as drill
 
     assert drill.main(["--outputs", str(tmp_path / "dr.json")]) == 2
     assert "is not a lab's outputs file" in capsys.readouterr().err

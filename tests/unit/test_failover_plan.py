@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.failover_plan import MUTATING, failback_plan, promote_plan, render
+from drtopo.failover.plan import MUTATING, failback_plan, promote_plan, render
 
 
 def names(plan: list) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from drtopo.failover.journal import Journal, Runner, state_dir
 from drtopo.report import Clock
-from scripts.journal import Journal, Runner, state_dir
 
 
 def run_steps(directory: Path, calls: list[str], fail_at: str | None = None) -> Runner:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.kafka_lag import GroupPartition, Partition, group_partitions, mirror_lag
+from drtopo.kafka.lag import GroupPartition, Partition, group_partitions, mirror_lag
 
 A0, A1, B0 = Partition("A", 0), Partition("A", 1), Partition("B", 0)
 

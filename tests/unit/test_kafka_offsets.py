@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from scripts.kafka_lag import Partition
-from scripts.kafka_offsets import (
+from drtopo.kafka.lag import Partition
+from drtopo.kafka.offsets import (
     Checkpoint,
     CheckpointError,
     checkpoints_topic,

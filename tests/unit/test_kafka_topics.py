@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from drtopo.kafka.topics import Cluster, clusters
 from drtopo.outputs import StackOutputs
 from drtopo.settings import load_settings
-from scripts.kafka_topics import Cluster, clusters
 
 
 def _outputs(stack: str, own: str, peer: str) -> StackOutputs:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drtopo.report import BadInput, Unsafe
-from scripts.pitr import (
+from drtopo.database.pitr import (
     BaseBackup,
     check_window,
     choose_base_backup,
@@ -18,6 +17,7 @@ from scripts.pitr import (
     recovery_outcome,
     recovery_settings,
 )
+from drtopo.report import BadInput, Unsafe
 
 NOW = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
 

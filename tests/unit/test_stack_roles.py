@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from drtopo.failover.roles import RoleRewriteError, current_role, set_role, switch_roles
 from drtopo.settings import REPO_DIR, Role, load_settings
-from scripts.stack_roles import RoleRewriteError, current_role, set_role, switch_roles
 
 TEXT = """# keep me: drtopo:role: primary in a comment is not the setting
 config:

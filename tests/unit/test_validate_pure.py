@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from drtopo.checks.db import parse_time, rpo_seconds
+from drtopo.checks.kafka import unreachable
+from drtopo.checks.service import percentile
 from drtopo.report import BadInput
-from scripts.checks_db import parse_time, rpo_seconds
-from scripts.checks_kafka import unreachable
-from scripts.checks_service import percentile
 from scripts.validate import against_conninfo, main
 
 

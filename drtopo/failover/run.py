@@ -17,14 +17,16 @@ from typing import Any
 
 import psycopg
 
+from drtopo.database import fence, replication, standby
+from drtopo.database.connect import connect
+from drtopo.failover import dns as dns_failover
+from drtopo.failover import roles as stack_roles
+from drtopo.failover.journal import Journal, Runner
+from drtopo.failover.plan import MUTATING, PlannedStep, render
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
 from drtopo.settings import Settings, active_project_dir
-from scripts import dns_failover, fence, replication, stack_roles, standby
-from scripts.db import connect
-from scripts.failover_plan import MUTATING, PlannedStep, render
-from scripts.journal import Journal, Runner
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -177,7 +179,7 @@ class Switchover:
         if self.skip_consumer_group:
             self.report.check("consumer-group", True, "skipped (--skip-consumer-group)")
             return {"skipped": True}
-        from scripts import kafka_offsets
+        from drtopo.kafka import offsets as kafka_offsets
 
         source_alias = cluster_alias(self.peer.region)
         try:

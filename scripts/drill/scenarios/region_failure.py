@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-from scripts.db import connect
-from scripts.drill_report import ScenarioResult
-from scripts.loadgen import RowWriter
-from scripts.scenarios.context import DrillContext, data_loss, surviving
+from drtopo.database.connect import connect
+from scripts.drill.loadgen import RowWriter
+from scripts.drill.report import ScenarioResult
+from scripts.drill.scenarios.context import DrillContext, data_loss, surviving
 
 NAME = "region-failure"
 

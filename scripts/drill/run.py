@@ -1,4 +1,4 @@
-"""python -m scripts.drill: run the objectives table's scenarios on the lab and measure real RTO and RPO.
+"""`python -m scripts.drill`: run the objectives table's scenarios on the lab and measure real RTO and RPO.
 
 Without `--lab-root` it starts a fresh lab in a temporary folder and stops it afterwards, so
 `python -m scripts.drill --scenario all` works from nothing but the set-up. Each scenario starts from a healthy lab
@@ -9,10 +9,8 @@ measured RTO/RPO against the objective in settings. Exit 0 when every objective 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -20,9 +18,11 @@ from pathlib import Path
 
 from drtopo.report import EXIT_OK, BadInput, main_guard
 from drtopo.settings import SCENARIOS, load_settings
+from lab.core import Lab
 from scripts.cli import OneLineParser
-from scripts.drill_report import ScenarioResult, drill_report, print_table, write_json, write_timeline
-from scripts.scenarios.context import DrillContext
+from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
+from scripts.drill.scenarios import SCENARIO_MODULES
+from scripts.drill.scenarios.context import DrillContext
 
 # Least destructive first: region-failure leaves the most to rebuild.
 ORDER = ("single-pod-failure", "configuration-loss", "database-corruption", "kafka-cluster-failure", "region-failure")
@@ -95,7 +95,7 @@ def run_scenario(
         objective_rto_seconds=overrides.get((name, "rto"), objective.rto_seconds),
         objective_rpo_seconds=overrides.get((name, "rpo"), objective.rpo_seconds),
     )
-    module = importlib.import_module(f"scripts.scenarios.{name.replace('-', '_')}")
+    module = SCENARIO_MODULES[name]
     print(f"== {name} (RTO goal {result.objective_rto_seconds:g} s, RPO goal {result.objective_rpo_seconds:g} s)")
     try:
         module.run(ctx, result)
@@ -134,7 +134,7 @@ def print_plan(scenarios: list[str], overrides: dict[tuple[str, str], float]) ->
     objectives = load_settings("prod").objectives
     for name in scenarios:
         goal = objectives.for_scenario(name)
-        module = importlib.import_module(f"scripts.scenarios.{name.replace('-', '_')}")
+        module = SCENARIO_MODULES[name]
         rto, rpo = overrides.get((name, "rto"), goal.rto_seconds), overrides.get((name, "rpo"), goal.rpo_seconds)
         print(f"{name}: RTO goal {rto:g} s, RPO goal {rpo:g} s - {module.__doc__.splitlines()[0].split(': ', 1)[-1]}")
 
@@ -149,7 +149,6 @@ def run(argv: Sequence[str] | None) -> int:
     if args.dry_run:
         print_plan(scenarios, overrides)
         return EXIT_OK
-    from lab.core import Lab
 
     with tempfile.TemporaryDirectory(prefix="drtopo-drill-") as scratch:
         Path(scratch).chmod(0o711)  # the lab's PostgreSQL runs as user postgres and must traverse into it
@@ -196,7 +195,3 @@ def run(argv: Sequence[str] | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return main_guard(run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,8 +18,8 @@ import psycopg
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drtopo.database.connect import connect
 from drtopo.outputs import StackOutputs
-from scripts.db import connect
 
 PROBE = "CREATE TABLE drtopo_fence_probe (id int)"
 

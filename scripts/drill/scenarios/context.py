@@ -18,11 +18,22 @@ import boto3
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from drtopo.settings import Settings, load_settings
+from lab.core import Lab
+from scripts import backup, failback, promote, restore, validate
+
+# The companion commands a scenario runs, by the name an operator types after `python -m scripts.`.
+COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
+    "backup": backup.main,
+    "failback": failback.main,
+    "promote": promote.main,
+    "restore": restore.main,
+    "validate": validate.main,
+}
 
 
 @dataclass
 class DrillContext:
-    lab: Any  # lab.core.Lab; typed loosely so the scripts package does not import the lab at import time
+    lab: Lab
     json_dir: Path
     quiet: bool = False
     _dns_cache: tuple[float, str] = field(default=(0.0, ""))
@@ -41,10 +52,7 @@ class DrillContext:
 
     def run(self, module: str, argv: Sequence[str]) -> int:
         """Run `python -m scripts.<module> ARGV` in-process and return its exit code."""
-        import importlib
-
-        main: Callable[[Sequence[str]], int] = importlib.import_module(f"scripts.{module}").main
-        return main(list(argv))
+        return COMMANDS[module](list(argv))
 
     def active_service_url(self, ttl: float = 0.25) -> str:
         """The service URL a client reaches: the PRIMARY failover record's region, as Route53 answers (cached ttl)."""

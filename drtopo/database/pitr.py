@@ -23,9 +23,10 @@ from typing import Any
 
 import psycopg
 
+from drtopo.database import connect as db
+from drtopo.database import pg_tools
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
-from scripts import db, pg_tools
 
 LOOPBACK = "127.0.0.1"
 

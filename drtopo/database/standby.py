@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 from botocore.exceptions import ClientError
 
+from drtopo.database.connect import connect, password
+from drtopo.database.fence import rds_client, unfence_postgres
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
-from scripts.db import connect, password
-from scripts.fence import rds_client, unfence_postgres
 
 # Kept across a rebuild: pg_rewind and pg_basebackup would bring the source's copies (its port, its name).
 CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")

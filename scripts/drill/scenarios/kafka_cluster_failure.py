@@ -12,9 +12,9 @@ import threading
 import time
 from collections import Counter
 
-from scripts.drill_report import ScenarioResult
-from scripts.loadgen import QUIET_LOG, MessageProducer
-from scripts.scenarios.context import DrillContext
+from scripts.drill.loadgen import QUIET_LOG, MessageProducer
+from scripts.drill.report import ScenarioResult
+from scripts.drill.scenarios.context import DrillContext
 
 NAME = "kafka-cluster-failure"
 TOPIC = "ExceptionCaptured"

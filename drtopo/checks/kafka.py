@@ -12,10 +12,10 @@ import socket
 
 from confluent_kafka import KafkaException
 
+from drtopo.kafka import lag as kafka_lag
 from drtopo.outputs import StackOutputs
 from drtopo.report import Report
 from drtopo.settings import Settings
-from scripts import kafka_lag
 
 PROBE_TIMEOUT = 2.0
 

@@ -11,8 +11,8 @@ import hashlib
 import time
 from pathlib import Path
 
-from scripts.drill_report import ScenarioResult
-from scripts.scenarios.context import DrillContext
+from scripts.drill.report import ScenarioResult
+from scripts.drill.scenarios.context import DrillContext
 
 NAME = "configuration-loss"
 

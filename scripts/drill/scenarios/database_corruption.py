@@ -15,11 +15,12 @@ from pathlib import Path
 
 import psycopg
 
-from scripts import db, pitr
-from scripts.db import connect
-from scripts.drill_report import ScenarioResult
-from scripts.loadgen import RowWriter
-from scripts.scenarios.context import DrillContext, data_loss, surviving
+from drtopo.database import connect as db
+from drtopo.database import pitr
+from drtopo.database.connect import connect
+from scripts.drill.loadgen import RowWriter
+from scripts.drill.report import ScenarioResult
+from scripts.drill.scenarios.context import DrillContext, data_loss, surviving
 
 NAME = "database-corruption"
 DAMAGE = "DELETE FROM interface_exceptions WHERE id % 3 = 0"

@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
+from drtopo.kafka.lag import TIMEOUT, Partition, admin_client, committed_offsets
 from drtopo.report import Unsafe
-from scripts.kafka_lag import TIMEOUT, Partition, admin_client, committed_offsets
 
 CHECKPOINT_VERSION = 0
 LEADERLESS = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)

@@ -19,11 +19,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from drtopo.backup import store as dump_store
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 from drtopo.settings import active_project_dir, load_settings
-from scripts import dump_store
 
 PREFIX = "config"
 MANIFEST = "manifest.json"
