@@ -21,8 +21,8 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from drtopo.kafka import offsets as kafka_offsets
 from drtopo.kafka.lag import Partition
+from drtopo.kafka.offsets import CheckpointError, read_checkpoints
 from drtopo.mm2_properties import mirror_flow
 from drtopo.settings import load_settings
 from lab import jars, kafka
@@ -93,8 +93,8 @@ def run(root: Path, figures: dict[str, float]) -> None:
 
     def translated() -> bool:
         try:
-            cps = kafka_offsets.read_checkpoints(backup.bootstrap, alias, group)
-        except kafka_offsets.CheckpointError:
+            cps = read_checkpoints(backup.bootstrap, alias, group)
+        except CheckpointError:
             return False
         cp = cps.get(Partition(TOPIC, 0))
         return cp is not None and cp.upstream_offset == RECORDS

@@ -22,6 +22,7 @@ from pulumi_kubernetes.rbac.v1 import Role, RoleBinding
 
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
 from drtopo.cron import ScheduleError, check_schedule, require_daily
+from drtopo.outputs import REQUIRED_KEYS
 from drtopo.settings import PROJECT, Settings, SettingsError, stack_file
 
 CONFIG_MAP = "drtopo-backup-config"
@@ -133,15 +134,13 @@ class BackupJobsArgs:
         missing = sorted(set(required_output_keys()) - set(self.outputs))
         if missing:
             raise SettingsError(
-                f"backup job outputs lack {missing}; expected every key scripts.outputs.StackOutputs requires"
+                f"backup job outputs lack {missing}; expected every key drtopo.outputs.StackOutputs requires"
             )
 
 
 def required_output_keys() -> tuple[str, ...]:
     """The outputs.json keys `scripts.backup` cannot run without (the required fields of StackOutputs)."""
-    from drtopo.outputs import StackOutputs
-
-    return tuple(f.alias or n for n, f in StackOutputs.model_fields.items() if f.is_required())
+    return tuple(sorted(REQUIRED_KEYS))
 
 
 class BackupJobs(pulumi.ComponentResource):

@@ -14,47 +14,35 @@ from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from components.storage import BackupStorage, BackupStorageArgs
-from drtopo import naming
+from drtopo.outputs import outputs_document
 from drtopo.settings import Settings
 
 
 def build_topology(settings: Settings) -> dict[str, Any]:
-    """Declare the stack and return its exports, keyed as `scripts.outputs.StackOutputs` (camelCase)."""
+    """Declare the stack and return its exports, keyed as `drtopo.outputs.StackOutputs` (camelCase)."""
     storage = BackupStorage("backups", BackupStorageArgs(settings=settings))
     database = Database("database", DatabaseArgs(settings=settings))
     dns = DnsFailover("dns", DnsFailoverArgs(settings=settings))
     KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings))
     instance = database.instance
-    outputs: dict[str, Any] = {
-        "stack": settings.stack,
-        "role": settings.role.value,
-        "region": settings.region,
-        "peerRegion": settings.peer_region,
-        "peerStack": settings.peer_stack,
-        "dbInstanceId": instance.identifier,
-        "dbArn": instance.arn,
-        "dbAddress": instance.address,
-        "dbPort": instance.port,
-        "dbName": settings.database.name,
-        "dbUser": settings.database.username,
-        "dbPasswordSecretArn": database.password_secret_arn,
-        "dbKmsKeyArn": database.key_arn,
-        "kmsKeyArn": storage.key_arn,
-        "dumpBucket": storage.bucket_names["dumps"],
-        "walBucket": storage.bucket_names["wal"],
-        "configBucket": storage.bucket_names["config"],
-        "auditBucket": storage.bucket_names["audit"],
-        "hostedZoneId": dns.zone_id,
-        "recordName": settings.dns.record_name,
-        "setIdentifier": naming.set_identifier(settings),
-        "healthCheckId": dns.health_check_id,
-        "failover": settings.role.failover,
-        "kafkaBootstrap": settings.kafka.bootstrap_servers,
-        "peerKafkaBootstrap": settings.kafka.peer_bootstrap_servers,
-        "serviceUrl": f"https://{settings.dns.record_name}",
-        "namespace": settings.kubernetes.namespace,
-        "objectives": settings.objectives.model_dump(by_alias=True),
-    }
+    outputs = outputs_document(
+        settings,
+        {
+            "dbInstanceId": instance.identifier,
+            "dbArn": instance.arn,
+            "dbAddress": instance.address,
+            "dbPort": instance.port,
+            "dbPasswordSecretArn": database.password_secret_arn,
+            "dbKmsKeyArn": database.key_arn,
+            "kmsKeyArn": storage.key_arn,
+            "dumpBucket": storage.bucket_names["dumps"],
+            "walBucket": storage.bucket_names["wal"],
+            "configBucket": storage.bucket_names["config"],
+            "auditBucket": storage.bucket_names["audit"],
+            "hostedZoneId": dns.zone_id,
+            "healthCheckId": dns.health_check_id,
+        },
+    )
     # The jobs read the very outputs this stack exports (none secret: the password stays in its secret).
     BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs))
     return outputs

@@ -1,7 +1,9 @@
-"""Stack outputs: the JSON `pulumi stack output --json --show-secrets` prints, typed, as every script reads it.
+"""Stack outputs: the one schema of the JSON `pulumi stack output --json --show-secrets` prints, and its loader.
 
-The Pulumi program exports these keys (`__main__.py`) and the lab writes the same keys to `.lab/outputs/<stack>.json`;
-`selfManaged` is present only where PostgreSQL is run by us (the lab, self-hosted) rather than by RDS.
+`StackOutputs` is the schema. The Pulumi program (`components/topology.py`) and the lab (`.lab/outputs/<stack>.json`)
+both build their document with `outputs_document`, which fills what the settings decide and refuses a key set that
+differs from the schema, so the three can no longer drift. `selfManaged` is present only where PostgreSQL is run by
+us (the lab, self-hosted) rather than by RDS.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from drtopo import naming
 from drtopo.report import BadInput
+from drtopo.settings import Objectives, Settings
 
 
 class _Model(BaseModel):
@@ -44,6 +49,7 @@ class StackOutputs(_Model):
     db_name: str
     db_user: str
     db_password_secret_arn: str | None = None
+    db_kms_key_arn: str | None = None
     kms_key_arn: str
     dump_bucket: str
     wal_bucket: str
@@ -58,7 +64,42 @@ class StackOutputs(_Model):
     peer_kafka_bootstrap: str
     service_url: str
     namespace: str
+    objectives: Objectives | None = None
     self_managed: SelfManagedPostgres | None = None
+
+
+OUTPUT_KEYS: frozenset[str] = frozenset(f.alias or n for n, f in StackOutputs.model_fields.items())
+REQUIRED_KEYS: frozenset[str] = frozenset(f.alias or n for n, f in StackOutputs.model_fields.items() if f.is_required())
+
+
+def settings_outputs(settings: Settings) -> dict[str, Any]:
+    """The outputs a stack's settings decide on their own (the rest come from the resources the stack holds)."""
+    return {
+        "stack": settings.stack,
+        "role": settings.role.value,
+        "region": settings.region,
+        "peerRegion": settings.peer_region,
+        "peerStack": settings.peer_stack,
+        "dbName": settings.database.name,
+        "dbUser": settings.database.username,
+        "recordName": settings.dns.record_name,
+        "setIdentifier": naming.set_identifier(settings),
+        "failover": settings.role.failover,
+        "kafkaBootstrap": settings.kafka.bootstrap_servers,
+        "peerKafkaBootstrap": settings.kafka.peer_bootstrap_servers,
+        "serviceUrl": f"https://{settings.dns.record_name}",
+        "namespace": settings.kubernetes.namespace,
+        "objectives": settings.objectives.model_dump(by_alias=True),
+    }
+
+
+def outputs_document(settings: Settings, resources: dict[str, Any]) -> dict[str, Any]:
+    """The outputs document: what the settings decide, overlaid with `resources`; exactly the schema's keys."""
+    document = {**settings_outputs(settings), **resources}
+    unknown, missing = sorted(document.keys() - OUTPUT_KEYS), sorted(REQUIRED_KEYS - document.keys())
+    if unknown or missing:
+        raise ValueError(f"stack outputs differ from StackOutputs: unknown keys {unknown}, missing keys {missing}")
+    return document
 
 
 def _from_pulumi(stack: str) -> dict:

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 
-from drtopo import naming
-from drtopo.kafka import lag as kafka_lag
+from drtopo.kafka.lag import mirrormaker_lag
+from drtopo.outputs import outputs_document
 from drtopo.settings import STACKS, Role, Settings, load_settings
 from lab import aws, kafka, postgres, process
 from lab.project import REPO_DIR, StackEndpoints, write_project
@@ -438,7 +438,7 @@ class Lab:
         mirror: dict[str, Any] = {"flow": f"{source} -> {target}", **self._pid_info(kafka.MIRRORMAKER)}
         if all(servers[kafka.process_name(s)]["running"] for s in (source, target)):
             try:
-                mirror["lag"] = kafka_lag.mirrormaker_lag(
+                mirror["lag"] = mirrormaker_lag(
                     self.kafka_bootstrap(source), self.kafka_bootstrap(target), settings.kafka.mirrored_topics
                 )
             except KafkaException as exc:
@@ -458,39 +458,33 @@ def stack_outputs(
     endpoints: dict[str, StackEndpoints],
     layout: postgres.PgLayout,
 ) -> dict[str, Any]:
-    """The stack outputs document (keys of scripts/outputs.py StackOutputs) for one stack of the lab (pure)."""
+    """The stack outputs document (drtopo.outputs.StackOutputs) for one stack of the lab (pure)."""
     own, peer = endpoints[settings.stack], endpoints[settings.peer_stack]
-    return {
-        "stack": settings.stack,
-        "role": settings.role.value,
-        "region": settings.region,
-        "peerRegion": settings.peer_region,
-        "peerStack": settings.peer_stack,
-        "dbInstanceId": resources.db_instance_id,
-        "dbArn": resources.db_arn,
-        "dbAddress": process.LOOPBACK,
-        "dbPort": own.db_port,
-        "dbName": settings.database.name,
-        "dbUser": postgres.SUPERUSER,
-        "kmsKeyArn": resources.kms_key_arn,
-        "dumpBucket": resources.buckets["dumps"],
-        "walBucket": resources.buckets["wal"],
-        "configBucket": resources.buckets["config"],
-        "auditBucket": resources.buckets["audit"],
-        "hostedZoneId": resources.hosted_zone_id,
-        "recordName": settings.dns.record_name,
-        "setIdentifier": naming.set_identifier(settings),
-        "healthCheckId": resources.health_check_id,
-        "failover": settings.role.failover,
-        "kafkaBootstrap": own.kafka_bootstrap,
-        "peerKafkaBootstrap": peer.kafka_bootstrap,
-        "serviceUrl": own.service_url,
-        "namespace": settings.kubernetes.namespace,
-        "selfManaged": {
-            "binDir": str(postgres.BIN_DIR),
-            "dataDir": str(layout.data_dir(settings.stack)),
-            "archiveDir": str(layout.archive_dir),
-            "baseBackupDir": str(layout.base_backup_dir),
-            "osUser": postgres.OS_USER,
+    return outputs_document(
+        settings,
+        {
+            "dbInstanceId": resources.db_instance_id,
+            "dbArn": resources.db_arn,
+            "dbAddress": process.LOOPBACK,
+            "dbPort": own.db_port,
+            "dbUser": postgres.SUPERUSER,
+            "dbKmsKeyArn": resources.kms_key_arn,
+            "kmsKeyArn": resources.kms_key_arn,
+            "dumpBucket": resources.buckets["dumps"],
+            "walBucket": resources.buckets["wal"],
+            "configBucket": resources.buckets["config"],
+            "auditBucket": resources.buckets["audit"],
+            "hostedZoneId": resources.hosted_zone_id,
+            "healthCheckId": resources.health_check_id,
+            "kafkaBootstrap": own.kafka_bootstrap,
+            "peerKafkaBootstrap": peer.kafka_bootstrap,
+            "serviceUrl": own.service_url,
+            "selfManaged": {
+                "binDir": str(postgres.BIN_DIR),
+                "dataDir": str(layout.data_dir(settings.stack)),
+                "archiveDir": str(layout.archive_dir),
+                "baseBackupDir": str(layout.base_backup_dir),
+                "osUser": postgres.OS_USER,
+            },
         },
-    }
+    )

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drtopo.failover import run as switchover
 from drtopo.failover.plan import failback_plan
+from drtopo.failover.run import add_flags, execute, load
 from drtopo.report import main_guard
 from scripts.cli import parser
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     p = parser("failback", __doc__.splitlines()[0], changes_state=True)
-    switchover.add_flags(p)
+    add_flags(p)
     args = p.parse_args(argv)
-    sw = switchover.load("failback", args)
-    return switchover.execute(sw, lambda _pre: failback_plan(sw.target.stack, sw.peer.stack), args)
+    sw = load("failback", args)
+    return execute(sw, lambda _pre: failback_plan(sw.target.stack, sw.peer.stack), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

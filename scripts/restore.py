@@ -22,8 +22,14 @@ from confluent_kafka import KafkaException
 from drtopo.backup import config as config_backup
 from drtopo.backup import store as dump_store
 from drtopo.database import pg_tools, pitr
-from drtopo.kafka import offsets as kafka_offsets
-from drtopo.kafka import topics as kafka_topics
+from drtopo.kafka.offsets import (
+    CheckpointError,
+    apply_group_offsets,
+    checkpoints_topic,
+    read_checkpoints,
+    translated_offsets,
+)
+from drtopo.kafka.topics import CLUSTERS, clusters, recreate_topics
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import BadInput, Clock, Report, Unsafe, main_guard, settings_for
 from scripts.backup import OPERATIONAL_ERRORS, compare_counts
@@ -55,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--dest", type=Path, help="folder to restore into (default: DRTOPO_PROJECT_DIR)")
     config.add_argument("--force", action="store_true", help="overwrite files that exist with other content")
     topics = command("kafka-topics", "recreate the configured topics a cluster lacks (idempotent)")
-    topics.add_argument("--cluster", choices=kafka_topics.CLUSTERS, required=True)
+    topics.add_argument("--cluster", choices=CLUSTERS, required=True)
     offsets = command("consumer-offsets", "set a group's offsets on the backup cluster from MirrorMaker 2 checkpoints")
     offsets.add_argument("--group", help="consumer group (default: the configured service group)")
     return top
@@ -161,8 +167,8 @@ def restore_pitr(
 
 def restore_topics(stack: str, outputs: StackOutputs, report: Report, cluster: str, dry_run: bool) -> None:
     settings = settings_for(stack)
-    target = kafka_topics.clusters(settings, outputs)[cluster]
-    results = kafka_topics.recreate_topics(target.bootstrap, settings.kafka.topics, dry_run)
+    target = clusters(settings, outputs)[cluster]
+    results = recreate_topics(target.bootstrap, settings.kafka.topics, dry_run)
     for r in results:
         report.check(f"topic {r.name}", r.ok, f"{r.action}{': ' + r.detail if r.detail else ''}", value=r.partitions)
     report.measured.update(
@@ -178,22 +184,20 @@ def restore_offsets(
 ) -> None:
     """Move the group on the backup cluster, where MirrorMaker 2 writes the checkpoints of the source's offsets."""
     settings = settings_for(stack)
-    roles = kafka_topics.clusters(settings, outputs)
+    roles = clusters(settings, outputs)
     group = group or settings.kafka.consumer_group
     source_alias, target = roles["source"].alias, roles["backup"]
     try:
-        with clock.step(f"read {kafka_offsets.checkpoints_topic(source_alias)} on {target.bootstrap}"):
-            checkpoints = kafka_offsets.read_checkpoints(target.bootstrap, source_alias, group)
-    except kafka_offsets.CheckpointError as exc:
+        with clock.step(f"read {checkpoints_topic(source_alias)} on {target.bootstrap}"):
+            checkpoints = read_checkpoints(target.bootstrap, source_alias, group)
+    except CheckpointError as exc:
         report.check("checkpoints", False, str(exc))
         return
     report.check("checkpoints", bool(checkpoints), f"{len(checkpoints)} partitions of group {group!r}")
     if not checkpoints:
         return
     with clock.step(f"apply offsets of {group} on {target.bootstrap}"):
-        applied = kafka_offsets.apply_group_offsets(
-            target.bootstrap, group, kafka_offsets.translated_offsets(checkpoints), dry_run
-        )
+        applied = apply_group_offsets(target.bootstrap, group, translated_offsets(checkpoints), dry_run)
     for tp, offset in applied.offsets.items():
         report.check(f"offset {tp}", True, f"previous {applied.previous.get(tp)}", value=offset)
     report.measured["offsets"] = applied.as_dict()

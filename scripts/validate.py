@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psycopg
 
-from drtopo.checks import db as checks_db
-from drtopo.checks import kafka as checks_kafka
-from drtopo.checks import service as checks_service
+from drtopo.checks.db import EXCEPTIONS_TABLE, exception_checks, parse_time, rpo_check, table_checks
+from drtopo.checks.kafka import kafka_checks
+from drtopo.checks.service import health_check, latency_check
 from drtopo.database.compare import DEFAULT_LIMIT, CompareError, compare
 from drtopo.database.connect import connect
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
@@ -71,11 +71,11 @@ def _connect_other(other: StackOutputs | str) -> psycopg.Connection:
 
 
 def database_checks(report: Report, conn: psycopg.Connection, settings: Settings, since: datetime | None) -> None:
-    present = checks_db.table_checks(report, conn, settings.database.tables)
-    if checks_db.EXCEPTIONS_TABLE in present:
-        checks_db.exception_checks(report, conn)
+    present = table_checks(report, conn, settings.database.tables)
+    if EXCEPTIONS_TABLE in present:
+        exception_checks(report, conn)
         if since is not None:
-            checks_db.rpo_check(report, conn, since, settings.objectives.region_failure.rpo_seconds)
+            rpo_check(report, conn, since, settings.objectives.region_failure.rpo_seconds)
 
 
 def compare_checks(
@@ -107,14 +107,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     _positive("--requests", args.requests, 1)
     _positive("--limit", args.limit, 0)
     _positive("--max-mirror-lag", args.max_mirror_lag, 0)
-    since = checks_db.parse_time(args.since) if args.since is not None else None
+    since = parse_time(args.since) if args.since is not None else None
     settings = settings_for(args.stack)
     other = against_conninfo(args.against, args.stack, args.outputs) if args.against else None
     outputs = load_outputs(args.outputs, args.stack)
     skip = set(args.skip)
     report = Report()
-    if "service" not in skip and checks_service.health_check(report, outputs.service_url, settings.service.health_path):
-        checks_service.latency_check(report, outputs.service_url, args.requests, settings.service.latency_p95_ms)
+    if "service" not in skip and health_check(report, outputs.service_url, settings.service.health_path):
+        latency_check(report, outputs.service_url, args.requests, settings.service.latency_p95_ms)
     if not {"database", "compare"} <= skip:
         try:
             conn = connect(outputs)
@@ -129,7 +129,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 if other is not None and "compare" not in skip:
                     compare_checks(report, conn, other, settings.database.tables, args.limit)
     if "kafka" not in skip:
-        checks_kafka.kafka_checks(report, settings, outputs, args.max_mirror_lag)
+        kafka_checks(report, settings, outputs, args.max_mirror_lag)
     report.print_table()
     report.write(args.json_path)
     return report.exit_code()

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from drtopo.backup import store as dump_store
+from drtopo.backup.store import encryption_args, s3_client
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
@@ -106,7 +106,7 @@ def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_
             print(f"would upload s3://{outputs.config_bucket}/{prefix}{f.name} ({len(f.content)} bytes)")
         report.check("plan", True, f"{len(files)} files under {prefix}")
         return prefix
-    s3 = dump_store.s3_client(outputs)
+    s3 = s3_client(outputs)
     with clock.step(f"upload {len(files)} configuration files"):
         for f in [*files, ConfigFile(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())]:
             s3.put_object(
@@ -114,7 +114,7 @@ def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_
                 Key=prefix + f.name,
                 Body=f.content,
                 Metadata={"sha256": f.sha256, "stack": stack},
-                **dump_store.encryption_args(outputs),
+                **encryption_args(outputs),
             )
     for f in files:
         stored = s3.head_object(Bucket=outputs.config_bucket, Key=prefix + f.name)
@@ -146,7 +146,7 @@ def restore(
 
     A file that exists with other content is refused (exit 3) unless `force`: it may be a newer edit.
     """
-    s3 = dump_store.s3_client(outputs)
+    s3 = s3_client(outputs)
     prefix = prefix or latest_prefix(s3, outputs.config_bucket, stack)
     prefix = prefix if prefix.endswith("/") else prefix + "/"
     try:

@@ -19,10 +19,17 @@ import psycopg
 
 from drtopo.database import fence, replication, standby
 from drtopo.database.connect import connect
-from drtopo.failover import dns as dns_failover
-from drtopo.failover import roles as stack_roles
+from drtopo.failover.dns import make_primary
 from drtopo.failover.journal import Journal, Runner
 from drtopo.failover.plan import MUTATING, PlannedStep, render
+from drtopo.failover.roles import pulumi_commands, switch_roles
+from drtopo.kafka.offsets import (
+    CheckpointError,
+    KafkaException,
+    apply_group_offsets,
+    read_checkpoints,
+    translated_offsets,
+)
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
@@ -179,14 +186,12 @@ class Switchover:
         if self.skip_consumer_group:
             self.report.check("consumer-group", True, "skipped (--skip-consumer-group)")
             return {"skipped": True}
-        from drtopo.kafka import offsets as kafka_offsets
-
         source_alias = cluster_alias(self.peer.region)
         try:
-            checkpoints = kafka_offsets.read_checkpoints(self.target.kafka_bootstrap, source_alias, group)
-            offsets = kafka_offsets.translated_offsets(checkpoints)
-            applied = kafka_offsets.apply_group_offsets(self.target.kafka_bootstrap, group, offsets)
-        except (kafka_offsets.CheckpointError, kafka_offsets.KafkaException) as exc:
+            checkpoints = read_checkpoints(self.target.kafka_bootstrap, source_alias, group)
+            offsets = translated_offsets(checkpoints)
+            applied = apply_group_offsets(self.target.kafka_bootstrap, group, offsets)
+        except (CheckpointError, KafkaException) as exc:
             # The database is already promoted: do not hold back DNS; report it for the operator to act on.
             self.report.check(
                 "consumer-group", False, f"group {group!r} not moved to {self.target.kafka_bootstrap}: {exc}"
@@ -197,14 +202,14 @@ class Switchover:
         return {"moved": True, **applied.as_dict()}
 
     def dns(self) -> dict[str, Any]:
-        result = dns_failover.make_primary(self.target, self.peer)
+        result = make_primary(self.target, self.peer)
         ok = result["after"].get(self.target.set_identifier) == "PRIMARY"
         self.report.check("dns", ok, f"{self.target.record_name}: {result['after']} ({result['changes']} change(s))")
         return result
 
     def roles(self) -> dict[str, Any]:
-        changed = stack_roles.switch_roles(self.target.stack, self.peer.stack, self.project_dir)
-        commands = stack_roles.pulumi_commands(self.target.stack, self.peer.stack)
+        changed = switch_roles(self.target.stack, self.peer.stack, self.project_dir)
+        commands = pulumi_commands(self.target.stack, self.peer.stack)
         self.report.check(
             "roles", True, f"{self.target.stack}=primary, {self.peer.stack}=standby in {self.project_dir}"
         )

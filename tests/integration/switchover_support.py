@@ -19,9 +19,9 @@ import boto3
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from drtopo.failover import dns as dns_failover
-from drtopo.kafka import offsets as kafka_offsets
+from drtopo.failover.dns import current
 from drtopo.kafka.lag import Partition
+from drtopo.kafka.offsets import read_checkpoints
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.settings import STACKS
 from lab.core import Lab
@@ -72,7 +72,7 @@ def end_state(lab: Lab) -> dict[str, Any]:
     dr = outputs(lab, "dr")
     return {
         "servers": {s: server_state(lab, s) for s in STACKS},
-        "dns": dns_failover.current(dr),
+        "dns": current(dr),
         "rds": {
             s: sorted(
                 i["DBInstanceIdentifier"]
@@ -117,7 +117,7 @@ class DnsFollowingWriter(threading.Thread):
         self._by_set = {o.set_identifier: s for s, o in self._outputs.items()}
 
     def primary(self) -> str:
-        state = dns_failover.current(self._outputs["dr"])
+        state = current(self._outputs["dr"])
         return next(self._by_set[k] for k, v in state.items() if v == "PRIMARY")
 
     def run(self) -> None:
@@ -191,7 +191,7 @@ def consume_and_wait_for_checkpoints(
     consumer.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = kafka_offsets.read_checkpoints(backup, source_alias, group)
+        found = read_checkpoints(backup, source_alias, group)
         ours = {tp: cp for tp, cp in found.items() if tp.topic == topic}
         if {tp.partition: cp.upstream_offset for tp, cp in ours.items()} == {
             p: o for p, o in committed.items() if o >= 0

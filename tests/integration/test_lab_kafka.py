@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from drtopo.kafka import lag as kafka_lag
-from drtopo.kafka import offsets as kafka_offsets
 from drtopo.kafka.lag import Partition
+from drtopo.kafka.offsets import Checkpoint, CheckpointError, apply_group_offsets, read_checkpoints, translated_offsets
 from drtopo.mm2_properties import mirror_flow
 from drtopo.report import Unsafe
 from drtopo.settings import Settings, load_settings
@@ -161,15 +161,15 @@ def test_group_commit_on_the_source_is_checkpointed_and_translated(pair: Pair) -
     consumer.close()
     tp = Partition(topic, 0)
 
-    def checkpoint() -> kafka_offsets.Checkpoint | None:
+    def checkpoint() -> Checkpoint | None:
         try:
-            cp = kafka_offsets.read_checkpoints(pair.backup.bootstrap, pair.source_alias, group).get(tp)
-        except kafka_offsets.CheckpointError:
+            cp = read_checkpoints(pair.backup.bootstrap, pair.source_alias, group).get(tp)
+        except CheckpointError:
             return None
         return cp if cp is not None and cp.upstream_offset == 102 and cp.downstream_offset == 102 else None
 
     cp = wait_for("checkpoint of upstream offset 102", checkpoint, timeout=60)
-    assert kafka_offsets.translated_offsets({tp: cp}) == {tp: 102}
+    assert translated_offsets({tp: cp}) == {tp: 102}
     # The translated offset points just past the same record on the backup cluster: nothing skipped, nothing replayed.
     backup_records = {(p, o): k for p, o, k, _ in read_all(pair.backup.bootstrap, topic)}
     assert backup_records[(0, cp.downstream_offset - 1)] == last.key().decode() == "captured-101"
@@ -177,11 +177,11 @@ def test_group_commit_on_the_source_is_checkpointed_and_translated(pair: Pair) -
 
 def test_apply_group_offsets_commits_them_and_refuses_an_active_group(pair: Pair) -> None:
     group, tp = "drtopo-test-apply", Partition("ExceptionCaptured", 0)
-    planned = kafka_offsets.apply_group_offsets(pair.backup.bootstrap, group, {tp: 50}, dry_run=True)
+    planned = apply_group_offsets(pair.backup.bootstrap, group, {tp: 50}, dry_run=True)
     assert planned.dry_run and planned.offsets == {tp: 50} and planned.previous == {}
     assert kafka_lag.committed_offsets(pair.backup.bootstrap, group) == {}
 
-    applied = kafka_offsets.apply_group_offsets(pair.backup.bootstrap, group, {tp: 50})
+    applied = apply_group_offsets(pair.backup.bootstrap, group, {tp: 50})
     assert applied.previous == {}
     assert kafka_lag.committed_offsets(pair.backup.bootstrap, group) == {tp: 50}
     lag = {p.partition: p for p in kafka_lag.consumer_group_lag(pair.backup.bootstrap, group, [tp.topic])}
@@ -199,7 +199,7 @@ def test_apply_group_offsets_commits_them_and_refuses_an_active_group(pair: Pair
     try:
         wait_for("consumer joins the group", lambda: member.poll(0.5) is not None or member.assignment(), 30)
         with pytest.raises(Unsafe, match="active member"):
-            kafka_offsets.apply_group_offsets(pair.backup.bootstrap, group, {tp: 0})
+            apply_group_offsets(pair.backup.bootstrap, group, {tp: 0})
     finally:
         member.close()
     assert kafka_lag.committed_offsets(pair.backup.bootstrap, group)[tp] == 50

@@ -20,8 +20,8 @@ from psycopg import sql
 
 from drtopo.database.connect import connect, password
 from drtopo.database.pg_tools import table_counts
-from drtopo.kafka import lag as kafka_lag
-from drtopo.kafka import topics as kafka_topics
+from drtopo.kafka.lag import committed_offsets
+from drtopo.kafka.topics import clusters
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.settings import load_settings
 from lab import kafka, process
@@ -192,11 +192,11 @@ def test_consumer_offsets_move_the_group_to_the_checkpointed_offsets(lab: Lab, t
     settings = load_settings("dr", lab.project_dir)
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
     backup = lab.kafka_bootstrap("dr")
-    source_alias = kafka_topics.clusters(settings, load_outputs(lab.outputs_path("dr"), "dr"))["source"].alias
+    source_alias = clusters(settings, load_outputs(lab.outputs_path("dr"), "dr"))["source"].alias
     expected = consume_and_wait_for_checkpoints(lab, topic, group, source_alias)
     code, report = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
     assert code == 0, report
-    applied = kafka_lag.committed_offsets(backup, group)
+    applied = committed_offsets(backup, group)
     assert {tp: applied[tp] for tp in expected} == expected
 
     member = Consumer({"bootstrap.servers": backup, "group.id": group, "enable.auto.commit": False})

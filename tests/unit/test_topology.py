@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drtopo.outputs import StackOutputs
+from drtopo.outputs import OUTPUT_KEYS, StackOutputs, outputs_document
 from drtopo.settings import PROJECT, load_settings
 from policies.mock_program import Evaluation, evaluate
 from tests.k8s_schema import validate_manifest
@@ -116,3 +116,17 @@ def test_the_standby_references_the_primary_stack_of_this_project(dr: Evaluation
     reference = dr.one("pulumi:pulumi:StackReference").name
     assert reference.split("/")[1:] == [PROJECT, dr.settings.peer_stack]
     assert "dbArn" in prod.exports
+
+
+def test_the_exports_are_exactly_the_outputs_schema(stack: Evaluation) -> None:
+    """One schema: every key the program exports is a StackOutputs field and none is left out (selfManaged is
+    the lab's and self-hosted PostgreSQL's only)."""
+    assert set(stack.exports) == OUTPUT_KEYS - {"selfManaged"}
+    outputs = StackOutputs.model_validate(stack.exports)
+    assert outputs.db_kms_key_arn == stack.exports["dbKmsKeyArn"]
+    assert outputs.objectives == stack.settings.objectives
+
+
+def test_a_document_with_a_key_outside_the_schema_is_refused(stack: Evaluation) -> None:
+    with pytest.raises(ValueError, match=r"unknown keys \['dbKmsKey'\]"):
+        outputs_document(stack.settings, {"dbKmsKey": "arn:aws:kms:x"})
