@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from drtopo import cron
 from drtopo.settings import Tier
-from policies import cron, limits
+from policies import limits
 from policies import resource_types as types
 from policies.model import Enforcement, Resource, Violation, as_list, fmt, number, truthy, violation
 from policies.properties import parse_properties
@@ -267,7 +268,7 @@ def daily_full_backup(view: StackView) -> Iterator[Violation]:
         schedule = str(job.get("spec.schedule") or "")
         try:
             daily = cron.runs_every_day(schedule)
-        except cron.CronError as exc:
+        except cron.ScheduleError as exc:
             yield violation(job, "spec.schedule", schedule, "valid cron that runs every day", str(exc))
             continue
         if not daily:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from drtopo.cron import ScheduleError, runs_every_day
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.settings import load_settings
-from policies.cron import CronError, runs_every_day
 from policies.model import UNKNOWN, UnknownValue, fmt, lookup
 from policies.properties import parse_properties
 
@@ -28,7 +28,7 @@ def test_schedules_that_skip_days(schedule: str) -> None:
 
 @pytest.mark.parametrize("schedule", ["15 2 * *", "61 2 * * *", "0 25 * * *", "0 0 * * funday", "0 0 * * */0"])
 def test_invalid_cron_names_the_field(schedule: str) -> None:
-    with pytest.raises(CronError):
+    with pytest.raises(ScheduleError):
         runs_every_day(schedule)
 
 
