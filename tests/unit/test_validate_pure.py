@@ -10,8 +10,9 @@ import pytest
 from drtopo.checks.db import parse_time, rpo_seconds
 from drtopo.checks.kafka import unreachable
 from drtopo.checks.service import percentile
+from drtopo.checks.validate import against_conninfo
 from drtopo.report import BadInput
-from scripts.validate import against_conninfo, main
+from scripts.validate import main
 
 
 def test_parse_time_needs_an_offset() -> None:

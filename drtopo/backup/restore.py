@@ -1,0 +1,95 @@
+"""Restores that bring a database back: a verified dump into a target database, or the stack's database to a time T.
+
+`restore_dump` refuses a non-empty target unless asked to clean it and checks row counts against those stored with
+the dump; `restore_pitr` makes a new RDS instance, or for a self-managed PostgreSQL (the lab) base backup + WAL archive
+in a new data directory.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+from drtopo.backup import store as dump_store
+from drtopo.backup.dumps import compare_counts
+from drtopo.database import pg_tools, pitr
+from drtopo.outputs import StackOutputs
+from drtopo.report import BadInput, Clock, Report, Unsafe
+
+
+def restore_dump(
+    outputs: StackOutputs, report: Report, clock: Clock, key: str, target: str, clean: bool, dry_run: bool
+) -> None:
+    try:
+        target_plain, secret = pg_tools.split_password(target)
+    except psycopg.ProgrammingError as exc:
+        raise BadInput(f"--target {target!r} is not a libpq connection string ({pg_tools.one_line(exc)})") from None
+    try:
+        conn = psycopg.connect(target_plain, password=secret, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise Unsafe(f"target {target_plain} is not reachable ({pg_tools.one_line(exc)})") from None
+    with conn:
+        if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            raise Unsafe(f"target {target_plain} is a read-only standby; expected a writable database")
+        existing = pg_tools.table_counts(conn)
+    if existing and not clean:
+        raise Unsafe(
+            f"target {target_plain} is not empty ({len(existing)} tables, e.g. {next(iter(existing))}); "
+            "pass --clean to drop the dump's objects there first"
+        )
+    s3 = dump_store.s3_client(outputs)
+    stored = dump_store.head(s3, outputs.dump_bucket, key)
+    if dry_run:
+        report.check("plan", True, f"restore {key} into {target_plain}{' after --clean' if existing else ''}")
+        return
+    with tempfile.TemporaryDirectory(prefix="drtopo-restore-") as tmp:
+        path = Path(tmp) / "dump"
+        with clock.step("download"):
+            digest = dump_store.download(s3, outputs.dump_bucket, key, path)
+        intact = digest == stored.sha256
+        report.check("sha256", intact, "matches metadata" if intact else f"got {digest}, metadata {stored.sha256}")
+        if not intact:
+            print(f"CORRUPT: dump {key} does not match its SHA-256; the target was not touched", file=sys.stderr)
+            return
+        with clock.step("pg_restore"):
+            pg_tools.restore(path, target_plain, secret, clean=bool(existing))
+    with psycopg.connect(target_plain, password=secret, autocommit=True) as conn:
+        counts = pg_tools.table_counts(conn)
+    compare_counts(report, {t: counts.get(t, 0) for t in stored.row_counts or counts}, stored.row_counts)
+    report.measured.update(key=key, bytes=stored.size, restore_seconds=clock.steps[-1]["seconds"])
+
+
+def restore_pitr(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    target: datetime,
+    *,
+    rds: bool = False,
+    target_dir: Path | None = None,
+    target_port: int | None = None,
+    target_instance: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Restore to `target` with RDS (when asked, or when the outputs have no self-managed PostgreSQL) or from the
+    base backup and WAL archive; the target flags of the other kind are bad input."""
+    use_rds = rds or outputs.self_managed is None
+    if use_rds and (target_dir or target_port):
+        raise BadInput("--target-dir/--target-port are for a self-managed restore; RDS takes --target-instance")
+    if not use_rds and target_instance:
+        raise BadInput(
+            "--target-instance is for an RDS restore (add --rds); self-managed takes --target-dir/--target-port"
+        )
+    with clock.step(f"point-in-time restore to {target.isoformat()} ({'RDS' if use_rds else 'self-managed'})"):
+        if use_rds:
+            result = pitr.restore_rds(outputs, target, report, clock, target_instance, dry_run)
+        else:
+            assert outputs.self_managed is not None
+            result = pitr.restore_self_managed(
+                outputs, outputs.self_managed, target, report, clock, target_dir, target_port, dry_run
+            )
+    report.measured.update(result, restore_seconds=clock.steps[-1]["seconds"])

@@ -1,0 +1,109 @@
+"""The runbook's post-recovery checks in one run: service, database, comparison with another database, Kafka.
+
+`validate` runs each group not skipped and returns the report; `against_conninfo` resolves what `--against` names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+from drtopo.checks.db import EXCEPTIONS_TABLE, exception_checks, rpo_check, table_checks
+from drtopo.checks.kafka import kafka_checks
+from drtopo.checks.service import health_check, latency_check
+from drtopo.database.compare import DEFAULT_LIMIT, CompareError, compare
+from drtopo.database.connect import connect
+from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
+from drtopo.report import BadInput, Report
+from drtopo.settings import STACKS, Settings
+
+GROUPS = ("service", "database", "kafka", "compare")
+
+
+def against_conninfo(against: str, stack: str, outputs_path: Path | None) -> StackOutputs | str:
+    """The other side of the comparison: the outputs of a stack, or a DSN as given."""
+    if against in STACKS:
+        if against == stack:
+            raise BadInput(f"--against {against!r} is the stack being validated; expected the other stack or a DSN")
+        return load_outputs(peer_outputs_path(outputs_path, against), against)
+    if against.startswith(("postgresql://", "postgres://")) or "=" in against:
+        try:
+            psycopg.conninfo.conninfo_to_dict(against)
+        except psycopg.ProgrammingError as exc:
+            raise BadInput(f"--against {against!r} is not a valid DSN ({exc})") from None
+        return against
+    raise BadInput(f"--against {against!r} is unknown; expected {' or '.join(STACKS)} or a PostgreSQL DSN")
+
+
+def _connect_other(other: StackOutputs | str) -> psycopg.Connection:
+    if isinstance(other, str):
+        return psycopg.connect(other, autocommit=True, connect_timeout=3)
+    return connect(other)
+
+
+def database_checks(report: Report, conn: psycopg.Connection, settings: Settings, since: datetime | None) -> None:
+    present = table_checks(report, conn, settings.database.tables)
+    if EXCEPTIONS_TABLE in present:
+        exception_checks(report, conn)
+        if since is not None:
+            rpo_check(report, conn, since, settings.objectives.region_failure.rpo_seconds)
+
+
+def compare_checks(
+    report: Report, conn: psycopg.Connection, other: StackOutputs | str, tables: Sequence[str], limit: int
+) -> None:
+    name = other.stack if isinstance(other, StackOutputs) else "DSN"
+    try:
+        reference = _connect_other(other)
+    except psycopg.OperationalError as exc:
+        report.check("compare.connect", False, f"{name}: {str(exc).strip().splitlines()[0]}")
+        return
+    with reference:
+        try:
+            diffs = compare(reference, conn, tables, limit=limit)
+        except CompareError as exc:
+            report.check("compare", False, str(exc))
+            return
+    report.measured["compare"] = [d.to_dict() for d in diffs]
+    for d in diffs:
+        report.check(
+            f"compare.rows.{d.table}", d.reference_rows == d.target_rows, f"vs {name}", d.target_rows, d.reference_rows
+        )
+        differing = len(d.keys.missing) + len(d.keys.extra) + len(d.keys.changed)
+        report.check(f"compare.keys.{d.table}", d.equal, f"vs {name} in {d.seconds:.2f} s: {d.summary()}", differing, 0)
+
+
+def validate(
+    settings: Settings,
+    outputs: StackOutputs,
+    *,
+    other: StackOutputs | str | None = None,
+    since: datetime | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+    requests: int = 20,
+    limit: int = DEFAULT_LIMIT,
+    max_mirror_lag: int = 100,
+) -> Report:
+    """Every check group of GROUPS not in `skip`; `other` adds the comparison, `since` the measured RPO."""
+    report = Report()
+    if "service" not in skip and health_check(report, outputs.service_url, settings.service.health_path):
+        latency_check(report, outputs.service_url, requests, settings.service.latency_p95_ms)
+    if not {"database", "compare"} <= skip:
+        try:
+            conn = connect(outputs)
+        except psycopg.OperationalError as exc:
+            report.check(
+                "db.connect", False, f"{outputs.db_address}:{outputs.db_port}: {str(exc).strip().splitlines()[0]}"
+            )
+        else:
+            with conn:
+                if "database" not in skip:
+                    database_checks(report, conn, settings, since)
+                if other is not None and "compare" not in skip:
+                    compare_checks(report, conn, other, settings.database.tables, limit)
+    if "kafka" not in skip:
+        kafka_checks(report, settings, outputs, max_mirror_lag)
+    return report
