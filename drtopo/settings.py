@@ -18,7 +18,6 @@ from pydantic.alias_generators import to_camel
 
 PROJECT = "drtopo"
 REPO_DIR = Path(__file__).resolve().parent.parent
-STACKS = ("prod", "dr")
 SCENARIOS = (
     "single-pod-failure",
     "database-corruption",
@@ -307,12 +306,33 @@ def stack_file(stack: str, project_dir: Path | None = None) -> Path:
     return (project_dir or active_project_dir()) / f"Pulumi.{stack}.yaml"
 
 
-def load_settings(stack: str, project_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read and validate `Pulumi.<stack>.yaml`; `overrides` replaces `drtopo:` keys (for tests and role switches)."""
+def stacks(project_dir: Path | None = None) -> tuple[str, ...]:
+    """The stacks of the project: every `Pulumi.<name>.yaml` whose `drtopo:peerStack` names its peer, sorted."""
+    found = []
+    for path in sorted((project_dir or active_project_dir()).glob("Pulumi.*.yaml")):
+        try:
+            config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # not a stack file this project can read; load_settings names the problem when it is asked for
+        if isinstance(config, dict) and config.get(f"{PROJECT}:peerStack"):
+            found.append(path.name.removeprefix("Pulumi.").removesuffix(".yaml"))
+    return tuple(found)
+
+
+def require_stack(stack: str, project_dir: Path | None = None) -> str:
+    """`stack` when it has a stack file in the project; SettingsError naming the missing file and the stacks there."""
     project_dir = project_dir or active_project_dir()
     path = stack_file(stack, project_dir)
     if not path.is_file():
-        raise SettingsError(f"stack {stack!r} has no {path.name} in {project_dir}; expected one of {', '.join(STACKS)}")
+        known = ", ".join(stacks(project_dir)) or "none"
+        raise SettingsError(f"stack {stack!r} has no {path.name} in {project_dir}; the stacks there are: {known}")
+    return stack
+
+
+def load_settings(stack: str, project_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read and validate `Pulumi.<stack>.yaml`; `overrides` replaces `drtopo:` keys (for tests and role switches)."""
+    project_dir = project_dir or active_project_dir()
+    path = stack_file(require_stack(stack, project_dir), project_dir)
     try:
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

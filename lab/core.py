@@ -26,9 +26,9 @@ from confluent_kafka import KafkaException
 
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import outputs_document
-from drtopo.settings import STACKS, Role, Settings, load_settings
+from drtopo.settings import Role, Settings, load_settings
 from lab import aws, kafka, postgres, process
-from lab.project import REPO_DIR, StackEndpoints, write_project
+from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
 MIRROR_STACK = "dr"
@@ -139,7 +139,7 @@ class Lab:
         self.root.chmod(self.root.stat().st_mode | 0o011)  # postgres must traverse into pg/
         ports = {
             "aws": process.free_port(),
-            **{kind: {s: process.free_port() for s in STACKS} for kind in ("postgres", "service", "kafka")},
+            **{kind: {s: process.free_port() for s in LAB_STACKS} for kind in ("postgres", "service", "kafka")},
         }
         self.state_path.write_text(json.dumps({"ports": ports}, indent=2) + "\n")
         shutil.rmtree(self.root / "kafka", ignore_errors=True)  # a fresh lab gets fresh clusters on its new ports
@@ -156,7 +156,7 @@ class Lab:
             with self._phase("postgres pair"):
                 self._build_pg_pair()
             with self._phase("services"):
-                for stack in STACKS:
+                for stack in LAB_STACKS:
                     self.start_service(stack)
             resources = emulator.result()
             kafka_started.result()
@@ -168,7 +168,7 @@ class Lab:
 
     def _start_emulator(self, port: int, pid: int) -> dict[str, aws.StackResources]:
         process.wait_port(port, 60, "moto_server", pid)
-        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in STACKS})
+        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in LAB_STACKS})
 
     def _write_env(self, password: str, endpoint: str) -> None:
         values = {
@@ -193,7 +193,7 @@ class Lab:
             s: StackEndpoints(
                 db_port=ports["postgres"][s], kafka_port=ports["kafka"][s], service_port=ports["service"][s]
             )
-            for s in STACKS
+            for s in LAB_STACKS
         }
 
     def _write_project(self, roles: dict[str, Role]) -> None:
@@ -211,20 +211,20 @@ class Lab:
     def _write_outputs(self, resources: dict[str, aws.StackResources]) -> None:
         (self.root / "outputs").mkdir(exist_ok=True)
         endpoints = self._endpoints()
-        for stack in STACKS:
+        for stack in LAB_STACKS:
             document = stack_outputs(self.settings(stack), resources[stack], endpoints, self.pg)
             self.outputs_path(stack).write_text(json.dumps(document, indent=2) + "\n")
 
     def down(self) -> list[str]:
         """Stop every recorded process, clients before servers, in parallel within each wave; returns their names."""
-        clients = [kafka.MIRRORMAKER, aws.PROCESS_NAME, *(service_process(s) for s in STACKS)]
+        clients = [kafka.MIRRORMAKER, aws.PROCESS_NAME, *(service_process(s) for s in LAB_STACKS)]
         stopped = [n for n in clients if process.running(self.root, n)]
-        stopped += [kafka.process_name(s) for s in STACKS if process.running(self.root, kafka.process_name(s))]
-        stopped += [postgres.process_name(s) for s in STACKS if postgres.live_pid(self.root, self.pg, s)]
+        stopped += [kafka.process_name(s) for s in LAB_STACKS if process.running(self.root, kafka.process_name(s))]
+        stopped += [postgres.process_name(s) for s in LAB_STACKS if postgres.live_pid(self.root, self.pg, s)]
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-down") as pool:
             list(pool.map(lambda name: process.stop(self.root, name, 20), clients))
-            servers = [partial(kafka.stop_cluster, self.root, s) for s in STACKS]
-            servers += [partial(postgres.stop, self.root, self.pg, s) for s in STACKS]
+            servers = [partial(kafka.stop_cluster, self.root, s) for s in LAB_STACKS]
+            servers += [partial(postgres.stop, self.root, self.pg, s) for s in LAB_STACKS]
             for future in [pool.submit(stop) for stop in servers]:
                 future.result()
         stopped += self._stop_adopted_postmasters()
@@ -244,14 +244,14 @@ class Lab:
     def _expected_processes(self) -> list[str]:
         return [
             aws.PROCESS_NAME,
-            *(postgres.process_name(s) for s in STACKS),
-            *(service_process(s) for s in STACKS),
-            *(kafka.process_name(s) for s in STACKS),
+            *(postgres.process_name(s) for s in LAB_STACKS),
+            *(service_process(s) for s in LAB_STACKS),
+            *(kafka.process_name(s) for s in LAB_STACKS),
             kafka.MIRRORMAKER,
         ]
 
     def _running(self, name: str) -> bool:
-        for stack in STACKS:
+        for stack in LAB_STACKS:
             if name == postgres.process_name(stack):
                 return postgres.live_pid(self.root, self.pg, stack) is not None
         return process.running(self.root, name)
@@ -274,10 +274,10 @@ class Lab:
             s: postgres.server_status(ports["postgres"][s], password)
             if postgres.live_pid(self.root, self.pg, s)
             else {"role": "down"}
-            for s in STACKS
+            for s in LAB_STACKS
         }
         standby_rows = {row["name"]: row for st in pg_status.values() for row in st.get("standbys", [])}
-        for stack in STACKS:
+        for stack in LAB_STACKS:
             name = postgres.process_name(stack)
             pid = postgres.live_pid(self.root, self.pg, stack)
             entry = {"port": ports["postgres"][stack], "pid": pid, "running": pid is not None, **pg_status[stack]}
@@ -289,7 +289,7 @@ class Lab:
             servers[name] = entry
         servers[aws.PROCESS_NAME] = {"port": ports["aws"], "url": aws.endpoint_url(ports["aws"])}
         servers[aws.PROCESS_NAME].update(self._pid_info(aws.PROCESS_NAME))
-        for stack in STACKS:
+        for stack in LAB_STACKS:
             name = service_process(stack)
             servers[name] = {"port": ports["service"][stack], "url": self.service_url(stack), **self._pid_info(name)}
         servers.update(self._kafka_status())
@@ -319,7 +319,7 @@ class Lab:
 
     def reset_postgres(self) -> None:
         """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too."""
-        for stack in STACKS:
+        for stack in LAB_STACKS:
             postgres.stop(self.root, self.pg, stack)
         self._stop_adopted_postmasters()
         postgres.reset_data(self.pg)
@@ -332,12 +332,12 @@ class Lab:
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
-        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in STACKS})
+        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in LAB_STACKS})
 
     def restore_baseline(self) -> None:
         """After a drill: fresh PostgreSQL pair and emulator, and every other server running again."""
         self.reset_postgres()
-        for stack in STACKS:
+        for stack in LAB_STACKS:
             self.start_service(stack)
         self._start_kafka_all()
 
@@ -378,8 +378,8 @@ class Lab:
 
     def _start_kafka_all(self) -> None:
         """Both clusters (JVMs in parallel) with the settings' topics, then MirrorMaker 2."""
-        with ThreadPoolExecutor(max_workers=len(STACKS), thread_name_prefix="lab-kafka") as pool:
-            for future in [pool.submit(self.start_kafka, s) for s in STACKS]:
+        with ThreadPoolExecutor(max_workers=len(LAB_STACKS), thread_name_prefix="lab-kafka") as pool:
+            for future in [pool.submit(self.start_kafka, s) for s in LAB_STACKS]:
                 future.result()
         self.start_mirrormaker()
 
@@ -396,7 +396,7 @@ class Lab:
     def mirror_stack(self) -> str:
         """The stack whose MirrorMaker runs: the standby in the project copy (as `pulumi up` would scale it), so after
         a role switch a restart of MirrorMaker mirrors the other way; dr while the roles are ambiguous."""
-        standbys = [s for s in STACKS if self.settings(s).role is Role.STANDBY]
+        standbys = [s for s in LAB_STACKS if self.settings(s).role is Role.STANDBY]
         return standbys[0] if len(standbys) == 1 else MIRROR_STACK
 
     def mirrormaker_properties(self) -> str:
@@ -430,7 +430,7 @@ class Lab:
                 "bootstrap": self.kafka_bootstrap(s),
                 **self._pid_info(kafka.process_name(s)),
             }
-            for s in STACKS
+            for s in LAB_STACKS
         }
         target = self.mirror_stack()
         settings = self.settings(target)
@@ -448,8 +448,8 @@ class Lab:
 
 
 def _check_stack(stack: str) -> None:
-    if stack not in STACKS:
-        raise ValueError(f"stack {stack!r} is unknown; expected one of {', '.join(STACKS)}")
+    if stack not in LAB_STACKS:
+        raise ValueError(f"stack {stack!r} is unknown; expected one of {', '.join(LAB_STACKS)}")
 
 
 def stack_outputs(

@@ -13,9 +13,11 @@ from typing import Any
 
 import yaml
 
-from drtopo.settings import PROJECT, STACKS, Role, load_settings, stack_file
+from drtopo.settings import PROJECT, Role, load_settings, stack_file
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+# The lab stands in for the shipped pair of stacks (a team may name its own stacks freely; the lab keeps these two).
+LAB_STACKS = ("prod", "dr")
 LAB_HOST = "127.0.0.1"
 # Route53 records need a host name; the stand-ins listen on loopback, told apart by the health check's port.
 LAB_ENDPOINT = "localhost"
@@ -98,10 +100,10 @@ def write_project(
     """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's)."""
     project_dir.mkdir(parents=True, exist_ok=True)
     (project_dir / "Pulumi.yaml").write_text((source_dir / "Pulumi.yaml").read_text())
-    for stack in STACKS:
+    for stack in LAB_STACKS:
         document = yaml.safe_load(stack_file(stack, source_dir).read_text()) or {}
         config = dict(document.get("config") or {})
-        peer = next(s for s in STACKS if s != stack)
+        peer = next(s for s in LAB_STACKS if s != stack)
         role = (roles or {}).get(stack) or load_settings(stack, source_dir).role
         config = with_topics_rf1(stack, lab_config(config, endpoints[stack], endpoints[peer], role), source_dir)
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"

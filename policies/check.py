@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from drtopo.report import usage_error
-from drtopo.settings import STACKS, Role, Settings, SettingsError, load_settings
+from drtopo.settings import Role, Settings, SettingsError, load_settings
 from policies.engine import evaluate_rules, mandatory
 from policies.model import Enforcement, Violation
 from policies.registry import RULES
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m policies.check", description=__doc__.splitlines()[0])
-    p.add_argument("--stack", choices=STACKS, required=True)
+    p.add_argument("--stack", required=True, help="any Pulumi.<name>.yaml naming its drtopo:peerStack")
     p.add_argument("--role", choices=[r.value for r in Role], help="evaluate this role instead of the stack file's")
     p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")
     return p

@@ -1,4 +1,5 @@
-"""The flags every companion command shares: --stack, --outputs, --json and, where state changes, --dry-run."""
+"""The flags the companion commands share: --stack, --outputs, --json, --dry-run where state changes, and the
+failover flags of promote and failback."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from drtopo.report import usage_error
-from drtopo.settings import STACKS
+from drtopo.settings import SettingsError, require_stack
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -17,12 +18,26 @@ class OneLineParser(argparse.ArgumentParser):
         usage_error(self.prog, message)
 
 
+def stack_name(text: str) -> str:
+    """argparse type for --stack: a stack with a stack file in the project (DRTOPO_PROJECT_DIR or the repository)."""
+    try:
+        return require_stack(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser(
     prog: str, description: str, changes_state: bool, default_stack: str | None = None
 ) -> argparse.ArgumentParser:
     """The shared flags: --stack, --outputs, --json and, for scripts that change state, --dry-run."""
     p = OneLineParser(prog=f"python -m scripts.{prog}", description=description)
-    p.add_argument("--stack", choices=STACKS, default=default_stack, required=default_stack is None)
+    p.add_argument(
+        "--stack",
+        type=stack_name,
+        default=default_stack,
+        required=default_stack is None,
+        help="a stack of the project: any Pulumi.<name>.yaml naming its drtopo:peerStack",
+    )
     p.add_argument(
         "--outputs",
         type=Path,
@@ -32,3 +47,16 @@ def parser(
     if changes_state:
         p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     return p
+
+
+def failover_flags(p: argparse.ArgumentParser) -> None:
+    """The flags promote and failback share beyond the common ones."""
+    p.add_argument(
+        "--accept-data-loss",
+        action="store_true",
+        help="promote even when the measured replica lag is beyond the region-failure RPO",
+    )
+    p.add_argument(
+        "--skip-consumer-group", action="store_true", help="leave the Kafka consumer group's offsets as they are"
+    )
+    p.add_argument("--restart", action="store_true", help="drop an interrupted run's journal instead of resuming it")

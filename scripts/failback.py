@@ -12,17 +12,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from drtopo.failover.plan import failback_plan
-from drtopo.failover.run import add_flags, execute, load
+from drtopo.failover.run import execute, load
 from drtopo.report import main_guard
-from scripts.cli import parser
+from scripts.cli import failover_flags, parser
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     p = parser("failback", __doc__.splitlines()[0], changes_state=True)
-    add_flags(p)
+    failover_flags(p)
     args = p.parse_args(argv)
-    sw = load("failback", args)
-    return execute(sw, lambda _pre: failback_plan(sw.target.stack, sw.peer.stack), args)
+    sw = load(
+        "failback",
+        args.stack,
+        args.outputs,
+        dry_run=args.dry_run,
+        restart=args.restart,
+        accept_data_loss=args.accept_data_loss,
+        skip_consumer_group=args.skip_consumer_group,
+    )
+    return execute(
+        sw, lambda _pre: failback_plan(sw.target.stack, sw.peer.stack), restart=args.restart, json_path=args.json_path
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,14 +18,14 @@ from drtopo.database.compare import DEFAULT_LIMIT, CompareError, compare
 from drtopo.database.connect import connect
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import BadInput, Report
-from drtopo.settings import STACKS, Settings
+from drtopo.settings import Settings, stacks
 
 GROUPS = ("service", "database", "kafka", "compare")
 
 
 def against_conninfo(against: str, stack: str, outputs_path: Path | None) -> StackOutputs | str:
     """The other side of the comparison: the outputs of a stack, or a DSN as given."""
-    if against in STACKS:
+    if against in stacks():
         if against == stack:
             raise BadInput(f"--against {against!r} is the stack being validated; expected the other stack or a DSN")
         return load_outputs(peer_outputs_path(outputs_path, against), against)
@@ -35,7 +35,7 @@ def against_conninfo(against: str, stack: str, outputs_path: Path | None) -> Sta
         except psycopg.ProgrammingError as exc:
             raise BadInput(f"--against {against!r} is not a valid DSN ({exc})") from None
         return against
-    raise BadInput(f"--against {against!r} is unknown; expected {' or '.join(STACKS)} or a PostgreSQL DSN")
+    raise BadInput(f"--against {against!r} is unknown; expected one of {', '.join(stacks())} or a PostgreSQL DSN")
 
 
 def _connect_other(other: StackOutputs | str) -> psycopg.Connection:

@@ -7,7 +7,6 @@ DNS flip and the role switch. Every step is also safe to repeat, so a resumed ru
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
@@ -34,18 +33,6 @@ from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
 from drtopo.settings import Settings, active_project_dir
-
-
-def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--accept-data-loss",
-        action="store_true",
-        help="promote even when the measured replica lag is beyond the region-failure RPO",
-    )
-    p.add_argument(
-        "--skip-consumer-group", action="store_true", help="leave the Kafka consumer group's offsets as they are"
-    )
-    p.add_argument("--restart", action="store_true", help="drop an interrupted run's journal instead of resuming it")
 
 
 @dataclass
@@ -233,39 +220,67 @@ class Switchover:
         self.report.check("rebuild-peer", True, f"{self.peer.stack} is a replica of {self.target.stack}: {result}")
         return result
 
-    def step(self, name: str) -> Callable[[], dict[str, Any]]:
-        return getattr(self, name.replace("-", "_"))
+    def steps(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """Every step a plan can name (`drtopo.failover.plan`), by that name."""
+        return {
+            "preflight": self.preflight,
+            "guard": self.guard,
+            "fence": self.fence,
+            "drain": self.drain,
+            "promote": self.promote,
+            "consumer-group": self.consumer_group,
+            "dns": self.dns,
+            "roles": self.roles,
+            "rebuild": self.rebuild,
+            "catch-up": self.catch_up,
+            "rebuild-peer": self.rebuild_peer,
+        }
 
 
-def load(kind: str, args: argparse.Namespace) -> Switchover:
+def load(
+    kind: str,
+    stack: str,
+    outputs_path: Path | None,
+    *,
+    dry_run: bool = False,
+    restart: bool = False,
+    accept_data_loss: bool = False,
+    skip_consumer_group: bool = False,
+) -> Switchover:
     """Settings and outputs of the target stack and its peer; refuses a target that is already the primary."""
-    settings = settings_for(args.stack)
+    settings = settings_for(stack)
     settings_for(settings.peer_stack)
-    resuming = not args.dry_run and not args.restart and Journal.open(kind, args.stack).resumed
+    resuming = not dry_run and not restart and Journal.open(kind, stack).resumed
     if settings.is_primary and not resuming:
         raise BadInput(
-            f"stack {args.stack} is already primary in Pulumi.{args.stack}.yaml; expected the standby to "
+            f"stack {stack} is already primary in Pulumi.{stack}.yaml; expected the standby to "
             + ("promote" if kind == "promote" else "fail back to (run scripts.promote first)")
         )
-    target = load_outputs(args.outputs, args.stack)
-    peer = load_outputs(peer_outputs_path(args.outputs, settings.peer_stack), settings.peer_stack)
+    target = load_outputs(outputs_path, stack)
+    peer = load_outputs(peer_outputs_path(outputs_path, settings.peer_stack), settings.peer_stack)
     return Switchover(
         kind=kind,
         target=target,
         peer=peer,
         settings=settings,
         project_dir=active_project_dir(),
-        accept_data_loss=getattr(args, "accept_data_loss", False),
-        skip_consumer_group=getattr(args, "skip_consumer_group", False),
-        dry_run=args.dry_run,
+        accept_data_loss=accept_data_loss,
+        skip_consumer_group=skip_consumer_group,
+        dry_run=dry_run,
     )
 
 
-def execute(sw: Switchover, plan_for: Callable[[dict[str, Any]], list[PlannedStep]], args: argparse.Namespace) -> int:
+def execute(
+    sw: Switchover,
+    plan_for: Callable[[dict[str, Any]], list[PlannedStep]],
+    *,
+    restart: bool = False,
+    json_path: Path | None = None,
+) -> int:
     """Run the plan (or, with --dry-run, the read-only steps and the plan); print and write the report."""
     clock = Clock()
     journal = None if sw.dry_run else Journal.open(sw.kind, sw.target.stack)
-    if journal is not None and args.restart:
+    if journal is not None and restart:
         journal.discard()
         journal = Journal.open(sw.kind, sw.target.stack)
     resumed = journal is not None and journal.resumed
@@ -280,27 +295,28 @@ def execute(sw: Switchover, plan_for: Callable[[dict[str, Any]], list[PlannedSte
             guard = runner.run("guard", sw.guard) if sw.kind == "promote" else {}
             print(f"plan ({sw.kind} to {sw.target.stack}; dry run, nothing changed):\n{render(plan)}")
             sw.report.measured["plan"] = [s.name for s in plan]
-            sw.report.write(args.json_path)
+            sw.report.write(json_path)
             if guard.get("refused"):
                 raise Unsafe(f"would refuse: {sw.report.checks[-1].detail}")
             return 0
+        steps = sw.steps()
         for s in plan:
             if s.name in runner.results:
                 continue
-            runner.run(s.name, sw.step(s.name))
+            runner.run(s.name, steps[s.name])
             if runner.timeline[-1].get("resumed"):
                 sw.report.check(s.name, True, f"done by the interrupted run: {runner.results[s.name]}")
             if s.name == "dns":
                 sw.report.measured["seconds_to_dns_flipped"] = round(clock.elapsed(), 3)
     except (BadInput, Unsafe, KeyboardInterrupt):
-        _stopped(sw, journal, runner, args)
+        _stopped(sw, journal, runner, json_path)
         raise
     except Exception as exc:
         # Anything else (an API error, a server that went away mid-step) stops the run; the journal keeps what is done.
         failed = next((s["step"] for s in reversed(clock.steps) if not s["ok"]), "preflight")
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sw.report.check(failed, False, reason)
-        kept = _stopped(sw, journal, runner, args)
+        kept = _stopped(sw, journal, runner, json_path)
         resume = f"; rerun to resume from it (journal {journal.path})" if kept and journal else ""
         print(f"error: step {failed} failed: {reason}{resume}", file=sys.stderr)
         return EXIT_FAILED
@@ -309,15 +325,15 @@ def execute(sw: Switchover, plan_for: Callable[[dict[str, Any]], list[PlannedSte
     sw.report.measured["journal"] = str(closed)
     sw.report.print_table()
     print("next:\n  " + "\n  ".join(runner.results["roles"]["next_commands"]))
-    sw.report.write(args.json_path)
+    sw.report.write(json_path)
     return sw.report.exit_code()
 
 
-def _stopped(sw: Switchover, journal: Journal | None, runner: Runner, args: argparse.Namespace) -> bool:
+def _stopped(sw: Switchover, journal: Journal | None, runner: Runner, json_path: Path | None) -> bool:
     """Record a stopped run; drop its journal when nothing had changed yet. Returns whether the journal is kept."""
     kept = journal is not None and bool(set(journal.data["steps"]) & MUTATING)
     if journal is not None and not kept:
         journal.discard()
     sw.report.measured["steps"] = runner.timeline
-    sw.report.write(args.json_path)
+    sw.report.write(json_path)
     return kept

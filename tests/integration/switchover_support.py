@@ -23,8 +23,8 @@ from drtopo.failover.dns import current
 from drtopo.kafka.lag import Partition
 from drtopo.kafka.offsets import read_checkpoints
 from drtopo.outputs import StackOutputs, load_outputs
-from drtopo.settings import STACKS
 from lab.core import Lab
+from lab.project import LAB_STACKS as STACKS
 
 REPO = Path(__file__).resolve().parents[2]
 # The consumer-group step has its own test; these tests are about the database, DNS and roles.

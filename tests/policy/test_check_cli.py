@@ -80,3 +80,34 @@ def test_config_the_program_refuses_exits_2(tmp_path: Path) -> None:
 
 def test_unknown_stack_exits_2() -> None:
     assert check("--stack", "staging").returncode == 2
+
+
+def renamed_pair(tmp_path: Path, names: dict[str, str]) -> Path:
+    """The two stack files under other names, each naming the other as its peer (and primary reference)."""
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    for old, new in names.items():
+        document = yaml.safe_load((ROOT / f"Pulumi.{old}.yaml").read_text())
+        peer = names[document["config"]["drtopo:peerStack"]]
+        document["config"]["drtopo:peerStack"] = peer
+        reference = document["config"]["drtopo:primaryStackReference"]
+        document["config"]["drtopo:primaryStackReference"] = reference.rsplit("/", 1)[0] + f"/{peer}"
+        (tmp_path / f"Pulumi.{new}.yaml").write_text(yaml.safe_dump(document))
+    return tmp_path
+
+
+def test_stack_names_are_free_any_pair_naming_each_other_is_checked(tmp_path: Path) -> None:
+    project = renamed_pair(tmp_path, {"prod": "east", "dr": "west"})
+    report_path = tmp_path / "report.json"
+    done = check("--stack", "west", "--json", str(report_path), project_dir=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["stack"] == "west" and report["role"] == "standby"
+
+
+def test_an_unknown_stack_names_the_missing_file_in_one_line(tmp_path: Path) -> None:
+    project = renamed_pair(tmp_path, {"prod": "east", "dr": "west"})
+    done = check("--stack", "north", project_dir=project)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "Pulumi.north.yaml" in done.stderr and "east, west" in done.stderr

@@ -8,7 +8,7 @@ from functools import cache
 
 import pytest
 
-from drtopo.settings import STACKS, Role, load_settings
+from drtopo.settings import Role, load_settings, stacks
 from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Resource
@@ -27,7 +27,7 @@ def messages(stack: str, overrides: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("role", [r.value for r in Role])
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", stacks())
 def test_program_breaks_no_rule(stack: str, role: str) -> None:
     overrides = {"role": role}
     resources = program(stack, json.dumps(overrides, sort_keys=True))
