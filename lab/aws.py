@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from drtopo import naming
+from drtopo.aws import client as aws_client
 from drtopo.settings import Settings
 from lab import process
 
@@ -48,9 +47,9 @@ def endpoint_url(port: int) -> str:
 
 
 def client(service: str, region: str, endpoint: str) -> Any:
-    return boto3.client(
+    return aws_client(
         service,
-        region_name=region,
+        region,
         endpoint_url=endpoint,
         aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],

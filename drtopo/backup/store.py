@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from drtopo.aws import stack_client
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput
 from drtopo.tiers import DumpKey, parse_key
@@ -23,7 +23,7 @@ CHUNK = 1 << 20
 
 
 def s3_client(outputs: StackOutputs) -> Any:
-    return boto3.client("s3", region_name=outputs.region)
+    return stack_client("s3", outputs)
 
 
 def sha256_file(path: Path) -> str:

@@ -11,6 +11,7 @@ import os
 
 import psycopg
 
+from drtopo.aws import stack_client
 from drtopo.outputs import StackOutputs
 
 
@@ -18,9 +19,7 @@ def password(outputs: StackOutputs) -> str | None:
     if os.environ.get("PGPASSWORD"):
         return os.environ["PGPASSWORD"]
     if outputs.db_password_secret_arn:
-        import boto3
-
-        client = boto3.client("secretsmanager", region_name=outputs.region)
+        client = stack_client("secretsmanager", outputs)
         secret = client.get_secret_value(SecretId=outputs.db_password_secret_arn)["SecretString"]
         return json.loads(secret)["password"]
     return None

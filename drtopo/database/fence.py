@@ -13,11 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import boto3
 import psycopg
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drtopo.aws import stack_client
 from drtopo.database.connect import connect
 from drtopo.outputs import StackOutputs
 
@@ -84,9 +83,7 @@ def unfence_postgres(conn: psycopg.Connection) -> None:
 
 
 def rds_client(outputs: StackOutputs) -> Any:
-    # A region that is down must not hold the failover for boto3's default minutes of retries.
-    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client("rds", region_name=outputs.region, config=config)
+    return stack_client("rds", outputs)
 
 
 def rds_reachable(outputs: StackOutputs) -> bool:

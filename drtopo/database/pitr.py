@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from drtopo.aws import stack_client
 from drtopo.database import connect as db
 from drtopo.database import pg_tools
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
@@ -377,9 +378,8 @@ def restore_rds(
     dry_run: bool,
     wait_seconds: float = 3600,
 ) -> dict[str, Any]:
-    import boto3
 
-    rds = boto3.client("rds", region_name=outputs.region)
+    rds = stack_client("rds", outputs)
     source = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
     earliest, latest = rds_window(source, datetime.now(UTC))
     check_window(target, earliest, latest, f"instance {outputs.db_instance_id}'s")

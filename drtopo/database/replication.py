@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import psycopg
+
+from drtopo.aws import client
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def pg_lag(standby: psycopg.Connection, primary: psycopg.Connection | None, sett
 def rds_replica_lag(instance_id: str, region: str, window_seconds: int = 300) -> Lag:
     """The highest CloudWatch `ReplicaLag` of an RDS read replica over the last `window_seconds`."""
     end = datetime.now(UTC)
-    stats = boto3.client("cloudwatch", region_name=region).get_metric_statistics(
+    stats = client("cloudwatch", region).get_metric_statistics(
         Namespace="AWS/RDS",
         MetricName="ReplicaLag",
         Dimensions=[{"Name": "DBInstanceIdentifier", "Value": instance_id}],

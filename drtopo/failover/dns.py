@@ -9,8 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import boto3
-
+from drtopo.aws import stack_client
 from drtopo.outputs import StackOutputs
 
 
@@ -56,7 +55,7 @@ def flip_batch(
 
 
 def _client(outputs: StackOutputs) -> Any:
-    return boto3.client("route53", region_name=outputs.region)
+    return stack_client("route53", outputs)
 
 
 def list_records(outputs: StackOutputs) -> list[dict[str, Any]]:

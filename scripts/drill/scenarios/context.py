@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-
+from drtopo.aws import stack_client
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from drtopo.settings import Settings, load_settings
@@ -61,7 +60,7 @@ class DrillContext:
             return url
         outputs = {s: self.outputs(s) for s in ("prod", "dr")}
         prod = outputs["prod"]
-        route53 = boto3.client("route53", region_name="us-east-1")
+        route53 = stack_client("route53", prod)
         records = route53.list_resource_record_sets(HostedZoneId=prod.hosted_zone_id)["ResourceRecordSets"]
         name = prod.record_name.rstrip(".") + "."
         primary = next(
