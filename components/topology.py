@@ -14,7 +14,7 @@ from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from components.storage import BackupStorage, BackupStorageArgs
-from drtopo.outputs import outputs_document
+from drtopo.outputs import bucket_outputs, outputs_document
 from drtopo.settings import Settings
 
 
@@ -35,10 +35,7 @@ def build_topology(settings: Settings) -> dict[str, Any]:
             "dbPasswordSecretArn": database.password_secret_arn,
             "dbKmsKeyArn": database.key_arn,
             "kmsKeyArn": storage.key_arn,
-            "dumpBucket": storage.bucket_names["dumps"],
-            "walBucket": storage.bucket_names["wal"],
-            "configBucket": storage.bucket_names["config"],
-            "auditBucket": storage.bucket_names["audit"],
+            **bucket_outputs(storage.bucket_names),
             "hostedZoneId": dns.zone_id,
             "healthCheckId": dns.health_check_id,
         },

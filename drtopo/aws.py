@@ -1,8 +1,8 @@
 """The one place boto3 clients are built: the region always given, short timeouts, a bounded number of retries.
 
 A region that is down must not hold a failover for boto3's default minutes of retries, so every client connects
-within 5 s, reads within 30 s and makes at most three attempts (two retries). `AWS_ENDPOINT_URL` (the lab's emulator) is honoured by boto3
-itself; the lab passes its endpoint and dummy credentials explicitly.
+within 5 s, reads within 30 s and makes at most three attempts (two retries). boto3 itself honours
+`AWS_ENDPOINT_URL` (the lab's emulator); the lab passes its endpoint and dummy credentials explicitly.
 """
 
 from __future__ import annotations

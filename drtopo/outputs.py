@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,15 @@ class StackOutputs(_Model):
 
 OUTPUT_KEYS: frozenset[str] = frozenset(f.alias or n for n, f in StackOutputs.model_fields.items())
 REQUIRED_KEYS: frozenset[str] = frozenset(f.alias or n for n, f in StackOutputs.model_fields.items() if f.is_required())
+
+
+# The backup buckets by purpose (as BackupStorage and the lab name them) and the output key of each.
+BUCKET_KEYS = {"dumps": "dumpBucket", "wal": "walBucket", "config": "configBucket", "audit": "auditBucket"}
+
+
+def bucket_outputs(buckets: Mapping[str, Any]) -> dict[str, Any]:
+    """The bucket outputs of a stack from its buckets by purpose."""
+    return {key: buckets[purpose] for purpose, key in BUCKET_KEYS.items()}
 
 
 def settings_outputs(settings: Settings) -> dict[str, Any]:

@@ -93,6 +93,14 @@ class Report:
     def exit_code(self) -> int:
         return EXIT_OK if self.ok else EXIT_FAILED
 
+    def finish(self, json_path: Path | None, clock: Clock | None = None) -> int:
+        """The end of every command: the steps' timings, the table, the JSON file; returns the exit code."""
+        if clock is not None:
+            self.measured["steps"] = clock.steps
+        self.print_table()
+        self.write(json_path)
+        return self.exit_code()
+
 
 def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaException
 
 from drtopo.kafka.lag import mirrormaker_lag
-from drtopo.outputs import outputs_document
+from drtopo.outputs import bucket_outputs, outputs_document
 from drtopo.settings import Role, Settings, load_settings
 from lab import aws, kafka, postgres, process
 from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
@@ -470,10 +470,7 @@ def stack_outputs(
             "dbUser": postgres.SUPERUSER,
             "dbKmsKeyArn": resources.kms_key_arn,
             "kmsKeyArn": resources.kms_key_arn,
-            "dumpBucket": resources.buckets["dumps"],
-            "walBucket": resources.buckets["wal"],
-            "configBucket": resources.buckets["config"],
-            "auditBucket": resources.buckets["audit"],
+            **bucket_outputs(resources.buckets),
             "hostedZoneId": resources.hosted_zone_id,
             "healthCheckId": resources.health_check_id,
             "kafkaBootstrap": own.kafka_bootstrap,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from drtopo.report import usage_error
 from drtopo.settings import SettingsError, require_stack
@@ -60,3 +60,16 @@ def failover_flags(p: argparse.ArgumentParser) -> None:
         "--skip-consumer-group", action="store_true", help="leave the Kafka consumer group's offsets as they are"
     )
     p.add_argument("--restart", action="store_true", help="drop an interrupted run's journal instead of resuming it")
+
+
+def failover_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What promote and failback hand to `drtopo.failover.run.switchover`, from their parsed flags."""
+    return {
+        "stack": args.stack,
+        "outputs_path": args.outputs,
+        "dry_run": args.dry_run,
+        "restart": args.restart,
+        "accept_data_loss": args.accept_data_loss,
+        "skip_consumer_group": args.skip_consumer_group,
+        "json_path": args.json_path,
+    }

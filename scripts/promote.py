@@ -11,29 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from drtopo.failover.plan import promote_plan
-from drtopo.failover.run import execute, load
+from drtopo.failover.run import switchover
 from drtopo.report import main_guard
-from scripts.cli import failover_flags, parser
+from scripts.cli import failover_flags, failover_options, parser
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     p = parser("promote", __doc__.splitlines()[0], changes_state=True)
     failover_flags(p)
-    args = p.parse_args(argv)
-    sw = load(
+    return switchover(
         "promote",
-        args.stack,
-        args.outputs,
-        dry_run=args.dry_run,
-        restart=args.restart,
-        accept_data_loss=args.accept_data_loss,
-        skip_consumer_group=args.skip_consumer_group,
-    )
-    return execute(
-        sw,
-        lambda pre: promote_plan(sw.target.stack, sw.peer.stack, bool(pre.get("peer_reachable"))),
-        restart=args.restart,
-        json_path=args.json_path,
+        lambda sw, pre: promote_plan(sw.target.stack, sw.peer.stack, bool(pre.get("peer_reachable"))),
+        **failover_options(p.parse_args(argv)),
     )
 
 

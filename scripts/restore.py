@@ -98,10 +98,7 @@ def _main(argv: Sequence[str] | None) -> int:
             restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run)
     except (*OPERATIONAL_ERRORS, KafkaException) as exc:
         report.check(args.command, False, pg_tools.one_line(exc))
-    report.measured["steps"] = clock.steps
-    report.print_table()
-    report.write(args.json_path)
-    return report.exit_code()
+    return report.finish(args.json_path, clock)
 
 
 if __name__ == "__main__":

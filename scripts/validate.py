@@ -59,9 +59,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         limit=args.limit,
         max_mirror_lag=args.max_mirror_lag,
     )
-    report.print_table()
-    report.write(args.json_path)
-    return report.exit_code()
+    return report.finish(args.json_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

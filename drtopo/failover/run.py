@@ -329,6 +329,31 @@ def execute(
     return sw.report.exit_code()
 
 
+def switchover(
+    kind: str,
+    plan_for: Callable[[Switchover, dict[str, Any]], list[PlannedStep]],
+    *,
+    stack: str,
+    outputs_path: Path | None,
+    dry_run: bool = False,
+    restart: bool = False,
+    accept_data_loss: bool = False,
+    skip_consumer_group: bool = False,
+    json_path: Path | None = None,
+) -> int:
+    """A whole promote or failback to `stack`: load it, then run the plan `plan_for(switchover, preflight)` names."""
+    sw = load(
+        kind,
+        stack,
+        outputs_path,
+        dry_run=dry_run,
+        restart=restart,
+        accept_data_loss=accept_data_loss,
+        skip_consumer_group=skip_consumer_group,
+    )
+    return execute(sw, lambda preflight: plan_for(sw, preflight), restart=restart, json_path=json_path)
+
+
 def _stopped(sw: Switchover, journal: Journal | None, runner: Runner, json_path: Path | None) -> bool:
     """Record a stopped run; drop its journal when nothing had changed yet. Returns whether the journal is kept."""
     kept = journal is not None and bool(set(journal.data["steps"]) & MUTATING)
