@@ -1,4 +1,4 @@
-"""Benchmark of scripts.compare: rows per second per side for 1M equal rows, and the time to find 3 differences.
+"""Benchmark of drtopo.database.compare: rows per second per side for 1M equal rows, and the time to find 3 differences.
 
 `python -m bench.bench_compare [--rows N] [--runs K] [--lab-root DIR]` builds the lab schema with N rows on the lab's
 primary (prod), lets them stream to the standby (dr), and compares prod (reference) with dr (target): two servers,

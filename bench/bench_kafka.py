@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from drtopo.kafka.lag import Partition
+from drtopo.kafka.admin import Partition
 from drtopo.kafka.offsets import CheckpointError, read_checkpoints
 from drtopo.mm2_properties import mirror_flow
 from drtopo.settings import load_settings

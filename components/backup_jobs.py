@@ -96,7 +96,7 @@ class BackupJobsArgs:
     """What the backup CronJobs are built from.
 
     `outputs` are this stack's exported outputs (camelCase keys, as `pulumi stack output --json` prints them):
-    every key `scripts.outputs.StackOutputs` requires, none holding a secret value. The schedules come from
+    every key `drtopo.outputs.StackOutputs` requires, none holding a secret value. The schedules come from
     `settings.kubernetes`; the dump must run exactly once a day.
     """
 
@@ -247,7 +247,8 @@ class BackupJobs(pulumi.ComponentResource):
                     "secret_key_ref": {
                         "name": kubernetes.database_secret,
                         "key": "password",
-                        # With workload identity the job may read the RDS-managed secret instead (scripts/db.py).
+                        # With workload identity the job may read the RDS-managed secret instead
+                        # (drtopo/database/connect.py).
                         "optional": kubernetes.workload_role_arn is not None,
                     }
                 },

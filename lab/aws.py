@@ -1,6 +1,6 @@
 """The lab's AWS emulator: `moto_server` on loopback, seeded with what the prod and dr stacks would create.
 
-Names come from components/naming.py, so scripts find the emulated KMS keys, buckets, RDS instances, health checks
+Names come from drtopo/naming.py, so scripts find the emulated KMS keys, buckets, RDS instances, health checks
 and failover records exactly where they would find the real ones. The emulator does not replicate objects or fail
 health checks; the lab's real servers supply that half.
 """

@@ -34,7 +34,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
-from drtopo.kafka.lag import admin_client, end_offsets
+from drtopo.kafka.admin import admin_client, end_offsets
 from drtopo.kafka.offsets import read_topic
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.settings import Settings, Topic

@@ -1,7 +1,7 @@
 """The Kafka checks after a recovery, on the cluster now serving this stack: every configured topic present,
 MirrorMaker 2 lag per mirrored topic (records behind), the consumer group's committed offsets valid per partition.
 
-Offsets and lag come from `scripts.kafka_lag`. The mirror flows from the primary's cluster into the standby's: for a
+Offsets and lag come from `drtopo.kafka.lag`. The mirror flows from the primary's cluster into the standby's: for a
 standby stack it is measured from the peer into this cluster; for a primary stack from this cluster into the peer's,
 and skipped (reported, not failed) when the peer cluster is down, as it is while the peer region is lost.
 """
@@ -12,6 +12,7 @@ import socket
 
 from confluent_kafka import KafkaException
 
+from drtopo.kafka import admin as kafka_admin
 from drtopo.kafka import lag as kafka_lag
 from drtopo.outputs import StackOutputs
 from drtopo.report import Report
@@ -47,7 +48,7 @@ def topics_check(report: Report, bootstrap: str, topics: tuple[str, ...]) -> boo
         report.check("kafka.topics", False, f"cluster {bootstrap} unreachable: {down}", limit=len(topics))
         return False
     try:
-        present = {p.topic for p in kafka_lag.partitions(bootstrap, topics)}
+        present = {p.topic for p in kafka_admin.partitions(bootstrap, topics)}
     except KafkaException as exc:
         report.check("kafka.topics", False, f"cluster {bootstrap} unreachable: {_reason(exc)}", limit=len(topics))
         return False

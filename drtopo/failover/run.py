@@ -1,6 +1,6 @@
 """Carrying out a failover or failback plan: each step's work, run in order through the journal and the Clock.
 
-`scripts.promote` and `scripts.failback` differ only in their plan (scripts/failover_plan.py); the steps are shared:
+`scripts.promote` and `scripts.failback` differ only in their plan (drtopo/failover/plan.py); the steps are shared:
 the data-loss guard, fencing the old primary, draining to its final WAL position, promotion, the consumer group, the
 DNS flip and the role switch. Every step is also safe to repeat, so a resumed run converges on the same end state.
 """
@@ -335,22 +335,13 @@ def switchover(
     *,
     stack: str,
     outputs_path: Path | None,
-    dry_run: bool = False,
     restart: bool = False,
-    accept_data_loss: bool = False,
-    skip_consumer_group: bool = False,
     json_path: Path | None = None,
+    **flags: bool,
 ) -> int:
-    """A whole promote or failback to `stack`: load it, then run the plan `plan_for(switchover, preflight)` names."""
-    sw = load(
-        kind,
-        stack,
-        outputs_path,
-        dry_run=dry_run,
-        restart=restart,
-        accept_data_loss=accept_data_loss,
-        skip_consumer_group=skip_consumer_group,
-    )
+    """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group),
+    then run the plan that `plan_for(switchover, preflight)` names."""
+    sw = load(kind, stack, outputs_path, restart=restart, **flags)
     return execute(sw, lambda preflight: plan_for(sw, preflight), restart=restart, json_path=json_path)
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
-from drtopo.kafka.lag import TIMEOUT, Partition, admin_client, committed_offsets
+from drtopo.kafka.admin import TIMEOUT, Partition, admin_client, committed_offsets
 from drtopo.report import Unsafe
 
 CHECKPOINT_VERSION = 0

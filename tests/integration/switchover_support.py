@@ -20,7 +20,7 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from drtopo.failover.dns import current
-from drtopo.kafka.lag import Partition
+from drtopo.kafka.admin import Partition
 from drtopo.kafka.offsets import read_checkpoints
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab

@@ -1,4 +1,4 @@
-"""scripts.compare on the lab's PostgreSQL: 1M equal rows, then one changed, one missing and one extra row found.
+"""drtopo.database.compare on the lab's PostgreSQL: 1M equal rows, then one changed, one missing, one extra row found.
 
 The data is built once per module in two scratch databases on the lab's primary: the lab schema, made UNLOGGED so
 the million rows neither stream to the standby nor fill the WAL archive, filled by generate_series, then copied

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drtopo.kafka.lag import committed_offsets
+from drtopo.kafka.admin import committed_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.settings import load_settings
 from lab.core import Lab

@@ -1,7 +1,7 @@
 """Real Kafka in the lab: two KRaft clusters and MirrorMaker 2 running the dr stack's rendered properties.
 
 Records cross the mirror; a group's commit on the source becomes a checkpoint on the backup cluster that
-scripts.kafka_offsets translates to the offset of the same record there; offsets apply (and refuse while the group is
+drtopo.kafka.offsets translates to the offset of the same record there; offsets apply (and refuse while the group is
 active); MirrorMaker lag is 0 when caught up and counts the records produced while it is stopped; stopping a cluster
 leaves no process or port, and a restart keeps its address and topics. One set of servers serves the whole module.
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from drtopo.kafka import admin as kafka_admin
 from drtopo.kafka import lag as kafka_lag
-from drtopo.kafka.lag import Partition
+from drtopo.kafka.admin import Partition
 from drtopo.kafka.offsets import Checkpoint, CheckpointError, apply_group_offsets, read_checkpoints, translated_offsets
 from drtopo.mm2_properties import mirror_flow
 from drtopo.report import Unsafe
@@ -179,11 +180,11 @@ def test_apply_group_offsets_commits_them_and_refuses_an_active_group(pair: Pair
     group, tp = "drtopo-test-apply", Partition("ExceptionCaptured", 0)
     planned = apply_group_offsets(pair.backup.bootstrap, group, {tp: 50}, dry_run=True)
     assert planned.dry_run and planned.offsets == {tp: 50} and planned.previous == {}
-    assert kafka_lag.committed_offsets(pair.backup.bootstrap, group) == {}
+    assert kafka_admin.committed_offsets(pair.backup.bootstrap, group) == {}
 
     applied = apply_group_offsets(pair.backup.bootstrap, group, {tp: 50})
     assert applied.previous == {}
-    assert kafka_lag.committed_offsets(pair.backup.bootstrap, group) == {tp: 50}
+    assert kafka_admin.committed_offsets(pair.backup.bootstrap, group) == {tp: 50}
     lag = {p.partition: p for p in kafka_lag.consumer_group_lag(pair.backup.bootstrap, group, [tp.topic])}
     assert lag[tp].valid and lag[tp].lag == lag[tp].high - 50
 
@@ -202,7 +203,7 @@ def test_apply_group_offsets_commits_them_and_refuses_an_active_group(pair: Pair
             apply_group_offsets(pair.backup.bootstrap, group, {tp: 0})
     finally:
         member.close()
-    assert kafka_lag.committed_offsets(pair.backup.bootstrap, group)[tp] == 50
+    assert kafka_admin.committed_offsets(pair.backup.bootstrap, group)[tp] == 50
 
 
 def test_mirror_lag_is_zero_when_caught_up_and_counts_records_while_mirrormaker_is_stopped(pair: Pair) -> None:

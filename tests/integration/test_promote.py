@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from drtopo.database import fence
-from drtopo.kafka.lag import committed_offsets, end_offsets
+from drtopo.kafka.admin import committed_offsets, end_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from drtopo.database.connect import connect, password
 from drtopo.database.pg_tools import table_counts
-from drtopo.kafka.lag import committed_offsets
+from drtopo.kafka.admin import committed_offsets
 from drtopo.kafka.topics import clusters
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.settings import load_settings

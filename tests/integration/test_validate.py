@@ -23,7 +23,8 @@ import psycopg
 import pytest
 import yaml
 
-from drtopo.kafka.lag import Partition, committed_offsets, mirrormaker_lag, watermarks
+from drtopo.kafka.admin import Partition, committed_offsets, watermarks
+from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.settings import load_settings
 from lab import core as lab_core
 from lab.core import Lab

@@ -1,4 +1,4 @@
-"""The pure parts of scripts.compare: key-range bucketing, bucket and key differences, the listing limit."""
+"""The pure parts of drtopo.database.compare: key-range bucketing, bucket and key differences, the listing limit."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from drtopo.kafka.lag import GroupPartition, Partition, group_partitions, mirror_lag
+from drtopo.kafka.admin import Partition
+from drtopo.kafka.lag import GroupPartition, group_partitions, mirror_lag
 
 A0, A1, B0 = Partition("A", 0), Partition("A", 1), Partition("B", 0)
 

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from drtopo.kafka.lag import Partition
+from drtopo.kafka.admin import Partition
 from drtopo.kafka.offsets import (
     Checkpoint,
     CheckpointError,
