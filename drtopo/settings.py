@@ -316,7 +316,7 @@ def stacks(project_dir: Path | None = None) -> tuple[str, ...]:
             continue  # not a stack file this project can read; load_settings names the problem when it is asked for
         if isinstance(config, dict) and config.get(f"{PROJECT}:peerStack"):
             found.append(path.name.removeprefix("Pulumi.").removesuffix(".yaml"))
-    return tuple(found)
+    return tuple(sorted(found))
 
 
 def require_stack(stack: str, project_dir: Path | None = None) -> str:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
 from drtopo.checks.db import parse_time, rpo_seconds
 from drtopo.checks.kafka import unreachable
 from drtopo.checks.service import percentile
 from drtopo.checks.validate import against_conninfo
 from drtopo.report import BadInput
+from drtopo.settings import REPO_DIR, stacks
 from scripts.validate import main
 
 
@@ -71,3 +74,23 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, capsys:
     assert main(["--stack", "dr", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_any_stack_pair_is_accepted_and_an_unknown_stack_names_its_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for old, new, peer in (("prod", "staging", "staging-dr"), ("dr", "staging-dr", "staging")):
+        document = yaml.safe_load((REPO_DIR / f"Pulumi.{old}.yaml").read_text())
+        document["config"]["drtopo:peerStack"] = peer
+        (tmp_path / f"Pulumi.{new}.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("DRTOPO_PROJECT_DIR", str(tmp_path))
+    assert stacks() == ("staging", "staging-dr")
+    assert against_conninfo("host=127.0.0.1", "staging", None) == "host=127.0.0.1"
+    with pytest.raises(BadInput, match="the stack being validated"):
+        against_conninfo("staging", "staging", None)
+    with pytest.raises(SystemExit) as exited:
+        main(["--stack", "prod", "--skip", "service"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "Pulumi.prod.yaml" in err and "staging, staging-dr" in err
