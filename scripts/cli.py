@@ -4,11 +4,11 @@ failover flags of promote and failback."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, NoReturn
 
 from drtopo.report import usage_error
-from drtopo.settings import SettingsError, require_stack
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -18,12 +18,16 @@ class OneLineParser(argparse.ArgumentParser):
         usage_error(self.prog, message)
 
 
+# Pulumi's own rule for a stack name; whether the stack has a stack file is settled when its settings are read, so
+# that `restore config` can bring back the very files a configuration loss deleted.
+STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
 def stack_name(text: str) -> str:
-    """argparse type for --stack: a stack with a stack file in the project (DRTOPO_PROJECT_DIR or the repository)."""
-    try:
-        return require_stack(text)
-    except SettingsError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    """argparse type for --stack: a well-formed stack name."""
+    if not STACK_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a stack name; expected letters, digits, '-', '_' or '.'")
+    return text
 
 
 def parser(

@@ -178,7 +178,7 @@ def test_refuses_when_the_old_primary_is_writable_and_cannot_be_fenced(
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("unknown-stack", "invalid choice: 'qa'"),
+        ("unknown-stack", "stack 'qa' has no Pulumi.qa.yaml"),
         ("missing-key", "key 'hostedZoneId' is missing"),
         ("unreadable", "is unreadable"),
         ("no-file", "does not exist"),
