@@ -238,7 +238,7 @@ def test_stop_cluster_leaves_no_process_or_port_and_a_restart_keeps_address_and_
 
     again = timed(pair.timings, "restart dr cluster", kafka.start_cluster, pair.root, "dr")
     assert again.bootstrap == pair.backup.bootstrap
-    assert {p.topic for p in kafka_lag.partitions(again.bootstrap, pair.settings.kafka.mirrored_topics)} == set(
+    assert {p.topic for p in kafka_admin.partitions(again.bootstrap, pair.settings.kafka.mirrored_topics)} == set(
         pair.settings.kafka.mirrored_topics
     )
     assert len(read_all(again.bootstrap, "OrderRejected")) == 30
