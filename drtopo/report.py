@@ -45,38 +45,81 @@ def settings_for(stack: str, project_dir: Path | None = None) -> Settings:
         raise BadInput(str(exc)) from None
 
 
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+
 @dataclass
 class Check:
+    """One check: it passed, failed, or was skipped (not checked at all, which is never a pass)."""
+
     name: str
-    ok: bool
+    outcome: str
     detail: str = ""
     value: Any = None
     limit: Any = None
 
+    @property
+    def ok(self) -> bool:
+        return self.outcome == PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
 
 @dataclass
 class Report:
-    """`{"ok", "checks": [...], "measured": {...}}` as DESIGN.md fixes it."""
+    """`{"ok", "checks": [{"name", "outcome", ...}], "measured": {...}}` as DESIGN.md fixes it.
+
+    A skipped check is counted apart and never as a pass; the report is ok when nothing failed, and with `strict`
+    only when nothing was skipped either.
+    """
 
     checks: list[Check] = field(default_factory=list)
     measured: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
+        bad = (FAIL, SKIP) if self.strict else (FAIL,)
+        return not any(c.outcome in bad for c in self.checks)
 
-    def check(self, name: str, ok: bool, detail: str = "", value: Any = None, limit: Any = None) -> Check:
-        c = Check(name, bool(ok), detail, value, limit)
+    def count(self, outcome: str) -> int:
+        return sum(c.outcome == outcome for c in self.checks)
+
+    def record(self, name: str, outcome: str, detail: str = "", value: Any = None, limit: Any = None) -> Check:
+        if outcome not in (PASS, FAIL, SKIP):
+            raise ValueError(f"outcome {outcome!r} of check {name!r} is unknown; expected {PASS}, {FAIL} or {SKIP}")
+        c = Check(name, outcome, detail, value, limit)
         self.checks.append(c)
         return c
 
+    def check(self, name: str, ok: bool, detail: str = "", value: Any = None, limit: Any = None) -> Check:
+        return self.record(name, PASS if ok else FAIL, detail, value, limit)
+
+    def skip(self, name: str, detail: str, limit: Any = None) -> Check:
+        """Record that `name` was not checked, and why."""
+        return self.record(name, SKIP, detail, limit=limit)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "measured": self.measured}
+        return {
+            "ok": self.ok,
+            "counts": {outcome: self.count(outcome) for outcome in (PASS, FAIL, SKIP)},
+            "strict": self.strict,
+            "checks": [c.to_dict() for c in self.checks],
+            "measured": self.measured,
+        }
 
     def write(self, path: Path | None) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+
+    def summary(self) -> str:
+        """`OK: 9/10 checks passed, 1 skipped (a skip is not a pass)`."""
+        skipped = self.count(SKIP)
+        note = f", {skipped} skipped ({'--strict: a skip fails' if self.strict else 'a skip is not a pass'})"
+        passed = f"{self.count(PASS)}/{len(self.checks)} checks passed"
+        return f"{'OK' if self.ok else 'FAILED'}: {passed}{note if skipped else ''}"
 
     def print_table(self, out: Any = None) -> None:
         out = out or sys.stdout
@@ -84,17 +127,15 @@ class Report:
         for c in self.checks:
             value = "" if c.value is None else f" value={_fmt(c.value)}"
             limit = "" if c.limit is None else f" limit={_fmt(c.limit)}"
-            print(f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}{value}{limit}", file=out)
-        print(
-            f"{'OK' if self.ok else 'FAILED'}: {sum(c.ok for c in self.checks)}/{len(self.checks)} checks passed",
-            file=out,
-        )
+            print(f"{c.outcome.upper()}  {c.name:<{width}}  {c.detail}{value}{limit}", file=out)
+        print(self.summary(), file=out)
 
     def exit_code(self) -> int:
         return EXIT_OK if self.ok else EXIT_FAILED
 
-    def finish(self, json_path: Path | None, clock: Clock | None = None) -> int:
+    def finish(self, json_path: Path | None, clock: Clock | None = None, strict: bool = False) -> int:
         """The end of every command: the steps' timings, the table, the JSON file; returns the exit code."""
+        self.strict = self.strict or strict
         if clock is not None:
             self.measured["steps"] = clock.steps
         self.print_table()

@@ -71,7 +71,7 @@ def _main(argv: Sequence[str] | None) -> int:
             config_backup.backup(args.stack, outputs, report, clock, args.dry_run)
     except OPERATIONAL_ERRORS as exc:
         report.check(args.command, False, pg_tools.one_line(exc))
-    return report.finish(args.json_path, clock)
+    return report.finish(args.json_path, clock, strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def parser(
         help="stack outputs JSON (`pulumi stack output --json --show-secrets`); default: ask the pulumi CLI",
     )
     p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument("--strict", action="store_true", help="a skipped check fails the run (exit 1)")
     if changes_state:
         p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     return p
@@ -75,5 +76,6 @@ def failover_options(args: argparse.Namespace) -> dict[str, Any]:
         "restart": args.restart,
         "accept_data_loss": args.accept_data_loss,
         "skip_consumer_group": args.skip_consumer_group,
+        "strict": args.strict,
         "json_path": args.json_path,
     }

@@ -98,7 +98,7 @@ def _main(argv: Sequence[str] | None) -> int:
             restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run)
     except (*OPERATIONAL_ERRORS, KafkaException) as exc:
         report.check(args.command, False, pg_tools.one_line(exc))
-    return report.finish(args.json_path, clock)
+    return report.finish(args.json_path, clock, strict=args.strict)
 
 
 if __name__ == "__main__":

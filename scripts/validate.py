@@ -59,7 +59,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         limit=args.limit,
         max_mirror_lag=args.max_mirror_lag,
     )
-    return report.finish(args.json_path)
+    return report.finish(args.json_path, strict=args.strict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from drtopo.backup.store import encryption_args, s3_client
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
-from drtopo.report import BadInput, Clock, Report, Unsafe
+from drtopo.report import FAIL, PASS, SKIP, BadInput, Clock, Report, Unsafe
 from drtopo.settings import active_project_dir, load_settings
 
 PREFIX = "config"
@@ -44,8 +44,8 @@ class ConfigFile:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def collect(stack: str, outputs: StackOutputs, folder: Path) -> tuple[list[ConfigFile], str]:
-    """The files to back up, and how Kubernetes was handled (exported, or why not)."""
+def collect(stack: str, outputs: StackOutputs, folder: Path) -> tuple[list[ConfigFile], str, str]:
+    """The files to back up, and how Kubernetes was handled: (files, outcome, detail) - exported, or why not."""
     files = [ConfigFile(p.name, p.read_bytes()) for p in sorted(folder.glob("Pulumi*.yaml"))]
     if not any(f.name == f"Pulumi.{stack}.yaml" for f in files):
         raise BadInput(f"stack file Pulumi.{stack}.yaml is not in {folder}; set DRTOPO_PROJECT_DIR to the project")
@@ -54,8 +54,8 @@ def collect(stack: str, outputs: StackOutputs, folder: Path) -> tuple[list[Confi
         settings, bootstrap_servers=outputs.kafka_bootstrap, peer_bootstrap_servers=outputs.peer_kafka_bootstrap
     )
     files.append(ConfigFile(f"mirrormaker/{stack}.properties", mm2.encode()))
-    kube, note = kubernetes_objects(outputs.namespace)
-    return files + kube, note
+    kube, outcome, note = kubernetes_objects(outputs.namespace)
+    return files + kube, outcome, note
 
 
 def _kubectl(*args: str) -> subprocess.CompletedProcess[str] | None:
@@ -70,11 +70,11 @@ def _kubectl(*args: str) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
-def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str]:
+def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str, str]:
     probe = _kubectl("get", "namespace", namespace, "-o", "name")
     if probe is None or probe.returncode != 0:
         why = "no kubectl on PATH" if probe is None else (probe.stderr.strip().splitlines() or ["unreachable"])[-1]
-        return [], f"skipped: no reachable cluster ({why})"
+        return [], SKIP, f"not exported: no reachable cluster ({why})"
     files = []
     for kind in KUBE_KINDS:
         proc = _kubectl("get", kind, "-n", namespace, "-o", "yaml")
@@ -87,12 +87,12 @@ def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str]:
             for item in json.loads(secrets.stdout).get("items", [])
         }
         files.append(ConfigFile(f"kubernetes/{namespace}/secret-keys.json", json.dumps(names, indent=2).encode()))
-    return files, f"exported {len(files)} files from namespace {namespace} (Secrets: names and keys only)"
+    return files, PASS, f"exported {len(files)} files from namespace {namespace} (Secrets: names and keys only)"
 
 
 def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_run: bool) -> str:
     folder = active_project_dir()
-    files, kube_note = collect(stack, outputs, folder)
+    files, kube_outcome, kube_note = collect(stack, outputs, folder)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     prefix = f"{stack_prefix(stack)}{stamp}/"
     manifest = {
@@ -100,7 +100,7 @@ def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_
         "taken_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": {f.name: {"sha256": f.sha256, "bytes": len(f.content)} for f in files},
     }
-    report.check("kubernetes objects", True, kube_note)
+    report.record("kubernetes objects", kube_outcome, kube_note)
     if dry_run:
         for f in files:
             print(f"would upload s3://{outputs.config_bucket}/{prefix}{f.name} ({len(f.content)} bytes)")
@@ -182,20 +182,20 @@ def restore(
         same = hashlib.sha256(path.read_bytes()).hexdigest() == f.sha256
         report.check(f"restored {f.name}", same, f"{state}, sha256 {f.sha256[:12]}…")
     if not dry_run:
-        report.check("kubernetes objects", *apply_kubernetes(folder, [f.name for f in files]))
+        report.record("kubernetes objects", *apply_kubernetes(folder, [f.name for f in files]))
     report.measured.update(prefix=prefix, files=len(files), destination=str(folder))
 
 
-def apply_kubernetes(folder: Path, names: list[str]) -> tuple[bool, str]:
-    """(ok, detail): `kubectl apply` of the restored manifests when a cluster is reachable."""
+def apply_kubernetes(folder: Path, names: list[str]) -> tuple[str, str]:
+    """(outcome, detail): `kubectl apply` of the restored manifests when a cluster is reachable."""
     manifests = [n for n in names if n.startswith("kubernetes/") and n.endswith(".yaml")]
     if not manifests:
-        return True, "none in this backup"
+        return SKIP, "none in this backup"
     probe = _kubectl("version", "-o", "json")
     if probe is None or probe.returncode != 0:
-        return True, f"{len(manifests)} manifests written, not applied: no reachable cluster"
+        return SKIP, f"{len(manifests)} manifests written, not applied: no reachable cluster"
     for name in manifests:
         proc = _kubectl("apply", "-f", str(folder / name))
         if proc is None or proc.returncode != 0:
-            return False, f"kubectl apply -f {folder / name} failed: {proc.stderr.strip() if proc else 'timeout'}"
-    return True, f"applied {len(manifests)} manifests"
+            return FAIL, f"kubectl apply -f {folder / name} failed: {proc.stderr.strip() if proc else 'timeout'}"
+    return PASS, f"applied {len(manifests)} manifests"

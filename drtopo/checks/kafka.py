@@ -3,7 +3,7 @@ MirrorMaker 2 lag per mirrored topic (records behind), the consumer group's comm
 
 Offsets and lag come from `drtopo.kafka.lag`. The mirror flows from the primary's cluster into the standby's: for a
 standby stack it is measured from the peer into this cluster; for a primary stack from this cluster into the peer's,
-and skipped (reported, not failed) when the peer cluster is down, as it is while the peer region is lost.
+and skipped (reported as a skip, never a pass) when the peer cluster is down, as it is while the peer region is lost.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def mirror_checks(report: Report, settings: Settings, outputs: StackOutputs, max
         down = _reason(exc)
     if down:
         if settings.is_primary:
-            report.check(
-                "kafka.mirror_lag", True, f"skipped: this stack is primary and its mirror to {target} is down ({down})"
+            report.skip(
+                "kafka.mirror_lag", f"not measured: this stack is primary and its mirror to {target} is down ({down})"
             )
         else:
             report.check("kafka.mirror_lag", False, f"{source} -> {target} unmeasurable: {down}")

@@ -171,7 +171,7 @@ class Switchover:
     def consumer_group(self) -> dict[str, Any]:
         group = self.settings.kafka.consumer_group
         if self.skip_consumer_group:
-            self.report.check("consumer-group", True, "skipped (--skip-consumer-group)")
+            self.report.skip("consumer-group", "not moved: --skip-consumer-group")
             return {"skipped": True}
         source_alias = cluster_alias(self.peer.region)
         try:
@@ -246,6 +246,7 @@ def load(
     restart: bool = False,
     accept_data_loss: bool = False,
     skip_consumer_group: bool = False,
+    strict: bool = False,
 ) -> Switchover:
     """Settings and outputs of the target stack and its peer; refuses a target that is already the primary."""
     settings = settings_for(stack)
@@ -267,6 +268,7 @@ def load(
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
         dry_run=dry_run,
+        report=Report(strict=strict),
     )
 
 
@@ -339,8 +341,8 @@ def switchover(
     json_path: Path | None = None,
     **flags: bool,
 ) -> int:
-    """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group),
-    then run the plan that `plan_for(switchover, preflight)` names."""
+    """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
+    strict), then run the plan that `plan_for(switchover, preflight)` names."""
     sw = load(kind, stack, outputs_path, restart=restart, **flags)
     return execute(sw, lambda preflight: plan_for(sw, preflight), restart=restart, json_path=json_path)
 

@@ -26,7 +26,7 @@ def test_stack_files_and_rendered_properties(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl: Kubernetes is skipped, and says so
     for path in REPO.glob("Pulumi*.yaml"):
         shutil.copy(path, tmp_path / path.name)
-    files, note = collect("dr", _outputs(), tmp_path)
+    files, outcome, note = collect("dr", _outputs(), tmp_path)
     by_name = {f.name: f for f in files}
     for path in tmp_path.glob("Pulumi*.yaml"):
         assert by_name[path.name].content == path.read_bytes()
@@ -34,7 +34,7 @@ def test_stack_files_and_rendered_properties(tmp_path: Path, monkeypatch: pytest
         load_settings("dr", tmp_path), bootstrap_servers="127.0.0.1:9092", peer_bootstrap_servers="127.0.0.1:9093"
     )
     assert by_name["mirrormaker/dr.properties"].content == expected.encode()
-    assert note.startswith("skipped: no reachable cluster (no kubectl on PATH)")
+    assert outcome == "skip" and note.startswith("not exported: no reachable cluster (no kubectl on PATH)")
     assert not any(name.startswith("kubernetes/") for name in by_name)
 
 
