@@ -16,27 +16,13 @@ from pulumi_aws import cloudwatch, rds
 from components.alerts import AlertTopic, AlertTopicArgs
 from components.kms import EncryptionKey, EncryptionKeyArgs
 from drtopo import naming
-from drtopo.settings import Database as DatabaseSettings
+from drtopo.database.parameters import parameter_family, parameters
 from drtopo.settings import Settings, SettingsError
 
 # The primary stack's output holding its database ARN, read through a StackReference by the standby.
 PRIMARY_ARN_OUTPUT = "dbArn"
 LAG_PERIOD_SECONDS = 60
 LAG_EVALUATION_PERIODS = 3
-
-
-def parameter_family(engine_version: str) -> str:
-    """RDS parameter group family of a PostgreSQL version: `15` and `15.7` -> `postgres15`."""
-    return f"postgres{engine_version.split('.')[0]}"
-
-
-def parameters(database: DatabaseSettings) -> list[dict[str, str]]:
-    """TLS only, and a WAL segment archived at least every `archive_timeout_seconds` (bounds PITR data loss)."""
-    return [
-        {"name": "rds.force_ssl", "value": "1"},
-        {"name": "archive_timeout", "value": str(database.archive_timeout_seconds)},
-        {"name": "log_connections", "value": "1"},
-    ]
 
 
 def replication_source(settings: Settings, opts: pulumi.ResourceOptions) -> pulumi.Input[str]:
@@ -84,12 +70,11 @@ class Database(pulumi.ComponentResource):
             ),
             child,
         )
-        family = parameter_family(db.engine_version)
         params = rds.ParameterGroup(
             f"{name}-params",
             # Named by region and family: a major upgrade brings a new group beside the old one.
-            name=f"drtopo-{region}-{family}",
-            family=family,
+            name=naming.parameter_group_name(settings),
+            family=parameter_family(db.engine_version),
             description=f"drtopo PostgreSQL {db.engine_version}: TLS only, archive every {db.archive_timeout_seconds}s",
             parameters=parameters(db),
             opts=child,

@@ -27,3 +27,8 @@ def set_identifier(settings: Settings) -> str:
 
 def health_check_name(settings: Settings) -> str:
     return f"{settings.service.name}-{settings.region}"
+
+
+def parameter_group_name(settings: Settings) -> str:
+    """By region and major version: a major upgrade brings a new group beside the old one."""
+    return f"drtopo-{settings.region}-postgres{settings.database.engine_version.split('.')[0]}"

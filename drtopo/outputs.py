@@ -166,3 +166,11 @@ def peer_outputs_path(path: Path | None, peer_stack: str) -> Path | None:
     if path is None:
         return None
     return Path(path).with_name(f"{peer_stack}.json")
+
+
+def peer_outputs(path: Path | None, peer_stack: str) -> StackOutputs | None:
+    """The peer's outputs when they can be read (beside this stack's file, or from the pulumi CLI), else None."""
+    try:
+        return load_outputs(peer_outputs_path(path, peer_stack), peer_stack)
+    except BadInput:
+        return None

@@ -215,6 +215,12 @@ class Kubernetes(_Model):
     workload_role_arn: str | None = None
 
 
+class Failover(_Model):
+    """How promote and failback guard themselves: a journal older than this is not resumed without --restart."""
+
+    journal_max_age_hours: float = Field(default=24, gt=0)
+
+
 class Service(_Model):
     name: str = "interface-exception-collector"
     health_path: str = Field(default="/actuator/health", pattern=r"^/")
@@ -238,6 +244,7 @@ class Settings(_Model):
     dns: Dns
     kubernetes: Kubernetes = Kubernetes()
     service: Service = Service()
+    failover: Failover = Failover()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

@@ -65,6 +65,7 @@ def failover_flags(p: argparse.ArgumentParser) -> None:
         "--skip-consumer-group", action="store_true", help="leave the Kafka consumer group's offsets as they are"
     )
     p.add_argument("--restart", action="store_true", help="drop an interrupted run's journal instead of resuming it")
+    p.add_argument("--break-lock", action="store_true", help="take the failover lock from a run that is gone for good")
 
 
 def failover_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,5 +78,6 @@ def failover_options(args: argparse.Namespace) -> dict[str, Any]:
         "accept_data_loss": args.accept_data_loss,
         "skip_consumer_group": args.skip_consumer_group,
         "strict": args.strict,
+        "break_lock": args.break_lock,
         "json_path": args.json_path,
     }

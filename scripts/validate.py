@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from drtopo.checks.db import parse_time
 from drtopo.checks.validate import GROUPS, against_conninfo, validate
 from drtopo.database.compare import DEFAULT_LIMIT
-from drtopo.outputs import load_outputs
+from drtopo.outputs import load_outputs, peer_outputs
 from drtopo.report import BadInput, main_guard, settings_for
 from scripts.cli import parser
 
@@ -58,6 +58,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         requests=args.requests,
         limit=args.limit,
         max_mirror_lag=args.max_mirror_lag,
+        peer=peer_outputs(args.outputs, settings.peer_stack),
     )
     return report.finish(args.json_path, strict=args.strict)
 

@@ -114,3 +114,21 @@ def rpo_check(report: Report, conn: psycopg.Connection, disaster: datetime, obje
         value=round(rpo, 3),
         limit=objective_seconds,
     )
+
+
+def accepts_writes(conn: psycopg.Connection) -> bool:
+    """True when a new session on this server may write: not in recovery and not read-only by default."""
+    in_recovery, read_only = _one(
+        conn, sql.SQL("SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')")
+    )
+    return not in_recovery and read_only == "off"
+
+
+def split_brain_check(report: Report, writers: dict[str, bool | None]) -> None:
+    """`db.split_brain`: at most one database of the pair accepts writes (None: that one did not answer)."""
+    writable = sorted(name for name, w in writers.items() if w)
+    silent = sorted(name for name, w in writers.items() if w is None)
+    detail = f"writable: {', '.join(writable) or 'none'}" + (f"; not answering: {', '.join(silent)}" if silent else "")
+    if len(writable) > 1:
+        detail = f"split brain: {' and '.join(writable)} both accept writes"
+    report.check("db.split_brain", len(writable) <= 1, detail, value=len(writable), limit=1)

@@ -11,11 +11,19 @@ from pathlib import Path
 
 import psycopg
 
-from drtopo.checks.db import EXCEPTIONS_TABLE, exception_checks, rpo_check, table_checks
+from drtopo.checks.db import (
+    EXCEPTIONS_TABLE,
+    accepts_writes,
+    exception_checks,
+    rpo_check,
+    split_brain_check,
+    table_checks,
+)
 from drtopo.checks.kafka import kafka_checks
 from drtopo.checks.service import health_check, latency_check
 from drtopo.database.compare import DEFAULT_LIMIT, CompareError, compare
 from drtopo.database.connect import connect
+from drtopo.failover.pending import settle
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import BadInput, Report
 from drtopo.settings import Settings, stacks
@@ -76,6 +84,25 @@ def compare_checks(
         report.check(f"compare.keys.{d.table}", d.equal, f"vs {name} in {d.seconds:.2f} s: {d.summary()}", differing, 0)
 
 
+def _writer(outputs: StackOutputs) -> bool | None:
+    """Whether the stack's database accepts writes now (None: it does not answer)."""
+    try:
+        with connect(outputs) as conn:
+            return accepts_writes(conn)
+    except psycopg.OperationalError:
+        return None
+
+
+def pair_checks(report: Report, settings: Settings, outputs: StackOutputs, peer: StackOutputs | None) -> None:
+    """First the fence an unplanned promotion owes the peer, then `db.split_brain` over both databases."""
+    if peer is None:
+        report.skip("db.split_brain", f"not checked: no outputs of the peer stack {settings.peer_stack}")
+        return
+    if settings.is_primary:
+        settle(report, promoted=outputs, old_primary=peer)
+    split_brain_check(report, {outputs.stack: _writer(outputs), peer.stack: _writer(peer)})
+
+
 def validate(
     settings: Settings,
     outputs: StackOutputs,
@@ -86,9 +113,13 @@ def validate(
     requests: int = 20,
     limit: int = DEFAULT_LIMIT,
     max_mirror_lag: int = 100,
+    peer: StackOutputs | None = None,
 ) -> Report:
-    """Every check group of GROUPS not in `skip`; `other` adds the comparison, `since` the measured RPO."""
+    """Every check group of GROUPS not in `skip`; `other` adds the comparison, `since` the measured RPO. With the
+    peer's outputs, a fence owed to it is paid first and the split-brain check sees both databases."""
     report = Report()
+    if "database" not in skip:
+        pair_checks(report, settings, outputs, peer)
     if "service" not in skip and health_check(report, outputs.service_url, settings.service.health_path):
         latency_check(report, outputs.service_url, requests, settings.service.latency_p95_ms)
     if not {"database", "compare"} <= skip:

@@ -94,12 +94,55 @@ def rds_reachable(outputs: StackOutputs) -> bool:
     return inst.get("DBInstanceStatus") == "available"
 
 
+READ_ONLY = {"ParameterName": "default_transaction_read_only", "ParameterValue": "1", "ApplyMethod": "immediate"}
+
+
+def fence_parameters(current: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fence group's parameters: every user-set parameter of the instance's group (rds.force_ssl,
+    archive_timeout, ...) kept as it is, plus read-only by default (pure)."""
+    kept = [
+        {
+            "ParameterName": p["ParameterName"],
+            "ParameterValue": p["ParameterValue"],
+            "ApplyMethod": "immediate" if p.get("ApplyType") == "dynamic" else "pending-reboot",
+        }
+        for p in current
+        if p.get("ParameterValue") is not None and p["ParameterName"] != READ_ONLY["ParameterName"]
+    ]
+    return [*kept, READ_ONLY]
+
+
+def _user_parameters(rds: Any, group: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for page in rds.get_paginator("describe_db_parameters").paginate(DBParameterGroupName=group, Source="user"):
+        found += page.get("Parameters", [])
+    return found
+
+
+def _wait_group_attached(rds: Any, instance_id: str, group: str, timeout: float = 600, delay: float = 5) -> str:
+    """Wait until the instance names `group` as its parameter group; returns its apply status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inst = rds.describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"][0]
+        attached = {g["DBParameterGroupName"]: g.get("ParameterApplyStatus") for g in inst.get("DBParameterGroups", [])}
+        status = attached.get(group)
+        if status in ("pending-reboot", "in-sync") and inst.get("DBInstanceStatus") == "available":
+            return status
+        if time.monotonic() > deadline:
+            raise FenceError(f"RDS instance {instance_id} did not take parameter group {group} within {timeout:.0f} s")
+        time.sleep(delay)
+
+
 def fence_rds(outputs: StackOutputs) -> dict[str, Any]:
+    """Attach a copy of the instance's parameter group made read-only by default, wait until RDS has attached it,
+    then reboot (which ends every session and applies it). RDS applies a parameter group change asynchronously: a
+    reboot before the instance names the new group reboots into the old one."""
     rds = rds_client(outputs)
     group = f"{outputs.db_instance_id}-fenced"
     try:
         inst = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
         family = f"postgres{inst.get('EngineVersion', '15').split('.')[0]}"
+        current = next((g["DBParameterGroupName"] for g in inst.get("DBParameterGroups", [])), None)
         try:
             rds.create_db_parameter_group(
                 DBParameterGroupName=group, DBParameterGroupFamily=family, Description="drtopo fence: read-only"
@@ -107,15 +150,14 @@ def fence_rds(outputs: StackOutputs) -> dict[str, Any]:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "DBParameterGroupAlreadyExists":
                 raise
-        rds.modify_db_parameter_group(
-            DBParameterGroupName=group,
-            Parameters=[
-                {"ParameterName": "default_transaction_read_only", "ParameterValue": "1", "ApplyMethod": "immediate"}
-            ],
-        )
+        kept = _user_parameters(rds, current) if current and current != group else []
+        parameters = fence_parameters(kept)
+        for start in range(0, len(parameters), 20):  # the API takes at most 20 parameters per call
+            rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=parameters[start : start + 20])
         rds.modify_db_instance(
             DBInstanceIdentifier=outputs.db_instance_id, DBParameterGroupName=group, ApplyImmediately=True
         )
+        before_reboot = _wait_group_attached(rds, outputs.db_instance_id, group)
         rds.reboot_db_instance(DBInstanceIdentifier=outputs.db_instance_id)
         rds.get_waiter("db_instance_available").wait(
             DBInstanceIdentifier=outputs.db_instance_id, WaiterConfig={"Delay": 5, "MaxAttempts": 120}
@@ -124,6 +166,8 @@ def fence_rds(outputs: StackOutputs) -> dict[str, Any]:
         raise FenceError(f"cannot fence RDS instance {outputs.db_instance_id}: {exc}") from None
     return {
         "method": f"RDS parameter group {group} (default_transaction_read_only=1) + reboot",
+        "kept_parameters": sorted(p["ParameterName"] for p in parameters if p is not READ_ONLY),
+        "status_before_reboot": before_reboot,
         "sessions_terminated": None,
     }
 

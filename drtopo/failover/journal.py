@@ -57,6 +57,16 @@ class Journal:
     def resumed(self) -> bool:
         return bool(self.data["steps"])
 
+    def age_hours(self, now: datetime | None = None) -> float:
+        """Hours since the run this journal records was started."""
+        started = datetime.fromisoformat(self.data["started_at"])
+        return ((now or datetime.now(UTC)) - started).total_seconds() / 3600
+
+    def forget(self, step: str) -> None:
+        """Drop a step's record so that a resumed run does it again."""
+        if self.data["steps"].pop(step, None) is not None:
+            self._save()
+
     def done(self, step: str) -> bool:
         return bool(self.data["steps"].get(step, {}).get("ok"))
 

@@ -42,7 +42,11 @@ def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedSt
     fence = (
         _fence_and_drain(target, peer)
         if peer_reachable
-        else [PlannedStep("fence", f"{peer} is unreachable: nothing to fence (it is rebuilt on failback)")]
+        else [
+            PlannedStep(
+                "fence", f"{peer} is unreachable: fence owed, recorded at promotion, paid the moment {peer} answers"
+            )
+        ]
     )
     return [
         PlannedStep("preflight", f"load settings and outputs of {target} and {peer}; check who answers"),

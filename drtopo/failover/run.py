@@ -18,8 +18,10 @@ import psycopg
 
 from drtopo.database import fence, replication, standby
 from drtopo.database.connect import connect
+from drtopo.failover import pending
 from drtopo.failover.dns import make_primary
 from drtopo.failover.journal import Journal, Runner
+from drtopo.failover.lock import FailoverLock
 from drtopo.failover.plan import MUTATING, PlannedStep, render
 from drtopo.failover.roles import pulumi_commands, switch_roles
 from drtopo.kafka.offsets import (
@@ -33,6 +35,15 @@ from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
 from drtopo.settings import Settings, active_project_dir
+
+
+class StepFailed(RuntimeError):
+    """A step that ran and did not reach its end state; the run reports it and a rerun repeats the step."""
+
+
+# Once the database is promoted the region pair has a new writer: from then on no step may stop the run, because
+# clients, DNS and the stacks' roles must all follow it. Each later failure is reported and left for a rerun.
+POINT_OF_NO_RETURN = "promote"
 
 
 @dataclass
@@ -69,6 +80,9 @@ class Switchover:
     def preflight(self) -> dict[str, Any]:
         target_up = self.answers(self.target)
         peer_up = self.answers(self.peer)
+        if self.kind == "failback":
+            # An old primary owed a fence (unplanned promotion) is fenced before anything else touches it.
+            pending.settle(self.report, promoted=self.peer, old_primary=self.target)
         result: dict[str, Any] = {"target_reachable": target_up, "peer_reachable": peer_up}
         where = f"{self.target.db_address}:{self.target.db_port}"
         if self.kind == "failback" and not target_up:
@@ -138,8 +152,10 @@ class Switchover:
 
     def fence(self) -> dict[str, Any]:
         if not self.answers(self.peer):
-            self.report.check("fence", True, f"{self.peer.stack} unreachable: nothing to fence")
-            return {"fenced": False, "reason": "unreachable"}
+            # Owed, not done: recorded once promotion has happened, paid the moment the old primary answers.
+            self.fence_owed = True
+            self.report.skip("fence", f"{self.peer.stack} unreachable: fence owed, recorded after promotion")
+            return {"fenced": False, "reason": "unreachable", "owed": True}
         try:
             result = fence.fence(self.peer)
         except fence.FenceError as exc:
@@ -165,6 +181,8 @@ class Switchover:
             result = standby.promote(self.target)
         except standby.StandbyError as exc:
             raise Unsafe(str(exc)) from None
+        if self.fence_owed:
+            result["fence_pending"] = pending.record(self.target, self.peer)
         self.report.check("promote", True, "; ".join(f"{k}={v}" for k, v in result.items()))
         return result
 
@@ -179,19 +197,17 @@ class Switchover:
             offsets = translated_offsets(checkpoints)
             applied = apply_group_offsets(self.target.kafka_bootstrap, group, offsets)
         except (CheckpointError, KafkaException) as exc:
-            # The database is already promoted: do not hold back DNS; report it for the operator to act on.
-            self.report.check(
-                "consumer-group", False, f"group {group!r} not moved to {self.target.kafka_bootstrap}: {exc}"
-            )
-            return {"moved": False, "error": str(exc)}
+            raise StepFailed(f"group {group!r} not moved to {self.target.kafka_bootstrap}: {exc}") from None
         detail = f"group {group!r}: {len(offsets)} partition(s) at translated offsets on {self.target.kafka_bootstrap}"
         self.report.check("consumer-group", True, detail if offsets else f"group {group!r} has no checkpoints yet")
         return {"moved": True, **applied.as_dict()}
 
     def dns(self) -> dict[str, Any]:
         result = make_primary(self.target, self.peer)
-        ok = result["after"].get(self.target.set_identifier) == "PRIMARY"
-        self.report.check("dns", ok, f"{self.target.record_name}: {result['after']} ({result['changes']} change(s))")
+        detail = f"{self.target.record_name}: {result['after']} ({result['changes']} change(s))"
+        if result["after"].get(self.target.set_identifier) != "PRIMARY":
+            raise StepFailed(f"{detail}; expected {self.target.set_identifier} PRIMARY")
+        self.report.check("dns", True, detail)
         return result
 
     def roles(self) -> dict[str, Any]:
@@ -247,11 +263,20 @@ def load(
     accept_data_loss: bool = False,
     skip_consumer_group: bool = False,
     strict: bool = False,
+    break_lock: bool = False,
 ) -> Switchover:
-    """Settings and outputs of the target stack and its peer; refuses a target that is already the primary."""
+    """Settings and outputs of the target stack and its peer; refuses a target that is already the primary, and an
+    interrupted run's journal older than `failover.journalMaxAgeHours` (the world has moved on since)."""
     settings = settings_for(stack)
     settings_for(settings.peer_stack)
-    resuming = not dry_run and not restart and Journal.open(kind, stack).resumed
+    journal = Journal.open(kind, stack)
+    resuming = not dry_run and not restart and journal.resumed
+    limit = settings.failover.journal_max_age_hours
+    if resuming and journal.age_hours() > limit:
+        raise Unsafe(
+            f"the interrupted {kind} of {stack} started {journal.data['started_at']} ({journal.age_hours():.1f} h ago, "
+            f"beyond failover.journalMaxAgeHours {limit:g}); check the pair's state, then rerun with --restart"
+        )
     if settings.is_primary and not resuming:
         raise BadInput(
             f"stack {stack} is already primary in Pulumi.{stack}.yaml; expected the standby to "
@@ -268,6 +293,7 @@ def load(
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
         dry_run=dry_run,
+        break_lock=break_lock,
         report=Report(strict=strict),
     )
 
@@ -281,6 +307,35 @@ def execute(
 ) -> int:
     """Run the plan (or, with --dry-run, the read-only steps and the plan); print and write the report."""
     clock = Clock()
+    lock = None if sw.dry_run else FailoverLock(sw.target)
+    if lock is not None:
+        owner = lock.acquire(sw.kind, sw.target.stack, sw.break_lock)
+        clock.say(f"lock {lock.where} taken ({owner.describe()})")
+    try:
+        return _execute(sw, plan_for, clock, restart, json_path)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume(journal: Journal) -> None:
+    """What a resumed run does again: until the point of no return, preflight and the guard (the world may have
+    changed since), and the fence when the old primary was unreachable then (it may answer now)."""
+    if journal.done(POINT_OF_NO_RETURN):
+        return
+    journal.forget("preflight")
+    journal.forget("guard")
+    if journal.done("fence") and not journal.result("fence").get("fenced"):
+        journal.forget("fence")
+
+
+def _execute(
+    sw: Switchover,
+    plan_for: Callable[[dict[str, Any]], list[PlannedStep]],
+    clock: Clock,
+    restart: bool,
+    json_path: Path | None,
+) -> int:
     journal = None if sw.dry_run else Journal.open(sw.kind, sw.target.stack)
     if journal is not None and restart:
         journal.discard()
@@ -288,6 +343,7 @@ def execute(
     resumed = journal is not None and journal.resumed
     if resumed:
         clock.say(f"resuming the run started {journal.data['started_at']} (journal {journal.path})")
+        _resume(journal)
     runner = Runner(journal, clock)
     try:
         preflight = runner.run("preflight", sw.preflight)
@@ -305,22 +361,39 @@ def execute(
         for s in plan:
             if s.name in runner.results:
                 continue
-            runner.run(s.name, steps[s.name])
+            if POINT_OF_NO_RETURN in runner.results:
+                _run_after_promotion(sw, runner, s.name, steps[s.name])
+            else:
+                runner.run(s.name, steps[s.name])
             if runner.timeline[-1].get("resumed"):
                 sw.report.check(s.name, True, f"done by the interrupted run: {runner.results[s.name]}")
-            if s.name == "dns":
+            if s.name == "dns" and s.name in runner.results:
                 sw.report.measured["seconds_to_dns_flipped"] = round(clock.elapsed(), 3)
     except (BadInput, Unsafe, KeyboardInterrupt):
         _stopped(sw, journal, runner, json_path)
         raise
     except Exception as exc:
-        # Anything else (an API error, a server that went away mid-step) stops the run; the journal keeps what is done.
+        # Anything else before promotion (an API error, a server that went away mid-step) stops the run; the journal
+        # keeps what is done.
         failed = next((s["step"] for s in reversed(clock.steps) if not s["ok"]), "preflight")
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sw.report.check(failed, False, reason)
         kept = _stopped(sw, journal, runner, json_path)
         resume = f"; rerun to resume from it (journal {journal.path})" if kept and journal else ""
         print(f"error: step {failed} failed: {reason}{resume}", file=sys.stderr)
+        return EXIT_FAILED
+    left = [s.name for s in plan if s.name not in runner.results]
+    if left:
+        # Promoted, but not everything followed: the journal stays open so a rerun does exactly what is left.
+        sw.report.measured.update(steps=runner.timeline, resumed=resumed, left_to_do=left)
+        sw.report.print_table()
+        assert journal is not None
+        print(
+            f"error: {sw.target.stack} is promoted but {', '.join(left)} did not complete; "
+            f"rerun the same command to finish them (journal {journal.path})",
+            file=sys.stderr,
+        )
+        sw.report.write(json_path)
         return EXIT_FAILED
     sw.report.measured.update(total_seconds=round(clock.elapsed(), 3), steps=runner.timeline, resumed=resumed)
     closed = journal.close()
@@ -345,6 +418,17 @@ def switchover(
     strict), then run the plan that `plan_for(switchover, preflight)` names."""
     sw = load(kind, stack, outputs_path, restart=restart, **flags)
     return execute(sw, lambda preflight: plan_for(sw, preflight), restart=restart, json_path=json_path)
+
+
+def _run_after_promotion(sw: Switchover, runner: Runner, name: str, step: Callable[[], dict[str, Any]]) -> None:
+    """Run a step after the point of no return: a failure of any kind is reported, never a stop."""
+    try:
+        runner.run(name, step)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sw.report.check(name, False, f"{reason} (left to do: rerun to repeat this step)")
 
 
 def _stopped(sw: Switchover, journal: Journal | None, runner: Runner, json_path: Path | None) -> bool:

@@ -299,6 +299,11 @@ def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) ->
         assert {p["ParameterName"]: p.get("ParameterValue") for p in params}["default_transaction_read_only"] == "1"
         attached = rds.describe_db_instances(DBInstanceIdentifier=rds_outputs.db_instance_id)["DBInstances"][0]
         assert [g["DBParameterGroupName"] for g in attached["DBParameterGroups"]] == [group]
+        # The fence keeps what the program's group enforces: TLS only and archiving at least once a minute.
+        values = {p["ParameterName"]: p.get("ParameterValue") for p in params}
+        assert values["rds.force_ssl"] == "1" and values["archive_timeout"] == "60"
+        assert {"rds.force_ssl", "archive_timeout"} <= set(result["kept_parameters"])
+        assert result["status_before_reboot"] in ("pending-reboot", "in-sync")
     finally:
         rds.modify_db_instance(
             DBInstanceIdentifier=rds_outputs.db_instance_id,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.database import parameter_family, parameters
 from drtopo import naming
+from drtopo.database.parameters import parameter_family, parameters
 from drtopo.settings import Database, load_settings
 from policies.mock_program import Evaluation, Registered, evaluate
 

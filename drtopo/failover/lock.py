@@ -1,0 +1,121 @@
+"""One failover at a time: a lock object that operators on different machines all see.
+
+`promote` and `failback` take the lock before their first step and release it at the end. It is an S3 object in the
+target stack's configuration bucket (the region the run makes primary, which must be up for the run at all), written
+with `If-None-Match: *`, so of two concurrent writers exactly one succeeds (S3 conditional writes; the emulator
+models them). The object records who holds it and since when; a refused run names both. A lock left by a run that
+crashed on this very machine (its process is gone) is taken over; any other lock is broken only on request
+(`--break-lock`), after the operator has checked that its owner is really gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drtopo.backup.store import encryption_args, s3_client
+from drtopo.outputs import StackOutputs
+from drtopo.report import Unsafe
+
+LOCK_KEY = "locks/failover.json"
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    pid: int
+    operation: str
+    stack: str
+    since: str
+
+    @classmethod
+    def me(cls, operation: str, stack: str) -> Owner:
+        return cls(socket.gethostname(), os.getpid(), operation, stack, datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def age_seconds(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - datetime.fromisoformat(self.since)).total_seconds()
+
+    def is_dead_here(self) -> bool:
+        """True when the owner ran on this machine and its process no longer exists."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def describe(self) -> str:
+        return f"{self.operation} of {self.stack} by pid {self.pid} on {self.host}, {self.age_seconds():.0f} s ago"
+
+
+class FailoverLock:
+    """The lock of one stack pair; `acquire` or raise Unsafe naming the holder, `release` when done."""
+
+    def __init__(self, outputs: StackOutputs, client: Any | None = None) -> None:
+        self.outputs = outputs
+        self.bucket = outputs.config_bucket
+        self.s3 = client or s3_client(outputs)
+        self.held: Owner | None = None
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{LOCK_KEY}"
+
+    def holder(self) -> Owner | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=LOCK_KEY)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+        return Owner(**json.loads(body))
+
+    def _put(self, owner: Owner) -> bool:
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=LOCK_KEY,
+                Body=json.dumps(owner.__dict__).encode(),
+                IfNoneMatch="*",
+                **encryption_args(self.outputs),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
+    def acquire(self, operation: str, stack: str, break_lock: bool = False) -> Owner:
+        me = Owner.me(operation, stack)
+        if self._put(me):
+            self.held = me
+            return me
+        current = self.holder()
+        if current is not None and not (break_lock or current.is_dead_here()):
+            raise Unsafe(
+                f"another failover holds the lock {self.where}: {current.describe()}; wait for it, or if that run is "
+                "gone for good, rerun with --break-lock"
+            )
+        self.s3.delete_object(Bucket=self.bucket, Key=LOCK_KEY)
+        if not self._put(me):
+            raise Unsafe(f"lost the race for the lock {self.where} to {self.holder() or 'another run'}")
+        self.held = me
+        return me
+
+    def release(self) -> None:
+        """Remove the lock if this run still holds it."""
+        if self.held is None:
+            return
+        current = self.holder()
+        if current == self.held:
+            self.s3.delete_object(Bucket=self.bucket, Key=LOCK_KEY)
+        self.held = None
