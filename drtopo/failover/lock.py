@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.backup.store import encryption_args, s3_client
 from drtopo.outputs import StackOutputs
@@ -95,6 +95,13 @@ class FailoverLock:
         return True
 
     def acquire(self, operation: str, stack: str, break_lock: bool = False) -> Owner:
+        """Take the lock, or raise Unsafe naming its holder (or why the lock store cannot be reached)."""
+        try:
+            return self._acquire(operation, stack, break_lock)
+        except (ClientError, BotoCoreError) as exc:
+            raise Unsafe(f"cannot take the failover lock {self.where}: {exc}") from None
+
+    def _acquire(self, operation: str, stack: str, break_lock: bool) -> Owner:
         me = Owner.me(operation, stack)
         if self._put(me):
             self.held = me

@@ -58,7 +58,10 @@ class Switchover:
     accept_data_loss: bool = False
     skip_consumer_group: bool = False
     dry_run: bool = False
+    break_lock: bool = False
     report: Report = field(default_factory=Report)
+    # Set by the fence step when the old primary did not answer: the promotion records the fence it owes.
+    fence_owed: bool = False
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def answers(self, outputs: StackOutputs) -> bool:
