@@ -16,7 +16,6 @@ from typing import Any
 
 from drtopo import naming
 from drtopo.aws import client as aws_client
-from drtopo.database.parameters import parameter_family, parameters
 from drtopo.settings import Settings
 from lab import process
 
@@ -167,19 +166,6 @@ def _database(settings: Settings, endpoint: str, key_arn: str, primary_arn: str 
     rds = client("rds", settings.region, endpoint)
     identifier = naming.db_identifier(settings)
     db = settings.database
-    group = naming.parameter_group_name(settings)
-    rds.create_db_parameter_group(
-        DBParameterGroupName=group,
-        DBParameterGroupFamily=parameter_family(db.engine_version),
-        Description="drtopo: TLS only, archiving (as the program declares it)",
-    )
-    rds.modify_db_parameter_group(
-        DBParameterGroupName=group,
-        Parameters=[
-            {"ParameterName": p["name"], "ParameterValue": p["value"], "ApplyMethod": "pending-reboot"}
-            for p in parameters(db)
-        ],
-    )
     if primary_arn is None:
         return rds.create_db_instance(
             DBInstanceIdentifier=identifier,
@@ -198,7 +184,6 @@ def _database(settings: Settings, endpoint: str, key_arn: str, primary_arn: str 
             BackupRetentionPeriod=db.backup_retention_days,
             DeletionProtection=True,
             Port=db.port,
-            DBParameterGroupName=group,
         )["DBInstance"]
     return rds.create_db_instance_read_replica(
         DBInstanceIdentifier=identifier,
@@ -208,7 +193,6 @@ def _database(settings: Settings, endpoint: str, key_arn: str, primary_arn: str 
         MultiAZ=db.multi_az,
         DeletionProtection=True,
         Port=db.port,
-        DBParameterGroupName=group,
         SourceRegion=settings.peer_region,
     )["DBInstance"]
 

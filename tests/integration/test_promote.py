@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from drtopo import naming
 from drtopo.database import fence
+from drtopo.database.parameters import parameter_family, parameters
 from drtopo.kafka.admin import committed_offsets, end_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
@@ -290,6 +292,25 @@ def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) ->
     rds_outputs = load_outputs(lab.outputs_path("prod"), "prod").model_copy(update={"self_managed": None})
     rds = fence.rds_client(rds_outputs)
     original = rds.describe_db_instances(DBInstanceIdentifier=rds_outputs.db_instance_id)["DBInstances"][0]
+    # The program's parameter group on the instance (the lab leaves it off: moto copies a cross-region source's
+    # group name into the replica's region and then cannot find it there).
+    settings = load_settings("prod", lab.project_dir)
+    program_group = naming.parameter_group_name(settings)
+    rds.create_db_parameter_group(
+        DBParameterGroupName=program_group,
+        DBParameterGroupFamily=parameter_family(settings.database.engine_version),
+        Description="the program's group",
+    )
+    rds.modify_db_parameter_group(
+        DBParameterGroupName=program_group,
+        Parameters=[
+            {"ParameterName": p["name"], "ParameterValue": p["value"], "ApplyMethod": "pending-reboot"}
+            for p in parameters(settings.database)
+        ],
+    )
+    rds.modify_db_instance(
+        DBInstanceIdentifier=rds_outputs.db_instance_id, DBParameterGroupName=program_group, ApplyImmediately=True
+    )
     try:
         result = fence.fence_rds(rds_outputs)
 
