@@ -48,8 +48,14 @@ def owed(promoted: StackOutputs, old_primary: StackOutputs) -> dict[str, Any] | 
     return json.loads(body.read())
 
 
-def settle(report: Report, promoted: StackOutputs, old_primary: StackOutputs) -> None:
-    """`fence.pending`: fence `old_primary` if a fence is owed to it and it answers; a debt still open fails."""
+def clear(promoted: StackOutputs, old_primary: StackOutputs) -> None:
+    """The debt is gone without a fence: `old_primary` has been rebuilt as a replica (it cannot take writes)."""
+    s3_client(promoted).delete_object(Bucket=promoted.config_bucket, Key=key(old_primary.stack))
+
+
+def settle(report: Report, promoted: StackOutputs, old_primary: StackOutputs, rebuilt_next: bool = False) -> None:
+    """`fence.pending`: fence `old_primary` if a fence is owed to it and it answers; a debt still open fails, unless
+    `rebuilt_next` (a failback, which turns it into a replica before anything else)."""
     try:
         debt = owed(promoted, old_primary)
     except (ClientError, BotoCoreError) as exc:
@@ -60,12 +66,15 @@ def settle(report: Report, promoted: StackOutputs, old_primary: StackOutputs) ->
     name = f"{old_primary.stack} (old primary since {debt['promoted']} was promoted at {debt['since']})"
     reachable = fence.reachable(old_primary) if old_primary.self_managed else fence.rds_reachable(old_primary)
     if not reachable:
-        report.check("fence.pending", False, f"{name} is owed a fence and does not answer yet; it stays pending")
+        if rebuilt_next:
+            report.skip("fence.pending", f"{name} is owed a fence and does not answer: it is rebuilt as a replica")
+        else:
+            report.check("fence.pending", False, f"{name} is owed a fence and does not answer yet; it stays pending")
         return
     try:
         done = fence.fence(old_primary)
     except fence.FenceError as exc:
         report.check("fence.pending", False, f"{name} answers and could not be fenced: {exc}")
         return
-    s3_client(promoted).delete_object(Bucket=promoted.config_bucket, Key=key(old_primary.stack))
+    clear(promoted, old_primary)
     report.check("fence.pending", True, f"{name} fenced now: {done['method']}; {done['proof']}")

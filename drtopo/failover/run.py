@@ -85,7 +85,7 @@ class Switchover:
         peer_up = self.answers(self.peer)
         if self.kind == "failback":
             # An old primary owed a fence (unplanned promotion) is fenced before anything else touches it.
-            pending.settle(self.report, promoted=self.peer, old_primary=self.target)
+            pending.settle(self.report, promoted=self.peer, old_primary=self.target, rebuilt_next=True)
         result: dict[str, Any] = {"target_reachable": target_up, "peer_reachable": peer_up}
         where = f"{self.target.db_address}:{self.target.db_port}"
         if self.kind == "failback" and not target_up:
@@ -223,6 +223,7 @@ class Switchover:
 
     def rebuild(self) -> dict[str, Any]:
         result = standby.rebuild(self.target, self.peer)
+        pending.clear(promoted=self.peer, old_primary=self.target)  # a replica takes no writes: nothing owed
         self.report.check("rebuild", True, f"{self.target.stack} is a replica of {self.peer.stack}: {result}")
         return result
 
