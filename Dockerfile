@@ -1,12 +1,14 @@
 # The image the backup CronJobs run (components/backup_jobs.py): `python -m scripts.backup run|verify|config`.
 # It packages the library drtopo/ and the commands in scripts/ (no Pulumi code), the pinned Python packages they import,
-# the PostgreSQL 15 client tools (pg_dump, pg_restore), kubectl for the configuration export and the RDS CA bundle
-# (the jobs connect with PGSSLMODE=verify-full). It holds no configuration: the CronJobs mount the stack's
-# settings and outputs at /etc/drtopo. Build from the repository root:
-#   docker build -t ghcr.io/biopro/drtopo-backup:1.0.0 .
+# the client tools (pg_dump, pg_restore) of the PostgreSQL major the database runs, kubectl for the configuration
+# export and the RDS CA bundle (the jobs connect with PGSSLMODE=verify-full). It holds no configuration: the CronJobs
+# mount the stack's settings and outputs at /etc/drtopo. Build from the repository root, one image per major, tagged
+# -pg<major> as drtopo:kubernetes.backupImage must be for drtopo:database.engineVersion (drtopo/settings.py):
+#   docker build --build-arg PG_MAJOR=15 -t ghcr.io/biopro/drtopo-backup:1.0.0-pg15 .
 FROM python:3.11-slim-bookworm
 
 ARG TARGETARCH=amd64
+ARG PG_MAJOR=15
 ARG KUBECTL_VERSION=v1.33.4
 ARG RDS_CA_BUNDLE_URL=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 
@@ -15,10 +17,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# bookworm's PostgreSQL is 15: its client tools land in /usr/lib/postgresql/15/bin, where drtopo/database/pg_tools.py looks.
+# Every supported major comes from the PostgreSQL project's apt repository (PGDG), set up by postgresql-common's own
+# script; the client tools land in /usr/lib/postgresql/${PG_MAJOR}/bin, where drtopo/database/pg_tools.py looks.
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates curl; \
+    apt-get install -y --no-install-recommends postgresql-common ca-certificates curl; \
+    /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y; \
+    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
     base="https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${TARGETARCH}"; \
     curl -fsSLo /usr/local/bin/kubectl "${base}/kubectl"; \
     echo "$(curl -fsSL "${base}/kubectl.sha256")  /usr/local/bin/kubectl" | sha256sum -c -; \
@@ -28,7 +33,7 @@ RUN set -eux; \
     apt-get purge -y curl; \
     apt-get autoremove -y; \
     rm -rf /var/lib/apt/lists/*; \
-    /usr/lib/postgresql/15/bin/pg_dump --version
+    "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version | grep -q " ${PG_MAJOR}\."
 
 # Only the packages the backup scripts import, at the versions requirements.txt pins (one source of truth).
 COPY requirements.txt /tmp/requirements.txt

@@ -21,7 +21,6 @@ from pulumi_kubernetes.core.v1 import ConfigMap, ServiceAccount
 from pulumi_kubernetes.rbac.v1 import Role, RoleBinding
 
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
-from drtopo.cron import ScheduleError, check_schedule, require_daily
 from drtopo.outputs import REQUIRED_KEYS
 from drtopo.settings import PROJECT, Settings, SettingsError, stack_file
 
@@ -97,7 +96,7 @@ class BackupJobsArgs:
 
     `outputs` are this stack's exported outputs (camelCase keys, as `pulumi stack output --json` prints them):
     every key `drtopo.outputs.StackOutputs` requires, none holding a secret value. The schedules come from
-    `settings.kubernetes`; the dump must run exactly once a day.
+    `settings.kubernetes`, which has already checked them (the dump runs exactly once a day).
     """
 
     settings: Settings
@@ -116,15 +115,6 @@ class BackupJobsArgs:
     dump_scratch: str = "20Gi"
 
     def __post_init__(self) -> None:
-        kubernetes = self.settings.kubernetes
-        try:
-            require_daily(kubernetes.dump_schedule)
-        except ScheduleError as exc:
-            raise SettingsError(f"{PROJECT}:kubernetes.dumpSchedule: {exc}") from None
-        try:
-            check_schedule(kubernetes.resource_export_schedule)
-        except ScheduleError as exc:
-            raise SettingsError(f"{PROJECT}:kubernetes.resourceExportSchedule: {exc}") from None
         secret_keys = sorted(k for k in self.outputs if outputs_key_is_secret(k))
         if secret_keys:
             raise SettingsError(

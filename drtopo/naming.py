@@ -31,4 +31,4 @@ def health_check_name(settings: Settings) -> str:
 
 def parameter_group_name(settings: Settings) -> str:
     """By region and major version: a major upgrade brings a new group beside the old one."""
-    return f"drtopo-{settings.region}-postgres{settings.database.engine_version.split('.')[0]}"
+    return f"drtopo-{settings.region}-postgres{settings.database.major}"

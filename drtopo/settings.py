@@ -8,13 +8,16 @@ the key, the bad value and what is allowed. This module performs no Pulumi calls
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from drtopo.cron import ScheduleError, check_schedule, require_daily
 
 PROJECT = "drtopo"
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -35,6 +38,9 @@ RUNBOOK_TOPICS = (
     "ExceptionResolved",
     "CriticalExceptionAlert",
 )
+# The PostgreSQL majors RDS runs and the backup image can be built for (Dockerfile: --build-arg PG_MAJOR).
+POSTGRES_MAJORS = ("13", "14", "15", "16", "17")
+_ENGINE_VERSION = re.compile(r"^(?P<major>[0-9]+)(\.[0-9]+)?$")
 
 
 class SettingsError(ValueError):
@@ -139,6 +145,19 @@ class Database(_Model):
     replica_lag_alarm_seconds: int = Field(default=300, gt=0)
     tables: tuple[str, ...] = ("interface_exceptions", "retry_attempts")
 
+    @field_validator("engine_version")
+    @classmethod
+    def _supported_major(cls, value: str) -> str:
+        match = _ENGINE_VERSION.match(value)
+        if not match or match["major"] not in POSTGRES_MAJORS:
+            raise ValueError(f"expected a supported PostgreSQL major ({', '.join(POSTGRES_MAJORS)}), optionally .minor")
+        return value
+
+    @property
+    def major(self) -> str:
+        """The PostgreSQL major of `engine_version`: `15` and `15.7` -> `15`."""
+        return self.engine_version.split(".")[0]
+
 
 class Topic(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
@@ -208,11 +227,30 @@ class Dns(_Model):
 class Kubernetes(_Model):
     namespace: str = Field(default="biopro-prod", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     mirror_maker_image: str = "apache/kafka:3.9.1"
-    backup_image: str = "ghcr.io/biopro/drtopo-backup:1.0.0"
+    # Tagged with the PostgreSQL major its client tools serve (Settings checks it against database.engineVersion).
+    backup_image: str = "ghcr.io/biopro/drtopo-backup:1.0.0-pg15"
     dump_schedule: str = "15 2 * * *"
     resource_export_schedule: str = "45 2 * * *"
     database_secret: str = "exception-collector-db"
     workload_role_arn: str | None = None
+
+    @field_validator("dump_schedule")
+    @classmethod
+    def _daily(cls, value: str) -> str:
+        try:
+            require_daily(value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("resource_export_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        try:
+            check_schedule(value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class Failover(_Model):
@@ -253,6 +291,13 @@ class Settings(_Model):
         if self.role is Role.STANDBY and not (self.primary_stack_reference or self.replication_source_arn):
             raise ValueError(
                 "role 'standby' has no primary reference; expected primaryStackReference or replicationSourceArn"
+            )
+        major, image = self.database.major, self.kubernetes.backup_image
+        if not image.endswith(f"-pg{major}"):
+            raise ValueError(
+                f"{PROJECT}:kubernetes.backupImage {image!r} does not carry the client tools of database.engineVersion "
+                f"{self.database.engine_version!r}; expected a tag ending in -pg{major} "
+                f"(docker build --build-arg PG_MAJOR={major})"
             )
         return self
 
@@ -344,7 +389,13 @@ def load_settings(stack: str, project_dir: Path | None = None, overrides: dict[s
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise SettingsError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    config = dict(document.get("config") or {})
+    if not isinstance(document, dict):
+        kind = type(document).__name__
+        raise SettingsError(f"{path.name}: the document is a {kind}; expected a mapping with config:")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise SettingsError(f"{path.name}: config is a {type(config).__name__}; expected a mapping of keys to values")
+    config = dict(config)
     for key, value in (overrides or {}).items():
         config[key if ":" in key else f"{PROJECT}:{key}"] = value
     return settings_from_config(stack, config, source=path.name)

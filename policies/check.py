@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.stack, overrides={"role": args.role} if args.role else None)
-        # The program validates some settings itself (e.g. the dump schedule) before declaring anything.
+        # Settings validate every configured value (schedules included); the program may still refuse a
+        # combination it alone can judge, before declaring anything.
         resources = program_resources(settings)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,21 +18,32 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-DEFAULT_BIN_DIR = "/usr/lib/postgresql/15/bin"
+# Debian's layout, one folder per installed major (the lab's server, the backup image's PG_MAJOR client tools).
+INSTALL_ROOT = Path("/usr/lib/postgresql")
 
 
 class PgToolError(RuntimeError):
     """A PostgreSQL program failed; the message names it and its last error line."""
 
 
-def binary(name: str, bin_dir: str | None = None) -> str:
-    """The path of a PostgreSQL program: from `bin_dir`, else the PostgreSQL 15 install, else PATH."""
-    for folder in (bin_dir, DEFAULT_BIN_DIR):
-        if folder and (Path(folder) / name).is_file():
-            return str(Path(folder) / name)
+def installed_bin_dirs(root: Path = INSTALL_ROOT) -> list[Path]:
+    """`<root>/<major>/bin` of every installed major, newest first (a newer pg_dump reads older servers)."""
+    if not root.is_dir():
+        return []
+    majors = sorted((int(d.name) for d in root.iterdir() if d.name.isdigit() and (d / "bin").is_dir()), reverse=True)
+    return [root / str(major) / "bin" for major in majors]
+
+
+def binary(name: str, bin_dir: str | None = None, root: Path = INSTALL_ROOT) -> str:
+    """The path of a PostgreSQL program: from `bin_dir`, else the newest installed major under `root`, else PATH."""
+    folders = [Path(bin_dir)] if bin_dir else []
+    for folder in [*folders, *installed_bin_dirs(root)]:
+        if (folder / name).is_file():
+            return str(folder / name)
     found = shutil.which(name)
     if found is None:
-        raise PgToolError(f"{name} not found in {bin_dir or DEFAULT_BIN_DIR} or on PATH; install PostgreSQL 15 client")
+        looked = ", ".join(str(f) for f in [*folders, root / "<major>" / "bin"])
+        raise PgToolError(f"{name} not found in {looked} or on PATH; install the PostgreSQL client tools")
     return found
 
 

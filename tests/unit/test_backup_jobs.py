@@ -206,23 +206,6 @@ def test_mounted_config_loads_with_the_loaders_the_jobs_use(stack: Evaluation, t
         assert {"name": "drtopo", "mountPath": "/etc/drtopo", "readOnly": True} in c["volumeMounts"]
 
 
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"dump_schedule": "*/15 * * * *"}, "dumpSchedule: schedule '*/15 * * * *' does not run exactly once a day"),
-        ({"dump_schedule": "15 2 * * 1"}, "does not run exactly once a day"),
-        ({"dump_schedule": "15 2 * *"}, "schedule '15 2 * *' has 4 fields; expected 5"),
-        ({"dump_schedule": "15 25 * * *"}, "hour '25' is out of range; expected 0-23"),
-        ({"resource_export_schedule": "61 * * * *"}, "resourceExportSchedule: schedule '61 * * * *': minute"),
-    ],
-)
-def test_bad_schedules_fail_before_any_resource_with_one_line(changes: dict[str, str], message: str) -> None:
-    settings = with_kubernetes(load_settings("prod"), **changes)
-    with pytest.raises(SettingsError) as caught:
-        BackupJobsArgs(settings, stack_outputs(settings))
-    assert message in str(caught.value) and "\n" not in str(caught.value)
-
-
 def test_outputs_must_be_complete_and_free_of_secret_values() -> None:
     settings = load_settings("prod")
     incomplete = {k: v for k, v in stack_outputs(settings).items() if k != "dumpBucket"}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from components.backup_jobs import BACKUP_UID, RDS_CA_BUNDLE
 from drtopo.database import pg_tools
+from drtopo.settings import POSTGRES_MAJORS, Database, Kubernetes
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -86,9 +87,16 @@ def test_image_runs_as_the_non_root_uid_the_cron_jobs_use() -> None:
     assert f"--uid {BACKUP_UID}" in DOCKERFILE
 
 
-def test_postgres_15_client_kubectl_and_ca_bundle_are_where_the_code_looks() -> None:
-    assert "postgresql-client-15" in DOCKERFILE
-    assert f"{pg_tools.DEFAULT_BIN_DIR}/pg_dump --version" in DOCKERFILE
+def test_the_client_tools_follow_the_pg_major_build_arg_and_land_where_the_code_looks() -> None:
+    (default,) = re.findall(r"^ARG PG_MAJOR=(\S+)$", DOCKERFILE, flags=re.MULTILINE)
+    assert default == Database().major and default in POSTGRES_MAJORS
+    assert Kubernetes().backup_image.endswith(f"-pg{default}")
+    assert '"postgresql-client-${PG_MAJOR}"' in DOCKERFILE
+    assert "postgresql-client-1" not in DOCKERFILE, "a major is pinned in the Dockerfile"
+    assert f'"{pg_tools.INSTALL_ROOT}/${{PG_MAJOR}}/bin/pg_dump" --version' in DOCKERFILE
+
+
+def test_kubectl_and_ca_bundle_are_where_the_code_looks() -> None:
     assert "/usr/local/bin/kubectl" in DOCKERFILE and "sha256sum -c" in DOCKERFILE
     assert f"curl -fsSLo {RDS_CA_BUNDLE} " in DOCKERFILE
 

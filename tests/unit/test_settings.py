@@ -77,6 +77,41 @@ BAD_CONFIGS = [
         ("drtopo:dns", "15", "10 or 30"),
         id="health-interval",
     ),
+    *(
+        pytest.param(
+            "prod",
+            {"kubernetes": {"dumpSchedule": schedule}},
+            (f"drtopo:kubernetes.dumpSchedule = {schedule!r}", expected),
+            id=f"dump-schedule-{schedule}",
+        )
+        for schedule, expected in (
+            ("*/15 * * * *", "does not run exactly once a day"),
+            ("15 2 * * 1", "does not run exactly once a day"),
+            ("15 2 * *", "has 4 fields; expected 5"),
+            ("15 25 * * *", "hour '25' is out of range; expected 0-23"),
+        )
+    ),
+    pytest.param(
+        "prod",
+        {"kubernetes": {"resourceExportSchedule": "61 * * * *"}},
+        ("drtopo:kubernetes.resourceExportSchedule = '61 * * * *'", "minute"),
+        id="export-schedule",
+    ),
+    *(
+        pytest.param(
+            "prod",
+            {"database": {"engineVersion": version}},
+            (f"drtopo:database.engineVersion = {version!r}", "supported PostgreSQL major (13, 14, 15, 16, 17)"),
+            id=f"engine-version-{version}",
+        )
+        for version in ("banana", "12", "18", "15.x", "")
+    ),
+    pytest.param(
+        "prod",
+        {"database": {"engineVersion": "17"}},
+        ("drtopo:kubernetes.backupImage", "'ghcr.io/biopro/drtopo-backup:1.0.0-pg15'", "-pg17", "PG_MAJOR=17"),
+        id="backup-image-of-another-major",
+    ),
 ]
 
 
@@ -91,6 +126,27 @@ def test_bad_config_fails_with_one_line_naming_key_and_value(
     assert message.startswith(f"Pulumi.{stack}.yaml: ")
     for fragment in expected:
         assert fragment in message
+
+
+def test_a_supported_major_with_its_image_loads() -> None:
+    overrides = {"database": {"engineVersion": "17.2"}, "kubernetes": {"backupImage": "registry/backup:2.0.0-pg17"}}
+    settings = load_settings("prod", overrides=overrides)
+    assert settings.database.major == "17" and settings.kubernetes.backup_image.endswith("-pg17")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- config\n- role\n", "Pulumi.prod.yaml: the document is a list; expected a mapping with config:"),
+        ("config:\n  - aws:region\n", "Pulumi.prod.yaml: config is a list; expected a mapping of keys to values"),
+        ("just text\n", "Pulumi.prod.yaml: the document is a str; expected a mapping with config:"),
+    ],
+)
+def test_a_stack_file_that_is_not_a_mapping_is_one_line_naming_the_file(tmp_path, text: str, expected: str) -> None:
+    (tmp_path / "Pulumi.prod.yaml").write_text(text)
+    with pytest.raises(SettingsError) as raised:
+        load_settings("prod", project_dir=tmp_path)
+    assert str(raised.value) == expected
 
 
 def test_unknown_stack_and_unknown_key_are_named() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import runpy
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drtopo.outputs import OUTPUT_KEYS, StackOutputs, outputs_document
 from drtopo.settings import PROJECT, load_settings
@@ -130,3 +134,47 @@ def test_the_exports_are_exactly_the_outputs_schema(stack: Evaluation) -> None:
 def test_a_document_with_a_key_outside_the_schema_is_refused(stack: Evaluation) -> None:
     with pytest.raises(ValueError, match=r"unknown keys \['dbKmsKey'\]"):
         outputs_document(stack.settings, {"dbKmsKey": "arn:aws:kms:x"})
+
+
+def broken_prod_file(key: str, value: object) -> str:
+    """The prod stack file with `drtopo:<key>` (a mapping) given one more field."""
+    document = yaml.safe_load((MAIN.parent / "Pulumi.prod.yaml").read_text())
+    section, _, field = key.partition(".")
+    config = document["config"]
+    config[f"{PROJECT}:{section}"] = {**(config.get(f"{PROJECT}:{section}") or {}), field: value}
+    return yaml.safe_dump(document)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- not\n- a mapping\n", "error: Pulumi.prod.yaml: the document is a list; expected a mapping with config:"),
+        (
+            broken_prod_file("kubernetes.dumpSchedule", "*/15 * * * *"),
+            "error: Pulumi.prod.yaml: drtopo:kubernetes.dumpSchedule = '*/15 * * * *': schedule",
+        ),
+        (
+            broken_prod_file("database.engineVersion", "banana"),
+            "error: Pulumi.prod.yaml: drtopo:database.engineVersion = 'banana': expected a supported",
+        ),
+    ],
+    ids=["list-document", "dump-schedule", "engine-version"],
+)
+def test_main_turns_bad_config_into_one_line_and_exit_2(tmp_path: Path, text: str, expected: str) -> None:
+    """Run the program file as the Pulumi host would, on a project whose prod stack file is broken."""
+    (tmp_path / "Pulumi.prod.yaml").write_text(text)
+    runner = (
+        "import runpy, pulumi.runtime.settings as s; s._set_stack('prod'); "
+        f"runpy.run_path({str(MAIN)!r}, run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", runner],
+        capture_output=True,
+        text=True,
+        cwd=MAIN.parent,
+        env={**os.environ, "DRTOPO_PROJECT_DIR": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(expected), done.stderr
