@@ -1,9 +1,19 @@
 """The stack's PostgreSQL on RDS: a Multi-AZ primary, or (as standby) a cross-region read replica of the peer's.
 
-Both roles declare the same logical resources with the same names, so a role switch is an in-place update: dropping
-`replicate_source_db` promotes the replica. Automated backups are copied to the peer region while primary. A
-CloudWatch alarm fires when replica lag nears the RPO. No password exists anywhere: RDS keeps the master password in
-Secrets Manager (`manage_master_user_password`), encrypted with the database key.
+Promotion is in place: both roles declare the same instance, and dropping `replicate_source_db` is what the
+provider turns into PromoteReadReplica; `scripts.promote` promotes first, so `pulumi up --refresh` finds nothing
+left to promote. RDS cannot demote an instance (adding `replicate_source_db` to a standalone one is refused), so a
+stack that turns standby declares its next `drtopo:database.generation`: a new instance (`database-g<n>`,
+`exception-collector-<region>-g<n>`) replicating the peer with this region's database key, which `dbKmsKeyArn`
+exports. The instance it held is listed in `retiredGenerations`: still declared as the standalone it is, protected,
+deletion protection on, snapshotted once (`<identifier>-retired`). Every instance has `retain_on_delete`, so none
+is ever deleted by Pulumi: an operator releases a retired one with `pulumi state unprotect <urn>` and by dropping it
+from `retiredGenerations`, and the next `pulumi up` only forgets it. `dbName` and `username` are create-only
+(ForceNew) and ignored after creation. Provider rules relied on: tests/unit/provider_rules.py (with sources).
+
+Automated backups are copied to the peer region while primary. A CloudWatch alarm fires when replica lag nears the
+RPO. No password exists anywhere: RDS keeps the master password in Secrets Manager (`manage_master_user_password`),
+encrypted with the database key.
 """
 
 from __future__ import annotations
@@ -23,6 +33,14 @@ from drtopo.settings import Settings, SettingsError
 PRIMARY_ARN_OUTPUT = "dbArn"
 LAG_PERIOD_SECONDS = 60
 LAG_EVALUATION_PERIODS = 3
+# Inputs RDS takes at creation only (terraform-provider-aws: ForceNew): ignored afterwards, so a promoted replica
+# whose refreshed state lacks them is never replaced for it.
+CREATE_ONLY_INPUTS = ("dbName", "username")
+
+
+def instance_name(name: str, generation: int) -> str:
+    """The logical name of a database generation: a new generation is a new resource, never a replacement."""
+    return f"{name}-g{generation}" if generation else name
 
 
 def replication_source(settings: Settings, opts: pulumi.ResourceOptions) -> pulumi.Input[str]:
@@ -79,44 +97,44 @@ class Database(pulumi.ComponentResource):
             parameters=parameters(db),
             opts=child,
         )
+        standalone: dict[str, object] = {
+            "db_name": db.name,
+            "username": db.username,
+            "manage_master_user_password": True,
+            "master_user_secret_kms_key_id": key.arn,
+        }
+        shared = {
+            "engine_version": db.engine_version,
+            "instance_class": db.instance_class,
+            "allocated_storage": db.allocated_storage_gb,
+            "max_allocated_storage": db.max_allocated_storage_gb,
+            "multi_az": db.multi_az,
+            "port": db.port,
+            "backup_retention_period": db.backup_retention_days,
+            "parameter_group_name": params.name,
+            "kms_key_id": key.arn,
+        }
         identifier = naming.db_identifier(settings)
-        if settings.is_primary:
-            role_inputs: dict[str, object] = {
-                "db_name": db.name,
-                "username": db.username,
-                "manage_master_user_password": True,
-                "master_user_secret_kms_key_id": key.arn,
-            }
-        else:
-            # A replica inherits database name, user and password from its source (RDS refuses them here).
-            role_inputs = {"replicate_source_db": replication_source(settings, child)}
-        self.instance = rds.Instance(
-            name,
-            identifier=identifier,
-            engine="postgres",
-            engine_version=db.engine_version,
-            instance_class=db.instance_class,
-            allocated_storage=db.allocated_storage_gb,
-            max_allocated_storage=db.max_allocated_storage_gb,
-            storage_type="gp3",
-            storage_encrypted=True,
-            kms_key_id=key.arn,
-            multi_az=db.multi_az,
-            port=db.port,
-            publicly_accessible=False,
-            deletion_protection=True,
-            backup_retention_period=db.backup_retention_days,
-            copy_tags_to_snapshot=True,
-            skip_final_snapshot=False,
-            final_snapshot_identifier=f"{identifier}-final",
-            parameter_group_name=params.name,
-            iam_database_authentication_enabled=True,
-            enabled_cloudwatch_logs_exports=["postgresql"],
-            auto_minor_version_upgrade=True,
-            tags={"drtopo:stack": settings.stack},
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
-            **role_inputs,
+        # A replica inherits database name, user and password from its source: the provider refuses db_name and
+        # username beside replicate_source_db (ConflictsWith), so only a standalone instance declares them.
+        role_inputs = (
+            standalone if settings.is_primary else {"replicate_source_db": replication_source(settings, child)}
         )
+        self.instance = self._instance(instance_name(name, db.generation), identifier, settings, shared, role_inputs)
+        for generation in db.retired_generations:
+            # A former primary (RDS cannot demote it): declared as it stands, so it neither changes nor leaves
+            # state, and snapshotted once; `pulumi state unprotect` then dropping it from retiredGenerations lets
+            # it leave state, and retain_on_delete keeps it (deletion protection on) in AWS.
+            retired_name = instance_name(name, generation)
+            retired_identifier = naming.db_identifier(settings, generation)
+            retired = self._instance(retired_name, retired_identifier, settings, shared, standalone)
+            rds.Snapshot(
+                f"{retired_name}-retired",
+                db_instance_identifier=retired.identifier,
+                db_snapshot_identifier=f"{retired_identifier}-retired",
+                tags={"drtopo:stack": settings.stack},
+                opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            )
         if settings.is_primary:
             # Parented to the component, not the protected instance, so a switch to standby may remove it.
             rds.InstanceAutomatedBackupsReplication(
@@ -166,4 +184,36 @@ class Database(pulumi.ComponentResource):
                 "alertTopicArn": alerts.topic_arn,
                 "passwordSecretArn": self.password_secret_arn,
             }
+        )
+
+    def _instance(
+        self,
+        logical_name: str,
+        identifier: str,
+        settings: Settings,
+        shared: dict[str, object],
+        role_inputs: dict[str, object],
+    ) -> rds.Instance:
+        """One RDS instance: protected, never deleted by Pulumi (retain_on_delete), its create-only name and user
+        ignored after creation (a promoted replica's state may not echo them; a change would force a new one)."""
+        return rds.Instance(
+            logical_name,
+            identifier=identifier,
+            engine="postgres",
+            storage_type="gp3",
+            storage_encrypted=True,
+            publicly_accessible=False,
+            deletion_protection=True,
+            copy_tags_to_snapshot=True,
+            skip_final_snapshot=False,
+            final_snapshot_identifier=f"{identifier}-final",
+            iam_database_authentication_enabled=True,
+            enabled_cloudwatch_logs_exports=["postgresql"],
+            auto_minor_version_upgrade=True,
+            tags={"drtopo:stack": settings.stack},
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=True, retain_on_delete=True, ignore_changes=list(CREATE_ONLY_INPUTS)
+            ),
+            **shared,
+            **role_inputs,
         )

@@ -1,4 +1,4 @@
-"""Physical names of what a stack creates, derived from its region only, never from its role.
+"""Physical names of what a stack creates, derived from its region (and the database generation), never its role.
 
 A role switch must not rename (and so replace) anything; the lab names its emulated resources with the same
 functions so that scripts find them by the names the program gives.
@@ -11,8 +11,11 @@ from drtopo.settings import Settings
 BUCKET_PURPOSES = ("dumps", "wal", "config", "audit")
 
 
-def db_identifier(settings: Settings) -> str:
-    return f"exception-collector-{settings.region}"
+def db_identifier(settings: Settings, generation: int | None = None) -> str:
+    """The RDS instance of `generation` (default: the current one); generation 0 keeps the original name."""
+    generation = settings.database.generation if generation is None else generation
+    suffix = f"-g{generation}" if generation else ""
+    return f"exception-collector-{settings.region}{suffix}"
 
 
 def bucket_name(settings: Settings, purpose: str) -> str:

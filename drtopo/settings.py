@@ -144,6 +144,20 @@ class Database(_Model):
     archive_timeout_seconds: int = Field(default=60, gt=0)
     replica_lag_alarm_seconds: int = Field(default=300, gt=0)
     tables: tuple[str, ...] = ("interface_exceptions", "retry_attempts")
+    # RDS cannot demote an instance: a stack that turns standby declares a new replica, the next generation, and
+    # keeps the earlier ones it still holds (retained, snapshotted, protected) until an operator releases them.
+    generation: int = Field(default=0, ge=0)
+    retired_generations: tuple[int, ...] = ()
+
+    @model_validator(mode="after")
+    def _retired_before_current(self) -> Database:
+        retired = self.retired_generations
+        if len(set(retired)) != len(retired) or any(g >= self.generation or g < 0 for g in retired):
+            raise ValueError(
+                f"retiredGenerations {list(retired)} is not a set of earlier generations; expected distinct "
+                f"numbers from 0 to {self.generation - 1} (generation is {self.generation})"
+            )
+        return self
 
     @field_validator("engine_version")
     @classmethod

@@ -1,13 +1,14 @@
 """Evaluates the Pulumi program under Pulumi's mock runtime (no cloud, no CLI) and records what it registers.
 
 Each record holds the type token, logical name, URN, parent URN, the inputs exactly as they would reach the
-provider (camelCased keys, numbers as floats) and the options that matter for safety (protect, delete-before-
-replace, retain-on-delete). Unit tests and the policy tests both evaluate the program through `evaluate`.
+provider (camelCased keys, numbers as floats), the provider reference it was registered with and the options that
+matter for safety (protect, retain-on-delete, ignore-changes). Unit tests and the policy tests both evaluate the
+program through `evaluate`; a StackReference answers with `references[name]` (default: a primary in us-east-1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,12 @@ from pulumi.runtime.sync_await import _sync_await
 from drtopo.settings import PROJECT, Settings
 
 ACCOUNT_ID = "123456789012"
+# What a StackReference to the primary answers unless `evaluate` is given the referenced stack's outputs.
+PRIMARY_OUTPUTS = {
+    "dbArn": f"arn:aws:rds:us-east-1:{ACCOUNT_ID}:db:exception-collector-us-east-1",
+    "kmsKeyArn": f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/peer",
+    "dumpBucket": "peer-dumps",
+}
 
 
 @dataclass
@@ -30,6 +37,9 @@ class Registered:
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     protect: bool = False
+    retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    provider: str = ""
     custom: bool = True
 
     def get(self, path: str, default: Any = None) -> Any:
@@ -65,7 +75,9 @@ class Evaluation:
         return next(r for r in self.resources if r.urn == urn)
 
 
-def _mock_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+def _mock_outputs(
+    args: pulumi.runtime.MockResourceArgs, region: str, references: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
     """Outputs a provider would add: ids, ARNs, endpoints; inputs pass through as AWS echoes them."""
     outputs = dict(args.inputs)
     name = args.name
@@ -76,6 +88,8 @@ def _mock_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
         outputs.setdefault("bucket", name)
     if args.typ == "aws:rds/instance:Instance":
         ident = outputs.get("identifier", name)
+        # As RDS names it, so a replica's source ARN names a real instance of the peer stack.
+        outputs["arn"] = f"arn:aws:rds:{outputs.get('region') or region}:{ACCOUNT_ID}:db:{ident}"
         outputs.update(
             address=f"{ident}.mock.rds.amazonaws.com",
             endpoint=f"{ident}.mock.rds.amazonaws.com:5432",
@@ -90,24 +104,23 @@ def _mock_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
         metadata.setdefault("name", name)
         outputs["metadata"] = metadata
     if args.typ == "pulumi:pulumi:StackReference":
-        outputs["outputs"] = {
-            "dbArn": f"arn:aws:rds:us-east-1:{ACCOUNT_ID}:db:exception-collector-us-east-1",
-            "kmsKeyArn": f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/peer",
-            "dumpBucket": "peer-dumps",
-        }
+        outputs["outputs"] = dict(references.get(name, PRIMARY_OUTPUTS))
     return outputs
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, region: str, references: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.resources: dict[str, Registered] = {}
+        self.region = region
+        self.references = references or {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        outputs = _mock_outputs(args)
+        outputs = _mock_outputs(args, self.region, self.references)
         record = self.resources.setdefault(args.name + "|" + args.typ, Registered(args.typ, args.name))
         record.inputs = dict(args.inputs)
         record.outputs = outputs
         record.custom = bool(args.custom)
+        record.provider = args.provider or ""
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -121,18 +134,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, []
 
 
-def evaluate(settings: Settings, build: Callable[[Settings], dict[str, Any]] | None = None) -> Evaluation:
-    """Run `build(settings)` (default: the program's topology) in a mocked stack and record everything."""
+def evaluate(
+    settings: Settings,
+    build: Callable[[Settings], dict[str, Any]] | None = None,
+    references: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Evaluation:
+    """Run `build(settings)` (default: the program's topology) in a mocked stack and record everything;
+    `references` maps a StackReference's name to the outputs that stack exports."""
     if build is None:
         from components.topology import build_topology as build
 
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(settings.region, references)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=settings.stack, preview=False)
-    seen: list[tuple[pulumi.Resource, pulumi.Resource | None]] = []
+    seen: list[tuple[pulumi.Resource, pulumi.ResourceOptions | None]] = []
     exports: dict[str, Any] = {}
 
     def remember(args: pulumi.ResourceTransformationArgs) -> None:
-        seen.append((args.resource, args.opts.parent if args.opts else None))
+        seen.append((args.resource, args.opts))
 
     def program() -> None:
         set_root_resource(None)
@@ -145,11 +163,14 @@ def evaluate(settings: Settings, build: Callable[[Settings], dict[str, Any]] | N
 
     _sync_await(run_pulumi_func(program))
     records: list[Registered] = []
-    for res, parent in seen:
+    for res, opts in seen:
         type_token, name = res._type, res._name
+        parent = opts.parent if opts else None
         record = mocks.resources.get(f"{name}|{type_token}") or Registered(type_token, name, custom=False)
         record.urn = _sync_await(res.urn.future())
         record.parent_urn = _sync_await(parent.urn.future()) if parent is not None else ""
         record.protect = bool(res._protect)
+        record.retain_on_delete = bool(opts and opts.retain_on_delete)
+        record.ignore_changes = tuple(opts.ignore_changes or ()) if opts else ()
         records.append(record)
     return Evaluation(settings, records, exports)

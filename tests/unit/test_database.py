@@ -8,7 +8,7 @@ import pytest
 
 from drtopo import naming
 from drtopo.database.parameters import parameter_family, parameters
-from drtopo.settings import Database, load_settings
+from drtopo.settings import Database, SettingsError, load_settings
 from policies.mock_program import Evaluation, Registered, evaluate
 
 INSTANCE = "aws:rds/instance:Instance"
@@ -125,3 +125,43 @@ def test_parameter_family(version: str, family: str) -> None:
 def test_parameters_follow_settings() -> None:
     values = {p["name"]: p["value"] for p in parameters(Database(archive_timeout_seconds=30))}
     assert values["archive_timeout"] == "30"
+
+
+def test_every_instance_is_protected_retained_and_keeps_its_create_only_inputs(stack: Evaluation) -> None:
+    db = instance(stack)
+    assert db.protect and db.retain_on_delete
+    assert db.ignore_changes == ("dbName", "username")
+
+
+def test_a_later_generation_is_a_new_replica_and_the_retired_one_is_kept_and_snapshotted() -> None:
+    settings = load_settings(
+        "prod", overrides={"role": "standby", "database": {"generation": 2, "retiredGenerations": [0, 1]}}
+    )
+    ev = evaluate(settings)
+    instances = {r.name: r for r in ev.of_type(INSTANCE)}
+    assert set(instances) == {"database", "database-g1", "database-g2"}
+    current = instances["database-g2"]
+    assert current.inputs["identifier"] == ev.exports["dbInstanceId"] == "exception-collector-us-east-1-g2"
+    assert current.inputs["replicateSourceDb"].startswith("arn:aws:rds:")
+    assert current.inputs["kmsKeyId"] == ev.exports["dbKmsKeyArn"] == ev.one(KEY, "database-key").outputs["arn"]
+    for name, identifier in (
+        ("database", "exception-collector-us-east-1"),
+        ("database-g1", "exception-collector-us-east-1-g1"),
+    ):
+        retired = instances[name]
+        assert retired.inputs["identifier"] == identifier and "replicateSourceDb" not in retired.inputs
+        assert retired.protect and retired.retain_on_delete and retired.inputs["deletionProtection"] is True
+        snapshot = ev.one("aws:rds/snapshot:Snapshot", f"{name}-retired")
+        assert snapshot.inputs == {
+            "dbInstanceIdentifier": identifier, "dbSnapshotIdentifier": f"{identifier}-retired",
+            "tags": {"drtopo:stack": "prod"},
+        }  # fmt: skip
+        assert snapshot.protect
+    alarm = ev.one(ALARM, "replica-lag").inputs
+    assert alarm["dimensions"] == {"DBInstanceIdentifier": "exception-collector-us-east-1-g2"}
+
+
+@pytest.mark.parametrize("retired", [[2], [0, 0], [-1]])
+def test_retired_generations_must_be_distinct_earlier_ones(retired: list[int]) -> None:
+    with pytest.raises(SettingsError, match=r"retiredGenerations .* expected distinct numbers from 0 to 1"):
+        load_settings("prod", overrides={"database": {"generation": 2, "retiredGenerations": retired}})

@@ -1,0 +1,175 @@
+"""The provider's and the Pulumi engine's rules that decide what `pulumi up` does to a resource, as pure functions.
+
+A step is planned from the resource's state (the provider's attributes, refreshed or not), its new inputs and the
+live object; the result is one of `STEPS`, or `Refused` with the error the real run would end on. Only the rules
+the failover relies on are modelled, each with its source:
+
+terraform-provider-aws `internal/service/rds/instance.go` (`aws_db_instance`, v5+ schema and
+`resourceInstanceUpdate`; pulumi-aws wraps it):
+- ForceNew (a change replaces the instance): availability_zone, backup_target, character_set_name,
+  custom_iam_instance_profile, db_name, engine, kms_key_id, nchar_character_set_name, restore_to_point_in_time,
+  snapshot_identifier, storage_encrypted, timezone, username. Not ForceNew: engine_version (an in-place upgrade),
+  identifier (a rename since v5; ForceNew in v4), instance_class, backup_retention_period, parameter_group_name.
+- db_name and username are ConflictsWith replicate_source_db: a replica declaring either fails validation.
+- replicate_source_db is Optional, not Computed (leaving it out means "none"). When it changes to empty the update
+  calls PromoteReadReplica (with the planned backup_retention_period and backup_window), then ModifyDBInstance for
+  the other changes; when it changes to any other value it fails with "cannot elect new source database for
+  replication" (RDS cannot demote an instance or re-point a replica).
+- Read sets replicate_source_db from ReadReplicaSourceDBInstanceIdentifier: a refresh after an out-of-band
+  promotion records "none", so the next update has nothing to promote.
+RDS API `PromoteReadReplica` (docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_PromoteReadReplica.html):
+  DBInstanceIdentifier "must match the identifier of an existing read replica DB instance": promoting a standalone
+  instance (state not refreshed after `scripts.promote`) is an error.
+RDS `DeleteDBInstance` refuses an instance with deletion protection on (the provider's Delete surfaces it).
+terraform-provider-aws `internal/service/route53/record.go` (`aws_route53_record`):
+- ForceNew: name, zone_id; failover_routing_policy, records, ttl, health_check_id and set_identifier update in
+  place (ChangeResourceRecordSets UPSERT); Read sets failover_routing_policy from the live record.
+- Create sends CREATE unless allow_overwrite: a record that already exists fails creation.
+Pulumi engine (pulumi.com/docs/iac/concepts/options/{protect,retainondelete,ignorechanges}):
+- a protected resource is never deleted or replaced: the deployment fails;
+- retain_on_delete: a delete (or the delete half of a replace) drops the resource from state and leaves it in the
+  cloud;
+- ignore_changes: an ignored input takes its old input value (or is dropped when the old inputs lack it) before the
+  provider diffs.
+Any other type is modelled as: every input change updates in place (no ForceNew rule is claimed for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+RDS_INSTANCE = "aws:rds/instance:Instance"
+ROUTE53_RECORD = "aws:route53/record:Record"
+STEPS = ("same", "create", "update", "promote", "replace", "delete", "forget")
+
+
+class Refused(RuntimeError):
+    """`pulumi up` would stop on this resource: the message is the error the provider or the engine gives."""
+
+
+@dataclass(frozen=True)
+class TypeRules:
+    """`force_new`: inputs whose change replaces; `conflicts`: pairs that may not both be set; `unset_when_absent`:
+    Optional inputs that are not Computed, so leaving one out changes it to unset."""
+
+    force_new: frozenset[str] = frozenset()
+    conflicts: tuple[tuple[str, str], ...] = ()
+    unset_when_absent: frozenset[str] = frozenset()
+
+
+RULES: dict[str, TypeRules] = {
+    RDS_INSTANCE: TypeRules(
+        force_new=frozenset(
+            {
+                "availabilityZone",
+                "backupTarget",
+                "characterSetName",
+                "customIamInstanceProfile",
+                "dbName",
+                "engine",
+                "kmsKeyId",
+                "ncharCharacterSetName",
+                "restoreToPointInTime",
+                "snapshotIdentifier",
+                "storageEncrypted",
+                "timezone",
+                "username",
+            }
+        ),
+        conflicts=(("dbName", "replicateSourceDb"), ("username", "replicateSourceDb")),
+        unset_when_absent=frozenset({"replicateSourceDb", "manageMasterUserPassword", "deletionProtection"}),
+    ),
+    ROUTE53_RECORD: TypeRules(force_new=frozenset({"name", "zoneId"})),
+}
+OTHER = TypeRules()
+
+
+@dataclass
+class StateEntry:
+    """One resource in a stack's state: its last inputs, the provider's attributes and the engine's options."""
+
+    type: str
+    inputs: dict[str, Any]
+    attrs: dict[str, Any]
+    protect: bool
+    retain_on_delete: bool
+    ignore_changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One resource as the program declares it."""
+
+    type: str
+    inputs: Mapping[str, Any]
+    protect: bool
+    retain_on_delete: bool
+    ignore_changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the provider would find in the cloud for an RDS instance (None for other types or when absent)."""
+
+    is_replica: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    changed: tuple[str, ...] = field(default=())
+
+
+def with_ignored(new: Mapping[str, Any], old_inputs: Mapping[str, Any], ignored: tuple[str, ...]) -> dict[str, Any]:
+    """The inputs the provider diffs: each ignored input takes its old value, or is dropped when there was none."""
+    inputs = dict(new)
+    for key in ignored:
+        if key in old_inputs:
+            inputs[key] = old_inputs[key]
+        else:
+            inputs.pop(key, None)
+    return inputs
+
+
+def changed_inputs(type_token: str, attrs: Mapping[str, Any], inputs: Mapping[str, Any]) -> tuple[str, ...]:
+    """Inputs whose value differs from the state; a Computed input left out keeps its state value."""
+    rules = RULES.get(type_token, OTHER)
+    changed = {k for k, v in inputs.items() if attrs.get(k) != v}
+    changed |= {k for k in rules.unset_when_absent if k not in inputs and attrs.get(k) not in (None, False, "")}
+    return tuple(sorted(changed))
+
+
+def check_conflicts(type_token: str, urn: str, inputs: Mapping[str, Any]) -> None:
+    for a, b in RULES.get(type_token, OTHER).conflicts:
+        if inputs.get(a) and inputs.get(b):
+            raise Refused(f"{urn}: {a} conflicts with {b} (the provider refuses both on one instance)")
+
+
+def plan(urn: str, old: StateEntry | None, new: Desired | None, live: Live | None) -> Step:
+    """The step `pulumi up` takes for one resource, or `Refused`."""
+    if new is None:
+        assert old is not None
+        if old.protect:
+            raise Refused(f"{urn}: cannot delete a protected resource (pulumi state unprotect it first)")
+        return Step("forget" if old.retain_on_delete else "delete")
+    check_conflicts(new.type, urn, new.inputs)
+    if old is None:
+        return Step("create")
+    inputs = with_ignored(new.inputs, old.inputs, new.ignore_changes)
+    changed = changed_inputs(new.type, old.attrs, inputs)
+    if not changed:
+        return Step("same")
+    replacing = sorted(set(changed) & RULES.get(new.type, OTHER).force_new)
+    if replacing:
+        if old.protect:
+            raise Refused(f"{urn}: {replacing} force a replacement of a protected resource")
+        return Step("replace", tuple(replacing))
+    if new.type == RDS_INSTANCE and "replicateSourceDb" in changed:
+        if inputs.get("replicateSourceDb"):
+            raise Refused(f"{urn}: cannot elect new source database for replication")
+        if live is None or not live.is_replica:
+            raise Refused(f"{urn}: PromoteReadReplica: the instance is not a read replica (state not refreshed)")
+        return Step("promote", changed)
+    return Step("update", changed)
