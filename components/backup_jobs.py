@@ -5,6 +5,8 @@ outputs and its validated settings from a ConfigMap mounted at /etc/drtopo, so a
 files in place and never the image. Database credentials come only from a Kubernetes Secret (`secretKeyRef`) or,
 with workload identity, from the RDS-managed secret the job's IAM role may read; never from a literal. The export
 job's Role reads the namespace's configuration kinds and not Secrets.
+Every object inherits this stack's own Kubernetes provider (drtopo:kubernetes.context) from the component's
+options (components/topology.py); policy rule k8s-stack-provider checks it.
 """
 
 from __future__ import annotations

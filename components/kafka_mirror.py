@@ -4,6 +4,8 @@ The Deployment runs Apache Kafka's dedicated MirrorMaker 2 with exactly `render_
 one replica while the stack is the standby (mirroring the peer region into this one) and none while it is the
 primary; a role switch changes only that count and the properties, never a name, so it updates in place. The pod
 template carries a checksum of the properties so that any change to them rolls the pod.
+Every object inherits this stack's own Kubernetes provider (drtopo:kubernetes.context) from the component's
+options (components/topology.py); policy rule k8s-stack-provider checks it.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
+from pulumi_kubernetes import Provider
+
 from components.backup_jobs import BackupJobs, BackupJobsArgs
 from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
@@ -20,10 +23,13 @@ from drtopo.settings import Settings
 
 def build_topology(settings: Settings) -> dict[str, Any]:
     """Declare the stack and return its exports, keyed as `drtopo.outputs.StackOutputs` (camelCase)."""
+    # This stack's own cluster, from its own settings: every Kubernetes object inherits this provider from its
+    # component, so `pulumi up -s dr` run with prod's kubeconfig current still writes only to dr's cluster.
+    cluster = pulumi.ResourceOptions(providers=[Provider("kubernetes", context=settings.kubernetes.context)])
     storage = BackupStorage("backups", BackupStorageArgs(settings=settings))
     database = Database("database", DatabaseArgs(settings=settings))
     dns = DnsFailover("dns", DnsFailoverArgs(settings=settings))
-    KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings))
+    KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings), cluster)
     instance = database.instance
     outputs = outputs_document(
         settings,
@@ -41,5 +47,5 @@ def build_topology(settings: Settings) -> dict[str, Any]:
         },
     )
     # The jobs read the very outputs this stack exports (none secret: the password stays in its secret).
-    BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs))
+    BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs), cluster)
     return outputs

@@ -247,6 +247,9 @@ class Kubernetes(_Model):
     resource_export_schedule: str = "45 2 * * *"
     database_secret: str = "exception-collector-db"
     workload_role_arn: str | None = None
+    # The kubeconfig context of this stack's own cluster: the program's Kubernetes provider uses it, never the
+    # ambient one (declared last, so a bad schedule is reported before a missing context).
+    context: str = Field(min_length=1)
 
     @field_validator("dump_schedule")
     @classmethod
@@ -294,7 +297,7 @@ class Settings(_Model):
     database: Database = Database()
     kafka: Kafka
     dns: Dns
-    kubernetes: Kubernetes = Kubernetes()
+    kubernetes: Kubernetes
     service: Service = Service()
     failover: Failover = Failover()
 

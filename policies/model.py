@@ -63,6 +63,7 @@ class Resource:
 
     `id` is the physical id when known; `dependencies` maps an input property to the URNs it was computed from,
     which is how a companion resource (versioning, policy, ...) is tied to its bucket when the name is unknown.
+    `provider` is the URN of the provider resource it is managed through ("" for the ambient default provider).
     """
 
     type: str
@@ -73,6 +74,7 @@ class Resource:
     protect: bool = False
     id: str = ""
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    provider: str = ""
 
     def get(self, path: str, default: Any = None) -> Any:
         return lookup(self.inputs, path, default)

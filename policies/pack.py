@@ -76,7 +76,14 @@ def settings_for_stack(stack: str) -> Settings:
 
 
 def from_args(args: ResourceValidationArgs) -> Resource:
-    return Resource(args.resource_type, args.name, plain(args.props), args.urn, protect=bool(args.opts.protect))
+    return Resource(
+        args.resource_type,
+        args.name,
+        plain(args.props),
+        args.urn,
+        protect=bool(args.opts.protect),
+        provider=args.provider.urn if args.provider else "",
+    )
 
 
 def from_policy_resource(r: PolicyResource) -> Resource:
@@ -90,6 +97,7 @@ def from_policy_resource(r: PolicyResource) -> Resource:
         protect=bool(r.opts.protect),
         id=str(props.get("id") or ""),
         dependencies={k: tuple(d.urn for d in deps) for k, deps in r.property_dependencies.items()},
+        provider=r.provider.urn if r.provider else "",
     )
 
 

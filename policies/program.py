@@ -24,6 +24,8 @@ def program_resources(settings: Settings) -> list[Resource]:
             parent_urn=r.parent_urn,
             protect=r.protect,
             id=f"{r.name}-id",
+            # The engine's provider reference is `<provider urn>::<provider id>`.
+            provider=r.provider.rsplit("::", 1)[0] if r.provider else "",
         )
         for r in evaluation.resources
         if r.custom

@@ -29,6 +29,7 @@ K8S_STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 K8S_DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 K8S_POD = "kubernetes:core/v1:Pod"
 K8S_CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 # Resources whose loss loses data or the means to read it: they must carry `protect`.
 STATEFUL = (BUCKET, KMS_KEY, KMS_REPLICA_KEY, RDS_INSTANCE, ROUTE53_ZONE, SECRET)

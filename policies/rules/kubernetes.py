@@ -1,4 +1,5 @@
-"""Kubernetes manifest rules: no plaintext secrets, CronJobs that cannot pile up, bounded non-root containers."""
+"""Kubernetes manifest rules: no plaintext secrets, CronJobs that cannot pile up, bounded non-root containers, and
+every object written through this stack's own cluster provider (never the ambient kubeconfig context)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 from drtopo.settings import Settings
 from policies import resource_types as types
 from policies.model import Enforcement, Resource, Violation, as_list, number, truthy, violation
-from policies.registry import resource_rule
+from policies.registry import resource_rule, stack_rule
+from policies.view import StackView
 
 # Names of secret material (not of a Secret object: `databaseSecret` names one, `dbPasswordSecretArn` points at one).
 SECRET_MATERIAL = r"pass(word|wd)|pwd|token|api[-_]?key|private[-_]?key|secret[-_]?(access[-_]?)?key|client[-_]?secret"
@@ -123,3 +125,17 @@ def non_root(workload: Resource, settings: Settings) -> Iterator[Violation]:
         decided = own if own is not None else pod_level
         if not decided:
             yield violation(workload, f"{path}.securityContext.runAsNonRoot", own, "true (here or on the pod)")
+
+
+@stack_rule(
+    "k8s-stack-provider",
+    "Every Kubernetes object goes through this stack's own provider (its drtopo:kubernetes.context), never the "
+    "ambient kubeconfig context.",
+)
+def stack_provider(view: StackView) -> Iterator[Violation]:
+    context = view.settings.kubernetes.context
+    own = {p.urn for p in view.of_type(types.K8S_PROVIDER) if p.get("context") == context}
+    for resource in view.resources:
+        if resource.type.startswith("kubernetes:") and resource.provider not in own:
+            found = resource.provider or "the ambient default provider"
+            yield violation(resource, "provider", found, f"a kubernetes provider with context {context!r}")

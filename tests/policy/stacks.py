@@ -23,7 +23,12 @@ DROP = object()
 
 def res(settings: Settings, type_token: str, name: str, inputs: dict[str, Any], protect: bool = False) -> Resource:
     urn = f"{STACK_URN.format(stack=settings.stack)}{type_token}::{name}"
-    return Resource(type_token, name, inputs, urn=urn, protect=protect, id=f"{name}-id")
+    provider = cluster_provider_urn(settings) if type_token.startswith("kubernetes:") else ""
+    return Resource(type_token, name, inputs, urn=urn, protect=protect, id=f"{name}-id", provider=provider)
+
+
+def cluster_provider_urn(settings: Settings) -> str:
+    return f"{STACK_URN.format(stack=settings.stack)}{types.K8S_PROVIDER}::kubernetes"
 
 
 def bucket_policy(bucket: str) -> str:
@@ -270,6 +275,7 @@ def cronjob(name: str, schedule: str, command: list[str]) -> dict[str, Any]:
 def kubernetes(settings: Settings) -> list[Resource]:
     mm2 = render_mm2_properties(settings)
     return [
+        res(settings, types.K8S_PROVIDER, "kubernetes", {"context": settings.kubernetes.context}),
         res(settings, types.K8S_CONFIGMAP, "kafka-mirror-config", {"data": {"mm2.properties": mm2}}),
         res(
             settings,

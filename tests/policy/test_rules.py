@@ -3,6 +3,7 @@ message that names the resource, the property, the value found and the value req
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -380,6 +381,19 @@ CASES = [
         "HealthCheck 'dns-health': requestInterval x failureThreshold = '30 s x 10 = 300 s'; required <= 120 s "
         "(10% of the region-failure RTO 20 min)",
         overrides=json.dumps({"objectives": {"regionFailure": {"rtoMinutes": 20, "rpoMinutes": 15}}}),
+    ),
+    Case(
+        "k8s-stack-provider",
+        "ambient-provider",
+        lambda rs, s: [dataclasses.replace(r, provider="") if r.type == t.K8S_CRONJOB else r for r in rs],
+        "CronJob 'backup-jobs-dump': provider = 'the ambient default provider'; required a kubernetes provider with "
+        "context 'biopro-us-east-1'",
+    ),
+    Case(
+        "k8s-stack-provider",
+        "peer-cluster",
+        set_(t.K8S_PROVIDER, "kubernetes", "context", "biopro-us-west-2"),
+        "ConfigMap 'kafka-mirror-config': provider = 'urn:pulumi:prod::drtopo::pulumi:providers:kubernetes::",
     ),
 ]
 

@@ -90,7 +90,7 @@ def test_image_runs_as_the_non_root_uid_the_cron_jobs_use() -> None:
 def test_the_client_tools_follow_the_pg_major_build_arg_and_land_where_the_code_looks() -> None:
     (default,) = re.findall(r"^ARG PG_MAJOR=(\S+)$", DOCKERFILE, flags=re.MULTILINE)
     assert default == Database().major and default in POSTGRES_MAJORS
-    assert Kubernetes().backup_image.endswith(f"-pg{default}")
+    assert Kubernetes.model_fields["backup_image"].default.endswith(f"-pg{default}")
     assert '"postgresql-client-${PG_MAJOR}"' in DOCKERFILE
     assert "postgresql-client-1" not in DOCKERFILE, "a major is pinned in the Dockerfile"
     assert f'"{pg_tools.INSTALL_ROOT}/${{PG_MAJOR}}/bin/pg_dump" --version' in DOCKERFILE

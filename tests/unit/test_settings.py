@@ -129,7 +129,8 @@ def test_bad_config_fails_with_one_line_naming_key_and_value(
 
 
 def test_a_supported_major_with_its_image_loads() -> None:
-    overrides = {"database": {"engineVersion": "17.2"}, "kubernetes": {"backupImage": "registry/backup:2.0.0-pg17"}}
+    kubernetes = {"backupImage": "registry/backup:2.0.0-pg17", "context": "biopro-us-east-1"}
+    overrides = {"database": {"engineVersion": "17.2"}, "kubernetes": kubernetes}
     settings = load_settings("prod", overrides=overrides)
     assert settings.database.major == "17" and settings.kubernetes.backup_image.endswith("-pg17")
 

@@ -178,3 +178,15 @@ def test_main_turns_bad_config_into_one_line_and_exit_2(tmp_path: Path, text: st
     assert done.returncode == 2, done.stderr
     assert done.stdout == "" and done.stderr.count("\n") == 1
     assert done.stderr.startswith(expected), done.stderr
+
+
+def test_every_kubernetes_object_goes_through_the_stacks_own_cluster(prod: Evaluation, dr: Evaluation) -> None:
+    contexts = []
+    for ev in (prod, dr):
+        (provider,) = ev.of_type("pulumi:providers:kubernetes")
+        assert provider.inputs == {"context": ev.settings.kubernetes.context}
+        objects = [r for r in ev.resources if r.type.startswith("kubernetes:")]
+        assert len(objects) == 10
+        assert {r.provider for r in objects} == {f"{provider.urn}::{provider.name}-id"}
+        contexts.append(provider.inputs["context"])
+    assert contexts == ["biopro-us-east-1", "biopro-us-west-2"]
