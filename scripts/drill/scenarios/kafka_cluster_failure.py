@@ -12,6 +12,8 @@ import threading
 import time
 from collections import Counter
 
+from drtopo.kafka.offsets import CheckpointError, read_checkpoints
+from drtopo.mm2_properties import cluster_alias
 from scripts.drill.loadgen import QUIET_LOG, MessageProducer
 from scripts.drill.report import ScenarioResult
 from scripts.drill.scenarios.context import DrillContext
@@ -59,6 +61,20 @@ class GroupConsumer(threading.Thread):
         self.join(timeout=15)
 
 
+def wait_for_checkpoint(bootstrap: str, source_alias: str, group: str, timeout: float) -> None:
+    """Until MirrorMaker 2 has checkpointed the group's commits on TOPIC on `bootstrap` (TimeoutError after)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(tp.topic == TOPIC for tp in read_checkpoints(bootstrap, source_alias, group)):
+                return
+        except CheckpointError:
+            pass  # the checkpoints topic does not exist yet
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no checkpoint of group {group!r} on {TOPIC} at {bootstrap} within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def run(ctx: DrillContext, result: ScenarioResult) -> None:
     clock = ctx.clock()
     group = ctx.settings("prod").kafka.consumer_group
@@ -70,12 +86,15 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     on_backup: list[float] = []
     consumer = GroupConsumer(source, group, seen, on_source)
     mirror = ctx.settings("dr").kafka.mirror
-    # MirrorMaker must notice the new group, then emit a checkpoint for its commits.
+    # MirrorMaker must notice the new group, then emit a checkpoint for its commits: at least these intervals, and on
+    # a loaded machine longer, so wait for the checkpoint itself (bounded).
     checkpoint_wait = mirror.refresh_groups_interval_seconds + mirror.emit_checkpoints_interval_seconds + 3
-    with clock.step(f"produce and consume on the source cluster ({checkpoint_wait} s, until checkpointed)"):
+    source_alias = cluster_alias(ctx.settings("prod").region)
+    with clock.step(f"produce and consume on the source cluster (at least {checkpoint_wait} s, until checkpointed)"):
         producer.start()
         consumer.start()
         time.sleep(checkpoint_wait)
+        wait_for_checkpoint(backup, source_alias, group, timeout=60)
     failure_at = time.time()
     result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
     with clock.step("source cluster dies"):
