@@ -66,8 +66,10 @@ def switch_roles(primary_stack: str, standby_stack: str, project_dir: Path | Non
 
 def pulumi_commands(primary_stack: str, standby_stack: str) -> list[str]:
     """What an operator runs next so the declared state converges in place on the new roles."""
+    # --refresh: the promotion happened outside Pulumi, and the provider refuses to promote an instance that is no
+    # longer a replica (PromoteReadReplica needs a read replica), so the state must read the live instance first.
     return [
-        f"pulumi preview --stack {primary_stack} --diff   # expect updates only: no replace, no delete",
-        f"pulumi up --stack {primary_stack}",
-        f"pulumi up --stack {standby_stack}   # when {standby_stack}'s region is reachable",
+        f"pulumi preview --refresh --stack {primary_stack} --diff   # expect updates only: no replace, no delete",
+        f"pulumi up --refresh --stack {primary_stack}",
+        f"pulumi up --refresh --stack {standby_stack}   # when {standby_stack}'s region is reachable",
     ]
