@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from drtopo.cron import ScheduleError, check_schedule, require_daily
+from drtopo.cron import check_schedule, require_daily
 
 PROJECT = "drtopo"
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -251,22 +251,16 @@ class Kubernetes(_Model):
     # ambient one (declared last, so a bad schedule is reported before a missing context).
     context: str = Field(min_length=1)
 
+    # ScheduleError is a ValueError: pydantic reports it as the key's error, in one line.
     @field_validator("dump_schedule")
     @classmethod
     def _daily(cls, value: str) -> str:
-        try:
-            require_daily(value)
-        except ScheduleError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return require_daily(value)
 
     @field_validator("resource_export_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        try:
-            check_schedule(value)
-        except ScheduleError as exc:
-            raise ValueError(str(exc)) from None
+        check_schedule(value)
         return value
 
 
