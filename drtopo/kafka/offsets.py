@@ -1,10 +1,13 @@
-"""Consumer-group offsets across a MirrorMaker 2 flow: read its checkpoints, translate, apply them on the target.
+"""Consumer-group offsets across a MirrorMaker 2 flow: read its checkpoints and offset syncs, translate, apply them.
 
 MirrorMaker 2's checkpoint connector writes, to the target cluster's `<source-alias>.checkpoints.internal` topic,
 records keyed (group, topic, partition) whose value is (upstream offset, downstream offset, metadata), serialized as
 Kafka's `org.apache.kafka.connect.mirror.Checkpoint` does (Kafka protocol types: STRING = int16 length + UTF-8,
 INT32/INT64 big-endian; the value starts with an int16 version, 0). The newest checkpoint per partition wins.
-`scripts.promote` and `scripts.restore` both use this one implementation.
+Its source connector writes offset syncs (`org.apache.kafka.connect.mirror.OffsetSync`, the same encoding) to
+`mm2-offset-syncs.<alias>.internal`: key (topic STRING, partition INT32), value (upstream offset INT64, downstream
+offset INT64), no version; the source record at the upstream offset landed on the target at the downstream one.
+`scripts.promote` and `scripts.restore` both use this one implementation; `lag.py` measures mirror lag from the syncs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 
-from drtopo.kafka.admin import TIMEOUT, Partition, admin_client, committed_offsets
+from drtopo.kafka.admin import TIMEOUT, Partition, admin_client, committed_offsets, retry_coordinator
 from drtopo.report import Unsafe
 
 CHECKPOINT_VERSION = 0
@@ -26,6 +29,10 @@ LEADERLESS = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILAB
 
 class CheckpointError(ValueError):
     """A checkpoint record that does not decode, or checkpoints that cannot be read."""
+
+
+class OffsetSyncError(ValueError):
+    """An offset-sync record that does not decode."""
 
 
 @dataclass(frozen=True)
@@ -64,21 +71,44 @@ class AppliedOffsets:
         }
 
 
+@dataclass(frozen=True)
+class OffsetSync:
+    """Source record `upstream_offset` of the partition is the target's record `downstream_offset`."""
+
+    topic: str
+    partition: int
+    upstream_offset: int
+    downstream_offset: int
+
+    @property
+    def topic_partition(self) -> Partition:
+        return Partition(self.topic, self.partition)
+
+
 def checkpoints_topic(source_alias: str) -> str:
     """The checkpoints topic on the target cluster of the flow from `source_alias` (MirrorMaker 2's naming)."""
     return f"{source_alias}.checkpoints.internal"
 
 
-class _Reader:
-    """Sequential reader of Kafka protocol primitives; raises CheckpointError when the buffer is short."""
+OFFSET_SYNCS_PREFIX, OFFSET_SYNCS_SUFFIX = "mm2-offset-syncs.", ".internal"
 
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data, self.pos, self.what = data, 0, what
+
+def offset_syncs_topic(alias: str) -> str:
+    """MirrorMaker 2's offset-syncs topic named after `alias`: the target's alias when the topic is on the source
+    cluster (`offset-syncs.topic.location = source`, the default), the source's when it is on the target."""
+    return f"{OFFSET_SYNCS_PREFIX}{alias}{OFFSET_SYNCS_SUFFIX}"
+
+
+class _Reader:
+    """Sequential reader of Kafka protocol primitives; raises `error` when the buffer is short."""
+
+    def __init__(self, data: bytes, what: str, error: type[ValueError] = CheckpointError) -> None:
+        self.data, self.pos, self.what, self.error = data, 0, what, error
 
     def take(self, fmt: str) -> int:
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.data):
-            raise CheckpointError(f"checkpoint {self.what} of {len(self.data)} bytes ends early at byte {self.pos}")
+            raise self.error(f"{self.what} of {len(self.data)} bytes ends early at byte {self.pos}")
         (value,) = struct.unpack_from(fmt, self.data, self.pos)
         self.pos += size
         return value
@@ -86,7 +116,7 @@ class _Reader:
     def string(self) -> str:
         length = self.take(">h")
         if length < 0 or self.pos + length > len(self.data):
-            raise CheckpointError(f"checkpoint {self.what} has a string of length {length} at byte {self.pos - 2}")
+            raise self.error(f"{self.what} has a string of length {length} at byte {self.pos - 2}")
         text = self.data[self.pos : self.pos + length].decode("utf-8")
         self.pos += length
         return text
@@ -94,9 +124,9 @@ class _Reader:
 
 def decode_checkpoint(key: bytes, value: bytes) -> Checkpoint:
     """Decode one record of a checkpoints topic (pure)."""
-    k = _Reader(key, "key")
+    k = _Reader(key, "checkpoint key")
     group, topic, partition = k.string(), k.string(), k.take(">i")
-    v = _Reader(value, "value")
+    v = _Reader(value, "checkpoint value")
     version = v.take(">h")
     if version != CHECKPOINT_VERSION:
         raise CheckpointError(f"checkpoint value version {version} is unknown; expected {CHECKPOINT_VERSION}")
@@ -118,6 +148,28 @@ def translated_offsets(checkpoints: Mapping[Partition, Checkpoint]) -> dict[Part
     return {tp: cp.downstream_offset for tp, cp in checkpoints.items()}
 
 
+def decode_offset_sync(key: bytes, value: bytes) -> OffsetSync:
+    """Decode one record of an offset-syncs topic (pure)."""
+    k = _Reader(key, "offset-sync key", OffsetSyncError)
+    topic, partition = k.string(), k.take(">i")
+    v = _Reader(value, "offset-sync value", OffsetSyncError)
+    return OffsetSync(topic, partition, v.take(">q"), v.take(">q"))
+
+
+def latest_offset_syncs(syncs: Iterable[OffsetSync]) -> dict[Partition, OffsetSync]:
+    """The newest offset sync per partition, from syncs in log order (pure)."""
+    return dict(sorted({sync.topic_partition: sync for sync in syncs}.items()))
+
+
+def read_offset_syncs(bootstrap: str, topic: str) -> dict[Partition, OffsetSync]:
+    """The newest offset sync per partition in `topic` on `bootstrap`; empty when the topic does not exist."""
+    try:
+        records = read_topic(bootstrap, topic)
+    except LookupError:
+        return {}
+    return latest_offset_syncs(decode_offset_sync(r.key, r.value) for r in records if r.key and r.value)
+
+
 def read_checkpoints(bootstrap: str, source_alias: str, group: str) -> dict[Partition, Checkpoint]:
     """Read the whole checkpoints topic on the target cluster `bootstrap`; the group's newest checkpoint per partition.
 
@@ -135,6 +187,8 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    topic: str
+    partition: int
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Record]:
@@ -142,15 +196,7 @@ def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Rec
 
     Raises LookupError when the topic does not exist; TimeoutError when the records stop arriving for `timeout` s.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "drtopo-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "log_level": 2,
-        }
-    )
+    consumer = _reader(bootstrap)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
@@ -165,6 +211,38 @@ def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Rec
         consumer.close()
 
 
+def record_timestamps(
+    bootstrap: str, offsets: Mapping[Partition, int], timeout: float = TIMEOUT
+) -> dict[Partition, int]:
+    """Timestamp (ms) of the record at each partition's given offset, or of the next one still in the log.
+
+    A partition whose log ends before its offset is left out; TimeoutError when the records stop arriving.
+    """
+    if not offsets:
+        return {}
+    consumer = _reader(bootstrap)
+    try:
+        assignment = [TopicPartition(tp.topic, tp.partition, offset) for tp, offset in sorted(offsets.items())]
+        records = _consume(consumer, assignment, timeout, first_only=True)
+    finally:
+        consumer.close()
+    return {Partition(r.topic, r.partition): r.timestamp_ms for r in records}
+
+
+def _reader(bootstrap: str) -> Consumer:
+    """A consumer that only reads assigned partitions: it never subscribes, never commits, reports partition EOF."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "drtopo-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "log_level": 2,
+        }
+    )
+
+
 def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
     """(low, high) of one partition, retrying while its leader is being elected (a topic just created)."""
     deadline = time.monotonic() + timeout
@@ -177,7 +255,10 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple
         time.sleep(0.2)
 
 
-def _consume(consumer: Consumer, assignment: list[TopicPartition], timeout: float) -> list[Record]:
+def _consume(
+    consumer: Consumer, assignment: list[TopicPartition], timeout: float, first_only: bool = False
+) -> list[Record]:
+    """Records of the assigned partitions up to each one's end, or (`first_only`) the first record of each."""
     if not assignment:
         return []
     consumer.assign(assignment)
@@ -196,14 +277,22 @@ def _consume(consumer: Consumer, assignment: list[TopicPartition], timeout: floa
                 raise KafkaException(msg.error())
             pending.discard((msg.topic(), msg.partition()))
             continue
-        records.append(Record(msg.key(), msg.value(), msg.timestamp()[1]))
+        records.append(Record(msg.key(), msg.value(), msg.timestamp()[1], msg.topic(), msg.partition()))
+        if first_only:
+            pending.discard((msg.topic(), msg.partition()))
     return records
 
 
 def group_members(bootstrap: str, group: str) -> list[str]:
-    """Client ids of the group's active members on the cluster (empty when the group is empty or unknown)."""
+    """Client ids of the group's active members on the cluster (empty when the group is empty or unknown).
+
+    DescribeGroups has no consumer-group handle to crash on (only OffsetFetch does); a coordinator still moving is
+    asked again.
+    """
     admin = admin_client(bootstrap)
-    description = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result()
+    description = retry_coordinator(
+        lambda: admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result()
+    )
     return sorted(f"{m.client_id}@{m.host}" for m in description.members)
 
 
@@ -212,7 +301,10 @@ def apply_group_offsets(
 ) -> AppliedOffsets:
     """Commit `offsets` for `group` on the cluster `bootstrap`; returns what was (or would be) done.
 
-    Refuses (Unsafe) while the group has active members there: their commits would race ours.
+    Refuses (Unsafe) while the group has active members there: their commits would race ours. The previous offsets
+    are read through `admin.committed_offsets` (no admin OffsetFetch, see admin.py); the commit itself goes through
+    the admin client, whose OffsetCommit error path checks for a missing consumer-group handle, and is retried (it is
+    idempotent) while the coordinator moves.
     """
     members = group_members(bootstrap, group)
     if members:
@@ -220,16 +312,17 @@ def apply_group_offsets(
             f"consumer group {group!r} has {len(members)} active member(s) on {bootstrap} ({', '.join(members)}); "
             "stop its consumers before moving its offsets"
         )
-    result = AppliedOffsets(
-        bootstrap, group, dict(sorted(offsets.items())), committed_offsets(bootstrap, group), dry_run
-    )
+    previous = committed_offsets(bootstrap, group, {tp.topic for tp in offsets})
+    result = AppliedOffsets(bootstrap, group, dict(sorted(offsets.items())), previous, dry_run)
     if dry_run or not offsets:
         return result
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(tp.topic, tp.partition, off) for tp, off in result.offsets.items()]
     )
     admin = admin_client(bootstrap)
-    done = admin.alter_consumer_group_offsets([request], request_timeout=TIMEOUT)[group].result()
+    done = retry_coordinator(
+        lambda: admin.alter_consumer_group_offsets([request], request_timeout=TIMEOUT)[group].result()
+    )
     failed = [f"{tp.topic}-{tp.partition}: {tp.error}" for tp in done.topic_partitions or [] if tp.error is not None]
     if failed:
         raise KafkaException(f"committing offsets of group {group!r} on {bootstrap} failed: {'; '.join(failed)}")

@@ -3,7 +3,8 @@
 Records cross the mirror; a group's commit on the source becomes a checkpoint on the backup cluster that
 drtopo.kafka.offsets translates to the offset of the same record there; offsets apply (and refuse while the group is
 active); MirrorMaker lag is 0 when caught up and counts the records produced while it is stopped; stopping a cluster
-leaves no process or port, and a restart keeps its address and topics. One set of servers serves the whole module.
+leaves no process or port, and a restart keeps its address, topics and group offsets, read at once (while the
+coordinator may still answer NOT_COORDINATOR). One set of servers serves the whole module.
 """
 
 from __future__ import annotations
@@ -241,5 +242,7 @@ def test_stop_cluster_leaves_no_process_or_port_and_a_restart_keeps_address_and_
     assert {p.topic for p in kafka_admin.partitions(again.bootstrap, pair.settings.kafka.mirrored_topics)} == set(
         pair.settings.kafka.mirrored_topics
     )
+    applied = Partition("ExceptionCaptured", 0)  # committed by test_apply_group_offsets_commits_them_and_refuses...
+    assert kafka_admin.committed_offsets(again.bootstrap, "drtopo-test-apply") == {applied: 50}
     assert len(read_all(again.bootstrap, "OrderRejected")) == 30
     print(f"\nlab kafka timings (s): {pair.timings}")
