@@ -1,9 +1,10 @@
 # The README's two commands: `make drill` and `make test`. Both run the set-up first, which installs only
 # what is missing: the Debian packages (PostgreSQL server, Java), the .venv/ and the Kafka jars (cached in .cache/).
+# `make kube` builds the lab's Kubernetes binaries from the Kubernetes Go module once (.cache/kubernetes/).
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv jars test test-unit test-policy test-integration drill lab-up lab-down lint bench
+.PHONY: setup system venv jars kube test test-unit test-policy test-integration drill lab-up lab-down lint bench
 
 setup: system venv jars
 
@@ -20,6 +21,9 @@ venv: .venv/.installed
 
 jars: venv
 	$(PY) -m lab.jars
+
+kube: system venv
+	$(PY) -m lab.kube_build
 
 # Fast tiers first: unit (mocks), policy, then integration (the lab).
 test: setup

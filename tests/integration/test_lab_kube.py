@@ -1,0 +1,113 @@
+"""The lab's single-node Kubernetes (lab/kube.py) on real servers, in a lab root of its own: the node is Ready on its
+lab-made address, a hostNetwork pod runs through containerd and runc, Kubernetes alone restarts its container after
+`kill -9`, and `stop` leaves no process, mount, namespace or link behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import kube, kube_build, process
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab's Kubernetes needs root (network namespaces, mounts)"),
+    pytest.mark.skipif(not kube_build.pause_archive().is_file(), reason="Kubernetes is not built; run `make kube`"),
+]
+
+
+def probe_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "hostNetwork": True,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "pause", "image": kube_build.PAUSE_IMAGE, "imagePullPolicy": "Never"}],
+        },
+    }
+
+
+def apply(root: Path, document: dict[str, Any]) -> None:
+    proc = subprocess.run(
+        [str(kube_build.binary("kubectl")), f"--kubeconfig={root / 'kubeconfig'}", "apply", "-f", "-"],
+        input=json.dumps(document),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def container_status(root: Path, pod: str) -> dict[str, Any]:
+    document = json.loads(kube.kubectl(root, "get", "pod", pod, "-o", "json").stdout)
+    statuses = document.get("status", {}).get("containerStatuses") or [{}]
+    return statuses[0]
+
+
+def wait_container(root: Path, pod: str, restarts: int, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = container_status(root, pod)
+        if last.get("ready") and last.get("restartCount") == restarts:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"pod {pod} not ready with {restarts} restarts within {timeout:.0f} s: {last}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("lab-kube")
+    try:
+        kube.start(root)
+        yield root
+    finally:
+        kube.stop(root)
+
+
+def test_node_is_ready_on_its_lab_made_address(cluster: Path) -> None:
+    status = kube.status(cluster)
+    assert status["up"], status
+    assert status["node"] == {"name": kube.NODE_NAME, "ready": True, "ip": status["node"]["ip"]}
+    network = kube.cluster_network(cluster)
+    assert status["node"]["ip"] == network.node_ip
+    assert ipaddress.ip_address(network.node_ip) in kube.LINK_BLOCK
+    assert status["server"] == f"https://{network.node_ip}:{kube.KubePorts().apiserver}"
+
+
+def test_host_network_pod_is_restarted_after_kill_9(cluster: Path) -> None:
+    apply(cluster, probe_pod("probe"))
+    first = wait_container(cluster, "probe", restarts=0)
+    pid = kube.container_pid(cluster, first["containerID"])
+    os.kill(pid, signal.SIGKILL)
+    second = wait_container(cluster, "probe", restarts=1)
+    assert second["containerID"] != first["containerID"]
+    assert kube.status(cluster)["pods"]["default"]["probe"] == {"phase": "Running", "restarts": 1}
+
+
+def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
+    kube.start(tmp_path)
+    apply(tmp_path, probe_pod("left-behind"))
+    wait_container(tmp_path, "left-behind", restarts=0)
+    network = kube.cluster_network(tmp_path)
+    pids = [process.read_pid(tmp_path, kube.process_name(c)) for c in kube.PROCESSES]
+    kube.stop(tmp_path)
+    assert not [pid for pid in pids if pid is not None and process.alive(pid)]
+    assert not network.netns_path.exists()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert network.host_veth not in links
+    assert not kube.mounts_under(Path("/proc/self/mountinfo").read_text(), tmp_path)
+    assert not kube.is_up(tmp_path)
