@@ -113,11 +113,13 @@ def _back_at_baseline(lab: Lab) -> bool:
 def sigkill_primary_under_writes(lab: Lab, work: Path) -> Outcome:
     writer = DnsFollowingWriter(lab)
     writer.start()
-    wait_acks(writer, 100)
-    lab.kill_postgres("prod")
-    proc, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
-    wait_acks(writer, len(writer.acks) + 20)
-    acks = writer.stop()
+    try:
+        wait_acks(writer, 100)
+        lab.kill_postgres("prod")
+        proc, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
+        wait_acks(writer, len(writer.acks) + 20)
+    finally:
+        acks = writer.stop()  # never left writing into the next fault's databases
     lag = report.get("measured", {}).get("replica_lag_seconds") or 0.0
     lost = [a for a in acks if a.key not in present(lab, "dr", [a.key for a in acks])]
     killed_at = max((a.at for a in acks if a.stack == "prod"), default=0.0)

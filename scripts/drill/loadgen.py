@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class _Paced(threading.Thread, ABC):
         self._halt = threading.Event()
         self.stats = LoadStats()
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     def run(self) -> None:
         next_at = time.monotonic()
@@ -76,8 +78,22 @@ class _Paced(threading.Thread, ABC):
 
     def stop(self) -> LoadStats:
         self._halt.set()
-        self.join(timeout=10)
+        if self.is_alive():
+            self.join(timeout=10)
+        _LIVE.discard(self)
         return self.stats
+
+
+# Every load thread not yet stopped: a scenario that breaks half-way must not leave load running into the next one.
+_LIVE: weakref.WeakSet[_Paced] = weakref.WeakSet()
+
+
+def stop_all() -> int:
+    """Stop every load thread still running; returns how many there were."""
+    live = list(_LIVE)
+    for thread in live:
+        thread.stop()
+    return len(live)
 
     def _ack(self, key: str, target: str) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ from drtopo.report import EXIT_OK, BadInput, main_guard
 from drtopo.settings import SCENARIOS, load_settings
 from lab.core import Lab
 from scripts.cli import OneLineParser
+from scripts.drill.loadgen import stop_all
 from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
 from scripts.drill.scenarios import SCENARIO_MODULES
 from scripts.drill.scenarios.context import DrillContext
@@ -102,6 +103,9 @@ def run_scenario(
     except Exception as exc:  # a scenario that breaks is a failed drill, reported, not a traceback
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     finally:
+        left = stop_all()
+        if left:
+            print(f"   (stopped {left} load thread(s) the scenario left running)")
         if restore:
             with _timed("restore the lab to a healthy prod=primary, dr=standby"):
                 ctx.lab.restore_baseline()

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from lab.core import Lab
+from scripts.drill.loadgen import stop_all as drill_load_stop_all
+from tests.integration.switchover_support import LIVE_WRITERS
 
 
 def make_root(prefix: str) -> Path:
@@ -43,3 +45,12 @@ def lab() -> Iterator[Lab]:
 def fresh_pg(lab: Lab) -> Lab:
     lab.reset_postgres()
     return lab
+
+
+@pytest.fixture(autouse=True)
+def no_load_left_running() -> Iterator[None]:
+    """Whatever a test started writing (and did not stop because it failed) stops with it."""
+    yield
+    drill_load_stop_all()
+    for writer in list(LIVE_WRITERS):
+        writer.stop()

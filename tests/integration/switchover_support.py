@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class DnsFollowingWriter(threading.Thread):
         self._halt = threading.Event()
         self._outputs = {s: outputs(lab, s) for s in STACKS}
         self._by_set = {o.set_identifier: s for s, o in self._outputs.items()}
+        LIVE_WRITERS.add(self)
 
     def primary(self) -> str:
         state = current(self._outputs["dr"])
@@ -147,8 +149,15 @@ class DnsFollowingWriter(threading.Thread):
 
     def stop(self) -> list[Ack]:
         self._halt.set()
-        self.join(timeout=15)
+        if self.is_alive():
+            self.join(timeout=15)
+        LIVE_WRITERS.discard(self)
         return self.acks
+
+
+# Writers a failed test did not stop: the integration conftest stops them after every test, so no writer keeps
+# inserting into the databases the next test starts from.
+LIVE_WRITERS: weakref.WeakSet[DnsFollowingWriter] = weakref.WeakSet()
 
 
 def present(lab: Lab, stack: str, keys: list[str]) -> set[str]:

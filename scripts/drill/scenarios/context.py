@@ -72,6 +72,15 @@ class DrillContext:
         return target.service_url
 
 
+# How long a scenario waits for a recovery beyond its objective: a recovery slower than the objective is still
+# measured (and fails the drill) instead of being cut off where the objective ends.
+MIN_PATIENCE_SECONDS = 60.0
+
+
+def patience(objective_seconds: float) -> float:
+    return max(objective_seconds, MIN_PATIENCE_SECONDS)
+
+
 def wait_healthy(url: str, timeout: float) -> float:
     """Seconds until GET <url>/actuator/health answers 200."""
     start = time.monotonic()

@@ -10,7 +10,7 @@ import time
 from drtopo.database.connect import connect
 from scripts.drill.loadgen import RowWriter
 from scripts.drill.report import ScenarioResult
-from scripts.drill.scenarios.context import DrillContext, data_loss, surviving, wait_healthy
+from scripts.drill.scenarios.context import DrillContext, data_loss, patience, surviving, wait_healthy
 
 NAME = "single-pod-failure"
 
@@ -30,9 +30,9 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
     with clock.step("restart the pod and wait until healthy"):
         ctx.lab.start_service(stack)
-        wait_healthy(url, timeout=result.objective_rto_seconds)
+        wait_healthy(url, timeout=patience(result.objective_rto_seconds))
     with clock.step("wait for the first acknowledged write"):
-        deadline = time.monotonic() + result.objective_rto_seconds
+        deadline = time.monotonic() + patience(result.objective_rto_seconds)
         while writer.stats.first_ack_after(failure_at) is None and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(1)
