@@ -47,6 +47,8 @@ EXPORT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rbac.authorization.k8s.io", ("roles", "rolebindings")),
 )
 EXPORT_VERBS = ("get", "list")
+# The export's first call checks its own namespace (`kubectl get namespace <ns>`): `get` on that one name only. It
+# gets no `list secrets`: listing Secrets returns their values, which the export never keeps.
 _SECRET_WORDS = ("password", "secret", "token", "privatekey")
 
 
@@ -158,8 +160,11 @@ class BackupJobs(pulumi.ComponentResource):
             f"{name}-{EXPORT_JOB}-role",
             metadata={"name": EXPORT_JOB, "namespace": namespace, "labels": labels(EXPORT_JOB, "backup")},
             rules=[
-                {"api_groups": [group], "resources": list(resources), "verbs": list(EXPORT_VERBS)}
-                for group, resources in EXPORT_RULES
+                *(
+                    {"api_groups": [group], "resources": list(resources), "verbs": list(EXPORT_VERBS)}
+                    for group, resources in EXPORT_RULES
+                ),
+                {"api_groups": [""], "resources": ["namespaces"], "verbs": ["get"], "resource_names": [namespace]},
             ],
             opts=child,
         )

@@ -3,7 +3,8 @@ namespace's Kubernetes objects, kept in the config bucket and brought back byte 
 
 A backup is a set of objects under `config/<stack>/<YYYYMMDDTHHMMSSZ>/` plus a `manifest.json` naming each file
 with its SHA-256; every object also carries its SHA-256 in metadata. Kubernetes objects are exported with kubectl
-when a cluster is reachable; Secrets are recorded by name and key only, never their values.
+when a cluster is reachable, without the fields the server owns (so a restore applies to a fresh cluster); Secrets
+are recorded by name and key only, never their values.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from botocore.exceptions import ClientError
 
 from drtopo.backup.store import encryption_args, s3_client
@@ -28,6 +30,8 @@ from drtopo.settings import active_project_dir, load_settings
 PREFIX = "config"
 MANIFEST = "manifest.json"
 KUBE_KINDS = ("configmaps", "deployments", "cronjobs", "services", "serviceaccounts", "roles", "rolebindings")
+# Metadata the API server sets and a fresh cluster refuses or ignores; `status` goes too.
+SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "managedFields")
 
 
 def stack_prefix(stack: str) -> str:
@@ -70,6 +74,20 @@ def _kubectl(*args: str) -> subprocess.CompletedProcess[str] | None:
         return None
 
 
+def without_server_fields(listing: dict[str, Any]) -> dict[str, Any]:
+    """A `kubectl get -o json` list with each item's server-owned metadata and status removed (pure)."""
+
+    def strip(item: dict[str, Any]) -> dict[str, Any]:
+        metadata = {k: v for k, v in item.get("metadata", {}).items() if k not in SERVER_FIELDS}
+        return {**{k: v for k, v in item.items() if k != "status"}, "metadata": metadata}
+
+    return {
+        "apiVersion": listing.get("apiVersion", "v1"),
+        "kind": listing.get("kind", "List"),
+        "items": [strip(item) for item in listing.get("items", [])],
+    }
+
+
 def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str, str]:
     probe = _kubectl("get", "namespace", namespace, "-o", "name")
     if probe is None or probe.returncode != 0:
@@ -77,9 +95,10 @@ def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str, str]:
         return [], SKIP, f"not exported: no reachable cluster ({why})"
     files = []
     for kind in KUBE_KINDS:
-        proc = _kubectl("get", kind, "-n", namespace, "-o", "yaml")
+        proc = _kubectl("get", kind, "-n", namespace, "-o", "json")
         if proc is not None and proc.returncode == 0:
-            files.append(ConfigFile(f"kubernetes/{namespace}/{kind}.yaml", proc.stdout.encode()))
+            text = yaml.safe_dump(without_server_fields(json.loads(proc.stdout)), sort_keys=False)
+            files.append(ConfigFile(f"kubernetes/{namespace}/{kind}.yaml", text.encode()))
     secrets = _kubectl("get", "secrets", "-n", namespace, "-o", "json")
     if secrets is not None and secrets.returncode == 0:
         names = {

@@ -1,6 +1,8 @@
 """The lab's single-node Kubernetes (lab/kube.py) on real servers, in a lab root of its own: the node is Ready on its
 lab-made address, a hostNetwork pod runs through containerd and runc, Kubernetes alone restarts its container after
-`kill -9`, and `stop` leaves no process, mount, namespace or link behind."""
+`kill -9`, and `stop` leaves no process, mount, namespace or link behind. On it, the program's own prod objects
+(lab/kube_objects.py) go in by server-side apply, and each job's service account may do what the job does and no more:
+asked with `kubectl auth can-i`, and proven by running the configuration export as that account."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from lab import kube, kube_build, process
+from drtopo.backup import config as config_backup
+from drtopo.settings import load_settings
+from lab import kube, kube_build, kube_objects, process
 
 pytestmark = [
     pytest.mark.lab,
@@ -96,6 +101,74 @@ def test_host_network_pod_is_restarted_after_kill_9(cluster: Path) -> None:
     second = wait_container(cluster, "probe", restarts=1)
     assert second["containerID"] != first["containerID"]
     assert kube.status(cluster)["pods"]["default"]["probe"] == {"phase": "Running", "restarts": 1}
+
+
+@pytest.fixture(scope="module")
+def prod_objects(cluster: Path) -> list[dict[str, Any]]:
+    objects = kube_objects.program_objects(load_settings("prod"))
+    kube_objects.apply(cluster, objects)
+    return objects
+
+
+def test_the_programs_prod_objects_are_accepted_by_server_side_apply(
+    cluster: Path, prod_objects: list[dict[str, Any]]
+) -> None:
+    namespace = load_settings("prod").kubernetes.namespace
+    listed = json.loads(
+        kube.kubectl(cluster, "get", "sa,cm,deploy,role,rolebinding,cronjob", "-n", namespace, "-o", "json").stdout
+    )
+    live = {(item["kind"], item["metadata"]["name"]) for item in listed["items"]}
+    assert {(o["kind"], o["metadata"]["name"]) for o in prod_objects} <= live
+
+
+def test_the_config_export_account_may_read_what_the_export_reads(
+    prod_objects: list[dict[str, Any]], cluster: Path
+) -> None:
+    namespace = load_settings("prod").kubernetes.namespace
+    account = "config-export"
+    assert kube_objects.can_i(cluster, namespace, account, "get", f"namespaces/{namespace}")
+    for kind in config_backup.KUBE_KINDS:
+        assert kube_objects.can_i(cluster, namespace, account, "list", kind), kind
+        assert kube_objects.can_i(cluster, namespace, account, "get", kind), kind
+
+
+def test_no_job_account_may_read_secrets_change_or_delete_anything(
+    prod_objects: list[dict[str, Any]], cluster: Path
+) -> None:
+    namespace = load_settings("prod").kubernetes.namespace
+    for account in ("config-export", "pg-dump", "mirror-maker-2"):
+        for verb, resource in [("get", "secrets"), ("list", "secrets"), ("watch", "secrets")]:
+            assert not kube_objects.can_i(cluster, namespace, account, verb, resource), (account, verb, resource)
+        for kind in (*config_backup.KUBE_KINDS, "pods", "secrets", "namespaces"):
+            for verb in ("delete", "deletecollection", "create", "update", "patch"):
+                assert not kube_objects.can_i(cluster, namespace, account, verb, kind), (account, verb, kind)
+        assert not kube_objects.can_i(
+            cluster, namespace, account, "get", "namespaces/kube-system", in_namespace="kube-system"
+        )
+    for account in ("pg-dump", "mirror-maker-2"):  # neither talks to the Kubernetes API at all
+        assert not kube_objects.can_i(cluster, namespace, account, "list", "configmaps")
+
+
+def test_the_export_runs_as_its_account_and_strips_server_fields(
+    prod_objects: list[dict[str, Any]], cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = load_settings("prod").kubernetes.namespace
+    token = kube.kubectl(cluster, "create", "token", "config-export", "-n", namespace).stdout.strip()
+    document = yaml.safe_load((cluster / "kubeconfig").read_text())
+    document["users"][0]["user"] = {"token": token}
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    monkeypatch.setenv("PATH", f"{kube_build.bin_dir()}:{os.environ['PATH']}")
+    files, outcome, note = config_backup.kubernetes_objects(namespace)
+    assert outcome == "pass", note
+    exported = {f.name: yaml.safe_load(f.content) for f in files if f.name.endswith(".yaml")}
+    assert set(exported) == {f"kubernetes/{namespace}/{kind}.yaml" for kind in config_backup.KUBE_KINDS}
+    names = {(item["kind"], item["metadata"]["name"]) for doc in exported.values() for item in doc["items"]}
+    assert {(o["kind"], o["metadata"]["name"]) for o in prod_objects} <= names
+    for doc in exported.values():
+        for item in doc["items"]:
+            assert not set(config_backup.SERVER_FIELDS) & set(item["metadata"]), item["metadata"]
+            assert "status" not in item
 
 
 def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -180,7 +180,13 @@ def test_export_role_is_read_only_and_excludes_secrets(stack: Evaluation) -> Non
     resources = {(group, res) for rule in rules for group in rule["apiGroups"] for res in rule["resources"]}
     assert ("", "configmaps") in resources and ("apps", "deployments") in resources
     assert not any(res in ("secrets", "*") or group == "*" for group, res in resources)
-    assert all(sorted(rule["verbs"]) == ["get", "list"] for rule in rules)
+    assert all(sorted(rule["verbs"]) == ["get", "list"] for rule in rules if rule["resources"] != ["namespaces"])
+    # The export checks its own namespace first: `get` on that namespace alone (a Role grants it by name).
+    namespaces = [rule for rule in rules if "namespaces" in rule["resources"]]
+    namespace = stack.settings.kubernetes.namespace
+    assert namespaces == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"], "resourceNames": [namespace]}
+    ]
     binding = stack.one(ROLE_BINDING)
     assert binding.get("roleRef") == {
         "apiGroup": "rbac.authorization.k8s.io",

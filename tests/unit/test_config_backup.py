@@ -1,4 +1,5 @@
-"""What `backup config` collects: every stack file byte for byte and the MirrorMaker 2 properties the stack runs."""
+"""What `backup config` collects: every stack file byte for byte, the MirrorMaker 2 properties the stack runs, and
+Kubernetes objects without the fields the server owns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drtopo.backup.config import collect
+from drtopo.backup.config import SERVER_FIELDS, collect, without_server_fields
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput
@@ -41,3 +42,40 @@ def test_stack_files_and_rendered_properties(tmp_path: Path, monkeypatch: pytest
 def test_missing_stack_file_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match=r"Pulumi.dr.yaml is not in .*DRTOPO_PROJECT_DIR"):
         collect("dr", _outputs(), tmp_path)
+
+
+def test_exported_objects_lose_what_the_server_owns_and_keep_the_rest() -> None:
+    item = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "drtopo-backup-config",
+            "namespace": "biopro-prod",
+            "labels": {"app.kubernetes.io/part-of": "drtopo"},
+            "resourceVersion": "431",
+            "uid": "0b6c7f1e-1111-2222-3333-444455556666",
+            "creationTimestamp": "2026-12-01T10:00:00Z",
+            "managedFields": [{"manager": "drtopo-lab", "operation": "Apply"}],
+        },
+        "data": {"outputs.json": "{}"},
+        "status": {"phase": "whatever"},
+    }
+    listing = {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "500"}, "items": [item]}
+    stripped = without_server_fields(listing)
+    assert stripped == {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "drtopo-backup-config",
+                    "namespace": "biopro-prod",
+                    "labels": {"app.kubernetes.io/part-of": "drtopo"},
+                },
+                "data": {"outputs.json": "{}"},
+            }
+        ],
+    }
+    assert set(SERVER_FIELDS) <= set(item["metadata"]), "the input is left as it was"
