@@ -17,7 +17,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 # librdkafka reports every refused connection to a dead cluster; a drill kills clusters on purpose.
 QUIET_LOG = logging.getLogger("drtopo.drill.kafka")
@@ -59,7 +59,7 @@ class _Paced(threading.Thread, ABC):
         self._halt = threading.Event()
         self.stats = LoadStats()
         self._lock = threading.Lock()
-        _LIVE.add(self)
+        track(self)
 
     def run(self) -> None:
         next_at = time.monotonic()
@@ -80,16 +80,30 @@ class _Paced(threading.Thread, ABC):
         self._halt.set()
         if self.is_alive():
             self.join(timeout=10)
-        _LIVE.discard(self)
+        untrack(self)
         return self.stats
 
 
-# Every load thread not yet stopped: a scenario that breaks half-way must not leave load running into the next one.
-_LIVE: weakref.WeakSet[_Paced] = weakref.WeakSet()
+class Stoppable(Protocol):
+    def stop(self) -> object: ...
+
+
+# Every load or consumer thread not yet stopped: a scenario that breaks half-way must not leave writers writing, or
+# a consumer holding its group, into the next scenario.
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def track(thread: Stoppable) -> None:
+    """Register a thread `stop_all` stops; its own `stop` must call `untrack`."""
+    _LIVE.add(thread)
+
+
+def untrack(thread: Stoppable) -> None:
+    _LIVE.discard(thread)
 
 
 def stop_all() -> int:
-    """Stop every load thread still running; returns how many there were."""
+    """Stop every tracked thread still running; returns how many there were."""
     live = list(_LIVE)
     for thread in live:
         thread.stop()

@@ -14,7 +14,7 @@ from collections import Counter
 
 from drtopo.kafka.offsets import CheckpointError, read_checkpoints
 from drtopo.mm2_properties import cluster_alias
-from scripts.drill.loadgen import QUIET_LOG, MessageProducer
+from scripts.drill.loadgen import QUIET_LOG, MessageProducer, track, untrack
 from scripts.drill.report import ScenarioResult
 from scripts.drill.scenarios.context import DrillContext
 
@@ -29,6 +29,7 @@ class GroupConsumer(threading.Thread):
         super().__init__(name=f"consumer-{bootstrap}", daemon=True)
         self.bootstrap, self.group, self.seen, self.first_at = bootstrap, group, seen, first_at
         self._halt = threading.Event()
+        track(self)
 
     def run(self) -> None:
         from confluent_kafka import Consumer
@@ -58,7 +59,9 @@ class GroupConsumer(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(timeout=15)
+        if self.is_alive():
+            self.join(timeout=15)
+        untrack(self)
 
 
 def wait_for_checkpoint(bootstrap: str, source_alias: str, group: str, timeout: float) -> None:
