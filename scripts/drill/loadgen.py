@@ -83,6 +83,17 @@ class _Paced(threading.Thread, ABC):
         untrack(self)
         return self.stats
 
+    def _ack(self, key: str, target: str) -> None:
+        with self._lock:
+            self.stats.acks.append(Ack(key, time.time(), target))
+
+    def _error(self) -> None:
+        with self._lock:
+            now = time.time()
+            self.stats.errors += 1
+            self.stats.first_error_at = self.stats.first_error_at or now
+            self.stats.last_error_at = now
+
 
 class Stoppable(Protocol):
     def stop(self) -> object: ...
@@ -108,17 +119,6 @@ def stop_all() -> int:
     for thread in live:
         thread.stop()
     return len(live)
-
-    def _ack(self, key: str, target: str) -> None:
-        with self._lock:
-            self.stats.acks.append(Ack(key, time.time(), target))
-
-    def _error(self) -> None:
-        with self._lock:
-            now = time.time()
-            self.stats.errors += 1
-            self.stats.first_error_at = self.stats.first_error_at or now
-            self.stats.last_error_at = now
 
 
 def exception_row(key: str) -> dict[str, object]:
