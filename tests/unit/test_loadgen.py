@@ -13,7 +13,7 @@ from scripts.drill.loadgen import RowWriter, stop_all
 
 
 class _Accepting(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         self.send_response(201)
         self.end_headers()
