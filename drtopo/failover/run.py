@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.database import fence, replication, standby
 from drtopo.database.connect import connect
@@ -185,7 +186,11 @@ class Switchover:
         except standby.StandbyError as exc:
             raise Unsafe(str(exc)) from None
         if self.fence_owed:
-            result["fence_pending"] = pending.record(self.target, self.peer)
+            try:
+                result["fence_pending"] = pending.record(self.target, self.peer)
+            except (ClientError, BotoCoreError) as exc:
+                # Promoted already: the debt not written down must not stop the run; it is reported instead.
+                self.report.check("fence.pending", False, f"fence owed to {self.peer.stack} not recorded: {exc}")
         self.report.check("promote", True, "; ".join(f"{k}={v}" for k, v in result.items()))
         return result
 
