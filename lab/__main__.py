@@ -23,7 +23,16 @@ def print_status(status: dict[str, Any]) -> None:
             if info.get(key) is not None:
                 extra.append(f"{key}={info[key]}")
         port, pid = info.get("port") or "-", info.get("pid") or "-"
-        print(f"  {name:<16} port {port!s:<6} pid {pid!s:<8} {state:<8} {' '.join(extra)}")
+        print(f"  {name:<24} port {port!s:<6} pid {pid!s:<8} {state:<8} {' '.join(extra)}")
+    cluster = status.get("kubernetes", {})
+    if "node" in cluster:
+        node = cluster["node"]
+        print(f"  kubernetes {cluster['server']}: node {node['name']} {'Ready' if node['ready'] else 'NOT Ready'}")
+        for namespace, pods in sorted(cluster["pods"].items()):
+            listed = ", ".join(f"{name} {p['phase']} ({p['restarts']} restarts)" for name, p in sorted(pods.items()))
+            print(f"    {namespace}: {listed}")
+    elif "error" in cluster:
+        print(f"  kubernetes: {cluster['error']}")
 
 
 def main(argv: list[str] | None = None) -> int:

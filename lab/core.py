@@ -1,7 +1,8 @@
 """The lab: one region pair of real servers on loopback (see lab/API.md), started, inspected and stopped as a whole.
 
 Everything lives under the lab root: `lab.json` (ports, non-secret), `env` (mode 0600, the only place holding the
-PostgreSQL password), `project/` (the stack files for the lab), `outputs/<stack>.json`, `pg/`, `pids/`, `logs/`.
+PostgreSQL password), `project/` (the stack files for the lab), `outputs/<stack>.json`, `pg/`, `pids/`, `logs/`,
+`kubeconfig` and `kube/` (the single-node Kubernetes of lab/kube.py).
 Every process is recorded by PID the moment it starts, so `down` stops it even after a failed `up`.
 """
 
@@ -27,7 +28,7 @@ from confluent_kafka import KafkaException
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import bucket_outputs, outputs_document
 from drtopo.settings import Role, Settings, load_settings
-from lab import aws, kafka, postgres, process
+from lab import aws, kafka, kube, postgres, process
 from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
@@ -146,10 +147,11 @@ class Lab:
         self._write_project(BASELINE_ROLES)
         self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
         moto_pid = aws.spawn(self.root, ports["aws"])
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="lab-up") as pool:
-            # The emulator and Kafka need only the project copy, so they start while PostgreSQL is built.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-up") as pool:
+            # The emulator, Kafka and Kubernetes need only the project copy, so they start while PostgreSQL is built.
             emulator = pool.submit(self._timed, "emulator", self._start_emulator, ports["aws"], moto_pid)
             kafka_started = pool.submit(self._timed, "kafka", self._start_kafka_all)
+            cluster = pool.submit(self._timed, "kubernetes", kube.start, self.root)
             with self._phase("initdb"):
                 database = self.settings(PRIMARY_STACK).database
                 postgres.prepare(self.pg, self.password, database.archive_timeout_seconds, database.name, self.root)
@@ -160,6 +162,7 @@ class Lab:
                     self.start_service(stack)
             resources = emulator.result()
             kafka_started.result()
+            cluster.result()
         self._write_outputs(resources)
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
@@ -179,6 +182,7 @@ class Lab:
             "PGPASSWORD": password,
             "DRTOPO_PROJECT_DIR": str(self.project_dir),
             "DRTOPO_LAB_DIR": str(self.root),
+            "KUBECONFIG": str(kube.Layout(self.root).kubeconfig),
         }
         text = "# drtopo lab: `set -a; . <this file>` loads it\n"
         text += "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
@@ -216,9 +220,11 @@ class Lab:
             self.outputs_path(stack).write_text(json.dumps(document, indent=2) + "\n")
 
     def down(self) -> list[str]:
-        """Stop every recorded process, clients before servers, in parallel within each wave; returns their names."""
+        """Stop every recorded process, clients before servers, in parallel within each wave; returns their names.
+        The Kubernetes cluster goes first, with its pods, mounts and network namespace."""
+        stopped = kube.stop(self.root)
         clients = [kafka.MIRRORMAKER, aws.PROCESS_NAME, *(service_process(s) for s in LAB_STACKS)]
-        stopped = [n for n in clients if process.running(self.root, n)]
+        stopped += [n for n in clients if process.running(self.root, n)]
         stopped += [kafka.process_name(s) for s in LAB_STACKS if process.running(self.root, kafka.process_name(s))]
         stopped += [postgres.process_name(s) for s in LAB_STACKS if postgres.live_pid(self.root, self.pg, s)]
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-down") as pool:
@@ -248,6 +254,7 @@ class Lab:
             *(service_process(s) for s in LAB_STACKS),
             *(kafka.process_name(s) for s in LAB_STACKS),
             kafka.MIRRORMAKER,
+            *(kube.process_name(c) for c in kube.PROCESSES),
         ]
 
     def _running(self, name: str) -> bool:
@@ -293,7 +300,9 @@ class Lab:
             name = service_process(stack)
             servers[name] = {"port": ports["service"][stack], "url": self.service_url(stack), **self._pid_info(name)}
         servers.update(self._kafka_status())
-        return {"root": str(self.root), "up": self.is_up(), "servers": servers}
+        cluster = kube.status(self.root)
+        servers.update(cluster.pop("processes"))
+        return {"root": str(self.root), "up": self.is_up(), "servers": servers, "kubernetes": cluster}
 
     def _pid_info(self, name: str) -> dict[str, Any]:
         pid = process.read_pid(self.root, name)

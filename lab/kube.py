@@ -102,10 +102,12 @@ def link_network(index: int) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network((int(LINK_BLOCK.network_address) + 4 * index, 30))
 
 
-def free_index(used: Iterable[str]) -> int:
-    """The first of the 256 lab links none of whose addresses is in `used` (addresses the machine already has)."""
+def free_index(used: Iterable[str], preferred: int = 0) -> int:
+    """The first of the 256 lab links from `preferred` on (wrapping) none of whose addresses is in `used` (addresses
+    the machine already has). Labs start from an index of their own, so two starting at once rarely race (pure)."""
     taken = {ipaddress.ip_address(a) for a in used}
-    for index in range(256):
+    for offset in range(256):
+        index = (preferred + offset) % 256
         link = link_network(index)
         if not any(a in link for a in taken):
             return index
@@ -450,11 +452,13 @@ def _wait_path(path: Path, pid: int, what: str, timeout: float) -> None:
     raise KubeError(f"{what} did not create {path} within {timeout:.0f} s")
 
 
-def kubectl(root: Path, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the lab's kubectl against the cluster at `root` (its kubeconfig), bounded in time."""
+def kubectl(
+    root: Path, *args: str, stdin: str | None = None, timeout: float = 60, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the lab's kubectl against the cluster at `root` (its kubeconfig), bounded in time; `stdin` feeds `-f -`."""
     argv = [str(kube_build.binary("kubectl")), f"--kubeconfig={Layout(root).kubeconfig}", "--request-timeout=20s"]
     try:
-        proc = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise KubeError(f"kubectl {' '.join(args)} took over {timeout:.0f} s") from exc
     if check and proc.returncode != 0:
@@ -527,7 +531,7 @@ def start(root: Path, ports: KubePorts | None = None) -> dict[str, float]:
         raise KubeError(f"missing {', '.join(missing)} on PATH; run `make system`")
     stop(root)
     shutil.rmtree(layout.base, ignore_errors=True)
-    network = node_network(root, free_index(_machine_addresses()))
+    network = node_network(root, free_index(_machine_addresses(), int(cluster_id(root), 16) % 256))
     kube_build.binary("kubelet")  # fails fast, asking for `make kube`, when the build has not run
     argv = commands(layout, network, ports, kube_build.bin_dir())
     layout.base.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,11 @@ Objects go in by server-side apply, as the provider does.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from drtopo.settings import Settings
-from lab import kube, kube_build
+from lab import kube
 from policies.mock_program import evaluate
 
 FIELD_MANAGER = "drtopo-lab"
@@ -66,25 +65,9 @@ def namespaces_of(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _server_side_apply(root: Path, objects: list[dict[str, Any]]) -> str:
-    argv = [
-        str(kube_build.binary("kubectl")),
-        f"--kubeconfig={kube.Layout(root).kubeconfig}",
-        "apply",
-        "--server-side",
-        f"--field-manager={FIELD_MANAGER}",
-        "-f",
-        "-",
-    ]
     document = {"apiVersion": "v1", "kind": "List", "items": objects}
-    try:
-        proc = subprocess.run(
-            argv, input=json.dumps(document), capture_output=True, text=True, timeout=120, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise kube.KubeError("kubectl apply --server-side took over 120 s") from exc
-    if proc.returncode != 0:
-        raise kube.KubeError(f"kubectl apply --server-side failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout
+    args = ("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-")
+    return kube.kubectl(root, *args, stdin=json.dumps(document), timeout=120).stdout
 
 
 def apply(root: Path, objects: list[dict[str, Any]]) -> list[str]:

@@ -22,6 +22,7 @@ import yaml
 from drtopo.backup import config as config_backup
 from drtopo.settings import load_settings
 from lab import kube, kube_build, kube_objects, process
+from lab.core import Lab
 
 pytestmark = [
     pytest.mark.lab,
@@ -45,15 +46,7 @@ def probe_pod(name: str) -> dict[str, Any]:
 
 
 def apply(root: Path, document: dict[str, Any]) -> None:
-    proc = subprocess.run(
-        [str(kube_build.binary("kubectl")), f"--kubeconfig={root / 'kubeconfig'}", "apply", "-f", "-"],
-        input=json.dumps(document),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    kube.kubectl(root, "apply", "-f", "-", stdin=json.dumps(document))
 
 
 def container_status(root: Path, pod: str) -> dict[str, Any]:
@@ -169,6 +162,17 @@ def test_the_export_runs_as_its_account_and_strips_server_fields(
         for item in doc["items"]:
             assert not set(config_backup.SERVER_FIELDS) & set(item["metadata"]), item["metadata"]
             assert "status" not in item
+
+
+def test_lab_up_runs_the_cluster_and_points_kubeconfig_at_it(lab: Lab) -> None:
+    status = lab.status()
+    assert status["kubernetes"]["node"]["ready"] is True
+    assert all(status["servers"][kube.process_name(c)]["running"] for c in kube.PROCESSES)
+    kubeconfig = Path(lab.env()["KUBECONFIG"])
+    assert kubeconfig == lab.root / "kubeconfig" and kubeconfig.is_file()
+    assert (
+        kube.kubectl(lab.root, "get", "node", kube.NODE_NAME, "-o", "name").stdout.strip() == f"node/{kube.NODE_NAME}"
+    )
 
 
 def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ def test_node_network_is_one_lab_made_link_and_pod_range_per_index() -> None:
 def test_free_index_skips_links_already_on_the_machine() -> None:
     assert kube.free_index(["127.0.0.1", "192.0.2.2"]) == 0
     assert kube.free_index(["10.231.0.1", "10.231.0.6"]) == 2
+    assert kube.free_index(["10.231.3.253"], preferred=255) == 0
+    assert kube.free_index([], preferred=7) == 7
     with pytest.raises(kube.KubeError, match="in use"):
         kube.free_index(str(kube.node_network(ROOT, i).host_ip) for i in range(256))
 
