@@ -6,16 +6,17 @@ writer asks `endpoint()` for the URL to use before every request, so it follows 
 
 from __future__ import annotations
 
+import bisect
+import http.client
 import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 import uuid
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,44 +34,91 @@ class Ack:
 
 @dataclass
 class LoadStats:
+    """Acknowledgements in the order they arrived (their times never decrease) and the failed requests."""
+
     acks: list[Ack] = field(default_factory=list)
     errors: int = 0
     first_error_at: float | None = None
     last_error_at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def ack(self, key: str, target: str) -> None:
+        # The time is taken under the lock, so `acks` stays sorted by time even with many writer threads.
+        with self._lock:
+            self.acks.append(Ack(key, time.time(), target))
+
+    def error(self) -> None:
+        with self._lock:
+            now = time.time()
+            self.errors += 1
+            self.first_error_at = self.first_error_at or now
+            self.last_error_at = now
 
     def acked_keys(self) -> set[str]:
         return {a.key for a in self.acks}
 
     def acks_between(self, start: float, end: float) -> list[Ack]:
-        return [a for a in self.acks if start <= a.at <= end]
+        lo = bisect.bisect_left(self.acks, start, key=_at)
+        hi = bisect.bisect_right(self.acks, end, key=_at)
+        return self.acks[lo:hi]
 
     def first_ack_after(self, moment: float) -> Ack | None:
-        return next((a for a in self.acks if a.at > moment), None)
+        i = bisect.bisect_right(self.acks, moment, key=_at)
+        return self.acks[i] if i < len(self.acks) else None
+
+    def rate(self, start: float | None = None, end: float | None = None) -> float:
+        """Acknowledgements per second between `start` and `end` (default: the first and the last)."""
+        if not self.acks:
+            return 0.0
+        start = self.acks[0].at if start is None else start
+        end = self.acks[-1].at if end is None else end
+        return len(self.acks_between(start, end)) / (end - start) if end > start else 0.0
+
+
+def _at(a: Ack) -> float:
+    return a.at
+
+
+def per_second(acks: Sequence[Ack], origin: float) -> list[tuple[float, int]]:
+    """(second since `origin`, acknowledgements in that second) for every second from the first to the last ack."""
+    if not acks:
+        return []
+    counts: dict[int, int] = {}
+    for a in acks:
+        counts[int(a.at - origin)] = counts.get(int(a.at - origin), 0) + 1
+    first, last = min(counts), max(counts)
+    return [(float(s), counts.get(s, 0)) for s in range(first, last + 1)]
 
 
 class _Paced(threading.Thread, ABC):
-    """A daemon thread calling `self.once()` at `rate` per second until stopped."""
+    """A daemon thread calling `self.once()` `rate` times per second until stopped.
 
-    def __init__(self, name: str, rate: float) -> None:
+    It keeps the pace by counting what is due since it started, so a cheap `once()` (a Kafka produce) can run
+    thousands of times a second without a sleep each; after a stall (a request timing out during an outage) it
+    does not burst to catch up more than a tenth of a second's worth.
+    """
+
+    def __init__(self, name: str, rate: float, stats: LoadStats | None = None) -> None:
         super().__init__(name=name, daemon=True)
         if rate <= 0:
             raise ValueError(f"rate {rate} is not positive; expected writes per second > 0")
-        self.interval = 1.0 / rate
+        self.rate = rate
         self._halt = threading.Event()
-        self.stats = LoadStats()
-        self._lock = threading.Lock()
+        self.stats = stats if stats is not None else LoadStats()
         track(self)
 
     def run(self) -> None:
-        next_at = time.monotonic()
+        start, done = time.monotonic(), 0
+        backlog = max(1, int(self.rate / 10))
         while not self._halt.is_set():
+            due = int((time.monotonic() - start) * self.rate) - done
+            if due <= 0:
+                self._halt.wait(max((done + 1) / self.rate - (time.monotonic() - start), 0.0005))
+                continue
+            if due > backlog:  # fell behind: drop what cannot be caught up within a tenth of a second
+                done += due - backlog
             self.once()
-            next_at += self.interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                self._halt.wait(delay)
-            else:
-                next_at = time.monotonic()
+            done += 1
 
     @abstractmethod
     def once(self) -> None:
@@ -78,21 +126,16 @@ class _Paced(threading.Thread, ABC):
 
     def stop(self) -> LoadStats:
         self._halt.set()
-        if self.is_alive():
+        if self.is_alive() and self is not threading.current_thread():
             self.join(timeout=10)
         untrack(self)
         return self.stats
 
     def _ack(self, key: str, target: str) -> None:
-        with self._lock:
-            self.stats.acks.append(Ack(key, time.time(), target))
+        self.stats.ack(key, target)
 
     def _error(self) -> None:
-        with self._lock:
-            now = time.time()
-            self.stats.errors += 1
-            self.stats.first_error_at = self.stats.first_error_at or now
-            self.stats.last_error_at = now
+        self.stats.error()
 
 
 class Stoppable(Protocol):
@@ -133,38 +176,100 @@ def exception_row(key: str) -> dict[str, object]:
     }
 
 
-class RowWriter(_Paced):
-    """POSTs rows to `<endpoint()>/api/v1/exceptions`; a 201 is an acknowledged write."""
+class _RowLane(_Paced):
+    """One client connection (HTTP/1.1 keep-alive) POSTing rows; a 201 is an acknowledged write."""
 
-    def __init__(self, endpoint: Callable[[], str], rate: float = 50.0, prefix: str = "drill", timeout: float = 1.0):
-        super().__init__("row-writer", rate)
-        self.endpoint = endpoint
-        self.prefix = prefix
-        self.timeout = timeout
+    def __init__(self, writer: RowWriter, index: int, rate: float) -> None:
+        super().__init__(f"row-writer-{index}", rate, writer.stats)
+        self.writer = writer
+        self._conn: http.client.HTTPConnection | None = None
+        self._base = ""
+
+    def _connection(self, base: str) -> http.client.HTTPConnection:
+        if self._conn is None or base != self._base:
+            self._close()
+            url = urllib.parse.urlsplit(base)
+            if url.scheme != "http" or not url.hostname:
+                raise ValueError(f"service URL {base!r} is not http://host:port")
+            self._conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=self.writer.timeout)
+            self._base = base
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def once(self) -> None:
-        key = f"{self.prefix}-{uuid.uuid4().hex}"
+        key = f"{self.writer.prefix}-{uuid.uuid4().hex}"
         try:
-            base = self.endpoint()
-            request = urllib.request.Request(
-                f"{base.rstrip('/')}/api/v1/exceptions",
-                data=json.dumps(exception_row(key)).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                if response.status == 201:
-                    self._ack(key, base)
-                    return
-        except (OSError, urllib.error.URLError, ValueError):
-            pass
+            base = self.writer.endpoint()
+            conn = self._connection(base)
+            body = json.dumps(exception_row(key)).encode()
+            conn.request("POST", "/api/v1/exceptions", body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            if response.status == 201:
+                self._ack(key, base)
+                return
+            if response.will_close:
+                self._close()
+        except (OSError, http.client.HTTPException, ValueError):
+            self._close()  # a refused or broken connection: the next request connects afresh
         self._error()
+
+    def stop(self) -> LoadStats:
+        stats = super().stop()
+        self._close()
+        return stats
+
+
+class RowWriter:
+    """POSTs rows to `<endpoint()>/api/v1/exceptions` over `connections` client connections sharing `rate`.
+
+    A 201 is an acknowledged write. `endpoint()` is asked before every request, so the writer follows a DNS
+    failover the way a client does; each connection is kept alive and re-opened after an error.
+    """
+
+    def __init__(
+        self,
+        endpoint: Callable[[], str],
+        rate: float = 50.0,
+        prefix: str = "drill",
+        timeout: float = 1.0,
+        connections: int = 1,
+    ) -> None:
+        if connections < 1:
+            raise ValueError(f"connections {connections} is invalid; expected at least 1")
+        if rate <= 0:
+            raise ValueError(f"rate {rate} is not positive; expected writes per second > 0")
+        self.endpoint, self.prefix, self.timeout, self.rate = endpoint, prefix, timeout, rate
+        self.stats = LoadStats()
+        self.lanes = [_RowLane(self, i, rate / connections) for i in range(connections)]
+        for lane in self.lanes:
+            untrack(lane)
+        track(self)
+
+    def start(self) -> None:
+        for lane in self.lanes:
+            lane.start()
+
+    def is_alive(self) -> bool:
+        return any(lane.is_alive() for lane in self.lanes)
+
+    def stop(self) -> LoadStats:
+        for lane in self.lanes:
+            lane._halt.set()
+        for lane in self.lanes:
+            lane.stop()
+        untrack(self)
+        return self.stats
 
 
 class MessageProducer(_Paced):
     """Produces keyed messages to `topic` on `bootstrap()`; a delivery report without error is an acknowledgement."""
 
-    def __init__(self, bootstrap: Callable[[], str], topic: str, rate: float = 50.0, prefix: str = "drill"):
+    def __init__(self, bootstrap: Callable[[], str], topic: str, rate: float = 50.0, prefix: str = "drill") -> None:
         super().__init__("message-producer", rate)
         self.bootstrap = bootstrap
         self.topic = topic
