@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
-from drtopo.backup.restore import restore_dump, restore_pitr
+from drtopo.backup.restore import restore_dump, restore_pitr, show_window
 from drtopo.database import pg_tools, pitr
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--target", required=True, metavar="DSN", help="libpq connection string of the target database")
     dump.add_argument("--clean", action="store_true", help="drop the dump's objects in a non-empty target first")
     at = command("pitr", "restore the stack's database to a point in time, into a new instance")
-    at.add_argument("--time", required=True, help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z")
+    at.add_argument("--time", help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z (required unless --window)")
+    at.add_argument(
+        "--window",
+        action="store_true",
+        help="print the earliest and latest restorable times (and the base backup --time would use); restore nothing",
+    )
     at.add_argument("--rds", action="store_true", help="use RDS restore-to-time even when outputs have selfManaged")
     at.add_argument("--target-dir", type=Path, help="self-managed: new data directory (default beside the source's)")
     at.add_argument("--target-port", type=_port, help="self-managed: port of the restored instance (default: free)")
@@ -70,13 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    target_time = pitr.parse_target_time(args.time, datetime.now(UTC)) if args.command == "pitr" else None
+    top = build_parser()
+    args = top.parse_args(argv)
+    if args.command == "pitr" and args.time is None and not args.window:
+        top.error("pitr needs --time T (or --window to see what can be restored)")
+    target_time = pitr.parse_target_time(args.time, datetime.now(UTC)) if args.command == "pitr" and args.time else None
     outputs = load_outputs(args.outputs, args.stack)
     report, clock = Report(), Clock()
     try:
         if args.command == "dump":
             restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run)
+        elif args.command == "pitr" and args.window:
+            show_window(outputs, report, target_time, rds=args.rds)
         elif args.command == "pitr":
             assert target_time is not None
             restore_pitr(

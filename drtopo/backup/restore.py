@@ -2,18 +2,19 @@
 
 `restore_dump` refuses a non-empty target unless asked to clean it and checks row counts against those stored with
 the dump; `restore_pitr` makes a new RDS instance, or for a self-managed PostgreSQL (the lab) base backup + WAL archive
-in a new data directory.
+in a new data directory; `show_window` prints what can be restored and the base backup a time T would use.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
+from drtopo.aws import stack_client
 from drtopo.backup import store as dump_store
 from drtopo.backup.dumps import compare_counts
 from drtopo.database import pg_tools, pitr
@@ -93,3 +94,39 @@ def restore_pitr(
                 outputs, outputs.self_managed, target, report, clock, target_dir, target_port, dry_run
             )
     report.measured.update(result, restore_seconds=clock.steps[-1]["seconds"])
+
+
+def show_window(outputs: StackOutputs, report: Report, target: datetime | None, rds: bool = False) -> pitr.Window:
+    """Print the restorable window (and for T the base backup it would use); a T outside it is BadInput."""
+    use_rds = rds or outputs.self_managed is None
+    now = datetime.now(UTC)
+    if use_rds:
+        window = pitr.window_rds(pitr.describe_source(stack_client("rds", outputs), outputs), now)
+        what = f"instance {outputs.db_instance_id}'s"
+    else:
+        assert outputs.self_managed is not None
+        window = pitr.window_self_managed(outputs, outputs.self_managed, now)
+        what = "the self-managed"
+    print(f"earliest restorable  {window.earliest.isoformat()}")
+    print(f"latest restorable    {window.latest.isoformat()}  ({window.latest_basis})")
+    for backup in window.backups:
+        print(f"base backup          {backup.path}  consistent at {backup.consistent_at.isoformat()}")
+    report.measured.update(
+        earliest=window.earliest.isoformat(),
+        latest=window.latest.isoformat(),
+        latest_basis=window.latest_basis,
+        base_backups=[{"path": str(b.path), "consistent_at": b.consistent_at.isoformat()} for b in window.backups],
+    )
+    report.check("restorable window", True, window.describe())
+    if target is None:
+        return window
+    pitr.check_window(target, window.earliest, window.latest, what)
+    if use_rds:
+        uses = "the automated backup RDS picks itself, then its transaction logs to T"
+    else:
+        chosen = pitr.choose_base_backup(list(window.backups), target)
+        uses = f"base backup {chosen.path} (consistent at {chosen.consistent_at.isoformat()}), then WAL to T"
+        report.measured["base_backup"] = str(chosen.path)
+    print(f"restore to {target.isoformat()} uses {uses}")
+    report.check("target in window", True, f"{target.isoformat()} uses {uses}")
+    return window

@@ -134,6 +134,82 @@ def choose_base_backup(backups: list[BaseBackup], target: datetime) -> BaseBacku
     return max(usable, key=lambda b: b.consistent_at)
 
 
+# ---- the restorable window --------------------------------------------------------------------------------------
+
+WAL_NAME = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
+_WALDUMP_END = re.compile(r"tx:\s*(\d+),.*desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a point-in-time restore can reach: [earliest, latest] and where `latest` comes from."""
+
+    earliest: datetime
+    latest: datetime
+    latest_basis: str
+    backups: tuple[BaseBackup, ...] = ()
+
+    def describe(self) -> str:
+        return f"{self.earliest.isoformat(timespec='seconds')} .. {self.latest.isoformat(timespec='seconds')}"
+
+
+def self_managed_window(backups: list[BaseBackup], latest: datetime | None, basis: str) -> Window:
+    """[the oldest base backup's consistent point, the newest point WAL reaches]; BadInput when nothing is restorable.
+
+    Recovery to T stops at the first commit after T, so `latest` is the newest commit the archive holds (or now, when
+    the source is a primary that `flush_archive` can make commit once more and archive).
+    """
+    if not backups:
+        raise BadInput("no base backup found; expected a base backup (pg_basebackup) in selfManaged.baseBackupDir")
+    earliest = min(b.consistent_at for b in backups)
+    if latest is None or latest < earliest:
+        raise BadInput(
+            f"the WAL archive holds no commit after the oldest base backup ({earliest.isoformat(timespec='seconds')}); "
+            "nothing can be restored to a point in time"
+        )
+    return Window(earliest, latest, basis, tuple(backups))
+
+
+def newest_commit_in(waldump_output: str) -> datetime | None:
+    """The newest COMMIT/ABORT time in `pg_waldump --rmgr=Transaction` output (recovery stops only at those)."""
+    times = [datetime.fromisoformat(m.group(2)).replace(tzinfo=UTC) for m in _WALDUMP_END.finditer(waldump_output)]
+    return max(times) if times else None
+
+
+def archived_segments(archive_dir: Path) -> list[str]:
+    """WAL segment files in the archive (no history or backup files), in WAL order."""
+    return sorted(p.name for p in archive_dir.iterdir() if WAL_NAME.match(p.name)) if archive_dir.is_dir() else []
+
+
+def newest_archived_commit(archive_dir: Path, bin_dir: str | None, segments_to_read: int = 8) -> datetime | None:
+    """The newest commit time in the archive, read with pg_waldump from the newest segments backwards (bounded)."""
+    segments = archived_segments(archive_dir)
+    for name in reversed(segments[-segments_to_read:]):
+        proc = pg_tools.run([pg_tools.binary("pg_waldump", bin_dir), "--rmgr=Transaction", str(archive_dir / name)])
+        found = newest_commit_in(proc.stdout)
+        if found is not None:
+            return found
+    return None
+
+
+def source_is_primary(outputs: StackOutputs) -> bool:
+    """Whether the source answers and is a primary (then `flush_archive` makes the archive reach now)."""
+    try:
+        with db.connect(outputs) as conn:
+            return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    except psycopg.OperationalError:
+        return False
+
+
+def window_self_managed(outputs: StackOutputs, pg: SelfManagedPostgres, now: datetime) -> Window:
+    archive = Path(pg.archive_dir)
+    backups = find_base_backups(Path(pg.base_backup_dir), archive)
+    if source_is_primary(outputs):
+        return self_managed_window(backups, now, "now: the source is a primary; a marker commit is archived first")
+    newest = newest_archived_commit(archive, pg.bin_dir)
+    return self_managed_window(backups, newest, "the newest commit in the WAL archive (source not a primary)")
+
+
 def recovery_settings(archive_dir: Path, target: datetime, port: int) -> str:
     """The lines appended to the restored instance's postgresql.auto.conf (they override postgresql.conf)."""
     if "'" in str(archive_dir) or '"' in str(archive_dir):
@@ -296,8 +372,9 @@ def restore_self_managed(
     timeout: float = 600,
 ) -> dict[str, Any]:
     archive = Path(pg.archive_dir)
-    backups = find_base_backups(Path(pg.base_backup_dir), archive)
-    chosen = choose_base_backup(backups, target)
+    window = window_self_managed(outputs, pg, datetime.now(UTC))
+    check_window(target, window.earliest, window.latest, "the self-managed")
+    chosen = choose_base_backup(list(window.backups), target)
     stamp = target.strftime("%Y%m%dT%H%M%SZ")
     target_dir = (target_dir or Path(pg.data_dir).parent / f"pitr-{stamp}").resolve()
     port = port or free_port()
@@ -369,6 +446,19 @@ def rds_window(instance: dict[str, Any], now: datetime) -> tuple[datetime, datet
     return earliest.astimezone(UTC), latest.astimezone(UTC)
 
 
+def window_rds(instance: dict[str, Any], now: datetime) -> Window:
+    earliest, latest = rds_window(instance, now)
+    basis = (
+        f"LatestRestorableTime of {instance['DBInstanceIdentifier']}, "
+        f"retention {instance.get('BackupRetentionPeriod')} days"
+    )
+    return Window(earliest, latest, basis)
+
+
+def describe_source(rds: Any, outputs: StackOutputs) -> dict[str, Any]:
+    return rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+
+
 def restore_rds(
     outputs: StackOutputs,
     target: datetime,
@@ -380,9 +470,9 @@ def restore_rds(
 ) -> dict[str, Any]:
 
     rds = stack_client("rds", outputs)
-    source = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
-    earliest, latest = rds_window(source, datetime.now(UTC))
-    check_window(target, earliest, latest, f"instance {outputs.db_instance_id}'s")
+    source = describe_source(rds, outputs)
+    window = window_rds(source, datetime.now(UTC))
+    check_window(target, window.earliest, window.latest, f"instance {outputs.db_instance_id}'s")
     name = new_instance or f"{outputs.db_instance_id}-pitr-{target:%Y%m%d%H%M%S}"
     plan = {"source": outputs.db_instance_id, "target_instance": name, "restore_time": target.isoformat()}
     if dry_run:

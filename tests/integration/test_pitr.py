@@ -84,27 +84,24 @@ def test_self_managed_pitr_lands_exactly_at_t(
     assert report["measured"]["restore_seconds"] > 0
 
 
-def test_a_time_past_the_end_of_the_archive_fails_and_leaves_no_server(
-    lab: Lab, prod: StackOutputs, tmp_path: Path
+def test_a_time_past_the_end_of_the_archive_is_refused_before_anything_is_laid_out(
+    lab: Lab, prod: StackOutputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert prod.self_managed is not None
     lab.stop_postgres("prod")  # a clean stop archives the last segment; nothing commits after T
     try:
         target = datetime.now(UTC)
+        capsys.readouterr()
         code, report = run_cli(
             restore.main, ["pitr", "--time", target.isoformat(), *stack_args(lab)], tmp_path / "p.json"
         )
     finally:
         lab.start_postgres("prod")
     data_dir = Path(prod.self_managed.data_dir).parent / f"pitr-{target:%Y%m%dT%H%M%SZ}"
-    try:
-        assert code == 1
-        detail = checks(report)["pitr"]["detail"]
-        assert "recovery ended before configured recovery target was reached" in detail
-        assert "the archive holds no commit after T" in detail
-        assert not (data_dir / "postmaster.pid").exists()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    assert code == 2 and report == {}
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--time {target.isoformat()} is outside the self-managed restorable window" in err
+    assert not data_dir.exists()
 
 
 @pytest.mark.parametrize(
@@ -113,7 +110,7 @@ def test_a_time_past_the_end_of_the_archive_fails_and_leaves_no_server(
         (lambda now: "not-a-time", "is not an ISO 8601 time"),
         (lambda now: (now + timedelta(hours=1)).isoformat(), "is in the future"),
         (lambda now: now.replace(tzinfo=None).isoformat(), "has no zone"),
-        (lambda now: (now - timedelta(days=400)).isoformat(), "before the oldest base backup; earliest restorable"),
+        (lambda now: (now - timedelta(days=400)).isoformat(), "outside the self-managed restorable window"),
     ],
     ids=["unparseable", "future", "no-zone", "too-old"],
 )
@@ -157,3 +154,36 @@ def test_rds_pitr_creates_a_new_instance_and_refuses_outside_the_window(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"outside instance {prod.db_instance_id}'s restorable window" in err
     assert created.astimezone(UTC).isoformat(timespec="seconds") in err
+
+
+def test_window_names_the_base_backup_for_t_and_ends_at_the_archive_when_the_source_is_down(
+    lab: Lab, prod: StackOutputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert prod.self_managed is not None
+    code, report = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
+    assert code == 0, report
+    assert report["measured"]["latest_basis"].startswith("now: the source is a primary")
+    assert [b["path"] for b in report["measured"]["base_backups"]] == [prod.self_managed.base_backup_dir]
+    target = datetime.now(UTC)
+    args = ["pitr", "--window", "--time", target.isoformat(), *stack_args(lab)]
+    code, report = run_cli(restore.main, args, tmp_path / "w.json")
+    assert code == 0 and report["measured"]["base_backup"] == prod.self_managed.base_backup_dir
+    with connect(prod) as conn:
+        before_commit = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        insert_rows(conn, f"window-{time.time_ns()}-", 5)
+    lab.stop_postgres("prod")  # a clean stop archives the last segment; nothing commits after this
+    try:
+        code, report = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
+        assert code == 0, report
+        latest = datetime.fromisoformat(report["measured"]["latest"])
+        assert "newest commit in the WAL archive" in report["measured"]["latest_basis"]
+        assert before_commit <= latest <= datetime.now(UTC)
+        capsys.readouterr()
+        after = (latest + timedelta(milliseconds=1)).isoformat()
+        code, _ = run_cli(restore.main, ["pitr", "--time", after, *stack_args(lab)], tmp_path / "w.json")
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert code == 2
+        assert "outside the self-managed restorable window" in err
+        assert latest.isoformat(timespec="seconds") in err  # the window ends at the newest archived commit
+    finally:
+        lab.start_postgres("prod")

@@ -11,11 +11,13 @@ from drtopo.database.pitr import (
     BaseBackup,
     check_window,
     choose_base_backup,
+    newest_commit_in,
     parse_backup_label,
     parse_target_time,
     rds_window,
     recovery_outcome,
     recovery_settings,
+    self_managed_window,
 )
 from drtopo.report import BadInput, Unsafe
 
@@ -129,3 +131,37 @@ def test_recovery_outcome_from_the_server_log() -> None:
     }
     failed = recovery_outcome("FATAL:  recovery ended before configured recovery target was reached\n")
     assert failed["stopped_before"] is None and "recovery target" in failed["fatal"]
+
+
+WALDUMP = (
+    "rmgr: Transaction len (rec/tot):     34/    34, tx:        745, lsn: 0/00C60EF0, prev 0/00C60EA0, "
+    "desc: COMMIT 2026-11-27 15:58:01.250000 UTC\n"
+    "rmgr: Transaction len (rec/tot):     34/    34, tx:        746, lsn: 0/00C61000, prev 0/00C60EF0, "
+    "desc: ABORT 2026-11-27 15:59:00 UTC\n"
+    "rmgr: Transaction len (rec/tot):     66/    66, tx:          0, lsn: 0/00C62000, prev 0/00C61000, "
+    "desc: RUNNING_XACTS nextXid 747\n"
+)
+
+
+def test_newest_commit_or_abort_bounds_the_archive() -> None:
+    assert newest_commit_in(WALDUMP) == datetime(2026, 11, 27, 15, 59, tzinfo=UTC)
+    assert newest_commit_in(WALDUMP.splitlines()[0]) == datetime(2026, 11, 27, 15, 58, 1, 250000, tzinfo=UTC)
+    assert newest_commit_in("rmgr: Standby desc: RUNNING_XACTS") is None
+
+
+def test_self_managed_window_runs_from_the_oldest_consistent_backup_to_the_newest_commit() -> None:
+    monday, tuesday = NOW - timedelta(days=2), NOW - timedelta(days=1)
+    backups = [_backup("mon", monday, monday + timedelta(minutes=3)), _backup("tue", tuesday, None)]
+    window = self_managed_window(backups, NOW, "now")
+    assert (window.earliest, window.latest) == (monday + timedelta(minutes=3), NOW)
+    assert window.describe() == "2026-11-25T16:03:00+00:00 .. 2026-11-27T16:00:00+00:00"
+    # The base backup a T uses is the newest consistent before it; a T outside the window names the window.
+    assert choose_base_backup(list(window.backups), tuesday + timedelta(minutes=1)).path == Path("tue")
+    with pytest.raises(BadInput, match=r"outside the self-managed restorable window 2026-11-25T16:03:00\+00:00 \.\."):
+        check_window(monday, window.earliest, window.latest, "the self-managed")
+    with pytest.raises(BadInput, match="no base backup found"):
+        self_managed_window([], NOW, "now")
+    with pytest.raises(BadInput, match="holds no commit after the oldest base backup"):
+        self_managed_window(backups, None, "archive")
+    with pytest.raises(BadInput, match="holds no commit after the oldest base backup"):
+        self_managed_window(backups, monday, "archive")
