@@ -24,7 +24,7 @@ from drtopo.failover.dns import make_primary
 from drtopo.failover.journal import Journal, Runner
 from drtopo.failover.lock import FailoverLock
 from drtopo.failover.plan import MUTATING, PlannedStep, render
-from drtopo.failover.roles import pulumi_commands, switch_roles
+from drtopo.failover.roles import planned_switch, pulumi_commands, switch_roles
 from drtopo.kafka.offsets import (
     CheckpointError,
     KafkaException,
@@ -219,12 +219,12 @@ class Switchover:
         return result
 
     def roles(self) -> dict[str, Any]:
+        # The demoted stack's next database generation is written with its role, in one replace per file.
+        planned = planned_switch(self.target.stack, self.peer.stack, self.project_dir)
         changed = switch_roles(self.target.stack, self.peer.stack, self.project_dir)
         commands = pulumi_commands(self.target.stack, self.peer.stack)
-        self.report.check(
-            "roles", True, f"{self.target.stack}=primary, {self.peer.stack}=standby in {self.project_dir}"
-        )
-        return {"changed": changed, "next_commands": commands}
+        self.report.check("roles", True, "; ".join(c.describe() for c in planned) + f" in {self.project_dir}")
+        return {"changed": changed, "stacks": [c.as_dict() for c in planned], "next_commands": commands}
 
     def rebuild(self) -> dict[str, Any]:
         result = standby.rebuild(self.target, self.peer)
@@ -361,7 +361,9 @@ def _execute(
             # Only a failover can measure its lag beforehand; a failback's target is not a replica until rebuilt.
             guard = runner.run("guard", sw.guard) if sw.kind == "promote" else {}
             print(f"plan ({sw.kind} to {sw.target.stack}; dry run, nothing changed):\n{render(plan)}")
-            sw.report.measured["plan"] = [s.name for s in plan]
+            switch = planned_switch(sw.target.stack, sw.peer.stack, sw.project_dir)
+            print("stack files after the roles step:\n" + "\n".join(f"    {c.describe()}" for c in switch))
+            sw.report.measured.update(plan=[s.name for s in plan], stack_files=[c.as_dict() for c in switch])
             sw.report.write(json_path)
             if guard.get("refused"):
                 raise Unsafe(f"would refuse: {sw.report.checks[-1].detail}")

@@ -78,6 +78,9 @@ def test_planned_switchover_under_writes_loses_no_acknowledged_write(
     assert state["dns"] == FAILED_OVER_DNS
     assert "drtopo:role: primary" in state["stack_files"]["dr"]
     assert "drtopo:role: standby" in state["stack_files"]["prod"]
+    # prod cannot demote its instance: promote wrote prod's next database generation, the old one retired.
+    database = load_settings("prod", fresh_pg.project_dir).database
+    assert (database.generation, database.retired_generations) == (1, (0,))
     for step in ("guard", "fence", "drain", "promote", "dns", "roles"):
         assert f"] {step} done in" in proc.stderr
 
@@ -225,6 +228,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(fresh_pg: Lab, state_env: d
     assert proc.returncode == 0, proc.stderr
     for step in ("fence", "drain", "promote", "consumer-group", "dns", "roles"):
         assert f". {step} " in proc.stdout
+    assert "Pulumi.prod.yaml: role standby, database.generation 1, retiredGenerations [0]" in proc.stdout
+    assert "Pulumi.dr.yaml: role primary, database.generation 0" in proc.stdout
     assert end_state(fresh_pg) == before
     assert before["servers"]["dr"]["in_recovery"] is True
     assert not (tmp_path / "journal").exists()

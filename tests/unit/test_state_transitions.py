@@ -2,16 +2,17 @@
 program evaluations, the cloud is kept between stacks, and every step obeys the provider's rules
 (`tests/unit/provider_rules.py`, each with its source).
 
-The cycle: `up prod`, `up dr`; promote dr (the replica promoted out of band, both records flipped, the roles
-switched in the stack files by `drtopo.failover.roles`, prod's next database generation declared); `up --refresh
-dr`, `up --refresh prod`; fail back the same way; both again. At every stage: no refusal, no replacement of a
-protected resource, exactly one PRIMARY record, and no RDS instance in the cloud that no stack's state holds.
+The cycle: `up prod`, `up dr`; promote dr (the replica promoted out of band, both records flipped, and the stack
+files written by the very function promote's roles step calls, `drtopo.failover.roles.switch_roles`: the roles and
+prod's next database generation); `up --refresh dr`, `up --refresh prod`; fail back the same way; both again. At
+every stage: no refusal, no replacement of a protected resource, exactly one PRIMARY record, and no RDS instance in
+the cloud that no stack's state holds.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ import pytest
 
 import components.database
 from drtopo import naming
-from drtopo.failover.roles import switch_roles
-from drtopo.settings import REPO_DIR, load_settings
+from drtopo.failover.roles import set_role, switch_roles
+from drtopo.settings import REPO_DIR, Role, load_settings, stack_file
 from policies.mock_program import Evaluation, Registered, evaluate
 from tests.unit.provider_rules import (
     OTHER,
@@ -175,19 +176,14 @@ class World:
 
     # What the scripts and the operator do between runs (none of it through Pulumi).
 
-    def promote(self, stack: str) -> None:
-        """scripts.promote: promote `stack`'s replica, flip both records, switch the roles in the stack files."""
+    def promote(self, stack: str, switch: Callable[[str, str, Path], object] = switch_roles) -> None:
+        """scripts.promote: promote `stack`'s replica, flip both records, and write the stack files exactly as its
+        roles step does (`drtopo.failover.roles.switch_roles`: the roles, and the demoted stack's next generation)."""
         peer = self.exports[stack]["peerStack"]
         self.cloud.instances[self.exports[stack]["dbArn"]].source = None
         self.cloud.records[self.exports[stack]["setIdentifier"]] = "PRIMARY"
         self.cloud.records[self.exports[peer]["setIdentifier"]] = "SECONDARY"
-        switch_roles(stack, peer, self.project)
-
-    def next_generation(self, stack: str) -> None:
-        """The demoted stack declares a new replica; the instance it held stays, retired."""
-        database = load_settings(stack, self.project, overrides=self.config[stack]).database
-        retired = [*database.retired_generations, database.generation]
-        self.config[stack] = {"database": {"generation": database.generation + 1, "retiredGenerations": retired}}
+        switch(stack, peer, self.project)
 
     def release(self, stack: str, generation: int) -> None:
         """`pulumi state unprotect` the retired instance and drop it from retiredGenerations."""
@@ -249,7 +245,6 @@ def failover(world: World, to: str) -> Iterator[str]:
     """Promote `to`, then converge both stacks with refreshed state; yields each stage's name after its checks."""
     peer = world.exports[to]["peerStack"]
     world.promote(to)
-    world.next_generation(peer)
     world.check()
     yield f"promote {to}"
     for stack in (to, peer):
@@ -290,7 +285,6 @@ def test_failover_failback_and_convergence_never_refuse_replace_or_orphan(
 def test_the_promotion_itself_is_a_no_op_once_refreshed_and_nothing_stateful_is_recreated(tmp_path: Path) -> None:
     world = deployed(tmp_path)
     world.promote("dr")
-    world.next_generation("prod")
     dr_steps, prod_steps = world.up("dr"), world.up("prod")
     assert not kinds(dr_steps, "promote")
     assert kinds(dr_steps, "create") == ["database-backup-copies"]  # the new primary copies its backups
@@ -308,9 +302,16 @@ def test_up_without_refresh_after_promotion_is_refused(tmp_path: Path) -> None:
         world.up("dr", refresh=False)
 
 
+def roles_only(primary: str, standby: str, project: Path) -> None:
+    """The roles switched by hand, the demoted stack's generation left as it was (the old README's sequence)."""
+    for stack, role in ((primary, Role.PRIMARY), (standby, Role.STANDBY)):
+        path = stack_file(stack, project)
+        path.write_text(set_role(path.read_text(), role))
+
+
 def test_a_demoted_stack_that_keeps_its_generation_is_refused(tmp_path: Path) -> None:
     world = deployed(tmp_path)
-    world.promote("dr")
+    world.promote("dr", switch=roles_only)
     world.up("dr")
     with pytest.raises(Refused, match="cannot elect new source database for replication"):
         world.up("prod")
