@@ -19,12 +19,12 @@ from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
-from drtopo.backup.restore import restore_dump, restore_pitr, show_window
+from drtopo.backup.restore import recover_with_cutover, restore_dump, restore_pitr, show_window
 from drtopo.database import pg_tools, pitr
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
 from drtopo.outputs import load_outputs
-from drtopo.report import Clock, Report, main_guard
+from drtopo.report import BadInput, Clock, Report, main_guard
 from scripts.cli import OneLineParser, parser
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
@@ -53,6 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--target-dir", type=Path, help="self-managed: new data directory (default beside the source's)")
     at.add_argument("--target-port", type=_port, help="self-managed: port of the restored instance (default: free)")
     at.add_argument("--target-instance", help="RDS: identifier of the new instance (default <source>-pitr-<T>)")
+    at.add_argument(
+        "--cutover",
+        action="store_true",
+        help="corruption recovery: re-apply the writes after T from the damaged database (never the damage), "
+        "validate, then swap the restored instance into the damaged one's place (kept, renamed); "
+        "with --dry-run: restore into a scratch instance, print the rows it would re-apply, change nothing else",
+    )
+    at.add_argument(
+        "--damage-xid",
+        type=_xid,
+        action="append",
+        default=[],
+        metavar="XID",
+        help="with --cutover: the damaging transaction's id (pg_current_xact_id() or xmin); repeat for several",
+    )
     config = command("config", "restore the configuration files of the latest (or a given) config backup")
     config.add_argument("--prefix", help="backup prefix in the config bucket (default: the newest of the stack)")
     config.add_argument("--dest", type=Path, help="folder to restore into (default: DRTOPO_PROJECT_DIR)")
@@ -62,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     offsets = command("consumer-offsets", "set a group's offsets on the backup cluster from MirrorMaker 2 checkpoints")
     offsets.add_argument("--group", help="consumer group (default: the configured service group)")
     return top
+
+
+def _xid(text: str) -> int:
+    if not text.isdigit() or int(text) < 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a transaction id; expected an integer >= 3")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -79,6 +100,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = top.parse_args(argv)
     if args.command == "pitr" and args.time is None and not args.window:
         top.error("pitr needs --time T (or --window to see what can be restored)")
+    if args.command == "pitr" and args.damage_xid and not args.cutover:
+        top.error("--damage-xid goes with --cutover")
     target_time = pitr.parse_target_time(args.time, datetime.now(UTC)) if args.command == "pitr" and args.time else None
     outputs = load_outputs(args.outputs, args.stack)
     report, clock = Report(), Clock()
@@ -87,6 +110,20 @@ def _main(argv: Sequence[str] | None) -> int:
             restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run)
         elif args.command == "pitr" and args.window:
             show_window(outputs, report, target_time, rds=args.rds)
+        elif args.command == "pitr" and args.cutover:
+            assert target_time is not None
+            if args.rds or args.target_instance:
+                raise BadInput("--cutover is for a self-managed PostgreSQL; RDS takes --rds without --cutover")
+            recover_with_cutover(
+                outputs,
+                report,
+                clock,
+                target_time,
+                args.damage_xid,
+                target_dir=args.target_dir,
+                target_port=args.target_port,
+                dry_run=args.dry_run,
+            )
         elif args.command == "pitr":
             assert target_time is not None
             restore_pitr(

@@ -7,17 +7,21 @@ in a new data directory; `show_window` prints what can be restored and the base 
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from drtopo.aws import stack_client
 from drtopo.backup import store as dump_store
 from drtopo.backup.dumps import compare_counts
-from drtopo.database import pg_tools, pitr
+from drtopo.database import connect as db
+from drtopo.database import fence, pg_tools, pitr, reapply
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
@@ -130,3 +134,136 @@ def show_window(outputs: StackOutputs, report: Report, target: datetime | None, 
     print(f"restore to {target.isoformat()} uses {uses}")
     report.check("target in window", True, f"{target.isoformat()} uses {uses}")
     return window
+
+
+def _print_rows(plans: list[reapply.TablePlan], left: dict[str, list[Any]], limit: int = 50) -> None:
+    for plan in plans:
+        keys = left.get(plan.table, [])
+        shown = ", ".join(str(k) for k in keys[:limit]) + (f", … {len(keys) - limit} more" if len(keys) > limit else "")
+        print(
+            f"would re-apply {len(keys)} rows of {plan.table} ({plan.key}: {shown or 'none'}); "
+            f"{len(plan.to_copy) - len(keys)} written by the damage left as at T; "
+            f"{len(plan.deleted)} deleted after T kept as at T"
+        )
+
+
+def recover_with_cutover(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    target: datetime,
+    damage_xids: list[int],
+    *,
+    target_dir: Path | None = None,
+    target_port: int | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Corruption recovery end to end on a self-managed PostgreSQL: restore to T into a new instance, re-apply what
+    the damaged database acknowledged after T (never the damaging transactions' rows), fence the damaged database,
+    re-apply what came in meanwhile, validate, then the rename swap: the restored instance takes the damaged one's
+    data directory and endpoint, the damaged one is kept, renamed. With `dry_run` the restore runs into a scratch
+    instance only to find the rows, which are printed; the source and the service are left as they are."""
+    pg = outputs.self_managed
+    if pg is None:
+        raise BadInput(
+            "--cutover needs a self-managed PostgreSQL (selfManaged in the outputs); on RDS restore with `pitr --rds` "
+            "and swap names with `modify-db-instance --new-db-instance-identifier` (see README)"
+        )
+    if not damage_xids:
+        raise BadInput("--cutover needs --damage-xid XID (the damaging transaction: it is never re-applied)")
+    stamp = target.strftime("%Y%m%dT%H%M%SZ")
+    target_dir = (target_dir or Path(pg.data_dir).parent / f"pitr-{stamp}").resolve()
+    if target_dir.parent.stat().st_dev != Path(pg.data_dir).parent.stat().st_dev:
+        raise BadInput(f"--target-dir {target_dir} is on another file system than {pg.data_dir}; the swap renames it")
+    with clock.step(f"point-in-time restore to {target.isoformat()} (self-managed, for cutover)"):
+        restored = pitr.restore_self_managed(
+            outputs, pg, target, report, clock, target_dir, target_port, dry_run=False, staging=not dry_run
+        )
+    report.measured.update(restored, restore_seconds=clock.steps[-1]["seconds"])
+    secret = db.password(outputs)
+    if dry_run:
+        try:
+            with (
+                db.connect(outputs) as damaged,
+                psycopg.connect(restored["conninfo"], password=secret, autocommit=True) as new,
+            ):
+                plans, _ = reapply.find(damaged, new)
+                left = reapply.unreplayed(damaged, new, damage_xids)
+        finally:
+            pitr.stop_instance(pg, target_dir)
+            shutil.rmtree(target_dir, ignore_errors=True)
+        _print_rows(plans, left)
+        report.measured["would_reapply"] = left
+        report.check(
+            "plan",
+            True,
+            f"re-apply {sum(len(k) for k in left.values())} rows, then cut over; "
+            "the scratch restore was removed, nothing else changed",
+        )
+        return
+    copied: dict[str, set[Any]] = {}
+    excluded: dict[str, int] = {}
+
+    def one_pass(name: str) -> reapply.ReapplyResult:
+        with (
+            clock.step(name) as step,
+            db.connect(outputs) as damaged,
+            psycopg.connect(restored["conninfo"], password=secret, autocommit=True) as new,
+        ):
+            result = reapply.reapply(damaged, new, damage_xids)
+            step.update(rows=result.rows_reapplied, compare_seconds=round(result.compare_seconds, 3))
+        for t in result.tables:
+            copied.setdefault(t.table, set()).update(result.copied_keys.get(t.table, []))
+            excluded[t.table] = max(excluded.get(t.table, 0), t.excluded_damage)
+        return result
+
+    first = one_pass("re-apply the writes after T (the damaged database still serving)")
+    with clock.step("fence the damaged database (read-only, sessions ended)"):
+        fenced = fence.fence_postgres(outputs)
+        fenced["proof"] = fence.prove_read_only(outputs)
+    fenced_at = time.time()
+    report.check("damaged database fenced", True, fenced["proof"])
+    second = one_pass("re-apply what arrived until the fence")
+    with (
+        clock.step("validate: nothing acknowledged after T is missing"),
+        db.connect(outputs) as damaged,
+        psycopg.connect(restored["conninfo"], password=secret, autocommit=True) as new,
+    ):
+        left = reapply.unreplayed(damaged, new, damage_xids)
+        pitr.wait_archived(new)
+        source_settings = pitr.read_settings(damaged)
+    missing = {t: keys for t, keys in left.items() if keys}
+    report.check(
+        "restored holds every write after T",
+        not missing,
+        "no key inserted or changed after T is missing" if not missing else f"still differing: {missing}",
+        value=sum(len(k) for k in missing.values()),
+        limit=0,
+    )
+    if missing:
+        report.check("cutover", False, f"not cut over: the restored instance stays at {restored['conninfo']}")
+        return
+    kept, shipped = pitr.swap_in(pg, target_dir, source_settings, stamp, clock)
+    endpoint_conninfo = db.conninfo(outputs)
+    with clock.step("wait until the restored instance is writable at the source's endpoint"):
+        pitr.wait_promoted(endpoint_conninfo, secret, Path(pg.data_dir) / "pitr.log", 60)
+    cutover_at = time.time()
+    rows = {t: len(keys) for t, keys in copied.items()}
+    report.check(
+        "cutover", True, f"restored instance serves {outputs.db_address}:{outputs.db_port}; damaged kept in {kept}"
+    )
+    report.skip("standby", "a standby of the damaged instance follows the old timeline; re-clone it (pg_basebackup)")
+    report.measured.update(
+        rows_reapplied=sum(rows.values()),
+        rows_reapplied_per_table=rows,
+        rows_excluded_as_damage=excluded,
+        rows_deleted_after_t_kept={t.table: t.deleted_kept for t in second.tables},
+        passes=[first.to_dict(), second.to_dict()],
+        fence=fenced,
+        fenced_at=fenced_at,
+        cutover_at=cutover_at,
+        damaged_kept=str(kept),
+        wal_shipped=shipped,
+        data_dir=pg.data_dir,
+        conninfo=endpoint_conninfo,
+    )

@@ -210,10 +210,26 @@ def window_self_managed(outputs: StackOutputs, pg: SelfManagedPostgres, now: dat
     return self_managed_window(backups, newest, "the newest commit in the WAL archive (source not a primary)")
 
 
-def recovery_settings(archive_dir: Path, target: datetime, port: int) -> str:
-    """The lines appended to the restored instance's postgresql.auto.conf (they override postgresql.conf)."""
-    if "'" in str(archive_dir) or '"' in str(archive_dir):
-        raise BadInput(f"archive directory {archive_dir} contains a quote; expected a path without quotes")
+def _no_quotes(path: Path, what: str) -> None:
+    if "'" in str(path) or '"' in str(path):
+        raise BadInput(f"{what} {path} contains a quote; expected a path without quotes")
+
+
+def recovery_settings(archive_dir: Path, target: datetime, port: int, staging: Path | None = None) -> str:
+    """The lines appended to the restored instance's postgresql.auto.conf (they override postgresql.conf).
+
+    The restored instance never archives into the source's archive. With `staging` (a restore that will be cut over)
+    it archives its new timeline (history file, segments) into that folder instead, so that once it takes the
+    source's place every segment since T reaches the archive and later restores can follow the new timeline.
+    """
+    _no_quotes(archive_dir, "archive directory")
+    if staging is not None:
+        _no_quotes(staging, "staging folder")
+    archiving = (
+        ["archive_mode = on", f'archive_command = \'test ! -f "{staging}/%f" && cp "%p" "{staging}/%f"\'']
+        if staging is not None
+        else ["archive_mode = off", "archive_command = ''"]
+    )
     return "\n".join(
         [
             "# drtopo point-in-time restore",
@@ -222,8 +238,7 @@ def recovery_settings(archive_dir: Path, target: datetime, port: int) -> str:
             "recovery_target_inclusive = on",
             "recovery_target_action = 'promote'",
             "recovery_target_timeline = 'latest'",
-            "archive_mode = off",
-            "archive_command = ''",
+            *archiving,
             "primary_conninfo = ''",
             "primary_slot_name = ''",
             f"port = {port}",
@@ -370,7 +385,10 @@ def restore_self_managed(
     port: int | None,
     dry_run: bool,
     timeout: float = 600,
+    staging: bool = False,
 ) -> dict[str, Any]:
+    """Base backup + WAL to T in a new data directory, promoted; with `staging` its new timeline is archived into
+    `<data dir>.wal` (see `recovery_settings`) for a later `swap_in`."""
     archive = Path(pg.archive_dir)
     window = window_self_managed(outputs, pg, datetime.now(UTC))
     check_window(target, window.earliest, window.latest, "the self-managed")
@@ -395,8 +413,12 @@ def restore_self_managed(
     with clock.step(f"lay out base backup {chosen.path.name} in {target_dir}"):
         lay_out(chosen, target_dir, pg.os_user)
     log = target_dir / "pitr.log"
+    staged = staging_dir(target_dir) if staging else None
+    if staged is not None:
+        staged.mkdir(mode=0o700)
+        _give([staged], pg.os_user)
     with open(target_dir / "postgresql.auto.conf", "a") as conf:
-        conf.write("\n" + recovery_settings(archive, target, port))
+        conf.write("\n" + recovery_settings(archive, target, port, staged))
     (target_dir / "recovery.signal").touch()
     _give([target_dir / "postgresql.auto.conf", target_dir / "recovery.signal"], pg.os_user)
     conninfo = psycopg.conninfo.make_conninfo(
@@ -422,6 +444,77 @@ def restore_self_managed(
     )
     report.check("promoted", True, f"PostgreSQL on {LOOPBACK}:{port}, data in {target_dir}")
     return {**plan, **outcome, "conninfo": conninfo, "log": str(log)}
+
+
+def staging_dir(data_dir: Path) -> Path:
+    """Where a restored instance that will be cut over archives its WAL until it takes the source's place."""
+    return data_dir.with_name(data_dir.name + ".wal")
+
+
+# What the restored instance takes over from the source it replaces: where clients reach it, its name, archiving.
+TAKEN_OVER = ("port", "listen_addresses", "unix_socket_directories", "cluster_name", "archive_mode", "archive_command")
+
+
+def takeover_settings(source: dict[str, str]) -> str:
+    """postgresql.auto.conf lines that give a restored instance the source's identity (pure; later lines win)."""
+    missing = [name for name in TAKEN_OVER if name not in source]
+    if missing:
+        raise ValueError(f"source settings lack {missing}; expected all of {list(TAKEN_OVER)}")
+    quoted = {name: source[name].replace("'", "''") for name in TAKEN_OVER}
+    lines = [f"{name} = '{quoted[name]}'" for name in TAKEN_OVER]
+    return "\n".join(["# drtopo cutover: this instance replaced the damaged one", *lines, ""])
+
+
+def read_settings(conn: psycopg.Connection, names: tuple[str, ...] = TAKEN_OVER) -> dict[str, str]:
+    rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)).fetchall()
+    return {name: value for name, value in rows}
+
+
+def wait_archived(conn: psycopg.Connection, timeout: float = 30) -> str:
+    """Switch to a new segment and wait until the archiver has shipped the one it closed; returns its name."""
+    segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        archived = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+        if archived is not None and archived[:24] >= segment:
+            return str(segment)
+        time.sleep(0.05)
+    raise TimeoutError(f"segment {segment} was not archived within {timeout:.0f} s")
+
+
+def ship_staged(staged: Path, archive: Path, user: str) -> list[str]:
+    """Copy the staged WAL files (history, segments) the archive lacks into it, as `user`; returns their names."""
+    shipped = []
+    for path in sorted(staged.iterdir()):
+        if not (archive / path.name).exists():
+            pg_tools.run(["cp", str(path), str(archive / path.name)], user=user)
+            shipped.append(path.name)
+    return shipped
+
+
+def swap_in(
+    pg: SelfManagedPostgres, restored_dir: Path, source: dict[str, str], stamp: str, clock: Clock
+) -> tuple[Path, list[str]]:
+    """The self-managed rename swap: the restored instance takes the source's data directory and settings (so its
+    endpoint), the damaged one is stopped and kept renamed. Returns the kept directory and the WAL files shipped."""
+    data_dir = Path(pg.data_dir)
+    kept = data_dir.with_name(f"{data_dir.name}-damaged-{stamp}")
+    if kept.exists():
+        raise BadInput(f"{kept} exists; expected a new name for the damaged data directory")
+    with clock.step("stop the restored and the damaged instance"):
+        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "stop", "-D", str(restored_dir), "-m", "fast", "-t", "60")
+        stop_instance(pg, data_dir)
+    with clock.step(f"keep the damaged data directory as {kept.name}; the restored one takes {data_dir.name}"):
+        data_dir.rename(kept)
+        restored_dir.rename(data_dir)
+        with open(data_dir / "postgresql.auto.conf", "a") as conf:
+            conf.write("\n" + takeover_settings(source))
+        shipped = ship_staged(staging_dir(restored_dir), Path(pg.archive_dir), pg.os_user)
+    with clock.step("start the restored instance in the source's place"):
+        pg_tools.pg_ctl(
+            pg.bin_dir, pg.os_user, "start", "-D", str(data_dir), "-l", str(data_dir / "pitr.log"), "-t", "60"
+        )
+    return kept, shipped
 
 
 def stop_instance(pg: SelfManagedPostgres, data_dir: Path) -> None:

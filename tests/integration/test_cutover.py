@@ -1,0 +1,128 @@
+"""`scripts.restore pitr --cutover` on the lab: corruption recovered end to end with writes going on.
+
+A damaging transaction deletes and updates rows at T while the service keeps writing; the cutover restores to T,
+re-applies every write after T except the damage's, validates, and swaps the restored instance into the damaged one's
+endpoint (the damaged data directory kept, renamed). `--dry-run` lists the rows and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from drtopo.database.connect import connect
+from drtopo.outputs import StackOutputs, load_outputs
+from lab.core import Lab
+from scripts import restore
+from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture
+def prod(fresh_pg: Lab) -> Iterator[StackOutputs]:
+    """A fresh pair; rebuilt afterwards, since the cutover leaves the standby on the old timeline."""
+    yield load_outputs(fresh_pg.outputs_path("prod"), "prod")
+    fresh_pg.reset_postgres()
+
+
+def post(url: str, key: str) -> int:
+    body = {"transactionId": key, "interfaceType": "ORDER", "exceptionReason": "r", "operation": "CREATE"}
+    request = urllib.request.Request(
+        f"{url}/api/v1/exceptions", json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(json.loads(response.read())["id"])
+
+
+def damage(prod: StackOutputs) -> tuple[str, int]:
+    """T and the id of a transaction that deletes ids % 3 = 0 and closes ids % 3 = 1, seeing the rows as of T."""
+    with connect(prod, autocommit=False) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        xid = int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+        conn.execute("DELETE FROM interface_exceptions WHERE id % 3 = 0")
+        conn.execute("UPDATE interface_exceptions SET status = 'CLOSED' WHERE id % 3 = 1")
+        conn.commit()
+    return target.isoformat(), xid
+
+
+def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endpoint(
+    lab: Lab, prod: StackOutputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert prod.self_managed is not None
+    with connect(prod) as conn:
+        insert_rows(conn, "before-", 300)
+        before = dict(conn.execute("SELECT id, status FROM interface_exceptions").fetchall())
+    time.sleep(0.2)
+    target, xid = damage(prod)
+    after_ids = [post(prod.service_url, f"after-{i}") for i in range(20)]  # acknowledged by the service after T
+    with connect(prod) as conn:
+        changed = min(i for i in before if i % 3 == 2)
+        conn.execute("UPDATE interface_exceptions SET retry_count = 7 WHERE id = %s", (changed,))
+    data_dir = Path(prod.self_managed.data_dir)
+    identity = (data_dir / "postmaster.pid").read_text()
+    args = ["pitr", "--time", target, "--cutover", "--damage-xid", str(xid), *stack_args(lab)]
+
+    capsys.readouterr()
+    code, report = run_cli(restore.main, [*args, "--dry-run"], tmp_path / "dry.json")
+    out = capsys.readouterr().out
+    assert code == 0, report
+    assert report["measured"]["would_reapply"]["interface_exceptions"] == sorted([changed, *after_ids])
+    assert "would re-apply 21 rows of interface_exceptions" in out
+    assert "100 written by the damage left as at T" in out
+    assert (data_dir / "postmaster.pid").read_text() == identity, "the dry run left the source alone"
+    assert not Path(report["measured"]["data_dir"]).exists(), "the scratch restore is removed"
+
+    code, report = run_cli(restore.main, args, tmp_path / "cut.json")
+    assert code == 0, report
+    m = report["measured"]
+    assert m["rows_reapplied_per_table"] == {"interface_exceptions": 21, "retry_attempts": 0}
+    assert m["rows_excluded_as_damage"]["interface_exceptions"] == 100
+    assert checks(report)["restored holds every write after T"]["ok"]
+    assert checks(report)["standby"]["outcome"] == "skip"
+    kept = Path(m["damaged_kept"])
+    assert kept.is_dir() and (kept / "PG_VERSION").is_file(), "the damaged data directory is kept, renamed"
+    with connect(prod) as conn:  # the same endpoint, now the restored instance
+        rows = dict(conn.execute("SELECT id, status FROM interface_exceptions WHERE id = ANY(%s)", (list(before),)))
+        assert rows == before, "deleted rows are back and the damage's update is not replayed"
+        assert conn.execute("SELECT retry_count FROM interface_exceptions WHERE id = %s", (changed,)).fetchone()[0] == 7
+        found = conn.execute("SELECT count(*) FROM interface_exceptions WHERE id = ANY(%s)", (after_ids,)).fetchone()
+        assert found[0] == len(after_ids)
+        assert conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0] >= 2
+        assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+    # The service writes again on the restored database, with ids after every re-applied one.
+    assert post(prod.service_url, "after-cutover") > max(after_ids)
+    archive = Path(prod.self_managed.archive_dir)
+    assert any(name.endswith(".history") for name in m["wal_shipped"])
+    assert all((archive / name).is_file() for name in m["wal_shipped"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--cutover"], "--cutover needs --damage-xid"),
+        (["--damage-xid", "812"], "--damage-xid goes with --cutover"),
+        (["--cutover", "--damage-xid", "812", "--rds"], "--cutover is for a self-managed PostgreSQL"),
+        (["--cutover", "--damage-xid", "x1"], "'x1' is not a transaction id"),
+    ],
+    ids=["no-xid", "xid-alone", "rds", "bad-xid"],
+)
+def test_cutover_bad_input_is_one_line_and_exit_2(
+    lab: Lab, extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with connect(load_outputs(lab.outputs_path("prod"), "prod")) as conn:
+        target = conn.execute("SELECT clock_timestamp()").fetchone()[0].isoformat()
+    capsys.readouterr()
+    try:
+        code, report = run_cli(restore.main, ["pitr", "--time", target, *extra, *stack_args(lab)], tmp_path / "c.json")
+    except SystemExit as usage:  # flag errors stop in the parser, before a report exists
+        code, report = int(usage.code or 0), {}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and report == {}
+    assert message in err[-1]
