@@ -94,8 +94,8 @@ class _Paced(threading.Thread, ABC):
     """A daemon thread calling `self.once()` `rate` times per second until stopped.
 
     It keeps the pace by counting what is due since it started, so a cheap `once()` (a Kafka produce) can run
-    thousands of times a second without a sleep each; after a stall (a request timing out during an outage) it
-    does not burst to catch up more than a tenth of a second's worth.
+    thousands of times a second without a sleep each; after a stall (a slow request on a busy machine) it
+    catches up at most half a second's worth, so an outage is not followed by a burst.
     """
 
     def __init__(self, name: str, rate: float, stats: LoadStats | None = None) -> None:
@@ -109,13 +109,13 @@ class _Paced(threading.Thread, ABC):
 
     def run(self) -> None:
         start, done = time.monotonic(), 0
-        backlog = max(1, int(self.rate / 10))
+        backlog = max(1, int(self.rate / 2))
         while not self._halt.is_set():
             due = int((time.monotonic() - start) * self.rate) - done
             if due <= 0:
                 self._halt.wait(max((done + 1) / self.rate - (time.monotonic() - start), 0.0005))
                 continue
-            if due > backlog:  # fell behind: drop what cannot be caught up within a tenth of a second
+            if due > backlog:  # fell behind: drop what cannot be caught up within half a second
                 done += due - backlog
             self.once()
             done += 1

@@ -4,6 +4,12 @@ Without `--lab-root` it starts a fresh lab in a temporary folder and stops it af
 `python -m scripts.drill --scenario all` works from nothing but the set-up. Each scenario starts from a healthy lab
 (prod primary, dr standby), injects its failure under load, recovers with the companion scripts and reports
 measured RTO/RPO against the objective in settings. Exit 0 when every objective is met, 1 when one is missed.
+
+`--load light|default|heavy` picks a level of `drtopo:drill.load`: before each scenario the primary is seeded to its
+row count (replayed by the standby), the scenario's writers run at its write rate and Kafka carries its message rate
+(the Kafka scenario's own producer, a background producer for the others). The report gives, per scenario, the write
+rate achieved, the acknowledged writes, the lab's RTO and the client-visible RTO phase by phase, RPO, rows lost,
+Kafka messages lost and re-read.
 """
 
 from __future__ import annotations
@@ -16,14 +22,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from drtopo.database.connect import connect
 from drtopo.report import EXIT_OK, BadInput, main_guard
-from drtopo.settings import SCENARIOS, load_settings
+from drtopo.settings import LOAD_LEVELS, SCENARIOS, SettingsError, load_settings
 from lab.core import Lab
 from scripts.cli import OneLineParser
-from scripts.drill.loadgen import stop_all
+from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
 from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
 from scripts.drill.scenarios import SCENARIO_MODULES
-from scripts.drill.scenarios.context import DrillContext
+from scripts.drill.scenarios.context import DrillContext, data_loss, rto_phases, surviving
+
+# The topic the background Kafka load writes to (the service's own events topic, mirrored to the peer).
+BACKGROUND_TOPIC = "ExceptionCaptured"
+# Scenarios that write no rows themselves: the service carries the load's writes in the background, and every
+# acknowledged one must still be in the database afterwards.
+WRITERLESS = ("configuration-loss", "kafka-cluster-failure")
 
 # Least destructive first: region-failure leaves the most to rebuild.
 ORDER = ("single-pod-failure", "configuration-loss", "database-corruption", "kafka-cluster-failure", "region-failure")
@@ -37,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--outputs",
         type=Path,
         help="a running lab's stack outputs (<lab>/outputs/<stack>.json): drill on that lab (same as --lab-root)",
+    )
+    p.add_argument(
+        "--load",
+        default="default",
+        help=f"load level of drtopo:drill.load: {', '.join(LOAD_LEVELS)} (default: default; the tests run light)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the scenarios and their objectives; run nothing")
     p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")
@@ -90,7 +108,8 @@ def machine() -> dict[str, object]:
 def run_scenario(
     ctx: DrillContext, name: str, overrides: dict[tuple[str, str], float], restore: bool = True
 ) -> ScenarioResult:
-    objective = ctx.settings("prod").objectives.for_scenario(name)
+    settings = ctx.settings("prod")
+    objective = settings.objectives.for_scenario(name)
     result = ScenarioResult(
         scenario=name,
         objective_rto_seconds=overrides.get((name, "rto"), objective.rto_seconds),
@@ -98,18 +117,94 @@ def run_scenario(
     )
     module = SCENARIO_MODULES[name]
     print(f"== {name} (RTO goal {result.objective_rto_seconds:g} s, RPO goal {result.objective_rpo_seconds:g} s)")
+    ctx.begin()
+    background: MessageProducer | None = None
     try:
+        with _timed(f"seed the primary to {ctx.load.seed_rows} rows, replayed by the standby"):
+            seeded = ctx.seed()
+        result.measured.update(load=ctx.load_name, seed_rows_added=int(seeded["rows"]), seed_seconds=seeded["seconds"])
+        if name != "kafka-cluster-failure":  # that scenario produces at the load's rate itself
+            background = ctx.message_producer(
+                lambda: ctx.lab.kafka_bootstrap(ctx.active_stack()), BACKGROUND_TOPIC, prefix=f"{name}-bg"
+            )
+            background.start()
+        writer = ctx.row_writer(ctx.active_service_url, prefix=f"{name}-bg") if name in WRITERLESS else None
+        if writer is not None:
+            writer.start()
         module.run(ctx, result)
+        if writer is not None:
+            background_rows_kept(ctx, result, writer.stop())
     except Exception as exc:  # a scenario that breaks is a failed drill, reported, not a traceback
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     finally:
+        if background is not None:
+            background.stop()
         left = stop_all()
         if left:
             print(f"   (stopped {left} load thread(s) the scenario left running)")
+        load_figures(ctx, result)
+        result.phases = rto_phases(name, settings, result.measured)
+        if result.phases:
+            result.measured["client_rto_seconds"] = round(sum(p["seconds"] for p in result.phases), 3)
         if restore:
             with _timed("restore the lab to a healthy prod=primary, dr=standby"):
                 ctx.lab.restore_baseline()
     return result
+
+
+def background_rows_kept(ctx: DrillContext, result: ScenarioResult, stats: LoadStats) -> None:
+    """The rows a background writer had acknowledged are all in the database the clients now reach."""
+    stack = ctx.active_stack(ttl=0)
+    with connect(ctx.outputs(stack)) as conn:
+        present = surviving(conn, [a.key for a in stats.acks])
+    lost, rpo = data_loss(stats.acks, present, before=time.time())
+    result.measured.update(rows_lost=lost, rows_rpo_seconds=round(rpo, 3))
+    result.checks.check(
+        "every acknowledged write kept (the service's load during the scenario)",
+        lost == 0,
+        f"{len(stats.acks) - lost} of {len(stats.acks)} acknowledged rows in {stack}'s database",
+        lost,
+        0,
+    )
+
+
+def steady_rate(acks: list[Ack], start: float, end: float, settle: float = 0.5) -> float | None:
+    """Acknowledgements per second from the first one (plus `settle` seconds) until `end` (the failure)."""
+    inside = [a for a in acks if start <= a.at <= end]
+    if len(inside) < 2:
+        return None
+    begin = inside[0].at + settle if inside[-1].at - inside[0].at > 2 * settle else inside[0].at
+    counted = sum(1 for a in inside if a.at >= begin)
+    return counted / (end - begin) if end > begin else None
+
+
+def load_figures(ctx: DrillContext, result: ScenarioResult) -> None:
+    """The load a scenario carried: write and message rates achieved before the failure, totals, per-second series."""
+    m = result.measured
+    failure = ctx.origin + m["failure_at_seconds"] if "failure_at_seconds" in m else None
+    writes = sorted((a for w in ctx.writers for a in w.stats.acks), key=lambda a: a.at)
+    messages = sorted((a for p in ctx.producers for a in p.stats.acks), key=lambda a: a.at)
+    end_writes = failure or (writes[-1].at if writes else 0.0)
+    rate = steady_rate(writes, ctx.origin, end_writes)
+    # Kafka: over the whole run (a producer's first deliveries arrive in one burst once it has connected).
+    kafka_rate = steady_rate(messages, 0.0, messages[-1].at, settle=1.0) if messages else None
+    if failure is not None and writes:
+        first = next((a for a in writes if a.at > failure), None)
+        m["first_ack_after_failure_seconds"] = None if first is None else round(first.at - failure, 3)
+    m.update(
+        write_rate_goal=ctx.load.write_rate if ctx.writers else None,
+        write_rate_achieved=None if rate is None else round(rate, 1),
+        kafka_rate_goal=ctx.load.kafka_rate if ctx.producers else None,
+        kafka_rate_achieved=None if kafka_rate is None else round(kafka_rate, 1),
+    )
+    if ctx.writers:
+        m.setdefault("rows_acknowledged", len(writes))
+        m.setdefault("failed_requests", sum(w.stats.errors for w in ctx.writers))
+    if ctx.producers:
+        m.setdefault("messages_acknowledged", len(messages))
+    if "messages_duplicated" in m:
+        m.setdefault("messages_reread", m["messages_duplicated"])
+    result.series = {"writes": per_second(writes, ctx.origin), "kafka": per_second(messages, ctx.origin)}
 
 
 class _timed:
@@ -147,11 +242,20 @@ def run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     scenarios = parse_scenarios(args.scenario)
     overrides = parse_objectives(args.objective)
-    load_settings("prod")  # bad repository config fails here, before any server starts
+    # Bad repository config, or a load level it does not have, fails here, before any server starts.
+    try:
+        load_settings("prod").drill.load.level(args.load)
+    except SettingsError as exc:
+        raise BadInput(f"--load {args.load!r} is unknown; expected one of {', '.join(LOAD_LEVELS)}") from exc
     if args.outputs is not None:
         args.lab_root = lab_root_of(args.outputs)
     if args.dry_run:
+        load = load_settings("prod").drill.load.level(args.load)
         print_plan(scenarios, overrides)
+        print(
+            f"load {args.load}: {load.write_rate:g} writes/s, {load.kafka_rate:g} Kafka messages/s, "
+            f"{load.seed_rows} rows seeded before each fault"
+        )
         return EXIT_OK
 
     with tempfile.TemporaryDirectory(prefix="drtopo-drill-") as scratch:
@@ -173,7 +277,12 @@ def run(argv: Sequence[str] | None) -> int:
                 print("bringing the running lab to its baseline (prod primary, dr standby, every server up) ...")
                 lab.restore_baseline()
             os.environ.update(lab.env())
-            ctx = DrillContext(lab=lab, json_dir=json_dir, quiet=args.quiet)
+            load = lab.settings("prod").drill.load.level(args.load)
+            print(
+                f"load {args.load}: {load.write_rate:g} writes/s over {load.connections} connections, "
+                f"{load.kafka_rate:g} Kafka messages/s, {load.seed_rows} rows before each fault"
+            )
+            ctx = DrillContext(lab=lab, json_dir=json_dir, quiet=args.quiet, load=load, load_name=args.load)
             # The lab is rebuilt after each scenario, except after the last one of a lab the drill stops anyway.
             results = [
                 run_scenario(ctx, name, overrides, restore=not own_lab or i < len(scenarios) - 1)

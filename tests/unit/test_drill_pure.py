@@ -85,9 +85,18 @@ def test_dry_run_lists_the_plan_and_starts_nothing(capsys: pytest.CaptureFixture
     from scripts.drill import run as drill
 
     assert drill.main(["--dry-run", "--objective", "region-failure.rto=30"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    *lines, load = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == list(ORDER)
     assert "region-failure: RTO goal 30 s, RPO goal 900 s" in lines[-1]
+    assert load == "load default: 500 writes/s, 2000 Kafka messages/s, 1000000 rows seeded before each fault"
+
+
+def test_an_unknown_load_level_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts.drill import run as drill
+
+    assert drill.main(["--dry-run", "--load", "huge"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'huge'" in err and "light, default, heavy" in err
 
 
 def test_outputs_outside_a_lab_are_bad_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ operator would run; fault injection goes through the lab's API.
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -13,12 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from drtopo.aws import stack_client
+from drtopo.database.connect import connect
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
-from drtopo.settings import Settings, load_settings
+from drtopo.settings import LoadLevel, Settings, load_settings
 from lab.core import Lab
 from scripts import backup, failback, promote, restore, validate
+from scripts.drill.loadgen import MessageProducer, RowWriter
 
 # The companion commands a scenario runs, by the name an operator types after `python -m scripts.`.
 COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
@@ -30,12 +35,43 @@ COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
 }
 
 
+# The light load: what a context runs with when nobody chose one (the tests' level).
+LIGHT = LoadLevel(write_rate=50, kafka_rate=100, seed_rows=10_000, connections=2)
+
+
 @dataclass
 class DrillContext:
+    """One drill's lab, and the load every scenario runs under (`--load`, from `drtopo:drill.load`).
+
+    Scenarios make their writers with `row_writer` / `message_producer`, so the load level reaches each of them
+    and the drill can report what every writer achieved; `clock()` marks the scenario's start on the wall clock.
+    """
+
     lab: Lab
     json_dir: Path
     quiet: bool = False
-    _dns_cache: tuple[float, str] = field(default=(0.0, ""))
+    load: LoadLevel = LIGHT
+    load_name: str = "light"
+    writers: list[RowWriter] = field(default_factory=list)
+    producers: list[MessageProducer] = field(default_factory=list)
+    origin: float = 0.0  # wall-clock time the scenario's clock started
+    _dns_cache: tuple[float, str, str] = field(default=(0.0, "", ""))
+    _dns_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self) -> None:
+        """A new scenario: forget the previous one's writers."""
+        self.writers, self.producers, self.origin = [], [], time.time()
+
+    def row_writer(self, endpoint: Callable[[], str], prefix: str) -> RowWriter:
+        """A writer at the drill's load (writes/s over its client connections), reported after the scenario."""
+        writer = RowWriter(endpoint, rate=self.load.write_rate, prefix=prefix, connections=self.load.connections)
+        self.writers.append(writer)
+        return writer
+
+    def message_producer(self, bootstrap: Callable[[], str], topic: str, prefix: str) -> MessageProducer:
+        producer = MessageProducer(bootstrap, topic, rate=self.load.kafka_rate, prefix=prefix)
+        self.producers.append(producer)
+        return producer
 
     def settings(self, stack: str) -> Settings:
         return load_settings(stack, self.lab.project_dir)
@@ -47,6 +83,7 @@ class DrillContext:
         return self.lab.outputs_path(stack)
 
     def clock(self) -> Clock:
+        self.origin = time.time()
         return Clock(quiet=self.quiet)
 
     def run(self, module: str, argv: Sequence[str]) -> int:
@@ -55,21 +92,61 @@ class DrillContext:
 
     def active_service_url(self, ttl: float = 0.25) -> str:
         """The service URL a client reaches: the PRIMARY failover record's region, as Route53 answers (cached ttl)."""
-        at, url = self._dns_cache
-        if url and time.monotonic() - at < ttl:
-            return url
-        outputs = {s: self.outputs(s) for s in ("prod", "dr")}
-        prod = outputs["prod"]
-        route53 = stack_client("route53", prod)
-        records = route53.list_resource_record_sets(HostedZoneId=prod.hosted_zone_id)["ResourceRecordSets"]
-        name = prod.record_name.rstrip(".") + "."
-        primary = next(
-            (r["SetIdentifier"] for r in records if r["Name"] == name and r.get("Failover") == "PRIMARY"),
-            None,
-        )
-        target = next((o for o in outputs.values() if o.set_identifier == primary), prod)
-        self._dns_cache = (time.monotonic(), target.service_url)
-        return target.service_url
+        return self._active(ttl)[1]
+
+    def active_stack(self, ttl: float = 0.25) -> str:
+        """The stack the PRIMARY failover record points to."""
+        return self._active(ttl)[2]
+
+    def _active(self, ttl: float) -> tuple[float, str, str]:
+        # Many writer threads ask at once: one of them asks Route53, the others wait for its answer.
+        with self._dns_lock:
+            at, url, stack = self._dns_cache
+            if url and time.monotonic() - at < ttl:
+                return self._dns_cache
+            outputs = {s: self.outputs(s) for s in ("prod", "dr")}
+            prod = outputs["prod"]
+            route53 = stack_client("route53", prod)
+            records = route53.list_resource_record_sets(HostedZoneId=prod.hosted_zone_id)["ResourceRecordSets"]
+            name = prod.record_name.rstrip(".") + "."
+            primary = next(
+                (r["SetIdentifier"] for r in records if r["Name"] == name and r.get("Failover") == "PRIMARY"),
+                None,
+            )
+            stack = next((s for s, o in outputs.items() if o.set_identifier == primary), "prod")
+            self._dns_cache = (time.monotonic(), outputs[stack].service_url, stack)
+            return self._dns_cache
+
+    def seed(self, stack: str = "prod", timeout: float = 300) -> dict[str, float]:
+        """The database holds at least the load's `seed_rows` before the fault: one INSERT ... generate_series on
+        the primary, replayed by the standby before the scenario starts. Returns rows added and seconds."""
+        start = time.monotonic()
+        with connect(self.outputs(stack)) as conn:
+            (have,) = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()
+            missing = max(self.load.seed_rows - have, 0)
+            if missing:
+                conn.execute(SEED, {"rows": missing, "first": have + 1})
+                conn.execute("ANALYZE interface_exceptions")
+            (lsn,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        standby = self.lab.pg_conninfo(self.settings(stack).peer_stack)
+        with psycopg.connect(standby, password=self.lab.password, autocommit=True) as peer:
+            deadline = time.monotonic() + timeout
+            while not peer.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the standby did not replay the seeded rows within {timeout:.0f} s")
+                time.sleep(0.1)
+        return {"rows": float(missing), "seconds": round(time.monotonic() - start, 3)}
+
+
+# Seed rows look like a year of the service's history, with transaction ids no load writes ('seed-N').
+SEED = """
+INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation, status, severity,
+    customer_id, retry_count, created_at, updated_at)
+SELECT 'seed-' || i, (ARRAY['ORDER', 'COLLECTION', 'DISTRIBUTION'])[1 + i %% 3], 'reason ' || i %% 97, 'CREATE_ORDER',
+       (ARRAY['NEW', 'ACKNOWLEDGED', 'RESOLVED', 'CLOSED'])[1 + i %% 4], 'MEDIUM', 'cust-' || i %% 1000, i %% 5,
+       now() - interval '365 days' + i * interval '10 milliseconds', now() - interval '365 days' + i * interval '10 ms'
+FROM generate_series(%(first)s, %(first)s + %(rows)s - 1) i
+"""
 
 
 # How long a scenario waits for a recovery beyond its objective: a recovery slower than the objective is still
@@ -111,6 +188,67 @@ def data_loss(acks: Sequence[Any], present: set[str], before: float) -> tuple[in
     lost = [a for a in acked if a.key not in present]
     if not lost:
         return 0, 0.0
-    kept = [a.at for a in acked if a.key in present and a.at < min(a2.at for a2 in lost)]
+    oldest_lost = min(a.at for a in lost)
+    kept = [a.at for a in acked if a.key in present and a.at < oldest_lost]
     newest_lost = max(a.at for a in lost)
-    return len(lost), newest_lost - (max(kept) if kept else min(a.at for a in lost))
+    return len(lost), newest_lost - (max(kept) if kept else oldest_lost)
+
+
+# ---- the RTO a client sees ----------------------------------------------------------------------------------------
+MEASURED = "measured on the lab"
+
+
+def rto_phases(scenario: str, settings: Settings, measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """The client-visible RTO of a scenario, phase by phase: detection, decision, action, DNS, client reconnect.
+
+    The lab measures the action and the reconnect (from the failure until the first acknowledged write, the drill
+    acting at once). What a lab cannot show is modelled from the stack's settings and labelled so: Route53 declares
+    a region unhealthy after `failureThreshold` checks failing `requestIntervalSeconds` apart, an operator takes
+    `drtopo:drill.decisionSeconds` to start the runbook, and resolvers keep the old answer for the record's TTL.
+    A scenario that splits its lab time sets `action_seconds` (what its recovery command took); the rest of the
+    lab's RTO is the client's reconnect.
+    """
+    lab_rto = measured.get("rto_seconds")
+    if lab_rto is None:
+        return []
+    dns, decision = settings.dns, settings.drill.decision_seconds
+    health = float(dns.failure_threshold * dns.request_interval_seconds)
+    health_how = (
+        f"modelled: {dns.failure_threshold} health checks failing {dns.request_interval_seconds} s apart "
+        "(drtopo:dns.failureThreshold x requestIntervalSeconds)"
+    )
+    decide = (float(decision), "modelled: drtopo:drill.decisionSeconds (an operator starts the runbook)")
+    action = measured.get("action_seconds")
+    if action is None or action > lab_rto:
+        action, reconnect = float(lab_rto), 0.0
+        action_how = f"{MEASURED}: from the failure to the first acknowledged write (reconnect included)"
+    else:
+        reconnect = lab_rto - action
+        action_how = f"{MEASURED}: {measured.get('action', 'the recovery command')}"
+    reconnect_how = f"{MEASURED}: from the end of the action to the client's first acknowledged write"
+    table: dict[str, list[tuple[str, float, str]]] = {
+        "single-pod-failure": [
+            ("detection", 0.0, f"{MEASURED} (in the action): the kubelet sees the container exit at once"),
+            ("decision", 0.0, "none: Kubernetes restarts the pod without anyone deciding"),
+        ],
+        "configuration-loss": [
+            ("detection", 0.0, "not modelled: a lost configuration raises no health check"),
+            ("decision", *decide),
+        ],
+        "database-corruption": [
+            ("detection", 0.0, "not modelled: corruption raises no health check; the drill knows when it happened"),
+            ("decision", *decide),
+        ],
+        "kafka-cluster-failure": [
+            ("detection", health, health_how.replace("checks", "checks of the cluster")),
+            ("decision", *decide),
+        ],
+        "region-failure": [("detection", health, f"{health_how}, Route53"), ("decision", *decide)],
+    }
+    phases = [*table.get(scenario, []), ("action", float(action), action_how)]
+    if scenario == "region-failure":
+        phases.append(
+            ("dns", float(dns.ttl_seconds), "modelled: resolvers keep the old answer for drtopo:dns.ttlSeconds")
+        )
+    phases.append(("reconnect", float(reconnect), reconnect_how))
+    return [{"phase": n, "seconds": round(s, 3), "how": h} for n, s, h in phases]

@@ -16,21 +16,18 @@ import time
 from datetime import datetime
 
 from drtopo.database.connect import connect
-from scripts.drill.loadgen import RowWriter
 from scripts.drill.report import ScenarioResult
 from scripts.drill.scenarios.context import DrillContext, data_loss, surviving
 
 NAME = "database-corruption"
 DAMAGE = "DELETE FROM interface_exceptions WHERE id % 3 = 0"
-RATE = 50.0  # writes per second through the service, before, during and after the recovery
-CONNECTIONS = 2
 FIRST_WRITE_PATIENCE_SECONDS = 120.0
 
 
 def run(ctx: DrillContext, result: ScenarioResult) -> None:
     clock = ctx.clock()
     outputs = ctx.outputs("prod")
-    writer = RowWriter(lambda: outputs.service_url, rate=RATE, prefix="corrupt", connections=CONNECTIONS)
+    writer = ctx.row_writer(lambda: outputs.service_url, prefix="corrupt")
     with clock.step("steady load on the primary"):
         writer.start()
         time.sleep(3)
@@ -80,7 +77,7 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
         rows_excluded_as_damage=measured["rows_excluded_as_damage"],
         write_errors=stats.errors,
         restore_seconds=measured.get("restore_seconds"),
-        write_rate=RATE,
+        write_rate=ctx.load.write_rate,
     )
     result.checks.check(
         "a write acknowledged on the restored database",

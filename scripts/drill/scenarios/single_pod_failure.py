@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 from drtopo.database.connect import connect
-from scripts.drill.loadgen import RowWriter
 from scripts.drill.report import ScenarioResult
 from scripts.drill.scenarios.context import DrillContext, data_loss, patience, surviving, wait_healthy
 
@@ -19,7 +18,7 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     clock = ctx.clock()
     stack = "prod"
     url = ctx.outputs(stack).service_url
-    writer = RowWriter(lambda: url, rate=50, prefix="pod")
+    writer = ctx.row_writer(lambda: url, prefix="pod")
     with clock.step("steady load on the service"):
         writer.start()
         time.sleep(2)
