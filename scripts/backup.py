@@ -3,7 +3,8 @@
 `run` is what the daily CronJob executes: a custom-format `pg_dump` taken in an exported snapshot (so the row counts
 stored beside it are exact), uploaded with SSE-KMS under every tier of the date. `verify` downloads a dump, checks
 its SHA-256, reads every block with `pg_restore`, and with `--restore-test` restores it into a scratch database and
-compares row counts. `list` shows the tiers and flags gaps. `config` backs up the configuration objects.
+compares row counts with the dump's manifest. `list` shows the tiers, each dump's storage class and whether it is
+readable now, and flags gaps. `config` backs up the configuration objects.
 """
 
 from __future__ import annotations

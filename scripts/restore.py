@@ -1,8 +1,10 @@
 """`python -m scripts.restore dump|pitr|config|kafka-topics|consumer-offsets`: bring data and configuration back.
 
 `dump` restores a verified dump from the dump bucket into a target database (refusing a non-empty one unless
-`--clean`) and checks row counts against those stored with the dump. `pitr` restores the stack's database to a time
-T: a new RDS instance, or for a self-managed PostgreSQL (the lab) base backup + WAL archive in a new data directory.
+`--clean`) and checks row counts against the dump's manifest; a dump in GLACIER or DEEP_ARCHIVE is first restored
+(RestoreObject) and waited for, with progress against the typical time of its class and tier. `pitr` restores the
+stack's database to a time T: a new RDS instance, or for a self-managed PostgreSQL (the lab) base backup + WAL archive
+in a new data directory; `--window` prints what can be restored, `--cutover` recovers from corruption end to end.
 `config` brings the configuration files back byte for byte; `kafka-topics` recreates missing topics;
 `consumer-offsets` moves a consumer group to the offsets MirrorMaker 2's checkpoints translate.
 """
@@ -19,7 +21,8 @@ from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
-from drtopo.backup.restore import recover_with_cutover, restore_dump, restore_pitr, show_window
+from drtopo.backup.restore import ArchiveRetrieval, recover_with_cutover, restore_dump, restore_pitr, show_window
+from drtopo.backup.store import RETRIEVAL_TIERS
 from drtopo.database import pg_tools, pitr
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
@@ -42,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("key", help="object key in the dump bucket (see `backup list`)")
     dump.add_argument("--target", required=True, metavar="DSN", help="libpq connection string of the target database")
     dump.add_argument("--clean", action="store_true", help="drop the dump's objects in a non-empty target first")
+    dump.add_argument(
+        "--tier",
+        choices=RETRIEVAL_TIERS,
+        default="Standard",
+        help="archived dumps (GLACIER, DEEP_ARCHIVE): the retrieval tier of the restore request (default Standard)",
+    )
+    dump.add_argument("--restore-days", type=_positive_int, default=2, help="days S3 keeps the restored copy")
+    dump.add_argument(
+        "--wait-seconds",
+        type=_positive_float,
+        help="how long to wait for the restored copy (default: the tier's longest typical time)",
+    )
+    dump.add_argument("--poll-seconds", type=_positive_float, help="how often to look (default: from the tier)")
     at = command("pitr", "restore the stack's database to a point in time, into a new instance")
     at.add_argument("--time", help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z (required unless --window)")
     at.add_argument(
@@ -79,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def _xid(text: str) -> int:
     if not text.isdigit() or int(text) < 3:
         raise argparse.ArgumentTypeError(f"{text!r} is not a transaction id; expected an integer >= 3")
@@ -107,7 +139,8 @@ def _main(argv: Sequence[str] | None) -> int:
     report, clock = Report(), Clock()
     try:
         if args.command == "dump":
-            restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run)
+            retrieval = ArchiveRetrieval(args.tier, args.restore_days, args.wait_seconds, args.poll_seconds)
+            restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run, retrieval)
         elif args.command == "pitr" and args.window:
             show_window(outputs, report, target_time, rds=args.rds)
         elif args.command == "pitr" and args.cutover:

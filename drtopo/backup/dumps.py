@@ -8,7 +8,6 @@ tiers and flags gaps.
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import tempfile
@@ -63,18 +62,26 @@ def run(outputs: StackOutputs, report: Report, clock: Clock, day: date, dry_run:
             "source": f"{outputs.stack}/{outputs.db_instance_id}",
             "database": outputs.db_name,
             "taken-at": now.isoformat(timespec="seconds"),
-            "row-counts": json.dumps(counts, separators=(",", ":")),
+        }
+        manifest = {
+            "sha256": digest,
+            "bytes": size,
+            "source": metadata["source"],
+            "database": outputs.db_name,
+            "taken_at": metadata["taken-at"],
+            "format": "pg_dump custom",
+            "row_counts": counts,
         }
         s3 = dump_store.s3_client(outputs)
         with clock.step("upload") as step:
-            dump_store.upload(s3, outputs, outputs.dump_bucket, keys, path, metadata)
+            dump_store.upload(s3, outputs, outputs.dump_bucket, keys, path, metadata, manifest)
             step["keys"] = keys
     for key in keys:
         stored = dump_store.head(s3, outputs.dump_bucket, key)
         report.check(
             f"uploaded {key}",
-            stored.size == size and stored.sha256 == digest,
-            f"{size} bytes, sha256 {digest[:12]}…",
+            stored.size == size and stored.sha256 == digest and stored.row_counts == counts,
+            f"{size} bytes, sha256 {digest[:12]}…, manifest with {len(counts)} tables",
             value=stored.size,
             limit=size,
         )
@@ -102,7 +109,12 @@ def verify(
     s3 = dump_store.s3_client(outputs)
     key = key or dump_store.latest_key(s3, outputs.dump_bucket, outputs.db_name)
     stored = dump_store.head(s3, outputs.dump_bucket, key)
-    report.measured.update(key=key, bytes=stored.size)
+    report.measured.update(key=key, bytes=stored.size, storage_class=stored.storage_class)
+    if not stored.readable:
+        report.check(
+            "readable", False, f"{key} is {stored.state} in {stored.storage_class}; `restore dump` restores it first"
+        )
+        return
     with tempfile.TemporaryDirectory(prefix="drtopo-verify-") as tmp:
         path = Path(tmp) / "dump"
         with clock.step("download"):
@@ -180,7 +192,7 @@ def restore_test_into_scratch(
 
 def compare_counts(report: Report, counts: dict[str, int], expected: dict[str, int] | None) -> None:
     if expected is None:
-        report.check("row counts", False, "object has no row-counts metadata to compare with")
+        report.check("row counts", False, "the dump has no manifest (nor row-counts metadata) to compare with")
         return
     for table in sorted(set(expected) | set(counts)):
         got, want = counts.get(table), expected.get(table)
@@ -192,10 +204,23 @@ def list_backups(outputs: StackOutputs, report: Report, today: date) -> None:
     dumps = [d for d in dump_store.list_dumps(s3, outputs.dump_bucket) if d[0].database == outputs.db_name]
     now = datetime.now(UTC)
     listing: dict[str, list[dict[str, object]]] = {t: [] for t in TIERS}
-    for parsed, key, size in sorted(dumps, key=lambda d: (TIERS.index(d[0].tier), d[0].taken_at)):
+    for parsed, key, size, storage_class in sorted(dumps, key=lambda d: (TIERS.index(d[0].tier), d[0].taken_at)):
         age = (now - parsed.taken_at).total_seconds()
-        listing[parsed.tier].append({"key": key, "bytes": size, "age_seconds": round(age)})
-        print(f"{parsed.tier:<8} {_age(age):>8} {size:>12} B  {key}")
+        restore = None
+        if storage_class in dump_store.ARCHIVED:  # only archived objects need a HEAD to say whether they can be read
+            restore = dump_store.head(s3, outputs.dump_bucket, key, with_manifest=False).restore
+        state = dump_store.restore_state(storage_class, restore)
+        listing[parsed.tier].append(
+            {
+                "key": key,
+                "bytes": size,
+                "age_seconds": round(age),
+                "storage_class": storage_class,
+                "readable_now": dump_store.readable_now(storage_class, restore),
+                "state": state,
+            }
+        )
+        print(f"{parsed.tier:<8} {_age(age):>8} {size:>12} B  {storage_class:<12} {state:<12} {key}")
     for tier in TIERS:
         items = listing[tier]
         newest = f", newest {_age(min(int(i['age_seconds']) for i in items))} old" if items else ""

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,66 @@ from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
 
+@dataclass(frozen=True)
+class ArchiveRetrieval:
+    """How to bring back a dump from GLACIER or DEEP_ARCHIVE: the retrieval tier, how long the restored copy is kept,
+    how long to wait for it (None: the tier's longest typical time) and how often to look."""
+
+    tier: str = "Standard"
+    days: int = 2
+    wait_seconds: float | None = None
+    poll_seconds: float | None = None
+
+
+def bring_back(
+    s3: Any, bucket: str, stored: dump_store.StoredDump, retrieval: ArchiveRetrieval, report: Report, clock: Clock
+) -> dump_store.StoredDump | None:
+    """Request a restore of an archived dump and wait for it with progress against the typical time of its class
+    and tier; None (and a failed check) when it is not readable within the wait."""
+    low, high = dump_store.retrieval_estimate(stored.storage_class, retrieval.tier)
+    wait = retrieval.wait_seconds if retrieval.wait_seconds is not None else float(high)
+    poll = retrieval.poll_seconds if retrieval.poll_seconds is not None else min(300.0, max(5.0, low / 30))
+    typical = dump_store.typical_time(stored.storage_class, retrieval.tier)
+    if stored.state == "archived":
+        asked = dump_store.request_restore(s3, bucket, stored.key, retrieval.tier, retrieval.days)
+    else:
+        asked = "a restore was already under way"
+    report.check("restore request", True, f"{stored.key} in {stored.storage_class}: {asked}; {typical}")
+
+    def progress(waited: float, state: str) -> None:
+        clock.say(
+            f"{stored.key}: {state} after {dump_store.describe_seconds(waited)} ({typical}, waiting up to "
+            f"{dump_store.describe_seconds(wait)})"
+        )
+
+    with clock.step(f"wait for the restored copy of {stored.storage_class} ({retrieval.tier}, {typical})") as step:
+        readable = dump_store.wait_readable(s3, bucket, stored.key, wait, poll, progress)
+        step["typical_seconds"] = [low, high]
+    report.measured.update(
+        storage_class=stored.storage_class,
+        retrieval_tier=retrieval.tier,
+        retrieval_typical_seconds=[low, high],
+        retrieval_seconds=clock.steps[-1]["seconds"],
+    )
+    report.check(
+        "restored copy readable",
+        readable is not None,
+        f"after {dump_store.describe_seconds(clock.steps[-1]['seconds'])}"
+        if readable
+        else f"still not readable after {dump_store.describe_seconds(wait)}; the request stands: run again later",
+    )
+    return readable
+
+
 def restore_dump(
-    outputs: StackOutputs, report: Report, clock: Clock, key: str, target: str, clean: bool, dry_run: bool
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    key: str,
+    target: str,
+    clean: bool,
+    dry_run: bool,
+    retrieval: ArchiveRetrieval | None = None,
 ) -> None:
     try:
         target_plain, secret = pg_tools.split_password(target)
@@ -48,9 +107,21 @@ def restore_dump(
         )
     s3 = dump_store.s3_client(outputs)
     stored = dump_store.head(s3, outputs.dump_bucket, key)
+    retrieval = retrieval or ArchiveRetrieval()
+    first = (
+        f"request a {retrieval.tier} restore from {stored.storage_class} "
+        f"({dump_store.typical_time(stored.storage_class, retrieval.tier)}), then "
+        if not stored.readable
+        else ""
+    )
     if dry_run:
-        report.check("plan", True, f"restore {key} into {target_plain}{' after --clean' if existing else ''}")
+        report.check("plan", True, f"{first}restore {key} into {target_plain}{' after --clean' if existing else ''}")
         return
+    if not stored.readable:
+        readable = bring_back(s3, outputs.dump_bucket, stored, retrieval, report, clock)
+        if readable is None:
+            return
+        stored = readable
     with tempfile.TemporaryDirectory(prefix="drtopo-restore-") as tmp:
         path = Path(tmp) / "dump"
         with clock.step("download"):
