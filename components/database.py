@@ -36,6 +36,8 @@ LAG_EVALUATION_PERIODS = 3
 # Inputs RDS takes at creation only (terraform-provider-aws: ForceNew): ignored afterwards, so a promoted replica
 # whose refreshed state lacks them is never replaced for it.
 CREATE_ONLY_INPUTS = ("dbName", "username")
+# The tag of the one key a stack keeps outside its region (policies/rules/regions.py allows exactly this one).
+RDS_BACKUP_COPIES_PURPOSE = "rds-backup-copies"
 
 
 def instance_name(name: str, generation: int) -> str:
@@ -85,6 +87,8 @@ class Database(pulumi.ComponentResource):
                 description=f"drtopo copies of {region} database backups, kept in {peer}",
                 alias=f"drtopo-{region}-database-backup-copies",
                 region=peer,
+                # RDS encrypts backup copies only with a key (ARN) in the destination region.
+                purpose=RDS_BACKUP_COPIES_PURPOSE,
             ),
             child,
         )

@@ -25,6 +25,8 @@ class EncryptionKeyArgs:
     alias: str
     region: str | None = None
     service_principals: tuple[str, ...] = field(default=())
+    # Tagged `drtopo:purpose`: the policy pack tells a key that AWS requires in another region by it.
+    purpose: str | None = None
 
 
 def key_policy(account_id: str, service_principals: tuple[str, ...]) -> str:
@@ -71,6 +73,7 @@ class EncryptionKey(pulumi.ComponentResource):
             deletion_window_in_days=DELETION_WINDOW_DAYS,
             policy=policy,
             region=args.region,
+            tags={"drtopo:purpose": args.purpose} if args.purpose else None,
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
         self.alias = kms.Alias(

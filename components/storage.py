@@ -2,7 +2,9 @@
 tiered by lifecycle rules, Object-Locked for audit data and replicated to the same-purpose bucket of the peer region.
 
 Each stack replicates into its peer's buckets (named by `naming.bucket_name` for the peer region), so whichever
-region survives holds both regions' backups. Replicas are encrypted with a key this stack keeps in the peer region.
+region survives holds both regions' backups. Replicas are encrypted with the peer's own backup key (the peer stack
+declares it in its region; this stack names it by alias ARN, which S3's ReplicaKmsKeyID accepts): every key a stack
+declares lives in its own region.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_aws import iam, s3
+from pulumi_aws import get_caller_identity_output, iam, s3
 
 from components.kms import EncryptionKey, EncryptionKeyArgs
 from components.lifecycle import lifecycle_rules
@@ -26,6 +28,16 @@ AUDIT_PURPOSE = "audit"
 def peer_bucket_name(settings: Settings, purpose: str) -> str:
     """The same-purpose bucket the peer stack creates in its region."""
     return naming.bucket_name(settings.model_copy(update={"region": settings.peer_region}), purpose)
+
+
+def backup_key_alias(region: str) -> str:
+    """The alias of the backup key the stack of `region` declares (without `alias/`)."""
+    return f"drtopo-{region}-backups"
+
+
+def peer_backup_key_alias_arn(settings: Settings, account_id: str) -> str:
+    """The peer's backup key by alias ARN: S3 encrypts the replicas in the peer region with it."""
+    return f"arn:aws:kms:{settings.peer_region}:{account_id}:alias/{backup_key_alias(settings.peer_region)}"
 
 
 def bucket_policy(bucket: str) -> str:
@@ -56,8 +68,11 @@ def bucket_policy(bucket: str) -> str:
     )
 
 
-def replication_policy(settings: Settings, purposes: tuple[str, ...], source_key_arn: str, replica_key_arn: str) -> str:
-    """Least privilege for S3 replication: read versions here, write replicas there, use exactly the two keys."""
+def replication_policy(settings: Settings, purposes: tuple[str, ...], source_key_arn: str, account_id: str) -> str:
+    """Least privilege for S3 replication: read versions here, write replicas there, use exactly the two keys.
+
+    The replica key is the peer's, known here by alias only: IAM matches a key by its key ARN, so the statement
+    names the peer region's keys and narrows them to the one behind the alias (`kms:ResourceAliases`)."""
     sources = [f"arn:aws:s3:::{naming.bucket_name(settings, p)}" for p in purposes]
     targets = [f"arn:aws:s3:::{peer_bucket_name(settings, p)}" for p in purposes]
     return json.dumps(
@@ -99,8 +114,13 @@ def replication_policy(settings: Settings, purposes: tuple[str, ...], source_key
                     "Sid": "EncryptReplicas",
                     "Effect": "Allow",
                     "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
-                    "Resource": replica_key_arn,
-                    "Condition": {"StringLike": {"kms:ViaService": f"s3.{settings.peer_region}.amazonaws.com"}},
+                    "Resource": f"arn:aws:kms:{settings.peer_region}:{account_id}:key/*",
+                    "Condition": {
+                        "StringLike": {"kms:ViaService": f"s3.{settings.peer_region}.amazonaws.com"},
+                        "ForAnyValue:StringEquals": {
+                            "kms:ResourceAliases": f"alias/{backup_key_alias(settings.peer_region)}"
+                        },
+                    },
                 },
             ],
         }
@@ -122,7 +142,7 @@ class BackupStorageArgs:
 
 
 class BackupStorage(pulumi.ComponentResource):
-    """The buckets, their key, the peer-region replica key and the replication role."""
+    """The buckets, their key (this region) and the replication role; replicas use the peer's key."""
 
     buckets: dict[str, s3.Bucket]
     bucket_names: dict[str, pulumi.Output[str]]
@@ -136,40 +156,33 @@ class BackupStorage(pulumi.ComponentResource):
         key = EncryptionKey(
             f"{name}-key",
             EncryptionKeyArgs(
-                description=f"drtopo backups in {settings.region}", alias=f"drtopo-{settings.region}-backups"
+                description=f"drtopo backups in {settings.region}", alias=backup_key_alias(settings.region)
             ),
             child,
         )
-        replica_key = EncryptionKey(
-            f"{name}-replica-key",
-            EncryptionKeyArgs(
-                description=f"drtopo replicas of {settings.region} backups, kept in {settings.peer_region}",
-                alias=f"drtopo-{settings.region}-backup-replicas",
-                region=settings.peer_region,
-            ),
-            child,
-        )
+        account_id = get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        replica_key_arn = account_id.apply(lambda account: peer_backup_key_alias_arn(settings, account))
         role = iam.Role(f"{name}-replication", assume_role_policy=ASSUME_ROLE_BY_S3, opts=child)
         iam.RolePolicy(
             f"{name}-replication",
             role=role.id,
-            policy=pulumi.Output.all(key.arn, replica_key.arn).apply(
-                lambda arns: replication_policy(settings, args.purposes, arns[0], arns[1])
+            policy=pulumi.Output.all(key.arn, account_id).apply(
+                lambda values: replication_policy(settings, args.purposes, values[0], values[1])
             ),
             opts=child,
         )
         self.buckets = {
-            purpose: self._bucket(f"{name}-{purpose}", settings, purpose, key.arn, replica_key.arn, role.arn)
+            purpose: self._bucket(f"{name}-{purpose}", settings, purpose, key.arn, replica_key_arn, role.arn)
             for purpose in args.purposes
         }
         self.bucket_names = {purpose: bucket.bucket for purpose, bucket in self.buckets.items()}
         self.key_arn = key.arn
-        self.replica_key_arn = replica_key.arn
+        self.replica_key_arn = replica_key_arn
         self.register_outputs(
             {
                 "buckets": self.bucket_names,
                 "keyArn": key.arn,
-                "replicaKeyArn": replica_key.arn,
+                "replicaKeyArn": replica_key_arn,
                 "replicationRoleArn": role.arn,
             }
         )

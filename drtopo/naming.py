@@ -35,3 +35,14 @@ def health_check_name(settings: Settings) -> str:
 def parameter_group_name(settings: Settings) -> str:
     """By region and major version: a major upgrade brings a new group beside the old one."""
     return f"drtopo-{settings.region}-postgres{settings.database.major}"
+
+
+# The takeover signal (DNS failover through the data plane): a CloudWatch metric and its alarm in each stack's own
+# region. A stack that takes over publishes 1 there; the peer's failover record is healthy only while it is not 1.
+TAKEOVER_NAMESPACE = "drtopo/Failover"
+TAKEOVER_METRIC = "Takeover"
+
+
+def takeover_alarm_name(region: str) -> str:
+    """The alarm that is ALARM while the stack of `region` has taken the traffic over from its peer."""
+    return f"drtopo-{region}-takeover"

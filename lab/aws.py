@@ -1,8 +1,11 @@
 """The lab's AWS emulator: `moto_server` on loopback, seeded with what the prod and dr stacks would create.
 
-Names come from drtopo/naming.py, so scripts find the emulated KMS keys, buckets, RDS instances, health checks
-and failover records exactly where they would find the real ones. The emulator does not replicate objects or fail
-health checks; the lab's real servers supply that half.
+Names come from drtopo/naming.py, so scripts find the emulated KMS keys, buckets, RDS instances, health checks,
+takeover alarms and failover records exactly where they would find the real ones. The emulator does not replicate
+objects, evaluates no health check (the endpoint, alarm and calculated checks exist, their status is never computed)
+and evaluates no alarm from its metric (promote sets the takeover alarm's state itself); the lab's real servers
+supply the data-plane half, and `drtopo.failover.dns.current` computes what Route53 would answer from the records
+and the takeover alarms.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class StackResources:
     hosted_zone_id: str
     health_check_id: str
     buckets: dict[str, str]
+    # The calculated check the failover record carries: the endpoint check AND the peer has not taken over.
+    record_health_check_id: str = ""
 
 
 def spawn(root: Path, port: int) -> int:
@@ -207,7 +212,24 @@ def _zone(settings: Settings, endpoint: str) -> str:
     return created["HostedZone"]["Id"].split("/")[-1]
 
 
-def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) -> str:
+def _takeover_alarm(settings: Settings, endpoint: str) -> None:
+    """This region's takeover signal, as components/dns.py declares it (the emulator never evaluates it)."""
+    client("cloudwatch", settings.region, endpoint).put_metric_alarm(
+        AlarmName=naming.takeover_alarm_name(settings.region),
+        Namespace=naming.TAKEOVER_NAMESPACE,
+        MetricName=naming.TAKEOVER_METRIC,
+        Dimensions=[{"Name": "Region", "Value": settings.region}],
+        Statistic="Maximum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="ignore",
+    )
+
+
+def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) -> tuple[str, str]:
+    """The endpoint check, the check on the peer's takeover alarm, the calculated AND of both, and the record."""
     route53 = client("route53", settings.region, endpoint)
     dns = settings.dns
     check = route53.create_health_check(
@@ -226,6 +248,25 @@ def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) ->
         ResourceId=check["Id"],
         AddTags=[{"Key": "Name", "Value": naming.health_check_name(settings)}],
     )
+    peer_signal = route53.create_health_check(
+        CallerReference=f"drtopo-lab-{settings.region}-peer-{secrets.token_hex(6)}",
+        HealthCheckConfig={
+            "Type": "CLOUDWATCH_METRIC",
+            "AlarmIdentifier": {
+                "Region": settings.peer_region,
+                "Name": naming.takeover_alarm_name(settings.peer_region),
+            },
+            "InsufficientDataHealthStatus": "Healthy",
+        },
+    )["HealthCheck"]
+    record_health = route53.create_health_check(
+        CallerReference=f"drtopo-lab-{settings.region}-record-{secrets.token_hex(6)}",
+        HealthCheckConfig={
+            "Type": "CALCULATED",
+            "ChildHealthChecks": [check["Id"], peer_signal["Id"]],
+            "HealthThreshold": 2,
+        },
+    )["HealthCheck"]
     route53.change_resource_record_sets(
         HostedZoneId=zone_id,
         ChangeBatch={
@@ -239,13 +280,13 @@ def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) ->
                         "Failover": settings.role.failover,
                         "TTL": dns.ttl_seconds,
                         "ResourceRecords": [{"Value": dns.endpoint}],
-                        "HealthCheckId": check["Id"],
+                        "HealthCheckId": record_health["Id"],
                     },
                 }
             ]
         },
     )
-    return check["Id"]
+    return check["Id"], record_health["Id"]
 
 
 def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources]:
@@ -260,6 +301,8 @@ def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources
         primary_arn = None if s.is_primary else databases[s.peer_stack]["DBInstanceArn"]
         databases[s.stack] = _database(s, endpoint, keys[s.stack], primary_arn)
     zone_id = _zone(ordered[0], endpoint)
+    for s in ordered:
+        _takeover_alarm(s, endpoint)
     checks = {s.stack: _health_check_and_record(s, endpoint, zone_id) for s in ordered}
     return {
         s.stack: StackResources(
@@ -267,8 +310,9 @@ def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources
             db_instance_id=databases[s.stack]["DBInstanceIdentifier"],
             db_arn=databases[s.stack]["DBInstanceArn"],
             hosted_zone_id=zone_id,
-            health_check_id=checks[s.stack],
+            health_check_id=checks[s.stack][0],
             buckets=buckets[s.stack],
+            record_health_check_id=checks[s.stack][1],
         )
         for s in ordered
     }

@@ -11,6 +11,8 @@ BUCKET_REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
 
 KMS_KEY = "aws:kms/key:Key"
 KMS_REPLICA_KEY = "aws:kms/replicaKey:ReplicaKey"
+KMS_ALIAS = "aws:kms/alias:Alias"
+SNS_TOPIC = "aws:sns/topic:Topic"
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
 RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"

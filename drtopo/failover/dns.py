@@ -1,20 +1,43 @@
-"""Flip the pair of Route53 failover records in one change batch: one stack's record PRIMARY, its peer's SECONDARY.
+"""DNS failover: the takeover signal first (data plane, in the region that takes over), the record flip as fallback.
 
-Both records (same name, `SetIdentifier` per region) are rewritten by UPSERT in a single `ChangeResourceRecordSets`
-call, so resolvers never see two PRIMARY records or none; every other field (health check, TTL, target, alias) is kept.
+The signal: each stack keeps in its own region the metric `drtopo/Failover Takeover` and the alarm
+`drtopo-<region>-takeover` (components/dns.py). A failover record is healthy only while its region's endpoint check
+passes and the *peer's* takeover alarm is not ALARM, so `take_over(target, peer)` publishes 1 in the target's region
+(CloudWatch PutMetricData, then SetAlarmState so the alarm needs no evaluation period) and 0 in the peer's region
+when it answers. Nothing of Route53's control plane (us-east-1) or of the failed region is needed.
+
+The fallback: `make_primary` flips the pair of failover records in one change batch: one stack's record PRIMARY, its
+peer's SECONDARY. Both records (same name, `SetIdentifier` per region) are rewritten by UPSERT in a single
+`ChangeResourceRecordSets` call, so resolvers never see two PRIMARY records or none; every other field (health check,
+TTL, target, alias) is kept. It is a control-plane call, used only when the signal cannot be written.
+
+`answered` is Route53's failover rule as a pure function (PRIMARY if healthy, else SECONDARY if healthy, else
+PRIMARY); `current` applies it to the records and the signals the account holds, which is what the lab's clients
+follow (the emulator evaluates no health check: the endpoint checks count as passing there).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
-from drtopo.aws import stack_client
+from botocore.exceptions import BotoCoreError, ClientError
+
+from drtopo import naming
+from drtopo.aws import client, stack_client
 from drtopo.outputs import StackOutputs
+
+# What a region's takeover alarm state is reported as when CloudWatch there does not answer.
+UNREACHABLE = "UNREACHABLE"
 
 
 class RecordError(LookupError):
     """A failover record this stack expects is missing from the hosted zone."""
+
+
+class SignalError(RuntimeError):
+    """The takeover signal could not be written in the region that takes over."""
 
 
 def _fqdn(name: str) -> str:
@@ -64,8 +87,95 @@ def list_records(outputs: StackOutputs) -> list[dict[str, Any]]:
     return [r for page in pages for r in page["ResourceRecordSets"]]
 
 
-def current(outputs: StackOutputs) -> dict[str, str]:
+def record_state(outputs: StackOutputs) -> dict[str, str]:
+    """The records as declared: `{SetIdentifier: "PRIMARY"|"SECONDARY"}`."""
     return failover_state(list_records(outputs), outputs.record_name)
+
+
+def answered(declared: Mapping[str, str], healthy: Mapping[str, bool]) -> str | None:
+    """The set identifier Route53 answers for a failover pair: the PRIMARY record when healthy, else the SECONDARY
+    when healthy, else the PRIMARY (Route53 answers the primary when both are unhealthy); None without a PRIMARY."""
+    primary = next((k for k, v in declared.items() if v == "PRIMARY"), None)
+    secondary = next((k for k, v in declared.items() if v == "SECONDARY"), None)
+    if primary is None:
+        return secondary
+    if healthy.get(primary, True) or secondary is None or not healthy.get(secondary, True):
+        return primary
+    return secondary
+
+
+def vetoed(declared: Mapping[str, str], takeover: Mapping[str, str]) -> dict[str, bool]:
+    """Which records the peer's takeover makes unhealthy: set identifiers are regions, and a record is vetoed while
+    the other region's takeover alarm is ALARM."""
+    regions = list(declared)
+    return {r: any(takeover.get(o) == "ALARM" for o in regions if o != r) for r in regions}
+
+
+def routing(declared: Mapping[str, str], takeover: Mapping[str, str]) -> dict[str, str]:
+    """`{SetIdentifier: "PRIMARY"|"SECONDARY"}` as Route53 answers: PRIMARY is the record it serves."""
+    healthy = {k: not v for k, v in vetoed(declared, takeover).items()}
+    serving = answered(declared, healthy)
+    return {k: "PRIMARY" if k == serving else "SECONDARY" for k in declared}
+
+
+def takeover_state(region: str) -> str:
+    """The state of `region`'s takeover alarm (OK, ALARM, INSUFFICIENT_DATA), UNREACHABLE when CloudWatch fails."""
+    try:
+        alarms = client("cloudwatch", region).describe_alarms(AlarmNames=[naming.takeover_alarm_name(region)])
+    except (BotoCoreError, ClientError):
+        return UNREACHABLE
+    found = alarms.get("MetricAlarms") or []
+    return str(found[0]["StateValue"]) if found else "INSUFFICIENT_DATA"
+
+
+def current(outputs: StackOutputs) -> dict[str, str]:
+    """The failover pair as Route53 answers it, from the records and both regions' takeover signals."""
+    declared = record_state(outputs)
+    return routing(declared, {region: takeover_state(region) for region in declared})
+
+
+def publish_takeover(region: str, taken_over: bool) -> None:
+    """Write `region`'s takeover signal (1 or 0) and set its alarm to match; raises SignalError when CloudWatch there
+    refuses or does not answer (the alarm must exist: SetAlarmState fails on an unknown alarm)."""
+    watch = client("cloudwatch", region)
+    value = 1.0 if taken_over else 0.0
+    try:
+        watch.put_metric_data(
+            Namespace=naming.TAKEOVER_NAMESPACE,
+            MetricData=[
+                {
+                    "MetricName": naming.TAKEOVER_METRIC,
+                    "Dimensions": [{"Name": "Region", "Value": region}],
+                    "Value": value,
+                    "Unit": "Count",
+                }
+            ],
+        )
+        watch.set_alarm_state(
+            AlarmName=naming.takeover_alarm_name(region),
+            StateValue="ALARM" if taken_over else "OK",
+            StateReason=f"drtopo promote: Takeover={value:g} published in {region}",
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise SignalError(
+            f"takeover signal {naming.takeover_alarm_name(region)} in {region} not written: {exc}"
+        ) from None
+
+
+def take_over(target: StackOutputs, peer: StackOutputs) -> dict[str, Any]:
+    """Make Route53 answer `target`'s record through the data plane: the target region's signal on (must succeed,
+    else SignalError), the peer region's off when it answers (a stale signal there would veto the target's record)."""
+    publish_takeover(target.region, True)
+    try:
+        publish_takeover(peer.region, False)
+        peer_cleared, peer_error = True, None
+    except SignalError as exc:
+        peer_cleared, peer_error = False, str(exc)
+    return {
+        "signal": naming.takeover_alarm_name(target.region),
+        "peer_cleared": peer_cleared,
+        "peer_error": peer_error,
+    }
 
 
 def make_primary(primary: StackOutputs, secondary: StackOutputs) -> dict[str, Any]:
@@ -80,5 +190,41 @@ def make_primary(primary: StackOutputs, secondary: StackOutputs) -> dict[str, An
         "before": before,
         "changes": len(batch["Changes"]),
         "change_id": change["ChangeInfo"]["Id"],
-        "after": current(primary),
+        "after": record_state(primary),
     }
+
+
+class DnsFailoverError(RuntimeError):
+    """Neither the takeover signal nor the record flip made Route53 answer the target."""
+
+
+def fail_over(target: StackOutputs, peer: StackOutputs) -> dict[str, Any]:
+    """DNS to `target`: the takeover signal first; the record UPSERT (Route53's control plane) only when the signal
+    cannot be written in the target's region, or when the peer's stale signal could not be cleared. Returns the
+    mode used (`signal` or `fallback`), why a fallback was needed, and the routing after; raises DnsFailoverError
+    when Route53 would still not answer the target."""
+    result: dict[str, Any] = {"mode": "signal"}
+    reason = None
+    try:
+        result["signal"] = take_over(target, peer)
+        if not result["signal"]["peer_cleared"]:
+            reason = result["signal"]["peer_error"]
+    except SignalError as exc:
+        reason = str(exc)
+    if reason is not None:
+        result.update(mode="fallback", fallback_reason=reason)
+        try:
+            result["records"] = make_primary(target, peer)
+        except (BotoCoreError, ClientError, RecordError) as exc:
+            result["records_error"] = f"record flip failed: {exc}"
+    try:
+        result["after"] = current(target)
+    except (BotoCoreError, ClientError) as exc:
+        raise DnsFailoverError(f"routing of {target.record_name} unreadable after the failover: {exc}") from None
+    if result["after"].get(target.set_identifier) != "PRIMARY":
+        problems = "; ".join(str(result[k]) for k in ("fallback_reason", "records_error") if k in result)
+        raise DnsFailoverError(
+            f"{target.record_name}: Route53 would answer {result['after']}; "
+            f"expected {target.set_identifier} ({problems})"
+        )
+    return result

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from drtopo.database import fence, replication, standby
 from drtopo.database.connect import connect
 from drtopo.failover import pending
-from drtopo.failover.dns import make_primary
+from drtopo.failover.dns import DnsFailoverError, fail_over
 from drtopo.failover.journal import Journal, Runner
 from drtopo.failover.lock import FailoverLock
 from drtopo.failover.plan import MUTATING, PlannedStep, render
@@ -211,11 +211,17 @@ class Switchover:
         return {"moved": True, **applied.as_dict()}
 
     def dns(self) -> dict[str, Any]:
-        result = make_primary(self.target, self.peer)
-        detail = f"{self.target.record_name}: {result['after']} ({result['changes']} change(s))"
-        if result["after"].get(self.target.set_identifier) != "PRIMARY":
-            raise StepFailed(f"{detail}; expected {self.target.set_identifier} PRIMARY")
-        self.report.check("dns", True, detail)
+        # The takeover signal in the target's region first; the record UPSERT only as a fallback (drtopo/failover/dns).
+        try:
+            result = fail_over(self.target, self.peer)
+        except DnsFailoverError as exc:
+            raise StepFailed(str(exc)) from None
+        how = (
+            f"takeover signal {result['signal']['signal']}"
+            if result["mode"] == "signal"
+            else f"fallback record UPSERT ({result['fallback_reason']})"
+        )
+        self.report.check("dns", True, f"{self.target.record_name}: {result['after']} via {how}")
         return result
 
     def roles(self) -> dict[str, Any]:

@@ -67,7 +67,22 @@ def test_route53_failover_records_and_health_checks(lab: Lab) -> None:
     assert failover[prod.set_identifier]["Failover"] == "PRIMARY"
     assert failover[dr.set_identifier]["Failover"] == "SECONDARY"
     for out in (prod, dr):
-        assert failover[out.set_identifier]["HealthCheckId"] == out.health_check_id
+        # The record carries the calculated AND of the endpoint check and the check on the peer's takeover alarm.
+        record_check = route53.get_health_check(HealthCheckId=failover[out.set_identifier]["HealthCheckId"])
+        calculated = record_check["HealthCheck"]["HealthCheckConfig"]
+        assert calculated["Type"] == "CALCULATED" and calculated["HealthThreshold"] == 2
+        children = calculated["ChildHealthChecks"]
+        assert out.health_check_id in children and len(children) == 2
+        (signal,) = [c for c in children if c != out.health_check_id]
+        assert route53.get_health_check(HealthCheckId=signal)["HealthCheck"]["HealthCheckConfig"]["Type"] == (
+            "CLOUDWATCH_METRIC"
+        )
+        # Each region holds its own takeover alarm, never evaluated by the emulator (moto starts it OK where AWS
+        # starts INSUFFICIENT_DATA; either counts healthy for the peer's check).
+        (alarm,) = boto3.client("cloudwatch", region_name=out.region).describe_alarms(
+            AlarmNames=[naming.takeover_alarm_name(out.region)]
+        )["MetricAlarms"]
+        assert alarm["StateValue"] != "ALARM" and alarm["TreatMissingData"] == "ignore"
         config = route53.get_health_check(HealthCheckId=out.health_check_id)["HealthCheck"]["HealthCheckConfig"]
         assert config["Port"] == int(out.service_url.rsplit(":", 1)[1])
         assert config["ResourcePath"] == "/actuator/health"

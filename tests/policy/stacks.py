@@ -221,6 +221,44 @@ def dns(settings: Settings) -> list[Resource]:
         ),
         res(
             settings,
+            types.METRIC_ALARM,
+            "dns-takeover",
+            {
+                "name": naming.takeover_alarm_name(settings.region),
+                "namespace": naming.TAKEOVER_NAMESPACE,
+                "metricName": naming.TAKEOVER_METRIC,
+                "dimensions": {"Region": settings.region},
+                "statistic": "Maximum",
+                "period": 60.0,
+                "evaluationPeriods": 1.0,
+                "threshold": 1.0,
+                "comparisonOperator": "GreaterThanOrEqualToThreshold",
+                "treatMissingData": "ignore",
+            },
+        ),
+        res(
+            settings,
+            types.ROUTE53_HEALTH_CHECK,
+            "dns-peer-takeover",
+            {
+                "type": "CLOUDWATCH_METRIC",
+                "cloudwatchAlarmName": naming.takeover_alarm_name(settings.peer_region),
+                "cloudwatchAlarmRegion": settings.peer_region,
+                "insufficientDataHealthStatus": "Healthy",
+            },
+        ),
+        res(
+            settings,
+            types.ROUTE53_HEALTH_CHECK,
+            "dns-record-health",
+            {
+                "type": "CALCULATED",
+                "childHealthchecks": ["dns-health-id", "dns-peer-takeover-id"],
+                "childHealthThreshold": 2.0,
+            },
+        ),
+        res(
+            settings,
             types.ROUTE53_RECORD,
             "dns-record",
             {
@@ -229,7 +267,7 @@ def dns(settings: Settings) -> list[Resource]:
                 "ttl": 30.0,
                 "records": [settings.dns.endpoint],
                 "setIdentifier": naming.set_identifier(settings),
-                "healthCheckId": "dns-health-id",
+                "healthCheckId": "dns-record-health-id",
                 "failoverRoutingPolicies": [{"type": settings.role.failover}],
             },
         ),

@@ -200,6 +200,66 @@ CASES = [
         "failoverRoutingPolicies[0].type = 'SECONDARY'; required 'PRIMARY' (stack prod has role primary)",
     ),
     Case(
+        "route53-failover-through-data-plane",
+        "record-on-endpoint-check-only",
+        set_(t.ROUTE53_RECORD, "dns-record", "healthCheckId", "dns-health-id"),
+        "Record 'dns-record': healthCheckId = 'dns-health-id'; required a calculated check requiring all children",
+    ),
+    Case(
+        "route53-failover-through-data-plane",
+        "signal-in-the-failed-region",
+        set_(t.ROUTE53_HEALTH_CHECK, "dns-peer-takeover", "cloudwatchAlarmRegion", "us-west-2"),
+        "Record 'dns-record': healthCheckId = 'dns-record-health-id'; required a calculated check that includes a "
+        "CLOUDWATCH_METRIC check on 'drtopo-us-east-1-takeover' in us-east-1",
+        stack="dr",
+    ),
+    Case(
+        "route53-failover-through-data-plane",
+        "any-child-is-enough",
+        set_(t.ROUTE53_HEALTH_CHECK, "dns-record-health", "childHealthThreshold", 1.0),
+        "required a calculated check requiring all children",
+    ),
+    Case(
+        "route53-failover-through-data-plane",
+        "no-data-counts-unhealthy",
+        set_(t.ROUTE53_HEALTH_CHECK, "dns-peer-takeover", "insufficientDataHealthStatus", "Unhealthy"),
+        "HealthCheck 'dns-peer-takeover': insufficientDataHealthStatus = 'Unhealthy'; required 'Healthy'",
+    ),
+    Case(
+        "route53-failover-through-data-plane",
+        "no-takeover-alarm",
+        drop(t.METRIC_ALARM, "dns-takeover"),
+        "stack: takeover alarm = (not set); required a CloudWatch alarm 'drtopo-us-west-2-takeover' in us-west-2",
+        stack="dr",
+    ),
+    # regions
+    Case(
+        "regional-resources-in-own-region",
+        "alarm-in-the-peer-region",
+        set_(t.METRIC_ALARM, "dns-takeover", "region", "us-east-1"),
+        "MetricAlarm 'dns-takeover': region = 'us-east-1'; required 'us-west-2' (the stack's region) or not set",
+        stack="dr",
+    ),
+    Case(
+        "regional-resources-in-own-region",
+        "topic-in-the-peer-region",
+        plus(t.SNS_TOPIC, "dns-alerts", {"region": "us-east-1"}),
+        "Topic 'dns-alerts': region = 'us-east-1'; required 'us-west-2'",
+        stack="dr",
+    ),
+    Case(
+        "regional-resources-in-own-region",
+        "replica-key-in-the-peer-region",
+        plus(t.KMS_KEY, "backups-replica-key", {"enableKeyRotation": True, "region": "us-west-2"}),
+        "Key 'backups-replica-key': region = 'us-west-2'; required 'us-east-1' (the stack's region) or not set",
+    ),
+    Case(
+        "regional-resources-in-own-region",
+        "untagged-copies-key",
+        plus(t.KMS_KEY, "database-backup-copies-key", {"enableKeyRotation": True, "region": "us-west-2", "tags": {}}),
+        "Key 'database-backup-copies-key': region = 'us-west-2'",
+    ),
+    Case(
         "route53-health-check-target",
         "wrong-path",
         set_(t.ROUTE53_HEALTH_CHECK, "dns-health", "resourcePath", "/"),

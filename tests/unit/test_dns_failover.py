@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from drtopo.failover.dns import RecordError, failover_state, flip_batch
+from drtopo.failover.dns import RecordError, answered, failover_state, flip_batch, routing, vetoed
 
 NAME = "api.exceptions.biopro.example"
 
@@ -55,3 +55,44 @@ def test_no_batch_when_already_in_place() -> None:
 def test_missing_record_names_what_exists() -> None:
     with pytest.raises(RecordError, match=r"'eu-west-1'.*\['us-east-1', 'us-west-2'\]"):
         flip_batch(RECORDS, NAME, primary_set_id="eu-west-1", secondary_set_id="us-east-1")
+
+
+# Route53's failover rule and the takeover veto, as drtopo.failover.dns models them.
+DECLARED = {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
+
+
+def test_route53_answers_the_primary_while_healthy_else_a_healthy_secondary_else_the_primary() -> None:
+    assert answered(DECLARED, {"us-east-1": True, "us-west-2": True}) == "us-east-1"
+    assert answered(DECLARED, {"us-east-1": False, "us-west-2": True}) == "us-west-2"
+    assert answered(DECLARED, {"us-east-1": False, "us-west-2": False}) == "us-east-1"
+    assert answered(DECLARED, {"us-east-1": True, "us-west-2": False}) == "us-east-1"
+
+
+def test_a_takeover_vetoes_the_other_regions_record_only() -> None:
+    assert vetoed(DECLARED, {"us-west-2": "ALARM", "us-east-1": "INSUFFICIENT_DATA"}) == {
+        "us-east-1": True,
+        "us-west-2": False,
+    }
+    assert vetoed(DECLARED, {"us-west-2": "OK", "us-east-1": "UNREACHABLE"}) == {"us-east-1": False, "us-west-2": False}
+
+
+def test_routing_follows_the_takeover_signal_without_touching_the_records() -> None:
+    assert routing(DECLARED, {}) == DECLARED
+    assert routing(DECLARED, {"us-west-2": "ALARM"}) == {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
+    # After `pulumi up --refresh` the records follow the roles; the standing signal agrees with them.
+    flipped = {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}
+    assert routing(flipped, {"us-west-2": "ALARM"}) == flipped
+    # Failback: prod takes over and clears dr's signal.
+    assert routing(flipped, {"us-east-1": "ALARM", "us-west-2": "OK"}) == DECLARED
+    # A stale signal in a region that could not be cleared vetoes both: Route53 answers the PRIMARY record, which
+    # is why take_over falls back to the record flip when the peer's signal is not cleared.
+    assert routing(flipped, {"us-east-1": "ALARM", "us-west-2": "ALARM"}) == flipped
+
+
+def test_exactly_one_record_is_answered_in_every_signal_state() -> None:
+    states = ("OK", "ALARM", "INSUFFICIENT_DATA", "UNREACHABLE")
+    for declared in (DECLARED, {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}):
+        for east in states:
+            for west in states:
+                result = routing(declared, {"us-east-1": east, "us-west-2": west})
+                assert sorted(result.values()) == ["PRIMARY", "SECONDARY"], (declared, east, west)

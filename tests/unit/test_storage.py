@@ -10,7 +10,7 @@ from components.lifecycle import audit_retention_days, lifecycle_rules
 from components.storage import REPLICATION_TIME_MINUTES, peer_bucket_name
 from drtopo import naming
 from drtopo.settings import Retention, Tier
-from policies.mock_program import Evaluation, Registered
+from policies.mock_program import ACCOUNT_ID, Evaluation, Registered
 
 BUCKET = "aws:s3/bucket:Bucket"
 KEY = "aws:kms/key:Key"
@@ -25,8 +25,9 @@ def storage_key(ev: Evaluation) -> Registered:
     return ev.one(KEY, "backups-key")
 
 
-def replica_key(ev: Evaluation) -> Registered:
-    return ev.one(KEY, "backups-replica-key")
+def peer_key_alias_arn(ev: Evaluation) -> str:
+    """The peer stack's own backup key, by alias ARN (the mocked account)."""
+    return f"arn:aws:kms:{ev.settings.peer_region}:{ACCOUNT_ID}:alias/drtopo-{ev.settings.peer_region}-backups"
 
 
 def test_one_protected_bucket_per_purpose_named_by_region(stack: Evaluation) -> None:
@@ -42,17 +43,23 @@ def test_one_protected_bucket_per_purpose_named_by_region(stack: Evaluation) -> 
         assert not bucket.inputs.get("forceDestroy")
 
 
-def test_keys_rotate_are_protected_and_replicas_use_the_peer_region(stack: Evaluation) -> None:
+def test_the_key_rotates_is_protected_and_lives_in_this_region(stack: Evaluation) -> None:
     settings = stack.settings
-    own, peer = storage_key(stack), replica_key(stack)
-    for key in (own, peer):
-        assert key.inputs["enableKeyRotation"] is True
-        assert key.protect
-        assert key.inputs["deletionWindowInDays"] == 30
+    own = storage_key(stack)
+    assert own.inputs["enableKeyRotation"] is True
+    assert own.protect
+    assert own.inputs["deletionWindowInDays"] == 30
     assert own.inputs.get("region") is None  # the stack's own region
-    assert peer.inputs["region"] == settings.peer_region
+    assert not [r.name for r in stack.of_type(KEY) if r.name.startswith("backups") and r is not own]
     aliases = {r.inputs["name"] for r in stack.of_type("aws:kms/alias:Alias")}
     assert f"alias/drtopo-{settings.region}-backups" in aliases
+
+
+def test_replicas_use_the_key_the_peer_declares_in_its_region(prod: Evaluation, dr: Evaluation) -> None:
+    for stack, peer in ((prod, dr), (dr, prod)):
+        alias = peer.one("aws:kms/alias:Alias", "backups-key-alias").inputs["name"]
+        assert peer_key_alias_arn(stack) == f"arn:aws:kms:{peer.settings.region}:{ACCOUNT_ID}:{alias}"
+        assert stack.exports.get("kmsKeyArn") == storage_key(stack).outputs["arn"]
 
 
 @pytest.mark.parametrize("purpose", naming.BUCKET_PURPOSES)
@@ -121,7 +128,7 @@ def test_replication_to_the_peer_bucket_with_rtc_and_delete_markers(stack: Evalu
     destination = rule["destination"]
     assert destination["bucket"] == f"arn:aws:s3:::drtopo-{settings.peer_region}-{purpose}"
     assert destination["bucket"] == f"arn:aws:s3:::{peer_bucket_name(settings, purpose)}"
-    assert destination["encryptionConfiguration"] == {"replicaKmsKeyId": replica_key(stack).outputs["arn"]}
+    assert destination["encryptionConfiguration"] == {"replicaKmsKeyId": peer_key_alias_arn(stack)}
     assert destination["replicationTime"] == {"status": "Enabled", "time": {"minutes": 15}}
     assert destination["metrics"] == {"status": "Enabled", "eventThreshold": {"minutes": 15}}
     assert settings.objectives.region_failure.rpo_minutes >= REPLICATION_TIME_MINUTES
@@ -142,6 +149,8 @@ def test_replication_role_is_least_privilege(stack: Evaluation) -> None:
         actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
         resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
         assert "*" not in resources and not any(a.endswith("*") for a in actions)
+        # Only the peer's keys are named by pattern, narrowed to one alias by the statement's condition.
+        assert all(not r.endswith("*") or r.endswith(":key/*") or r.endswith("/*") for r in resources)
         for action in actions:
             granted.setdefault(action, set()).update(resources)
     sources = {f"arn:aws:s3:::{naming.bucket_name(settings, p)}/*" for p in naming.BUCKET_PURPOSES}
@@ -149,7 +158,13 @@ def test_replication_role_is_least_privilege(stack: Evaluation) -> None:
     assert granted["s3:GetObjectVersionForReplication"] == sources
     assert granted["s3:ReplicateObject"] == granted["s3:ReplicateDelete"] == targets
     assert granted["kms:Decrypt"] == {storage_key(stack).outputs["arn"]}
-    assert granted["kms:Encrypt"] == {replica_key(stack).outputs["arn"]}
+    peer_keys = f"arn:aws:kms:{settings.peer_region}:{ACCOUNT_ID}:key/*"
+    assert granted["kms:Encrypt"] == granted["kms:GenerateDataKey"] == {peer_keys}
+    encrypt = next(s for s in statements if s.get("Sid") == "EncryptReplicas")
+    assert encrypt["Condition"]["ForAnyValue:StringEquals"] == {
+        "kms:ResourceAliases": f"alias/drtopo-{settings.peer_region}-backups"
+    }
+    assert encrypt["Condition"]["StringLike"] == {"kms:ViaService": f"s3.{settings.peer_region}.amazonaws.com"}
     assert not {"s3:PutObject", "s3:DeleteObject", "s3:DeleteBucket"} & set(granted)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from drtopo.aws import stack_client
 from drtopo.database.connect import connect
+from drtopo.failover import dns
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from drtopo.settings import LoadLevel, Settings, load_settings
@@ -91,11 +91,11 @@ class DrillContext:
         return COMMANDS[module](list(argv))
 
     def active_service_url(self, ttl: float = 0.25) -> str:
-        """The service URL a client reaches: the PRIMARY failover record's region, as Route53 answers (cached ttl)."""
+        """The service URL a client reaches: the region whose record Route53 answers (cached ttl)."""
         return self._active(ttl)[1]
 
     def active_stack(self, ttl: float = 0.25) -> str:
-        """The stack the PRIMARY failover record points to."""
+        """The stack whose record Route53 answers."""
         return self._active(ttl)[2]
 
     def _active(self, ttl: float) -> tuple[float, str, str]:
@@ -105,14 +105,9 @@ class DrillContext:
             if url and time.monotonic() - at < ttl:
                 return self._dns_cache
             outputs = {s: self.outputs(s) for s in ("prod", "dr")}
-            prod = outputs["prod"]
-            route53 = stack_client("route53", prod)
-            records = route53.list_resource_record_sets(HostedZoneId=prod.hosted_zone_id)["ResourceRecordSets"]
-            name = prod.record_name.rstrip(".") + "."
-            primary = next(
-                (r["SetIdentifier"] for r in records if r["Name"] == name and r.get("Failover") == "PRIMARY"),
-                None,
-            )
+            # What Route53 would answer: the records and both regions' takeover signals (drtopo/failover/dns.py).
+            routing = dns.current(outputs["prod"])
+            primary = next((k for k, v in routing.items() if v == "PRIMARY"), None)
             stack = next((s for s, o in outputs.items() if o.set_identifier == primary), "prod")
             self._dns_cache = (time.monotonic(), outputs[stack].service_url, stack)
             return self._dns_cache
