@@ -21,7 +21,14 @@ from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
-from drtopo.backup.restore import ArchiveRetrieval, recover_with_cutover, restore_dump, restore_pitr, show_window
+from drtopo.backup.restore import (
+    ArchiveRetrieval,
+    recover_with_cutover,
+    recover_with_cutover_rds,
+    restore_dump,
+    restore_pitr,
+    show_window,
+)
 from drtopo.backup.store import RETRIEVAL_TIERS
 from drtopo.database import pg_tools, pitr
 from drtopo.kafka.recover import restore_offsets, restore_topics
@@ -73,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cutover",
         action="store_true",
         help="corruption recovery: re-apply the writes after T from the damaged database (never the damage), "
-        "validate, then swap the restored instance into the damaged one's place (kept, renamed); "
-        "with --dry-run: restore into a scratch instance, print the rows it would re-apply, change nothing else",
+        "validate, then swap the restored instance into the damaged one's place (kept, renamed; RDS: the rename "
+        "swap); with --dry-run: self-managed restores into a scratch instance and prints the rows it would "
+        "re-apply, RDS prints the plan; nothing else changes",
     )
     at.add_argument(
         "--damage-xid",
@@ -143,10 +151,23 @@ def _main(argv: Sequence[str] | None) -> int:
             restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run, retrieval)
         elif args.command == "pitr" and args.window:
             show_window(outputs, report, target_time, rds=args.rds)
+        elif args.command == "pitr" and args.cutover and (args.rds or outputs.self_managed is None):
+            assert target_time is not None
+            if args.target_dir or args.target_port:
+                raise BadInput("--target-dir/--target-port are for a self-managed restore; RDS takes --target-instance")
+            recover_with_cutover_rds(
+                outputs,
+                report,
+                clock,
+                target_time,
+                args.damage_xid,
+                target_instance=args.target_instance,
+                dry_run=args.dry_run,
+            )
         elif args.command == "pitr" and args.cutover:
             assert target_time is not None
-            if args.rds or args.target_instance:
-                raise BadInput("--cutover is for a self-managed PostgreSQL; RDS takes --rds without --cutover")
+            if args.target_instance:
+                raise BadInput("--target-instance is for an RDS restore (add --rds)")
             recover_with_cutover(
                 outputs,
                 report,

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -236,10 +237,7 @@ def recover_with_cutover(
     instance only to find the rows, which are printed; the source and the service are left as they are."""
     pg = outputs.self_managed
     if pg is None:
-        raise BadInput(
-            "--cutover needs a self-managed PostgreSQL (selfManaged in the outputs); on RDS restore with `pitr --rds` "
-            "and swap names with `modify-db-instance --new-db-instance-identifier` (see README)"
-        )
+        raise BadInput("this cutover needs a self-managed PostgreSQL (selfManaged in the outputs); RDS has its own")
     if not damage_xids:
         raise BadInput("--cutover needs --damage-xid XID (the damaging transaction: it is never re-applied)")
     stamp = target.strftime("%Y%m%dT%H%M%SZ")
@@ -272,37 +270,102 @@ def recover_with_cutover(
             "the scratch restore was removed, nothing else changed",
         )
         return
+
+    def settle(damaged: psycopg.Connection, new: psycopg.Connection) -> dict[str, str]:
+        pitr.wait_archived(new)  # every re-applied row's WAL is in the staging folder before the swap
+        return pitr.read_settings(damaged)
+
+    outcome = _reapply_until_fenced(
+        outputs, report, clock, restored["conninfo"], damage_xids, lambda: fence.fence_postgres(outputs), settle
+    )
+    if outcome is None:
+        return
+    source_settings = outcome.settled
+    kept, shipped = pitr.swap_in(pg, target_dir, source_settings, stamp, clock)
+    endpoint_conninfo = db.conninfo(outputs)
+    with clock.step("wait until the restored instance is writable at the source's endpoint"):
+        pitr.wait_promoted(endpoint_conninfo, secret, Path(pg.data_dir) / "pitr.log", 60)
+    report.check(
+        "cutover", True, f"restored instance serves {outputs.db_address}:{outputs.db_port}; damaged kept in {kept}"
+    )
+    report.skip("standby", "a standby of the damaged instance follows the old timeline; re-clone it (pg_basebackup)")
+    report.measured.update(
+        outcome.measured(),
+        cutover_at=time.time(),
+        damaged_kept=str(kept),
+        wal_shipped=shipped,
+        data_dir=pg.data_dir,
+        conninfo=endpoint_conninfo,
+    )
+
+
+@dataclass
+class ReapplyOutcome:
+    """What the re-apply passes did, the fence they straddled, and what was read from both sides at the end."""
+
+    passes: list[reapply.ReapplyResult]
+    copied: dict[str, set[Any]]
+    excluded: dict[str, int]
+    fenced: dict[str, Any]
+    fenced_at: float
+    settled: Any
+
+    def measured(self) -> dict[str, Any]:
+        rows = {t: len(keys) for t, keys in self.copied.items()}
+        return {
+            "rows_reapplied": sum(rows.values()),
+            "rows_reapplied_per_table": rows,
+            "rows_excluded_as_damage": self.excluded,
+            "rows_deleted_after_t_kept": {t.table: t.deleted_kept for t in self.passes[-1].tables},
+            "passes": [p.to_dict() for p in self.passes],
+            "fence": self.fenced,
+            "fenced_at": self.fenced_at,
+        }
+
+
+def _reapply_until_fenced(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    restored_conninfo: str,
+    damage_xids: list[int],
+    fence_damaged: Callable[[], dict[str, Any]],
+    settle: Callable[[psycopg.Connection, psycopg.Connection], Any],
+) -> ReapplyOutcome | None:
+    """Re-apply while the damaged database serves, fence it, re-apply the rest, validate; None (and a failed check)
+    when something acknowledged after T is still missing, in which case nothing is cut over."""
+    secret = db.password(outputs)
     copied: dict[str, set[Any]] = {}
     excluded: dict[str, int] = {}
+    passes = []
 
-    def one_pass(name: str) -> reapply.ReapplyResult:
+    def one_pass(name: str) -> None:
         with (
             clock.step(name) as step,
             db.connect(outputs) as damaged,
-            psycopg.connect(restored["conninfo"], password=secret, autocommit=True) as new,
+            psycopg.connect(restored_conninfo, password=secret, autocommit=True) as new,
         ):
             result = reapply.reapply(damaged, new, damage_xids)
             step.update(rows=result.rows_reapplied, compare_seconds=round(result.compare_seconds, 3))
         for t in result.tables:
             copied.setdefault(t.table, set()).update(result.copied_keys.get(t.table, []))
             excluded[t.table] = max(excluded.get(t.table, 0), t.excluded_damage)
-        return result
+        passes.append(result)
 
-    first = one_pass("re-apply the writes after T (the damaged database still serving)")
+    one_pass("re-apply the writes after T (the damaged database still serving)")
     with clock.step("fence the damaged database (read-only, sessions ended)"):
-        fenced = fence.fence_postgres(outputs)
+        fenced = fence_damaged()
         fenced["proof"] = fence.prove_read_only(outputs)
     fenced_at = time.time()
     report.check("damaged database fenced", True, fenced["proof"])
-    second = one_pass("re-apply what arrived until the fence")
+    one_pass("re-apply what arrived until the fence")
     with (
         clock.step("validate: nothing acknowledged after T is missing"),
         db.connect(outputs) as damaged,
-        psycopg.connect(restored["conninfo"], password=secret, autocommit=True) as new,
+        psycopg.connect(restored_conninfo, password=secret, autocommit=True) as new,
     ):
         left = reapply.unreplayed(damaged, new, damage_xids)
-        pitr.wait_archived(new)
-        source_settings = pitr.read_settings(damaged)
+        settled = settle(damaged, new)
     missing = {t: keys for t, keys in left.items() if keys}
     report.check(
         "restored holds every write after T",
@@ -312,29 +375,62 @@ def recover_with_cutover(
         limit=0,
     )
     if missing:
-        report.check("cutover", False, f"not cut over: the restored instance stays at {restored['conninfo']}")
+        report.check("cutover", False, f"not cut over: the restored instance stays at {restored_conninfo}")
+        return None
+    return ReapplyOutcome(passes, copied, excluded, fenced, fenced_at, settled)
+
+
+def recover_with_cutover_rds(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    target: datetime,
+    damage_xids: list[int],
+    *,
+    target_instance: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Corruption recovery on RDS: restore to T as a new instance, the same re-apply, fence (read-only parameter
+    group), validation, then the rename swap: the damaged instance is kept as `<id>-damaged-<T>`, the restored one
+    takes `<id>` and with it the endpoint. The dry run prints the plan only: the rows are known once the restored
+    instance exists."""
+    if not damage_xids:
+        raise BadInput("--cutover needs --damage-xid XID (the damaging transaction: it is never re-applied)")
+    kept = pitr.kept_identifier(outputs.db_instance_id, target)
+    with clock.step(f"point-in-time restore to {target.isoformat()} (RDS, for cutover)"):
+        restored = pitr.restore_rds(outputs, target, report, clock, target_instance, dry_run)
+    report.measured.update(restored, restore_seconds=clock.steps[-1]["seconds"], damaged_kept=kept)
+    name = restored["target_instance"]
+    if dry_run:
+        report.check(
+            "plan",
+            True,
+            f"restore as {name}, re-apply the writes after T except transaction(s) {damage_xids}, fence "
+            f"{outputs.db_instance_id}, validate, rename {outputs.db_instance_id} -> {kept} (kept) and "
+            f"{name} -> {outputs.db_instance_id}; the rows to re-apply are listed once {name} exists",
+        )
         return
-    kept, shipped = pitr.swap_in(pg, target_dir, source_settings, stamp, clock)
-    endpoint_conninfo = db.conninfo(outputs)
-    with clock.step("wait until the restored instance is writable at the source's endpoint"):
-        pitr.wait_promoted(endpoint_conninfo, secret, Path(pg.data_dir) / "pitr.log", 60)
-    cutover_at = time.time()
-    rows = {t: len(keys) for t, keys in copied.items()}
+    restored_conninfo = psycopg.conninfo.make_conninfo(
+        host=restored["address"],
+        port=str(restored["port"]),
+        user=outputs.db_user,
+        dbname=outputs.db_name,
+        sslmode="require",
+        connect_timeout="10",
+    )
+    outcome = _reapply_until_fenced(
+        outputs,
+        report,
+        clock,
+        restored_conninfo,
+        damage_xids,
+        lambda: fence.fence_rds(outputs),
+        lambda damaged, new: None,
+    )
+    if outcome is None:
+        return
+    swapped = pitr.rds_rename_swap(stack_client("rds", outputs), outputs.db_instance_id, name, target, clock)
     report.check(
-        "cutover", True, f"restored instance serves {outputs.db_address}:{outputs.db_port}; damaged kept in {kept}"
+        "cutover", True, f"{name} now serves as {outputs.db_instance_id}; the damaged instance is kept as {kept}"
     )
-    report.skip("standby", "a standby of the damaged instance follows the old timeline; re-clone it (pg_basebackup)")
-    report.measured.update(
-        rows_reapplied=sum(rows.values()),
-        rows_reapplied_per_table=rows,
-        rows_excluded_as_damage=excluded,
-        rows_deleted_after_t_kept={t.table: t.deleted_kept for t in second.tables},
-        passes=[first.to_dict(), second.to_dict()],
-        fence=fenced,
-        fenced_at=fenced_at,
-        cutover_at=cutover_at,
-        damaged_kept=str(kept),
-        wal_shipped=shipped,
-        data_dir=pg.data_dir,
-        conninfo=endpoint_conninfo,
-    )
+    report.measured.update(outcome.measured(), swap=swapped, cutover_at=time.time())

@@ -608,3 +608,58 @@ def restore_rds(
         value=restored["DBInstanceStatus"],
     )
     return {**plan, "arn": restored["DBInstanceArn"], "address": endpoint.get("Address"), "port": endpoint.get("Port")}
+
+
+# ---- RDS rename swap ---------------------------------------------------------------------------------------------
+# AWS, "Renaming a DB instance" (RDS User Guide, USER_RenameInstance): an existing name cannot be reused, so the
+# damaged instance is renamed first; the restored one then takes its name, so the endpoint the service uses (it
+# includes the identifier) now leads to it. The old DNS name is deleted at once (cached for minutes), the new one is
+# effective in about 10 minutes, and the instance reboots after a rename. Tags and snapshots stay with an instance.
+RDS_IDENTIFIER = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+RDS_IDENTIFIER_MAX = 63
+
+
+def kept_identifier(source: str, target: datetime) -> str:
+    """The name the damaged instance is kept under: `<source>-damaged-<T>`; BadInput if RDS would refuse it."""
+    name = f"{source}-damaged-{target.astimezone(UTC):%Y%m%d%H%M%S}".lower()
+    if len(name) > RDS_IDENTIFIER_MAX or not RDS_IDENTIFIER.match(name):
+        raise BadInput(
+            f"instance {source!r} cannot be kept as {name!r}; expected at most {RDS_IDENTIFIER_MAX} letters, "
+            "digits and single hyphens, starting with a letter"
+        )
+    return name
+
+
+def _rename(rds: Any, current: str, new: str, wait_seconds: float) -> None:
+    rds.modify_db_instance(DBInstanceIdentifier=current, NewDBInstanceIdentifier=new, ApplyImmediately=True)
+    rds.get_waiter("db_instance_available").wait(
+        DBInstanceIdentifier=new, WaiterConfig={"Delay": 15, "MaxAttempts": max(1, int(wait_seconds / 15))}
+    )
+
+
+def rds_rename_swap(
+    rds: Any, source: str, restored: str, target: datetime, clock: Clock, wait_seconds: float = 1800
+) -> dict[str, Any]:
+    """The damaged instance is renamed `<source>-damaged-<T>` (kept, deletion protection on, tagged), then the
+    restored one takes `source`'s name and with it the endpoint."""
+    kept = kept_identifier(source, target)
+    with clock.step(f"rename the damaged instance {source} -> {kept} (kept, never deleted)"):
+        _rename(rds, source, kept, wait_seconds)
+        arn = rds.describe_db_instances(DBInstanceIdentifier=kept)["DBInstances"][0]["DBInstanceArn"]
+        rds.modify_db_instance(DBInstanceIdentifier=kept, DeletionProtection=True, ApplyImmediately=True)
+        rds.add_tags_to_resource(
+            ResourceName=arn,
+            Tags=[
+                {"Key": "drtopo:replaced-by", "Value": restored},
+                {"Key": "drtopo:damaged-at", "Value": target.isoformat()},
+            ],
+        )
+    with clock.step(f"rename the restored instance {restored} -> {source} (the service's endpoint)"):
+        _rename(rds, restored, source, wait_seconds)
+    serving = rds.describe_db_instances(DBInstanceIdentifier=source)["DBInstances"][0]
+    return {
+        "kept": kept,
+        "serving": source,
+        "serving_arn": serving["DBInstanceArn"],
+        "endpoint": serving.get("Endpoint"),
+    }

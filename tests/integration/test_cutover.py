@@ -11,12 +11,16 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pytest
 
 from drtopo.database.connect import connect
+from drtopo.database.pitr import kept_identifier, rds_rename_swap
 from drtopo.outputs import StackOutputs, load_outputs
+from drtopo.report import Clock
 from lab.core import Lab
 from scripts import restore
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
@@ -108,10 +112,11 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     [
         (["--cutover"], "--cutover needs --damage-xid"),
         (["--damage-xid", "812"], "--damage-xid goes with --cutover"),
-        (["--cutover", "--damage-xid", "812", "--rds"], "--cutover is for a self-managed PostgreSQL"),
+        (["--cutover", "--damage-xid", "812", "--rds", "--target-port", "6000"], "--target-dir/--target-port are"),
+        (["--cutover", "--damage-xid", "812", "--target-instance", "x"], "--target-instance is for an RDS restore"),
         (["--cutover", "--damage-xid", "x1"], "'x1' is not a transaction id"),
     ],
-    ids=["no-xid", "xid-alone", "rds", "bad-xid"],
+    ids=["no-xid", "xid-alone", "rds-port", "self-managed-instance", "bad-xid"],
 )
 def test_cutover_bad_input_is_one_line_and_exit_2(
     lab: Lab, extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -126,3 +131,41 @@ def test_cutover_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and report == {}
     assert message in err[-1]
+
+
+def test_rds_cutover_renames_the_damaged_instance_away_and_the_restored_one_into_its_name(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The control-plane half on the emulator (its instances have no database to re-apply into): the dry run plans,
+    the rename swap keeps the damaged instance under a new name with deletion protection and tags, and the restored
+    instance answers to the service's identifier."""
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    rds = boto3.client("rds", region_name=outputs.region)
+    source = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
+    target = datetime.now(UTC)
+    while target <= source["InstanceCreateTime"] + timedelta(seconds=1):
+        time.sleep(0.2)
+        target = datetime.now(UTC)
+    args = ["pitr", "--rds", "--cutover", "--damage-xid", "812", "--time", target.isoformat(), *stack_args(lab)]
+    code, plan = run_cli(restore.main, [*args, "--dry-run"], tmp_path / "plan.json")
+    assert code == 0, plan
+    kept = kept_identifier(outputs.db_instance_id, target)
+    assert f"rename {outputs.db_instance_id} -> {kept} (kept)" in checks(plan)["plan"]["detail"]
+    restored_name = f"{outputs.db_instance_id}-restored"
+    rds.restore_db_instance_to_point_in_time(
+        SourceDBInstanceIdentifier=outputs.db_instance_id, TargetDBInstanceIdentifier=restored_name, RestoreTime=target
+    )
+    try:
+        swapped = rds_rename_swap(rds, outputs.db_instance_id, restored_name, target, Clock(quiet=True), 60)
+        assert swapped["kept"] == kept
+        names = {i["DBInstanceIdentifier"]: i for i in rds.describe_db_instances()["DBInstances"]}
+        assert restored_name not in names and {kept, outputs.db_instance_id} <= set(names)
+        assert names[outputs.db_instance_id]["DBInstanceArn"] == swapped["serving_arn"]
+        assert names[kept]["DeletionProtection"] is True
+        tags = {
+            t["Key"]: t["Value"]
+            for t in rds.list_tags_for_resource(ResourceName=names[kept]["DBInstanceArn"])["TagList"]
+        }
+        assert tags["drtopo:replaced-by"] == restored_name
+    finally:
+        lab.reset_postgres()  # reseeds the emulator with the stack's own instance

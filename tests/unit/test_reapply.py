@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drtopo.database.compare import KeyDiff, TableDiff
-from drtopo.database.pitr import TAKEN_OVER, recovery_settings, staging_dir, takeover_settings
+from drtopo.database.pitr import TAKEN_OVER, kept_identifier, recovery_settings, staging_dir, takeover_settings
 from drtopo.database.reapply import foreign_key_order, plan_from_diffs, xid32
 from drtopo.report import BadInput
 
@@ -77,3 +77,12 @@ def test_takeover_gives_the_restored_instance_the_source_identity() -> None:
     assert "archive_command = 'test ! -f ''/x/%f'' && cp %p /x/%f'" in lines
     with pytest.raises(ValueError, match="lack"):
         takeover_settings({"port": "1"})
+
+
+def test_the_damaged_rds_instance_is_kept_under_a_name_rds_accepts() -> None:
+    at = datetime(2026, 11, 27, 14, 5, 9, tzinfo=UTC)
+    assert (
+        kept_identifier("exception-collector-us-east-1", at) == "exception-collector-us-east-1-damaged-20261127140509"
+    )
+    with pytest.raises(BadInput, match="at most 63"):
+        kept_identifier("x" * 41, at)  # 41 + len("-damaged-") + 14 = 64
