@@ -194,6 +194,20 @@ def show_window(outputs: StackOutputs, report: Report, target: datetime | None, 
         base_backups=[{"path": str(b.path), "consistent_at": b.consistent_at.isoformat()} for b in window.backups],
     )
     report.check("restorable window", True, window.describe())
+    if not use_rds and window.backups:
+        assert outputs.self_managed is not None
+        oldest = min(window.backups, key=lambda b: b.start_time)
+        gaps = pitr.check_wal_chain(Path(outputs.self_managed.archive_dir), oldest)
+        report.measured["wal_gaps"] = gaps
+        report.check(
+            "WAL chain",
+            not gaps,
+            f"no gap from {oldest.start_wal} (base backup {oldest.path.name}) to the newest archived segment"
+            if not gaps
+            else f"{len(gaps)} segments missing, first {gaps[0]}: a restore cannot replay past it",
+            value=len(gaps),
+            limit=0,
+        )
     if target is None:
         return window
     pitr.check_window(target, window.earliest, window.latest, what)

@@ -192,6 +192,66 @@ def newest_archived_commit(archive_dir: Path, bin_dir: str | None, segments_to_r
     return None
 
 
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+_HISTORY_LINE = re.compile(r"^\s*(\d+)\s+([0-9A-F]+)/([0-9A-F]+)", re.M | re.I)
+
+
+def segment_of(name: str, segment_size: int) -> tuple[int, int]:
+    """(timeline, segment number) of a WAL file name, for WAL segments of `segment_size` bytes (pure)."""
+    m = WAL_NAME.match(name)
+    if m is None:
+        raise ValueError(f"{name!r} is not a WAL segment name; expected 24 hex digits")
+    per_log = 0x100000000 // segment_size
+    return int(m.group(1), 16), int(m.group(2), 16) * per_log + int(m.group(3), 16)
+
+
+def segment_name(timeline: int, number: int, segment_size: int) -> str:
+    per_log = 0x100000000 // segment_size
+    return f"{timeline:08X}{number // per_log:08X}{number % per_log:08X}"
+
+
+def parse_history(text: str) -> list[tuple[int, int]]:
+    """A timeline history file as (parent timeline, LSN where it ended), oldest first (pure)."""
+    return [(int(m.group(1)), (int(m.group(2), 16) << 32) + int(m.group(3), 16)) for m in _HISTORY_LINE.finditer(text)]
+
+
+def expected_timeline(number: int, newest: int, history: list[tuple[int, int]], segment_size: int) -> int:
+    """The timeline whose WAL holds segment `number` on the way to timeline `newest` (pure): a parent until the
+    segment holding its switch point, from which the child has the segment (the parent's copy is `.partial`)."""
+    for parent, end in history:
+        if number < end // segment_size:
+            return parent
+    return newest
+
+
+def chain_gaps(names: list[str], start_wal: str, segment_size: int, history: list[tuple[int, int]]) -> list[str]:
+    """The segments missing between the base backup's first segment and the newest archived one, following the
+    newest timeline's history (pure). An empty list: recovery can replay every segment up to the newest."""
+    present = {segment_of(n, segment_size) for n in names}
+    if not present:
+        return [start_wal]
+    newest_tli = max(t for t, _ in present)
+    _, first = segment_of(start_wal, segment_size)
+    last = max(n for t, n in present if t == newest_tli)
+    missing = []
+    for number in range(first, last + 1):
+        tli = expected_timeline(number, newest_tli, history, segment_size)
+        if (tli, number) not in present:
+            missing.append(segment_name(tli, number, segment_size))
+    return missing
+
+
+def check_wal_chain(archive_dir: Path, backup: BaseBackup) -> list[str]:
+    """Missing segments in the archive from `backup` to the newest segment (segment size from the files)."""
+    names = archived_segments(archive_dir)
+    size = (archive_dir / names[0]).stat().st_size if names else DEFAULT_SEGMENT_SIZE
+    timelines = sorted({segment_of(n, size)[0] for n in names})
+    newest = timelines[-1] if timelines else 1
+    history_file = archive_dir / f"{newest:08X}.history"
+    history = parse_history(history_file.read_text()) if history_file.is_file() else []
+    return chain_gaps(names, backup.start_wal, size, history)
+
+
 def source_is_primary(outputs: StackOutputs) -> bool:
     """Whether the source answers and is a primary (then `flush_archive` makes the archive reach now)."""
     try:

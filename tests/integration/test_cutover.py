@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from drtopo.database.connect import connect
-from drtopo.database.pitr import kept_identifier, rds_rename_swap
+from drtopo.database.pitr import kept_identifier, rds_rename_swap, wait_archived
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from lab.core import Lab
@@ -105,6 +105,11 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     archive = Path(prod.self_managed.archive_dir)
     assert any(name.endswith(".history") for name in m["wal_shipped"])
     assert all((archive / name).is_file() for name in m["wal_shipped"])
+    # The archive now continues on the new timeline, with no gap from the base backup through the fork.
+    with connect(prod) as conn:
+        wait_archived(conn)
+    code, window = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
+    assert code == 0 and checks(window)["WAL chain"]["ok"], window
 
 
 @pytest.mark.parametrize(

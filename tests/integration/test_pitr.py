@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from drtopo.database.connect import connect, password
-from drtopo.database.pitr import stop_instance
+from drtopo.database.pitr import archived_segments, find_base_backups, stop_instance, wait_archived
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts import restore
@@ -187,3 +187,27 @@ def test_window_names_the_base_backup_for_t_and_ends_at_the_archive_when_the_sou
         assert latest.isoformat(timespec="seconds") in err  # the window ends at the newest archived commit
     finally:
         lab.start_postgres("prod")
+
+
+def test_a_gap_in_the_archived_wal_chain_fails_the_window_check(lab: Lab, prod: StackOutputs, tmp_path: Path) -> None:
+    assert prod.self_managed is not None
+    with connect(prod) as conn:
+        for batch in range(3):  # three more segments in the archive after the base backup
+            insert_rows(conn, f"chain-{batch}-{time.time_ns()}-", 50)
+            conn.execute("SELECT pg_switch_wal()")
+        wait_archived(conn)
+    code, report = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
+    assert code == 0 and checks(report)["WAL chain"]["ok"], report
+    archive = Path(prod.self_managed.archive_dir)
+    segments = archived_segments(archive)
+    start = next(b for b in find_base_backups(Path(prod.self_managed.base_backup_dir), archive)).start_wal
+    middle = next(name for name in segments if name > start and name != segments[-1])
+    moved = tmp_path / middle
+    shutil.move(archive / middle, moved)
+    try:
+        code, report = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
+        assert code == 1
+        assert checks(report)["WAL chain"]["detail"].startswith(f"1 segments missing, first {middle}")
+        assert report["measured"]["wal_gaps"] == [middle]
+    finally:
+        shutil.move(moved, archive / middle)

@@ -9,14 +9,18 @@ import pytest
 
 from drtopo.database.pitr import (
     BaseBackup,
+    chain_gaps,
     check_window,
     choose_base_backup,
     newest_commit_in,
     parse_backup_label,
+    parse_history,
     parse_target_time,
     rds_window,
     recovery_outcome,
     recovery_settings,
+    segment_name,
+    segment_of,
     self_managed_window,
 )
 from drtopo.report import BadInput, Unsafe
@@ -165,3 +169,33 @@ def test_self_managed_window_runs_from_the_oldest_consistent_backup_to_the_newes
         self_managed_window(backups, None, "archive")
     with pytest.raises(BadInput, match="holds no commit after the oldest base backup"):
         self_managed_window(backups, monday, "archive")
+
+
+MB = 1024 * 1024
+
+
+def test_wal_segment_names_and_numbers() -> None:
+    assert segment_of("000000010000000000000012", MB) == (1, 0x12)
+    assert segment_of("000000020000000100000003", MB) == (2, 4096 + 3)  # 4096 one-MB segments per log file
+    assert segment_name(2, 4096 + 3, MB) == "000000020000000100000003"
+    assert segment_of("000000010000000100000003", 16 * MB) == (1, 256 + 3)
+    with pytest.raises(ValueError, match="not a WAL segment name"):
+        segment_of("00000002.history", MB)
+
+
+def test_the_chain_follows_the_newest_timeline_and_names_what_is_missing() -> None:
+    names = [f"0000000100000000000000{n:02X}" for n in range(0x0E, 0x13)]
+    assert chain_gaps(names, "00000001000000000000000E", MB, []) == []
+    assert chain_gaps([n for n in names if not n.endswith("10")], "00000001000000000000000E", MB, []) == [
+        "000000010000000000000010"
+    ]
+    # Timeline 2 forked inside segment 0x12 (at 0/1234567): from that segment on, timeline 2 holds the WAL.
+    history = parse_history("1\t0/1234567\tbefore 2026-12-01 11:54:51.854827+00\n")
+    assert history == [(1, 0x1234567)]
+    forked = [*names[:-1], "000000010000000000000012.partial", "000000020000000000000012", "000000020000000000000013"]
+    segments = [n for n in forked if not n.endswith(".partial")]
+    assert chain_gaps(segments, "00000001000000000000000E", MB, history) == []
+    assert chain_gaps(
+        [n for n in segments if n != "000000020000000000000012"], "00000001000000000000000E", MB, history
+    ) == ["000000020000000000000012"]
+    assert chain_gaps([], "00000001000000000000000E", MB, []) == ["00000001000000000000000E"]
