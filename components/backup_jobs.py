@@ -3,8 +3,11 @@
 Both jobs run the backup image (see Dockerfile) with `python -m scripts.backup`. They read the stack's non-secret
 outputs and its validated settings from a ConfigMap mounted at /etc/drtopo, so a role switch updates the mounted
 files in place and never the image. Database credentials come only from a Kubernetes Secret (`secretKeyRef`) or,
-with workload identity, from the RDS-managed secret the job's IAM role may read; never from a literal. The export
-job's Role reads the namespace's configuration kinds and not Secrets.
+with workload identity, from the database's master secret in this stack's region (drtopo/database/connect.py reads
+`dbPasswordSecretArn` with a client of the stack's region); never from a literal. With `kubernetes.oidcIssuer` set
+the program declares one IAM role per job (components/identity.py: IRSA, least privilege) and drops the Kubernetes
+Secret from the dump; `kubernetes.workloadRoleArn` instead names one role made elsewhere. The export job's Role reads
+the namespace's configuration kinds and not Secrets.
 Every object inherits this stack's own Kubernetes provider (drtopo:kubernetes.context) from the component's
 options (components/topology.py); policy rule k8s-stack-provider checks it.
 """
@@ -18,11 +21,14 @@ from typing import Any
 
 import pulumi
 import yaml
+from pulumi_aws import get_caller_identity_output
 from pulumi_kubernetes.batch.v1 import CronJob
 from pulumi_kubernetes.core.v1 import ConfigMap, ServiceAccount
 from pulumi_kubernetes.rbac.v1 import Role, RoleBinding
 
+from components.identity import WorkloadRole, WorkloadRoleArgs, dump_policy, export_policy, secret_arn
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
+from drtopo import naming
 from drtopo.outputs import REQUIRED_KEYS
 from drtopo.settings import PROJECT, Settings, SettingsError, stack_file
 
@@ -154,6 +160,7 @@ class BackupJobs(pulumi.ComponentResource):
             data={OUTPUTS_FILE: outputs_json, stack_file(settings.stack).name: stack_config_yaml(settings)},
             opts=child,
         )
+        self.roles = self._workload_roles(name, args) if settings.kubernetes.oidc_issuer else {}
         self.dump_account = self._service_account(name, DUMP_JOB, kubernetes_api=False)
         self.export_account = self._service_account(name, EXPORT_JOB, kubernetes_api=True)
         self.export_role = Role(
@@ -209,11 +216,44 @@ class BackupJobs(pulumi.ComponentResource):
                 "exportJob": EXPORT_JOB,
                 "exportSchedule": settings.kubernetes.resource_export_schedule,
                 "configMap": CONFIG_MAP,
+                "roleArns": {job: role.arn for job, role in self.roles.items()},
             }
         )
 
+    def _workload_roles(self, name: str, args: BackupJobsArgs) -> dict[str, WorkloadRole]:
+        """One IRSA role per job, each allowed only what its job does, in this stack's region."""
+        settings = self._settings
+        issuer = str(settings.kubernetes.oidc_issuer)
+        region = settings.region
+        account = get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
+        # The master secret of the database this stack's jobs dump: its own as primary, else the peer's replica here.
+        source_secret = naming.db_secret_name(region if settings.is_primary else settings.peer_region)
+        outputs = args.outputs
+        dump = pulumi.Output.all(account, outputs["dumpBucket"], outputs["kmsKeyArn"], outputs["dbKmsKeyArn"]).apply(
+            lambda v: dump_policy(region, v[1], v[2], secret_arn(region, v[0], source_secret), v[3])
+        )
+        export = pulumi.Output.all(outputs["configBucket"], outputs["kmsKeyArn"]).apply(
+            lambda v: export_policy(region, v[0], naming.config_prefix(settings.stack), v[1])
+        )
+        return {
+            job: WorkloadRole(
+                f"{name}-{job}-role",
+                WorkloadRoleArgs(
+                    role_name=f"drtopo-{region}-{job}",
+                    account_id=account,
+                    issuer=issuer,
+                    namespace=self._namespace,
+                    service_account=job,
+                    policy=policy,
+                ),
+                pulumi.ResourceOptions(parent=self),
+            )
+            for job, policy in ((DUMP_JOB, dump), (EXPORT_JOB, export))
+        }
+
     def _service_account(self, name: str, job: str, *, kubernetes_api: bool) -> ServiceAccount:
-        role_arn = self._settings.kubernetes.workload_role_arn
+        role = self.roles.get(job)
+        role_arn = role.arn if role is not None else self._settings.kubernetes.workload_role_arn
         return ServiceAccount(
             f"{name}-{job}-sa",
             metadata={
@@ -238,19 +278,22 @@ class BackupJobs(pulumi.ComponentResource):
             # RDS forces TLS; the image carries the RDS CA bundle so the server's identity is checked too.
             {"name": "PGSSLMODE", "value": "verify-full"},
             {"name": "PGSSLROOTCERT", "value": RDS_CA_BUNDLE},
-            {
-                "name": "PGPASSWORD",
-                "value_from": {
-                    "secret_key_ref": {
-                        "name": kubernetes.database_secret,
-                        "key": "password",
-                        # With workload identity the job may read the RDS-managed secret instead
-                        # (drtopo/database/connect.py).
-                        "optional": kubernetes.workload_role_arn is not None,
-                    }
-                },
-            },
         ]
+        if kubernetes.oidc_issuer is None:
+            env.append(
+                {
+                    "name": "PGPASSWORD",
+                    "value_from": {
+                        "secret_key_ref": {
+                            "name": kubernetes.database_secret,
+                            "key": "password",
+                            # With a workload role the job may read the master secret in this region instead
+                            # (drtopo/database/connect.py).
+                            "optional": kubernetes.workload_role_arn is not None,
+                        }
+                    },
+                }
+            )
         return {
             "name": name,
             "image": kubernetes.backup_image,

@@ -12,16 +12,26 @@ from `retiredGenerations`, and the next `pulumi up` only forgets it. `dbName` an
 (ForceNew) and ignored after creation. Provider rules relied on: tests/unit/provider_rules.py (with sources).
 
 Automated backups are copied to the peer region while primary. A CloudWatch alarm fires when replica lag nears the
-RPO. No password exists anywhere: RDS keeps the master password in Secrets Manager (`manage_master_user_password`),
-encrypted with the database key.
+RPO.
+
+Credentials that survive the primary region: the master password lives in this stack's own Secrets Manager secret
+(`drtopo/<region>/database/master`, the database key), replicated to the peer region (under the peer's database
+key), so the standby region reads it while the primary region is gone. RDS's own managed secret
+(`manage_master_user_password`) cannot serve here: RDS does not create a read replica of a source whose master
+password Secrets Manager manages (RDS User Guide, "Limitations for Secrets Manager integration with Amazon RDS"),
+and a managed secret is RDS's, not replicated. The password is drawn by Secrets Manager (GetRandomPassword) at
+deploy time and handed over write-only (`password_wo`, `secret_string_wo`): it is in no file, config or state.
+A standby's database is a replica and inherits the primary's password; its jobs read the primary's secret through
+the replica in their own region (`dbPasswordSecretArn` then names it by name).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_aws import cloudwatch, rds
+from pulumi_aws import cloudwatch, rds, secretsmanager
 
 from components.alerts import AlertTopic, AlertTopicArgs
 from components.kms import EncryptionKey, EncryptionKeyArgs
@@ -38,6 +48,16 @@ LAG_EVALUATION_PERIODS = 3
 CREATE_ONLY_INPUTS = ("dbName", "username")
 # The tag of the one key a stack keeps outside its region (policies/rules/regions.py allows exactly this one).
 RDS_BACKUP_COPIES_PURPOSE = "rds-backup-copies"
+# Bumped to set a new master password (write-only inputs are sent only when their version changes).
+MASTER_PASSWORD_VERSION = 1
+MASTER_PASSWORD_LENGTH = 40
+# Secrets Manager waits this long before deleting a secret: the maximum, so a mistaken deletion can be undone.
+SECRET_RECOVERY_DAYS = 30
+
+
+def master_secret_json(username: str, password: str, port: int) -> str:
+    """What the master secret holds: the keys AWS's database secrets use (username, password, engine, port)."""
+    return json.dumps({"engine": "postgres", "username": username, "password": password, "port": port})
 
 
 def instance_name(name: str, generation: int) -> str:
@@ -68,6 +88,7 @@ class Database(pulumi.ComponentResource):
     instance: rds.Instance
     key_arn: pulumi.Output[str]
     password_secret_arn: pulumi.Output[str | None]
+    secret_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("drtopo:database:Database", name, None, opts)
@@ -101,11 +122,29 @@ class Database(pulumi.ComponentResource):
             parameters=parameters(db),
             opts=child,
         )
+        secret = secretsmanager.Secret(
+            f"{name}-master-secret",
+            name=naming.db_secret_name(region),
+            description=f"drtopo master credentials of the database in {region}, replicated to {peer}",
+            kms_key_id=key.arn,
+            # The replica in the peer region is encrypted with the peer's own database key (by alias there).
+            replicas=[{"region": peer, "kms_key_id": f"alias/drtopo-{peer}-database"}],
+            recovery_window_in_days=SECRET_RECOVERY_DAYS,
+            tags={"drtopo:stack": settings.stack},
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        password = pulumi.Output.secret(
+            secretsmanager.get_random_password_output(
+                password_length=MASTER_PASSWORD_LENGTH,
+                exclude_punctuation=True,
+                opts=pulumi.InvokeOptions(parent=self),
+            ).random_password
+        )
         standalone: dict[str, object] = {
             "db_name": db.name,
             "username": db.username,
-            "manage_master_user_password": True,
-            "master_user_secret_kms_key_id": key.arn,
+            "password_wo": password,
+            "password_wo_version": MASTER_PASSWORD_VERSION,
         }
         shared = {
             "engine_version": db.engine_version,
@@ -138,6 +177,18 @@ class Database(pulumi.ComponentResource):
                 db_snapshot_identifier=f"{retired_identifier}-retired",
                 tags={"drtopo:stack": settings.stack},
                 opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            )
+        if settings.is_primary:
+            # The password the standalone instance is given, written to the secret in the same update; kept when
+            # the stack turns standby (the version stays in AWS, retain_on_delete).
+            secretsmanager.SecretVersion(
+                f"{name}-master-secret",
+                secret_id=secret.id,
+                secret_string_wo=pulumi.Output.secret(
+                    password.apply(lambda value: master_secret_json(db.username, value, db.port))
+                ),
+                secret_string_wo_version=MASTER_PASSWORD_VERSION,
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, depends_on=[self.instance]),
             )
         if settings.is_primary:
             # Parented to the component, not the protected instance, so a switch to standby may remove it.
@@ -175,8 +226,12 @@ class Database(pulumi.ComponentResource):
             opts=child,
         )
         self.key_arn = key.arn
-        self.password_secret_arn = self.instance.master_user_secrets.apply(
-            lambda secrets: secrets[0].secret_arn if secrets else None
+        # The primary's own secret; on a standby, the replica of the peer's secret in this region (by name: its ARN's
+        # random suffix is the peer's). Either way the credentials are read in this stack's region.
+        self.secret_arn = secret.arn
+        # (Secrets Manager's SecretId takes an ARN or a name; a name is looked up in the client's region.)
+        self.password_secret_arn = (
+            secret.arn if settings.is_primary else pulumi.Output.from_input(naming.db_secret_name(peer))
         )
         self.register_outputs(
             {
@@ -187,6 +242,7 @@ class Database(pulumi.ComponentResource):
                 "keyArn": key.arn,
                 "alertTopicArn": alerts.topic_arn,
                 "passwordSecretArn": self.password_secret_arn,
+                "masterSecretArn": secret.arn,
             }
         )
 

@@ -46,3 +46,14 @@ TAKEOVER_METRIC = "Takeover"
 def takeover_alarm_name(region: str) -> str:
     """The alarm that is ALARM while the stack of `region` has taken the traffic over from its peer."""
     return f"drtopo-{region}-takeover"
+
+
+def db_secret_name(region: str) -> str:
+    """The database master secret of the stack in `region`; its replica in the peer region has the same name.
+    (No `-` plus six characters at its end: Secrets Manager would read that as an ARN's random suffix.)"""
+    return f"drtopo/{region}/database/master"
+
+
+def config_prefix(stack: str) -> str:
+    """Where the configuration export of `stack` writes in the config bucket (drtopo/backup/config.py)."""
+    return f"config/{stack}/"

@@ -247,6 +247,10 @@ class Kubernetes(_Model):
     resource_export_schedule: str = "45 2 * * *"
     database_secret: str = "exception-collector-db"
     workload_role_arn: str | None = None
+    # The cluster's OIDC issuer (e.g. oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE): when set, the program declares
+    # one IAM role per backup job bound to its ServiceAccount (IRSA), and the jobs read the database secret from
+    # Secrets Manager in this region instead of the Kubernetes Secret.
+    oidc_issuer: str | None = Field(default=None, pattern=r"^(https://)?[a-z0-9.-]+(/[A-Za-z0-9._-]+)*$")
     # The kubeconfig context of this stack's own cluster: the program's Kubernetes provider uses it, never the
     # ambient one (declared last, so a bad schedule is reported before a missing context).
     context: str = Field(min_length=1)

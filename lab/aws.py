@@ -10,6 +10,7 @@ and the takeover alarms.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 import urllib.request
@@ -167,11 +168,33 @@ def _replication(settings: Settings, peer: Settings, endpoint: str, peer_key_arn
         )
 
 
-def _database(settings: Settings, endpoint: str, key_arn: str, primary_arn: str | None) -> dict[str, Any]:
+def _master_secret(settings: Settings, peer: Settings, endpoint: str, password: str) -> str:
+    """The primary's master secret, replicated to the peer region, as components/database.py declares it."""
+    sm = client("secretsmanager", settings.region, endpoint)
+    created = sm.create_secret(
+        Name=naming.db_secret_name(settings.region),
+        SecretString=json.dumps(
+            {
+                "engine": "postgres",
+                "username": settings.database.username,
+                "password": password,
+                "port": settings.database.port,
+            }
+        ),
+        AddReplicaRegions=[{"Region": peer.region}],
+    )
+    return str(created["ARN"])
+
+
+def _database(
+    settings: Settings, peer: Settings, endpoint: str, key_arn: str, primary_arn: str | None
+) -> dict[str, Any]:
     rds = client("rds", settings.region, endpoint)
     identifier = naming.db_identifier(settings)
     db = settings.database
     if primary_arn is None:
+        password = secrets.token_urlsafe(18)
+        _master_secret(settings, peer, endpoint, password)
         return rds.create_db_instance(
             DBInstanceIdentifier=identifier,
             DBInstanceClass=db.instance_class,
@@ -180,7 +203,7 @@ def _database(settings: Settings, endpoint: str, key_arn: str, primary_arn: str 
             DBName=db.name,
             MasterUsername=db.username,
             # The emulator never serves connections; the lab's real password stays in root/env only.
-            MasterUserPassword=secrets.token_urlsafe(18),
+            MasterUserPassword=password,
             AllocatedStorage=db.allocated_storage_gb,
             MaxAllocatedStorage=db.max_allocated_storage_gb,
             MultiAZ=db.multi_az,
@@ -299,7 +322,7 @@ def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources
     databases: dict[str, dict[str, Any]] = {}
     for s in ordered:
         primary_arn = None if s.is_primary else databases[s.peer_stack]["DBInstanceArn"]
-        databases[s.stack] = _database(s, endpoint, keys[s.stack], primary_arn)
+        databases[s.stack] = _database(s, stacks[s.peer_stack], endpoint, keys[s.stack], primary_arn)
     zone_id = _zone(ordered[0], endpoint)
     for s in ordered:
         _takeover_alarm(s, endpoint)

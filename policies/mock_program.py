@@ -20,6 +20,8 @@ from pulumi.runtime.sync_await import _sync_await
 from drtopo.settings import PROJECT, Settings
 
 ACCOUNT_ID = "123456789012"
+# What the mocked GetRandomPassword answers (tests assert the program passes exactly this, never a literal of its own).
+MOCK_RANDOM_PASSWORD = "mock-random-password-from-secrets-manager"
 # What a StackReference to the primary answers unless `evaluate` is given the referenced stack's outputs.
 PRIMARY_OUTPUTS = {
     "dbArn": f"arn:aws:rds:us-east-1:{ACCOUNT_ID}:db:exception-collector-us-east-1",
@@ -84,6 +86,11 @@ def _mock_outputs(
     if args.typ.startswith("aws:"):
         service = args.typ.split(":")[1].split("/")[0]
         outputs.setdefault("arn", f"arn:aws:{service}:mock-region:{ACCOUNT_ID}:{name}")
+    if args.typ == "aws:kms/key:Key":
+        # As KMS names it: the key's own region (its `region` input, else the stack's).
+        outputs["arn"] = f"arn:aws:kms:{outputs.get('region') or region}:{ACCOUNT_ID}:key/{name}"
+    if args.typ == "aws:secretsmanager/secret:Secret":
+        outputs["arn"] = f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{outputs.get('name', name)}-AbCdEf"
     if args.typ == "aws:s3/bucket:Bucket":
         outputs.setdefault("bucket", name)
     if args.typ == "aws:rds/instance:Instance":
@@ -129,6 +136,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:route53/getZone:getZone":
             zone = "ZMOCK123"
             return {"id": zone, "zoneId": zone, "name": args.args.get("name"), "privateZone": False}, []
+        if args.token == "aws:secretsmanager/getRandomPassword:getRandomPassword":
+            # What Secrets Manager would draw; the program hands it over write-only.
+            return {"randomPassword": MOCK_RANDOM_PASSWORD, "id": "mock"}, []
         if args.token == "aws:index/getRegion:getRegion":
             return {"name": args.args.get("name") or "mock-region", "region": "mock-region"}, []
         return {}, []

@@ -19,6 +19,8 @@ RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 RDS_BACKUP_REPLICATION = "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 SECRET = "aws:secretsmanager/secret:Secret"
+IAM_ROLE = "aws:iam/role:Role"
+IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 
 ROUTE53_ZONE = "aws:route53/zone:Zone"
 ROUTE53_RECORD = "aws:route53/record:Record"
@@ -31,6 +33,7 @@ K8S_STATEFULSET = "kubernetes:apps/v1:StatefulSet"
 K8S_DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 K8S_POD = "kubernetes:core/v1:Pod"
 K8S_CONFIGMAP = "kubernetes:core/v1:ConfigMap"
+K8S_SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 # Resources whose loss loses data or the means to read it: they must carry `protect`.

@@ -179,6 +179,19 @@ def database(settings: Settings) -> list[Resource]:
         res(settings, types.RDS_INSTANCE, "database", instance, protect=True),
         res(
             settings,
+            types.SECRET,
+            "database-master-secret",
+            {
+                "name": naming.db_secret_name(settings.region),
+                "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/db",
+                "replicas": [
+                    {"region": settings.peer_region, "kmsKeyId": f"alias/drtopo-{settings.peer_region}-database"}
+                ],
+            },
+            protect=True,
+        ),
+        res(
+            settings,
             types.RDS_PARAMETER_GROUP,
             "database-params",
             {
@@ -285,7 +298,7 @@ def container(name: str, command: list[str], env: list[dict[str, Any]] | None = 
     }
 
 
-def cronjob(name: str, schedule: str, command: list[str]) -> dict[str, Any]:
+def cronjob(name: str, schedule: str, command: list[str], service_account: str = "") -> dict[str, Any]:
     password = {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "exception-collector-db", "key": "pw"}}}
     return {
         "metadata": {"name": name},
@@ -301,6 +314,7 @@ def cronjob(name: str, schedule: str, command: list[str]) -> dict[str, Any]:
                     "template": {
                         "spec": {
                             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001.0},
+                            "serviceAccountName": service_account or name,
                             "containers": [container(name, command, [password])],
                         }
                     },
@@ -334,20 +348,82 @@ def kubernetes(settings: Settings) -> list[Resource]:
             settings,
             types.K8S_CRONJOB,
             "backup-jobs-dump",
-            cronjob("db-dump", settings.kubernetes.dump_schedule, ["python", "-m", "scripts.backup", "run"]),
+            cronjob("db-dump", settings.kubernetes.dump_schedule, ["python", "-m", "scripts.backup", "run"], "pg-dump"),
         ),
         res(
             settings,
             types.K8S_CRONJOB,
             "backup-jobs-export",
-            cronjob("k8s-export", settings.kubernetes.resource_export_schedule, ["python", "-m", "scripts.export"]),
+            cronjob(
+                "k8s-export",
+                settings.kubernetes.resource_export_schedule,
+                ["python", "-m", "scripts.export"],
+                "config-export",
+            ),
         ),
     ]
 
 
+def workload_identity(settings: Settings) -> list[Resource]:
+    """With an OIDC issuer: one IRSA role per backup job, least privilege, its ServiceAccount annotated."""
+    if settings.kubernetes.oidc_issuer is None:
+        return []
+    from components.identity import dump_policy, export_policy, secret_arn, trust_policy
+
+    account, region, namespace = "123456789012", settings.region, settings.kubernetes.namespace
+    source = settings.region if settings.is_primary else settings.peer_region
+    key = f"arn:aws:kms:{region}:{account}:key/backups"
+    policies = {
+        "pg-dump": dump_policy(
+            region,
+            naming.bucket_name(settings, "dumps"),
+            key,
+            secret_arn(region, account, naming.db_secret_name(source)),
+            f"arn:aws:kms:{region}:{account}:key/db",
+        ),
+        "config-export": export_policy(region, naming.bucket_name(settings, "config"), f"config/{settings.stack}", key),
+    }
+    found = []
+    for job, policy in policies.items():
+        role = f"backup-jobs-{job}-role"
+        trust = trust_policy(account, settings.kubernetes.oidc_issuer, namespace, job)
+        found += [
+            res(settings, types.IAM_ROLE, role, {"name": f"drtopo-{region}-{job}", "assumeRolePolicy": trust}),
+            res(settings, types.IAM_ROLE_POLICY, role, {"role": f"{role}-id", "policy": policy}),
+            res(
+                settings,
+                types.K8S_SERVICE_ACCOUNT,
+                f"backup-jobs-{job}-sa",
+                {
+                    "metadata": {
+                        "name": job,
+                        "namespace": namespace,
+                        "annotations": {
+                            "eks.amazonaws.com/role-arn": f"arn:aws:iam::{account}:role/drtopo-{region}-{job}"
+                        },
+                    }
+                },
+            ),
+        ]
+    return found
+
+
 def baseline(settings: Settings) -> list[Resource]:
     """A stack that complies with every rule for `settings`."""
-    return storage(settings) + database(settings) + dns(settings) + kubernetes(settings)
+    found = storage(settings) + database(settings) + dns(settings) + kubernetes(settings) + workload_identity(settings)
+    if settings.kubernetes.oidc_issuer is not None:
+        # The jobs read the master secret with their role: no Kubernetes Secret in any CronJob.
+        found = [_without_secret_refs(r) if r.type == types.K8S_CRONJOB else r for r in found]
+    return found
+
+
+def _without_secret_refs(job: Resource) -> Resource:
+    inputs = copy.deepcopy(dict(job.inputs))
+    for container in inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]:
+        container["env"] = [e for e in container.get("env", []) if "valueFrom" not in e]
+    return Resource(
+        job.type, job.name, inputs, job.urn, job.parent_urn, job.protect, job.id, job.dependencies, job.provider
+    )
 
 
 def broken(resources: Sequence[Resource], type_token: str, name: str, path: str, value: Any) -> list[Resource]:

@@ -35,6 +35,16 @@ def test_program_breaks_no_rule(stack: str, role: str) -> None:
     assert messages(stack, overrides) == []
 
 
+@pytest.mark.parametrize("role", [r.value for r in Role])
+@pytest.mark.parametrize("stack", stacks())
+def test_program_with_workload_identity_breaks_no_rule(stack: str, role: str) -> None:
+    kubernetes = load_settings(stack).kubernetes.model_dump(mode="json", by_alias=True, exclude_none=True)
+    overrides = {"role": role, "kubernetes": {**kubernetes, "oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/EX"}}
+    resources = program(stack, json.dumps(overrides, sort_keys=True))
+    assert len([r for r in resources if r.type == t.IAM_ROLE]) == 3  # replication + one per backup job
+    assert messages(stack, overrides) == []
+
+
 @pytest.mark.parametrize("prod_role", [r.value for r in Role])
 def test_exactly_one_primary_record_across_the_stacks_in_every_pair_of_roles(prod_role: str) -> None:
     dr_role = Role.STANDBY.value if prod_role == Role.PRIMARY.value else Role.PRIMARY.value

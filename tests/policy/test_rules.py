@@ -63,6 +63,21 @@ def mm2_edit(old: str, new: str) -> Mutation:
     return mutate
 
 
+def _oidc(stack: str) -> str:
+    kubernetes = load_settings(stack).kubernetes.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return json.dumps({"kubernetes": {**kubernetes, "oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"}})
+
+
+OIDC = {stack: _oidc(stack) for stack in ("prod", "dr")}
+
+
+def _edit_policy(rs: list[Resource], name: str, index: int, key: str, value: object) -> list[Resource]:
+    policy = next(r for r in rs if r.type == t.IAM_ROLE_POLICY and r.name == name)
+    document = json.loads(policy.inputs["policy"])
+    document["Statement"][index][key] = value
+    return broken(rs, t.IAM_ROLE_POLICY, name, "policy", json.dumps(document))
+
+
 CASES = [
     # storage
     Case(
@@ -231,6 +246,128 @@ CASES = [
         drop(t.METRIC_ALARM, "dns-takeover"),
         "stack: takeover alarm = (not set); required a CloudWatch alarm 'drtopo-us-west-2-takeover' in us-west-2",
         stack="dr",
+    ),
+    # credentials
+    Case(
+        "db-master-secret-replicated",
+        "not-replicated",
+        set_(t.SECRET, "database-master-secret", "replicas", []),
+        "Secret 'database-master-secret': replicas[*].region = (not set); required 'us-west-2'",
+    ),
+    Case(
+        "db-master-secret-replicated",
+        "replica-without-key",
+        set_(t.SECRET, "database-master-secret", "replicas[0].kmsKeyId", DROP),
+        "replicas[*].kmsKeyId = (not set); required a customer-managed key in the replica's region",
+        stack="dr",
+    ),
+    Case(
+        "db-master-secret-replicated",
+        "rds-managed-password",
+        set_(t.RDS_INSTANCE, "database", "manageMasterUserPassword", True),
+        "Instance 'database': manageMasterUserPassword = true; required not set",
+    ),
+    Case(
+        "iam-job-roles-least-privilege",
+        "wildcard-action",
+        lambda rs, s: _edit_policy(rs, "backup-jobs-pg-dump-role", 0, "Action", ["s3:*"]),
+        "RolePolicy 'backup-jobs-pg-dump-role': Statement.Action = 's3:*'; required named actions, no wildcard",
+        overrides=OIDC["prod"],
+    ),
+    Case(
+        "iam-job-roles-least-privilege",
+        "whole-bucket",
+        lambda rs, s: _edit_policy(
+            rs, "backup-jobs-pg-dump-role", 1, "Resource", ["arn:aws:s3:::drtopo-us-east-1-dumps/*"]
+        ),
+        "Resource = 'arn:aws:s3:::drtopo-us-east-1-dumps/*'; required objects under a prefix of the bucket",
+        overrides=OIDC["prod"],
+    ),
+    Case(
+        "iam-job-roles-least-privilege",
+        "peer-region-bucket",
+        lambda rs, s: _edit_policy(
+            rs, "backup-jobs-pg-dump-role", 1, "Resource", ["arn:aws:s3:::drtopo-us-east-1-dumps/daily/*"]
+        ),
+        "Resource = 'arn:aws:s3:::drtopo-us-east-1-dumps/daily/*'; required one of this stack's buckets",
+        stack="dr",
+        overrides=OIDC["dr"],
+    ),
+    Case(
+        "iam-job-roles-least-privilege",
+        "secret-in-the-failed-region",
+        lambda rs, s: _edit_policy(
+            rs,
+            "backup-jobs-pg-dump-role",
+            3,
+            "Resource",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:drtopo/us-east-1/database/master-??????",
+        ),
+        "required the database master secret in us-west-2",
+        stack="dr",
+        overrides=OIDC["dr"],
+    ),
+    Case(
+        "iam-job-roles-least-privilege",
+        "any-resource",
+        lambda rs, s: _edit_policy(rs, "backup-jobs-config-export-role", 1, "Resource", "*"),
+        "Resource = '*'; required a named resource",
+        overrides=OIDC["prod"],
+    ),
+    Case(
+        "iam-job-roles-least-privilege",
+        "key-through-the-peer-region",
+        lambda rs, s: _edit_policy(
+            rs,
+            "backup-jobs-config-export-role",
+            1,
+            "Condition",
+            {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}},
+        ),
+        "Condition.kms:ViaService = 's3.us-east-1.amazonaws.com'; required a service of us-west-2",
+        stack="dr",
+        overrides=OIDC["dr"],
+    ),
+    Case(
+        "iam-job-roles-least-privilege",
+        "any-service-account",
+        set_(
+            t.IAM_ROLE,
+            "backup-jobs-pg-dump-role",
+            "assumeRolePolicy",
+            json.dumps(
+                {
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRoleWithWebIdentity",
+                            "Principal": {"Federated": "x"},
+                            "Condition": {"StringLike": {"x:sub": "*"}},
+                        }
+                    ]
+                }
+            ),
+        ),
+        "required exactly one ServiceAccount of namespace",
+        overrides=OIDC["prod"],
+    ),
+    Case(
+        "k8s-job-credentials-through-workload-identity",
+        "static-secret-kept",
+        lambda rs, s: [
+            *without(rs, t.K8S_CRONJOB, CRON),
+            *[r for r in baseline(settings_for("prod")) if r.name == CRON],
+        ],
+        "CronJob 'backup-jobs-dump': containers[*].env[*].valueFrom.secretKeyRef = 'set'; "
+        "required no Kubernetes Secret",
+        overrides=OIDC["prod"],
+    ),
+    Case(
+        "k8s-job-credentials-through-workload-identity",
+        "no-annotation",
+        set_(t.K8S_SERVICE_ACCOUNT, "backup-jobs-pg-dump-sa", "metadata.annotations", {}),
+        "ServiceAccount 'backup-jobs-pg-dump-sa': metadata.annotations.eks.amazonaws.com/role-arn = (not set)",
+        overrides=OIDC["prod"],
     ),
     # regions
     Case(
@@ -475,6 +612,14 @@ def test_every_rule_has_a_failing_case() -> None:
 @pytest.mark.parametrize("rule", [r.name for r in RULES])
 def test_baseline_passes(rule: str, stack: str) -> None:
     settings = settings_for(stack)
+    assert violations_of(rule, baseline(settings), settings) == []
+
+
+@pytest.mark.parametrize("stack", ["prod", "dr"])
+@pytest.mark.parametrize("rule", [r.name for r in RULES])
+def test_baseline_with_workload_identity_passes(rule: str, stack: str) -> None:
+    settings = settings_for(stack, OIDC[stack])
+    assert settings.kubernetes.oidc_issuer
     assert violations_of(rule, baseline(settings), settings) == []
 
 

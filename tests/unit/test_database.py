@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from pulumi.runtime import rpc
 
 from drtopo import naming
 from drtopo.database.parameters import parameter_family, parameters
 from drtopo.settings import Database, SettingsError, load_settings
-from policies.mock_program import Evaluation, Registered, evaluate
+from policies.mock_program import MOCK_RANDOM_PASSWORD, Evaluation, Registered, evaluate
 
 INSTANCE = "aws:rds/instance:Instance"
 KEY = "aws:kms/key:Key"
 BACKUP_COPIES = "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
+SECRET = "aws:secretsmanager/secret:Secret"
+SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
+
+
+def secret_value(value: Any) -> Any:
+    """An input Pulumi carries as a secret (encrypted in state and hidden in every display), unwrapped."""
+    assert isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig, value
+    return value["value"]
 
 
 def instance(ev: Evaluation) -> Registered:
@@ -51,9 +61,17 @@ def test_both_roles_share_the_safe_defaults(stack: Evaluation) -> None:
 
 
 def test_no_password_is_declared_anywhere(stack: Evaluation) -> None:
+    """The only password is the one Secrets Manager draws at deploy time, handed over write-only."""
     for resource in stack.resources:
-        found = [k for k in keys_named(resource.inputs, "password") if k != "manageMasterUserPassword"]
-        assert not found, (resource.type, resource.name, found)
+        found = [k for k in keys_named(resource.inputs, "password") if not k.endswith("Version")]
+        if resource.type == "aws:rds/instance:Instance" and found:
+            assert found == ["passwordWo"], (resource.name, found)
+            assert secret_value(resource.inputs["passwordWo"]) == MOCK_RANDOM_PASSWORD
+        else:
+            assert not found, (resource.type, resource.name, found)
+    for version in stack.of_type(SECRET_VERSION):
+        assert set(version.inputs) == {"secretId", "secretStringWo", "secretStringWoVersion"}
+        assert json.loads(secret_value(version.inputs["secretStringWo"]))["password"] == MOCK_RANDOM_PASSWORD
 
 
 def test_parameter_group_forces_tls_and_archives_every_minute(stack: Evaluation) -> None:
@@ -64,10 +82,43 @@ def test_parameter_group_forces_tls_and_archives_every_minute(stack: Evaluation)
     assert 0 < int(values["archive_timeout"]) <= 60
 
 
-def test_primary_manages_its_password_and_copies_backups_to_the_peer_region(prod: Evaluation) -> None:
+def test_master_secret_is_this_stacks_own_and_replicated_to_the_peer_region(stack: Evaluation) -> None:
+    settings = stack.settings
+    secret = stack.one(SECRET, "database-master-secret")
+    assert (
+        secret.inputs["name"] == naming.db_secret_name(settings.region) == f"drtopo/{settings.region}/database/master"
+    )
+    assert secret.inputs["kmsKeyId"] == stack.one(KEY, "database-key").outputs["arn"]
+    assert secret.inputs["replicas"] == [
+        {"region": settings.peer_region, "kmsKeyId": f"alias/drtopo-{settings.peer_region}-database"}
+    ]
+    assert "region" not in secret.inputs and secret.protect
+    assert secret.inputs["recoveryWindowInDays"] == 30
+
+
+def test_standby_reads_the_primarys_secret_through_its_replica_in_this_region(dr: Evaluation) -> None:
+    # The peer's secret has a replica here, under the same name: read by name in dr's own region.
+    assert dr.exports["dbPasswordSecretArn"] == naming.db_secret_name(dr.settings.peer_region)
+    assert not dr.of_type(SECRET_VERSION)  # a replica inherits the primary's password
+
+
+def test_primary_password_is_drawn_by_secrets_manager_and_written_only(prod: Evaluation) -> None:
     settings, inputs = prod.settings, instance(prod).inputs
-    assert inputs["manageMasterUserPassword"] is True
-    assert inputs["masterUserSecretKmsKeyId"] == prod.one(KEY, "database-key").outputs["arn"]
+    assert "manageMasterUserPassword" not in inputs  # RDS will not replicate a source whose password it manages
+    assert secret_value(inputs["passwordWo"]) == MOCK_RANDOM_PASSWORD and inputs["passwordWoVersion"] == 1
+    version = prod.one(SECRET_VERSION, "database-master-secret").inputs
+    assert version["secretId"] == "database-master-secret-id" and version["secretStringWoVersion"] == 1
+    assert json.loads(secret_value(version["secretStringWo"])) == {
+        "engine": "postgres",
+        "username": settings.database.username,
+        "password": MOCK_RANDOM_PASSWORD,
+        "port": settings.database.port,
+    }
+    assert prod.exports["dbPasswordSecretArn"] == prod.one(SECRET, "database-master-secret").outputs["arn"]
+
+
+def test_primary_copies_backups_to_the_peer_region(prod: Evaluation) -> None:
+    settings, inputs = prod.settings, instance(prod).inputs
     assert (inputs["dbName"], inputs["username"]) == (settings.database.name, settings.database.username)
     assert "replicateSourceDb" not in inputs
     assert not prod.of_type(STACK_REFERENCE)
@@ -78,7 +129,6 @@ def test_primary_manages_its_password_and_copies_backups_to_the_peer_region(prod
     assert copies["kmsKeyId"] == peer_key.outputs["arn"]
     assert copies["retentionPeriod"] == settings.database.backup_retention_days
     assert peer_key.protect and peer_key.inputs["enableKeyRotation"] is True
-    assert prod.exports["dbPasswordSecretArn"].startswith("arn:aws:secretsmanager:")
 
 
 def test_standby_is_a_cross_region_replica_of_the_primary_stack(dr: Evaluation) -> None:
@@ -90,7 +140,6 @@ def test_standby_is_a_cross_region_replica_of_the_primary_stack(dr: Evaluation) 
     # A replica inherits name, user and password; RDS refuses them on a replica.
     assert not {"dbName", "username", "manageMasterUserPassword"} & set(inputs)
     assert not dr.of_type(BACKUP_COPIES)
-    assert dr.exports["dbPasswordSecretArn"] is None
 
 
 def test_standby_may_replicate_an_explicit_arn_without_a_stack_reference() -> None:

@@ -16,6 +16,8 @@ STATEFUL = ("aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:rds/instance:Instanc
 ROLE_ONLY = {
     "pulumi:pulumi:StackReference",
     "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication",
+    # The primary writes the master password it sets; a replica inherits it (kept on demotion: retain_on_delete).
+    "aws:secretsmanager/secretVersion:SecretVersion",
 }
 
 

@@ -287,8 +287,9 @@ def test_the_promotion_itself_is_a_no_op_once_refreshed_and_nothing_stateful_is_
     world.promote("dr")
     dr_steps, prod_steps = world.up("dr"), world.up("prod")
     assert not kinds(dr_steps, "promote")
-    assert kinds(dr_steps, "create") == ["database-backup-copies"]  # the new primary copies its backups
-    assert "database" in kinds(dr_steps, "update")  # the managed password and its key, in place
+    # The new primary copies its backups and writes the master password it sets to its own replicated secret.
+    assert kinds(dr_steps, "create") == ["database-backup-copies", "database-master-secret"]
+    assert "database" in kinds(dr_steps, "update")  # the write-only master password, in place
     assert kinds(prod_steps, "create") == ["database-g1", "database-retired"]
     assert kinds(prod_steps, "same").count("database") == 1
     assert kinds(prod_steps, "delete") == ["database-backup-copies"]  # the primary's backup copying only
