@@ -5,7 +5,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv jars kube test test-unit test-policy test-integration drill lab-up lab-down lint bench
+.PHONY: setup system venv jars kube test test-unit test-policy test-integration drill lab-up lab-down lint bench bench-deps bench-scale
 
 setup: system venv jars kube
 
@@ -40,7 +40,7 @@ test-integration: setup
 	$(PY) -m pytest tests/integration
 
 drill: setup
-	$(PY) -m scripts.drill --scenario all --json .lab/drill-report.json
+	$(PY) -m scripts.drill --scenario all --load default --json .lab/drill-report.json
 
 lab-up: setup
 	$(PY) -m lab up
@@ -51,5 +51,13 @@ lab-down: venv
 lint: venv
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
-bench: setup
+# Benchmark-only dependencies (reladiff, for the side-by-side comparison) go into .venv only when a benchmark runs.
+bench-deps: venv
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+
+bench: setup bench-deps
 	$(PY) -m bench
+
+# Growth curves (about 12 minutes for 1M,4M on 2 cores; 16M needs about 25 GB of disk and much longer).
+bench-scale: setup bench-deps
+	$(PY) -m bench.scale --sizes $(or $(SIZES),1M,4M)

@@ -5,6 +5,10 @@ primary (prod), lets them stream to the standby (dr), and compares prod (referen
 one connection each, queried concurrently. For the differences it pauses WAL replay on dr and changes prod (one
 update, one delete, one insert), so dr lags by exactly those rows. Without --lab-root it starts a temporary lab
 and stops it afterwards. The goal on a 2-core machine: >= 2.5M rows/s per side (1M rows in under 1 s).
+
+In the same run, on the same two databases, it times what a user would pick instead: reladiff (bench-only
+dependency, bench/requirements.txt) comparing every column, with the ratio, and the floor stock PostgreSQL sets
+for the same data: one `sum(hash_record(t))` scan per side, both sides at once.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ import argparse
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import psycopg
 
@@ -51,11 +58,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def timed_compare(lab: Lab) -> tuple[float, list[float], TableDiff]:
+def timed_compare(lab: Lab, db: str = DB) -> tuple[float, list[float], TableDiff]:
     """Wall seconds, CPU seconds of each side's backend, and the result of comparing the exceptions table."""
     with (
-        psycopg.connect(lab.pg_conninfo("prod", DB), autocommit=True) as ref,
-        psycopg.connect(lab.pg_conninfo("dr", DB), autocommit=True) as tgt,
+        psycopg.connect(lab.pg_conninfo("prod", db), autocommit=True) as ref,
+        psycopg.connect(lab.pg_conninfo("dr", db), autocommit=True) as tgt,
     ):
         pids = [ref.info.backend_pid, tgt.info.backend_pid]
         cpu = [cpu_seconds(pid) for pid in pids]
@@ -63,6 +70,81 @@ def timed_compare(lab: Lab) -> tuple[float, list[float], TableDiff]:
         (diff,) = compare(ref, tgt, ["interface_exceptions"])
         wall = time.perf_counter() - start
         return wall, [cpu_seconds(pid) - c for pid, c in zip(pids, cpu, strict=True)], diff
+
+
+def floor_seconds(lab: Lab, db: str = DB) -> float:
+    """Wall seconds of one `sum(hash_record(t))` scan on each side, both at once: what any comparison must read."""
+    query = "SELECT sum(hash_record(t)::bigint) FROM interface_exceptions t"
+    sums: dict[str, Any] = {}
+
+    def scan(stack: str) -> None:
+        with psycopg.connect(lab.pg_conninfo(stack, db), autocommit=True) as conn:
+            sums[stack] = conn.execute(query).fetchone()[0]
+
+    threads = [threading.Thread(target=scan, args=(s,)) for s in ("prod", "dr")]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
+def reladiff_available() -> bool:
+    try:
+        import reladiff  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def reladiff_seconds(lab: Lab, password: str, db: str = DB) -> tuple[float, int]:
+    """Wall seconds and differences found by reladiff's hashdiff over both servers, every column compared."""
+    import reladiff
+
+    columns = [
+        "transaction_id",
+        "interface_type",
+        "exception_reason",
+        "operation",
+        "status",
+        "severity",
+        "category",
+        "retryable",
+        "customer_id",
+        "retry_count",
+        "created_at",
+        "updated_at",
+    ]
+
+    def uri(stack: str) -> str:
+        port = lab.pg_conninfo(stack, db).split("port=")[1].split()[0]
+        return f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:{port}/{db}"
+
+    start = time.perf_counter()
+    ref = reladiff.connect_to_table(uri("prod"), "interface_exceptions", "id", extra_columns=tuple(columns))
+    tgt = reladiff.connect_to_table(uri("dr"), "interface_exceptions", "id", extra_columns=tuple(columns))
+    found = sum(1 for _ in reladiff.diff_tables(ref, tgt, algorithm=reladiff.Algorithm.HASHDIFF))
+    seconds = time.perf_counter() - start
+    for segment in (ref, tgt):
+        segment.database.close()
+    return seconds, found
+
+
+def side_by_side(lab: Lab, password: str, drtopo_seconds: float, what: str) -> dict[str, float]:
+    """reladiff and the floor on the same data as drtopo's `drtopo_seconds`; prints the ratios."""
+    floor = floor_seconds(lab)
+    figures = {"drtopo_seconds": drtopo_seconds, "floor_seconds": floor}
+    line = f"  {what}: drtopo {drtopo_seconds:.3f} s"
+    if reladiff_available():
+        rd, found = reladiff_seconds(lab, password)
+        figures["reladiff_seconds"] = rd
+        line += f", reladiff {rd:.3f} s ({found} differences; drtopo {rd / drtopo_seconds:.1f}x faster)"
+    else:
+        line += ", reladiff SKIPPED (not installed: pip install -r bench/requirements.txt)"
+    line += f", stock floor sum(hash_record(t)) {floor:.3f} s (drtopo at {drtopo_seconds / floor:.2f}x the floor)"
+    print(line, flush=True)
+    return figures
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -109,6 +191,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                     f"  busiest backend CPU {cpu_best:.3f} s = {args.rows / cpu_best / 1e6:.2f}M rows per CPU-second "
                     "(the rate on an otherwise idle core)"
                 )
+                side_by_side(lab, env["PGPASSWORD"], median, "side by side, equal tables")
                 dr.execute("SELECT pg_wal_replay_pause()")
                 try:
                     mid = args.rows // 2
@@ -121,6 +204,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                     )
                     seconds, cpu, diff = timed_compare(lab)
                     print(f"3 differences found in {seconds:.3f} s (backend CPU {max(cpu):.3f} s): {diff.summary()}")
+                    side_by_side(lab, env["PGPASSWORD"], seconds, "side by side, 3 differences")
                 finally:
                     dr.execute("SELECT pg_wal_replay_resume()")
         finally:

@@ -171,8 +171,10 @@ def _restore_config(sm: SelfManagedPostgres, saved: dict[str, bytes], source: St
         path.chmod(0o600)
 
 
-def rebuild_postgres(target: StackOutputs, source: StackOutputs) -> dict[str, Any]:
-    """Make `target`'s server a streaming standby of `source`: stop it, pg_rewind (else pg_basebackup), start it."""
+def rebuild_postgres(target: StackOutputs, source: StackOutputs, base_backup: bool = False) -> dict[str, Any]:
+    """Make `target`'s server a streaming standby of `source`: stop it, pg_rewind (else pg_basebackup), start it.
+
+    `base_backup` skips pg_rewind and copies the whole database (what the fallback costs: bench/scale.py)."""
     sm = target.self_managed
     assert sm is not None
     data = Path(sm.data_dir)
@@ -187,6 +189,8 @@ def rebuild_postgres(target: StackOutputs, source: StackOutputs) -> dict[str, An
         conn.execute("CHECKPOINT")
     method = "pg_rewind"
     try:
+        if base_backup:
+            raise StandbyError("a base backup was asked for")
         detail = _run(
             sm,
             [_bin(sm, "pg_rewind"), f"--target-pgdata={sm.data_dir}", f"--source-server={_source_conninfo(source)}"],
