@@ -203,6 +203,7 @@ def _one_size(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
         "compare_equal": diff.equal,
         "reladiff_differences": reladiff_found,
         "rebuild_methods": methods,
+        "load_average": round(os.getloadavg()[0], 2),  # the machine is shared: figures move with it
     }
 
 
@@ -252,6 +253,7 @@ def print_table(results: list[dict[str, Any]], fitted: dict[str, dict[str, float
     print(f"{'reladiff / drtopo':<22}" + "".join(f"{x:>9.1f}x" if x else f"{'-':>10}" for x in ratio))
     floor = [r["seconds"]["compare (drtopo)"] / r["seconds"]["compare floor"] for r in results]
     print(f"{'drtopo / floor':<22}" + "".join(f"{x:>9.2f}x" for x in floor))
+    print(f"{'load average':<22}" + "".join(f"{r.get('load_average', 0):>10.1f}" for r in results))
 
 
 def write_png(results: list[dict[str, Any]], fitted: dict[str, dict[str, float]], path: Path) -> None:
@@ -262,16 +264,28 @@ def write_png(results: list[dict[str, Any]], fitted: dict[str, dict[str, float]]
 
     fig, ax = plt.subplots(figsize=(11, 6.5))
     xs = [r["rows"] / 1e6 for r in results]
-    for op in OPERATIONS:
+    colors = plt.get_cmap("tab20").colors
+    for i, op in enumerate(OPERATIONS):
         if op not in fitted:
             continue
         ys = [r["seconds"].get(op) for r in results]
         f = fitted[op]
-        ax.plot(xs, ys, marker="o", label=f"{op}: {f['seconds_per_million_rows']:.2f} s per 1M rows")
+        ax.plot(
+            xs,
+            ys,
+            marker="osD^v<>ph*X"[i % 11],
+            color=colors[(2 * i) % 20 if i < 10 else 1],
+            label=f"{op}: {f['seconds_per_million_rows']:.2f} s per 1M rows ({f['fixed_seconds']:+.1f} s fixed)",
+        )
     ax.set_xlabel("rows in the database (millions)")
     ax.set_ylabel("seconds")
     cores, memory = os.cpu_count(), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    ax.set_title(f"drtopo: recovery cost against database size ({cores} cores, {memory:.0f} GiB)", fontsize=10)
+    loads = ", ".join(f"{label(r['rows'])} {r.get('load_average', 0):.1f}" for r in results)
+    ax.set_title(
+        f"drtopo: recovery cost against database size ({cores} cores, {memory:.0f} GiB; "
+        f"load average per size: {loads})",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
