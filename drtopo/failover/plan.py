@@ -32,7 +32,11 @@ def _switch(target: str, peer: str) -> list[PlannedStep]:
     """What follows the promotion in both directions: clients, DNS and the stacks' roles move to `target`."""
     return [
         PlannedStep("consumer-group", f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
-        PlannedStep("dns", f"one Route53 change batch: {target}'s record PRIMARY, {peer}'s SECONDARY"),
+        PlannedStep(
+            "dns",
+            f"{target}'s takeover signal on in its region, {peer}'s off (Route53 then answers {target}'s record); "
+            "the one Route53 change batch of both records only if the signal cannot be written",
+        ),
         PlannedStep("roles", f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
     ]
 

@@ -35,4 +35,4 @@ def test_read_only_steps_are_not_mutating() -> None:
 def test_render_numbers_every_step() -> None:
     text = render(promote_plan("dr", "prod", peer_reachable=True))
     assert text.splitlines()[0].startswith(" 1. preflight")
-    assert "dr's record PRIMARY, prod's SECONDARY" in text
+    assert "dr's takeover signal on in its region, prod's off" in text
