@@ -1,10 +1,12 @@
-"""`python -m scripts.backup run|verify|list|config`: daily dumps into the tiers their date belongs to, and their proof.
+"""`python -m scripts.backup run|verify|list|config|restore-test`: daily dumps into their tiers, and their proof.
 
 `run` is what the daily CronJob executes: a custom-format `pg_dump` taken in an exported snapshot (so the row counts
 stored beside it are exact), uploaded with SSE-KMS under every tier of the date. `verify` downloads a dump, checks
 its SHA-256, reads every block with `pg_restore`, and with `--restore-test` restores it into a scratch database and
 compares row counts with the dump's manifest. `list` shows the tiers, each dump's storage class and whether it is
-readable now, and flags gaps. `config` backs up the configuration objects.
+readable now, the last restore test, and flags gaps. `config` backs up the configuration objects. `restore-test`
+(what its CronJob runs) restores the latest or a random dump into a scratch database, checks row counts against the
+manifest and a sample of rows against the source, and records the result in the dump bucket.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from drtopo.backup import config as config_backup
-from drtopo.backup.dumps import OPERATIONAL_ERRORS, list_backups, run, verify
+from drtopo.backup.dumps import OPERATIONAL_ERRORS, list_backups, restore_test, run, verify
 from drtopo.database import pg_tools
 from drtopo.outputs import load_outputs
 from drtopo.report import Clock, Report, main_guard
@@ -43,7 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing = command("list", "backups per tier with age and size; flags missing dailies and empty tiers", False)
     listing.add_argument("--as-of", type=_day, help="judge gaps as of this date (YYYY-MM-DD, default today UTC)")
     command("config", "upload the configuration objects (stack file, MirrorMaker properties, Kubernetes)", True)
+    tested = command(
+        "restore-test",
+        "restore the latest (or a random) dump into a scratch database, check counts and a sample of rows, record it",
+        True,
+    )
+    tested.add_argument("--random", action="store_true", help="a random readable dump within the window")
+    tested.add_argument("--within-days", type=_positive, default=30, help="dumps taken in these last days (30)")
+    tested.add_argument("--sample", type=_positive, default=100, help="rows per table compared with the source (100)")
+    tested.add_argument("--scratch-dsn", help="server for the scratch database (default: the stack's database server)")
     return top
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _day(text: str) -> date:
@@ -68,6 +85,17 @@ def _main(argv: Sequence[str] | None) -> int:
             verify(outputs, report, clock, args.key, args.restore_test, args.scratch_dsn)
         elif args.command == "list":
             list_backups(outputs, report, args.as_of or datetime.now(UTC).date())
+        elif args.command == "restore-test":
+            restore_test(
+                outputs,
+                report,
+                clock,
+                random_pick=args.random,
+                within_days=args.within_days,
+                sample_rows=args.sample,
+                scratch_dsn=args.scratch_dsn,
+                dry_run=args.dry_run,
+            )
         else:
             config_backup.backup(args.stack, outputs, report, clock, args.dry_run)
     except OPERATIONAL_ERRORS as exc:

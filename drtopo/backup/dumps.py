@@ -8,11 +8,15 @@ tiers and flags gaps.
 
 from __future__ import annotations
 
+import json
+import random
 import secrets
 import sys
 import tempfile
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,10 +24,10 @@ from psycopg import sql
 
 from drtopo.backup import store as dump_store
 from drtopo.database import connect as db
-from drtopo.database import pg_tools
+from drtopo.database import pg_tools, reapply
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report
-from drtopo.tiers import TIERS, dump_key, find_gaps, tiers_for
+from drtopo.tiers import TIERS, DumpKey, dump_key, find_gaps, tiers_for
 
 # What can go wrong while talking to live systems: a failed check (exit 1) with one line, never a traceback.
 OPERATIONAL_ERRORS = (
@@ -105,6 +109,7 @@ def verify(
     key: str | None,
     restore_test: bool,
     scratch_dsn: str | None,
+    sample_rows: int = 0,
 ) -> None:
     s3 = dump_store.s3_client(outputs)
     key = key or dump_store.latest_key(s3, outputs.dump_bucket, outputs.db_name)
@@ -124,7 +129,7 @@ def verify(
             print(f"CORRUPT: dump {key} failed verification; do not restore it", file=sys.stderr)
             return
         if restore_test:
-            restore_test_into_scratch(outputs, report, clock, path, stored, scratch_dsn)
+            restore_test_into_scratch(outputs, report, clock, path, stored, scratch_dsn, sample_rows)
     seconds = sum(
         s["seconds"] for s in clock.steps if s["step"] in ("download", "pg_restore --list", "pg_restore read")
     )
@@ -163,8 +168,10 @@ def restore_test_into_scratch(
     path: Path,
     stored: dump_store.StoredDump,
     scratch_dsn: str | None,
+    sample_rows: int = 0,
 ) -> None:
-    """Restore into a throw-away database, compare its counts with those stored at dump time, drop it."""
+    """Restore into a throw-away database, compare its counts with those stored at dump time (and, with
+    `sample_rows`, that many rows per table with the source), drop it."""
     expected = stored.row_counts
     name = f"drtopo_verify_{secrets.token_hex(4)}"
     admin_dsn = scratch_dsn or db.conninfo(outputs, dbname="postgres")
@@ -182,12 +189,72 @@ def restore_test_into_scratch(
             target = psycopg.conninfo.make_conninfo(admin_plain, dbname=name)
             with clock.step("restore test"):
                 pg_tools.restore(path, target, secret)
-            with psycopg.connect(target, password=secret) as conn:
+            with psycopg.connect(target, password=secret, autocommit=True) as conn:
                 counts = pg_tools.table_counts(conn)
+                if sample_rows:
+                    with db.connect(outputs) as source:
+                        sample_against_source(report, conn, source, sample_rows, stored.metadata.get("taken-at"))
         finally:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     report.measured["restored_counts"] = counts
     compare_counts(report, counts, expected)
+
+
+def sample_against_source(
+    report: Report, restored: psycopg.Connection, source: psycopg.Connection, rows: int, taken_at: str | None
+) -> None:
+    """A random sample of each service table's rows, restored vs the source by key (row hash). A row the source
+    changed (`updated_at` after the dump) or deleted since is not a difference; tables without `updated_at` cannot
+    tell a later change from damage, so they are checked by count only (said in the check)."""
+    for table in reapply.user_tables(restored):
+        key = sql.Identifier(_single_key(restored, table))
+        ident = sql.Identifier(table)
+        has_updated = bool(
+            restored.execute(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'updated_at'", (table,)
+            ).fetchone()
+        )
+        if not has_updated or taken_at is None:
+            report.skip(f"sample {table}", "no updated_at column (or dump time): counts only", limit=rows)
+            continue
+        picked = restored.execute(
+            sql.SQL("SELECT {k}, hash_record_extended(t, 0) FROM {t} t ORDER BY random() LIMIT %s").format(
+                k=key, t=ident
+            ),
+            (rows,),
+        ).fetchall()
+        keys = [r[0] for r in picked]
+        there = {
+            r[0]: (r[1], r[2])
+            for r in source.execute(
+                sql.SQL(
+                    "SELECT {k}, hash_record_extended(t, 0), updated_at > %s FROM {t} t WHERE {k} = ANY(%s)"
+                ).format(k=key, t=ident),
+                (taken_at, keys),
+            ).fetchall()
+        }
+        differ = [k for k, h in picked if k in there and there[k][0] != h and not there[k][1]]
+        changed = sum(1 for k, h in picked if k in there and there[k][0] != h and there[k][1])
+        gone = sum(1 for k in keys if k not in there)
+        report.check(
+            f"sample {table}",
+            not differ,
+            f"{len(picked) - len(differ) - changed - gone} equal, {changed} changed and {gone} deleted since the "
+            f"dump" + (f"; differing without a later change: {differ[:10]}" if differ else ""),
+            value=len(differ),
+            limit=0,
+        )
+
+
+def _single_key(conn: psycopg.Connection, table: str) -> str:
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE i.indrelid = %s::regclass AND i.indisprimary",
+        (table,),
+    ).fetchall()
+    if len(rows) != 1:
+        raise RuntimeError(f"table {table} has no single-column primary key to sample by")
+    return str(rows[0][0])
 
 
 def compare_counts(report: Report, counts: dict[str, int], expected: dict[str, int] | None) -> None:
@@ -228,6 +295,19 @@ def list_backups(outputs: StackOutputs, report: Report, today: date) -> None:
     for gap in find_gaps((d[0] for d in dumps), today):
         report.check(f"gap {gap.tier}", False, gap.detail)
     report.measured["backups"] = listing
+    tested = latest_restore_test(s3, outputs.dump_bucket, outputs.db_name)
+    report.measured["restore_test"] = tested
+    if tested is None:
+        report.skip("restore test", "none recorded; `python -m scripts.backup restore-test` (its CronJob) records one")
+    else:
+        outcome = "ok" if tested["ok"] else "FAILED"
+        print(f"last restore test {tested['at']}: {outcome} in {tested['seconds']} s, {tested['key']}")
+        report.check(
+            "restore test",
+            bool(tested["ok"]),
+            f"{tested['at']}: {tested['key']} restored in {tested['seconds']} s, "
+            + ("every check passed" if tested["ok"] else "a check failed"),
+        )
 
 
 def _age(seconds: float) -> str:
@@ -236,3 +316,98 @@ def _age(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f}h"
     return f"{seconds / 86400:.0f}d"
+
+
+# ---- restore testing on a schedule -------------------------------------------------------------------------------
+
+RESTORE_TESTS = "restore-tests"
+
+
+def pick_dump(
+    dumps: list[tuple[DumpKey, str, int, str]],
+    database: str,
+    now: datetime,
+    within_days: int,
+    rng: random.Random | None = None,
+) -> str:
+    """The dump a restore test takes (pure): the newest readable one, or with `rng` a random one, among the dumps of
+    `database` taken within `within_days` (archived tiers left out: a test must not wait hours for a retrieval)."""
+    candidates = sorted(
+        (
+            d
+            for d in dumps
+            if d[0].database == database
+            and d[3] not in dump_store.ARCHIVED
+            and now - d[0].taken_at <= timedelta(days=within_days)
+        ),
+        key=lambda d: (d[0].taken_at, d[0].tier == "daily", d[1]),
+    )
+    if not candidates:
+        raise BadInput(
+            f"no readable dump of {database!r} within {within_days} days; run `python -m scripts.backup run`"
+        )
+    return (rng.choice(candidates) if rng is not None else candidates[-1])[1]
+
+
+def restore_test_key(database: str, at: datetime) -> str:
+    return f"{RESTORE_TESTS}/{database}/{at.astimezone(UTC):%Y%m%dT%H%M%SZ}.json"
+
+
+def restore_test(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    *,
+    random_pick: bool,
+    within_days: int,
+    sample_rows: int,
+    scratch_dsn: str | None,
+    dry_run: bool,
+) -> None:
+    """What the restore-test CronJob runs: a dump (latest or random within the window) restored into a scratch
+    database, row counts against its manifest, a sample of rows against the source; the result is recorded in the
+    dump bucket (`restore-tests/<database>/<time>.json`), where `backup list` and the policy pack read it."""
+    s3 = dump_store.s3_client(outputs)
+    now = datetime.now(UTC)
+    key = pick_dump(
+        dump_store.list_dumps(s3, outputs.dump_bucket),
+        outputs.db_name,
+        now,
+        within_days,
+        random.Random() if random_pick else None,
+    )
+    if dry_run:
+        report.check("plan", True, f"restore {key} into a scratch database, sample {sample_rows} rows per table")
+        return
+    start = time.monotonic()
+    verify(outputs, report, clock, key, True, scratch_dsn, sample_rows)
+    record = {
+        "key": key,
+        "database": outputs.db_name,
+        "source": f"{outputs.stack}/{outputs.db_instance_id}",
+        "at": now.isoformat(timespec="seconds"),
+        "ok": report.ok,
+        "seconds": round(time.monotonic() - start, 3),
+        "sample_rows": sample_rows,
+        "checks": [{"name": c.name, "outcome": c.outcome, "detail": c.detail} for c in report.checks],
+    }
+    s3.put_object(
+        Bucket=outputs.dump_bucket,
+        Key=restore_test_key(outputs.db_name, now),
+        Body=json.dumps(record, indent=1).encode(),
+        ContentType="application/json",
+        **dump_store.encryption_args(outputs),
+    )
+    report.measured["restore_test"] = record
+
+
+def latest_restore_test(s3: Any, bucket: str, database: str) -> dict[str, Any] | None:
+    """The newest recorded restore test of `database`, or None."""
+    keys = [
+        obj["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{RESTORE_TESTS}/{database}/")
+        for obj in page.get("Contents", [])
+    ]
+    if not keys:
+        return None
+    return dict(json.loads(s3.get_object(Bucket=bucket, Key=max(keys))["Body"].read()))

@@ -169,3 +169,50 @@ def test_config_backup_restores_byte_for_byte(lab: Lab, tmp_path: Path) -> None:
         for name, content in originals.items():
             (project / name).write_bytes(content)
         shutil.rmtree(project / "mirrormaker", ignore_errors=True)
+
+
+def test_restore_test_checks_a_sample_against_the_source_and_records_where_list_sees_it(
+    lab: Lab, tmp_path: Path
+) -> None:
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    with connect(outputs) as conn:
+        insert_rows(conn, f"rt-{uuid.uuid4()}-", 40)
+    assert run_cli(backup.main, ["run", *stack_args(lab)], tmp_path / "run.json")[0] == 0
+    with connect(outputs) as conn:
+        total = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
+        # A change made the way the service makes one (updated_at moves) is not a difference; a row deleted since
+        # the dump neither.
+        conn.execute(
+            "UPDATE interface_exceptions SET status = 'CLOSED', updated_at = clock_timestamp()"
+            " WHERE id = (SELECT min(id) FROM interface_exceptions)"
+        )
+        conn.execute("DELETE FROM interface_exceptions WHERE id = (SELECT max(id) FROM interface_exceptions)")
+    args = ["restore-test", "--sample", str(total), *stack_args(lab)]
+    code, report = run_cli(backup.main, args, tmp_path / "t.json")
+    assert code == 0, report["checks"]
+    sample = checks(report)["sample interface_exceptions"]
+    assert sample["ok"] and "1 changed and 1 deleted since the dump" in sample["detail"]
+    assert checks(report)["sample retry_attempts"]["outcome"] == "skip"
+    record = report["measured"]["restore_test"]
+    assert record["ok"] is True and record["seconds"] > 0
+    code, listing = run_cli(backup.main, ["list", *stack_args(lab)], tmp_path / "l.json")
+    assert listing["measured"]["restore_test"] == record
+    assert checks(listing)["restore test"]["ok"]
+
+    # A row that differs from the source without a later change is damage the sample finds.
+    with connect(outputs) as conn:
+        conn.execute(
+            "UPDATE interface_exceptions SET exception_reason = 'silently altered'"
+            " WHERE id = (SELECT min(id) FROM interface_exceptions WHERE status <> 'CLOSED')"
+        )
+    code, report = run_cli(backup.main, args, tmp_path / "t.json")
+    assert code == 1
+    assert "differing without a later change" in checks(report)["sample interface_exceptions"]["detail"]
+    try:
+        code, listing = run_cli(backup.main, ["list", *stack_args(lab)], tmp_path / "l.json")
+        found = checks(listing)["restore test"]
+        assert code == 1 and found["ok"] is False and "a check failed" in found["detail"]
+    finally:  # later tests list the bucket: leave no failed record behind
+        s3 = boto3.client("s3", region_name=outputs.region)
+        for obj in s3.list_objects_v2(Bucket=outputs.dump_bucket, Prefix="restore-tests/").get("Contents", []):
+            s3.delete_object(Bucket=outputs.dump_bucket, Key=obj["Key"])

@@ -3,8 +3,12 @@ retrieval time per storage class and tier (AWS's documented figures)."""
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime
+
 import pytest
 
+from drtopo.backup.dumps import pick_dump
 from drtopo.backup.store import (
     StoredDump,
     manifest_key,
@@ -14,7 +18,7 @@ from drtopo.backup.store import (
     typical_time,
 )
 from drtopo.report import BadInput
-from drtopo.tiers import parse_key
+from drtopo.tiers import DumpKey, parse_key
 
 DONE = 'ongoing-request="false", expiry-date="Fri, 04 Dec 2026 00:00:00 GMT"'
 
@@ -56,3 +60,18 @@ def test_row_counts_come_from_the_manifest_and_manifests_are_not_dumps() -> None
     assert StoredDump("k", 1, {}).row_counts is None
     key = "monthly/db/2026-12-01/db-20261201T020000Z.dump"
     assert parse_key(key) is not None and parse_key(manifest_key(key)) is None
+
+
+def test_a_restore_test_takes_the_newest_readable_dump_or_a_random_one_in_the_window() -> None:
+    now = datetime(2026, 12, 10, tzinfo=UTC)
+
+    def dump(tier: str, day: int, storage: str = "STANDARD") -> tuple[DumpKey, str, int, str]:
+        at = datetime(2026, 12, day, 2, tzinfo=UTC)
+        return DumpKey(tier, "db", at), f"{tier}/db/{at:%Y-%m-%d}/db-{at:%Y%m%dT%H%M%SZ}.dump", 1, storage
+
+    dumps = [dump("daily", 9), dump("monthly", 9, "GLACIER"), dump("daily", 8), dump("daily", 1), dump("weekly", 8)]
+    assert pick_dump(dumps, "db", now, 30) == dumps[0][1]
+    picks = {pick_dump(dumps, "db", now, 5, random.Random(seed)) for seed in range(40)}
+    assert picks == {dumps[0][1], dumps[2][1], dumps[4][1]}  # never the archived copy nor one outside the window
+    with pytest.raises(BadInput, match="no readable dump of 'other' within 30 days"):
+        pick_dump(dumps, "other", now, 30)
