@@ -413,7 +413,7 @@ def bit_flipped_dump(lab: Lab, work: Path) -> Outcome:
 def pitr_outside_the_archive(lab: Lab, work: Path) -> Outcome:
     too_old = (datetime.now(UTC) - timedelta(days=400)).isoformat()
     proc, _ = _cmd(lab, "restore", "prod", work, "pitr", "--time", too_old)
-    ok = proc.returncode == 2 and "before the oldest base backup" in _last_line(proc)
+    ok = proc.returncode == 2 and "restorable window" in _last_line(proc)
     return Outcome(ok, f"exit {proc.returncode}: {_last_line(proc)[:60]}")
 
 
