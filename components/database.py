@@ -36,6 +36,7 @@ from pulumi_aws import cloudwatch, rds, secretsmanager
 from components.alerts import AlertTopic, AlertTopicArgs
 from components.kms import EncryptionKey, EncryptionKeyArgs
 from drtopo import naming
+from drtopo.database.instance import instance_inputs, logical_name
 from drtopo.database.parameters import parameter_family, parameters
 from drtopo.settings import Settings, SettingsError
 
@@ -58,11 +59,6 @@ SECRET_RECOVERY_DAYS = 30
 def master_secret_json(username: str, password: str, port: int) -> str:
     """What the master secret holds: the keys AWS's database secrets use (username, password, engine, port)."""
     return json.dumps({"engine": "postgres", "username": username, "password": password, "port": port})
-
-
-def instance_name(name: str, generation: int) -> str:
-    """The logical name of a database generation: a new generation is a new resource, never a replacement."""
-    return f"{name}-g{generation}" if generation else name
 
 
 def replication_source(settings: Settings, opts: pulumi.ResourceOptions) -> pulumi.Input[str]:
@@ -146,31 +142,20 @@ class Database(pulumi.ComponentResource):
             "password_wo": password,
             "password_wo_version": MASTER_PASSWORD_VERSION,
         }
-        shared = {
-            "engine_version": db.engine_version,
-            "instance_class": db.instance_class,
-            "allocated_storage": db.allocated_storage_gb,
-            "max_allocated_storage": db.max_allocated_storage_gb,
-            "multi_az": db.multi_az,
-            "port": db.port,
-            "backup_retention_period": db.backup_retention_days,
-            "parameter_group_name": params.name,
-            "kms_key_id": key.arn,
-        }
         identifier = naming.db_identifier(settings)
         # A replica inherits database name, user and password from its source: the provider refuses db_name and
         # username beside replicate_source_db (ConflictsWith), so only a standalone instance declares them.
         role_inputs = (
             standalone if settings.is_primary else {"replicate_source_db": replication_source(settings, child)}
         )
-        self.instance = self._instance(instance_name(name, db.generation), identifier, settings, shared, role_inputs)
+        self.instance = self._instance(name, db.generation, settings, key.arn, params.name, role_inputs)
         for generation in db.retired_generations:
             # A former primary (RDS cannot demote it): declared as it stands, so it neither changes nor leaves
             # state, and snapshotted once; `pulumi state unprotect` then dropping it from retiredGenerations lets
             # it leave state, and retain_on_delete keeps it (deletion protection on) in AWS.
-            retired_name = instance_name(name, generation)
+            retired_name = logical_name(generation, name)
             retired_identifier = naming.db_identifier(settings, generation)
-            retired = self._instance(retired_name, retired_identifier, settings, shared, standalone)
+            retired = self._instance(name, generation, settings, key.arn, params.name, standalone)
             rds.Snapshot(
                 f"{retired_name}-retired",
                 db_instance_identifier=retired.identifier,
@@ -248,32 +233,22 @@ class Database(pulumi.ComponentResource):
 
     def _instance(
         self,
-        logical_name: str,
-        identifier: str,
+        name: str,
+        generation: int,
         settings: Settings,
-        shared: dict[str, object],
+        kms_key_id: pulumi.Input[str],
+        parameter_group_name: pulumi.Input[str],
         role_inputs: dict[str, object],
     ) -> rds.Instance:
         """One RDS instance: protected, never deleted by Pulumi (retain_on_delete), its create-only name and user
-        ignored after creation (a promoted replica's state may not echo them; a change would force a new one)."""
+        ignored after creation (a promoted replica's state may not echo them; a change would force a new one).
+        Its arguments are `drtopo.database.instance.instance_inputs`, the ones a script uses when it must create
+        the replica first."""
         return rds.Instance(
-            logical_name,
-            identifier=identifier,
-            engine="postgres",
-            storage_type="gp3",
-            storage_encrypted=True,
-            publicly_accessible=False,
-            deletion_protection=True,
-            copy_tags_to_snapshot=True,
-            skip_final_snapshot=False,
-            final_snapshot_identifier=f"{identifier}-final",
-            iam_database_authentication_enabled=True,
-            enabled_cloudwatch_logs_exports=["postgresql"],
-            auto_minor_version_upgrade=True,
-            tags={"drtopo:stack": settings.stack},
+            logical_name(generation, name),
             opts=pulumi.ResourceOptions(
                 parent=self, protect=True, retain_on_delete=True, ignore_changes=list(CREATE_ONLY_INPUTS)
             ),
-            **shared,
+            **instance_inputs(settings, generation, kms_key_id, parameter_group_name),
             **role_inputs,
         )

@@ -319,6 +319,8 @@ class Settings(_Model):
 
     stack: str
     role: Role
+    # Deploy `role` even where the live state (role marker, replica status) contradicts it: it must name that role.
+    role_override: Role | None = None
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     peer_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     peer_stack: str

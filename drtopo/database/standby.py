@@ -1,9 +1,10 @@
 """The standby's life cycle: promote it to primary, and rebuild a former primary as a standby of the new one.
 
-Two halves, each where it applies: the RDS control plane (`promote_read_replica` with boto3's waiter; a cross-region
-read replica for a rebuild) when the stack's database is an RDS instance, and the data plane of a self-managed
-PostgreSQL (`pg_promote()` and a write probe; `pg_rewind`, falling back to a fresh `pg_basebackup`, for a rebuild)
-when the outputs carry `selfManaged`. The lab has both: the emulator's RDS instances and real servers.
+Two halves, each where it applies: the RDS control plane (`promote_read_replica` with boto3's waiter; for a rebuild,
+the cross-region read replica the program declares, with the program's own arguments) when the stack's database is
+an RDS instance, and the data plane of a self-managed PostgreSQL (`pg_promote()` and a write probe; `pg_rewind`,
+falling back to a fresh `pg_basebackup`, for a rebuild) when the outputs carry `selfManaged`. The lab has both: the
+emulator's RDS instances and real servers.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import pwd
 import shutil
 import subprocess
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from botocore.exceptions import ClientError
 
+from drtopo import naming
 from drtopo.database.connect import connect, password
 from drtopo.database.fence import rds_client, unfence_postgres
+from drtopo.database.instance import import_command, instance_inputs, replica_requests
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
+from drtopo.settings import Settings
 
 # Kept across a rebuild: pg_rewind and pg_basebackup would bring the source's copies (its port, its name).
 CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")
@@ -222,35 +225,117 @@ def rebuild_postgres(target: StackOutputs, source: StackOutputs, base_backup: bo
     return {"postgres": method, "log": str(log)}
 
 
-def rebuild_rds(target: StackOutputs, source: StackOutputs) -> dict[str, Any]:
-    """An RDS read replica of `source` under `target`'s identifier; a diverged old instance is renamed, not deleted."""
-    rds = rds_client(target)
-    inst = describe(target)
-    if inst is not None and inst.get("ReadReplicaSourceDBInstanceIdentifier") in (source.db_arn, source.db_instance_id):
-        return {"rds": f"{target.db_instance_id} is already a replica of {source.db_instance_id}"}
-    kept = None
-    if inst is not None:
-        kept = f"{target.db_instance_id}-pre-failback-{datetime.now(UTC):%Y%m%d%H%M%S}"
-        rds.modify_db_instance(
-            DBInstanceIdentifier=target.db_instance_id, NewDBInstanceIdentifier=kept, ApplyImmediately=True
+def generation_outputs(
+    outputs: StackOutputs, settings: Settings, generation: int | None = None, refresh: bool = False
+) -> StackOutputs:
+    """`outputs` naming the RDS instance of `generation` (default: the one `settings` declare now) rather than the
+    one the stack last deployed: after a role switch the stack files are ahead of the outputs until `pulumi up`.
+    Its address is the live instance's when RDS has it (`refresh`: read it again, e.g. once created); a
+    self-managed server (the lab) keeps its own."""
+    if not is_rds(outputs):
+        return outputs
+    identifier = naming.db_identifier(settings, generation)
+    if identifier == outputs.db_instance_id and not refresh:
+        return outputs
+    update: dict[str, Any] = {
+        "db_instance_id": identifier,
+        "db_arn": outputs.db_arn.rsplit(":db:", 1)[0] + f":db:{identifier}",
+    }
+    if outputs.self_managed is None:
+        inst = describe(outputs.model_copy(update=update))
+        if inst is not None:
+            update.update(db_arn=inst["DBInstanceArn"], db_address=inst["Endpoint"]["Address"])
+    return outputs.model_copy(update=update)
+
+
+def _parameter_group_exists(rds: Any, name: str) -> bool:
+    try:
+        found = rds.describe_db_parameter_groups(DBParameterGroupName=name)["DBParameterGroups"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "DBParameterGroupNotFound":
+            return False
+        raise
+    return bool(found)  # RDS answers DBParameterGroupNotFound; the emulator an empty list
+
+
+def _differing(inst: dict[str, Any], modify: dict[str, Any]) -> dict[str, Any]:
+    """The ModifyDBInstance arguments whose value the instance does not have yet (the provider compares likewise)."""
+    current = {
+        "BackupRetentionPeriod": inst.get("BackupRetentionPeriod"),
+        "MaxAllocatedStorage": inst.get("MaxAllocatedStorage"),
+        "DBParameterGroupName": next((g["DBParameterGroupName"] for g in inst.get("DBParameterGroups", [])), None),
+    }
+    return {k: v for k, v in modify.items() if k not in current or current[k] != v}
+
+
+def rebuild_rds(
+    target: StackOutputs, source: StackOutputs, settings: Settings, deployed: str | None = None
+) -> dict[str, Any]:
+    """The read replica of `source` that `settings` declare (the current generation), as the program declares it.
+
+    Nothing is renamed, nothing replaced: a missing replica is created with exactly the program's arguments
+    (`drtopo.database.instance`: the generation's identifier, the stack's own database key `dbKmsKeyArn`), in the
+    provider's two calls; the result names the `pulumi import` that adopts it. An instance under that identifier
+    that replicates anything else is refused: RDS cannot demote it, the stack needs its next generation.
+    `deployed`: the instance the stack's outputs (its state) named; when that is another, the state must adopt it.
+    """
+    if not target.db_kms_key_arn:
+        raise StandbyError(
+            f"outputs of {target.stack} have no dbKmsKeyArn; expected the database key the program encrypts "
+            "its replica with (pulumi stack output dbKmsKeyArn)"
         )
-        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=kept, WaiterConfig={"Delay": 5})
-    rds.create_db_instance_read_replica(
-        DBInstanceIdentifier=target.db_instance_id,
-        SourceDBInstanceIdentifier=source.db_arn,
-        KmsKeyId=target.kms_key_arn,
-        **({"DBInstanceClass": inst["DBInstanceClass"]} if inst else {}),
+    declared = generation_outputs(target, settings)
+    identifier = declared.db_instance_id
+    create, modify = replica_requests(
+        instance_inputs(settings, settings.database.generation, target.db_kms_key_arn), source.db_arn
     )
-    rds.get_waiter("db_instance_available").wait(
-        DBInstanceIdentifier=target.db_instance_id, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
-    )
-    return {"rds": f"new replica {target.db_instance_id} of {source.db_instance_id}", "old_instance_kept_as": kept}
+    rds = rds_client(target)
+    inst = describe(declared)
+    result: dict[str, Any] = {}
+    if inst is None:
+        rds.create_db_instance_read_replica(**create)
+        rds.get_waiter("db_instance_available").wait(
+            DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
+        )
+        inst = describe(declared) or {}
+        result["rds"] = f"created {identifier}, a replica of {source.db_instance_id}, with the program's arguments"
+    else:
+        replicates = inst.get("ReadReplicaSourceDBInstanceIdentifier")
+        if replicates not in (source.db_arn, source.db_instance_id):
+            raise StandbyError(
+                f"RDS instance {identifier} exists and replicates {replicates or 'nothing'}, not "
+                f"{source.db_instance_id}; RDS cannot demote an instance: {settings.stack} needs its next "
+                "drtopo:database.generation"
+            )
+        result["rds"] = f"{identifier} is already a replica of {source.db_instance_id}"
+    group = modify.get("DBParameterGroupName")
+    if group and not _parameter_group_exists(rds, group):
+        # Declared by the stack in both roles, so present wherever it was deployed; without it (a lab, a stack
+        # never deployed here) `pulumi up` attaches it later, in place (not ForceNew).
+        modify.pop("DBParameterGroupName")
+        result["parameter_group"] = f"{group} is not in {target.region}: pulumi up attaches it (in place)"
+    changes = _differing(inst, modify)
+    if set(changes) - {"DBInstanceIdentifier", "ApplyImmediately"}:
+        rds.modify_db_instance(**changes)
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5})
+        if "DBParameterGroupName" in changes:
+            # A new parameter group applies at the next reboot; the provider reboots a replica it creates likewise.
+            rds.reboot_db_instance(DBInstanceIdentifier=identifier)
+            rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5})
+        result["modified"] = sorted(set(changes) - {"DBInstanceIdentifier", "ApplyImmediately"})
+    if "created" in result["rds"] or (deployed or target.db_instance_id) != identifier:
+        # Made here, or not what the stack's outputs (its state) name: the state adopts it, under the program's name.
+        result["pulumi_import"] = [import_command(settings)]
+    return result
 
 
-def rebuild(target: StackOutputs, source: StackOutputs) -> dict[str, Any]:
+def rebuild(
+    target: StackOutputs, source: StackOutputs, settings: Settings, deployed: str | None = None
+) -> dict[str, Any]:
+    """Make `target` (whose stack `settings` describe) a replica of `source`: RDS and the self-managed server."""
     result: dict[str, Any] = {}
     if is_rds(target):
-        result.update(rebuild_rds(target, source))
+        result.update(rebuild_rds(target, source, settings, deployed))
     if target.self_managed:
         result.update(rebuild_postgres(target, source))
     return result

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.database import fence, replication, standby
 from drtopo.database.connect import connect
-from drtopo.failover import pending
+from drtopo.failover import marker, pending
 from drtopo.failover.dns import DnsFailoverError, fail_over
 from drtopo.failover.journal import Journal, Runner
 from drtopo.failover.lock import FailoverLock
@@ -63,6 +63,8 @@ class Switchover:
     report: Report = field(default_factory=Report)
     # Set by the fence step when the old primary did not answer: the promotion records the fence it owes.
     fence_owed: bool = False
+    # The database instance each stack's outputs (its Pulumi state) named when the run started.
+    deployed: dict[str, str] = field(default_factory=dict)
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def answers(self, outputs: StackOutputs) -> bool:
@@ -85,8 +87,11 @@ class Switchover:
         target_up = self.answers(self.target)
         peer_up = self.answers(self.peer)
         if self.kind == "failback":
-            # An old primary owed a fence (unplanned promotion) is fenced before anything else touches it.
-            pending.settle(self.report, promoted=self.peer, old_primary=self.target, rebuilt_next=True)
+            # An old primary owed a fence (unplanned promotion) is fenced before anything else touches it: the
+            # instance it held then is the generation it has retired since.
+            retired = self.settings.database.retired_generations
+            old = standby.generation_outputs(self.target, self.settings, retired[-1]) if retired else self.target
+            pending.settle(self.report, promoted=self.peer, old_primary=old, rebuilt_next=True)
         result: dict[str, Any] = {"target_reachable": target_up, "peer_reachable": peer_up}
         where = f"{self.target.db_address}:{self.target.db_port}"
         if self.kind == "failback" and not target_up:
@@ -228,12 +233,28 @@ class Switchover:
         # The demoted stack's next database generation is written with its role, in one replace per file.
         planned = planned_switch(self.target.stack, self.peer.stack, self.project_dir)
         changed = switch_roles(self.target.stack, self.peer.stack, self.project_dir)
+        # The same roles where every later `pulumi up` reads them, whatever its checkout (drtopo.role_guard).
+        written = marker.write(self.target, self.peer, by=f"{self.kind} {self.target.stack}")
         commands = pulumi_commands(self.target.stack, self.peer.stack)
-        self.report.check("roles", True, "; ".join(c.describe() for c in planned) + f" in {self.project_dir}")
-        return {"changed": changed, "stacks": [c.as_dict() for c in planned], "next_commands": commands}
+        detail = "; ".join(c.describe() for c in planned) + f" in {self.project_dir}"
+        detail += (
+            f"; role marker {written['name']} epoch {written['marker']['epoch']} in {', '.join(written['written'])}"
+        )
+        self.report.check("roles", True, detail)
+        if written["unreachable"]:
+            # Its region is down (an unplanned failover): the newer epoch written here wins once it answers.
+            where = ", ".join(f"{r} ({e})" for r, e in written["unreachable"].items())
+            self.report.skip("role-marker", f"{written['name']} not written in {where}")
+        return {
+            "changed": changed,
+            "stacks": [c.as_dict() for c in planned],
+            "marker": written,
+            "next_commands": commands,
+        }
 
     def rebuild(self) -> dict[str, Any]:
-        result = standby.rebuild(self.target, self.peer)
+        result = standby.rebuild(self.target, self.peer, self.settings, self.deployed.get(self.target.stack))
+        self.target = standby.generation_outputs(self.target, self.settings, refresh=True)
         pending.clear(promoted=self.peer, old_primary=self.target)  # a replica takes no writes: nothing owed
         self.report.check("rebuild", True, f"{self.target.stack} is a replica of {self.peer.stack}: {result}")
         return result
@@ -247,7 +268,10 @@ class Switchover:
         return {"waited_seconds": round(waited, 3)}
 
     def rebuild_peer(self) -> dict[str, Any]:
-        result = standby.rebuild(self.peer, self.target)
+        # The roles step has just given the peer its next generation: its replica is that one.
+        settings = settings_for(self.peer.stack, self.project_dir)
+        peer = standby.generation_outputs(self.peer, settings)
+        result = standby.rebuild(peer, self.target, settings, self.deployed.get(self.peer.stack))
         self.report.check("rebuild-peer", True, f"{self.peer.stack} is a replica of {self.target.stack}: {result}")
         return result
 
@@ -283,7 +307,7 @@ def load(
     """Settings and outputs of the target stack and its peer; refuses a target that is already the primary, and an
     interrupted run's journal older than `failover.journalMaxAgeHours` (the world has moved on since)."""
     settings = settings_for(stack)
-    settings_for(settings.peer_stack)
+    peer_settings = settings_for(settings.peer_stack)
     journal = Journal.open(kind, stack)
     resuming = not dry_run and not restart and journal.resumed
     limit = settings.failover.journal_max_age_hours
@@ -297,8 +321,13 @@ def load(
             f"stack {stack} is already primary in Pulumi.{stack}.yaml; expected the standby to "
             + ("promote" if kind == "promote" else "fail back to (run scripts.promote first)")
         )
-    target = load_outputs(outputs_path, stack)
-    peer = load_outputs(peer_outputs_path(outputs_path, settings.peer_stack), settings.peer_stack)
+    # The databases the stack files declare now (they run ahead of the outputs until the next `pulumi up`).
+    deployed = {
+        s: load_outputs(p, s)
+        for s, p in ((stack, outputs_path), (settings.peer_stack, peer_outputs_path(outputs_path, settings.peer_stack)))
+    }
+    target = standby.generation_outputs(deployed[stack], settings)
+    peer = standby.generation_outputs(deployed[settings.peer_stack], peer_settings)
     return Switchover(
         kind=kind,
         target=target,
@@ -310,6 +339,7 @@ def load(
         dry_run=dry_run,
         break_lock=break_lock,
         report=Report(strict=strict),
+        deployed={s: o.db_instance_id for s, o in deployed.items()},
     )
 
 
@@ -416,7 +446,9 @@ def _execute(
     closed = journal.close()
     sw.report.measured["journal"] = str(closed)
     sw.report.print_table()
-    print("next:\n  " + "\n  ".join(runner.results["roles"]["next_commands"]))
+    # What the script created before Pulumi did (a failback's replicas) is adopted first, then the stacks converge.
+    adopt = [c for step in ("rebuild", "rebuild-peer") for c in runner.results.get(step, {}).get("pulumi_import", [])]
+    print("next:\n  " + "\n  ".join([*adopt, *runner.results["roles"]["next_commands"]]))
     sw.report.write(json_path)
     return sw.report.exit_code()
 

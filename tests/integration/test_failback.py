@@ -12,8 +12,12 @@ import signal
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
+from drtopo import naming
+from drtopo.database.instance import import_command, instance_inputs, replica_requests
+from drtopo.failover import marker
 from drtopo.failover.roles import StackChange, stack_text
 from drtopo.kafka.admin import committed_offsets
 from drtopo.mm2_properties import cluster_alias
@@ -27,6 +31,7 @@ from tests.integration.switchover_support import (
     consume_and_wait_for_checkpoints,
     end_state,
     kafka_running,
+    outputs,
     present,
     run_cli,
     wait_acks,
@@ -60,9 +65,41 @@ def assert_back_to_baseline(lab: Lab, stack_files: dict[str, str]) -> None:
         ).fetchone()[0]:
             assert time.monotonic() < deadline, "dr does not replicate from prod after the failback"
             time.sleep(0.05)
-    prod_rds = state["rds"]["prod"]
-    assert "exception-collector-us-east-1" in prod_rds
-    assert any(i.startswith("exception-collector-us-east-1-pre-failback-") for i in prod_rds)
+    assert_only_declared_instances(lab, state["rds"])
+    # The role marker says what the stack files say, one epoch per switch (a resumed run wrote it once).
+    for region in ("us-east-1", "us-west-2"):
+        live = marker.read(region, marker.marker_name("prod", "dr"))
+        assert live is not None and (live.epoch, live.primary, live.standby) == (2, "prod", "dr"), region
+
+
+def declared_instances(lab: Lab, stack: str) -> set[str]:
+    """The RDS instances a stack's program declares: its current generation and the retired ones."""
+    settings = load_settings(stack, lab.project_dir)
+    database = settings.database
+    return {naming.db_identifier(settings, g) for g in (database.generation, *database.retired_generations)}
+
+
+def assert_only_declared_instances(lab: Lab, rds: dict[str, list[str]]) -> None:
+    """No RDS instance on the emulator that no stack declares (nothing renamed or made behind Pulumi's back), and
+    the replicas failback made carry the program's arguments: its identifier, the stack's own database key."""
+    for stack in ("prod", "dr"):
+        assert set(rds[stack]) == declared_instances(lab, stack), stack
+    prod, dr = outputs(lab, "prod"), outputs(lab, "dr")
+    prod_settings, dr_settings = (load_settings(s, lab.project_dir) for s in ("prod", "dr"))
+    client = boto3.client("rds", region_name=dr.region)
+    replica = client.describe_db_instances(DBInstanceIdentifier=naming.db_identifier(dr_settings))["DBInstances"][0]
+    primary_id = naming.db_identifier(prod_settings)
+    assert replica["ReadReplicaSourceDBInstanceIdentifier"].endswith(f":db:{primary_id}")
+    inputs = instance_inputs(dr_settings, dr_settings.database.generation, dr.db_kms_key_arn)
+    create, _modify = replica_requests(inputs, prod.db_arn)
+    assert replica["KmsKeyId"] == dr.db_kms_key_arn == create["KmsKeyId"]
+    for api in ("DBInstanceClass", "MultiAZ", "StorageType", "DeletionProtection", "CopyTagsToSnapshot", "Port"):
+        key = {"Port": "Endpoint"}.get(api, api)
+        live = replica[key]["Port"] if api == "Port" else replica[key]
+        assert live == create[api], api
+    assert replica["IAMDatabaseAuthenticationEnabled"] is create["EnableIAMDatabaseAuthentication"]
+    assert replica["TagList"] == create["Tags"]
+    assert replica["BackupRetentionPeriod"] == dr_settings.database.backup_retention_days
 
 
 def test_planned_switchover_and_failback_under_writes_lose_no_acknowledged_write(fresh_pg: Lab, tmp_path: Path) -> None:
@@ -90,6 +127,10 @@ def test_planned_switchover_and_failback_under_writes_lose_no_acknowledged_write
         "rebuild-peer",
     ]
     assert_back_to_baseline(fresh_pg, stack_files)
+    # The replicas failback created are adopted by the stacks' state: the report says how.
+    for stack in ("prod", "dr"):
+        settings = load_settings(stack, fresh_pg.project_dir)
+        assert import_command(settings) in failback.stdout
 
 
 def test_failback_after_sigkill_rewinds_the_crashed_primary(fresh_pg: Lab, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import pytest
 from drtopo import naming
 from drtopo.database import fence
 from drtopo.database.parameters import parameter_family, parameters
+from drtopo.failover import marker
 from drtopo.kafka.admin import committed_offsets, end_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
@@ -81,6 +82,12 @@ def test_planned_switchover_under_writes_loses_no_acknowledged_write(
     # prod cannot demote its instance: promote wrote prod's next database generation, the old one retired.
     database = load_settings("prod", fresh_pg.project_dir).database
     assert (database.generation, database.retired_generations) == (1, (0,))
+    # The role marker every later `pulumi up` reads says what the stack files say, in both regions.
+    for region in ("us-east-1", "us-west-2"):
+        live = marker.read(region, marker.marker_name("prod", "dr"))
+        assert live is not None and live.epoch == 1, region
+        for stack in ("prod", "dr"):
+            assert live.role_of(stack) is load_settings(stack, fresh_pg.project_dir).role, (region, stack)
     for step in ("guard", "fence", "drain", "promote", "dns", "roles"):
         assert f"] {step} done in" in proc.stderr
 

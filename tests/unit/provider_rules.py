@@ -17,6 +17,23 @@ terraform-provider-aws `internal/service/rds/instance.go` (`aws_db_instance`, v5
   replication" (RDS cannot demote an instance or re-point a replica).
 - Read sets replicate_source_db from ReadReplicaSourceDBInstanceIdentifier: a refresh after an out-of-band
   promotion records "none", so the next update has nothing to promote.
+- Create with replicate_source_db (`resourceInstanceCreate`): CreateDBInstanceReadReplica with identifier,
+  instance_class, multi_az, port, kms_key_id (SourceRegion taken from the source ARN), storage_type,
+  publicly_accessible, deletion_protection, copy_tags_to_snapshot, iam_database_authentication_enabled,
+  enabled_cloudwatch_logs_exports, auto_minor_version_upgrade, tags (and AZ, subnet group, security groups, iops,
+  monitoring, option group, performance insights, which we do not declare); then, where the new replica differs,
+  ModifyDBInstance (ApplyImmediately) for backup_retention_period, backup_window, maintenance_window,
+  ca_cert_identifier, max_allocated_storage and parameter_group_name (followed by a reboot); allocated_storage,
+  engine and engine_version are inherited (engine_version allowed on a replica since hashicorp/terraform-provider-aws
+  PR #30703, closing #24887). A cross-region replica's parameter group is sent at creation since PR #36080, which
+  PostgreSQL refuses ("A parameter group can't be specified during Read Replica creation for the following DB
+  engine: postgres", issue #38056), so PR #38227 sets it by the modify again. Modelled by
+  `drtopo.database.instance.REPLICA_*`, which `scripts.failback` sends as such.
+RDS API `CreateDBInstanceReadReplica` (docs.aws.amazon.com/AmazonRDS/latest/APIReference/
+  API_CreateDBInstanceReadReplica.html): "RDS creates read replicas with backups disabled. All other attributes
+  (including DB security groups and DB parameter groups) are inherited from the source"; a second create of an
+  existing identifier fails (DBInstanceAlreadyExists), so a program declaring an instance a script made first fails
+  until the state adopts it.
 RDS API `PromoteReadReplica` (docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_PromoteReadReplica.html):
   DBInstanceIdentifier "must match the identifier of an existing read replica DB instance": promoting a standalone
   instance (state not refreshed after `scripts.promote`) is an error.
@@ -31,6 +48,16 @@ Pulumi engine (pulumi.com/docs/iac/concepts/options/{protect,retainondelete,igno
   cloud;
 - ignore_changes: an ignored input takes its old input value (or is dropped when the old inputs lack it) before the
   provider diffs.
+- `pulumi import TYPE NAME ID --parent NAME=URN` (pulumi.com/docs/iac/cli/commands/pulumi_import,
+  pulumi.com/docs/iac/adopting-pulumi/import): the existing resource enters the stack's state, protected by default,
+  with the provider's Read of it as its inputs; the next `pulumi up` diffs the program's inputs against those (a
+  ForceNew difference, e.g. another kms_key_id, replaces; a protected resource then refuses).
+Data sources the program's live-state guard reads at preview (`components/live_state.py`; pulumi-aws 7 takes a
+`region` on every invoke): `rds.get_instance` (`aws_db_instance` data source) returns `replicate_source_db`,
+"Identifier of the source DB that this is a replica of" (pulumi-aws GetInstanceResult), empty for a standalone
+instance, and fails for an identifier RDS does not have; `ssm.get_parameter` (`aws_ssm_parameter`) returns `value`
+and fails for a missing parameter (SSM GetParameter: ParameterNotFound, as the emulator answers too). A failing
+invoke raises in the program, which counts it as "not read", never as a contradiction (tests/unit/test_role_guard.py).
 Any other type is modelled as: every input change updates in place (no ForceNew rule is claimed for it).
 """
 

@@ -4,9 +4,10 @@ program evaluations, the cloud is kept between stacks, and every step obeys the 
 
 The cycle: `up prod`, `up dr`; promote dr (the replica promoted out of band, both records flipped, and the stack
 files written by the very function promote's roles step calls, `drtopo.failover.roles.switch_roles`: the roles and
-prod's next database generation); `up --refresh dr`, `up --refresh prod`; fail back the same way; both again. At
-every stage: no refusal, no replacement of a protected resource, exactly one PRIMARY record, and no RDS instance in
-the cloud that no stack's state holds.
+prod's next database generation); `up --refresh dr`, `up --refresh prod`; fail back the same way; both again. Each
+evaluation passes the program's live-state guard first (`drtopo.role_guard`, over this cloud and the role marker
+promote writes). At every stage: no refusal, no replacement of a protected resource, exactly one PRIMARY record,
+and no RDS instance in the cloud that no stack's state holds.
 """
 
 from __future__ import annotations
@@ -18,12 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic.alias_generators import to_camel
 
 import components.database
 from drtopo import naming
+from drtopo.database.instance import (
+    REPLICA_CREATE,
+    REPLICA_INHERITED,
+    REPLICA_MODIFY,
+    import_command,
+    instance_inputs,
+    replica_requests,
+)
+from drtopo.failover.marker import RoleMarker, next_marker
 from drtopo.failover.roles import set_role, switch_roles
-from drtopo.settings import REPO_DIR, Role, load_settings, stack_file
-from policies.mock_program import Evaluation, Registered, evaluate
+from drtopo.role_guard import LiveState, judge
+from drtopo.settings import REPO_DIR, Role, Settings, load_settings, stack_file
+from policies.mock_program import ACCOUNT_ID, Evaluation, Registered, evaluate
 from tests.unit.provider_rules import (
     OTHER,
     RDS_INSTANCE,
@@ -54,6 +66,8 @@ class Instance:
     db_name: str | None
     username: str | None
     deletion_protection: bool
+    # What the provider's Read reports for the arguments the instance was created with (camelCased).
+    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,13 +88,28 @@ class World:
     states: dict[str, dict[str, StateEntry]] = field(default_factory=lambda: {s: {} for s in STACKS})
     exports: dict[str, dict[str, Any]] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
+    marker: RoleMarker | None = None  # the role marker promote writes (both regions alike here)
     steps: list[tuple[str, str, Step]] = field(default_factory=list)  # (stack, type, step)
 
     def evaluate(self, stack: str) -> Evaluation:
         settings = load_settings(stack, self.project, overrides=self.config[stack])
+        # The program's live-state guard first (__main__.py), over what this cloud would answer its data sources.
+        verdict = judge(settings, self.live_state(settings))
+        if verdict.refusal:
+            raise Refused(verdict.refusal)
         if settings.is_primary:
             return evaluate(settings)
         return evaluate(settings, references={settings.primary_stack_reference: self.exports[settings.peer_stack]})
+
+    def live_state(self, settings: Settings) -> LiveState:
+        instance = self.cloud.instances.get(declared_arn(settings))
+        return LiveState(
+            marker=self.marker,
+            marker_where="/drtopo/roles/dr/prod",
+            replica_of=instance.source if instance else None,
+            database=naming.db_identifier(settings),
+            database_is_replica=None if instance is None else instance.source is not None,
+        )
 
     def refresh(self, stack: str) -> None:
         """`pulumi refresh`: the provider's Read of every resource in the stack's state."""
@@ -158,7 +187,8 @@ class World:
                 raise Refused(f"{record.urn}: DBInstanceNotFound: source {source}")
             origin = self.cloud.instances[source] if source else None
             name, user = (origin.db_name, origin.username) if origin else (inputs["dbName"], inputs["username"])
-            self.cloud.instances[arn] = Instance(source, name, user, bool(inputs.get("deletionProtection")))
+            attrs = {**inputs, "arn": arn}
+            self.cloud.instances[arn] = Instance(source, name, user, bool(inputs.get("deletionProtection")), attrs)
         if record.type == ROUTE53_RECORD:
             if inputs["setIdentifier"] in self.cloud.records:
                 raise Refused(f"{record.urn}: CREATE of an existing record {inputs['setIdentifier']}")
@@ -184,6 +214,48 @@ class World:
         self.cloud.records[self.exports[stack]["setIdentifier"]] = "PRIMARY"
         self.cloud.records[self.exports[peer]["setIdentifier"]] = "SECONDARY"
         switch(stack, peer, self.project)
+        self.marker = next_marker(self.marker, stack, peer, f"promote {stack}")
+
+    def script_replica(self, stack: str, source_stack: str, key_output: str = "dbKmsKeyArn") -> str:
+        """scripts.failback's rebuild on RDS: the replica `stack` declares now, of `source_stack`'s declared
+        database, made with boto3 from `replica_requests` (nothing through Pulumi). Returns its ARN."""
+        settings = load_settings(stack, self.project, overrides=self.config[stack])
+        source = declared_arn(load_settings(source_stack, self.project, overrides=self.config[source_stack]))
+        inputs = instance_inputs(settings, settings.database.generation, self.exports[stack][key_output])
+        create, modify = replica_requests(inputs, source)
+        arn = declared_arn(settings)
+        if arn in self.cloud.instances:
+            raise Refused(f"CreateDBInstanceReadReplica: DBInstanceAlreadyExists {arn}")
+        origin = self.cloud.instances[source]
+        # What Read reports: the arguments sent, under their input names, and what the replica inherits.
+        sent = {**create, **modify}
+        attrs = {to_camel(k): sent[api] for k, api in {**REPLICA_CREATE, **REPLICA_MODIFY}.items()}
+        attrs["tags"] = {t["Key"]: t["Value"] for t in sent["Tags"]}
+        attrs.update({to_camel(k): origin.attrs[to_camel(k)] for k in REPLICA_INHERITED})
+        attrs.update(arn=arn, replicateSourceDb=source)
+        if self.replica_reports_db_name:
+            attrs.update(dbName=origin.db_name, username=origin.username)
+        self.cloud.instances[arn] = Instance(
+            source, origin.db_name, origin.username, create["DeletionProtection"], attrs
+        )
+        return arn
+
+    def pulumi_import(self, stack: str, command: str) -> None:
+        """`pulumi import TYPE NAME ID --parent NAME=URN --protect`: the resource enters the stack's state with the
+        provider's Read of the live resource as its inputs (pulumi.com/docs/iac/adopting-pulumi/import)."""
+        words = command.split()
+        type_token, _name, identifier = words[-3:]
+        parent = next(w for w in words if w.startswith("database=")).split("=", 1)[1]
+        head, project, parent_type, _parent_name = parent.split("::")
+        urn = f"{head}::{project}::{parent_type}${type_token}::{_name}"
+        if urn in self.states[stack]:
+            raise Refused(f"{urn}: already in state")
+        instance = next(i for arn, i in self.cloud.instances.items() if arn.endswith(f":db:{identifier}"))
+        attrs = {k: v for k, v in instance.attrs.items() if k != "replicateSourceDb" or instance.source}
+        inputs = {k: v for k, v in attrs.items() if k != "arn"}
+        self.states[stack][urn] = StateEntry(
+            type_token, inputs, attrs, protect="--protect" in words, retain_on_delete=False
+        )
 
     def release(self, stack: str, generation: int) -> None:
         """`pulumi state unprotect` the retired instance and drop it from retiredGenerations."""
@@ -204,6 +276,11 @@ class World:
         assert set(self.cloud.instances) - held <= self.released, "an RDS instance no stack's state holds"
         lost = [(stack, kind) for stack, kind, step in self.steps if step.kind in ("replace", "delete")]
         assert not [x for x in lost if x[1] in (RDS_INSTANCE, SNAPSHOT, KMS_KEY, BUCKET)], lost
+
+
+def declared_arn(settings: Settings) -> str:
+    """The ARN of the instance `settings` declare now, as the mocks (and RDS) name it."""
+    return f"arn:aws:rds:{settings.region}:{ACCOUNT_ID}:db:{naming.db_identifier(settings)}"
 
 
 def set_or_drop(attrs: dict[str, Any], key: str, value: Any) -> None:
@@ -314,8 +391,21 @@ def test_a_demoted_stack_that_keeps_its_generation_is_refused(tmp_path: Path) ->
     world = deployed(tmp_path)
     world.promote("dr", switch=roles_only)
     world.up("dr")
+    with pytest.raises(Refused, match="is a standalone instance, which RDS cannot demote"):
+        world.up("prod")  # the program's guard, at preview
+    world.config["prod"] = {"roleOverride": "standby"}
     with pytest.raises(Refused, match="cannot elect new source database for replication"):
+        world.up("prod")  # and the provider's own refusal behind it
+
+
+def test_a_checkout_without_promotes_edit_is_refused_by_the_role_marker(tmp_path: Path) -> None:
+    """CI runs `pulumi up -s prod` from a checkout that still says primary: the marker promote wrote says not."""
+    world = deployed(tmp_path)
+    list(failover(world, "dr"))
+    shutil.copy(REPO_DIR / "Pulumi.prod.yaml", world.project / "Pulumi.prod.yaml")
+    with pytest.raises(Refused, match=r"says drtopo:role primary but the role marker .* says standby"):
         world.up("prod")
+    world.check()
 
 
 def promoted_with_other_spelling(tmp_path: Path) -> World:
@@ -363,3 +453,66 @@ def test_a_retired_instance_leaves_state_only_by_an_explicit_release_and_stays_i
     assert retired in world.cloud.instances and world.cloud.instances[retired].deletion_protection
     assert "exception-collector-us-east-1-retired" in world.cloud.snapshots
     world.check()
+
+
+def failback_by_script(world: World, key_output: str = "dbKmsKeyArn") -> None:
+    """scripts.failback to prod on RDS, prod not converged since the failover: rebuild (prod's next generation made
+    as a replica of dr), promote it, flip both records, switch the roles, rebuild-peer (dr's next generation)."""
+    world.script_replica("prod", "dr", key_output)
+    prod = load_settings("prod", world.project)
+    world.cloud.instances[declared_arn(prod)].source = None
+    world.cloud.records.update({"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"})
+    switch_roles("prod", "dr", world.project)
+    world.marker = next_marker(world.marker, "prod", "dr", "failback prod")
+    world.script_replica("dr", "prod", key_output)
+
+
+def adopt_and_converge(world: World) -> None:
+    """What failback prints next: the imports, then `pulumi up --refresh` of both stacks."""
+    for stack in ("prod", "dr"):
+        world.pulumi_import(stack, import_command(load_settings(stack, world.project)))
+    for stack in ("prod", "dr"):
+        world.up(stack)
+        world.check()
+
+
+def failed_over_to_dr(tmp_path: Path) -> World:
+    world = deployed(tmp_path)
+    world.promote("dr")
+    world.up("dr")
+    world.check()
+    return world
+
+
+def test_a_failback_by_script_is_adopted_by_import_and_converges_without_replacing_anything(tmp_path: Path) -> None:
+    world = failed_over_to_dr(tmp_path)
+    failback_by_script(world)
+    with pytest.raises(AssertionError, match="an RDS instance no stack's state holds"):
+        world.check()  # made behind Pulumi's back until imported
+
+    adopt_and_converge(world)
+
+    assert world.cloud.records == {"us-east-1": "PRIMARY", "us-west-2": "SECONDARY"}
+    prod, dr = database_of(world, "prod"), database_of(world, "dr")
+    assert prod["arn"].endswith(":db:exception-collector-us-east-1-g1") and prod["source"] is None
+    assert dr["arn"].endswith(":db:exception-collector-us-west-2-g1") and dr["source"] == prod["arn"]
+    assert len(world.cloud.instances) == 4  # the two retired former primaries, the primary, its replica
+    for stack in STACKS:
+        assert {step.kind for step in world.up(stack).values()} == {"same"}, f"{stack} did not converge"
+        world.check()
+
+
+def test_a_failback_replica_not_imported_collides_with_the_program_creating_it(tmp_path: Path) -> None:
+    world = failed_over_to_dr(tmp_path)
+    failback_by_script(world)
+    with pytest.raises(Refused, match=r"DBInstanceAlreadyExists .*exception-collector-us-east-1-g1"):
+        world.up("prod")
+
+
+def test_a_failback_replica_made_with_the_buckets_key_would_be_replaced_once_imported(tmp_path: Path) -> None:
+    """Why the script takes the database key (dbKmsKeyArn): kms_key_id forces a new instance."""
+    world = failed_over_to_dr(tmp_path)
+    failback_by_script(world, key_output="kmsKeyArn")
+    world.pulumi_import("prod", import_command(load_settings("prod", world.project)))
+    with pytest.raises(Refused, match=r"\['kmsKeyId'\] force a replacement of a protected resource"):
+        world.up("prod")
