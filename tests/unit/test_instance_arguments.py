@@ -26,7 +26,7 @@ from drtopo.database.instance import (
 from drtopo.settings import Settings, load_settings
 from policies.mock_program import Evaluation, evaluate
 
-STANDALONE = {"dbName", "username", "manageMasterUserPassword", "masterUserSecretKmsKeyId"}
+STANDALONE = {"dbName", "username", "passwordWo", "passwordWoVersion"}
 
 
 def demoted_prod() -> Settings:
