@@ -37,6 +37,7 @@ CONFIG_DIR = "/etc/drtopo"
 OUTPUTS_FILE = "outputs.json"
 DUMP_JOB = "pg-dump"
 EXPORT_JOB = "config-export"
+RESTORE_TEST_JOB = "restore-test"
 # The backup image's non-root user (Dockerfile: USER 10001).
 BACKUP_UID = 10001
 # Where the backup image keeps the RDS CA bundle (Dockerfile), so libpq verifies the server's certificate.
@@ -207,6 +208,22 @@ class BackupJobs(pulumi.ComponentResource):
             suspend=False,
             depends_on=[self.export_account, self.export_binding],
         )
+        # Restore testing on a schedule, as the dump's own account (the database, the dump bucket): a random dump of
+        # the last 30 days restored into a scratch database and checked; the result lands beside the dumps.
+        restore_test = self._container(
+            RESTORE_TEST_JOB, backup_command(settings, "restore-test", "--random"), args.dump_resources
+        )
+        self.restore_test_job = self._cron_job(
+            name,
+            RESTORE_TEST_JOB,
+            schedule=settings.kubernetes.restore_test_schedule,
+            limits=args.dump_limits,
+            pod={"containers": [restore_test]},
+            scratch=args.dump_scratch,
+            suspend=not settings.is_primary,
+            depends_on=[self.dump_account],
+            service_account=DUMP_JOB,
+        )
         self.register_outputs(
             {
                 "namespace": namespace,
@@ -215,6 +232,8 @@ class BackupJobs(pulumi.ComponentResource):
                 "dumpSuspended": not settings.is_primary,
                 "exportJob": EXPORT_JOB,
                 "exportSchedule": settings.kubernetes.resource_export_schedule,
+                "restoreTestJob": RESTORE_TEST_JOB,
+                "restoreTestSchedule": settings.kubernetes.restore_test_schedule,
                 "configMap": CONFIG_MAP,
                 "roleArns": {job: role.arn for job, role in self.roles.items()},
             }
@@ -319,6 +338,7 @@ class BackupJobs(pulumi.ComponentResource):
         scratch: str,
         suspend: bool,
         depends_on: list[pulumi.Resource],
+        service_account: str | None = None,
     ) -> CronJob:
         job_labels = labels(job, "backup")
         return CronJob(
@@ -340,7 +360,7 @@ class BackupJobs(pulumi.ComponentResource):
                         "template": {
                             "metadata": {"labels": job_labels},
                             "spec": {
-                                "service_account_name": job,
+                                "service_account_name": service_account or job,
                                 # Failed pods stay for their logs; the Job retries up to backoff_limit times.
                                 "restart_policy": "Never",
                                 "security_context": pod_security(BACKUP_UID),

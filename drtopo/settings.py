@@ -245,6 +245,8 @@ class Kubernetes(_Model):
     backup_image: str = "ghcr.io/biopro/drtopo-backup:1.0.0-pg15"
     dump_schedule: str = "15 2 * * *"
     resource_export_schedule: str = "45 2 * * *"
+    # The scheduled restore test (`scripts.backup restore-test`): a random recent dump restored and checked weekly.
+    restore_test_schedule: str = "30 4 * * 0"
     database_secret: str = "exception-collector-db"
     workload_role_arn: str | None = None
     # The cluster's OIDC issuer (e.g. oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE): when set, the program declares
@@ -261,7 +263,7 @@ class Kubernetes(_Model):
     def _daily(cls, value: str) -> str:
         return require_daily(value)
 
-    @field_validator("resource_export_schedule")
+    @field_validator("resource_export_schedule", "restore_test_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
         check_schedule(value)

@@ -320,6 +320,8 @@ def _age(seconds: float) -> str:
 
 # ---- restore testing on a schedule -------------------------------------------------------------------------------
 
+# Restore-test records live under the daily tier (`daily/<database>/restore-tests/<time>.json`): the dump job's
+# least-privilege role may write there already, and they expire with the daily tier.
 RESTORE_TESTS = "restore-tests"
 
 
@@ -350,7 +352,11 @@ def pick_dump(
 
 
 def restore_test_key(database: str, at: datetime) -> str:
-    return f"{RESTORE_TESTS}/{database}/{at.astimezone(UTC):%Y%m%dT%H%M%SZ}.json"
+    return f"{restore_tests_prefix(database)}{at.astimezone(UTC):%Y%m%dT%H%M%SZ}.json"
+
+
+def restore_tests_prefix(database: str) -> str:
+    return f"daily/{database}/{RESTORE_TESTS}/"
 
 
 def restore_test(
@@ -366,7 +372,7 @@ def restore_test(
 ) -> None:
     """What the restore-test CronJob runs: a dump (latest or random within the window) restored into a scratch
     database, row counts against its manifest, a sample of rows against the source; the result is recorded in the
-    dump bucket (`restore-tests/<database>/<time>.json`), where `backup list` and the policy pack read it."""
+    dump bucket (`daily/<database>/restore-tests/<time>.json`), where `backup list` and the policy pack read it."""
     s3 = dump_store.s3_client(outputs)
     now = datetime.now(UTC)
     key = pick_dump(
@@ -405,7 +411,7 @@ def latest_restore_test(s3: Any, bucket: str, database: str) -> dict[str, Any] |
     """The newest recorded restore test of `database`, or None."""
     keys = [
         obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{RESTORE_TESTS}/{database}/")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=restore_tests_prefix(database))
         for obj in page.get("Contents", [])
     ]
     if not keys:

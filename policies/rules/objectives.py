@@ -25,6 +25,7 @@ RUNBOOK_OPERATIONAL_DAYS = 90
 DAYS_PER_YEAR = 365
 ARCHIVE_AT_LEAST_EVERY_SECONDS = 60
 FULL_BACKUP = re.compile(r"pg_dump|scripts\.backup|\bdump", re.IGNORECASE)
+RESTORE_TEST = re.compile(r"\brestore-test\b")
 # MirrorMaker 2's own defaults, used when the properties do not set a key.
 MM2_DEFAULTS = {
     "emit.checkpoints.enabled": "true",
@@ -252,9 +253,43 @@ def full_backup_jobs(view: StackView) -> list[Resource]:
         words = [job.name, str(job.get("metadata.name") or "")]
         for _, container in containers(job):
             words += [str(w) for w in as_list(container.get("command")) + as_list(container.get("args"))]
-        if FULL_BACKUP.search(" ".join(words)) and "export" not in job.name:
+        if (
+            FULL_BACKUP.search(" ".join(words))
+            and "export" not in job.name
+            and not RESTORE_TEST.search(" ".join(words))
+        ):
             jobs.append(job)
     return jobs
+
+
+def restore_test_jobs(view: StackView) -> list[Resource]:
+    """CronJobs running `scripts.backup restore-test`."""
+    return [
+        job
+        for job in view.of_type(types.K8S_CRONJOB)
+        if any(
+            RESTORE_TEST.search(" ".join(str(w) for w in as_list(c.get("command")) + as_list(c.get("args"))))
+            for _, c in containers(job)
+        )
+    ]
+
+
+@stack_rule(
+    "restore-test-scheduled",
+    "The primary stack restores a dump on a schedule (scripts.backup restore-test), as AWS Backup restore testing.",
+)
+def restore_test_scheduled(view: StackView) -> Iterator[Violation]:
+    jobs = restore_test_jobs(view)
+    active = [j for j in jobs if not truthy(j.get("spec.suspend"))]
+    if view.settings.is_primary and not active:
+        found = "suspended" if jobs else None
+        yield violation(None, "CronJob running scripts.backup restore-test", found, "an active CronJob")
+    for job in jobs:
+        schedule = str(job.get("spec.schedule") or "")
+        try:
+            cron.check_schedule(schedule)
+        except cron.ScheduleError as exc:
+            yield violation(job, "spec.schedule", schedule, "a valid cron schedule", str(exc))
 
 
 @stack_rule("daily-full-backup", "A CronJob takes a full database dump at least once every day.")

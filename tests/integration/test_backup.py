@@ -214,5 +214,7 @@ def test_restore_test_checks_a_sample_against_the_source_and_records_where_list_
         assert code == 1 and found["ok"] is False and "a check failed" in found["detail"]
     finally:  # later tests list the bucket: leave no failed record behind
         s3 = boto3.client("s3", region_name=outputs.region)
-        for obj in s3.list_objects_v2(Bucket=outputs.dump_bucket, Prefix="restore-tests/").get("Contents", []):
+        for obj in s3.list_objects_v2(Bucket=outputs.dump_bucket, Prefix=f"daily/{outputs.db_name}/restore-tests/").get(
+            "Contents", []
+        ):
             s3.delete_object(Bucket=outputs.dump_bucket, Key=obj["Key"])

@@ -353,6 +353,17 @@ def kubernetes(settings: Settings) -> list[Resource]:
         res(
             settings,
             types.K8S_CRONJOB,
+            "backup-jobs-restore-test",
+            cronjob(
+                "restore-test",
+                settings.kubernetes.restore_test_schedule,
+                ["python", "-m", "scripts.backup", "restore-test", "--random"],
+                "pg-dump",
+            ),
+        ),
+        res(
+            settings,
+            types.K8S_CRONJOB,
             "backup-jobs-export",
             cronjob(
                 "k8s-export",

@@ -542,6 +542,24 @@ CASES = [
     ),
     Case("daily-full-backup", "missing", drop(t.K8S_CRONJOB, CRON), "CronJob running pg_dump = (not set)"),
     Case(
+        "restore-test-scheduled",
+        "missing",
+        drop(t.K8S_CRONJOB, "backup-jobs-restore-test"),
+        "stack: CronJob running scripts.backup restore-test = (not set); required an active CronJob",
+    ),
+    Case(
+        "restore-test-scheduled",
+        "suspended",
+        set_(t.K8S_CRONJOB, "backup-jobs-restore-test", "spec.suspend", True),
+        "CronJob running scripts.backup restore-test = 'suspended'",
+    ),
+    Case(
+        "restore-test-scheduled",
+        "bad-schedule",
+        set_(t.K8S_CRONJOB, "backup-jobs-restore-test", "spec.schedule", "61 4 * * 0"),
+        "CronJob 'backup-jobs-restore-test': spec.schedule = '61 4 * * 0'; required a valid cron schedule",
+    ),
+    Case(
         "mirrormaker-within-kafka-rpo",
         "checkpoints-ten-minutes",
         mm2_edit("emit.checkpoints.interval.seconds = 10", "emit.checkpoints.interval.seconds = 600"),

@@ -67,7 +67,7 @@ def pod(ev: Evaluation, name: str) -> dict[str, Any]:
 
 def containers(ev: Evaluation) -> list[dict[str, Any]]:
     found = []
-    for name in ("pg-dump", "config-export"):
+    for name in ("pg-dump", "config-export", "restore-test"):
         spec = pod(ev, name)
         found += spec.get("initContainers", []) + spec["containers"]
     return found
@@ -75,7 +75,7 @@ def containers(ev: Evaluation) -> list[dict[str, Any]]:
 
 def test_every_object_is_a_valid_kubernetes_manifest_in_the_namespace(stack: Evaluation) -> None:
     objects = [r for r in stack.resources if r.type.startswith("kubernetes:")]
-    assert len(objects) == 7
+    assert len(objects) == 8
     component = stack.one("drtopo:backup:BackupJobs")
     for obj in objects:
         validate_manifest(obj.inputs)
@@ -219,3 +219,17 @@ def test_outputs_must_be_complete_and_free_of_secret_values() -> None:
         BackupJobsArgs(settings, incomplete)
     with pytest.raises(SettingsError, match=r"\['dbPassword'\] may hold secret values"):
         BackupJobsArgs(settings, stack_outputs(settings) | {"dbPassword": "hunter2"})
+
+
+def test_restore_test_runs_weekly_as_the_dump_account_on_the_primary(stack: Evaluation) -> None:
+    settings = stack.settings
+    cronjob = job(stack, "restore-test")
+    assert cronjob["spec"]["schedule"] == settings.kubernetes.restore_test_schedule
+    assert cronjob["spec"]["suspend"] is (not settings.is_primary)
+    spec = pod(stack, "restore-test")
+    assert spec["serviceAccountName"] == "pg-dump"
+    (test,) = spec["containers"]
+    assert test["command"] == [
+        *("python", "-m", "scripts.backup", "restore-test", "--random"),
+        *("--stack", settings.stack, "--outputs", "/etc/drtopo/outputs.json"),
+    ]

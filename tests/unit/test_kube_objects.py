@@ -11,7 +11,7 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
     objects = kube_objects.program_objects(load_settings("prod"))
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
-        ["ServiceAccount"] * 3 + ["ConfigMap"] * 2 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 2
+        ["ServiceAccount"] * 3 + ["ConfigMap"] * 2 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 3
     )
     assert {o["metadata"]["namespace"] for o in objects} == {load_settings("prod").kubernetes.namespace}
     deployment = next(o for o in objects if o["kind"] == "Deployment")

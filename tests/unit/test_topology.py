@@ -186,7 +186,7 @@ def test_every_kubernetes_object_goes_through_the_stacks_own_cluster(prod: Evalu
         (provider,) = ev.of_type("pulumi:providers:kubernetes")
         assert provider.inputs == {"context": ev.settings.kubernetes.context}
         objects = [r for r in ev.resources if r.type.startswith("kubernetes:")]
-        assert len(objects) == 10
+        assert len(objects) == 11
         assert {r.provider for r in objects} == {f"{provider.urn}::{provider.name}-id"}
         contexts.append(provider.inputs["context"])
     assert contexts == ["biopro-us-east-1", "biopro-us-west-2"]
