@@ -40,6 +40,7 @@ class LoadStats:
     errors: int = 0
     first_error_at: float | None = None
     last_error_at: float | None = None
+    started_at: float | None = None  # wall-clock time the first thread writing into these stats started
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def ack(self, key: str, target: str) -> None:
@@ -108,6 +109,8 @@ class _Paced(threading.Thread, ABC):
         track(self)
 
     def run(self) -> None:
+        with self.stats._lock:
+            self.stats.started_at = self.stats.started_at or time.time()
         start, done = time.monotonic(), 0
         backlog = max(1, int(self.rate / 2))
         while not self._halt.is_set():

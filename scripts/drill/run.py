@@ -19,7 +19,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from drtopo.database.connect import connect
@@ -168,14 +168,16 @@ def background_rows_kept(ctx: DrillContext, result: ScenarioResult, stats: LoadS
     )
 
 
-def steady_rate(acks: list[Ack], start: float, end: float, settle: float = 0.5) -> float | None:
-    """Acknowledgements per second from the first one (plus `settle` seconds) until `end` (the failure)."""
-    inside = [a for a in acks if start <= a.at <= end]
-    if len(inside) < 2:
+def achieved_rate(acks: list[Ack], started: float | None, end: float) -> float | None:
+    """Acknowledgements per second from when the load started until `end` (the failure, or the last ack): what the
+    clients got, connection set-up included (a rate from the first ack alone counts a producer's first burst)."""
+    if started is None or end - started < 0.2:
         return None
-    begin = inside[0].at + settle if inside[-1].at - inside[0].at > 2 * settle else inside[0].at
-    counted = sum(1 for a in inside if a.at >= begin)
-    return counted / (end - begin) if end > begin else None
+    return sum(1 for a in acks if started <= a.at <= end) / (end - started)
+
+
+def _started(stats: Iterable[LoadStats]) -> float | None:
+    return min((s.started_at for s in stats if s.started_at is not None), default=None)
 
 
 def load_figures(ctx: DrillContext, result: ScenarioResult) -> None:
@@ -185,9 +187,11 @@ def load_figures(ctx: DrillContext, result: ScenarioResult) -> None:
     writes = sorted((a for w in ctx.writers for a in w.stats.acks), key=lambda a: a.at)
     messages = sorted((a for p in ctx.producers for a in p.stats.acks), key=lambda a: a.at)
     end_writes = failure or (writes[-1].at if writes else 0.0)
-    rate = steady_rate(writes, ctx.origin, end_writes)
-    # Kafka: over the whole run (a producer's first deliveries arrive in one burst once it has connected).
-    kafka_rate = steady_rate(messages, 0.0, messages[-1].at, settle=1.0) if messages else None
+    rate = achieved_rate(writes, _started(w.stats for w in ctx.writers), end_writes)
+    # Kafka over the whole run: the failure of one cluster is not the end of the load.
+    kafka_rate = (
+        achieved_rate(messages, _started(p.stats for p in ctx.producers), messages[-1].at) if messages else None
+    )
     if failure is not None and writes:
         first = next((a for a in writes if a.at > failure), None)
         m["first_ack_after_failure_seconds"] = None if first is None else round(first.at - failure, 3)

@@ -12,7 +12,7 @@ import pytest
 from drtopo.settings import SettingsError, load_settings, settings_from_config
 from scripts.drill.loadgen import Ack, LoadStats, RowWriter, per_second, stop_all
 from scripts.drill.report import ScenarioResult, print_table, timeline_figure
-from scripts.drill.run import steady_rate
+from scripts.drill.run import achieved_rate
 from scripts.drill.scenarios.context import rto_phases
 
 
@@ -92,10 +92,11 @@ def test_per_second_counts_include_the_silent_seconds() -> None:
     assert per_second([], origin=0.0) == []
 
 
-def test_the_steady_rate_counts_after_settling_until_the_failure() -> None:
-    stream = acks(*[100 + i / 100 for i in range(300)])  # 100 per second for 3 s
-    assert steady_rate(stream, 100.0, 102.0) == pytest.approx(100, rel=0.02)
-    assert steady_rate(acks(1.0), 0.0, 2.0) is None
+def test_the_achieved_rate_runs_from_the_start_of_the_load_to_the_failure() -> None:
+    stream = acks(*[100.5 + i / 100 for i in range(300)])  # started at 100, first ack half a second later
+    assert achieved_rate(stream, 100.0, 102.5) == pytest.approx(80, abs=1)
+    assert achieved_rate(stream, None, 102.0) is None
+    assert achieved_rate(stream, 102.0, 102.1) is None
 
 
 class _KeepAlive(http.server.BaseHTTPRequestHandler):
@@ -136,6 +137,7 @@ def test_a_writer_shares_its_rate_over_kept_alive_connections(keep_alive: str) -
     assert len(_KeepAlive.ports) == 3, "each connection is kept alive: three client ports, whatever the count"
     assert [a.at for a in stats.acks] == sorted(a.at for a in stats.acks)
     assert len({a.key for a in stats.acks}) == len(stats.acks)
+    assert stats.started_at is not None and stats.started_at <= stats.acks[0].at
 
 
 def test_a_writer_refuses_no_connections() -> None:
