@@ -73,6 +73,15 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
                 (target_time, fenced_at),
             ).fetchall()
         }
+        # A row stamped just before T but committed after it, or stamped just before the fence time the restore
+        # records but committed after it, falls on either side of the count depending on commit timing: at
+        # hundreds of writes a second there is one now and then (20 ms: well above a loopback commit's latency).
+        # They bound the check instead of failing it.
+        (edge,) = conn.execute(
+            "SELECT count(*) FROM interface_exceptions WHERE created_at > %s - interval '20 ms' AND created_at <= %s"
+            " OR created_at > to_timestamp(%s) AND created_at <= to_timestamp(%s) + interval '20 ms'",
+            (target_time, target_time, fenced_at, fenced_at),
+        ).fetchone()
     lost, rpo = data_loss(stats.acks, present, before=time.time())
     acked_after_t = after_t & stats.acked_keys()
     in_doubt = len(after_t) - len(acked_after_t)  # committed, but the client saw an error (e.g. ended at the fence)
@@ -101,9 +110,10 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     )
     result.checks.check(
         "rows re-applied = writes acknowledged after T",
-        reapplied == len(acked_after_t) + in_doubt,
+        abs(reapplied - (len(acked_after_t) + in_doubt)) <= edge,
         f"{reapplied} re-applied, {len(acked_after_t)} acknowledged between T and the fence"
-        + (f" + {in_doubt} committed without an acknowledgement" if in_doubt else ""),
+        + (f" + {in_doubt} committed without an acknowledgement" if in_doubt else "")
+        + (f" ({edge} stamped within 20 ms of T or the fence may count on either side)" if edge else ""),
         reapplied,
         len(acked_after_t) + in_doubt,
     )
