@@ -5,11 +5,19 @@
 # mount the stack's settings and outputs at /etc/drtopo. Build from the repository root, one image per major, tagged
 # -pg<major> as drtopo:kubernetes.backupImage must be for drtopo:database.engineVersion (drtopo/settings.py):
 #   docker build --build-arg PG_MAJOR=15 -t ghcr.io/biopro/drtopo-backup:1.0.0-pg15 .
-FROM python:3.11-slim-bookworm
+# Where each part comes from is a build argument, so a build with no registry or internet can supply its own: the lab
+# (lab/images.py) builds this file with buildah FROM a Debian base of its own (BASE_IMAGE, which must provide
+# python/pip of Python 3.11), the client tools from Debian's archive (PG_APT=debian: bookworm ships one major, 15),
+# and kubectl and a CA bundle from a file server of its own on loopback (KUBECTL_BASE_URL, RDS_CA_BUNDLE_URL).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ARG TARGETARCH=amd64
 ARG PG_MAJOR=15
+# pgdg: the PostgreSQL project's apt repository (every supported major); debian: the base's own archive.
+ARG PG_APT=pgdg
 ARG KUBECTL_VERSION=v1.33.4
+ARG KUBECTL_BASE_URL=https://dl.k8s.io/release
 ARG RDS_CA_BUNDLE_URL=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,10 +29,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # script; the client tools land in /usr/lib/postgresql/${PG_MAJOR}/bin, where drtopo/database/pg_tools.py looks.
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends postgresql-common ca-certificates curl; \
-    /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y; \
+    apt-get install -y --no-install-recommends ca-certificates curl; \
+    case "${PG_APT}" in \
+      pgdg) apt-get install -y --no-install-recommends postgresql-common; \
+            /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y ;; \
+      debian) ;; \
+      *) echo "PG_APT=${PG_APT}: expected pgdg or debian" >&2; exit 2 ;; \
+    esac; \
     apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
-    base="https://dl.k8s.io/release/${KUBECTL_VERSION}/bin/linux/${TARGETARCH}"; \
+    base="${KUBECTL_BASE_URL}/${KUBECTL_VERSION}/bin/linux/${TARGETARCH}"; \
     curl -fsSLo /usr/local/bin/kubectl "${base}/kubectl"; \
     echo "$(curl -fsSL "${base}/kubectl.sha256")  /usr/local/bin/kubectl" | sha256sum -c -; \
     chmod 0755 /usr/local/bin/kubectl; \

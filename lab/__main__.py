@@ -1,4 +1,5 @@
-"""`python -m lab up|down|status [--root DIR]`: start, stop or inspect the local DR lab (see lab/API.md).
+"""`python -m lab up|down|status [--root DIR]`: start, stop or inspect the local DR lab (see lab/API.md);
+`python -m lab kubectl ARGS...` runs the lab's kubectl against the lab's cluster.
 
 `status` exits 1 when the lab is not (fully) running, so scripts and CI can test for it.
 """
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from lab import kube, kube_build
 from lab.core import Lab, default_root
 
 
@@ -19,7 +22,8 @@ def print_status(status: dict[str, Any]) -> None:
     for name, info in status["servers"].items():
         state = "running" if info.get("running") else "stopped"
         extra = []
-        for key in ("role", "streaming", "lag_bytes", "lag_seconds", "url", "bootstrap", "flow", "lag", "error"):
+        keys = ("role", "streaming", "lag_bytes", "lag_seconds", "url", "bootstrap", "pod", "restarts", "flow", "lag")
+        for key in (*keys, "error"):
             if info.get(key) is not None:
                 extra.append(f"{key}={info[key]}")
         port, pid = info.get("port") or "-", info.get("pid") or "-"
@@ -35,13 +39,26 @@ def print_status(status: dict[str, Any]) -> None:
         print(f"  kubernetes: {cluster['error']}")
 
 
+def kubectl_passthrough(lab: Lab, args: list[str]) -> int:
+    if not kube.Layout(lab.root).kubeconfig.is_file():
+        print(f"no lab cluster at {lab.root}; start one with `python -m lab up`", file=sys.stderr)
+        return 2
+    argv = [str(kube_build.binary("kubectl")), f"--kubeconfig={kube.Layout(lab.root).kubeconfig}", *args]
+    return subprocess.run(argv, check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab", description="The local DR lab on loopback.")
-    p.add_argument("command", choices=("up", "down", "status"))
+    p.add_argument("command", choices=("up", "down", "status", "kubectl"))
     p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
     p.add_argument("--json", action="store_true", help="status as JSON")
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
     lab = Lab(args.root)
+    if args.command == "kubectl":
+        # The lab's kubectl against the lab's cluster: `python -m lab kubectl get pods -A`.
+        return kubectl_passthrough(lab, rest)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "up":
         try:
             seconds = lab.up()

@@ -4,6 +4,11 @@ Everything lives under the lab root: `lab.json` (ports, non-secret), `env` (mode
 PostgreSQL password), `project/` (the stack files for the lab), `outputs/<stack>.json`, `pg/`, `pids/`, `logs/`,
 `kubeconfig` and `kube/` (the single-node Kubernetes of lab/kube.py).
 Every process is recorded by PID the moment it starts, so `down` stops it even after a failed `up`.
+
+Kubernetes runs the program's own objects of both stacks (lab/kube_workloads.py): MirrorMaker 2 is the standby
+stack's Deployment (the lab starts no MirrorMaker process of its own), the backup CronJobs run the lab's backup
+image. Pods reach PostgreSQL, the emulator and Kafka (a second listener per broker, advertised as the node's
+address) through the lab's bridge (lab/bridge.py) on the node's address; host clients keep using loopback.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 
+from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import bucket_outputs, outputs_document
 from drtopo.settings import Role, Settings, load_settings
-from lab import aws, kafka, kube, postgres, process
+from lab import aws, images, kafka, kube, kube_build, kube_objects, kube_workloads, postgres, process
 from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
 MIRROR_STACK = "dr"
 BASELINE_ROLES = {"prod": Role.PRIMARY, "dr": Role.STANDBY}
 PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
+BRIDGE = "kube-bridge"
+MIRROR_START_TIMEOUT_S = 180.0
 T = TypeVar("T")
 
 
@@ -56,6 +64,7 @@ class Lab:
         self.root = self.root.absolute()
         self.pg = postgres.PgLayout(self.root / "pg")
         self.timings: dict[str, float] = {}  # seconds per phase of the last `up`
+        self._objects: dict[tuple[str, str], list[dict[str, Any]]] = {}  # rendered per (stack, view), reused
 
     # ---- files ------------------------------------------------------------------------------------------------
     @property
@@ -83,6 +92,15 @@ class Lab:
     def _port(self, kind: str, stack: str | None = None) -> int:
         ports = self._state()["ports"]
         return ports[kind] if stack is None else ports[kind][stack]
+
+    def image(self, name: str) -> str:
+        """The local image `name` (backup, mirrormaker, service) this lab's containerd was given at `up`."""
+        return str(self._state()["images"][name])
+
+    @property
+    def node_ip(self) -> str:
+        """The Kubernetes node's lab-made address: where pods reach the lab's servers (through the bridge)."""
+        return str(self._state()["node_ip"])
 
     def env(self) -> dict[str, str]:
         """The variables of root/env (what `set -a; . root/env` loads)."""
@@ -140,9 +158,16 @@ class Lab:
         self.root.chmod(self.root.stat().st_mode | 0o011)  # postgres must traverse into pg/
         ports = {
             "aws": process.free_port(),
-            **{kind: {s: process.free_port() for s in LAB_STACKS} for kind in ("postgres", "service", "kafka")},
+            **{
+                kind: {s: process.free_port() for s in LAB_STACKS}
+                for kind in ("postgres", "service", "kafka", "kafka_pods")
+            },
         }
-        self.state_path.write_text(json.dumps({"ports": ports}, indent=2) + "\n")
+        network = kube.choose_network(self.root)
+        archives = images.archives()  # fails fast, asking for `make images`
+        plan = images.plan()
+        state = {"ports": ports, "node_ip": network.node_ip, "images": {n: plan[n].ref for n in archives}}
+        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
         shutil.rmtree(self.root / "kafka", ignore_errors=True)  # a fresh lab gets fresh clusters on its new ports
         self._write_project(BASELINE_ROLES)
         self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
@@ -150,20 +175,25 @@ class Lab:
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-up") as pool:
             # The emulator, Kafka and Kubernetes need only the project copy, so they start while PostgreSQL is built.
             emulator = pool.submit(self._timed, "emulator", self._start_emulator, ports["aws"], moto_pid)
-            kafka_started = pool.submit(self._timed, "kafka", self._start_kafka_all)
-            cluster = pool.submit(self._timed, "kubernetes", kube.start, self.root)
+            kafka_started = pool.submit(self._timed, "kafka", self._start_kafka_clusters)
+            loaded = list(archives.values())
+            cluster = pool.submit(self._timed, "kubernetes", kube.start, self.root, None, network, loaded)
             with self._phase("initdb"):
                 database = self.settings(PRIMARY_STACK).database
                 postgres.prepare(self.pg, self.password, database.archive_timeout_seconds, database.name, self.root)
             with self._phase("postgres pair"):
                 self._build_pg_pair()
-            with self._phase("services"):
-                for stack in LAB_STACKS:
-                    self.start_service(stack)
             resources = emulator.result()
             kafka_started.result()
             cluster.result()
         self._write_outputs(resources)
+        with self._phase("bridge"):
+            self._start_bridge()
+        with self._phase("workloads"):
+            self.apply_workloads()
+            for stack in LAB_STACKS:
+                self.start_service(stack)
+            self.start_mirrormaker()
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
         with self._phase(name):
@@ -183,6 +213,8 @@ class Lab:
             "DRTOPO_PROJECT_DIR": str(self.project_dir),
             "DRTOPO_LAB_DIR": str(self.root),
             "KUBECONFIG": str(kube.Layout(self.root).kubeconfig),
+            # The lab's kubectl first, for the scripts that export and restore Kubernetes objects.
+            "PATH": f"{self._tools_dir()}:{os.environ.get('PATH', os.defpath)}",
         }
         text = "# drtopo lab: `set -a; . <this file>` loads it\n"
         text += "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
@@ -191,11 +223,23 @@ class Lab:
             out.write(text)
         self.env_path.chmod(0o600)
 
+    def _tools_dir(self) -> Path:
+        """<root>/bin, holding the lab's kubectl (a link into the build cache)."""
+        folder = self.root / "bin"
+        folder.mkdir(exist_ok=True)
+        link = folder / "kubectl"
+        link.unlink(missing_ok=True)
+        link.symlink_to(kube_build.binary("kubectl"))
+        return folder
+
     def _endpoints(self) -> dict[str, StackEndpoints]:
         ports = self._state()["ports"]
         return {
             s: StackEndpoints(
-                db_port=ports["postgres"][s], kafka_port=ports["kafka"][s], service_port=ports["service"][s]
+                db_port=ports["postgres"][s],
+                kafka_port=ports["kafka"][s],
+                service_port=ports["service"][s],
+                service_host=self.node_ip,
             )
             for s in LAB_STACKS
         }
@@ -223,7 +267,8 @@ class Lab:
         """Stop every recorded process, clients before servers, in parallel within each wave; returns their names.
         The Kubernetes cluster goes first, with its pods, mounts and network namespace."""
         stopped = kube.stop(self.root)
-        clients = [kafka.MIRRORMAKER, aws.PROCESS_NAME, *(service_process(s) for s in LAB_STACKS)]
+        self._objects.clear()
+        clients = [BRIDGE, aws.PROCESS_NAME]
         stopped += [n for n in clients if process.running(self.root, n)]
         stopped += [kafka.process_name(s) for s in LAB_STACKS if process.running(self.root, kafka.process_name(s))]
         stopped += [postgres.process_name(s) for s in LAB_STACKS if postgres.live_pid(self.root, self.pg, s)]
@@ -251,9 +296,8 @@ class Lab:
         return [
             aws.PROCESS_NAME,
             *(postgres.process_name(s) for s in LAB_STACKS),
-            *(service_process(s) for s in LAB_STACKS),
             *(kafka.process_name(s) for s in LAB_STACKS),
-            kafka.MIRRORMAKER,
+            BRIDGE,
             *(kube.process_name(c) for c in kube.PROCESSES),
         ]
 
@@ -297,8 +341,11 @@ class Lab:
         servers[aws.PROCESS_NAME] = {"port": ports["aws"], "url": aws.endpoint_url(ports["aws"])}
         servers[aws.PROCESS_NAME].update(self._pid_info(aws.PROCESS_NAME))
         for stack in LAB_STACKS:
-            name = service_process(stack)
-            servers[name] = {"port": ports["service"][stack], "url": self.service_url(stack), **self._pid_info(name)}
+            servers[service_process(stack)] = {
+                "port": ports["service"][stack],
+                "url": self.service_url(stack),
+                **self._pod_info(stack, kube_workloads.SERVICE_APP),
+            }
         servers.update(self._kafka_status())
         cluster = kube.status(self.root)
         servers.update(cluster.pop("processes"))
@@ -348,54 +395,88 @@ class Lab:
         self.reset_postgres()
         for stack in LAB_STACKS:
             self.start_service(stack)
-        self._start_kafka_all()
+        self._start_kafka_clusters()
+        self.apply_workloads()
+        self.start_mirrormaker()
 
-    # ---- the service stand-in ---------------------------------------------------------------------------------
+    # ---- the service stand-in: a Deployment per stack on the lab's Kubernetes ---------------------------------------
     def service_url(self, stack: str) -> str:
         _check_stack(stack)
-        return f"http://{process.LOOPBACK}:{self._port('service', stack)}"
+        return f"http://{self.node_ip}:{self._port('service', stack)}"
 
-    def start_service(self, stack: str) -> None:
+    def service_pod(self, stack: str) -> dict[str, Any] | None:
+        """The stack's stand-in pod (the newest, not being deleted), or None."""
         _check_stack(stack)
-        name = service_process(stack)
-        if process.running(self.root, name):
-            return
-        port = self._port("service", stack)
-        pid = process.spawn(
-            self.root,
-            name,
-            [sys.executable, "-m", "lab.service", "--port", str(port), "--conninfo", self.pg_conninfo(stack)],
-            env={"PGPASSWORD": self.password, "PYTHONPATH": str(REPO_DIR)},
-            cwd=REPO_DIR,
-        )
-        process.wait_port(port, 30, f"service stand-in {stack}", pid)
+        found = kube_workloads.pods(self.root, self.namespace(stack), kube_workloads.SERVICE_APP)
+        live = [p for p in found if not p["metadata"].get("deletionTimestamp")]
+        return max(live, key=lambda p: p["metadata"]["creationTimestamp"]) if live else None
+
+    def start_service(self, stack: str, timeout: float = 60.0) -> None:
+        """Scale the stand-in's Deployment to one pod and return once it listens."""
+        _check_stack(stack)
+        namespace = self.namespace(stack)
+        if kube_workloads.get(self.root, "deployment", kube_workloads.SERVICE_APP, namespace) is None:
+            self.apply_workloads()
+        kube_workloads.scale(self.root, namespace, kube_workloads.SERVICE_APP, 1)
+        self.wait_service(stack, timeout)
+
+    def wait_service(self, stack: str, timeout: float = 60.0) -> None:
+        """Wait until the stack's stand-in pod runs and accepts connections (Kubernetes restarted or replaced it)."""
+        namespace, port = self.namespace(stack), self._port("service", stack)
+        kube_workloads.wait_pods(self.root, namespace, kube_workloads.SERVICE_APP, 1, timeout)
+        deadline = time.monotonic() + timeout
+        while not process.port_open(port, self.node_ip):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service stand-in {stack} did not listen on {self.node_ip}:{port} in {timeout} s")
+            time.sleep(0.1)
 
     def stop_service(self, stack: str) -> None:
+        """Scale the stand-in's Deployment to 0 and wait until its pod is gone."""
         _check_stack(stack)
-        process.stop(self.root, service_process(stack))
+        namespace = self.namespace(stack)
+        kube_workloads.scale(self.root, namespace, kube_workloads.SERVICE_APP, 0)
+        kube_workloads.wait_pods(self.root, namespace, kube_workloads.SERVICE_APP, 0, 60)
 
-    def kill_service(self, stack: str) -> None:
-        """SIGKILL the stand-in (a pod crash); `start_service` brings it back."""
-        _check_stack(stack)
-        process.kill(self.root, service_process(stack), signal.SIGKILL)
-        process.stop(self.root, service_process(stack))
+    def kill_service(self, stack: str) -> int:
+        """SIGKILL the stand-in's container process (a crash); Kubernetes restarts it. Returns the PID killed."""
+        pod = self.service_pod(stack)
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        if not statuses or not statuses[0].get("containerID"):
+            raise kube.KubeError(f"service stand-in {stack} has no running container to kill")
+        pid = kube.container_pid(self.root, statuses[0]["containerID"])
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def delete_service_pod(self, stack: str) -> str:
+        """Delete the stand-in's pod (as an eviction or a node drain would); its ReplicaSet makes a new one."""
+        pod = self.service_pod(stack)
+        if pod is None:
+            raise kube.KubeError(f"service stand-in {stack} has no pod to delete")
+        name = pod["metadata"]["name"]
+        kube.kubectl(self.root, "delete", "pod", name, "-n", self.namespace(stack), "--wait=false")
+        return name
 
     # ---- Kafka ------------------------------------------------------------------------------------------------
     def kafka_bootstrap(self, stack: str) -> str:
         _check_stack(stack)
         return f"{process.LOOPBACK}:{self._port('kafka', stack)}"
 
-    def _start_kafka_all(self) -> None:
-        """Both clusters (JVMs in parallel) with the settings' topics, then MirrorMaker 2."""
+    def kafka_pod_bootstrap(self, stack: str) -> str:
+        """Where the lab's pods reach the stack's cluster: its pod listener, advertised as the node's address."""
+        _check_stack(stack)
+        return f"{self.node_ip}:{self._port('kafka_pods', stack)}"
+
+    def _start_kafka_clusters(self) -> None:
+        """Both clusters (JVMs in parallel) with the settings' topics."""
         with ThreadPoolExecutor(max_workers=len(LAB_STACKS), thread_name_prefix="lab-kafka") as pool:
             for future in [pool.submit(self.start_kafka, s) for s in LAB_STACKS]:
                 future.result()
-        self.start_mirrormaker()
 
     def start_kafka(self, stack: str) -> None:
-        """Start the stack's cluster (same port, data kept) and create any missing topic of its settings."""
+        """Start the stack's cluster (same ports, data kept) and create any missing topic of its settings."""
         _check_stack(stack)
-        cluster = kafka.start_cluster(self.root, stack, port=self._port("kafka", stack))
+        pods = (self.node_ip, self._port("kafka_pods", stack))
+        cluster = kafka.start_cluster(self.root, stack, port=self._port("kafka", stack), pods=pods)
         kafka.create_topics(cluster.bootstrap, self.settings(stack).kafka.topics)
 
     def stop_kafka(self, stack: str) -> None:
@@ -403,34 +484,118 @@ class Lab:
         kafka.stop_cluster(self.root, stack)
 
     def mirror_stack(self) -> str:
-        """The stack whose MirrorMaker runs: the standby in the project copy (as `pulumi up` would scale it), so after
-        a role switch a restart of MirrorMaker mirrors the other way; dr while the roles are ambiguous."""
+        """The stack whose MirrorMaker runs: the standby in the project copy (its Deployment has one replica), so
+        after a role switch `start_mirrormaker` mirrors the other way; dr while the roles are ambiguous."""
         standbys = [s for s in LAB_STACKS if self.settings(s).role is Role.STANDBY]
         return standbys[0] if len(standbys) == 1 else MIRROR_STACK
 
-    def mirrormaker_properties(self) -> str:
-        """What MirrorMaker 2 runs: render_mm2_properties of the standby stack's settings in the project copy."""
-        stack = self.mirror_stack()
+    def namespace(self, stack: str) -> str:
+        """The stack's Kubernetes namespace in the lab (one per region, lab/project.py)."""
+        return self.settings(stack).kubernetes.namespace
+
+    def mirrormaker_properties(self, stack: str | None = None) -> str:
+        """What MirrorMaker 2 of `stack` (default the mirror stack) runs: render_mm2_properties of its settings in
+        the project copy, with the pod-side bootstrap addresses."""
+        stack = stack or self.mirror_stack()
         settings = self.settings(stack)
         return kafka.mirrormaker_properties(
-            settings, self.kafka_bootstrap(settings.peer_stack), self.kafka_bootstrap(stack)
+            settings, self.kafka_pod_bootstrap(settings.peer_stack), self.kafka_pod_bootstrap(stack)
         )
 
-    def start_mirrormaker(self, attempts: int = 3) -> None:
-        """Start MirrorMaker 2 (a no-op when it already runs this text); returns once its source tasks run."""
-        for attempt in range(1, attempts + 1):
-            try:
-                kafka.start_mirrormaker(self.root, self.mirrormaker_properties())
-                return
-            except KafkaException:
-                # Reading its status topic right after MirrorMaker creates it can hit a partition without a leader
-                # yet (NOT_LEADER_FOR_PARTITION); start again rather than fail the whole lab.
-                kafka.stop_mirrormaker(self.root)
-                if attempt == attempts:
-                    raise
+    def _pod_view(self, stack: str) -> kube_objects.PodView:
+        settings = self.settings(stack)
+        document = json.loads(self.outputs_path(stack).read_text())
+        peer = settings.peer_stack
+        bootstraps = {"own": self.kafka_pod_bootstrap(stack), "peer": self.kafka_pod_bootstrap(peer)}
+        outputs = kube_workloads.pod_outputs(document, self.node_ip, bootstraps)
+        stack_file = self.project_dir / f"Pulumi.{stack}.yaml"
+        return kube_objects.PodView(
+            images={
+                settings.kubernetes.backup_image: self.image("backup"),
+                settings.kubernetes.mirror_maker_image: self.image("mirrormaker"),
+            },
+            mm2_properties=self.mirrormaker_properties(stack),
+            backup_files={
+                "outputs.json": json.dumps(outputs, indent=2, sort_keys=True),
+                stack_file.name: stack_file.read_text(),
+            },
+            job_env=kube_workloads.job_env(f"http://{self.node_ip}:{self._port('aws')}"),
+        )
+
+    def workload_objects(self, stack: str) -> list[dict[str, Any]]:
+        """The program's objects of `stack` as the lab applies them, and the Secrets the program expects."""
+        view = self._pod_view(stack)
+        cache_key = (stack, repr(view))
+        if cache_key not in self._objects:
+            self._objects[cache_key] = kube_objects.program_objects(self.settings(stack), view)
+        settings = self.settings(stack)
+        namespace, database_secret = self.namespace(stack), settings.kubernetes.database_secret
+        secrets = [
+            kube_workloads.secret_object(namespace, database_secret, {"password": self.password}),
+            kube_workloads.secret_object(namespace, kube_workloads.LAB_AWS_SECRET, dict(aws.DUMMY_CREDENTIALS)),
+        ]
+        database = {
+            "host": self.node_ip,
+            "port": str(self._port("postgres", stack)),
+            "dbname": settings.database.name,
+            "user": postgres.SUPERUSER,
+        }
+        service = kube_workloads.service_objects(
+            namespace,
+            self.image("service"),
+            self.node_ip,
+            self._port("service", stack),
+            database,
+            database_secret,
+        )
+        return [*secrets, *self._objects[cache_key], *service]
+
+    def apply_workloads(self) -> None:
+        """Server-side apply both stacks' objects (as `pulumi up` of each stack would, with the current roles)."""
+        kube_objects.apply(self.root, [o for s in LAB_STACKS for o in self.workload_objects(s)])
+
+    def start_mirrormaker(self, timeout: float = MIRROR_START_TIMEOUT_S) -> None:
+        """Apply the objects (the standby's MirrorMaker Deployment gets its replica back, the primary's none) and
+        return once the pod runs and every enabled flow's source task runs (from its Connect status topic)."""
+        since_ms = int(time.time() * 1000) - 1000
+        stack = self.mirror_stack()
+        namespace = self.namespace(stack)
+        before = {p["metadata"]["uid"] for p in kube_workloads.pods(self.root, namespace, MIRROR_APP)}
+        self.apply_workloads()
+        for other in (s for s in LAB_STACKS if s != stack):
+            kube_workloads.wait_pods(self.root, self.namespace(other), MIRROR_APP, 0, timeout)
+        (pod,) = kube_workloads.wait_pods(self.root, namespace, MIRROR_APP, 1, timeout)
+        # The same pod as before runs the same text (its flows' RUNNING records may be older); a new one must say so.
+        same_pod = pod["metadata"]["uid"] in before
+        kafka.wait_flows(self.mirrormaker_properties(stack), 0 if same_pod else since_ms, timeout)
 
     def stop_mirrormaker(self) -> None:
-        kafka.stop_mirrormaker(self.root)
+        """Scale the mirror stack's MirrorMaker Deployment to 0 and wait until its pod is gone."""
+        namespace = self.namespace(self.mirror_stack())
+        kube_workloads.scale(self.root, namespace, MIRROR_APP, 0)
+        kube_workloads.wait_pods(self.root, namespace, MIRROR_APP, 0, 120)
+
+    def _start_bridge(self) -> None:
+        ports = [
+            *(self._port("postgres", s) for s in LAB_STACKS),
+            self._port("aws"),
+            *(self._port("kafka_pods", s) for s in LAB_STACKS),
+        ]
+        network = kube.cluster_network(self.root)
+        argv = [
+            sys.executable,
+            "-m",
+            "lab.bridge",
+            f"--netns={network.netns_path}",
+            f"--listen={network.node_ip}",
+            f"--ports={','.join(map(str, ports))}",
+        ]
+        pid = process.spawn(self.root, BRIDGE, argv, env={"PYTHONPATH": str(REPO_DIR)}, cwd=REPO_DIR)
+        deadline = time.monotonic() + 30
+        while not process.port_open(ports[-1], network.node_ip):
+            if not process.alive(pid) or time.monotonic() > deadline:
+                raise RuntimeError(f"the lab's bridge did not listen on {network.node_ip}; see {self.root / 'logs'}")
+            time.sleep(0.1)
 
     def _kafka_status(self) -> dict[str, dict[str, Any]]:
         servers = {
@@ -444,7 +609,7 @@ class Lab:
         target = self.mirror_stack()
         settings = self.settings(target)
         source = settings.peer_stack
-        mirror: dict[str, Any] = {"flow": f"{source} -> {target}", **self._pid_info(kafka.MIRRORMAKER)}
+        mirror: dict[str, Any] = {"flow": f"{source} -> {target}", **self._pod_info(target, MIRROR_APP)}
         if all(servers[kafka.process_name(s)]["running"] for s in (source, target)):
             try:
                 mirror["lag"] = mirrormaker_lag(
@@ -452,8 +617,19 @@ class Lab:
                 )
             except KafkaException as exc:
                 mirror["error"] = exc.args[0].str()
-        servers[kafka.MIRRORMAKER] = mirror
+        servers["mirrormaker"] = mirror
         return servers
+
+    def _pod_info(self, stack: str, app: str) -> dict[str, Any]:
+        try:
+            found = kube_workloads.pods(self.root, self.namespace(stack), app)
+        except kube.KubeError as exc:
+            return {"running": False, "error": str(exc)}
+        if not found:
+            return {"running": False}
+        pod = found[0]
+        restarts = sum(c.get("restartCount", 0) for c in pod.get("status", {}).get("containerStatuses") or [])
+        return {"running": kube_workloads.pod_ready(pod), "pod": pod["metadata"]["name"], "restarts": restarts}
 
 
 def _check_stack(stack: str) -> None:

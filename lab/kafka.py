@@ -26,7 +26,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,10 +72,18 @@ class Cluster:
     controller_port: int
     cluster_id: str
     data_dir: str
+    # The listener for the lab's pods: bound on loopback, advertised as the node's address, which lab/bridge.py
+    # forwards to it (0: none).
+    pod_port: int = 0
+    pod_host: str = ""
 
     @property
     def bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def pod_bootstrap(self) -> str:
+        return f"{self.pod_host}:{self.pod_port}"
 
     @property
     def process_name(self) -> str:
@@ -86,17 +94,28 @@ def process_name(name: str) -> str:
     return f"kafka-{name}"
 
 
-def broker_properties(port: int, controller_port: int, data_dir: str) -> str:
-    """server.properties of a combined broker+controller node listening only on loopback (pure)."""
+def broker_properties(port: int, controller_port: int, data_dir: str, pod_port: int = 0, pod_host: str = "") -> str:
+    """server.properties of a combined broker+controller node listening only on loopback (pure).
+
+    With `pod_port`, a second listener PODS on loopback advertises `pod_host:pod_port`: the node's address, where
+    the lab's bridge takes the pods' connections to it. Host clients keep PLAINTEXT on 127.0.0.1.
+    """
+    listeners = [f"PLAINTEXT://{LOOPBACK}:{port}", f"CONTROLLER://{LOOPBACK}:{controller_port}"]
+    advertised = [f"PLAINTEXT://{LOOPBACK}:{port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if pod_port:
+        listeners.append(f"PODS://{LOOPBACK}:{pod_port}")
+        advertised.append(f"PODS://{pod_host}:{pod_port}")
+        protocols.append("PODS:PLAINTEXT")
     settings = {
         "process.roles": "broker,controller",
         "node.id": 1,
         "controller.quorum.voters": f"1@{LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "listeners": ",".join(listeners),
+        "advertised.listeners": ",".join(advertised),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": data_dir,
         # Topics come from settings (and MirrorMaker creates its own): a typo must not create a topic.
         "auto.create.topics.enable": "false",
@@ -175,10 +194,12 @@ def start_cluster(
     port: int | None = None,
     controller_port: int | None = None,
     timeout: float = 90.0,
+    pods: tuple[str, int] | None = None,
 ) -> Cluster:
     """Start (or find running) the cluster `name`; returns once a client can list its metadata.
 
-    A cluster started before keeps its data, id and ports, so bootstrap addresses in outputs stay valid.
+    A cluster started before keeps its data, id and ports (and its pod listener, `pods` = (node address, port)),
+    so bootstrap addresses in outputs stay valid.
     """
     root = Path(root)
     previous = cluster(root, name)
@@ -189,15 +210,19 @@ def start_cluster(
         controller_port=controller_port or (previous.controller_port if previous else process.free_port()),
         cluster_id=previous.cluster_id if previous else _new_cluster_id(),
         data_dir=str(directory / "data"),
+        pod_port=pods[1] if pods else (previous.pod_port if previous else 0),
+        pod_host=pods[0] if pods else (previous.pod_host if previous else ""),
     )
     if cluster_running(root, name) and previous == state:
         wait_broker(state.bootstrap, timeout)
         return state
-    for busy in (p for p in (state.port, state.controller_port) if process.port_open(p)):
+    for busy in (p for p in (state.port, state.controller_port, state.pod_port) if p and process.port_open(p)):
         raise KafkaLabError(f"port {busy} for Kafka cluster {name!r} is already in use; stop what listens there")
     directory.mkdir(parents=True, exist_ok=True)
     props = directory / "server.properties"
-    props.write_text(broker_properties(state.port, state.controller_port, state.data_dir))
+    props.write_text(
+        broker_properties(state.port, state.controller_port, state.data_dir, state.pod_port, state.pod_host)
+    )
     _state_file(root, name).write_text(json.dumps(asdict(state), indent=2) + "\n")
     _format_storage(root, state, props)
     pid = process.spawn(root, state.process_name, _java(BROKER_HEAP, _log4j(root), "kafka.Kafka", str(props)))
@@ -358,19 +383,28 @@ def start_mirrormaker(root: Path, properties_text: str, timeout: float = 120.0) 
     argv = _java(MIRRORMAKER_HEAP, _log4j(root), "org.apache.kafka.connect.mirror.MirrorMaker", str(props))
     pid = process.spawn(root, MIRRORMAKER, argv, cwd=directory)
     log = root / "logs" / f"{MIRRORMAKER}.log"
-    deadline = time.monotonic() + timeout
+    try:
+        wait_flows(properties_text, since_ms, timeout, lambda: process.alive(pid))
+    except KafkaLabError as exc:
+        process.stop(root, MIRRORMAKER)
+        raise KafkaLabError(f"{exc}; see {log}") from None
+    return pid
+
+
+def wait_flows(properties_text: str, since_ms: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> float:
+    """Wait until every enabled flow of `properties_text` has its MirrorSourceConnector task running, as its Connect
+    status topic says in records written at or after `since_ms`; returns seconds waited. `alive` false: it exited."""
+    start = time.monotonic()
     pending = enabled_flows(properties_text)
     while pending:
-        if not process.alive(pid):
-            process.stop(root, MIRRORMAKER)
-            raise KafkaLabError(f"MirrorMaker 2 exited at start; see {log}")
-        if time.monotonic() > deadline:
-            process.stop(root, MIRRORMAKER)
+        if not alive():
+            raise KafkaLabError("MirrorMaker 2 exited at start")
+        if time.monotonic() - start > timeout:
             flows = ", ".join(f"{s}->{t}" for s, t, _ in pending)
-            raise KafkaLabError(f"MirrorMaker 2 flows {flows} did not start within {timeout:.0f} s; see {log}")
+            raise KafkaLabError(f"MirrorMaker 2 flows {flows} did not start within {timeout:.0f} s")
         pending = [(s, t, b) for s, t, b in pending if not source_tasks_running(mirrormaker_status(b, s, since_ms))]
         time.sleep(0.5)
-    return pid
+    return time.monotonic() - start
 
 
 def stop_mirrormaker(root: Path, timeout: float = 20.0) -> None:

@@ -24,10 +24,12 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,8 @@ IDENTITIES = {
     KUBELET: (f"system:node:{NODE_NAME}", "system:nodes"),
 }
 READY_TIMEOUT_S = 120.0
+# Images of these prefixes in the kept store that no archive asks for any more are removed at start.
+IMAGE_PREFIXES = ("drtopo.lab/",)
 
 
 class KubeError(RuntimeError):
@@ -161,6 +165,12 @@ class Layout:
     def containerd_socket(self) -> Path:
         return self.base / "containerd" / "containerd.sock"
 
+    @property
+    def image_store(self) -> Path:
+        """containerd's root, kept across starts (outside `base`) so a warm start imports no image again; `stop`
+        leaves only images in it."""
+        return self.root / "containerd-images"
+
     def component_kubeconfig(self, who: str) -> Path:
         return self.kubeconfig if who == ADMIN else self.base / "kubeconfigs" / f"{who}.yaml"
 
@@ -198,7 +208,7 @@ def containerd_config(layout: Layout) -> str:
     return "\n".join(
         [
             "version = 2",
-            f'root = "{base / "root"}"',
+            f'root = "{layout.image_store}"',
             f'state = "{base / "state"}"',
             'disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",'
             ' "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]',
@@ -227,8 +237,9 @@ def containerd_config(layout: Layout) -> str:
 
 
 def cni_config(layout: Layout, network: NodeNetwork) -> dict[str, Any]:
-    """A bridge inside the node's namespace for pods off hostNetwork: no masquerading, and the namespace has no
-    route out, so such a pod reaches the node and its peers only."""
+    """A bridge inside the node's namespace for pods off hostNetwork: their default route is the bridge (so they
+    reach the node's address, where the lab's bridge forwards the lab's servers); no masquerading, and the
+    namespace has no route out, so such a pod reaches the node and its peers only."""
     return {
         "cniVersion": "0.4.0",
         "name": "drtopo-lab",
@@ -237,6 +248,7 @@ def cni_config(layout: Layout, network: NodeNetwork) -> dict[str, Any]:
                 "type": "bridge",
                 "bridge": "drtopo0",
                 "isGateway": True,
+                "isDefaultGateway": True,
                 "ipMasq": False,
                 "ipam": {
                     "type": "host-local",
@@ -494,10 +506,35 @@ def _spawn(root: Path, network: NodeNetwork, component: str, argv: Sequence[str]
     return process.spawn(root, process_name(component), in_namespace(network, argv))
 
 
-def _import_pause(layout: Layout, network: NodeNetwork) -> None:
-    archive = kube_build.pause_archive()
-    argv = ["ctr", "--address", str(layout.containerd_socket), "-n", "k8s.io", "images", "import", str(archive)]
-    _run(in_namespace(network, argv), f"ctr images import {archive}", timeout=120)
+def _ctr(layout: Layout, network: NodeNetwork, *args: str, timeout: float = 60) -> str:
+    argv = ["ctr", "--address", str(layout.containerd_socket), "-n", "k8s.io", *args]
+    return _run(in_namespace(network, argv), f"ctr {' '.join(args[:2])}", timeout=timeout)
+
+
+def archive_ref(archive: Path) -> str | None:
+    """The image reference a docker archive holds (its manifest's first RepoTag), or None when unreadable."""
+    try:
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("manifest.json")
+            manifest = json.loads(member.read()) if member else []
+    except (OSError, tarfile.TarError, ValueError, KeyError):
+        return None
+    tags = manifest[0].get("RepoTags") or [] if manifest else []
+    return str(tags[0]) if tags else None
+
+
+def _import_images(layout: Layout, network: NodeNetwork, archives: Sequence[Path]) -> None:
+    """Import each archive whose image the store does not hold yet; remove the store's other lab images."""
+    held = set(_ctr(layout, network, "images", "ls", "-q").split())
+    wanted = {archive: archive_ref(archive) for archive in archives}
+    for archive, ref in wanted.items():
+        if ref is None or ref not in held:
+            _ctr(layout, network, "images", "import", str(archive), timeout=600)
+    keep = {ref for ref in wanted.values() if ref} | {kube_build.PAUSE_IMAGE}
+    for ref in held - keep:
+        if ref.startswith(IMAGE_PREFIXES):
+            with contextlib.suppress(KubeError):
+                _ctr(layout, network, "images", "rm", ref)
 
 
 def _load_state(layout: Layout) -> tuple[NodeNetwork, KubePorts] | None:
@@ -516,8 +553,21 @@ def cluster_network(root: Path) -> NodeNetwork:
     return loaded[0]
 
 
-def start(root: Path, ports: KubePorts | None = None) -> dict[str, float]:
-    """Start the cluster at `root` from scratch (a running one is stopped first); returns seconds per phase.
+def choose_network(root: Path) -> NodeNetwork:
+    """The node network a cluster started now at `root` gets (a free lab link), so servers can be told the node's
+    address before the cluster starts; pass it to `start`."""
+    root = root.absolute()
+    return node_network(root, free_index(_machine_addresses(), int(cluster_id(root), 16) % 256))
+
+
+def start(
+    root: Path,
+    ports: KubePorts | None = None,
+    network: NodeNetwork | None = None,
+    images: Sequence[Path] = (),
+) -> dict[str, float]:
+    """Start the cluster at `root` from scratch (a running one is stopped first) on `network` (default: a free
+    one), with the image archives `images` imported next to the pause image; returns seconds per phase.
 
     On any failure everything started so far is stopped and the namespace deleted before the error is raised.
     """
@@ -531,7 +581,7 @@ def start(root: Path, ports: KubePorts | None = None) -> dict[str, float]:
         raise KubeError(f"missing {', '.join(missing)} on PATH; run `make system`")
     stop(root)
     shutil.rmtree(layout.base, ignore_errors=True)
-    network = node_network(root, free_index(_machine_addresses(), int(cluster_id(root), 16) % 256))
+    network = network or choose_network(root)
     kube_build.binary("kubelet")  # fails fast, asking for `make kube`, when the build has not run
     argv = commands(layout, network, ports, kube_build.bin_dir())
     layout.base.mkdir(parents=True, exist_ok=True)
@@ -554,10 +604,15 @@ def start(root: Path, ports: KubePorts | None = None) -> dict[str, float]:
         _spawn(root, network, "controller-manager", argv["controller-manager"])
         _spawn(root, network, "scheduler", argv["scheduler"])
         _wait_path(layout.containerd_socket, containerd, "containerd", 30)
-        _import_pause(layout, network)
+        _import_images(layout, network, [kube_build.pause_archive()])
         kubelet = _spawn(root, network, "kubelet", argv["kubelet"])
-        _wait_node_ready(root, kubelet, READY_TIMEOUT_S)
-        timings["node Ready"] = time.monotonic() - phase
+        # The images load while the node registers (both mostly wait on disk and on the apiserver).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kube-images") as pool:
+            loaded = pool.submit(_import_images, layout, network, [kube_build.pause_archive(), *images])
+            _wait_node_ready(root, kubelet, READY_TIMEOUT_S)
+            timings["node Ready"] = time.monotonic() - phase
+            loaded.result()
+        timings["images imported"] = time.monotonic() - phase
     except BaseException:
         stop(root)
         raise
@@ -566,13 +621,16 @@ def start(root: Path, ports: KubePorts | None = None) -> dict[str, float]:
 
 def _end_tasks(layout: Layout, network: NodeNetwork) -> None:
     """Kill and delete every container task, so each shim removes its runc state and cgroup and exits (a task left
-    behind would outlive containerd)."""
-    ctr = ["ctr", "--address", str(layout.containerd_socket), "-n", "k8s.io", "tasks"]
+    behind would outlive containerd); then every container with its snapshot, so the kept image store holds only
+    images."""
     with contextlib.suppress(KubeError):
-        listing = _run(in_namespace(network, [*ctr, "ls", "-q"]), "ctr tasks ls", timeout=20)
-        for task in listing.split():
+        for task in _ctr(layout, network, "tasks", "ls", "-q", timeout=20).split():
             with contextlib.suppress(KubeError):
-                _run(in_namespace(network, [*ctr, "delete", "--force", task]), f"ctr tasks delete {task}", 30)
+                _ctr(layout, network, "tasks", "delete", "--force", task, timeout=30)
+    with contextlib.suppress(KubeError):
+        containers = _ctr(layout, network, "containers", "ls", "-q", timeout=20).split()
+        if containers:
+            _ctr(layout, network, "containers", "delete", *containers, timeout=120)
 
 
 def _pids_in_namespace(network: NodeNetwork) -> list[int]:
@@ -628,6 +686,7 @@ def stop(root: Path) -> list[str]:
                 os.kill(pid, 9)
                 stopped.append(f"pid {pid} in {network.namespace}")
         _unmount_all(layout.base)
+        _unmount_all(layout.image_store)
         _delete_network(network)
         layout.state.unlink()
     return stopped

@@ -4,15 +4,24 @@ The program is evaluated exactly as the unit and policy tests evaluate it (polic
 `kubernetes:*` resource's inputs are already the object the provider would send (camelCase, apiVersion and kind).
 The only lab changes: numbers that the mocks carry as floats become integers again, and every container gets
 `imagePullPolicy: Never` (no registry is reachable; an image the lab has not built fails instead of being pulled).
+Run on the lab (a `PodView`), the lab's pods also see the lab, not the mocks: images are the local builds
+(lab/images.py); MirrorMaker's ConfigMap holds `render_mm2_properties` with the lab's pod-side bootstrap addresses
+(and the pod template the checksum of that text, as the program computes it); the backup ConfigMap holds the lab's
+outputs and stack file; the backup jobs get the emulator's endpoint and its dummy credentials from a Secret, and
+PGSSLMODE=disable (the lab's PostgreSQL speaks no TLS; production keeps verify-full).
 Objects go in by server-side apply, as the provider does.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components import backup_jobs, kafka_mirror
 from drtopo.settings import Settings
 from lab import kube
 from policies.mock_program import evaluate
@@ -36,22 +45,60 @@ def integral(value: Any) -> Any:
     return value
 
 
-def lab_object(inputs: dict[str, Any]) -> dict[str, Any]:
-    """One resource's inputs as the lab applies them: integers restored, images never pulled (pure)."""
-    document = integral(inputs)
+@dataclass(frozen=True)
+class PodView:
+    """What the lab's pods see in place of what the mocks say: local images, lab addresses, the emulator."""
+
+    images: Mapping[str, str] = field(default_factory=dict)  # the program's image -> the lab's local build
+    mm2_properties: str | None = None  # MirrorMaker's ConfigMap file
+    backup_files: Mapping[str, str] = field(default_factory=dict)  # the backup ConfigMap's data
+    job_env: tuple[dict[str, Any], ...] = ()  # added to (or replacing by name) every backup job container's env
+
+
+def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
     spec: Any = document
     for key in POD_SPEC_PATHS.get(document.get("kind", ""), ()):
         spec = spec.get(key, {}) if isinstance(spec, dict) else {}
-    for field in ("initContainers", "containers"):
-        for container in spec.get(field, []):
-            container["imagePullPolicy"] = "Never"
+    return spec if isinstance(spec, dict) else {}
+
+
+def _containers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = _pod_spec(document)
+    return [c for key in ("initContainers", "containers") for c in spec.get(key, [])]
+
+
+def with_env(env: list[dict[str, Any]], extra: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """`env` with each of `extra` replacing the variable of its name, or appended (pure)."""
+    names = {e["name"] for e in extra}
+    return [e for e in env if e["name"] not in names] + [copy.deepcopy(e) for e in extra]
+
+
+def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str, Any]:
+    """One resource's inputs as the lab applies them: integers restored, images never pulled, and with a view the
+    lab's images, addresses and files (pure)."""
+    document = integral(inputs)
+    view = view or PodView()
+    kind, name = document.get("kind"), document.get("metadata", {}).get("name")
+    for container in _containers(document):
+        container["imagePullPolicy"] = "Never"
+        container["image"] = view.images.get(container["image"], container["image"])
+    if kind == "ConfigMap" and name == kafka_mirror.NAME and view.mm2_properties is not None:
+        document["data"] = {kafka_mirror.PROPERTIES_FILE: view.mm2_properties}
+    if kind == "ConfigMap" and name == backup_jobs.CONFIG_MAP and view.backup_files:
+        document["data"] = dict(view.backup_files)
+    if kind == "Deployment" and name == kafka_mirror.NAME and view.mm2_properties is not None:
+        annotations = document["spec"]["template"]["metadata"].setdefault("annotations", {})
+        annotations[kafka_mirror.CHECKSUM_ANNOTATION] = kafka_mirror.properties_checksum(view.mm2_properties)
+    if kind == "CronJob" and view.job_env:
+        for container in _containers(document):
+            container["env"] = with_env(container.get("env", []), view.job_env)
     return document
 
 
-def program_objects(settings: Settings) -> list[dict[str, Any]]:
+def program_objects(settings: Settings, view: PodView | None = None) -> list[dict[str, Any]]:
     """Every Kubernetes object the program declares for `settings`' stack, in declaration order."""
     evaluation = evaluate(settings)
-    return [lab_object(r.inputs) for r in evaluation.resources if r.custom and r.type.startswith("kubernetes:")]
+    return [lab_object(r.inputs, view) for r in evaluation.resources if r.custom and r.type.startswith("kubernetes:")]
 
 
 def namespace_object(name: str) -> dict[str, Any]:
@@ -66,7 +113,9 @@ def namespaces_of(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _server_side_apply(root: Path, objects: list[dict[str, Any]]) -> str:
     document = {"apiVersion": "v1", "kind": "List", "items": objects}
-    args = ("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "-f", "-")
+    # --force-conflicts: the declaration wins over fields another manager set (`kubectl scale` in a drill), as
+    # `pulumi up` makes it win.
+    args = ("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", "-")
     return kube.kubectl(root, *args, stdin=json.dumps(document), timeout=120).stdout
 
 

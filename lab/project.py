@@ -30,6 +30,8 @@ class StackEndpoints:
     db_port: int
     kafka_port: int
     service_port: int
+    # The service stand-in runs on the lab's Kubernetes node (hostNetwork), so clients reach it at the node's address.
+    service_host: str = LAB_HOST
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -37,7 +39,7 @@ class StackEndpoints:
 
     @property
     def service_url(self) -> str:
-        return f"http://{LAB_HOST}:{self.service_port}"
+        return f"http://{self.service_host}:{self.service_port}"
 
 
 LAB_MIRROR_TUNING = {
@@ -73,6 +75,17 @@ def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints
     return out
 
 
+def lab_namespace(namespace: str, region: str) -> str:
+    """One lab node stands in for both regions' clusters, so each stack's objects get a namespace of their own."""
+    return f"{namespace}-{region}"
+
+
+def with_namespace(config: dict[str, Any], namespace: str) -> dict[str, Any]:
+    out = copy.deepcopy(config)
+    out[f"{PROJECT}:kubernetes"] = {**(out.get(f"{PROJECT}:kubernetes") or {}), "namespace": namespace}
+    return out
+
+
 def with_topics_rf1(stack: str, config: dict[str, Any], source_dir: Path) -> dict[str, Any]:
     """Spell out the topic list (defaults included) with replication factor 1: the lab has one broker per cluster."""
     settings = load_settings(stack, source_dir)
@@ -104,8 +117,10 @@ def write_project(
         document = yaml.safe_load(stack_file(stack, source_dir).read_text()) or {}
         config = dict(document.get("config") or {})
         peer = next(s for s in LAB_STACKS if s != stack)
-        role = (roles or {}).get(stack) or load_settings(stack, source_dir).role
+        settings = load_settings(stack, source_dir)
+        role = (roles or {}).get(stack) or settings.role
         config = with_topics_rf1(stack, lab_config(config, endpoints[stack], endpoints[peer], role), source_dir)
+        config = with_namespace(config, lab_namespace(settings.kubernetes.namespace, settings.region))
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"
         text = header + yaml.safe_dump({**document, "config": config}, sort_keys=False)
         stack_file(stack, project_dir).write_text(text)

@@ -11,8 +11,10 @@ Each request thread keeps its own connection and reconnects after the database r
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import threading
+import time
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +42,7 @@ COLUMNS = (
 REQUIRED = ("transaction_id", "interface_type", "exception_reason", "operation")
 WRITABLE = (*REQUIRED, "status", "severity", "category", "retryable", "customer_id", "retry_count")
 MAX_LIMIT = 1000
+BIND_TIMEOUT_S = 15.0
 
 
 def camel(name: str) -> str:
@@ -169,9 +172,22 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(HTTPStatus.CREATED, {"id": new_id})
 
 
+def bind(host: str, port: int, timeout: float = BIND_TIMEOUT_S) -> ThreadingHTTPServer:
+    """The HTTP server on host:port, retrying while the port is still held (a replaced pod on the same host network
+    may still be exiting), for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def serve(host: str, port: int, conninfo: str) -> None:
     Handler.db = Database(conninfo)
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = bind(host, port)
     server.daemon_threads = True
     server.serve_forever()
 

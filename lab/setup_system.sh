@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab needs when they are missing: the PostgreSQL 15 server, Java 17 and Maven, and
-# for the lab's Kubernetes (lab/kube.py) etcd, containerd, runc, the CNI plugins, buildah, iproute2 and openssl.
+# for the lab's Kubernetes (lab/kube.py) etcd, containerd, runc, the CNI plugins, buildah, mmdebstrap (the images'
+# Debian base, lab/images.py), iproute2 and openssl.
 set -euo pipefail
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15 postgresql-client-15)
@@ -13,6 +14,7 @@ command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then

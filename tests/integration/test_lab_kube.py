@@ -12,16 +12,21 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import config as config_backup
+from drtopo.backup.store import s3_client
+from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
-from lab import kube, kube_build, kube_objects, process
+from lab import kafka, kube, kube_build, kube_objects, kube_workloads, process
 from lab.core import Lab
 
 pytestmark = [
@@ -188,3 +193,72 @@ def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
     assert network.host_veth not in links
     assert not kube.mounts_under(Path("/proc/self/mountinfo").read_text(), tmp_path)
     assert not kube.is_up(tmp_path)
+
+
+# ---- the lab's workloads: the program's objects of both stacks, as their pods see the lab -------------------------
+def test_mirrormaker_runs_as_the_standby_stacks_deployment_with_the_rendered_properties(lab: Lab) -> None:
+    standby, primary = lab.namespace("dr"), lab.namespace("prod")
+    (pod,) = kube_workloads.pods(lab.root, standby, MIRROR_APP)
+    assert kube_workloads.pod_ready(pod)
+    assert pod["spec"]["containers"][0]["image"] == lab.image("mirrormaker")
+    assert not kube_workloads.pods(lab.root, primary, MIRROR_APP)  # the primary's Deployment has no replica
+    config = kube_workloads.get(lab.root, "configmap", MIRROR_APP, standby)
+    assert config is not None and config["data"] == {"mm2.properties": lab.mirrormaker_properties("dr")}
+    assert f"{lab.node_ip}:" in config["data"]["mm2.properties"]
+    assert not process.running(lab.root, kafka.MIRRORMAKER)  # no MirrorMaker of the lab's own
+
+
+def test_the_service_runs_as_a_deployment_per_region_on_the_node(lab: Lab) -> None:
+    for stack in ("prod", "dr"):
+        pod = lab.service_pod(stack)
+        assert pod is not None and kube_workloads.pod_ready(pod), stack
+        assert pod["spec"]["hostNetwork"] is True
+        assert lab.service_url(stack).startswith(f"http://{lab.node_ip}:")
+        with urllib.request.urlopen(f"{lab.service_url(stack)}/actuator/health", timeout=5) as answer:
+            assert answer.status == 200
+
+
+def dumps_since(lab: Lab, since: datetime) -> list[str]:
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    s3 = s3_client(outputs)
+    listed = s3.list_objects_v2(Bucket=outputs.dump_bucket).get("Contents", [])
+    return sorted(o["Key"] for o in listed if o["LastModified"] >= since and o["Key"].endswith(".dump"))
+
+
+def test_the_dump_cronjob_runs_now_and_its_dump_lands_in_the_emulators_bucket_and_verifies(lab: Lab) -> None:
+    namespace = lab.namespace("prod")
+    since = datetime.now(UTC).replace(microsecond=0)
+    job = kube_workloads.run_cronjob(lab.root, namespace, "pg-dump", "pg-dump-now", timeout=300)
+    assert job["status"]["succeeded"] == 1
+    logs = kube_workloads.job_logs(lab.root, namespace, "pg-dump-now")
+    assert "[pod/pg-dump-now-" in logs and "OK: 4/4 checks passed" in logs  # the verify container's report
+    assert any(key.startswith("daily/") for key in dumps_since(lab, since))
+    template = job["spec"]["template"]["spec"]
+    assert template["initContainers"][0]["image"] == lab.image("backup")
+    assert template["securityContext"]["runAsUser"] == 10001
+
+
+def test_the_dump_cronjob_runs_on_its_schedule(lab: Lab) -> None:
+    namespace = lab.namespace("prod")
+    patch = json.dumps({"spec": {"schedule": "* * * * *"}})
+    kube.kubectl(lab.root, "patch", "cronjob", "pg-dump", "-n", namespace, "--type=merge", "-p", patch)
+    try:
+        deadline = time.monotonic() + 150
+        finished: list[str] = []
+        while not finished and time.monotonic() < deadline:
+            listing = json.loads(kube.kubectl(lab.root, "get", "jobs", "-n", namespace, "-o", "json").stdout)
+            scheduled = [
+                j
+                for j in listing["items"]
+                if any(o.get("kind") == "CronJob" for o in j["metadata"].get("ownerReferences", []))
+                and j["metadata"].get("annotations", {}).get("batch.kubernetes.io/cronjob-scheduled-timestamp")
+            ]
+            finished = [j["metadata"]["name"] for j in scheduled if kube_workloads.job_finished(j) == "Complete"]
+            failed = [j["metadata"]["name"] for j in scheduled if kube_workloads.job_finished(j) == "Failed"]
+            assert not failed, kube_workloads.job_logs(lab.root, namespace, failed[0])
+            time.sleep(2)
+        assert finished, "no scheduled pg-dump job completed within 150 s"
+    finally:
+        lab.apply_workloads()  # the declared schedule again, as `pulumi up` would put it back
+    live = kube_workloads.get(lab.root, "cronjob", "pg-dump", namespace)
+    assert live is not None and live["spec"]["schedule"] == lab.settings("prod").kubernetes.dump_schedule

@@ -38,9 +38,12 @@ def recorded_pids(root: Path) -> dict[str, int]:
 
 
 def listening_ports(root: Path) -> list[int]:
-    ports = json.loads((root / "lab.json").read_text())["ports"]
-    flat = [ports["aws"], *ports["postgres"].values(), *ports["service"].values(), *ports["kafka"].values()]
-    return [p for p in flat if process.port_open(p)]
+    state = json.loads((root / "lab.json").read_text())
+    ports = state["ports"]
+    flat = [ports["aws"], *ports["postgres"].values(), *ports["kafka"].values()]
+    # The service stand-ins are pods on the Kubernetes node, at its address.
+    on_node = [p for p in ports["service"].values() if process.port_open(p, state["node_ip"])]
+    return [p for p in flat if process.port_open(p)] + on_node
 
 
 def assert_nothing_left(pids: dict[str, int], root: Path) -> None:
@@ -79,13 +82,13 @@ def test_failed_up_stops_what_it_started(root: Path, monkeypatch: pytest.MonkeyP
         raise kafka.KafkaLabError("injected: Kafka cluster did not start")
 
     # Kafka fails at once (its processes are covered by the full up/down test) while PostgreSQL, the emulator and
-    # the stand-ins start: up must fail, and stop all of them.
+    # Kubernetes start: up must fail, and stop all of them.
     monkeypatch.setattr(process, "spawn", recording_spawn)
     monkeypatch.setattr(kafka, "start_cluster", broken_kafka)
     lab = Lab(root)
     with pytest.raises(kafka.KafkaLabError, match="injected"):
         lab.up()
-    assert {"aws", "postgres-prod", "postgres-dr", "service-prod", "service-dr"} <= set(spawned)
+    assert {"aws", "postgres-prod", "postgres-dr", "kube-apiserver", "kube-kubelet"} <= set(spawned)
     assert_nothing_left(spawned, root)
     assert not lab.is_up()
     assert core.Lab(root).status()["up"] is False

@@ -67,11 +67,22 @@ def test_503_while_database_is_down_then_recovers(lab: Lab) -> None:
     assert call(health) == (200, {"status": "UP", "database": "primary"})
 
 
-def test_killed_service_restarts(lab: Lab) -> None:
+def restarts(pod: dict[str, Any] | None) -> int:
+    return sum(c.get("restartCount", 0) for c in (pod or {}).get("status", {}).get("containerStatuses") or [])
+
+
+def test_killed_service_is_restarted_by_kubernetes_alone(lab: Lab) -> None:
+    before = lab.service_pod("prod")
+    assert before is not None
     lab.kill_service("prod")
-    with pytest.raises(urllib.error.URLError):
-        call(f"{lab.service_url('prod')}/actuator/health")
-    lab.start_service("prod")
+    deadline = time.monotonic() + 90
+    after = lab.service_pod("prod")
+    while restarts(after) == restarts(before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = lab.service_pod("prod")
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert restarts(after) == restarts(before) + 1
+    lab.wait_service("prod")
     assert call(f"{lab.service_url('prod')}/actuator/health")[0] == 200
 
 

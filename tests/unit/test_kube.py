@@ -49,7 +49,8 @@ def test_token_file_gives_each_component_its_identity() -> None:
 def test_containerd_lives_under_the_lab_root_and_restricts_oom_score_adj() -> None:
     layout = kube.Layout(ROOT)
     config = tomllib.loads(kube.containerd_config(layout))
-    assert config["root"].startswith(f"{ROOT}/kube/") and config["state"].startswith(f"{ROOT}/kube/")
+    # Its image store is kept across starts (a warm start imports nothing); its state goes with the cluster.
+    assert config["root"] == f"{ROOT}/containerd-images" and config["state"].startswith(f"{ROOT}/kube/")
     assert config["grpc"]["address"] == str(layout.containerd_socket)
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["restrict_oom_score_adj"] is True
@@ -111,3 +112,10 @@ def test_task_pid_and_pod_summary() -> None:
         }
     ]
     assert kube.pod_summary(pods) == {"ns": {"p": {"phase": "Running", "restarts": 3}}}
+
+
+def test_pods_off_host_network_route_to_the_node_only() -> None:
+    network = kube.node_network(ROOT, 3)
+    bridge = kube.cni_config(kube.Layout(ROOT), network)["plugins"][0]
+    assert bridge["isDefaultGateway"] is True and bridge["ipMasq"] is False
+    assert bridge["ipam"]["ranges"] == [[{"subnet": network.pod_subnet}]]

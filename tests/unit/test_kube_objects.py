@@ -1,8 +1,10 @@
 """The program's Kubernetes objects as the lab applies them (lab/kube_objects.py): rendered under mocks, changed only
-in what the lab must change (integers the mocks carry as floats, images never pulled)."""
+in what the lab must change (integers the mocks carry as floats, images never pulled, and through a pod view the
+local images, the lab's files and the backup jobs' emulator env)."""
 
 from __future__ import annotations
 
+from components import kafka_mirror
 from drtopo.settings import load_settings
 from lab import kube_objects
 
@@ -40,3 +42,54 @@ def test_namespaces_of_the_namespaced_objects() -> None:
         {"kind": "ClusterRole", "metadata": {"name": "c"}},
     ]
     assert [n["metadata"]["name"] for n in kube_objects.namespaces_of(objects)] == ["n1", "n2"]
+
+
+def lab_view() -> kube_objects.PodView:
+    settings = load_settings("dr")
+    return kube_objects.PodView(
+        images={
+            settings.kubernetes.backup_image: "drtopo.lab/backup:k1",
+            settings.kubernetes.mirror_maker_image: "m:2",
+        },
+        mm2_properties="clusters = a, b\n",
+        backup_files={"outputs.json": "{}", "Pulumi.dr.yaml": "config: {}\n"},
+        job_env=({"name": "PGSSLMODE", "value": "disable"}, {"name": "AWS_ENDPOINT_URL", "value": "http://n:1"}),
+    )
+
+
+def test_a_pod_view_changes_only_images_the_lab_files_and_the_jobs_env() -> None:
+    settings = load_settings("dr")
+    plain = {(o["kind"], o["metadata"]["name"]): o for o in kube_objects.program_objects(settings)}
+    viewed = {(o["kind"], o["metadata"]["name"]): o for o in kube_objects.program_objects(settings, lab_view())}
+    assert plain.keys() == viewed.keys()
+    assert viewed[("ConfigMap", "mirror-maker-2")]["data"] == {"mm2.properties": "clusters = a, b\n"}
+    assert viewed[("ConfigMap", "drtopo-backup-config")]["data"] == {
+        "outputs.json": "{}",
+        "Pulumi.dr.yaml": "config: {}\n",
+    }
+    deployment = viewed[("Deployment", "mirror-maker-2")]
+    template = deployment["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "m:2"
+    assert template["metadata"]["annotations"][kafka_mirror.CHECKSUM_ANNOTATION] == kafka_mirror.properties_checksum(
+        "clusters = a, b\n"
+    )
+    dump = viewed[("CronJob", "pg-dump")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for container in dump["initContainers"] + dump["containers"]:
+        assert container["image"] == "drtopo.lab/backup:k1"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["PGSSLMODE"] == {"name": "PGSSLMODE", "value": "disable"}
+        assert [e["name"] for e in container["env"]].count("PGSSLMODE") == 1
+        assert env["AWS_ENDPOINT_URL"]["value"] == "http://n:1"
+        assert "valueFrom" in env["PGPASSWORD"]  # still from the Secret
+    for key in plain.keys() - {("ConfigMap", "mirror-maker-2"), ("ConfigMap", "drtopo-backup-config")}:
+        if key[0] not in kube_objects.POD_SPEC_PATHS:
+            assert plain[key] == viewed[key], key
+
+
+def test_with_env_replaces_by_name_and_appends_the_rest() -> None:
+    env = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    assert kube_objects.with_env(env, ({"name": "B", "value": "3"}, {"name": "C", "value": "4"})) == [
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "3"},
+        {"name": "C", "value": "4"},
+    ]

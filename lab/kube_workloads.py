@@ -1,0 +1,225 @@
+"""The lab's workloads on its Kubernetes: both stacks' program objects as the lab's pods see them, the Secrets the
+program expects to exist, and the operations drills and tests run on them (scale, wait, run a CronJob now).
+
+One lab node stands in for both regions' clusters, so each stack's objects live in a namespace of its own (the lab's
+project copy names it `<namespace>-<region>`, lab/project.py). The program declares no Secret: the database
+password (settings.kubernetes.databaseSecret, key `password`) is created by the lab, as an operator or the secrets
+operator would create it, and so is the emulator's dummy credential Secret that only the lab's backup jobs use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from components import kafka_mirror
+from lab import kube
+
+LAB_AWS_SECRET = "drtopo-lab-aws"
+LAB_LABELS = {"app.kubernetes.io/part-of": "drtopo", "app.kubernetes.io/managed-by": "drtopo-lab"}
+
+
+def secret_object(namespace: str, name: str, values: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(LAB_LABELS)},
+        "type": "Opaque",
+        "stringData": dict(values),
+    }
+
+
+def job_env(aws_endpoint: str) -> tuple[dict[str, Any], ...]:
+    """What the lab's backup jobs get on top of the program's env: the emulator and its dummy credentials (from a
+    Secret, never a literal), and no TLS to the lab's PostgreSQL (pure)."""
+
+    def from_secret(key: str) -> dict[str, Any]:
+        return {"name": key, "valueFrom": {"secretKeyRef": {"name": LAB_AWS_SECRET, "key": key}}}
+
+    return (
+        {"name": "AWS_ENDPOINT_URL", "value": aws_endpoint},
+        {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
+        from_secret("AWS_ACCESS_KEY_ID"),
+        from_secret("AWS_SECRET_ACCESS_KEY"),
+        {"name": "PGSSLMODE", "value": "disable"},
+    )
+
+
+def pod_outputs(outputs: dict[str, Any], node_ip: str, kafka_pods: dict[str, str]) -> dict[str, Any]:
+    """A stack's outputs as its pods must read them: the database at the node's address (the bridge forwards the
+    same port), Kafka at the clusters' pod listeners (`kafka_pods`: own and peer bootstrap) (pure)."""
+    return {
+        **outputs,
+        "dbAddress": node_ip,
+        "kafkaBootstrap": kafka_pods["own"],
+        "peerKafkaBootstrap": kafka_pods["peer"],
+    }
+
+
+def get(root: Path, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    proc = kube.kubectl(root, "get", kind, name, "-n", namespace, "-o", "json", check=False)
+    if proc.returncode != 0:
+        if "NotFound" in proc.stderr:
+            return None
+        raise kube.KubeError(f"kubectl get {kind} {name} -n {namespace}: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def pods(root: Path, namespace: str, app: str) -> list[dict[str, Any]]:
+    """The pods of one app (label app.kubernetes.io/name) in `namespace`."""
+    selector = f"app.kubernetes.io/name={app}"
+    listing = kube.kubectl(root, "get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+    return json.loads(listing.stdout)["items"]
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """Running, every container ready, and not being deleted (pure)."""
+    status = pod.get("status", {})
+    containers = status.get("containerStatuses") or []
+    return (
+        status.get("phase") == "Running"
+        and not pod["metadata"].get("deletionTimestamp")
+        and bool(containers)
+        and all(c.get("ready") for c in containers)
+    )
+
+
+def wait_pods(root: Path, namespace: str, app: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    """Wait until exactly `count` pods of `app` exist and are ready (0: until none is left); returns them."""
+    deadline = time.monotonic() + timeout
+    last: list[dict[str, Any]] = []
+    while True:
+        last = pods(root, namespace, app)
+        if len(last) == count and all(pod_ready(p) for p in last):
+            return last
+        if time.monotonic() > deadline:
+            summary = [(p["metadata"]["name"], p.get("status", {}).get("phase")) for p in last]
+            raise kube.KubeError(f"{app} in {namespace}: wanted {count} ready pods within {timeout:.0f} s, {summary}")
+        time.sleep(0.5)
+
+
+def scale(root: Path, namespace: str, deployment: str, replicas: int) -> None:
+    kube.kubectl(root, "scale", f"deployment/{deployment}", "-n", namespace, f"--replicas={replicas}")
+
+
+def mirror_namespace_running(root: Path, namespace: str) -> bool:
+    """A MirrorMaker pod of the program's Deployment runs in `namespace`."""
+    return any(pod_ready(p) for p in pods(root, namespace, kafka_mirror.NAME))
+
+
+def job_finished(job: dict[str, Any]) -> str | None:
+    """ "Complete" or "Failed" once the Job has that condition, else None (pure)."""
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
+
+
+def run_cronjob(root: Path, namespace: str, cronjob: str, job: str, timeout: float = 300) -> dict[str, Any]:
+    """`kubectl create job JOB --from=cronjob/CRONJOB` and wait until it completes; returns the finished Job.
+
+    A failed Job raises KubeError with the last lines of each of its pods' containers' logs.
+    """
+    kube.kubectl(root, "create", "job", job, f"--from=cronjob/{cronjob}", "-n", namespace)
+    return wait_job(root, namespace, job, timeout)
+
+
+def wait_job(root: Path, namespace: str, job: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        document = get(root, "job", job, namespace)
+        state = job_finished(document) if document else None
+        if state == "Complete":
+            assert document is not None
+            return document
+        if state == "Failed" or time.monotonic() > deadline:
+            why = state or f"not complete within {timeout:.0f} s"
+            raise kube.KubeError(f"job {job} in {namespace}: {why}; {job_logs(root, namespace, job)}")
+        time.sleep(1)
+
+
+def job_logs(root: Path, namespace: str, job: str) -> str:
+    """The last log lines of every container of the Job's pods (init containers too), for an error message."""
+    proc = kube.kubectl(
+        root, "logs", f"job/{job}", "-n", namespace, "--all-containers", "--tail=5", "--prefix", check=False
+    )
+    return (proc.stdout + proc.stderr).strip()[-1500:] or "no logs"
+
+
+# ---- the service stand-in, one Deployment per stack ----------------------------------------------------------------
+SERVICE_APP = "interface-exception-collector"
+SERVICE_CONFIG = f"{SERVICE_APP}-config"
+SERVICE_UID = 10002  # lab/kube/images/service.Containerfile
+
+
+def service_objects(
+    namespace: str, image: str, host: str, port: int, database: dict[str, str], secret: str
+) -> list[dict[str, Any]]:
+    """The stand-in's ConfigMap (where it listens, which database) and Deployment (pure).
+
+    hostNetwork on the node's address, so scripts reach it at `http://host:port`; the database through the bridge;
+    the password from the stack's database Secret. No `replicas`: a drill's `kubectl scale` survives a re-apply.
+    `Recreate`: the old pod frees the port before the new one binds it.
+    """
+    labels = {**LAB_LABELS, "app.kubernetes.io/name": SERVICE_APP, "app.kubernetes.io/component": "service"}
+    config = {
+        "SERVICE_HOST": host,
+        "SERVICE_PORT": str(port),
+        "DB_HOST": database["host"],
+        "DB_PORT": database["port"],
+        "DB_NAME": database["dbname"],
+        "DB_USER": database["user"],
+    }
+    conninfo = "host=$(DB_HOST) port=$(DB_PORT) dbname=$(DB_NAME) user=$(DB_USER) connect_timeout=3"
+    container = {
+        "name": "service",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "command": ["python", "-m", "lab.service", "--host", "$(SERVICE_HOST)", "--port", "$(SERVICE_PORT)"],
+        "args": ["--conninfo", conninfo],
+        "envFrom": [{"configMapRef": {"name": SERVICE_CONFIG}}],
+        "env": [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SERVICE_UID,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": SERVICE_CONFIG, "namespace": namespace, "labels": labels},
+            "data": config,
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": SERVICE_APP, "namespace": namespace, "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/name": SERVICE_APP}},
+                "strategy": {"type": "Recreate"},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "hostNetwork": True,
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": 2,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": SERVICE_UID,
+                            "runAsGroup": SERVICE_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                    },
+                },
+            },
+        },
+    ]

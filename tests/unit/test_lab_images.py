@@ -1,0 +1,48 @@
+"""The lab's image plan (lab/images.py): each image's key follows its inputs, so a warm set-up builds nothing and a
+changed input rebuilds only what depends on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import images
+
+
+def test_digest_is_stable_and_length_prefixed() -> None:
+    assert images.digest(["ab", "c"]) == images.digest(["ab", "c"])
+    assert images.digest(["ab", "c"]) != images.digest(["a", "bc"])
+    assert len(images.digest([b"x"])) == 12
+
+
+def test_every_image_has_a_local_ref_and_an_archive_named_by_its_key() -> None:
+    plan = images.plan()
+    assert set(plan) == set(images.NAMES)
+    for name, image in plan.items():
+        assert image.ref == f"{images.REGISTRY}/{name}:{image.key}"
+        assert image.archive.name == f"{name}-{image.key}.tar"
+        assert image.archive.parent == images.image_dir()
+
+
+def test_a_changed_copied_file_changes_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("a = 1\n")
+    (tmp_path / "pkg" / "__pycache__").mkdir()
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    files = images.tree_files(tmp_path, ["pkg"])
+    assert [p.name for p in files] == ["a.py"]
+    before = images.digest(images.files_digest(tmp_path, files))
+    (tmp_path / "pkg" / "a.py").write_text("a = 2\n")
+    assert images.digest(images.files_digest(tmp_path, files)) != before
+
+
+def test_the_backup_image_builds_from_the_lab_base_with_debians_client_tools() -> None:
+    plan = images.plan()
+    args = images.backup_build_args(plan["base"])
+    assert args["BASE_IMAGE"] == plan["base"].ref
+    assert args["PG_APT"] == "debian" and args["PG_MAJOR"] == images.DEBIAN_PG_MAJOR
+    dockerfile = (images.REPO_DIR / "Dockerfile").read_text()
+    for name in ("BASE_IMAGE", "PG_APT", "KUBECTL_BASE_URL", "RDS_CA_BUNDLE_URL"):
+        assert f"ARG {name}=" in dockerfile, name
+    assert "FROM ${BASE_IMAGE}" in dockerfile
