@@ -14,7 +14,7 @@ import pytest
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
-from lab import core, kafka, process
+from lab import core, kafka, kube_workloads, process
 from lab.core import Lab
 from tests.integration.conftest import make_root
 
@@ -103,6 +103,12 @@ def test_project_copy_validates_with_the_labs_endpoints(lab: Lab) -> None:
         assert {t.replication_factor for t in settings.kafka.topics} == {1}
         assert settings.database.port == outputs.db_port
         assert settings.dns.health_check_port == int(outputs.service_url.rsplit(":", 1)[1])
-    running = (lab.root / "kafka" / "mm2" / "mm2.properties").read_text()
-    assert running == render_mm2_properties(load_settings("dr", lab.project_dir))
+    # MirrorMaker's ConfigMap: the program's text, with the addresses where its pod reaches the two clusters.
+    config = kube_workloads.get(lab.root, "configmap", "mirror-maker-2", lab.namespace("dr"))
+    assert config is not None
+    assert config["data"]["mm2.properties"] == render_mm2_properties(
+        load_settings("dr", lab.project_dir),
+        bootstrap_servers=lab.kafka_pod_bootstrap("dr"),
+        peer_bootstrap_servers=lab.kafka_pod_bootstrap("prod"),
+    )
     assert lab.env()["DRTOPO_PROJECT_DIR"] == str(lab.project_dir)
