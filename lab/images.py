@@ -53,6 +53,7 @@ DEBIAN_PG_MAJOR = "15"
 BUILD_TIMEOUT_S = 30 * 60
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 MOZILLA_ROOTS = Path("/usr/share/ca-certificates/mozilla")
+FILE_SERVER_PORTS = (28461, 28462, 28463)
 
 
 class ImageError(RuntimeError):
@@ -262,11 +263,22 @@ class _Files(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def _bind_file_server(folder: Path) -> http.server.ThreadingHTTPServer:
+    """The first of FILE_SERVER_PORTS free (a stable URL keeps buildah's layer cache: build arguments are part of
+    its key), else any free port."""
+    handler = functools.partial(_Files, directory=str(folder))
+    for port in (*FILE_SERVER_PORTS, 0):
+        try:
+            return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError:
+            continue
+    raise ImageError("no free port on 127.0.0.1 for the build's file server")
+
+
 @contextlib.contextmanager
 def file_server(folder: Path) -> Iterator[str]:
-    """Serve `folder` read-only on 127.0.0.1 at a free port for the duration of a build; yields its URL."""
-    handler = functools.partial(_Files, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    """Serve `folder` read-only on 127.0.0.1 for the duration of a build; yields its URL."""
+    server = _bind_file_server(folder)
     thread = threading.Thread(target=server.serve_forever, name="lab-image-files", daemon=True)
     thread.start()
     try:
