@@ -447,6 +447,14 @@ class Lab:
         os.kill(pid, signal.SIGKILL)
         return pid
 
+    def wait_pod_gone(self, stack: str, name: str, timeout: float = 60.0) -> None:
+        """Wait until pod `name` of the stack's namespace no longer exists (its containers stopped)."""
+        deadline = time.monotonic() + timeout
+        while kube_workloads.get(self.root, "pod", name, self.namespace(stack)) is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pod {name} still exists after {timeout:.0f} s")
+            time.sleep(0.1)
+
     def delete_service_pod(self, stack: str) -> str:
         """Delete the stand-in's pod (as an eviction or a node drain would); its ReplicaSet makes a new one."""
         pod = self.service_pod(stack)

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from lab import kube_build, process
+from lab import kube_build, kube_store, process
 
 NODE_NAME = "lab-node"
 # Lab-made address blocks: /30 veth links and /24 pod bridges, one index per cluster on the machine.
@@ -586,6 +586,8 @@ def start(
     argv = commands(layout, network, ports, kube_build.bin_dir())
     layout.base.mkdir(parents=True, exist_ok=True)
     layout.state.write_text(json.dumps({"network": asdict(network), "ports": asdict(ports)}, indent=2) + "\n")
+    if images:  # a new store starts as a copy of set-up's template, holding every image unpacked already
+        kube_store.seed(layout.image_store, [kube_build.pause_archive(), *images])
     timings: dict[str, float] = {}
     try:
         phase = time.monotonic()

@@ -2,7 +2,8 @@
 
 First its container's process is killed (SIGKILL: the kubelet restarts the container in the same pod), then the pod
 itself is deleted (its ReplicaSet creates a new pod). The drill does nothing to recover. RTO is, for each failure,
-the time from the failure until a client's write is acknowledged again (the larger one is reported); RPO counts
+the time from the failure (the process killed; the old pod gone) until a client's write is acknowledged again (the
+larger one is reported); RPO counts
 acknowledged rows missing. The report shows what Kubernetes did: the restart count and the pod's UID before and after.
 """
 
@@ -16,6 +17,7 @@ from scripts.drill.report import ScenarioResult
 from scripts.drill.scenarios.context import DrillContext, data_loss, patience, surviving, wait_healthy
 
 NAME = "single-pod-failure"
+STATUS_WAIT_S = 30.0
 
 
 def _restarts(pod: dict[str, Any] | None) -> int:
@@ -53,9 +55,16 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
     with clock.step("Kubernetes restarts the container; wait for the first acknowledged write"):
         rto_kill = recovered(killed_at)
+    # The kubelet reports the restart to the API server a moment after the new container serves.
+    deadline = time.monotonic() + STATUS_WAIT_S
     restarted = ctx.lab.service_pod(stack)
-    with clock.step("delete the service pod"):
-        ctx.lab.delete_service_pod(stack)
+    while _restarts(restarted) <= _restarts(before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        restarted = ctx.lab.service_pod(stack)
+    with clock.step("delete the service pod (until its container has stopped)"):
+        name = ctx.lab.delete_service_pod(stack)
+        # Until then the old pod still serves: the failure starts when it is gone.
+        ctx.lab.wait_pod_gone(stack, name, timeout=STATUS_WAIT_S)
     deleted_at = time.time()
     with clock.step("Kubernetes replaces the pod; wait for the first acknowledged write"):
         rto_delete = recovered(deleted_at)
