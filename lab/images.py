@@ -18,6 +18,7 @@ Older archives of an image are removed once its new one is complete.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import http.server
@@ -154,12 +155,29 @@ def is_built(images: dict[str, Image] | None = None) -> bool:
 
 
 def archives() -> dict[str, Path]:
-    """The archive of each image `lab up` imports; fails asking for `make images` when one is missing."""
+    """The archive of each image `lab up` imports. An image whose inputs changed since set-up (the backup image
+    follows drtopo/ and scripts/) is rebuilt first, from buildah's layer cache (seconds); the base is never built
+    here: without it, this asks for `make images`."""
     images = plan()
     missing = [name for name, image in images.items() if name != "base" and not image.archive.is_file()]
     if missing:
-        raise ImageError(f"lab images {', '.join(missing)} are not built in {image_dir()}; run `make images`")
+        if not images["base"].archive.is_file():
+            raise ImageError(f"lab images {', '.join(missing)} are not built in {image_dir()}; run `make images`")
+        ensure_images()
+        images = plan()
     return {name: image.archive for name, image in images.items() if name != "base"}
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """One build at a time per cache (set-up and labs of several checkouts may share it)."""
+    image_dir().mkdir(parents=True, exist_ok=True)
+    with open(image_dir() / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---- building -------------------------------------------------------------------------------------------------------
@@ -374,6 +392,11 @@ def build_service(image: Image, base: Image) -> None:
 
 def ensure_images() -> dict[str, tuple[bool, float]]:
     """Build every image whose archive is missing; returns per image whether it was built and the seconds taken."""
+    with _build_lock():
+        return _ensure_images()
+
+
+def _ensure_images() -> dict[str, tuple[bool, float]]:
     images = plan()
     base = images["base"]
     timings: dict[str, tuple[bool, float]] = {}
