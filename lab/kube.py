@@ -621,18 +621,40 @@ def start(
     return timings
 
 
-def _end_tasks(layout: Layout, network: NodeNetwork) -> None:
+def sandbox_netns_paths(container_info: dict[str, Any]) -> list[str]:
+    """The network namespace files CNI made for a pod sandbox, from `ctr containers info` JSON (pure): only
+    paths under /var/run/netns (a hostNetwork pod has none; the node's own namespace is the lab's, never listed)."""
+    spec = container_info.get("Spec") or {}
+    namespaces = (spec.get("linux") or {}).get("namespaces") or []
+    paths = [str(n.get("path", "")) for n in namespaces if n.get("type") == "network"]
+    return [path for path in paths if Path(path).parent == NETNS_DIR and Path(path).name.startswith("cni-")]
+
+
+def _end_tasks(layout: Layout, network: NodeNetwork) -> list[str]:
     """Kill and delete every container task, so each shim removes its runc state and cgroup and exits (a task left
     behind would outlive containerd); then every container with its snapshot, so the kept image store holds only
-    images."""
+    images. Returns the pod sandboxes' network namespace files (the CRI removes them only on a sandbox teardown the
+    kubelet never gets to do here; `stop` removes them once every process is gone)."""
+    netns: list[str] = []
     with contextlib.suppress(KubeError):
         for task in _ctr(layout, network, "tasks", "ls", "-q", timeout=20).split():
             with contextlib.suppress(KubeError):
                 _ctr(layout, network, "tasks", "delete", "--force", task, timeout=30)
     with contextlib.suppress(KubeError):
         containers = _ctr(layout, network, "containers", "ls", "-q", timeout=20).split()
+        for container in containers:
+            with contextlib.suppress(KubeError, ValueError):
+                netns += sandbox_netns_paths(json.loads(_ctr(layout, network, "containers", "info", container)))
         if containers:
             _ctr(layout, network, "containers", "delete", *containers, timeout=120)
+    return sorted(set(netns))
+
+
+def _remove_netns_files(paths: Iterable[str]) -> None:
+    for path in paths:
+        subprocess.run(["umount", "-l", path], capture_output=True, timeout=30, check=False)
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
 
 
 def _pids_in_namespace(network: NodeNetwork) -> list[int]:
@@ -675,10 +697,11 @@ def stop(root: Path) -> list[str]:
     loaded = _load_state(layout)
     stopped = [process_name(c) for c in PROCESSES if process.running(root, process_name(c))]
     process.stop(root, process_name("kubelet"), 20)
+    pod_netns: list[str] = []
     if loaded is not None:
         network, _ = loaded
         if process.running(root, process_name("containerd")):
-            _end_tasks(layout, network)
+            pod_netns = _end_tasks(layout, network)
     for component in reversed(PROCESSES[:-1]):
         process.stop(root, process_name(component), 20)
     if loaded is not None:
@@ -689,6 +712,7 @@ def stop(root: Path) -> list[str]:
                 stopped.append(f"pid {pid} in {network.namespace}")
         _unmount_all(layout.base)
         _unmount_all(layout.image_store)
+        _remove_netns_files(pod_netns)
         _delete_network(network)
         layout.state.unlink()
     return stopped

@@ -151,7 +151,13 @@ def test_config_backup_restores_byte_for_byte(lab: Lab, tmp_path: Path) -> None:
     try:
         code, report = run_cli(backup.main, ["config", *stack_args(lab)], tmp_path / "b.json")
         assert code == 0, report
-        assert report["measured"]["files"] == len(originals) + 1  # + the rendered MirrorMaker properties
+        found = checks(report)
+        # The lab's cluster holds the stack's objects: they are exported beside the files (Secrets by name only).
+        assert found["kubernetes objects"]["outcome"] == "pass", found["kubernetes objects"]
+        exported = [name for name in found if name.startswith("uploaded kubernetes/")]
+        assert any(name.endswith("/deployments.yaml") for name in exported), exported
+        # + the rendered MirrorMaker properties + each exported kind
+        assert report["measured"]["files"] == len(originals) + 1 + len(exported)
         for name in originals:
             (project / name).unlink()
         code, report = run_cli(restore.main, ["config", *stack_args(lab)], tmp_path / "r.json")

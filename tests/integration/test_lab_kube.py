@@ -180,15 +180,28 @@ def test_lab_up_runs_the_cluster_and_points_kubeconfig_at_it(lab: Lab) -> None:
     )
 
 
+def netns_files() -> set[str]:
+    return {p.name for p in kube.NETNS_DIR.glob("cni-*")}
+
+
 def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
+    before = netns_files()
     kube.start(tmp_path)
     apply(tmp_path, probe_pod("left-behind"))
+    # A pod on the pod network: the CRI gives its sandbox a network namespace file of its own.
+    on_pod_network = probe_pod("own-netns")
+    on_pod_network["spec"]["hostNetwork"] = False
+    apply(tmp_path, on_pod_network)
     wait_container(tmp_path, "left-behind", restarts=0)
+    wait_container(tmp_path, "own-netns", restarts=0)
+    made = netns_files() - before
+    assert made, "the pod-network pod got no network namespace file"
     network = kube.cluster_network(tmp_path)
     pids = [process.read_pid(tmp_path, kube.process_name(c)) for c in kube.PROCESSES]
     kube.stop(tmp_path)
     assert not [pid for pid in pids if pid is not None and process.alive(pid)]
     assert not network.netns_path.exists()
+    assert not made & netns_files(), f"pod network namespaces left behind: {sorted(made & netns_files())}"
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=30, check=True).stdout
     assert network.host_veth not in links
     assert not kube.mounts_under(Path("/proc/self/mountinfo").read_text(), tmp_path)

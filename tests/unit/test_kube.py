@@ -119,3 +119,22 @@ def test_pods_off_host_network_route_to_the_node_only() -> None:
     bridge = kube.cni_config(kube.Layout(ROOT), network)["plugins"][0]
     assert bridge["isDefaultGateway"] is True and bridge["ipMasq"] is False
     assert bridge["ipam"]["ranges"] == [[{"subnet": network.pod_subnet}]]
+
+
+def test_sandbox_netns_paths_are_only_the_cri_made_files() -> None:
+    info = {
+        "Spec": {
+            "linux": {
+                "namespaces": [
+                    {"type": "pid"},
+                    {"type": "network", "path": "/var/run/netns/cni-0311204e-24ad"},
+                    {"type": "ipc", "path": "/var/run/netns/cni-ipc-not-network"},
+                ]
+            }
+        }
+    }
+    assert kube.sandbox_netns_paths(info) == ["/var/run/netns/cni-0311204e-24ad"]
+    # A hostNetwork pod joins the node's namespace: nothing of it is the CRI's to remove.
+    host = {"Spec": {"linux": {"namespaces": [{"type": "network", "path": "/var/run/netns/drtopo-lab-3"}]}}}
+    assert kube.sandbox_netns_paths(host) == []
+    assert kube.sandbox_netns_paths({}) == []
