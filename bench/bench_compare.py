@@ -29,6 +29,7 @@ import psycopg
 from bench.common import a_lab
 from drtopo.database.compare import TableDiff, compare
 from lab.core import Lab
+from lab.service import COLUMNS as SERVICE_COLUMNS
 
 DB = "bench_compare"
 SCHEMA = Path(__file__).resolve().parents[1] / "lab" / "schema.sql"
@@ -102,20 +103,7 @@ def reladiff_seconds(lab: Lab, password: str, db: str = DB) -> tuple[float, int]
     """Wall seconds and differences found by reladiff's hashdiff over both servers, every column compared."""
     import reladiff
 
-    columns = [
-        "transaction_id",
-        "interface_type",
-        "exception_reason",
-        "operation",
-        "status",
-        "severity",
-        "category",
-        "retryable",
-        "customer_id",
-        "retry_count",
-        "created_at",
-        "updated_at",
-    ]
+    columns = [c for c in SERVICE_COLUMNS if c != "id"]  # every column but the key
 
     def uri(stack: str) -> str:
         port = lab.pg_conninfo(stack, db).split("port=")[1].split()[0]
