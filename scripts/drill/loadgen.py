@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import http.client
+import itertools
 import json
 import logging
 import threading
@@ -66,6 +67,17 @@ class LoadStats:
     def first_ack_after(self, moment: float) -> Ack | None:
         i = bisect.bisect_right(self.acks, moment, key=_at)
         return self.acks[i] if i < len(self.acks) else None
+
+    def longest_gap(self, start: float, end: float) -> float | None:
+        """The longest time no write was acknowledged around [start, end]: the gaps between consecutive
+        acknowledgements from the last one at or before `start` to the first one after `end` (so an outage that
+        began before `start` or ends after `end` is counted whole). None without an acknowledgement after `end`."""
+        after = bisect.bisect_right(self.acks, end, key=_at)
+        if after >= len(self.acks):
+            return None
+        first = max(bisect.bisect_right(self.acks, start, key=_at) - 1, 0)
+        times = [a.at for a in self.acks[first : after + 1]]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def rate(self, start: float | None = None, end: float | None = None) -> float:
         """Acknowledgements per second between `start` and `end` (default: the first and the last)."""

@@ -87,6 +87,19 @@ def test_stats_look_up_by_time() -> None:
     assert stats.rate() == pytest.approx(5 / 4)
 
 
+def test_the_outage_is_the_longest_silence_around_the_failure_not_the_first_ack_after_it() -> None:
+    # Acks every 0.1 s; the process dies at 2.0, one response already on the wire arrives at 2.01, then 1.5 s of
+    # silence until the restarted container answers at 3.51.
+    times = [round(0.1 * i, 2) for i in range(21)] + [2.01, 3.51, 3.6, 3.7]
+    stats = LoadStats(acks=acks(*times))
+    assert stats.first_ack_after(2.0).at == 2.01  # what the old measure called a 0.01 s RTO
+    assert stats.longest_gap(2.0, 3.5) == pytest.approx(1.5)
+    # An outage already under way at `start` counts whole; none after `end` yet: not recovered.
+    assert stats.longest_gap(2.5, 3.5) == pytest.approx(1.5)
+    assert stats.longest_gap(2.0, 3.7) is None
+    assert LoadStats(acks=acks(1.0)).longest_gap(0.0, 0.5) == 0.0
+
+
 def test_per_second_counts_include_the_silent_seconds() -> None:
     assert per_second(acks(10.1, 10.5, 12.2), origin=10.0) == [(0.0, 2), (1.0, 0), (2.0, 1)]
     assert per_second([], origin=0.0) == []

@@ -37,21 +37,24 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     writer = ctx.row_writer(lambda: url, prefix="pod")
 
     def recovered(failure_at: float) -> float | None:
-        """Seconds from the failure to the first write acknowledged after it, waiting at most the patience."""
+        """The outage a client saw: the longest time without an acknowledged write from the failure until a write
+        is acknowledged after the service answers its health check again (waiting at most the patience). Not "the
+        first acknowledgement after the failure": a response already on the wire when the process died arrives
+        after the kill, and a deleted pod keeps serving while it terminates."""
         wait_healthy(url, timeout=timeout)
+        healthy_at = time.time()
         deadline = time.monotonic() + timeout
-        while writer.stats.first_ack_after(failure_at) is None and time.monotonic() < deadline:
+        while writer.stats.first_ack_after(healthy_at) is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        first = writer.stats.first_ack_after(failure_at)
-        return None if first is None else first.at - failure_at
+        return writer.stats.longest_gap(failure_at, healthy_at)
 
     before = ctx.lab.service_pod(stack)
     with clock.step("steady load on the service"):
         writer.start()
         time.sleep(2)
+    killed_at = time.time()
     with clock.step("kill the service container's process (SIGKILL)"):
         ctx.lab.kill_service(stack)
-    killed_at = time.time()
     result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
     with clock.step("Kubernetes restarts the container; wait for the first acknowledged write"):
         rto_kill = recovered(killed_at)
@@ -61,11 +64,11 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     while _restarts(restarted) <= _restarts(before) and time.monotonic() < deadline:
         time.sleep(0.2)
         restarted = ctx.lab.service_pod(stack)
+    deleted_at = time.time()
     with clock.step("delete the service pod (until its container has stopped)"):
         name = ctx.lab.delete_service_pod(stack)
-        # Until then the old pod still serves: the failure starts when it is gone.
+        # The old pod serves while it terminates; the outage is measured from the acknowledgements, whenever it falls.
         ctx.lab.wait_pod_gone(stack, name, timeout=STATUS_WAIT_S)
-    deleted_at = time.time()
     with clock.step("Kubernetes replaces the pod; wait for the first acknowledged write"):
         rto_delete = recovered(deleted_at)
         time.sleep(1)
