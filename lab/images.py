@@ -184,20 +184,10 @@ def _build_lock() -> Iterator[None]:
 def buildah_command(*args: str) -> list[str]:
     """buildah with its own storage under the cache; overlay, where each layer costs only its changes (vfs would
     copy the whole root file system per layer)."""
-    buildah = shutil.which("buildah")
-    if buildah is None:
-        raise ImageError("buildah is not on PATH; install Debian's 'buildah' (make system)")
-    store = cache_root() / "buildah-images"
-    return [
-        buildah,
-        "--root",
-        str(store / "storage"),
-        "--runroot",
-        str(store / "run"),
-        "--storage-driver",
-        "overlay",
-        *args,
-    ]
+    try:
+        return kube_build.buildah_command(*args, store="buildah-images", driver="overlay")
+    except kube_build.KubeBuildError as exc:
+        raise ImageError(str(exc)) from exc
 
 
 def _buildah(*args: str, what: str, timeout: float = BUILD_TIMEOUT_S, cwd: Path | None = None) -> str:

@@ -133,22 +133,14 @@ def pause_archive(version: str | None = None) -> Path:
     return bin_dir(version) / "pause-image.tar"
 
 
-def buildah_command(*args: str) -> list[str]:
-    """buildah with its storage under the cache (vfs: no overlay mount needed), not the machine's."""
+def buildah_command(*args: str, store: str = "buildah", driver: str = "vfs") -> list[str]:
+    """buildah with its storage in `store` under the cache, not the machine's (vfs by default: no overlay mount
+    needed for the one-layer pause image)."""
     buildah = shutil.which("buildah")
     if buildah is None:
         raise KubeBuildError("buildah is not on PATH; install Debian's 'buildah' (make system)")
-    store = cache_root() / "buildah"
-    return [
-        buildah,
-        "--root",
-        str(store / "storage"),
-        "--runroot",
-        str(store / "run"),
-        "--storage-driver",
-        "vfs",
-        *args,
-    ]
+    root = cache_root() / store
+    return [buildah, "--root", str(root / "storage"), "--runroot", str(root / "run"), "--storage-driver", driver, *args]
 
 
 def ensure_pause_image(folder: Path, version: str) -> Path:
