@@ -31,6 +31,7 @@ class Ack:
     key: str
     at: float  # wall-clock seconds (time.time()) when the acknowledgement arrived
     target: str
+    sent: float | None = None  # wall-clock seconds when its request was sent (None: not recorded)
 
 
 @dataclass
@@ -44,10 +45,10 @@ class LoadStats:
     started_at: float | None = None  # wall-clock time the first thread writing into these stats started
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def ack(self, key: str, target: str) -> None:
+    def ack(self, key: str, target: str, sent: float | None = None) -> None:
         # The time is taken under the lock, so `acks` stays sorted by time even with many writer threads.
         with self._lock:
-            self.acks.append(Ack(key, time.time(), target))
+            self.acks.append(Ack(key, time.time(), target, sent))
 
     def error(self) -> None:
         with self._lock:
@@ -67,6 +68,12 @@ class LoadStats:
     def first_ack_after(self, moment: float) -> Ack | None:
         i = bisect.bisect_right(self.acks, moment, key=_at)
         return self.acks[i] if i < len(self.acks) else None
+
+    def first_ack_sent_after(self, moment: float) -> Ack | None:
+        """The first acknowledgement of a request sent after `moment`: a response already on the wire when a
+        server died (sent before, arriving after) is the old server's last word, not a recovery."""
+        i = bisect.bisect_right(self.acks, moment, key=_at)
+        return next((a for a in self.acks[i:] if a.sent is None or a.sent > moment), None)
 
     def longest_gap(self, start: float, end: float) -> float | None:
         """The longest time no write was acknowledged around [start, end]: the gaps between consecutive
@@ -146,8 +153,8 @@ class _Paced(threading.Thread, ABC):
         untrack(self)
         return self.stats
 
-    def _ack(self, key: str, target: str) -> None:
-        self.stats.ack(key, target)
+    def _ack(self, key: str, target: str, sent: float | None = None) -> None:
+        self.stats.ack(key, target, sent)
 
     def _error(self) -> None:
         self.stats.error()
@@ -217,6 +224,7 @@ class _RowLane(_Paced):
 
     def once(self) -> None:
         key = f"{self.writer.prefix}-{uuid.uuid4().hex}"
+        sent = time.time()
         try:
             base = self.writer.endpoint()
             conn = self._connection(base)
@@ -225,7 +233,7 @@ class _RowLane(_Paced):
             response = conn.getresponse()
             response.read()
             if response.status == 201:
-                self._ack(key, base)
+                self._ack(key, base, sent)
                 return
             if response.will_close:
                 self._close()
@@ -316,13 +324,14 @@ class MessageProducer(_Paced):
     def once(self) -> None:
         self._seq += 1
         key = f"{self.prefix}-{self._seq}"
+        sent = time.time()
         try:
             producer = self._client()
             target = self._servers
 
-            def delivered(err: object, _msg: object, key: str = key, target: str = target) -> None:
+            def delivered(err: object, _msg: object, key: str = key, target: str = target, sent: float = sent) -> None:
                 if err is None:
-                    self._ack(key, target)
+                    self._ack(key, target, sent)
                 else:
                     self._error()
 

@@ -193,7 +193,8 @@ def load_figures(ctx: DrillContext, result: ScenarioResult) -> None:
         achieved_rate(messages, _started(p.stats for p in ctx.producers), messages[-1].at) if messages else None
     )
     if failure is not None and writes:
-        first = next((a for a in writes if a.at > failure), None)
+        # A response on the wire when the failure struck (sent before it) is not the first write after it.
+        first = next((a for a in writes if a.at > failure and (a.sent is None or a.sent > failure)), None)
         m["first_ack_after_failure_seconds"] = None if first is None else round(first.at - failure, 3)
     m.update(
         write_rate_goal=ctx.load.write_rate if ctx.writers else None,

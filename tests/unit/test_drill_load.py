@@ -87,6 +87,19 @@ def test_stats_look_up_by_time() -> None:
     assert stats.rate() == pytest.approx(5 / 4)
 
 
+def test_a_response_in_flight_at_the_failure_is_not_the_recovery() -> None:
+    # The primary region dies at 2.0: its last response (sent at 1.98) arrives at 2.02 from prod; the standby
+    # answers a request sent at 4.0 at 4.05. The recovery is the standby's, whatever arrived first.
+    stats = LoadStats(
+        acks=[Ack("a", 1.9, "prod", 1.88), Ack("b", 2.02, "prod", 1.98), Ack("c", 4.05, "dr", 4.0)],
+    )
+    assert stats.first_ack_after(2.0).target == "prod"
+    assert stats.first_ack_sent_after(2.0).target == "dr"
+    assert stats.first_ack_sent_after(4.05) is None
+    # Without send times (older records) every ack after the moment counts, as before.
+    assert LoadStats(acks=acks(1.0, 3.0)).first_ack_sent_after(2.0).at == 3.0
+
+
 def test_the_outage_is_the_longest_silence_around_the_failure_not_the_first_ack_after_it() -> None:
     # Acks every 0.1 s; the process dies at 2.0, one response already on the wire arrives at 2.01, then 1.5 s of
     # silence until the restarted container answers at 3.51.

@@ -55,11 +55,11 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     with clock.step("first acknowledged write on the restored database"):
         # The restored database already serves the endpoint: the service's next write lands there.
         deadline = time.monotonic() + FIRST_WRITE_PATIENCE_SECONDS
-        while writer.stats.first_ack_after(fenced_at) is None and time.monotonic() < deadline:
+        while writer.stats.first_ack_sent_after(fenced_at) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(1)  # more writes on the restored database, which must all be there too
         stats = writer.stop()
-    first = stats.first_ack_after(fenced_at)
+    first = stats.first_ack_sent_after(fenced_at)
     with clock.step("count acknowledged rows on the restored database"), connect(outputs) as conn:
         present = surviving(conn, [a.key for a in stats.acks])
         damaged_back = conn.execute("SELECT count(*) FROM interface_exceptions WHERE id % 3 = 0").fetchone()[0]

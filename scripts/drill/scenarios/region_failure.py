@@ -48,11 +48,11 @@ def run(ctx: DrillContext, result: ScenarioResult) -> None:
     result.checks.check("promote succeeded", code == 0, f"exit code {code}", code, 0)
     with clock.step("wait for the first write acknowledged by the standby region"):
         deadline = time.monotonic() + patience(result.objective_rto_seconds)
-        while writer.stats.first_ack_after(failure_at) is None and time.monotonic() < deadline:
+        while writer.stats.first_ack_sent_after(failure_at) is None and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(1)
     stats = writer.stop()
-    first = stats.first_ack_after(failure_at)
+    first = stats.first_ack_sent_after(failure_at)
     with clock.step("count acknowledged rows on the promoted database"), connect(ctx.outputs("dr")) as conn:
         present = surviving(conn, [a.key for a in stats.acks])
     lost_before, rpo = data_loss(stats.acks, present, before=failure_at)
