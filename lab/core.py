@@ -31,10 +31,11 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaException
 
 from components.kafka_mirror import NAME as MIRROR_APP
+from drtopo.backup import wal
 from drtopo.kafka.lag import mirrormaker_lag
-from drtopo.outputs import bucket_outputs, outputs_document
+from drtopo.outputs import bucket_outputs, load_outputs, outputs_document
 from drtopo.settings import Role, Settings, load_settings
-from lab import aws, images, kafka, kube, kube_build, kube_objects, kube_workloads, postgres, process
+from lab import aws, images, kafka, kube, kube_build, kube_objects, kube_workloads, postgres, process, wal_agent
 from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
@@ -42,6 +43,7 @@ MIRROR_STACK = "dr"
 BASELINE_ROLES = {"prod": Role.PRIMARY, "dr": Role.STANDBY}
 PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
 BRIDGE = "kube-bridge"
+WAL_AGENT = "wal-agent"
 MIRROR_START_TIMEOUT_S = 180.0
 T = TypeVar("T")
 
@@ -158,6 +160,7 @@ class Lab:
         self.root.chmod(self.root.stat().st_mode | 0o011)  # postgres must traverse into pg/
         ports = {
             "aws": process.free_port(),
+            "wal_agent": process.free_port(),
             **{
                 kind: {s: process.free_port() for s in LAB_STACKS}
                 for kind in ("postgres", "service", "kafka", "kafka_pods")
@@ -172,6 +175,7 @@ class Lab:
         self._write_project(BASELINE_ROLES)
         self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
         moto_pid = aws.spawn(self.root, ports["aws"])
+        self._start_wal_agent()
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-up") as pool:
             # The emulator, Kafka and Kubernetes need only the project copy, so they start while PostgreSQL is built.
             emulator = pool.submit(self._timed, "emulator", self._start_emulator, ports["aws"], moto_pid)
@@ -182,11 +186,10 @@ class Lab:
                 database = self.settings(PRIMARY_STACK).database
                 postgres.prepare(self.pg, self.password, database.archive_timeout_seconds, database.name, self.root)
             with self._phase("postgres pair"):
-                self._build_pg_pair()
-            resources = emulator.result()
+                # Archiving reaches the WAL bucket: the emulator and the outputs naming it must be there first.
+                self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
             kafka_started.result()
             cluster.result()
-        self._write_outputs(resources)
         with self._phase("bridge"):
             self._start_bridge()
         with self._phase("workloads"):
@@ -247,14 +250,50 @@ class Lab:
     def _write_project(self, roles: dict[str, Role]) -> None:
         write_project(self.project_dir, self._endpoints(), roles)
 
-    def _build_pg_pair(self) -> None:
+    def _build_pg_pair(self, before_archiving: Callable[[], None]) -> None:
+        """The pair and its base backup, in the lab's archive folder and the primary's WAL bucket. The primary
+        archives nothing before its first WAL switch (the standby's clone), by which time `before_archiving` has
+        made the bucket and the outputs its archive command reads."""
         password = self.password
         primary_port, standby_port = self._port("postgres", PRIMARY_STACK), self._port("postgres", STANDBY_STACK)
-        postgres.new_primary(self.pg, PRIMARY_STACK, primary_port)
+        postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, self.archive_command(PRIMARY_STACK))
         postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
-        postgres.clone_standby(self.pg, STANDBY_STACK, standby_port, primary_port, password)
+        before_archiving()
+        postgres.clone_standby(
+            self.pg, STANDBY_STACK, standby_port, primary_port, password, self.archive_command(STANDBY_STACK)
+        )
         postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
         postgres.base_backup(self.pg, primary_port, password)
+        outputs = load_outputs(self.outputs_path(PRIMARY_STACK), PRIMARY_STACK)
+        s3 = aws.client("s3", outputs.region, self.aws_endpoint)
+        wal.push_base_backup(s3, outputs, self.pg.base_backup_dir)
+
+    def archive_command(self, stack: str) -> str:
+        """The stack's archive command: the lab's folder, then the WAL agent's client, which returns once the
+        agent has pushed the file into the stack's WAL bucket (lab/wal_agent.py says why not a direct push)."""
+        return postgres.archive_command(self.pg.archive_dir, f"{self.wal_push_script} {stack} %f")
+
+    @property
+    def wal_push_script(self) -> Path:
+        return self.root / "bin" / "wal-push"
+
+    def _start_wal_agent(self) -> None:
+        port = self._port("wal_agent")
+        argv = [
+            sys.executable,
+            "-m",
+            "lab.wal_agent",
+            f"--port={port}",
+            f"--archive={self.pg.archive_dir}",
+            f"--outputs={self.root / 'outputs'}",
+            f"--endpoint={self.aws_endpoint}",
+            f"--stacks={','.join(LAB_STACKS)}",
+        ]
+        pid = process.spawn(self.root, WAL_AGENT, argv, env={"PYTHONPATH": str(REPO_DIR)}, cwd=REPO_DIR)
+        self.wal_push_script.parent.mkdir(exist_ok=True)
+        self.wal_push_script.write_text(wal_agent.client_script(self.wal_push_script, port))
+        self.wal_push_script.chmod(0o755)
+        process.wait_port(port, 30, WAL_AGENT, pid)
 
     def _write_outputs(self, resources: dict[str, aws.StackResources]) -> None:
         (self.root / "outputs").mkdir(exist_ok=True)
@@ -268,7 +307,7 @@ class Lab:
         The Kubernetes cluster goes first, with its pods, mounts and network namespace."""
         stopped = kube.stop(self.root)
         self._objects.clear()
-        clients = [BRIDGE, aws.PROCESS_NAME]
+        clients = [BRIDGE, WAL_AGENT, aws.PROCESS_NAME]
         stopped += [n for n in clients if process.running(self.root, n)]
         stopped += [kafka.process_name(s) for s in LAB_STACKS if process.running(self.root, kafka.process_name(s))]
         stopped += [postgres.process_name(s) for s in LAB_STACKS if postgres.live_pid(self.root, self.pg, s)]
@@ -298,6 +337,7 @@ class Lab:
             *(postgres.process_name(s) for s in LAB_STACKS),
             *(kafka.process_name(s) for s in LAB_STACKS),
             BRIDGE,
+            WAL_AGENT,
             *(kube.process_name(c) for c in kube.PROCESSES),
         ]
 
@@ -382,9 +422,7 @@ class Lab:
         self._write_project(BASELINE_ROLES)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
             emulator = pool.submit(self._reseed)
-            self._build_pg_pair()
-            resources = emulator.result()
-        self._write_outputs(resources)
+            self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)

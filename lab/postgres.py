@@ -78,7 +78,7 @@ def server_conf(archive_dir: Path, archive_timeout_seconds: int) -> str:
             "hot_standby = on",
             "hot_standby_feedback = on",
             "archive_mode = on",
-            f'archive_command = \'test ! -f "{archive_dir}/%f" && cp %p "{archive_dir}/%f"\'',
+            f"archive_command = '{local_archive_command(archive_dir)}'",
             f"archive_timeout = {archive_timeout_seconds}",
             # A standby that falls behind the primary's kept WAL catches up from the archive.
             f"restore_command = 'cp \"{archive_dir}/%f\" %p'",
@@ -88,9 +88,29 @@ def server_conf(archive_dir: Path, archive_timeout_seconds: int) -> str:
     )
 
 
-def instance_conf(stack: str, port: int) -> str:
-    """What differs per instance: its port and its name (the standby's application_name on the primary)."""
-    return f"port = {port}\ncluster_name = '{stack}'\n"
+def local_archive_command(archive_dir: Path) -> str:
+    """Copy into the lab's archive folder; the same file again is success, a different one is refused (the
+    PostgreSQL manual: an archive command must not overwrite an archived file, and must succeed when PostgreSQL
+    archives a file again after a crash)."""
+    target = f'"{archive_dir}/%f"'
+    return f'if test -f {target}; then cmp -s "%p" {target}; else cp "%p" {target}; fi'
+
+
+def archive_command(archive_dir: Path, wal_push: str) -> str:
+    """The lab's folder first, then `wal_push` (the stack's `scripts.wal push` command line, with %p and %f left
+    for PostgreSQL): a file counts as archived once it is in both."""
+    if "'" in wal_push:
+        raise ValueError(f"WAL push command {wal_push!r} contains a single quote; expected none")
+    return f"{{ {local_archive_command(archive_dir)}; }} && {wal_push}"
+
+
+def instance_conf(stack: str, port: int, archive: str | None = None) -> str:
+    """What differs per instance: its port, its name (the standby's application_name on the primary) and its
+    archive command (into its own stack's WAL bucket)."""
+    lines = [f"port = {port}", f"cluster_name = '{stack}'"]
+    if archive is not None:
+        lines.append(f"archive_command = '{archive}'")
+    return "\n".join(lines) + "\n"
 
 
 def run_as_postgres(argv: list[str], password: str | None = None, timeout: float = 120) -> None:
@@ -184,10 +204,10 @@ def reset_data(layout: PgLayout) -> None:
     chown_to_postgres(layout.archive_dir)
 
 
-def new_primary(layout: PgLayout, stack: str, port: int) -> None:
+def new_primary(layout: PgLayout, stack: str, port: int, archive: str | None = None) -> None:
     run_as_postgres(["cp", "-a", str(layout.template_dir), str(layout.data_dir(stack))])
     with open(layout.data_dir(stack) / "postgresql.auto.conf", "a") as conf:
-        conf.write(instance_conf(stack, port))
+        conf.write(instance_conf(stack, port, archive))
 
 
 def pg_basebackup(primary_port: int, target: Path, password: str, *options: str) -> None:
@@ -196,11 +216,13 @@ def pg_basebackup(primary_port: int, target: Path, password: str, *options: str)
     run_as_postgres([*argv, "-D", str(target), *options, "-X", "stream", "-c", "fast", "--no-sync"], password=password)
 
 
-def clone_standby(layout: PgLayout, stack: str, port: int, primary_port: int, password: str) -> None:
+def clone_standby(
+    layout: PgLayout, stack: str, port: int, primary_port: int, password: str, archive: str | None = None
+) -> None:
     """A streaming standby of the primary: pg_basebackup -R writes standby.signal and primary_conninfo."""
     pg_basebackup(primary_port, layout.data_dir(stack), password, "-R")
     with open(layout.data_dir(stack) / "postgresql.auto.conf", "a") as conf:
-        conf.write(instance_conf(stack, port))
+        conf.write(instance_conf(stack, port, archive))
 
 
 def base_backup(layout: PgLayout, primary_port: int, password: str) -> None:

@@ -22,6 +22,7 @@ from confluent_kafka import KafkaException
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
 from drtopo.backup.restore import (
+    WAL_SOURCES,
     ArchiveRetrieval,
     recover_with_cutover,
     recover_with_cutover_rds,
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the earliest and latest restorable times (and the base backup --time would use); restore nothing",
     )
     at.add_argument("--rds", action="store_true", help="use RDS restore-to-time even when outputs have selfManaged")
+    at.add_argument(
+        "--wal-source",
+        choices=WAL_SOURCES,
+        default="archive",
+        help="self-managed: replay the server's archive folder (default) or the stack's WAL bucket alone (base "
+        "backup and WAL from S3: what is left when the primary's host is gone); not with --cutover",
+    )
     at.add_argument("--target-dir", type=Path, help="self-managed: new data directory (default beside the source's)")
     at.add_argument("--target-port", type=_port, help="self-managed: port of the restored instance (default: free)")
     at.add_argument("--target-instance", help="RDS: identifier of the new instance (default <source>-pitr-<T>)")
@@ -142,6 +150,8 @@ def _main(argv: Sequence[str] | None) -> int:
         top.error("pitr needs --time T (or --window to see what can be restored)")
     if args.command == "pitr" and args.damage_xid and not args.cutover:
         top.error("--damage-xid goes with --cutover")
+    if args.command == "pitr" and args.cutover and args.wal_source != "archive":
+        top.error(f"--wal-source {args.wal_source} is not for --cutover: the cutover replays the server's archive")
     target_time = pitr.parse_target_time(args.time, datetime.now(UTC)) if args.command == "pitr" and args.time else None
     outputs = load_outputs(args.outputs, args.stack)
     report, clock = Report(), Clock()
@@ -150,7 +160,7 @@ def _main(argv: Sequence[str] | None) -> int:
             retrieval = ArchiveRetrieval(args.tier, args.restore_days, args.wait_seconds, args.poll_seconds)
             restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run, retrieval)
         elif args.command == "pitr" and args.window:
-            show_window(outputs, report, target_time, rds=args.rds)
+            show_window(outputs, report, target_time, rds=args.rds, wal_source=args.wal_source)
         elif args.command == "pitr" and args.cutover and (args.rds or outputs.self_managed is None):
             assert target_time is not None
             if args.target_dir or args.target_port:
@@ -190,6 +200,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 target_port=args.target_port,
                 target_instance=args.target_instance,
                 dry_run=args.dry_run,
+                wal_source=args.wal_source,
             )
         elif args.command == "config":
             config_backup.restore(args.stack, outputs, report, clock, args.dry_run, args.prefix, args.dest, args.force)

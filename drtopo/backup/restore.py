@@ -21,10 +21,11 @@ import psycopg
 
 from drtopo.aws import stack_client
 from drtopo.backup import store as dump_store
+from drtopo.backup import wal
 from drtopo.backup.dumps import compare_counts
 from drtopo.database import connect as db
 from drtopo.database import fence, pg_tools, pitr, reapply
-from drtopo.outputs import StackOutputs
+from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
 
@@ -151,6 +152,7 @@ def restore_pitr(
     target_port: int | None = None,
     target_instance: str | None = None,
     dry_run: bool = False,
+    wal_source: str = "archive",
 ) -> None:
     """Restore to `target` with RDS (when asked, or when the outputs have no self-managed PostgreSQL) or from the
     base backup and WAL archive; the target flags of the other kind are bad input."""
@@ -161,9 +163,14 @@ def restore_pitr(
         raise BadInput(
             "--target-instance is for an RDS restore (add --rds); self-managed takes --target-dir/--target-port"
         )
-    with clock.step(f"point-in-time restore to {target.isoformat()} ({'RDS' if use_rds else 'self-managed'})"):
+    if use_rds and wal_source != "archive":
+        raise BadInput(f"--wal-source {wal_source} is for a self-managed restore; RDS replays its own logs")
+    kind = "RDS" if use_rds else f"self-managed, WAL from the {wal_source}"
+    with clock.step(f"point-in-time restore to {target.isoformat()} ({kind})"):
         if use_rds:
             result = pitr.restore_rds(outputs, target, report, clock, target_instance, dry_run)
+        elif wal_source == "bucket":
+            result = _restore_from_bucket(outputs, target, report, clock, target_dir, target_port, dry_run)
         else:
             assert outputs.self_managed is not None
             result = pitr.restore_self_managed(
@@ -172,39 +179,140 @@ def restore_pitr(
     report.measured.update(result, restore_seconds=clock.steps[-1]["seconds"])
 
 
-def show_window(outputs: StackOutputs, report: Report, target: datetime | None, rds: bool = False) -> pitr.Window:
-    """Print the restorable window (and for T the base backup it would use); a T outside it is BadInput."""
+WAL_SOURCES = ("archive", "bucket")
+
+
+def bucket_copy(
+    outputs: StackOutputs, report: Report, clock: Clock, folder: Path, segments: str = "all"
+) -> tuple[SelfManagedPostgres, wal.BucketArchive]:
+    """The stack's self-managed settings with the archive and base backups replaced by a local copy of what its WAL
+    bucket holds (`wal.materialize`): a restore from it uses the bucket's archive and nothing else."""
+    assert outputs.self_managed is not None
+    s3 = stack_client("s3", outputs)
+    archive = wal.read_archive(s3, outputs.wal_bucket)
+    if not archive.base_backups:
+        raise BadInput(f"s3://{outputs.wal_bucket} holds no base backup; upload one with `python -m scripts.wal base`")
+    with clock.step(f"fetch the archive of s3://{outputs.wal_bucket} into {folder}"):
+        archive_dir, base_dir = wal.materialize(s3, archive, folder, segments)
+    report.check(
+        "WAL bucket",
+        True,
+        f"s3://{outputs.wal_bucket}: {len(archive.segments)} segments, base backups {', '.join(archive.base_backups)}",
+    )
+    copy = outputs.self_managed.model_copy(update={"archive_dir": str(archive_dir), "base_backup_dir": str(base_dir)})
+    return copy, archive
+
+
+def _restore_from_bucket(
+    outputs: StackOutputs,
+    target: datetime,
+    report: Report,
+    clock: Clock,
+    target_dir: Path | None,
+    target_port: int | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Point-in-time restore from the WAL bucket alone: flush the source (so the bucket holds a commit after T),
+    copy the bucket's archive locally, refuse a gap after the chosen base backup before any replay, fetch that base
+    backup, replay. The copy is removed afterwards."""
+    pg = outputs.self_managed
+    if pg is None:
+        raise BadInput("--wal-source bucket needs a self-managed PostgreSQL (selfManaged in the outputs)")
+    if not dry_run:
+        report.check("source archive", True, pitr.flush_archive(outputs, clock))
+    folder = Path(pg.data_dir).parent / f"wal-bucket-{target.strftime('%Y%m%dT%H%M%SZ')}"
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        copy, archive = bucket_copy(outputs, report, clock, folder, "newest" if dry_run else "all")
+        chosen = pitr.choose_base_backup(
+            pitr.find_base_backups(Path(copy.base_backup_dir), Path(copy.archive_dir)), target
+        )
+        gaps = wal.chain_gaps(stack_client("s3", outputs), archive, chosen.start_wal)
+        report.measured["wal_gaps"] = gaps
+        if gaps:
+            raise BadInput(
+                f"s3://{outputs.wal_bucket} misses {len(gaps)} WAL segments after base backup {chosen.start_wal}, "
+                f"first {gaps[0]}: a restore to {target.isoformat()} cannot replay past it"
+            )
+        report.check("WAL chain", True, f"no gap in s3://{outputs.wal_bucket} from {chosen.start_wal} on")
+        s3 = stack_client("s3", outputs)
+        return pitr.restore_self_managed(
+            outputs,
+            copy,
+            target,
+            report,
+            clock,
+            target_dir,
+            target_port,
+            dry_run,
+            fetch_base=lambda backup: wal.fetch_base_backup(s3, outputs.wal_bucket, backup.path),
+            flush=False,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def show_window(
+    outputs: StackOutputs, report: Report, target: datetime | None, rds: bool = False, wal_source: str = "archive"
+) -> pitr.Window:
+    """Print the restorable window (and for T the base backup it would use); a T outside it is BadInput. With
+    `wal_source` "bucket" the window and the chain are those of the stack's WAL bucket."""
     use_rds = rds or outputs.self_managed is None
+    if use_rds and wal_source != "archive":
+        raise BadInput(f"--wal-source {wal_source} is for a self-managed restore; RDS replays its own logs")
+    if use_rds or wal_source == "archive":
+        return _show_window(outputs, report, target, use_rds, None)
+    with tempfile.TemporaryDirectory(prefix="drtopo-wal-window-") as folder:
+        copy, archive = bucket_copy(outputs, report, Clock(), Path(folder), "newest")
+        return _show_window(outputs, report, target, False, (copy, archive))
+
+
+def _show_window(
+    outputs: StackOutputs,
+    report: Report,
+    target: datetime | None,
+    use_rds: bool,
+    bucket: tuple[SelfManagedPostgres, wal.BucketArchive] | None,
+) -> pitr.Window:
     now = datetime.now(UTC)
     if use_rds:
         window = pitr.window_rds(pitr.describe_source(stack_client("rds", outputs), outputs), now)
         what = f"instance {outputs.db_instance_id}'s"
     else:
-        assert outputs.self_managed is not None
-        window = pitr.window_self_managed(outputs, outputs.self_managed, now)
-        what = "the self-managed"
+        pg = bucket[0] if bucket else outputs.self_managed
+        assert pg is not None
+        window = pitr.window_self_managed(outputs, pg, now)
+        what = f"s3://{outputs.wal_bucket}'s" if bucket else "the self-managed"
+
+    def where(backup: pitr.BaseBackup) -> str:
+        return f"s3://{outputs.wal_bucket}/{wal.base_key(backup.path.name, '')}" if bucket else str(backup.path)
+
     print(f"earliest restorable  {window.earliest.isoformat()}")
     print(f"latest restorable    {window.latest.isoformat()}  ({window.latest_basis})")
     for backup in window.backups:
-        print(f"base backup          {backup.path}  consistent at {backup.consistent_at.isoformat()}")
+        print(f"base backup          {where(backup)}  consistent at {backup.consistent_at.isoformat()}")
     report.measured.update(
         earliest=window.earliest.isoformat(),
         latest=window.latest.isoformat(),
         latest_basis=window.latest_basis,
-        base_backups=[{"path": str(b.path), "consistent_at": b.consistent_at.isoformat()} for b in window.backups],
+        base_backups=[{"path": where(b), "consistent_at": b.consistent_at.isoformat()} for b in window.backups],
     )
     report.check("restorable window", True, window.describe())
     if not use_rds and window.backups:
-        assert outputs.self_managed is not None
         oldest = min(window.backups, key=lambda b: b.start_time)
-        gaps = pitr.check_wal_chain(Path(outputs.self_managed.archive_dir), oldest)
+        if bucket:
+            gaps = wal.chain_gaps(stack_client("s3", outputs), bucket[1], oldest.start_wal)
+        else:
+            assert outputs.self_managed is not None
+            gaps = pitr.check_wal_chain(Path(outputs.self_managed.archive_dir), oldest)
         report.measured["wal_gaps"] = gaps
+        archived = f"s3://{outputs.wal_bucket}" if bucket else "the archive"
         report.check(
             "WAL chain",
             not gaps,
-            f"no gap from {oldest.start_wal} (base backup {oldest.path.name}) to the newest archived segment"
+            f"no gap from {oldest.start_wal} (base backup {where(oldest)}) to the newest segment in {archived}"
             if not gaps
-            else f"{len(gaps)} segments missing, first {gaps[0]}: a restore cannot replay past it",
+            else f"{len(gaps)} segments missing in {archived}, first {gaps[0]}: a restore cannot replay past it",
             value=len(gaps),
             limit=0,
         )
@@ -215,8 +323,8 @@ def show_window(outputs: StackOutputs, report: Report, target: datetime | None, 
         uses = "the automated backup RDS picks itself, then its transaction logs to T"
     else:
         chosen = pitr.choose_base_backup(list(window.backups), target)
-        uses = f"base backup {chosen.path} (consistent at {chosen.consistent_at.isoformat()}), then WAL to T"
-        report.measured["base_backup"] = str(chosen.path)
+        uses = f"base backup {where(chosen)} (consistent at {chosen.consistent_at.isoformat()}), then WAL to T"
+        report.measured["base_backup"] = where(chosen)
     print(f"restore to {target.isoformat()} uses {uses}")
     report.check("target in window", True, f"{target.isoformat()} uses {uses}")
     return window

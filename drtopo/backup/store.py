@@ -168,7 +168,7 @@ class StoredDump:
         return readable_now(self.storage_class, self.restore)
 
 
-def _missing(exc: ClientError) -> bool:
+def is_missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
 
 
@@ -176,7 +176,7 @@ def read_manifest(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=manifest_key(key))["Body"].read()
     except ClientError as exc:
-        if _missing(exc):
+        if is_missing(exc):
             return None
         raise
     return dict(json.loads(body))
@@ -186,7 +186,7 @@ def head(s3: Any, bucket: str, key: str, with_manifest: bool = True) -> StoredDu
     try:
         meta = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if _missing(exc):
+        if is_missing(exc):
             raise BadInput(
                 f"dump {key!r} is not in bucket {bucket}; `python -m scripts.backup list` shows the keys"
             ) from None

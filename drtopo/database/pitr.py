@@ -16,6 +16,7 @@ import re
 import socket
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,7 +91,13 @@ def parse_backup_label(text: str) -> tuple[str, dict[str, datetime]]:
     return wal.group(1), {m.group(1): parse_label_time(m.group(2)) for m in _LABEL_TIME.finditer(text)}
 
 
-def _read_label(folder: Path) -> str | None:
+# A base backup known from its WAL bucket (drtopo.backup.wal): only its label is local until its tars are fetched,
+# kept under this name (a plain `backup_label` would make the folder look like an unpacked backup).
+REMOTE_LABEL = "backup_label.bucket"
+
+
+def read_label(folder: Path) -> str | None:
+    """The backup label of the base backup in `folder`: plain, inside base.tar, or fetched from the WAL bucket."""
     if (folder / "backup_label").is_file():
         return (folder / "backup_label").read_text()
     for name in ("base.tar", "base.tar.gz"):
@@ -101,6 +108,8 @@ def _read_label(folder: Path) -> str | None:
                     if member.name == "backup_label":
                         label = tar.extractfile(member)
                         return label.read().decode() if label else None
+    if (folder / REMOTE_LABEL).is_file():
+        return (folder / REMOTE_LABEL).read_text()
     return None
 
 
@@ -108,7 +117,7 @@ def find_base_backups(base_backup_dir: Path, archive_dir: Path) -> list[BaseBack
     """Base backups in the folder itself or its subfolders (tar or plain), oldest first."""
     found = []
     for folder in [base_backup_dir, *sorted(p for p in base_backup_dir.glob("*") if p.is_dir())]:
-        label = _read_label(folder)
+        label = read_label(folder)
         if label is None:
             continue
         wal, times = parse_backup_label(label)
@@ -446,9 +455,13 @@ def restore_self_managed(
     dry_run: bool,
     timeout: float = 600,
     staging: bool = False,
+    fetch_base: Callable[[BaseBackup], None] | None = None,
+    flush: bool = True,
 ) -> dict[str, Any]:
     """Base backup + WAL to T in a new data directory, promoted; with `staging` its new timeline is archived into
-    `<data dir>.wal` (see `recovery_settings`) for a later `swap_in`."""
+    `<data dir>.wal` (see `recovery_settings`) for a later `swap_in`. `pg` may be a local copy of a WAL bucket
+    (drtopo.backup.wal): `fetch_base` then brings the chosen backup's files, and the caller has flushed the source
+    already (`flush` False)."""
     archive = Path(pg.archive_dir)
     window = window_self_managed(outputs, pg, datetime.now(UTC))
     check_window(target, window.earliest, window.latest, "the self-managed")
@@ -469,7 +482,11 @@ def restore_self_managed(
     if dry_run:
         report.check("plan", True, f"replay {chosen.path} + {archive} to {target.isoformat()} in {target_dir}")
         return plan
-    report.check("source archive", True, flush_archive(outputs, clock))
+    if flush:
+        report.check("source archive", True, flush_archive(outputs, clock))
+    if fetch_base is not None:
+        with clock.step(f"fetch base backup {chosen.path.name}"):
+            fetch_base(chosen)
     with clock.step(f"lay out base backup {chosen.path.name} in {target_dir}"):
         lay_out(chosen, target_dir, pg.os_user)
     log = target_dir / "pitr.log"
@@ -542,13 +559,31 @@ def wait_archived(conn: psycopg.Connection, timeout: float = 30) -> str:
     raise TimeoutError(f"segment {segment} was not archived within {timeout:.0f} s")
 
 
-def ship_staged(staged: Path, archive: Path, user: str) -> list[str]:
-    """Copy the staged WAL files (history, segments) the archive lacks into it, as `user`; returns their names."""
+def archive_command_line(command: str, path: Path, name: str) -> str:
+    """`archive_command` with PostgreSQL's substitutions (pure): %p the file's path, %f its name, %% a percent."""
+    out, i = [], 0
+    while i < len(command):
+        pair = command[i : i + 2]
+        if pair in ("%p", "%f", "%%"):
+            out.append({"%p": str(path), "%f": name, "%%": "%"}[pair])
+            i += 2
+        else:
+            out.append(command[i])
+            i += 1
+    return "".join(out)
+
+
+def ship_staged(staged: Path, archive_command: str, user: str) -> list[str]:
+    """Archive the staged WAL files (history first, then segments in order) through the source's own
+    `archive_command`, as `user`, so they reach wherever the source archives (its folder, its WAL bucket); an
+    idempotent command makes a rerun harmless. Returns their names."""
+    _no_quotes(staged, "staging folder")
+    if not archive_command.strip():
+        raise BadInput("the source has no archive_command; expected archiving on for a restore that is cut over")
     shipped = []
     for path in sorted(staged.iterdir()):
-        if not (archive / path.name).exists():
-            pg_tools.run(["cp", str(path), str(archive / path.name)], user=user)
-            shipped.append(path.name)
+        pg_tools.run(["sh", "-c", archive_command_line(archive_command, path, path.name)], user=user)
+        shipped.append(path.name)
     return shipped
 
 
@@ -569,7 +604,7 @@ def swap_in(
         restored_dir.rename(data_dir)
         with open(data_dir / "postgresql.auto.conf", "a") as conf:
             conf.write("\n" + takeover_settings(source))
-        shipped = ship_staged(staging_dir(restored_dir), Path(pg.archive_dir), pg.os_user)
+        shipped = ship_staged(staging_dir(restored_dir), source["archive_command"], pg.os_user)
     with clock.step("start the restored instance in the source's place"):
         pg_tools.pg_ctl(
             pg.bin_dir, pg.os_user, "start", "-D", str(data_dir), "-l", str(data_dir / "pitr.log"), "-t", "60"

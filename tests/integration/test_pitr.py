@@ -207,7 +207,7 @@ def test_a_gap_in_the_archived_wal_chain_fails_the_window_check(lab: Lab, prod: 
     try:
         code, report = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
         assert code == 1
-        assert checks(report)["WAL chain"]["detail"].startswith(f"1 segments missing, first {middle}")
+        assert checks(report)["WAL chain"]["detail"].startswith(f"1 segments missing in the archive, first {middle}")
         assert report["measured"]["wal_gaps"] == [middle]
     finally:
         shutil.move(moved, archive / middle)

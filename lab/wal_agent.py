@@ -1,0 +1,97 @@
+"""The lab's WAL agent: pushes the files PostgreSQL archives into the stack's WAL bucket, for the `postgres` user.
+
+On a database host the archive command runs `python -m scripts.wal push %p %f` itself. In the lab the servers run as
+the `postgres` user, who cannot run the project's interpreter (it lives under root's home on these machines), so
+the archive command copies the file into the lab's archive folder and then asks this agent, over one loopback TCP
+connection, to push it: `push <stack> <file name>` answered `ok` once `drtopo.backup.wal.push` has stored it (or
+found the same bytes there), else `error: ...`. The archive command succeeds only on `ok`, so "archived" still
+means "in the bucket", as with a direct push. The agent reads only files named like WAL archive files from the
+lab's archive folder and pushes only for the lab's stacks, with their current outputs.
+
+`python -m lab.wal_agent --port P --archive DIR --outputs DIR --endpoint URL --stacks prod,dr`
+"""
+
+from __future__ import annotations
+
+import argparse
+import socketserver
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from drtopo.backup import wal
+from drtopo.outputs import load_outputs
+from drtopo.report import BadInput
+from lab import aws, process
+
+REQUEST_TIMEOUT_S = 60.0
+
+SCRIPT = """#!/bin/bash
+# drtopo lab: hand one archived WAL file to the lab's WAL agent (lab/wal_agent.py), which pushes it into the
+# stack's WAL bucket; succeeds only once the bucket holds it. Usage: {path} STACK FILE_NAME
+exec 3<>/dev/tcp/{host}/{port} || exit 1
+printf 'push %s %s\\n' "$1" "$2" >&3
+IFS= read -r -t {timeout} reply <&3 || {{ echo "drtopo wal agent: no answer for $2" >&2; exit 1; }}
+[ "$reply" = ok ] || {{ echo "drtopo wal agent: $reply" >&2; exit 1; }}
+"""
+
+
+def client_script(path: Path, port: int) -> str:
+    """The archive command's client (bash's /dev/tcp, so it needs nothing the `postgres` user cannot run)."""
+    return SCRIPT.format(path=path, host=process.LOOPBACK, port=port, timeout=int(REQUEST_TIMEOUT_S))
+
+
+class Agent:
+    def __init__(self, archive: Path, outputs_dir: Path, endpoint: str, stacks: Sequence[str]) -> None:
+        self.archive, self.outputs_dir, self.endpoint, self.stacks = archive, outputs_dir, endpoint, tuple(stacks)
+
+    def handle(self, line: str) -> str:
+        """One request line -> the reply line (never raises)."""
+        parts = line.split()
+        if len(parts) != 3 or parts[0] != "push":
+            return f"error: {line.strip()[:80]!r} is not a request; expected 'push <stack> <file name>'"
+        _, stack, name = parts
+        if stack not in self.stacks:
+            return f"error: stack {stack!r} is not one of the lab's {', '.join(self.stacks)}"
+        try:
+            wal.archive_name(name)
+            outputs = load_outputs(self.outputs_dir / f"{stack}.json", stack)
+            path = self.archive / name
+            if not path.is_file():
+                return f"error: {name} is not in {self.archive}"
+            wal.push(aws.client("s3", outputs.region, self.endpoint), outputs, path, name)
+        except BadInput as exc:
+            return f"error: {exc}"
+        except Exception as exc:  # any failure is an answer: PostgreSQL retries
+            return f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return "ok"
+
+
+def serve(agent: Agent, port: int) -> None:
+    class Handler(socketserver.StreamRequestHandler):
+        timeout = REQUEST_TIMEOUT_S
+
+        def handle(self) -> None:
+            line = self.rfile.readline(512).decode(errors="replace")
+            self.wfile.write((agent.handle(line) + "\n").encode())
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    with socketserver.ThreadingTCPServer((process.LOOPBACK, port), Handler) as server:
+        server.serve_forever()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lab.wal_agent", description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--archive", type=Path, required=True)
+    p.add_argument("--outputs", type=Path, required=True, help="the lab's outputs folder (<stack>.json)")
+    p.add_argument("--endpoint", required=True, help="the emulator's endpoint URL")
+    p.add_argument("--stacks", required=True, help="comma-separated stacks it pushes for")
+    args = p.parse_args(argv)
+    serve(Agent(args.archive, args.outputs, args.endpoint, args.stacks.split(",")), args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

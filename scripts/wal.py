@@ -1,0 +1,113 @@
+"""`python -m scripts.wal push|fetch|check|base`: the WAL bucket as PostgreSQL's archive.
+
+`push %p %f` is the `archive_command` of a self-managed primary (silent on success; an error line on stderr, which
+lands in the server's log, and a non-zero exit, after which PostgreSQL retries). `fetch %f %p` is the matching
+`restore_command` (exit 1 when the file is not in the bucket: the end of the archive). `check` verifies the archived
+chain has no gap from the oldest base backup in the bucket to the newest segment. `base` uploads a tar base backup
+(`pg_basebackup -F t`) so the bucket alone can restore.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from drtopo.backup import store, wal
+from drtopo.database import pitr
+from drtopo.outputs import load_outputs
+from drtopo.report import EXIT_FAILED, EXIT_OK, Clock, Report, main_guard
+from scripts.cli import OneLineParser, parser
+
+DESCRIPTION = "Archive WAL to the stack's WAL bucket, fetch it back, check its chain, upload a base backup."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    top = OneLineParser(prog="python -m scripts.wal", description=DESCRIPTION)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, changes_state: bool) -> argparse.ArgumentParser:
+        shared = parser("wal", help_text, changes_state)
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[shared], add_help=False)
+
+    push = command("push", "archive_command: upload one WAL file (%p %f); same bytes again is success", True)
+    push.add_argument("path", type=Path, help="the file to archive (%%p)")
+    push.add_argument("name", type=wal.archive_name, help="its name in the archive (%%f)")
+    fetch = command("fetch", "restore_command: download one WAL file (%f %p); exit 1 when it is not archived", False)
+    fetch.add_argument("name", type=wal.archive_name, help="the file wanted (%%f)")
+    fetch.add_argument("dest", type=Path, help="where PostgreSQL wants it (%%p)")
+    command("check", "the archived chain from the oldest base backup to the newest segment has no gap", False)
+    base = command(
+        "base", "upload a tar base backup (pg_basebackup -F t: base.tar, pg_wal.tar) to the WAL bucket", True
+    )
+    base.add_argument("folder", type=Path, help="the folder pg_basebackup wrote")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_guard(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    outputs = load_outputs(args.outputs, args.stack)
+    s3 = store.s3_client(outputs)
+    if args.command in ("push", "fetch"):
+        # Run by PostgreSQL once per file: no report, one line on failure.
+        try:
+            if args.command == "push":
+                if not args.path.is_file():
+                    print(
+                        f"error: {args.path} is not a file; expected the WAL file PostgreSQL passes as %p",
+                        file=sys.stderr,
+                    )
+                    return EXIT_FAILED
+                if not args.dry_run:
+                    wal.push(s3, outputs, args.path, args.name)
+                return EXIT_OK
+            return EXIT_OK if wal.fetch(s3, outputs.wal_bucket, args.name, args.dest) else EXIT_FAILED
+        except (ClientError, BotoCoreError, OSError, wal.WalConflict) as exc:
+            print(f"drtopo wal {args.command} {args.name}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    report, clock = Report(), Clock()
+    try:
+        if args.command == "check":
+            check(s3, outputs.wal_bucket, report)
+        elif args.dry_run:
+            report.check("plan", True, f"would upload the base backup in {args.folder} to s3://{outputs.wal_bucket}")
+        else:
+            with clock.step(f"upload base backup {args.folder}"):
+                start = wal.push_base_backup(s3, outputs, args.folder)
+            report.check("base backup", True, f"s3://{outputs.wal_bucket}/{wal.base_key(start, '')}")
+    except (ClientError, BotoCoreError, OSError, wal.WalConflict) as exc:
+        report.check(args.command, False, str(exc).splitlines()[0])
+    return report.finish(args.json_path, clock, strict=args.strict)
+
+
+def check(s3: Any, bucket: str, report: Report) -> None:
+    archive = wal.read_archive(s3, bucket)
+    report.measured.update(segments=len(archive.segments), base_backups=archive.base_backups)
+    if not archive.base_backups:
+        report.check("base backup", False, f"s3://{bucket} holds no base backup; upload one with `scripts.wal base`")
+        return
+    oldest = min(archive.base_backups, key=lambda s: pitr.segment_of(s, archive.segment_size)[1])
+    gaps = wal.chain_gaps(s3, archive, oldest)
+    report.measured["wal_gaps"] = gaps
+    newest = archive.segments[-1] if archive.segments else "none"
+    report.check(
+        "WAL chain",
+        not gaps,
+        f"no gap from {oldest} (oldest base backup) to {newest} in s3://{bucket}"
+        if not gaps
+        else f"{len(gaps)} segments missing, first {gaps[0]}: a restore from s3://{bucket} cannot replay past it",
+        value=len(gaps),
+        limit=0,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
