@@ -1,7 +1,8 @@
 """Benchmark of the restores: dump restore and re-apply throughput (rows/s) and PITR time per GB of WAL.
 
 `python -m bench.bench_restore [--rows N] [--after-t M] [--lab-root DIR]` fills the lab's primary (prod) with N rows,
-then times `backup run` + `restore dump` into an empty database (restore rows/s), and a corruption recovery:
+then times `backup run` + `restore dump` into an empty database (restore rows/s), a PITR from the WAL bucket alone
+(`--wal-source bucket`: the copy of the fill's WAL, the base backup's download, the replay), and a corruption recovery:
 T, a damaging DELETE of a third of the rows, M rows written after T, then `restore pitr --time T --cutover
 --damage-xid X`, which replays the WAL of the fill from the archive (PITR seconds per GB of WAL), re-applies the M
 rows (re-apply rows/s; the comparison that finds them is timed apart) and swaps the restored instance in. The lab's
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,6 +27,7 @@ from psycopg import sql
 from bench.bench_backup import FILL, timed
 from bench.common import a_lab
 from drtopo.database.connect import connect
+from drtopo.database.pitr import stop_instance
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts import backup, restore
@@ -90,6 +93,34 @@ def corruption_recovery(lab: Lab, stack: list[str], work: Path, wal_bytes: float
     }
 
 
+def pitr_from_bucket(lab: Lab, stack: list[str], work: Path, wal_bytes: float) -> dict[str, Any]:
+    """`restore pitr --wal-source bucket` to now: the fill's WAL and the base backup come from the WAL bucket."""
+    outputs = lab_outputs(lab)
+    with connect(outputs) as conn:
+        target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    args = ["pitr", "--time", target.isoformat(), "--wal-source", "bucket", *stack]
+    seconds, report = timed(restore.main, args, work / "bucket.json")
+    m = report["measured"]
+    try:
+        if not report.get("ok"):
+            raise RuntimeError(f"restore pitr --wal-source bucket failed: {report.get('checks')}")
+        steps = {s["step"]: s["seconds"] for s in m["steps"]}
+        fetch = next(v for k, v in steps.items() if k.startswith("fetch the archive of"))
+        base = next(v for k, v in steps.items() if k.startswith("fetch base backup"))
+        replay = steps["replay WAL to T and promote"]
+    finally:
+        if "data_dir" in m and outputs.self_managed is not None:
+            stop_instance(outputs.self_managed, Path(m["data_dir"]))
+            shutil.rmtree(m["data_dir"], ignore_errors=True)
+    return {
+        "bucket_pitr_seconds_cli": round(seconds, 2),
+        "bucket_pitr_fetch_wal_seconds": fetch,
+        "bucket_pitr_fetch_base_seconds": base,
+        "bucket_pitr_replay_seconds": replay,
+        "bucket_pitr_seconds_per_gb_of_wal": round(m["restore_seconds"] / (wal_bytes / 1e9), 1),
+    }
+
+
 def run(lab: Lab, rows: int, after_t: int, work: Path) -> dict[str, Any]:
     os.environ.update(lab.env())
     stack = ["--stack", "prod", "--outputs", str(lab.outputs_path("prod"))]
@@ -102,6 +133,7 @@ def run(lab: Lab, rows: int, after_t: int, work: Path) -> dict[str, Any]:
     try:
         figures: dict[str, Any] = {"rows": rows, "fill_seconds": round(fill_seconds, 2)}
         figures.update(restore_dump(lab, stack, work))
+        figures.update(pitr_from_bucket(lab, stack, work, wal_bytes))
         figures.update(corruption_recovery(lab, stack, work, wal_bytes, after_t))
     finally:
         lab.reset_postgres()  # the cutover left prod on a new timeline with its standby behind

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import socketserver
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from drtopo.backup import wal
 from drtopo.outputs import load_outputs
@@ -44,6 +46,14 @@ def client_script(path: Path, port: int) -> str:
 class Agent:
     def __init__(self, archive: Path, outputs_dir: Path, endpoint: str, stacks: Sequence[str]) -> None:
         self.archive, self.outputs_dir, self.endpoint, self.stacks = archive, outputs_dir, endpoint, tuple(stacks)
+        self._clients: dict[str, Any] = {}  # one S3 client per region (building one takes longer than a push)
+        self._lock = threading.Lock()
+
+    def _s3(self, region: str) -> Any:
+        with self._lock:
+            if region not in self._clients:
+                self._clients[region] = aws.client("s3", region, self.endpoint)
+            return self._clients[region]
 
     def handle(self, line: str) -> str:
         """One request line -> the reply line (never raises)."""
@@ -59,7 +69,7 @@ class Agent:
             path = self.archive / name
             if not path.is_file():
                 return f"error: {name} is not in {self.archive}"
-            wal.push(aws.client("s3", outputs.region, self.endpoint), outputs, path, name)
+            wal.push(self._s3(outputs.region), outputs, path, name)
         except BadInput as exc:
             return f"error: {exc}"
         except Exception as exc:  # any failure is an answer: PostgreSQL retries

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str, changes_state: bool) -> argparse.ArgumentParser:
         shared = parser("wal", help_text, changes_state)
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[shared], add_help=False)
+        # argparse %-formats help strings, not descriptions.
+        return sub.add_parser(
+            name, help=help_text.replace("%", "%%"), description=help_text, parents=[shared], add_help=False
+        )
 
     push = command("push", "archive_command: upload one WAL file (%p %f); same bytes again is success", True)
     push.add_argument("path", type=Path, help="the file to archive (%%p)")
@@ -98,10 +102,14 @@ def check(s3: Any, bucket: str, report: Report) -> None:
     gaps = wal.chain_gaps(s3, archive, oldest)
     report.measured["wal_gaps"] = gaps
     newest = archive.segments[-1] if archive.segments else "none"
+    age = None
+    if archive.newest_upload is not None:
+        age = round((datetime.now(UTC) - archive.newest_upload).total_seconds(), 1)
+    report.measured["newest_upload_age_seconds"] = age
     report.check(
         "WAL chain",
         not gaps,
-        f"no gap from {oldest} (oldest base backup) to {newest} in s3://{bucket}"
+        f"no gap from {oldest} (oldest base backup) to {newest} in s3://{bucket}; newest file uploaded {age} s ago"
         if not gaps
         else f"{len(gaps)} segments missing, first {gaps[0]}: a restore from s3://{bucket} cannot replay past it",
         value=len(gaps),

@@ -21,6 +21,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +112,14 @@ def fetch(s3: Any, bucket: str, name: str, dest: Path) -> bool:
 
 def listing(s3: Any, bucket: str, prefix: str = WAL_PREFIX) -> dict[str, int]:
     """Object name (after `prefix`) -> size, for every object under `prefix`."""
-    found: dict[str, int] = {}
+    return {name: size for name, (size, _) in _objects(s3, bucket, prefix).items()}
+
+
+def _objects(s3: Any, bucket: str, prefix: str) -> dict[str, tuple[int, datetime]]:
+    found: dict[str, tuple[int, datetime]] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            found[item["Key"][len(prefix) :]] = int(item["Size"])
+            found[item["Key"][len(prefix) :]] = (int(item["Size"]), item["LastModified"])
     return found
 
 
@@ -129,6 +134,7 @@ class BucketArchive:
     bucket: str
     files: dict[str, int]
     base_backups: list[str]
+    newest_upload: datetime | None = None  # when the newest archive file reached the bucket
 
     @property
     def segments(self) -> list[str]:
@@ -140,9 +146,10 @@ class BucketArchive:
 
 
 def read_archive(s3: Any, bucket: str) -> BucketArchive:
-    files = listing(s3, bucket)
+    objects = _objects(s3, bucket, WAL_PREFIX)
     bases = sorted({name.split("/")[0] for name in listing(s3, bucket, BASE_PREFIX) if name.endswith(LABEL_OBJECT)})
-    return BucketArchive(bucket, files, bases)
+    newest = max((at for _, at in objects.values()), default=None)
+    return BucketArchive(bucket, {name: size for name, (size, _) in objects.items()}, bases, newest)
 
 
 def chain_gaps(s3: Any, archive: BucketArchive, start_wal: str) -> list[str]:

@@ -17,6 +17,7 @@ import socket
 import tarfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -376,11 +377,14 @@ def lay_out(backup: BaseBackup, target_dir: Path, user: str) -> None:
         (target_dir / leftover).unlink(missing_ok=True)
 
 
-def flush_archive(outputs: StackOutputs, clock: Clock, timeout: float = 30) -> str:
+def flush_archive(outputs: StackOutputs, clock: Clock, stall_seconds: float = 30, limit_seconds: float = 900) -> str:
     """Make the archive reach T: a marker commit after T, a WAL switch, and wait until that segment is archived.
 
     Recovery to a time stops at the first commit after T; without one in the archive it would run out of WAL.
-    Only possible while the source is up and a primary; otherwise recovery uses what is already archived.
+    Only possible while the source is up and a primary; otherwise recovery uses what is already archived. After a
+    bulk load the archiver may have a backlog (each file goes to the WAL bucket in turn): the wait goes on while
+    it makes progress, showing how many files are left, and gives up after `stall_seconds` without progress or
+    `limit_seconds` in all.
     """
     try:
         conn = db.connect(outputs)
@@ -391,13 +395,37 @@ def flush_archive(outputs: StackOutputs, clock: Clock, timeout: float = 30) -> s
             return "source is a standby; using the archive as it is"
         conn.execute("SELECT pg_current_xact_id()")
         segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            archived = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+        size = int(conn.execute("SELECT pg_size_bytes(current_setting('wal_segment_size'))").fetchone()[0])
+        start = last_progress = last_said = time.monotonic()
+        last_count = -1
+        while True:
+            archived, count, failed = conn.execute(
+                "SELECT last_archived_wal, archived_count, failed_count FROM pg_stat_archiver"
+            ).fetchone()
             if archived is not None and archived[:24] >= segment:
                 return f"archived through {segment}"
+            now = time.monotonic()
+            if count != last_count:
+                last_count, last_progress = count, now
+            if now - last_progress > stall_seconds or now - start > limit_seconds:
+                return (
+                    f"segment {segment} not archived after {now - start:.0f} s (last archived {archived}, "
+                    f"{failed} failed attempts); using the archive as it is"
+                )
+            if now - last_said >= 5:
+                behind = segment_distance(archived, segment, size)
+                clock.say(f"  archiver at {archived}: {behind} segments to {segment} ({now - start:.0f} s)")
+                last_said = now
             time.sleep(0.1)
-    return f"segment {segment} not archived within {timeout:.0f} s; using the archive as it is"
+
+
+def segment_distance(archived: str | None, segment: str, segment_size: int) -> str:
+    """How many segments lie between the last archived one and `segment` (pure; '?' when unknown)."""
+    if archived is None or not WAL_NAME.match(archived[:24]) or not WAL_NAME.match(segment):
+        return "?"
+    _, a = segment_of(archived[:24], segment_size)
+    _, b = segment_of(segment, segment_size)
+    return str(max(b - a, 0))
 
 
 _STOPPED = re.compile(r"recovery stopping before (?:commit|abort) of transaction \d+, time (.+)$", re.M)
@@ -573,18 +601,25 @@ def archive_command_line(command: str, path: Path, name: str) -> str:
     return "".join(out)
 
 
-def ship_staged(staged: Path, archive_command: str, user: str) -> list[str]:
-    """Archive the staged WAL files (history first, then segments in order) through the source's own
-    `archive_command`, as `user`, so they reach wherever the source archives (its folder, its WAL bucket); an
-    idempotent command makes a rerun harmless. Returns their names."""
+def ship_staged(staged: Path, archive_command: str, user: str, parallel: int = 4) -> list[str]:
+    """Archive the staged WAL files through the source's own `archive_command`, as `user`, so they reach wherever
+    the source archives (its folder, its WAL bucket): history files first, then the segments, `parallel` at a
+    time (as WAL-G's and pgBackRest's parallel pushes); an idempotent command makes a rerun harmless. Returns the
+    names in archive order."""
     _no_quotes(staged, "staging folder")
     if not archive_command.strip():
         raise BadInput("the source has no archive_command; expected archiving on for a restore that is cut over")
-    shipped = []
-    for path in sorted(staged.iterdir()):
+    files = sorted(staged.iterdir(), key=lambda p: (not p.name.endswith(".history"), p.name))
+
+    def ship(path: Path) -> None:
         pg_tools.run(["sh", "-c", archive_command_line(archive_command, path, path.name)], user=user)
-        shipped.append(path.name)
-    return shipped
+
+    for path in [f for f in files if f.name.endswith(".history")]:
+        ship(path)
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="ship-staged") as pool:
+        for future in [pool.submit(ship, f) for f in files if not f.name.endswith(".history")]:
+            future.result()
+    return [f.name for f in files]
 
 
 def swap_in(

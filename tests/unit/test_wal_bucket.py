@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drtopo.backup import wal
-from drtopo.database.pitr import archive_command_line
+from drtopo.database.pitr import archive_command_line, segment_distance
 from drtopo.report import BadInput
 from lab import postgres
 from lab.wal_agent import Agent, client_script
@@ -83,3 +83,12 @@ def test_a_restore_from_the_bucket_is_not_a_cutover(capsys: pytest.CaptureFixtur
 def test_wal_names_are_checked_before_anything_is_read(capsys: pytest.CaptureFixture[str]) -> None:
     assert wal_cli.main(["fetch", "../../x", "/tmp/y", "--stack", "prod", "--outputs", "/nonexistent.json"]) == 2
     assert "not a WAL archive file name" in capsys.readouterr().err
+
+
+def test_the_archiver_backlog_is_counted_in_segments_of_the_servers_size() -> None:
+    mb = 1024 * 1024
+    # 1 MB segments: 4096 per 4 GB "log", so ...00000FFF is followed by ...0000010000000000.
+    assert segment_distance("000000010000000000000FFF", "000000010000000100000002", mb) == "3"
+    assert segment_distance("000000010000000000000010", "000000010000000000000010", 16 * mb) == "0"
+    assert segment_distance(None, "000000010000000000000010", 16 * mb) == "?"
+    assert segment_distance("000000010000000000000012", "000000010000000000000010", 16 * mb) == "0"
