@@ -21,18 +21,14 @@ from drtopo.backup.dumps import OPERATIONAL_ERRORS, list_backups, restore_test, 
 from drtopo.database import pg_tools
 from drtopo.outputs import load_outputs
 from drtopo.report import Clock, Report, main_guard
-from scripts.cli import OneLineParser, parser
+from scripts.cli import OneLineParser, subcommands
 
 DESCRIPTION = "Run, verify and list database dumps in the dump bucket's tiers; back up configuration."
 
 
 def build_parser() -> argparse.ArgumentParser:
     top = OneLineParser(prog="python -m scripts.backup", description=DESCRIPTION)
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str, changes_state: bool) -> argparse.ArgumentParser:
-        shared = parser("backup", help_text, changes_state)
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[shared], add_help=False)
+    command = subcommands(top, "backup")
 
     run = command("run", "pg_dump (custom format) the service database into every tier of the date", True)
     run.add_argument("--date", type=_day, help="backup date deciding the tiers (YYYY-MM-DD, default today UTC)")

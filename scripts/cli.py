@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -52,6 +53,19 @@ def parser(
     if changes_state:
         p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     return p
+
+
+def subcommands(top: argparse.ArgumentParser, prog: str) -> Callable[[str, str, bool], argparse.ArgumentParser]:
+    """`command(name, help, changes_state)`: a subcommand of `top` with the shared flags (`parser`)."""
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, changes_state: bool) -> argparse.ArgumentParser:
+        shared = parser(prog, help_text, changes_state)
+        # argparse %-formats help strings, not descriptions (a `%p` in a help text would break `--help`).
+        escaped = help_text.replace("%", "%%")
+        return sub.add_parser(name, help=escaped, description=help_text, parents=[shared], add_help=False)
+
+    return command
 
 
 def failover_flags(p: argparse.ArgumentParser) -> None:

@@ -36,18 +36,17 @@ from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
 from drtopo.outputs import load_outputs
 from drtopo.report import BadInput, Clock, Report, main_guard
-from scripts.cli import OneLineParser, parser
+from scripts.cli import OneLineParser, subcommands
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
 
 
 def build_parser() -> argparse.ArgumentParser:
     top = OneLineParser(prog="python -m scripts.restore", description=DESCRIPTION)
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = subcommands(top, "restore")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        shared = parser("restore", help_text, changes_state=True)
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[shared], add_help=False)
+        return add(name, help_text, True)
 
     dump = command("dump", "restore a dump from the dump bucket into a database and check its row counts")
     dump.add_argument("key", help="object key in the dump bucket (see `backup list`)")

@@ -22,21 +22,14 @@ from drtopo.backup import store, wal
 from drtopo.database import pitr
 from drtopo.outputs import load_outputs
 from drtopo.report import EXIT_FAILED, EXIT_OK, Clock, Report, main_guard
-from scripts.cli import OneLineParser, parser
+from scripts.cli import OneLineParser, subcommands
 
 DESCRIPTION = "Archive WAL to the stack's WAL bucket, fetch it back, check its chain, upload a base backup."
 
 
 def build_parser() -> argparse.ArgumentParser:
     top = OneLineParser(prog="python -m scripts.wal", description=DESCRIPTION)
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str, changes_state: bool) -> argparse.ArgumentParser:
-        shared = parser("wal", help_text, changes_state)
-        # argparse %-formats help strings, not descriptions.
-        return sub.add_parser(
-            name, help=help_text.replace("%", "%%"), description=help_text, parents=[shared], add_help=False
-        )
+    command = subcommands(top, "wal")
 
     push = command("push", "archive_command: upload one WAL file (%p %f); same bytes again is success", True)
     push.add_argument("path", type=Path, help="the file to archive (%%p)")

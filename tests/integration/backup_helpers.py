@@ -4,13 +4,17 @@ and put rows into the lab's service tables."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import psycopg
 
+from drtopo.database.connect import connect
+from drtopo.outputs import StackOutputs
 from lab.core import Lab
 
 
@@ -31,6 +35,19 @@ def insert_rows(conn: psycopg.Connection, prefix: str, count: int) -> None:
         " SELECT %s || g, 'ORDER', 'rejected', 'CREATE' FROM generate_series(1, %s) g",
         (prefix, count),
     )
+
+
+def rows_around_t(outputs: StackOutputs, prefix: str) -> tuple[int, datetime]:
+    """300 rows `<prefix>-a-...` committed before a time T and 200 `<prefix>-b-...` after it; returns the row count
+    before the first batch and T (a restore to T must hold the first batch and none of the second)."""
+    with connect(outputs) as conn:
+        before = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
+        insert_rows(conn, f"{prefix}-a-{time.time_ns()}-", 300)
+        time.sleep(0.3)
+        target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        time.sleep(0.3)
+        insert_rows(conn, f"{prefix}-b-", 200)
+    return before, target
 
 
 def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

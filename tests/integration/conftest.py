@@ -1,7 +1,8 @@
 """Fixtures over the real lab: one Lab for the whole integration session, its env applied to os.environ.
 
 `lab` starts it in a temporary root (mode 0755 so the postgres user can enter) and always stops it, even when
-`up` or a test fails; `fresh_pg` gives a test a freshly built PostgreSQL pair (prod primary, dr standby).
+`up` or a test fails; `fresh_pg` gives a test a freshly built PostgreSQL pair (prod primary, dr standby); `prod` the
+prod outputs with prod an archiving primary; `restored` the data directories of restored instances to clean up.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from drtopo.database.connect import connect
+from drtopo.database.pitr import stop_instance
+from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts.drill.loadgen import stop_all as drill_load_stop_all
 from tests.integration.switchover_support import LIVE_WRITERS
@@ -54,3 +59,31 @@ def no_load_left_running() -> Iterator[None]:
     drill_load_stop_all()
     for writer in list(LIVE_WRITERS):
         writer.stop()
+
+
+# The point-in-time restore tests' (test_pitr, test_wal_bucket): prod as the archiving primary; restored instances
+# stopped and removed afterwards.
+@pytest.fixture
+def prod(lab: Lab) -> StackOutputs:
+    """The prod stack's outputs, with prod the archiving primary (rebuilt if an earlier test left it otherwise)."""
+    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    try:
+        with connect(outputs) as conn:
+            primary = not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    except psycopg.OperationalError:
+        primary = False
+    if not primary or outputs.self_managed is None:
+        lab.reset_postgres()
+        outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    return outputs
+
+
+@pytest.fixture
+def restored(prod: StackOutputs) -> Iterator[list[Path]]:
+    """Data directories of restored instances; each is stopped and removed afterwards."""
+    dirs: list[Path] = []
+    yield dirs
+    assert prod.self_managed is not None
+    for data_dir in dirs:
+        stop_instance(prod.self_managed, data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)

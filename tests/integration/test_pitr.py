@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,52 +14,20 @@ import psycopg
 import pytest
 
 from drtopo.database.connect import connect, password
-from drtopo.database.pitr import archived_segments, find_base_backups, stop_instance, wait_archived
-from drtopo.outputs import StackOutputs, load_outputs
+from drtopo.database.pitr import archived_segments, find_base_backups, wait_archived
+from drtopo.outputs import StackOutputs
 from lab.core import Lab
 from scripts import restore
-from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
+from tests.integration.backup_helpers import checks, insert_rows, rows_around_t, run_cli, stack_args
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def prod(lab: Lab) -> StackOutputs:
-    """The prod stack's outputs, with prod the archiving primary (rebuilt if an earlier test left it otherwise)."""
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
-    try:
-        with connect(outputs) as conn:
-            primary = not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-    except psycopg.OperationalError:
-        primary = False
-    if not primary or outputs.self_managed is None:
-        lab.reset_postgres()
-        outputs = load_outputs(lab.outputs_path("prod"), "prod")
-    return outputs
-
-
-@pytest.fixture
-def restored(prod: StackOutputs) -> Iterator[list[Path]]:
-    """Data directories of restored instances; each is stopped and removed afterwards."""
-    dirs: list[Path] = []
-    yield dirs
-    assert prod.self_managed is not None
-    for data_dir in dirs:
-        stop_instance(prod.self_managed, data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_self_managed_pitr_lands_exactly_at_t(
     lab: Lab, prod: StackOutputs, restored: list[Path], tmp_path: Path
 ) -> None:
     assert prod.self_managed is not None
-    with connect(prod) as conn:
-        before = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
-        insert_rows(conn, f"pitr-a-{time.time_ns()}-", 300)
-        time.sleep(0.3)
-        target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        time.sleep(0.3)
-        insert_rows(conn, "pitr-b-", 200)  # committed after T: must not be in the restored database
+    before, target = rows_around_t(prod, "pitr")  # pitr-b-* committed after T: not in the restored database
     archive = Path(prod.self_managed.archive_dir)
     histories = set(archive.glob("*.history"))
     code, report = run_cli(

@@ -5,9 +5,7 @@ alone lands exactly at T."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,38 +13,14 @@ import pytest
 
 from drtopo.backup import store, wal
 from drtopo.database.connect import connect, password
-from drtopo.database.pitr import archived_segments, stop_instance, wait_archived
-from drtopo.outputs import StackOutputs, load_outputs
+from drtopo.database.pitr import archived_segments, wait_archived
+from drtopo.outputs import StackOutputs
 from lab.core import Lab
 from scripts import restore
 from scripts import wal as wal_cli
-from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
+from tests.integration.backup_helpers import checks, insert_rows, rows_around_t, run_cli, stack_args
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def prod(lab: Lab) -> StackOutputs:
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
-    try:
-        with connect(outputs) as conn:
-            primary = not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-    except psycopg.OperationalError:
-        primary = False
-    if not primary:
-        lab.reset_postgres()
-        outputs = load_outputs(lab.outputs_path("prod"), "prod")
-    return outputs
-
-
-@pytest.fixture
-def restored(prod: StackOutputs) -> Iterator[list[Path]]:
-    dirs: list[Path] = []
-    yield dirs
-    assert prod.self_managed is not None
-    for data_dir in dirs:
-        stop_instance(prod.self_managed, data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def test_every_archived_file_reaches_the_bucket_with_its_checksum(lab: Lab, prod: StackOutputs) -> None:
@@ -88,13 +62,7 @@ def test_fetch_brings_a_file_back_and_says_when_there_is_none(lab: Lab, prod: St
 def test_pitr_from_the_wal_bucket_alone_lands_exactly_at_t(
     lab: Lab, prod: StackOutputs, restored: list[Path], tmp_path: Path
 ) -> None:
-    with connect(prod) as conn:
-        before = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
-        insert_rows(conn, f"walb-a-{time.time_ns()}-", 300)
-        time.sleep(0.3)
-        target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        time.sleep(0.3)
-        insert_rows(conn, "walb-b-", 200)
+    before, target = rows_around_t(prod, "walb")
     args = ["pitr", "--time", target.isoformat(), "--wal-source", "bucket", *stack_args(lab)]
     code, report = run_cli(restore.main, args, tmp_path / "pitr.json")
     assert report, "no report written"
