@@ -34,7 +34,7 @@ from drtopo.backup.store import RETRIEVAL_TIERS
 from drtopo.database import pg_tools, pitr
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
-from drtopo.outputs import load_outputs
+from drtopo.outputs import load_outputs, peer_outputs
 from drtopo.report import BadInput, Clock, Report, main_guard
 from scripts.cli import OneLineParser, subcommands
 
@@ -186,6 +186,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 target_dir=args.target_dir,
                 target_port=args.target_port,
                 dry_run=args.dry_run,
+                peer=peer_outputs(args.outputs, outputs.peer_stack),
             )
         elif args.command == "pitr":
             assert target_time is not None

@@ -24,7 +24,8 @@ from drtopo.backup import store as dump_store
 from drtopo.backup import wal
 from drtopo.backup.dumps import compare_counts
 from drtopo.database import connect as db
-from drtopo.database import fence, pg_tools, pitr, reapply
+from drtopo.database import fence, pg_tools, pitr, reapply, replication
+from drtopo.database import standby as standby_mod
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
@@ -351,12 +352,14 @@ def recover_with_cutover(
     target_dir: Path | None = None,
     target_port: int | None = None,
     dry_run: bool = False,
+    peer: StackOutputs | None = None,
 ) -> None:
     """Corruption recovery end to end on a self-managed PostgreSQL: restore to T into a new instance, re-apply what
     the damaged database acknowledged after T (never the damaging transactions' rows), fence the damaged database,
     re-apply what came in meanwhile, validate, then the rename swap: the restored instance takes the damaged one's
-    data directory and endpoint, the damaged one is kept, renamed. With `dry_run` the restore runs into a scratch
-    instance only to find the rows, which are printed; the source and the service are left as they are."""
+    data directory and endpoint, the damaged one is kept, renamed; last, `peer`'s standby is rebuilt from the
+    restored instance. With `dry_run` the restore runs into a scratch instance only to find the rows, which are
+    printed; the source and the service are left as they are."""
     pg = outputs.self_managed
     if pg is None:
         raise BadInput("this cutover needs a self-managed PostgreSQL (selfManaged in the outputs); RDS has its own")
@@ -410,7 +413,7 @@ def recover_with_cutover(
     report.check(
         "cutover", True, f"restored instance serves {outputs.db_address}:{outputs.db_port}; damaged kept in {kept}"
     )
-    report.skip("standby", "a standby of the damaged instance follows the old timeline; re-clone it (pg_basebackup)")
+    rebuild_peer_standby(outputs, peer, report, clock)
     report.measured.update(
         outcome.measured(),
         cutover_at=time.time(),
@@ -418,6 +421,46 @@ def recover_with_cutover(
         wal_shipped=shipped,
         data_dir=pg.data_dir,
         conninfo=endpoint_conninfo,
+    )
+
+
+def rebuild_peer_standby(outputs: StackOutputs, peer: StackOutputs | None, report: Report, clock: Clock) -> None:
+    """After a cutover the peer's standby still follows the damaged instance's timeline (it replayed the damage):
+    rebuild it as a standby of the restored instance (pg_rewind back to the fork at T, else a fresh base backup),
+    then wait until it has replayed the restored instance's current position, so the stack is protected again."""
+    if peer is None or peer.self_managed is None:
+        report.skip(
+            "standby",
+            f"no self-managed outputs of the peer {outputs.peer_stack} beside this stack's: its standby still follows "
+            "the damaged timeline; rebuild it (`scripts.failback --stack "
+            f"{outputs.peer_stack}` or pg_basebackup)",
+        )
+        return
+    try:
+        with db.connect(peer) as conn:
+            standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+    except psycopg.OperationalError as exc:
+        report.skip("standby", f"{peer.stack}'s database does not answer ({pg_tools.one_line(exc)}); rebuild it later")
+        return
+    if not standby:
+        report.skip("standby", f"{peer.stack}'s database is a primary, not this stack's standby: left as it is")
+        return
+    try:
+        with clock.step(f"rebuild {peer.stack}'s standby from the restored instance"):
+            result = standby_mod.rebuild_postgres(peer, outputs)
+        with db.connect(outputs) as primary, db.connect(peer) as conn:
+            lsn = primary.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            with clock.step(f"wait until {peer.stack}'s standby has replayed {lsn}"):
+                waited = replication.wait_replayed(conn, lsn, 120)
+    except (standby_mod.StandbyError, TimeoutError, psycopg.Error) as exc:
+        # The cutover stands (the service writes to the restored instance); only the protection is missing.
+        report.check("standby", False, f"{peer.stack} not rebuilt: {pg_tools.one_line(exc)}; rebuild it by hand")
+        return
+    report.check(
+        "standby",
+        True,
+        f"{peer.stack} rebuilt as a standby of the restored instance by {result['postgres']}; replayed {lsn} "
+        f"{waited:.1f} s later",
     )
 
 

@@ -2,7 +2,8 @@
 
 A damaging transaction deletes and updates rows at T while the service keeps writing; the cutover restores to T,
 re-applies every write after T except the damage's, validates, and swaps the restored instance into the damaged one's
-endpoint (the damaged data directory kept, renamed). `--dry-run` lists the rows and changes nothing.
+endpoint (the damaged data directory kept, renamed), then rebuilds dr's standby from it. `--dry-run` lists the rows
+and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 import boto3
 import pytest
 
+from drtopo.backup import store, wal
 from drtopo.database.connect import connect
 from drtopo.database.pitr import kept_identifier, rds_rename_swap, wait_archived
+from drtopo.database.replication import wait_replayed
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from lab.core import Lab
@@ -30,7 +33,7 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture
 def prod(fresh_pg: Lab) -> Iterator[StackOutputs]:
-    """A fresh pair; rebuilt afterwards, since the cutover leaves the standby on the old timeline."""
+    """A fresh pair; rebuilt afterwards (the cutover leaves prod on a new timeline and the damaged one kept)."""
     yield load_outputs(fresh_pg.outputs_path("prod"), "prod")
     fresh_pg.reset_postgres()
 
@@ -89,7 +92,7 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     assert m["rows_reapplied_per_table"] == {"interface_exceptions": 21, "retry_attempts": 0}
     assert m["rows_excluded_as_damage"]["interface_exceptions"] == 100
     assert checks(report)["restored holds every write after T"]["ok"]
-    assert checks(report)["standby"]["outcome"] == "skip"
+    assert checks(report)["standby"]["ok"], checks(report)["standby"]
     kept = Path(m["damaged_kept"])
     assert kept.is_dir() and (kept / "PG_VERSION").is_file(), "the damaged data directory is kept, renamed"
     with connect(prod) as conn:  # the same endpoint, now the restored instance
@@ -101,10 +104,25 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
         assert conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0] >= 2
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
     # The service writes again on the restored database, with ids after every re-applied one.
-    assert post(prod.service_url, "after-cutover") > max(after_ids)
+    newest = post(prod.service_url, "after-cutover")
+    assert newest > max(after_ids)
+    # dr's standby was rebuilt from the restored instance: it follows the new timeline and has the new row.
+    dr = load_outputs(lab.outputs_path("dr"), "dr")
+    with connect(prod) as conn:
+        lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    with connect(dr) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+        wait_replayed(conn, lsn, 60)
+        assert conn.execute("SELECT count(*) FROM interface_exceptions WHERE id = %s", (newest,)).fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM interface_exceptions WHERE id = ANY(%s)", (list(before),)).fetchone()[
+            0
+        ] == len(before), "the standby holds the rows the damage deleted"
     archive = Path(prod.self_managed.archive_dir)
     assert any(name.endswith(".history") for name in m["wal_shipped"])
     assert all((archive / name).is_file() for name in m["wal_shipped"])
+    # ... and through the source's own archive command into its WAL bucket too.
+    in_bucket = wal.listing(store.s3_client(prod), prod.wal_bucket)
+    assert set(m["wal_shipped"]) <= set(in_bucket), sorted(set(m["wal_shipped"]) - set(in_bucket))
     # The archive now continues on the new timeline, with no gap from the base backup through the fork.
     with connect(prod) as conn:
         wait_archived(conn)
