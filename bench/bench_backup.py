@@ -26,7 +26,7 @@ import psycopg
 from bench.common import a_lab
 from drtopo.database.connect import connect, password
 from drtopo.database.pitr import stop_instance
-from drtopo.outputs import load_outputs
+from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts import backup, restore
 
@@ -49,6 +49,20 @@ def timed(main: Callable[[Sequence[str]], int], args: list[str], report: Path) -
     return seconds, json.loads(report.read_text())
 
 
+def timed_pitr(args: list[str], outputs: StackOutputs, report: Path) -> tuple[float, dict[str, Any], int]:
+    """`restore pitr` with `args`, timed; the rows the restored instance holds; the instance stopped and removed."""
+    seconds, pitr = timed(restore.main, ["pitr", *args], report)
+    data_dir = Path(pitr["measured"]["data_dir"])
+    try:
+        with psycopg.connect(pitr["measured"]["conninfo"], password=password(outputs)) as conn:
+            rows = int(conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0])
+    finally:
+        assert outputs.self_managed is not None
+        stop_instance(outputs.self_managed, data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return seconds, pitr, rows
+
+
 def run(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     os.environ.update(lab.env())
     outputs = load_outputs(lab.outputs_path("prod"), "prod")
@@ -68,15 +82,7 @@ def run(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     verify_s, verified = timed(backup.main, ["verify", key, *stack], work / "verify.json")
     test_s, _ = timed(backup.main, ["verify", key, "--restore-test", *stack], work / "restore-test.json")
 
-    pitr_s, pitr = timed(restore.main, ["pitr", "--time", target.isoformat(), *stack], work / "pitr.json")
-    data_dir = Path(pitr["measured"]["data_dir"])
-    try:
-        with psycopg.connect(pitr["measured"]["conninfo"], password=password(outputs)) as conn:
-            restored_rows = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
-    finally:
-        assert outputs.self_managed is not None
-        stop_instance(outputs.self_managed, data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    pitr_s, pitr, restored_rows = timed_pitr(["--time", target.isoformat(), *stack], outputs, work / "pitr.json")
     return {
         "rows": rows,
         "fill_seconds": round(fill_seconds, 2),

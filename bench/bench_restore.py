@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -24,10 +23,9 @@ from typing import Any
 
 from psycopg import sql
 
-from bench.bench_backup import FILL, timed
+from bench.bench_backup import FILL, timed, timed_pitr
 from bench.common import a_lab
 from drtopo.database.connect import connect
-from drtopo.database.pitr import stop_instance
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts import backup, restore
@@ -98,20 +96,13 @@ def pitr_from_bucket(lab: Lab, stack: list[str], work: Path, wal_bytes: float) -
     outputs = lab_outputs(lab)
     with connect(outputs) as conn:
         target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    args = ["pitr", "--time", target.isoformat(), "--wal-source", "bucket", *stack]
-    seconds, report = timed(restore.main, args, work / "bucket.json")
+    args = ["--time", target.isoformat(), "--wal-source", "bucket", *stack]
+    seconds, report, _ = timed_pitr(args, outputs, work / "bucket.json")
     m = report["measured"]
-    try:
-        if not report.get("ok"):
-            raise RuntimeError(f"restore pitr --wal-source bucket failed: {report.get('checks')}")
-        steps = {s["step"]: s["seconds"] for s in m["steps"]}
-        fetch = next(v for k, v in steps.items() if k.startswith("fetch the archive of"))
-        base = next(v for k, v in steps.items() if k.startswith("fetch base backup"))
-        replay = steps["replay WAL to T and promote"]
-    finally:
-        if "data_dir" in m and outputs.self_managed is not None:
-            stop_instance(outputs.self_managed, Path(m["data_dir"]))
-            shutil.rmtree(m["data_dir"], ignore_errors=True)
+    steps = {s["step"]: s["seconds"] for s in m["steps"]}
+    fetch = next(v for k, v in steps.items() if k.startswith("fetch the archive of"))
+    base = next(v for k, v in steps.items() if k.startswith("fetch base backup"))
+    replay = steps["replay WAL to T and promote"]
     return {
         "bucket_pitr_seconds_cli": round(seconds, 2),
         "bucket_pitr_fetch_wal_seconds": fetch,

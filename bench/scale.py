@@ -33,13 +33,12 @@ from typing import Any
 import psycopg
 
 from bench import bench_compare
-from bench.bench_backup import timed
-from drtopo.database.connect import connect, password
-from drtopo.database.pitr import stop_instance
+from bench.bench_backup import timed, timed_pitr
+from drtopo.database.connect import connect
 from drtopo.database.standby import rebuild_postgres
 from drtopo.outputs import load_outputs
 from lab.core import REPO_DIR, Lab
-from scripts import backup, promote, restore
+from scripts import backup, promote
 
 # The lab schema's rows as the service writes them (about 250 bytes a row with its four indexes).
 FILL = """
@@ -144,15 +143,7 @@ def _one_size(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     t["restore"], restored = timed(backup.main, ["verify", key, "--restore-test", *stack], work / "restore.json")
     say(f"  {label(rows)}: dump + verify {t['dump + verify']:.1f} s, restore {t['restore']:.1f} s")
 
-    pitr_s, pitr = timed(restore.main, ["pitr", "--time", target.isoformat(), *stack], work / "pitr.json")
-    data_dir = Path(pitr["measured"]["data_dir"])
-    try:
-        with psycopg.connect(pitr["measured"]["conninfo"], password=password(prod_out)) as conn:
-            pitr_rows = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
-    finally:
-        assert prod_out.self_managed is not None
-        stop_instance(prod_out.self_managed, data_dir)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    pitr_s, _, pitr_rows = timed_pitr(["--time", target.isoformat(), *stack], prod_out, work / "pitr.json")
     t["pitr"] = pitr_s
     say(f"  {label(rows)}: PITR over {wal_bytes / 1e9:.2f} GB of WAL in {pitr_s:.1f} s")
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.backup import store, wal
-from drtopo.database import pitr
 from drtopo.outputs import load_outputs
 from drtopo.report import EXIT_FAILED, EXIT_OK, Clock, Report, main_guard
 from scripts.cli import OneLineParser, subcommands
@@ -73,7 +70,7 @@ def _main(argv: Sequence[str] | None) -> int:
     report, clock = Report(), Clock()
     try:
         if args.command == "check":
-            check(s3, outputs.wal_bucket, report)
+            wal.check_chain(s3, outputs.wal_bucket, report)
         elif args.dry_run:
             report.check("plan", True, f"would upload the base backup in {args.folder} to s3://{outputs.wal_bucket}")
         else:
@@ -83,31 +80,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except (ClientError, BotoCoreError, OSError, wal.WalConflict) as exc:
         report.check(args.command, False, str(exc).splitlines()[0])
     return report.finish(args.json_path, clock, strict=args.strict)
-
-
-def check(s3: Any, bucket: str, report: Report) -> None:
-    archive = wal.read_archive(s3, bucket)
-    report.measured.update(segments=len(archive.segments), base_backups=archive.base_backups)
-    if not archive.base_backups:
-        report.check("base backup", False, f"s3://{bucket} holds no base backup; upload one with `scripts.wal base`")
-        return
-    oldest = min(archive.base_backups, key=lambda s: pitr.segment_of(s, archive.segment_size)[1])
-    gaps = wal.chain_gaps(s3, archive, oldest)
-    report.measured["wal_gaps"] = gaps
-    newest = archive.segments[-1] if archive.segments else "none"
-    age = None
-    if archive.newest_upload is not None:
-        age = round((datetime.now(UTC) - archive.newest_upload).total_seconds(), 1)
-    report.measured["newest_upload_age_seconds"] = age
-    report.check(
-        "WAL chain",
-        not gaps,
-        f"no gap from {oldest} (oldest base backup) to {newest} in s3://{bucket}; newest file uploaded {age} s ago"
-        if not gaps
-        else f"{len(gaps)} segments missing, first {gaps[0]}: a restore from s3://{bucket} cannot replay past it",
-        value=len(gaps),
-        limit=0,
-    )
 
 
 if __name__ == "__main__":

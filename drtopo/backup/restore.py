@@ -164,8 +164,7 @@ def restore_pitr(
         raise BadInput(
             "--target-instance is for an RDS restore (add --rds); self-managed takes --target-dir/--target-port"
         )
-    if use_rds and wal_source != "archive":
-        raise BadInput(f"--wal-source {wal_source} is for a self-managed restore; RDS replays its own logs")
+    _check_wal_source(use_rds, wal_source)
     kind = "RDS" if use_rds else f"self-managed, WAL from the {wal_source}"
     with clock.step(f"point-in-time restore to {target.isoformat()} ({kind})"):
         if use_rds:
@@ -183,13 +182,17 @@ def restore_pitr(
 WAL_SOURCES = ("archive", "bucket")
 
 
+def _check_wal_source(use_rds: bool, wal_source: str) -> None:
+    if use_rds and wal_source != "archive":
+        raise BadInput(f"--wal-source {wal_source} is for a self-managed restore; RDS replays its own logs")
+
+
 def bucket_copy(
-    outputs: StackOutputs, report: Report, clock: Clock, folder: Path, segments: str = "all"
+    s3: Any, outputs: StackOutputs, report: Report, clock: Clock, folder: Path, segments: str = "all"
 ) -> tuple[SelfManagedPostgres, wal.BucketArchive]:
     """The stack's self-managed settings with the archive and base backups replaced by a local copy of what its WAL
     bucket holds (`wal.materialize`): a restore from it uses the bucket's archive and nothing else."""
     assert outputs.self_managed is not None
-    s3 = stack_client("s3", outputs)
     archive = wal.read_archive(s3, outputs.wal_bucket)
     if not archive.base_backups:
         raise BadInput(f"s3://{outputs.wal_bucket} holds no base backup; upload one with `python -m scripts.wal base`")
@@ -223,12 +226,13 @@ def _restore_from_bucket(
         report.check("source archive", True, pitr.flush_archive(outputs, clock))
     folder = Path(pg.data_dir).parent / f"wal-bucket-{target.strftime('%Y%m%dT%H%M%SZ')}"
     shutil.rmtree(folder, ignore_errors=True)
+    s3 = stack_client("s3", outputs)
     try:
-        copy, archive = bucket_copy(outputs, report, clock, folder, "newest" if dry_run else "all")
+        copy, archive = bucket_copy(s3, outputs, report, clock, folder, "newest" if dry_run else "all")
         chosen = pitr.choose_base_backup(
             pitr.find_base_backups(Path(copy.base_backup_dir), Path(copy.archive_dir)), target
         )
-        gaps = wal.chain_gaps(stack_client("s3", outputs), archive, chosen.start_wal)
+        gaps = wal.chain_gaps(s3, archive, chosen.start_wal)
         report.measured["wal_gaps"] = gaps
         if gaps:
             raise BadInput(
@@ -236,7 +240,6 @@ def _restore_from_bucket(
                 f"first {gaps[0]}: a restore to {target.isoformat()} cannot replay past it"
             )
         report.check("WAL chain", True, f"no gap in s3://{outputs.wal_bucket} from {chosen.start_wal} on")
-        s3 = stack_client("s3", outputs)
         return pitr.restore_self_managed(
             outputs,
             copy,
@@ -259,13 +262,13 @@ def show_window(
     """Print the restorable window (and for T the base backup it would use); a T outside it is BadInput. With
     `wal_source` "bucket" the window and the chain are those of the stack's WAL bucket."""
     use_rds = rds or outputs.self_managed is None
-    if use_rds and wal_source != "archive":
-        raise BadInput(f"--wal-source {wal_source} is for a self-managed restore; RDS replays its own logs")
+    _check_wal_source(use_rds, wal_source)
     if use_rds or wal_source == "archive":
         return _show_window(outputs, report, target, use_rds, None)
+    s3 = stack_client("s3", outputs)
     with tempfile.TemporaryDirectory(prefix="drtopo-wal-window-") as folder:
-        copy, archive = bucket_copy(outputs, report, Clock(), Path(folder), "newest")
-        return _show_window(outputs, report, target, False, (copy, archive))
+        copy, archive = bucket_copy(s3, outputs, report, Clock(), Path(folder), "newest")
+        return _show_window(outputs, report, target, False, (copy, archive, s3))
 
 
 def _show_window(
@@ -273,7 +276,7 @@ def _show_window(
     report: Report,
     target: datetime | None,
     use_rds: bool,
-    bucket: tuple[SelfManagedPostgres, wal.BucketArchive] | None,
+    bucket: tuple[SelfManagedPostgres, wal.BucketArchive, Any] | None,
 ) -> pitr.Window:
     now = datetime.now(UTC)
     if use_rds:
@@ -302,7 +305,7 @@ def _show_window(
     if not use_rds and window.backups:
         oldest = min(window.backups, key=lambda b: b.start_time)
         if bucket:
-            gaps = wal.chain_gaps(stack_client("s3", outputs), bucket[1], oldest.start_wal)
+            gaps = wal.chain_gaps(bucket[2], bucket[1], oldest.start_wal)
         else:
             assert outputs.self_managed is not None
             gaps = pitr.check_wal_chain(Path(outputs.self_managed.archive_dir), oldest)

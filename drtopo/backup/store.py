@@ -230,13 +230,18 @@ def wait_readable(
 
 def download(s3: Any, bucket: str, key: str, dest: Path) -> str:
     """Stream the object to `dest`, returning the SHA-256 of the bytes received."""
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    return download_object(s3, bucket, key, dest)[0]
+
+
+def download_object(s3: Any, bucket: str, key: str, dest: Path) -> tuple[str, dict[str, str]]:
+    """Stream the object to `dest` with one GetObject: the SHA-256 of the bytes received and the object's metadata."""
+    response = s3.get_object(Bucket=bucket, Key=key)
     digest = hashlib.sha256()
     with open(dest, "wb") as f:
-        for chunk in body.iter_chunks(CHUNK):
+        for chunk in response["Body"].iter_chunks(CHUNK):
             digest.update(chunk)
             f.write(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), dict(response.get("Metadata", {}))
 
 
 def list_dumps(s3: Any, bucket: str) -> list[tuple[DumpKey, str, int, str]]:

@@ -17,11 +17,12 @@ base backup on, in parallel and checksum-verified) so that recovery replays the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from botocore.exceptions import ClientError
 from drtopo.backup import store
 from drtopo.database import pitr
 from drtopo.outputs import StackOutputs
-from drtopo.report import BadInput
+from drtopo.report import BadInput, Report
 
 WAL_PREFIX = "wal/"
 BASE_PREFIX = "basebackups/"
@@ -67,7 +68,8 @@ def base_key(start_wal: str, file: str) -> str:
 def push(s3: Any, outputs: StackOutputs, path: Path, name: str) -> str:
     """Archive `path` as `name` in the WAL bucket; idempotent for the same bytes, refusing other bytes."""
     key = wal_key(name)
-    digest = store.sha256_file(path)
+    data = path.read_bytes()  # one read: a segment is at most 1 GB and usually 16 MB
+    digest = hashlib.sha256(data).hexdigest()
     try:
         head = s3.head_object(Bucket=outputs.wal_bucket, Key=key)
     except ClientError as exc:
@@ -84,7 +86,7 @@ def push(s3: Any, outputs: StackOutputs, path: Path, name: str) -> str:
     s3.put_object(
         Bucket=outputs.wal_bucket,
         Key=key,
-        Body=path.read_bytes(),
+        Body=data,
         Metadata={"sha256": digest, "source": outputs.db_instance_id},
         **store.encryption_args(outputs),
     )
@@ -93,19 +95,14 @@ def push(s3: Any, outputs: StackOutputs, path: Path, name: str) -> str:
 
 def fetch(s3: Any, bucket: str, name: str, dest: Path) -> bool:
     """Download `name` from the WAL bucket to `dest` (atomically, checksum verified); False when it is not there."""
-    key = wal_key(name)
     partial = dest.with_name(dest.name + ".drtopo-part")
     try:
-        expected = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
-        digest = store.download(s3, bucket, key, partial)
+        _download_verified(s3, bucket, wal_key(name), partial)
     except ClientError as exc:
         partial.unlink(missing_ok=True)
         if store.is_missing(exc):
             return False
         raise
-    if expected and digest != expected:
-        partial.unlink(missing_ok=True)
-        raise WalConflict(f"s3://{bucket}/{key}: downloaded SHA-256 {digest} differs from the stored {expected}")
     os.replace(partial, dest)
     return True
 
@@ -144,6 +141,11 @@ class BucketArchive:
     def segment_size(self) -> int:
         return self.files[self.segments[0]] if self.segments else pitr.DEFAULT_SEGMENT_SIZE
 
+    @property
+    def oldest_base_backup(self) -> str | None:
+        """The start WAL file of the oldest base backup (by WAL position), if any."""
+        return min(self.base_backups, key=lambda s: pitr.segment_of(s, self.segment_size)[1], default=None)
+
 
 def read_archive(s3: Any, bucket: str) -> BucketArchive:
     objects = _objects(s3, bucket, WAL_PREFIX)
@@ -162,6 +164,32 @@ def chain_gaps(s3: Any, archive: BucketArchive, start_wal: str) -> list[str]:
         pitr.parse_history(_text(s3, archive.bucket, wal_key(history_name))) if history_name in archive.files else []
     )
     return pitr.chain_gaps(names, start_wal, size, history)
+
+
+def check_chain(s3: Any, bucket: str, report: Report) -> None:
+    """The bucket's chain from its oldest base backup to its newest segment, and the age of its newest upload."""
+    archive = read_archive(s3, bucket)
+    report.measured.update(segments=len(archive.segments), base_backups=archive.base_backups)
+    oldest = archive.oldest_base_backup
+    if oldest is None:
+        report.check("base backup", False, f"s3://{bucket} holds no base backup; upload one with `scripts.wal base`")
+        return
+    gaps = chain_gaps(s3, archive, oldest)
+    report.measured["wal_gaps"] = gaps
+    newest = archive.segments[-1] if archive.segments else "none"
+    age = None
+    if archive.newest_upload is not None:
+        age = round((datetime.now(UTC) - archive.newest_upload).total_seconds(), 1)
+    report.measured["newest_upload_age_seconds"] = age
+    report.check(
+        "WAL chain",
+        not gaps,
+        f"no gap from {oldest} (oldest base backup) to {newest} in s3://{bucket}; newest file uploaded {age} s ago"
+        if not gaps
+        else f"{len(gaps)} segments missing, first {gaps[0]}: a restore from s3://{bucket} cannot replay past it",
+        value=len(gaps),
+        limit=0,
+    )
 
 
 def push_base_backup(s3: Any, outputs: StackOutputs, folder: Path) -> str:
@@ -190,8 +218,9 @@ def push_base_backup(s3: Any, outputs: StackOutputs, folder: Path) -> str:
 
 
 def _download_verified(s3: Any, bucket: str, key: str, dest: Path) -> None:
-    expected = s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
-    digest = store.download(s3, bucket, key, dest)
+    """Download `key` to `dest` and check the bytes against the SHA-256 stored with it (removed if they differ)."""
+    digest, metadata = store.download_object(s3, bucket, key, dest)
+    expected = metadata.get("sha256")
     if expected and digest != expected:
         dest.unlink(missing_ok=True)
         raise WalConflict(f"s3://{bucket}/{key}: downloaded SHA-256 {digest} differs from the stored {expected}")
@@ -211,9 +240,8 @@ def materialize(s3: Any, archive: BucketArchive, folder: Path, segments: str = "
     wanted = archive.segments
     if segments == "newest":
         wanted = wanted[-8:]
-    elif archive.base_backups:
-        oldest = min(archive.base_backups, key=lambda s: pitr.segment_of(s, archive.segment_size)[1])
-        first = pitr.segment_of(oldest, archive.segment_size)[1]
+    elif archive.oldest_base_backup is not None:
+        first = pitr.segment_of(archive.oldest_base_backup, archive.segment_size)[1]
         wanted = [n for n in wanted if pitr.segment_of(n, archive.segment_size)[1] >= first]
     names = [n for n in [*small, *wanted] if not (archive_dir / n).is_file()]
     with ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS, thread_name_prefix="wal-fetch") as pool:

@@ -274,16 +274,19 @@ def restore_test_jobs(view: StackView) -> list[Resource]:
     ]
 
 
+def _active_on_primary(view: StackView, jobs: list[Resource], what: str, wanted: str) -> Iterator[Violation]:
+    """A violation when the primary stack has none of `jobs` running (none at all, or all suspended)."""
+    if view.settings.is_primary and all(truthy(j.get("spec.suspend")) for j in jobs):
+        yield violation(None, what, "suspended" if jobs else None, wanted)
+
+
 @stack_rule(
     "restore-test-scheduled",
     "The primary stack restores a dump on a schedule (scripts.backup restore-test), as AWS Backup restore testing.",
 )
 def restore_test_scheduled(view: StackView) -> Iterator[Violation]:
     jobs = restore_test_jobs(view)
-    active = [j for j in jobs if not truthy(j.get("spec.suspend"))]
-    if view.settings.is_primary and not active:
-        found = "suspended" if jobs else None
-        yield violation(None, "CronJob running scripts.backup restore-test", found, "an active CronJob")
+    yield from _active_on_primary(view, jobs, "CronJob running scripts.backup restore-test", "an active CronJob")
     for job in jobs:
         schedule = str(job.get("spec.schedule") or "")
         try:
@@ -295,10 +298,7 @@ def restore_test_scheduled(view: StackView) -> Iterator[Violation]:
 @stack_rule("daily-full-backup", "A CronJob takes a full database dump at least once every day.")
 def daily_full_backup(view: StackView) -> Iterator[Violation]:
     jobs = full_backup_jobs(view)
-    active = [j for j in jobs if not truthy(j.get("spec.suspend"))]
-    if view.settings.is_primary and not active:
-        found = "suspended" if jobs else None
-        yield violation(None, "CronJob running pg_dump", found, "an active CronJob with a daily schedule")
+    yield from _active_on_primary(view, jobs, "CronJob running pg_dump", "an active CronJob with a daily schedule")
     for job in jobs:
         schedule = str(job.get("spec.schedule") or "")
         try:
