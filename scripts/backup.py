@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS, list_backups, restore_test, run, verify
-from drtopo.database import pg_tools
+from drtopo.errors import one_line
 from drtopo.outputs import load_outputs
 from drtopo.report import Clock, Report, main_guard
 from scripts.cli import OneLineParser, subcommands
@@ -95,7 +95,7 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             config_backup.backup(args.stack, outputs, report, clock, args.dry_run)
     except OPERATIONAL_ERRORS as exc:
-        report.check(args.command, False, pg_tools.one_line(exc))
+        report.check(args.command, False, one_line(exc))
     return report.finish(args.json_path, clock, strict=args.strict)
 
 

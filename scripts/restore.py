@@ -31,7 +31,8 @@ from drtopo.backup.restore import (
     show_window,
 )
 from drtopo.backup.store import RETRIEVAL_TIERS
-from drtopo.database import pg_tools, pitr
+from drtopo.database import pitr
+from drtopo.errors import one_line
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
 from drtopo.outputs import load_outputs, peer_outputs
@@ -209,7 +210,7 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run)
     except (*OPERATIONAL_ERRORS, KafkaException) as exc:
-        report.check(args.command, False, pg_tools.one_line(exc))
+        report.check(args.command, False, one_line(exc))
     return report.finish(args.json_path, clock, strict=args.strict)
 
 

@@ -25,6 +25,7 @@ from psycopg import sql
 from drtopo.backup import store as dump_store
 from drtopo.database import connect as db
 from drtopo.database import pg_tools, reapply
+from drtopo.errors import one_line
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report
 from drtopo.tiers import TIERS, DumpKey, dump_key, find_gaps, tiers_for
@@ -178,7 +179,7 @@ def restore_test_into_scratch(
     try:
         admin_plain, secret = pg_tools.split_password(admin_dsn)
     except psycopg.ProgrammingError as exc:
-        raise BadInput(f"--scratch-dsn is not a libpq connection string ({pg_tools.one_line(exc)})") from None
+        raise BadInput(f"--scratch-dsn is not a libpq connection string ({one_line(exc)})") from None
     secret = secret or db.password(outputs)
     with psycopg.connect(admin_plain, password=secret, autocommit=True) as admin:
         if admin.execute("SELECT pg_is_in_recovery()").fetchone()[0]:

@@ -26,6 +26,7 @@ from drtopo.backup.dumps import compare_counts
 from drtopo.database import connect as db
 from drtopo.database import fence, pg_tools, pitr, reapply, replication
 from drtopo.database import standby as standby_mod
+from drtopo.errors import one_line
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
@@ -94,11 +95,11 @@ def restore_dump(
     try:
         target_plain, secret = pg_tools.split_password(target)
     except psycopg.ProgrammingError as exc:
-        raise BadInput(f"--target {target!r} is not a libpq connection string ({pg_tools.one_line(exc)})") from None
+        raise BadInput(f"--target {target!r} is not a libpq connection string ({one_line(exc)})") from None
     try:
         conn = psycopg.connect(target_plain, password=secret, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        raise Unsafe(f"target {target_plain} is not reachable ({pg_tools.one_line(exc)})") from None
+        raise Unsafe(f"target {target_plain} is not reachable ({one_line(exc)})") from None
     with conn:
         if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
             raise Unsafe(f"target {target_plain} is a read-only standby; expected a writable database")
@@ -443,7 +444,7 @@ def rebuild_peer_standby(outputs: StackOutputs, peer: StackOutputs | None, repor
         with db.connect(peer) as conn:
             standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
     except psycopg.OperationalError as exc:
-        report.skip("standby", f"{peer.stack}'s database does not answer ({pg_tools.one_line(exc)}); rebuild it later")
+        report.skip("standby", f"{peer.stack}'s database does not answer ({one_line(exc)}); rebuild it later")
         return
     if not standby:
         report.skip("standby", f"{peer.stack}'s database is a primary, not this stack's standby: left as it is")
@@ -457,7 +458,7 @@ def rebuild_peer_standby(outputs: StackOutputs, peer: StackOutputs | None, repor
                 waited = replication.wait_replayed(conn, lsn, 120)
     except (standby_mod.StandbyError, TimeoutError, psycopg.Error) as exc:
         # The cutover stands (the service writes to the restored instance); only the protection is missing.
-        report.check("standby", False, f"{peer.stack} not rebuilt: {pg_tools.one_line(exc)}; rebuild it by hand")
+        report.check("standby", False, f"{peer.stack} not rebuilt: {one_line(exc)}; rebuild it by hand")
         return
     report.check(
         "standby",

@@ -146,8 +146,3 @@ def table_counts(conn: psycopg.Connection) -> dict[str, int]:
         query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         counts[f"{schema}.{table}"] = int(conn.execute(query).fetchone()[0])
     return counts
-
-
-def one_line(exc: BaseException) -> str:
-    """An error message on one line (libpq's messages span several)."""
-    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__

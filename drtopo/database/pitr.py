@@ -28,6 +28,7 @@ import psycopg
 from drtopo.aws import stack_client
 from drtopo.database import connect as db
 from drtopo.database import pg_tools
+from drtopo.errors import one_line
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
@@ -389,7 +390,7 @@ def flush_archive(outputs: StackOutputs, clock: Clock, stall_seconds: float = 30
     try:
         conn = db.connect(outputs)
     except psycopg.OperationalError as exc:
-        return f"source unreachable ({pg_tools.one_line(exc)}); using the archive as it is"
+        return f"source unreachable ({one_line(exc)}); using the archive as it is"
     with conn, clock.step("flush the source's WAL into the archive"):
         if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
             return "source is a standby; using the archive as it is"
