@@ -2,8 +2,9 @@
 
 Each record holds the type token, logical name, URN, parent URN, the inputs exactly as they would reach the
 provider (camelCased keys, numbers as floats), the provider reference it was registered with and the options that
-matter for safety (protect, retain-on-delete, ignore-changes). Unit tests and the policy tests both evaluate the
-program through `evaluate`; a StackReference answers with `references[name]` (default: a primary in us-east-1).
+matter for safety (protect, retain-on-delete, ignore-changes). The unit tests, the policy pack and the lab all evaluate
+the program through `evaluate`; a StackReference answers with `references[name]` (default: a primary in us-east-1).
+Only the SDK's public runtime API is used (set_mocks, reset_options, register_stack_transformation, test).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.runtime.settings import set_root_resource
-from pulumi.runtime.stack import Stack, register_stack_transformation, run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+import pulumi.runtime
 
+from components.topology import build_topology
 from drtopo.settings import PROJECT, Settings
 
 ACCOUNT_ID = "123456789012"
@@ -146,41 +146,43 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 def evaluate(
     settings: Settings,
-    build: Callable[[Settings], dict[str, Any]] | None = None,
+    build: Callable[[Settings], dict[str, Any]] = build_topology,
     references: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Evaluation:
     """Run `build(settings)` (default: the program's topology) in a mocked stack and record everything;
     `references` maps a StackReference's name to the outputs that stack exports."""
-    if build is None:
-        from components.topology import build_topology as build
-
     mocks = RecordingMocks(settings.region, references)
+    # A fresh root stack per evaluation (set_mocks makes one when none is set), so this evaluation's stack name is
+    # in the URNs and the transformation below sees only this evaluation's resources.
+    pulumi.runtime.reset_options(project=PROJECT, stack=settings.stack, preview=False)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=settings.stack, preview=False)
-    seen: list[tuple[pulumi.Resource, pulumi.ResourceOptions | None]] = []
+    seen: list[tuple[pulumi.Resource, Registered, pulumi.ResourceOptions]] = []
+    protected: dict[int, bool] = {}
     exports: dict[str, Any] = {}
 
     def remember(args: pulumi.ResourceTransformationArgs) -> None:
-        seen.append((args.resource, args.opts))
+        opts = args.opts or pulumi.ResourceOptions()
+        record = mocks.resources.setdefault(
+            f"{args.name}|{args.type_}", Registered(args.type_, args.name, custom=False)
+        )
+        # As the SDK decides it: an unset `protect` is the parent's.
+        parent_protect = protected.get(id(opts.parent), False) if opts.parent is not None else False
+        record.protect = protected[id(args.resource)] = parent_protect if opts.protect is None else bool(opts.protect)
+        record.retain_on_delete = bool(opts.retain_on_delete)
+        record.ignore_changes = tuple(opts.ignore_changes or ())
+        seen.append((args.resource, record, opts))
 
     def program() -> None:
-        set_root_resource(None)
-        Stack()
-        register_stack_transformation(remember)
-        outputs = build(settings)
-        for key, value in outputs.items():
+        pulumi.runtime.register_stack_transformation(remember)
+        for key, value in build(settings).items():
             pulumi.export(key, value)
             pulumi.Output.from_input(value).apply(lambda v, k=key: exports.__setitem__(k, v))
+        # URNs resolve once the mocked engine has registered each resource; the run waits for these.
+        for res, record, opts in seen:
+            res.urn.apply(lambda urn, r=record: setattr(r, "urn", urn))
+            if opts.parent is not None:
+                opts.parent.urn.apply(lambda urn, r=record: setattr(r, "parent_urn", urn))
 
-    _sync_await(run_pulumi_func(program))
-    records: list[Registered] = []
-    for res, opts in seen:
-        type_token, name = res._type, res._name
-        parent = opts.parent if opts else None
-        record = mocks.resources.get(f"{name}|{type_token}") or Registered(type_token, name, custom=False)
-        record.urn = _sync_await(res.urn.future())
-        record.parent_urn = _sync_await(parent.urn.future()) if parent is not None else ""
-        record.protect = bool(res._protect)
-        record.retain_on_delete = bool(opts and opts.retain_on_delete)
-        record.ignore_changes = tuple(opts.ignore_changes or ()) if opts else ()
-        records.append(record)
-    return Evaluation(settings, records, exports)
+    # The SDK's public way to run a function under the mocks and wait for every registration and apply.
+    pulumi.runtime.test(program)()
+    return Evaluation(settings, [record for _, record, _ in seen], exports)

@@ -1,6 +1,6 @@
 """The Pulumi program's own Kubernetes objects, rendered from the program under mocks and applied to the lab cluster.
 
-The program is evaluated exactly as the unit and policy tests evaluate it (policies/mock_program.py); each
+The program is evaluated exactly as the unit and policy tests evaluate it (evaluation/mock_program.py); each
 `kubernetes:*` resource's inputs are already the object the provider would send (camelCase, apiVersion and kind).
 The only lab changes: numbers that the mocks carry as floats become integers again, and every container gets
 `imagePullPolicy: Never` (no registry is reachable; an image the lab has not built fails instead of being pulled).
@@ -23,8 +23,8 @@ from typing import Any
 
 from components import backup_jobs, kafka_mirror
 from drtopo.settings import Settings
+from evaluation.mock_program import evaluate
 from lab import kube
-from policies.mock_program import evaluate
 
 FIELD_MANAGER = "drtopo-lab"
 # Where containers sit in the kinds the program declares.

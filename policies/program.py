@@ -1,19 +1,18 @@
 """Evaluates the Pulumi program for a stack under Pulumi's mock runtime and turns what it registers into Resources.
 
-No cloud account and no pulumi CLI: `policies.mock_program.evaluate` runs `components.topology.build_topology`
+No cloud account and no pulumi CLI: `evaluation.mock_program.evaluate` runs `components.topology.build_topology`
 with mocks; the mocks give a resource the id `<logical name>-id`, which is how companions refer to buckets here.
 """
 
 from __future__ import annotations
 
 from drtopo.settings import Settings
+from evaluation.mock_program import evaluate
 from policies.model import Resource
 
 
 def program_resources(settings: Settings) -> list[Resource]:
     """Every custom resource the program registers for `settings` (components themselves carry no inputs)."""
-    from policies.mock_program import evaluate
-
     evaluation = evaluate(settings)
     return [
         Resource(

@@ -12,7 +12,7 @@ from functools import cache
 import pytest
 
 from drtopo.settings import load_settings
-from policies.mock_program import Evaluation, evaluate
+from evaluation.mock_program import Evaluation, evaluate
 
 
 @cache

@@ -12,7 +12,7 @@ import pytest
 from components.backup_jobs import BackupJobs, BackupJobsArgs, required_output_keys
 from drtopo.outputs import load_outputs
 from drtopo.settings import Role, Settings, SettingsError, load_settings
-from policies.mock_program import Evaluation, evaluate
+from evaluation.mock_program import Evaluation, evaluate
 from tests.k8s_schema import validate_manifest
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"

@@ -11,7 +11,7 @@ from pulumi.runtime import rpc
 from drtopo import naming
 from drtopo.database.parameters import parameter_family, parameters
 from drtopo.settings import Database, SettingsError, load_settings
-from policies.mock_program import MOCK_RANDOM_PASSWORD, Evaluation, Registered, evaluate
+from evaluation.mock_program import MOCK_RANDOM_PASSWORD, Evaluation, Registered, evaluate
 
 INSTANCE = "aws:rds/instance:Instance"
 KEY = "aws:kms/key:Key"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from components.dns import ROUTE53_METRICS_REGION
 from drtopo import naming
-from policies.mock_program import Evaluation, Registered
+from evaluation.mock_program import Evaluation, Registered
 
 HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 RECORD = "aws:route53/record:Record"

@@ -12,7 +12,7 @@ from components.backup_jobs import DUMP_JOB, EXPORT_JOB, WORKLOAD_ROLE_ANNOTATIO
 from components.identity import dump_policy, export_policy, secret_arn, trust_policy
 from drtopo import naming
 from drtopo.settings import Settings, SettingsError, load_settings
-from policies.mock_program import ACCOUNT_ID, Evaluation, evaluate
+from evaluation.mock_program import ACCOUNT_ID, Evaluation, evaluate
 
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
 ROLE = "aws:iam/role:Role"

@@ -24,7 +24,7 @@ from drtopo.database.instance import (
     replica_requests,
 )
 from drtopo.settings import Settings, load_settings
-from policies.mock_program import Evaluation, evaluate
+from evaluation.mock_program import Evaluation, evaluate
 
 STANDALONE = {"dbName", "username", "passwordWo", "passwordWoVersion"}
 

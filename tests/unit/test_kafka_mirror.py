@@ -10,7 +10,7 @@ import pytest
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.settings import Role, Settings, load_settings
-from policies.mock_program import Evaluation, Registered, evaluate
+from evaluation.mock_program import Evaluation, Registered, evaluate
 from tests.k8s_schema import validate_manifest
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

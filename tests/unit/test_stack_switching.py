@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from policies.mock_program import Evaluation
+from evaluation.mock_program import Evaluation
 
 Program = Callable[[str, str | None], Evaluation]
 STATEFUL = ("aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:rds/instance:Instance")

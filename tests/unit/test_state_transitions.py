@@ -35,7 +35,7 @@ from drtopo.failover.marker import RoleMarker, next_marker
 from drtopo.failover.roles import set_role, switch_roles
 from drtopo.role_guard import LiveState, judge
 from drtopo.settings import REPO_DIR, Role, Settings, load_settings, stack_file
-from policies.mock_program import ACCOUNT_ID, Evaluation, Registered, evaluate
+from evaluation.mock_program import ACCOUNT_ID, Evaluation, Registered, evaluate
 from tests.unit.provider_rules import (
     OTHER,
     RDS_INSTANCE,

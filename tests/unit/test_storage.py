@@ -10,7 +10,7 @@ from components.lifecycle import audit_retention_days, lifecycle_rules
 from components.storage import REPLICATION_TIME_MINUTES, peer_bucket_name
 from drtopo import naming
 from drtopo.settings import Retention, Tier
-from policies.mock_program import ACCOUNT_ID, Evaluation, Registered
+from evaluation.mock_program import ACCOUNT_ID, Evaluation, Registered
 
 BUCKET = "aws:s3/bucket:Bucket"
 KEY = "aws:kms/key:Key"

@@ -14,7 +14,7 @@ import yaml
 
 from drtopo.outputs import OUTPUT_KEYS, StackOutputs, outputs_document
 from drtopo.settings import PROJECT, load_settings
-from policies.mock_program import Evaluation, evaluate
+from evaluation.mock_program import Evaluation, evaluate
 from tests.k8s_schema import validate_manifest
 
 MAIN = Path(__file__).resolve().parents[2] / "__main__.py"
