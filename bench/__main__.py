@@ -2,8 +2,8 @@
 
 Lab up time, promote time (planned and after SIGKILL of the primary), the region-failure drill's RTO/RPO, PITR of a
 1M-row database, dump + verify throughput, and the database comparison's rows per second. Each comes from the
-dedicated benchmark or drill scenario (bench/bench_*.py, scripts/scenarios/) run on the same lab; `--rows` scales the
-data-heavy ones down for a quick look.
+dedicated benchmark (bench/bench_*.py) or drill scenario (`python -m scripts.drill --lab-root`, its JSON report read
+back) run on the same lab; `--rows` scales the data-heavy ones down for a quick look.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import platform
 import sys
@@ -21,9 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import bench_backup, bench_compare, bench_promote
+from bench.common import run_command
 from lab.core import Lab
-from scripts.drill.run import run_scenario
-from scripts.drill.scenarios.context import DrillContext
 
 T = TypeVar("T")
 
@@ -51,6 +51,19 @@ def quietly(fn: Callable[..., T], *args: Any) -> tuple[T, str]:
     return result, out.getvalue()
 
 
+def drill(lab: Lab, scenario: str, report: Path) -> tuple[dict[str, Any], str]:
+    """One scenario of `python -m scripts.drill` on the running lab at the light load, its output set aside; the
+    scenario's entry of the drill's JSON report, and why there is none."""
+    (_, code), _ = quietly(
+        run_command,
+        "scripts.drill",
+        ["--scenario", scenario, "--lab-root", str(lab.root), "--load", "light", "--quiet", "--json", str(report)],
+    )
+    if not report.is_file():
+        return {}, f"scripts.drill exited {code} without a report"
+    return json.loads(report.read_text())["scenarios"][0], ""
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows for the PITR, dump and comparison figures")
@@ -69,16 +82,14 @@ def run(argv: Sequence[str] | None = None) -> int:
             for kill, label in ((False, "planned"), (True, "after SIGKILL of the primary")):
                 promoted = bench_promote.promote_once(lab, work / label.replace(" ", "-"), kill, kafka_running=True)
                 figures.append((f"promote, {label}: launch to DNS flipped", f"{promoted['launch_to_dns']:.2f} s"))
-            lab.restore_baseline()
-            ctx = DrillContext(lab=lab, json_dir=work, quiet=True)
-            region, _ = quietly(run_scenario, ctx, "region-failure", {})
-            m = region.measured
+            region, failed = drill(lab, "region-failure", work / "drill.json")
+            m = region.get("measured", {})
             figures.append(
                 (
                     "region-failure drill (unplanned)",
                     f"RTO {m.get('rto_seconds')} s, RPO {m.get('rpo_seconds')} s, "
                     f"{m.get('rows_lost')} of {m.get('rows_acknowledged')} acknowledged rows lost"
-                    + ("" if region.ok else f" - FAILED {region.error or ''}"),
+                    + ("" if region.get("ok") else f" - FAILED {region.get('error') or failed}"),
                 )
             )
             print("region-failure drill done", flush=True)

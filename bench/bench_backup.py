@@ -17,18 +17,17 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.common import a_lab
+from bench.common import a_lab, run_command
 from drtopo.database.connect import connect, password
 from drtopo.database.pitr import stop_instance
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
-from scripts import backup, restore
 
 FILL = """
 INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation, status, severity,
@@ -40,18 +39,18 @@ FROM generate_series(1, %(rows)s) i
 """
 
 
-def timed(main: Callable[[Sequence[str]], int], args: list[str], report: Path) -> tuple[float, dict[str, Any]]:
-    start = time.monotonic()
-    code = main([*args, "--json", str(report)])
-    seconds = time.monotonic() - start
+def timed(command: str, args: list[str], report: Path) -> tuple[float, dict[str, Any]]:
+    """`python -m scripts.<command> <args> --json <report>`, timed as an operator sees it: seconds, report."""
+    seconds, code = run_command(f"scripts.{command}", [*args, "--json", str(report)])
     if code != 0:
-        raise SystemExit(f"{main.__module__} {args[0]} exited {code}; see {report}")
+        verb = "" if args[0].startswith("-") else f" {args[0]}"
+        raise SystemExit(f"scripts.{command}{verb} exited {code}; see {report}")
     return seconds, json.loads(report.read_text())
 
 
 def timed_pitr(args: list[str], outputs: StackOutputs, report: Path) -> tuple[float, dict[str, Any], int]:
     """`restore pitr` with `args`, timed; the rows the restored instance holds; the instance stopped and removed."""
-    seconds, pitr = timed(restore.main, ["pitr", *args], report)
+    seconds, pitr = timed("restore", ["pitr", *args], report)
     data_dir = Path(pitr["measured"]["data_dir"])
     try:
         with psycopg.connect(pitr["measured"]["conninfo"], password=password(outputs)) as conn:
@@ -77,10 +76,10 @@ def run(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
         target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         total = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
 
-    dump_s, dumped = timed(backup.main, ["run", *stack], work / "run.json")
+    dump_s, dumped = timed("backup", ["run", *stack], work / "run.json")
     key, dump_bytes = dumped["measured"]["keys"][0], dumped["measured"]["bytes"]
-    verify_s, verified = timed(backup.main, ["verify", key, *stack], work / "verify.json")
-    test_s, _ = timed(backup.main, ["verify", key, "--restore-test", *stack], work / "restore-test.json")
+    verify_s, verified = timed("backup", ["verify", key, *stack], work / "verify.json")
+    test_s, _ = timed("backup", ["verify", key, "--restore-test", *stack], work / "restore-test.json")
 
     pitr_s, pitr, restored_rows = timed_pitr(["--time", target.isoformat(), *stack], outputs, work / "pitr.json")
     return {

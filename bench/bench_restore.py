@@ -28,18 +28,17 @@ from bench.common import a_lab
 from drtopo.database.connect import connect
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
-from scripts import backup, restore
 
 
 def restore_dump(lab: Lab, stack: list[str], work: Path) -> dict[str, Any]:
-    _, dumped = timed(backup.main, ["run", *stack], work / "run.json")
+    _, dumped = timed("backup", ["run", *stack], work / "run.json")
     key = dumped["measured"]["keys"][0]
     name = f"bench_restore_{uuid.uuid4().hex[:8]}"
     with connect(lab_outputs(lab), dbname="postgres") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
             target = lab.pg_conninfo("prod", dbname=name)
-            seconds, restored = timed(restore.main, ["dump", key, "--target", target, *stack], work / "dump.json")
+            seconds, restored = timed("restore", ["dump", key, "--target", target, *stack], work / "dump.json")
         finally:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
     pg_restore = next(s["seconds"] for s in restored["measured"]["steps"] if s["step"] == "pg_restore")
@@ -68,7 +67,7 @@ def corruption_recovery(lab: Lab, stack: list[str], work: Path, wal_bytes: float
     with connect(outputs) as conn:
         conn.execute(FILL.replace("'bench-'", "'after-t-'"), {"rows": after_t})
     args = ["pitr", "--time", target.isoformat(), "--cutover", "--damage-xid", xid, *stack]
-    seconds, report = timed(restore.main, args, work / "cutover.json")
+    seconds, report = timed("restore", args, work / "cutover.json")
     m = report["measured"]
     passes = m["passes"]
     copy_seconds = sum(p["seconds"] - p["compare_seconds"] for p in passes)

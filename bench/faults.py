@@ -27,11 +27,7 @@ import boto3
 from confluent_kafka import Consumer, Producer
 
 from bench.common import a_lab
-from drtopo.failover.lock import LOCK_KEY
-from drtopo.failover.plan import failback_plan, promote_plan
-from drtopo.settings import load_settings
-from lab.core import Lab
-from tests.integration.switchover_support import (
+from bench.switchover import (
     BASELINE_DNS,
     DB_ONLY,
     FAILED_OVER_DNS,
@@ -45,6 +41,10 @@ from tests.integration.switchover_support import (
     wait_acks,
     write_refused,
 )
+from drtopo.failover.lock import LOCK_KEY
+from drtopo.failover.plan import failback_plan, promote_plan
+from drtopo.settings import load_settings
+from lab.core import Lab
 
 CRASHED = -signal.SIGKILL
 

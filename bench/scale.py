@@ -38,7 +38,6 @@ from drtopo.database.connect import connect
 from drtopo.database.standby import rebuild_postgres
 from drtopo.outputs import load_outputs
 from lab.core import REPO_DIR, Lab
-from scripts import backup, promote
 
 # The lab schema's rows as the service writes them (about 250 bytes a row with its four indexes).
 FILL = """
@@ -136,11 +135,11 @@ def _one_size(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     t["fill"] = time.monotonic() - start
     say(f"  {label(rows)}: filled {rows} rows ({db_bytes / 1e6:.0f} MB) in {t['fill']:.1f} s")
 
-    dump_s, dumped = timed(backup.main, ["run", *stack], work / "run.json")
+    dump_s, dumped = timed("backup", ["run", *stack], work / "run.json")
     key, dump_bytes = dumped["measured"]["keys"][0], dumped["measured"]["bytes"]
-    verify_s, _ = timed(backup.main, ["verify", key, *stack], work / "verify.json")
+    verify_s, _ = timed("backup", ["verify", key, *stack], work / "verify.json")
     t["dump + verify"] = dump_s + verify_s
-    t["restore"], restored = timed(backup.main, ["verify", key, "--restore-test", *stack], work / "restore.json")
+    t["restore"], restored = timed("backup", ["verify", key, "--restore-test", *stack], work / "restore.json")
     say(f"  {label(rows)}: dump + verify {t['dump + verify']:.1f} s, restore {t['restore']:.1f} s")
 
     pitr_s, _, pitr_rows = timed_pitr(["--time", target.isoformat(), *stack], prod_out, work / "pitr.json")
@@ -160,13 +159,10 @@ def _one_size(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     )
 
     lab.kill_postgres("prod")
-    report = work / "promote.json"
-    start = time.monotonic()
-    code = promote.main(["--stack", "dr", "--outputs", str(lab.outputs_path("dr")), "--json", str(report)])
-    t["promote"] = time.monotonic() - start
-    if code != 0:
-        raise SystemExit(f"scripts.promote exited {code}; see {report}")
-    t["promote to DNS"] = json.loads(report.read_text())["measured"]["seconds_to_dns_flipped"]
+    t["promote"], promoted = timed(
+        "promote", ["--stack", "dr", "--outputs", str(lab.outputs_path("dr"))], work / "promote.json"
+    )
+    t["promote to DNS"] = promoted["measured"]["seconds_to_dns_flipped"]
 
     prod_out, dr_out = load_outputs(lab.outputs_path("prod"), "prod"), load_outputs(lab.outputs_path("dr"), "dr")
     changed = max(rows // 100, 1)

@@ -15,6 +15,17 @@ from pathlib import Path
 import boto3
 import pytest
 
+from bench.switchover import (
+    BASELINE_DNS,
+    DB_ONLY,
+    DnsFollowingWriter,
+    connect,
+    end_state,
+    outputs,
+    present,
+    run_cli,
+    wait_acks,
+)
 from drtopo import naming
 from drtopo.database.instance import import_command, instance_inputs, replica_requests
 from drtopo.failover import marker
@@ -23,19 +34,7 @@ from drtopo.kafka.admin import committed_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.settings import Role, load_settings
 from lab.core import Lab
-from tests.integration.switchover_support import (
-    BASELINE_DNS,
-    DB_ONLY,
-    DnsFollowingWriter,
-    connect,
-    consume_and_wait_for_checkpoints,
-    end_state,
-    kafka_running,
-    outputs,
-    present,
-    run_cli,
-    wait_acks,
-)
+from tests.integration.switchover_support import consume_and_wait_for_checkpoints, kafka_running
 
 pytestmark = pytest.mark.lab
 

@@ -16,6 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from bench.switchover import (
+    BASELINE_DNS,
+    DB_ONLY,
+    FAILED_OVER_DNS,
+    DnsFollowingWriter,
+    connect,
+    end_state,
+    present,
+    run_cli,
+    server_state,
+    wait_acks,
+    write_refused,
+)
 from drtopo import naming
 from drtopo.database import fence
 from drtopo.database.parameters import parameter_family, parameters
@@ -25,21 +38,7 @@ from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
 from lab.core import Lab
-from tests.integration.switchover_support import (
-    BASELINE_DNS,
-    DB_ONLY,
-    FAILED_OVER_DNS,
-    DnsFollowingWriter,
-    connect,
-    consume_and_wait_for_checkpoints,
-    end_state,
-    kafka_running,
-    present,
-    run_cli,
-    server_state,
-    wait_acks,
-    write_refused,
-)
+from tests.integration.switchover_support import consume_and_wait_for_checkpoints, kafka_running
 
 pytestmark = pytest.mark.lab
 
