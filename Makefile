@@ -31,8 +31,10 @@ kube: system venv
 images: kube jars
 	$(PY) -m lab.images
 
-# Fast tiers first: unit (mocks), policy, then integration (the lab).
+# The import layers first (seconds; pyproject.toml's [tool.importlinter]), then the fast tiers: unit (mocks), policy,
+# then integration (the lab).
 test: setup
+	.venv/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit tests/policy tests/integration
 
 test-unit: venv
@@ -54,7 +56,7 @@ lab-down: venv
 	$(PY) -m lab down
 
 lint: venv
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 
 # Benchmark-only dependencies (reladiff, for the side-by-side comparison) go into .venv only when a benchmark runs.
 bench-deps: venv
