@@ -7,20 +7,25 @@ contradicts (the role marker promote writes, the replica status of the stack's d
 here too, at preview, in one line and exit code 3, unless `drtopo:roleOverride` names that role.
 """
 
+import os
 import sys
+from pathlib import Path
 
 import pulumi
 
 from components.live_state import read_live_state
 from components.topology import build_topology
 from drtopo.role_guard import judge
-from drtopo.settings import SettingsError, load_settings
+from drtopo.settings import REPO_DIR, SettingsError, load_settings
 
 EXIT_BAD_CONFIG = 2
 EXIT_REFUSED = 3
 
+# The stack files' folder: the repository, or another copy of the project (DRTOPO_PROJECT_DIR, read here only).
+PROJECT_DIR = Path(os.environ.get("DRTOPO_PROJECT_DIR") or REPO_DIR)
+
 try:
-    settings = load_settings(pulumi.get_stack())
+    settings = load_settings(pulumi.get_stack(), PROJECT_DIR)
 except SettingsError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)

@@ -1,22 +1,26 @@
-"""What every command shares below its flags: exit codes, the report shape, timed steps and one-line errors.
+"""What every command shares below its flags: exit codes, the report shape, timed steps and the reporter.
 
-A command does its work inside `main_guard` and records checks in a `Report`; bad input raises `BadInput`
-(exit 2), an unsafe request `Unsafe` (exit 3), and either becomes one line on stderr, never a traceback.
-The flags themselves are the commands' business (`scripts/cli.py`).
+A command records checks in a `Report`; bad input raises `BadInput` (exit 2), an unsafe request `Unsafe` (exit 3).
+The library never prints: what happens as it happens goes to the `Reporter` the command passes in (a `Clock`
+hands it its timed lines), and everything else is returned for the command to render (`scripts/cli.py`, which also
+turns errors into one line and keeps the details in the command's log file).
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Protocol
 
-from drtopo.settings import Settings, SettingsError, load_settings
+from drtopo.errors import one_line
+from drtopo.settings import REPO_DIR, Settings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -32,15 +36,38 @@ class Unsafe(Exception):
     """A request refused because carrying it out could lose data or split the brain; exit 3."""
 
 
-def usage_error(prog: str, message: str) -> NoReturn:
-    """A usage error as one line naming the bad value and what is allowed (argparse's own wording), exit 2."""
-    print(f"error: {prog}: {message} (see --help)", file=sys.stderr)
-    raise SystemExit(EXIT_BAD_INPUT)
+class Reporter(Protocol):
+    """Where the library tells what happens while it happens; the command decides how it is shown."""
+
+    def progress(self, text: str) -> None:
+        """A timed step or a wait (the terminal shows it on stderr)."""
+
+    def info(self, text: str) -> None:
+        """A line of the command's own output (the terminal shows it on stdout)."""
+
+    def warning(self, text: str) -> None:
+        """A line the operator must not miss (the terminal shows it on stderr)."""
 
 
-def settings_for(stack: str, project_dir: Path | None = None) -> Settings:
+class LogReporter:
+    """A reporter that only logs: for library calls made with no command around them (tests, benchmarks)."""
+
+    def progress(self, text: str) -> None:
+        log.info("%s", text)
+
+    def info(self, text: str) -> None:
+        log.info("%s", text)
+
+    def warning(self, text: str) -> None:
+        log.warning("%s", text)
+
+
+SILENT: Reporter = LogReporter()
+
+
+def settings_for(stack: str, project_dir: Path = REPO_DIR) -> Settings:
     try:
-        return load_settings(stack) if project_dir is None else load_settings(stack, project_dir)
+        return load_settings(stack, project_dir)
     except SettingsError as exc:
         raise BadInput(str(exc)) from None
 
@@ -77,6 +104,8 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     measured: dict[str, Any] = field(default_factory=dict)
     strict: bool = False
+    # The command's log file (every call it made, every traceback): named in the JSON and on an error's line.
+    log: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -107,6 +136,7 @@ class Report:
             "strict": self.strict,
             "checks": [c.to_dict() for c in self.checks],
             "measured": self.measured,
+            **({"log": self.log} if self.log else {}),
         }
 
     def write(self, path: Path | None) -> None:
@@ -121,26 +151,18 @@ class Report:
         passed = f"{self.count(PASS)}/{len(self.checks)} checks passed"
         return f"{'OK' if self.ok else 'FAILED'}: {passed}{note if skipped else ''}"
 
-    def print_table(self, out: Any = None) -> None:
-        out = out or sys.stdout
+    def table(self) -> str:
+        """The checks as the terminal shows them, one a line, then the summary."""
         width = max([len(c.name) for c in self.checks] + [5])
+        lines = []
         for c in self.checks:
             value = "" if c.value is None else f" value={_fmt(c.value)}"
             limit = "" if c.limit is None else f" limit={_fmt(c.limit)}"
-            print(f"{c.outcome.upper()}  {c.name:<{width}}  {c.detail}{value}{limit}", file=out)
-        print(self.summary(), file=out)
+            lines.append(f"{c.outcome.upper()}  {c.name:<{width}}  {c.detail}{value}{limit}")
+        return "\n".join([*lines, self.summary()])
 
     def exit_code(self) -> int:
         return EXIT_OK if self.ok else EXIT_FAILED
-
-    def finish(self, json_path: Path | None, clock: Clock | None = None, strict: bool = False) -> int:
-        """The end of every command: the steps' timings, the table, the JSON file; returns the exit code."""
-        self.strict = self.strict or strict
-        if clock is not None:
-            self.measured["steps"] = clock.steps
-        self.print_table()
-        self.write(json_path)
-        return self.exit_code()
 
 
 def _fmt(v: Any) -> str:
@@ -148,11 +170,11 @@ def _fmt(v: Any) -> str:
 
 
 class Clock:
-    """Prints each step with its start offset and duration: `[   1.23s] promote ... done in 0.25 s`."""
+    """Times each step and tells it with its start offset and duration: `[   1.23s] promote ... done in 0.25 s`."""
 
-    def __init__(self, out: Any = None, quiet: bool = False) -> None:
+    def __init__(self, reporter: Reporter = SILENT, quiet: bool = False) -> None:
         self.t0 = time.monotonic()
-        self.out = out or sys.stderr
+        self.reporter = reporter
         self.quiet = quiet
         self.steps: list[dict[str, Any]] = []
 
@@ -160,8 +182,11 @@ class Clock:
         return time.monotonic() - self.t0
 
     def say(self, message: str) -> None:
-        if not self.quiet:
-            print(f"[{self.elapsed():8.2f}s] {message}", file=self.out, flush=True)
+        line = f"[{self.elapsed():8.2f}s] {message}"
+        if self.quiet:
+            log.info("%s", line)
+        else:
+            self.reporter.progress(line)
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict[str, Any]]:
@@ -174,7 +199,7 @@ class Clock:
             record.update(
                 ok=False,
                 seconds=round(self.elapsed() - start, 3),
-                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                error=one_line(exc),
             )
             self.steps.append(record)
             self.say(f"{name} failed after {record['seconds']:.2f} s")
@@ -182,18 +207,3 @@ class Clock:
         record.update(ok=True, seconds=round(self.elapsed() - start, 3))
         self.steps.append(record)
         self.say(f"{name} done in {record['seconds']:.2f} s")
-
-
-def main_guard(run: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a script's body, turning BadInput/Unsafe (and settings errors) into one line and an exit code."""
-    try:
-        return run(argv)
-    except (BadInput, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Unsafe as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return EXIT_UNSAFE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130

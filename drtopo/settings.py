@@ -7,7 +7,6 @@ the key, the bad value and what is allowed. This module performs no Pulumi calls
 
 from __future__ import annotations
 
-import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -402,20 +401,15 @@ def settings_from_config(stack: str, config: dict[str, Any], source: str = "conf
         raise SettingsError(f"{source}: {message}") from None
 
 
-def active_project_dir() -> Path:
-    """The folder holding Pulumi.<stack>.yaml: DRTOPO_PROJECT_DIR when set (read at each call, so a lab or a drill
-    that sets it later is honoured and role switches never touch the repository's files), else the repository."""
-    return Path(os.environ.get("DRTOPO_PROJECT_DIR") or REPO_DIR)
+def stack_file(stack: str, project_dir: Path = REPO_DIR) -> Path:
+    """`Pulumi.<stack>.yaml` in the project folder (the command's `Context.project_dir`; the lab's is a copy)."""
+    return project_dir / f"Pulumi.{stack}.yaml"
 
 
-def stack_file(stack: str, project_dir: Path | None = None) -> Path:
-    return (project_dir or active_project_dir()) / f"Pulumi.{stack}.yaml"
-
-
-def stacks(project_dir: Path | None = None) -> tuple[str, ...]:
+def stacks(project_dir: Path = REPO_DIR) -> tuple[str, ...]:
     """The stacks of the project: every `Pulumi.<name>.yaml` whose `drtopo:peerStack` names its peer, sorted."""
     found = []
-    for path in sorted((project_dir or active_project_dir()).glob("Pulumi.*.yaml")):
+    for path in sorted(project_dir.glob("Pulumi.*.yaml")):
         try:
             config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
         except (OSError, yaml.YAMLError, AttributeError):
@@ -425,9 +419,8 @@ def stacks(project_dir: Path | None = None) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def require_stack(stack: str, project_dir: Path | None = None) -> str:
+def require_stack(stack: str, project_dir: Path = REPO_DIR) -> str:
     """`stack` when it has a stack file in the project; SettingsError naming the missing file and the stacks there."""
-    project_dir = project_dir or active_project_dir()
     path = stack_file(stack, project_dir)
     if not path.is_file():
         known = ", ".join(stacks(project_dir)) or "none"
@@ -435,9 +428,9 @@ def require_stack(stack: str, project_dir: Path | None = None) -> str:
     return stack
 
 
-def load_settings(stack: str, project_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read and validate `Pulumi.<stack>.yaml`; `overrides` replaces `drtopo:` keys (for tests and role switches)."""
-    project_dir = project_dir or active_project_dir()
+def load_settings(stack: str, project_dir: Path = REPO_DIR, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read and validate `Pulumi.<stack>.yaml` in `project_dir`; `overrides` replaces `drtopo:` keys (for tests and
+    role switches)."""
     path = stack_file(require_stack(stack, project_dir), project_dir)
     try:
         document = yaml.safe_load(path.read_text()) or {}

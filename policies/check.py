@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from drtopo.report import usage_error
-from drtopo.settings import Role, Settings, SettingsError, load_settings
+from drtopo.settings import REPO_DIR, Role, Settings, SettingsError, load_settings
 from policies.engine import evaluate_rules, mandatory
 from policies.model import Enforcement, Violation
 from policies.registry import RULES
@@ -26,7 +26,9 @@ EXIT_OK, EXIT_VIOLATIONS, EXIT_BAD_CONFIG = 0, 1, 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        usage_error(self.prog, message)
+        """A usage error as one line naming the bad value and what is allowed, exit 2."""
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from policies.program import program_resources
 
     try:
-        settings = load_settings(args.stack, overrides={"role": args.role} if args.role else None)
+        project_dir = Path(os.environ.get("DRTOPO_PROJECT_DIR") or REPO_DIR)  # read here, at the command's edge
+        settings = load_settings(args.stack, project_dir, overrides={"role": args.role} if args.role else None)
         # Settings validate every configured value (schedules included); the program may still refuse a
         # combination it alone can judge, before declaring anything.
         resources = program_resources(settings)

@@ -18,10 +18,11 @@ from datetime import UTC, date, datetime
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS, list_backups, restore_test, run, verify
+from drtopo.context import Context
 from drtopo.errors import one_line
 from drtopo.outputs import load_outputs
-from drtopo.report import Clock, Report, main_guard
-from scripts.cli import OneLineParser, subcommands
+from drtopo.report import Clock
+from scripts.cli import OneLineParser, finish, main_guard, new_report, subcommands
 
 DESCRIPTION = "Run, verify and list database dumps in the dump bucket's tiers; back up configuration."
 
@@ -66,14 +67,14 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; expected YYYY-MM-DD") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return main_guard(_main, argv)
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    return main_guard(_main, argv, "backup", ctx)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, ctx: Context) -> int:
     args = build_parser().parse_args(argv)
     outputs = load_outputs(args.outputs, args.stack)
-    report, clock = Report(), Clock()
+    report, clock = new_report(ctx), Clock(ctx.reporter)
     try:
         if args.command == "run":
             run(outputs, report, clock, args.date or datetime.now(UTC).date(), args.dry_run)
@@ -93,10 +94,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 dry_run=args.dry_run,
             )
         else:
-            config_backup.backup(args.stack, outputs, report, clock, args.dry_run)
+            config_backup.backup(args.stack, outputs, report, clock, args.dry_run, ctx.project_dir)
     except OPERATIONAL_ERRORS as exc:
         report.check(args.command, False, one_line(exc))
-    return report.finish(args.json_path, clock, strict=args.strict)
+    return finish(report, args.json_path, clock, strict=args.strict)
 
 
 if __name__ == "__main__":

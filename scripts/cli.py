@@ -1,15 +1,177 @@
-"""The flags the companion commands share: --stack, --outputs, --json, --dry-run where state changes, and the
-failover flags of promote and failback."""
+"""What the companion commands share: their flags (--stack, --outputs, --json, --dry-run where state changes, the
+failover flags of promote and failback), the context they hand the library, their log file, and the terminal.
+
+`main_guard` runs a command: it builds the `Context` once (the only place DRTOPO_* variables are read), opens the
+command's log file (DEBUG, timestamps, every traceback), and turns BadInput / Unsafe into one line and exit 2 / 3
+and any other exception into one line naming the log file (exit 1), never a traceback on the terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import re
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from drtopo.report import usage_error
+from drtopo.context import DEFAULT_STATE_DIR, Context
+from drtopo.errors import one_line
+from drtopo.report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNSAFE, BadInput, Clock, Report, Unsafe
+from drtopo.settings import REPO_DIR, SettingsError
+
+log = logging.getLogger("scripts")
+
+# The environment a command reads (and nothing below it does): where the stack files are, where journals and logs
+# go, and the crash hook of the resume tests.
+PROJECT_DIR_ENV = "DRTOPO_PROJECT_DIR"
+STATE_DIR_ENV = "DRTOPO_STATE_DIR"
+LAB_DIR_ENV = "DRTOPO_LAB_DIR"
+CRASH_AFTER_ENV = "DRTOPO_CRASH_AFTER"
+# Loggers that would write request or response bodies (secrets among them) at DEBUG: drtopo logs their calls itself.
+QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "psycopg", "asyncio")
+
+
+class TerminalReporter:
+    """The terminal: progress and warnings on stderr, the command's own output on stdout; each also logged."""
+
+    def progress(self, text: str) -> None:
+        log.info("%s", text)
+        print(text, file=sys.stderr, flush=True)
+
+    def info(self, text: str) -> None:
+        log.info("%s", text)
+        print(text, flush=True)
+
+    def warning(self, text: str) -> None:
+        log.warning("%s", text)
+        print(text, file=sys.stderr, flush=True)
+
+
+TERMINAL = TerminalReporter()
+
+
+def usage_error(prog: str, message: str) -> NoReturn:
+    """A usage error as one line naming the bad value and what is allowed (argparse's own wording), exit 2."""
+    print(f"error: {prog}: {message} (see --help)", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def state_dir(environ: dict[str, str] | os._Environ[str]) -> Path:
+    """Journals and logs: DRTOPO_STATE_DIR, else the lab's (DRTOPO_LAB_DIR/journal), else ~/.drtopo/journal."""
+    if environ.get(STATE_DIR_ENV):
+        return Path(environ[STATE_DIR_ENV])
+    if environ.get(LAB_DIR_ENV):
+        return Path(environ[LAB_DIR_ENV]) / "journal"
+    return DEFAULT_STATE_DIR
+
+
+def _crash_after(step_name: str) -> Callable[[str], None]:
+    def hook(step: str) -> None:
+        if step == step_name:
+            TERMINAL.progress(f"{CRASH_AFTER_ENV}={step}: crashing now (SIGKILL)")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def context_from_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> Context:
+    """The context of a command started from a shell: the project folder, the state folder, the terminal."""
+    crash = environ.get(CRASH_AFTER_ENV)
+    return Context(
+        project_dir=Path(environ.get(PROJECT_DIR_ENV) or REPO_DIR),
+        state_dir=state_dir(environ),
+        reporter=TERMINAL,
+        **({"after_step": _crash_after(crash)} if crash else {}),
+    )
+
+
+def open_log(ctx: Context, prog: str) -> Context:
+    """Start the command's log file in the state folder; returns the context naming it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = ctx.log_dir / f"{prog.replace(' ', '-')}-{stamp}-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        print(f"warning: no log file in {path.parent} ({one_line(exc)}); details go nowhere", file=sys.stderr)
+        return ctx
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    log.info("%s started: argv %s, project %s, state %s", prog, sys.argv[1:], ctx.project_dir, ctx.state_dir)
+    return Context(
+        project_dir=ctx.project_dir,
+        state_dir=ctx.state_dir,
+        reporter=ctx.reporter,
+        log_path=path,
+        after_step=ctx.after_step,
+    )
+
+
+def _close_log(ctx: Context) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and ctx.log_path and handler.baseFilename == str(ctx.log_path):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def main_guard(
+    run: Callable[[Sequence[str] | None, Context], int],
+    argv: Sequence[str] | None = None,
+    prog: str = "drtopo",
+    ctx: Context | None = None,
+) -> int:
+    """Run a command's body with its context and log file; errors become one line and an exit code."""
+    ctx = open_log(ctx or context_from_environment(), prog)
+    where = f" (log: {ctx.log_path})" if ctx.log_path else ""
+    try:
+        code = run(argv, ctx)
+        log.info("%s ended with exit code %s", prog, code)
+        return code
+    except (BadInput, SettingsError) as exc:
+        log.info("bad input: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Unsafe as exc:
+        log.info("refused: %s", exc)
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_UNSAFE
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # A bug or an unforeseen library error: one line here, the traceback in the log for whoever debugs it.
+        log.exception("unexpected error in %s", prog)
+        print(f"error: unexpected {type(exc).__name__}: {one_line(exc)}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        _close_log(ctx)
+
+
+def new_report(ctx: Context, strict: bool = False) -> Report:
+    """A report naming the command's log file."""
+    return Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None)
+
+
+def finish(report: Report, json_path: Path | None, clock: Clock | None = None, strict: bool = False) -> int:
+    """The end of every command: the steps' timings, the table, the JSON file; returns the exit code."""
+    report.strict = report.strict or strict
+    if clock is not None:
+        report.measured["steps"] = clock.steps
+    print(report.table())
+    report.write(json_path)
+    return report.exit_code()
 
 
 class OneLineParser(argparse.ArgumentParser):

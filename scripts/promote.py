@@ -10,24 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from drtopo.context import Context
 from drtopo.failover.plan import promote_plan
 from drtopo.failover.run import switchover
-from drtopo.report import main_guard
-from scripts.cli import failover_flags, failover_options, parser
+from scripts.cli import failover_flags, failover_options, main_guard, parser
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None, ctx: Context) -> int:
     p = parser("promote", __doc__.splitlines()[0], changes_state=True)
     failover_flags(p)
     return switchover(
         "promote",
         lambda sw, pre: promote_plan(sw.target.stack, sw.peer.stack, bool(pre.get("peer_reachable"))),
+        ctx,
         **failover_options(p.parse_args(argv)),
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return main_guard(run, argv)
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    return main_guard(run, argv, "promote", ctx)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,14 @@ from drtopo.backup.restore import (
     show_window,
 )
 from drtopo.backup.store import RETRIEVAL_TIERS
+from drtopo.context import Context
 from drtopo.database import pitr
 from drtopo.errors import one_line
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
 from drtopo.outputs import load_outputs, peer_outputs
-from drtopo.report import BadInput, Clock, Report, main_guard
-from scripts.cli import OneLineParser, subcommands
+from drtopo.report import BadInput, Clock
+from scripts.cli import OneLineParser, finish, main_guard, new_report, subcommands
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
 
@@ -139,11 +140,11 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return main_guard(_main, argv)
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    return main_guard(_main, argv, "restore", ctx)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, ctx: Context) -> int:
     top = build_parser()
     args = top.parse_args(argv)
     if args.command == "pitr" and args.time is None and not args.window:
@@ -154,7 +155,7 @@ def _main(argv: Sequence[str] | None) -> int:
         top.error(f"--wal-source {args.wal_source} is not for --cutover: the cutover replays the server's archive")
     target_time = pitr.parse_target_time(args.time, datetime.now(UTC)) if args.command == "pitr" and args.time else None
     outputs = load_outputs(args.outputs, args.stack)
-    report, clock = Report(), Clock()
+    report, clock = new_report(ctx), Clock(ctx.reporter)
     try:
         if args.command == "dump":
             retrieval = ArchiveRetrieval(args.tier, args.restore_days, args.wait_seconds, args.poll_seconds)
@@ -204,14 +205,16 @@ def _main(argv: Sequence[str] | None) -> int:
                 wal_source=args.wal_source,
             )
         elif args.command == "config":
-            config_backup.restore(args.stack, outputs, report, clock, args.dry_run, args.prefix, args.dest, args.force)
+            config_backup.restore(
+                args.stack, outputs, report, clock, args.dry_run, args.prefix, args.dest, args.force, ctx.project_dir
+            )
         elif args.command == "kafka-topics":
-            restore_topics(args.stack, outputs, report, args.cluster, args.dry_run)
+            restore_topics(args.stack, outputs, report, args.cluster, args.dry_run, ctx.project_dir)
         else:
-            restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run)
+            restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run, ctx.project_dir)
     except (*OPERATIONAL_ERRORS, KafkaException) as exc:
         report.check(args.command, False, one_line(exc))
-    return report.finish(args.json_path, clock, strict=args.strict)
+    return finish(report, args.json_path, clock, strict=args.strict)
 
 
 if __name__ == "__main__":

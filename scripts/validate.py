@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 from drtopo.checks.db import parse_time
 from drtopo.checks.validate import GROUPS, against_conninfo, validate
+from drtopo.context import Context
 from drtopo.database.compare import DEFAULT_LIMIT
 from drtopo.outputs import load_outputs, peer_outputs
-from drtopo.report import BadInput, main_guard, settings_for
-from scripts.cli import parser
+from drtopo.report import BadInput, settings_for
+from scripts.cli import finish, main_guard, new_report, parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,14 +41,14 @@ def _positive(name: str, value: int, minimum: int) -> None:
         raise BadInput(f"{name} {value} is too small; expected an integer >= {minimum}")
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None, ctx: Context) -> int:
     args = build_parser().parse_args(argv)
     _positive("--requests", args.requests, 1)
     _positive("--limit", args.limit, 0)
     _positive("--max-mirror-lag", args.max_mirror_lag, 0)
     since = parse_time(args.since) if args.since is not None else None
-    settings = settings_for(args.stack)
-    other = against_conninfo(args.against, args.stack, args.outputs) if args.against else None
+    settings = settings_for(args.stack, ctx.project_dir)
+    other = against_conninfo(args.against, args.stack, args.outputs, ctx.project_dir) if args.against else None
     outputs = load_outputs(args.outputs, args.stack)
     report = validate(
         settings,
@@ -60,11 +61,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         max_mirror_lag=args.max_mirror_lag,
         peer=peer_outputs(args.outputs, settings.peer_stack),
     )
-    return report.finish(args.json_path, strict=args.strict)
+    report.log = new_report(ctx).log
+    return finish(report, args.json_path, strict=args.strict)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return main_guard(run, argv)
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    return main_guard(run, argv, "validate", ctx)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.backup import store, wal
+from drtopo.context import Context
+from drtopo.errors import one_line
 from drtopo.outputs import load_outputs
-from drtopo.report import EXIT_FAILED, EXIT_OK, Clock, Report, main_guard
-from scripts.cli import OneLineParser, subcommands
+from drtopo.report import EXIT_FAILED, EXIT_OK, Clock
+from scripts.cli import OneLineParser, finish, main_guard, new_report, subcommands
 
 DESCRIPTION = "Archive WAL to the stack's WAL bucket, fetch it back, check its chain, upload a base backup."
 
@@ -42,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return main_guard(_main, argv)
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    return main_guard(_main, argv, "wal", ctx)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, ctx: Context) -> int:
     args = build_parser().parse_args(argv)
     outputs = load_outputs(args.outputs, args.stack)
     s3 = store.s3_client(outputs)
@@ -67,7 +69,7 @@ def _main(argv: Sequence[str] | None) -> int:
         except (ClientError, BotoCoreError, OSError, wal.WalConflict) as exc:
             print(f"drtopo wal {args.command} {args.name}: {exc}", file=sys.stderr)
             return EXIT_FAILED
-    report, clock = Report(), Clock()
+    report, clock = new_report(ctx), Clock(ctx.reporter)
     try:
         if args.command == "check":
             wal.check_chain(s3, outputs.wal_bucket, report)
@@ -78,8 +80,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 start = wal.push_base_backup(s3, outputs, args.folder)
             report.check("base backup", True, f"s3://{outputs.wal_bucket}/{wal.base_key(start, '')}")
     except (ClientError, BotoCoreError, OSError, wal.WalConflict) as exc:
-        report.check(args.command, False, str(exc).splitlines()[0])
-    return report.finish(args.json_path, clock, strict=args.strict)
+        report.check(args.command, False, one_line(exc))
+    return finish(report, args.json_path, clock, strict=args.strict)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from drtopo.backup.store import encryption_args, s3_client
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
 from drtopo.report import FAIL, PASS, SKIP, BadInput, Clock, Report, Unsafe
-from drtopo.settings import active_project_dir, load_settings
+from drtopo.settings import load_settings
 
 PREFIX = "config"
 MANIFEST = "manifest.json"
@@ -109,8 +109,8 @@ def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str, str]:
     return files, PASS, f"exported {len(files)} files from namespace {namespace} (Secrets: names and keys only)"
 
 
-def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_run: bool) -> str:
-    folder = active_project_dir()
+def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_run: bool, project_dir: Path) -> str:
+    folder = project_dir
     files, kube_outcome, kube_note = collect(stack, outputs, folder)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     prefix = f"{stack_prefix(stack)}{stamp}/"
@@ -160,6 +160,7 @@ def restore(
     prefix: str | None,
     dest: Path | None,
     force: bool,
+    project_dir: Path,
 ) -> None:
     """Write every file of the backup under `dest` (default: the project folder), checking SHA-256 before and after.
 
@@ -175,7 +176,7 @@ def restore(
             f"{prefix} in bucket {outputs.config_bucket} has no {MANIFEST}; expected a `backup config`"
         ) from None
     manifest = json.loads(raw)
-    folder = dest or active_project_dir()
+    folder = dest or project_dir
     with clock.step(f"download {len(manifest['files'])} files from {prefix}"):
         files = [
             ConfigFile(name, s3.get_object(Bucket=outputs.config_bucket, Key=prefix + name)["Body"].read())

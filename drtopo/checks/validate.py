@@ -26,14 +26,16 @@ from drtopo.database.connect import connect
 from drtopo.failover.pending import settle
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import BadInput, Report
-from drtopo.settings import Settings, stacks
+from drtopo.settings import REPO_DIR, Settings, stacks
 
 GROUPS = ("service", "database", "kafka", "compare")
 
 
-def against_conninfo(against: str, stack: str, outputs_path: Path | None) -> StackOutputs | str:
-    """The other side of the comparison: the outputs of a stack, or a DSN as given."""
-    if against in stacks():
+def against_conninfo(
+    against: str, stack: str, outputs_path: Path | None, project_dir: Path = REPO_DIR
+) -> StackOutputs | str:
+    """The other side of the comparison: the outputs of a stack of the project, or a DSN as given."""
+    if against in stacks(project_dir):
         if against == stack:
             raise BadInput(f"--against {against!r} is the stack being validated; expected the other stack or a DSN")
         return load_outputs(peer_outputs_path(outputs_path, against), against)
@@ -43,7 +45,9 @@ def against_conninfo(against: str, stack: str, outputs_path: Path | None) -> Sta
         except psycopg.ProgrammingError as exc:
             raise BadInput(f"--against {against!r} is not a valid DSN ({exc})") from None
         return against
-    raise BadInput(f"--against {against!r} is unknown; expected one of {', '.join(stacks())} or a PostgreSQL DSN")
+    raise BadInput(
+        f"--against {against!r} is unknown; expected one of {', '.join(stacks(project_dir))} or a PostgreSQL DSN"
+    )
 
 
 def _connect_other(other: StackOutputs | str) -> psycopg.Connection:

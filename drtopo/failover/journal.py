@@ -2,15 +2,14 @@
 
 An interrupted run (crash, lost terminal, killed process) leaves its journal open; the next run of the same operation
 on the same stack resumes after the last completed step and reuses what those steps measured. A finished run closes
-its journal (kept beside the open one, timestamped, as an audit trail). Journals live in the state dir:
-DRTOPO_STATE_DIR, else DRTOPO_LAB_DIR/journal, else ~/.drtopo/journal.
+its journal (kept beside the open one, timestamped, as an audit trail). Journals live in the command's state
+folder (`Context.state_dir`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,17 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from drtopo.report import Clock
-
-# Test hook: kill this process (SIGKILL, as a crash would) right after the named step is journalled.
-CRASH_AFTER_ENV = "DRTOPO_CRASH_AFTER"
-
-
-def state_dir() -> Path:
-    if os.environ.get("DRTOPO_STATE_DIR"):
-        return Path(os.environ["DRTOPO_STATE_DIR"])
-    if os.environ.get("DRTOPO_LAB_DIR"):
-        return Path(os.environ["DRTOPO_LAB_DIR"]) / "journal"
-    return Path.home() / ".drtopo" / "journal"
 
 
 def _now() -> str:
@@ -44,9 +32,9 @@ class Journal:
     data: dict[str, Any]
 
     @classmethod
-    def open(cls, operation: str, stack: str, directory: Path | None = None) -> Journal:
-        """The open journal of `operation` on `stack`, or a new one."""
-        path = (directory or state_dir()) / f"{operation}-{stack}.json"
+    def open(cls, operation: str, stack: str, directory: Path) -> Journal:
+        """The open journal of `operation` on `stack` in `directory`, or a new one."""
+        path = directory / f"{operation}-{stack}.json"
         if path.is_file():
             data = json.loads(path.read_text())
             if not data.get("closed_at"):
@@ -103,11 +91,13 @@ StepFn = Callable[[], dict[str, Any]]
 
 
 class Runner:
-    """Runs named steps in order, each timed by the Clock, skipping those the journal already holds."""
+    """Runs named steps in order, each timed by the Clock, skipping those the journal already holds; `after_step`
+    is called with each step's name once it is journalled (the crash tests' hook)."""
 
-    def __init__(self, journal: Journal | None, clock: Clock) -> None:
+    def __init__(self, journal: Journal | None, clock: Clock, after_step: Callable[[str], None] | None = None) -> None:
         self.journal = journal
         self.clock = clock
+        self.after_step = after_step
         self.results: dict[str, dict[str, Any]] = {}
         self.timeline: list[dict[str, Any]] = []
 
@@ -125,8 +115,7 @@ class Runner:
             self.timeline.append(
                 {"step": name, "seconds": rec["seconds"], "at_seconds": round(self.clock.elapsed(), 3)}
             )
-            if os.environ.get(CRASH_AFTER_ENV) == name:
-                self.clock.say(f"{CRASH_AFTER_ENV}={name}: crashing now (SIGKILL)")
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self.after_step is not None:
+                self.after_step(name)
         self.results[name] = result
         return result

@@ -1,6 +1,7 @@
 """The steps of a failover (promote) and a failback, in order, with what each does: pure, for the runner and --dry-run.
 
-A step's name is what the journal records and what `DRTOPO_CRASH_AFTER` names; its text is what --dry-run prints.
+A step's name is what the journal records and what the crash tests' hook (`DRTOPO_CRASH_AFTER`) names; its text
+is what --dry-run prints.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ DNS flip and the role switch. Every step is also safe to repeat, so a resumed ru
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,10 @@ from typing import Any
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drtopo.context import Context
 from drtopo.database import fence, replication, standby
 from drtopo.database.connect import connect
+from drtopo.errors import one_line
 from drtopo.failover import marker, pending
 from drtopo.failover.dns import DnsFailoverError, fail_over
 from drtopo.failover.journal import Journal, Runner
@@ -35,7 +37,9 @@ from drtopo.kafka.offsets import (
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import EXIT_FAILED, BadInput, Clock, Report, Unsafe, settings_for
-from drtopo.settings import Settings, active_project_dir
+from drtopo.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class StepFailed(RuntimeError):
@@ -55,7 +59,7 @@ class Switchover:
     target: StackOutputs
     peer: StackOutputs
     settings: Settings
-    project_dir: Path
+    ctx: Context
     accept_data_loss: bool = False
     skip_consumer_group: bool = False
     dry_run: bool = False
@@ -65,6 +69,10 @@ class Switchover:
     fence_owed: bool = False
     # The database instance each stack's outputs (its Pulumi state) named when the run started.
     deployed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def project_dir(self) -> Path:
+        return self.ctx.project_dir
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def answers(self, outputs: StackOutputs) -> bool:
@@ -296,6 +304,7 @@ def load(
     kind: str,
     stack: str,
     outputs_path: Path | None,
+    ctx: Context,
     *,
     dry_run: bool = False,
     restart: bool = False,
@@ -306,9 +315,9 @@ def load(
 ) -> Switchover:
     """Settings and outputs of the target stack and its peer; refuses a target that is already the primary, and an
     interrupted run's journal older than `failover.journalMaxAgeHours` (the world has moved on since)."""
-    settings = settings_for(stack)
-    peer_settings = settings_for(settings.peer_stack)
-    journal = Journal.open(kind, stack)
+    settings = settings_for(stack, ctx.project_dir)
+    peer_settings = settings_for(settings.peer_stack, ctx.project_dir)
+    journal = Journal.open(kind, stack, ctx.state_dir)
     resuming = not dry_run and not restart and journal.resumed
     limit = settings.failover.journal_max_age_hours
     if resuming and journal.age_hours() > limit:
@@ -333,12 +342,12 @@ def load(
         target=target,
         peer=peer,
         settings=settings,
-        project_dir=active_project_dir(),
+        ctx=ctx,
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
         dry_run=dry_run,
         break_lock=break_lock,
-        report=Report(strict=strict),
+        report=Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None),
         deployed={s: o.db_instance_id for s, o in deployed.items()},
     )
 
@@ -351,7 +360,7 @@ def execute(
     json_path: Path | None = None,
 ) -> int:
     """Run the plan (or, with --dry-run, the read-only steps and the plan); print and write the report."""
-    clock = Clock()
+    clock = Clock(sw.ctx.reporter)
     lock = None if sw.dry_run else FailoverLock(sw.target)
     if lock is not None:
         owner = lock.acquire(sw.kind, sw.target.stack, sw.break_lock)
@@ -381,24 +390,25 @@ def _execute(
     restart: bool,
     json_path: Path | None,
 ) -> int:
-    journal = None if sw.dry_run else Journal.open(sw.kind, sw.target.stack)
+    journal = None if sw.dry_run else Journal.open(sw.kind, sw.target.stack, sw.ctx.state_dir)
     if journal is not None and restart:
         journal.discard()
-        journal = Journal.open(sw.kind, sw.target.stack)
+        journal = Journal.open(sw.kind, sw.target.stack, sw.ctx.state_dir)
     resumed = journal is not None and journal.resumed
     if resumed:
         clock.say(f"resuming the run started {journal.data['started_at']} (journal {journal.path})")
         _resume(journal)
-    runner = Runner(journal, clock)
+    runner = Runner(journal, clock, sw.ctx.after_step)
     try:
         preflight = runner.run("preflight", sw.preflight)
         plan = plan_for(preflight)
         if sw.dry_run:
             # Only a failover can measure its lag beforehand; a failback's target is not a replica until rebuilt.
             guard = runner.run("guard", sw.guard) if sw.kind == "promote" else {}
-            print(f"plan ({sw.kind} to {sw.target.stack}; dry run, nothing changed):\n{render(plan)}")
+            say = sw.ctx.reporter.info
+            say(f"plan ({sw.kind} to {sw.target.stack}; dry run, nothing changed):\n{render(plan)}")
             switch = planned_switch(sw.target.stack, sw.peer.stack, sw.project_dir)
-            print("stack files after the roles step:\n" + "\n".join(f"    {c.describe()}" for c in switch))
+            say("stack files after the roles step:\n" + "\n".join(f"    {c.describe()}" for c in switch))
             sw.report.measured.update(plan=[s.name for s in plan], stack_files=[c.as_dict() for c in switch])
             sw.report.write(json_path)
             if guard.get("refused"):
@@ -423,32 +433,32 @@ def _execute(
         # Anything else before promotion (an API error, a server that went away mid-step) stops the run; the journal
         # keeps what is done.
         failed = next((s["step"] for s in reversed(clock.steps) if not s["ok"]), "preflight")
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.exception("step %s failed", failed)
+        reason = one_line(exc)
         sw.report.check(failed, False, reason)
         kept = _stopped(sw, journal, runner, json_path)
         resume = f"; rerun to resume from it (journal {journal.path})" if kept and journal else ""
-        print(f"error: step {failed} failed: {reason}{resume}", file=sys.stderr)
+        sw.ctx.reporter.warning(f"error: step {failed} failed: {reason}{resume}")
         return EXIT_FAILED
     left = [s.name for s in plan if s.name not in runner.results]
     if left:
         # Promoted, but not everything followed: the journal stays open so a rerun does exactly what is left.
         sw.report.measured.update(steps=runner.timeline, resumed=resumed, left_to_do=left)
-        sw.report.print_table()
+        sw.ctx.reporter.info(sw.report.table())
         assert journal is not None
-        print(
+        sw.ctx.reporter.warning(
             f"error: {sw.target.stack} is promoted but {', '.join(left)} did not complete; "
-            f"rerun the same command to finish them (journal {journal.path})",
-            file=sys.stderr,
+            f"rerun the same command to finish them (journal {journal.path})"
         )
         sw.report.write(json_path)
         return EXIT_FAILED
     sw.report.measured.update(total_seconds=round(clock.elapsed(), 3), steps=runner.timeline, resumed=resumed)
     closed = journal.close()
     sw.report.measured["journal"] = str(closed)
-    sw.report.print_table()
+    sw.ctx.reporter.info(sw.report.table())
     # What the script created before Pulumi did (a failback's replicas) is adopted first, then the stacks converge.
     adopt = [c for step in ("rebuild", "rebuild-peer") for c in runner.results.get(step, {}).get("pulumi_import", [])]
-    print("next:\n  " + "\n  ".join([*adopt, *runner.results["roles"]["next_commands"]]))
+    sw.ctx.reporter.info("next:\n  " + "\n  ".join([*adopt, *runner.results["roles"]["next_commands"]]))
     sw.report.write(json_path)
     return sw.report.exit_code()
 
@@ -456,6 +466,7 @@ def _execute(
 def switchover(
     kind: str,
     plan_for: Callable[[Switchover, dict[str, Any]], list[PlannedStep]],
+    ctx: Context,
     *,
     stack: str,
     outputs_path: Path | None,
@@ -465,7 +476,7 @@ def switchover(
 ) -> int:
     """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
     strict), then run the plan that `plan_for(switchover, preflight)` names."""
-    sw = load(kind, stack, outputs_path, restart=restart, **flags)
+    sw = load(kind, stack, outputs_path, ctx, restart=restart, **flags)
     return execute(sw, lambda preflight: plan_for(sw, preflight), restart=restart, json_path=json_path)
 
 
@@ -476,8 +487,8 @@ def _run_after_promotion(sw: Switchover, runner: Runner, name: str, step: Callab
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        sw.report.check(name, False, f"{reason} (left to do: rerun to repeat this step)")
+        log.exception("step %s failed after the point of no return", name)
+        sw.report.check(name, False, f"{one_line(exc)} (left to do: rerun to repeat this step)")
 
 
 def _stopped(sw: Switchover, journal: Journal | None, runner: Runner, json_path: Path | None) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from drtopo.kafka.offsets import (
     CheckpointError,
     apply_group_offsets,
@@ -14,8 +16,10 @@ from drtopo.outputs import StackOutputs
 from drtopo.report import Clock, Report, settings_for
 
 
-def restore_topics(stack: str, outputs: StackOutputs, report: Report, cluster: str, dry_run: bool) -> None:
-    settings = settings_for(stack)
+def restore_topics(
+    stack: str, outputs: StackOutputs, report: Report, cluster: str, dry_run: bool, project_dir: Path
+) -> None:
+    settings = settings_for(stack, project_dir)
     target = clusters(settings, outputs)[cluster]
     results = recreate_topics(target.bootstrap, settings.kafka.topics, dry_run)
     for r in results:
@@ -29,10 +33,16 @@ def restore_topics(stack: str, outputs: StackOutputs, report: Report, cluster: s
 
 
 def restore_offsets(
-    stack: str, outputs: StackOutputs, report: Report, clock: Clock, group: str | None, dry_run: bool
+    stack: str,
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    group: str | None,
+    dry_run: bool,
+    project_dir: Path,
 ) -> None:
     """Move the group on the backup cluster, where MirrorMaker 2 writes the checkpoints of the source's offsets."""
-    settings = settings_for(stack)
+    settings = settings_for(stack, project_dir)
     roles = clusters(settings, outputs)
     group = group or settings.kafka.consumer_group
     source_alias, target = roles["source"].alias, roles["backup"]

@@ -22,11 +22,12 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from drtopo.context import Context
 from drtopo.database.connect import connect
-from drtopo.report import EXIT_OK, BadInput, main_guard
+from drtopo.report import EXIT_OK, BadInput
 from drtopo.settings import LOAD_LEVELS, SCENARIOS, SettingsError, load_settings
 from lab.core import Lab
-from scripts.cli import OneLineParser
+from scripts.cli import OneLineParser, main_guard
 from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
 from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
 from scripts.drill.scenarios import SCENARIO_MODULES
@@ -243,7 +244,7 @@ def print_plan(scenarios: list[str], overrides: dict[tuple[str, str], float]) ->
         print(f"{name}: RTO goal {rto:g} s, RPO goal {rpo:g} s - {module.__doc__.splitlines()[0].split(': ', 1)[-1]}")
 
 
-def run(argv: Sequence[str] | None) -> int:
+def run(argv: Sequence[str] | None, ctx: Context) -> int:
     args = build_parser().parse_args(argv)
     scenarios = parse_scenarios(args.scenario)
     overrides = parse_objectives(args.objective)
@@ -312,4 +313,4 @@ def run(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return main_guard(run, argv)
+    return main_guard(run, argv, "drill")

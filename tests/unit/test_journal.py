@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from drtopo.failover.journal import Journal, Runner, state_dir
+from drtopo.failover.journal import Journal, Runner
 from drtopo.report import Clock
+from scripts.cli import context_from_environment
 
 
 def run_steps(directory: Path, calls: list[str], fail_at: str | None = None) -> Runner:
-    runner = Runner(Journal.open("promote", "dr", directory), Clock(out=io.StringIO()))
+    runner = Runner(Journal.open("promote", "dr", directory), Clock())
 
     def step(name: str):
         def fn() -> dict:
@@ -55,6 +55,6 @@ def test_closed_journal_is_kept_aside_and_the_next_run_starts_fresh(tmp_path: Pa
 def test_state_dir_prefers_explicit_then_lab(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DRTOPO_STATE_DIR", raising=False)
     monkeypatch.setenv("DRTOPO_LAB_DIR", str(tmp_path / "lab"))
-    assert state_dir() == tmp_path / "lab" / "journal"
+    assert context_from_environment().state_dir == tmp_path / "lab" / "journal"
     monkeypatch.setenv("DRTOPO_STATE_DIR", str(tmp_path / "state"))
-    assert state_dir() == tmp_path / "state"
+    assert context_from_environment().state_dir == tmp_path / "state"

@@ -163,18 +163,22 @@ def test_a_standby_may_name_its_source_by_arn_instead_of_a_stack_reference() -> 
     assert settings.replication_source_arn == arn
 
 
-def test_the_project_folder_is_read_from_the_environment_at_each_call(tmp_path, monkeypatch) -> None:
-    """A drill sets DRTOPO_PROJECT_DIR after import: role switches must land in its copy, not in the repository."""
+def test_the_project_folder_is_the_commands_not_read_from_the_environment(tmp_path, monkeypatch) -> None:
+    """The command reads DRTOPO_PROJECT_DIR into its context; the library only follows the folder it is given, so
+    a drill's role switches land in its copy and the library never reads the variable behind the command's back."""
     import shutil
 
-    from drtopo.settings import REPO_DIR, active_project_dir, stack_file
+    from drtopo.settings import REPO_DIR, stack_file
+    from scripts.cli import context_from_environment
 
     for name in ("Pulumi.prod.yaml", "Pulumi.dr.yaml"):
         shutil.copy(REPO_DIR / name, tmp_path / name)
     (tmp_path / "Pulumi.dr.yaml").write_text((tmp_path / "Pulumi.dr.yaml").read_text().replace("standby", "primary"))
     monkeypatch.setenv("DRTOPO_PROJECT_DIR", str(tmp_path))
-    assert active_project_dir() == tmp_path
-    assert stack_file("dr") == tmp_path / "Pulumi.dr.yaml"
-    assert load_settings("dr").role.value == "primary"
-    monkeypatch.delenv("DRTOPO_PROJECT_DIR")
+    project = context_from_environment().project_dir
+    assert project == tmp_path
+    assert stack_file("dr", project) == tmp_path / "Pulumi.dr.yaml"
+    assert load_settings("dr", project).role.value == "primary"
     assert load_settings("dr").role.value == "standby"
+    monkeypatch.delenv("DRTOPO_PROJECT_DIR")
+    assert context_from_environment().project_dir == REPO_DIR

@@ -83,11 +83,11 @@ def test_any_stack_pair_is_accepted_and_an_unknown_stack_names_its_missing_file(
         document = yaml.safe_load((REPO_DIR / f"Pulumi.{old}.yaml").read_text())
         document["config"]["drtopo:peerStack"] = peer
         (tmp_path / f"Pulumi.{new}.yaml").write_text(yaml.safe_dump(document))
-    monkeypatch.setenv("DRTOPO_PROJECT_DIR", str(tmp_path))
-    assert stacks() == ("staging", "staging-dr")
-    assert against_conninfo("host=127.0.0.1", "staging", None) == "host=127.0.0.1"
+    assert stacks(tmp_path) == ("staging", "staging-dr")
+    assert against_conninfo("host=127.0.0.1", "staging", None, tmp_path) == "host=127.0.0.1"
     with pytest.raises(BadInput, match="the stack being validated"):
-        against_conninfo("staging", "staging", None)
+        against_conninfo("staging", "staging", None, tmp_path)
+    monkeypatch.setenv("DRTOPO_PROJECT_DIR", str(tmp_path))  # the command reads it; the library is handed it
     assert main(["--stack", "prod", "--skip", "service"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,37 @@
+"""What a command hands the library once, instead of environment variables read deep inside it.
+
+The command (`scripts/cli.py`) builds one `Context` from its flags and environment: the project folder holding the
+stack files, the state folder (journals, logs), the reporter that shows progress, the command's log file and, for
+tests only, a hook run after each failover step. The library reads these fields and nothing else of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drtopo.report import SILENT, Reporter
+from drtopo.settings import REPO_DIR
+
+DEFAULT_STATE_DIR = Path.home() / ".drtopo" / "journal"
+
+
+def _no_hook(step: str) -> None:
+    """The default after-step hook: nothing."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """One command run's surroundings."""
+
+    project_dir: Path = REPO_DIR
+    state_dir: Path = DEFAULT_STATE_DIR
+    reporter: Reporter = SILENT
+    log_path: Path | None = None
+    # Called after each failover step is journalled, with the step's name (the crash tests kill the process there).
+    after_step: Callable[[str], None] = field(default=_no_hook)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
