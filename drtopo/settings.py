@@ -20,13 +20,6 @@ from drtopo.cron import check_schedule, require_daily
 
 PROJECT = "drtopo"
 REPO_DIR = Path(__file__).resolve().parent.parent
-SCENARIOS = (
-    "single-pod-failure",
-    "database-corruption",
-    "region-failure",
-    "kafka-cluster-failure",
-    "configuration-loss",
-)
 RUNBOOK_TOPICS = (
     "OrderRejected",
     "OrderCancelled",
@@ -97,6 +90,10 @@ class Objectives(_Model):
         if scenario not in SCENARIOS:
             raise SettingsError(f"scenario {scenario!r} is unknown; expected one of {', '.join(SCENARIOS)}")
         return getattr(self, scenario.replace("-", "_"))
+
+
+# The scenarios, as the objectives table names them (the drill's scenario table is checked against it).
+SCENARIOS = tuple(name.replace("_", "-") for name in Objectives.model_fields)
 
 
 class Tier(_Model):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from drtopo.report import Report
+from scripts.drill.measured import Measured
 
 
 @dataclass
@@ -23,7 +24,7 @@ class ScenarioResult:
     scenario: str
     objective_rto_seconds: float
     objective_rpo_seconds: float
-    measured: dict[str, Any] = field(default_factory=dict)
+    measured: Measured = field(default_factory=Measured)
     steps: list[dict[str, Any]] = field(default_factory=list)
     checks: Report = field(default_factory=Report)
     error: str | None = None
@@ -33,9 +34,10 @@ class ScenarioResult:
     @property
     def client_rto(self) -> float | None:
         """The RTO a user sees: the sum of the phases when the drill has them, else the lab's measured RTO."""
-        if self.measured.get("rto_seconds") is None:
+        m = self.measured
+        if m.rto_seconds is None:
             return None
-        return self.measured.get("client_rto_seconds", self.measured["rto_seconds"])
+        return m.rto_seconds if m.client_rto_seconds is None else m.client_rto_seconds
 
     @property
     def rto_ok(self) -> bool:
@@ -44,7 +46,7 @@ class ScenarioResult:
 
     @property
     def rpo_ok(self) -> bool:
-        rpo = self.measured.get("rpo_seconds")
+        rpo = self.measured.rpo_seconds
         return rpo is not None and rpo <= self.objective_rpo_seconds
 
     @property
@@ -56,7 +58,7 @@ class ScenarioResult:
             "scenario": self.scenario,
             "ok": self.ok,
             "error": self.error,
-            "measured": self.measured,
+            "measured": self.measured.to_dict(),
             "objectives": {"rto_seconds": self.objective_rto_seconds, "rpo_seconds": self.objective_rpo_seconds},
             "checks": self.checks.to_dict()["checks"],
             "steps": self.steps,
@@ -78,14 +80,14 @@ def drill_report(results: list[ScenarioResult], machine: dict[str, Any]) -> dict
         report.check(
             f"{r.scenario}: RPO",
             r.rpo_ok and r.error is None,
-            f"{r.measured.get('rows_lost', 'n/a')} acknowledged rows lost",
-            r.measured.get("rpo_seconds"),
+            f"{_text(r.measured.rows_lost, 'n/a')} acknowledged rows lost",
+            r.measured.rpo_seconds,
             r.objective_rpo_seconds,
         )
         for c in r.checks.checks:
             report.check(f"{r.scenario}: {c.name}", c.ok, c.detail, c.value, c.limit)
     document = report.to_dict()
-    document["measured"] = {r.scenario: r.measured for r in results}
+    document["measured"] = {r.scenario: r.measured.to_dict() for r in results}
     document["machine"] = machine
     document["scenarios"] = [r.to_dict() for r in results]
     return document
@@ -101,11 +103,11 @@ def print_table(results: list[ScenarioResult], out: Any = None) -> None:
     for r in results:
         m = r.measured
         print(
-            f"{r.scenario:<22} {m.get('load', '-')!s:>7} {_num(m.get('write_rate_achieved'), 0):>8} "
-            f"{m.get('rows_acknowledged', '-')!s:>7} {_num(m.get('rto_seconds'), 2):>8} {_num(r.client_rto, 1):>8} "
-            f"{r.objective_rto_seconds:>6g} {_num(m.get('rpo_seconds'), 2):>6} {r.objective_rpo_seconds:>5g} "
-            f"{m.get('rows_lost', '-')!s:>5} {_num(m.get('kafka_rate_achieved'), 0):>7} "
-            f"{m.get('messages_lost', '-')!s:>6} {m.get('messages_reread', '-')!s:>7}  {'PASS' if r.ok else 'FAIL'}"
+            f"{r.scenario:<22} {_text(m.load):>7} {_num(m.write_rate_achieved, 0):>8} "
+            f"{_text(m.rows_acknowledged):>7} {_num(m.rto_seconds, 2):>8} {_num(r.client_rto, 1):>8} "
+            f"{r.objective_rto_seconds:>6g} {_num(m.rpo_seconds, 2):>6} {r.objective_rpo_seconds:>5g} "
+            f"{_text(m.rows_lost):>5} {_num(m.kafka_rate_achieved, 0):>7} "
+            f"{_text(m.messages_lost):>6} {_text(m.messages_reread):>7}  {'PASS' if r.ok else 'FAIL'}"
             + (f" ({r.error})" if r.error else ""),
             file=out,
         )
@@ -123,6 +125,10 @@ def print_table(results: list[ScenarioResult], out: Any = None) -> None:
 
 def _num(v: Any, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _text(v: object, unmeasured: str = "-") -> str:
+    return unmeasured if v is None else str(v)
 
 
 def write_json(document: dict[str, Any], path: Path) -> None:
@@ -181,7 +187,7 @@ def timeline_figure(results: list[ScenarioResult]) -> Any:
         steps_ax.tick_params(axis="x", labelsize=7)
         _rates(rate_ax, r)
         rate_ax.sharex(steps_ax)
-        failure, rto = r.measured.get("failure_at_seconds"), r.measured.get("rto_seconds")
+        failure, rto = r.measured.failure_at_seconds, r.measured.rto_seconds
         for ax in (steps_ax, rate_ax):
             if failure is not None:
                 ax.axvline(failure, color="tab:red", linestyle="--", linewidth=1, label="failure")
@@ -189,13 +195,13 @@ def timeline_figure(results: list[ScenarioResult]) -> Any:
                     ax.axvline(
                         failure + rto, color="tab:blue", linestyle="--", linewidth=1, label="recovered (lab RTO)"
                     )
-                    action = r.measured.get("action_seconds")
+                    action = r.measured.action_seconds
                     if action is not None and action <= rto:
                         ax.axvspan(failure, failure + action, color="tab:green", alpha=0.15, label="action (lab)")
                         ax.axvspan(
                             failure + action, failure + rto, color="tab:olive", alpha=0.15, label="reconnect (lab)"
                         )
-                first = r.measured.get("first_ack_after_failure_seconds")
+                first = r.measured.first_ack_after_failure_seconds
                 if first is not None:
                     ax.axvline(
                         failure + first, color="black", linestyle=":", linewidth=1.2, label="first acknowledged write"
@@ -204,10 +210,10 @@ def timeline_figure(results: list[ScenarioResult]) -> Any:
         _phases(phase_ax, r)
         verdict = "PASS" if r.ok else "FAIL"
         steps_ax.set_title(
-            f"{r.scenario} ({r.measured.get('load', '?')} load): lab RTO {_num(rto, 2)} s, user RTO "
+            f"{r.scenario} ({_text(r.measured.load, '?')} load): lab RTO {_num(rto, 2)} s, user RTO "
             f"{_num(r.client_rto, 1)} s (goal {r.objective_rto_seconds:g}), "
-            f"RPO {_num(r.measured.get('rpo_seconds'), 2)} s (goal {r.objective_rpo_seconds:g}), "
-            f"{r.measured.get('rows_lost', '-')} rows lost - {verdict}",
+            f"RPO {_num(r.measured.rpo_seconds, 2)} s (goal {r.objective_rpo_seconds:g}), "
+            f"{_text(r.measured.rows_lost)} rows lost - {verdict}",
             fontsize=9,
             loc="left",
         )

@@ -24,28 +24,25 @@ from pathlib import Path
 
 from drtopo.context import Context
 from drtopo.database.connect import connect
+from drtopo.errors import one_line
 from drtopo.report import EXIT_OK, BadInput
-from drtopo.settings import LOAD_LEVELS, SCENARIOS, SettingsError, load_settings
+from drtopo.settings import LOAD_LEVELS, SettingsError, load_settings
 from lab.core import Lab
 from scripts.cli import OneLineParser, main_guard
 from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
 from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
-from scripts.drill.scenarios import SCENARIO_MODULES
-from scripts.drill.scenarios.context import DrillContext, data_loss, rto_phases, surviving
+from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
+from scripts.drill.scenarios.context import DrillContext, data_loss, surviving
+from scripts.drill.scenarios.phases import rto_phases
+from scripts.drill.scenarios.scenario import ScenarioRun
 
 # The topic the background Kafka load writes to (the service's own events topic, mirrored to the peer).
 BACKGROUND_TOPIC = "ExceptionCaptured"
-# Scenarios that write no rows themselves: the service carries the load's writes in the background, and every
-# acknowledged one must still be in the database afterwards.
-WRITERLESS = ("configuration-loss", "kafka-cluster-failure")
-
-# Least destructive first: region-failure leaves the most to rebuild.
-ORDER = ("single-pod-failure", "configuration-loss", "database-corruption", "kafka-cluster-failure", "region-failure")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m scripts.drill", description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", default="all", help=f"one of: all, {', '.join(SCENARIOS)} (comma-separated list ok)")
+    p.add_argument("--scenario", default="all", help=f"one of: all, {', '.join(NAMES)} (comma-separated list ok)")
     p.add_argument("--lab-root", type=Path, help="use the running lab in this folder instead of starting a fresh one")
     p.add_argument(
         "--outputs",
@@ -75,9 +72,9 @@ def parse_scenarios(text: str) -> list[str]:
     if text == "all":
         return list(ORDER)
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SCENARIOS]
+    unknown = [n for n in names if n not in BY_NAME]
     if unknown or not names:
-        raise BadInput(f"--scenario {text!r} is unknown; expected all or one of {', '.join(SCENARIOS)}")
+        raise BadInput(f"--scenario {text!r} is unknown; expected all or one of {', '.join(NAMES)}")
     return [n for n in ORDER if n in names]
 
 
@@ -90,7 +87,7 @@ def parse_objectives(items: Sequence[str]) -> dict[tuple[str, str], float]:
             seconds = float(value)
         except ValueError:
             seconds = -1.0
-        if scenario not in SCENARIOS or kind not in ("rto", "rpo") or seconds < 0:
+        if scenario not in BY_NAME or kind not in ("rto", "rpo") or seconds < 0:
             raise BadInput(f"--objective {item!r} is invalid; expected SCENARIO.rto=SECONDS or SCENARIO.rpo=SECONDS")
         overrides[(scenario, kind)] = seconds
     return overrides
@@ -109,44 +106,50 @@ def machine() -> dict[str, object]:
 def run_scenario(
     ctx: DrillContext, name: str, overrides: dict[tuple[str, str], float], restore: bool = True
 ) -> ScenarioResult:
+    scenario = BY_NAME[name]
     settings = ctx.settings("prod")
-    objective = settings.objectives.for_scenario(name)
+    objective = scenario.objective(settings)
     result = ScenarioResult(
         scenario=name,
         objective_rto_seconds=overrides.get((name, "rto"), objective.rto_seconds),
         objective_rpo_seconds=overrides.get((name, "rpo"), objective.rpo_seconds),
     )
-    module = SCENARIO_MODULES[name]
     print(f"== {name} (RTO goal {result.objective_rto_seconds:g} s, RPO goal {result.objective_rpo_seconds:g} s)")
     ctx.begin()
+    m = result.measured
     background: MessageProducer | None = None
+    run: ScenarioRun | None = None
     try:
         with _timed(f"seed the primary to {ctx.load.seed_rows} rows, replayed by the standby"):
             seeded = ctx.seed()
-        result.measured.update(load=ctx.load_name, seed_rows_added=int(seeded["rows"]), seed_seconds=seeded["seconds"])
-        if name != "kafka-cluster-failure":  # that scenario produces at the load's rate itself
+        m.load, m.seed_rows_added, m.seed_seconds = ctx.load_name, seeded.rows, seeded.seconds
+        if not scenario.produces_to_kafka:
             background = ctx.message_producer(
                 lambda: ctx.lab.kafka_bootstrap(ctx.active_stack()), BACKGROUND_TOPIC, prefix=f"{name}-bg"
             )
             background.start()
-        writer = ctx.row_writer(ctx.active_service_url, prefix=f"{name}-bg") if name in WRITERLESS else None
+        # A scenario that writes no rows itself: the service carries the load's writes in the background, and every
+        # acknowledged one must still be in the database afterwards.
+        writer = None if scenario.writes_rows else ctx.row_writer(ctx.active_service_url, prefix=f"{name}-bg")
         if writer is not None:
             writer.start()
-        module.run(ctx, result)
+        run = ScenarioRun(ctx, result, ctx.clock())
+        scenario.play(run)
+        result.steps = run.clock.steps
         if writer is not None:
             background_rows_kept(ctx, result, writer.stop())
     except Exception as exc:  # a scenario that breaks is a failed drill, reported, not a traceback
-        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        result.error = f"{type(exc).__name__}: {one_line(exc) if str(exc) else ''}"
     finally:
         if background is not None:
             background.stop()
         left = stop_all()
         if left:
             print(f"   (stopped {left} load thread(s) the scenario left running)")
-        load_figures(ctx, result)
-        result.phases = rto_phases(name, settings, result.measured)
+        load_figures(ctx, result, None if run is None else run.failure_at)
+        result.phases = rto_phases(scenario.rto_phases, settings, m)
         if result.phases:
-            result.measured["client_rto_seconds"] = round(sum(p["seconds"] for p in result.phases), 3)
+            m.client_rto_seconds = round(sum(p["seconds"] for p in result.phases), 3)
         if restore:
             with _timed("restore the lab to a healthy prod=primary, dr=standby"):
                 ctx.lab.restore_baseline()
@@ -159,7 +162,7 @@ def background_rows_kept(ctx: DrillContext, result: ScenarioResult, stats: LoadS
     with connect(ctx.outputs(stack)) as conn:
         present = surviving(conn, [a.key for a in stats.acks])
     lost, rpo = data_loss(stats.acks, present, before=time.time())
-    result.measured.update(rows_lost=lost, rows_rpo_seconds=round(rpo, 3))
+    result.measured.rows_lost, result.measured.rows_rpo_seconds = lost, round(rpo, 3)
     result.checks.check(
         "every acknowledged write kept (the service's load during the scenario)",
         lost == 0,
@@ -181,10 +184,10 @@ def _started(stats: Iterable[LoadStats]) -> float | None:
     return min((s.started_at for s in stats if s.started_at is not None), default=None)
 
 
-def load_figures(ctx: DrillContext, result: ScenarioResult) -> None:
-    """The load a scenario carried: write and message rates achieved before the failure, totals, per-second series."""
+def load_figures(ctx: DrillContext, result: ScenarioResult, failure: float | None) -> None:
+    """The load a scenario carried: write and message rates achieved before the failure (wall-clock time, None
+    before the fault went in), totals, per-second series."""
     m = result.measured
-    failure = ctx.origin + m["failure_at_seconds"] if "failure_at_seconds" in m else None
     writes = sorted((a for w in ctx.writers for a in w.stats.acks), key=lambda a: a.at)
     messages = sorted((a for p in ctx.producers for a in p.stats.acks), key=lambda a: a.at)
     end_writes = failure or (writes[-1].at if writes else 0.0)
@@ -196,20 +199,18 @@ def load_figures(ctx: DrillContext, result: ScenarioResult) -> None:
     if failure is not None and writes:
         # A response on the wire when the failure struck (sent before it) is not the first write after it.
         first = next((a for a in writes if a.at > failure and (a.sent is None or a.sent > failure)), None)
-        m["first_ack_after_failure_seconds"] = None if first is None else round(first.at - failure, 3)
-    m.update(
-        write_rate_goal=ctx.load.write_rate if ctx.writers else None,
-        write_rate_achieved=None if rate is None else round(rate, 1),
-        kafka_rate_goal=ctx.load.kafka_rate if ctx.producers else None,
-        kafka_rate_achieved=None if kafka_rate is None else round(kafka_rate, 1),
-    )
-    if ctx.writers:
-        m.setdefault("rows_acknowledged", len(writes))
-        m.setdefault("failed_requests", sum(w.stats.errors for w in ctx.writers))
-    if ctx.producers:
-        m.setdefault("messages_acknowledged", len(messages))
-    if "messages_duplicated" in m:
-        m.setdefault("messages_reread", m["messages_duplicated"])
+        m.first_ack_after_failure_seconds = None if first is None else round(first.at - failure, 3)
+    m.write_rate_goal = ctx.load.write_rate if ctx.writers else None
+    m.write_rate_achieved = None if rate is None else round(rate, 1)
+    m.kafka_rate_goal = ctx.load.kafka_rate if ctx.producers else None
+    m.kafka_rate_achieved = None if kafka_rate is None else round(kafka_rate, 1)
+    # What the scenario did not count itself (a scenario's own writer counts its own rows).
+    if ctx.writers and m.rows_acknowledged is None:
+        m.rows_acknowledged = len(writes)
+    if ctx.writers and m.failed_requests is None:
+        m.failed_requests = sum(w.stats.errors for w in ctx.writers)
+    if ctx.producers and m.messages_acknowledged is None:
+        m.messages_acknowledged = len(messages)
     result.series = {"writes": per_second(writes, ctx.origin), "kafka": per_second(messages, ctx.origin)}
 
 
@@ -236,12 +237,12 @@ def lab_root_of(outputs: Path) -> Path:
 
 
 def print_plan(scenarios: list[str], overrides: dict[tuple[str, str], float]) -> None:
-    objectives = load_settings("prod").objectives
+    settings = load_settings("prod")
     for name in scenarios:
-        goal = objectives.for_scenario(name)
-        module = SCENARIO_MODULES[name]
+        scenario = BY_NAME[name]
+        goal = scenario.objective(settings)
         rto, rpo = overrides.get((name, "rto"), goal.rto_seconds), overrides.get((name, "rpo"), goal.rpo_seconds)
-        print(f"{name}: RTO goal {rto:g} s, RPO goal {rpo:g} s - {module.__doc__.splitlines()[0].split(': ', 1)[-1]}")
+        print(f"{name}: RTO goal {rto:g} s, RPO goal {rpo:g} s - {scenario.summary}")
 
 
 def run(argv: Sequence[str] | None, ctx: Context) -> int:

@@ -11,9 +11,13 @@ import pytest
 
 from drtopo.settings import SettingsError, load_settings, settings_from_config
 from scripts.drill.loadgen import Ack, LoadStats, RowWriter, per_second, stop_all
+from scripts.drill.measured import Measured
 from scripts.drill.report import ScenarioResult, print_table, timeline_figure
 from scripts.drill.run import achieved_rate
-from scripts.drill.scenarios.context import rto_phases
+from scripts.drill.scenarios import BY_NAME
+from scripts.drill.scenarios.phases import rto_phases
+
+REGION_PHASES = BY_NAME["region-failure"].rto_phases
 
 
 def test_the_default_load_is_a_service_and_light_is_smaller() -> None:
@@ -47,8 +51,8 @@ def test_a_stack_sets_its_own_load_and_bad_values_name_the_key() -> None:
 
 def test_region_failure_rto_a_user_sees_adds_the_modelled_phases_to_the_measured_ones() -> None:
     settings = load_settings("prod")
-    measured = {"rto_seconds": 2.0, "action_seconds": 1.5, "action": "scripts.promote"}
-    phases = rto_phases("region-failure", settings, measured)
+    measured = Measured(rto_seconds=2.0, action_seconds=1.5, action="scripts.promote")
+    phases = rto_phases(REGION_PHASES, settings, measured)
     by = {p["phase"]: p for p in phases}
     assert [p["phase"] for p in phases] == ["detection", "decision", "action", "dns", "reconnect"]
     assert by["detection"]["seconds"] == settings.dns.failure_threshold * settings.dns.request_interval_seconds
@@ -60,17 +64,17 @@ def test_region_failure_rto_a_user_sees_adds_the_modelled_phases_to_the_measured
 
 
 def test_a_pod_restart_has_nothing_modelled_and_sums_to_the_lab_rto() -> None:
-    phases = rto_phases("single-pod-failure", load_settings("prod"), {"rto_seconds": 0.8})
+    phases = rto_phases(BY_NAME["single-pod-failure"].rto_phases, load_settings("prod"), Measured(rto_seconds=0.8))
     assert sum(p["seconds"] for p in phases) == pytest.approx(0.8)
     assert not any(p["how"].startswith("modelled") for p in phases)
-    assert rto_phases("region-failure", load_settings("prod"), {"rto_seconds": None}) == []
+    assert rto_phases(REGION_PHASES, load_settings("prod"), Measured(rto_seconds=None)) == []
 
 
 def test_the_objective_is_judged_on_the_rto_a_user_sees() -> None:
     r = ScenarioResult("region-failure", objective_rto_seconds=10, objective_rpo_seconds=1)
-    r.measured.update(rto_seconds=2.0, rpo_seconds=0.0, rows_lost=0)
+    r.measured = Measured(rto_seconds=2.0, rpo_seconds=0.0, rows_lost=0)
     assert r.ok
-    r.measured["client_rto_seconds"] = 62.0
+    r.measured.client_rto_seconds = 62.0
     assert not r.ok and r.client_rto == 62.0
 
 
@@ -173,7 +177,7 @@ def test_a_writer_refuses_no_connections() -> None:
 
 def loaded_result() -> ScenarioResult:
     r = ScenarioResult("region-failure", 14400, 900)
-    r.measured.update(
+    r.measured = Measured(
         load="default",
         rto_seconds=2.0,
         rpo_seconds=0.0,
@@ -190,8 +194,8 @@ def loaded_result() -> ScenarioResult:
         {"step": "steady load through the failover record", "start_seconds": 0.0, "seconds": 3.0, "ok": True},
         {"step": long_step, "start_seconds": 3.0, "seconds": 2.0, "ok": True},
     ]
-    r.phases = rto_phases("region-failure", load_settings("prod"), r.measured)
-    r.measured["client_rto_seconds"] = sum(p["seconds"] for p in r.phases)
+    r.phases = rto_phases(REGION_PHASES, load_settings("prod"), r.measured)
+    r.measured.client_rto_seconds = sum(p["seconds"] for p in r.phases)
     r.series = {"writes": [(0.0, 480), (1.0, 500), (2.0, 500), (3.0, 0), (4.0, 490)], "kafka": [(0.0, 2000)]}
     return r
 

@@ -8,8 +8,10 @@ import pytest
 
 from drtopo.report import BadInput
 from scripts.drill.loadgen import Ack
+from scripts.drill.measured import Measured
 from scripts.drill.report import ScenarioResult, drill_report, write_timeline
-from scripts.drill.run import ORDER, parse_objectives, parse_scenarios
+from scripts.drill.run import parse_objectives, parse_scenarios
+from scripts.drill.scenarios import ORDER
 from scripts.drill.scenarios.context import data_loss
 
 
@@ -53,7 +55,7 @@ def test_loss_is_the_window_from_the_last_kept_write_to_the_newest_lost_one() ->
 
 def result(rto: float | None, rpo: float | None, goal_rto: float = 10, goal_rpo: float = 1) -> ScenarioResult:
     r = ScenarioResult("region-failure", goal_rto, goal_rpo)
-    r.measured.update(rto_seconds=rto, rpo_seconds=rpo, rows_lost=0, failure_at_seconds=1.0)
+    r.measured = Measured(rto_seconds=rto, rpo_seconds=rpo, rows_lost=0, failure_at_seconds=1.0)
     r.steps = [{"step": "kill", "start_seconds": 0.5, "seconds": 0.1, "ok": True}]
     return r
 

@@ -1,22 +1,25 @@
-"""Drill scenarios, one per row of the objectives table; each returns a ScenarioResult with measured RTO and RPO."""
+"""The drill's scenarios, one per row of the objectives table, in the table's order; each is one object (see
+scenario.py) in its own file. A new scenario is a new file and one line here."""
 
 from __future__ import annotations
 
-from types import ModuleType
+from typing import Any
 
-from scripts.drill.scenarios import (
-    configuration_loss,
-    database_corruption,
-    kafka_cluster_failure,
-    region_failure,
-    single_pod_failure,
+from scripts.drill.scenarios.configuration_loss import ConfigurationLoss
+from scripts.drill.scenarios.database_corruption import DatabaseCorruption
+from scripts.drill.scenarios.kafka_cluster_failure import KafkaClusterFailure
+from scripts.drill.scenarios.region_failure import RegionFailure
+from scripts.drill.scenarios.scenario import Scenario
+from scripts.drill.scenarios.single_pod_failure import SinglePodFailure
+
+SCENARIOS: tuple[Scenario[Any], ...] = (
+    SinglePodFailure(),
+    DatabaseCorruption(),
+    RegionFailure(),
+    KafkaClusterFailure(),
+    ConfigurationLoss(),
 )
-
-# Scenario name -> its module (`run(ctx, result)` and a docstring whose first line says what it does).
-SCENARIO_MODULES: dict[str, ModuleType] = {
-    "single-pod-failure": single_pod_failure,
-    "configuration-loss": configuration_loss,
-    "database-corruption": database_corruption,
-    "kafka-cluster-failure": kafka_cluster_failure,
-    "region-failure": region_failure,
-}
+NAMES = tuple(s.name for s in SCENARIOS)
+BY_NAME: dict[str, Scenario[Any]] = {s.name: s for s in SCENARIOS}
+# What `--scenario all` runs: least destructive first (region-failure leaves the most to rebuild).
+ORDER = tuple(s.name for s in sorted(SCENARIOS, key=lambda s: s.order))

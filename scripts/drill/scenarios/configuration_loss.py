@@ -16,14 +16,19 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drtopo.backup import config as config_backup
+from drtopo.backup.store import s3_client
 from lab import kube, kube_workloads
-from scripts.drill.report import ScenarioResult
-from scripts.drill.scenarios.context import DrillContext, patience, wait_healthy
+from scripts.drill.measured import Figures
+from scripts.drill.scenarios import phases
+from scripts.drill.scenarios.context import patience, wait_healthy
+from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
-NAME = "configuration-loss"
+STACK = "prod"
 # What each lost object is compared by once restored.
 COMPARED = {"configmap": ("data",), "deployment": ("spec",), "secret": ("type",)}
 
@@ -41,81 +46,131 @@ def _spec(document: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
     return fields
 
 
-def run(ctx: DrillContext, result: ScenarioResult) -> None:
-    clock = ctx.clock()
-    stack = "prod"
-    lab = ctx.lab
-    project, namespace = lab.project_dir, lab.namespace(stack)
-    secret = lab.settings(stack).kubernetes.database_secret
-    lost = {
-        "configmap": kube_workloads.SERVICE_CONFIG,
-        "secret": secret,
-        "deployment": kube_workloads.SERVICE_APP,
-    }
-    outputs = ["--stack", stack, "--outputs", str(ctx.outputs_path(stack))]
-    # What an earlier restore wrote next to the stack files is not part of the configuration.
-    for folder in ("kubernetes", "mirrormaker"):
-        shutil.rmtree(project / folder, ignore_errors=True)
-    before = _digests(project)
-    objects = {kind: _spec(kube_workloads.get(lab.root, kind, name, namespace), kind) for kind, name in lost.items()}
-    with clock.step("scripts.backup config"):
-        code = ctx.run("backup", ["config", *outputs, "--json", str(ctx.json_dir / "config-backup.json")])
-    result.checks.check("config backup succeeded", code == 0, f"exit code {code}", code, 0)
-    backup_report = json.loads((ctx.json_dir / "config-backup.json").read_text())
-    exported = next((c for c in backup_report["checks"] if c["name"] == "kubernetes objects"), None)
-    result.checks.check(
-        "kubernetes objects exported",
-        exported is not None and exported["outcome"] == "pass",
-        exported["detail"] if exported else "no such check in the backup report",
+@dataclass
+class ConfigFigures(Figures):
+    files_restored: int
+    kubernetes_objects_restored: int
+
+
+@dataclass
+class _Config:
+    namespace: str
+    secret: str
+    lost: dict[str, str]  # kind -> name of the Kubernetes objects deleted
+    before: dict[str, str]  # stack file -> SHA-256
+    objects: dict[str, dict[str, Any] | None]  # kind -> what it was, as compared
+    failure_at: float
+    restored_at: float = 0.0
+
+
+class ConfigurationLoss(Scenario[_Config]):
+    name = "configuration-loss"
+    objectives_key = "configuration_loss"
+    order = 2
+    writes_rows = False
+    rto_phases = (
+        phases.instant("detection", "not modelled: a lost configuration raises no health check"),
+        phases.decision,
+        phases.action,
+        phases.reconnect,
     )
-    failure_at = time.time()
-    result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
-    with clock.step("configuration lost: the stack files, the service's ConfigMap, Secret and Deployment"):
-        for name in before:
-            (project / name).unlink()
-        for kind, name in lost.items():
-            kube.kubectl(lab.root, "delete", kind, name, "-n", namespace, "--wait=true", "--timeout=60s")
-    with clock.step("scripts.restore config (files, then kubectl apply of the exported objects)"):
-        code = ctx.run("restore", ["config", *outputs, "--json", str(ctx.json_dir / "config-restore.json")])
-    result.checks.check("config restore succeeded", code == 0, f"exit code {code}", code, 0)
-    with clock.step("the Secret recreated from the secret store, keys as the backup recorded"):
-        recorded = json.loads((project / "kubernetes" / namespace / "secret-keys.json").read_text())
-        values = {"password": lab.password}
-        result.checks.check(
-            "secret keys as recorded",
-            recorded.get(secret) == sorted(values),
-            f"backup records {secret}: {recorded.get(secret)}",
+
+    def inject(self, run: ScenarioRun) -> _Config:
+        ctx, clock, lab = run.ctx, run.clock, run.ctx.lab
+        project, namespace = lab.project_dir, lab.namespace(STACK)
+        secret = lab.settings(STACK).kubernetes.database_secret
+        lost = {
+            "configmap": kube_workloads.SERVICE_CONFIG,
+            "secret": secret,
+            "deployment": kube_workloads.SERVICE_APP,
+        }
+        # What an earlier restore wrote next to the stack files is not part of the configuration.
+        for folder in ("kubernetes", "mirrormaker"):
+            shutil.rmtree(project / folder, ignore_errors=True)
+        before = _digests(project)
+        objects = {
+            kind: _spec(kube_workloads.get(lab.root, kind, name, namespace), kind) for kind, name in lost.items()
+        }
+        with clock.step("scripts.backup config"):
+            code = ctx.run("backup", ["config", *self._stack(run), "--json", str(ctx.json_dir / "config-backup.json")])
+        run.checks.check("config backup succeeded", code == 0, f"exit code {code}", code, 0)
+        exported = self._exported(run, namespace)
+        run.checks.check(
+            "kubernetes objects exported",
+            bool(exported),
+            f"{len(exported)} files of namespace {namespace} in the backup"
+            + (f": {', '.join(exported)}" if exported else ""),
         )
-        restored_secret = kube_workloads.secret_object(namespace, secret, values)
-        kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(restored_secret))
-    with clock.step("the service runs again"):
-        lab.wait_service(stack, timeout=patience(result.objective_rto_seconds))
-        wait_healthy(ctx.outputs(stack).service_url, timeout=patience(result.objective_rto_seconds))
-    restored_at = time.time()
-    after = _digests(project)
-    differing = sorted(n for n in before if after.get(n) != before[n])
-    result.checks.check(
-        "restored byte for byte",
-        not differing,
-        f"{len(before) - len(differing)}/{len(before)} files identical"
-        + (f"; differ: {differing}" if differing else ""),
-    )
-    unequal = []
-    for kind, name in lost.items():
-        now = _spec(kube_workloads.get(lab.root, kind, name, namespace), kind)
-        if now is None or now != objects[kind]:
-            unequal.append(f"{kind}/{name}")
-    result.checks.check(
-        "kubernetes objects restored equal in spec",
-        not unequal and all(objects.values()),
-        f"{len(lost) - len(unequal)}/{len(lost)} equal" + (f"; differ: {unequal}" if unequal else ""),
-    )
-    ok = not differing and not unequal
-    result.measured.update(
-        rto_seconds=round(restored_at - failure_at, 3) if ok else None,
-        rpo_seconds=0.0 if ok else None,
-        rows_lost=0,
-        files_restored=len(before) - len(differing),
-        kubernetes_objects_restored=len(lost) - len(unequal),
-    )
-    result.steps = clock.steps
+        failure_at = run.fault_injected()
+        with clock.step("configuration lost: the stack files, the service's ConfigMap, Secret and Deployment"):
+            for name in before:
+                (project / name).unlink()
+            for kind, name in lost.items():
+                kube.kubectl(lab.root, "delete", kind, name, "-n", namespace, "--wait=true", "--timeout=60s")
+        return _Config(namespace, secret, lost, before, objects, failure_at)
+
+    @staticmethod
+    def _stack(run: ScenarioRun) -> list[str]:
+        return ["--stack", STACK, "--outputs", str(run.ctx.outputs_path(STACK))]
+
+    @staticmethod
+    def _exported(run: ScenarioRun, namespace: str) -> list[str]:
+        """The files of `namespace`'s Kubernetes objects the newest configuration backup holds, by its manifest."""
+        outputs = run.ctx.outputs(STACK)
+        s3 = s3_client(outputs)
+        prefix = config_backup.latest_prefix(s3, outputs.config_bucket, STACK)
+        body = s3.get_object(Bucket=outputs.config_bucket, Key=prefix + config_backup.MANIFEST)["Body"].read()
+        files: dict[str, Any] = json.loads(body)["files"]
+        return sorted(Path(name).name for name in files if name.startswith(f"kubernetes/{namespace}/"))
+
+    def recover(self, run: ScenarioRun, config: _Config) -> None:
+        ctx, clock, lab = run.ctx, run.clock, run.ctx.lab
+        with clock.step("scripts.restore config (files, then kubectl apply of the exported objects)"):
+            code = ctx.run(
+                "restore", ["config", *self._stack(run), "--json", str(ctx.json_dir / "config-restore.json")]
+            )
+        run.checks.check("config restore succeeded", code == 0, f"exit code {code}", code, 0)
+        with clock.step("the Secret recreated from the secret store, keys as the backup recorded"):
+            keys_file = lab.project_dir / "kubernetes" / config.namespace / "secret-keys.json"
+            recorded = json.loads(keys_file.read_text())
+            values = {"password": lab.password}
+            run.checks.check(
+                "secret keys as recorded",
+                recorded.get(config.secret) == sorted(values),
+                f"backup records {config.secret}: {recorded.get(config.secret)}",
+            )
+            restored_secret = kube_workloads.secret_object(config.namespace, config.secret, values)
+            kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(restored_secret))
+        with clock.step("the service runs again"):
+            lab.wait_service(STACK, timeout=patience(run.result.objective_rto_seconds))
+            wait_healthy(ctx.outputs(STACK).service_url, timeout=patience(run.result.objective_rto_seconds))
+        config.restored_at = time.time()
+
+    def verify(self, run: ScenarioRun, config: _Config) -> None:
+        lab, before, lost = run.ctx.lab, config.before, config.lost
+        after = _digests(lab.project_dir)
+        differing = sorted(n for n in before if after.get(n) != before[n])
+        run.checks.check(
+            "restored byte for byte",
+            not differing,
+            f"{len(before) - len(differing)}/{len(before)} files identical"
+            + (f"; differ: {differing}" if differing else ""),
+        )
+        unequal = []
+        for kind, name in lost.items():
+            now = _spec(kube_workloads.get(lab.root, kind, name, config.namespace), kind)
+            if now is None or now != config.objects[kind]:
+                unequal.append(f"{kind}/{name}")
+        run.checks.check(
+            "kubernetes objects restored equal in spec",
+            not unequal and all(config.objects.values()),
+            f"{len(lost) - len(unequal)}/{len(lost)} equal" + (f"; differ: {unequal}" if unequal else ""),
+        )
+        ok = not differing and not unequal
+        m = run.measured
+        m.rto_seconds = round(config.restored_at - config.failure_at, 3) if ok else None
+        m.rpo_seconds = 0.0 if ok else None
+        m.rows_lost = 0
+        m.details = ConfigFigures(
+            files_restored=len(before) - len(differing), kubernetes_objects_restored=len(lost) - len(unequal)
+        )

@@ -20,7 +20,7 @@ from drtopo.database.connect import connect
 from drtopo.failover import dns
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
-from drtopo.settings import LoadLevel, Settings, load_settings
+from drtopo.settings import DrillLoad, LoadLevel, Settings, load_settings
 from lab.core import Lab
 from scripts import backup, failback, promote, restore, validate
 from scripts.drill.loadgen import MessageProducer, RowWriter
@@ -34,9 +34,14 @@ COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "validate": validate.main,
 }
 
+# What a context runs with when nobody chose a load: the light level (the tests' level) as settings define it.
+LIGHT = DrillLoad().light
 
-# The light load: what a context runs with when nobody chose one (the tests' level).
-LIGHT = LoadLevel(write_rate=50, kafka_rate=100, seed_rows=10_000, connections=2)
+
+@dataclass(frozen=True)
+class Seeded:
+    rows: int  # added before this scenario
+    seconds: float
 
 
 @dataclass
@@ -112,9 +117,9 @@ class DrillContext:
             self._dns_cache = (time.monotonic(), outputs[stack].service_url, stack)
             return self._dns_cache
 
-    def seed(self, stack: str = "prod", timeout: float = 300) -> dict[str, float]:
+    def seed(self, stack: str = "prod", timeout: float = 300) -> Seeded:
         """The database holds at least the load's `seed_rows` before the fault: one INSERT ... generate_series on
-        the primary, replayed by the standby before the scenario starts. Returns rows added and seconds."""
+        the primary, replayed by the standby before the scenario starts."""
         start = time.monotonic()
         with connect(self.outputs(stack)) as conn:
             (have,) = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()
@@ -130,7 +135,7 @@ class DrillContext:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the standby did not replay the seeded rows within {timeout:.0f} s")
                 time.sleep(0.1)
-        return {"rows": float(missing), "seconds": round(time.monotonic() - start, 3)}
+        return Seeded(rows=missing, seconds=round(time.monotonic() - start, 3))
 
 
 # Seed rows look like a year of the service's history, with transaction ids no load writes ('seed-N').
@@ -187,63 +192,3 @@ def data_loss(acks: Sequence[Any], present: set[str], before: float) -> tuple[in
     kept = [a.at for a in acked if a.key in present and a.at < oldest_lost]
     newest_lost = max(a.at for a in lost)
     return len(lost), newest_lost - (max(kept) if kept else oldest_lost)
-
-
-# ---- the RTO a client sees ----------------------------------------------------------------------------------------
-MEASURED = "measured on the lab"
-
-
-def rto_phases(scenario: str, settings: Settings, measured: dict[str, Any]) -> list[dict[str, Any]]:
-    """The client-visible RTO of a scenario, phase by phase: detection, decision, action, DNS, client reconnect.
-
-    The lab measures the action and the reconnect (from the failure until the first acknowledged write, the drill
-    acting at once). What a lab cannot show is modelled from the stack's settings and labelled so: Route53 declares
-    a region unhealthy after `failureThreshold` checks failing `requestIntervalSeconds` apart, an operator takes
-    `drtopo:drill.decisionSeconds` to start the runbook, and resolvers keep the old answer for the record's TTL.
-    A scenario that splits its lab time sets `action_seconds` (what its recovery command took); the rest of the
-    lab's RTO is the client's reconnect.
-    """
-    lab_rto = measured.get("rto_seconds")
-    if lab_rto is None:
-        return []
-    dns, decision = settings.dns, settings.drill.decision_seconds
-    health = float(dns.failure_threshold * dns.request_interval_seconds)
-    health_how = (
-        f"modelled: {dns.failure_threshold} health checks failing {dns.request_interval_seconds} s apart "
-        "(drtopo:dns.failureThreshold x requestIntervalSeconds)"
-    )
-    decide = (float(decision), "modelled: drtopo:drill.decisionSeconds (an operator starts the runbook)")
-    action = measured.get("action_seconds")
-    if action is None or action > lab_rto:
-        action, reconnect = float(lab_rto), 0.0
-        action_how = f"{MEASURED}: from the failure to the first acknowledged write (reconnect included)"
-    else:
-        reconnect = lab_rto - action
-        action_how = f"{MEASURED}: {measured.get('action', 'the recovery command')}"
-    reconnect_how = f"{MEASURED}: from the end of the action to the client's first acknowledged write"
-    table: dict[str, list[tuple[str, float, str]]] = {
-        "single-pod-failure": [
-            ("detection", 0.0, f"{MEASURED} (in the action): the kubelet sees the container exit at once"),
-            ("decision", 0.0, "none: Kubernetes restarts the pod without anyone deciding"),
-        ],
-        "configuration-loss": [
-            ("detection", 0.0, "not modelled: a lost configuration raises no health check"),
-            ("decision", *decide),
-        ],
-        "database-corruption": [
-            ("detection", 0.0, "not modelled: corruption raises no health check; the drill knows when it happened"),
-            ("decision", *decide),
-        ],
-        "kafka-cluster-failure": [
-            ("detection", health, health_how.replace("checks", "checks of the cluster")),
-            ("decision", *decide),
-        ],
-        "region-failure": [("detection", health, f"{health_how}, Route53"), ("decision", *decide)],
-    }
-    phases = [*table.get(scenario, []), ("action", float(action), action_how)]
-    if scenario == "region-failure":
-        phases.append(
-            ("dns", float(dns.ttl_seconds), "modelled: resolvers keep the old answer for drtopo:dns.ttlSeconds")
-        )
-    phases.append(("reconnect", float(reconnect), reconnect_how))
-    return [{"phase": n, "seconds": round(s, 3), "how": h} for n, s, h in phases]

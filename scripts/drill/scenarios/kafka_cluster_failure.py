@@ -11,14 +11,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 from drtopo.kafka.offsets import CheckpointError, read_checkpoints
 from drtopo.mm2_properties import cluster_alias
-from scripts.drill.loadgen import QUIET_LOG, track, untrack
-from scripts.drill.report import ScenarioResult
-from scripts.drill.scenarios.context import DrillContext
+from scripts.drill.loadgen import QUIET_LOG, MessageProducer, track, untrack
+from scripts.drill.measured import Figures
+from scripts.drill.scenarios import phases
+from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
-NAME = "kafka-cluster-failure"
 TOPIC = "ExceptionCaptured"
 
 
@@ -81,71 +82,110 @@ def wait_for_checkpoint(bootstrap: str, source_alias: str, group: str, timeout: 
         time.sleep(0.5)
 
 
-def run(ctx: DrillContext, result: ScenarioResult) -> None:
-    clock = ctx.clock()
-    group = ctx.settings("prod").kafka.consumer_group
-    source, backup = ctx.lab.kafka_bootstrap("prod"), ctx.lab.kafka_bootstrap("dr")
-    failed = threading.Event()
-    producer = ctx.message_producer(lambda: backup if failed.is_set() else source, TOPIC, prefix="kafka")
-    seen: Counter[str] = Counter()
-    on_source: list[float] = []
-    on_backup: list[float] = []
-    consumer = GroupConsumer(source, group, seen, on_source)
-    mirror = ctx.settings("dr").kafka.mirror
-    # MirrorMaker must notice the new group, then emit a checkpoint for its commits: at least these intervals, and on
-    # a loaded machine longer, so wait for the checkpoint itself (bounded).
-    checkpoint_wait = mirror.refresh_groups_interval_seconds + mirror.emit_checkpoints_interval_seconds + 3
-    source_alias = cluster_alias(ctx.settings("prod").region)
-    with clock.step(f"produce and consume on the source cluster (at least {checkpoint_wait} s, until checkpointed)"):
-        producer.start()
-        consumer.start()
-        time.sleep(checkpoint_wait)
-        wait_for_checkpoint(backup, source_alias, group, timeout=60)
-    failure_at = time.time()
-    result.measured["failure_at_seconds"] = round(clock.elapsed(), 3)
-    with clock.step("source cluster dies"):
-        ctx.lab.stop_kafka("prod")
-        failed.set()
-        consumer.stop()
-    with clock.step("scripts.restore consumer-offsets --stack dr"):
-        code = ctx.run(
-            "restore",
-            [
-                "consumer-offsets",
-                "--stack",
-                "dr",
-                "--outputs",
-                str(ctx.outputs_path("dr")),
-                "--json",
-                str(ctx.json_dir / "consumer-offsets.json"),
-            ],
-        )
-    result.checks.check("consumer offsets translated", code == 0, f"exit code {code}", code, 0)
-    backup_consumer = GroupConsumer(backup, group, seen, on_backup)
-    acked_before = [a for a in producer.stats.acks if a.at <= failure_at]
-    with clock.step("consume on the backup cluster until every acknowledged message is seen (30 s at most)"):
-        backup_consumer.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(seen[a.key] == 0 for a in acked_before):
-            time.sleep(0.2)
-        time.sleep(2)
-    stats = producer.stop()
-    backup_consumer.stop()
-    lost = [a for a in stats.acks if seen[a.key] == 0 and a.at <= failure_at]
-    duplicates = sum(1 for a in stats.acks if seen[a.key] > 1)
-    oldest_lost = min((x.at for x in lost), default=float("inf"))
-    kept = [a.at for a in acked_before if seen[a.key] > 0 and a.at < oldest_lost]
-    rpo = 0.0 if not lost else max(a.at for a in lost) - (max(kept) if kept else min(a.at for a in lost))
-    after = [a for a in stats.acks if a.at > failure_at]
-    result.measured.update(
-        rto_seconds=round(on_backup[0] - failure_at, 3) if on_backup else None,
-        rpo_seconds=round(rpo, 3),
-        rows_lost=len(lost),
-        messages_acknowledged=len(stats.acks),
-        messages_lost=len(lost),
-        messages_duplicated=duplicates,
-        messages_reread=duplicates,
-        messages_after_failure_consumed=sum(1 for a in after if seen[a.key] > 0),
+@dataclass
+class KafkaFigures(Figures):
+    messages_duplicated: int  # consumed more than once
+    messages_after_failure_consumed: int  # produced to the backup cluster after the failure, and consumed there
+
+
+@dataclass
+class _Clusters:
+    group: str
+    backup: str  # the backup cluster's bootstrap servers
+    producer: MessageProducer
+    seen: Counter[str]  # message key -> times consumed, on either cluster
+    failure_at: float
+    on_backup: list[float] = field(default_factory=list)  # when the first message was consumed on the backup
+
+
+class KafkaClusterFailure(Scenario[_Clusters]):
+    name = "kafka-cluster-failure"
+    objectives_key = "kafka_cluster_failure"
+    order = 4
+    writes_rows = False
+    produces_to_kafka = True  # at the load's message rate
+    rto_phases = (
+        phases.health_checks(lambda how: how.replace("checks", "checks of the cluster")),
+        phases.decision,
+        phases.action,
+        phases.reconnect,
     )
-    result.checks.check("consumers continued on the backup cluster", bool(on_backup), "a message was consumed there")
-    result.steps = clock.steps
+
+    def inject(self, run: ScenarioRun) -> _Clusters:
+        ctx, clock = run.ctx, run.clock
+        group = ctx.settings("prod").kafka.consumer_group
+        source, backup = ctx.lab.kafka_bootstrap("prod"), ctx.lab.kafka_bootstrap("dr")
+        failed = threading.Event()
+        producer = ctx.message_producer(lambda: backup if failed.is_set() else source, TOPIC, prefix="kafka")
+        seen: Counter[str] = Counter()
+        on_source: list[float] = []
+        consumer = GroupConsumer(source, group, seen, on_source)
+        mirror = ctx.settings("dr").kafka.mirror
+        # MirrorMaker must notice the new group, then emit a checkpoint for its commits: at least these intervals, and
+        # on a loaded machine longer, so wait for the checkpoint itself (bounded).
+        checkpoint_wait = mirror.refresh_groups_interval_seconds + mirror.emit_checkpoints_interval_seconds + 3
+        source_alias = cluster_alias(ctx.settings("prod").region)
+        with clock.step(
+            f"produce and consume on the source cluster (at least {checkpoint_wait} s, until checkpointed)"
+        ):
+            producer.start()
+            consumer.start()
+            time.sleep(checkpoint_wait)
+            wait_for_checkpoint(backup, source_alias, group, timeout=60)
+        failure_at = run.fault_injected()
+        with clock.step("source cluster dies"):
+            ctx.lab.stop_kafka("prod")
+            failed.set()
+            consumer.stop()
+        return _Clusters(group, backup, producer, seen, failure_at)
+
+    def recover(self, run: ScenarioRun, clusters: _Clusters) -> None:
+        ctx, clock = run.ctx, run.clock
+        with clock.step("scripts.restore consumer-offsets --stack dr"):
+            code = ctx.run(
+                "restore",
+                [
+                    "consumer-offsets",
+                    "--stack",
+                    "dr",
+                    "--outputs",
+                    str(ctx.outputs_path("dr")),
+                    "--json",
+                    str(ctx.json_dir / "consumer-offsets.json"),
+                ],
+            )
+        run.checks.check("consumer offsets translated", code == 0, f"exit code {code}", code, 0)
+        backup_consumer = GroupConsumer(clusters.backup, clusters.group, clusters.seen, clusters.on_backup)
+        acked_before = [a for a in clusters.producer.stats.acks if a.at <= clusters.failure_at]
+        with clock.step("consume on the backup cluster until every acknowledged message is seen (30 s at most)"):
+            backup_consumer.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(clusters.seen[a.key] == 0 for a in acked_before):
+                time.sleep(0.2)
+            time.sleep(2)
+        clusters.producer.stop()
+        backup_consumer.stop()
+
+    def verify(self, run: ScenarioRun, clusters: _Clusters) -> None:
+        stats, seen, failure_at, on_backup = (
+            clusters.producer.stats,
+            clusters.seen,
+            clusters.failure_at,
+            clusters.on_backup,
+        )
+        acked_before = [a for a in stats.acks if a.at <= failure_at]
+        lost = [a for a in acked_before if seen[a.key] == 0]
+        duplicates = sum(1 for a in stats.acks if seen[a.key] > 1)
+        oldest_lost = min((x.at for x in lost), default=float("inf"))
+        kept = [a.at for a in acked_before if seen[a.key] > 0 and a.at < oldest_lost]
+        rpo = 0.0 if not lost else max(a.at for a in lost) - (max(kept) if kept else min(a.at for a in lost))
+        after = [a for a in stats.acks if a.at > failure_at]
+        m = run.measured
+        m.rto_seconds = round(on_backup[0] - failure_at, 3) if on_backup else None
+        m.rpo_seconds, m.rows_lost = round(rpo, 3), len(lost)
+        m.messages_acknowledged, m.messages_lost, m.messages_reread = len(stats.acks), len(lost), duplicates
+        m.details = KafkaFigures(
+            messages_duplicated=duplicates,
+            messages_after_failure_consumed=sum(1 for a in after if seen[a.key] > 0),
+        )
+        run.checks.check("consumers continued on the backup cluster", bool(on_backup), "a message was consumed there")

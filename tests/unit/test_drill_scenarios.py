@@ -1,0 +1,115 @@
+"""The drill's scenario table and its typed figures: one object per row of the objectives table, the runner's failure
+time, and figures reported under the keys (and only the keys) that were measured."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drtopo.report import Clock
+from drtopo.settings import SCENARIOS, DrillLoad, Objectives, load_settings
+from scripts.drill.measured import Figures, Measured
+from scripts.drill.report import ScenarioResult
+from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
+from scripts.drill.scenarios import SCENARIOS as TABLE
+from scripts.drill.scenarios.context import LIGHT, DrillContext
+from scripts.drill.scenarios.phases import rto_phases
+from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
+
+
+def test_the_table_has_one_scenario_per_row_of_the_objectives_table() -> None:
+    assert NAMES == SCENARIOS
+    for scenario in TABLE:
+        assert scenario.objectives_key in Objectives.model_fields, scenario.name
+        settings = load_settings("prod")
+        assert scenario.objective(settings) == settings.objectives.for_scenario(scenario.name)
+        assert scenario.summary and not scenario.summary.startswith(scenario.name)
+    assert len({s.order for s in TABLE}) == len(TABLE)
+
+
+def test_all_runs_least_destructive_first() -> None:
+    assert ORDER == (
+        "single-pod-failure",
+        "configuration-loss",
+        "database-corruption",
+        "kafka-cluster-failure",
+        "region-failure",
+    )
+
+
+def test_the_drill_carries_rows_and_messages_for_the_scenarios_that_do_not() -> None:
+    assert {s.name for s in TABLE if not s.writes_rows} == {"configuration-loss", "kafka-cluster-failure"}
+    assert {s.name for s in TABLE if s.produces_to_kafka} == {"kafka-cluster-failure"}
+
+
+def test_a_context_without_a_load_runs_the_light_level_settings_define() -> None:
+    assert DrillLoad().light == LIGHT
+
+
+@dataclass
+class _Extra(Figures):
+    pods: int
+    uid: str | None = None
+
+
+def test_only_measured_figures_are_reported_in_the_order_measured() -> None:
+    m = Measured()
+    assert m.to_dict() == {}
+    m.failure_at_seconds = 1.5
+    m.rto_seconds = None  # measured: no recovery seen
+    m.details = _Extra(pods=2)
+    m.rows_lost = 0
+    m.rto_seconds = 3.0  # measured again: keeps its place
+    m.details.uid = "u1"
+    assert list(m.to_dict().items()) == [
+        ("failure_at_seconds", 1.5),
+        ("rto_seconds", 3.0),
+        ("pods", 2),
+        ("uid", "u1"),
+        ("rows_lost", 0),
+    ]
+    assert "rpo_seconds" not in m.to_dict()
+    assert Measured(rows_lost=0, rto_seconds=None).to_dict() == {"rows_lost": 0}
+    json.dumps(m.to_dict())
+
+
+class _Probe(Scenario[list[str]]):
+    """probe: a scenario that records what the runner asked of it."""
+
+    name = "probe"
+    objectives_key = "region_failure"
+    order = 99
+    writes_rows = True
+    rto_phases = ()
+
+    def inject(self, run: ScenarioRun) -> list[str]:
+        run.fault_injected()
+        return ["inject"]
+
+    def recover(self, run: ScenarioRun, state: list[str]) -> None:
+        state.append("recover")
+
+    def verify(self, run: ScenarioRun, state: list[str]) -> None:
+        state.append("verify")
+        run.measured.rto_seconds = 1.0
+        run.checks.check("played in order", state == ["inject", "recover", "verify"])
+
+
+def test_a_scenario_is_played_inject_recover_verify_and_the_run_records_the_failure(tmp_path: Path) -> None:
+    ctx = DrillContext(lab=None, json_dir=tmp_path)  # type: ignore[arg-type]
+    run = ScenarioRun(ctx, ScenarioResult("probe", 10, 1), Clock(quiet=True))
+    _Probe().play(run)
+    assert run.failure_at is not None and run.measured.failure_at_seconds is not None
+    assert run.measured.failure_at_seconds >= 0 and run.checks.ok
+    assert list(run.measured.to_dict()) == ["failure_at_seconds", "rto_seconds"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_scenario_lists_its_rto_phases_ending_with_the_reconnect(name: str) -> None:
+    phases = rto_phases(BY_NAME[name].rto_phases, load_settings("prod"), Measured(rto_seconds=2.0))
+    assert [p["phase"] for p in phases][:2] == ["detection", "decision"]
+    assert [p["phase"] for p in phases][-1] == "reconnect"
+    assert sum(p["seconds"] for p in phases) >= 2.0
