@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from drtopo.backup import config as config_backup
-from drtopo.backup.dumps import OPERATIONAL_ERRORS, list_backups, restore_test, run, verify
+from drtopo.backup.dumps import (
+    OPERATIONAL_ERRORS,
+    Listing,
+    Verified,
+    age_text,
+    list_backups,
+    restore_test,
+    run,
+    verify,
+)
 from drtopo.context import Context
 from drtopo.errors import one_line
 from drtopo.outputs import load_outputs
@@ -67,6 +76,20 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; expected YYYY-MM-DD") from None
 
 
+def print_listing(listing: Listing) -> None:
+    for d in listing.dumps:
+        print(f"{d.tier:<8} {age_text(d.age_seconds):>8} {d.bytes:>12} B  {d.storage_class:<12} {d.state:<12} {d.key}")
+    tested = listing.restore_test
+    if tested is not None:
+        outcome = "ok" if tested["ok"] else "FAILED"
+        print(f"last restore test {tested['at']}: {outcome} in {tested['seconds']} s, {tested['key']}")
+
+
+def warn_if_corrupt(verified: Verified | None) -> None:
+    if verified is not None and verified.corrupt:
+        print(f"CORRUPT: dump {verified.key} failed verification; do not restore it", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     return main_guard(_main, argv, "backup", ctx)
 
@@ -77,13 +100,16 @@ def _main(argv: Sequence[str] | None, ctx: Context) -> int:
     report, clock = new_report(ctx), Clock(ctx.reporter)
     try:
         if args.command == "run":
-            run(outputs, report, clock, args.date or datetime.now(UTC).date(), args.dry_run)
+            keys = run(outputs, report, clock, args.date or datetime.now(UTC).date(), args.dry_run)
+            if args.dry_run:
+                for key in keys:
+                    print(f"would upload s3://{outputs.dump_bucket}/{key}")
         elif args.command == "verify":
-            verify(outputs, report, clock, args.key, args.restore_test, args.scratch_dsn)
+            warn_if_corrupt(verify(outputs, report, clock, args.key, args.restore_test, args.scratch_dsn))
         elif args.command == "list":
-            list_backups(outputs, report, args.as_of or datetime.now(UTC).date())
+            print_listing(list_backups(outputs, report, args.as_of or datetime.now(UTC).date()))
         elif args.command == "restore-test":
-            restore_test(
+            verified = restore_test(
                 outputs,
                 report,
                 clock,
@@ -93,8 +119,10 @@ def _main(argv: Sequence[str] | None, ctx: Context) -> int:
                 scratch_dsn=args.scratch_dsn,
                 dry_run=args.dry_run,
             )
+            warn_if_corrupt(verified)
         else:
-            config_backup.backup(args.stack, outputs, report, clock, args.dry_run, ctx.project_dir)
+            for planned in config_backup.backup(args.stack, outputs, report, clock, args.dry_run, ctx.project_dir):
+                print(planned)
     except OPERATIONAL_ERRORS as exc:
         report.check(args.command, False, one_line(exc))
     return finish(report, args.json_path, clock, strict=args.strict)

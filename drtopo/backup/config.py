@@ -4,7 +4,8 @@ namespace's Kubernetes objects, kept in the config bucket and brought back byte 
 A backup is a set of objects under `config/<stack>/<YYYYMMDDTHHMMSSZ>/` plus a `manifest.json` naming each file
 with its SHA-256; every object also carries its SHA-256 in metadata. Kubernetes objects are exported with kubectl
 when a cluster is reachable, without the fields the server owns (so a restore applies to a fresh cluster); Secrets
-are recorded by name and key only, never their values.
+are recorded by name and key only, never their values. A dry run returns what it would upload or write (`Planned`),
+for the command to show.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ class ConfigFile:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.content).hexdigest()
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A file a dry run would upload (backup) or write (restore): where to, and its size."""
+
+    action: str  # "upload" or "write"
+    target: str  # s3://bucket/key, or the path restored to
+    size: int
+
+    def __str__(self) -> str:
+        return f"would {self.action} {self.target} ({self.size} bytes)"
 
 
 def collect(stack: str, outputs: StackOutputs, folder: Path) -> tuple[list[ConfigFile], str, str]:
@@ -109,9 +122,12 @@ def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str, str]:
     return files, PASS, f"exported {len(files)} files from namespace {namespace} (Secrets: names and keys only)"
 
 
-def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_run: bool, project_dir: Path) -> str:
-    folder = project_dir
-    files, kube_outcome, kube_note = collect(stack, outputs, folder)
+def backup(
+    stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_run: bool, project_dir: Path
+) -> list[Planned]:
+    """Upload the configuration files under a new timestamped prefix, each checked back by its SHA-256; a dry run
+    uploads nothing and returns what it would upload (a run returns nothing: its uploads are in the report)."""
+    files, kube_outcome, kube_note = collect(stack, outputs, project_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     prefix = f"{stack_prefix(stack)}{stamp}/"
     manifest = {
@@ -121,10 +137,8 @@ def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_
     }
     report.record("kubernetes objects", kube_outcome, kube_note)
     if dry_run:
-        for f in files:
-            print(f"would upload s3://{outputs.config_bucket}/{prefix}{f.name} ({len(f.content)} bytes)")
         report.check("plan", True, f"{len(files)} files under {prefix}")
-        return prefix
+        return [Planned("upload", f"s3://{outputs.config_bucket}/{prefix}{f.name}", len(f.content)) for f in files]
     s3 = s3_client(outputs)
     with clock.step(f"upload {len(files)} configuration files"):
         for f in [*files, ConfigFile(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())]:
@@ -139,7 +153,7 @@ def backup(stack: str, outputs: StackOutputs, report: Report, clock: Clock, dry_
         stored = s3.head_object(Bucket=outputs.config_bucket, Key=prefix + f.name)
         report.check(f"uploaded {f.name}", stored["Metadata"].get("sha256") == f.sha256, f"sha256 {f.sha256[:12]}…")
     report.measured.update(prefix=prefix, files=len(files))
-    return prefix
+    return []
 
 
 def latest_prefix(s3: Any, bucket: str, stack: str) -> str:
@@ -161,8 +175,9 @@ def restore(
     dest: Path | None,
     force: bool,
     project_dir: Path,
-) -> None:
-    """Write every file of the backup under `dest` (default: the project folder), checking SHA-256 before and after.
+) -> list[Planned]:
+    """Write every file of the backup under `dest` (default: the project folder), checking SHA-256 before and after;
+    a dry run writes nothing and returns what it would write (a run returns nothing).
 
     A file that exists with other content is refused (exit 3) unless `force`: it may be a newer edit.
     """
@@ -188,10 +203,11 @@ def restore(
     conflicts = [f.name for f in files if (folder / f.name).exists() and (folder / f.name).read_bytes() != f.content]
     if conflicts and not force:
         raise Unsafe(f"{conflicts} in {folder} exist with other content; pass --force to overwrite them")
+    planned: list[Planned] = []
     for f in files:
         path = folder / f.name
         if dry_run:
-            print(f"would write {path} ({len(f.content)} bytes)")
+            planned.append(Planned("write", str(path), len(f.content)))
             continue
         state = "identical" if path.exists() and path.read_bytes() == f.content else "written"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +220,7 @@ def restore(
     if not dry_run:
         report.record("kubernetes objects", *apply_kubernetes(folder, [f.name for f in files]))
     report.measured.update(prefix=prefix, files=len(files), destination=str(folder))
+    return planned
 
 
 def apply_kubernetes(folder: Path, names: list[str]) -> tuple[str, str]:

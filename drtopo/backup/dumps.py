@@ -3,7 +3,8 @@
 `run` takes a custom-format `pg_dump` in an exported snapshot (so the row counts stored beside it are exact) and uploads
 it with SSE-KMS under every tier of the date. `verify` downloads a dump, checks its SHA-256, reads every block with
 `pg_restore`, and optionally restores it into a scratch database and compares row counts. `list_backups` shows the
-tiers and flags gaps.
+tiers and flags gaps. Nothing here prints: each returns what the command shows (the keys a dry run would upload, a
+dump found corrupt, the listing).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import json
 import random
 import secrets
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,42 @@ OPERATIONAL_ERRORS = (
 )
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A verified dump: `corrupt` when it failed its integrity checks (size, SHA-256, every block), so it must never
+    be restored."""
+
+    key: str
+    corrupt: bool
+
+
+@dataclass(frozen=True)
+class ListedDump:
+    """One dump in its tier, as `backup list` shows it."""
+
+    tier: str
+    key: str
+    bytes: int
+    age_seconds: float
+    storage_class: str
+    state: str
+    readable_now: bool
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The dumps of a database by tier (oldest first within a tier) and its newest recorded restore test."""
+
+    dumps: list[ListedDump]
+    restore_test: dict[str, Any] | None
+
+
 def run(outputs: StackOutputs, report: Report, clock: Clock, day: date, dry_run: bool) -> list[str]:
+    """The dump's keys, one per tier of `day` (a dry run only plans them)."""
     now = datetime.now(UTC)
     taken_at = datetime.combine(day, now.time(), UTC)
     keys = [dump_key(tier, outputs.db_name, taken_at) for tier in tiers_for(day)]
     if dry_run:
-        for key in keys:
-            print(f"would upload s3://{outputs.dump_bucket}/{key}")
         report.check("plan", True, f"{len(keys)} keys for {day.isoformat()} ({', '.join(tiers_for(day))})")
         return keys
     with tempfile.TemporaryDirectory(prefix="drtopo-dump-") as tmp:
@@ -111,7 +141,7 @@ def verify(
     restore_test: bool,
     scratch_dsn: str | None,
     sample_rows: int = 0,
-) -> None:
+) -> Verified:
     s3 = dump_store.s3_client(outputs)
     key = key or dump_store.latest_key(s3, outputs.dump_bucket, outputs.db_name)
     stored = dump_store.head(s3, outputs.dump_bucket, key)
@@ -120,21 +150,20 @@ def verify(
         report.check(
             "readable", False, f"{key} is {stored.state} in {stored.storage_class}; `restore dump` restores it first"
         )
-        return
+        return Verified(key, corrupt=False)
     with tempfile.TemporaryDirectory(prefix="drtopo-verify-") as tmp:
         path = Path(tmp) / "dump"
         with clock.step("download"):
             digest = dump_store.download(s3, outputs.dump_bucket, key, path)
-        intact = check_integrity(report, clock, path, stored, digest)
-        if not intact:
-            print(f"CORRUPT: dump {key} failed verification; do not restore it", file=sys.stderr)
-            return
+        if not check_integrity(report, clock, path, stored, digest):
+            return Verified(key, corrupt=True)
         if restore_test:
             restore_test_into_scratch(outputs, report, clock, path, stored, scratch_dsn, sample_rows)
     seconds = sum(
         s["seconds"] for s in clock.steps if s["step"] in ("download", "pg_restore --list", "pg_restore read")
     )
     report.measured["verify_mb_per_second"] = round(stored.size / 1e6 / max(seconds, 1e-6), 2)
+    return Verified(key, corrupt=False)
 
 
 def check_integrity(report: Report, clock: Clock, path: Path, stored: dump_store.StoredDump, digest: str) -> bool:
@@ -267,31 +296,41 @@ def compare_counts(report: Report, counts: dict[str, int], expected: dict[str, i
         report.check(f"rows {table}", got == want, "restored vs source at dump time", value=got, limit=want)
 
 
-def list_backups(outputs: StackOutputs, report: Report, today: date) -> None:
+def list_backups(outputs: StackOutputs, report: Report, today: date) -> Listing:
     s3 = dump_store.s3_client(outputs)
     dumps = [d for d in dump_store.list_dumps(s3, outputs.dump_bucket) if d[0].database == outputs.db_name]
     now = datetime.now(UTC)
-    listing: dict[str, list[dict[str, object]]] = {t: [] for t in TIERS}
+    listed: list[ListedDump] = []
     for parsed, key, size, storage_class in sorted(dumps, key=lambda d: (TIERS.index(d[0].tier), d[0].taken_at)):
-        age = (now - parsed.taken_at).total_seconds()
         restore = None
         if storage_class in dump_store.ARCHIVED:  # only archived objects need a HEAD to say whether they can be read
             restore = dump_store.head(s3, outputs.dump_bucket, key, with_manifest=False).restore
-        state = dump_store.restore_state(storage_class, restore)
-        listing[parsed.tier].append(
+        listed.append(
+            ListedDump(
+                tier=parsed.tier,
+                key=key,
+                bytes=size,
+                age_seconds=(now - parsed.taken_at).total_seconds(),
+                storage_class=storage_class,
+                state=dump_store.restore_state(storage_class, restore),
+                readable_now=dump_store.readable_now(storage_class, restore),
+            )
+        )
+    listing: dict[str, list[dict[str, object]]] = {t: [] for t in TIERS}
+    for d in listed:
+        listing[d.tier].append(
             {
-                "key": key,
-                "bytes": size,
-                "age_seconds": round(age),
-                "storage_class": storage_class,
-                "readable_now": dump_store.readable_now(storage_class, restore),
-                "state": state,
+                "key": d.key,
+                "bytes": d.bytes,
+                "age_seconds": round(d.age_seconds),
+                "storage_class": d.storage_class,
+                "readable_now": d.readable_now,
+                "state": d.state,
             }
         )
-        print(f"{parsed.tier:<8} {_age(age):>8} {size:>12} B  {storage_class:<12} {state:<12} {key}")
     for tier in TIERS:
         items = listing[tier]
-        newest = f", newest {_age(min(int(i['age_seconds']) for i in items))} old" if items else ""
+        newest = f", newest {age_text(min(int(i['age_seconds']) for i in items))} old" if items else ""
         report.check(f"tier {tier}", True, f"{len(items)} backups{newest}", value=len(items))
     for gap in find_gaps((d[0] for d in dumps), today):
         report.check(f"gap {gap.tier}", False, gap.detail)
@@ -301,17 +340,17 @@ def list_backups(outputs: StackOutputs, report: Report, today: date) -> None:
     if tested is None:
         report.skip("restore test", "none recorded; `python -m scripts.backup restore-test` (its CronJob) records one")
     else:
-        outcome = "ok" if tested["ok"] else "FAILED"
-        print(f"last restore test {tested['at']}: {outcome} in {tested['seconds']} s, {tested['key']}")
         report.check(
             "restore test",
             bool(tested["ok"]),
             f"{tested['at']}: {tested['key']} restored in {tested['seconds']} s, "
             + ("every check passed" if tested["ok"] else "a check failed"),
         )
+    return Listing(listed, tested)
 
 
-def _age(seconds: float) -> str:
+def age_text(seconds: float) -> str:
+    """An age as the listing shows it: minutes, then hours, then days."""
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     if seconds < 172800:
@@ -370,10 +409,11 @@ def restore_test(
     sample_rows: int,
     scratch_dsn: str | None,
     dry_run: bool,
-) -> None:
+) -> Verified | None:
     """What the restore-test CronJob runs: a dump (latest or random within the window) restored into a scratch
     database, row counts against its manifest, a sample of rows against the source; the result is recorded in the
-    dump bucket (`daily/<database>/restore-tests/<time>.json`), where `backup list` and the policy pack read it."""
+    dump bucket (`daily/<database>/restore-tests/<time>.json`), where `backup list` and the policy pack read it.
+    Returns the verification (None for a dry run)."""
     s3 = dump_store.s3_client(outputs)
     now = datetime.now(UTC)
     key = pick_dump(
@@ -385,9 +425,9 @@ def restore_test(
     )
     if dry_run:
         report.check("plan", True, f"restore {key} into a scratch database, sample {sample_rows} rows per table")
-        return
+        return None
     start = time.monotonic()
-    verify(outputs, report, clock, key, True, scratch_dsn, sample_rows)
+    verified = verify(outputs, report, clock, key, True, scratch_dsn, sample_rows)
     record = {
         "key": key,
         "database": outputs.db_name,
@@ -406,6 +446,7 @@ def restore_test(
         **dump_store.encryption_args(outputs),
     )
     report.measured["restore_test"] = record
+    return verified
 
 
 def latest_restore_test(s3: Any, bucket: str, database: str) -> dict[str, Any] | None:

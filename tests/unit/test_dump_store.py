@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drtopo.backup.dumps import pick_dump
+from drtopo.backup.dumps import age_text, pick_dump
 from drtopo.backup.store import (
     StoredDump,
     manifest_key,
@@ -75,3 +75,11 @@ def test_a_restore_test_takes_the_newest_readable_dump_or_a_random_one_in_the_wi
     assert picks == {dumps[0][1], dumps[2][1], dumps[4][1]}  # never the archived copy nor one outside the window
     with pytest.raises(BadInput, match="no readable dump of 'other' within 30 days"):
         pick_dump(dumps, "other", now, 30)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0m"), (59 * 60, "59m"), (3600, "1.0h"), (47.5 * 3600, "47.5h"), (172800, "2d"), (30 * 86400, "30d")],
+)
+def test_a_listed_dump_shows_its_age_in_minutes_hours_or_days(seconds: float, shown: str) -> None:
+    assert age_text(seconds) == shown
