@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,23 +22,15 @@ from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
-from drtopo.backup.restore import (
-    WAL_SOURCES,
-    ArchiveRetrieval,
-    recover_with_cutover,
-    recover_with_cutover_rds,
-    restore_dump,
-    restore_pitr,
-    show_window,
-)
+from drtopo.backup.restore import ArchiveRetrieval, recover_with_cutover, restore_dump, restore_pitr, show_window
 from drtopo.backup.store import RETRIEVAL_TIERS
 from drtopo.context import Context
-from drtopo.database import pitr
+from drtopo.database.pitr.request import WAL_SOURCES, BadFlags, PitrRequest
 from drtopo.errors import one_line
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
-from drtopo.outputs import load_outputs, peer_outputs
-from drtopo.report import BadInput, Clock
+from drtopo.outputs import StackOutputs, load_outputs, peer_outputs
+from drtopo.report import Clock, Report
 from scripts.cli import OneLineParser, finish, main_guard, new_report, subcommands
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
@@ -140,6 +133,18 @@ def _port(text: str) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class Run:
+    """What a subcommand's handler gets: its flags, the stack's outputs, the report and clock, the context."""
+
+    args: argparse.Namespace
+    outputs: StackOutputs
+    report: Report
+    clock: Clock
+    ctx: Context
+    pitr: PitrRequest | None = None
+
+
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     return main_guard(_main, argv, "restore", ctx)
 
@@ -147,74 +152,91 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
 def _main(argv: Sequence[str] | None, ctx: Context) -> int:
     top = build_parser()
     args = top.parse_args(argv)
-    if args.command == "pitr" and args.time is None and not args.window:
-        top.error("pitr needs --time T (or --window to see what can be restored)")
-    if args.command == "pitr" and args.damage_xid and not args.cutover:
-        top.error("--damage-xid goes with --cutover")
-    if args.command == "pitr" and args.cutover and args.wal_source != "archive":
-        top.error(f"--wal-source {args.wal_source} is not for --cutover: the cutover replays the server's archive")
-    target_time = pitr.parse_target_time(args.time, datetime.now(UTC)) if args.command == "pitr" and args.time else None
+    request = _pitr_request(top, args) if args.command == "pitr" else None
     outputs = load_outputs(args.outputs, args.stack)
-    report, clock = new_report(ctx), Clock(ctx.reporter)
+    run = Run(args, outputs, new_report(ctx), Clock(ctx.reporter), ctx, request)
     try:
-        if args.command == "dump":
-            retrieval = ArchiveRetrieval(args.tier, args.restore_days, args.wait_seconds, args.poll_seconds)
-            restore_dump(outputs, report, clock, args.key, args.target, args.clean, args.dry_run, retrieval)
-        elif args.command == "pitr" and args.window:
-            show_window(outputs, report, target_time, rds=args.rds, wal_source=args.wal_source)
-        elif args.command == "pitr" and args.cutover and (args.rds or outputs.self_managed is None):
-            assert target_time is not None
-            if args.target_dir or args.target_port:
-                raise BadInput("--target-dir/--target-port are for a self-managed restore; RDS takes --target-instance")
-            recover_with_cutover_rds(
-                outputs,
-                report,
-                clock,
-                target_time,
-                args.damage_xid,
-                target_instance=args.target_instance,
-                dry_run=args.dry_run,
-            )
-        elif args.command == "pitr" and args.cutover:
-            assert target_time is not None
-            if args.target_instance:
-                raise BadInput("--target-instance is for an RDS restore (add --rds)")
-            recover_with_cutover(
-                outputs,
-                report,
-                clock,
-                target_time,
-                args.damage_xid,
-                target_dir=args.target_dir,
-                target_port=args.target_port,
-                dry_run=args.dry_run,
-                peer=peer_outputs(args.outputs, outputs.peer_stack),
-            )
-        elif args.command == "pitr":
-            assert target_time is not None
-            restore_pitr(
-                outputs,
-                report,
-                clock,
-                target_time,
-                rds=args.rds,
-                target_dir=args.target_dir,
-                target_port=args.target_port,
-                target_instance=args.target_instance,
-                dry_run=args.dry_run,
-                wal_source=args.wal_source,
-            )
-        elif args.command == "config":
-            config_backup.restore(
-                args.stack, outputs, report, clock, args.dry_run, args.prefix, args.dest, args.force, ctx.project_dir
-            )
-        elif args.command == "kafka-topics":
-            restore_topics(args.stack, outputs, report, args.cluster, args.dry_run, ctx.project_dir)
-        else:
-            restore_offsets(args.stack, outputs, report, clock, args.group, args.dry_run, ctx.project_dir)
+        HANDLERS[args.command](run)
     except (*OPERATIONAL_ERRORS, KafkaException) as exc:
-        report.check(args.command, False, one_line(exc))
-    return finish(report, args.json_path, clock, strict=args.strict)
+        run.report.check(args.command, False, one_line(exc))
+    return finish(run.report, args.json_path, run.clock, strict=args.strict)
+
+
+def _pitr_request(top: argparse.ArgumentParser, args: argparse.Namespace) -> PitrRequest:
+    """The validated request; flags that do not go together are a usage error, a bad --time bad input."""
+    try:
+        return PitrRequest.parse(
+            args.time,
+            datetime.now(UTC),
+            window=args.window,
+            rds=args.rds,
+            wal_source=args.wal_source,
+            target_dir=args.target_dir,
+            target_port=args.target_port,
+            target_instance=args.target_instance,
+            cutover=args.cutover,
+            damage_xids=tuple(args.damage_xid),
+            dry_run=args.dry_run,
+        )
+    except BadFlags as exc:
+        top.error(str(exc))
+
+
+def _dump(run: Run) -> None:
+    a = run.args
+    retrieval = ArchiveRetrieval(a.tier, a.restore_days, a.wait_seconds, a.poll_seconds)
+    for line in restore_dump(run.outputs, run.report, run.clock, a.key, a.target, a.clean, a.dry_run, retrieval):
+        print(line, file=sys.stderr)
+
+
+def _pitr(run: Run) -> None:
+    request = run.pitr
+    assert request is not None  # made by _main for this subcommand
+    if request.window:
+        shown = show_window(run.outputs, run.report, request)
+        _show(shown.lines)
+        if request.time is not None:
+            print(shown.at(request.time, run.report))
+    elif request.cutover:
+        peer = run.outputs.peer_stack
+        _show(
+            recover_with_cutover(
+                run.outputs, run.report, run.clock, request, lambda: peer_outputs(run.args.outputs, peer)
+            )
+        )
+    else:
+        restore_pitr(run.outputs, run.report, run.clock, request)
+
+
+def _config(run: Run) -> None:
+    a = run.args
+    config_backup.restore(
+        a.stack, run.outputs, run.report, run.clock, a.dry_run, a.prefix, a.dest, a.force, run.ctx.project_dir
+    )
+
+
+def _kafka_topics(run: Run) -> None:
+    a = run.args
+    restore_topics(a.stack, run.outputs, run.report, a.cluster, a.dry_run, run.ctx.project_dir)
+
+
+def _consumer_offsets(run: Run) -> None:
+    a = run.args
+    restore_offsets(a.stack, run.outputs, run.report, run.clock, a.group, a.dry_run, run.ctx.project_dir)
+
+
+def _show(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(line)
+
+
+HANDLERS: dict[str, Callable[[Run], None]] = {
+    "dump": _dump,
+    "pitr": _pitr,
+    "config": _config,
+    "kafka-topics": _kafka_topics,
+    "consumer-offsets": _consumer_offsets,
+}
 
 
 if __name__ == "__main__":

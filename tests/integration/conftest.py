@@ -18,7 +18,7 @@ import pytest
 
 from bench.switchover import LIVE_WRITERS
 from drtopo.database.connect import connect
-from drtopo.database.pitr import stop_instance
+from drtopo.database.pitr.recovery import stop_instance
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 from scripts.drill.loadgen import stop_all as drill_load_stop_all

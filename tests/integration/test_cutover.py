@@ -20,7 +20,7 @@ import pytest
 
 from drtopo.backup import store, wal
 from drtopo.database.connect import connect
-from drtopo.database.pitr import kept_identifier, rds_rename_swap, wait_archived
+from drtopo.database.pitr.cutover import kept_identifier, rds_rename_swap, wait_archived
 from drtopo.database.replication import wait_replayed
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock

@@ -14,7 +14,9 @@ import psycopg
 import pytest
 
 from drtopo.database.connect import connect, password
-from drtopo.database.pitr import archived_segments, find_base_backups, wait_archived
+from drtopo.database.pitr.cutover import wait_archived
+from drtopo.database.pitr.labels import find_base_backups
+from drtopo.database.pitr.wal_names import archived_segments
 from drtopo.outputs import StackOutputs
 from lab.core import Lab
 from scripts import restore

@@ -13,7 +13,8 @@ import pytest
 
 from drtopo.backup import store, wal
 from drtopo.database.connect import connect, password
-from drtopo.database.pitr import archived_segments, wait_archived
+from drtopo.database.pitr.cutover import wait_archived
+from drtopo.database.pitr.wal_names import archived_segments
 from drtopo.outputs import StackOutputs
 from lab.core import Lab
 from scripts import restore

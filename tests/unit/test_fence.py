@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drtopo.database.fence import READ_ONLY, fence_parameters
+from drtopo.database.rds import READ_ONLY, fence_parameters
 
 
 def test_the_fence_keeps_tls_and_archiving_and_adds_read_only() -> None:

@@ -7,22 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from drtopo.database.pitr import (
-    BaseBackup,
-    chain_gaps,
-    check_window,
-    choose_base_backup,
-    newest_commit_in,
-    parse_backup_label,
-    parse_history,
-    parse_target_time,
-    rds_window,
-    recovery_outcome,
-    recovery_settings,
-    segment_name,
-    segment_of,
-    self_managed_window,
-)
+from drtopo.database.pitr.labels import BaseBackup, choose_base_backup, parse_backup_label
+from drtopo.database.pitr.recovery import recovery_outcome, recovery_settings
+from drtopo.database.pitr.wal_names import chain_gaps, newest_commit_in, parse_history, segment_name, segment_of
+from drtopo.database.pitr.window import check_window, parse_target_time, rds_window, self_managed_window
 from drtopo.report import BadInput, Unsafe
 
 NOW = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)

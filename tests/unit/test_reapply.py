@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from drtopo.database.compare import KeyDiff, TableDiff
-from drtopo.database.pitr import TAKEN_OVER, kept_identifier, recovery_settings, staging_dir, takeover_settings
+from drtopo.database.pitr.cutover import TAKEN_OVER, kept_identifier, takeover_settings
+from drtopo.database.pitr.recovery import recovery_settings, staging_dir
 from drtopo.database.reapply import foreign_key_order, plan_from_diffs, xid32
 from drtopo.report import BadInput
 

@@ -1,0 +1,274 @@
+"""The cutover after a restore: the restored instance takes the damaged one's place and endpoint, the damaged one is
+kept under another name. Self-managed: the rename swap of data directories, the source's identity settings and its
+staged WAL shipped through the source's own `archive_command`; RDS: the rename swap of instance identifiers."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from drtopo.database import connect as db
+from drtopo.database import pg_tools, reapply
+from drtopo.database.pitr.recovery import no_quotes, staging_dir, stop_instance
+from drtopo.outputs import SelfManagedPostgres, StackOutputs
+from drtopo.report import BadInput, Clock, Report
+
+# What the restored instance takes over from the source it replaces: where clients reach it, its name, archiving.
+TAKEN_OVER = ("port", "listen_addresses", "unix_socket_directories", "cluster_name", "archive_mode", "archive_command")
+
+
+def takeover_settings(source: dict[str, str]) -> str:
+    """postgresql.auto.conf lines that give a restored instance the source's identity (pure; later lines win)."""
+    missing = [name for name in TAKEN_OVER if name not in source]
+    if missing:
+        raise ValueError(f"source settings lack {missing}; expected all of {list(TAKEN_OVER)}")
+    quoted = {name: source[name].replace("'", "''") for name in TAKEN_OVER}
+    lines = [f"{name} = '{quoted[name]}'" for name in TAKEN_OVER]
+    return "\n".join(["# drtopo cutover: this instance replaced the damaged one", *lines, ""])
+
+
+def read_settings(conn: psycopg.Connection, names: tuple[str, ...] = TAKEN_OVER) -> dict[str, str]:
+    rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)).fetchall()
+    return {name: value for name, value in rows}
+
+
+def wait_archived(conn: psycopg.Connection, timeout: float = 30) -> str:
+    """Switch to a new segment and wait until the archiver has shipped the one it closed; returns its name."""
+    segment = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        archived = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]
+        if archived is not None and archived[:24] >= segment:
+            return str(segment)
+        time.sleep(0.05)
+    raise TimeoutError(f"segment {segment} was not archived within {timeout:.0f} s")
+
+
+def archive_command_line(command: str, path: Path, name: str) -> str:
+    """`archive_command` with PostgreSQL's substitutions (pure): %p the file's path, %f its name, %% a percent."""
+    out, i = [], 0
+    while i < len(command):
+        pair = command[i : i + 2]
+        if pair in ("%p", "%f", "%%"):
+            out.append({"%p": str(path), "%f": name, "%%": "%"}[pair])
+            i += 2
+        else:
+            out.append(command[i])
+            i += 1
+    return "".join(out)
+
+
+def ship_staged(staged: Path, archive_command: str, user: str, parallel: int = 4) -> list[str]:
+    """Archive the staged WAL files through the source's own `archive_command`, as `user`, so they reach wherever
+    the source archives (its folder, its WAL bucket): history files first, then the segments, `parallel` at a
+    time (as WAL-G's and pgBackRest's parallel pushes); an idempotent command makes a rerun harmless. Returns the
+    names in archive order."""
+    no_quotes(staged, "staging folder")
+    if not archive_command.strip():
+        raise BadInput("the source has no archive_command; expected archiving on for a restore that is cut over")
+    files = sorted(staged.iterdir(), key=lambda p: (not p.name.endswith(".history"), p.name))
+
+    def ship(path: Path) -> None:
+        pg_tools.run(["sh", "-c", archive_command_line(archive_command, path, path.name)], user=user)
+
+    for path in [f for f in files if f.name.endswith(".history")]:
+        ship(path)
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="ship-staged") as pool:
+        for future in [pool.submit(ship, f) for f in files if not f.name.endswith(".history")]:
+            future.result()
+    return [f.name for f in files]
+
+
+def swap_in(
+    pg: SelfManagedPostgres, restored_dir: Path, source: dict[str, str], stamp: str, clock: Clock
+) -> tuple[Path, list[str]]:
+    """The self-managed rename swap: the restored instance takes the source's data directory and settings (so its
+    endpoint), the damaged one is stopped and kept renamed. Returns the kept directory and the WAL files shipped."""
+    data_dir = Path(pg.data_dir)
+    kept = data_dir.with_name(f"{data_dir.name}-damaged-{stamp}")
+    if kept.exists():
+        raise BadInput(f"{kept} exists; expected a new name for the damaged data directory")
+    with clock.step("stop the restored and the damaged instance"):
+        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "stop", "-D", str(restored_dir), "-m", "fast", "-t", "60")
+        stop_instance(pg, data_dir)
+    with clock.step(f"keep the damaged data directory as {kept.name}; the restored one takes {data_dir.name}"):
+        data_dir.rename(kept)
+        restored_dir.rename(data_dir)
+        with open(data_dir / "postgresql.auto.conf", "a") as conf:
+            conf.write("\n" + takeover_settings(source))
+        shipped = ship_staged(staging_dir(restored_dir), source["archive_command"], pg.os_user)
+    with clock.step("start the restored instance in the source's place"):
+        pg_tools.pg_ctl(
+            pg.bin_dir, pg.os_user, "start", "-D", str(data_dir), "-l", str(data_dir / "pitr.log"), "-t", "60"
+        )
+    return kept, shipped
+
+
+# ---- RDS rename swap ---------------------------------------------------------------------------------------------
+# AWS, "Renaming a DB instance" (RDS User Guide, USER_RenameInstance): an existing name cannot be reused, so the
+# damaged instance is renamed first; the restored one then takes its name, so the endpoint the service uses (it
+# includes the identifier) now leads to it. The old DNS name is deleted at once (cached for minutes), the new one is
+# effective in about 10 minutes, and the instance reboots after a rename. Tags and snapshots stay with an instance.
+RDS_IDENTIFIER = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+RDS_IDENTIFIER_MAX = 63
+
+
+def kept_identifier(source: str, target: datetime) -> str:
+    """The name the damaged instance is kept under: `<source>-damaged-<T>`; BadInput if RDS would refuse it."""
+    name = f"{source}-damaged-{target.astimezone(UTC):%Y%m%d%H%M%S}".lower()
+    if len(name) > RDS_IDENTIFIER_MAX or not RDS_IDENTIFIER.match(name):
+        raise BadInput(
+            f"instance {source!r} cannot be kept as {name!r}; expected at most {RDS_IDENTIFIER_MAX} letters, "
+            "digits and single hyphens, starting with a letter"
+        )
+    return name
+
+
+def _rename(rds: Any, current: str, new: str, wait_seconds: float) -> None:
+    rds.modify_db_instance(DBInstanceIdentifier=current, NewDBInstanceIdentifier=new, ApplyImmediately=True)
+    rds.get_waiter("db_instance_available").wait(
+        DBInstanceIdentifier=new, WaiterConfig={"Delay": 15, "MaxAttempts": max(1, int(wait_seconds / 15))}
+    )
+
+
+def rds_rename_swap(
+    rds: Any, source: str, restored: str, target: datetime, clock: Clock, wait_seconds: float = 1800
+) -> dict[str, Any]:
+    """The damaged instance is renamed `<source>-damaged-<T>` (kept, deletion protection on, tagged), then the
+    restored one takes `source`'s name and with it the endpoint."""
+    kept = kept_identifier(source, target)
+    with clock.step(f"rename the damaged instance {source} -> {kept} (kept, never deleted)"):
+        _rename(rds, source, kept, wait_seconds)
+        arn = rds.describe_db_instances(DBInstanceIdentifier=kept)["DBInstances"][0]["DBInstanceArn"]
+        rds.modify_db_instance(DBInstanceIdentifier=kept, DeletionProtection=True, ApplyImmediately=True)
+        rds.add_tags_to_resource(
+            ResourceName=arn,
+            Tags=[
+                {"Key": "drtopo:replaced-by", "Value": restored},
+                {"Key": "drtopo:damaged-at", "Value": target.isoformat()},
+            ],
+        )
+    with clock.step(f"rename the restored instance {restored} -> {source} (the service's endpoint)"):
+        _rename(rds, restored, source, wait_seconds)
+    serving = rds.describe_db_instances(DBInstanceIdentifier=source)["DBInstances"][0]
+    return {
+        "kept": kept,
+        "serving": source,
+        "serving_arn": serving["DBInstanceArn"],
+        "endpoint": serving.get("Endpoint"),
+    }
+
+
+# ---- re-apply the writes after T, across the fence ------------------------------------------------------------
+
+
+def rows_to_reapply(plans: list[reapply.TablePlan], left: dict[str, list[Any]], limit: int = 50) -> list[str]:
+    """A dry-run cutover's lines: per table, the rows it would re-apply and those it leaves as at T."""
+    lines = []
+    for plan in plans:
+        keys = left.get(plan.table, [])
+        shown = ", ".join(str(k) for k in keys[:limit]) + (f", … {len(keys) - limit} more" if len(keys) > limit else "")
+        lines.append(
+            f"would re-apply {len(keys)} rows of {plan.table} ({plan.key}: {shown or 'none'}); "
+            f"{len(plan.to_copy) - len(keys)} written by the damage left as at T; "
+            f"{len(plan.deleted)} deleted after T kept as at T"
+        )
+    return lines
+
+
+@dataclass
+class ReapplyOutcome:
+    """What the re-apply passes did, the fence they straddled, and what was read from both sides at the end."""
+
+    passes: list[reapply.ReapplyResult]
+    copied: dict[str, set[Any]]
+    excluded: dict[str, int]
+    fenced: dict[str, Any]
+    fenced_at: float
+    settled: Any
+
+    def measured(self) -> dict[str, Any]:
+        rows = {t: len(keys) for t, keys in self.copied.items()}
+        return {
+            "rows_reapplied": sum(rows.values()),
+            "rows_reapplied_per_table": rows,
+            "rows_excluded_as_damage": self.excluded,
+            "rows_deleted_after_t_kept": {t.table: t.deleted_kept for t in self.passes[-1].tables},
+            "passes": [p.to_dict() for p in self.passes],
+            "fence": self.fenced,
+            "fenced_at": self.fenced_at,
+        }
+
+
+def reapply_until_fenced(
+    outputs: StackOutputs,
+    report: Report,
+    clock: Clock,
+    restored_conninfo: str,
+    damage_xids: list[int],
+    fence_damaged: Callable[[], dict[str, Any]],  # the damaged database's fence, with its proof
+    settle: Callable[[psycopg.Connection, psycopg.Connection], Any],
+) -> ReapplyOutcome | None:
+    """Re-apply while the damaged database serves, fence it, re-apply the rest, validate; None (and a failed check)
+    when something acknowledged after T is still missing, in which case nothing is cut over."""
+    secret = db.password(outputs)
+    copied: dict[str, set[Any]] = {}
+    excluded: dict[str, int] = {}
+    passes = []
+
+    def one_pass(name: str) -> None:
+        with (
+            clock.step(name) as step,
+            db.connect(outputs) as damaged,
+            psycopg.connect(restored_conninfo, password=secret, autocommit=True) as new,
+        ):
+            result = reapply.reapply(damaged, new, damage_xids)
+            step.update(rows=result.rows_reapplied, compare_seconds=round(result.compare_seconds, 3))
+        for t in result.tables:
+            copied.setdefault(t.table, set()).update(result.copied_keys.get(t.table, []))
+            excluded[t.table] = max(excluded.get(t.table, 0), t.excluded_damage)
+        passes.append(result)
+
+    one_pass("re-apply the writes after T (the damaged database still serving)")
+    with clock.step("fence the damaged database (read-only, sessions ended)"):
+        fenced = fence_damaged()
+    fenced_at = time.time()
+    report.check("damaged database fenced", True, fenced["proof"])
+    one_pass("re-apply what arrived until the fence")
+    with (
+        clock.step("validate: nothing acknowledged after T is missing"),
+        db.connect(outputs) as damaged,
+        psycopg.connect(restored_conninfo, password=secret, autocommit=True) as new,
+    ):
+        left = reapply.unreplayed(damaged, new, damage_xids)
+        settled = settle(damaged, new)
+    missing = {t: keys for t, keys in left.items() if keys}
+    report.check(
+        "restored holds every write after T",
+        not missing,
+        "no key inserted or changed after T is missing" if not missing else f"still differing: {missing}",
+        value=sum(len(k) for k in missing.values()),
+        limit=0,
+    )
+    if missing:
+        report.check("cutover", False, f"not cut over: the restored instance stays at {restored_conninfo}")
+        return None
+    return ReapplyOutcome(passes, copied, excluded, fenced, fenced_at, settled)
+
+
+def standby_not_here(report: Report, outputs: StackOutputs) -> None:
+    """The skip when the peer of a cut-over `outputs` has no standby server on this host to rebuild."""
+    report.skip(
+        "standby",
+        f"no self-managed outputs of the peer {outputs.peer_stack} beside this stack's: its standby still follows "
+        "the damaged timeline; rebuild it (`scripts.failback --stack "
+        f"{outputs.peer_stack}` or pg_basebackup)",
+    )

@@ -1,0 +1,177 @@
+"""A database is a type: the one protocol the failover and the restores ask of a stack's database, whatever runs it.
+
+One implementation per platform, each in its own file (as Patroni's `patroni/dcs/`): `rds` (the RDS control plane),
+`self_managed` (a PostgreSQL server whose files are on this host) and `paired` (the lab: the emulator's RDS instance
+and a real server, both halves in turn). `drtopo.database.database_for` picks one from the stack outputs, once.
+What every platform shares lives here too: the errors, and what any PostgreSQL endpoint answers (a session, the
+write probe, the streaming replay lag).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import psycopg
+
+from drtopo.database.connect import connect
+from drtopo.database.pitr.recovery import ArchiveCopy
+from drtopo.database.pitr.request import PitrRequest
+from drtopo.database.pitr.window import Shown
+from drtopo.database.replication import Lag, pg_lag, worst
+from drtopo.errors import one_line
+from drtopo.outputs import StackOutputs
+from drtopo.report import Clock, Report
+from drtopo.settings import Settings
+
+PROBE = "CREATE TABLE drtopo_fence_probe (id int)"
+
+
+class StandbyError(RuntimeError):
+    """A promotion or rebuild did not reach its end state."""
+
+
+class FenceError(RuntimeError):
+    """The old primary is reachable and still accepts (or may accept) writes."""
+
+
+class Database(Protocol):
+    """A stack's database as the failover and the restores use it; which platform runs it is its own business."""
+
+    @property
+    def outputs(self) -> StackOutputs:
+        """The stack outputs it was made from (those of its generation, see `generation`)."""
+        ...
+
+    def reachable(self) -> bool:
+        """Whether it answers now: its server takes a session (RDS alone: its control plane says available)."""
+        ...
+
+    def rebuildable_when_down(self) -> bool:
+        """Whether a failback can rebuild it although it does not answer: its server's files are here (a data
+        directory with PG_VERSION), or the RDS API of its region answers."""
+        ...
+
+    def require_replica(self) -> None:
+        """Unsafe ("target not ready") unless it is a replica that a promotion can make the primary."""
+        ...
+
+    def lag(self, primary: Database | None) -> Lag:
+        """How much a promotion now would lose: the worst of what can be measured against `primary` (None or not
+        answering: from its own side only)."""
+        ...
+
+    def fence(self) -> dict[str, Any]:
+        """Make it, which the caller found reachable, refuse writes and prove that a new write is refused;
+        FenceError when it cannot be fenced."""
+        ...
+
+    def promote(self) -> dict[str, Any]:
+        """Make it the writable primary; StandbyError when it does not get there."""
+        ...
+
+    def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
+        """Make it (its stack described by `settings`) a replica of `source`; `deployed`: the instance its stack's
+        outputs named when the run started."""
+        ...
+
+    def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> Database:
+        """It as the RDS instance of `generation` (default: the one `settings` declare now) rather than the one the
+        stack last deployed; `refresh`: read the live instance's address again (e.g. once created)."""
+        ...
+
+    def restorer(self, rds: bool = False) -> Database:
+        """The database whose own means restore it to a point in time: RDS restore-to-time, or base backup + WAL
+        on its server; `rds` asks for the RDS one where both exist."""
+        ...
+
+    def check_restore(self, request: PitrRequest) -> None:
+        """BadInput naming a flag of `request` that is for another platform's restore."""
+        ...
+
+    def restore_title(self, request: PitrRequest) -> str:
+        """What the restore step is called in the timings, e.g. `RDS`."""
+        ...
+
+    def window(self, report: Report, copy: ArchiveCopy | None = None) -> Shown:
+        """The restorable window, checked and recorded in `report` (of `copy` alone, a local copy of another
+        archive of its server, when given), and what a restore to a time in it would use."""
+        ...
+
+    def restore(
+        self, request: PitrRequest, report: Report, clock: Clock, copy: ArchiveCopy | None = None
+    ) -> dict[str, Any]:
+        """Restore to `request.time` into a new instance (from `copy` alone when given); returns where it is."""
+        ...
+
+    def cutover(
+        self,
+        request: PitrRequest,
+        report: Report,
+        clock: Clock,
+        peer: Callable[[], Database | None] = ...,
+    ) -> list[str]:
+        """Corruption recovery end to end: restore to T, re-apply the writes after T (never the damage), fence,
+        validate, swap the restored instance into the damaged one's place; `peer()`: the peer stack's database,
+        whose standby then follows. Returns the lines to show (a dry run's rows)."""
+        ...
+
+    def follow(self, source: Database, report: Report, clock: Clock) -> None:
+        """After a cutover of `source`: rebuild its standby server as one of `source` and wait until it has
+        replayed `source`'s position (a check in `report`; a skip when there is no such server here)."""
+        ...
+
+
+def reachable(outputs: StackOutputs) -> bool:
+    """Whether `outputs`' endpoint takes a session."""
+    try:
+        with connect(outputs):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@contextlib.contextmanager
+def session(outputs: StackOutputs) -> Iterator[psycopg.Connection | None]:
+    """A session on `outputs`' endpoint, or None when it does not answer."""
+    try:
+        conn = connect(outputs)
+    except psycopg.OperationalError:
+        yield None
+        return
+    with conn:
+        yield conn
+
+
+def prove_read_only(outputs: StackOutputs) -> str:
+    """Try a write from a new session; returns how it was refused, raises FenceError if it went through."""
+    with connect(outputs, autocommit=False) as conn:
+        try:
+            conn.execute(PROBE)
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            conn.rollback()
+            return f"write refused: {one_line(exc)}"
+        conn.rollback()
+    raise FenceError(f"{outputs.db_address}:{outputs.db_port} still accepts writes after fencing")
+
+
+def streaming_lag(standby: StackOutputs, primary: StackOutputs | None) -> list[Lag]:
+    """The replay lag of `standby`'s server against `primary`'s WAL position ([] when the standby does not answer;
+    from its own side only when the primary does not)."""
+    with session(standby) as standby_conn, _maybe_session(primary) as primary_conn:
+        return [] if standby_conn is None else [pg_lag(standby_conn, primary_conn)]
+
+
+@contextlib.contextmanager
+def _maybe_session(outputs: StackOutputs | None) -> Iterator[psycopg.Connection | None]:
+    if outputs is None:
+        yield None
+        return
+    with session(outputs) as conn:
+        yield conn
+
+
+def measured(lags: list[Lag]) -> Lag:
+    """The worst of the lags measured, or a lag of unknown size when nothing was measurable."""
+    return worst(lags) if lags else Lag(None, None, "nothing measurable")
