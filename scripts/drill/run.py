@@ -19,7 +19,9 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from drtopo.context import Context
@@ -28,7 +30,7 @@ from drtopo.errors import one_line
 from drtopo.report import EXIT_OK, BadInput
 from drtopo.settings import LOAD_LEVELS, SettingsError, load_settings
 from lab.core import Lab
-from scripts.cli import OneLineParser, main_guard
+from scripts.cli import OneLineParser, main_guard, state_dir
 from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
 from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
 from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
@@ -236,8 +238,8 @@ def lab_root_of(outputs: Path) -> Path:
     return root
 
 
-def print_plan(scenarios: list[str], overrides: dict[tuple[str, str], float]) -> None:
-    settings = load_settings("prod")
+def print_plan(scenarios: list[str], overrides: dict[tuple[str, str], float], project_dir: Path) -> None:
+    settings = load_settings("prod", project_dir)
     for name in scenarios:
         scenario = BY_NAME[name]
         goal = scenario.objective(settings)
@@ -251,14 +253,14 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     overrides = parse_objectives(args.objective)
     # Bad repository config, or a load level it does not have, fails here, before any server starts.
     try:
-        load_settings("prod").drill.load.level(args.load)
+        load_settings("prod", ctx.project_dir).drill.load.level(args.load)
     except SettingsError as exc:
         raise BadInput(f"--load {args.load!r} is unknown; expected one of {', '.join(LOAD_LEVELS)}") from exc
     if args.outputs is not None:
         args.lab_root = lab_root_of(args.outputs)
     if args.dry_run:
-        load = load_settings("prod").drill.load.level(args.load)
-        print_plan(scenarios, overrides)
+        load = load_settings("prod", ctx.project_dir).drill.load.level(args.load)
+        print_plan(scenarios, overrides, ctx.project_dir)
         print(
             f"load {args.load}: {load.write_rate:g} writes/s, {load.kafka_rate:g} Kafka messages/s, "
             f"{load.seed_rows} rows seeded before each fault"
@@ -273,7 +275,6 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
             raise BadInput(f"--lab-root {args.lab_root} has no running lab; start it with `python -m lab up`")
         json_dir = Path(scratch) / "reports"
         json_dir.mkdir()
-        saved_env = dict(os.environ)
         try:
             if own_lab:
                 start = time.monotonic()
@@ -283,21 +284,21 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
             else:
                 print("bringing the running lab to its baseline (prod primary, dr standby, every server up) ...")
                 lab.restore_baseline()
-            os.environ.update(lab.env())
-            load = lab.settings("prod").drill.load.level(args.load)
-            print(
-                f"load {args.load}: {load.write_rate:g} writes/s over {load.connections} connections, "
-                f"{load.kafka_rate:g} Kafka messages/s, {load.seed_rows} rows before each fault"
-            )
-            ctx = DrillContext(lab=lab, json_dir=json_dir, quiet=args.quiet, load=load, load_name=args.load)
-            # The lab is rebuilt after each scenario, except after the last one of a lab the drill stops anyway.
-            results = [
-                run_scenario(ctx, name, overrides, restore=not own_lab or i < len(scenarios) - 1)
-                for i, name in enumerate(scenarios)
-            ]
+            with lab_variables(lab):
+                load = lab.settings("prod").drill.load.level(args.load)
+                print(
+                    f"load {args.load}: {load.write_rate:g} writes/s over {load.connections} connections, "
+                    f"{load.kafka_rate:g} Kafka messages/s, {load.seed_rows} rows before each fault"
+                )
+                drill = DrillContext(
+                    lab, json_dir, lab_context(ctx, lab), quiet=args.quiet, load=load, load_name=args.load
+                )
+                # The lab is rebuilt after each scenario, except after the last one of a lab the drill stops anyway.
+                results = [
+                    run_scenario(drill, name, overrides, restore=not own_lab or i < len(scenarios) - 1)
+                    for i, name in enumerate(scenarios)
+                ]
         finally:
-            os.environ.clear()
-            os.environ.update(saved_env)
             if own_lab:
                 lab.down()
     document = drill_report(results, machine())
@@ -313,5 +314,28 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     return EXIT_OK if document["ok"] else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return main_guard(run, argv, "drill")
+def lab_context(ctx: Context, lab: Lab) -> Context:
+    """The one context of every command the drill runs: the lab's project copy and its journal folder."""
+    return replace(ctx, project_dir=lab.project_dir, state_dir=state_dir(lab.env()), log_path=None)
+
+
+@contextmanager
+def lab_variables(lab: Lab) -> Iterator[None]:
+    """The lab's standard variables for the process while the drill runs (AWS endpoint and credentials, PGPASSWORD,
+    KUBECONFIG, PATH with the lab's kubectl), as they were afterwards. Not its DRTOPO_* ones: the commands the drill
+    runs get the lab's folders in `lab_context`."""
+    values = {k: v for k, v in lab.env().items() if not k.startswith("DRTOPO_")}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
+    return main_guard(run, argv, "drill", ctx)

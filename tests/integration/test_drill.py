@@ -9,6 +9,7 @@ import pytest
 
 from lab.core import Lab
 from scripts.drill import run as drill
+from scripts.drill.scenarios import ORDER
 
 
 def test_every_scenario_meets_its_objectives_on_the_lab(lab: Lab, tmp_path: Path) -> None:
@@ -19,7 +20,7 @@ def test_every_scenario_meets_its_objectives_on_the_lab(lab: Lab, tmp_path: Path
     document = json.loads(report.read_text())
     failures = [(s["scenario"], s["error"], [c for c in s["checks"] if not c["ok"]]) for s in document["scenarios"]]
     assert code == 0, failures
-    assert [s["scenario"] for s in document["scenarios"]] == list(drill.ORDER)
+    assert [s["scenario"] for s in document["scenarios"]] == list(ORDER)
     for scenario in document["scenarios"]:
         measured, objectives = scenario["measured"], scenario["objectives"]
         assert scenario["ok"]

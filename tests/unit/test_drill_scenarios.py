@@ -4,15 +4,18 @@ time, and figures reported under the keys (and only the keys) that were measured
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from drtopo.context import Context
 from drtopo.report import Clock
 from drtopo.settings import SCENARIOS, DrillLoad, Objectives, load_settings
 from scripts.drill.measured import Figures, Measured
 from scripts.drill.report import ScenarioResult
+from scripts.drill.run import lab_context, lab_variables
 from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
 from scripts.drill.scenarios import SCENARIOS as TABLE
 from scripts.drill.scenarios.context import LIGHT, DrillContext
@@ -99,7 +102,7 @@ class _Probe(Scenario[list[str]]):
 
 
 def test_a_scenario_is_played_inject_recover_verify_and_the_run_records_the_failure(tmp_path: Path) -> None:
-    ctx = DrillContext(lab=None, json_dir=tmp_path)  # type: ignore[arg-type]
+    ctx = DrillContext(lab=None, json_dir=tmp_path, commands=Context())  # type: ignore[arg-type]
     run = ScenarioRun(ctx, ScenarioResult("probe", 10, 1), Clock(quiet=True))
     _Probe().play(run)
     assert run.failure_at is not None and run.measured.failure_at_seconds is not None
@@ -113,3 +116,32 @@ def test_every_scenario_lists_its_rto_phases_ending_with_the_reconnect(name: str
     assert [p["phase"] for p in phases][:2] == ["detection", "decision"]
     assert [p["phase"] for p in phases][-1] == "reconnect"
     assert sum(p["seconds"] for p in phases) >= 2.0
+
+
+class _FakeLab:
+    def __init__(self, root: Path) -> None:
+        self.root, self.project_dir = root, root / "project"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+            "PGPASSWORD": "lab",
+            "DRTOPO_PROJECT_DIR": str(self.project_dir),
+            "DRTOPO_LAB_DIR": str(self.root),
+        }
+
+
+def test_the_commands_get_the_labs_folders_in_one_context_and_the_environment_is_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = _FakeLab(tmp_path)
+    monkeypatch.setenv("PGPASSWORD", "mine")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("DRTOPO_PROJECT_DIR", raising=False)
+    commands = lab_context(Context(log_path=tmp_path / "drill.log"), lab)  # type: ignore[arg-type]
+    assert (commands.project_dir, commands.state_dir) == (lab.project_dir, tmp_path / "journal")
+    assert commands.log_path is None  # each command opens its own
+    with lab_variables(lab):  # type: ignore[arg-type]
+        assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1" and os.environ["PGPASSWORD"] == "lab"
+        assert "DRTOPO_PROJECT_DIR" not in os.environ
+    assert os.environ["PGPASSWORD"] == "mine" and "AWS_ENDPOINT_URL" not in os.environ

@@ -1,7 +1,8 @@
 """What every drill scenario works with: the lab, the stacks' settings and outputs, the client's view through DNS.
 
-Scenarios run the real companion scripts in-process (their `main(argv)`), so a drill exercises exactly what an
-operator would run; fault injection goes through the lab's API.
+Scenarios run the real companion scripts in-process (their `main(argv, ctx)`, all with the one `Context` of the lab:
+its project copy and its journal folder), so a drill exercises exactly what an operator would run; fault injection
+goes through the lab's API.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from drtopo.context import Context
 from drtopo.database.connect import connect
 from drtopo.failover import dns
 from drtopo.outputs import StackOutputs, load_outputs
@@ -26,7 +28,7 @@ from scripts import backup, failback, promote, restore, validate
 from scripts.drill.loadgen import MessageProducer, RowWriter
 
 # The companion commands a scenario runs, by the name an operator types after `python -m scripts.`.
-COMMANDS: dict[str, Callable[[Sequence[str] | None], int]] = {
+COMMANDS: dict[str, Callable[[Sequence[str] | None, Context | None], int]] = {
     "backup": backup.main,
     "failback": failback.main,
     "promote": promote.main,
@@ -54,6 +56,7 @@ class DrillContext:
 
     lab: Lab
     json_dir: Path
+    commands: Context  # the context of every command the drill runs (scripts/drill/run.py: lab_context)
     quiet: bool = False
     load: LoadLevel = LIGHT
     load_name: str = "light"
@@ -89,11 +92,11 @@ class DrillContext:
 
     def clock(self) -> Clock:
         self.origin = time.time()
-        return Clock(quiet=self.quiet)
+        return Clock(self.commands.reporter, quiet=self.quiet)
 
     def run(self, module: str, argv: Sequence[str]) -> int:
-        """Run `python -m scripts.<module> ARGV` in-process and return its exit code."""
-        return COMMANDS[module](list(argv))
+        """Run `python -m scripts.<module> ARGV` in-process, in the lab's context, and return its exit code."""
+        return COMMANDS[module](list(argv), self.commands)
 
     def active_service_url(self, ttl: float = 0.25) -> str:
         """The service URL a client reaches: the region whose record Route53 answers (cached ttl)."""
