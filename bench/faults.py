@@ -41,12 +41,14 @@ from bench.switchover import (
     wait_acks,
     write_refused,
 )
+from drtopo.failover.journal import JOURNAL_PREFIX
 from drtopo.failover.lock import LOCK_KEY
 from drtopo.failover.plan import failback_plan, promote_plan
 from drtopo.settings import load_settings
 from lab.core import Lab
 
 CRASHED = -signal.SIGKILL
+JOURNAL_KEY = f"{JOURNAL_PREFIX}promote-dr.json"
 
 
 @dataclass
@@ -313,15 +315,40 @@ def lock_held_by_another_operator(lab: Lab, work: Path) -> Outcome:
 def stale_journal(lab: Lab, work: Path) -> Outcome:
     env = _env(work)
     crashed, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env={**env, "DRTOPO_CRASH_AFTER": "guard"})
-    journal = work / "journal" / "promote-dr.json"
-    data = json.loads(journal.read_text())
+    # The journal every operator reads: beside the lock, in dr's configuration bucket.
+    dr = outputs(lab, "dr")
+    s3 = boto3.client("s3", region_name=dr.region)
+    data = json.loads(s3.get_object(Bucket=dr.config_bucket, Key=JOURNAL_KEY)["Body"].read())
     data["started_at"] = (datetime.now(UTC) - timedelta(days=90)).isoformat(timespec="milliseconds")
-    journal.write_text(json.dumps(data))
+    s3.put_object(Bucket=dr.config_bucket, Key=JOURNAL_KEY, Body=json.dumps(data).encode())
     refused, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=env)
     restarted, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, "--restart", env=env)
     ok = crashed.returncode == CRASHED and refused.returncode == 3 and "--restart" in _last_line(refused)
     return Outcome(
         ok and restarted.returncode == 0, f"exit {refused.returncode}; --restart exit {restarted.returncode}"
+    )
+
+
+def resumed_from_another_machine(lab: Lab, work: Path) -> Outcome:
+    """A promote that crashed right after promotion on one operator's machine is finished from another's (another
+    HOME, another state folder, --break-lock): it resumes the journal kept beside the lock and promotes nothing
+    again."""
+    laptop_a = {"HOME": str(work / "home-a"), "DRTOPO_STATE_DIR": str(work / "state-a")}
+    laptop_b = {"HOME": str(work / "home-b"), "DRTOPO_STATE_DIR": str(work / "state-b")}
+    crashed, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env={**laptop_a, "DRTOPO_CRASH_AFTER": "promote"})
+    resumed, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, "--break-lock", env=laptop_b)
+    promote_check = _checks(report).get("promote", {}).get("detail", "")
+    skipped = "promote: done by the interrupted run (journal), skipped" in resumed.stderr
+    ok = (
+        crashed.returncode == CRASHED
+        and resumed.returncode == 0
+        and skipped
+        and promote_check.startswith("done by the interrupted run")
+        and report.get("measured", {}).get("resumed") is True
+        and _failed_over(lab)
+    )
+    return Outcome(
+        ok, f"crash {crashed.returncode}; other machine exit {resumed.returncode}, promote skipped {skipped}"
     )
 
 
@@ -441,6 +468,7 @@ FAULTS: list[Fault] = [
     Fault("two promotes at once", "one runs, one refused", two_promotes_at_once),
     Fault("lock held by another operator", "exit 3 naming it", lock_held_by_another_operator),
     Fault("stale journal", "exit 3 until --restart", stale_journal),
+    Fault("crash, resumed from another machine", "resumed, no second promotion", resumed_from_another_machine),
     Fault("AWS emulator down", "exit 3, nothing changed", emulator_down),
     Fault("MirrorMaker stopped", "exit 1, lag reported", mirrormaker_stopped),
     Fault("source Kafka down", "exit 1, mirror unmeasurable", source_kafka_down),

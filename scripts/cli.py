@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from drtopo.context import DEFAULT_STATE_DIR, Context
 from drtopo.errors import one_line
@@ -242,6 +242,28 @@ def failover_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--restart", action="store_true", help="drop an interrupted run's journal instead of resuming it")
     p.add_argument("--break-lock", action="store_true", help="take the failover lock from a run that is gone for good")
+
+
+class Ending(Protocol):
+    """How a promote or failback ended (`drtopo.failover.run.Outcome`; named by shape, so that the commands that
+    need no failover, the backup image's among them, start without importing it)."""
+
+    code: int
+    lines: list[str]
+    error: str | None
+    would_refuse: str | None
+
+
+def show_switchover(outcome: Ending) -> int:
+    """A promote's or failback's end on the terminal: its lines on stdout, its error line on stderr; a dry run that
+    would refuse ends as a refusal (exit 3) after its plan."""
+    for text in outcome.lines:
+        print(text)
+    if outcome.would_refuse is not None:
+        raise Unsafe(f"would refuse: {outcome.would_refuse}")
+    if outcome.error:
+        print(outcome.error, file=sys.stderr)
+    return outcome.code
 
 
 def failover_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -14,18 +14,20 @@ from collections.abc import Sequence
 from drtopo.context import Context
 from drtopo.failover.plan import failback_plan
 from drtopo.failover.run import switchover
-from scripts.cli import failover_flags, failover_options, main_guard, parser
+from drtopo.failover.steps import Kind
+from scripts.cli import failover_flags, failover_options, main_guard, parser, show_switchover
 
 
 def run(argv: Sequence[str] | None, ctx: Context) -> int:
     p = parser("failback", __doc__.splitlines()[0], changes_state=True)
     failover_flags(p)
-    return switchover(
-        "failback",
+    outcome = switchover(
+        Kind.FAILBACK,
         lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack),
         ctx,
         **failover_options(p.parse_args(argv)),
     )
+    return show_switchover(outcome)
 
 
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:

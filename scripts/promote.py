@@ -13,18 +13,20 @@ from collections.abc import Sequence
 from drtopo.context import Context
 from drtopo.failover.plan import promote_plan
 from drtopo.failover.run import switchover
-from scripts.cli import failover_flags, failover_options, main_guard, parser
+from drtopo.failover.steps import Kind
+from scripts.cli import failover_flags, failover_options, main_guard, parser, show_switchover
 
 
 def run(argv: Sequence[str] | None, ctx: Context) -> int:
     p = parser("promote", __doc__.splitlines()[0], changes_state=True)
     failover_flags(p)
-    return switchover(
-        "promote",
-        lambda sw, pre: promote_plan(sw.target.stack, sw.peer.stack, bool(pre.get("peer_reachable"))),
+    outcome = switchover(
+        Kind.PROMOTE,
+        lambda sw, pre: promote_plan(sw.target.stack, sw.peer.stack, pre.peer_reachable),
         ctx,
         **failover_options(p.parse_args(argv)),
     )
+    return show_switchover(outcome)
 
 
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:

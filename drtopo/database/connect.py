@@ -7,12 +7,15 @@ Secrets Manager secret that RDS manages (`dbPasswordSecretArn`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import psycopg
 
 from drtopo.aws import stack_client
 from drtopo.outputs import StackOutputs
+
+log = logging.getLogger(__name__)
 
 
 def password(outputs: StackOutputs) -> str | None:
@@ -42,4 +45,12 @@ def connect(outputs: StackOutputs, dbname: str | None = None, autocommit: bool =
     secret = password(outputs)
     if secret is not None:
         kwargs["password"] = secret
+    log.debug(
+        "postgres connect %s:%s/%s as %s (%s)",
+        outputs.db_address,
+        outputs.db_port,
+        dbname or outputs.db_name,
+        outputs.db_user,
+        outputs.stack,
+    )
     return psycopg.connect(conninfo(outputs, dbname), autocommit=autocommit, **kwargs)

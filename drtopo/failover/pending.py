@@ -16,7 +16,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.backup.store import encryption_args, s3_client
-from drtopo.database import fence
+from drtopo.database import database_for
+from drtopo.database.platform import FenceError
 from drtopo.outputs import StackOutputs
 from drtopo.report import Report
 
@@ -64,15 +65,15 @@ def settle(report: Report, promoted: StackOutputs, old_primary: StackOutputs, re
     if debt is None:
         return
     name = f"{old_primary.stack} (old primary since {debt['promoted']} was promoted at {debt['since']})"
-    reachable = fence.reachable(old_primary) if old_primary.self_managed else fence.rds_reachable(old_primary)
-    if not reachable:
+    old = database_for(old_primary)
+    if not old.reachable():
         # Not a failure of the recovery (the old region is down), but nothing was checked: a skip, never a pass.
         then = "it is rebuilt as a replica" if rebuilt_next else "it is fenced the moment it answers"
         report.skip("fence.pending", f"{name} is owed a fence and does not answer: {then}")
         return
     try:
-        done = fence.fence(old_primary)
-    except fence.FenceError as exc:
+        done = old.fence()
+    except FenceError as exc:
         report.check("fence.pending", False, f"{name} answers and could not be fenced: {exc}")
         return
     clear(promoted, old_primary)

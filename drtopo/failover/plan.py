@@ -1,44 +1,96 @@
 """The steps of a failover (promote) and a failback, in order, with what each does: pure, for the runner and --dry-run.
 
-A step's name is what the journal records and what the crash tests' hook (`DRTOPO_CRASH_AFTER`) names; its text
-is what --dry-run prints.
+Every step has one name, from `Step`: the journal records it, the crash tests' hook (`DRTOPO_CRASH_AFTER`) names it,
+and the runner finds the step's function and result type by it (drtopo/failover/steps.py), so renaming a step
+is one edit here. `SPECS` says of each step whether it changes anything outside the process and whether a resumed
+run does it again; a planned step adds the text --dry-run prints.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-# Steps after which something outside this process has changed; a journal holding none of them can be dropped.
-MUTATING = frozenset({"rebuild", "fence", "drain", "promote", "consumer-group", "dns", "roles", "rebuild-peer"})
+
+class Step(StrEnum):
+    PREFLIGHT = "preflight"
+    GUARD = "guard"
+    FENCE = "fence"
+    DRAIN = "drain"
+    PROMOTE = "promote"
+    CONSUMER_GROUP = "consumer-group"
+    DNS = "dns"
+    ROLES = "roles"
+    REBUILD = "rebuild"
+    CATCH_UP = "catch-up"
+    REBUILD_PEER = "rebuild-peer"
+
+
+class Resume(StrEnum):
+    """What a resumed run does with a step the interrupted run finished (only before the point of no return)."""
+
+    KEEP = "keep"  # reuse its journalled result
+    REPEAT = "repeat"  # do it again: the world may have changed since (who answers, the replica lag)
+    REPEAT_IF_UNDONE = "repeat-if-undone"  # again when its result says it could not act (an unreachable old primary)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    step: Step
+    mutating: bool  # changes something outside this process: a journal holding none of these can be dropped
+    resume: Resume = Resume.KEEP
+
+
+SPECS: dict[Step, StepSpec] = {
+    s.step: s
+    for s in (
+        StepSpec(Step.PREFLIGHT, mutating=False, resume=Resume.REPEAT),
+        StepSpec(Step.GUARD, mutating=False, resume=Resume.REPEAT),
+        StepSpec(Step.FENCE, mutating=True, resume=Resume.REPEAT_IF_UNDONE),
+        StepSpec(Step.DRAIN, mutating=True),
+        StepSpec(Step.PROMOTE, mutating=True),
+        StepSpec(Step.CONSUMER_GROUP, mutating=True),
+        StepSpec(Step.DNS, mutating=True),
+        StepSpec(Step.ROLES, mutating=True),
+        StepSpec(Step.REBUILD, mutating=True),
+        StepSpec(Step.CATCH_UP, mutating=False),
+        StepSpec(Step.REBUILD_PEER, mutating=True),
+    )
+}
+MUTATING = frozenset(s.step for s in SPECS.values() if s.mutating)
+
+# Once the database is promoted the region pair has a new writer: from then on no step may stop the run, because
+# clients, DNS and the stacks' roles must all follow it. Each later failure is reported and left for a rerun.
+POINT_OF_NO_RETURN = Step.PROMOTE
 
 
 @dataclass(frozen=True)
 class PlannedStep:
-    name: str
+    name: Step
     action: str
 
 
 def _guard(target: str) -> PlannedStep:
-    return PlannedStep("guard", f"measure {target}'s replica lag; refuse beyond the region-failure RPO")
+    return PlannedStep(Step.GUARD, f"measure {target}'s replica lag; refuse beyond the region-failure RPO")
 
 
 def _fence_and_drain(target: str, peer: str) -> list[PlannedStep]:
     return [
-        PlannedStep("fence", f"fence {peer}: read-only by default, client sessions ended, a write probe refused"),
-        PlannedStep("drain", f"wait until {target} has replayed {peer}'s final WAL position (zero data loss)"),
+        PlannedStep(Step.FENCE, f"fence {peer}: read-only by default, client sessions ended, a write probe refused"),
+        PlannedStep(Step.DRAIN, f"wait until {target} has replayed {peer}'s final WAL position (zero data loss)"),
     ]
 
 
 def _switch(target: str, peer: str) -> list[PlannedStep]:
     """What follows the promotion in both directions: clients, DNS and the stacks' roles move to `target`."""
     return [
-        PlannedStep("consumer-group", f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
+        PlannedStep(Step.CONSUMER_GROUP, f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
         PlannedStep(
-            "dns",
+            Step.DNS,
             f"{target}'s takeover signal on in its region, {peer}'s off (Route53 then answers {target}'s record); "
             "the one Route53 change batch of both records only if the signal cannot be written",
         ),
-        PlannedStep("roles", f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
+        PlannedStep(Step.ROLES, f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
     ]
 
 
@@ -49,15 +101,18 @@ def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedSt
         if peer_reachable
         else [
             PlannedStep(
-                "fence", f"{peer} is unreachable: fence owed, recorded at promotion, paid the moment {peer} answers"
+                Step.FENCE,
+                f"{peer} is unreachable: fence owed, recorded at promotion, paid the moment {peer} answers",
             )
         ]
     )
     return [
-        PlannedStep("preflight", f"load settings and outputs of {target} and {peer}; check who answers"),
+        PlannedStep(Step.PREFLIGHT, f"load settings and outputs of {target} and {peer}; check who answers"),
         _guard(target),
         *fence,
-        PlannedStep("promote", f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"),
+        PlannedStep(
+            Step.PROMOTE, f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"
+        ),
         *_switch(target, peer),
     ]
 
@@ -66,15 +121,19 @@ def failback_plan(target: str, peer: str) -> list[PlannedStep]:
     """Back to the original primary `target` from the current primary `peer`, as a planned switchover."""
     return [
         PlannedStep(
-            "preflight", f"load settings and outputs of {target} and {peer}; {peer} must be the writable primary"
+            Step.PREFLIGHT, f"load settings and outputs of {target} and {peer}; {peer} must be the writable primary"
         ),
-        PlannedStep("rebuild", f"rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; RDS replica)"),
-        PlannedStep("catch-up", f"wait until {target} has replayed what {peer} has written"),
+        PlannedStep(
+            Step.REBUILD, f"rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; RDS replica)"
+        ),
+        PlannedStep(Step.CATCH_UP, f"wait until {target} has replayed what {peer} has written"),
         _guard(target),
         *_fence_and_drain(target, peer),
-        PlannedStep("promote", f"promote {target}'s database until writable"),
+        PlannedStep(Step.PROMOTE, f"promote {target}'s database until writable"),
         *_switch(target, peer),
-        PlannedStep("rebuild-peer", f"rebuild {peer} as a replica of {target}, so the region pair is protected again"),
+        PlannedStep(
+            Step.REBUILD_PEER, f"rebuild {peer} as a replica of {target}, so the region pair is protected again"
+        ),
     ]
 
 

@@ -10,12 +10,15 @@ handle: librdkafka re-queries the coordinator itself, and `retry_coordinator` re
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec, TopicMetadata
+
+log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
 # The group coordinator moved, is loading its offsets, or is not elected yet: asking again shortly succeeds.
@@ -41,6 +44,7 @@ def admin_client(bootstrap: str) -> AdminClient:
 
     librdkafka's own connection-error logs are silenced (level 2): failures reach callers as KafkaException.
     """
+    log.debug("kafka admin client for %s", bootstrap)
     return AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
 
 

@@ -223,7 +223,8 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert expected in proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr
     assert end_state(lab) == before
-    assert not (tmp_path / "journal").exists()
+    assert not list((tmp_path / "journal").glob("*.json"))
+    assert len(list((tmp_path / "journal" / "logs").glob("promote-*.log"))) == 1
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path) -> None:
@@ -238,7 +239,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(fresh_pg: Lab, state_env: d
     assert "Pulumi.dr.yaml: role primary, database.generation 0" in proc.stdout
     assert end_state(fresh_pg) == before
     assert before["servers"]["dr"]["in_recovery"] is True
-    assert not (tmp_path / "journal").exists()
+    assert not list((tmp_path / "journal").glob("*.json"))
 
 
 def test_crash_between_promotion_and_dns_then_rerun_ends_like_an_uninterrupted_run(

@@ -1,0 +1,306 @@
+"""What each failover and failback step does, over one `Switchover`: the data-loss guard, fencing the old primary,
+draining to its final WAL position, promotion, the consumer group, the DNS flip, the role switch and the rebuilds.
+
+`scripts.promote` and `scripts.failback` differ only in their plan (drtopo/failover/plan.py); the steps are shared and
+found by name in `STEPS`. Each returns its typed record (drtopo/failover/results.py) and records its checks in the
+run's report. The databases are `drtopo.database.Database`s: no step asks which platform runs them. Every step is
+safe to repeat, so a resumed run converges on the same end state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+
+from drtopo.context import Context
+from drtopo.database import Database, database_for, replication
+from drtopo.database.connect import connect
+from drtopo.database.platform import FenceError, StandbyError
+from drtopo.failover import marker, pending
+from drtopo.failover.dns import DnsFailoverError, fail_over
+from drtopo.failover.plan import Step
+from drtopo.failover.results import (
+    CatchUpResult,
+    ConsumerGroupResult,
+    DnsResult,
+    DrainResult,
+    FenceResult,
+    GuardResult,
+    PreflightResult,
+    PromoteResult,
+    RebuildResult,
+    RolesResult,
+    StepResult,
+)
+from drtopo.failover.roles import planned_switch, pulumi_commands, switch_roles
+from drtopo.kafka.offsets import (
+    CheckpointError,
+    KafkaException,
+    apply_group_offsets,
+    read_checkpoints,
+    translated_offsets,
+)
+from drtopo.mm2_properties import cluster_alias
+from drtopo.outputs import StackOutputs
+from drtopo.report import Report, Unsafe, settings_for
+from drtopo.settings import Settings
+
+
+class StepFailed(RuntimeError):
+    """A step that ran and did not reach its end state; the run reports it and a rerun repeats the step."""
+
+
+class Kind:
+    PROMOTE = "promote"
+    FAILBACK = "failback"
+
+
+@dataclass
+class Switchover:
+    """Everything the steps of one run share."""
+
+    kind: str  # Kind.PROMOTE or Kind.FAILBACK
+    target: StackOutputs
+    peer: StackOutputs
+    settings: Settings
+    ctx: Context
+    accept_data_loss: bool = False
+    skip_consumer_group: bool = False
+    dry_run: bool = False
+    break_lock: bool = False
+    report: Report = field(default_factory=Report)
+    # Set by the fence step when the old primary did not answer: the promotion records the fence it owes.
+    fence_owed: bool = False
+    # The database instance each stack's outputs (its Pulumi state) named when the run started.
+    deployed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def project_dir(self) -> Path:
+        return self.ctx.project_dir
+
+    @property
+    def failback(self) -> bool:
+        return self.kind == Kind.FAILBACK
+
+    def db(self, outputs: StackOutputs) -> Database:
+        return database_for(outputs)
+
+    @contextlib.contextmanager
+    def sql(self, outputs: StackOutputs) -> Iterator[psycopg.Connection | None]:
+        try:
+            conn = connect(outputs)
+        except psycopg.OperationalError:
+            yield None
+            return
+        with conn:
+            yield conn
+
+
+def preflight(sw: Switchover) -> PreflightResult:
+    target, peer = sw.db(sw.target), sw.db(sw.peer)
+    target_up = target.reachable()
+    peer_up = peer.reachable()
+    if sw.failback:
+        # An old primary owed a fence (unplanned promotion) is fenced before anything else touches it: the
+        # instance it held then is the generation it has retired since.
+        retired = sw.settings.database.retired_generations
+        old = target.generation(sw.settings, retired[-1]).outputs if retired else sw.target
+        pending.settle(sw.report, promoted=sw.peer, old_primary=old, rebuilt_next=True)
+    result = PreflightResult(target_reachable=target_up, peer_reachable=peer_up)
+    where = f"{sw.target.db_address}:{sw.target.db_port}"
+    if sw.failback and not target_up:
+        # A failback rebuilds the target anyway: a stopped or crashed server whose files are here will do.
+        target_up = target.rebuildable_when_down()
+        where += " down; will be rebuilt"
+    sw.report.check(f"{sw.target.stack}-reachable", target_up, where)
+    if not target_up:
+        raise Unsafe(f"{sw.target.stack}'s database {sw.target.db_instance_id} does not answer; target not ready")
+    sw.report.check(
+        f"{sw.peer.stack}-state",
+        True,
+        "reachable: will be fenced" if peer_up else "unreachable: treated as failed",
+        value=peer_up,
+    )
+    if not sw.failback:
+        target.require_replica()
+    elif not peer_up:
+        raise Unsafe(f"{sw.peer.stack} (the current primary) does not answer; a failback needs it")
+    return result
+
+
+def guard(sw: Switchover) -> GuardResult:
+    rpo = sw.settings.objectives.region_failure.rpo_seconds
+    lag = sw.db(sw.target).lag(sw.db(sw.peer))
+    ok = lag.seconds is not None and lag.seconds <= rpo
+    sw.report.measured.update(
+        replica_lag_seconds=lag.seconds, replica_lag_bytes=lag.bytes, replica_lag_source=lag.source
+    )
+    detail = f"{lag.source}; {lag.detail}" + ("" if ok else " (beyond the RPO)")
+    if not ok and sw.accept_data_loss:
+        detail += "; accepted with --accept-data-loss"
+    sw.report.check("replica-lag", ok or sw.accept_data_loss, detail, value=lag.seconds, limit=rpo)
+    if not ok and not sw.accept_data_loss and not sw.dry_run:
+        shown = "unknown" if lag.seconds is None else f"{lag.seconds:.3f} s"
+        raise Unsafe(
+            f"replica lag of {sw.target.stack} is {shown} ({lag.source}), beyond the region-failure RPO of "
+            f"{rpo:g} s; pass --accept-data-loss to promote anyway"
+        )
+    if "(replay paused)" in lag.detail and sw.db(sw.peer).reachable() and not sw.dry_run:
+        # A planned switchover drains to the old primary's final position, which a paused standby never reaches.
+        raise Unsafe(f"WAL replay is paused on {sw.target.stack}; resume it (pg_wal_replay_resume()) first")
+    return GuardResult(lag=lag.as_dict(), rpo_seconds=rpo, refused=not ok and not sw.accept_data_loss)
+
+
+def fence(sw: Switchover) -> FenceResult:
+    old = sw.db(sw.peer)
+    if not old.reachable():
+        # Owed, not done: recorded once promotion has happened, paid the moment the old primary answers.
+        sw.fence_owed = True
+        sw.report.skip("fence", f"{sw.peer.stack} unreachable: fence owed, recorded after promotion")
+        return FenceResult(fenced=False, reason="unreachable", owed=True)
+    try:
+        done = dict(old.fence())
+    except FenceError as exc:
+        raise Unsafe(f"old primary {sw.peer.stack} is reachable and could not be fenced: {exc}") from None
+    sw.report.check("fence", True, f"{done['method']}; {done['proof']}")
+    method, proof = done.pop("method"), done.pop("proof")
+    return FenceResult(fenced=True, method=method, proof=proof, details=done)
+
+
+def drain(sw: Switchover) -> DrainResult:
+    with sw.sql(sw.peer) as primary_conn, sw.sql(sw.target) as standby_conn:
+        if primary_conn is None or standby_conn is None:
+            raise Unsafe(f"cannot read WAL positions of {sw.peer.stack} and {sw.target.stack} to drain")
+        final = replication.current_lsn(primary_conn)
+        try:
+            waited = replication.wait_replayed(standby_conn, final, timeout=120)
+        except TimeoutError as exc:
+            raise Unsafe(f"{sw.target.stack} did not catch up with the fenced primary: {exc}") from None
+    sw.report.check("drain", True, f"{sw.target.stack} replayed {sw.peer.stack}'s final WAL position {final}")
+    sw.report.measured["final_lsn"] = final
+    return DrainResult(final_lsn=final, waited_seconds=round(waited, 3))
+
+
+def promote(sw: Switchover) -> PromoteResult:
+    try:
+        details = sw.db(sw.target).promote()
+    except StandbyError as exc:
+        raise Unsafe(str(exc)) from None
+    where = None
+    if sw.fence_owed:
+        try:
+            where = pending.record(sw.target, sw.peer)
+        except (ClientError, BotoCoreError) as exc:
+            # Promoted already: the debt not written down must not stop the run; it is reported instead.
+            sw.report.check("fence.pending", False, f"fence owed to {sw.peer.stack} not recorded: {exc}")
+    shown = {**details, **({"fence_pending": where} if where else {})}
+    sw.report.check("promote", True, "; ".join(f"{k}={v}" for k, v in shown.items()))
+    return PromoteResult(details=details, fence_pending=where)
+
+
+def consumer_group(sw: Switchover) -> ConsumerGroupResult:
+    group = sw.settings.kafka.consumer_group
+    if sw.skip_consumer_group:
+        sw.report.skip("consumer-group", "not moved: --skip-consumer-group")
+        return ConsumerGroupResult(skipped=True)
+    source_alias = cluster_alias(sw.peer.region)
+    try:
+        checkpoints = read_checkpoints(sw.target.kafka_bootstrap, source_alias, group)
+        offsets = translated_offsets(checkpoints)
+        applied = apply_group_offsets(sw.target.kafka_bootstrap, group, offsets)
+    except (CheckpointError, KafkaException) as exc:
+        raise StepFailed(f"group {group!r} not moved to {sw.target.kafka_bootstrap}: {exc}") from None
+    detail = f"group {group!r}: {len(offsets)} partition(s) at translated offsets on {sw.target.kafka_bootstrap}"
+    sw.report.check("consumer-group", True, detail if offsets else f"group {group!r} has no checkpoints yet")
+    return ConsumerGroupResult(moved=True, details=applied.as_dict())
+
+
+def dns(sw: Switchover) -> DnsResult:
+    # The takeover signal in the target's region first; the record UPSERT only as a fallback (drtopo/failover/dns).
+    try:
+        result = fail_over(sw.target, sw.peer)
+    except DnsFailoverError as exc:
+        raise StepFailed(str(exc)) from None
+    how = (
+        f"takeover signal {result['signal']['signal']}"
+        if result["mode"] == "signal"
+        else f"fallback record UPSERT ({result['fallback_reason']})"
+    )
+    sw.report.check("dns", True, f"{sw.target.record_name}: {result['after']} via {how}")
+    return DnsResult(mode=result["mode"], after=result["after"], details=result)
+
+
+def roles(sw: Switchover) -> RolesResult:
+    # The demoted stack's next database generation is written with its role, in one replace per file.
+    planned = planned_switch(sw.target.stack, sw.peer.stack, sw.project_dir)
+    changed = switch_roles(sw.target.stack, sw.peer.stack, sw.project_dir)
+    # The same roles where every later `pulumi up` reads them, whatever its checkout (drtopo.role_guard).
+    written = marker.write(sw.target, sw.peer, by=f"{sw.kind} {sw.target.stack}")
+    commands = pulumi_commands(sw.target.stack, sw.peer.stack)
+    detail = "; ".join(c.describe() for c in planned) + f" in {sw.project_dir}"
+    detail += f"; role marker {written['name']} epoch {written['marker']['epoch']} in {', '.join(written['written'])}"
+    sw.report.check("roles", True, detail)
+    if written["unreachable"]:
+        # Its region is down (an unplanned failover): the newer epoch written here wins once it answers.
+        where = ", ".join(f"{r} ({e})" for r, e in written["unreachable"].items())
+        sw.report.skip("role-marker", f"{written['name']} not written in {where}")
+    return RolesResult(changed=changed, stacks=[c.as_dict() for c in planned], marker=written, next_commands=commands)
+
+
+def _rebuild_result(details: dict) -> RebuildResult:
+    details = dict(details)
+    return RebuildResult(details=details, pulumi_import=list(details.pop("pulumi_import", [])))
+
+
+def rebuild(sw: Switchover) -> RebuildResult:
+    target = sw.db(sw.target)
+    try:
+        done = target.rebuild(sw.db(sw.peer), sw.settings, sw.deployed.get(sw.target.stack))
+    except StandbyError as exc:
+        raise StepFailed(str(exc)) from None
+    sw.target = target.generation(sw.settings, refresh=True).outputs
+    pending.clear(promoted=sw.peer, old_primary=sw.target)  # a replica takes no writes: nothing owed
+    sw.report.check("rebuild", True, f"{sw.target.stack} is a replica of {sw.peer.stack}: {done}")
+    return _rebuild_result(done)
+
+
+def catch_up(sw: Switchover) -> CatchUpResult:
+    with sw.sql(sw.peer) as primary_conn, sw.sql(sw.target) as standby_conn:
+        if primary_conn is None or standby_conn is None:
+            raise Unsafe(f"cannot reach {sw.peer.stack} and {sw.target.stack} to wait for catch-up")
+        waited = replication.wait_replayed(standby_conn, replication.current_lsn(primary_conn), timeout=300)
+    sw.report.check("catch-up", True, f"{sw.target.stack} caught up in {waited:.2f} s")
+    return CatchUpResult(waited_seconds=round(waited, 3))
+
+
+def rebuild_peer(sw: Switchover) -> RebuildResult:
+    # The roles step has just given the peer its next generation: its replica is that one.
+    settings = settings_for(sw.peer.stack, sw.project_dir)
+    peer = sw.db(sw.peer).generation(settings)
+    try:
+        done = peer.rebuild(sw.db(sw.target), settings, sw.deployed.get(sw.peer.stack))
+    except StandbyError as exc:
+        raise StepFailed(str(exc)) from None
+    sw.report.check("rebuild-peer", True, f"{sw.peer.stack} is a replica of {sw.target.stack}: {done}")
+    return _rebuild_result(done)
+
+
+# Every step a plan can name, by that name.
+STEPS: dict[Step, Callable[[Switchover], StepResult]] = {
+    Step.PREFLIGHT: preflight,
+    Step.GUARD: guard,
+    Step.FENCE: fence,
+    Step.DRAIN: drain,
+    Step.PROMOTE: promote,
+    Step.CONSUMER_GROUP: consumer_group,
+    Step.DNS: dns,
+    Step.ROLES: roles,
+    Step.REBUILD: rebuild,
+    Step.CATCH_UP: catch_up,
+    Step.REBUILD_PEER: rebuild_peer,
+}
