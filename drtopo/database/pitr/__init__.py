@@ -1,5 +1,6 @@
 """Point-in-time recovery to a time T, one concept per module:
 
+- `request`: what a restore is asked (the validated flags of `restore pitr`);
 - `window`: T as asked for and the restorable window it must fall in;
 - `labels`: base backups and their labels, the one a restore to T starts from;
 - `wal_names`: WAL file names, segments and timelines, the gaps in an archive;
@@ -7,7 +8,8 @@
 - `rds_restore`: the RDS restore-to-time into a new instance;
 - `cutover`: the restored instance takes the damaged one's place (self-managed and RDS rename swaps).
 
-The names below are those other packages use (the WAL bucket, the benchmarks); new code imports the module.
+The names below are those other packages still import from here (drtopo.backup.wal, bench/bench_backup.py,
+tests/unit/test_wal_bucket.py); new code imports the module that holds them.
 """
 
 from drtopo.database.pitr.cutover import archive_command_line
@@ -21,7 +23,6 @@ from drtopo.database.pitr.wal_names import (
     segment_distance,
     segment_of,
 )
-from drtopo.database.pitr.window import parse_target_time
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
@@ -31,7 +32,6 @@ __all__ = [
     "chain_gaps",
     "parse_backup_label",
     "parse_history",
-    "parse_target_time",
     "read_label",
     "segment_distance",
     "segment_of",
