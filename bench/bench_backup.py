@@ -25,7 +25,7 @@ import psycopg
 
 from bench.common import a_lab, run_command
 from drtopo.database.connect import connect, password
-from drtopo.database.pitr import stop_instance
+from drtopo.database.pitr.recovery import stop_instance
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 

@@ -35,7 +35,7 @@ import psycopg
 from bench import bench_compare
 from bench.bench_backup import timed, timed_pitr
 from drtopo.database.connect import connect
-from drtopo.database.standby import rebuild_postgres
+from drtopo.database.self_managed import rebuild_postgres
 from drtopo.outputs import load_outputs
 from lab.core import REPO_DIR, Lab
 
