@@ -64,8 +64,8 @@ def timed_pitr(args: list[str], outputs: StackOutputs, report: Path) -> tuple[fl
 
 def run(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     os.environ.update(lab.env())
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
-    stack = ["--stack", "prod", "--outputs", str(lab.outputs_path("prod"))]
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
+    stack = ["--stack", "prod", "--outputs", str(lab.prod.outputs_path)]
     with connect(outputs) as conn:
         (lsn,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
         start = time.monotonic()

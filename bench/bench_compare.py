@@ -62,8 +62,8 @@ def cpu_seconds(pid: int) -> float:
 def timed_compare(lab: Lab, db: str = DB) -> tuple[float, list[float], TableDiff]:
     """Wall seconds, CPU seconds of each side's backend, and the result of comparing the exceptions table."""
     with (
-        psycopg.connect(lab.pg_conninfo("prod", db), autocommit=True) as ref,
-        psycopg.connect(lab.pg_conninfo("dr", db), autocommit=True) as tgt,
+        psycopg.connect(lab.prod.postgres.conninfo(db), autocommit=True) as ref,
+        psycopg.connect(lab.dr.postgres.conninfo(db), autocommit=True) as tgt,
     ):
         pids = [ref.info.backend_pid, tgt.info.backend_pid]
         cpu = [cpu_seconds(pid) for pid in pids]
@@ -79,7 +79,7 @@ def floor_seconds(lab: Lab, db: str = DB) -> float:
     sums: dict[str, Any] = {}
 
     def scan(stack: str) -> None:
-        with psycopg.connect(lab.pg_conninfo(stack, db), autocommit=True) as conn:
+        with psycopg.connect(lab.region(stack).postgres.conninfo(db), autocommit=True) as conn:
             sums[stack] = conn.execute(query).fetchone()[0]
 
     threads = [threading.Thread(target=scan, args=(s,)) for s in ("prod", "dr")]
@@ -106,7 +106,7 @@ def reladiff_seconds(lab: Lab, password: str, db: str = DB) -> tuple[float, int]
     columns = [c for c in SERVICE_COLUMNS if c != "id"]  # every column but the key
 
     def uri(stack: str) -> str:
-        port = lab.pg_conninfo(stack, db).split("port=")[1].split()[0]
+        port = lab.region(stack).postgres.conninfo(db).split("port=")[1].split()[0]
         return f"postgresql://postgres:{quote(password, safe='')}@127.0.0.1:{port}/{db}"
 
     start = time.perf_counter()
@@ -145,16 +145,16 @@ def run(argv: Sequence[str] | None = None) -> int:
         env = lab.env()
         os.environ["PGPASSWORD"] = env["PGPASSWORD"]
         with (
-            psycopg.connect(lab.pg_conninfo("prod", "postgres"), autocommit=True) as admin,
-            psycopg.connect(lab.pg_conninfo("dr", "postgres"), autocommit=True) as dr_admin,
+            psycopg.connect(lab.prod.postgres.conninfo("postgres"), autocommit=True) as admin,
+            psycopg.connect(lab.dr.postgres.conninfo("postgres"), autocommit=True) as dr_admin,
         ):
             admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
             admin.execute(f"CREATE DATABASE {DB}")
             wait_replayed(admin, dr_admin)
         try:
             with (
-                psycopg.connect(lab.pg_conninfo("prod", DB), autocommit=True) as prod,
-                psycopg.connect(lab.pg_conninfo("dr", DB), autocommit=True) as dr,
+                psycopg.connect(lab.prod.postgres.conninfo(DB), autocommit=True) as prod,
+                psycopg.connect(lab.dr.postgres.conninfo(DB), autocommit=True) as dr,
             ):
                 start = time.perf_counter()
                 prod.execute(SCHEMA.read_text())
@@ -196,7 +196,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 finally:
                     dr.execute("SELECT pg_wal_replay_resume()")
         finally:
-            with psycopg.connect(lab.pg_conninfo("prod", "postgres"), autocommit=True) as admin:
+            with psycopg.connect(lab.prod.postgres.conninfo("postgres"), autocommit=True) as admin:
                 admin.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end")
     return 0

@@ -31,8 +31,8 @@ GOAL_SECONDS = 10.0
 def committed_and_replayed(lab: Lab, timeout: float = 30) -> None:
     """One write on prod that dr has replayed: a standby with no replayed commit has an unknown lag once prod dies."""
     with (
-        psycopg.connect(lab.pg_conninfo("prod"), autocommit=True) as prod,
-        psycopg.connect(lab.pg_conninfo("dr"), autocommit=True) as dr,
+        psycopg.connect(lab.prod.postgres.conninfo(), autocommit=True) as prod,
+        psycopg.connect(lab.dr.postgres.conninfo(), autocommit=True) as dr,
     ):
         prod.execute(
             "INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation)"
@@ -51,10 +51,10 @@ def promote_once(lab: Lab, work: Path, kill_primary: bool, kafka_running: bool) 
     lab.reset_postgres()
     committed_and_replayed(lab)
     if kill_primary:
-        lab.kill_postgres("prod")
+        lab.prod.postgres.kill()
     report = work / "report.json"
     env = {**os.environ, **lab.env(), "DRTOPO_STATE_DIR": str(work / "journal")}
-    args = ["--stack", "dr", "--outputs", str(lab.outputs_path("dr")), "--json", str(report)]
+    args = ["--stack", "dr", "--outputs", str(lab.dr.outputs_path), "--json", str(report)]
     if not kafka_running:
         args.append("--skip-consumer-group")
     start = time.monotonic()

@@ -37,7 +37,7 @@ def restore_dump(lab: Lab, stack: list[str], work: Path) -> dict[str, Any]:
     with connect(lab_outputs(lab), dbname="postgres") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
-            target = lab.pg_conninfo("prod", dbname=name)
+            target = lab.prod.postgres.conninfo(dbname=name)
             seconds, restored = timed("restore", ["dump", key, "--target", target, *stack], work / "dump.json")
         finally:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -53,7 +53,7 @@ def restore_dump(lab: Lab, stack: list[str], work: Path) -> dict[str, Any]:
 
 
 def lab_outputs(lab: Lab) -> StackOutputs:
-    return load_outputs(lab.outputs_path("prod"), "prod")
+    return load_outputs(lab.prod.outputs_path, "prod")
 
 
 def corruption_recovery(lab: Lab, stack: list[str], work: Path, wal_bytes: float, after_t: int) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def pitr_from_bucket(lab: Lab, stack: list[str], work: Path, wal_bytes: float) -
 
 def run(lab: Lab, rows: int, after_t: int, work: Path) -> dict[str, Any]:
     os.environ.update(lab.env())
-    stack = ["--stack", "prod", "--outputs", str(lab.outputs_path("prod"))]
+    stack = ["--stack", "prod", "--outputs", str(lab.prod.outputs_path)]
     with connect(lab_outputs(lab)) as conn:
         (lsn,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
         start = time.monotonic()

@@ -76,7 +76,7 @@ def _env(work: Path, **extra: str) -> dict[str, str]:
 def _cmd(lab: Lab, module: str, stack: str, work: Path, *args: str, env: dict[str, str] | None = None, **kw: Any):
     report = work / f"{module}-{stack}-{time.monotonic_ns()}.json"
     proc = run_cli(
-        module, *args, "--stack", stack, "--outputs", lab.outputs_path(stack), "--json", report, env=env, **kw
+        module, *args, "--stack", stack, "--outputs", lab.region(stack).outputs_path, "--json", report, env=env, **kw
     )
     document = json.loads(report.read_text()) if report.is_file() else {}
     return proc, document
@@ -117,7 +117,7 @@ def sigkill_primary_under_writes(lab: Lab, work: Path) -> Outcome:
     writer.start()
     try:
         wait_acks(writer, 100)
-        lab.kill_postgres("prod")
+        lab.prod.postgres.kill()
         proc, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
         wait_acks(writer, len(writer.acks) + 20)
     finally:
@@ -177,9 +177,9 @@ def _replicated_commit(lab: Lab, key: str) -> None:
 
 def old_primary_returns_writable(lab: Lab, work: Path) -> Outcome:
     _replicated_commit(lab, "before-the-crash")
-    lab.kill_postgres("prod")
+    lab.prod.postgres.kill()
     promoted, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
-    lab.start_postgres("prod")  # back as it was: a primary, writable
+    lab.prod.postgres.start()  # back as it was: a primary, writable
     writable_before = write_refused(lab, "prod") == ""
     proc, report = _cmd(lab, "validate", "dr", work, "--skip", "service", "--skip", "kafka", env=_env(work))
     checks = _checks(report)
@@ -218,8 +218,8 @@ def fence_impossible(lab: Lab, work: Path) -> Outcome:
         prod.execute(f"CREATE ROLE fault_app LOGIN NOSUPERUSER PASSWORD '{password}'")
     folder = work / "outputs"
     folder.mkdir()
-    (folder / "dr.json").write_text(lab.outputs_path("dr").read_text())
-    prod_outputs = json.loads(lab.outputs_path("prod").read_text())
+    (folder / "dr.json").write_text(lab.dr.outputs_path.read_text())
+    prod_outputs = json.loads(lab.prod.outputs_path.read_text())
     (folder / "prod.json").write_text(json.dumps({**prod_outputs, "dbUser": "fault_app"}))
     before = end_state(lab)
     proc = run_cli("promote", "--stack", "dr", "--outputs", folder / "dr.json", *DB_ONLY, env=_env(work))
@@ -228,7 +228,7 @@ def fence_impossible(lab: Lab, work: Path) -> Outcome:
 
 
 def _live_member(lab: Lab, group: str) -> Consumer:
-    consumer = Consumer({"bootstrap.servers": lab.kafka_bootstrap("dr"), "group.id": group, "log_level": 2})
+    consumer = Consumer({"bootstrap.servers": lab.dr.kafka.bootstrap, "group.id": group, "log_level": 2})
     consumer.subscribe(["OrderRejected"])
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
@@ -253,8 +253,8 @@ def consumer_group_with_live_members(lab: Lab, work: Path) -> Outcome:
 def dns_api_failing_after_promotion(lab: Lab, work: Path) -> Outcome:
     folder = work / "outputs"
     folder.mkdir()
-    (folder / "prod.json").write_text(lab.outputs_path("prod").read_text())
-    dr_outputs = json.loads(lab.outputs_path("dr").read_text())
+    (folder / "prod.json").write_text(lab.prod.outputs_path.read_text())
+    dr_outputs = json.loads(lab.dr.outputs_path.read_text())
     (folder / "dr.json").write_text(json.dumps({**dr_outputs, "hostedZoneId": "Z0FAULTMATRIXNOZONE"}))
     proc = run_cli("promote", "--stack", "dr", "--outputs", folder / "dr.json", *DB_ONLY, env=_env(work))
     state = end_state(lab)
@@ -272,7 +272,7 @@ def two_promotes_at_once(lab: Lab, work: Path) -> Outcome:
         "--stack",
         "dr",
         "--outputs",
-        str(lab.outputs_path("dr")),
+        str(lab.dr.outputs_path),
         *DB_ONLY,
     ]
     runs = [
@@ -365,7 +365,7 @@ def emulator_down(lab: Lab, work: Path) -> Outcome:
 
 # -- Kafka ------------------------------------------------------------------------------------------------------
 def _produce(lab: Lab, stack: str, topic: str, count: int) -> None:
-    producer = Producer({"bootstrap.servers": lab.kafka_bootstrap(stack), "acks": "all", "log_level": 2})
+    producer = Producer({"bootstrap.servers": lab.region(stack).kafka.bootstrap, "acks": "all", "log_level": 2})
     for i in range(count):
         producer.produce(topic, key=f"fault-{i}".encode(), value=b"x")
     producer.flush(15)
@@ -388,19 +388,19 @@ def mirrormaker_stopped(lab: Lab, work: Path) -> Outcome:
 
 
 def source_kafka_down(lab: Lab, work: Path) -> Outcome:
-    lab.stop_kafka("prod")
+    lab.prod.kafka.stop()
     try:
         proc, report = _validate_kafka(lab, work, "dr")
     finally:
-        lab.start_kafka("prod")
+        lab.prod.kafka.start()
     lag = _checks(report).get("kafka.mirror_lag", {})
     ok = proc.returncode == 1 and lag.get("ok") is False and "unmeasurable" in lag.get("detail", "")
     return Outcome(ok, f"exit {proc.returncode}: the mirror is reported unmeasurable")
 
 
 def coordinator_moving(lab: Lab, work: Path) -> Outcome:
-    lab.stop_kafka("prod")
-    lab.start_kafka("prod")  # the group coordinator comes back (NOT_COORDINATOR while it loads)
+    lab.prod.kafka.stop()
+    lab.prod.kafka.start()  # the group coordinator comes back (NOT_COORDINATOR while it loads)
     proc, report = _validate_kafka(lab, work, "prod")
     ok = proc.returncode in (0, 1) and bool(report.get("checks"))
     return Outcome(ok, f"exit {proc.returncode} with a report of {len(report.get('checks', []))} checks")
@@ -422,7 +422,7 @@ def _damaged_dump(lab: Lab, work: Path, damage: Callable[[bytes], bytes]) -> Out
         SSEKMSKeyId=prod.kms_key_arn,
     )
     verified, checks = _cmd(lab, "backup", "prod", work, "verify", key)
-    target = lab.pg_conninfo("prod", dbname="postgres")
+    target = lab.prod.postgres.conninfo(dbname="postgres")
     restored, _ = _cmd(lab, "restore", "prod", work, "dump", key, "--target", target)
     failed = sorted(name for name, c in _checks(checks).items() if not c["ok"])
     ok = made.returncode == 0 and verified.returncode == 1 and "sha256" in failed and restored.returncode != 0

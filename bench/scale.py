@@ -95,8 +95,8 @@ def disk_needed_gb(rows: int) -> float:
 
 def wait_replayed(lab: Lab, timeout: float = 900) -> None:
     with (
-        psycopg.connect(lab.pg_conninfo("prod"), password=lab.password, autocommit=True) as prod,
-        psycopg.connect(lab.pg_conninfo("dr"), password=lab.password, autocommit=True) as dr,
+        psycopg.connect(lab.prod.postgres.conninfo(), password=lab.password, autocommit=True) as prod,
+        psycopg.connect(lab.dr.postgres.conninfo(), password=lab.password, autocommit=True) as dr,
     ):
         (lsn,) = prod.execute("SELECT pg_current_wal_lsn()").fetchone()
         deadline = time.monotonic() + timeout
@@ -120,8 +120,8 @@ def say(text: str) -> None:
 def _one_size(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
     lab.reset_postgres()
     os.environ.update(lab.env())
-    prod_out = load_outputs(lab.outputs_path("prod"), "prod")
-    stack = ["--stack", "prod", "--outputs", str(lab.outputs_path("prod"))]
+    prod_out = load_outputs(lab.prod.outputs_path, "prod")
+    stack = ["--stack", "prod", "--outputs", str(lab.prod.outputs_path)]
     t: dict[str, float] = {}
     with connect(prod_out) as conn:
         (lsn,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
@@ -158,13 +158,13 @@ def _one_size(lab: Lab, rows: int, work: Path) -> dict[str, Any]:
         f"{t.get('compare (reladiff)', float('nan')):.2f} s, floor {t['compare floor']:.2f} s"
     )
 
-    lab.kill_postgres("prod")
+    lab.prod.postgres.kill()
     t["promote"], promoted = timed(
-        "promote", ["--stack", "dr", "--outputs", str(lab.outputs_path("dr"))], work / "promote.json"
+        "promote", ["--stack", "dr", "--outputs", str(lab.dr.outputs_path)], work / "promote.json"
     )
     t["promote to DNS"] = promoted["measured"]["seconds_to_dns_flipped"]
 
-    prod_out, dr_out = load_outputs(lab.outputs_path("prod"), "prod"), load_outputs(lab.outputs_path("dr"), "dr")
+    prod_out, dr_out = load_outputs(lab.prod.outputs_path, "prod"), load_outputs(lab.dr.outputs_path, "dr")
     changed = max(rows // 100, 1)
     with connect(dr_out) as conn:
         conn.execute(FILL, {"rows": changed, "first": rows + 1})

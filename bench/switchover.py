@@ -48,11 +48,11 @@ def run_cli(
 
 
 def outputs(lab: Lab, stack: str) -> StackOutputs:
-    return load_outputs(lab.outputs_path(stack), stack)
+    return load_outputs(lab.region(stack).outputs_path, stack)
 
 
 def connect(lab: Lab, stack: str) -> psycopg.Connection:
-    return psycopg.connect(lab.pg_conninfo(stack), autocommit=True)
+    return psycopg.connect(lab.region(stack).postgres.conninfo(), autocommit=True)
 
 
 def server_state(lab: Lab, stack: str) -> dict[str, Any]:

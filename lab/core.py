@@ -5,6 +5,11 @@ PostgreSQL password), `project/` (the stack files for the lab), `outputs/<stack>
 `kubeconfig` and `kube/` (the single-node Kubernetes of lab/kube.py).
 Every process is recorded by PID the moment it starts, so `down` stops it even after a failed `up`.
 
+The Lab holds what spans both regions (up, down, status, the pair's reset, MirrorMaker, the workloads, the env and the
+emulator); each region is an object of lab/region.py, `lab.region(stack)` or `lab.prod` / `lab.dr`, with its
+settings, outputs, namespace and its servers as parts: `lab.prod.postgres.kill()`, `lab.dr.kafka.bootstrap`,
+`lab.prod.service.url`.
+
 Kubernetes runs the program's own objects of both stacks (lab/kube_workloads.py): MirrorMaker 2 is the standby
 stack's Deployment (the lab starts no MirrorMaker process of its own), the backup CronJobs run the lab's backup
 image. Pods reach PostgreSQL, the emulator and Kafka (a second listener per broker, advertised as the node's
@@ -19,12 +24,10 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,9 +37,10 @@ from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import wal
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import bucket_outputs, load_outputs, outputs_document
-from drtopo.settings import Role, Settings, load_settings
+from drtopo.settings import Role, Settings
 from lab import aws, images, kafka, kube, kube_build, kube_objects, kube_workloads, postgres, process, wal_agent
 from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
+from lab.region import Region
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
 MIRROR_STACK = "dr"
@@ -67,6 +71,23 @@ class Lab:
         self.pg = postgres.PgLayout(self.root / "pg")
         self.timings: dict[str, float] = {}  # seconds per phase of the last `up`
         self._objects: dict[tuple[str, str], list[dict[str, Any]]] = {}  # rendered per (stack, view), reused
+        self._regions = {stack: Region(self, stack) for stack in LAB_STACKS}
+
+    # ---- regions ----------------------------------------------------------------------------------------------
+    def region(self, stack: str) -> Region:
+        """One region of the lab (lab/region.py): its settings, outputs, PostgreSQL, Kafka and service stand-in."""
+        try:
+            return self._regions[stack]
+        except KeyError:
+            raise ValueError(f"stack {stack!r} is unknown; expected one of {', '.join(LAB_STACKS)}") from None
+
+    @property
+    def prod(self) -> Region:
+        return self.region("prod")
+
+    @property
+    def dr(self) -> Region:
+        return self.region("dr")
 
     # ---- files ------------------------------------------------------------------------------------------------
     @property
@@ -80,10 +101,6 @@ class Lab:
     @property
     def env_path(self) -> Path:
         return self.root / "env"
-
-    def outputs_path(self, stack: str) -> Path:
-        _check_stack(stack)
-        return self.root / "outputs" / f"{stack}.json"
 
     def _state(self) -> dict[str, Any]:
         try:
@@ -124,9 +141,6 @@ class Lab:
     @property
     def aws_endpoint(self) -> str:
         return aws.endpoint_url(self._port("aws"))
-
-    def settings(self, stack: str) -> Settings:
-        return load_settings(stack, self.project_dir)
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
     def up(self) -> float:
@@ -183,7 +197,7 @@ class Lab:
             loaded = list(archives.values())
             cluster = pool.submit(self._timed, "kubernetes", kube.start, self.root, None, network, loaded)
             with self._phase("initdb"):
-                database = self.settings(PRIMARY_STACK).database
+                database = self.region(PRIMARY_STACK).settings.database
                 postgres.prepare(self.pg, self.password, database.archive_timeout_seconds, database.name, self.root)
             with self._phase("postgres pair"):
                 # Archiving reaches the WAL bucket: the emulator and the outputs naming it must be there first.
@@ -195,7 +209,7 @@ class Lab:
         with self._phase("workloads"):
             self.apply_workloads()
             for stack in LAB_STACKS:
-                self.start_service(stack)
+                self.region(stack).service.start()
             self.start_mirrormaker()
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
@@ -204,13 +218,13 @@ class Lab:
 
     def _start_emulator(self, port: int, pid: int) -> dict[str, aws.StackResources]:
         process.wait_port(port, 60, "moto_server", pid)
-        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in LAB_STACKS})
+        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS})
 
     def _write_env(self, password: str, endpoint: str) -> None:
         values = {
             "AWS_ENDPOINT_URL": endpoint,
             **aws.DUMMY_CREDENTIALS,
-            "AWS_DEFAULT_REGION": self.settings(PRIMARY_STACK).region,
+            "AWS_DEFAULT_REGION": self.region(PRIMARY_STACK).settings.region,
             "AWS_EC2_METADATA_DISABLED": "true",
             "PGPASSWORD": password,
             "DRTOPO_PROJECT_DIR": str(self.project_dir),
@@ -255,23 +269,19 @@ class Lab:
         archives nothing before its first WAL switch (the standby's clone), by which time `before_archiving` has
         made the bucket and the outputs its archive command reads."""
         password = self.password
-        primary_port, standby_port = self._port("postgres", PRIMARY_STACK), self._port("postgres", STANDBY_STACK)
-        postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, self.archive_command(PRIMARY_STACK))
+        primary, standby = self.region(PRIMARY_STACK), self.region(STANDBY_STACK)
+        primary_port, standby_port = primary.port("postgres"), standby.port("postgres")
+        postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, primary.postgres.archive_command)
         postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
         before_archiving()
         postgres.clone_standby(
-            self.pg, STANDBY_STACK, standby_port, primary_port, password, self.archive_command(STANDBY_STACK)
+            self.pg, STANDBY_STACK, standby_port, primary_port, password, standby.postgres.archive_command
         )
         postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
         postgres.base_backup(self.pg, primary_port, password)
-        outputs = load_outputs(self.outputs_path(PRIMARY_STACK), PRIMARY_STACK)
+        outputs = load_outputs(primary.outputs_path, PRIMARY_STACK)
         s3 = aws.client("s3", outputs.region, self.aws_endpoint)
         wal.push_base_backup(s3, outputs, self.pg.base_backup_dir)
-
-    def archive_command(self, stack: str) -> str:
-        """The stack's archive command: the lab's folder, then the WAL agent's client, which returns once the
-        agent has pushed the file into the stack's WAL bucket (lab/wal_agent.py says why not a direct push)."""
-        return postgres.archive_command(self.pg.archive_dir, f"{self.wal_push_script} {stack} %f")
 
     @property
     def wal_push_script(self) -> Path:
@@ -298,9 +308,9 @@ class Lab:
     def _write_outputs(self, resources: dict[str, aws.StackResources]) -> None:
         (self.root / "outputs").mkdir(exist_ok=True)
         endpoints = self._endpoints()
-        for stack in LAB_STACKS:
-            document = stack_outputs(self.settings(stack), resources[stack], endpoints, self.pg)
-            self.outputs_path(stack).write_text(json.dumps(document, indent=2) + "\n")
+        for region in self._regions.values():
+            document = stack_outputs(region.settings, resources[region.stack], endpoints, self.pg)
+            region.outputs_path.write_text(json.dumps(document, indent=2) + "\n")
 
     def down(self) -> list[str]:
         """Stop every recorded process, clients before servers, in parallel within each wave; returns their names.
@@ -313,8 +323,8 @@ class Lab:
         stopped += [postgres.process_name(s) for s in LAB_STACKS if postgres.live_pid(self.root, self.pg, s)]
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-down") as pool:
             list(pool.map(lambda name: process.stop(self.root, name, 20), clients))
-            servers = [partial(kafka.stop_cluster, self.root, s) for s in LAB_STACKS]
-            servers += [partial(postgres.stop, self.root, self.pg, s) for s in LAB_STACKS]
+            servers = [r.kafka.stop for r in self._regions.values()]
+            servers += [r.postgres.stop for r in self._regions.values()]
             for future in [pool.submit(stop) for stop in servers]:
                 future.result()
         stopped += self._stop_adopted_postmasters()
@@ -383,7 +393,7 @@ class Lab:
         for stack in LAB_STACKS:
             servers[service_process(stack)] = {
                 "port": ports["service"][stack],
-                "url": self.service_url(stack),
+                "url": self.region(stack).service.url,
                 **self._pod_info(stack, kube_workloads.SERVICE_APP),
             }
         servers.update(self._kafka_status())
@@ -395,28 +405,11 @@ class Lab:
         pid = process.read_pid(self.root, name)
         return {"pid": pid, "running": pid is not None and process.alive(pid)}
 
-    # ---- PostgreSQL -------------------------------------------------------------------------------------------
-    def pg_conninfo(self, stack: str, dbname: str | None = None) -> str:
-        _check_stack(stack)
-        return postgres.conninfo(self._port("postgres", stack), dbname or self.settings(stack).database.name)
-
-    def kill_postgres(self, stack: str) -> None:
-        _check_stack(stack)
-        postgres.crash(self.root, self.pg, stack)
-
-    def stop_postgres(self, stack: str) -> None:
-        _check_stack(stack)
-        postgres.stop(self.root, self.pg, stack)
-
-    def start_postgres(self, stack: str) -> None:
-        _check_stack(stack)
-        if postgres.live_pid(self.root, self.pg, stack) is None:
-            postgres.start(self.root, self.pg, stack, self._port("postgres", stack), self.password)
-
+    # ---- PostgreSQL (each server: lab/region.py) --------------------------------------------------------------
     def reset_postgres(self) -> None:
         """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too."""
-        for stack in LAB_STACKS:
-            postgres.stop(self.root, self.pg, stack)
+        for region in self._regions.values():
+            region.postgres.stop()
         self._stop_adopted_postmasters()
         postgres.reset_data(self.pg)
         self._write_project(BASELINE_ROLES)
@@ -426,133 +419,45 @@ class Lab:
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
-        return aws.seed(self.aws_endpoint, {s: self.settings(s) for s in LAB_STACKS})
+        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS})
 
     def restore_baseline(self) -> None:
         """After a drill: fresh PostgreSQL pair and emulator, and every other server running again."""
         self.reset_postgres()
-        for stack in LAB_STACKS:
-            self.start_service(stack)
+        for region in self._regions.values():
+            region.service.start()
         self._start_kafka_clusters()
         self.apply_workloads()
         self.start_mirrormaker()
 
-    # ---- the service stand-in: a Deployment per stack on the lab's Kubernetes ---------------------------------------
-    def service_url(self, stack: str) -> str:
-        _check_stack(stack)
-        return f"http://{self.node_ip}:{self._port('service', stack)}"
-
-    def service_pod(self, stack: str) -> dict[str, Any] | None:
-        """The stack's stand-in pod (the newest, not being deleted), or None."""
-        _check_stack(stack)
-        found = kube_workloads.pods(self.root, self.namespace(stack), kube_workloads.SERVICE_APP)
-        live = [p for p in found if not p["metadata"].get("deletionTimestamp")]
-        return max(live, key=lambda p: p["metadata"]["creationTimestamp"]) if live else None
-
-    def start_service(self, stack: str, timeout: float = 60.0) -> None:
-        """Scale the stand-in's Deployment to one pod and return once it listens."""
-        _check_stack(stack)
-        namespace = self.namespace(stack)
-        if kube_workloads.get(self.root, "deployment", kube_workloads.SERVICE_APP, namespace) is None:
-            self.apply_workloads()
-        kube_workloads.scale(self.root, namespace, kube_workloads.SERVICE_APP, 1)
-        self.wait_service(stack, timeout)
-
-    def wait_service(self, stack: str, timeout: float = 60.0) -> None:
-        """Wait until the stack's stand-in pod runs and accepts connections (Kubernetes restarted or replaced it)."""
-        namespace, port = self.namespace(stack), self._port("service", stack)
-        kube_workloads.wait_pods(self.root, namespace, kube_workloads.SERVICE_APP, 1, timeout)
-        deadline = time.monotonic() + timeout
-        while not process.port_open(port, self.node_ip):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service stand-in {stack} did not listen on {self.node_ip}:{port} in {timeout} s")
-            time.sleep(0.1)
-
-    def stop_service(self, stack: str) -> None:
-        """Scale the stand-in's Deployment to 0 and wait until its pod is gone."""
-        _check_stack(stack)
-        namespace = self.namespace(stack)
-        kube_workloads.scale(self.root, namespace, kube_workloads.SERVICE_APP, 0)
-        kube_workloads.wait_pods(self.root, namespace, kube_workloads.SERVICE_APP, 0, 60)
-
-    def kill_service(self, stack: str) -> int:
-        """SIGKILL the stand-in's container process (a crash); Kubernetes restarts it. Returns the PID killed."""
-        pod = self.service_pod(stack)
-        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
-        if not statuses or not statuses[0].get("containerID"):
-            raise kube.KubeError(f"service stand-in {stack} has no running container to kill")
-        pid = kube.container_pid(self.root, statuses[0]["containerID"])
-        os.kill(pid, signal.SIGKILL)
-        return pid
-
-    def wait_pod_gone(self, stack: str, name: str, timeout: float = 60.0) -> None:
-        """Wait until pod `name` of the stack's namespace no longer exists (its containers stopped)."""
-        deadline = time.monotonic() + timeout
-        while kube_workloads.get(self.root, "pod", name, self.namespace(stack)) is not None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pod {name} still exists after {timeout:.0f} s")
-            time.sleep(0.1)
-
-    def delete_service_pod(self, stack: str) -> str:
-        """Delete the stand-in's pod (as an eviction or a node drain would); its ReplicaSet makes a new one."""
-        pod = self.service_pod(stack)
-        if pod is None:
-            raise kube.KubeError(f"service stand-in {stack} has no pod to delete")
-        name = pod["metadata"]["name"]
-        kube.kubectl(self.root, "delete", "pod", name, "-n", self.namespace(stack), "--wait=false")
-        return name
-
-    # ---- Kafka ------------------------------------------------------------------------------------------------
-    def kafka_bootstrap(self, stack: str) -> str:
-        _check_stack(stack)
-        return f"{process.LOOPBACK}:{self._port('kafka', stack)}"
-
-    def kafka_pod_bootstrap(self, stack: str) -> str:
-        """Where the lab's pods reach the stack's cluster: its pod listener, advertised as the node's address."""
-        _check_stack(stack)
-        return f"{self.node_ip}:{self._port('kafka_pods', stack)}"
-
+    # ---- Kafka (each cluster: lab/region.py) ------------------------------------------------------------------
     def _start_kafka_clusters(self) -> None:
         """Both clusters (JVMs in parallel) with the settings' topics."""
         with ThreadPoolExecutor(max_workers=len(LAB_STACKS), thread_name_prefix="lab-kafka") as pool:
-            for future in [pool.submit(self.start_kafka, s) for s in LAB_STACKS]:
+            for future in [pool.submit(r.kafka.start) for r in self._regions.values()]:
                 future.result()
-
-    def start_kafka(self, stack: str) -> None:
-        """Start the stack's cluster (same ports, data kept) and create any missing topic of its settings."""
-        _check_stack(stack)
-        pods = (self.node_ip, self._port("kafka_pods", stack))
-        cluster = kafka.start_cluster(self.root, stack, port=self._port("kafka", stack), pods=pods)
-        kafka.create_topics(cluster.bootstrap, self.settings(stack).kafka.topics)
-
-    def stop_kafka(self, stack: str) -> None:
-        _check_stack(stack)
-        kafka.stop_cluster(self.root, stack)
 
     def mirror_stack(self) -> str:
         """The stack whose MirrorMaker runs: the standby in the project copy (its Deployment has one replica), so
         after a role switch `start_mirrormaker` mirrors the other way; dr while the roles are ambiguous."""
-        standbys = [s for s in LAB_STACKS if self.settings(s).role is Role.STANDBY]
+        standbys = [r.stack for r in self._regions.values() if r.settings.role is Role.STANDBY]
         return standbys[0] if len(standbys) == 1 else MIRROR_STACK
-
-    def namespace(self, stack: str) -> str:
-        """The stack's Kubernetes namespace in the lab (one per region, lab/project.py)."""
-        return self.settings(stack).kubernetes.namespace
 
     def mirrormaker_properties(self, stack: str | None = None) -> str:
         """What MirrorMaker 2 of `stack` (default the mirror stack) runs: render_mm2_properties of its settings in
         the project copy, with the pod-side bootstrap addresses."""
-        stack = stack or self.mirror_stack()
-        settings = self.settings(stack)
+        region = self.region(stack or self.mirror_stack())
+        settings = region.settings
         return kafka.mirrormaker_properties(
-            settings, self.kafka_pod_bootstrap(settings.peer_stack), self.kafka_pod_bootstrap(stack)
+            settings, self.region(settings.peer_stack).kafka.pod_bootstrap, region.kafka.pod_bootstrap
         )
 
     def _pod_view(self, stack: str) -> kube_objects.PodView:
-        settings = self.settings(stack)
-        document = json.loads(self.outputs_path(stack).read_text())
-        peer = settings.peer_stack
-        bootstraps = {"own": self.kafka_pod_bootstrap(stack), "peer": self.kafka_pod_bootstrap(peer)}
+        region = self.region(stack)
+        settings = region.settings
+        document = json.loads(region.outputs_path.read_text())
+        peer = self.region(settings.peer_stack)
+        bootstraps = {"own": region.kafka.pod_bootstrap, "peer": peer.kafka.pod_bootstrap}
         outputs = kube_workloads.pod_outputs(document, self.node_ip, bootstraps)
         stack_file = self.project_dir / f"Pulumi.{stack}.yaml"
         return kube_objects.PodView(
@@ -570,19 +475,20 @@ class Lab:
 
     def workload_objects(self, stack: str) -> list[dict[str, Any]]:
         """The program's objects of `stack` as the lab applies them, and the Secrets the program expects."""
+        region = self.region(stack)
         view = self._pod_view(stack)
         cache_key = (stack, repr(view))
         if cache_key not in self._objects:
-            self._objects[cache_key] = kube_objects.program_objects(self.settings(stack), view)
-        settings = self.settings(stack)
-        namespace, database_secret = self.namespace(stack), settings.kubernetes.database_secret
+            self._objects[cache_key] = kube_objects.program_objects(region.settings, view)
+        settings = region.settings
+        namespace, database_secret = settings.kubernetes.namespace, settings.kubernetes.database_secret
         secrets = [
             kube_workloads.secret_object(namespace, database_secret, {"password": self.password}),
             kube_workloads.secret_object(namespace, kube_workloads.LAB_AWS_SECRET, dict(aws.DUMMY_CREDENTIALS)),
         ]
         database = {
             "host": self.node_ip,
-            "port": str(self._port("postgres", stack)),
+            "port": str(region.port("postgres")),
             "dbname": settings.database.name,
             "user": postgres.SUPERUSER,
         }
@@ -590,7 +496,7 @@ class Lab:
             namespace,
             self.image("service"),
             self.node_ip,
-            self._port("service", stack),
+            region.port("service"),
             database,
             database_secret,
         )
@@ -605,11 +511,11 @@ class Lab:
         return once the pod runs and every enabled flow's source task runs (from its Connect status topic)."""
         since_ms = int(time.time() * 1000) - 1000
         stack = self.mirror_stack()
-        namespace = self.namespace(stack)
+        namespace = self.region(stack).namespace
         before = {p["metadata"]["uid"] for p in kube_workloads.pods(self.root, namespace, MIRROR_APP)}
         self.apply_workloads()
-        for other in (s for s in LAB_STACKS if s != stack):
-            kube_workloads.wait_pods(self.root, self.namespace(other), MIRROR_APP, 0, timeout)
+        for other in (r for r in self._regions.values() if r.stack != stack):
+            kube_workloads.wait_pods(self.root, other.namespace, MIRROR_APP, 0, timeout)
         (pod,) = kube_workloads.wait_pods(self.root, namespace, MIRROR_APP, 1, timeout)
         # The same pod as before runs the same text (its flows' RUNNING records may be older); a new one must say so.
         same_pod = pod["metadata"]["uid"] in before
@@ -617,7 +523,7 @@ class Lab:
 
     def stop_mirrormaker(self) -> None:
         """Scale the mirror stack's MirrorMaker Deployment to 0 and wait until its pod is gone."""
-        namespace = self.namespace(self.mirror_stack())
+        namespace = self.region(self.mirror_stack()).namespace
         kube_workloads.scale(self.root, namespace, MIRROR_APP, 0)
         kube_workloads.wait_pods(self.root, namespace, MIRROR_APP, 0, 120)
 
@@ -647,19 +553,21 @@ class Lab:
         servers = {
             kafka.process_name(s): {
                 "port": self._port("kafka", s),
-                "bootstrap": self.kafka_bootstrap(s),
+                "bootstrap": self.region(s).kafka.bootstrap,
                 **self._pid_info(kafka.process_name(s)),
             }
             for s in LAB_STACKS
         }
         target = self.mirror_stack()
-        settings = self.settings(target)
+        settings = self.region(target).settings
         source = settings.peer_stack
         mirror: dict[str, Any] = {"flow": f"{source} -> {target}", **self._pod_info(target, MIRROR_APP)}
         if all(servers[kafka.process_name(s)]["running"] for s in (source, target)):
             try:
                 mirror["lag"] = mirrormaker_lag(
-                    self.kafka_bootstrap(source), self.kafka_bootstrap(target), settings.kafka.mirrored_topics
+                    self.region(source).kafka.bootstrap,
+                    self.region(target).kafka.bootstrap,
+                    settings.kafka.mirrored_topics,
                 )
             except KafkaException as exc:
                 mirror["error"] = exc.args[0].str()
@@ -668,7 +576,7 @@ class Lab:
 
     def _pod_info(self, stack: str, app: str) -> dict[str, Any]:
         try:
-            found = kube_workloads.pods(self.root, self.namespace(stack), app)
+            found = kube_workloads.pods(self.root, self.region(stack).namespace, app)
         except kube.KubeError as exc:
             return {"running": False, "error": str(exc)}
         if not found:
@@ -676,11 +584,6 @@ class Lab:
         pod = found[0]
         restarts = sum(c.get("restartCount", 0) for c in pod.get("status", {}).get("containerStatuses") or [])
         return {"running": kube_workloads.pod_ready(pod), "pod": pod["metadata"]["name"], "restarts": restarts}
-
-
-def _check_stack(stack: str) -> None:
-    if stack not in LAB_STACKS:
-        raise ValueError(f"stack {stack!r} is unknown; expected one of {', '.join(LAB_STACKS)}")
 
 
 def stack_outputs(

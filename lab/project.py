@@ -1,7 +1,9 @@
 """The lab's copy of the Pulumi project (root/project): the repo's stack files rewritten with the lab's endpoints.
 
-Scripts find it through DRTOPO_PROJECT_DIR, so a drill's role switch edits the copy, never the repository. The
-rewrite is a pure function of the repo's config and the lab's addresses; `write_project` only does the file I/O.
+The drill hands it to each command as its Context's `project_dir`; commands run by hand find it through
+DRTOPO_PROJECT_DIR, which the lab's env file (`set -a; . .lab/env`) sets. Either way a drill's role switch edits the
+copy, never the repository. The rewrite is a pure function of the repo's config and the lab's addresses;
+`write_project` only does the file I/O.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def run_scenario(
         m.load, m.seed_rows_added, m.seed_seconds = ctx.load_name, seeded.rows, seeded.seconds
         if not scenario.produces_to_kafka:
             background = ctx.message_producer(
-                lambda: ctx.lab.kafka_bootstrap(ctx.active_stack()), BACKGROUND_TOPIC, prefix=f"{name}-bg"
+                lambda: ctx.lab.region(ctx.active_stack()).kafka.bootstrap, BACKGROUND_TOPIC, prefix=f"{name}-bg"
             )
             background.start()
         # A scenario that writes no rows itself: the service carries the load's writes in the background, and every
@@ -285,7 +285,7 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
                 print("bringing the running lab to its baseline (prod primary, dr standby, every server up) ...")
                 lab.restore_baseline()
             with lab_variables(lab):
-                load = lab.settings("prod").drill.load.level(args.load)
+                load = lab.prod.settings.drill.load.level(args.load)
                 print(
                     f"load {args.load}: {load.write_rate:g} writes/s over {load.connections} connections, "
                     f"{load.kafka_rate:g} Kafka messages/s, {load.seed_rows} rows before each fault"

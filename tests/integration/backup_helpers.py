@@ -26,7 +26,7 @@ def run_cli(main: Callable[[Sequence[str]], int], args: list[str], report: Path)
 
 
 def stack_args(lab: Lab, stack: str = "prod") -> list[str]:
-    return ["--stack", stack, "--outputs", str(lab.outputs_path(stack))]
+    return ["--stack", stack, "--outputs", str(lab.region(stack).outputs_path)]
 
 
 def insert_rows(conn: psycopg.Connection, prefix: str, count: int) -> None:

@@ -66,7 +66,7 @@ def no_load_left_running() -> Iterator[None]:
 @pytest.fixture
 def prod(lab: Lab) -> StackOutputs:
     """The prod stack's outputs, with prod the archiving primary (rebuilt if an earlier test left it otherwise)."""
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     try:
         with connect(outputs) as conn:
             primary = not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
@@ -74,7 +74,7 @@ def prod(lab: Lab) -> StackOutputs:
         primary = False
     if not primary or outputs.self_managed is None:
         lab.reset_postgres()
-        outputs = load_outputs(lab.outputs_path("prod"), "prod")
+        outputs = load_outputs(lab.prod.outputs_path, "prod")
     return outputs
 
 

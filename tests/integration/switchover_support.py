@@ -23,7 +23,7 @@ def consume_and_wait_for_checkpoints(
 ) -> dict[Partition, int]:
     """Produce 40 messages on the source stack's cluster, commit the group part-way, wait until MirrorMaker 2
     checkpoints exactly that on the target's cluster; returns the translated (downstream) offsets to resume from."""
-    source, backup = lab.kafka_bootstrap(source_stack), lab.kafka_bootstrap(target_stack)
+    source, backup = lab.region(source_stack).kafka.bootstrap, lab.region(target_stack).kafka.bootstrap
     producer = Producer({"bootstrap.servers": source, "acks": "all"})
     for i in range(40):
         producer.produce(topic, key=f"promote-{i}".encode(), value=b"x", partition=i % 3)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def dumped(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lab, dict]:
     """An empty dump bucket, then one dump taken on Sunday 1 November 2026 (daily, weekly, monthly)."""
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     empty_bucket(outputs.region, outputs.dump_bucket)
     with connect(outputs) as conn:
         insert_rows(conn, f"bk-{uuid.uuid4()}-", 120)
@@ -44,7 +44,7 @@ def dumped(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[Lab, dic
 
 def test_run_stores_the_dump_under_every_tier_of_its_date_with_kms_and_sha256(dumped: tuple[Lab, dict]) -> None:
     lab, report = dumped
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     keys = report["measured"]["keys"]
     assert [k.split("/")[0] for k in keys] == ["daily", "weekly", "monthly"]
     s3 = boto3.client("s3", region_name=outputs.region)
@@ -80,7 +80,7 @@ def test_verify_latest_with_a_restore_test_compares_counts(dumped: tuple[Lab, di
     assert found["sha256"]["ok"] and found["every block readable"]["ok"]
     for table in ("public.interface_exceptions", "public.retry_attempts"):
         assert found[f"rows {table}"]["value"] == dump["counts_at_dump"][table] > 0
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     with connect(outputs, dbname="postgres") as conn:
         leftovers = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'drtopo_verify_%'").fetchall()
     assert leftovers == []
@@ -91,7 +91,7 @@ def test_verify_fails_loudly_on_a_damaged_object(
     dumped: tuple[Lab, dict], tmp_path: Path, capsys: pytest.CaptureFixture[str], fix_digest: bool
 ) -> None:
     lab, report = dumped
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     s3 = boto3.client("s3", region_name=outputs.region)
     obj = s3.get_object(Bucket=outputs.dump_bucket, Key=report["measured"]["keys"][0])
     key = f"damaged/{uuid.uuid4()}.dump"  # outside the tier layout, so `list` never sees it
@@ -116,7 +116,7 @@ def test_backup_runs_off_the_standby_and_restore_tests_on_a_writable_server(lab:
     code, report = run_cli(backup.main, ["verify", key, "--restore-test", *dr], tmp_path / "v.json")
     assert code == 1
     assert "read-only standby; pass --scratch-dsn" in checks(report)["restore test"]["detail"]
-    scratch = ["--scratch-dsn", lab.pg_conninfo("prod")]
+    scratch = ["--scratch-dsn", lab.prod.postgres.conninfo()]
     code, report = run_cli(backup.main, ["verify", key, "--restore-test", *scratch, *dr], tmp_path / "v.json")
     assert code == 0, report["checks"]
 
@@ -180,7 +180,7 @@ def test_config_backup_restores_byte_for_byte(lab: Lab, tmp_path: Path) -> None:
 def test_restore_test_checks_a_sample_against_the_source_and_records_where_list_sees_it(
     lab: Lab, tmp_path: Path
 ) -> None:
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     with connect(outputs) as conn:
         insert_rows(conn, f"rt-{uuid.uuid4()}-", 40)
     assert run_cli(backup.main, ["run", *stack_args(lab)], tmp_path / "run.json")[0] == 0

@@ -39,7 +39,7 @@ FROM generate_series(1, {ROWS}, 10) i;
 
 
 def _admin(lab: Lab) -> psycopg.Connection:
-    return psycopg.connect(lab.pg_conninfo("prod", "postgres"), autocommit=True)
+    return psycopg.connect(lab.prod.postgres.conninfo("postgres"), autocommit=True)
 
 
 def _drop(conn: psycopg.Connection) -> None:
@@ -52,13 +52,13 @@ def pair(lab: Lab) -> Iterator[tuple[str, str]]:
     with _admin(lab) as admin:
         _drop(admin)
         admin.execute(f"CREATE DATABASE {REF}")
-        with psycopg.connect(lab.pg_conninfo("prod", REF), autocommit=True) as ref:
+        with psycopg.connect(lab.prod.postgres.conninfo(REF), autocommit=True) as ref:
             ref.execute(SCHEMA.read_text())
             ref.execute(FILL)
             ref.execute("VACUUM ANALYZE")
         admin.execute(f"CREATE DATABASE {TGT} TEMPLATE {REF} STRATEGY FILE_COPY")
     try:
-        yield lab.pg_conninfo("prod", REF), lab.pg_conninfo("prod", TGT)
+        yield lab.prod.postgres.conninfo(REF), lab.prod.postgres.conninfo(TGT)
     finally:
         with _admin(lab) as admin:
             _drop(admin)
@@ -115,8 +115,8 @@ def test_row_text_fallback_for_types_without_hash_pins_session_settings(lab: Lab
     """A json column has no hash function: rows are hashed as text, identical only with the same settings."""
     ddl = "CREATE TABLE IF NOT EXISTS cmp_doc (id int PRIMARY KEY, body json, at timestamptz, n float8)"
     with (
-        psycopg.connect(lab.pg_conninfo("prod", REF), autocommit=True) as ref,
-        psycopg.connect(lab.pg_conninfo("prod", TGT), autocommit=True) as tgt,
+        psycopg.connect(lab.prod.postgres.conninfo(REF), autocommit=True) as ref,
+        psycopg.connect(lab.prod.postgres.conninfo(TGT), autocommit=True) as tgt,
     ):
         for conn, tz in ((ref, "Asia/Tokyo"), (tgt, "America/Denver")):
             conn.execute(ddl)
@@ -128,12 +128,12 @@ def test_row_text_fallback_for_types_without_hash_pins_session_settings(lab: Lab
             )
         tgt.execute("UPDATE cmp_doc SET body = '{\"i\": -1}' WHERE id = 77")
     try:
-        diff = _compare((lab.pg_conninfo("prod", REF), lab.pg_conninfo("prod", TGT)), ("cmp_doc",))["cmp_doc"]
+        diff = _compare((lab.prod.postgres.conninfo(REF), lab.prod.postgres.conninfo(TGT)), ("cmp_doc",))["cmp_doc"]
         assert diff.strategy == "row-text"
         assert (diff.keys.missing, diff.keys.extra, diff.keys.changed) == ([], [], [77])
     finally:
         for db in (REF, TGT):
-            with psycopg.connect(lab.pg_conninfo("prod", db), autocommit=True) as conn:
+            with psycopg.connect(lab.prod.postgres.conninfo(db), autocommit=True) as conn:
                 conn.execute("DROP TABLE cmp_doc")
                 conn.execute(f"ALTER DATABASE {db} RESET TimeZone")
 

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.lab
 @pytest.fixture
 def prod(fresh_pg: Lab) -> Iterator[StackOutputs]:
     """A fresh pair; rebuilt afterwards (the cutover leaves prod on a new timeline and the damaged one kept)."""
-    yield load_outputs(fresh_pg.outputs_path("prod"), "prod")
+    yield load_outputs(fresh_pg.prod.outputs_path, "prod")
     fresh_pg.reset_postgres()
 
 
@@ -107,7 +107,7 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     newest = post(prod.service_url, "after-cutover")
     assert newest > max(after_ids)
     # dr's standby was rebuilt from the restored instance: it follows the new timeline and has the new row.
-    dr = load_outputs(lab.outputs_path("dr"), "dr")
+    dr = load_outputs(lab.dr.outputs_path, "dr")
     with connect(prod) as conn:
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
     with connect(dr) as conn:
@@ -144,7 +144,7 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
 def test_cutover_bad_input_is_one_line_and_exit_2(
     lab: Lab, extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with connect(load_outputs(lab.outputs_path("prod"), "prod")) as conn:
+    with connect(load_outputs(lab.prod.outputs_path, "prod")) as conn:
         target = conn.execute("SELECT clock_timestamp()").fetchone()[0].isoformat()
     capsys.readouterr()
     try:
@@ -162,7 +162,7 @@ def test_rds_cutover_renames_the_damaged_instance_away_and_the_restored_one_into
     """The control-plane half on the emulator (its instances have no database to re-apply into): the dry run plans,
     the rename swap keeps the damaged instance under a new name with deletion protection and tags, and the restored
     instance answers to the service's identifier."""
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     rds = boto3.client("rds", region_name=outputs.region)
     source = rds.describe_db_instances(DBInstanceIdentifier=outputs.db_instance_id)["DBInstances"][0]
     target = datetime.now(UTC)

@@ -38,7 +38,7 @@ def test_every_scenario_meets_its_objectives_on_the_lab(lab: Lab, tmp_path: Path
     assert min(by_name["single-pod-failure"]["seed_rows_added"], by_name["region-failure"]["seed_rows_added"]) > 0
     assert by_name["kafka-cluster-failure"]["messages_acknowledged"] > 0
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
-    assert lab.settings("dr").role.value == "standby", "the lab is left as it was: dr standby again"
+    assert lab.dr.settings.role.value == "standby", "the lab is left as it was: dr standby again"
 
 
 def test_a_missed_objective_fails_the_drill(lab: Lab, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.lab
 
 def cli(lab: Lab, module: str, stack: str, tmp_path: Path, *extra: str):
     env = {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
-    return run_cli(module, "--stack", stack, "--outputs", lab.outputs_path(stack), *DB_ONLY, *extra, env=env)
+    return run_cli(module, "--stack", stack, "--outputs", lab.region(stack).outputs_path, *DB_ONLY, *extra, env=env)
 
 
 def assert_back_to_baseline(lab: Lab, stack_files: dict[str, str]) -> None:
@@ -137,7 +137,7 @@ def test_failback_after_sigkill_rewinds_the_crashed_primary(fresh_pg: Lab, tmp_p
     writer = DnsFollowingWriter(fresh_pg)
     writer.start()
     wait_acks(writer, 50)
-    fresh_pg.kill_postgres("prod")
+    fresh_pg.prod.postgres.kill()
     promoted = cli(fresh_pg, "promote", "dr", tmp_path)
     wait_acks(writer, len(writer.acks) + 50)
     survived = set(present(fresh_pg, "dr", [a.key for a in writer.acks]))
@@ -175,7 +175,7 @@ def test_failback_crashed_after_promotion_resumes_to_the_baseline(fresh_pg: Lab,
         "--stack",
         "prod",
         "--outputs",
-        fresh_pg.outputs_path("prod"),
+        fresh_pg.prod.outputs_path,
         *DB_ONLY,
         env={"DRTOPO_STATE_DIR": str(tmp_path / "journal"), "DRTOPO_CRASH_AFTER": "promote"},
     )
@@ -207,10 +207,10 @@ def test_failback_moves_the_consumer_group_back_at_translated_offsets(fresh_pg: 
         env = {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
         report = tmp_path / "failback.json"
         proc = run_cli(
-            "failback", "--stack", "prod", "--outputs", fresh_pg.outputs_path("prod"), "--json", report, env=env
+            "failback", "--stack", "prod", "--outputs", fresh_pg.prod.outputs_path, "--json", report, env=env
         )
         assert proc.returncode == 0, proc.stderr
-        applied = committed_offsets(fresh_pg.kafka_bootstrap("prod"), group)
+        applied = committed_offsets(fresh_pg.prod.kafka.bootstrap, group)
         assert {tp: applied[tp] for tp in expected} == expected
         check = next(c for c in json.loads(report.read_text())["checks"] if c["name"] == "consumer-group")
         assert check["ok"] and "translated offsets" in check["detail"]

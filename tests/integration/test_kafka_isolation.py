@@ -78,7 +78,7 @@ class CrashingLimit(int):
 @pytest.mark.lab
 def test_a_crash_in_the_kafka_checks_fails_that_check_and_keeps_the_others(lab: Lab) -> None:
     settings = load_settings("dr", lab.project_dir)
-    outputs = load_outputs(lab.outputs_path("dr"), "dr")
+    outputs = load_outputs(lab.dr.outputs_path, "dr")
     report = Report()
     start = time.monotonic()
     kafka_checks(report, settings, outputs, CrashingLimit(100))
@@ -92,10 +92,10 @@ def test_a_crash_in_the_kafka_checks_fails_that_check_and_keeps_the_others(lab: 
 @pytest.mark.lab
 def test_validate_right_after_a_broker_restart_exits_0_or_1_with_its_report(lab: Lab, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
-    lab.stop_kafka("prod")
+    lab.prod.kafka.stop()
     try:
-        lab.start_kafka("prod")
-        command = ["-m", "scripts.validate", "--stack", "prod", "--outputs", str(lab.outputs_path("prod"))]
+        lab.prod.kafka.start()
+        command = ["-m", "scripts.validate", "--stack", "prod", "--outputs", str(lab.prod.outputs_path)]
         proc = subprocess.run(
             [sys.executable, *command, "--json", str(report)],
             cwd=REPO,

@@ -36,7 +36,7 @@ def produce(bootstrap: str, count: int) -> None:
 
 def test_lag_after_the_source_trims_records_never_copied(lab: Lab) -> None:
     settings = load_settings("dr", lab.project_dir)
-    source, target = lab.kafka_bootstrap("prod"), lab.kafka_bootstrap("dr")
+    source, target = lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap
     syncs = mirror_offset_syncs(settings, source, target)
     max_lag = settings.kafka.mirror.offset_lag_max
 
@@ -85,7 +85,7 @@ def test_lag_after_the_source_trims_records_never_copied(lab: Lab) -> None:
     )
 
     report = Report()
-    kafka_checks(report, settings, load_outputs(lab.outputs_path("dr"), "dr"), 100)
+    kafka_checks(report, settings, load_outputs(lab.dr.outputs_path, "dr"), 100)
     check = next(c for c in report.checks if c.name == f"kafka.mirror_lag.{TOPIC}")
     assert (check.outcome, check.value, check.limit) == ("pass", 0, 100)
     assert check.detail.endswith(": caught up")

@@ -13,15 +13,15 @@ pytestmark = pytest.mark.lab
 
 
 def outputs(lab: Lab, stack: str) -> StackOutputs:
-    return load_outputs(lab.outputs_path(stack), stack)
+    return load_outputs(lab.region(stack).outputs_path, stack)
 
 
 def test_outputs_files_load_and_point_at_the_lab(lab: Lab) -> None:
     prod, dr = outputs(lab, "prod"), outputs(lab, "dr")
     assert (prod.role, prod.failover, dr.role, dr.failover) == ("primary", "PRIMARY", "standby", "SECONDARY")
     assert prod.db_port != dr.db_port and prod.db_address == dr.db_address == "127.0.0.1"
-    assert prod.kafka_bootstrap == dr.peer_kafka_bootstrap == lab.kafka_bootstrap("prod")
-    assert prod.service_url == lab.service_url("prod")
+    assert prod.kafka_bootstrap == dr.peer_kafka_bootstrap == lab.prod.kafka.bootstrap
+    assert prod.service_url == lab.prod.service.url
     assert lab.env()["AWS_ENDPOINT_URL"] == lab.aws_endpoint
 
 
@@ -43,7 +43,7 @@ def test_rds_primary_and_cross_region_replica(lab: Lab) -> None:
 def test_buckets_are_private_encrypted_versioned_and_replicated(lab: Lab) -> None:
     for stack in ("prod", "dr"):
         out = outputs(lab, stack)
-        peer = lab.settings(out.peer_stack)
+        peer = lab.region(out.peer_stack).settings
         s3 = boto3.client("s3", region_name=out.region)
         for purpose, bucket in zip(
             naming.BUCKET_PURPOSES, (out.dump_bucket, out.wal_bucket, out.config_bucket, out.audit_bucket), strict=True

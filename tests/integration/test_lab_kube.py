@@ -210,7 +210,7 @@ def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
 
 # ---- the lab's workloads: the program's objects of both stacks, as their pods see the lab -------------------------
 def test_mirrormaker_runs_as_the_standby_stacks_deployment_with_the_rendered_properties(lab: Lab) -> None:
-    standby, primary = lab.namespace("dr"), lab.namespace("prod")
+    standby, primary = lab.dr.namespace, lab.prod.namespace
     (pod,) = kube_workloads.pods(lab.root, standby, MIRROR_APP)
     assert kube_workloads.pod_ready(pod)
     assert pod["spec"]["containers"][0]["image"] == lab.image("mirrormaker")
@@ -223,23 +223,23 @@ def test_mirrormaker_runs_as_the_standby_stacks_deployment_with_the_rendered_pro
 
 def test_the_service_runs_as_a_deployment_per_region_on_the_node(lab: Lab) -> None:
     for stack in ("prod", "dr"):
-        pod = lab.service_pod(stack)
+        pod = lab.region(stack).service.pod()
         assert pod is not None and kube_workloads.pod_ready(pod), stack
         assert pod["spec"]["hostNetwork"] is True
-        assert lab.service_url(stack).startswith(f"http://{lab.node_ip}:")
-        with urllib.request.urlopen(f"{lab.service_url(stack)}/actuator/health", timeout=5) as answer:
+        assert lab.region(stack).service.url.startswith(f"http://{lab.node_ip}:")
+        with urllib.request.urlopen(f"{lab.region(stack).service.url}/actuator/health", timeout=5) as answer:
             assert answer.status == 200
 
 
 def dumps_since(lab: Lab, since: datetime) -> list[str]:
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     s3 = s3_client(outputs)
     listed = s3.list_objects_v2(Bucket=outputs.dump_bucket).get("Contents", [])
     return sorted(o["Key"] for o in listed if o["LastModified"] >= since and o["Key"].endswith(".dump"))
 
 
 def test_the_dump_cronjob_runs_now_and_its_dump_lands_in_the_emulators_bucket_and_verifies(lab: Lab) -> None:
-    namespace = lab.namespace("prod")
+    namespace = lab.prod.namespace
     since = datetime.now(UTC).replace(microsecond=0)
     job = kube_workloads.run_cronjob(lab.root, namespace, "pg-dump", "pg-dump-now", timeout=300)
     assert job["status"]["succeeded"] == 1
@@ -252,7 +252,7 @@ def test_the_dump_cronjob_runs_now_and_its_dump_lands_in_the_emulators_bucket_an
 
 
 def test_the_dump_cronjob_runs_on_its_schedule(lab: Lab) -> None:
-    namespace = lab.namespace("prod")
+    namespace = lab.prod.namespace
     patch = json.dumps({"spec": {"schedule": "* * * * *"}})
     kube.kubectl(lab.root, "patch", "cronjob", "pg-dump", "-n", namespace, "--type=merge", "-p", patch)
     try:
@@ -274,4 +274,4 @@ def test_the_dump_cronjob_runs_on_its_schedule(lab: Lab) -> None:
     finally:
         lab.apply_workloads()  # the declared schedule again, as `pulumi up` would put it back
     live = kube_workloads.get(lab.root, "cronjob", "pg-dump", namespace)
-    assert live is not None and live["spec"]["schedule"] == lab.settings("prod").kubernetes.dump_schedule
+    assert live is not None and live["spec"]["schedule"] == lab.prod.settings.kubernetes.dump_schedule

@@ -34,7 +34,7 @@ def wait_for_row(conn: psycopg.Connection, txid: str, timeout: float = 10) -> fl
 
 
 def test_write_on_primary_is_visible_on_standby(lab: Lab) -> None:
-    prod, dr = (load_outputs(lab.outputs_path(s), s) for s in ("prod", "dr"))
+    prod, dr = (load_outputs(lab.region(s).outputs_path, s) for s in ("prod", "dr"))
     txid = f"repl-{uuid.uuid4()}"
     with connect(prod) as primary, connect(dr) as standby:
         assert primary.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
@@ -54,7 +54,7 @@ def test_status_reports_roles_and_lag(lab: Lab) -> None:
 
 
 def test_primary_archives_wal_and_has_a_base_backup(lab: Lab) -> None:
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     archive = lab.pg.archive_dir
     with connect(outputs) as conn:
         segment = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
@@ -68,51 +68,51 @@ def test_primary_archives_wal_and_has_a_base_backup(lab: Lab) -> None:
 
 
 def test_checksums_password_and_schema(lab: Lab) -> None:
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     with connect(outputs) as conn:
         assert conn.execute("SHOW data_checksums").fetchone()[0] == "on"
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert {"interface_exceptions", "retry_attempts"} <= tables
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(lab.pg_conninfo("prod"), password="wrong").close()
+        psycopg.connect(lab.prod.postgres.conninfo(), password="wrong").close()
     assert oct(lab.env_path.stat().st_mode & 0o777) == "0o600"
-    assert lab.password not in lab.outputs_path("prod").read_text()
+    assert lab.password not in lab.prod.outputs_path.read_text()
 
 
 def test_kill_and_restart_recovers_committed_rows(fresh_pg: Lab) -> None:
     lab = fresh_pg
-    prod = load_outputs(lab.outputs_path("prod"), "prod")
+    prod = load_outputs(lab.prod.outputs_path, "prod")
     txid = f"crash-{uuid.uuid4()}"
     with connect(prod) as conn:
         insert(conn, txid)
-    lab.kill_postgres("prod")
+    lab.prod.postgres.kill()
     with pytest.raises(psycopg.OperationalError):
         connect(prod).close()
-    lab.start_postgres("prod")
+    lab.prod.postgres.start()
     with connect(prod) as conn:
         assert (
             conn.execute("SELECT count(*) FROM interface_exceptions WHERE transaction_id = %s", (txid,)).fetchone()[0]
             == 1
         )
-    dr = load_outputs(lab.outputs_path("dr"), "dr")
+    dr = load_outputs(lab.dr.outputs_path, "dr")
     with connect(dr) as standby:
         wait_for_row(standby, txid)
 
 
 def test_reset_gives_an_empty_fresh_pair(fresh_pg: Lab) -> None:
     lab = fresh_pg
-    prod = load_outputs(lab.outputs_path("prod"), "prod")
+    prod = load_outputs(lab.prod.outputs_path, "prod")
     with connect(prod) as conn:
         insert(conn, f"before-reset-{uuid.uuid4()}")
     switched = stack_file("dr", lab.project_dir).read_text().replace("drtopo:role: standby", "drtopo:role: primary")
     stack_file("dr", lab.project_dir).write_text(switched)  # what a drill's promotion leaves behind
-    assert lab.settings("dr").role == "primary"
+    assert lab.dr.settings.role == "primary"
     start = time.monotonic()
     lab.reset_postgres()
     print(f"reset_postgres took {time.monotonic() - start:.1f} s")
-    with connect(load_outputs(lab.outputs_path("prod"), "prod")) as conn:
+    with connect(load_outputs(lab.prod.outputs_path, "prod")) as conn:
         assert conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0] == 0
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
     assert lab.status()["servers"]["postgres-dr"]["role"] == "standby"
-    assert (lab.settings("prod").role, lab.settings("dr").role) == ("primary", "standby")
-    assert load_outputs(lab.outputs_path("dr"), "dr").failover == "SECONDARY"
+    assert (lab.prod.settings.role, lab.dr.settings.role) == ("primary", "standby")
+    assert load_outputs(lab.dr.outputs_path, "dr").failover == "SECONDARY"

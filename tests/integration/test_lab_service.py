@@ -32,12 +32,12 @@ def row(txid: str) -> dict[str, str]:
 
 
 def test_health_names_the_database_role(lab: Lab) -> None:
-    assert call(f"{lab.service_url('prod')}/actuator/health") == (200, {"status": "UP", "database": "primary"})
-    assert call(f"{lab.service_url('dr')}/actuator/health") == (200, {"status": "UP", "database": "standby"})
+    assert call(f"{lab.prod.service.url}/actuator/health") == (200, {"status": "UP", "database": "primary"})
+    assert call(f"{lab.dr.service.url}/actuator/health") == (200, {"status": "UP", "database": "standby"})
 
 
 def test_insert_then_list_newest_first(lab: Lab) -> None:
-    url = f"{lab.service_url('prod')}/api/v1/exceptions"
+    url = f"{lab.prod.service.url}/api/v1/exceptions"
     first, second = f"svc-{uuid.uuid4()}", f"svc-{uuid.uuid4()}"
     assert call(url, row(first))[0] == 201
     status, created = call(url, row(second))
@@ -50,17 +50,17 @@ def test_insert_then_list_newest_first(lab: Lab) -> None:
 
 
 def test_standby_refuses_writes_with_503(lab: Lab) -> None:
-    assert call(f"{lab.service_url('dr')}/api/v1/exceptions", row(f"svc-{uuid.uuid4()}"))[0] == 503
+    assert call(f"{lab.dr.service.url}/api/v1/exceptions", row(f"svc-{uuid.uuid4()}"))[0] == 503
 
 
 def test_503_while_database_is_down_then_recovers(lab: Lab) -> None:
-    health = f"{lab.service_url('prod')}/actuator/health"
-    lab.stop_postgres("prod")
+    health = f"{lab.prod.service.url}/actuator/health"
+    lab.prod.postgres.stop()
     try:
         assert call(health)[0] == 503
-        assert call(f"{lab.service_url('prod')}/api/v1/exceptions", row(f"svc-{uuid.uuid4()}"))[0] == 503
+        assert call(f"{lab.prod.service.url}/api/v1/exceptions", row(f"svc-{uuid.uuid4()}"))[0] == 503
     finally:
-        lab.start_postgres("prod")
+        lab.prod.postgres.start()
     deadline = time.monotonic() + 10
     while call(health)[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -72,26 +72,26 @@ def restarts(pod: dict[str, Any] | None) -> int:
 
 
 def test_killed_service_is_restarted_by_kubernetes_alone(lab: Lab) -> None:
-    before = lab.service_pod("prod")
+    before = lab.prod.service.pod()
     assert before is not None
-    lab.kill_service("prod")
+    lab.prod.service.kill()
     deadline = time.monotonic() + 90
-    after = lab.service_pod("prod")
+    after = lab.prod.service.pod()
     while restarts(after) == restarts(before) and time.monotonic() < deadline:
         time.sleep(0.5)
-        after = lab.service_pod("prod")
+        after = lab.prod.service.pod()
     assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
     assert restarts(after) == restarts(before) + 1
-    lab.wait_service("prod")
-    assert call(f"{lab.service_url('prod')}/actuator/health")[0] == 200
+    lab.prod.service.wait()
+    assert call(f"{lab.prod.service.url}/actuator/health")[0] == 200
 
 
 def test_standby_service_accepts_writes_once_its_database_is_promoted(fresh_pg: Lab) -> None:
     lab = fresh_pg
-    url = lab.service_url("dr")
+    url = lab.dr.service.url
     assert call(f"{url}/actuator/health")[1]["database"] == "standby"
     try:
-        with psycopg.connect(lab.pg_conninfo("dr"), autocommit=True) as conn:
+        with psycopg.connect(lab.dr.postgres.conninfo(), autocommit=True) as conn:
             conn.execute("SELECT pg_promote(wait => true)")
         assert call(f"{url}/actuator/health") == (200, {"status": "UP", "database": "primary"})
         status, created = call(f"{url}/api/v1/exceptions", row(f"promoted-{uuid.uuid4()}"))

@@ -57,7 +57,7 @@ def test_a_time_past_the_end_of_the_archive_is_refused_before_anything_is_laid_o
     lab: Lab, prod: StackOutputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert prod.self_managed is not None
-    lab.stop_postgres("prod")  # a clean stop archives the last segment; nothing commits after T
+    lab.prod.postgres.stop()  # a clean stop archives the last segment; nothing commits after T
     try:
         target = datetime.now(UTC)
         capsys.readouterr()
@@ -65,7 +65,7 @@ def test_a_time_past_the_end_of_the_archive_is_refused_before_anything_is_laid_o
             restore.main, ["pitr", "--time", target.isoformat(), *stack_args(lab)], tmp_path / "p.json"
         )
     finally:
-        lab.start_postgres("prod")
+        lab.prod.postgres.start()
     data_dir = Path(prod.self_managed.data_dir).parent / f"pitr-{target:%Y%m%dT%H%M%SZ}"
     assert code == 2 and report == {}
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -140,7 +140,7 @@ def test_window_names_the_base_backup_for_t_and_ends_at_the_archive_when_the_sou
     with connect(prod) as conn:
         before_commit = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         insert_rows(conn, f"window-{time.time_ns()}-", 5)
-    lab.stop_postgres("prod")  # a clean stop archives the last segment; nothing commits after this
+    lab.prod.postgres.stop()  # a clean stop archives the last segment; nothing commits after this
     try:
         code, report = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
         assert code == 0, report
@@ -155,7 +155,7 @@ def test_window_names_the_base_backup_for_t_and_ends_at_the_archive_when_the_sou
         assert "outside the self-managed restorable window" in err
         assert latest.isoformat(timespec="seconds") in err  # the window ends at the newest archived commit
     finally:
-        lab.start_postgres("prod")
+        lab.prod.postgres.start()
 
 
 def test_a_gap_in_the_archived_wal_chain_fails_the_window_check(lab: Lab, prod: StackOutputs, tmp_path: Path) -> None:

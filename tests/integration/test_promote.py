@@ -50,7 +50,7 @@ def state_env(tmp_path: Path) -> dict[str, str]:
 
 
 def promote(lab: Lab, env: dict[str, str], *extra: str, outputs_file: Path | None = None):
-    return run_cli("promote", "--stack", "dr", "--outputs", outputs_file or lab.outputs_path("dr"), *extra, env=env)
+    return run_cli("promote", "--stack", "dr", "--outputs", outputs_file or lab.dr.outputs_path, *extra, env=env)
 
 
 def test_planned_switchover_under_writes_loses_no_acknowledged_write(
@@ -98,7 +98,7 @@ def test_unplanned_failover_after_sigkill_loses_at_most_the_reported_lag(
     writer.start()
     wait_acks(writer, 100)
     killed_at = time.time()
-    fresh_pg.kill_postgres("prod")
+    fresh_pg.prod.postgres.kill()
     proc = promote(fresh_pg, state_env, *DB_ONLY, "--json", tmp_path / "report.json")
     after = len(writer.acks)
     wait_acks(writer, after + 20)
@@ -171,8 +171,8 @@ def test_refuses_when_the_old_primary_is_writable_and_cannot_be_fenced(
         prod.execute(f"CREATE ROLE app LOGIN NOSUPERUSER PASSWORD '{password}'")
     folder = tmp_path / "outputs"
     folder.mkdir()
-    shutil.copy(fresh_pg.outputs_path("dr"), folder / "dr.json")
-    prod_outputs = json.loads(fresh_pg.outputs_path("prod").read_text())
+    shutil.copy(fresh_pg.dr.outputs_path, folder / "dr.json")
+    prod_outputs = json.loads(fresh_pg.prod.outputs_path.read_text())
     (folder / "prod.json").write_text(json.dumps({**prod_outputs, "dbUser": "app"}))
     before = end_state(fresh_pg)
 
@@ -202,7 +202,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     folder = tmp_path / "outputs"
     folder.mkdir()
     for stack in ("prod", "dr"):
-        shutil.copy(lab.outputs_path(stack), folder / f"{stack}.json")
+        shutil.copy(lab.region(stack).outputs_path, folder / f"{stack}.json")
     args = ["--stack", "dr", "--outputs", str(folder / "dr.json")]
     if case == "unknown-stack":
         args[1] = "qa"
@@ -269,7 +269,7 @@ def test_crash_between_promotion_and_dns_then_rerun_ends_like_an_uninterrupted_r
 
 def test_promoting_the_primary_is_bad_input(fresh_pg: Lab, state_env: dict[str, str]) -> None:
     before = end_state(fresh_pg)
-    proc = run_cli("promote", "--stack", "prod", "--outputs", fresh_pg.outputs_path("prod"), env=state_env)
+    proc = run_cli("promote", "--stack", "prod", "--outputs", fresh_pg.prod.outputs_path, env=state_env)
     assert proc.returncode == 2
     assert "stack prod is already primary" in proc.stderr.strip().splitlines()[-1]
     assert end_state(fresh_pg) == before
@@ -287,9 +287,9 @@ def test_consumer_group_moves_to_translated_offsets_not_latest(
     proc = promote(fresh_pg, state_env, "--json", tmp_path / "report.json")
 
     assert proc.returncode == 0, proc.stderr
-    applied = committed_offsets(fresh_pg.kafka_bootstrap("dr"), group)
+    applied = committed_offsets(fresh_pg.dr.kafka.bootstrap, group)
     assert {tp: applied[tp] for tp in expected} == expected
-    ends = end_offsets(fresh_pg.kafka_bootstrap("dr"), [topic])
+    ends = end_offsets(fresh_pg.dr.kafka.bootstrap, [topic])
     assert any(expected[tp] < ends[tp] for tp in expected), "translated offsets should not be the latest"
     check = next(
         c for c in json.loads((tmp_path / "report.json").read_text())["checks"] if c["name"] == "consumer-group"
@@ -301,7 +301,7 @@ def test_consumer_group_moves_to_translated_offsets_not_latest(
 
 def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) -> None:
     """The RDS half of fencing against the emulator (which cannot make a server read-only: that half is the SQL one)."""
-    rds_outputs = load_outputs(lab.outputs_path("prod"), "prod").model_copy(update={"self_managed": None})
+    rds_outputs = load_outputs(lab.prod.outputs_path, "prod").model_copy(update={"self_managed": None})
     rds = fence.rds_client(rds_outputs)
     original = rds.describe_db_instances(DBInstanceIdentifier=rds_outputs.db_instance_id)["DBInstances"][0]
     # The program's parameter group on the instance (the lab leaves it off: moto copies a cross-region source's

@@ -42,7 +42,7 @@ def baseline(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def dump_key(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     with connect(outputs) as conn:
         insert_rows(conn, f"rs-{uuid.uuid4()}-", 50)
     code, report = run_cli(backup.main, ["run", *stack_args(lab)], tmp_path_factory.mktemp("dump") / "run.json")
@@ -53,12 +53,12 @@ def dump_key(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def target(lab: Lab) -> Iterator[tuple[str, StackOutputs]]:
     """A new, empty database on the prod server, dropped afterwards: (DSN without password, outputs)."""
-    outputs = load_outputs(lab.outputs_path("prod"), "prod")
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
     name = f"restore_target_{uuid.uuid4().hex[:8]}"
     with connect(outputs, dbname="postgres") as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
-            yield psycopg.conninfo.make_conninfo(lab.pg_conninfo("prod"), dbname=name), outputs
+            yield psycopg.conninfo.make_conninfo(lab.prod.postgres.conninfo(), dbname=name), outputs
         finally:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -217,7 +217,7 @@ def empty_kafka(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     root = tmp_path_factory.mktemp("kafka-restore")
     try:
         cluster = kafka.start_cluster(root, "restore-topics")
-        data = json.loads(lab.outputs_path("prod").read_text())
+        data = json.loads(lab.prod.outputs_path.read_text())
         data.update(kafkaBootstrap=cluster.bootstrap, peerKafkaBootstrap=f"127.0.0.1:{process.free_port()}")
         path = root / "prod.json"
         path.write_text(json.dumps(data))
@@ -273,8 +273,8 @@ def test_consumer_offsets_move_the_group_to_the_checkpointed_offsets(lab: Lab, t
         pytest.skip("the lab runs no Kafka")
     settings = load_settings("dr", lab.project_dir)
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
-    backup = lab.kafka_bootstrap("dr")
-    source_alias = clusters(settings, load_outputs(lab.outputs_path("dr"), "dr"))["source"].alias
+    backup = lab.dr.kafka.bootstrap
+    source_alias = clusters(settings, load_outputs(lab.dr.outputs_path, "dr"))["source"].alias
     expected = consume_and_wait_for_checkpoints(lab, topic, group, source_alias)
     code, report = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
     assert code == 0, report

@@ -36,11 +36,11 @@ ROWS = 1000
 
 
 def primary(lab: Lab) -> psycopg.Connection:
-    return psycopg.connect(lab.pg_conninfo("prod"), autocommit=True)
+    return psycopg.connect(lab.prod.postgres.conninfo(), autocommit=True)
 
 
 def standby(lab: Lab) -> psycopg.Connection:
-    return psycopg.connect(lab.pg_conninfo("dr"), autocommit=True)
+    return psycopg.connect(lab.dr.postgres.conninfo(), autocommit=True)
 
 
 def wait_replayed(lab: Lab, timeout: float = 30) -> None:
@@ -73,7 +73,7 @@ def validate(
 ) -> tuple[int, dict[str, Any], dict[str, dict[str, Any]]]:
     """Run the CLI on dr; returns exit code, the JSON report and its checks by name."""
     report = tmp_path / f"report-{time.monotonic_ns()}.json"
-    command = ["-m", "scripts.validate", "--stack", "dr", "--outputs", str(lab.outputs_path("dr"))]
+    command = ["-m", "scripts.validate", "--stack", "dr", "--outputs", str(lab.dr.outputs_path)]
     proc = subprocess.run(
         [sys.executable, *command, "--json", str(report), *args],
         cwd=REPO,
@@ -148,11 +148,11 @@ def test_a_disaster_time_beyond_the_objective_fails_the_rpo(seeded: Lab, tmp_pat
 
 
 def test_a_stopped_service_fails_health(seeded: Lab, tmp_path: Path) -> None:
-    seeded.stop_service("dr")
+    seeded.dr.service.stop()
     try:
         code, _, checks = validate(seeded, tmp_path, "--skip", "database", *NO_KAFKA)
     finally:
-        seeded.start_service("dr")
+        seeded.dr.service.start()
     assert code == 1
     assert not checks["service.health"]["ok"] and "unreachable" in checks["service.health"]["detail"]
     assert "service.latency_p95" not in checks
@@ -219,7 +219,7 @@ def kafka(lab: Lab) -> Iterator[Lab]:
 def _mirror_settled(lab: Lab, timeout: float = 90) -> None:
     topics = load_settings("dr", lab.project_dir).kafka.mirrored_topics
     deadline = time.monotonic() + timeout
-    while any(mirrormaker_lag(lab.kafka_bootstrap("prod"), lab.kafka_bootstrap("dr"), topics).values()):
+    while any(mirrormaker_lag(lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap, topics).values()):
         assert time.monotonic() < deadline, "MirrorMaker 2 did not catch up"
         time.sleep(1)
 
@@ -237,7 +237,7 @@ def test_a_dropped_topic_fails(kafka: Lab, tmp_path: Path) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topic = next(t for t in load_settings("dr", kafka.project_dir).kafka.topics if t.name == "ValidationError")
-    admin = AdminClient({"bootstrap.servers": kafka.kafka_bootstrap("dr")})
+    admin = AdminClient({"bootstrap.servers": kafka.dr.kafka.bootstrap})
     # MirrorMaker would recreate the mirrored topic within its refresh interval: lose it while MirrorMaker is down.
     kafka.stop_mirrormaker()
     admin.delete_topics([topic.name], operation_timeout=30)[topic.name].result()
@@ -261,7 +261,7 @@ def test_mirrormaker_stopped_lets_lag_grow(kafka: Lab, tmp_path: Path) -> None:
 
     kafka.stop_mirrormaker()
     try:
-        producer = Producer({"bootstrap.servers": kafka.kafka_bootstrap("prod")})
+        producer = Producer({"bootstrap.servers": kafka.prod.kafka.bootstrap})
         for i in range(150):
             producer.produce("OrderRejected", key=f"k{i}", value=b"{}")
         assert producer.flush(30) == 0
@@ -282,7 +282,7 @@ def test_a_group_offset_outside_the_log_fails(kafka: Lab, tmp_path: Path) -> Non
     from confluent_kafka.admin import AdminClient
 
     group = load_settings("dr", kafka.project_dir).kafka.consumer_group
-    bootstrap = kafka.kafka_bootstrap("dr")
+    bootstrap = kafka.dr.kafka.bootstrap
     admin = AdminClient({"bootstrap.servers": bootstrap})
     before = committed_offsets(bootstrap, group)
     partition = Partition("OrderCancelled", 0)

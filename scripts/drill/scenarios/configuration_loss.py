@@ -77,8 +77,8 @@ class ConfigurationLoss(Scenario[_Config]):
 
     def inject(self, run: ScenarioRun) -> _Config:
         ctx, clock, lab = run.ctx, run.clock, run.ctx.lab
-        project, namespace = lab.project_dir, lab.namespace(STACK)
-        secret = lab.settings(STACK).kubernetes.database_secret
+        project, namespace = lab.project_dir, lab.region(STACK).namespace
+        secret = lab.region(STACK).settings.kubernetes.database_secret
         lost = {
             "configmap": kube_workloads.SERVICE_CONFIG,
             "secret": secret,
@@ -142,7 +142,7 @@ class ConfigurationLoss(Scenario[_Config]):
             restored_secret = kube_workloads.secret_object(config.namespace, config.secret, values)
             kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(restored_secret))
         with clock.step("the service runs again"):
-            lab.wait_service(STACK, timeout=patience(run.result.objective_rto_seconds))
+            lab.region(STACK).service.wait(timeout=patience(run.result.objective_rto_seconds))
             wait_healthy(ctx.outputs(STACK).service_url, timeout=patience(run.result.objective_rto_seconds))
         config.restored_at = time.time()
 

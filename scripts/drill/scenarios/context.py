@@ -85,10 +85,10 @@ class DrillContext:
         return load_settings(stack, self.lab.project_dir)
 
     def outputs(self, stack: str) -> StackOutputs:
-        return load_outputs(self.lab.outputs_path(stack), stack)
+        return load_outputs(self.lab.region(stack).outputs_path, stack)
 
     def outputs_path(self, stack: str) -> Path:
-        return self.lab.outputs_path(stack)
+        return self.lab.region(stack).outputs_path
 
     def clock(self) -> Clock:
         self.origin = time.time()
@@ -131,7 +131,7 @@ class DrillContext:
                 conn.execute(SEED, {"rows": missing, "first": have + 1})
                 conn.execute("ANALYZE interface_exceptions")
             (lsn,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
-        standby = self.lab.pg_conninfo(self.settings(stack).peer_stack)
+        standby = self.lab.region(self.settings(stack).peer_stack).postgres.conninfo()
         with psycopg.connect(standby, password=self.lab.password, autocommit=True) as peer:
             deadline = time.monotonic() + timeout
             while not peer.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0]:

@@ -114,7 +114,7 @@ class KafkaClusterFailure(Scenario[_Clusters]):
     def inject(self, run: ScenarioRun) -> _Clusters:
         ctx, clock = run.ctx, run.clock
         group = ctx.settings("prod").kafka.consumer_group
-        source, backup = ctx.lab.kafka_bootstrap("prod"), ctx.lab.kafka_bootstrap("dr")
+        source, backup = ctx.lab.prod.kafka.bootstrap, ctx.lab.dr.kafka.bootstrap
         failed = threading.Event()
         producer = ctx.message_producer(lambda: backup if failed.is_set() else source, TOPIC, prefix="kafka")
         seen: Counter[str] = Counter()
@@ -134,7 +134,7 @@ class KafkaClusterFailure(Scenario[_Clusters]):
             wait_for_checkpoint(backup, source_alias, group, timeout=60)
         failure_at = run.fault_injected()
         with clock.step("source cluster dies"):
-            ctx.lab.stop_kafka("prod")
+            ctx.lab.prod.kafka.stop()
             failed.set()
             consumer.stop()
         return _Clusters(group, backup, producer, seen, failure_at)

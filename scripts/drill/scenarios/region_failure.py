@@ -50,12 +50,12 @@ class RegionFailure(Scenario[_Region]):
             writer.start()
             time.sleep(3)
         with clock.step("primary region dies: database SIGKILL, Kafka and service stopped"):
-            ctx.lab.kill_postgres("prod")
+            ctx.lab.prod.postgres.kill()
             # Once the database is gone no write can be acknowledged in prod: a response already on its way is not
             # a recovery, so the clock starts here.
             failure_at = run.fault_injected()
-            ctx.lab.stop_service("prod")
-            ctx.lab.stop_kafka("prod")
+            ctx.lab.prod.service.stop()
+            ctx.lab.prod.kafka.stop()
         return _Region(writer=writer, failure_at=failure_at)
 
     def recover(self, run: ScenarioRun, region: _Region) -> None:
