@@ -73,13 +73,14 @@ class SinglePodFailure(Scenario[_Pods]):
         ctx, clock = run.ctx, run.clock
         url = ctx.outputs(STACK).service_url
         writer = ctx.row_writer(lambda: url, prefix="pod")
-        before = ctx.lab.region(STACK).service.pod()
+        service = ctx.lab.region(STACK).service
+        before = service.pod()
         with clock.step("steady load on the service"):
             writer.start()
             time.sleep(2)
         killed_at = time.time()
         with clock.step("kill the service container's process (SIGKILL)"):
-            ctx.lab.region(STACK).service.kill()
+            service.kill()
         run.fault_injected()
         return _Pods(writer=writer, url=url, killed_at=killed_at, before=before)
 
@@ -98,25 +99,25 @@ class SinglePodFailure(Scenario[_Pods]):
 
     def recover(self, run: ScenarioRun, pods: _Pods) -> None:
         """Kubernetes alone: it restarts the killed container; then the pod is deleted and it replaces the pod."""
-        ctx, clock = run.ctx, run.clock
+        service, clock = run.ctx.lab.region(STACK).service, run.clock
         with clock.step("Kubernetes restarts the container; wait for the first acknowledged write"):
             pods.rto_kill = self._recovered(run, pods, pods.killed_at)
         # The kubelet reports the restart to the API server a moment after the new container serves.
         deadline = time.monotonic() + STATUS_WAIT_S
-        pods.restarted = ctx.lab.region(STACK).service.pod()
+        pods.restarted = service.pod()
         while _restarts(pods.restarted) <= _restarts(pods.before) and time.monotonic() < deadline:
             time.sleep(0.2)
-            pods.restarted = ctx.lab.region(STACK).service.pod()
+            pods.restarted = service.pod()
         deleted_at = time.time()
         with clock.step("delete the service pod (until its container has stopped)"):
-            name = ctx.lab.region(STACK).service.delete_pod()
+            name = service.delete_pod()
             # The old pod serves while it terminates; the outage is measured from the acknowledgements, whenever it
             # falls.
-            ctx.lab.region(STACK).service.wait_pod_gone(name, timeout=STATUS_WAIT_S)
+            service.wait_pod_gone(name, timeout=STATUS_WAIT_S)
         with clock.step("Kubernetes replaces the pod; wait for the first acknowledged write"):
             pods.rto_delete = self._recovered(run, pods, deleted_at)
             time.sleep(1)
-        pods.replaced = ctx.lab.region(STACK).service.pod()
+        pods.replaced = service.pod()
 
     def verify(self, run: ScenarioRun, pods: _Pods) -> None:
         ctx, clock, m = run.ctx, run.clock, run.measured
