@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config = command("config", "restore the configuration files of the latest (or a given) config backup")
     config.add_argument("--prefix", help="backup prefix in the config bucket (default: the newest of the stack)")
-    config.add_argument("--dest", type=Path, help="folder to restore into (default: DRTOPO_PROJECT_DIR)")
+    config.add_argument(
+        "--dest", type=Path, help="folder to restore into (default: the project folder, DRTOPO_PROJECT_DIR when set)"
+    )
     config.add_argument("--force", action="store_true", help="overwrite files that exist with other content")
     topics = command("kafka-topics", "recreate the configured topics a cluster lacks (idempotent)")
     topics.add_argument("--cluster", choices=CLUSTERS, required=True)
@@ -210,9 +212,10 @@ def _pitr(run: Run) -> None:
 
 def _config(run: Run) -> None:
     a = run.args
-    config_backup.restore(
+    planned = config_backup.restore(
         a.stack, run.outputs, run.report, run.clock, a.dry_run, a.prefix, a.dest, a.force, run.ctx.project_dir
     )
+    _show([str(p) for p in planned])
 
 
 def _kafka_topics(run: Run) -> None:

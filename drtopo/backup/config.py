@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
 from drtopo.report import FAIL, PASS, SKIP, BadInput, Clock, Report, Unsafe
 from drtopo.settings import load_settings
+
+log = logging.getLogger(__name__)
 
 PREFIX = "config"
 MANIFEST = "manifest.json"
@@ -79,12 +82,16 @@ def _kubectl(*args: str) -> subprocess.CompletedProcess[str] | None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return None
+    log.debug("kubectl %s", " ".join(args))
     try:
-        return subprocess.run(
+        done = subprocess.run(
             [kubectl, "--request-timeout=10s", *args], capture_output=True, text=True, timeout=30, check=False
         )
     except subprocess.TimeoutExpired:
+        log.debug("kubectl %s: no answer in 30 s", " ".join(args))
         return None
+    log.debug("kubectl exit %s: %s", done.returncode, done.stderr.strip()[-2000:])
+    return done
 
 
 def without_server_fields(listing: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ verification compares.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+log = logging.getLogger(__name__)
 
 # Debian's layout, one folder per installed major (the lab's server, the backup image's PG_MAJOR client tools).
 INSTALL_ROOT = Path("/usr/lib/postgresql")
@@ -65,6 +68,7 @@ def run(
     env = dict(os.environ)
     if password is not None:
         env["PGPASSWORD"] = password
+    log.debug("run %s%s", " ".join(map(str, args)), f" as {user}" if user else "")  # passwords go by environment
     proc = subprocess.run(
         list(args),
         stdout=stdout,
@@ -79,6 +83,7 @@ def run(
     if proc.returncode != 0:
         lines = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()]
         last = lines[-1] if lines else f"exit code {proc.returncode}"
+        log.debug("%s exit %s: %s", Path(args[0]).name, proc.returncode, (proc.stderr or "").strip()[-2000:])
         raise PgToolError(f"{Path(args[0]).name} failed: {last}")
     return proc
 

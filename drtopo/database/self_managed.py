@@ -10,6 +10,7 @@ point-in-time restore replays base backup + WAL into a new data directory (`drto
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
@@ -55,6 +56,8 @@ from drtopo.errors import one_line
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 from drtopo.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Kept across a rebuild: pg_rewind and pg_basebackup would bring the source's copies (its port, its name).
 CONFIG_FILES = ("postgresql.conf", "postgresql.auto.conf", "pg_hba.conf", "pg_ident.conf")
@@ -152,7 +155,9 @@ def _as_owner(sm: SelfManagedPostgres) -> dict[str, Any]:
 
 def _run(sm: SelfManagedPostgres, argv: list[str], secret: str | None = None, timeout: float = 300) -> str:
     env = {**os.environ, "PGPASSWORD": secret} if secret else dict(os.environ)
+    log.debug("run %s", " ".join(argv))  # the password goes by environment, never on a command line
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False, **_as_owner(sm))
+    log.debug("%s exit %s: %s", Path(argv[0]).name, proc.returncode, (proc.stderr or proc.stdout).strip()[-2000:])
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise StandbyError(f"{Path(argv[0]).name} failed ({proc.returncode}): {tail[0]}")

@@ -68,8 +68,8 @@ def load(
     strict: bool = False,
     break_lock: bool = False,
 ) -> Switchover:
-    """Settings and outputs of the target stack and its peer; refuses a target that is already the primary, and an
-    interrupted run's journal older than `failover.journalMaxAgeHours` (the world has moved on since)."""
+    """Settings and outputs of the target stack and its peer; refuses a target that is already the primary (unless
+    its interrupted run resumes)."""
     settings = settings_for(stack, ctx.project_dir)
     peer_settings = settings_for(settings.peer_stack, ctx.project_dir)
     # The databases the stack files declare now (they run ahead of the outputs until the next `pulumi up`).
@@ -92,23 +92,24 @@ def load(
         report=Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None),
         deployed={s: o.db_instance_id for s, o in deployed.items()},
     )
-    resuming = False
-    if not dry_run and not restart:
-        journal = _read_journal(sw)
-        resuming = journal.resumed
-        limit = settings.failover.journal_max_age_hours
-        if resuming and journal.age_hours() > limit:
-            raise Unsafe(
-                f"the interrupted {kind} of {stack} started {journal.data['started_at']} "
-                f"({journal.age_hours():.1f} h ago, beyond failover.journalMaxAgeHours {limit:g}); check the pair's "
-                "state, then rerun with --restart"
-            )
-    if settings.is_primary and not resuming:
+    # A target already primary is refused, unless it is an interrupted run resuming (its roles step had run).
+    if settings.is_primary and (dry_run or restart or not _read_journal(sw).resumed):
         raise BadInput(
             f"stack {stack} is already primary in Pulumi.{stack}.yaml; expected the standby to "
             + ("promote" if kind == Kind.PROMOTE else "fail back to (run scripts.promote first)")
         )
     return sw
+
+
+def _refuse_stale(sw: Switchover, journal: Journal) -> None:
+    """An interrupted run older than `failover.journalMaxAgeHours` is not resumed: the world has moved on since."""
+    limit = sw.settings.failover.journal_max_age_hours
+    if journal.resumed and journal.age_hours() > limit:
+        raise Unsafe(
+            f"the interrupted {sw.kind} of {sw.target.stack} started {journal.data['started_at']} "
+            f"({journal.age_hours():.1f} h ago, beyond failover.journalMaxAgeHours {limit:g}); check the pair's "
+            "state, then rerun with --restart"
+        )
 
 
 def _read_journal(sw: Switchover) -> Journal:
@@ -146,6 +147,7 @@ def switchover(
         if restart:
             journal.discard()
             journal = _read_journal(sw)
+        _refuse_stale(sw, journal)
         return run_steps(sw, plan_for, clock, journal, json_path)
     finally:
         lock.release()

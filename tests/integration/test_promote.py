@@ -30,7 +30,7 @@ from bench.switchover import (
     write_refused,
 )
 from drtopo import naming
-from drtopo.database import fence
+from drtopo.database import rds as rds_platform
 from drtopo.database.parameters import parameter_family, parameters
 from drtopo.failover import marker
 from drtopo.kafka.admin import committed_offsets, end_offsets
@@ -302,7 +302,7 @@ def test_consumer_group_moves_to_translated_offsets_not_latest(
 def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) -> None:
     """The RDS half of fencing against the emulator (which cannot make a server read-only: that half is the SQL one)."""
     rds_outputs = load_outputs(lab.prod.outputs_path, "prod").model_copy(update={"self_managed": None})
-    rds = fence.rds_client(rds_outputs)
+    rds = rds_platform.rds_client(rds_outputs)
     original = rds.describe_db_instances(DBInstanceIdentifier=rds_outputs.db_instance_id)["DBInstances"][0]
     # The program's parameter group on the instance (the lab leaves it off: moto copies a cross-region source's
     # group name into the replica's region and then cannot find it there).
@@ -324,7 +324,7 @@ def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) ->
         DBInstanceIdentifier=rds_outputs.db_instance_id, DBParameterGroupName=program_group, ApplyImmediately=True
     )
     try:
-        result = fence.fence_rds(rds_outputs)
+        result = rds_platform.fence_rds(rds_outputs)
 
         group = f"{rds_outputs.db_instance_id}-fenced"
         assert group in result["method"]
