@@ -302,6 +302,8 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
             if own_lab:
                 lab.down()
     document = drill_report(results, machine())
+    if ctx.log_path:
+        document["log"] = str(ctx.log_path)  # the drill's own; each command it ran names its own in its report
     print()
     print_table(results)
     if args.json_path:
