@@ -41,6 +41,7 @@ from bench.switchover import (
     wait_acks,
     write_refused,
 )
+from drtopo.errors import one_line
 from drtopo.failover.journal import JOURNAL_PREFIX
 from drtopo.failover.lock import LOCK_KEY
 from drtopo.failover.plan import failback_plan, promote_plan
@@ -486,7 +487,7 @@ def run_fault(lab: Lab, fault: Fault, work: Path) -> Outcome:
     try:
         return fault.run(lab, work)
     except Exception as exc:  # the row says what broke; the matrix goes on
-        return Outcome(False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return Outcome(False, f"{type(exc).__name__}: {one_line(exc)}")
 
 
 def print_table(rows: list[tuple[Fault, Outcome, float]]) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from drtopo.backup import wal
+from drtopo.errors import one_line
 from drtopo.outputs import load_outputs
 from drtopo.report import BadInput
 from lab import aws, process
@@ -73,7 +74,7 @@ class Agent:
         except BadInput as exc:
             return f"error: {exc}"
         except Exception as exc:  # any failure is an answer: PostgreSQL retries
-            return f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            return f"error: {type(exc).__name__}: {one_line(exc)}"
         return "ok"
 
 
