@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -90,8 +91,9 @@ def context_from_environment(environ: dict[str, str] | os._Environ[str] = os.env
     )
 
 
-def open_log(ctx: Context, prog: str) -> Context:
-    """Start the command's log file in the state folder; returns the context naming it."""
+def open_log(ctx: Context, prog: str) -> tuple[Context, Callable[[], None]]:
+    """Start the command's log file in the state folder; returns the context naming it and what closes it (which
+    also puts the logging levels back, for a command run in-process by the drill or a test)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     path = ctx.log_dir / f"{prog.replace(' ', '-')}-{stamp}-{os.getpid()}.log"
     try:
@@ -99,30 +101,24 @@ def open_log(ctx: Context, prog: str) -> Context:
         handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as exc:
         print(f"warning: no log file in {path.parent} ({one_line(exc)}); details go nowhere", file=sys.stderr)
-        return ctx
+        return ctx, lambda: None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG)
     root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", *QUIET_LOGGERS)}
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     log.info("%s started: argv %s, project %s, state %s", prog, sys.argv[1:], ctx.project_dir, ctx.state_dir)
-    return Context(
-        project_dir=ctx.project_dir,
-        state_dir=ctx.state_dir,
-        reporter=ctx.reporter,
-        log_path=path,
-        after_step=ctx.after_step,
-    )
 
+    def close() -> None:
+        root.removeHandler(handler)
+        handler.close()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
-def _close_log(ctx: Context) -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.FileHandler) and ctx.log_path and handler.baseFilename == str(ctx.log_path):
-            root.removeHandler(handler)
-            handler.close()
+    return replace(ctx, log_path=path), close
 
 
 def main_guard(
@@ -132,7 +128,7 @@ def main_guard(
     ctx: Context | None = None,
 ) -> int:
     """Run a command's body with its context and log file; errors become one line and an exit code."""
-    ctx = open_log(ctx or context_from_environment(), prog)
+    ctx, close_log = open_log(ctx or context_from_environment(), prog)
     where = f" (log: {ctx.log_path})" if ctx.log_path else ""
     try:
         code = run(argv, ctx)
@@ -156,7 +152,7 @@ def main_guard(
         print(f"error: unexpected {type(exc).__name__}: {one_line(exc)}{where}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        _close_log(ctx)
+        close_log()
 
 
 def new_report(ctx: Context, strict: bool = False) -> Report:

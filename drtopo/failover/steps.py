@@ -10,7 +10,7 @@ safe to repeat, so a resumed run converges on the same end state.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.context import Context
 from drtopo.database import Database, database_for, replication
-from drtopo.database.connect import connect
-from drtopo.database.platform import FenceError, StandbyError
+from drtopo.database.platform import FenceError, StandbyError, session
 from drtopo.failover import marker, pending
 from drtopo.failover.dns import DnsFailoverError, fail_over
 from drtopo.failover.plan import Step
@@ -90,15 +89,9 @@ class Switchover:
     def db(self, outputs: StackOutputs) -> Database:
         return database_for(outputs)
 
-    @contextlib.contextmanager
-    def sql(self, outputs: StackOutputs) -> Iterator[psycopg.Connection | None]:
-        try:
-            conn = connect(outputs)
-        except psycopg.OperationalError:
-            yield None
-            return
-        with conn:
-            yield conn
+    def sql(self, outputs: StackOutputs) -> contextlib.AbstractContextManager[psycopg.Connection | None]:
+        """A session on the stack's database, or None when it does not answer."""
+        return session(outputs)
 
 
 def preflight(sw: Switchover) -> PreflightResult:

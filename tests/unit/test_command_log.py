@@ -4,6 +4,7 @@ the terminal and its whole traceback in that log."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def test_a_bug_outside_any_step_is_one_line_naming_the_log(tmp_path: Path, capsy
     def command(argv: Sequence[str] | None, ctx: Context) -> int:
         return {}["missing"]
 
+    before = logging.getLogger().level
     code = main_guard(command, [], "validate", Context(state_dir=tmp_path, reporter=TERMINAL))
+    assert logging.getLogger().level == before  # a command run in-process leaves the logging as it found it
 
     err = capsys.readouterr().err.strip().splitlines()
     (log,) = (tmp_path / "logs").glob("validate-*.log")
