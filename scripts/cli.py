@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +62,7 @@ def usage_error(prog: str, message: str) -> NoReturn:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-def state_dir(environ: dict[str, str] | os._Environ[str]) -> Path:
+def state_dir(environ: Mapping[str, str]) -> Path:
     """Journals and logs: DRTOPO_STATE_DIR, else the lab's (DRTOPO_LAB_DIR/journal), else ~/.drtopo/journal."""
     if environ.get(STATE_DIR_ENV):
         return Path(environ[STATE_DIR_ENV])
@@ -80,7 +80,7 @@ def _crash_after(step_name: str) -> Callable[[str], None]:
     return hook
 
 
-def context_from_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> Context:
+def context_from_environment(environ: Mapping[str, str] = os.environ) -> Context:
     """The context of a command started from a shell: the project folder, the state folder, the terminal."""
     crash = environ.get(CRASH_AFTER_ENV)
     return Context(
@@ -91,11 +91,14 @@ def context_from_environment(environ: dict[str, str] | os._Environ[str] = os.env
     )
 
 
-def open_log(ctx: Context, prog: str) -> tuple[Context, Callable[[], None]]:
+def open_log(ctx: Context, prog: str, daily: bool = False) -> tuple[Context, Callable[[], None]]:
     """Start the command's log file in the state folder; returns the context naming it and what closes it (which
-    also puts the logging levels back, for a command run in-process by the drill or a test)."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    path = ctx.log_dir / f"{prog.replace(' ', '-')}-{stamp}-{os.getpid()}.log"
+    also puts the logging levels back, for a command run in-process by the drill or a test). `daily`: append to one
+    file a day instead (a command PostgreSQL runs once per WAL file would otherwise leave a file per segment)."""
+    now = datetime.now(UTC)
+    name = prog.replace(" ", "-")
+    stamp = f"{now:%Y%m%d}" if daily else f"{now:%Y%m%dT%H%M%S.%fZ}-{os.getpid()}"
+    path = ctx.log_dir / f"{name}-{stamp}.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
@@ -126,9 +129,10 @@ def main_guard(
     argv: Sequence[str] | None = None,
     prog: str = "drtopo",
     ctx: Context | None = None,
+    daily_log: bool = False,
 ) -> int:
     """Run a command's body with its context and log file; errors become one line and an exit code."""
-    ctx, close_log = open_log(ctx or context_from_environment(), prog)
+    ctx, close_log = open_log(ctx or context_from_environment(), prog, daily_log)
     where = f" (log: {ctx.log_path})" if ctx.log_path else ""
     try:
         code = run(argv, ctx)

@@ -44,8 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
+# Run by PostgreSQL once per WAL file (archive_command, restore_command): their runs share one log file a day.
+PER_FILE = ("push", "fetch")
+
+
 def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
-    return main_guard(_main, argv, "wal", ctx)
+    words = list(sys.argv[1:] if argv is None else argv)
+    per_file = bool(words) and words[0] in PER_FILE
+    return main_guard(_main, argv, f"wal-{words[0]}" if per_file else "wal", ctx, daily_log=per_file)
 
 
 def _main(argv: Sequence[str] | None, ctx: Context) -> int:

@@ -44,7 +44,7 @@ class Outcome:
     would_refuse: str | None = None
 
 
-def journal_store(outputs: StackOutputs, kind: str) -> S3JournalStore:
+def journal_store(outputs: StackOutputs, kind: Kind) -> S3JournalStore:
     """The shared journal of `kind` to `outputs`' stack, beside the lock in its configuration bucket."""
     return S3JournalStore(
         s3_client(outputs), outputs.config_bucket, f"{kind}-{outputs.stack}", encryption=encryption_args(outputs)
@@ -56,7 +56,7 @@ def open_journal(sw: Switchover) -> Journal:
 
 
 def load(
-    kind: str,
+    kind: Kind,
     stack: str,
     outputs_path: Path | None,
     ctx: Context,
@@ -123,7 +123,7 @@ def _read_journal(sw: Switchover) -> Journal:
 
 
 def switchover(
-    kind: str,
+    kind: Kind,
     plan_for: PlanFor,
     ctx: Context,
     *,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import psycopg
@@ -54,7 +55,9 @@ class StepFailed(RuntimeError):
     """A step that ran and did not reach its end state; the run reports it and a rerun repeats the step."""
 
 
-class Kind:
+class Kind(StrEnum):
+    """What a run does: a failover to the standby, or the way back."""
+
     PROMOTE = "promote"
     FAILBACK = "failback"
 
@@ -63,7 +66,7 @@ class Kind:
 class Switchover:
     """Everything the steps of one run share."""
 
-    kind: str  # Kind.PROMOTE or Kind.FAILBACK
+    kind: Kind
     target: StackOutputs
     peer: StackOutputs
     settings: Settings

@@ -18,7 +18,7 @@ from drtopo.failover.results import PreflightResult
 from drtopo.outputs import StackOutputs
 from drtopo.report import Clock, Report
 from drtopo.settings import load_settings
-from scripts.cli import TERMINAL, main_guard, show_switchover
+from scripts.cli import TERMINAL, main_guard, open_log, show_switchover
 
 
 def outputs(stack: str) -> StackOutputs:
@@ -84,3 +84,15 @@ def test_a_bug_outside_any_step_is_one_line_naming_the_log(tmp_path: Path, capsy
     (log,) = (tmp_path / "logs").glob("validate-*.log")
     assert code == 1 and err == [f"error: unexpected KeyError: 'missing' (log: {log})"]
     assert "Traceback (most recent call last)" in log.read_text()
+
+
+def test_the_per_wal_file_commands_share_one_log_a_day(tmp_path: Path) -> None:
+    ctx = Context(state_dir=tmp_path, reporter=TERMINAL)
+    paths = []
+    for daily in (True, True, False, False):
+        opened, close = open_log(ctx, "wal-push", daily)
+        logging.getLogger("scripts").info("archived one file")
+        close()
+        paths.append(opened.log_path)
+    assert paths[0] == paths[1] and paths[2] != paths[3] and paths[0] not in paths[2:]
+    assert paths[0] is not None and paths[0].read_text().count("archived one file") == 2
