@@ -129,10 +129,59 @@ def test_bootstrap_servers_come_from_settings_or_overrides(settings: Settings) -
     }
 
 
-def test_rendering_is_pure_and_aliases_have_no_separator(settings: Settings) -> None:
-    assert render_mm2_properties(settings) == render_mm2_properties(settings)
-    for region in (settings.region, settings.peer_region):
-        assert "." not in cluster_alias(region)
+# The dr stack's file as MirrorMaker 2 reads it (connect-mirror-maker.properties syntax, KIP-382 flow keys), written
+# out line by line: a rendering change shows here as a diff to review.
+DR_PROPERTIES = "\n".join(
+    [
+        "# MirrorMaker 2 for stack dr (standby) - rendered by drtopo, do not edit.",
+        "# Flow us-east-1->us-west-2 is enabled.",
+        "clusters = us-east-1, us-west-2",
+        "us-east-1.bootstrap.servers = kafka.us-east-1.biopro.internal:9092",
+        "us-west-2.bootstrap.servers = kafka.us-west-2.biopro.internal:9092",
+        "replication.policy.class = org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+        "tasks.max = 4",
+        "replication.factor = 3",
+        "checkpoints.topic.replication.factor = 3",
+        "heartbeats.topic.replication.factor = 3",
+        "offset-syncs.topic.replication.factor = 3",
+        "offset.storage.replication.factor = 3",
+        "config.storage.replication.factor = 3",
+        "status.storage.replication.factor = 3",
+        "plugin.discovery = service_load",
+        "us-east-1.plugin.discovery = service_load",
+        "us-west-2.plugin.discovery = service_load",
+        "",
+        "us-east-1->us-west-2.enabled = true",
+        "us-east-1->us-west-2.topics = OrderRejected|OrderCancelled|CollectionRejected|DistributionFailed"
+        "|ValidationError|ExceptionCaptured|ExceptionResolved|CriticalExceptionAlert",
+        "us-east-1->us-west-2.groups = interface-exception-collector",
+        "us-east-1->us-west-2.replication.policy.class = org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+        "us-east-1->us-west-2.emit.checkpoints.enabled = true",
+        "us-east-1->us-west-2.emit.checkpoints.interval.seconds = 10",
+        "us-east-1->us-west-2.emit.heartbeats.enabled = true",
+        "us-east-1->us-west-2.emit.heartbeats.interval.seconds = 10",
+        "us-east-1->us-west-2.sync.group.offsets.enabled = true",
+        "us-east-1->us-west-2.sync.group.offsets.interval.seconds = 10",
+        "us-east-1->us-west-2.refresh.topics.interval.seconds = 30",
+        "us-east-1->us-west-2.refresh.groups.interval.seconds = 30",
+        "us-east-1->us-west-2.offset-syncs.topic.location = target",
+        "us-east-1->us-west-2.offset.lag.max = 100",
+        "us-east-1->us-west-2.sync.topic.configs.enabled = true",
+        "us-east-1->us-west-2.sync.topic.acls.enabled = false",
+        "",
+        "us-west-2->us-east-1.enabled = false",
+        "us-west-2->us-east-1.emit.heartbeats.enabled = false",
+        "us-west-2->us-east-1.replication.policy.class = org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+    ]
+)
+
+
+def test_the_dr_stacks_properties_are_exactly_the_reviewed_text() -> None:
+    assert render_mm2_properties(load_settings("dr")).splitlines() == DR_PROPERTIES.splitlines()
+
+
+def test_aliases_are_the_region_names_without_a_dot() -> None:
+    assert (cluster_alias("us-east-1"), cluster_alias("us-west-2")) == ("us-east-1", "us-west-2")
 
 
 def test_the_disabled_reverse_flow_emits_no_heartbeats_into_the_peer() -> None:
