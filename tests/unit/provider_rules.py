@@ -112,6 +112,47 @@ RULES: dict[str, TypeRules] = {
 }
 OTHER = TypeRules()
 
+# A read replica's creation, written out from the provider's and AWS's documentation (not from the code under test,
+# `drtopo.database.instance.REPLICA_*`, which these tables judge): the `aws.rds.Instance` input (snake_case, as the
+# program passes it) -> the RDS API parameter.
+# - terraform-provider-aws `internal/service/rds/instance.go`, `resourceInstanceCreate`, the `replicate_source_db`
+#   branch: these inputs go into CreateDBInstanceReadReplicaInput (storage_type, iam_database_authentication_enabled
+#   and enabled_cloudwatch_logs_exports under the API's own names).
+# - pulumi-aws `rds.Instance.replicate_source_db` (pulumi.com/registry/packages/aws/api-docs/rds/instance): "If
+#   replicating an Instance in a different region, use the arn of the source DB. Note that if you are creating a
+#   cross-region replica of an encrypted database you will also need to specify a kmsKeyId": hence the source ARN
+#   and KmsKeyId (a key of the replica's own region) in the create call, and SourceRegion from that ARN.
+REPLICA_CREATE_PARAMETERS: dict[str, str] = {
+    "identifier": "DBInstanceIdentifier",
+    "instance_class": "DBInstanceClass",
+    "multi_az": "MultiAZ",
+    "port": "Port",
+    "kms_key_id": "KmsKeyId",
+    "storage_type": "StorageType",
+    "publicly_accessible": "PubliclyAccessible",
+    "deletion_protection": "DeletionProtection",
+    "copy_tags_to_snapshot": "CopyTagsToSnapshot",
+    "iam_database_authentication_enabled": "EnableIAMDatabaseAuthentication",
+    "enabled_cloudwatch_logs_exports": "EnableCloudwatchLogsExports",
+    "auto_minor_version_upgrade": "AutoMinorVersionUpgrade",
+    "tags": "Tags",
+}
+# Sent by ModifyDBInstance (ApplyImmediately) once the replica exists, same source: RDS API
+# CreateDBInstanceReadReplica "creates read replicas with backups disabled" (so backup_retention_period needs the
+# modify), the provider's create branch sets max_allocated_storage through the modify, and PostgreSQL refuses a
+# parameter group at replica creation (hashicorp/terraform-provider-aws issue #38056, fixed by PR #38227 with the
+# modify).
+REPLICA_MODIFY_PARAMETERS: dict[str, str] = {
+    "backup_retention_period": "BackupRetentionPeriod",
+    "max_allocated_storage": "MaxAllocatedStorage",
+    "parameter_group_name": "DBParameterGroupName",
+}
+# Inherited from the source, sent by neither call: engine and version, allocated storage, encryption (RDS User Guide,
+# "Working with DB instance read replicas": a replica of an encrypted source is encrypted).
+REPLICA_FROM_SOURCE: frozenset[str] = frozenset({"engine", "engine_version", "allocated_storage", "storage_encrypted"})
+# The provider's own, read only when it deletes the instance; never sent to RDS.
+PROVIDER_DELETE_ONLY: frozenset[str] = frozenset({"skip_final_snapshot", "final_snapshot_identifier"})
+
 
 @dataclass
 class StateEntry:

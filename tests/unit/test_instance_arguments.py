@@ -2,7 +2,8 @@
 
 The program is evaluated under Pulumi's mocks; its `rds.Instance` inputs must be exactly `instance_inputs` plus the
 role's own, and `replica_requests` must carry every one of them to RDS the way terraform-provider-aws does (the
-create call, or the modify after it), with the stack's own database key. `import_command` must name the resource
+create call, or the modify after it; the expected calls are written out in tests/unit/provider_rules.py from the
+provider's documentation), with the stack's own database key. `import_command` must name the resource
 as the program registers it (type, logical name, parent).
 """
 
@@ -13,11 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from drtopo import naming
 from drtopo.database.instance import (
-    PROVIDER_ONLY,
     RDS_INSTANCE,
-    REPLICA_CREATE,
-    REPLICA_INHERITED,
-    REPLICA_MODIFY,
     import_command,
     instance_inputs,
     logical_name,
@@ -25,6 +22,12 @@ from drtopo.database.instance import (
 )
 from drtopo.settings import Settings, load_settings
 from evaluation.mock_program import Evaluation, evaluate
+from tests.unit.provider_rules import (
+    PROVIDER_DELETE_ONLY,
+    REPLICA_CREATE_PARAMETERS,
+    REPLICA_FROM_SOURCE,
+    REPLICA_MODIFY_PARAMETERS,
+)
 
 STANDALONE = {"dbName", "username", "passwordWo", "passwordWoVersion"}
 
@@ -71,12 +74,22 @@ def test_the_replica_requests_carry_every_declared_argument_with_the_database_ke
     inputs = instance_inputs(settings, 1, key)
     source = "arn:aws:rds:us-west-2:123456789012:db:exception-collector-us-west-2"
     create, modify = replica_requests(inputs, source)
-    assert set(inputs) == set(REPLICA_CREATE) | set(REPLICA_MODIFY) | REPLICA_INHERITED | PROVIDER_ONLY
-    for name, api in REPLICA_CREATE.items():
-        value = create[api]
-        assert value == ([{"Key": "drtopo:stack", "Value": "prod"}] if name == "tags" else inputs[name]), name
-    assert {api: modify[api] for api in REPLICA_MODIFY.values()} == {
-        api: inputs[name] for name, api in REPLICA_MODIFY.items()
+    # The expected calls come from the provider's documented behaviour (tests/unit/provider_rules.py, with sources),
+    # never from the tables the code under test keeps.
+    assert set(inputs) == (
+        set(REPLICA_CREATE_PARAMETERS) | set(REPLICA_MODIFY_PARAMETERS) | REPLICA_FROM_SOURCE | PROVIDER_DELETE_ONLY
+    )
+    sent = {name: inputs[name] for name in REPLICA_CREATE_PARAMETERS}
+    sent["tags"] = [{"Key": "drtopo:stack", "Value": "prod"}]  # the API's Tag list
+    assert create == {
+        **{api: sent[name] for name, api in REPLICA_CREATE_PARAMETERS.items()},
+        "SourceDBInstanceIdentifier": source,
+        "SourceRegion": "us-west-2",
+    }
+    assert modify == {
+        "DBInstanceIdentifier": "exception-collector-us-east-1-g1",
+        "ApplyImmediately": True,
+        **{api: inputs[name] for name, api in REPLICA_MODIFY_PARAMETERS.items()},
     }
     assert create["KmsKeyId"] == key and create["SourceDBInstanceIdentifier"] == source
     assert create["SourceRegion"] == "us-west-2"  # boto3 presigns the cross-region request there

@@ -23,14 +23,7 @@ from pydantic.alias_generators import to_camel
 
 import components.database
 from drtopo import naming
-from drtopo.database.instance import (
-    REPLICA_CREATE,
-    REPLICA_INHERITED,
-    REPLICA_MODIFY,
-    import_command,
-    instance_inputs,
-    replica_requests,
-)
+from drtopo.database.instance import import_command, instance_inputs, replica_requests
 from drtopo.failover.marker import RoleMarker, next_marker
 from drtopo.failover.roles import set_role, switch_roles
 from drtopo.role_guard import LiveState, judge
@@ -39,6 +32,9 @@ from evaluation.mock_program import ACCOUNT_ID, Evaluation, Registered, evaluate
 from tests.unit.provider_rules import (
     OTHER,
     RDS_INSTANCE,
+    REPLICA_CREATE_PARAMETERS,
+    REPLICA_FROM_SOURCE,
+    REPLICA_MODIFY_PARAMETERS,
     ROUTE53_RECORD,
     RULES,
     Desired,
@@ -227,11 +223,14 @@ class World:
         if arn in self.cloud.instances:
             raise Refused(f"CreateDBInstanceReadReplica: DBInstanceAlreadyExists {arn}")
         origin = self.cloud.instances[source]
-        # What Read reports: the arguments sent, under their input names, and what the replica inherits.
+        # What Read reports: the arguments sent, under their input names (the provider's parameters as documented,
+        # provider_rules.py, not the script's own table: a parameter the script does not send fails here), and what
+        # the replica inherits.
         sent = {**create, **modify}
-        attrs = {to_camel(k): sent[api] for k, api in {**REPLICA_CREATE, **REPLICA_MODIFY}.items()}
+        parameters = {**REPLICA_CREATE_PARAMETERS, **REPLICA_MODIFY_PARAMETERS}
+        attrs = {to_camel(k): sent[api] for k, api in parameters.items()}
         attrs["tags"] = {t["Key"]: t["Value"] for t in sent["Tags"]}
-        attrs.update({to_camel(k): origin.attrs[to_camel(k)] for k in REPLICA_INHERITED})
+        attrs.update({to_camel(k): origin.attrs[to_camel(k)] for k in REPLICA_FROM_SOURCE})
         attrs.update(arn=arn, replicateSourceDb=source)
         if self.replica_reports_db_name:
             attrs.update(dbName=origin.db_name, username=origin.username)
