@@ -1,16 +1,16 @@
 """A crash of the Kafka client can no longer kill a run: real SIGSEGVs, hangs and exceptions in the isolated child
-become one-line reasons, a crash inside the Kafka checks becomes a failed check with the others still reported, and
-`validate` right after a broker restart (when the group coordinator answers NOT_COORDINATOR) exits 0 or 1 with its
-whole report.
+become one-line reasons, and a crash inside the Kafka checks becomes a failed check with the others still reported.
+
+No case here restarts a broker to "show" validate surviving NOT_COORDINATOR: nothing can show the coordinator
+actually answered it (the lab's one-broker cluster often has its offsets loaded by the time it is ready again, and
+neither the report nor librdkafka says which answer came), so such a case passed whether or not the fault happened.
+What contains the crash that error used to cause (a SIGSEGV in the client) is shown below with real SIGSEGVs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,12 +53,12 @@ def test_a_segfault_in_the_child_becomes_a_one_line_reason_after_the_items_it_se
 
 
 def test_a_hung_child_is_killed_at_its_deadline() -> None:
-    start = time.monotonic()
     got: list[int] = []
-    with pytest.raises(isolated.IsolatedError, match=r"^no answer within 2 s \(the child was killed\) in a hang$"):
-        got.extend(isolated.stream(hang, timeout=2, what="a hang"))
+    # The deadline also covers the spawned child's start-up (imports included): 10 s, not 2, so a loaded machine does
+    # not miss the first item; the hang (60 s) is far beyond it.
+    with pytest.raises(isolated.IsolatedError, match=r"^no answer within 10 s \(the child was killed\) in a hang$"):
+        got.extend(isolated.stream(hang, timeout=10, what="a hang"))
     assert got == [1]
-    assert time.monotonic() - start < 15  # start-up, 2 s for the second item, the kill
 
 
 def test_an_exception_in_the_child_crosses_as_its_first_line() -> None:
@@ -87,29 +87,3 @@ def test_a_crash_in_the_kafka_checks_fails_that_check_and_keeps_the_others(lab: 
     assert outcomes[TOPICS][0] == PASS and outcomes[GROUP_OFFSETS][0] == PASS
     assert outcomes[MIRROR_LAG] == (FAIL, "librdkafka crashed (SIGSEGV) in kafka.mirror_lag")
     assert report.exit_code() == 1
-
-
-@pytest.mark.lab
-def test_validate_right_after_a_broker_restart_exits_0_or_1_with_its_report(lab: Lab, tmp_path: Path) -> None:
-    report = tmp_path / "report.json"
-    lab.prod.kafka.stop()
-    try:
-        lab.prod.kafka.start()
-        command = ["-m", "scripts.validate", "--stack", "prod", "--outputs", str(lab.prod.outputs_path)]
-        proc = subprocess.run(
-            [sys.executable, *command, "--json", str(report)],
-            cwd=REPO,
-            env=os.environ,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    finally:
-        # MirrorMaker reads from the restarted cluster: leave a fresh one for the tests after this.
-        lab.stop_mirrormaker()
-        lab.start_mirrormaker()
-    assert proc.returncode in (0, 1), (proc.returncode, proc.stderr)
-    checks = {c["name"]: c for c in json.loads(report.read_text())["checks"]}
-    assert "FAILED:" in proc.stdout or "OK:" in proc.stdout
-    assert checks[TOPICS]["ok"] and checks[GROUP_OFFSETS]["ok"], (checks[TOPICS], checks[GROUP_OFFSETS])
-    assert all(c["outcome"] in ("pass", "fail", "skip") for c in checks.values())

@@ -1,10 +1,12 @@
-"""Credentials in the standby region, on the AWS emulator (a moto_server of its own, seeded as the lab seeds it).
+"""Credentials in the standby region: what the program declares (evaluated under Pulumi's mocks), and a standby's
+scripts reading them on the AWS emulator (a moto_server of its own, seeded as the lab seeds it).
 
-What the emulator shows: the primary's master secret is replicated to the standby region under the same name, and a
-standby stack's scripts (the backup jobs included) read it with a client of their own region, by the name the
-program exports for a standby (`dbPasswordSecretArn`). What it cannot show: a region actually failing (one emulator
-serves every region), replication lag of the secret, IAM evaluating the jobs' policies (moto enforces none) or
-EKS exchanging a ServiceAccount token for the role (no pod identity webhook in the lab's cluster).
+The program replicates the primary's master secret into the standby region and has a standby export it by name
+(`dbPasswordSecretArn`); the lab's seeding is checked against that declaration, never cited as evidence of its own.
+What the emulator shows: a standby's scripts (the backup jobs included) read the password with a client of their own
+region by the name the program exports. What it cannot show: a region actually failing (one emulator serves every
+region), replication lag of the secret, IAM evaluating the jobs' policies (moto enforces none) or EKS exchanging a
+ServiceAccount token for the role (no pod identity webhook in the lab's cluster).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from drtopo import naming
 from drtopo.database.connect import password
 from drtopo.outputs import StackOutputs, bucket_outputs, outputs_document
 from drtopo.settings import Settings, load_settings
+from evaluation.mock_program import Evaluation, evaluate
 from lab import aws, process
 
 pytestmark = pytest.mark.lab
 STACKS = ("prod", "dr")
+SECRET = "aws:secretsmanager/secret:Secret"
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +45,32 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         process.stop(root, aws.PROCESS_NAME)
 
 
-def test_the_primarys_master_secret_has_a_replica_in_the_standby_region(
-    seeded: tuple[str, dict[str, Settings]],
+@pytest.fixture(scope="module")
+def declared() -> dict[str, Evaluation]:
+    """Each stack's program under Pulumi's mocks, in the shipped roles (prod primary, dr standby)."""
+    return {stack: evaluate(load_settings(stack)) for stack in STACKS}
+
+
+def test_the_program_replicates_the_primarys_master_secret_into_the_standby_region(
+    declared: dict[str, Evaluation], seeded: tuple[str, dict[str, Settings]]
 ) -> None:
+    secret = declared["prod"].one(SECRET, "master-secret")
+    assert secret.inputs["name"] == "drtopo/us-east-1/database/master"
+    # Encrypted there with the standby region's own database key, by alias (a key ARN would name its region).
+    assert secret.inputs["replicas"] == [{"region": "us-west-2", "kmsKeyId": "alias/drtopo-us-west-2-database"}]
+    assert secret.protect
+    # A standby names the primary's secret by name: looked up in the client's region, it is the local replica.
+    assert declared["dr"].exports["dbPasswordSecretArn"] == "drtopo/us-east-1/database/master"
+    # The lab seeds the emulator as the program declares it (the seeding is checked, not the evidence).
     endpoint, settings = seeded
-    prod, dr = settings["prod"], settings["dr"]
-    name = naming.db_secret_name(prod.region)
-    primary = aws.client("secretsmanager", prod.region, endpoint).describe_secret(SecretId=name)
-    assert [r["Region"] for r in primary["ReplicationStatus"]] == [dr.region]
-    replica = aws.client("secretsmanager", dr.region, endpoint).describe_secret(SecretId=name)
-    assert replica["PrimaryRegion"] == prod.region
-    assert replica["ARN"].startswith(f"arn:aws:secretsmanager:{dr.region}:")
+    seeded_secret = aws.client("secretsmanager", settings["prod"].region, endpoint).describe_secret(
+        SecretId=secret.inputs["name"]
+    )
+    assert [r["Region"] for r in seeded_secret["ReplicationStatus"]] == [r["region"] for r in secret.inputs["replicas"]]
 
 
 def test_a_standby_reads_the_password_in_its_own_region(
-    seeded: tuple[str, dict[str, Settings]], monkeypatch: pytest.MonkeyPatch
+    seeded: tuple[str, dict[str, Settings]], declared: dict[str, Evaluation], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     endpoint, settings = seeded
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
@@ -69,14 +84,15 @@ def test_a_standby_reads_the_password_in_its_own_region(
         )["SecretString"]
     )
     assert stored["username"] == prod.database.username and len(stored["password"]) >= 20
-    # dr as the program exports it while standby: the primary's secret by name, read with a us-west-2 client.
-    dr_out = _standby_outputs(dr, naming.db_secret_name(prod.region))
+    # dr's outputs with the secret the program exports while standby, read by the scripts with a us-west-2 client.
+    exported = declared["dr"].exports["dbPasswordSecretArn"]
+    dr_out = _standby_outputs(dr, exported)
     assert dr_out.region == "us-west-2"
     assert password(dr_out) == stored["password"]
     # The same name in a region holding no replica is not found: the read really is regional.
     lonely = dr.model_copy(update={"region": "eu-west-1"})
     with pytest.raises(ClientError, match="ResourceNotFound"):
-        password(_standby_outputs(lonely, naming.db_secret_name(prod.region)))
+        password(_standby_outputs(lonely, exported))
 
 
 def _standby_outputs(settings: Settings, secret: str) -> StackOutputs:
