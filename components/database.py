@@ -187,7 +187,11 @@ class Database(pulumi.ComponentResource):
             )
         alerts = AlertTopic(
             f"{name}-alerts",
-            AlertTopicArgs(description=f"drtopo database alarms in {region}", alias=f"drtopo-{region}-database-alerts"),
+            AlertTopicArgs(
+                description=f"drtopo database alarms in {region}",
+                alias=f"drtopo-{region}-database-alerts",
+                subscriptions=settings.notifications.alerts,
+            ),
             child,
         )
         cloudwatch.MetricAlarm(

@@ -73,7 +73,9 @@ class DnsFailover(pulumi.ComponentResource):
         alerts = AlertTopic(
             f"{name}-alerts",
             AlertTopicArgs(
-                description=f"drtopo DNS failover of {dns.endpoint}", alias=f"drtopo-{settings.region}-dns-alerts"
+                description=f"drtopo DNS failover of {dns.endpoint}",
+                alias=f"drtopo-{settings.region}-dns-alerts",
+                subscriptions=settings.notifications.alerts,
             ),
             child,
         )

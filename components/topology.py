@@ -1,5 +1,5 @@
-"""The whole stack for this stack's role: storage, database, DNS failover, the Kafka mirror and the backup jobs,
-and the outputs the scripts read (`StackOutputs`).
+"""The whole stack for this stack's role: storage, database, DNS failover, the Kafka mirror, the backup jobs and the
+incident topic, and the outputs the scripts read (`StackOutputs`).
 
 `build_topology(settings)` is the program; `__main__.py` only loads the settings and exports what this returns.
 The unit tests and the policy tests evaluate this same function under Pulumi mocks.
@@ -12,11 +12,13 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes import Provider
 
+from components.alerts import AlertTopic, AlertTopicArgs
 from components.backup_jobs import BackupJobs, BackupJobsArgs
 from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from components.storage import BackupStorage, BackupStorageArgs
+from drtopo import naming
 from drtopo.outputs import bucket_outputs, outputs_document
 from drtopo.settings import Settings
 
@@ -30,6 +32,18 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     database = Database("database", DatabaseArgs(settings=settings))
     dns = DnsFailover("dns", DnsFailoverArgs(settings=settings))
     KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings), cluster)
+    # Where the tools tell people an incident started, moved on and ended: in this region, so the side that is
+    # alive always has one (named, so the lab and a command without outputs find it too).
+    incidents = AlertTopic(
+        "incidents",
+        AlertTopicArgs(
+            description=f"drtopo incidents of {settings.stack} in {settings.region}",
+            alias=f"drtopo-{settings.region}-incidents",
+            subscriptions=settings.notifications.incidents,
+            name=naming.incident_topic_name(settings.region),
+            service_principals=(),
+        ),
+    )
     instance = database.instance
     outputs = outputs_document(
         settings,
@@ -44,6 +58,7 @@ def build_topology(settings: Settings) -> dict[str, Any]:
             **bucket_outputs(storage.bucket_names),
             "hostedZoneId": dns.zone_id,
             "healthCheckId": dns.health_check_id,
+            "incidentTopicArn": incidents.topic_arn,
         },
     )
     # The jobs read the very outputs this stack exports (none secret: the password stays in its secret).

@@ -48,6 +48,11 @@ def takeover_alarm_name(region: str) -> str:
     return f"drtopo-{region}-takeover"
 
 
+def incident_topic_name(region: str) -> str:
+    """The SNS topic in `region` that the tools tell an incident's start, updates and resolution to."""
+    return f"drtopo-{region}-incidents"
+
+
 def db_secret_name(region: str) -> str:
     """The database master secret of the stack in `region`; its replica in the peer region has the same name.
     (No `-` plus six characters at its end: Secrets Manager would read that as an ARN's random suffix.)"""

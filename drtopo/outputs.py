@@ -66,6 +66,8 @@ class StackOutputs(_Model):
     service_url: str
     namespace: str
     objectives: Objectives | None = None
+    # The SNS topic the tools tell incidents to, in this stack's region (absent from outputs written before it).
+    incident_topic_arn: str | None = None
     self_managed: SelfManagedPostgres | None = None
 
 

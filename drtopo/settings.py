@@ -10,10 +10,20 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
+from string import Template as _TextTemplate
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from drtopo.cron import check_schedule, require_daily
@@ -312,6 +322,175 @@ class Drill(_Model):
     decision_seconds: float = Field(default=120, ge=0)
 
 
+class SubscriptionProtocol(StrEnum):
+    """Who an SNS topic tells: a mailbox, a pager's or chat's webhook (HTTPS only: the texts name the outage), or a
+    queue another system reads."""
+
+    EMAIL = "email"
+    HTTPS = "https"
+    SQS = "sqs"
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# A standard queue (SNS FIFO topics alone deliver to FIFO queues): arn:<partition>:sqs:<region>:<account>:<name>.
+_SQS_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sqs:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:[A-Za-z0-9_-]{1,80}$")
+
+
+def _check_endpoint(protocol: SubscriptionProtocol, endpoint: str) -> str:
+    if protocol is SubscriptionProtocol.EMAIL and not _EMAIL.match(endpoint):
+        raise ValueError("expected an email address (name@domain) for protocol email")
+    if protocol is SubscriptionProtocol.HTTPS:
+        parts = urlsplit(endpoint)
+        if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in endpoint):
+            raise ValueError("expected an https:// URL with a host (a pager's or chat's webhook) for protocol https")
+    if protocol is SubscriptionProtocol.SQS and not _SQS_ARN.match(endpoint):
+        raise ValueError(
+            "expected a standard SQS queue ARN (arn:aws:sqs:<region>:<12-digit account>:<name>) for protocol sqs"
+        )
+    return endpoint
+
+
+class Subscription(_Model):
+    """One subscriber of a topic: `protocol` email, https or sqs and its `endpoint`, checked for that protocol."""
+
+    protocol: SubscriptionProtocol
+    endpoint: str
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str, info: ValidationInfo) -> str:
+        protocol = info.data.get("protocol")
+        return value if protocol is None else _check_endpoint(protocol, value)
+
+    @property
+    def region(self) -> str | None:
+        """The region of an SQS queue; None for the other protocols."""
+        match = _SQS_ARN.match(self.endpoint)
+        return match["region"] if self.protocol is SubscriptionProtocol.SQS and match else None
+
+
+# What a notification template may name (`$name` or `${name}`): drtopo.incident fills each one from the incident's
+# facts; one that is not known yet reads "not measured yet" or "none".
+TEMPLATE_FIELDS = (
+    "service",
+    "scenario",
+    "stack",
+    "region",
+    "impact",
+    "start_time",
+    "time",
+    "estimated_recovery",
+    "status_page",
+    "event",
+    "objective_rto",
+    "objective_rpo",
+    "measured_rto",
+    "measured_rpo",
+    "rows_lost",
+    "left_to_do",
+)
+
+
+class Template(_Model):
+    """A message's `subject` (one line) and `body`, with `$field` placeholders from TEMPLATE_FIELDS."""
+
+    subject: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        text = _TextTemplate(value)
+        if not text.is_valid():
+            raise ValueError("has a '$' that starts no placeholder; expected $field, ${field} or $$ for a dollar")
+        unknown = [name for name in text.get_identifiers() if name not in TEMPLATE_FIELDS]
+        if unknown:
+            raise ValueError(f"names ${unknown[0]}; expected placeholders among ${', $'.join(TEMPLATE_FIELDS)}")
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value:
+            raise ValueError("spans lines; expected a one-line subject")
+        return value
+
+
+class Templates(_Model):
+    """The texts of the incident notifications; defaults are the runbook's two templates and an update between."""
+
+    start: Template = Template(
+        subject="CRITICAL: $service Outage",
+        body=(
+            "We are experiencing a critical outage with the $service.\n"
+            "\n"
+            "Impact: $impact\n"
+            "Start Time: $start_time\n"
+            "Estimated Recovery: $estimated_recovery\n"
+            "Status Page: $status_page\n"
+            "\n"
+            "We are actively working on recovery and will provide updates every 30 minutes.\n"
+        ),
+    )
+    update: Template = Template(
+        subject="UPDATE: $service Outage",
+        body=(
+            "An update on the outage of the $service.\n"
+            "\n"
+            "Update: $event\n"
+            "Time: $time\n"
+            "Start Time: $start_time\n"
+            "Estimated Recovery: $estimated_recovery\n"
+            "Status Page: $status_page\n"
+        ),
+    )
+    resolution: Template = Template(
+        subject="RESOLVED: $service Restored",
+        body=(
+            "The $service has been fully restored.\n"
+            "\n"
+            "Resolution Time: $time\n"
+            "Recovery Time (RTO): $measured_rto (objective $objective_rto)\n"
+            "Data Loss (RPO): $measured_rpo (objective $objective_rpo), rows lost: $rows_lost\n"
+            "Root Cause: [To be determined in post-mortem]\n"
+            "Next Steps: post-mortem to be scheduled; left to do: $left_to_do\n"
+            "\n"
+            "All services are now operational. Thank you for your patience.\n"
+        ),
+    )
+
+
+class Notifications(_Model):
+    """`drtopo:notifications`: who each topic tells (declared by the program in the stack's own region), and the
+    texts the tools send to the incident topic."""
+
+    # Every alarm topic of the stack (database, DNS failover) gets these subscribers: the pager, the team.
+    alerts: tuple[Subscription, ...] = ()
+    # The incident topic: where promote, failback, cutover and drills say an incident started, moved or ended.
+    incidents: tuple[Subscription, ...] = ()
+    service_title: str = Field(default="Interface Exception Collector Service", min_length=1)
+    impact: str = Field(default="Exception processing is currently unavailable", min_length=1)
+    status_page_url: str | None = None
+    templates: Templates = Templates()
+
+    @field_validator("alerts", "incidents")
+    @classmethod
+    def _unique(cls, value: tuple[Subscription, ...]) -> tuple[Subscription, ...]:
+        seen = [(s.protocol.value, s.endpoint) for s in value]
+        if len(set(seen)) != len(seen):
+            raise ValueError("has the same protocol and endpoint twice; expected each subscriber once")
+        return value
+
+    @field_validator("status_page_url")
+    @classmethod
+    def _status_page(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ValueError("expected an https:// URL of the public status page")
+        return value
+
+
 class Settings(_Model):
     """Everything one stack is configured with."""
 
@@ -333,11 +512,19 @@ class Settings(_Model):
     service: Service = Service()
     failover: Failover = Failover()
     drill: Drill = Drill()
+    notifications: Notifications = Notifications()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         if self.region == self.peer_region:
             raise ValueError(f"peerRegion {self.peer_region!r} equals region; expected a different region")
+        for topic in ("alerts", "incidents"):
+            for sub in getattr(self.notifications, topic):
+                if sub.region not in (None, self.region):
+                    raise ValueError(
+                        f"{PROJECT}:notifications.{topic} queue {sub.endpoint!r} is in {sub.region}; expected a "
+                        f"queue in {self.region} (the stack's region: a queue elsewhere is lost with its region)"
+                    )
         if self.role is Role.STANDBY and not (self.primary_stack_reference or self.replication_source_arn):
             raise ValueError(
                 "role 'standby' has no primary reference; expected primaryStackReference or replicationSourceArn"

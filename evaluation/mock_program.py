@@ -89,6 +89,9 @@ def _mock_outputs(
     if args.typ == "aws:kms/key:Key":
         # As KMS names it: the key's own region (its `region` input, else the stack's).
         outputs["arn"] = f"arn:aws:kms:{outputs.get('region') or region}:{ACCOUNT_ID}:key/{name}"
+    if args.typ == "aws:sns/topic:Topic":
+        # As SNS names it: the topic's region and name (a topic without one gets its logical name here).
+        outputs["arn"] = f"arn:aws:sns:{outputs.get('region') or region}:{ACCOUNT_ID}:{outputs.get('name') or name}"
     if args.typ == "aws:secretsmanager/secret:Secret":
         outputs["arn"] = f"arn:aws:secretsmanager:{region}:{ACCOUNT_ID}:secret:{outputs.get('name', name)}-AbCdEf"
     if args.typ == "aws:s3/bucket:Bucket":

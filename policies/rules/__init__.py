@@ -1,5 +1,15 @@
 """The rules, one module per concern; importing this package registers them all."""
 
-from policies.rules import database, dns, generic, identity, kubernetes, objectives, regions, storage
+from policies.rules import (
+    database,
+    dns,
+    generic,
+    identity,
+    kubernetes,
+    notifications,
+    objectives,
+    regions,
+    storage,
+)
 
-__all__ = ["database", "dns", "generic", "identity", "kubernetes", "objectives", "regions", "storage"]
+__all__ = ["database", "dns", "generic", "identity", "kubernetes", "notifications", "objectives", "regions", "storage"]

@@ -19,7 +19,7 @@ from policies import resource_types as types
 from policies.model import Resource, Violation, violation
 from policies.registry import resource_rule
 
-REGIONAL = (types.METRIC_ALARM, types.SNS_TOPIC, types.KMS_KEY, types.KMS_ALIAS)
+REGIONAL = (types.METRIC_ALARM, types.SNS_TOPIC, types.SNS_TOPIC_SUBSCRIPTION, types.KMS_KEY, types.KMS_ALIAS)
 # The tag value of the one key allowed outside the stack's region (components/database.py sets it).
 RDS_BACKUP_COPIES_PURPOSE = "rds-backup-copies"
 
@@ -33,7 +33,7 @@ def _allowed_elsewhere(resource: Resource, settings: Settings, region: str) -> b
 
 @resource_rule(
     "regional-resources-in-own-region",
-    "Alarms, SNS topics and KMS keys (and their aliases) live in the stack's own region.",
+    "Alarms, SNS topics and their subscriptions, KMS keys (and their aliases) live in the stack's own region.",
     REGIONAL,
 )
 def regional_resources_in_own_region(resource: Resource, settings: Settings) -> Iterator[Violation]:

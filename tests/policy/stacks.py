@@ -160,6 +160,42 @@ def storage(settings: Settings) -> list[Resource]:
     return found
 
 
+ACCOUNT = "123456789012"
+# The topics the program declares: logical name -> physical name (None: named by Pulumi) and whose subscribers.
+TOPICS = {"database-alerts": None, "dns-alerts": None, "incidents": naming.incident_topic_name}
+
+
+def topic_arn(settings: Settings, topic: str) -> str:
+    physical = TOPICS[topic]
+    return f"arn:aws:sns:{settings.region}:{ACCOUNT}:{physical(settings.region) if physical else topic}"
+
+
+def routed(settings: Settings, topic: str) -> dict[str, Any]:
+    """An alarm's actions: ALARM and OK to `topic`."""
+    return {"alarmActions": [topic_arn(settings, topic)], "okActions": [topic_arn(settings, topic)]}
+
+
+def notifications(settings: Settings) -> list[Resource]:
+    """The alarm topics and the incident topic, each encrypted and with the settings' subscribers."""
+    found = []
+    for topic, physical in TOPICS.items():
+        inputs: dict[str, Any] = {"kmsMasterKeyId": f"arn:aws:kms:{settings.region}:{ACCOUNT}:key/{topic}"}
+        if physical:
+            inputs["name"] = physical(settings.region)
+        found.append(res(settings, types.SNS_TOPIC, topic, inputs))
+        subscribers = settings.notifications.incidents if topic == "incidents" else settings.notifications.alerts
+        found += [
+            res(
+                settings,
+                types.SNS_TOPIC_SUBSCRIPTION,
+                f"{topic}-sub-{index}",
+                {"topic": topic_arn(settings, topic), "protocol": sub.protocol.value, "endpoint": sub.endpoint},
+            )
+            for index, sub in enumerate(subscribers)
+        ]
+    return found
+
+
 def database(settings: Settings) -> list[Resource]:
     instance: dict[str, Any] = {
         "identifier": naming.db_identifier(settings),
@@ -213,6 +249,7 @@ def database(settings: Settings) -> list[Resource]:
                 "period": 60.0,
                 "evaluationPeriods": 3.0,
                 "comparisonOperator": "GreaterThanOrEqualToThreshold",
+                **routed(settings, "database-alerts"),
             },
         ),
     ]
@@ -247,6 +284,7 @@ def dns(settings: Settings) -> list[Resource]:
                 "threshold": 1.0,
                 "comparisonOperator": "GreaterThanOrEqualToThreshold",
                 "treatMissingData": "ignore",
+                **routed(settings, "dns-alerts"),
             },
         ),
         res(
@@ -421,7 +459,8 @@ def workload_identity(settings: Settings) -> list[Resource]:
 
 def baseline(settings: Settings) -> list[Resource]:
     """A stack that complies with every rule for `settings`."""
-    found = storage(settings) + database(settings) + dns(settings) + kubernetes(settings) + workload_identity(settings)
+    found = storage(settings) + database(settings) + dns(settings) + notifications(settings) + kubernetes(settings)
+    found += workload_identity(settings)
     if settings.kubernetes.oidc_issuer is not None:
         # The jobs read the master secret with their role: no Kubernetes Secret in any CronJob.
         found = [_without_secret_refs(r) if r.type == types.K8S_CRONJOB else r for r in found]

@@ -8,7 +8,9 @@ from functools import cache
 
 import pytest
 
+from drtopo.naming import incident_topic_name
 from drtopo.settings import Role, load_settings, stacks
+from evaluation.mock_program import ACCOUNT_ID
 from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Resource
@@ -65,7 +67,7 @@ def test_rules_see_every_kind_of_resource_they_govern() -> None:
         t.BUCKET, t.BUCKET_VERSIONING, t.BUCKET_SSE, t.BUCKET_PUBLIC_ACCESS_BLOCK, t.BUCKET_POLICY,
         t.BUCKET_LIFECYCLE, t.BUCKET_OBJECT_LOCK, t.BUCKET_REPLICATION, t.KMS_KEY, t.RDS_INSTANCE,
         t.RDS_PARAMETER_GROUP, t.METRIC_ALARM, t.ROUTE53_RECORD, t.ROUTE53_HEALTH_CHECK, t.K8S_CRONJOB,
-        t.K8S_DEPLOYMENT, t.K8S_CONFIGMAP,
+        t.K8S_DEPLOYMENT, t.K8S_CONFIGMAP, t.SNS_TOPIC, t.SNS_TOPIC_SUBSCRIPTION,
     }  # fmt: skip
     assert governed - present == set()
 
@@ -128,3 +130,38 @@ def test_an_rpo_stricter_than_replication_time_control_is_caught() -> None:
 def test_other_weakened_settings_are_caught(stack: str, overrides: dict, expected: str) -> None:
     found = messages(stack, overrides)
     assert any(expected in m for m in found), found
+
+
+@pytest.mark.parametrize("prod_role", [r.value for r in Role])
+def test_an_incident_topic_with_a_subscriber_in_both_regions_in_every_pair_of_roles(prod_role: str) -> None:
+    dr_role = Role.STANDBY.value if prod_role == Role.PRIMARY.value else Role.PRIMARY.value
+    found = {}
+    for stack, role in (("prod", prod_role), ("dr", dr_role)):
+        resources = program(stack, json.dumps({"role": role}, sort_keys=True))
+        region = load_settings(stack).region
+        topic = next(
+            r for r in resources if r.type == t.SNS_TOPIC and r.inputs.get("name") == incident_topic_name(region)
+        )
+        arn = f"arn:aws:sns:{region}:{ACCOUNT_ID}:{incident_topic_name(region)}"
+        subscribers = [r.inputs["endpoint"] for r in resources if r.type == t.SNS_TOPIC_SUBSCRIPTION
+                       and r.inputs["topic"] == arn]  # fmt: skip
+        assert topic.inputs.get("region") in (None, region) and topic.inputs.get("kmsMasterKeyId")
+        found[region] = subscribers
+    assert found == {"us-east-1": ["incident-response@biopro.com"], "us-west-2": ["incident-response@biopro.com"]}
+
+
+@pytest.mark.parametrize("stack", stacks())
+def test_alarm_topics_without_a_subscriber_are_caught(stack: str) -> None:
+    notifications = load_settings(stack).notifications.model_dump(mode="json", by_alias=True, exclude_none=True)
+    found = messages(stack, {"notifications": {**notifications, "alerts": []}})
+    region = load_settings(stack).region
+    alarms = [r.name for r in program(stack) if r.type == t.METRIC_ALARM]
+    expected = {
+        f"MetricAlarm '{alarm}': {prop} = 'arn:aws:sns:{region}:{ACCOUNT_ID}:{topic}'; required an SNS topic this "
+        f"stack declares, with at least one subscription (drtopo:notifications.alerts) (topic '{topic}' has no "
+        "subscription)"
+        for alarm in alarms
+        for topic in ("database-alerts" if alarm.startswith("database") else "dns-alerts",)
+        for prop in ("alarmActions", "okActions")
+    }
+    assert len(alarms) >= 2 and expected <= set(found), found

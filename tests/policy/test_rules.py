@@ -610,6 +610,70 @@ CASES = [
         set_(t.K8S_PROVIDER, "kubernetes", "context", "biopro-us-west-2"),
         "ConfigMap 'kafka-mirror-config': provider = 'urn:pulumi:prod::drtopo::pulumi:providers:kubernetes::",
     ),
+    # notifications
+    Case(
+        "alarms-notify-someone",
+        "topic-without-subscriber",
+        drop(t.SNS_TOPIC_SUBSCRIPTION, "database-alerts-sub-0"),
+        "MetricAlarm 'database-replica-lag': alarmActions = 'arn:aws:sns:us-east-1:123456789012:database-alerts'; "
+        "required an SNS topic this stack declares, with at least one subscription (drtopo:notifications.alerts) "
+        "(topic 'database-alerts' has no subscription)",
+    ),
+    Case(
+        "alarms-notify-someone",
+        "standby-topic-without-subscriber",
+        drop(t.SNS_TOPIC_SUBSCRIPTION, "dns-alerts-sub-0"),
+        "MetricAlarm 'dns-takeover': okActions = 'arn:aws:sns:us-west-2:123456789012:dns-alerts'; required an SNS",
+        stack="dr",
+    ),
+    Case(
+        "alarms-notify-someone",
+        "no-alarm-action",
+        set_(t.METRIC_ALARM, "dns-takeover", "alarmActions", []),
+        "MetricAlarm 'dns-takeover': alarmActions = (not set); required an SNS topic this stack declares, with at "
+        "least one subscription (drtopo:notifications.alerts) (an alarm that notifies no one)",
+        stack="dr",
+    ),
+    Case(
+        "alarms-notify-someone",
+        "topic-outside-the-stack",
+        set_(t.METRIC_ALARM, "database-replica-lag", "okActions", ["arn:aws:sns:us-east-1:999999999999:elsewhere"]),
+        "okActions = 'arn:aws:sns:us-east-1:999999999999:elsewhere'; required an SNS topic this stack declares, "
+        "with at least one subscription (drtopo:notifications.alerts) (a topic outside the stack cannot be checked)",
+    ),
+    Case(
+        "incident-topic-in-own-region",
+        "missing",
+        drop(t.SNS_TOPIC, "incidents"),
+        "stack: SNS topic drtopo-us-west-2-incidents = (not set); required the incident topic in us-west-2",
+        stack="dr",
+    ),
+    Case(
+        "incident-topic-in-own-region",
+        "no-subscriber",
+        drop(t.SNS_TOPIC_SUBSCRIPTION, "incidents-sub-0"),
+        "Topic 'incidents': subscriptions = 0; required at least 1 (drtopo:notifications.incidents) (it tells no one)",
+    ),
+    Case(
+        "incident-topic-in-own-region",
+        "in-the-peer-region",
+        set_(t.SNS_TOPIC, "incidents", "region", "us-east-1"),
+        "Topic 'incidents': region = 'us-east-1'; required 'us-west-2' (the stack's region) or not set",
+        stack="dr",
+    ),
+    Case(
+        "incident-topic-in-own-region",
+        "unencrypted",
+        set_(t.SNS_TOPIC, "incidents", "kmsMasterKeyId", DROP),
+        "Topic 'incidents': kmsMasterKeyId = (not set); required a customer-managed KMS key",
+    ),
+    Case(
+        "regional-resources-in-own-region",
+        "subscription-in-the-peer-region",
+        set_(t.SNS_TOPIC_SUBSCRIPTION, "incidents-sub-0", "region", "us-east-1"),
+        "TopicSubscription 'incidents-sub-0': region = 'us-east-1'; required 'us-west-2' (the stack's region)",
+        stack="dr",
+    ),
 ]
 
 

@@ -112,7 +112,9 @@ def test_physical_names_never_collide_between_the_stacks(prod: Evaluation, dr: E
         names += [r.inputs["bucket"] for r in ev.of_type("aws:s3/bucket:Bucket")]
         names += [r.inputs["identifier"] for r in ev.of_type("aws:rds/instance:Instance")]
         names += [r.inputs["name"] for r in ev.of_type("aws:rds/parameterGroup:ParameterGroup")]
-    assert len(aliases) == len(set(aliases)) == 10  # 5 per stack: backups, database, copies, two alert topics
+        names += [r.inputs["name"] for r in ev.of_type("aws:sns/topic:Topic") if "name" in r.inputs]
+    # 6 per stack: backups, database, copies, two alert topics, the incident topic
+    assert len(aliases) == len(set(aliases)) == 12
     assert len(names) == len(set(names))
 
 
