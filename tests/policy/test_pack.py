@@ -156,3 +156,44 @@ def test_pack_process_reports_a_violation(analyzer: analyzer_pb2_grpc.AnalyzerSt
     found = {(d.policyName, d.message.splitlines()[-1]) for d in response.diagnostics}
     assert ("rds-encrypted", "Instance 'database': storageEncrypted = false; required true") in found
     assert not any(d.policyName == "rds-multi-az" for d in response.diagnostics)
+
+
+@pytest.mark.parametrize("subscribed", [True, False])
+def test_a_new_topic_is_tied_to_its_alarm_and_subscriptions_by_dependency(subscribed: bool) -> None:
+    """During the first preview no topic has an ARN yet: the alarm's actions and the subscription's topic are unknown,
+    and only their dependencies on the topic say which is whose."""
+    topic = PolicyResource(
+        t.SNS_TOPIC, {"kmsMasterKeyId": UNKNOWN_STRING_VALUE}, f"{PROD}{t.SNS_TOPIC}::dns-alerts", "dns-alerts",
+        options(False), None, None, [], {},
+    )  # fmt: skip
+    alarm = PolicyResource(
+        t.METRIC_ALARM,
+        {"alarmActions": [UNKNOWN_STRING_VALUE], "okActions": [UNKNOWN_STRING_VALUE]},
+        f"{PROD}{t.METRIC_ALARM}::dns-takeover",
+        "dns-takeover",
+        options(False),
+        None,
+        None,
+        [topic],
+        {"alarmActions": [topic], "okActions": [topic]},
+    )
+    subscription = PolicyResource(
+        t.SNS_TOPIC_SUBSCRIPTION,
+        {"topic": UNKNOWN_STRING_VALUE, "protocol": "email", "endpoint": "dr-team@biopro.com"},
+        f"{PROD}{t.SNS_TOPIC_SUBSCRIPTION}::dns-alerts-email",
+        "dns-alerts-email",
+        options(False),
+        None,
+        None,
+        [topic],
+        {"topic": [topic]},
+    )
+    reported: list[str] = []
+    resources = [topic, alarm, subscription] if subscribed else [topic, alarm]
+    policy("alarms-notify-someone").validate(StackValidationArgs(resources), lambda m, urn=None: reported.append(m))
+    required = "required an SNS topic this stack declares, with at least one subscription (drtopo:notifications.alerts)"
+    expected = [
+        f"MetricAlarm 'dns-takeover': {prop} = 'dns-alerts'; {required} (topic 'dns-alerts' has no subscription)"
+        for prop in ("alarmActions", "okActions")
+    ]
+    assert reported == ([] if subscribed else expected)
