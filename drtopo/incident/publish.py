@@ -1,7 +1,8 @@
 """Sending a message to a region's incident topic: a data-plane call in that region that never raises.
 
 A notification that cannot be sent must never block or fail a recovery, so `publish` returns a `Delivery` (sent
-with SNS's message id, or not sent with the reason) for the command to report as a SKIP and retry at its next step.
+with SNS's message id, or not sent with the reason); an `Outbox` keeps what was not sent and tries it again at the
+command's next step, and `record_notices` puts each attempt in the report (a SKIP when not sent).
 Pass a client made by `drtopo.aws.client("sns", region)`: its short timeouts and bounded retries keep a dead region
 from holding the recovery. A topic in another region than the client's is not sent to: the messages go to the
 region that is alive, and a cross-region call would reach for the one that may be gone.
@@ -10,13 +11,17 @@ region that is alive, and a cross-region call would reach for the one that may b
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.errors import one_line
+from drtopo.incident.facts import MessageKind
 from drtopo.incident.messages import Message
+from drtopo.incident.record import Notice
+from drtopo.report import Report
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +95,42 @@ def publish(client: SnsClient, topic_arn: str | None, message: Message) -> Deliv
         log.exception("publish to %s failed unexpectedly", topic_arn)
         return Delivery(False, topic_arn, f"{type(exc).__name__}: {one_line(exc)}")
     return Delivery(True, topic_arn, str(answer.get("MessageId", "")))
+
+
+@dataclass
+class Outbox:
+    """The messages of one run to one incident topic, in order: a message not sent stays pending and is tried again,
+    before any newer one, at the next `post` (the command posts at each step), so a brief outage of SNS delays the
+    start message instead of losing it. Every attempt is returned as a Notice for the report and the record."""
+
+    client: SnsClient
+    topic_arn: str | None
+    pending: list[tuple[MessageKind, Message]] = field(default_factory=list)
+
+    def post(self, kind: MessageKind, message: Message, at: datetime) -> list[Notice]:
+        """Queue `message` and send what is pending in order, stopping at the first not sent."""
+        self.pending.append((kind, message))
+        return self.flush(at)
+
+    def flush(self, at: datetime) -> list[Notice]:
+        """Try the pending messages in order; the first not sent and those after it stay pending."""
+        notices = []
+        while self.pending:
+            kind, message = self.pending[0]
+            delivery = publish(self.client, self.topic_arn, message)
+            notices.append(Notice(kind, at, delivery.sent, delivery.detail))
+            if not delivery.sent:
+                break
+            self.pending.pop(0)
+        return notices
+
+
+def record_notices(report: Report, notices: list[Notice]) -> None:
+    """Each attempt as a check of the report: sent is a pass, not sent a SKIP with the reason (never a failure: a
+    notification never fails a recovery)."""
+    for notice in notices:
+        name = f"notify {notice.kind.value}"
+        if notice.sent:
+            report.check(name, True, f"sent to the incident topic (message {notice.detail})")
+        else:
+            report.skip(name, f"not sent: {notice.detail} (tried again at the next step)")

@@ -12,7 +12,15 @@ import pytest
 from drtopo import aws
 from drtopo.incident.facts import Facts, Figures, Incident, MessageKind, duration_text, offset_text
 from drtopo.incident.messages import DRILL_LAST_LINE, render
-from drtopo.incident.publish import SUBJECT_LIMIT, Delivery, publish, sns_message, sns_subject
+from drtopo.incident.publish import (
+    SUBJECT_LIMIT,
+    Delivery,
+    Outbox,
+    publish,
+    record_notices,
+    sns_message,
+    sns_subject,
+)
 from drtopo.incident.record import (
     BEYOND,
     Notice,
@@ -349,3 +357,32 @@ def test_what_is_not_sent_says_why(refusing_endpoint: str, topic: str | None, de
     # The endpoint refuses: had publish tried, the reason would be the connection, not this one.
     delivery = publish(sns("us-west-2", refusing_endpoint), topic, message())  # type: ignore[arg-type]
     assert delivery == Delivery(False, topic or "", detail)
+
+
+def test_an_outbox_keeps_what_was_not_sent_and_tries_it_first(refusing_endpoint: str) -> None:
+    outbox = Outbox(sns("us-west-2", refusing_endpoint), TOPIC)  # type: ignore[arg-type]
+    resolution = render(Facts(MessageKind.RESOLUTION, incident(), START), load_settings("dr"))
+    first = outbox.post(MessageKind.START, message(), START)  # type: ignore[arg-type]
+    assert [(n.kind, n.at, n.sent) for n in first] == [(MessageKind.START, START, False)]
+    later = START + timedelta(minutes=5)
+    second = outbox.post(MessageKind.RESOLUTION, resolution, later)
+    # The start is tried again first; the resolution waits behind it rather than overtake it.
+    assert [(n.kind, n.at, n.sent) for n in second] == [(MessageKind.START, later, False)]
+    assert [kind for kind, _ in outbox.pending] == [MessageKind.START, MessageKind.RESOLUTION]
+    assert "Could not connect to the endpoint URL" in second[0].detail
+
+
+def test_attempts_are_checks_and_not_sent_is_a_skip_never_a_failure() -> None:
+    report = Report()
+    record_notices(
+        report,
+        [
+            Notice(MessageKind.START, START, False, "Could not connect to the endpoint URL"),
+            Notice(MessageKind.START, START, True, "msg-1"),
+        ],
+    )
+    assert [(c.name, c.outcome, c.detail) for c in report.checks] == [
+        ("notify start", "skip", "not sent: Could not connect to the endpoint URL (tried again at the next step)"),
+        ("notify start", "pass", "sent to the incident topic (message msg-1)"),
+    ]
+    assert report.ok
