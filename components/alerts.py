@@ -10,7 +10,7 @@ region: a topic with no subscriber tells no one (the policy pack refuses an alar
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 from pulumi_aws import sns
@@ -31,7 +31,7 @@ class AlertTopicArgs:
     region: str | None = None
     subscriptions: tuple[Subscription, ...] = ()
     name: str | None = None
-    service_principals: tuple[str, ...] = field(default=CLOUDWATCH)
+    service_principals: tuple[str, ...] = CLOUDWATCH
 
 
 def subscription_name(topic: str, subscription: Subscription) -> str:
