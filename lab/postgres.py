@@ -305,19 +305,29 @@ def stop_pid(pid: int, timeout: float = 30) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def crash(root: Path, layout: PgLayout, stack: str) -> None:
-    """SIGKILL the postmaster and its backends at once, like a lost host; the next start does crash recovery."""
+def crash(root: Path, layout: PgLayout, stack: str) -> int:
+    """SIGKILL the postmaster and its backends at once, like a lost host; the next start does crash recovery.
+
+    Returns the PID killed. RuntimeError when `stack` has no live postmaster to kill (a crash that kills nothing is
+    no crash) or when the postmaster is still alive 5 s after the SIGKILL."""
     pid = live_pid(root, layout, stack)
-    if pid is not None:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        backends_gone = time.monotonic() + 5
-        while process.alive(pid) and time.monotonic() < backends_gone:
-            time.sleep(0.02)
+    if pid is None:
+        raise RuntimeError(
+            f"no live postmaster of {stack} to crash (neither {process.pid_file(root, process_name(stack))} nor "
+            f"{layout.data_dir(stack) / 'postmaster.pid'} names a running process)"
+        )
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    gone = time.monotonic() + 5
+    while process.alive(pid) and time.monotonic() < gone:
+        time.sleep(0.02)
+    if process.alive(pid):
+        raise RuntimeError(f"postmaster {pid} of {stack} is still alive 5 s after SIGKILL")
     process.stop(root, process_name(stack))
+    return pid
 
 
 def adopted_pid(layout: PgLayout, stack: str) -> int | None:

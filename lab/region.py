@@ -41,9 +41,9 @@ class PostgresServer(_Part):
         pushed the file into the stack's WAL bucket (lab/wal_agent.py says why not a direct push)."""
         return postgres.archive_command(self._lab.pg.archive_dir, f"{self._lab.wal_push_script} {self._stack} %f")
 
-    def kill(self) -> None:
-        """SIGKILL the postmaster (a crash)."""
-        postgres.crash(self._lab.root, self._lab.pg, self._stack)
+    def kill(self) -> int:
+        """SIGKILL the postmaster (a crash); returns its PID. RuntimeError when no postmaster runs to be killed."""
+        return postgres.crash(self._lab.root, self._lab.pg, self._stack)
 
     def stop(self) -> None:
         """A clean stop."""
