@@ -183,7 +183,8 @@ def test_restore_test_checks_a_sample_against_the_source_and_records_where_list_
     outputs = load_outputs(lab.prod.outputs_path, "prod")
     with connect(outputs) as conn:
         insert_rows(conn, f"rt-{uuid.uuid4()}-", 40)
-    assert run_cli(backup.main, ["run", *stack_args(lab)], tmp_path / "run.json")[0] == 0
+    code, made = run_cli(backup.main, ["run", *stack_args(lab)], tmp_path / "run.json")
+    assert code == 0, made
     with connect(outputs) as conn:
         total = conn.execute("SELECT count(*) FROM interface_exceptions").fetchone()[0]
         # A change made the way the service makes one (updated_at moves) is not a difference; a row deleted since
@@ -200,7 +201,9 @@ def test_restore_test_checks_a_sample_against_the_source_and_records_where_list_
     assert sample["ok"] and "1 changed and 1 deleted since the dump" in sample["detail"]
     assert checks(report)["sample retry_attempts"]["outcome"] == "skip"
     record = report["measured"]["restore_test"]
-    assert record["ok"] is True and record["seconds"] > 0
+    # The record names the dump just made (the newest), the source and the sample asked for.
+    assert record["ok"] is True and record["key"] in made["measured"]["keys"]
+    assert (record["source"], record["sample_rows"]) == (f"prod/{outputs.db_instance_id}", total)
     code, listing = run_cli(backup.main, ["list", *stack_args(lab)], tmp_path / "l.json")
     assert listing["measured"]["restore_test"] == record
     assert checks(listing)["restore test"]["ok"]

@@ -50,7 +50,6 @@ def test_self_managed_pitr_lands_exactly_at_t(
         insert_rows(conn, "written-after-pitr-", 1)  # a writable primary
     # The restored instance's new timeline never reached the source's archive.
     assert set(archive.glob("*.history")) == histories
-    assert report["measured"]["restore_seconds"] > 0
 
 
 def test_a_time_past_the_end_of_the_archive_is_refused_before_anything_is_laid_out(
@@ -99,7 +98,9 @@ def test_rds_pitr_creates_a_new_instance_and_refuses_outside_the_window(
     rds = boto3.client("rds", region_name=prod.region)
     source = rds.describe_db_instances(DBInstanceIdentifier=prod.db_instance_id)["DBInstances"][0]
     created = source["InstanceCreateTime"]
+    deadline = time.monotonic() + 10  # the emulator's clock is this machine's: a second, unless it runs ahead
     while datetime.now(UTC) <= created + timedelta(seconds=1):
+        assert time.monotonic() < deadline, f"the instance's creation time {created} is still ahead of this clock"
         time.sleep(0.2)
     target = created + timedelta(seconds=1)
     name = f"{prod.db_instance_id}-pitr-test"
