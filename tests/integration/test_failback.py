@@ -27,12 +27,13 @@ from bench.switchover import (
     wait_acks,
 )
 from drtopo import naming
-from drtopo.database.instance import import_command, instance_inputs, replica_requests
+from drtopo.database.instance import RDS_INSTANCE, import_command
 from drtopo.failover import marker
 from drtopo.failover.roles import StackChange, stack_text
 from drtopo.kafka.admin import committed_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.settings import Role, load_settings
+from evaluation.mock_program import evaluate
 from lab.core import Lab
 from tests.integration.switchover_support import consume_and_wait_for_checkpoints, kafka_running
 
@@ -78,27 +79,44 @@ def declared_instances(lab: Lab, stack: str) -> set[str]:
     return {naming.db_identifier(settings, g) for g in (database.generation, *database.retired_generations)}
 
 
+# DescribeDBInstances' DBInstance fields (RDS API reference, "DBInstance" data type) -> the `aws.rds.Instance` input
+# (camelCased, as the program registers it under Pulumi's mocks) each one reports, written out here rather than
+# taken from the script's own tables (drtopo.database.instance.REPLICA_*).
+LIVE_FIELD_OF_INPUT = {
+    "DBInstanceClass": "instanceClass",
+    "MultiAZ": "multiAz",
+    "StorageType": "storageType",
+    "DeletionProtection": "deletionProtection",
+    "CopyTagsToSnapshot": "copyTagsToSnapshot",
+    "IAMDatabaseAuthenticationEnabled": "iamDatabaseAuthenticationEnabled",
+    "BackupRetentionPeriod": "backupRetentionPeriod",
+}
+
+
 def assert_only_declared_instances(lab: Lab, rds: dict[str, list[str]]) -> None:
     """No RDS instance on the emulator that no stack declares (nothing renamed or made behind Pulumi's back), and
-    the replicas failback made carry the program's arguments: its identifier, the stack's own database key."""
+    the replica failback made carries what the program declares for it (the program evaluated under Pulumi's mocks),
+    with the stack's own database key."""
     for stack in ("prod", "dr"):
         assert set(rds[stack]) == declared_instances(lab, stack), stack
-    prod, dr = outputs(lab, "prod"), outputs(lab, "dr")
+    dr = outputs(lab, "dr")
     prod_settings, dr_settings = (load_settings(s, lab.project_dir) for s in ("prod", "dr"))
     client = boto3.client("rds", region_name=dr.region)
     replica = client.describe_db_instances(DBInstanceIdentifier=naming.db_identifier(dr_settings))["DBInstances"][0]
     primary_id = naming.db_identifier(prod_settings)
     assert replica["ReadReplicaSourceDBInstanceIdentifier"].endswith(f":db:{primary_id}")
-    inputs = instance_inputs(dr_settings, dr_settings.database.generation, dr.db_kms_key_arn)
-    create, _modify = replica_requests(inputs, prod.db_arn)
-    assert replica["KmsKeyId"] == dr.db_kms_key_arn == create["KmsKeyId"]
-    for api in ("DBInstanceClass", "MultiAZ", "StorageType", "DeletionProtection", "CopyTagsToSnapshot", "Port"):
-        key = {"Port": "Endpoint"}.get(api, api)
-        live = replica[key]["Port"] if api == "Port" else replica[key]
-        assert live == create[api], api
-    assert replica["IAMDatabaseAuthenticationEnabled"] is create["EnableIAMDatabaseAuthentication"]
-    assert replica["TagList"] == create["Tags"]
-    assert replica["BackupRetentionPeriod"] == dr_settings.database.backup_retention_days
+    assert replica["KmsKeyId"] == dr.db_kms_key_arn
+    (declared,) = [
+        r.inputs
+        for r in evaluate(dr_settings).of_type(RDS_INSTANCE)
+        if r.inputs["identifier"] == replica["DBInstanceIdentifier"]
+    ]
+    assert declared["replicateSourceDb"], "the program declares dr's current instance a replica"
+    assert {field: replica[field] for field in LIVE_FIELD_OF_INPUT} == {
+        field: declared[name] for field, name in LIVE_FIELD_OF_INPUT.items()
+    }
+    assert replica["Endpoint"]["Port"] == declared["port"]
+    assert replica["TagList"] == [{"Key": k, "Value": v} for k, v in declared["tags"].items()]
 
 
 def test_planned_switchover_and_failback_under_writes_lose_no_acknowledged_write(fresh_pg: Lab, tmp_path: Path) -> None:
@@ -182,19 +200,26 @@ def test_failback_crashed_after_promotion_resumes_to_the_baseline(fresh_pg: Lab,
     assert crashed.returncode == -signal.SIGKILL
     assert end_state(fresh_pg)["dns"] != BASELINE_DNS  # promoted, not yet flipped
 
-    resumed = cli(fresh_pg, "failback", "prod", tmp_path)
+    resumed = cli(fresh_pg, "failback", "prod", tmp_path, "--json", str(tmp_path / "resumed.json"))
 
     assert resumed.returncode == 0, resumed.stderr
-    assert "rebuild: done by the interrupted run (journal), skipped" in resumed.stderr
-    assert "] rebuild-peer done in" in resumed.stderr
+    # The report's step timeline: the interrupted run's steps (through promote) taken from the journal, not run
+    # again; every step after it run by this one, rebuild-peer among them.
+    measured = json.loads((tmp_path / "resumed.json").read_text())["measured"]
+    assert measured["resumed"] is True
+    timeline = [(s["step"], bool(s.get("resumed"))) for s in measured["steps"]]
+    from_journal = [step for step, resumed_step in timeline if resumed_step]
+    ran = [step for step, resumed_step in timeline if not resumed_step]
+    assert timeline == [(step, True) for step in from_journal] + [(step, False) for step in ran], timeline
+    assert "rebuild" in from_journal and from_journal[-1] == "promote", timeline
+    assert "rebuild-peer" in ran and "rebuild" not in ran, timeline
     assert_back_to_baseline(fresh_pg, stack_files)
 
 
 def test_failback_moves_the_consumer_group_back_at_translated_offsets(fresh_pg: Lab, tmp_path: Path) -> None:
     """While dr is primary, MirrorMaker runs the other way (prod's standby flow, as `pulumi up` scales it); failback
     moves the service's consumer group onto prod at the offsets its checkpoints translate."""
-    if not kafka_running(fresh_pg):
-        pytest.skip("the lab runs no Kafka")
+    assert kafka_running(fresh_pg), "the lab's Kafka clusters are not running: the lab is broken, not this test"
     settings = load_settings("prod", fresh_pg.project_dir)
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[1]
     assert cli(fresh_pg, "promote", "dr", tmp_path).returncode == 0

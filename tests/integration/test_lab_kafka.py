@@ -155,7 +155,9 @@ def test_group_commit_on_the_source_is_checkpointed_and_translated(pair: Pair) -
     consumer = Consumer({"bootstrap.servers": pair.source.bootstrap, "group.id": group, "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, 0)])
     last = None
+    deadline = time.monotonic() + 60
     while last is None or last.offset() < 101:
+        assert time.monotonic() < deadline, f"{topic}-0 not read up to offset 101 within 60 s (last: {last})"
         msg = consumer.poll(1.0)
         if msg is not None and not msg.error():
             last = msg

@@ -252,7 +252,8 @@ def test_kafka_topics_are_recreated_idempotently(lab: Lab, empty_kafka: tuple[Pa
     admin.delete_topics([lost], request_timeout=10)[lost].result()
     deadline = time.monotonic() + 20
     # Names only: a topic being deleted can still be listed while describing its config already fails.
-    while lost in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+    while lost in admin.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, f"{lost} still listed 20 s after its deletion"
         time.sleep(0.2)
     code, report = run_cli(restore.main, args, tmp_path / "k.json")
     assert code == 0 and report["measured"]["created"] == [lost]
@@ -269,8 +270,8 @@ def test_kafka_topics_on_an_unreachable_cluster_is_refused(
 
 
 def test_consumer_offsets_move_the_group_to_the_checkpointed_offsets(lab: Lab, tmp_path: Path) -> None:
-    if not lab.status()["servers"].get("kafka-prod", {}).get("running"):
-        pytest.skip("the lab runs no Kafka")
+    servers = lab.status()["servers"]
+    assert all(servers.get(f"kafka-{s}", {}).get("running") for s in ("prod", "dr")), "the lab's Kafka is not running"
     settings = load_settings("dr", lab.project_dir)
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
     backup = lab.dr.kafka.bootstrap
@@ -285,7 +286,8 @@ def test_consumer_offsets_move_the_group_to_the_checkpointed_offsets(lab: Lab, t
     try:
         member.subscribe([topic])
         deadline = time.monotonic() + 20
-        while not member.assignment() and time.monotonic() < deadline:
+        while not member.assignment():
+            assert time.monotonic() < deadline, "the group member got no assignment within 20 s"
             member.poll(0.5)
         code, _ = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
         assert code == 3  # an active group's own commits would race ours
