@@ -1,12 +1,20 @@
-"""The emulator holds what the stacks would create, under the names and identifiers the outputs carry."""
+"""The emulator holds what the stacks would create, under the names and identifiers the outputs carry.
+
+"What the stacks would create" is the program's declaration, evaluated under Pulumi's mocks for the lab's stack
+files: the lab seeds the emulator with code of its own (lab/aws.py), so its database and buckets are checked against
+what the program declares, never taken as evidence of themselves.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import boto3
 import pytest
 
 from drtopo import naming
 from drtopo.outputs import StackOutputs, load_outputs
+from evaluation.mock_program import Evaluation, evaluate
 from lab.core import Lab
 
 pytestmark = pytest.mark.lab
@@ -25,37 +33,93 @@ def test_outputs_files_load_and_point_at_the_lab(lab: Lab) -> None:
     assert lab.env()["AWS_ENDPOINT_URL"] == lab.aws_endpoint
 
 
-def test_rds_primary_and_cross_region_replica(lab: Lab) -> None:
+@pytest.fixture(scope="module")
+def declared(lab: Lab) -> dict[str, Evaluation]:
+    """Each stack's program under Pulumi's mocks, for the lab's stack files."""
+    return {stack: evaluate(lab.region(stack).settings) for stack in ("prod", "dr")}
+
+
+def declared_inputs(evaluation: Evaluation, type_token: str, name: str) -> dict[str, Any]:
+    (found,) = [r.inputs for r in evaluation.of_type(type_token) if r.name == name]
+    return found
+
+
+def test_rds_primary_and_cross_region_replica_are_as_the_program_declares(
+    lab: Lab, declared: dict[str, Evaluation]
+) -> None:
     prod, dr = outputs(lab, "prod"), outputs(lab, "dr")
-    primary = boto3.client("rds", region_name=prod.region).describe_db_instances(
-        DBInstanceIdentifier=prod.db_instance_id
-    )["DBInstances"][0]
-    replica = boto3.client("rds", region_name=dr.region).describe_db_instances(DBInstanceIdentifier=dr.db_instance_id)[
-        "DBInstances"
-    ][0]
-    assert primary["DBInstanceArn"] == prod.db_arn and replica["DBInstanceArn"] == dr.db_arn
+    live = {
+        out.stack: boto3.client("rds", region_name=out.region).describe_db_instances(
+            DBInstanceIdentifier=out.db_instance_id
+        )["DBInstances"][0]
+        for out in (prod, dr)
+    }
+    for out in (prod, dr):
+        want = declared_inputs(declared[out.stack], "aws:rds/instance:Instance", "database")
+        got = live[out.stack]
+        # DescribeDBInstances' fields (RDS API reference, "DBInstance") against the declared rds.Instance inputs.
+        assert (got["DBInstanceIdentifier"], got["DBInstanceClass"], got["MultiAZ"]) == (
+            want["identifier"],
+            want["instanceClass"],
+            want["multiAz"],
+        ), out.stack
+        assert (got["DeletionProtection"], got["Endpoint"]["Port"]) == (want["deletionProtection"], want["port"])
+        assert got["DBInstanceArn"] == out.db_arn and got["KmsKeyId"] == out.kms_key_arn
+    primary, replica = live["prod"], live["dr"]
+    want_primary = declared_inputs(declared["prod"], "aws:rds/instance:Instance", "database")
+    want_replica = declared_inputs(declared["dr"], "aws:rds/instance:Instance", "database")
+    assert "replicateSourceDb" not in want_primary and primary.get("ReadReplicaSourceDBInstanceIdentifier") is None
+    assert (primary["StorageEncrypted"], primary["BackupRetentionPeriod"]) == (
+        want_primary["storageEncrypted"],
+        want_primary["backupRetentionPeriod"],
+    )
+    # The program names the source by ARN (cross-region: pulumi-aws `replicate_source_db`), of prod's instance.
+    source = want_replica["replicateSourceDb"]
+    assert source.split(":")[3] == prod.region and source.endswith(f":db:{prod.db_instance_id}")
     assert replica["ReadReplicaSourceDBInstanceIdentifier"] == prod.db_arn
-    assert primary["StorageEncrypted"] and primary["KmsKeyId"] == prod.kms_key_arn
-    assert replica["KmsKeyId"] == dr.kms_key_arn
     assert boto3.client("kms", region_name=dr.region).describe_key(KeyId=dr.kms_key_arn)["KeyMetadata"]["Enabled"]
 
 
-def test_buckets_are_private_encrypted_versioned_and_replicated(lab: Lab) -> None:
+def test_buckets_are_as_the_program_declares_them(lab: Lab, declared: dict[str, Evaluation]) -> None:
     for stack in ("prod", "dr"):
-        out = outputs(lab, stack)
-        peer = lab.region(out.peer_stack).settings
+        out, program = outputs(lab, stack), declared[stack]
         s3 = boto3.client("s3", region_name=out.region)
         for purpose, bucket in zip(
             naming.BUCKET_PURPOSES, (out.dump_bucket, out.wal_bucket, out.config_bucket, out.audit_bucket), strict=True
         ):
-            assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+            name = f"backups-{purpose}"
+            assert declared_inputs(program, "aws:s3/bucket:Bucket", name)["bucket"] == bucket
+            versioning = declared_inputs(program, "aws:s3/bucketVersioning:BucketVersioning", name)
+            assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == versioning["versioningConfiguration"]["status"]
+            (sse_rule,) = declared_inputs(
+                program, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", name
+            )["rules"]
             sse = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
-            assert sse["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == out.kms_key_arn
-            assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+            by_default = sse["ApplyServerSideEncryptionByDefault"]
+            assert by_default["SSEAlgorithm"] == sse_rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"]
+            assert by_default["KMSMasterKeyID"] == out.kms_key_arn  # the lab's key, in place of the mocked ARN
+            block = declared_inputs(program, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", name)
+            live_block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+            assert live_block == {
+                "BlockPublicAcls": block["blockPublicAcls"],
+                "IgnorePublicAcls": block["ignorePublicAcls"],
+                "BlockPublicPolicy": block["blockPublicPolicy"],
+                "RestrictPublicBuckets": block["restrictPublicBuckets"],
+            }
+            (replication,) = declared_inputs(program, "aws:s3/bucketReplicationConfig:BucketReplicationConfig", name)[
+                "rules"
+            ]
             rule = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]["Rules"][0]
-            assert rule["Destination"]["Bucket"] == f"arn:aws:s3:::{naming.bucket_name(peer, purpose)}"
+            assert (rule["ID"], rule["Destination"]["Bucket"]) == (
+                replication["id"],
+                replication["destination"]["bucket"],
+            )
+        lock_config = declared_inputs(
+            program, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", "backups-audit"
+        )["rule"]["defaultRetention"]
         lock = s3.get_object_lock_configuration(Bucket=out.audit_bucket)["ObjectLockConfiguration"]
-        assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
+        assert lock["Rule"]["DefaultRetention"]["Mode"] == lock_config["mode"] == "COMPLIANCE"
+        assert lock["Rule"]["DefaultRetention"]["Years"] == lock_config["years"]
 
 
 def test_route53_failover_records_and_health_checks(lab: Lab) -> None:
