@@ -491,7 +491,8 @@ def two_promotes_at_once(lab: Lab, work: Path) -> Outcome:
         and _failed_over(lab)
         and _no_traceback(*(subprocess.CompletedProcess([], c, o, e) for c, (o, e) in zip(codes, results, strict=True)))
     )
-    return Outcome(ok, f"exits {sorted(codes)}; the loser: {refusal[:90]}")
+    named = f"naming the winner, pid {runs[winner].pid}" if by_lock else f"NOT by the lock: {refusal[:90]}"
+    return Outcome(ok, f"exits {sorted(codes)}: the other refused by the lock {named}")
 
 
 def lock_held_by_another_operator(lab: Lab, work: Path) -> Outcome:
@@ -749,11 +750,12 @@ def run_fault(lab: Lab, fault: Fault, work: Path) -> Outcome:
 
 def print_table(rows: list[tuple[Fault, Outcome, float]]) -> None:
     width = max(len(f.name) for f, _, _ in rows)
-    print(f"{'fault':<{width}}  {'expected':<40}  {'ok':<4}  {'lost':>4}  {'s':>5}  outcome")
+    said = max(len(f.expected) for f, _, _ in rows)
+    print(f"{'fault':<{width}}  {'expected':<{said}}  {'ok':<4}  {'lost':>4}  {'s':>5}  outcome")
     for fault, outcome, seconds in rows:
         lost = "-" if outcome.rows_lost is None else str(outcome.rows_lost)
         ok = "PASS" if outcome.ok else "FAIL"
-        print(f"{fault.name:<{width}}  {fault.expected:<40}  {ok:<4}  {lost:>4}  {seconds:5.1f}  {outcome.got}")
+        print(f"{fault.name:<{width}}  {fault.expected:<{said}}  {ok:<4}  {lost:>4}  {seconds:5.1f}  {outcome.got}")
     print(f"{sum(o.ok for _, o, _ in rows)}/{len(rows)} faults met their expected outcome")
 
 
