@@ -148,10 +148,12 @@ def guard(sw: Switchover) -> GuardResult:
     detail = f"{lag.source}; {lag.detail}" + ("" if ok else " (beyond the RPO)")
     if lag.bound == BoundKind.UNKNOWN:
         measurable = "unknown" if lag.seconds is None else f"{lag.seconds:.3f} s"
-        detail += (
-            f"; measurable part {measurable}; not measurable: writes a cut-off primary may still take "
-            "(confirm it is down; once it answers, `validate --against` compares the two)"
+        unmeasured = (
+            f"not measurable: writes {sw.peer.stack} may still take if it is cut off rather than down (confirm it "
+            f"is down; once it answers, `validate --against {sw.peer.stack}` compares the two)"
         )
+        detail += f"; measurable part {measurable}; {unmeasured}"
+        sw.ctx.reporter.warning(f"data-loss bound {lag.bound}: {unmeasured}")
     if not ok and sw.accept_data_loss:
         detail += "; accepted with --accept-data-loss"
     sw.report.check("replica-lag", ok or sw.accept_data_loss, detail, value=lag.seconds, limit=rpo)

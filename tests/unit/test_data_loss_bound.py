@@ -8,12 +8,16 @@ its primary, a clean shutdown of it, and a receiver timeout (the message of walr
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from drtopo.context import Context
 from drtopo.database.loss_bound import (
+    Bound,
     BoundKind,
     LiveReceiver,
     StandbyState,
@@ -22,6 +26,10 @@ from drtopo.database.loss_bound import (
     last_stream_end,
     stream_bound,
 )
+from drtopo.database.replication import Lag
+from drtopo.failover.steps import Kind, Switchover, guard
+from drtopo.report import Unsafe
+from drtopo.settings import load_settings
 
 START = "2026-12-02 09:28:10.700 UTC [12620] LOG:  starting PostgreSQL 15.14 on x86_64-pc-linux-gnu"
 STREAMING = "2026-12-02 09:28:11.025 UTC [12626] LOG:  started streaming WAL from primary at 0/3000000 on timeline 1"
@@ -152,3 +160,77 @@ def test_cloudwatch_bound_is_the_lag_before_it_grew_with_the_clock(
 def test_cloudwatch_bound_without_datapoints_is_unknown() -> None:
     bound = cloudwatch_bound([], 60)
     assert bound.seconds is None and bound.kind is BoundKind.UNKNOWN and "no ReplicaLag datapoints" in bound.detail
+
+
+# ---- what promote's guard does with each kind of bound -------------------------------------------------------------
+
+
+@dataclass
+class Said:
+    """The reporter the command would pass: what the guard told the operator."""
+
+    warnings: list[str] = field(default_factory=list)
+
+    def progress(self, text: str) -> None: ...
+
+    def info(self, text: str) -> None: ...
+
+    def warning(self, text: str) -> None:
+        self.warnings.append(text)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A database whose lag is the one given (the guard's input; how it is measured is tested above and on the lab)."""
+
+    measured: Lag
+
+    def lag(self, primary: object) -> Lag:
+        return self.measured
+
+    def reachable(self) -> bool:
+        return False
+
+
+def run_guard(bound: Bound, accept_data_loss: bool = False) -> tuple[Switchover, Said]:
+    said = Said()
+    settings = load_settings("dr")
+    target, peer = (SimpleNamespace(stack=s) for s in ("dr", "prod"))
+    sw = Switchover(Kind.PROMOTE, target, peer, settings, Context(reporter=said), accept_data_loss)  # type: ignore[arg-type]
+    sw.db = lambda outputs: Measured(Lag.unreachable(bound))  # type: ignore[method-assign]
+    guard(sw)
+    return sw, said
+
+
+RPO = load_settings("dr").objectives.region_failure.rpo_seconds
+CONTACT = KILLED_AT
+
+
+@pytest.mark.parametrize(
+    ("bound", "refused", "warned"),
+    [
+        (Bound(0.023, BoundKind.STOPPED, CONTACT, "stopped"), False, False),
+        (Bound(RPO + 1, BoundKind.STOPPED, CONTACT, "stopped, long window"), True, False),
+        (Bound(None, BoundKind.STOPPED, CONTACT, "no commit replayed"), True, False),
+        # Unknown: judged on its measurable part, the rest said, never a refusal by itself.
+        (Bound(0.5, BoundKind.UNKNOWN, CONTACT, "timed out"), False, True),
+        (Bound(RPO + 1, BoundKind.UNKNOWN, CONTACT, "timed out long after"), True, True),
+        (Bound(RPO + 1, BoundKind.NO_RECORD, None, "no record"), True, False),
+    ],
+    ids=["stopped", "stopped-beyond", "stopped-no-commit", "unknown", "unknown-beyond", "no-record-beyond"],
+)
+def test_the_guard_refuses_on_the_measurable_part_and_says_the_rest(bound: Bound, refused: bool, warned: bool) -> None:
+    if refused:
+        with pytest.raises(Unsafe, match=r"^replica lag of dr is .* beyond the region-failure RPO"):
+            run_guard(bound)
+        sw, said = run_guard(bound, accept_data_loss=True)
+        assert "accepted with --accept-data-loss" in sw.report.checks[-1].detail
+    else:
+        sw, said = run_guard(bound)
+    measured = sw.report.measured
+    assert measured["replica_lag_bound"] == bound.kind
+    assert measured["replica_lag_seconds"] == bound.seconds
+    assert measured["replica_lag_last_contact"] == (CONTACT.isoformat() if bound.last_contact else None)
+    assert measured["replica_lag_source"] == f"primary unreachable: {bound.kind}"
+    assert bool(said.warnings) == warned
+    assert ("not measurable: writes prod may still take" in sw.report.checks[-1].detail) == warned
