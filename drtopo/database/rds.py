@@ -322,7 +322,8 @@ class RdsDatabase:
         commit, so it grows with the clock once the source is silent), with what the replica's server says it
         received and replayed when its endpoint answers (RDS keeps its log away from this host)."""
         lags = streaming_lag(self.outputs, primary.outputs if primary is not None else None)
-        if lags and not lags[0].bound:
+        primary_answers = bool(lags) and not lags[0].bound
+        if primary_answers or (not lags and primary is not None and reachable(primary.outputs)):
             return measured([*lags, rds_replica_lag(self.outputs.db_instance_id, self.outputs.region)])
         bound = rds_replica_bound(self.outputs.db_instance_id, self.outputs.region)
         server = "".join(f"; replica endpoint: {lag.detail}" for lag in lags)

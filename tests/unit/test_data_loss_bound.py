@@ -1,6 +1,7 @@
 """The data-loss bound of a promotion whose old primary does not answer (drtopo.database.loss_bound): the record of
-the standby's last contact in its server log, the bound's kind, that waiting does not change it, and the RDS rule
-over CloudWatch's ReplicaLag datapoints.
+the standby's last contact in its server log, the bound's kind, that waiting does not change it, the RDS rule over
+CloudWatch's ReplicaLag datapoints (pure, and through `RdsDatabase.lag` on moto's CloudWatch model), and what
+promote's guard does with each kind.
 
 The log lines are the ones a PostgreSQL 15 standby wrote on the lab (log_line_prefix '%m [%p] ') around a SIGKILL of
 its primary, a clean shutdown of it, and a receiver timeout (the message of walreceiver.c).
@@ -13,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from drtopo.context import Context
 from drtopo.database.loss_bound import (
@@ -26,8 +29,10 @@ from drtopo.database.loss_bound import (
     last_stream_end,
     stream_bound,
 )
+from drtopo.database.rds import RdsDatabase
 from drtopo.database.replication import Lag
 from drtopo.failover.steps import Kind, Switchover, guard
+from drtopo.outputs import StackOutputs
 from drtopo.report import Unsafe
 from drtopo.settings import load_settings
 
@@ -234,3 +239,68 @@ def test_the_guard_refuses_on_the_measurable_part_and_says_the_rest(bound: Bound
     assert measured["replica_lag_source"] == f"primary unreachable: {bound.kind}"
     assert bool(said.warnings) == warned
     assert ("not measurable: writes prod may still take" in sw.report.checks[-1].detail) == warned
+
+
+# ---- RDS: the rule over CloudWatch, on moto's CloudWatch model in-process ------------------------------------------
+
+
+def rds_outputs(stack: str, region: str) -> StackOutputs:
+    """An RDS stack whose endpoint does not answer (port 1 on loopback refuses at once)."""
+    return StackOutputs(
+        stack=stack,
+        role="standby" if stack == "dr" else "primary",
+        region=region,
+        peer_region="us-east-1",
+        peer_stack="prod",
+        db_instance_id=f"{stack}-db",
+        db_arn=f"arn:aws:rds:{region}:123456789012:db:{stack}-db",
+        db_address="127.0.0.1",
+        db_port=1,
+        db_name="app",
+        db_user="app",
+        kms_key_arn=f"arn:aws:kms:{region}:123456789012:key/k",
+        dump_bucket="d",
+        wal_bucket="w",
+        config_bucket="c",
+        audit_bucket="a",
+        hosted_zone_id="Z1",
+        record_name="app.example.com",
+        set_identifier=stack,
+        health_check_id="h",
+        failover="SECONDARY",
+        kafka_bootstrap="127.0.0.1:9092",
+        peer_kafka_bootstrap="127.0.0.1:9093",
+        service_url="http://127.0.0.1:8080",
+        namespace="app",
+    )
+
+
+def test_an_rds_replica_whose_source_went_silent_is_bounded_by_its_lag_before_the_silence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name="us-west-2")
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        lags = [1, 2, 1, 3, 2, 62, 122, 182, 242]
+        for i, lag in enumerate(lags):
+            cloudwatch.put_metric_data(
+                Namespace="AWS/RDS",
+                MetricData=[
+                    {
+                        "MetricName": "ReplicaLag",
+                        "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "dr-db"}],
+                        "Timestamp": now - (len(lags) - 1 - i) * MINUTE,
+                        "Value": lag,
+                        "Unit": "Seconds",
+                    }
+                ],
+            )
+        replica = RdsDatabase(rds_outputs("dr", "us-west-2"))
+
+        lag = replica.lag(RdsDatabase(rds_outputs("prod", "us-east-1")))
+
+    assert lag.seconds == 3
+    assert lag.bound == BoundKind.UNKNOWN
+    assert lag.source == f"primary unreachable: {BoundKind.UNKNOWN}"
+    assert "then 4 datapoints growing with the clock" in lag.detail
