@@ -19,7 +19,7 @@ from drtopo.database.connect import connect
 from drtopo.database.pitr.recovery import ArchiveCopy
 from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
-from drtopo.database.replication import Lag, pg_lag, worst
+from drtopo.database.replication import Lag, ServerLog, pg_lag, worst
 from drtopo.errors import one_line
 from drtopo.outputs import StackOutputs
 from drtopo.report import Clock, Report
@@ -156,11 +156,13 @@ def prove_read_only(outputs: StackOutputs) -> str:
     raise FenceError(f"{outputs.db_address}:{outputs.db_port} still accepts writes after fencing")
 
 
-def streaming_lag(standby: StackOutputs, primary: StackOutputs | None) -> list[Lag]:
+def streaming_lag(
+    standby: StackOutputs, primary: StackOutputs | None, server_log: ServerLog | None = None
+) -> list[Lag]:
     """The replay lag of `standby`'s server against `primary`'s WAL position ([] when the standby does not answer;
-    from its own side only when the primary does not)."""
+    from its own side only when the primary does not, with its `server_log` when the platform can read it)."""
     with session(standby) as standby_conn, _maybe_session(primary) as primary_conn:
-        return [] if standby_conn is None else [pg_lag(standby_conn, primary_conn)]
+        return [] if standby_conn is None else [pg_lag(standby_conn, primary_conn, server_log=server_log)]
 
 
 @contextlib.contextmanager

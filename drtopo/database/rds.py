@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +35,7 @@ from drtopo.database.platform import (
     reachable,
     streaming_lag,
 )
-from drtopo.database.replication import Lag, rds_replica_lag
+from drtopo.database.replication import Lag, rds_replica_bound, rds_replica_lag
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 from drtopo.settings import Settings
@@ -317,8 +317,17 @@ class RdsDatabase:
             raise Unsafe(f"RDS instance {self.outputs.db_instance_id} is not a read replica; target not ready")
 
     def lag(self, primary: Database | None) -> Lag:
+        """Against an answering primary: the worst of the replica's replay lag and CloudWatch's recent ReplicaLag.
+        Otherwise CloudWatch's bound (`loss_bound.cloudwatch_bound`: ReplicaLag is the age of the last replayed
+        commit, so it grows with the clock once the source is silent), with what the replica's server says it
+        received and replayed when its endpoint answers (RDS keeps its log away from this host)."""
         lags = streaming_lag(self.outputs, primary.outputs if primary is not None else None)
-        return measured([*lags, rds_replica_lag(self.outputs.db_instance_id, self.outputs.region)])
+        primary_answers = bool(lags) and not lags[0].bound
+        if primary_answers or (not lags and primary is not None and reachable(primary.outputs)):
+            return measured([*lags, rds_replica_lag(self.outputs.db_instance_id, self.outputs.region)])
+        bound = rds_replica_bound(self.outputs.db_instance_id, self.outputs.region)
+        server = "".join(f"; replica endpoint: {lag.detail}" for lag in lags)
+        return replace(bound, detail=bound.detail + server)
 
     def fence(self) -> dict[str, Any]:
         result = fence_rds(self.outputs)

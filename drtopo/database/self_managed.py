@@ -144,6 +144,43 @@ def unfence_postgres(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_reload_conf()")
 
 
+# ---- the server's own log -----------------------------------------------------------------------------------------
+
+
+def server_log_path(sm: SelfManagedPostgres, conn: psycopg.Connection) -> Path | None:
+    """The file the server logs to now: the logging collector's current file (`pg_current_logfile()`), else the
+    file its postmaster's standard error goes to (`pg_ctl -l`, a service manager's redirect); None when neither is
+    a file this host can read."""
+    try:
+        current = conn.execute("SELECT pg_current_logfile()").fetchone()[0]
+    except psycopg.Error:
+        current = None  # not granted (superuser or pg_monitor): the postmaster's stderr may still say
+    if current:
+        path = Path(current)
+        return path if path.is_absolute() else Path(sm.data_dir) / path
+    try:
+        pid = int((Path(sm.data_dir) / "postmaster.pid").read_text().split()[0])
+        target = Path(os.readlink(f"/proc/{pid}/fd/2"))
+    except (OSError, ValueError, IndexError):
+        return None
+    return target if target.is_absolute() and target.is_file() else None
+
+
+def server_log_tail(sm: SelfManagedPostgres, conn: psycopg.Connection, max_bytes: int = 4 << 20) -> list[str] | None:
+    """The last `max_bytes` of the server's log as lines (None when it cannot be read): where a standby recorded
+    when its replication stream ended (`drtopo.database.loss_bound`)."""
+    path = server_log_path(sm, conn)
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
+            return f.read().decode("utf-8", "replace").splitlines()
+    except OSError as exc:
+        log.debug("server log %s unreadable: %s", path, exc)
+        return None
+
+
 # ---- rebuilt standbys --------------------------------------------------------------------------------------------
 
 
@@ -277,7 +314,8 @@ class SelfManagedDatabase:
                 raise Unsafe(f"{self.outputs.stack}'s database is not a standby (not in recovery); target not ready")
 
     def lag(self, primary: Database | None) -> Lag:
-        return measured(streaming_lag(self.outputs, primary.outputs if primary is not None else None))
+        peer = primary.outputs if primary is not None else None
+        return measured(streaming_lag(self.outputs, peer, lambda conn: server_log_tail(self.server, conn)))
 
     def fence(self) -> dict[str, Any]:
         result = fence_postgres(self.outputs)

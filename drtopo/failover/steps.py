@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.context import Context
 from drtopo.database import Database, database_for, replication
+from drtopo.database.loss_bound import BoundKind
 from drtopo.database.platform import FenceError, StandbyError, session
 from drtopo.failover import marker, pending
 from drtopo.failover.dns import DnsFailoverError, fail_over
@@ -130,13 +131,29 @@ def preflight(sw: Switchover) -> PreflightResult:
 
 
 def guard(sw: Switchover) -> GuardResult:
+    """The replica lag against the region-failure RPO. With the old primary unreachable the lag is a bound whose
+    kind is reported (`loss_bound.BoundKind`); an unknown one is judged on its measurable part: refused only when
+    that exceeds the RPO, and the part nobody can measure without a lease (a cut-off primary that still commits) is
+    said in the check, never turned into a refusal that every unplanned failover would have to override."""
     rpo = sw.settings.objectives.region_failure.rpo_seconds
     lag = sw.db(sw.target).lag(sw.db(sw.peer))
     ok = lag.seconds is not None and lag.seconds <= rpo
     sw.report.measured.update(
-        replica_lag_seconds=lag.seconds, replica_lag_bytes=lag.bytes, replica_lag_source=lag.source
+        replica_lag_seconds=lag.seconds,
+        replica_lag_bytes=lag.bytes,
+        replica_lag_source=lag.source,
+        replica_lag_bound=lag.bound or "measured against the answering primary",
+        replica_lag_last_contact=lag.last_contact,
     )
     detail = f"{lag.source}; {lag.detail}" + ("" if ok else " (beyond the RPO)")
+    if lag.bound == BoundKind.UNKNOWN:
+        measurable = "unknown" if lag.seconds is None else f"{lag.seconds:.3f} s"
+        unmeasured = (
+            f"not measurable: writes {sw.peer.stack} may still take if it is cut off rather than down (confirm it "
+            f"is down; once it answers, `validate --against {sw.peer.stack}` compares the two)"
+        )
+        detail += f"; measurable part {measurable}; {unmeasured}"
+        sw.ctx.reporter.warning(f"data-loss bound {lag.bound}: {unmeasured}")
     if not ok and sw.accept_data_loss:
         detail += "; accepted with --accept-data-loss"
     sw.report.check("replica-lag", ok or sw.accept_data_loss, detail, value=lag.seconds, limit=rpo)
