@@ -15,10 +15,13 @@ import pytest
 from botocore.config import Config
 from confluent_kafka.admin import AdminClient
 
+from drtopo import naming
+from drtopo.outputs import load_outputs
 from lab import aws, gates, kube_build, postgres
 from lab.__main__ import main as lab_main
 from lab.core import Lab
 from lab.kube import Layout
+from lab.resolver import NoRecordSeen, Resolver
 
 pytestmark = pytest.mark.lab
 
@@ -27,8 +30,19 @@ PROBE = "lab_partition_probe"
 CLIENT_TIMEOUT_S = 3
 
 
+@pytest.fixture(scope="module")
+def baseline(lab: Lab) -> Lab:
+    """Whatever the session's earlier tests left: prod the primary, dr its standby, every server up."""
+    lab.reset_postgres()
+    for region in (lab.prod, lab.dr):
+        region.kafka.start()
+        region.service.start()
+    return lab
+
+
 @pytest.fixture
-def healed(lab: Lab) -> Iterator[Lab]:
+def healed(baseline: Lab) -> Iterator[Lab]:
+    lab = baseline
     lab.heal()
     lab.degrade(0)
     try:
@@ -199,3 +213,32 @@ def test_partition_names_a_region_or_a_stack_and_refuses_anything_else(healed: L
     assert lab.heal() == []  # nothing partitioned: nothing healed, no connection closed
     with pytest.raises(ValueError, match="'eu-west-1' is neither a stack nor a region of the lab"):
         lab.partition("eu-west-1")
+
+
+def set_takeover(lab: Lab, stack: str, state: str) -> None:
+    """The stack's takeover alarm, written in its own region through its own gate (as promote's signal is)."""
+    region = lab.region(stack)
+    watch = aws.client("cloudwatch", region.settings.region, region.aws_endpoint)
+    name = naming.takeover_alarm_name(region.settings.region)
+    watch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="lab partition test")
+
+
+def test_the_data_plane_answers_from_the_last_record_set_while_us_east_1_is_cut_off(healed: Lab) -> None:
+    lab = healed
+    prod, dr = (load_outputs(lab.region(s).outputs_path, s) for s in ("prod", "dr"))
+    resolver = Resolver(prod, lab.aws_endpoints())
+    assert (resolver.serving(), resolver.source) == (prod.set_identifier, "control plane")
+    lab.partition("prod")
+    try:
+        # Route53's API (us-east-1) is gone: the data plane keeps answering from what it last saw...
+        assert (resolver.serving(), resolver.source) == (prod.set_identifier, "last seen")
+        # ... and follows dr's takeover signal, read in dr's own region.
+        set_takeover(lab, "dr", "ALARM")
+        assert (resolver.serving(), resolver.source) == (dr.set_identifier, "last seen")
+        # A resolver that never saw the record set has nothing to answer from.
+        with pytest.raises(NoRecordSeen, match="has not answered yet"):
+            Resolver(prod, lab.aws_endpoints()).answer()
+    finally:
+        lab.heal()
+        set_takeover(lab, "dr", "OK")
+    assert (resolver.serving(), resolver.source) == (prod.set_identifier, "control plane")
