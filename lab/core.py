@@ -339,18 +339,6 @@ class Lab:
         link.symlink_to(kube_build.binary("kubectl"))
         return folder
 
-    def _endpoints(self) -> dict[str, StackEndpoints]:
-        ports = self._state()["ports"]
-        return {
-            s: StackEndpoints(
-                db_port=ports["postgres"][s],
-                kafka_port=ports["kafka"][s],
-                service_port=ports["service"][s],
-                service_host=self.node_ip,
-            )
-            for s in LAB_STACKS
-        }
-
     def _gated_endpoints(self) -> dict[str, StackEndpoints]:
         """Where outside clients reach each stack: its gate's ports on loopback (the outputs name these)."""
         ports = self._state()["ports"]["gates"]
@@ -365,7 +353,8 @@ class Lab:
         }
 
     def _write_project(self, roles: dict[str, Role]) -> None:
-        write_project(self.project_dir, self._endpoints(), roles)
+        # The stacks as the scripts see them, from outside their regions: the gates (as the outputs).
+        write_project(self.project_dir, self._gated_endpoints(), roles)
 
     def _build_pg_pair(self, before_archiving: Callable[[], None]) -> None:
         """The pair and its base backup, in the lab's archive folder and the primary's WAL bucket. The primary
