@@ -1,15 +1,16 @@
 # The README's two commands: `make drill` and `make test`. Both run the set-up first, which installs only
 # what is missing: the Debian packages (PostgreSQL server, Java), the .venv/ and the Kafka jars (cached in .cache/).
 # Set-up also builds the lab's Kubernetes binaries from the Kubernetes Go module once (`make kube`, .cache/kubernetes/:
-# about 5.5 minutes on 2 cores the first time, a no-op after) and the lab's container images with buildah (`make images`,
+# about 5.5 minutes on 2 cores the first time, a no-op after), the Toxiproxy server of the regions' gates (`make
+# toxiproxy`, .cache/toxiproxy/: about 30 s once) and the lab's container images with buildah (`make images`,
 # .cache/images/: a Debian base from Debian's mirrors, the backup image from the Dockerfile, MirrorMaker, the service
 # stand-in; rebuilt only when their inputs change).
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv jars kube images test test-unit test-policy test-integration drill lab-up lab-down lint bench bench-deps bench-scale
+.PHONY: setup system venv jars kube toxiproxy images test test-unit test-policy test-integration drill lab-up lab-down lint bench bench-deps bench-scale
 
-setup: system venv jars kube images
+setup: system venv jars kube toxiproxy images
 
 system:
 	@bash lab/setup_system.sh
@@ -27,6 +28,9 @@ jars: venv
 
 kube: system venv
 	$(PY) -m lab.kube_build
+
+toxiproxy: system venv
+	$(PY) -m lab.toxiproxy_build
 
 images: kube jars
 	$(PY) -m lab.images

@@ -582,7 +582,10 @@ def emulator_down(lab: Lab, work: Path) -> Outcome:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     before = end_state(lab)
-    env = _env(work, AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed}")
+    nowhere = f"http://127.0.0.1:{closed}"
+    # Both regions' endpoints (the scripts' per-region ones and boto3's own) at a port nobody listens on.
+    endpoints = ",".join(f"{lab.region(s).settings.region}={nowhere}" for s in ("prod", "dr"))
+    env = _env(work, AWS_ENDPOINT_URL=nowhere, DRTOPO_AWS_ENDPOINTS=endpoints)
     proc, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=env, timeout=120)
     ok = (
         proc.returncode == 3

@@ -1,13 +1,14 @@
 """What a command hands the library once, instead of environment variables read deep inside it.
 
 The command (`scripts/cli.py`) builds one `Context` from its flags and environment: the project folder holding the
-stack files, the state folder (journals, logs), the reporter that shows progress, the command's log file and, for
-tests only, a hook run after each failover step. The library reads these fields and nothing else of its own.
+stack files, the state folder (journals, logs), the reporter that shows progress, the command's log file, the AWS
+endpoint of each region and, for tests only, a hook run after each failover step. The library reads these fields
+and nothing else of its own (the AWS endpoints through `drtopo.aws.use_endpoints`, which `main_guard` calls).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class Context:
     log_path: Path | None = None
     # Called after each failover step is journalled, with the step's name (the crash tests kill the process there).
     after_step: Callable[[str], None] = field(default=_no_hook)
+    # The AWS API endpoint of each region (region -> URL; drtopo.aws.use_endpoints); empty: boto3's own choice.
+    aws_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:

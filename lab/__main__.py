@@ -1,6 +1,10 @@
 """`python -m lab up|down|status [--root DIR]`: start, stop or inspect the local DR lab (see lab/API.md);
 `python -m lab kubectl ARGS...` runs the lab's kubectl against the lab's cluster.
 
+The regions' gates (lab/gates.py): `python -m lab partition REGION|STACK` cuts a region off (its servers keep
+running), `python -m lab heal [REGION|STACK]` ends a partition (default: every one), `python -m lab degrade --latency
+MS [--jitter MS]` gives the WAN between the regions a round-trip latency (0 takes it away).
+
 `status` exits 1 when the lab is not (fully) running, so scripts and CI can test for it.
 """
 
@@ -13,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab import kube, kube_build
-from lab.core import Lab, default_root
+from lab import gates, kube, kube_build
+from lab.core import Lab, LabNotUp, default_root
 
 
 def print_status(status: dict[str, Any]) -> None:
@@ -28,6 +32,11 @@ def print_status(status: dict[str, Any]) -> None:
                 extra.append(f"{key}={info[key]}")
         port, pid = info.get("port") or "-", info.get("pid") or "-"
         print(f"  {name:<24} port {port!s:<6} pid {pid!s:<8} {state:<8} {' '.join(extra)}")
+    for name, info in (status.get("gates") or {}).items():
+        if name == "error":
+            print(f"  gates: {info}")
+        else:
+            print(f"  gate {name:<19} {info['listen']:<21} -> {info['upstream']:<21} {info['state']}")
     cluster = status.get("kubernetes", {})
     if "node" in cluster:
         node = cluster["node"]
@@ -47,18 +56,46 @@ def kubectl_passthrough(lab: Lab, args: list[str]) -> int:
     return subprocess.run(argv, check=False).returncode
 
 
+def gate_command(lab: Lab, args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """partition, heal, degrade: one line saying which gates changed."""
+    try:
+        if args.command == "partition":
+            if args.target is None:
+                p.error("partition needs a REGION or STACK, e.g. `python -m lab partition prod`")
+            changed, what = lab.partition(args.target), f"{args.target} partitioned"
+        elif args.command == "heal":
+            changed, what = lab.heal(args.target), f"{args.target or 'every region'} healed"
+        else:
+            if args.latency is None:
+                p.error("degrade needs --latency MS (0 takes the WAN's latency away)")
+            changed = lab.degrade(args.latency, args.jitter)
+            what = f"WAN round trip +{args.latency} ms ± {args.jitter} ms"
+    except (ValueError, LabNotUp, gates.GateError) as exc:
+        print(f"lab {args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(f"lab {args.command}: {what} ({', '.join(changed)})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab", description="The local DR lab on loopback.")
-    p.add_argument("command", choices=("up", "down", "status", "kubectl"))
+    p.add_argument("command", choices=("up", "down", "status", "kubectl", "partition", "heal", "degrade"))
+    p.add_argument("target", nargs="?", metavar="REGION|STACK", help="partition, heal: prod, dr or their regions")
+    p.add_argument("--latency", type=int, metavar="MS", help="degrade: the WAN's round-trip latency in ms")
+    p.add_argument("--jitter", type=int, default=0, metavar="MS", help="degrade: its jitter in ms (default 0)")
     p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
     p.add_argument("--json", action="store_true", help="status as JSON")
-    args, rest = p.parse_known_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `kubectl` is kubectl's own (`python -m lab [--root DIR] kubectl get pods -A`).
+    passed = given[given.index("kubectl") + 1 :] if "kubectl" in given else []
+    args = p.parse_args(given[: len(given) - len(passed)])
     lab = Lab(args.root)
     if args.command == "kubectl":
-        # The lab's kubectl against the lab's cluster: `python -m lab kubectl get pods -A`.
-        return kubectl_passthrough(lab, rest)
-    if rest:
-        p.error(f"unrecognized arguments: {' '.join(rest)}")
+        return kubectl_passthrough(lab, passed)
+    if args.command in ("partition", "heal", "degrade"):
+        return gate_command(lab, args, p)
+    if args.target is not None:
+        p.error(f"{args.command} takes no REGION|STACK")
     if args.command == "up":
         try:
             seconds = lab.up()

@@ -14,6 +14,12 @@ Kubernetes runs the program's own objects of both stacks (lab/kube_workloads.py)
 stack's Deployment (the lab starts no MirrorMaker process of its own), the backup CronJobs run the lab's backup
 image. Pods reach PostgreSQL, the emulator and Kafka (a second listener per broker, advertised as the node's
 address) through the lab's bridge (lab/bridge.py) on the node's address; host clients keep using loopback.
+
+Every connection that crosses a region boundary goes through that region's gate (lab/gates.py, one Toxiproxy
+server): the outputs name the gated addresses (database, Kafka, service), the env names each region's AWS endpoint
+behind its gate (DRTOPO_AWS_ENDPOINTS), the standby streams from the primary's gate, MirrorMaker consumes the source
+cluster through the source's gate, and the kubeconfig has a context per stack whose server is the stack's gate.
+`lab.partition(stack)`, `lab.heal()` and `lab.degrade(ms, jitter)` act on them.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from confluent_kafka import KafkaException
 
 from components.kafka_mirror import NAME as MIRROR_APP
@@ -38,7 +45,7 @@ from drtopo.backup import wal
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import bucket_outputs, load_outputs, outputs_document
 from drtopo.settings import Role, Settings
-from lab import aws, images, kafka, kube, kube_build, kube_objects, kube_workloads, postgres, process, wal_agent
+from lab import aws, gates, images, kafka, kube, kube_build, kube_objects, kube_workloads, postgres, process, wal_agent
 from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 from lab.region import Region
 
@@ -140,7 +147,80 @@ class Lab:
 
     @property
     def aws_endpoint(self) -> str:
+        """The emulator itself (the lab's own set-up and in-region agents); scripts use a region's gate."""
         return aws.endpoint_url(self._port("aws"))
+
+    # ---- gates (lab/gates.py) ---------------------------------------------------------------------------------
+    @property
+    def gates(self) -> gates.Gates:
+        return gates.Gates(self._port("gates")["api"])
+
+    def stack_of(self, name: str) -> str:
+        """The stack a stack or region name means (`prod` or `us-east-1`)."""
+        for region in self._regions.values():
+            if name in (region.stack, region.settings.region):
+                return region.stack
+        names = [n for r in self._regions.values() for n in (r.stack, r.settings.region)]
+        raise ValueError(f"{name!r} is neither a stack nor a region of the lab; expected one of {', '.join(names)}")
+
+    def partition(self, name: str) -> list[str]:
+        """Cut the region (stack or region name) off from everything outside it; its servers keep running."""
+        return self.gates.partition(self.stack_of(name))
+
+    def heal(self, name: str | None = None) -> list[str]:
+        """End the partition of one region (default: every region)."""
+        return self.gates.heal(None if name is None else self.stack_of(name))
+
+    def degrade(self, latency_ms: int, jitter_ms: int = 0) -> list[str]:
+        """The WAN between the regions: `latency_ms` round trip (`jitter_ms`) on every gate; 0 takes it away."""
+        return self.gates.degrade(latency_ms, jitter_ms)
+
+    def _gate_proxies(self) -> list[gates.Proxy]:
+        ports = self._state()["ports"]
+        node_ip = self.node_ip
+        upstreams = {
+            "postgres": lambda s: f"{process.LOOPBACK}:{ports['postgres'][s]}",
+            "kafka": lambda s: f"{process.LOOPBACK}:{ports['kafka_gate'][s]}",
+            "kafka-pods": lambda s: f"{process.LOOPBACK}:{ports['kafka_pods_gate'][s]}",
+            "service": lambda s: f"{node_ip}:{ports['service'][s]}",
+            "aws": lambda s: f"{process.LOOPBACK}:{ports['aws']}",
+            "kube": lambda s: f"{node_ip}:{kube.KubePorts().apiserver}",
+        }
+        return [
+            gates.Proxy(gates.proxy_name(s, kind), ports["gates"][s][kind], upstreams[kind](s))
+            for s in LAB_STACKS
+            for kind in gates.KINDS
+        ]
+
+    def _start_gates(self) -> None:
+        gates.spawn(self.root, self._port("gates")["api"])
+        self.gates.create(self._gate_proxies())
+
+    def aws_endpoints(self) -> dict[str, str]:
+        """Each region's AWS endpoint: its gate in front of the one emulator."""
+        return {r.settings.region: r.aws_endpoint for r in self._regions.values()}
+
+    def _add_gated_contexts(self) -> None:
+        """A kubeconfig context per stack (named as its settings' kubernetes.context) whose server is the stack's
+        gate; the certificate is still checked, against the node's address (tls-server-name)."""
+        path = kube.Layout(self.root).kubeconfig
+        document = yaml.safe_load(path.read_text())
+        (base,) = [c for c in document["clusters"] if c["name"] == document["contexts"][0]["context"]["cluster"]]
+        user = document["contexts"][0]["context"]["user"]
+        for region in self._regions.values():
+            name = region.settings.kubernetes.context
+            cluster = {
+                **base["cluster"],
+                "server": f"https://{process.LOOPBACK}:{region.gate_port('kube')}",
+                "tls-server-name": self.node_ip,
+            }
+            document["clusters"] = [c for c in document["clusters"] if c["name"] != name]
+            document["clusters"].append({"name": name, "cluster": cluster})
+            document["contexts"] = [c for c in document["contexts"] if c["name"] != name]
+            document["contexts"].append({"name": name, "context": {"cluster": name, "user": user}})
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        with os.fdopen(fd, "w") as out:
+            out.write(yaml.safe_dump(document, sort_keys=False))
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
     def up(self) -> float:
@@ -177,7 +257,11 @@ class Lab:
             "wal_agent": process.free_port(),
             **{
                 kind: {s: process.free_port() for s in LAB_STACKS}
-                for kind in ("postgres", "service", "kafka", "kafka_pods")
+                for kind in ("postgres", "service", "kafka", "kafka_pods", "kafka_gate", "kafka_pods_gate")
+            },
+            "gates": {
+                "api": process.free_port(),
+                **{s: {kind: process.free_port() for kind in gates.KINDS} for s in LAB_STACKS},
             },
         }
         network = kube.choose_network(self.root)
@@ -189,6 +273,8 @@ class Lab:
         self._write_project(BASELINE_ROLES)
         self._write_env(secrets.token_urlsafe(24), aws.endpoint_url(ports["aws"]))
         moto_pid = aws.spawn(self.root, ports["aws"])
+        with self._phase("gates"):
+            self._start_gates()
         self._start_wal_agent()
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-up") as pool:
             # The emulator, Kafka and Kubernetes need only the project copy, so they start while PostgreSQL is built.
@@ -204,6 +290,7 @@ class Lab:
                 self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
             kafka_started.result()
             cluster.result()
+        self._add_gated_contexts()
         with self._phase("bridge"):
             self._start_bridge()
         with self._phase("workloads"):
@@ -225,6 +312,9 @@ class Lab:
             "AWS_ENDPOINT_URL": endpoint,
             **aws.DUMMY_CREDENTIALS,
             "AWS_DEFAULT_REGION": self.region(PRIMARY_STACK).settings.region,
+            # Each region's API through its gate (drtopo.aws.use_endpoints); AWS_ENDPOINT_URL, the emulator itself,
+            # stays for tools that know no per-region endpoints.
+            "DRTOPO_AWS_ENDPOINTS": ",".join(f"{r}={url}" for r, url in self.aws_endpoints().items()),
             "AWS_EC2_METADATA_DISABLED": "true",
             "PGPASSWORD": password,
             "DRTOPO_PROJECT_DIR": str(self.project_dir),
@@ -249,20 +339,22 @@ class Lab:
         link.symlink_to(kube_build.binary("kubectl"))
         return folder
 
-    def _endpoints(self) -> dict[str, StackEndpoints]:
-        ports = self._state()["ports"]
+    def _gated_endpoints(self) -> dict[str, StackEndpoints]:
+        """Where outside clients reach each stack: its gate's ports on loopback (the outputs name these)."""
+        ports = self._state()["ports"]["gates"]
         return {
             s: StackEndpoints(
-                db_port=ports["postgres"][s],
-                kafka_port=ports["kafka"][s],
-                service_port=ports["service"][s],
-                service_host=self.node_ip,
+                db_port=ports[s]["postgres"],
+                kafka_port=ports[s]["kafka"],
+                service_port=ports[s]["service"],
+                service_host=process.LOOPBACK,
             )
             for s in LAB_STACKS
         }
 
     def _write_project(self, roles: dict[str, Role]) -> None:
-        write_project(self.project_dir, self._endpoints(), roles)
+        # The stacks as the scripts see them, from outside their regions: the gates (as the outputs).
+        write_project(self.project_dir, self._gated_endpoints(), roles)
 
     def _build_pg_pair(self, before_archiving: Callable[[], None]) -> None:
         """The pair and its base backup, in the lab's archive folder and the primary's WAL bucket. The primary
@@ -271,11 +363,17 @@ class Lab:
         password = self.password
         primary, standby = self.region(PRIMARY_STACK), self.region(STANDBY_STACK)
         primary_port, standby_port = primary.port("postgres"), standby.port("postgres")
+        # The standby streams (and clones) through the primary's gate: replication crosses the region boundary.
         postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, primary.postgres.archive_command)
         postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
         before_archiving()
         postgres.clone_standby(
-            self.pg, STANDBY_STACK, standby_port, primary_port, password, standby.postgres.archive_command
+            self.pg,
+            STANDBY_STACK,
+            standby_port,
+            primary.gate_port("postgres"),
+            password,
+            standby.postgres.archive_command,
         )
         postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
         postgres.base_backup(self.pg, primary_port, password)
@@ -307,7 +405,7 @@ class Lab:
 
     def _write_outputs(self, resources: dict[str, aws.StackResources]) -> None:
         (self.root / "outputs").mkdir(exist_ok=True)
-        endpoints = self._endpoints()
+        endpoints = self._gated_endpoints()
         for region in self._regions.values():
             document = stack_outputs(region.settings, resources[region.stack], endpoints, self.pg)
             region.outputs_path.write_text(json.dumps(document, indent=2) + "\n")
@@ -317,7 +415,7 @@ class Lab:
         The Kubernetes cluster goes first, with its pods, mounts and network namespace."""
         stopped = kube.stop(self.root)
         self._objects.clear()
-        clients = [BRIDGE, WAL_AGENT, aws.PROCESS_NAME]
+        clients = [BRIDGE, WAL_AGENT, aws.PROCESS_NAME, gates.PROCESS_NAME]
         stopped += [n for n in clients if process.running(self.root, n)]
         stopped += [kafka.process_name(s) for s in LAB_STACKS if process.running(self.root, kafka.process_name(s))]
         stopped += [postgres.process_name(s) for s in LAB_STACKS if postgres.live_pid(self.root, self.pg, s)]
@@ -344,6 +442,7 @@ class Lab:
     def _expected_processes(self) -> list[str]:
         return [
             aws.PROCESS_NAME,
+            gates.PROCESS_NAME,
             *(postgres.process_name(s) for s in LAB_STACKS),
             *(kafka.process_name(s) for s in LAB_STACKS),
             BRIDGE,
@@ -390,6 +489,7 @@ class Lab:
             servers[name] = entry
         servers[aws.PROCESS_NAME] = {"port": ports["aws"], "url": aws.endpoint_url(ports["aws"])}
         servers[aws.PROCESS_NAME].update(self._pid_info(aws.PROCESS_NAME))
+        servers[gates.PROCESS_NAME] = {"port": ports["gates"]["api"], **self._pid_info(gates.PROCESS_NAME)}
         for stack in LAB_STACKS:
             servers[service_process(stack)] = {
                 "port": ports["service"][stack],
@@ -399,7 +499,17 @@ class Lab:
         servers.update(self._kafka_status())
         cluster = kube.status(self.root)
         servers.update(cluster.pop("processes"))
-        return {"root": str(self.root), "up": self.is_up(), "servers": servers, "kubernetes": cluster}
+        try:
+            gate_status: dict[str, Any] = self.gates.status() if servers[gates.PROCESS_NAME]["running"] else {}
+        except gates.GateError as exc:
+            gate_status = {"error": str(exc)}
+        return {
+            "root": str(self.root),
+            "up": self.is_up(),
+            "servers": servers,
+            "kubernetes": cluster,
+            "gates": gate_status,
+        }
 
     def _pid_info(self, name: str) -> dict[str, Any]:
         pid = process.read_pid(self.root, name)
@@ -422,7 +532,9 @@ class Lab:
         return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS})
 
     def restore_baseline(self) -> None:
-        """After a drill: fresh PostgreSQL pair and emulator, and every other server running again."""
+        """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again."""
+        self.gates.heal()
+        self.gates.reset()
         self.reset_postgres()
         for region in self._regions.values():
             region.service.start()
@@ -449,7 +561,7 @@ class Lab:
         region = self.region(stack or self.mirror_stack())
         settings = region.settings
         return kafka.mirrormaker_properties(
-            settings, self.region(settings.peer_stack).kafka.pod_bootstrap, region.kafka.pod_bootstrap
+            settings, self.region(settings.peer_stack).kafka.pod_gated_bootstrap, region.kafka.pod_bootstrap
         )
 
     def _pod_view(self, stack: str) -> kube_objects.PodView:
@@ -457,8 +569,9 @@ class Lab:
         settings = region.settings
         document = json.loads(region.outputs_path.read_text())
         peer = self.region(settings.peer_stack)
-        bootstraps = {"own": region.kafka.pod_bootstrap, "peer": peer.kafka.pod_bootstrap}
-        outputs = kube_workloads.pod_outputs(document, self.node_ip, bootstraps)
+        bootstraps = {"own": region.kafka.pod_bootstrap, "peer": peer.kafka.pod_gated_bootstrap}
+        # The stack's own pods reach their own database directly (in-region), not through the gate the outputs name.
+        outputs = {**kube_workloads.pod_outputs(document, self.node_ip, bootstraps), "dbPort": region.port("postgres")}
         stack_file = self.project_dir / f"Pulumi.{stack}.yaml"
         return kube_objects.PodView(
             images={
@@ -531,6 +644,7 @@ class Lab:
         ports = [
             *(self._port("postgres", s) for s in LAB_STACKS),
             self._port("aws"),
+            *(self._port("gates", s)["kafka-pods"] for s in LAB_STACKS),
             *(self._port("kafka_pods", s) for s in LAB_STACKS),
         ]
         network = kube.cluster_network(self.root)

@@ -76,6 +76,13 @@ class Cluster:
     # forwards to it (0: none).
     pod_port: int = 0
     pod_host: str = ""
+    # The listeners behind the region's gates (lab/gates.py): GATE for outside host clients, bound on loopback and
+    # advertised as 127.0.0.1:<its gate's port>; PODGATE for outside pods (the peer's MirrorMaker), advertised as
+    # <pod_host>:<its gate's port> (0: none).
+    gate_port: int = 0
+    gate_advertised: int = 0
+    pod_gate_port: int = 0
+    pod_gate_advertised: int = 0
 
     @property
     def bootstrap(self) -> str:
@@ -94,11 +101,20 @@ def process_name(name: str) -> str:
     return f"kafka-{name}"
 
 
-def broker_properties(port: int, controller_port: int, data_dir: str, pod_port: int = 0, pod_host: str = "") -> str:
+def broker_properties(
+    port: int,
+    controller_port: int,
+    data_dir: str,
+    pod_port: int = 0,
+    pod_host: str = "",
+    gates: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> str:
     """server.properties of a combined broker+controller node listening only on loopback (pure).
 
     With `pod_port`, a second listener PODS on loopback advertises `pod_host:pod_port`: the node's address, where
     the lab's bridge takes the pods' connections to it. Host clients keep PLAINTEXT on 127.0.0.1.
+    `gates` = (GATE port, its gate's port, PODGATE port, its gate's port): the listeners behind the region's gates,
+    each advertised as its gate, so a client that came through the gate keeps going through it.
     """
     listeners = [f"PLAINTEXT://{LOOPBACK}:{port}", f"CONTROLLER://{LOOPBACK}:{controller_port}"]
     advertised = [f"PLAINTEXT://{LOOPBACK}:{port}"]
@@ -107,6 +123,15 @@ def broker_properties(port: int, controller_port: int, data_dir: str, pod_port: 
         listeners.append(f"PODS://{LOOPBACK}:{pod_port}")
         advertised.append(f"PODS://{pod_host}:{pod_port}")
         protocols.append("PODS:PLAINTEXT")
+    gate_port, gate_advertised, pod_gate_port, pod_gate_advertised = gates
+    if gate_port:
+        listeners.append(f"GATE://{LOOPBACK}:{gate_port}")
+        advertised.append(f"GATE://{LOOPBACK}:{gate_advertised}")
+        protocols.append("GATE:PLAINTEXT")
+    if pod_gate_port:
+        listeners.append(f"PODGATE://{LOOPBACK}:{pod_gate_port}")
+        advertised.append(f"PODGATE://{pod_host}:{pod_gate_advertised}")
+        protocols.append("PODGATE:PLAINTEXT")
     settings = {
         "process.roles": "broker,controller",
         "node.id": 1,
@@ -195,11 +220,13 @@ def start_cluster(
     controller_port: int | None = None,
     timeout: float = 90.0,
     pods: tuple[str, int] | None = None,
+    gates: tuple[int, int, int, int] | None = None,
 ) -> Cluster:
     """Start (or find running) the cluster `name`; returns once a client can list its metadata.
 
-    A cluster started before keeps its data, id and ports (and its pod listener, `pods` = (node address, port)),
-    so bootstrap addresses in outputs stay valid.
+    A cluster started before keeps its data, id and ports (and its pod listener, `pods` = (node address, port),
+    and its gates' listeners, `gates` as `broker_properties` takes them), so bootstrap addresses in outputs stay
+    valid.
     """
     root = Path(root)
     previous = cluster(root, name)
@@ -212,16 +239,25 @@ def start_cluster(
         data_dir=str(directory / "data"),
         pod_port=pods[1] if pods else (previous.pod_port if previous else 0),
         pod_host=pods[0] if pods else (previous.pod_host if previous else ""),
+        **_gate_fields(gates, previous),
     )
     if cluster_running(root, name) and previous == state:
         wait_broker(state.bootstrap, timeout)
         return state
-    for busy in (p for p in (state.port, state.controller_port, state.pod_port) if p and process.port_open(p)):
+    bound = (state.port, state.controller_port, state.pod_port, state.gate_port, state.pod_gate_port)
+    for busy in (p for p in bound if p and process.port_open(p)):
         raise KafkaLabError(f"port {busy} for Kafka cluster {name!r} is already in use; stop what listens there")
     directory.mkdir(parents=True, exist_ok=True)
     props = directory / "server.properties"
     props.write_text(
-        broker_properties(state.port, state.controller_port, state.data_dir, state.pod_port, state.pod_host)
+        broker_properties(
+            state.port,
+            state.controller_port,
+            state.data_dir,
+            state.pod_port,
+            state.pod_host,
+            (state.gate_port, state.gate_advertised, state.pod_gate_port, state.pod_gate_advertised),
+        )
     )
     _state_file(root, name).write_text(json.dumps(asdict(state), indent=2) + "\n")
     _format_storage(root, state, props)
@@ -233,6 +269,13 @@ def start_cluster(
         process.stop(root, state.process_name)
         raise KafkaLabError(f"{exc}; see {root / 'logs' / (state.process_name + '.log')}") from None
     return state
+
+
+def _gate_fields(gates: tuple[int, int, int, int] | None, previous: Cluster | None) -> dict[str, int]:
+    keys = ("gate_port", "gate_advertised", "pod_gate_port", "pod_gate_advertised")
+    if gates is not None:
+        return dict(zip(keys, gates, strict=True))
+    return {key: getattr(previous, key) if previous else 0 for key in keys}
 
 
 def start_clusters(root: Path, names: Iterable[str], timeout: float = 90.0) -> dict[str, Cluster]:

@@ -41,6 +41,11 @@ class PostgresServer(_Part):
         pushed the file into the stack's WAL bucket (lab/wal_agent.py says why not a direct push)."""
         return postgres.archive_command(self._lab.pg.archive_dir, f"{self._lab.wal_push_script} {self._stack} %f")
 
+    def gated_conninfo(self, dbname: str | None = None) -> str:
+        """Where a client outside the region connects: the region's gate (what the outputs name)."""
+        database = dbname or self._region.settings.database.name
+        return postgres.conninfo(self._region.gate_port("postgres"), database)
+
     def kill(self) -> int:
         """SIGKILL the postmaster (a crash); returns its PID. RuntimeError when no postmaster runs to be killed."""
         return postgres.crash(self._lab.root, self._lab.pg, self._stack)
@@ -69,10 +74,27 @@ class KafkaCluster(_Part):
         """Where the lab's pods reach the cluster: its pod listener, advertised as the node's address."""
         return f"{self._lab.node_ip}:{self._region.port('kafka_pods')}"
 
+    @property
+    def gated_bootstrap(self) -> str:
+        """Where host clients outside the region reach the cluster: the region's gate (what the outputs name)."""
+        return f"{process.LOOPBACK}:{self._region.gate_port('kafka')}"
+
+    @property
+    def pod_gated_bootstrap(self) -> str:
+        """Where pods outside the region (the peer's MirrorMaker) reach the cluster: the gate, through the bridge."""
+        return f"{self._lab.node_ip}:{self._region.gate_port('kafka-pods')}"
+
     def start(self) -> None:
         """Start the cluster (same ports, data kept) and create any missing topic of the stack's settings."""
-        pods = (self._lab.node_ip, self._region.port("kafka_pods"))
-        cluster = kafka.start_cluster(self._lab.root, self._stack, port=self._region.port("kafka"), pods=pods)
+        region = self._region
+        pods = (self._lab.node_ip, region.port("kafka_pods"))
+        gates = (
+            region.port("kafka_gate"),
+            region.gate_port("kafka"),
+            region.port("kafka_pods_gate"),
+            region.gate_port("kafka-pods"),
+        )
+        cluster = kafka.start_cluster(self._lab.root, self._stack, port=region.port("kafka"), pods=pods, gates=gates)
         kafka.create_topics(cluster.bootstrap, self._region.settings.kafka.topics)
 
     def stop(self) -> None:
@@ -87,6 +109,11 @@ class ServiceStandIn(_Part):
     def url(self) -> str:
         """http://<node address>:<port>"""
         return f"http://{self._lab.node_ip}:{self._region.port('service')}"
+
+    @property
+    def gated_url(self) -> str:
+        """Where clients outside the region reach the service: its gate (what the outputs name)."""
+        return f"http://{process.LOOPBACK}:{self._region.gate_port('service')}"
 
     def pod(self) -> dict[str, Any] | None:
         """The stand-in's pod (the newest, not being deleted), or None."""
@@ -163,6 +190,15 @@ class Region:
     def port(self, kind: str) -> int:
         """The region's port of `kind` (postgres, kafka, kafka_pods, service), as chosen at `up` (lab.json)."""
         return self.lab._port(kind, self.stack)
+
+    def gate_port(self, kind: str) -> int:
+        """The port of the region's gate for `kind` (lab/gates.py KINDS) on loopback."""
+        return int(self.lab._port("gates", self.stack)[kind])
+
+    @property
+    def aws_endpoint(self) -> str:
+        """The region's AWS API endpoint: its gate in front of the lab's one emulator."""
+        return f"http://{process.LOOPBACK}:{self.gate_port('aws')}"
 
     @property
     def settings(self) -> Settings:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+from drtopo import aws
 from drtopo.context import DEFAULT_STATE_DIR, Context
 from drtopo.errors import one_line
 from drtopo.report import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNSAFE, BadInput, Clock, Report, Unsafe
@@ -33,6 +34,9 @@ PROJECT_DIR_ENV = "DRTOPO_PROJECT_DIR"
 STATE_DIR_ENV = "DRTOPO_STATE_DIR"
 LAB_DIR_ENV = "DRTOPO_LAB_DIR"
 CRASH_AFTER_ENV = "DRTOPO_CRASH_AFTER"
+# The AWS API endpoint per region, `us-east-1=URL,us-west-2=URL` (VPC interface endpoints, the lab's gates); a region
+# not named falls back to AWS_ENDPOINT_URL or real AWS.
+AWS_ENDPOINTS_ENV = "DRTOPO_AWS_ENDPOINTS"
 # Loggers that would write request or response bodies (secrets among them) at DEBUG: drtopo logs their calls itself.
 QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "psycopg", "asyncio")
 
@@ -83,10 +87,15 @@ def _crash_after(step_name: str) -> Callable[[str], None]:
 def context_from_environment(environ: Mapping[str, str] = os.environ) -> Context:
     """The context of a command started from a shell: the project folder, the state folder, the terminal."""
     crash = environ.get(CRASH_AFTER_ENV)
+    try:
+        endpoints = aws.parse_endpoints(environ.get(AWS_ENDPOINTS_ENV, ""))
+    except ValueError as exc:
+        usage_error("drtopo", f"{AWS_ENDPOINTS_ENV}: {exc}")
     return Context(
         project_dir=Path(environ.get(PROJECT_DIR_ENV) or REPO_DIR),
         state_dir=state_dir(environ),
         reporter=TERMINAL,
+        aws_endpoints=endpoints,
         **({"after_step": _crash_after(crash)} if crash else {}),
     )
 
@@ -134,6 +143,7 @@ def main_guard(
     """Run a command's body with its context and log file; errors become one line and an exit code."""
     ctx, close_log = open_log(ctx or context_from_environment(), prog, daily_log)
     where = f" (log: {ctx.log_path})" if ctx.log_path else ""
+    endpoints = aws.use_endpoints(ctx.aws_endpoints)
     try:
         code = run(argv, ctx)
         log.info("%s ended with exit code %s", prog, code)
@@ -156,6 +166,7 @@ def main_guard(
         print(f"error: unexpected {type(exc).__name__}: {one_line(exc)}{where}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        aws.use_endpoints(endpoints)
         close_log()
 
 

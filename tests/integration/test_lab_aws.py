@@ -28,8 +28,10 @@ def test_outputs_files_load_and_point_at_the_lab(lab: Lab) -> None:
     prod, dr = outputs(lab, "prod"), outputs(lab, "dr")
     assert (prod.role, prod.failover, dr.role, dr.failover) == ("primary", "PRIMARY", "standby", "SECONDARY")
     assert prod.db_port != dr.db_port and prod.db_address == dr.db_address == "127.0.0.1"
-    assert prod.kafka_bootstrap == dr.peer_kafka_bootstrap == lab.prod.kafka.bootstrap
-    assert prod.service_url == lab.prod.service.url
+    # Clients outside a region reach it through its gate (lab/gates.py).
+    assert prod.db_port == lab.prod.gate_port("postgres")
+    assert prod.kafka_bootstrap == dr.peer_kafka_bootstrap == lab.prod.kafka.gated_bootstrap
+    assert prod.service_url == lab.prod.service.gated_url
     assert lab.env()["AWS_ENDPOINT_URL"] == lab.aws_endpoint
 
 

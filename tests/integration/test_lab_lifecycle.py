@@ -98,17 +98,19 @@ def test_project_copy_validates_with_the_labs_endpoints(lab: Lab) -> None:
     for stack in ("prod", "dr"):
         settings = load_settings(stack, lab.project_dir)
         outputs = load_outputs(lab.region(stack).outputs_path, stack)
-        assert settings.kafka.bootstrap_servers == lab.region(stack).kafka.bootstrap == outputs.kafka_bootstrap
+        # The project copy and the outputs both name the gates: the stacks as seen from outside their regions.
+        assert settings.kafka.bootstrap_servers == lab.region(stack).kafka.gated_bootstrap == outputs.kafka_bootstrap
         assert settings.kafka.mirror.replication_factor == 1
         assert {t.replication_factor for t in settings.kafka.topics} == {1}
         assert settings.database.port == outputs.db_port
         assert settings.dns.health_check_port == int(outputs.service_url.rsplit(":", 1)[1])
-    # MirrorMaker's ConfigMap: the program's text, with the addresses where its pod reaches the two clusters.
+    # MirrorMaker's ConfigMap: the program's text, with the addresses where its pod reaches the two clusters (its
+    # own directly, the source through the source region's gate).
     config = kube_workloads.get(lab.root, "configmap", "mirror-maker-2", lab.dr.namespace)
     assert config is not None
     assert config["data"]["mm2.properties"] == render_mm2_properties(
         load_settings("dr", lab.project_dir),
         bootstrap_servers=lab.dr.kafka.pod_bootstrap,
-        peer_bootstrap_servers=lab.prod.kafka.pod_bootstrap,
+        peer_bootstrap_servers=lab.prod.kafka.pod_gated_bootstrap,
     )
     assert lab.env()["DRTOPO_PROJECT_DIR"] == str(lab.project_dir)
