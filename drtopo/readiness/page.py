@@ -60,46 +60,49 @@ def _points(values: Sequence[tuple[float, float]], top: float, t0: float, t1: fl
     return [(PAD + (t - t0) / span * (WIDTH - 2 * PAD), HEIGHT - PAD - v / top * (HEIGHT - 2 * PAD)) for t, v in values]
 
 
-def chart(scenario: str, runs: Sequence[Mapping[str, Any]]) -> str:
-    """An SVG of one scenario's drills: RTO and RPO in seconds over time, the objectives as dashed lines."""
+def series_svg(scenario: str, name: str, runs: Sequence[Mapping[str, Any]]) -> str:
+    """One figure (`rto` or `rpo`) of a scenario's drills over time, scaled to the measured values; the objective a
+    dashed line when it fits, else named as above the chart."""
+    color = COLORS[name]
     times = [datetime.fromisoformat(r["at"]).timestamp() for r in runs]
     t0, t1 = min(times), max(times)
-    objectives = runs[-1].get("objectives") or {}
-    series = {
-        name: [
-            (t, float(r[f"{name}_seconds"]), r["at"])
-            for t, r in zip(times, runs, strict=True)
-            if r.get(f"{name}_seconds") is not None
-        ]
-        for name in ("rto", "rpo")
-    }
-    values = [v for s in series.values() for _, v, _ in s] + [float(v) for v in objectives.values() if v is not None]
-    top = max(values, default=1.0) * 1.1 or 1.0
+    points = [
+        (t, float(r[f"{name}_seconds"]), str(r["at"]))
+        for t, r in zip(times, runs, strict=True)
+        if r.get(f"{name}_seconds") is not None
+    ]
+    goal = (runs[-1].get("objectives") or {}).get(f"{name}_seconds")
+    top = max([v for _, v, _ in points], default=0.0) * 1.25 or (float(goal) if goal else 1.0)
     parts = [f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#888"/>']
-    for name, points in series.items():
-        color = COLORS[name]
-        goal = objectives.get(f"{name}_seconds")
-        if goal is not None:
-            (_, y), *_ = _points([(t0, float(goal))], top, t0, t1)
-            parts.append(
-                f'<line class="objective" x1="{PAD}" y1="{y:.1f}" x2="{WIDTH - PAD}" y2="{y:.1f}" '
-                f'stroke="{color}" stroke-dasharray="4 3"/>'
-            )
-        xy = _points([(t, v) for t, v, _ in points], top, t0, t1)
-        if len(xy) > 1:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-            parts.append(f'<polyline fill="none" stroke="{color}" points="{path}"/>')
-        parts.extend(
-            f'<circle class="point {name}" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
-            f"<title>{name.upper()} {v:g} s at {escape(at)}</title></circle>"
-            for (x, y), (_, v, at) in zip(xy, points, strict=True)
+    note = ""
+    if goal is not None and float(goal) <= top:
+        ((_, y),) = _points([(t0, float(goal))], top, t0, t1)
+        parts.append(
+            f'<line class="objective" x1="{PAD}" y1="{y:.1f}" x2="{WIDTH - PAD}" y2="{y:.1f}" '
+            f'stroke="{color}" stroke-dasharray="4 3"/>'
         )
-    parts.append(f'<text x="{PAD}" y="14" font-size="11">max {top:.0f} s; RTO blue, RPO red, dashed: objective</text>')
-    svg = (
-        f'<svg class="chart" data-scenario="{escape(scenario)}" xmlns="http://www.w3.org/2000/svg" '
-        f'width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">{"".join(parts)}</svg>'
+    elif goal is not None:
+        note = f", objective {float(goal):g} s above the chart"
+    xy = _points([(t, v) for t, v, _ in points], top, t0, t1)
+    if len(xy) > 1:
+        parts.append(f'<polyline fill="none" stroke="{color}" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}"/>')
+    parts.extend(
+        f'<circle class="point {name}" cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}">'
+        f"<title>{name.upper()} {v:g} s at {escape(at)}</title></circle>"
+        for (x, y), (_, v, at) in zip(xy, points, strict=True)
     )
-    return f"<figure><figcaption>{escape(scenario)} ({len(runs)} drills)</figcaption>{svg}</figure>"
+    parts.append(f'<text x="{PAD}" y="14" font-size="11">{name.upper()}: top {top:.3g} s{escape(note)}</text>')
+    return (
+        f'<svg class="chart" data-scenario="{escape(scenario)}" data-figure="{name}" '
+        f'xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">'
+        f"{''.join(parts)}</svg>"
+    )
+
+
+def chart(scenario: str, runs: Sequence[Mapping[str, Any]]) -> str:
+    """A scenario's drills: its RTO and its RPO in seconds over time, each against its objective."""
+    svgs = "".join(series_svg(scenario, name, runs) for name in ("rto", "rpo"))
+    return f"<figure><figcaption>{escape(scenario)} ({len(runs)} drills)</figcaption>{svgs}</figure>"
 
 
 def render(document: Mapping[str, Any]) -> str:

@@ -89,7 +89,12 @@ def test_chromium_renders_the_items_and_a_chart_per_scenario(tmp_path: Path) -> 
     assert [r["class"] for r in rows] == ["item pass", "item pass", "item fail", "item pass"]
     assert dom.having("p", id="verdict", **{"class": "verdict fail"})
     charts = dom.having("svg", **{"class": "chart"})
-    assert sorted(c["data-scenario"] for c in charts) == ["kafka-cluster-failure", "region-failure"]
+    assert sorted((c["data-scenario"], c["data-figure"]) for c in charts) == [
+        ("kafka-cluster-failure", "rpo"),
+        ("kafka-cluster-failure", "rto"),
+        ("region-failure", "rpo"),
+        ("region-failure", "rto"),
+    ]
     assert len(dom.having("circle", **{"class": "point rto"})) == 8
     assert len(dom.having("circle", **{"class": "point rpo"})) == 8
     assert len(dom.having("tr", **{"class": "estimate"})) == 2
