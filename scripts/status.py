@@ -1,10 +1,11 @@
 """python -m scripts.status: are we ready right now? The pair's readiness items and the RTO/RPO if it failed now.
 
-Reads only, changes nothing. Each item has its measured value, its limit (from the objectives or settings) and
-PASS / FAIL / SKIP (a skip says why and is never a pass): replica lag, the newest dump and its restore test, the WAL
-archive's chain and age, MirrorMaker's lag and checkpoint age, the stacks' roles and the role marker, the last drill.
-`--html FILE` writes a static page of the same with charts of the drills' RTO and RPO. Exit 0 when every item
-passes, 1 when one is at risk, 2 for bad input.
+Reads the pair only and changes nothing of it. Each item has its measured value, its limit (from the objectives or
+settings) and PASS / FAIL / SKIP (a skip says why and is never a pass): replica lag, the newest dump and its restore
+test, the WAL archive's chain and age, MirrorMaker's lag and checkpoint age, the stacks' roles and the role marker,
+the last drill. `--html FILE` writes a static page of the same with charts of the drills' RTO and RPO; `--publish`
+puts the JSON into the configuration bucket and a metric per item into CloudWatch (what the scheduled check does).
+Exit 0 when every item passes, 1 when one is at risk, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drtopo.context import Context
 from drtopo.outputs import load_outputs, peer_outputs
 from drtopo.readiness.gather import Readiness, gather
 from drtopo.readiness.page import render
+from drtopo.readiness.publish import publish
 from drtopo.report import settings_for
 from scripts.cli import main_guard, new_report, parser
 
@@ -26,6 +29,11 @@ from scripts.cli import main_guard, new_report, parser
 def build_parser() -> argparse.ArgumentParser:
     p = parser("status", __doc__.splitlines()[0], changes_state=False)
     p.add_argument("--html", type=Path, metavar="FILE", help="write the readiness page (static HTML) here")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="also put the JSON into the configuration bucket and a CloudWatch metric per item (the scheduled check)",
+    )
     return p
 
 
@@ -61,6 +69,8 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(render(document))
         print(f"page: {args.html} (open it in a browser: file://{args.html.resolve()})")
+    if args.publish:
+        print("published: " + ", ".join(publish(document, outputs, datetime.now(UTC))))
     return report.exit_code()
 
 

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from drtopo.failover.marker import RoleMarker
-from drtopo.readiness import drills, rules
+from drtopo.readiness import drills, publish, rules
 from drtopo.readiness.estimate import MEASURED, MODELLED, estimate
 from drtopo.readiness.page import render
 from drtopo.report import FAIL, PASS, SKIP
 from drtopo.settings import load_settings
+from scripts import status
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 RPO = 900.0
@@ -199,3 +200,19 @@ def test_the_page_has_a_row_per_item_and_a_point_per_drill() -> None:
     assert len(re.findall(r'<circle class="point rto"', page)) == 3
     assert len(re.findall(r'<circle class="point rpo"', page)) == 3
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_status_refuses_an_unknown_stack_as_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert status.main(["--stack", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_the_published_metrics_are_one_per_item_and_the_totals() -> None:
+    items = [rules.replica_lag(1.0, RPO, "d"), rules.wal_chain(None, "none"), rules.last_drill(None, "x")]
+    data = publish.metric_data({"checks": [c.to_dict() for c in items]}, "dr", NOW)
+    per_item = {d["Dimensions"][1]["Value"]: d["Value"] for d in data if d["MetricName"] == publish.ITEM_METRIC}
+    assert per_item == {rules.REPLICA_LAG: 0.0, rules.WAL_CHAIN: 1.0, rules.DRILL: 0.0}
+    totals = {d["MetricName"]: d["Value"] for d in data if d["MetricName"] != publish.ITEM_METRIC}
+    assert totals == {publish.FAILING_METRIC: 1.0, publish.SKIPPED_METRIC: 1.0}
+    assert publish.readiness_key("dr", NOW) == "readiness/dr/20261202T100000Z.json"
+    assert publish.readiness_key("dr") == "readiness/dr/latest.json"
