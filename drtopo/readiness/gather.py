@@ -27,7 +27,8 @@ from drtopo.database import database_for
 from drtopo.errors import one_line
 from drtopo.failover import marker
 from drtopo.kafka import isolated
-from drtopo.kafka.offsets import checkpoints_topic, read_topic
+from drtopo.kafka.admin import Partition, committed_offsets
+from drtopo.kafka.offsets import CheckpointError, checkpoints_topic, decode_checkpoint, read_topic
 from drtopo.mm2_properties import mirror_flow
 from drtopo.outputs import StackOutputs
 from drtopo.readiness import drills, rules
@@ -104,25 +105,33 @@ def wal_items(primary: StackOutputs, rpo: float, now: datetime) -> list[Check]:
 
 
 def kafka_steps(settings: Settings, outputs: StackOutputs, max_lag: int) -> Iterator[Any]:
-    """The isolated child's side: MirrorMaker's lag (a Report as `validate` measures it), then the newest
-    checkpoint's timestamp (ms) on the target cluster (None: the topic holds none) and the topic's name."""
+    """The isolated child's side: MirrorMaker's lag (a Report as `validate` measures it), then the consumer group's
+    checkpoints on the target cluster (partition -> (upstream offset, time written)) and its commits on the source,
+    or the reason they could not be read."""
     part = Report()
     kafka_checks.mirror_checks(part, settings, outputs, max_lag)
     yield part
-    source_alias, _ = mirror_flow(settings)
-    target = outputs.kafka_bootstrap if not settings.is_primary else outputs.peer_kafka_bootstrap
-    if settings.is_primary:
-        source_alias = settings.region
-    topic = checkpoints_topic(source_alias)
+    source_alias = settings.region if settings.is_primary else mirror_flow(settings)[0]
+    source, target = outputs.kafka_bootstrap, outputs.peer_kafka_bootstrap
+    if not settings.is_primary:
+        source, target = target, source
+    topic, group = checkpoints_topic(source_alias), settings.kafka.consumer_group
+    latest: dict[Partition, tuple[int, float]] = {}
     try:
+        committed = committed_offsets(source, group, settings.kafka.mirrored_topics)
         records = read_topic(target, topic)
-    except LookupError as exc:
-        yield topic, None, str(exc)
+        for r in records:
+            if r.key is not None and r.value is not None:
+                cp = decode_checkpoint(r.key, r.value)
+                if cp.group == group:
+                    latest[cp.topic_partition] = (cp.upstream_offset, r.timestamp_ms / 1000)
+    except LookupError:
+        yield {}, committed, f"{topic} on {target} does not exist yet"
         return
-    except (KafkaException, TimeoutError) as exc:
-        yield topic, None, f"unreadable: {one_line(exc)}"
+    except (KafkaException, TimeoutError, CheckpointError) as exc:
+        yield None, None, f"{topic} on {target}, group {group} on {source}: {one_line(exc)}"
         return
-    yield topic, max((r.timestamp_ms for r in records), default=None), f"{topic} on {target} holds no checkpoint yet"
+    yield latest, committed, f"{topic} on {target}"
 
 
 def kafka_items(settings: Settings, outputs: StackOutputs, now: datetime) -> tuple[list[Check], float | None]:
@@ -149,12 +158,11 @@ def kafka_items(settings: Settings, outputs: StackOutputs, now: datetime) -> tup
             mirror_seconds = max([s for s in seconds.values() if s is not None], default=0.0)
     else:
         items.append(rules.mirror_lag(None, {}, max_lag, rpo, error or "no answer"))
-    if len(answers) > 1:
-        topic, newest_ms, why_none = answers[1]
-        age = None if newest_ms is None else now.timestamp() - newest_ms / 1000
-        items.append(rules.checkpoint_age(age, rpo, topic, why_none))
+    checkpoints, committed, where = answers[1] if len(answers) > 1 else (None, None, error or "no answer")
+    if checkpoints is None or committed is None:
+        items.append(Check(rules.CHECKPOINT_AGE, "fail", f"not measurable: {where}", None, rpo))
     else:
-        items.append(Check(rules.CHECKPOINT_AGE, "fail", f"not measurable: {error or 'no answer'}", None, rpo))
+        items.append(rules.checkpoint_age(checkpoints, committed, now.timestamp(), rpo, where))
     return items, mirror_seconds
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from drtopo.failover.marker import RoleMarker
+from drtopo.kafka.admin import Partition
 from drtopo.report import FAIL, PASS, SKIP, Check
 
 # How often each tier receives a dump (drtopo.tiers: daily every day, weekly on Sundays, monthly on the 1st, yearly on
@@ -118,12 +119,33 @@ def mirror_lag(
     return Check(MIRROR_LAG, PASS if ok else FAIL, detail, behind, limit)
 
 
-def checkpoint_age(age_seconds: float | None, rpo_seconds: float, topic: str, why_none: str) -> Check:
-    """The newest MirrorMaker checkpoint's age (the consumer offsets a failover would translate) against the
-    Kafka-failure RPO; SKIP when the topic holds no checkpoint yet (no group has committed on the source)."""
-    if age_seconds is None:
-        return Check(CHECKPOINT_AGE, SKIP, why_none, None, rpo_seconds)
-    return at_most(CHECKPOINT_AGE, age_seconds, rpo_seconds, f"newest record of {topic}", "")
+def checkpoint_age(
+    checkpoints: Mapping[Partition, tuple[int, float]],
+    committed: Mapping[Partition, int],
+    now: float,
+    rpo_seconds: float,
+    where: str,
+) -> Check:
+    """MirrorMaker's checkpoints of the consumer group (partition -> (upstream offset, time written, s)) against the
+    group's commits on the source: current when every committed partition has a checkpoint at its committed offset
+    (MirrorMaker writes one only when the offset moves, so an idle group's checkpoint may be old and still current);
+    when one is behind, the newest checkpoint's age must be within the Kafka-failure RPO. SKIP while the group has
+    committed nothing on the source (no offset a failover would translate)."""
+    if not committed:
+        return Check(CHECKPOINT_AGE, SKIP, f"the group has committed nothing on the source; {where}", None, rpo_seconds)
+    newest = max((at for _, at in checkpoints.values()), default=None)
+    age = None if newest is None else round(max(0.0, now - newest), 3)
+    behind = sorted(p for p, offset in committed.items() if p not in checkpoints or checkpoints[p][0] < offset)
+    if not behind:
+        detail = f"{len(committed)} committed partitions, every checkpoint at its commit ({where})"
+        return Check(CHECKPOINT_AGE, PASS, detail, age, rpo_seconds)
+    first = f"{behind[0].topic}[{behind[0].partition}]"
+    detail = (
+        f"{len(behind)} of {len(committed)} committed partitions ahead of their checkpoint, first {first} ({where})"
+    )
+    if age is None:
+        return Check(CHECKPOINT_AGE, FAIL, f"no checkpoint at all: {detail}", None, rpo_seconds)
+    return Check(CHECKPOINT_AGE, PASS if age <= rpo_seconds else FAIL, detail, age, rpo_seconds)
 
 
 def roles(configured: Mapping[str, str], marker: RoleMarker | None, marker_where: str) -> Check:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from drtopo.failover.marker import RoleMarker
+from drtopo.kafka.admin import Partition
 from drtopo.readiness import drills, publish, rules
 from drtopo.readiness.estimate import MEASURED, MODELLED, estimate
 from drtopo.readiness.page import render
@@ -98,12 +99,27 @@ def test_mirror_lag_bounds_records_and_age(records: dict | None, seconds: dict, 
         assert "cluster down" in item.detail
 
 
-@pytest.mark.parametrize(("age", "outcome"), [(None, SKIP), (10.0, PASS), (300.0, PASS), (300.5, FAIL)])
-def test_checkpoint_age_skips_only_when_none_exists(age: float | None, outcome: str) -> None:
-    item = rules.checkpoint_age(age, 300.0, "us-east-1.checkpoints.internal", "holds no checkpoint yet")
-    assert item.outcome == outcome
-    if outcome == SKIP:
-        assert item.detail == "holds no checkpoint yet"
+P0, P1 = Partition("OrderRejected", 0), Partition("OrderRejected", 1)
+T = 1_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("checkpoints", "committed", "outcome"),
+    [
+        ({}, {}, SKIP),
+        ({P0: (10, T - 3600)}, {P0: 10}, PASS),  # idle group: an old checkpoint at its commit is current
+        ({P0: (10, T - 300), P1: (5, T - 900)}, {P0: 12, P1: 5}, PASS),  # behind, newest within the RPO
+        ({P0: (10, T - 300.5)}, {P0: 12}, FAIL),  # behind, newest beyond the RPO
+        ({P0: (10, T - 10)}, {P0: 10, P1: 3}, PASS),  # a partition without one, the newest young
+        ({}, {P0: 1}, FAIL),  # committed but no checkpoint at all
+    ],
+)
+def test_checkpoint_age_judges_only_checkpoints_behind_the_commits(
+    checkpoints: dict, committed: dict, outcome: str
+) -> None:
+    item = rules.checkpoint_age(checkpoints, committed, T, 300.0, "us-east-1.checkpoints.internal on dr")
+    assert (item.name, item.outcome) == (rules.CHECKPOINT_AGE, outcome)
+    assert item.detail
 
 
 def _marker(primary: str, standby: str) -> RoleMarker:
