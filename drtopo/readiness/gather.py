@@ -58,7 +58,7 @@ def _add(report: Report, item: Check) -> None:
 def replica_item(standby: StackOutputs, primary: StackOutputs, rpo: float) -> tuple[Check, float | None]:
     try:
         lag = database_for(standby).lag(database_for(primary))
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, *AWS_ERRORS) as exc:
         return rules.replica_lag(None, rpo, f"{standby.stack}'s database: {one_line(exc)}"), None
     return rules.replica_lag(lag.seconds, rpo, f"{standby.stack} behind {primary.stack}: {lag.source}"), lag.seconds
 
@@ -92,7 +92,7 @@ def wal_items(primary: StackOutputs, rpo: float, now: datetime) -> list[Check]:
         gaps = None if oldest is None else wal.chain_gaps(s3, archive, oldest)
     except AWS_ERRORS as exc:
         reason = f"s3://{bucket}: {one_line(exc)}"
-        return [rules.wal_chain(None, reason), rules.wal_age(None, rpo, bucket)]
+        return [rules.wal_chain(None, reason), rules.wal_age(None, rpo, bucket, reason)]
     newest = archive.segments[-1] if archive.segments else "none"
     if oldest is None:
         chain = rules.wal_chain(None, f"s3://{bucket} holds no base backup; upload one with `scripts.wal base`")
@@ -186,6 +186,11 @@ def roles_item(settings: Settings, peer: Settings, regions: tuple[str, str]) -> 
         newest,
         where.get(newest.epoch, name) if newest else name,
     )
+    if unread and len(unread) == len(regions) and item.ok:
+        # The stack files agree with each other, but what the marker says was not read: not a pass.
+        return Check(
+            rules.ROLES, "skip", f"{item.detail}; but the marker is readable in no region: {'; '.join(unread)}"
+        )
     if unread:
         item.detail += f"; marker not readable in {', '.join(unread)}"
     return item

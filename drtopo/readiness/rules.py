@@ -83,14 +83,14 @@ def wal_chain(gaps: list[str] | None, detail: str) -> Check:
     return Check(WAL_CHAIN, PASS if not gaps else FAIL, detail, len(gaps), 0)
 
 
-def wal_age(age_seconds: float | None, rpo_seconds: float, bucket: str) -> Check:
+def wal_age(age_seconds: float | None, rpo_seconds: float, bucket: str, unreadable: str = "") -> Check:
     """The newest archived WAL file's age against the region-failure RPO: a restore from the bucket loses that much."""
     return at_most(
         WAL_AGE,
         age_seconds,
         rpo_seconds,
         f"newest file in s3://{bucket}/wal/ (limit: the region-failure RPO)",
-        f"s3://{bucket}/wal/ holds no file",
+        unreadable or f"s3://{bucket}/wal/ holds no file",
     )
 
 
