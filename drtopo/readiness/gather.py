@@ -188,9 +188,8 @@ def roles_item(settings: Settings, peer: Settings, regions: tuple[str, str]) -> 
     )
     if unread and len(unread) == len(regions) and item.ok:
         # The stack files agree with each other, but what the marker says was not read: not a pass.
-        return Check(
-            rules.ROLES, "skip", f"{item.detail}; but the marker is readable in no region: {'; '.join(unread)}"
-        )
+        why = f"the stack files say {item.value}, but the role marker is readable in no region: {'; '.join(unread)}"
+        return Check(rules.ROLES, "skip", why)
     if unread:
         item.detail += f"; marker not readable in {', '.join(unread)}"
     return item
