@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab needs when they are missing: the PostgreSQL 15 server, Java 17 and Maven, and
 # for the lab's Kubernetes (lab/kube.py) etcd, containerd, runc, the CNI plugins, buildah, mmdebstrap (the images'
-# Debian base, lab/images.py), iproute2 and openssl.
+# Debian base, lab/images.py), iproute2 and openssl; Chromium for the readiness page's browser test (headless).
 set -euo pipefail
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15 postgresql-client-15)
@@ -17,6 +17,7 @@ command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "set-up: missing ${missing[*]}; run 'sudo apt-get install ${missing[*]}' and retry" >&2

@@ -31,6 +31,7 @@ from drtopo.report import EXIT_OK, BadInput
 from drtopo.settings import LOAD_LEVELS, SettingsError, load_settings
 from lab.core import Lab
 from scripts.cli import OneLineParser, main_guard, state_dir
+from scripts.drill.history import keep
 from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
 from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
 from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
@@ -298,6 +299,7 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
                     run_scenario(drill, name, overrides, restore=not own_lab or i < len(scenarios) - 1)
                     for i, name in enumerate(scenarios)
                 ]
+                keep(lab, results)
         finally:
             if own_lab:
                 lab.down()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from drtopo.outputs import load_outputs
+from drtopo.readiness import drills
 from lab.core import Lab
 from scripts.drill import run as drill
 from scripts.drill.scenarios import ORDER
@@ -74,6 +76,11 @@ def test_a_missed_objective_fails_the_drill(lab: Lab, tmp_path: Path) -> None:
     assert code == 1
     assert scenario["ok"] is False
     assert scenario["measured"]["rto_seconds"] > scenario["objectives"]["rto_seconds"] == 0.001
+    # The drill keeps its report in each stack's configuration bucket, where `scripts.status` reads the last one.
+    for stack in ("prod", "dr"):
+        kept = drills.history(load_outputs(lab.region(stack).outputs_path, stack))["single-pod-failure"][-1]
+        assert kept["ok"] is False
+        assert kept["rto_seconds"] == pytest.approx(scenario["measured"]["client_rto_seconds"])
 
 
 def test_bad_input_is_one_line_and_exit_2(capsys) -> None:

@@ -1,0 +1,205 @@
+"""`python -m scripts.status --stack dr` on the lab: every item passes (or skips with its reason) on a healthy pair,
+and each fault fails its item by name: a dump older than its tier allows (a real dump of prod dated three days ago,
+taken before any fresh one), MirrorMaker stopped while records are produced, and replica lag past the RPO (replay
+paused on dr, in a project copy whose region-failure RPO is tiny). The healthy run's page opens in headless
+Chromium with a row per item, and its published JSON and metrics are in the emulator. Every fault is undone by its
+case.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import psycopg
+import pytest
+from confluent_kafka import Producer
+
+from drtopo.aws import stack_client
+from drtopo.backup.store import s3_client
+from drtopo.context import Context
+from drtopo.kafka.lag import mirrormaker_lag
+from drtopo.outputs import load_outputs
+from drtopo.readiness import publish, rules
+from drtopo.settings import load_settings
+from lab.core import Lab
+from scripts import backup, status
+from tests.integration.backup_helpers import checks, run_cli, stack_args
+from tests.unit.test_readiness_page import Dom, chromium
+
+pytestmark = pytest.mark.lab
+
+TIMEOUT = 90
+
+
+def wait_healthy(lab: Lab) -> None:
+    """dr has replayed prod's WAL and MirrorMaker has copied every mirrored topic."""
+    with psycopg.connect(lab.prod.postgres.conninfo(), autocommit=True) as prod:
+        (lsn,) = prod.execute("SELECT pg_current_wal_lsn()").fetchone()
+    topics = load_settings("dr", lab.project_dir).kafka.mirrored_topics
+    deadline = time.monotonic() + TIMEOUT
+    with psycopg.connect(lab.dr.postgres.conninfo(), autocommit=True) as dr:
+        while not dr.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0]:
+            assert time.monotonic() < deadline, f"dr did not replay up to {lsn}"
+            time.sleep(0.1)
+    while any(mirrormaker_lag(lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap, topics).values()):
+        assert time.monotonic() < deadline, "MirrorMaker 2 did not catch up"
+        time.sleep(1)
+
+
+def insert(lab: Lab, transaction: str) -> None:
+    with psycopg.connect(lab.prod.postgres.conninfo(), autocommit=True) as prod:
+        prod.execute(
+            "INSERT INTO interface_exceptions (transaction_id, interface_type, exception_reason, operation, status)"
+            " VALUES (%s, 'ORDER', 'rejected', 'CREATE_ORDER', 'NEW')",
+            (transaction,),
+        )
+
+
+class Pair(NamedTuple):
+    """What `status` runs with: the project folder (stack files) and the folder of the pair's outputs files."""
+
+    project: Path
+    outputs: Path
+
+
+@contextmanager
+def old_dump(lab: Lab, tmp: Path) -> Iterator[Pair]:
+    """The pair's outputs copied with prod's dump bucket a fresh one in the emulator, whose only dump is a real dump
+    of prod dated three days ago (whatever dumps other tests of the session left in the lab's own bucket)."""
+    outputs = tmp / "outputs"
+    outputs.mkdir()
+    for stack in ("prod", "dr"):
+        shutil.copy(lab.region(stack).outputs_path, outputs / f"{stack}.json")
+    document = json.loads((outputs / "prod.json").read_text())
+    bucket = f"status-old-dump-{time.monotonic_ns()}"
+    s3_client(load_outputs(outputs / "prod.json", "prod")).create_bucket(Bucket=bucket)
+    document["dumpBucket"] = bucket
+    (outputs / "prod.json").write_text(json.dumps(document))
+    day = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    args = ["run", "--stack", "prod", "--outputs", str(outputs / "prod.json"), "--date", day]
+    assert run_cli(backup.main, args, tmp / "old.json")[0] == 0
+    wait_healthy(lab)
+    yield Pair(lab.project_dir, outputs)
+
+
+@contextmanager
+def healthy(lab: Lab, tmp: Path) -> Iterator[Pair]:
+    """A dump taken now; dr replayed and the mirror caught up."""
+    assert run_cli(backup.main, ["run", *stack_args(lab)], tmp / "dump.json")[0] == 0
+    wait_healthy(lab)
+    yield Pair(lab.project_dir, lab.dr.outputs_path.parent)
+
+
+@contextmanager
+def mirrormaker_stopped(lab: Lab, tmp: Path) -> Iterator[Pair]:
+    """MirrorMaker stopped while 150 records (beyond the mirror's offset lag bound of 100) reach prod's cluster."""
+    lab.stop_mirrormaker()
+    try:
+        producer = Producer({"bootstrap.servers": lab.prod.kafka.bootstrap})
+        for i in range(150):
+            producer.produce("OrderRejected", key=f"status-{i}", value=b"{}")
+        assert producer.flush(30) == 0
+        yield Pair(lab.project_dir, lab.dr.outputs_path.parent)
+    finally:
+        lab.start_mirrormaker()
+        wait_healthy(lab)
+
+
+@contextmanager
+def replica_behind(lab: Lab, tmp: Path) -> Iterator[Pair]:
+    """dr's replay paused while prod commits a row, in a project copy whose region-failure RPO is 0.06 ms."""
+    project = tmp / "project"
+    shutil.copytree(lab.project_dir, project, ignore=shutil.ignore_patterns(".lab", ".venv", ".cache", ".git"))
+    with (project / "Pulumi.dr.yaml").open("a") as f:
+        f.write("  drtopo:objectives:\n    regionFailure:\n      rtoMinutes: 240\n      rpoMinutes: 0.000001\n")
+    insert(lab, "status-replayed")
+    wait_healthy(lab)  # dr has replayed a commit: its lag has a time to count from
+    with psycopg.connect(lab.dr.postgres.conninfo(), autocommit=True) as dr:
+        dr.execute("SELECT pg_wal_replay_pause()")
+    try:
+        insert(lab, "status-behind")
+        time.sleep(0.5)
+        yield Pair(project, lab.dr.outputs_path.parent)
+    finally:
+        with psycopg.connect(lab.dr.postgres.conninfo(), autocommit=True) as dr:
+            dr.execute("SELECT pg_wal_replay_resume()")
+        wait_healthy(lab)
+
+
+Fault = Callable[[Lab, Path], AbstractContextManager[Pair]]
+
+# (case, fault, the items that must fail: none for a healthy pair). Order matters: the old dump is the newest only
+# before the healthy case takes a fresh one. With the tiny RPO the WAL archive's age fails too: its limit is that RPO.
+CASES: list[tuple[str, Fault, tuple[str, ...]]] = [
+    ("dump-older-than-its-tier", old_dump, (rules.DUMP_AGE,)),
+    ("healthy", healthy, ()),
+    ("mirrormaker-stopped", mirrormaker_stopped, (rules.MIRROR_LAG,)),
+    ("replica-lag-past-the-rpo", replica_behind, (rules.REPLICA_LAG, rules.WAL_AGE)),
+]
+
+
+def published(lab: Lab, report: dict[str, Any]) -> None:
+    """The run's JSON is the stack's latest in its configuration bucket, and its metrics are in CloudWatch."""
+    dr = load_outputs(lab.dr.outputs_path, "dr")
+    body = s3_client(dr).get_object(Bucket=dr.config_bucket, Key=publish.readiness_key("dr"))["Body"].read()
+    assert json.loads(body)["checks"] == report["checks"]
+    metrics = stack_client("cloudwatch", dr).list_metrics(Namespace=publish.NAMESPACE)["Metrics"]
+    items = {d["Value"] for m in metrics if m["MetricName"] == publish.ITEM_METRIC for d in m["Dimensions"]}
+    assert set(rules.ITEMS) <= items
+    assert any(m["MetricName"] == publish.FAILING_METRIC for m in metrics)
+
+
+def status_of(pair: Pair, tmp: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    def main(argv: list[str]) -> int:
+        return status.main(argv, Context(project_dir=pair.project, state_dir=tmp / "state"))
+
+    args = ["--stack", "dr", "--outputs", str(pair.outputs / "dr.json"), *extra]
+    return run_cli(main, args, tmp / "status.json")
+
+
+@pytest.mark.parametrize(("case", "fault", "failing"), CASES, ids=[c[0] for c in CASES])
+def test_status_names_the_item_at_risk(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, fault: Fault, failing: tuple[str, ...]
+) -> None:
+    page = tmp_path / "status.html"
+    with fault(lab, tmp_path) as pair:
+        capsys.readouterr()
+        code, report = status_of(pair, tmp_path, "--html", str(page), "--publish")
+        out = capsys.readouterr().out
+    items = checks(report)
+    assert set(items) == set(rules.ITEMS), sorted(items)
+    assert all(c["detail"] for c in items.values()), "an item without its reason"
+    if not failing:
+        assert code == 0, [c for c in report["checks"] if c["outcome"] == "fail"]
+        assert items[rules.REPLICA_LAG]["outcome"] == "pass"
+        assert items[rules.DUMP_AGE]["outcome"] == "pass" and items[rules.DUMP_AGE]["value"] < 3600
+        assert items[rules.WAL_CHAIN]["outcome"] == "pass"
+        assert items[rules.MIRROR_LAG]["outcome"] == "pass"
+        assert items[rules.ROLES]["outcome"] == "pass"
+        assert report["estimate"]["rpo"]["seconds"] is not None
+        assert report["estimate"]["rpo"]["within"] is True
+        dom = Dom()
+        dom.feed(chromium("--dump-dom", page.as_uri()).stdout)
+        rows = [a["data-item"] for t, a in dom.elements if t == "tr" and "data-item" in a]
+        assert rows == [c["name"] for c in report["checks"]]
+        published(lab, report)
+        return
+    assert code == 1
+    failed = sorted(n for n, c in items.items() if c["outcome"] == "fail")
+    assert failed == sorted(failing), [items[n] for n in failed]
+    for name in failing:
+        assert f"FAIL  {name}" in out
+    item = items[failing[0]]
+    if item["name"] == rules.DUMP_AGE:
+        assert item["value"] > item["limit"] == rules.dump_age_limit("daily")
+    if item["name"] == rules.REPLICA_LAG:
+        assert item["limit"] == pytest.approx(0.00006) and item["value"] > item["limit"]
+    if item["name"] == rules.MIRROR_LAG:
+        assert item["value"] >= 150
