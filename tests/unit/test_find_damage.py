@@ -82,6 +82,17 @@ def test_unnamed_relations_show_their_file_and_the_table_lines() -> None:
     assert damage.table_lines([]) == ["no transaction committed in the window"]
 
 
+def test_only_the_service_database_is_kept() -> None:
+    found = damage.parse_waldump(WALDUMP)
+    other = damage.Transaction(999, NOW, "0/1", {Relation(1663, 1, 2619): damage.Rows(updated=33)})
+    kept = damage.in_database([*found, other], 5)
+    assert [t.xid for t in kept] == [725, 726, 727, 728, 731, 732], "template1's statistics are another database's"
+    assert damage.in_database([other], 1)[0].total == 33
+    rows = {EXCEPTIONS: damage.Rows(deleted=2), Relation(1663, 1, 2619): damage.Rows(1)}
+    mixed = damage.Transaction(7, NOW, "0/2", rows)
+    assert damage.in_database([mixed], 5)[0].rows == {EXCEPTIONS: damage.Rows(deleted=2)}
+
+
 def test_t_from_an_xid_is_just_before_its_commit_and_before_the_earliest_of_several() -> None:
     found = transactions()
     delete = damage.commit_of(found, 727)

@@ -337,25 +337,43 @@ def name_relations(conn: psycopg.Connection, relations: Iterable[Relation]) -> d
     return names
 
 
-def _name_all(outputs: StackOutputs, transactions: list[Transaction], report: Report) -> None:
+def in_database(transactions: Iterable[Transaction], oid: int) -> list[Transaction]:
+    """The transactions with only their rows in database `oid` (and shared catalogs); those that wrote only in other
+    databases (autovacuum's statistics of template1, another application) are left out (pure; order kept)."""
+    out = []
+    for t in transactions:
+        rows = {rel: r for rel, r in t.rows.items() if rel.database in (oid, 0)}
+        if rows or not t.rows:
+            out.append(Transaction(t.xid, t.committed_at, t.commit_lsn, rows, t.names))
+    return out
+
+
+def _name_all(outputs: StackOutputs, transactions: list[Transaction], report: Report) -> list[Transaction]:
+    """`transactions` of the service's database with their tables named by the live server; all of them, unnamed,
+    when it does not answer (a skip says so)."""
     relations = {rel for t in transactions for rel in t.rows}
     if not relations:
-        return
+        return transactions
     try:
         with db.connect(outputs) as conn:
+            oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
             names = name_relations(conn, relations)
     except psycopg.Error as exc:
         report.skip(
             "table names",
-            f"the server does not answer ({one_line(exc)}): tables shown as rel tablespace/database/relfilenode; "
-            "map them with pg_filenode_relation() once it is up",
+            f"the server does not answer ({one_line(exc)}): tables shown as rel tablespace/database/relfilenode "
+            "(every database's); map them with pg_filenode_relation() once it is up",
         )
-        return
-    for t in transactions:
+        return transactions
+    mine = in_database(transactions, oid)
+    for t in mine:
         t.names = names
-    unnamed = ", ".join(sorted(str(r) for r in relations if r not in names))
-    gone = f"; not found there (another database, dropped or rewritten since): {unnamed}" if unnamed else ""
-    report.check("table names", True, f"{len(names)} relations named by the live server{gone}")
+    unnamed = ", ".join(sorted(str(r) for t in mine for r in t.rows if r not in names))
+    gone = f"; not found there (dropped or rewritten since): {unnamed}" if unnamed else ""
+    others = len(transactions) - len(mine)
+    elsewhere = f"; {others} transactions in other databases left out" if others else ""
+    report.check("table names", True, f"{len(names)} relations named by the live server{gone}{elsewhere}")
+    return mine
 
 
 # ---- the two questions -------------------------------------------------------------------------------------------
@@ -384,8 +402,8 @@ def find_damage(
         return bool(found) and found[-1].committed_at > end
 
     read = read_from(segments, start, past_end, lambda p: waldump(p, pg.bin_dir, pg.os_user))
-    found = in_window(read.transactions, start, end)
-    _name_all(outputs, found, report)
+    found = _name_all(outputs, in_window(read.transactions, start, end), report)
+    found.sort(key=lambda t: (-t.total, t.committed_at))  # other databases' rows left out: sizes may change
     if tables:
         found = only_tables(found, tables)
     report.measured.update(
@@ -425,7 +443,7 @@ def target_before(
         )
     first = min(found.values(), key=lambda t: t.committed_at)
     target = time_before(list(found.values()))
-    _name_all(outputs, [first], report)
+    first = (_name_all(outputs, [first], report) or [first])[0]
     rows = ", ".join(
         f"{name}: {r.inserted} inserted, {r.updated} updated, {r.deleted} deleted"
         for name, r in first.per_table().items()
