@@ -17,7 +17,9 @@ import pytest
 from drtopo.database.pitr import damage
 from drtopo.database.pitr.damage import Relation, Segment
 from drtopo.database.pitr.request import BadFlags, PitrRequest
-from drtopo.report import BadInput
+from drtopo.outputs import SelfManagedPostgres
+from drtopo.report import BadInput, Report
+from tests.unit.test_database_platform import RDS_ARN, outputs
 
 WALDUMP = (Path(__file__).parent / "data" / "pg_waldump_15_damage.txt").read_text()
 EXCEPTIONS, RETRIES = Relation(1663, 5, 16385), Relation(1663, 5, 16397)
@@ -170,3 +172,18 @@ def test_find_damage_defaults_to_now_and_a_cutover_by_xid_needs_no_time() -> Non
     with pytest.raises(BadInput, match="--around '2026-13-02' is not an ISO 8601 time"):
         PitrRequest.parse(None, NOW, find_damage=True, around="2026-13-02")
     assert PitrRequest.parse(None, NOW, cutover=True, damage_xids=(727,)).time is None
+
+
+def test_rds_says_what_to_use_instead_and_an_empty_server_has_nothing_to_read(tmp_path: Path) -> None:
+    on_rds = outputs(RDS_ARN, None)
+    with pytest.raises(BadInput, match=r"RDS does not expose; on RDS: `restore pitr --rds --window`"):
+        damage.find_damage(on_rds, Report(), NOW)
+    with pytest.raises(BadInput, match="--damage-xid without --time reads the WAL, which RDS does not expose"):
+        damage.target_before(on_rds, Report(), [727])
+    nothing = SelfManagedPostgres(
+        bin_dir="/nowhere", data_dir=str(tmp_path / "data"), archive_dir=str(tmp_path / "a"), base_backup_dir="/b"
+    )
+    with pytest.raises(BadInput, match="no WAL segment in"):
+        damage.find_damage(outputs(RDS_ARN, nothing), Report(), NOW)
+    with pytest.raises(BadInput, match="expected a positive number of seconds"):
+        damage.find_damage(outputs(RDS_ARN, nothing), Report(), NOW, timedelta(0))
