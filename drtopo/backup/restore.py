@@ -33,7 +33,7 @@ from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
 from drtopo.errors import one_line
 from drtopo.failover import lock
-from drtopo.outputs import StackOutputs
+from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
 
@@ -201,27 +201,31 @@ def recover_with_cutover(
         shown = database.cutover(request, report, clock, lambda: _database_or_none(partner))
     if "cutover_at" not in report.measured:  # not cut over: the checks say why
         return [*lines, *shown]
-    return [*lines, *shown, *_cutover_report(outputs, report, clock, request.target)]
+    server = None if request.rds else outputs.self_managed
+    return [*lines, *shown, *_cutover_report(outputs, server, report, clock, request.target)]
 
 
-def _cutover_report(outputs: StackOutputs, report: Report, clock: Clock, target: datetime) -> list[str]:
-    """The figures of a cutover that swapped in, as they are after the swap, and what is left to do."""
+def _cutover_report(
+    outputs: StackOutputs, server: SelfManagedPostgres | None, report: Report, clock: Clock, target: datetime
+) -> list[str]:
+    """The figures of a cutover that swapped in (on `server`, None on RDS), as they are after the swap, and what is
+    left to do."""
     m = report.measured
     m["write_unavailable"] = cutover.write_unavailable(clock.steps, time.time() - clock.elapsed())
     m["sequences_moved"] = cutover.sequences_moved(m.get("passes", []))
-    if "data_dir" in m and outputs.self_managed is not None:
+    if server is not None:
         # The restored instance now lives in the source's data directory, on its port (its PITR folder is gone).
         m.update(log=str(Path(m["data_dir"]) / "pitr.log"), port=outputs.db_port, host=outputs.db_address)
     lines = cutover.report_lines(m)
     kept = m.get("damaged_kept") or m.get("swap", {}).get("kept")
     left = [f"the damaged copy {kept}: remove it once the data is verified (`validate --against {outputs.peer_stack}`)"]
-    if outputs.self_managed is not None:
-        staging = Path(outputs.self_managed.data_dir).parent / f"pitr-{target.strftime('%Y%m%dT%H%M%SZ')}.wal"
+    if server is not None:
+        staging = Path(server.data_dir).parent / f"pitr-{target.strftime('%Y%m%dT%H%M%SZ')}.wal"
         if staging.is_dir():
             left.append(f"the scratch WAL {staging} (shipped to the archive): remove it")
         left.append(
             "the base backups predate the new timeline: take one of it (pg_basebackup -F t -X fetch -c fast -D "
-            f"<folder> into {outputs.self_managed.base_backup_dir}, then `python -m scripts.wal base --stack "
+            f"<folder> into {server.base_backup_dir}, then `python -m scripts.wal base --stack "
             f"{outputs.stack} <folder>`) and run `python -m scripts.wal check --stack {outputs.stack}`"
         )
     m["left_to_do"] = left
