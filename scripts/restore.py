@@ -4,7 +4,8 @@
 `--clean`) and checks row counts against the dump's manifest; a dump in GLACIER or DEEP_ARCHIVE is first restored
 (RestoreObject) and waited for, with progress against the typical time of its class and tier. `pitr` restores the
 stack's database to a time T: a new RDS instance, or for a self-managed PostgreSQL (the lab) base backup + WAL archive
-in a new data directory; `--window` prints what can be restored, `--cutover` recovers from corruption end to end.
+in a new data directory; `--window` prints what can be restored, `--find-damage` lists the transactions committed
+around a time (read from the WAL, changing nothing), `--cutover` recovers from corruption end to end.
 `config` brings the configuration files back byte for byte; `kafka-topics` recreates missing topics;
 `consumer-offsets` moves a consumer group to the offsets MirrorMaker 2's checkpoints translate.
 """
@@ -15,16 +16,24 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
-from drtopo.backup.restore import ArchiveRetrieval, recover_with_cutover, restore_dump, restore_pitr, show_window
+from drtopo.backup.restore import (
+    ArchiveRetrieval,
+    find_damage,
+    recover_with_cutover,
+    restore_dump,
+    restore_pitr,
+    show_window,
+)
 from drtopo.backup.store import RETRIEVAL_TIERS
 from drtopo.context import Context
+from drtopo.database.pitr.damage import DEFAULT_WIDTH
 from drtopo.database.pitr.request import WAL_SOURCES, BadFlags, PitrRequest
 from drtopo.errors import one_line
 from drtopo.kafka.recover import restore_offsets, restore_topics
@@ -61,11 +70,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dump.add_argument("--poll-seconds", type=_positive_float, help="how often to look (default: from the tier)")
     at = command("pitr", "restore the stack's database to a point in time, into a new instance")
-    at.add_argument("--time", help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z (required unless --window)")
+    at.add_argument(
+        "--time",
+        help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z (required unless --window, --find-damage, or "
+        "--cutover with --damage-xid, which takes T from that transaction's commit)",
+    )
     at.add_argument(
         "--window",
         action="store_true",
-        help="print the earliest and latest restorable times (and the base backup --time would use); restore nothing",
+        help="print the earliest and latest restorable times (and the base backup --time would use); restores "
+        "nothing, but on a self-managed primary it writes a marker commit and forces a WAL switch (pg_switch_wal) so "
+        "that the archive reaches now",
+    )
+    at.add_argument(
+        "--find-damage",
+        action="store_true",
+        help="self-managed: list the transactions committed around --around, biggest first, with rows inserted, "
+        "updated and deleted per table (pg_waldump over the archive, or --wal-source bucket, and the server's "
+        "pg_wal); read-only: no marker commit, no WAL switch. Pick the damaging xid for --cutover --damage-xid",
+    )
+    at.add_argument(
+        "--around", metavar="TIME", help="with --find-damage: the time to look around (ISO 8601 with a zone; now)"
+    )
+    at.add_argument(
+        "--width",
+        type=_positive_float,
+        default=DEFAULT_WIDTH.total_seconds(),
+        metavar="SECONDS",
+        help=f"with --find-damage: the window's width, centred on --around (default {DEFAULT_WIDTH.seconds})",
+    )
+    at.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        help="with --find-damage: only transactions writing this table (repeat for several)",
     )
     at.add_argument("--rds", action="store_true", help="use RDS restore-to-time even when outputs have selfManaged")
     at.add_argument(
@@ -83,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="corruption recovery: re-apply the writes after T from the damaged database (never the damage), "
         "validate, then swap the restored instance into the damaged one's place (kept, renamed; RDS: the rename "
-        "swap); with --dry-run: self-managed restores into a scratch instance and prints the rows it would "
-        "re-apply, RDS prints the plan; nothing else changes",
+        "swap); holds the failover lock of both stacks (no promote or failback meanwhile). With --dry-run: "
+        "self-managed restores into a scratch instance and prints the rows it would re-apply, RDS prints the plan; "
+        "the service is left alone, but the primary gets a marker commit and a forced WAL switch (so the archive "
+        "reaches T)",
     )
     at.add_argument(
         "--damage-xid",
@@ -92,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="XID",
-        help="with --cutover: the damaging transaction's id (pg_current_xact_id() or xmin); repeat for several",
+        help="with --cutover: the damaging transaction's id (from --find-damage, pg_current_xact_id() or xmin); "
+        "repeat for several. Without --time, T is just before the earliest one's commit, read from the WAL",
     )
     config = command("config", "restore the configuration files of the latest (or a given) config backup")
     config.add_argument("--prefix", help="backup prefix in the config bucket (default: the newest of the stack)")
@@ -179,6 +220,10 @@ def _pitr_request(top: argparse.ArgumentParser, args: argparse.Namespace) -> Pit
             cutover=args.cutover,
             damage_xids=tuple(args.damage_xid),
             dry_run=args.dry_run,
+            find_damage=args.find_damage,
+            around=args.around,
+            width=timedelta(seconds=args.width),
+            tables=tuple(args.table),
         )
     except BadFlags as exc:
         top.error(str(exc))
@@ -194,7 +239,9 @@ def _dump(run: Run) -> None:
 def _pitr(run: Run) -> None:
     request = run.pitr
     assert request is not None  # made by _main for this subcommand
-    if request.window:
+    if request.find_damage:
+        _show(find_damage(run.outputs, run.report, request))
+    elif request.window:
         shown = show_window(run.outputs, run.report, request)
         _show(shown.lines)
         if request.time is not None:

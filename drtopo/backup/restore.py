@@ -4,13 +4,19 @@
 the dump. The point-in-time entry points (`restore_pitr`, `show_window`, `recover_with_cutover`) hand a validated
 `PitrRequest` to the stack's `Database`, which restores by its own means (RDS restore-to-time; base backup + WAL on a
 self-managed server, from its archive or from its WAL bucket, `WalBucketCopy`). They return what the command shows.
+`find_damage` lists the transactions committed around a time from the WAL (drtopo.database.pitr.damage); a cutover
+asked by `--damage-xid` alone takes T from that transaction's commit, and holds the pair's failover lock.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +27,13 @@ from drtopo.backup import store as dump_store
 from drtopo.backup import wal
 from drtopo.backup.dumps import compare_counts
 from drtopo.database import Database, NoDatabase, database_for, pg_tools
+from drtopo.database.pitr import cutover, damage
 from drtopo.database.pitr.labels import BaseBackup
 from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
 from drtopo.errors import one_line
-from drtopo.outputs import StackOutputs
+from drtopo.failover import lock
+from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
 
@@ -171,11 +179,75 @@ def recover_with_cutover(
     peer: Callable[[], StackOutputs | None] = lambda: None,
 ) -> list[str]:
     """Corruption recovery end to end (`Database.cutover`): restore to T, re-apply the writes after T, fence,
-    validate, swap in; then the standby of `peer()` (the peer stack's outputs, read only then) follows. Returns the
-    lines to show (a dry run's rows)."""
+    validate, swap in; then the standby of `peer()` (the peer stack's outputs) follows. Without `request.time`, T is
+    just before the commit of the earliest `--damage-xid` (read from the WAL). A real run holds the failover lock of
+    both stacks of the pair throughout (a promote or failback meanwhile is refused, and this run is refused while
+    one of them runs). Returns the lines to show: why T, then a dry run's rows or the cutover's report."""
     database = database_for(outputs).restorer(request.rds)
     database.check_restore(request)
-    return database.cutover(request, report, clock, lambda: _database_or_none(peer()))
+    lines = []
+    if request.time is None:
+        target, why = damage.target_before(outputs, report, request.damage_xids)
+        request = dataclasses.replace(request, time=target)
+        lines.append(why)
+        clock.say(why)
+    partner = peer()
+    if request.dry_run:
+        return [*lines, *database.cutover(request, report, clock, lambda: _database_or_none(partner))]
+    pair = [outputs, *([partner] if partner is not None else [])]
+    with lock.held(pair, "cutover", outputs.stack) as locks:
+        clock.say(f"lock taken: {', '.join(held.where for held in locks)}")
+        report.measured["locks"] = [held.where for held in locks]
+        shown = database.cutover(request, report, clock, lambda: _database_or_none(partner))
+    if "cutover_at" not in report.measured:  # not cut over: the checks say why
+        return [*lines, *shown]
+    server = None if request.rds else outputs.self_managed
+    return [*lines, *shown, *_cutover_report(outputs, server, report, clock, request.target)]
+
+
+def _cutover_report(
+    outputs: StackOutputs, server: SelfManagedPostgres | None, report: Report, clock: Clock, target: datetime
+) -> list[str]:
+    """The figures of a cutover that swapped in (on `server`, None on RDS), as they are after the swap, and what is
+    left to do."""
+    m = report.measured
+    m["write_unavailable"] = cutover.write_unavailable(clock.steps, time.time() - clock.elapsed())
+    m["sequences_moved"] = cutover.sequences_moved(m.get("passes", []))
+    if server is not None:
+        # The restored instance now lives in the source's data directory, on its port (its PITR folder is gone).
+        m.update(log=str(Path(m["data_dir"]) / "pitr.log"), port=outputs.db_port, host=outputs.db_address)
+    lines = cutover.report_lines(m)
+    kept = m.get("damaged_kept") or m.get("swap", {}).get("kept")
+    left = [f"the damaged copy {kept}: remove it once the data is verified (`validate --against {outputs.peer_stack}`)"]
+    if server is not None:
+        staging = Path(server.data_dir).parent / f"pitr-{target.strftime('%Y%m%dT%H%M%SZ')}.wal"
+        if staging.is_dir():
+            left.append(f"the scratch WAL {staging} (shipped to the archive): remove it")
+        left.append(
+            "the base backups predate the new timeline: take one of it (pg_basebackup -F t -X fetch -c fast -D "
+            f"<folder> into {server.base_backup_dir}, then `python -m scripts.wal base --stack "
+            f"{outputs.stack} <folder>`) and run `python -m scripts.wal check --stack {outputs.stack}`"
+        )
+    m["left_to_do"] = left
+    return [*lines, *(f"left to do: {line}" for line in left)]
+
+
+def find_damage(outputs: StackOutputs, report: Report, request: PitrRequest) -> list[str]:
+    """The transactions committed around `request.around` (biggest first), read from the archive folder or, with
+    `wal_source` "bucket", the stack's WAL bucket, plus the server's pg_wal; the lines of a table."""
+    if request.rds:
+        raise BadInput(damage.RDS_INSTEAD)
+    assert request.around is not None  # PitrRequest.parse sets it for find_damage
+    with tempfile.TemporaryDirectory(prefix="drtopo-find-damage-") as folder:
+        os.chmod(folder, 0o755)  # pg_waldump runs as the server's user
+        bucket = []
+        if request.wal_source == "bucket":
+            bucket = WalBucketCopy(stack_client("s3", outputs), outputs.wal_bucket).segments(Path(folder))
+        found = damage.find_damage(outputs, report, request.around, request.width, request.tables, bucket)
+    window = report.measured["window"]
+    head = f"transactions committed {window['from']} .. {window['to']}, biggest first"
+    narrowed = f", writing {', '.join(request.tables)}" if request.tables else ""
+    return [f"{head}{narrowed}:", *damage.table_lines(found)]
 
 
 def _database_or_none(outputs: StackOutputs | None) -> Database | None:
@@ -224,3 +296,23 @@ class WalBucketCopy:
 
     def location(self, backup: BaseBackup) -> str:
         return f"s3://{self.bucket}/{wal.base_key(backup.path.name, '')}"
+
+    def segments(self, folder: Path) -> list[damage.Segment]:
+        """The bucket's WAL segments with their upload times, each fetched into `folder` when first read."""
+        found = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=wal.WAL_PREFIX):
+            for item in page.get("Contents", []):
+                name = item["Key"][len(wal.WAL_PREFIX) :]
+                if damage.WAL_NAME.match(name):
+                    fetch = _fetcher(self.s3, self.bucket, name, folder / name)
+                    found.append(damage.Segment(name, item["LastModified"], self.name, None, fetch))
+        return found
+
+
+def _fetcher(s3: Any, bucket: str, name: str, dest: Path) -> Callable[[], Path]:
+    def fetch() -> Path:
+        if not dest.is_file() and not wal.fetch(s3, bucket, name, dest):
+            raise BadInput(f"s3://{bucket} lost WAL segment {name} while it was read")
+        return dest
+
+    return fetch

@@ -1,18 +1,22 @@
 """One failover at a time: a lock object that operators on different machines all see.
 
-`promote` and `failback` take the lock before their first step and release it at the end. It is an S3 object in the
-target stack's configuration bucket (the region the run makes primary, which must be up for the run at all), written
-with `If-None-Match: *`, so of two concurrent writers exactly one succeeds (S3 conditional writes; the emulator
-models them). The object records who holds it and since when; a refused run names both. A lock left by a run that
-crashed on this very machine (its process is gone) is taken over; any other lock is broken only on request
-(`--break-lock`), after the operator has checked that its owner is really gone.
+`promote` and `failback` take the lock before their first step and release it at the end; a corruption cutover
+takes the lock of both stacks of the pair (`held`), so neither a promote nor a failback runs beside it. It is an S3
+object in the target stack's configuration bucket (the region the run makes primary, which must be up for the run
+at all), written with `If-None-Match: *`, so of two concurrent writers exactly one succeeds (S3 conditional writes;
+the emulator models them). The object records who holds it and since when; a refused run names both. A lock left
+by a run that crashed on this very machine (its process is gone) is taken over; any other lock is broken only on
+request (`--break-lock`), after the operator has checked that its owner is really gone.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +28,7 @@ from drtopo.outputs import StackOutputs
 from drtopo.report import Unsafe
 
 LOCK_KEY = "locks/failover.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,3 +131,22 @@ class FailoverLock:
         if current == self.held:
             self.s3.delete_object(Bucket=self.bucket, Key=LOCK_KEY)
         self.held = None
+
+
+@contextmanager
+def held(stacks: Sequence[StackOutputs], operation: str, stack: str) -> Iterator[list[FailoverLock]]:
+    """The lock of each of `stacks` in turn for `operation` of `stack` (Unsafe naming the holder as soon as one is
+    held elsewhere, after releasing those taken), all released at the end, also on failure."""
+    locks: list[FailoverLock] = []
+    try:
+        for outputs in stacks:
+            lock = FailoverLock(outputs)
+            lock.acquire(operation, stack)
+            locks.append(lock)
+        yield locks
+    finally:
+        for lock in reversed(locks):
+            try:
+                lock.release()
+            except (ClientError, BotoCoreError):
+                log.exception("releasing the lock %s", lock.where)

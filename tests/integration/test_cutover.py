@@ -3,7 +3,8 @@
 A damaging transaction deletes and updates rows at T while the service keeps writing; the cutover restores to T,
 re-applies every write after T except the damage's, validates, and swaps the restored instance into the damaged one's
 endpoint (the damaged data directory kept, renamed), then rebuilds dr's standby from it. `--dry-run` lists the rows
-and changes nothing.
+and changes nothing. `--find-damage` lists the damage's transaction first; the cutover takes T from its xid alone and
+holds the failover lock of both stacks (a promote meanwhile is refused, and it is refused while a promote runs).
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from drtopo.backup import store, wal
 from drtopo.database.connect import connect
 from drtopo.database.pitr.cutover import kept_identifier, rds_rename_swap, wait_archived
 from drtopo.database.replication import wait_replayed
+from drtopo.failover.lock import FailoverLock, held
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from lab.core import Lab
-from scripts import restore
+from scripts import promote, restore
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
 
 pytestmark = pytest.mark.lab
@@ -66,7 +68,7 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     with connect(prod) as conn:
         insert_rows(conn, "before-", 300)
         before = dict(conn.execute("SELECT id, status FROM interface_exceptions").fetchall())
-    time.sleep(0.2)
+    time.sleep(1.0)  # the bulk insert's commit stays out of the --find-damage window below
     target, xid = damage(prod)
     after_ids = [post(prod.service_url, f"after-{i}") for i in range(20)]  # acknowledged by the service after T
     with connect(prod) as conn:
@@ -74,10 +76,24 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
         conn.execute("UPDATE interface_exceptions SET retry_count = 7 WHERE id = %s", (changed,))
     data_dir = Path(prod.self_managed.data_dir)
     identity = (data_dir / "postmaster.pid").read_text()
-    args = ["pitr", "--time", target, "--cutover", "--damage-xid", str(xid), *stack_args(lab)]
 
+    # Found in the WAL (read-only: the damage's segment is not archived yet, pg_wal holds it): biggest first.
     capsys.readouterr()
-    code, report = run_cli(restore.main, [*args, "--dry-run"], tmp_path / "dry.json")
+    find = ["pitr", "--find-damage", "--around", target, "--width", "1", *stack_args(lab)]
+    code, found = run_cli(restore.main, find, tmp_path / "find.json")
+    out = capsys.readouterr().out
+    assert code == 0, found
+    first = found["measured"]["transactions"][0]
+    assert first["xid"] == xid, found["measured"]["transactions"]
+    assert first["tables"] == {"interface_exceptions": {"inserted": 0, "updated": 100, "deleted": 100}}
+    assert out.splitlines()[2].split()[0] == str(xid) and "interface_exceptions" in out.splitlines()[2]
+    assert (data_dir / "postmaster.pid").read_text() == identity
+    code, narrowed = run_cli(restore.main, [*find, "--table", "retry_attempts"], tmp_path / "find-ra.json")
+    assert code == 0 and narrowed["measured"]["transactions"] == [], narrowed
+
+    args = ["pitr", "--cutover", "--damage-xid", str(xid), *stack_args(lab)]
+    capsys.readouterr()
+    code, report = run_cli(restore.main, [*args, "--time", target, "--dry-run"], tmp_path / "dry.json")
     out = capsys.readouterr().out
     assert code == 0, report
     assert report["measured"]["would_reapply"]["interface_exceptions"] == sorted([changed, *after_ids])
@@ -86,13 +102,30 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     assert (data_dir / "postmaster.pid").read_text() == identity, "the dry run left the source alone"
     assert not Path(report["measured"]["data_dir"]).exists(), "the scratch restore is removed"
 
-    code, report = run_cli(restore.main, args, tmp_path / "cut.json")
+    code, report = run_cli(restore.main, args, tmp_path / "cut.json")  # no --time: T from the damage's commit
+    out = capsys.readouterr().out
     assert code == 0, report
     m = report["measured"]
+    committed = datetime.fromisoformat(first["committed_at"])
+    assert m["target_from_xid"] == {"xid": xid, "committed_at": first["committed_at"]}
+    assert datetime.fromisoformat(m["target_time"]) == committed - timedelta(microseconds=1)
+    assert f"just before transaction {xid} committed at {first['committed_at']}" in out
     assert m["rows_reapplied_per_table"] == {"interface_exceptions": 21, "retry_attempts": 0}
     assert m["rows_excluded_as_damage"]["interface_exceptions"] == 100
     assert checks(report)["restored holds every write after T"]["ok"]
     assert checks(report)["standby"]["ok"], checks(report)["standby"]
+    # The report as it is after the swap: counts, the write-unavailability window, sequences, paths and port.
+    assert "re-applied 21 rows written after T (interface_exceptions 21)" in out
+    assert "written by the damage and left out (as at T): 100 rows (interface_exceptions 100)" in out
+    window = m["write_unavailable"]
+    assert window["seconds"] > 0 and datetime.fromisoformat(window["from"]) < datetime.fromisoformat(window["to"])
+    assert f"writes refused for {window['seconds']:.1f} s" in out
+    assert "sequences moved past the re-applied ids" in out or "sequences: none needed moving" in out
+    assert m["data_dir"] == str(data_dir) and m["port"] == prod.db_port and Path(m["log"]).is_file()
+    assert Path(m["log"]).parent == data_dir
+    assert len(m["locks"]) == 2, "the lock of both stacks of the pair"
+    dr = load_outputs(lab.dr.outputs_path, "dr")
+    assert FailoverLock(prod).holder() is None and FailoverLock(dr).holder() is None, "released at the end"
     kept = Path(m["damaged_kept"])
     assert kept.is_dir() and (kept / "PG_VERSION").is_file(), "the damaged data directory is kept, renamed"
     with connect(prod) as conn:  # the same endpoint, now the restored instance
@@ -107,7 +140,6 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     newest = post(prod.service_url, "after-cutover")
     assert newest > max(after_ids)
     # dr's standby was rebuilt from the restored instance: it follows the new timeline and has the new row.
-    dr = load_outputs(lab.dr.outputs_path, "dr")
     with connect(prod) as conn:
         lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
     with connect(dr) as conn:
@@ -128,6 +160,36 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
         wait_archived(conn)
     code, window = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
     assert code == 0 and checks(window)["WAL chain"]["ok"], window
+
+
+def test_one_recovery_at_a_time_a_promote_during_a_cutover_and_a_cutover_during_a_promote_are_refused(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cutover holds the pair's lock as `held` takes it; promote refuses (exit 3), and a cutover refuses while a
+    promote holds dr's lock, before it changes anything."""
+    prod, dr = (load_outputs(lab.region(s).outputs_path, s) for s in ("prod", "dr"))
+    capsys.readouterr()
+    with held([prod, dr], "cutover", "prod"):
+        code = promote.main([*stack_args(lab, "dr"), "--skip-consumer-group", "--json", str(tmp_path / "p.json")])
+        assert code == 3
+        assert "another failover holds the lock" in capsys.readouterr().err
+    with connect(dr) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True, "dr was not promoted"
+    assert FailoverLock(prod).holder() is None and FailoverLock(dr).holder() is None
+    restores = set(Path(prod.self_managed.data_dir).parent.glob("pitr-*"))
+    running = FailoverLock(dr)
+    running.acquire("promote", "dr")
+    try:
+        with connect(prod) as conn:
+            target = conn.execute("SELECT clock_timestamp()").fetchone()[0].isoformat()
+        args = ["pitr", "--cutover", "--damage-xid", "812", "--time", target, *stack_args(lab)]
+        code, report = run_cli(restore.main, args, tmp_path / "c.json")
+        assert code == 3 and report == {}
+        assert "promote of dr" in capsys.readouterr().err
+        assert FailoverLock(prod).holder() is None, "the lock it took first was given back"
+        assert set(Path(prod.self_managed.data_dir).parent.glob("pitr-*")) == restores, "nothing restored"
+    finally:
+        running.release()
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,10 @@ def rds_rename_swap(
 
 # ---- re-apply the writes after T, across the fence ------------------------------------------------------------
 
+FENCE_STEP = "fence the damaged database (read-only, sessions ended)"
+# The step after which the service can write again (self_managed.SelfManagedDatabase.cutover names it so).
+WRITABLE_STEP = "wait until the restored instance is writable at the source's endpoint"
+
 
 def rows_to_reapply(plans: list[reapply.TablePlan], left: dict[str, list[Any]], limit: int = 50) -> list[str]:
     """A dry-run cutover's lines: per table, the rows it would re-apply and those it leaves as at T."""
@@ -238,7 +242,7 @@ def reapply_until_fenced(
         passes.append(result)
 
     one_pass("re-apply the writes after T (the damaged database still serving)")
-    with clock.step("fence the damaged database (read-only, sessions ended)"):
+    with clock.step(FENCE_STEP):
         fenced = fence_damaged()
     fenced_at = time.time()
     report.check("damaged database fenced", True, fenced["proof"])
@@ -272,3 +276,63 @@ def standby_not_here(report: Report, outputs: StackOutputs) -> None:
         "the damaged timeline; rebuild it (`scripts.failback --stack "
         f"{outputs.peer_stack}` or pg_basebackup)",
     )
+
+
+# ---- the report of a cutover ---------------------------------------------------------------------------------------
+
+
+def write_unavailable(steps: list[dict[str, Any]], t0_wall: float) -> dict[str, Any] | None:
+    """When writes were refused (pure): from the start of the fence to the end of the wait until the restored
+    instance was writable at the endpoint, from the clock's steps (`t0_wall`: the wall time of the clock's zero);
+    None when the run did not get that far."""
+    fence = next((s for s in steps if s["step"] == FENCE_STEP and s.get("ok")), None)
+    writable = next((s for s in steps if s["step"] == WRITABLE_STEP and s.get("ok")), None)
+    if fence is None or writable is None:
+        return None
+    start, end = fence["start_seconds"], writable["start_seconds"] + writable["seconds"]
+    return {
+        "from": datetime.fromtimestamp(t0_wall + start, UTC).isoformat(),
+        "to": datetime.fromtimestamp(t0_wall + end, UTC).isoformat(),
+        "seconds": round(end - start, 3),
+    }
+
+
+def sequences_moved(passes: list[dict[str, Any]]) -> dict[str, int]:
+    """Every sequence a re-apply pass moved, with the value it was set to (the last pass's wins; pure)."""
+    moved: dict[str, int] = {}
+    for one in passes:
+        moved.update(one.get("sequences", {}))
+    return moved
+
+
+def _per_table(counts: dict[str, int]) -> str:
+    shown = ", ".join(f"{table} {n}" for table, n in counts.items() if n)
+    return f" ({shown})" if shown else ""
+
+
+def report_lines(measured: dict[str, Any]) -> list[str]:
+    """What a cutover that swapped in shows on the terminal (pure, from its measured figures): rows re-applied, left
+    as at T and left out as the damage's, the write-unavailability window, the sequences, where it serves now."""
+    reapplied = measured.get("rows_reapplied_per_table", {})
+    kept = measured.get("rows_deleted_after_t_kept", {})
+    damage = measured.get("rows_excluded_as_damage", {})
+    lines = [
+        f"re-applied {sum(reapplied.values())} rows written after T{_per_table(reapplied)}",
+        f"written by the damage and left out (as at T): {sum(damage.values())} rows{_per_table(damage)}",
+        f"deleted after T and kept as at T (back in the table): {sum(kept.values())} rows{_per_table(kept)}; "
+        "a legitimate delete between T and the fence is among them: delete it again if it was meant",
+    ]
+    window = measured.get("write_unavailable")
+    if window:
+        lines.append(
+            f"writes refused for {window['seconds']:.1f} s: fenced {window['from']}, writable again {window['to']}"
+        )
+    moved = measured.get("sequences_moved", {})
+    lines.append(
+        "sequences moved past the re-applied ids: " + ", ".join(f"{name} -> {value}" for name, value in moved.items())
+        if moved
+        else "sequences: none needed moving; each was already at or past the damaged database's value "
+        "(PostgreSQL logs a sequence ahead of the values it hands out, so the restore lands past them)"
+    )
+    lines.append(f"serving: {measured.get('conninfo')} (data {measured.get('data_dir')}, log {measured.get('log')})")
+    return lines

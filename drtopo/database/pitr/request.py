@@ -7,9 +7,10 @@ platform (a flag of the other platform's restore) are the database's own (`Datab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from drtopo.database.pitr.damage import DEFAULT_WIDTH
 from drtopo.database.pitr.window import parse_target_time
 from drtopo.report import BadInput
 
@@ -23,7 +24,9 @@ class BadFlags(BadInput):
 @dataclass(frozen=True)
 class PitrRequest:
     """A restore to `time` (None: only `window`, what can be restored), into a new instance or, with `cutover`, in
-    the damaged one's place. Self-managed: `target_dir`, `target_port`, `wal_source`; RDS: `target_instance`."""
+    the damaged one's place (without `time`: T just before the damage's commit). Self-managed: `target_dir`,
+    `target_port`, `wal_source`; RDS: `target_instance`. `find_damage` only lists the transactions committed within
+    `width` around `around` (only those writing `tables` when given) and restores nothing."""
 
     time: datetime | None = None
     window: bool = False
@@ -35,9 +38,15 @@ class PitrRequest:
     cutover: bool = False
     damage_xids: tuple[int, ...] = ()
     dry_run: bool = False
+    find_damage: bool = False
+    around: datetime | None = None
+    width: timedelta = DEFAULT_WIDTH
+    tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_flags(self.time is not None, self.window, self.wal_source, self.cutover, self.damage_xids)
+        no_time_needed = self.window or self.find_damage
+        _check_flags(self.time is not None, no_time_needed, self.wal_source, self.cutover, self.damage_xids)
+        _check_find(self.find_damage, self.time is not None, self.around is not None, self.tables, self.cutover)
 
     @classmethod
     def parse(
@@ -54,9 +63,15 @@ class PitrRequest:
         cutover: bool = False,
         damage_xids: tuple[int, ...] = (),
         dry_run: bool = False,
+        find_damage: bool = False,
+        around: str | None = None,
+        width: timedelta = DEFAULT_WIDTH,
+        tables: tuple[str, ...] = (),
     ) -> PitrRequest:
-        """The request for `--time` as typed (no later than `now`); the combination of flags is checked first."""
-        _check_flags(time is not None, window, wal_source, cutover, damage_xids)
+        """The request for `--time` as typed (no later than `now`); the combination of flags is checked first.
+        `--around` defaults to `now` for `find_damage`."""
+        _check_flags(time is not None, window or find_damage, wal_source, cutover, damage_xids)
+        _check_find(find_damage, time is not None, around is not None, tables, cutover)
         return cls(
             parse_target_time(time, now) if time else None,
             window,
@@ -68,11 +83,15 @@ class PitrRequest:
             cutover,
             damage_xids,
             dry_run,
+            find_damage,
+            (parse_target_time(around, now, "--around") if around else now) if find_damage else None,
+            width,
+            tables,
         )
 
     @property
     def target(self) -> datetime:
-        """T; a request without one is only for the window."""
+        """T; a request without one is only for the window (or a cutover's T is still to be found)."""
         if self.time is None:
             raise BadFlags("pitr needs --time T (or --window to see what can be restored)")
         return self.time
@@ -81,9 +100,19 @@ class PitrRequest:
 def _check_flags(has_time: bool, window: bool, wal_source: str, cutover: bool, damage_xids: tuple[int, ...]) -> None:
     if wal_source not in WAL_SOURCES:
         raise BadFlags(f"--wal-source {wal_source!r} is not one of {', '.join(WAL_SOURCES)}")
-    if not has_time and not window:
-        raise BadFlags("pitr needs --time T (or --window to see what can be restored)")
+    if not has_time and not window and not (cutover and damage_xids):
+        raise BadFlags(
+            "pitr needs --time T (or --window to see what can be restored, --find-damage to find the damaging "
+            "transaction, --cutover --damage-xid X to restore to just before it)"
+        )
     if damage_xids and not cutover:
         raise BadFlags("--damage-xid goes with --cutover")
     if cutover and wal_source != "archive":
         raise BadFlags(f"--wal-source {wal_source} is not for --cutover: the cutover replays the server's archive")
+
+
+def _check_find(find_damage: bool, has_time: bool, has_around: bool, tables: tuple[str, ...], cutover: bool) -> None:
+    if find_damage and (has_time or cutover):
+        raise BadFlags("--find-damage only lists transactions; use --around T for its window, not --time/--cutover")
+    if not find_damage and (has_around or tables):
+        raise BadFlags("--around/--table go with --find-damage")

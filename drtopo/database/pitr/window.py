@@ -13,16 +13,16 @@ from drtopo.database.pitr.labels import BaseBackup
 from drtopo.report import BadInput, Report, Unsafe
 
 
-def parse_target_time(text: str, now: datetime) -> datetime:
-    """T from ISO 8601 with a zone (`Z` or an offset), no later than `now`; anything else is BadInput."""
+def parse_target_time(text: str, now: datetime, flag: str = "--time") -> datetime:
+    """T from ISO 8601 with a zone (`Z` or an offset), no later than `now`; anything else is BadInput naming `flag`."""
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise BadInput(f"--time {text!r} is not an ISO 8601 time; expected e.g. 2026-11-27T14:05:00Z") from None
+        raise BadInput(f"{flag} {text!r} is not an ISO 8601 time; expected e.g. 2026-11-27T14:05:00Z") from None
     if value.tzinfo is None:
-        raise BadInput(f"--time {text!r} has no zone; expected an offset or Z, e.g. 2026-11-27T14:05:00+00:00")
+        raise BadInput(f"{flag} {text!r} has no zone; expected an offset or Z, e.g. 2026-11-27T14:05:00+00:00")
     if value > now:
-        raise BadInput(f"--time {text!r} is in the future (now is {now.isoformat(timespec='seconds')})")
+        raise BadInput(f"{flag} {text!r} is in the future (now is {now.isoformat(timespec='seconds')})")
     return value.astimezone(UTC)
 
 
