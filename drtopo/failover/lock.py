@@ -117,7 +117,11 @@ class FailoverLock:
                 f"another failover holds the lock {self.where}: {current.describe()}; wait for it, or if that run is "
                 "gone for good, rerun with --break-lock"
             )
-        self.s3.delete_object(Bucket=self.bucket, Key=LOCK_KEY)
+        if current is not None:
+            # Only a holder judged gone (or broken on request) is removed: a lock that vanished between the refused
+            # write and the read was released, or is a winner's not yet visible, and deleting blindly here could
+            # remove that winner's fresh lock; the conditional write below decides.
+            self.s3.delete_object(Bucket=self.bucket, Key=LOCK_KEY)
         if not self._put(me):
             raise Unsafe(f"lost the race for the lock {self.where} to {self.holder() or 'another run'}")
         self.held = me
