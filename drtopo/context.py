@@ -31,6 +31,8 @@ class Context:
     log_path: Path | None = None
     # Called after each failover step is journalled, with the step's name (the crash tests kill the process there).
     after_step: Callable[[str], None] = field(default=_no_hook)
+    # A drill runs the commands: their incident notifications and records say DRILL (drtopo/incident).
+    drill: bool = False
 
     @property
     def log_dir(self) -> Path:

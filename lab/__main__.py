@@ -1,5 +1,6 @@
 """`python -m lab up|down|status [--root DIR]`: start, stop or inspect the local DR lab (see lab/API.md);
-`python -m lab kubectl ARGS...` runs the lab's kubectl against the lab's cluster.
+`python -m lab kubectl ARGS...` runs the lab's kubectl against the lab's cluster; `python -m lab inbox [--json]`
+lists what the lab's incident inbox received from both stacks' incident topics (lab/inbox.py).
 
 `status` exits 1 when the lab is not (fully) running, so scripts and CI can test for it.
 """
@@ -39,6 +40,14 @@ def print_status(status: dict[str, Any]) -> None:
         print(f"  kubernetes: {cluster['error']}")
 
 
+def print_inbox(entries: list[dict[str, Any]]) -> None:
+    for e in entries:
+        print(f"{e.get('Timestamp') or e.get('ReceivedAt')}  {e.get('Region') or '-':<10} {e.get('Subject') or ''}")
+        for line in str(e.get("Message") or "").splitlines():
+            print(f"    {line}")
+    print(f"{len(entries)} message(s)")
+
+
 def kubectl_passthrough(lab: Lab, args: list[str]) -> int:
     if not kube.Layout(lab.root).kubeconfig.is_file():
         print(f"no lab cluster at {lab.root}; start one with `python -m lab up`", file=sys.stderr)
@@ -49,9 +58,9 @@ def kubectl_passthrough(lab: Lab, args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab", description="The local DR lab on loopback.")
-    p.add_argument("command", choices=("up", "down", "status", "kubectl"))
+    p.add_argument("command", choices=("up", "down", "status", "kubectl", "inbox"))
     p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
-    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.add_argument("--json", action="store_true", help="status (or inbox) as JSON")
     args, rest = p.parse_known_args(argv)
     lab = Lab(args.root)
     if args.command == "kubectl":
@@ -59,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         return kubectl_passthrough(lab, rest)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "inbox":
+        entries = lab.inbox()
+        if args.json:
+            json.dump(entries, sys.stdout, indent=2, default=str)
+            print()
+        else:
+            print_inbox(entries)
+        return 0
     if args.command == "up":
         try:
             seconds = lab.up()

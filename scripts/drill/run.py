@@ -317,8 +317,9 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
 
 
 def lab_context(ctx: Context, lab: Lab) -> Context:
-    """The one context of every command the drill runs: the lab's project copy and its journal folder."""
-    return replace(ctx, project_dir=lab.project_dir, state_dir=state_dir(lab.env()), log_path=None)
+    """The one context of every command the drill runs: the lab's project copy, its journal folder, and marked as
+    a drill (the commands' incident notifications and records say DRILL)."""
+    return replace(ctx, project_dir=lab.project_dir, state_dir=state_dir(lab.env()), log_path=None, drill=True)
 
 
 @contextmanager
