@@ -99,7 +99,12 @@ class Notifier:
             if not self.dry_run:
                 self._record([Notice(kind, at, False, self.no_outbox)])
             return
-        self._record(self.outbox.post(kind, message, at))
+        notices = self.outbox.post(kind, message, at)
+        pending = self.outbox.pending
+        if len(pending) > 1 and pending[-1][1] is message:
+            # Not tried: an earlier message is still not sent, and the topic gets them in order.
+            notices.append(Notice(kind, at, False, f"queued behind the {pending[0][0]} message, not sent yet"))
+        self._record(notices)
 
     def retry(self, _step: str = "") -> None:
         """At a step: send what is still pending (a message not sent earlier); never raises."""

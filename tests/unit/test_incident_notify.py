@@ -1,0 +1,111 @@
+"""A recovery command's notifier (drtopo/incident/notify.py): a command the drill runs says DRILL in its messages
+and its record, a dry run sends and reports nothing, a message not sent is a SKIP and waits behind the first one not
+sent, a failed cutover ends on an update, and the record lands beside the JSON report. The SNS client is a real
+botocore client whose endpoint (a loopback port bound but not listening) refuses every connection."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from drtopo.context import Context
+from drtopo.incident.facts import Incident, MessageKind
+from drtopo.incident.notify import Notifier, cutover_ended, cutover_notifier, record_path
+from drtopo.outputs import StackOutputs
+from drtopo.report import Clock, Report
+from drtopo.settings import REPO_DIR, load_settings
+from scripts.drill.run import lab_context
+
+TOPIC = "arn:aws:sns:us-west-2:123456789012:drtopo-us-west-2-incidents"
+
+
+@pytest.fixture
+def refusing_sns(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every SNS client the notifier makes reaches a loopback port that refuses at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+        yield endpoint
+
+
+class _LabFolders:
+    """What lab_context reads of a lab: its project copy and its environment file's variables."""
+
+    def __init__(self, root: Path) -> None:
+        self.project_dir = REPO_DIR
+        self.root = root
+
+    def env(self) -> dict[str, str]:
+        return {"DRTOPO_LAB_DIR": str(self.root)}
+
+
+def dr_outputs() -> StackOutputs:
+    return StackOutputs.model_construct(stack="dr", region="us-west-2", incident_topic_arn=TOPIC)
+
+
+def test_a_cutover_the_drill_runs_is_a_drill_in_its_report_and_its_record(refusing_sns: str, tmp_path: Path) -> None:
+    ctx = lab_context(Context(), _LabFolders(tmp_path))  # type: ignore[arg-type]
+    assert ctx.drill
+    report = Report()
+    notifier = cutover_notifier(dr_outputs(), ctx, report, command="python -m scripts.restore pitr", operator="me@x")
+    assert notifier.incident.drill and notifier.incident.scenario == "database-corruption"
+    assert notifier.incident.region == "us-west-2"
+
+    notifier.send(MessageKind.START)
+    report.measured["damaged_kept"] = "/srv/pg/dr-damaged"
+    cutover_ended(notifier, Clock())
+
+    # The start was refused twice (at its turn, then first again); the resolution waits behind it.
+    assert [(c.name, c.outcome) for c in report.checks] == [
+        ("notify start", "skip"),
+        ("notify start", "skip"),
+        ("notify resolution", "skip"),
+    ]
+    assert "Could not connect to the endpoint URL" in report.checks[0].detail
+    assert report.checks[2].detail.startswith("not sent: queued behind the start message")
+    assert report.ok  # a notification never fails the recovery
+    assert report.measured["left_to_do"] == [
+        "delete the damaged database kept at /srv/pg/dr-damaged once the post-mortem is done"
+    ]
+    written = notifier.write_record(tmp_path / "cutover.json")
+    assert written == record_path(tmp_path / "cutover.json") == tmp_path / "cutover.md"
+    text = written.read_text()
+    assert text.splitlines()[0].endswith("(DRILL)") and "python -m scripts.restore pitr" in text
+    assert "me@x" in text and "/srv/pg/dr-damaged" in text
+
+
+def test_a_failed_cutover_ends_on_an_update_not_a_resolution(refusing_sns: str) -> None:
+    report = Report()
+    notifier = cutover_notifier(dr_outputs(), Context(), report)
+    report.check("pitr", False, "the restored instance did not start")
+    cutover_ended(notifier, Clock())
+    assert [kind for kind, _ in notifier.outbox.pending] == [MessageKind.UPDATE]  # type: ignore[union-attr]
+    assert "the cutover failed (pitr)" in notifier.outbox.pending[0][1].body  # type: ignore[union-attr]
+    assert not notifier.incident.drill and "rto_seconds" not in report.measured
+
+
+def test_a_dry_run_sends_nothing_and_reports_nothing_sent(refusing_sns: str, tmp_path: Path) -> None:
+    report = Report()
+    incident = Incident("region-failure", "dr", "us-west-2", datetime.now(UTC))
+    notifier = Notifier.open(incident, load_settings("dr"), report, TOPIC, send_nothing=True)
+    notifier.send(MessageKind.START)
+    notifier.retry("preflight")
+    assert notifier.outbox is None and notifier.notices == [] and report.checks == []
+    assert notifier.write_record(None) is None
+    assert notifier.write_record(tmp_path / "dry.json") == tmp_path / "dry.md"
+
+
+def test_without_a_topic_in_the_outputs_each_message_says_so(refusing_sns: str) -> None:
+    report = Report()
+    incident = Incident("region-failure", "dr", "us-west-2", datetime.now(UTC))
+    notifier = Notifier.open(incident, load_settings("dr"), report, None)
+    notifier.send(MessageKind.START)
+    assert [(c.name, c.outcome) for c in report.checks] == [("notify start", "skip")]
+    assert "no incident topic in the stack outputs (incidentTopicArn)" in report.checks[0].detail
