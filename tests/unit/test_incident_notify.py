@@ -18,6 +18,8 @@ from drtopo.incident.notify import Notifier, cutover_ended, cutover_notifier, re
 from drtopo.outputs import StackOutputs
 from drtopo.report import Clock, Report
 from drtopo.settings import REPO_DIR, load_settings
+from scripts.drill import report as drill_report
+from scripts.drill.report import ScenarioResult, scenario_record
 from scripts.drill.run import lab_context
 
 TOPIC = "arn:aws:sns:us-west-2:123456789012:drtopo-us-west-2-incidents"
@@ -109,3 +111,37 @@ def test_without_a_topic_in_the_outputs_each_message_says_so(refusing_sns: str) 
     notifier.send(MessageKind.START)
     assert [(c.name, c.outcome) for c in report.checks] == [("notify start", "skip")]
     assert "no incident topic in the stack outputs (incidentTopicArn)" in report.checks[0].detail
+
+
+def test_every_drill_scenario_leaves_a_record_marked_drill_with_its_figures(tmp_path: Path) -> None:
+    started = datetime(2026, 12, 2, 9, 0, 0, tzinfo=UTC)
+    result = ScenarioResult(scenario="region-failure", objective_rto_seconds=14400, objective_rpo_seconds=900)
+    result.steps = [
+        {"step": "kill prod", "start_seconds": 0.5, "seconds": 0.2, "ok": True, "error": ""},
+        {"step": "scripts.promote --stack dr", "start_seconds": 1.0, "seconds": 9.5, "ok": True, "error": ""},
+    ]
+    result.measured.rto_seconds, result.measured.rpo_seconds, result.measured.rows_lost = 11.0, 0.4, 2
+    result.phases = [{"name": "action", "seconds": 9.5, "how": "measured"}]
+    result.measured.client_rto_seconds = 9.5
+    result.checks.check("post-recovery validation", True, "exit code 0")
+    assert scenario_record(result, load_settings("prod"), command="c", operator="o") is None  # never started
+
+    result.incident = Incident("region-failure", "dr", "us-west-2", started, drill=True)
+    result.started_at = started
+    text = scenario_record(result, load_settings("prod"), command="python -m scripts.drill", operator="me@x")
+
+    assert text is not None and text.splitlines()[0].endswith("(DRILL)")
+    assert "**DRILL**" in text and "python -m scripts.drill" in text and "me@x" in text
+    assert "scripts.promote --stack dr" in text and "2026-12-02 09:00:01 UTC" in text
+    assert "9.5 s" in text and "post-recovery validation" in text
+    assert drill_report.record_path(tmp_path / "drill.json", "region-failure") == tmp_path / "drill-region-failure.md"
+
+
+def test_a_scenario_that_broke_says_so_in_its_record() -> None:
+    started = datetime(2026, 12, 2, 9, 0, 0, tzinfo=UTC)
+    result = ScenarioResult(scenario="configuration-loss", objective_rto_seconds=1800, objective_rpo_seconds=0)
+    result.incident = Incident("configuration-loss", "prod", "us-east-1", started, drill=True)
+    result.started_at = started
+    result.error = "RuntimeError: kubectl apply failed"
+    text = scenario_record(result, load_settings("prod"), command="c", operator="o")
+    assert text is not None and "RuntimeError: kubectl apply failed" in text and "FAILED" in text
