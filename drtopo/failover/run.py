@@ -166,7 +166,9 @@ def switchover(
         finally:
             lock.release()
     finally:
-        notifier.write_record(json_path)
+        # Beside the JSON report: none when the run stopped before writing one (the lock refused, bad input).
+        if json_path is not None and json_path.is_file():
+            notifier.write_record(json_path)
 
 
 def incident_notifier(sw: Switchover, command: str = "", operator: str = "") -> Notifier:
