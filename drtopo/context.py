@@ -34,6 +34,8 @@ class Context:
     after_step: Callable[[str], None] = field(default=_no_hook)
     # The AWS API endpoint of each region (region -> URL; drtopo.aws.use_endpoints); empty: boto3's own choice.
     aws_endpoints: Mapping[str, str] = field(default_factory=dict)
+    # A drill runs the commands: their incident notifications and records say DRILL (drtopo/incident).
+    drill: bool = False
 
     @property
     def log_dir(self) -> Path:

@@ -1,5 +1,6 @@
 """`python -m lab up|down|status [--root DIR]`: start, stop or inspect the local DR lab (see lab/API.md);
-`python -m lab kubectl ARGS...` runs the lab's kubectl against the lab's cluster.
+`python -m lab kubectl ARGS...` runs the lab's kubectl against the lab's cluster; `python -m lab inbox [--json]`
+lists what the lab's incident inbox received from both stacks' incident topics (lab/inbox.py).
 
 The regions' gates (lab/gates.py): `python -m lab partition REGION|STACK` cuts a region off (its servers keep
 running), `python -m lab heal [REGION|STACK]` ends a partition (default: every one), `python -m lab degrade --latency
@@ -48,6 +49,14 @@ def print_status(status: dict[str, Any]) -> None:
         print(f"  kubernetes: {cluster['error']}")
 
 
+def print_inbox(entries: list[dict[str, Any]]) -> None:
+    for e in entries:
+        print(f"{e.get('Timestamp') or e.get('ReceivedAt')}  {e.get('Region') or '-':<10} {e.get('Subject') or ''}")
+        for line in str(e.get("Message") or "").splitlines():
+            print(f"    {line}")
+    print(f"{len(entries)} message(s)")
+
+
 def kubectl_passthrough(lab: Lab, args: list[str]) -> int:
     if not kube.Layout(lab.root).kubeconfig.is_file():
         print(f"no lab cluster at {lab.root}; start one with `python -m lab up`", file=sys.stderr)
@@ -79,12 +88,12 @@ def gate_command(lab: Lab, args: argparse.Namespace, p: argparse.ArgumentParser)
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab", description="The local DR lab on loopback.")
-    p.add_argument("command", choices=("up", "down", "status", "kubectl", "partition", "heal", "degrade"))
+    p.add_argument("command", choices=("up", "down", "status", "kubectl", "partition", "heal", "degrade", "inbox"))
     p.add_argument("target", nargs="?", metavar="REGION|STACK", help="partition, heal: prod, dr or their regions")
     p.add_argument("--latency", type=int, metavar="MS", help="degrade: the WAN's round-trip latency in ms")
     p.add_argument("--jitter", type=int, default=0, metavar="MS", help="degrade: its jitter in ms (default 0)")
     p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
-    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.add_argument("--json", action="store_true", help="status (or inbox) as JSON")
     given = list(sys.argv[1:] if argv is None else argv)
     # Everything after `kubectl` is kubectl's own (`python -m lab [--root DIR] kubectl get pods -A`).
     passed = given[given.index("kubectl") + 1 :] if "kubectl" in given else []
@@ -96,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         return gate_command(lab, args, p)
     if args.target is not None:
         p.error(f"{args.command} takes no REGION|STACK")
+    if args.command == "inbox":
+        entries = lab.inbox()
+        if args.json:
+            json.dump(entries, sys.stdout, indent=2, default=str)
+            print()
+        else:
+            print_inbox(entries)
+        return 0
     if args.command == "up":
         try:
             seconds = lab.up()

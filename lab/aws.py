@@ -40,6 +40,7 @@ class StackResources:
     buckets: dict[str, str]
     # The calculated check the failover record carries: the endpoint check AND the peer has not taken over.
     record_health_check_id: str = ""
+    incident_topic_arn: str = ""
 
 
 def spawn(root: Path, port: int) -> int:
@@ -251,6 +252,16 @@ def _takeover_alarm(settings: Settings, endpoint: str) -> None:
     )
 
 
+def _incident_topic(settings: Settings, endpoint: str, inbox_url: str | None) -> str:
+    """The region's incident topic (components/alerts.py declares it), with the lab's inbox subscribed over http
+    (moto 5 confirms an http subscription at once; the stack settings refuse http, so the lab subscribes here)."""
+    sns = client("sns", settings.region, endpoint)
+    arn = str(sns.create_topic(Name=naming.incident_topic_name(settings.region))["TopicArn"])
+    if inbox_url:
+        sns.subscribe(TopicArn=arn, Protocol="http", Endpoint=inbox_url)
+    return arn
+
+
 def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) -> tuple[str, str]:
     """The endpoint check, the check on the peer's takeover alarm, the calculated AND of both, and the record."""
     route53 = client("route53", settings.region, endpoint)
@@ -312,8 +323,9 @@ def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) ->
     return check["Id"], record_health["Id"]
 
 
-def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources]:
-    """Create both stacks' resources in the emulator; the primary's database first (the replica refers to it)."""
+def seed(endpoint: str, stacks: dict[str, Settings], inbox_url: str | None = None) -> dict[str, StackResources]:
+    """Create both stacks' resources in the emulator; the primary's database first (the replica refers to it).
+    `inbox_url`: the lab's inbox (lab/inbox.py), subscribed to each region's incident topic."""
     ordered = sorted(stacks.values(), key=lambda s: not s.is_primary)
     keys = {s.stack: _kms_key(s, endpoint) for s in ordered}
     buckets = {s.stack: _buckets(s, endpoint, keys[s.stack]) for s in ordered}
@@ -327,6 +339,7 @@ def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources
     for s in ordered:
         _takeover_alarm(s, endpoint)
     checks = {s.stack: _health_check_and_record(s, endpoint, zone_id) for s in ordered}
+    topics = {s.stack: _incident_topic(s, endpoint, inbox_url) for s in ordered}
     return {
         s.stack: StackResources(
             kms_key_arn=keys[s.stack],
@@ -336,6 +349,7 @@ def seed(endpoint: str, stacks: dict[str, Settings]) -> dict[str, StackResources
             health_check_id=checks[s.stack][0],
             buckets=buckets[s.stack],
             record_health_check_id=checks[s.stack][1],
+            incident_topic_arn=topics[s.stack],
         )
         for s in ordered
     }

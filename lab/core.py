@@ -45,7 +45,20 @@ from drtopo.backup import wal
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import bucket_outputs, load_outputs, outputs_document
 from drtopo.settings import Role, Settings
-from lab import aws, gates, images, kafka, kube, kube_build, kube_objects, kube_workloads, postgres, process, wal_agent
+from lab import (
+    aws,
+    gates,
+    images,
+    inbox,
+    kafka,
+    kube,
+    kube_build,
+    kube_objects,
+    kube_workloads,
+    postgres,
+    process,
+    wal_agent,
+)
 from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 from lab.region import Region
 
@@ -255,6 +268,7 @@ class Lab:
         ports = {
             "aws": process.free_port(),
             "wal_agent": process.free_port(),
+            "inbox": process.free_port(),
             **{
                 kind: {s: process.free_port() for s in LAB_STACKS}
                 for kind in ("postgres", "service", "kafka", "kafka_pods", "kafka_gate", "kafka_pods_gate")
@@ -275,6 +289,7 @@ class Lab:
         moto_pid = aws.spawn(self.root, ports["aws"])
         with self._phase("gates"):
             self._start_gates()
+        self._start_inbox(ports["inbox"])
         self._start_wal_agent()
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="lab-up") as pool:
             # The emulator, Kafka and Kubernetes need only the project copy, so they start while PostgreSQL is built.
@@ -305,7 +320,22 @@ class Lab:
 
     def _start_emulator(self, port: int, pid: int) -> dict[str, aws.StackResources]:
         process.wait_port(port, 60, "moto_server", pid)
-        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS})
+        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS}, self.inbox_url)
+
+    # ---- the incident inbox (lab/inbox.py) --------------------------------------------------------------------
+    @property
+    def inbox_url(self) -> str:
+        return inbox.url(self._port("inbox"))
+
+    def _start_inbox(self, port: int) -> None:
+        argv = [sys.executable, "-m", "lab.inbox", f"--port={port}", f"--file={inbox.inbox_file(self.root)}"]
+        inbox.inbox_file(self.root).unlink(missing_ok=True)
+        pid = process.spawn(self.root, inbox.PROCESS_NAME, argv, env={"PYTHONPATH": str(REPO_DIR)}, cwd=REPO_DIR)
+        process.wait_port(port, 30, inbox.PROCESS_NAME, pid)
+
+    def inbox(self) -> list[dict[str, Any]]:
+        """What the inbox received from both incident topics, oldest first (lab/inbox.py `received`)."""
+        return inbox.received(self.root)
 
     def _write_env(self, password: str, endpoint: str) -> None:
         values = {
@@ -415,7 +445,7 @@ class Lab:
         The Kubernetes cluster goes first, with its pods, mounts and network namespace."""
         stopped = kube.stop(self.root)
         self._objects.clear()
-        clients = [BRIDGE, WAL_AGENT, aws.PROCESS_NAME, gates.PROCESS_NAME]
+        clients = [BRIDGE, WAL_AGENT, aws.PROCESS_NAME, gates.PROCESS_NAME, inbox.PROCESS_NAME]
         stopped += [n for n in clients if process.running(self.root, n)]
         stopped += [kafka.process_name(s) for s in LAB_STACKS if process.running(self.root, kafka.process_name(s))]
         stopped += [postgres.process_name(s) for s in LAB_STACKS if postgres.live_pid(self.root, self.pg, s)]
@@ -447,6 +477,7 @@ class Lab:
             *(kafka.process_name(s) for s in LAB_STACKS),
             BRIDGE,
             WAL_AGENT,
+            inbox.PROCESS_NAME,
             *(kube.process_name(c) for c in kube.PROCESSES),
         ]
 
@@ -490,6 +521,7 @@ class Lab:
         servers[aws.PROCESS_NAME] = {"port": ports["aws"], "url": aws.endpoint_url(ports["aws"])}
         servers[aws.PROCESS_NAME].update(self._pid_info(aws.PROCESS_NAME))
         servers[gates.PROCESS_NAME] = {"port": ports["gates"]["api"], **self._pid_info(gates.PROCESS_NAME)}
+        servers[inbox.PROCESS_NAME] = {"port": ports.get("inbox"), **self._pid_info(inbox.PROCESS_NAME)}
         for stack in LAB_STACKS:
             servers[service_process(stack)] = {
                 "port": ports["service"][stack],
@@ -529,7 +561,7 @@ class Lab:
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
-        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS})
+        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS}, self.inbox_url)
 
     def restore_baseline(self) -> None:
         """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again."""
@@ -721,6 +753,7 @@ def stack_outputs(
             **bucket_outputs(resources.buckets),
             "hostedZoneId": resources.hosted_zone_id,
             "healthCheckId": resources.health_check_id,
+            **({"incidentTopicArn": resources.incident_topic_arn} if resources.incident_topic_arn else {}),
             "kafkaBootstrap": own.kafka_bootstrap,
             "peerKafkaBootstrap": peer.kafka_bootstrap,
             "serviceUrl": own.service_url,

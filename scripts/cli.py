@@ -9,10 +9,13 @@ and any other exception into one line naming the log file (exit 1), never a trac
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import re
+import shlex
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -275,6 +278,20 @@ def show_switchover(outcome: Ending) -> int:
     if outcome.error:
         print(outcome.error, file=sys.stderr)
     return outcome.code
+
+
+def operator() -> str:
+    """Who runs the command from where, for the incident record: `user@host`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def command_line(prog: str, argv: Sequence[str] | None) -> str:
+    """The command as typed, for the incident record: `python -m scripts.promote --stack dr ...`."""
+    return shlex.join(["python", "-m", f"scripts.{prog}", *(sys.argv[1:] if argv is None else argv)])
 
 
 def failover_options(args: argparse.Namespace) -> dict[str, Any]:

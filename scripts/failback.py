@@ -15,7 +15,7 @@ from drtopo.context import Context
 from drtopo.failover.plan import failback_plan
 from drtopo.failover.run import switchover
 from drtopo.failover.steps import Kind
-from scripts.cli import failover_flags, failover_options, main_guard, parser, show_switchover
+from scripts.cli import command_line, failover_flags, failover_options, main_guard, operator, parser, show_switchover
 
 
 def run(argv: Sequence[str] | None, ctx: Context) -> int:
@@ -25,6 +25,8 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         Kind.FAILBACK,
         lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack),
         ctx,
+        command=command_line("failback", argv),
+        operator=operator(),
         **failover_options(p.parse_args(argv)),
     )
     return show_switchover(outcome)

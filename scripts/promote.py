@@ -14,7 +14,7 @@ from drtopo.context import Context
 from drtopo.failover.plan import promote_plan
 from drtopo.failover.run import switchover
 from drtopo.failover.steps import Kind
-from scripts.cli import failover_flags, failover_options, main_guard, parser, show_switchover
+from scripts.cli import command_line, failover_flags, failover_options, main_guard, operator, parser, show_switchover
 
 
 def run(argv: Sequence[str] | None, ctx: Context) -> int:
@@ -24,6 +24,8 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         Kind.PROMOTE,
         lambda sw, pre: promote_plan(sw.target.stack, sw.peer.stack, pre.peer_reachable),
         ctx,
+        command=command_line("promote", argv),
+        operator=operator(),
         **failover_options(p.parse_args(argv)),
     )
     return show_switchover(outcome)

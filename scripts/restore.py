@@ -36,11 +36,13 @@ from drtopo.context import Context
 from drtopo.database.pitr.damage import DEFAULT_WIDTH
 from drtopo.database.pitr.request import WAL_SOURCES, BadFlags, PitrRequest
 from drtopo.errors import one_line
+from drtopo.incident.facts import MessageKind
+from drtopo.incident.notify import cutover_ended, cutover_notifier
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs
 from drtopo.report import Clock, Report
-from scripts.cli import OneLineParser, finish, main_guard, new_report, subcommands
+from scripts.cli import OneLineParser, command_line, finish, main_guard, new_report, operator, subcommands
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
 
@@ -198,11 +200,22 @@ def _main(argv: Sequence[str] | None, ctx: Context) -> int:
     request = _pitr_request(top, args) if args.command == "pitr" else None
     outputs = load_outputs(args.outputs, args.stack)
     run = Run(args, outputs, new_report(ctx), Clock(ctx.reporter), ctx, request)
+    # A real cutover is an incident: its start and end go to the stack's incident topic, its record beside the JSON.
+    notifier = None
+    if request is not None and request.cutover and not request.dry_run:
+        command = command_line("restore", argv)
+        notifier = cutover_notifier(outputs, ctx, run.report, command=command, operator=operator())
+        notifier.send(MessageKind.START)
     try:
         HANDLERS[args.command](run)
     except (*OPERATIONAL_ERRORS, KafkaException) as exc:
         run.report.check(args.command, False, one_line(exc))
-    return finish(run.report, args.json_path, run.clock, strict=args.strict)
+    if notifier is not None:
+        cutover_ended(notifier, run.clock)
+    code = finish(run.report, args.json_path, run.clock, strict=args.strict)
+    if notifier is not None:
+        notifier.write_record(args.json_path)
+    return code
 
 
 def _pitr_request(top: argparse.ArgumentParser, args: argparse.Namespace) -> PitrRequest:

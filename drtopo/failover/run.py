@@ -4,6 +4,11 @@
 (drtopo/failover/lock.py) and either shows the plan (`dry_run`: only the read-only steps run) or runs it
 (`run_steps`: each step of drtopo/failover/steps.py, journalled; after the point of no return no failure stops the
 run) and closes it (`finish`). It returns an `Outcome` for the command to render; it prints nothing.
+
+A real run tells the incident topic of the target's region (the side that is alive) that it started, an update
+when a step fails or the point of no return is passed, and a resolution with the measured RTO and RPO and what is
+left (drtopo/incident/notify.py); a dry run sends nothing. With a JSON report, the incident record in Markdown is
+written beside it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drtopo.backup.store import encryption_args, s3_client
@@ -23,6 +29,8 @@ from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, SPECS, PlannedSte
 from drtopo.failover.results import GuardResult, PreflightResult, RebuildResult, RolesResult, StepResult
 from drtopo.failover.roles import planned_switch
 from drtopo.failover.steps import STEPS, Kind, Switchover
+from drtopo.incident.facts import Figures, Incident, MessageKind
+from drtopo.incident.notify import Notifier
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import EXIT_FAILED, EXIT_OK, BadInput, Clock, Report, Unsafe, settings_for
 
@@ -131,26 +139,70 @@ def switchover(
     outputs_path: Path | None,
     restart: bool = False,
     json_path: Path | None = None,
+    command: str = "",
+    operator: str = "",
     **flags: bool,
 ) -> Outcome:
     """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
-    strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names."""
+    strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command` and `operator`
+    (`user@host`) go into the incident record."""
     sw = load(kind, stack, outputs_path, ctx, restart=restart, **flags)
     clock = Clock(ctx.reporter)
-    if sw.dry_run:
-        return dry_run(sw, plan_for, clock, json_path)
-    lock = FailoverLock(sw.target)
-    owner = lock.acquire(sw.kind, sw.target.stack, sw.break_lock)
-    clock.say(f"lock {lock.where} taken ({owner.describe()})")
+    notifier = incident_notifier(sw, command, operator)
     try:
-        journal = _read_journal(sw)
-        if restart:
-            journal.discard()
+        if sw.dry_run:
+            return dry_run(sw, plan_for, clock, json_path)
+        lock = FailoverLock(sw.target)
+        owner = lock.acquire(sw.kind, sw.target.stack, sw.break_lock)
+        clock.say(f"lock {lock.where} taken ({owner.describe()})")
+        try:
+            notifier.send(MessageKind.START)
             journal = _read_journal(sw)
-        _refuse_stale(sw, journal)
-        return run_steps(sw, plan_for, clock, journal, json_path)
+            if restart:
+                journal.discard()
+                journal = _read_journal(sw)
+            _refuse_stale(sw, journal)
+            return run_steps(sw, plan_for, clock, journal, json_path, notifier)
+        finally:
+            lock.release()
     finally:
-        lock.release()
+        # Beside the JSON report: none when the run stopped before writing one (the lock refused, bad input).
+        if json_path is not None and json_path.is_file():
+            notifier.write_record(json_path)
+
+
+def incident_notifier(sw: Switchover, command: str = "", operator: str = "") -> Notifier:
+    """The run's incident (a region failure, on the target: the region that is alive) and its notifier; a dry run
+    sends nothing."""
+    incident = Incident(
+        scenario="region-failure",
+        stack=sw.target.stack,
+        region=sw.target.region,
+        started_at=datetime.now(UTC),
+        drill=sw.ctx.drill,
+    )
+    return Notifier.open(
+        incident,
+        sw.settings,
+        sw.report,
+        sw.target.incident_topic_arn,
+        command=command or f"python -m scripts.{sw.kind} --stack {sw.target.stack}",
+        operator=operator,
+        send_nothing=sw.dry_run,
+    )
+
+
+def _measured_figures(sw: Switchover, runner: Runner, clock: Clock) -> Figures:
+    """What the run measured, also put in the report: the RTO from the run's start until DNS named the new primary
+    (the whole run when it did not flip DNS), the RPO bounded by the lag the guard measured."""
+    measured = sw.report.measured
+    rto = measured.get("seconds_to_dns_flipped", round(clock.elapsed(), 3))
+    guard = runner.results.get(Step.GUARD)
+    rpo = guard.rpo_seconds if isinstance(guard, GuardResult) else None
+    measured["rto_seconds"] = rto
+    if rpo is not None:
+        measured["rpo_seconds"] = rpo
+    return Figures(rto_seconds=rto, rpo_seconds=rpo)
 
 
 def dry_run(sw: Switchover, plan_for: PlanFor, clock: Clock, json_path: Path | None) -> Outcome:
@@ -182,21 +234,30 @@ def _forget_for_resume(journal: Journal) -> None:
             journal.forget(step)
 
 
-def run_steps(sw: Switchover, plan_for: PlanFor, clock: Clock, journal: Journal, json_path: Path | None) -> Outcome:
+def run_steps(
+    sw: Switchover,
+    plan_for: PlanFor,
+    clock: Clock,
+    journal: Journal,
+    json_path: Path | None,
+    notifier: Notifier | None = None,
+) -> Outcome:
     """Every step of the plan the journal does not hold yet, in order; then `finish`."""
     resumed = journal.resumed
     if resumed:
         clock.say(f"resuming the run started {journal.data['started_at']} (journal {journal.where})")
         _forget_for_resume(journal)
-    runner = Runner(journal, clock, sw.ctx.after_step)
+    runner = Runner(journal, clock, _after_step(sw, notifier))
     plan: list[PlannedStep] = []
     try:
         preflight = runner.run(Step.PREFLIGHT, lambda: STEPS[Step.PREFLIGHT](sw))
         assert isinstance(preflight, PreflightResult)
         plan = plan_for(sw, preflight)
         for planned in plan:
-            _run_one(sw, runner, planned.name, clock)
-    except (BadInput, Unsafe, KeyboardInterrupt):
+            _run_one(sw, runner, planned.name, clock, notifier)
+    except (BadInput, Unsafe, KeyboardInterrupt) as exc:
+        if notifier is not None:
+            notifier.send(MessageKind.UPDATE, f"the {sw.kind} stopped: {one_line(exc) or type(exc).__name__}")
         _stopped(sw, journal, runner, json_path)
         raise
     except Exception as exc:
@@ -206,20 +267,39 @@ def run_steps(sw: Switchover, plan_for: PlanFor, clock: Clock, journal: Journal,
         log.exception("step %s failed", failed)
         reason = one_line(exc)
         sw.report.check(failed, False, reason)
+        if notifier is not None:
+            notifier.send(MessageKind.UPDATE, f"step {failed} failed: {reason}; the {sw.kind} stopped before promotion")
         kept = _stopped(sw, journal, runner, json_path)
         resume = f"; rerun to resume from it (journal {journal.where})" if kept else ""
         return Outcome(EXIT_FAILED, sw.report, error=f"error: step {failed} failed: {reason}{resume}{_log(sw)}")
-    return finish(sw, plan, runner, clock, journal, resumed, json_path)
+    return finish(sw, plan, runner, clock, journal, resumed, json_path, notifier)
 
 
-def _run_one(sw: Switchover, runner: Runner, step: Step, clock: Clock) -> None:
+def _after_step(sw: Switchover, notifier: Notifier | None) -> Callable[[str], None]:
+    """After each journalled step: the context's hook (the crash tests'), then what is pending is sent again."""
+    if notifier is None:
+        return sw.ctx.after_step
+
+    def hook(step: str) -> None:
+        sw.ctx.after_step(step)
+        notifier.retry(step)
+
+    return hook
+
+
+def _run_one(sw: Switchover, runner: Runner, step: Step, clock: Clock, notifier: Notifier | None = None) -> None:
     if step in runner.results:
         return
     run = STEPS[step]
     if POINT_OF_NO_RETURN in runner.results:
-        _run_after_promotion(sw, runner, step, run)
+        _run_after_promotion(sw, runner, step, run, notifier)
     else:
         runner.run(step, lambda: run(sw))
+        if step is POINT_OF_NO_RETURN and notifier is not None and not runner.resumed_last():
+            notifier.send(
+                MessageKind.UPDATE,
+                f"{sw.target.stack} ({sw.target.region}) is promoted: the point of no return is passed",
+            )
     if step in runner.results and runner.resumed_last():
         sw.report.check(step, True, f"done by the interrupted run: {runner.results[step].as_dict()}")
     if step is Step.DNS and step in runner.results:
@@ -234,12 +314,16 @@ def finish(
     journal: Journal,
     resumed: bool,
     json_path: Path | None,
+    notifier: Notifier | None = None,
 ) -> Outcome:
     """Close a run whose steps all ran: or, promoted with steps left, keep the journal open for a rerun."""
     left = [str(s.name) for s in plan if s.name not in runner.results]
     if left:
         # Promoted, but not everything followed: the journal stays open so a rerun does exactly what is left.
         sw.report.measured.update(steps=runner.timeline, resumed=resumed, left_to_do=left)
+        if notifier is not None:
+            todo = [f"rerun scripts.{sw.kind} to finish {', '.join(left)}"]
+            notifier.send(MessageKind.RESOLUTION, figures=_measured_figures(sw, runner, clock), left_to_do=todo)
         sw.report.write(json_path)
         error = (
             f"error: {sw.target.stack} is promoted but {', '.join(left)} did not complete; "
@@ -257,6 +341,10 @@ def finish(
     ]
     roles = runner.results[Step.ROLES]
     assert isinstance(roles, RolesResult)
+    if notifier is not None:
+        todo = [*adopt, *roles.next_commands]
+        sw.report.measured["left_to_do"] = todo
+        notifier.send(MessageKind.RESOLUTION, figures=_measured_figures(sw, runner, clock), left_to_do=todo)
     sw.report.write(json_path)
     lines = [sw.report.table(), "next:\n  " + "\n  ".join([*adopt, *roles.next_commands])]
     return Outcome(sw.report.exit_code(), sw.report, lines)
@@ -266,7 +354,13 @@ def _log(sw: Switchover) -> str:
     return f" (log: {sw.ctx.log_path})" if sw.ctx.log_path else ""
 
 
-def _run_after_promotion(sw: Switchover, runner: Runner, step: Step, run: Callable[[Switchover], StepResult]) -> None:
+def _run_after_promotion(
+    sw: Switchover,
+    runner: Runner,
+    step: Step,
+    run: Callable[[Switchover], StepResult],
+    notifier: Notifier | None = None,
+) -> None:
     """Run a step after the point of no return: a failure of any kind is reported, never a stop."""
     try:
         runner.run(step, lambda: run(sw))
@@ -275,6 +369,8 @@ def _run_after_promotion(sw: Switchover, runner: Runner, step: Step, run: Callab
     except Exception as exc:
         log.exception("step %s failed after the point of no return", step)
         sw.report.check(step, False, f"{one_line(exc)} (left to do: rerun to repeat this step)")
+        if notifier is not None:
+            notifier.send(MessageKind.UPDATE, f"step {step} failed after promotion: {one_line(exc)}; the run goes on")
 
 
 def _stopped(sw: Switchover, journal: Journal, runner: Runner, json_path: Path | None) -> bool:

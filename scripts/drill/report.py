@@ -5,6 +5,9 @@ The JSON keeps DESIGN.md's report shape (`ok`, `checks`, `measured`) and adds `s
 `rpo_seconds`, `rows_lost`, the load achieved, ...), `objectives`, the timed `steps`, the client-visible RTO's
 `phases` (each measured or modelled, and saying which) and `series`: acknowledged writes and Kafka messages per
 second since the scenario started. The RTO objective is judged on the client-visible RTO.
+
+With `--json FILE`, each scenario's incident record (drtopo/incident/record.py, marked DRILL) is written beside it
+as `FILE-<scenario>.md` (`scenario_record`, `record_path`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from drtopo.incident.facts import Incident
+from drtopo.incident.record import record_markdown, run_record
 from drtopo.report import Report
+from drtopo.settings import Settings
 from scripts.drill.measured import Measured
 
 
@@ -30,6 +37,9 @@ class ScenarioResult:
     error: str | None = None
     phases: list[dict[str, Any]] = field(default_factory=list)
     series: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    # The scenario as an incident (a drill: its stack recovering, the failure's time) and when its clock started.
+    incident: Incident | None = None
+    started_at: datetime | None = None
 
     @property
     def client_rto(self) -> float | None:
@@ -65,6 +75,37 @@ class ScenarioResult:
             "phases": self.phases,
             "series": {k: [list(p) for p in v] for k, v in self.series.items()},
         }
+
+
+def record_path(json_path: Path, scenario: str) -> Path:
+    """`drill.json` -> `drill-region-failure.md`."""
+    return json_path.with_name(f"{json_path.stem}-{scenario}.md")
+
+
+def scenario_record(result: ScenarioResult, settings: Settings, *, command: str, operator: str) -> str | None:
+    """The scenario's incident record in Markdown (None when it never started: no incident to tell)."""
+    if result.incident is None or result.started_at is None:
+        return None
+    m = result.measured
+    report = Report(
+        checks=list(result.checks.checks),
+        measured={
+            "steps": result.steps,
+            "rto_seconds": m.rto_seconds,
+            "client_rto_seconds": m.client_rto_seconds,
+            "rpo_seconds": m.rpo_seconds,
+            "rows_lost": m.rows_lost,
+            "phases": result.phases,
+        },
+    )
+    if m.client_rto_seconds is None:
+        report.measured.pop("client_rto_seconds")
+    if result.error:
+        report.check("scenario", False, result.error)
+    record = run_record(
+        report, incident=result.incident, command=command, operator=operator, run_started_at=result.started_at
+    )
+    return record_markdown(record, settings)
 
 
 def drill_report(results: list[ScenarioResult], machine: dict[str, Any]) -> dict[str, Any]:

@@ -22,18 +22,29 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+from drtopo import aws
 from drtopo.context import Context
 from drtopo.database.connect import connect
 from drtopo.errors import one_line
+from drtopo.incident.facts import Incident
 from drtopo.report import EXIT_OK, BadInput
 from drtopo.settings import LOAD_LEVELS, SettingsError, load_settings
 from lab.core import Lab
-from scripts.cli import OneLineParser, main_guard, state_dir
+from scripts.cli import AWS_ENDPOINTS_ENV, OneLineParser, command_line, main_guard, operator, state_dir
 from scripts.drill.history import keep
 from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
-from scripts.drill.report import ScenarioResult, drill_report, print_table, write_json, write_timeline
+from scripts.drill.report import (
+    ScenarioResult,
+    drill_report,
+    print_table,
+    record_path,
+    scenario_record,
+    write_json,
+    write_timeline,
+)
 from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
 from scripts.drill.scenarios.context import DrillContext, data_loss, surviving
 from scripts.drill.scenarios.phases import rto_phases
@@ -150,6 +161,8 @@ def run_scenario(
         if left:
             print(f"   (stopped {left} load thread(s) the scenario left running)")
         load_figures(ctx, result, None if run is None else run.failure_at)
+        if run is not None:
+            result.incident, result.started_at = scenario_incident(ctx, scenario.objectives_key, run)
         result.phases = rto_phases(scenario.rto_phases, settings, m)
         if result.phases:
             m.client_rto_seconds = round(sum(p["seconds"] for p in result.phases), 3)
@@ -157,6 +170,19 @@ def run_scenario(
             with _timed("restore the lab to a healthy prod=primary, dr=standby"):
                 ctx.lab.restore_baseline()
     return result
+
+
+def scenario_incident(ctx: DrillContext, objectives_key: str, run: ScenarioRun) -> tuple[Incident, datetime]:
+    """The scenario as a drill's incident: the stack clients reach after it (the one recovering), since the fault
+    (the scenario's start when it injected none); and when its clock started."""
+    try:
+        stack = ctx.active_stack(ttl=0)
+    except Exception:  # a lab the scenario broke: the record still names the primary stack
+        stack = "prod"
+    started = datetime.fromtimestamp(ctx.origin, UTC)
+    failure = datetime.fromtimestamp(run.failure_at, UTC) if run.failure_at is not None else started
+    region = ctx.settings(stack).region
+    return Incident(objectives_key.replace("_", "-"), stack, region, failure, drill=True), started
 
 
 def background_rows_kept(ctx: DrillContext, result: ScenarioResult, stats: LoadStats) -> None:
@@ -250,6 +276,7 @@ def print_plan(scenarios: list[str], overrides: dict[tuple[str, str], float], pr
 
 def run(argv: Sequence[str] | None, ctx: Context) -> int:
     args = build_parser().parse_args(argv)
+    command = command_line("drill", argv)
     scenarios = parse_scenarios(args.scenario)
     overrides = parse_objectives(args.objective)
     # Bad repository config, or a load level it does not have, fails here, before any server starts.
@@ -310,6 +337,10 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     print_table(results)
     if args.json_path:
         write_json(document, args.json_path)
+        for result in results:
+            text = scenario_record(result, load_settings("prod", ctx.project_dir), command=command, operator=operator())
+            if text is not None:
+                record_path(args.json_path, result.scenario).write_text(text)
         png = args.png or args.json_path.with_suffix(".png")
         write_timeline(results, png)
         print(f"report: {args.json_path}  timeline: {png}")
@@ -319,8 +350,18 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
 
 
 def lab_context(ctx: Context, lab: Lab) -> Context:
-    """The one context of every command the drill runs: the lab's project copy and its journal folder."""
-    return replace(ctx, project_dir=lab.project_dir, state_dir=state_dir(lab.env()), log_path=None)
+    """The one context of every command the drill runs: the lab's project copy, its journal folder, and marked as
+    a drill (the commands' incident notifications and records say DRILL), reaching each region's AWS API through
+    that region's gate as a command run from the lab's env would."""
+    env = lab.env()
+    return replace(
+        ctx,
+        project_dir=lab.project_dir,
+        state_dir=state_dir(env),
+        log_path=None,
+        drill=True,
+        aws_endpoints=aws.parse_endpoints(env.get(AWS_ENDPOINTS_ENV, "")),
+    )
 
 
 @contextmanager

@@ -7,12 +7,16 @@ what the program declares, never taken as evidence of themselves.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from bench.switchover import DB_ONLY, FAILED_OVER_DNS, end_state, run_cli
 from drtopo import naming
+from drtopo.incident.facts import duration_text
 from drtopo.outputs import StackOutputs, load_outputs
 from evaluation.mock_program import Evaluation, evaluate
 from lab.core import Lab
@@ -152,3 +156,90 @@ def test_route53_failover_records_and_health_checks(lab: Lab) -> None:
         config = route53.get_health_check(HealthCheckId=out.health_check_id)["HealthCheck"]["HealthCheckConfig"]
         assert config["Port"] == int(out.service_url.rsplit(":", 1)[1])
         assert config["ResourcePath"] == "/actuator/health"
+
+
+# ---- incident notifications (issue 22): promote tells us-west-2's incident topic; the lab's inbox receives it ----
+
+
+def promote_to_dr(lab: Lab, tmp_path: Path, *extra: str, outputs_dir: Path | None = None):
+    outputs_file = (outputs_dir or lab.dr.outputs_path.parent) / "dr.json"
+    env = {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
+    return run_cli("promote", "--stack", "dr", "--outputs", outputs_file, *DB_ONLY, *extra, env=env)
+
+
+def test_each_region_has_an_incident_topic_the_inbox_is_subscribed_to(lab: Lab) -> None:
+    for stack in ("prod", "dr"):
+        out = outputs(lab, stack)
+        assert out.incident_topic_arn == (
+            f"arn:aws:sns:{out.region}:123456789012:{naming.incident_topic_name(out.region)}"
+        )
+        subs = boto3.client("sns", region_name=out.region).list_subscriptions_by_topic(TopicArn=out.incident_topic_arn)[
+            "Subscriptions"
+        ]
+        assert [(s["Protocol"], s["Endpoint"]) for s in subs] == [("http", lab.inbox_url)]
+
+
+def test_promote_tells_the_incident_topic_of_us_west_2_start_to_resolution(fresh_pg: Lab, tmp_path: Path) -> None:
+    seen = len(fresh_pg.inbox())
+    report_path = tmp_path / "promote.json"
+
+    proc = promote_to_dr(fresh_pg, tmp_path, "--json", report_path)
+
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(report_path.read_text())
+    received = fresh_pg.inbox()[seen:]
+    subjects = [m["Subject"] for m in received]
+    assert subjects[0] == "CRITICAL: Interface Exception Collector Service Outage", subjects
+    assert subjects[-1] == "RESOLVED: Interface Exception Collector Service Restored", subjects
+    assert {m["Region"] for m in received} == {"us-west-2"}
+    assert {m["TopicArn"] for m in received} == {outputs(fresh_pg, "dr").incident_topic_arn}
+    rto = report["measured"]["rto_seconds"]
+    assert rto == report["measured"]["seconds_to_dns_flipped"]
+    assert f"Recovery Time (RTO): {duration_text(rto)}" in received[-1]["Message"]
+    sent = {c["name"]: c["outcome"] for c in report["checks"] if c["name"].startswith("notify ")}
+    assert sent == {"notify start": "pass", "notify update": "pass", "notify resolution": "pass"}
+    # The incident record beside the JSON report.
+    record = report_path.with_suffix(".md").read_text()
+    assert "scripts.promote --stack dr" in record and duration_text(rto) in record
+
+
+def test_promote_dry_run_sends_nothing(fresh_pg: Lab, tmp_path: Path) -> None:
+    seen = len(fresh_pg.inbox())
+    report_path = tmp_path / "dry.json"
+
+    proc = promote_to_dr(fresh_pg, tmp_path, "--dry-run", "--json", report_path)
+
+    assert proc.returncode == 0, proc.stderr
+    assert fresh_pg.inbox()[seen:] == []
+    report = json.loads(report_path.read_text())
+    assert not [c for c in report["checks"] if c["name"].startswith("notify ")]
+
+
+def test_promote_completes_when_sns_refuses_and_says_the_notifications_were_not_sent(
+    fresh_pg: Lab, tmp_path: Path
+) -> None:
+    # Outputs naming an incident topic the emulator does not have: every publish is refused (NotFound).
+    copied = tmp_path / "outputs"
+    copied.mkdir()
+    for stack in ("prod", "dr"):
+        document = json.loads(fresh_pg.region(stack).outputs_path.read_text())
+        document["incidentTopicArn"] = f"arn:aws:sns:{document['region']}:123456789012:drtopo-gone-incidents"
+        (copied / f"{stack}.json").write_text(json.dumps(document))
+    seen = len(fresh_pg.inbox())
+    report_path = tmp_path / "promote.json"
+
+    proc = promote_to_dr(fresh_pg, tmp_path, "--json", report_path, outputs_dir=copied)
+
+    assert proc.returncode == 0, proc.stderr
+    assert fresh_pg.inbox()[seen:] == []
+    report = json.loads(report_path.read_text())
+    assert report["ok"]
+    notices = [c for c in report["checks"] if c["name"].startswith("notify ")]
+    assert {c["name"] for c in notices} == {"notify start", "notify update", "notify resolution"}
+    assert {c["outcome"] for c in notices} == {"skip"}
+    assert all(c["detail"].startswith("not sent: ") for c in notices), notices
+    # The start was tried again at each step after it (refused each time, the others queued behind it).
+    starts = [c for c in notices if c["name"] == "notify start"]
+    assert len(starts) > 3 and all("NotFound" in c["detail"] for c in starts), starts
+    assert end_state(fresh_pg)["dns"] == FAILED_OVER_DNS
+    assert "not sent" in report_path.with_suffix(".md").read_text()
