@@ -1,0 +1,69 @@
+"""The guard's fence of its own database, in seconds and without superuser (RDS allows both statements):
+`ALTER DATABASE <db> SET default_transaction_read_only = on` for every new session, then every client session of
+that database but the guard's own is terminated, so none keeps writing in a transaction that began writable. A
+superuser's session is terminated only when the guard is a superuser itself (PostgreSQL refuses it otherwise).
+
+It is the first stage: a session may still `SET default_transaction_read_only = off` on purpose; the platform's
+durable fence (`Database.fence`: the RDS read-only parameter group and reboot, ALTER SYSTEM on self-managed) is the
+second, paid by promote, validate or failback (drtopo/failover/pending.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from drtopo.database.connect import connect
+from drtopo.database.platform import FenceError, prove_read_only
+from drtopo.errors import one_line
+from drtopo.outputs import StackOutputs
+
+TERMINATE = """
+SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))
+FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+  AND (NOT r.rolsuper OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
+"""
+READ_ONLY_SETTING = """
+SELECT coalesce(bool_or(s = 'default_transaction_read_only=on'), false)
+FROM pg_db_role_setting d, unnest(d.setconfig) s
+WHERE d.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND d.setrole = 0
+"""
+
+
+def is_fenced(outputs: StackOutputs) -> bool:
+    """Whether the database carries the guard's read-only setting."""
+    with connect(outputs) as conn:
+        return bool(conn.execute(READ_ONLY_SETTING).fetchone()[0])
+
+
+def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
+    """Make the stack's database refuse writes now; returns what was done and the refused probe write."""
+    try:
+        with connect(outputs) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
+                    sql.Identifier(outputs.db_name)
+                )
+            )
+            terminated = conn.execute(TERMINATE).fetchone()[0]
+        proof = prove_read_only(outputs)
+    except psycopg.Error as exc:
+        raise FenceError(
+            f"cannot fence {outputs.db_name} on {outputs.db_address}:{outputs.db_port}: {one_line(exc)}"
+        ) from None
+    return {
+        "method": f"ALTER DATABASE {outputs.db_name} SET default_transaction_read_only = on + terminated sessions",
+        "sessions_terminated": terminated,
+        "proof": proof,
+    }
+
+
+def lift_fence(outputs: StackOutputs) -> None:
+    """Undo `fence_sessions` on a database that is (again) the lease holder's."""
+    with connect(outputs) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(outputs.db_name))
+        )
