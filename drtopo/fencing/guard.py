@@ -23,8 +23,10 @@ from drtopo.database.platform import FenceError
 from drtopo.fencing.fence import fence_sessions, is_fenced
 from drtopo.fencing.lease import Lease, LeaseTimer
 from drtopo.fencing.quorum import Quorum, Round
+from drtopo.fencing.store import lease_stores
 from drtopo.outputs import StackOutputs
 from drtopo.report import SILENT, Reporter
+from drtopo.settings import PROJECT, FencingMode, Settings
 
 
 class Fencer(Protocol):
@@ -103,7 +105,9 @@ class Guard:
             self._lapse(f"the newest lease is another stack's: {newest.describe()}")
         else:
             self.state.holding = newest
-            self.step()
+            return self.step()
+        if self.state.why:
+            self._keep_fenced()
         return self.state
 
     def step(self) -> GuardState:
@@ -169,3 +173,22 @@ class Guard:
         if self.state.fenced_at is None:
             self.state.fenced_at = self.now()
         self.reporter.info(f"guard of {self.stack}: fenced ({done['proof']})")
+
+
+def guard_for(settings: Settings, own: StackOutputs, peer: StackOutputs, reporter: Reporter = SILENT) -> Guard:
+    """The guard of `settings`' stack over the pair's three lease stores, fencing the stack's own database."""
+    if settings.fencing.mode is not FencingMode.LEASE:
+        raise ValueError(
+            f"{PROJECT}:fencing.mode is {settings.fencing.mode.value!r} for {settings.stack}; "
+            "expected 'lease' to run a guard"
+        )
+    fencing = settings.fencing
+    return Guard(
+        Quorum(lease_stores(settings, own, peer)),
+        settings.stack,
+        settings.region,
+        fencing.lease_seconds,
+        fencing.renew_seconds,
+        DatabaseFencer(own),
+        reporter,
+    )

@@ -65,7 +65,7 @@ class S3LeaseStore:
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] in CONFLICT_CODES:
-                raise Conflict(f"{self.where} changed since it was read; another writer got there first") from None
+                raise Conflict("changed since it was read: another writer got there first") from None
             raise
         return put["ETag"]
 
