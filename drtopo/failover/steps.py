@@ -231,8 +231,11 @@ def promote(sw: Switchover) -> PromoteResult:
         raise Unsafe(str(exc)) from None
     if sw.settings.fencing.mode is FencingMode.LEASE:
         # The old primary's guard fences with ALTER DATABASE, which replicates: the new primary must not keep it.
-        lift_fence(sw.target)
-        details["lease_fence"] = "lifted on the new primary"
+        try:
+            lift_fence(sw.target)
+            details["lease_fence"] = "lifted on the new primary"
+        except psycopg.Error as exc:  # promoted already: said, not raised
+            sw.report.check("lease.lift", False, f"ALTER DATABASE ... RESET default_transaction_read_only: {exc}")
     where = None
     if sw.fence_owed:
         try:

@@ -26,28 +26,28 @@ FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
 WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
   AND (NOT r.rolsuper OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
 """
-READ_ONLY_SETTING = """
-SELECT coalesce(bool_or(s = 'default_transaction_read_only=on'), false)
-FROM pg_db_role_setting d, unnest(d.setconfig) s
-WHERE d.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) AND d.setrole = 0
-"""
 
 
 def is_fenced(outputs: StackOutputs) -> bool:
-    """Whether the database carries the guard's read-only setting."""
+    """Whether a new session of the database starts read-only (this fence, or the platform's)."""
     with connect(outputs) as conn:
-        return bool(conn.execute(READ_ONLY_SETTING).fetchone()[0])
+        return conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
 
 
 def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
     """Make the stack's database refuse writes now; returns what was done and the refused probe write."""
     try:
         with connect(outputs) as conn:
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
-                    sql.Identifier(outputs.db_name)
+            method = f"ALTER DATABASE {outputs.db_name} SET default_transaction_read_only = on + terminated sessions"
+            try:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(
+                        sql.Identifier(outputs.db_name)
+                    )
                 )
-            )
+            except psycopg.errors.ReadOnlySqlTransaction:
+                # Already fenced by the platform (promote's or failback's fence): new sessions start read-only.
+                method = "already read-only (the platform's fence) + terminated sessions"
             terminated = conn.execute(TERMINATE).fetchone()[0]
         proof = prove_read_only(outputs)
     except psycopg.Error as exc:
@@ -55,7 +55,7 @@ def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
             f"cannot fence {outputs.db_name} on {outputs.db_address}:{outputs.db_port}: {one_line(exc)}"
         ) from None
     return {
-        "method": f"ALTER DATABASE {outputs.db_name} SET default_transaction_read_only = on + terminated sessions",
+        "method": method,
         "sessions_terminated": terminated,
         "proof": proof,
     }
