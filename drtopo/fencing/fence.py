@@ -64,6 +64,8 @@ def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
 def lift_fence(outputs: StackOutputs) -> None:
     """Undo `fence_sessions` on a database that is (again) the lease holder's."""
     with connect(outputs) as conn:
+        # This very session starts read-only under the fence it lifts.
+        conn.execute("SET default_transaction_read_only = off")
         conn.execute(
             sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(outputs.db_name))
         )
