@@ -282,6 +282,36 @@ class Failover(_Model):
     journal_max_age_hours: float = Field(default=24, gt=0)
 
 
+class FencingMode(StrEnum):
+    LEASE = "lease"
+    OFF = "off"
+
+
+class Fencing(_Model):
+    """The primary lease (drtopo/fencing/): `off` is the behaviour without it (a fence owed and paid later)."""
+
+    mode: FencingMode = FencingMode.OFF
+    lease_seconds: float = Field(default=30, gt=0, description="how long a majority renewal keeps the primary role")
+    renew_seconds: float = Field(default=5, gt=0, description="how often the guard renews")
+    witness_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+    @model_validator(mode="after")
+    def _renew_inside_lease(self) -> Fencing:
+        if self.renew_seconds > self.lease_seconds / 3:
+            raise ValueError(
+                f"fencing.renewSeconds {self.renew_seconds:g} is not well inside fencing.leaseSeconds "
+                f"{self.lease_seconds:g}; expected at most leaseSeconds / 3 ({self.lease_seconds / 3:g})"
+            )
+        if self.mode is FencingMode.LEASE and self.witness_region is None:
+            raise ValueError("fencing.mode 'lease' has no fencing.witnessRegion; expected a third region")
+        return self
+
+    @property
+    def worst_seconds(self) -> float:
+        """The longest a cut-off primary can keep taking writes: its lease, then one renew interval to notice."""
+        return self.lease_seconds + self.renew_seconds
+
+
 class Service(_Model):
     name: str = "interface-exception-collector"
     health_path: str = Field(default="/actuator/health", pattern=r"^/")
@@ -511,6 +541,7 @@ class Settings(_Model):
     kubernetes: Kubernetes
     service: Service = Service()
     failover: Failover = Failover()
+    fencing: Fencing = Fencing()
     drill: Drill = Drill()
     notifications: Notifications = Notifications()
 
@@ -529,6 +560,7 @@ class Settings(_Model):
             raise ValueError(
                 "role 'standby' has no primary reference; expected primaryStackReference or replicationSourceArn"
             )
+        self._check_fencing()
         major, image = self.database.major, self.kubernetes.backup_image
         if not image.endswith(f"-pg{major}"):
             raise ValueError(
@@ -537,6 +569,20 @@ class Settings(_Model):
                 f"(docker build --build-arg PG_MAJOR={major})"
             )
         return self
+
+    def _check_fencing(self) -> None:
+        fencing = self.fencing
+        if fencing.witness_region in (self.region, self.peer_region):
+            raise ValueError(
+                f"{PROJECT}:fencing.witnessRegion {fencing.witness_region!r} is one of the stacks' regions; expected "
+                f"a third region (neither {self.region} nor {self.peer_region})"
+            )
+        rpo = self.objectives.for_scenario("region-failure").rpo_seconds
+        if fencing.mode is FencingMode.LEASE and fencing.worst_seconds > rpo:
+            raise ValueError(
+                f"{PROJECT}:fencing.leaseSeconds + renewSeconds = {fencing.worst_seconds:g} s exceeds the "
+                f"region-failure RPO of {rpo:g} s; expected a lease that fits inside the RPO"
+            )
 
     @property
     def is_primary(self) -> bool:

@@ -46,6 +46,7 @@ class BoundKind(StrEnum):
 
     STOPPED = "received-to-replayed at last contact (primary stopped)"
     UNKNOWN = "unknown: primary may still be committing (no lease; partition cannot be ruled out)"
+    LEASE = "proven by the lease: the old primary fenced itself when its lease ran out, before this promotion"
     NO_RECORD = (
         "no record of the last contact: seconds since the standby's last replayed commit, an upper bound only if "
         "the primary stopped, and it grows while you wait"

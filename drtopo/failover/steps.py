@@ -39,6 +39,10 @@ from drtopo.failover.results import (
     StepResult,
 )
 from drtopo.failover.roles import planned_switch, pulumi_commands, switch_roles
+from drtopo.fencing.fence import lift_fence
+from drtopo.fencing.quorum import LeaseLost
+from drtopo.fencing.store import lease_stores
+from drtopo.fencing.takeover import take_over
 from drtopo.kafka.offsets import (
     CheckpointError,
     KafkaException,
@@ -49,7 +53,7 @@ from drtopo.kafka.offsets import (
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs
 from drtopo.report import Report, Unsafe, settings_for
-from drtopo.settings import Settings
+from drtopo.settings import FencingMode, Settings
 
 
 class StepFailed(RuntimeError):
@@ -169,9 +173,30 @@ def guard(sw: Switchover) -> GuardResult:
     return GuardResult(lag=lag.as_dict(), rpo_seconds=rpo, refused=not ok and not sw.accept_data_loss)
 
 
+def _take_lease(sw: Switchover, wait: bool) -> None:
+    """With `drtopo:fencing.mode: lease`: the next epoch for the target; when the old primary did not answer, the
+    wait until its lease has run out and its guard has fenced it (an RTO phase; the data-loss bound is then proven)."""
+    if sw.settings.fencing.mode is not FencingMode.LEASE:
+        return
+    try:
+        taken = take_over(
+            lease_stores(sw.settings, sw.target, sw.peer), sw.target.stack, sw.target.region, sw.settings.fencing, wait
+        )
+    except (LeaseLost, ValueError) as exc:
+        raise Unsafe(f"cannot take the primary lease for {sw.target.stack}: {exc}") from None
+    sw.report.measured["lease_epoch"] = taken.lease.epoch
+    if wait:
+        sw.report.measured["lease_wait_seconds"] = round(taken.waited_seconds, 3)
+        sw.report.measured["replica_lag_bound"] = BoundKind.LEASE
+    waited = f"waited {taken.waited_seconds:.1f} s for {sw.peer.stack}'s lease to run out" if wait else "handed over"
+    sw.report.check("lease", True, f"{taken.describe()}; {waited}")
+
+
 def fence(sw: Switchover) -> FenceResult:
     old = sw.db(sw.peer)
-    if not old.reachable():
+    reachable = old.reachable()
+    _take_lease(sw, wait=not reachable)
+    if not reachable:
         # Owed, not done: recorded once promotion has happened, paid the moment the old primary answers.
         sw.fence_owed = True
         sw.report.skip("fence", f"{sw.peer.stack} unreachable: fence owed, recorded after promotion")
@@ -204,6 +229,13 @@ def promote(sw: Switchover) -> PromoteResult:
         details = sw.db(sw.target).promote()
     except StandbyError as exc:
         raise Unsafe(str(exc)) from None
+    if sw.settings.fencing.mode is FencingMode.LEASE:
+        # The old primary's guard fences with ALTER DATABASE, which replicates: the new primary must not keep it.
+        try:
+            lift_fence(sw.target)
+            details["lease_fence"] = "lifted on the new primary"
+        except psycopg.Error as exc:  # promoted already: said, not raised
+            sw.report.check("lease.lift", False, f"ALTER DATABASE ... RESET default_transaction_read_only: {exc}")
     where = None
     if sw.fence_owed:
         try:

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-COMMANDS = ["backup", "failback", "promote", "restore", "status", "validate", "wal", "drill.run"]
+COMMANDS = ["backup", "failback", "guard", "promote", "restore", "status", "validate", "wal", "drill.run"]
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[str]:

@@ -1,0 +1,88 @@
+"""Where the lease lives: one object per store, a bucket in each of three regions, written only conditionally.
+
+The stores are the two stacks' configuration buckets (each in its stack's region; the failover lock lives there
+too) and a witness bucket in `drtopo:fencing.witnessRegion` (`witness_bucket` names it). A store is given its S3
+client, so a store whose region is down is simply one whose client cannot connect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from drtopo import aws
+from drtopo.backup.store import encryption_args
+from drtopo.fencing.lease import LEASE_KEY, Lease
+from drtopo.outputs import StackOutputs
+from drtopo.settings import PROJECT, Settings
+
+# S3 refuses a conditional write with 412 PreconditionFailed; two racing If-None-Match writes may get 409.
+CONFLICT_CODES = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+MISSING_CODES = ("NoSuchKey", "404")
+
+
+class Conflict(RuntimeError):
+    """The store changed since it was read: another writer got there first."""
+
+
+def witness_bucket(project: str, region: str) -> str:
+    """The witness store's bucket of a stack pair: one per project, in the witness region."""
+    return f"{project}-lease-witness-{region}"
+
+
+@dataclass
+class S3LeaseStore:
+    """The lease object in one bucket. `read` gives the record and its ETag; `write` replaces exactly that version
+    (If-Match) or creates the first (If-None-Match: *), else raises Conflict."""
+
+    bucket: str
+    region: str
+    client: Any
+    put_args: dict[str, str] = field(default_factory=dict)
+    key: str = LEASE_KEY
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.key} ({self.region})"
+
+    def read(self) -> tuple[Lease | None, str | None]:
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in MISSING_CODES:
+                return None, None
+            raise
+        return Lease.from_json(got["Body"].read()), got["ETag"]
+
+    def write(self, lease: Lease, etag: str | None) -> str:
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            put = self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=lease.to_json(), **condition, **self.put_args
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in CONFLICT_CODES:
+                raise Conflict("changed since it was read: another writer got there first") from None
+            raise
+        return put["ETag"]
+
+
+def s3_in(region: str) -> Any:
+    return aws.client("s3", region)
+
+
+def lease_stores(
+    settings: Settings, own: StackOutputs, peer: StackOutputs, client_for: Callable[[str], Any] = s3_in
+) -> list[S3LeaseStore]:
+    """The three stores of the pair's lease: own region's configuration bucket, the peer's, the witness bucket."""
+    witness = settings.fencing.witness_region
+    if witness is None:
+        raise ValueError(f"{PROJECT}:fencing.witnessRegion is not set for {settings.stack}; expected a third region")
+    return [
+        S3LeaseStore(own.config_bucket, own.region, client_for(own.region), encryption_args(own)),
+        S3LeaseStore(peer.config_bucket, peer.region, client_for(peer.region), encryption_args(peer)),
+        S3LeaseStore(witness_bucket(PROJECT, witness), witness, client_for(witness)),
+    ]

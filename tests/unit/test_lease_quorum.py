@@ -1,0 +1,149 @@
+"""The lease over three stores on moto's S3 model in-process (the lab's emulator, without its server), with the
+holder's and the taker's monotonic clocks in the test's hands: the guard holds through one store down, fences when
+a majority is gone for a lease or a newer epoch is taken, adopts its own epoch on restart; promote's take waits
+exactly the lease and one renew interval from the end of the take, and a handover does not wait."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto import mock_aws
+
+from drtopo.fencing.guard import Guard
+from drtopo.fencing.quorum import Quorum
+from drtopo.fencing.store import S3LeaseStore
+from drtopo.fencing.takeover import take_over
+from drtopo.settings import Fencing
+
+REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
+LEASE, RENEW = 30.0, 5.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class FenceLog:
+    """What the guard asked of its database's fence (the fence itself runs on the lab: tests/integration)."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+
+    def apply(self) -> dict[str, Any]:
+        self.applied += 1
+        return {"proof": "write refused"}
+
+    def holds(self) -> bool:
+        return self.applied > 0
+
+
+@pytest.fixture
+def stores() -> Iterator[list[S3LeaseStore]]:
+    with mock_aws():
+        made = []
+        for region in REGIONS:
+            client = boto3.client("s3", region_name=region)
+            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            client.create_bucket(Bucket=f"lease-{region}", **where)
+            made.append(S3LeaseStore(f"lease-{region}", region, client))
+        yield made
+
+
+def cut(store: S3LeaseStore) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # A region that is down, refusing at once (no retries: the lab's tests cut the real factory's clients).
+    store.client = boto3.client(
+        "s3",
+        region_name=store.region,
+        endpoint_url=f"http://127.0.0.1:{port}",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def guard(stores: list[S3LeaseStore], clock: Clock, stack: str = "prod") -> tuple[Guard, FenceLog]:
+    fence = FenceLog()
+    return Guard(Quorum(stores, clock), stack, "us-east-1", LEASE, RENEW, fence, now=clock), fence
+
+
+def test_the_guard_takes_the_first_lease_and_holds_it_through_one_store_down(stores: list[S3LeaseStore]) -> None:
+    clock = Clock()
+    g, fence = guard(stores, clock)
+    assert g.start().holding is not None and g.state.holding.epoch == 1
+    cut(stores[2])
+    for _ in range(8):  # 40 s, beyond the 30 s lease, of renewals every 5 s with the witness region down
+        clock.sleep(RENEW)
+        g.step()
+    assert not g.state.why and fence.applied == 0
+    assert g.state.holding.renewals == 8
+
+
+def test_the_guard_fences_when_no_majority_renews_for_a_lease(stores: list[S3LeaseStore]) -> None:
+    clock = Clock()
+    g, fence = guard(stores, clock)
+    g.start()
+    renewed_at = clock.t
+    cut(stores[1])
+    cut(stores[2])
+    while clock.t < renewed_at + LEASE - RENEW:
+        clock.sleep(RENEW)
+        g.step()
+        assert fence.applied == 0, clock.t - renewed_at  # never while the lease holds
+    clock.sleep(RENEW)
+    g.step()
+    assert fence.applied == 1 and "no majority renewal" in g.state.why
+    g.step()
+    assert fence.applied == 1  # kept fenced, not fenced again while the fence holds
+
+
+def test_the_guard_fences_at_once_on_a_newer_epoch(stores: list[S3LeaseStore]) -> None:
+    clock = Clock()
+    g, fence = guard(stores, clock)
+    g.start()
+    take_over(stores, "dr", "us-west-2", Fencing(lease_seconds=LEASE, renew_seconds=RENEW), wait=False)
+    g.step()
+    assert fence.applied == 1 and "newer epoch" in g.state.why and "epoch 2 held by dr" in g.state.why
+
+
+def test_a_restarted_guard_adopts_its_epoch_and_another_stacks_guard_fences(stores: list[S3LeaseStore]) -> None:
+    clock = Clock()
+    first, _ = guard(stores, clock)
+    first.start()
+    again, fence = guard(stores, clock)
+    assert again.start().holding is not None and again.state.holding.epoch == 1 and fence.applied == 0
+    other, other_fence = guard(stores, clock, stack="dr")
+    assert "another stack's" in other.start().why and other_fence.applied == 1
+
+
+def test_a_guard_that_cannot_reach_a_majority_at_start_fences(stores: list[S3LeaseStore]) -> None:
+    cut(stores[0])
+    cut(stores[1])
+    g, fence = guard(stores, Clock())
+    assert "no majority" in g.start().why and fence.applied == 1
+
+
+@pytest.mark.parametrize(("wait", "waited"), [(True, LEASE + RENEW), (False, 0.0)])
+def test_the_take_waits_the_lease_and_a_renew_interval_unless_handed_over(
+    stores: list[S3LeaseStore], wait: bool, waited: float
+) -> None:
+    clock = Clock()
+    guard(stores, clock)[0].start()
+    taken = take_over(
+        stores, "dr", "us-west-2", Fencing(lease_seconds=LEASE, renew_seconds=RENEW), wait, clock.sleep, clock
+    )
+    assert taken.lease.epoch == 2 and taken.lease.holder == "dr" and taken.taken.taken == 3
+    assert taken.waited_seconds == pytest.approx(waited)
+    assert clock.t - taken.taken.ended == pytest.approx(waited)
