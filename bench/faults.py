@@ -596,6 +596,33 @@ def emulator_down(lab: Lab, work: Path) -> Outcome:
     return Outcome(ok, f"exit {proc.returncode}: nothing changed")
 
 
+def incident_topic_gone(lab: Lab, work: Path) -> Outcome:
+    """The emulator's SNS refusing every publish during promote: dr's incident topic is deleted in us-west-2 (the
+    lab reseeds it with the baseline). The failover completes; each message is reported not sent, never a failure."""
+    dr = outputs(lab, "dr")
+    sns = boto3.client("sns", region_name=dr.region)
+    assert dr.incident_topic_arn, "the lab's outputs name no incident topic"
+    sns.delete_topic(TopicArn=dr.incident_topic_arn)
+    gone = dr.incident_topic_arn not in {t["TopicArn"] for t in sns.list_topics()["Topics"]}
+    seen = len(lab.inbox())
+    proc, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
+    notices = [c for c in report.get("checks", []) if c["name"].startswith("notify ")]
+    names = {c["name"] for c in notices}
+    skipped = bool(notices) and {c["outcome"] for c in notices} == {"skip"}
+    ok = (
+        gone
+        and proc.returncode == 0
+        and report.get("ok") is True
+        and names == {"notify start", "notify update", "notify resolution"}
+        and skipped
+        and all(c["detail"].startswith("not sent: ") for c in notices)
+        and lab.inbox()[seen:] == []
+        and _failed_over(lab)
+        and _no_traceback(proc)
+    )
+    return Outcome(ok, f"topic gone {gone}, exit {proc.returncode}, failed over, notices {sorted(names)} skipped")
+
+
 # -- Kafka ------------------------------------------------------------------------------------------------------
 def _produce(lab: Lab, stack: str, topic: str, count: int) -> None:
     producer = Producer({"bootstrap.servers": lab.region(stack).kafka.bootstrap, "acks": "all", "log_level": 2})
@@ -733,6 +760,7 @@ FAULTS: list[Fault] = [
     Fault("stale journal", "exit 3 until --restart", stale_journal),
     Fault("crash, resumed from another machine", "resumed, no second promotion", resumed_from_another_machine),
     Fault("AWS emulator down", "exit 3, nothing changed", emulator_down),
+    Fault("incident topic gone (SNS refusing)", "exit 0, failed over, messages not sent", incident_topic_gone),
     Fault("MirrorMaker stopped", "exit 1, lag reported", mirrormaker_stopped),
     Fault("source Kafka down", "exit 1, mirror unmeasurable", source_kafka_down),
     Fault("truncated dump", "verify 1, restore 1 on sha256", truncated_dump),
