@@ -22,6 +22,10 @@ def _no_hook(step: str) -> None:
     """The default after-step hook: nothing."""
 
 
+def _no_secret(name: str) -> None:
+    """The default secret reader: nothing is set (a library call outside a command)."""
+
+
 @dataclass(frozen=True)
 class Context:
     """One command run's surroundings."""
@@ -36,6 +40,9 @@ class Context:
     aws_endpoints: Mapping[str, str] = field(default_factory=dict)
     # A drill runs the commands: their incident notifications and records say DRILL (drtopo/incident).
     drill: bool = False
+    # Reads a secret by the name of the environment variable the settings give (the status page's tokenVariable);
+    # the command's reader (scripts/cli.py: environment_secret), so the library itself reads no environment.
+    secret: Callable[[str], str | None] = field(default=_no_secret)
 
     @property
     def log_dir(self) -> Path:

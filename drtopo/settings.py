@@ -490,6 +490,49 @@ class Templates(_Model):
     )
 
 
+# An environment variable's name (POSIX: letters, digits, underscore, not starting with a digit).
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A Statuspage page id: letters and digits (the API's ids, e.g. gytm4qzbx9t6).
+_PAGE_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+
+
+class StatusPage(_Model):
+    """`drtopo:notifications.statusPage`: the status page the tools open, update and resolve an incident on, through
+    the Atlassian Statuspage incidents API (drtopo/incident/statuspage.py). The API key is never in the stack file:
+    `tokenVariable` names the environment variable the command reads it from."""
+
+    api_url: str = "https://api.statuspage.io"
+    page_id: str
+    token_variable: str
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or " " in value:
+            raise ValueError(
+                "expected an https:// URL of the Statuspage API with a host (e.g. https://api.statuspage.io)"
+            )
+        return value.rstrip("/")
+
+    @field_validator("page_id")
+    @classmethod
+    def _page_id(cls, value: str) -> str:
+        if not _PAGE_ID.match(value):
+            raise ValueError("expected the page's id (letters and digits, as on the Statuspage API page)")
+        return value
+
+    @field_validator("token_variable")
+    @classmethod
+    def _token_variable(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(
+                "expected the NAME of the environment variable holding the API key (letters, digits and _, not "
+                "starting with a digit), never the key itself"
+            )
+        return value
+
+
 class Notifications(_Model):
     """`drtopo:notifications`: who each topic tells (declared by the program in the stack's own region), and the
     texts the tools send to the incident topic."""
@@ -502,6 +545,8 @@ class Notifications(_Model):
     impact: str = Field(default="Exception processing is currently unavailable", min_length=1)
     status_page_url: str | None = None
     templates: Templates = Templates()
+    # Optional: the status page the tools open an incident on (none: no status page is updated).
+    status_page: StatusPage | None = None
 
     @field_validator("alerts", "incidents")
     @classmethod

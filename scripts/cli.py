@@ -87,6 +87,16 @@ def _crash_after(step_name: str) -> Callable[[str], None]:
     return hook
 
 
+def environment_secret(environ: Mapping[str, str] = os.environ) -> Callable[[str], str | None]:
+    """The reader of a secret the settings name by its variable (`drtopo:notifications.statusPage.tokenVariable`):
+    that variable's value, None when it is not set or empty (the status page is then reported not sent, a SKIP)."""
+
+    def read(name: str) -> str | None:
+        return environ.get(name) or None
+
+    return read
+
+
 def context_from_environment(environ: Mapping[str, str] = os.environ) -> Context:
     """The context of a command started from a shell: the project folder, the state folder, the terminal."""
     crash = environ.get(CRASH_AFTER_ENV)
@@ -99,6 +109,7 @@ def context_from_environment(environ: Mapping[str, str] = os.environ) -> Context
         state_dir=state_dir(environ),
         reporter=TERMINAL,
         aws_endpoints=endpoints,
+        secret=environment_secret(environ),
         **({"after_step": _crash_after(crash)} if crash else {}),
     )
 

@@ -31,6 +31,7 @@ from drtopo.failover.roles import planned_switch
 from drtopo.failover.steps import STEPS, Kind, Switchover
 from drtopo.incident.facts import Figures, Incident, MessageKind
 from drtopo.incident.notify import Notifier
+from drtopo.incident.statuspage import MONITORING
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import EXIT_FAILED, EXIT_OK, BadInput, Clock, Report, Unsafe, settings_for
 
@@ -189,6 +190,7 @@ def incident_notifier(sw: Switchover, command: str = "", operator: str = "") -> 
         command=command or f"python -m scripts.{sw.kind} --stack {sw.target.stack}",
         operator=operator,
         send_nothing=sw.dry_run,
+        secret=sw.ctx.secret,
     )
 
 
@@ -299,6 +301,7 @@ def _run_one(sw: Switchover, runner: Runner, step: Step, clock: Clock, notifier:
             notifier.send(
                 MessageKind.UPDATE,
                 f"{sw.target.stack} ({sw.target.region}) is promoted: the point of no return is passed",
+                page_status=MONITORING,
             )
     if step in runner.results and runner.resumed_last():
         sw.report.check(step, True, f"done by the interrupted run: {runner.results[step].as_dict()}")

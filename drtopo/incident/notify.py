@@ -7,12 +7,15 @@ each step sends what is still pending. Every attempt lands in the report (`recor
 SKIP with the reason); nothing here raises: a notification never blocks or fails a recovery. A dry run makes its
 Notifier with `send_nothing=True`. `write_record` writes the incident record in Markdown beside the JSON report.
 `cutover_notifier` and `cutover_ended` are `restore pitr --cutover`'s start and end.
+With `drtopo:notifications.statusPage` set, the same messages open, update and resolve the run's incident on the
+status page (`statuspage.PageOutbox`; its API key from `secret`, the command's reader of the variable the settings
+name), each attempt a `status page <kind>` check the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +24,10 @@ from drtopo.aws import client as aws_client
 from drtopo.context import Context
 from drtopo.errors import one_line
 from drtopo.incident.facts import Facts, Figures, Incident, MessageKind
-from drtopo.incident.messages import render
+from drtopo.incident.messages import Message, render
 from drtopo.incident.publish import Outbox, record_notices
 from drtopo.incident.record import Notice, record_markdown, run_record
+from drtopo.incident.statuspage import IDENTIFIED, PageOutbox, record_page_notices
 from drtopo.outputs import StackOutputs
 from drtopo.report import FAIL, Clock, Report
 from drtopo.settings import Settings, load_settings
@@ -55,6 +59,8 @@ class Notifier:
     # A dry run sends nothing and reports nothing sent; otherwise, without an outbox, why (each message a SKIP).
     dry_run: bool = False
     no_outbox: str = ""
+    # The run's incident on the status page, when the settings name one (never on a dry run).
+    page: PageOutbox | None = None
 
     @classmethod
     def open(
@@ -67,25 +73,52 @@ class Notifier:
         command: str = "",
         operator: str = "",
         send_nothing: bool = False,
+        secret: Callable[[str], str | None] | None = None,
     ) -> Notifier:
-        """The notifier of a run on the incident's region (`incident.region`: the side that is alive)."""
-        outbox, reason = None, ""
+        """The notifier of a run on the incident's region (`incident.region`: the side that is alive). `secret`
+        reads the status page's API key by the variable's name (`Context.secret`; none: the key is not set)."""
+        outbox, reason, page = None, "", None
+        status_page = settings.notifications.status_page
+        if status_page is not None and not send_nothing:
+            page = PageOutbox(status_page, secret(status_page.token_variable) if secret else None)
         if not send_nothing:
             try:
                 outbox = Outbox(aws_client("sns", incident.region), topic_arn)
             except Exception as exc:  # a notification never stops a recovery
                 log.exception("making the SNS client in %s", incident.region)
                 reason = f"no SNS client in {incident.region}: {one_line(exc)}"
-        return cls(incident, settings, report, outbox, command, operator, dry_run=send_nothing, no_outbox=reason)
+        return cls(
+            incident, settings, report, outbox, command, operator, dry_run=send_nothing, no_outbox=reason, page=page
+        )
 
     def _record(self, notices: list[Notice]) -> None:
         self.notices.extend(notices)
         record_notices(self.report, notices)
 
-    def send(
-        self, kind: MessageKind, event: str = "", figures: Figures | None = None, left_to_do: Iterable[str] = ()
+    def _page(
+        self, at: datetime, kind: MessageKind | None = None, message: Message | None = None, status: str = IDENTIFIED
     ) -> None:
-        """Render and post one message (and what is pending before it); never raises."""
+        """The same message to the status page (without one: what is pending there); never raises."""
+        if self.page is None:
+            return
+        try:
+            notices = self.page.post(kind, message, at, status) if kind and message else self.page.flush(at)
+        except Exception:
+            log.exception("updating the status page")
+            return
+        self.notices.extend(notices)
+        record_page_notices(self.report, notices)
+
+    def send(
+        self,
+        kind: MessageKind,
+        event: str = "",
+        figures: Figures | None = None,
+        left_to_do: Iterable[str] = (),
+        page_status: str = IDENTIFIED,
+    ) -> None:
+        """Render and post one message (and what is pending before it); never raises. `page_status`: an update's
+        status on the status page, `identified` or `monitoring` (the fix is in, being watched)."""
         at = now()
         try:
             message = render(
@@ -95,6 +128,7 @@ class Notifier:
             log.exception("rendering the %s message", kind)
             self._record([Notice(kind, at, False, f"cannot render the message: {one_line(exc)}")])
             return
+        self._page(at, kind, message, page_status)
         if self.outbox is None:
             if not self.dry_run:
                 self._record([Notice(kind, at, False, self.no_outbox)])
@@ -108,6 +142,8 @@ class Notifier:
 
     def retry(self, _step: str = "") -> None:
         """At a step: send what is still pending (a message not sent earlier); never raises."""
+        if self.page is not None and self.page.pending:
+            self._page(now())
         if self.outbox is None or not self.outbox.pending:
             return
         try:
@@ -148,7 +184,9 @@ def cutover_notifier(
         scenario="database-corruption", stack=outputs.stack, region=outputs.region, started_at=now(), drill=ctx.drill
     )
     settings = load_settings(outputs.stack, ctx.project_dir)
-    return Notifier.open(incident, settings, report, outputs.incident_topic_arn, command=command, operator=operator)
+    return Notifier.open(
+        incident, settings, report, outputs.incident_topic_arn, command=command, operator=operator, secret=ctx.secret
+    )
 
 
 def cutover_ended(notifier: Notifier, clock: Clock) -> None:

@@ -40,6 +40,10 @@ class Phase:
     how: str
 
 
+INCIDENT_TOPIC = "incident topic"
+STATUS_PAGE = "status page"
+
+
 @dataclass(frozen=True)
 class Notice:
     """A notification the run tried to send: its kind, when, and whether it went (detail: message id or reason)."""
@@ -48,6 +52,8 @@ class Notice:
     at: datetime
     sent: bool
     detail: str = ""
+    # Where it went: the incident topic (SNS) or the status page (drtopo/incident/statuspage.py).
+    channel: str = INCIDENT_TOPIC
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,7 @@ class Evidence:
 
 
 def _first_notice(record: RunRecord, kind: MessageKind) -> Evidence:
-    tried = [n for n in record.notices if n.kind is kind]
+    tried = [n for n in record.notices if n.kind is kind and n.channel == INCIDENT_TOPIC]
     sent = [n for n in tried if n.sent]
     if sent:
         return Evidence(True, f"{kind.value} notification sent to the incident topic", sent[0].at)
@@ -338,7 +344,8 @@ def _timeline(record: RunRecord) -> list[str]:
         events.append((start, [s.name, took, result]))
     for n in record.notices:
         result = f"sent ({n.detail})" if n.sent else f"NOT SENT: {n.detail}"
-        events.append((n.at, [f"notification: {n.kind.value}", "", result]))
+        what = "notification" if n.channel == INCIDENT_TOPIC else n.channel
+        events.append((n.at, [f"{what}: {n.kind.value}", "", result]))
     if not events:
         return ["No step was recorded."]
     lines = [_row("time", "since incident", "checklist phase", "what", "took", "result"), "|---|---|---|---|---|---|"]
