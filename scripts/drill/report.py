@@ -95,7 +95,8 @@ def scenario_record(result: ScenarioResult, settings: Settings, *, command: str,
             "client_rto_seconds": m.client_rto_seconds,
             "rpo_seconds": m.rpo_seconds,
             "rows_lost": m.rows_lost,
-            "phases": result.phases,
+            # The record's phases are named `name` (drtopo.incident.record); the drill's JSON calls it `phase`.
+            "phases": [{"name": p["phase"], "seconds": p["seconds"], "how": p.get("how", "")} for p in result.phases],
         },
     )
     if m.client_rto_seconds is None:

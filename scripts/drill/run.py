@@ -15,6 +15,7 @@ Kafka messages lost and re-read.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import tempfile
@@ -52,6 +53,9 @@ from scripts.drill.scenarios.scenario import ScenarioRun
 
 # The topic the background Kafka load writes to (the service's own events topic, mirrored to the peer).
 BACKGROUND_TOPIC = "ExceptionCaptured"
+
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,9 +342,14 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     if args.json_path:
         write_json(document, args.json_path)
         for result in results:
-            text = scenario_record(result, load_settings("prod", ctx.project_dir), command=command, operator=operator())
-            if text is not None:
-                record_path(args.json_path, result.scenario).write_text(text)
+            try:
+                settings = load_settings("prod", ctx.project_dir)
+                text = scenario_record(result, settings, command=command, operator=operator())
+                if text is not None:
+                    record_path(args.json_path, result.scenario).write_text(text)
+            except Exception as exc:  # a record that cannot be written never turns the drill's verdict
+                log.exception("writing the incident record of %s", result.scenario)
+                ctx.reporter.warning(f"no incident record for {result.scenario}: {one_line(exc)}")
         png = args.png or args.json_path.with_suffix(".png")
         write_timeline(results, png)
         print(f"report: {args.json_path}  timeline: {png}")

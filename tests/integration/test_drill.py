@@ -52,6 +52,13 @@ def test_every_scenario_recovers_and_keeps_its_data_loss_promise_on_the_lab(lab:
     assert min(by_name["single-pod-failure"]["seed_rows_added"], by_name["region-failure"]["seed_rows_added"]) > 0
     assert by_name["kafka-cluster-failure"]["messages_acknowledged"] > 0
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    # Every scenario leaves its incident record beside the report, marked as a drill (issue 22).
+    for name in ORDER:
+        record = report.with_name(f"{report.stem}-{name}.md").read_text()
+        assert record.splitlines()[0].endswith("(DRILL)") and "**DRILL**" in record, name
+    # The region failure's promote told us-west-2's incident topic, and said it was a drill.
+    told = [m for m in lab.inbox() if m.get("Region") == "us-west-2" and "DRILL" in m.get("Subject", "")]
+    assert len(told) >= 2, told
     assert lab.dr.settings.role.value == "standby", "the lab is left as it was: dr standby again"
 
 

@@ -121,7 +121,7 @@ def test_every_drill_scenario_leaves_a_record_marked_drill_with_its_figures(tmp_
         {"step": "scripts.promote --stack dr", "start_seconds": 1.0, "seconds": 9.5, "ok": True, "error": ""},
     ]
     result.measured.rto_seconds, result.measured.rpo_seconds, result.measured.rows_lost = 11.0, 0.4, 2
-    result.phases = [{"name": "action", "seconds": 9.5, "how": "measured"}]
+    result.phases = [{"phase": "action", "seconds": 9.5, "how": "measured"}]
     result.measured.client_rto_seconds = 9.5
     result.checks.check("post-recovery validation", True, "exit code 0")
     assert scenario_record(result, load_settings("prod"), command="c", operator="o") is None  # never started
