@@ -1,8 +1,8 @@
 """Starting and stopping the lab's server processes by PID, so `down` leaves nothing behind even after a failed `up`.
 
 Every process the lab starts is recorded in `<root>/pids/<name>.pid` (with its process group); `stop` ends the
-whole group, escalating from SIGTERM to SIGKILL. Free loopback ports come from the kernel (bind to port 0), so
-two labs never collide.
+whole group, escalating from SIGTERM to SIGKILL. Free loopback ports are picked below the kernel's ephemeral range
+(see `free_port`), never twice in one process.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -20,10 +21,27 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 
 
+# Below Linux's default ephemeral range (net.ipv4.ip_local_port_range 32768-60999), where the source port of any
+# outgoing connection made while the lab starts could take a server's port before the server binds it (seen once:
+# Kafka never served on a port handed out by bind(0)), and below Kubernetes' NodePort range (30000-32767).
+PORT_RANGE = (20000, 29999)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A loopback port nobody is bound to now, from PORT_RANGE, never the same one twice in this process."""
+    for _ in range(500):
+        port = random.randint(*PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {PORT_RANGE[0]}-{PORT_RANGE[1]} after 500 tries")
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:

@@ -44,3 +44,15 @@ def test_job_and_pod_states() -> None:
     assert kube_workloads.pod_ready(ready)
     assert not kube_workloads.pod_ready({**ready, "metadata": {"name": "p", "deletionTimestamp": "now"}})
     assert not kube_workloads.pod_ready({**ready, "status": {"phase": "Running", "containerStatuses": []}})
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:
+    import socket
+
+    from lab import process
+
+    ports = [process.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(process.PORT_RANGE[0] <= p <= process.PORT_RANGE[1] < 30000 for p in ports)
+    with socket.socket() as s:
+        s.bind((process.LOOPBACK, ports[0]))  # free when handed out
