@@ -14,7 +14,7 @@ import pytest
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
-from lab import core, kafka, kube_workloads, process
+from lab import core, kafka, kube, kube_workloads, process
 from lab.core import Lab
 from tests.integration.conftest import make_root
 
@@ -37,18 +37,28 @@ def recorded_pids(root: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text().split()[0]) for p in (root / "pids").glob("*.pid")}
 
 
+def node_namespace(root: Path) -> Path:
+    """The node's network namespace of the lab at `root` (its name depends on the root alone)."""
+    return kube.NETNS_DIR / kube.node_network(root.absolute(), 0).namespace
+
+
 def listening_ports(root: Path) -> list[int]:
     state = json.loads((root / "lab.json").read_text())
     ports = state["ports"]
     flat = [ports["aws"], *ports["postgres"].values(), *ports["kafka"].values()]
-    # The service stand-ins are pods on the Kubernetes node, at its address.
-    on_node = [p for p in ports["service"].values() if process.port_open(p, state["node_ip"])]
+    # The service stand-ins are pods on the Kubernetes node, at its address inside the lab's namespace. Once the
+    # namespace is gone nothing listens there, and the address is no longer the lab's: a connection to it would leave
+    # the machine (the network rule), and a gateway that accepts any port below 32768 would answer it.
+    on_node = []
+    if node_namespace(root).exists():
+        on_node = [p for p in ports["service"].values() if process.port_open(p, state["node_ip"])]
     return [p for p in flat if process.port_open(p)] + on_node
 
 
 def assert_nothing_left(pids: dict[str, int], root: Path) -> None:
     assert pids, "expected recorded processes to check"
     assert [name for name, pid in pids.items() if process.alive(pid)] == []
+    assert not node_namespace(root).exists()
     assert listening_ports(root) == []
 
 
