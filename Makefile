@@ -8,7 +8,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv jars kube toxiproxy images test test-unit test-policy test-integration drill lab-up lab-down lint bench bench-deps bench-scale
+.PHONY: setup system venv jars kube toxiproxy images test test-fast test-unit test-policy test-integration drill lab-up lab-down lint bench bench-deps bench-scale
 
 setup: system venv jars kube toxiproxy images
 
@@ -36,10 +36,15 @@ images: kube jars
 	$(PY) -m lab.images
 
 # The import layers first (seconds; pyproject.toml's [tool.importlinter]), then the fast tiers: unit (mocks), policy,
-# then integration (the lab).
+# then integration (the lab). The 40 slowest tests are listed at the end, where the suite's time goes.
 test: setup
 	.venv/bin/lint-imports
-	$(PY) -m pytest $(PYTEST_ARGS) tests/unit tests/policy tests/integration
+	$(PY) -m pytest --durations=40 $(PYTEST_ARGS) tests/unit tests/policy tests/integration
+
+# The edit-test loop: the import layers and the two tiers that need no lab (about 2 minutes on 2 cores).
+test-fast: venv
+	.venv/bin/lint-imports
+	$(PY) -m pytest -q tests/unit tests/policy
 
 test-unit: venv
 	$(PY) -m pytest tests/unit
