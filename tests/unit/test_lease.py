@@ -120,7 +120,10 @@ def test_defaults_are_off_and_valid() -> None:
         ({"witnessRegion": None}, "has no fencing.witnessRegion"),
         ({"witnessStack": None}, r"witnessStack None is not a stack of the pair; expected prod or dr"),
         ({"witnessStack": "staging"}, r"witnessStack 'staging' is not a stack of the pair; expected prod or dr"),
-        ({"leaseSeconds": 20, "renewSeconds": 7}, r"renewSeconds 7 is not well inside.*at most leaseSeconds / 3 \(6.66667\)"),
+        (
+            {"leaseSeconds": 20, "renewSeconds": 7},
+            r"renewSeconds 7 is not well inside.*at most leaseSeconds / 3 \(6.66667\)",
+        ),
         ({"leaseSeconds": 0}, "greater than 0"),
         ({"databaseRole": "Guard; DROP"}, "fencing.databaseRole"),
         ({"databaseSecret": "Not_A_Name"}, "fencing.databaseSecret"),
@@ -133,7 +136,7 @@ def test_invalid_fencing_is_refused(fencing: dict[str, object], message: str) ->
 
 def test_lease_needs_the_peer_stack_reference_for_the_guard() -> None:
     overrides = {**lease_settings(), "primaryStackReference": None}
-    with pytest.raises(SettingsError, match="^Pulumi.prod.yaml: drtopo:fencing.mode 'lease' has no drtopo:primary"):
+    with pytest.raises(SettingsError, match=r"^Pulumi\.prod\.yaml: drtopo:fencing\.mode 'lease' has no drtopo:primary"):
         load_settings("prod", overrides=overrides)
 
 
