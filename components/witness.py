@@ -6,7 +6,8 @@ role would be deleted by one stack and created again by the other at every failo
 witness region through pulumi-aws 7's per-resource `region` (as components/kms.py places keys), so the stack's own
 provider serves it. The bucket is encrypted with its own key in the witness region, versioned (S3 conditional
 writes, `If-Match` on the ETag, keep every version the epoch passed through), private, TLS-only and protected; it
-is not replicated: a copy of an older epoch landing on a newer one would make the epoch go back.
+is not replicated: a copy of an older epoch landing on a newer one would make the epoch go back. Noncurrent versions
+expire after the daily retention window.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pulumi
 from pulumi_aws import s3
 
 from components.kms import EncryptionKey, EncryptionKeyArgs
+from components.lifecycle import ABORT_MULTIPART_DAYS
 from drtopo.fencing.store import WITNESS_PURPOSE, witness_bucket, witness_key_alias
 from drtopo.settings import PROJECT, FencingMode, Settings, SettingsError
 
@@ -104,8 +106,25 @@ class LeaseWitness(pulumi.ComponentResource):
             restrict_public_buckets=True,
             opts=child,
         )
-        s3.BucketVersioning(
+        versioning = s3.BucketVersioning(
             name, bucket=bucket.id, region=region, versioning_configuration={"status": "Enabled"}, opts=child
+        )
+        # The guard rewrites the lease every renew interval: each rewrite leaves a noncurrent version, kept for the
+        # daily retention window (the epochs' recent history) and then expired, never piling up.
+        s3.BucketLifecycleConfiguration(
+            name,
+            bucket=bucket.id,
+            region=region,
+            rules=[
+                {
+                    "id": "lease-history",
+                    "status": "Enabled",
+                    "filter": {"prefix": ""},
+                    "noncurrent_version_expiration": {"noncurrent_days": settings.retention.daily.days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS},
+                }
+            ],
+            opts=pulumi.ResourceOptions(parent=bucket, depends_on=[versioning]),
         )
         s3.BucketServerSideEncryptionConfiguration(
             name,

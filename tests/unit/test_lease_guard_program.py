@@ -196,7 +196,11 @@ def test_the_witness_is_declared_once_in_its_region_protected() -> None:
         "BucketVersioning",
         "BucketServerSideEncryptionConfiguration",
         "BucketPolicy",
+        "BucketLifecycleConfiguration",
     }
+    lifecycle = next(r for r in companions if r.type.endswith("BucketLifecycleConfiguration"))
+    assert lifecycle.get("rules.0.noncurrentVersionExpiration.noncurrentDays") == 30
+    assert lifecycle.get("rules.0.expiration") is None  # the current lease never expires
     assert all(r.get("region") == WITNESS for r in companions)
     versioning = next(r for r in companions if r.type.endswith("BucketVersioning"))
     assert versioning.get("versioningConfiguration.status") == "Enabled"
