@@ -16,6 +16,7 @@ from components.alerts import AlertTopic, AlertTopicArgs
 from components.backup_jobs import BackupJobs, BackupJobsArgs
 from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
+from components.fencing import declare_fencing
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from components.storage import BackupStorage, BackupStorageArgs
 from drtopo import naming
@@ -63,4 +64,6 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     )
     # The jobs read the very outputs this stack exports (none secret: the password stays in its secret).
     BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs), cluster)
+    # The primary lease (drtopo:fencing.mode lease): the guard in this cluster, the witness where this stack owns it.
+    declare_fencing(settings, outputs, cluster)
     return outputs

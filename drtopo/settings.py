@@ -294,6 +294,13 @@ class Fencing(_Model):
     lease_seconds: float = Field(default=30, gt=0, description="how long a majority renewal keeps the primary role")
     renew_seconds: float = Field(default=5, gt=0, description="how often the guard renews")
     witness_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    # The one stack of the pair that declares the witness bucket (components/witness.py), whatever its role: a
+    # resource that followed the primary role would be deleted and recreated by a failover. Required with `lease`.
+    witness_stack: str | None = None
+    # The database role the guard fences as (allowed to ALTER DATABASE and end sessions: the database's owner or a
+    # member of it) and the Kubernetes Secret (key `password`) holding its password; never a password here.
+    database_role: str = Field(default="drtopo_guard", pattern=r"^[a-z_][a-z0-9_]*$")
+    database_secret: str = Field(default="drtopo-guard-db", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
     @model_validator(mode="after")
     def _renew_inside_lease(self) -> Fencing:
@@ -627,6 +634,19 @@ class Settings(_Model):
             raise ValueError(
                 f"{PROJECT}:fencing.leaseSeconds + renewSeconds = {fencing.worst_seconds:g} s exceeds the "
                 f"region-failure RPO of {rpo:g} s; expected a lease that fits inside the RPO"
+            )
+        if fencing.mode is not FencingMode.LEASE:
+            return
+        pair = (self.stack, self.peer_stack)
+        if fencing.witness_stack not in pair:
+            raise ValueError(
+                f"{PROJECT}:fencing.witnessStack {fencing.witness_stack!r} is not a stack of the pair; expected "
+                f"{' or '.join(pair)} (the same in both stack files: the one that declares the witness bucket)"
+            )
+        if not self.primary_stack_reference:
+            raise ValueError(
+                f"{PROJECT}:fencing.mode 'lease' has no {PROJECT}:primaryStackReference; expected the peer stack's "
+                f"full name (the guard reads {self.peer_stack}'s outputs through it)"
             )
 
     @property

@@ -12,9 +12,11 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from drtopo.context import Context
 from drtopo.fencing.guard import guard_for
+from drtopo.fencing.heartbeat import beat
 from drtopo.outputs import load_outputs, peer_outputs
 from drtopo.report import BadInput, settings_for
 from scripts.cli import finish, main_guard, new_report, parser
@@ -23,6 +25,12 @@ from scripts.cli import finish, main_guard, new_report, parser
 def build_parser() -> argparse.ArgumentParser:
     p = parser("guard", __doc__.splitlines()[0], changes_state=False)
     p.add_argument("--seconds", type=float, metavar="N", help="stop after N seconds (default: run until stopped)")
+    p.add_argument(
+        "--heartbeat",
+        type=Path,
+        metavar="FILE",
+        help="touch FILE after every step (the liveness probe, python -m scripts.guard_alive, reads its age)",
+    )
     return p
 
 
@@ -41,7 +49,8 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         raise BadInput(str(exc)) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    state = guard.run(stop, args.seconds)
+    heartbeat = args.heartbeat
+    state = guard.run(stop, args.seconds, (lambda _: beat(heartbeat)) if heartbeat else None)
     report = new_report(ctx)
     report.measured["guard"] = state.to_dict()
     report.check("lease", not state.why, state.why or (state.holding.describe() if state.holding else "held"))

@@ -120,10 +120,18 @@ class Guard:
             self._keep_fenced()
         return self.state
 
-    def run(self, stop: threading.Event, seconds: float | None = None) -> GuardState:
-        """`start`, then `step` every renew interval (and at the lease's end) until `stop` is set or `seconds` pass."""
+    def run(
+        self,
+        stop: threading.Event,
+        seconds: float | None = None,
+        on_step: Callable[[GuardState], None] | None = None,
+    ) -> GuardState:
+        """`start`, then `step` every renew interval (and at the lease's end) until `stop` is set or `seconds` pass;
+        `on_step` after each (the heartbeat)."""
         ends = None if seconds is None else self.now() + seconds
+        after = on_step or (lambda state: None)
         self.start()
+        after(self.state)
         while not stop.is_set() and (ends is None or self.now() < ends):
             pause = self.renew_seconds
             if not self.state.why:
@@ -133,6 +141,7 @@ class Guard:
             if stop.wait(pause):
                 break
             self.step()
+            after(self.state)
         return self.state
 
     def _renew(self, mine: Lease) -> None:

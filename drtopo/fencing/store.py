@@ -28,9 +28,28 @@ class Conflict(RuntimeError):
     """The store changed since it was read: another writer got there first."""
 
 
+# The lease guard's Kubernetes name (Deployment, ServiceAccount: components/guard.py), as the policy pack finds it.
+GUARD_NAME = "drtopo-guard"
+# The tag of the witness bucket and key (components/witness.py): the policy pack allows that key in its region.
+WITNESS_PURPOSE = "lease-witness"
+
+
 def witness_bucket(project: str, region: str) -> str:
     """The witness store's bucket of a stack pair: one per project, in the witness region."""
     return f"{project}-lease-witness-{region}"
+
+
+def witness_key_alias(region: str) -> str:
+    """The alias (without `alias/`) of the witness bucket's KMS key, in the witness region (components/witness.py)."""
+    return f"drtopo-{region}-lease-witness"
+
+
+def witness_encryption_args(region: str, account_id: str) -> dict[str, str]:
+    """SSE-KMS with the witness key, by alias ARN (the bucket policy refuses an upload that does not ask for it)."""
+    return {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": f"arn:aws:kms:{region}:{account_id}:alias/{witness_key_alias(region)}",
+    }
 
 
 @dataclass
@@ -84,5 +103,11 @@ def lease_stores(
     return [
         S3LeaseStore(own.config_bucket, own.region, client_for(own.region), encryption_args(own)),
         S3LeaseStore(peer.config_bucket, peer.region, client_for(peer.region), encryption_args(peer)),
-        S3LeaseStore(witness_bucket(PROJECT, witness), witness, client_for(witness)),
+        S3LeaseStore(
+            witness_bucket(PROJECT, witness),
+            witness,
+            client_for(witness),
+            # The pair's one account: the one its own backup key lives in.
+            witness_encryption_args(witness, own.kms_key_arn.split(":")[4]),
+        ),
     ]

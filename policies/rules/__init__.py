@@ -3,6 +3,7 @@
 from policies.rules import (
     database,
     dns,
+    fencing,
     generic,
     identity,
     kubernetes,
@@ -12,4 +13,15 @@ from policies.rules import (
     storage,
 )
 
-__all__ = ["database", "dns", "generic", "identity", "kubernetes", "notifications", "objectives", "regions", "storage"]
+__all__ = [
+    "database",
+    "dns",
+    "fencing",
+    "generic",
+    "identity",
+    "kubernetes",
+    "notifications",
+    "objectives",
+    "regions",
+    "storage",
+]

@@ -17,6 +17,7 @@ from policies.engine import evaluate_rules
 from policies.model import Enforcement, Resource
 from policies.registry import RULES, rule_named
 from tests.policy.stacks import DROP, baseline, broken, res, unprotected, without
+from tests.policy.test_fencing_rules import CASES as FENCING_CASES
 
 Mutation = Callable[[list[Resource], Settings], list[Resource]]
 
@@ -687,7 +688,8 @@ def violations_of(rule: str, resources: list[Resource], settings: Settings) -> l
 
 
 def test_every_rule_has_a_failing_case() -> None:
-    assert {r.name for r in RULES} - {c.rule for c in CASES} == set()
+    # The lease's rules are shown failing on the program itself (tests/policy/test_fencing_rules.py).
+    assert {r.name for r in RULES} - {c.rule for c in CASES} - {c.rule for c in FENCING_CASES} == set()
 
 
 @pytest.mark.parametrize("stack", ["prod", "dr"])

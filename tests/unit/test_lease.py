@@ -100,7 +100,7 @@ def test_witness_bucket_names_its_region() -> None:
 
 
 def lease_settings(**fencing: object) -> dict[str, object]:
-    return {"fencing": {"mode": "lease", "witnessRegion": "eu-west-1", **fencing}}
+    return {"fencing": {"mode": "lease", "witnessRegion": "eu-west-1", "witnessStack": "prod", **fencing}}
 
 
 def test_defaults_are_off_and_valid() -> None:
@@ -118,8 +118,40 @@ def test_defaults_are_off_and_valid() -> None:
         ({"witnessRegion": "us-east-1"}, "witnessRegion 'us-east-1' is one of the stacks' regions"),
         ({"witnessRegion": "us-west-2"}, "witnessRegion 'us-west-2' is one of the stacks' regions"),
         ({"witnessRegion": None}, "has no fencing.witnessRegion"),
+        ({"witnessStack": None}, r"witnessStack None is not a stack of the pair; expected prod or dr"),
+        ({"witnessStack": "staging"}, r"witnessStack 'staging' is not a stack of the pair; expected prod or dr"),
+        (
+            {"leaseSeconds": 20, "renewSeconds": 7},
+            r"renewSeconds 7 is not well inside.*at most leaseSeconds / 3 \(6.66667\)",
+        ),
+        ({"leaseSeconds": 0}, "greater than 0"),
+        ({"databaseRole": "Guard; DROP"}, "fencing.databaseRole"),
+        ({"databaseSecret": "Not_A_Name"}, "fencing.databaseSecret"),
     ],
 )
 def test_invalid_fencing_is_refused(fencing: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings("prod", overrides=lease_settings(**fencing))
+
+
+def test_lease_needs_the_peer_stack_reference_for_the_guard() -> None:
+    overrides = {**lease_settings(), "primaryStackReference": None}
+    with pytest.raises(SettingsError, match=r"^Pulumi\.prod\.yaml: drtopo:fencing\.mode 'lease' has no drtopo:primary"):
+        load_settings("prod", overrides=overrides)
+
+
+@pytest.mark.parametrize("stack", ["prod", "dr"])
+def test_both_stacks_name_the_same_witness_stack(stack: str) -> None:
+    fencing = load_settings(stack, overrides=lease_settings()).fencing
+    assert (fencing.witness_stack, fencing.database_role, fencing.database_secret) == (
+        "prod",
+        "drtopo_guard",
+        "drtopo-guard-db",
+    )
+
+
+def test_a_refusal_is_one_line_naming_the_value() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings("prod", overrides=lease_settings(leaseSeconds=20, renewSeconds=7))
+    assert "\n" not in str(caught.value)
+    assert "7" in str(caught.value) and "20" in str(caught.value)

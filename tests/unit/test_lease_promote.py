@@ -55,7 +55,13 @@ def pair() -> Iterator[dict[str, SimpleNamespace]]:
 
 
 def run_fence(pair: dict[str, SimpleNamespace], mode: str, prod_answers: bool) -> Switchover:
-    fencing = {"mode": mode, "leaseSeconds": LEASE, "renewSeconds": RENEW, "witnessRegion": WITNESS}
+    fencing = {
+        "mode": mode,
+        "leaseSeconds": LEASE,
+        "renewSeconds": RENEW,
+        "witnessRegion": WITNESS,
+        "witnessStack": "prod",
+    }
     settings = load_settings("dr", overrides={"fencing": fencing})
     sw = Switchover(Kind.PROMOTE, pair["dr"], pair["prod"], settings, Context())  # type: ignore[arg-type]
     sw.db = lambda outputs: OldPrimary(prod_answers)  # type: ignore[method-assign,assignment,return-value]

@@ -6,7 +6,9 @@ exactly the lease and one renew interval from the end of the take, and a handove
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,7 +16,8 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
-from drtopo.fencing.guard import Guard
+from drtopo.fencing.guard import Guard, GuardState
+from drtopo.fencing.heartbeat import alive, beat
 from drtopo.fencing.quorum import Quorum
 from drtopo.fencing.store import S3LeaseStore
 from drtopo.fencing.takeover import take_over
@@ -147,3 +150,30 @@ def test_the_take_waits_the_lease_and_a_renew_interval_unless_handed_over(
     assert taken.lease.epoch == 2 and taken.lease.holder == "dr" and taken.taken.taken == 3
     assert taken.waited_seconds == pytest.approx(waited)
     assert clock.t - taken.taken.ended == pytest.approx(waited)
+
+
+def test_a_guard_killed_and_restarted_beats_its_heartbeat_and_never_fences(
+    stores: list[S3LeaseStore], tmp_path: Path
+) -> None:
+    """What Kubernetes does to the guard's pod (components/guard.py): a liveness probe on the heartbeat each step
+    touches, and a new pod after a kill; on the real clock with a short lease, the new guard adopts the lease."""
+    lease, renew = 0.9, 0.3
+    heartbeat = tmp_path / "guard.beat"
+    steps: list[tuple[int, int, int]] = []  # (pod, epoch held, the pod's majority renewals)
+
+    for pod in range(2):
+        fence = FenceLog()
+
+        def on_step(state: GuardState, pod: int = pod) -> None:
+            assert state.holding is not None, state.why
+            steps.append((pod, state.holding.epoch, state.renewals))
+            beat(heartbeat)
+
+        running = Guard(Quorum(stores), "prod", "us-east-1", lease, renew, fence)
+        state = running.run(threading.Event(), seconds=1.2, on_step=on_step)
+        assert (state.why, fence.applied) == ("", 0)
+        assert alive(heartbeat, lease)
+    # Each pod's first heartbeat follows its start: the first takes epoch 1, the restarted one adopts it and renews.
+    assert [s for s in steps if s[2] == 1] == [(0, 1, 1), (1, 1, 1)]
+    assert {epoch for _, epoch, _ in steps} == {1}
+    assert len([s for s in steps if s[0] == 1]) >= 2  # its start, then at least one renewal on its own

@@ -1,0 +1,176 @@
+"""The primary lease as declared (drtopo:fencing.mode `lease`; nothing is checked with `off`):
+
+- the primary runs exactly one guard (`python -m scripts.guard` for its own stack) and a standby none: a standby's
+  guard would fence a replica, two guards of one stack would race each other;
+- the stack that owns the witness (`fencing.witnessStack`) declares its bucket in the witness region, a third region
+  (neither stack's), unreplicated: a copy of an older epoch landing on a newer one would make the epoch go back;
+- the guard's IAM role touches no object but the lease object of the three stores (`fencing/lease.json` in this
+  stack's config bucket, the peer's and the witness bucket), lists only those buckets and uses a key only through
+  S3 of a store's region: the guard is the one workload whose credentials cross regions, and only for the lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from drtopo import naming
+from drtopo.fencing.lease import LEASE_KEY
+from drtopo.fencing.store import GUARD_NAME, witness_bucket
+from drtopo.settings import PROJECT, FencingMode, Settings
+from policies import resource_types as types
+from policies.model import Resource, Violation, as_list, number, violation
+from policies.registry import stack_rule
+from policies.rules.identity import guard_roles, policy_document, statements
+from policies.rules.kubernetes import containers
+from policies.view import StackView
+
+GUARD_MODULE = "scripts.guard"
+OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
+BUCKET_ACTIONS = ("s3:ListBucket",)
+KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+def _lease_on(settings: Settings) -> bool:
+    return settings.fencing.mode is FencingMode.LEASE
+
+
+def is_guard(workload: Resource, stack: str) -> bool:
+    """A workload whose container runs this stack's guard."""
+    for _, container in containers(workload):
+        command = [str(part) for part in as_list(container.get("command")) + as_list(container.get("args"))]
+        if GUARD_MODULE in command and "--stack" in command:
+            at = command.index("--stack")
+            if at + 1 < len(command) and command[at + 1] == stack:
+                return True
+    return False
+
+
+@stack_rule(
+    "fencing-guard-follows-role",
+    "With fencing.mode lease, the primary runs exactly one guard of its own stack (a Deployment of one replica) and a "
+    "standby runs none.",
+)
+def guard_follows_role(view: StackView) -> Iterator[Violation]:
+    settings = view.settings
+    if not _lease_on(settings):
+        return
+    guards = [d for d in view.of_type(types.K8S_DEPLOYMENT) if is_guard(d, settings.stack)]
+    expected = 1 if settings.is_primary else 0
+    if settings.is_primary and not guards:
+        yield violation(
+            None,
+            "Deployment running python -m scripts.guard",
+            None,
+            f"one, for stack {settings.stack} (role primary, fencing.mode lease)",
+            "without it a cut-off primary keeps taking writes",
+        )
+    for guard in guards:
+        replicas = number(guard.get("spec.replicas"))
+        if replicas != expected:
+            yield violation(
+                guard,
+                "spec.replicas",
+                guard.get("spec.replicas"),
+                f"{expected} (stack {settings.stack} has role {settings.role.value})",
+                "a standby's guard would fence its replica" if expected == 0 else "exactly one guard renews the lease",
+            )
+
+
+def _witness_buckets(view: StackView, bucket: str) -> list[Resource]:
+    return [b for b in view.of_type(types.BUCKET) if b.get("bucket") == bucket]
+
+
+@stack_rule(
+    "fencing-witness-in-third-region",
+    "With fencing.mode lease, the stack named by fencing.witnessStack declares the witness bucket in "
+    "fencing.witnessRegion, a region neither stack runs in, and does not replicate it.",
+)
+def witness_in_third_region(view: StackView) -> Iterator[Violation]:
+    settings = view.settings
+    fencing = settings.fencing
+    if not _lease_on(settings) or fencing.witness_stack != settings.stack:
+        return
+    region = str(fencing.witness_region)
+    physical = witness_bucket(PROJECT, region)
+    found = _witness_buckets(view, physical)
+    if not found:
+        yield violation(None, f"Bucket {physical!r}", None, f"declared by {settings.stack} (fencing.witnessStack)")
+    for bucket in found:
+        where = bucket.get("region") or settings.region
+        if where in (settings.region, settings.peer_region) or where != region:
+            yield violation(
+                bucket,
+                "region",
+                where,
+                f"{region!r} (fencing.witnessRegion, neither {settings.region} nor {settings.peer_region})",
+                "a witness in a stack's region is lost with that region, and the majority with it",
+            )
+        for replication in view.companions(bucket, types.BUCKET_REPLICATION):
+            yield violation(
+                replication,
+                "bucket",
+                physical,
+                "no replication of the witness bucket",
+                "a replicated older epoch would overwrite a newer one",
+            )
+
+
+def _store_regions(settings: Settings) -> dict[str, str]:
+    """The lease's three buckets and their regions."""
+    peer = settings.model_copy(update={"region": settings.peer_region})
+    witness = str(settings.fencing.witness_region)
+    return {
+        naming.bucket_name(settings, "config"): settings.region,
+        naming.bucket_name(peer, "config"): settings.peer_region,
+        witness_bucket(PROJECT, witness): witness,
+    }
+
+
+def _why_not(settings: Settings, action: str, arn: str, statement: dict[str, Any]) -> str | None:
+    """Why `action` on `arn` is more than the guard may do; None when it is its lease."""
+    stores = _store_regions(settings)
+    if action in OBJECT_ACTIONS:
+        bucket, _, key = arn.removeprefix("arn:aws:s3:::").partition("/")
+        if bucket in stores and key == LEASE_KEY:
+            return None
+        return f"the lease object ({LEASE_KEY}) of {', '.join(sorted(stores))}"
+    if action in BUCKET_ACTIONS:
+        if arn.removeprefix("arn:aws:s3:::") in stores:
+            return None
+        return f"one of the lease buckets {', '.join(sorted(stores))}"
+    if action in KEY_ACTIONS:
+        regions = set(stores.values())
+        region = arn.split(":")[3] if arn.startswith("arn:aws:kms:") and arn.count(":") >= 5 else ""
+        via = ((statement.get("Condition") or {}).get("StringEquals") or {}).get("kms:ViaService")
+        if region in regions and via == f"s3.{region}.amazonaws.com":
+            return None
+        return f"a key of a store's region ({', '.join(sorted(regions))}) used only through S3 there (kms:ViaService)"
+    return f"only {', '.join(OBJECT_ACTIONS + BUCKET_ACTIONS + KEY_ACTIONS)}"
+
+
+@stack_rule(
+    "fencing-guard-least-privilege",
+    "The lease guard's IAM role reads and writes only the lease object of the three stores, lists only their "
+    "buckets and uses only their keys through S3 in their regions.",
+)
+def guard_least_privilege(view: StackView) -> Iterator[Violation]:
+    settings = view.settings
+    if not _lease_on(settings):
+        return
+    for role in guard_roles(view, GUARD_NAME):
+        for policy in view.companions(role, types.IAM_ROLE_POLICY, "role"):
+            document = policy_document(policy, "policy")
+            if document is None:
+                continue
+            for statement in statements(document):
+                if statement.get("Effect") != "Allow":
+                    continue
+                sid = statement.get("Sid", "")
+                if statement.get("NotAction") or statement.get("NotResource"):
+                    yield violation(policy, f"Statement[{sid}].NotAction/NotResource", True, "Action and Resource")
+                for action in (str(a) for a in as_list(statement.get("Action"))):
+                    for arn in (str(r) for r in as_list(statement.get("Resource"))):
+                        why = _why_not(settings, action, arn, statement)
+                        if why is not None:
+                            yield violation(policy, f"Statement[{sid}] {action}", arn, why)
