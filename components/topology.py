@@ -17,6 +17,7 @@ from components.backup_jobs import BackupJobs, BackupJobsArgs
 from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
+from components.readiness_check import ReadinessCheck, ReadinessCheckArgs
 from components.storage import BackupStorage, BackupStorageArgs
 from drtopo import naming
 from drtopo.outputs import bucket_outputs, outputs_document
@@ -63,4 +64,7 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     )
     # The jobs read the very outputs this stack exports (none secret: the password stays in its secret).
     BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs), cluster)
+    if not settings.is_primary:
+        # Are we ready right now? Asked every hour from the region that must take over.
+        ReadinessCheck("readiness-check", ReadinessCheckArgs(settings=settings, outputs=outputs), cluster)
     return outputs

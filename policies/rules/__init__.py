@@ -8,8 +8,20 @@ from policies.rules import (
     kubernetes,
     notifications,
     objectives,
+    readiness,
     regions,
     storage,
 )
 
-__all__ = ["database", "dns", "generic", "identity", "kubernetes", "notifications", "objectives", "regions", "storage"]
+__all__ = [
+    "database",
+    "dns",
+    "generic",
+    "identity",
+    "kubernetes",
+    "notifications",
+    "objectives",
+    "readiness",
+    "regions",
+    "storage",
+]
