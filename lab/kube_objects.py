@@ -91,6 +91,9 @@ def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str,
         document["data"] = dict(view.backup_files)
     if kind == "ConfigMap" and name == schedule.CONFIG_MAP and view.readiness_files:
         document["data"] = dict(view.readiness_files)
+    if kind == "CronJob" and name == schedule.JOB and view.readiness_files:
+        # Run on demand only (`kubectl create job --from`): an hourly run would race a test's own publish.
+        document["spec"]["suspend"] = True
     if kind == "Deployment" and name == kafka_mirror.NAME and view.mm2_properties is not None:
         annotations = document["spec"]["template"]["metadata"].setdefault("annotations", {})
         annotations[kafka_mirror.CHECKSUM_ANNOTATION] = kafka_mirror.properties_checksum(view.mm2_properties)

@@ -251,3 +251,17 @@ def test_a_standby_without_the_check_or_with_an_alarm_that_ignores_silence_is_ca
     ]
     (message,) = violations(quiet, "readiness-check-scheduled")
     assert "treatMissingData" in message and "breaching" in message
+
+
+def test_the_lab_mounts_its_own_files_and_runs_the_check_only_on_demand() -> None:
+    from lab.kube_objects import PodView, lab_object
+
+    ev = evaluated("dr")
+    files = {"dr.json": "{}", "prod.json": "{}", "Pulumi.dr.yaml": "config: {}", "Pulumi.prod.yaml": "config: {}"}
+    view = PodView(images={ev.settings.kubernetes.backup_image: "drtopo.lab/backup:x"}, readiness_files=files)
+    job = lab_object(ev.one(CRON_JOB, "readiness-check").inputs, view)
+    assert job["spec"]["suspend"] is True  # never on the hour in a test session: `kubectl create job --from` runs it
+    assert job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] == "drtopo.lab/backup:x"
+    assert lab_object(ev.one(CONFIG_MAP, "readiness-check").inputs, view)["data"] == files
+    # The program's own declaration is unchanged without the lab's view.
+    assert lab_object(ev.one(CRON_JOB, "readiness-check").inputs)["spec"]["suspend"] is False
