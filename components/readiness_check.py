@@ -2,12 +2,14 @@
 an alarm on what it publishes routes to an alert topic (drtopo/readiness/schedule.py says what runs and how the
 alarm judges).
 
-Declared by the standby only: its region is the one that must take over, and the check reads the primary from there
-as a failover would. The job runs the backup image as its own ServiceAccount (no Kubernetes API token) with the pod
-security of the backup jobs, and reads a ConfigMap of its own at /etc/drtopo: both stacks' outputs (`<stack>.json`;
-the primary's from `primaryStackReference`, so with `replicationSourceArn` alone the peer's outputs are missing and
-the replica lag item says so) and both stack files. With `kubernetes.oidcIssuer` set it gets its own IAM role
-(IRSA) allowed to read exactly what the status command reads, to write only `readiness/<stack>/` in its configuration
+It runs on the standby: its region is the one that must take over, and the check reads the primary from there as a
+failover would. Both roles declare it, as the dump job is declared by both (a role switch then replaces nothing and
+removes no protected key): on the primary the CronJob is suspended and the alarm treats missing data as not
+breaching. The job runs the backup image as its own ServiceAccount (no Kubernetes API token) with the pod security
+of the backup jobs, and reads a ConfigMap of its own at /etc/drtopo: both stacks' outputs (`<stack>.json`; the
+primary's from `primaryStackReference`, so with `replicationSourceArn` alone the peer's outputs are missing and the
+replica lag item says so) and both stack files. With `kubernetes.oidcIssuer` set it gets its own IAM role (IRSA)
+allowed to read exactly what the status command reads, to write only `readiness/<stack>/` in its configuration
 bucket and to put metrics only in the `drtopo/Readiness` namespace (`readiness_policy`; policy rule
 readiness-role-least-privilege). Exit 1 (an item at risk) and exit 2 (bad input) fail the Job without a retry: the
 run has published its verdict, and a retry would only repeat it.
@@ -37,7 +39,7 @@ from components.backup_jobs import (
 )
 from components.identity import WorkloadRole, WorkloadRoleArgs, secret_arn
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
-from components.storage import backup_key_alias, peer_bucket_name
+from components.storage import backup_key_alias
 from drtopo import naming
 from drtopo.backup import wal
 from drtopo.failover.marker import marker_name
@@ -75,17 +77,19 @@ def _key_by_alias(sid: str, region: str, account_id: str, alias: str, service: s
 
 
 def readiness_policy(settings: Settings, account_id: str, config_bucket: str, backup_key_arn: str) -> str:
-    """The readiness job of a standby: read what `scripts.status` reads (the primary's dumps and WAL archive with
-    their key, both regions' copy of the primary's master secret with their database keys, the role marker in both
-    regions, both databases' descriptions, RDS's ReplicaLag; its own drill reports), write only `readiness/<stack>/`
-    of its configuration bucket, and put metrics only in the readiness namespace."""
-    region, primary = settings.region, settings.peer_region
+    """The readiness job: read what `scripts.status` reads (the primary's dumps and WAL archive with their key, both
+    regions' copy of the primary's master secret with their database keys, the role marker in both regions, both
+    databases' descriptions, RDS's ReplicaLag; its own drill reports), write only `readiness/<stack>/` of its
+    configuration bucket, and put metrics only in the readiness namespace."""
+    region = settings.region
+    primary = region if settings.is_primary else settings.peer_region
+    primary_settings = settings.model_copy(update={"region": primary})
     config = f"arn:aws:s3:::{config_bucket}"
-    dumps = f"arn:aws:s3:::{peer_bucket_name(settings, 'dumps')}"
-    archive = f"arn:aws:s3:::{peer_bucket_name(settings, 'wal')}"
+    dumps = f"arn:aws:s3:::{naming.bucket_name(primary_settings, 'dumps')}"
+    archive = f"arn:aws:s3:::{naming.bucket_name(primary_settings, 'wal')}"
     secret = naming.db_secret_name(primary)
     marker = marker_name(settings.stack, settings.peer_stack)
-    regions = (region, primary)
+    regions = (region, settings.peer_region)
     instances = [
         f"arn:aws:rds:{r}:{account_id}:db:{naming.db_identifier(settings.model_copy(update={'region': r}), 0)}*"
         for r in regions
@@ -131,7 +135,15 @@ def readiness_policy(settings: Settings, account_id: str, config_bucket: str, ba
                     "Resource": backup_key_arn,
                     "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
                 },
-                _key_by_alias("PrimaryBackupKeyThroughS3", primary, account_id, backup_key_alias(primary), "s3"),
+                *(
+                    ()
+                    if settings.is_primary
+                    else (
+                        _key_by_alias(
+                            "PrimaryBackupKeyThroughS3", primary, account_id, backup_key_alias(primary), "s3"
+                        ),
+                    )
+                ),
                 {
                     "Sid": "ReadPrimaryMasterSecret",
                     "Effect": "Allow",
@@ -198,7 +210,7 @@ class ReadinessCheckArgs:
 
 
 class ReadinessCheck(pulumi.ComponentResource):
-    """The hourly readiness CronJob of a standby, its ServiceAccount (and IAM role), ConfigMap and alarm."""
+    """The hourly readiness CronJob (running on the standby), its ServiceAccount (and IAM role), ConfigMap and alarm."""
 
     def __init__(self, name: str, args: ReadinessCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("drtopo:readiness:ReadinessCheck", name, None, opts)
@@ -220,7 +232,7 @@ class ReadinessCheck(pulumi.ComponentResource):
             pulumi.log.warn(f"readiness check: the peer's stack file is not in its folder ({exc})", resource=self)
         else:
             files[stack_file(peer.stack).name] = stack_config_yaml(peer)
-        if settings.primary_stack_reference:
+        if settings.primary_stack_reference and not settings.is_primary:
             reference = pulumi.StackReference(settings.primary_stack_reference, opts=child)
             files[schedule.outputs_file(settings.peer_stack)] = reference.outputs.apply(peer_outputs_json)
         self.config_map = ConfigMap(
@@ -250,7 +262,8 @@ class ReadinessCheck(pulumi.ComponentResource):
                 "schedule": schedule.SCHEDULE,
                 "time_zone": "Etc/UTC",
                 "concurrency_policy": "Forbid",
-                "suspend": False,
+                # The standby asks; the primary's job waits for a role switch, as the standby's dump job does.
+                "suspend": settings.is_primary,
                 "starting_deadline_seconds": limits.starting_deadline_seconds,
                 "successful_jobs_history_limit": limits.successful_history,
                 "failed_jobs_history_limit": limits.failed_history,
@@ -313,7 +326,8 @@ class ReadinessCheck(pulumi.ComponentResource):
             datapoints_to_alarm=spec["DatapointsToAlarm"],
             threshold=spec["Threshold"],
             comparison_operator=spec["ComparisonOperator"],
-            treat_missing_data=spec["TreatMissingData"],
+            # A suspended job publishes nothing: silence is breaching only where the check runs.
+            treat_missing_data="notBreaching" if settings.is_primary else spec["TreatMissingData"],
             alarm_actions=[alerts.topic_arn],
             ok_actions=[alerts.topic_arn],
             opts=child,

@@ -64,7 +64,6 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     )
     # The jobs read the very outputs this stack exports (none secret: the password stays in its secret).
     BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs), cluster)
-    if not settings.is_primary:
-        # Are we ready right now? Asked every hour from the region that must take over.
-        ReadinessCheck("readiness-check", ReadinessCheckArgs(settings=settings, outputs=outputs), cluster)
+    # Are we ready right now? Asked every hour from the region that must take over (the primary's is suspended).
+    ReadinessCheck("readiness-check", ReadinessCheckArgs(settings=settings, outputs=outputs), cluster)
     return outputs

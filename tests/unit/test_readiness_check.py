@@ -52,14 +52,16 @@ def pod(ev: Evaluation) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("stack", "role", "declared"),
+    ("stack", "role", "runs"),
     [("dr", None, True), ("prod", None, False), ("prod", "standby", True), ("dr", "primary", False)],
 )
-def test_only_the_standby_declares_the_check(stack: str, role: str | None, declared: bool) -> None:
+def test_only_the_standby_runs_the_check_and_alarms_on_its_silence(stack: str, role: str | None, runs: bool) -> None:
+    # Both roles declare it (a role switch removes nothing), as both declare the dump job.
     ev = evaluated(stack, role)
-    jobs = [j for j in ev.of_type(CRON_JOB) if j.get("metadata.name") == schedule.JOB]
-    alarms = [a for a in ev.of_type(t.METRIC_ALARM) if a.get("name") == schedule.alarm_name(stack)]
-    assert (len(jobs), len(alarms)) == ((1, 1) if declared else (0, 0))
+    (job,) = [j for j in ev.of_type(CRON_JOB) if j.get("metadata.name") == schedule.JOB]
+    (alarm,) = [a for a in ev.of_type(t.METRIC_ALARM) if a.get("name") == schedule.alarm_name(stack)]
+    assert job.get("spec.suspend") is (not runs)
+    assert alarm.get("treatMissingData") == ("breaching" if runs else "notBreaching")
 
 
 def test_the_job_runs_status_publish_hourly_as_its_own_account_with_the_backup_jobs_pod_security() -> None:

@@ -113,8 +113,8 @@ def test_physical_names_never_collide_between_the_stacks(prod: Evaluation, dr: E
         names += [r.inputs["identifier"] for r in ev.of_type("aws:rds/instance:Instance")]
         names += [r.inputs["name"] for r in ev.of_type("aws:rds/parameterGroup:ParameterGroup")]
         names += [r.inputs["name"] for r in ev.of_type("aws:sns/topic:Topic") if "name" in r.inputs]
-    # 6 per stack: backups, database, copies, two alert topics, the incident topic; the standby's readiness topic
-    assert len(aliases) == len(set(aliases)) == 13
+    # 7 per stack: backups, database, copies, three alert topics (database, DNS, readiness), the incident topic
+    assert len(aliases) == len(set(aliases)) == 14
     assert len(names) == len(set(names))
 
 
@@ -190,7 +190,7 @@ def test_every_kubernetes_object_goes_through_the_stacks_own_cluster(prod: Evalu
         (provider,) = ev.of_type("pulumi:providers:kubernetes")
         assert provider.inputs == {"context": ev.settings.kubernetes.context}
         objects = [r for r in ev.resources if r.type.startswith("kubernetes:")]
-        assert len(objects) == 11 + 3 * (not ev.settings.is_primary)  # the standby's readiness check
+        assert len(objects) == 14
         assert {r.provider for r in objects} == {f"{provider.urn}::{provider.name}-id"}
         contexts.append(provider.inputs["context"])
     assert contexts == ["biopro-us-east-1", "biopro-us-west-2"]
