@@ -48,11 +48,12 @@ RUN set -eux; \
     rm -rf /var/lib/apt/lists/*; \
     "/usr/lib/postgresql/${PG_MAJOR}/bin/pg_dump" --version | grep -q " ${PG_MAJOR}\."
 
-# Only the packages the backup scripts import, at the versions requirements.txt pins (one source of truth).
+# Only the packages the backup scripts and the scheduled readiness check (scripts.status: Kafka's client) import, at
+# the versions requirements.txt pins (one source of truth).
 COPY requirements.txt /tmp/requirements.txt
 RUN set -eux; \
-    grep -E '^(boto3|psycopg\[binary\]|pydantic|PyYAML)==' /tmp/requirements.txt > /tmp/backup-requirements.txt; \
-    test "$(wc -l < /tmp/backup-requirements.txt)" -eq 4; \
+    grep -E '^(boto3|confluent-kafka|psycopg\[binary\]|pydantic|PyYAML)==' /tmp/requirements.txt > /tmp/backup-requirements.txt; \
+    test "$(wc -l < /tmp/backup-requirements.txt)" -eq 5; \
     pip install -r /tmp/backup-requirements.txt; \
     rm /tmp/requirements.txt /tmp/backup-requirements.txt
 

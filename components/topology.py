@@ -18,6 +18,7 @@ from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.fencing import declare_fencing
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
+from components.readiness_check import ReadinessCheck, ReadinessCheckArgs
 from components.storage import BackupStorage, BackupStorageArgs
 from drtopo import naming
 from drtopo.outputs import bucket_outputs, outputs_document
@@ -66,4 +67,6 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     BackupJobs("backup-jobs", BackupJobsArgs(settings=settings, outputs=outputs), cluster)
     # The primary lease (drtopo:fencing.mode lease): the guard in this cluster, the witness where this stack owns it.
     declare_fencing(settings, outputs, cluster)
+    # Are we ready right now? Asked every hour from the region that must take over (the primary's is suspended).
+    ReadinessCheck("readiness-check", ReadinessCheckArgs(settings=settings, outputs=outputs), cluster)
     return outputs

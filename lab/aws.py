@@ -20,12 +20,15 @@ from typing import Any
 
 from drtopo import naming
 from drtopo.aws import client as aws_client
+from drtopo.readiness import schedule
 from drtopo.settings import Settings
 from lab import process
 
 PROCESS_NAME = "aws"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lab", "AWS_SECRET_ACCESS_KEY": "lab"}
 REPLICATION_ROLE = "arn:aws:iam::123456789012:role/drtopo-s3-replication"
+# The readiness alarm's topic (the program lets Pulumi name it after its logical name).
+READINESS_ALERTS = "readiness-check-alerts"
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,16 @@ def _takeover_alarm(settings: Settings, endpoint: str) -> None:
     )
 
 
+def _readiness_alarm(settings: Settings, endpoint: str) -> str:
+    """The standby's readiness alarm, as components/readiness_check.py declares it, routed to its alert topic (the
+    emulator never evaluates it; the scheduled check's metrics land beside it). Returns the alarm's ARN."""
+    topic = client("sns", settings.region, endpoint).create_topic(Name=READINESS_ALERTS)["TopicArn"]
+    cloudwatch = client("cloudwatch", settings.region, endpoint)
+    spec = schedule.alarm_spec(settings.stack)
+    cloudwatch.put_metric_alarm(**spec, AlarmActions=[topic], OKActions=[topic])
+    return str(cloudwatch.describe_alarms(AlarmNames=[spec["AlarmName"]])["MetricAlarms"][0]["AlarmArn"])
+
+
 def _incident_topic(settings: Settings, endpoint: str, inbox_url: str | None) -> str:
     """The region's incident topic (components/alerts.py declares it), with the lab's inbox subscribed over http
     (moto 5 confirms an http subscription at once; the stack settings refuse http, so the lab subscribes here)."""
@@ -340,6 +353,9 @@ def seed(endpoint: str, stacks: dict[str, Settings], inbox_url: str | None = Non
         _takeover_alarm(s, endpoint)
     checks = {s.stack: _health_check_and_record(s, endpoint, zone_id) for s in ordered}
     topics = {s.stack: _incident_topic(s, endpoint, inbox_url) for s in ordered}
+    for s in ordered:
+        if not s.is_primary:
+            _readiness_alarm(s, endpoint)
     return {
         s.stack: StackResources(
             kms_key_arn=keys[s.stack],

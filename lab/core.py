@@ -605,6 +605,14 @@ class Lab:
         # The stack's own pods reach their own database directly (in-region), not through the gate the outputs name.
         outputs = {**kube_workloads.pod_outputs(document, self.node_ip, bootstraps), "dbPort": region.port("postgres")}
         stack_file = self.project_dir / f"Pulumi.{stack}.yaml"
+        # The readiness check reads the pair: the peer's database directly at the node (as its own), not its gate.
+        peer_document = json.loads(peer.outputs_path.read_text())
+        peer_bootstraps = {"own": peer.kafka.pod_bootstrap, "peer": region.kafka.pod_gated_bootstrap}
+        peer_outputs = {
+            **kube_workloads.pod_outputs(peer_document, self.node_ip, peer_bootstraps),
+            "dbPort": peer.port("postgres"),
+        }
+        peer_file = self.project_dir / f"Pulumi.{peer.stack}.yaml"
         return kube_objects.PodView(
             images={
                 settings.kubernetes.backup_image: self.image("backup"),
@@ -614,6 +622,12 @@ class Lab:
             backup_files={
                 "outputs.json": json.dumps(outputs, indent=2, sort_keys=True),
                 stack_file.name: stack_file.read_text(),
+            },
+            readiness_files={
+                f"{stack}.json": json.dumps(outputs, indent=2, sort_keys=True),
+                f"{peer.stack}.json": json.dumps(peer_outputs, indent=2, sort_keys=True),
+                stack_file.name: stack_file.read_text(),
+                peer_file.name: peer_file.read_text(),
             },
             job_env=kube_workloads.job_env(f"http://{self.node_ip}:{self._port('aws')}"),
         )

@@ -7,8 +7,9 @@ The only lab changes: numbers that the mocks carry as floats become integers aga
 Run on the lab (a `PodView`), the lab's pods also see the lab, not the mocks: images are the local builds
 (lab/images.py); MirrorMaker's ConfigMap holds `render_mm2_properties` with the lab's pod-side bootstrap addresses
 (and the pod template the checksum of that text, as the program computes it); the backup ConfigMap holds the lab's
-outputs and stack file; the backup jobs get the emulator's endpoint and its dummy credentials from a Secret, and
-PGSSLMODE=disable (the lab's PostgreSQL speaks no TLS; production keeps verify-full).
+outputs and stack file, the readiness check's ConfigMap both stacks' outputs and stack files; the backup jobs (every
+CronJob) get the emulator's endpoint and its dummy credentials from a Secret, and PGSSLMODE=disable (the lab's
+PostgreSQL speaks no TLS; production keeps verify-full).
 Objects go in by server-side apply, as the provider does.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components import backup_jobs, kafka_mirror
+from drtopo.readiness import schedule
 from drtopo.settings import Settings
 from evaluation.mock_program import evaluate
 from lab import kube
@@ -52,6 +54,7 @@ class PodView:
     images: Mapping[str, str] = field(default_factory=dict)  # the program's image -> the lab's local build
     mm2_properties: str | None = None  # MirrorMaker's ConfigMap file
     backup_files: Mapping[str, str] = field(default_factory=dict)  # the backup ConfigMap's data
+    readiness_files: Mapping[str, str] = field(default_factory=dict)  # the readiness check's ConfigMap's data
     job_env: tuple[dict[str, Any], ...] = ()  # added to (or replacing by name) every backup job container's env
 
 
@@ -86,6 +89,11 @@ def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str,
         document["data"] = {kafka_mirror.PROPERTIES_FILE: view.mm2_properties}
     if kind == "ConfigMap" and name == backup_jobs.CONFIG_MAP and view.backup_files:
         document["data"] = dict(view.backup_files)
+    if kind == "ConfigMap" and name == schedule.CONFIG_MAP and view.readiness_files:
+        document["data"] = dict(view.readiness_files)
+    if kind == "CronJob" and name == schedule.JOB and view.readiness_files:
+        # Run on demand only (`kubectl create job --from`): an hourly run would race a test's own publish.
+        document["spec"]["suspend"] = True
     if kind == "Deployment" and name == kafka_mirror.NAME and view.mm2_properties is not None:
         annotations = document["spec"]["template"]["metadata"].setdefault("annotations", {})
         annotations[kafka_mirror.CHECKSUM_ANNOTATION] = kafka_mirror.properties_checksum(view.mm2_properties)

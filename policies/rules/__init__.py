@@ -9,6 +9,7 @@ from policies.rules import (
     kubernetes,
     notifications,
     objectives,
+    readiness,
     regions,
     storage,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "kubernetes",
     "notifications",
     "objectives",
+    "readiness",
     "regions",
     "storage",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 
 from drtopo import naming
 from drtopo.fencing.store import GUARD_NAME
+from drtopo.readiness import schedule
 from drtopo.settings import Settings
 from policies import resource_types as types
 from policies.model import UNKNOWN, Resource, Violation, as_list, violation
@@ -26,6 +27,7 @@ from policies.registry import resource_rule, stack_rule
 from policies.view import StackView
 
 WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
+READINESS_ACCOUNT = schedule.JOB
 SECRET_SUFFIX = "-??????"
 
 
@@ -43,6 +45,22 @@ def _document(resource: Resource, prop: str) -> dict[str, Any] | None:
 def is_workload_role(role: Resource) -> bool:
     document = _document(role, "assumeRolePolicy") or {}
     return any(WEB_IDENTITY in as_list(s.get("Action")) for s in as_list(document.get("Statement")))
+
+
+def trusted_subjects(role: Resource) -> list[str]:
+    """The ServiceAccounts (`system:serviceaccount:<ns>:<name>`) a workload role's trust pins."""
+    document = _document(role, "assumeRolePolicy") or {}
+    return [
+        str(value)
+        for statement in _statements(document)
+        for key, value in (((statement.get("Condition") or {}).get("StringEquals")) or {}).items()
+        if key.endswith(":sub")
+    ]
+
+
+def is_readiness_role(role: Resource) -> bool:
+    """The readiness check's role: readiness-role-least-privilege (policies/rules/readiness.py) judges its policy."""
+    return any(subject.endswith(f":{READINESS_ACCOUNT}") for subject in trusted_subjects(role))
 
 
 @resource_rule(
@@ -159,6 +177,8 @@ def job_roles_least_privilege(view: StackView) -> Iterator[Violation]:
                 yield violation(
                     role, "assumeRolePolicy.Condition.StringEquals.<issuer>:aud", auds or None, "['sts.amazonaws.com']"
                 )
+        if is_readiness_role(role):
+            continue  # its policy reads the primary's region too: readiness-role-least-privilege judges it
         policies = view.companions(role, types.IAM_ROLE_POLICY, "role")
         if not policies:
             yield violation(role, "RolePolicy", None, "one inline policy naming what the job does")

@@ -3,7 +3,8 @@ and each fault fails its item by name: a dump older than its tier allows (a real
 taken before any fresh one), MirrorMaker stopped while records are produced, and replica lag past the RPO (replay
 paused on dr, in a project copy whose region-failure RPO is tiny). The healthy run's page opens in headless
 Chromium with a row per item, and its published JSON and metrics are in the emulator. Every fault is undone by its
-case.
+case. The program's scheduled readiness check (the standby's CronJob) runs on the lab's Kubernetes, and its run lands
+in the configuration bucket, its metrics beside the alarm the lab seeds.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from drtopo.backup.store import s3_client
 from drtopo.context import Context
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import load_outputs
-from drtopo.readiness import publish, rules
+from drtopo.readiness import publish, rules, schedule
 from drtopo.settings import load_settings
+from lab import kube_workloads
 from lab.core import Lab
 from scripts import backup, status
 from tests.integration.backup_helpers import checks, run_cli, stack_args
@@ -203,3 +205,48 @@ def test_status_names_the_item_at_risk(
         assert item["limit"] == pytest.approx(0.00006) and item["value"] > item["limit"]
     if item["name"] == rules.MIRROR_LAG:
         assert item["value"] >= 150
+
+
+def test_the_scheduled_readiness_check_runs_on_the_standbys_kubernetes_and_publishes_to_its_metric_and_alarm(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The program's readiness CronJob of dr (the standby) run now on the lab's Kubernetes, on a healthy pair: the
+    Job completes (every item passed), its run is dr's latest in the configuration bucket, the metrics it put are
+    the ones the seeded alarm watches, and that alarm routes to a topic that exists."""
+    namespace = lab.dr.namespace
+    assert lab.dr.settings.role.value == "standby"
+    started = datetime.now(UTC)
+    with healthy(lab, tmp_path):
+        job = kube_workloads.run_cronjob(lab.root, namespace, schedule.JOB, f"{schedule.JOB}-now", timeout=300)
+    assert job["status"]["succeeded"] == 1
+    template = job["spec"]["template"]["spec"]
+    (container,) = template["containers"]
+    assert container["image"] == lab.image("backup") and container["command"] == schedule.command("dr")
+    assert template["serviceAccountName"] == schedule.JOB and template["securityContext"]["runAsUser"] == 10001
+    logs = kube_workloads.job_logs(lab.root, namespace, f"{schedule.JOB}-now")
+    assert "published: s3://" in logs, logs
+    dr = load_outputs(lab.dr.outputs_path, "dr")
+    body = s3_client(dr).get_object(Bucket=dr.config_bucket, Key=publish.readiness_key("dr"))["Body"].read()
+    run = json.loads(body)
+    assert datetime.fromisoformat(run["measured"]["at"]) >= started
+    assert sorted(c["name"] for c in run["checks"]) == sorted(rules.ITEMS)
+    assert not [c for c in run["checks"] if c["outcome"] == "fail"]
+    cloudwatch = stack_client("cloudwatch", dr)
+    alarm = cloudwatch.describe_alarms(AlarmNames=[schedule.alarm_name("dr")])["MetricAlarms"]
+    assert len(alarm) == 1, "the lab seeds the standby's readiness alarm"
+    (alarm,) = alarm
+    assert alarm["TreatMissingData"] == "breaching"
+    points = cloudwatch.get_metric_statistics(
+        Namespace=alarm["Namespace"],
+        MetricName=alarm["MetricName"],
+        Dimensions=alarm["Dimensions"],
+        StartTime=started,
+        EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert points and max(p["Maximum"] for p in points) == 0  # the job's run: nothing failing
+    items = cloudwatch.list_metrics(Namespace=publish.NAMESPACE, MetricName=publish.ITEM_METRIC)["Metrics"]
+    assert set(rules.ITEMS) <= {d["Value"] for m in items for d in m["Dimensions"] if d["Name"] == "Item"}
+    topics = {t["TopicArn"] for t in stack_client("sns", dr).list_topics()["Topics"]}
+    assert alarm["AlarmActions"] and set(alarm["AlarmActions"]) <= topics

@@ -457,10 +457,64 @@ def workload_identity(settings: Settings) -> list[Resource]:
     return found
 
 
+def readiness(settings: Settings) -> list[Resource]:
+    """On a standby: the hourly readiness CronJob, its alarm (to the DNS alert topic here) and, with an OIDC issuer,
+    its IRSA role with the least-privilege policy and its annotated ServiceAccount."""
+    if settings.is_primary:
+        return []
+    from components.identity import trust_policy
+    from components.readiness_check import readiness_policy
+    from drtopo.readiness import schedule
+
+    job = schedule.JOB
+    spec = schedule.alarm_spec(settings.stack)
+    alarm = {
+        "name": spec["AlarmName"],
+        "namespace": spec["Namespace"],
+        "metricName": spec["MetricName"],
+        "dimensions": {d["Name"]: d["Value"] for d in spec["Dimensions"]},
+        "statistic": spec["Statistic"],
+        "period": float(spec["Period"]),
+        "evaluationPeriods": 1.0,
+        "threshold": spec["Threshold"],
+        "comparisonOperator": spec["ComparisonOperator"],
+        "treatMissingData": spec["TreatMissingData"],
+        **routed(settings, "dns-alerts"),
+    }
+    found = [
+        res(
+            settings,
+            types.K8S_CRONJOB,
+            "readiness-check",
+            cronjob(job, schedule.SCHEDULE, schedule.command(settings.stack)),
+        ),
+        res(settings, types.METRIC_ALARM, "readiness-check-alarm", alarm),
+    ]
+    if settings.kubernetes.oidc_issuer is None:
+        return found
+    region, namespace, role = settings.region, settings.kubernetes.namespace, "readiness-check-role"
+    key = f"arn:aws:kms:{region}:{ACCOUNT}:key/backups"
+    policy = readiness_policy(settings, ACCOUNT, naming.bucket_name(settings, "config"), key)
+    trust = trust_policy(ACCOUNT, settings.kubernetes.oidc_issuer, namespace, job)
+    annotations = {"eks.amazonaws.com/role-arn": f"arn:aws:iam::{ACCOUNT}:role/drtopo-{region}-{job}"}
+    return [
+        *found,
+        res(settings, types.IAM_ROLE, role, {"name": f"drtopo-{region}-{job}", "assumeRolePolicy": trust}),
+        res(settings, types.IAM_ROLE_POLICY, role, {"role": f"{role}-id", "policy": policy}),
+        res(
+            settings,
+            types.K8S_SERVICE_ACCOUNT,
+            "readiness-check-sa",
+            {"metadata": {"name": job, "namespace": namespace, "annotations": annotations}},
+        ),
+    ]
+
+
 def baseline(settings: Settings) -> list[Resource]:
     """A stack that complies with every rule for `settings`."""
     found = storage(settings) + database(settings) + dns(settings) + notifications(settings) + kubernetes(settings)
     found += workload_identity(settings)
+    found += readiness(settings)
     if settings.kubernetes.oidc_issuer is not None:
         # The jobs read the master secret with their role: no Kubernetes Secret in any CronJob.
         found = [_without_secret_refs(r) if r.type == types.K8S_CRONJOB else r for r in found]

@@ -43,7 +43,8 @@ def test_program_with_workload_identity_breaks_no_rule(stack: str, role: str) ->
     kubernetes = load_settings(stack).kubernetes.model_dump(mode="json", by_alias=True, exclude_none=True)
     overrides = {"role": role, "kubernetes": {**kubernetes, "oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/EX"}}
     resources = program(stack, json.dumps(overrides, sort_keys=True))
-    assert len([r for r in resources if r.type == t.IAM_ROLE]) == 3  # replication + one per backup job
+    # replication + one per backup job + the readiness check's
+    assert len([r for r in resources if r.type == t.IAM_ROLE]) == 4
     assert messages(stack, overrides) == []
 
 
@@ -161,7 +162,9 @@ def test_alarm_topics_without_a_subscriber_are_caught(stack: str) -> None:
         f"stack declares, with at least one subscription (drtopo:notifications.alerts) (topic '{topic}' has no "
         "subscription)"
         for alarm in alarms
-        for topic in ("database-alerts" if alarm.startswith("database") else "dns-alerts",)
+        for topic in (
+            f"{alarm.split('-')[0]}-alerts" if not alarm.startswith("readiness") else "readiness-check-alerts",
+        )
         for prop in ("alarmActions", "okActions")
     }
     assert len(alarms) >= 2 and expected <= set(found), found

@@ -11,6 +11,7 @@ from functools import cache
 
 import pytest
 
+from drtopo import naming
 from drtopo.settings import Settings, load_settings
 from policies import resource_types as t
 from policies.engine import evaluate_rules
@@ -674,6 +675,40 @@ CASES = [
         set_(t.SNS_TOPIC_SUBSCRIPTION, "incidents-sub-0", "region", "us-east-1"),
         "TopicSubscription 'incidents-sub-0': region = 'us-east-1'; required 'us-west-2' (the stack's region)",
         stack="dr",
+    ),
+    # the scheduled readiness check (on the standby)
+    Case(
+        "readiness-check-scheduled",
+        "no-job",
+        drop(t.K8S_CRONJOB, "readiness-check"),
+        "CronJob readiness-check = (not set); required the readiness check",
+        stack="dr",
+    ),
+    Case(
+        "readiness-check-scheduled",
+        "silence-not-alarmed",
+        set_(t.METRIC_ALARM, "readiness-check-alarm", "treatMissingData", "notBreaching"),
+        "MetricAlarm 'readiness-check-alarm': treatMissingData = 'notBreaching'; required 'breaching'",
+        stack="dr",
+    ),
+    Case(
+        "readiness-role-least-privilege",
+        "writes-the-whole-config-bucket",
+        lambda rs, s: _edit_policy(
+            rs, "readiness-check-role", 2, "Resource", f"arn:aws:s3:::{naming.bucket_name(s, 'config')}/*"
+        ),
+        "Statement[WriteReadiness].Resource = 'arn:aws:s3:::drtopo-us-west-2-config/*'; required "
+        "arn:aws:s3:::drtopo-us-west-2-config/readiness/dr/* only",
+        stack="dr",
+        overrides=OIDC["dr"],
+    ),
+    Case(
+        "readiness-role-least-privilege",
+        "metrics-in-any-namespace",
+        lambda rs, s: _edit_policy(rs, "readiness-check-role", -1, "Condition", {}),
+        "Statement[PutReadinessMetrics].Condition.cloudwatch:namespace = (not set); required drtopo/Readiness",
+        stack="dr",
+        overrides=OIDC["dr"],
     ),
 ]
 

@@ -23,6 +23,7 @@ PROJECT_PACKAGES = ("scripts", "drtopo", "components")
 DISTRIBUTIONS = {
     "boto3": "boto3",
     "botocore": "boto3",
+    "confluent_kafka": "confluent-kafka",
     "psycopg": "psycopg[binary]",
     "pydantic": "pydantic",
     "yaml": "PyYAML",
@@ -79,6 +80,15 @@ def test_every_package_the_backup_scripts_import_is_installed_at_its_pin() -> No
     assert {DISTRIBUTIONS[name] for name in imported} <= set(installed)
     pinned = {line.split("==")[0] for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line}
     assert set(installed) <= pinned
+
+
+def test_every_package_the_scheduled_readiness_check_imports_is_installed_at_its_pin() -> None:
+    # The readiness CronJob runs `scripts.status` in this image (components/readiness_check.py).
+    imported = third_party_imports("scripts.status")
+    assert "confluent_kafka" in imported and not any(name.startswith("pulumi") for name in imported)
+    unknown = imported - set(DISTRIBUTIONS)
+    assert not unknown, f"scripts.status imports {sorted(unknown)}, which the backup image does not install"
+    assert {DISTRIBUTIONS[name] for name in imported} <= set(installed_distributions())
 
 
 def test_image_runs_as_the_non_root_uid_the_cron_jobs_use() -> None:

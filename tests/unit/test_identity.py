@@ -87,7 +87,8 @@ def test_the_config_prefix_is_the_one_the_export_writes() -> None:
 def test_each_job_has_its_own_role_bound_to_its_service_account(irsa: Evaluation) -> None:
     settings = irsa.settings
     roles = {r.name: r for r in irsa.of_type(ROLE) if "WebIdentity" in r.inputs["assumeRolePolicy"]}
-    assert set(roles) == {f"backup-jobs-{DUMP_JOB}-role", f"backup-jobs-{EXPORT_JOB}-role"}
+    readiness = "readiness-check-role"  # tests/unit/test_readiness_check.py
+    assert set(roles) == {f"backup-jobs-{DUMP_JOB}-role", f"backup-jobs-{EXPORT_JOB}-role", readiness}
     for job in (DUMP_JOB, EXPORT_JOB):
         role = roles[f"backup-jobs-{job}-role"]
         assert role.inputs["name"] == f"drtopo-{settings.region}-{job}"

@@ -13,7 +13,8 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
     objects = kube_objects.program_objects(load_settings("prod"))
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
-        ["ServiceAccount"] * 3 + ["ConfigMap"] * 2 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 3
+        # the readiness check's ServiceAccount, ConfigMap and CronJob (suspended on the primary) among them
+        ["ServiceAccount"] * 4 + ["ConfigMap"] * 3 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 4
     )
     assert {o["metadata"]["namespace"] for o in objects} == {load_settings("prod").kubernetes.namespace}
     deployment = next(o for o in objects if o["kind"] == "Deployment")

@@ -159,10 +159,12 @@ def test_every_topic_has_the_settings_subscribers_in_the_stack_region(stack: Eva
     settings = stack.settings
     alerts = [(s.protocol.value, s.endpoint, None) for s in settings.notifications.alerts]
     incidents = [(s.protocol.value, s.endpoint, None) for s in settings.notifications.incidents]
-    for name in ("database-alerts", "dns-alerts"):
+    # The readiness check has an alert topic of its own (components/readiness_check.py).
+    names = ("database-alerts", "dns-alerts", "readiness-check-alerts")
+    for name in names:
         assert subscribers_of(stack, stack.one(TOPIC, name)) == alerts
     assert subscribers_of(stack, stack.one(TOPIC, "incidents")) == incidents
-    assert len(stack.of_type(SUBSCRIPTION)) == 2 * len(alerts) + len(incidents)
+    assert len(stack.of_type(SUBSCRIPTION)) == len(names) * len(alerts) + len(incidents)
 
 
 def test_the_incident_topic_is_named_encrypted_and_exported(stack: Evaluation) -> None:

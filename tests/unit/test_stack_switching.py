@@ -31,7 +31,8 @@ def test_role_switch_keeps_every_stateful_urn_and_protection(program: Program, s
     switched = program(stack, "standby" if configured.settings.is_primary else "primary")
     assert configured.settings.role != switched.settings.role
     before, after = stateful(configured), stateful(switched)
-    assert len(before) == 4 + 6 + 1  # four buckets; storage, database, copies, two alert and the incident keys; one DB
+    # four buckets; storage, database, copies, three alert (database, DNS, readiness) and the incident keys; one DB
+    assert len(before) == 4 + 7 + 1
     assert before.keys() == after.keys()
     assert all(before.values()) and all(after.values())
 

@@ -113,14 +113,16 @@ def test_physical_names_never_collide_between_the_stacks(prod: Evaluation, dr: E
         names += [r.inputs["identifier"] for r in ev.of_type("aws:rds/instance:Instance")]
         names += [r.inputs["name"] for r in ev.of_type("aws:rds/parameterGroup:ParameterGroup")]
         names += [r.inputs["name"] for r in ev.of_type("aws:sns/topic:Topic") if "name" in r.inputs]
-    # 6 per stack: backups, database, copies, two alert topics, the incident topic
-    assert len(aliases) == len(set(aliases)) == 12
+    # 7 per stack: backups, database, copies, three alert topics (database, DNS, readiness), the incident topic
+    assert len(aliases) == len(set(aliases)) == 14
     assert len(names) == len(set(names))
 
 
 def test_the_standby_references_the_primary_stack_of_this_project(dr: Evaluation, prod: Evaluation) -> None:
-    reference = dr.one("pulumi:pulumi:StackReference").name
-    assert reference.split("/")[1:] == [PROJECT, dr.settings.peer_stack]
+    # The database's (the replica's source) and the readiness check's (the primary's outputs it reads).
+    references = {r.name for r in dr.of_type("pulumi:pulumi:StackReference")}
+    assert len(dr.of_type("pulumi:pulumi:StackReference")) == 2 and len(references) == 1
+    assert references.pop().split("/")[1:] == [PROJECT, dr.settings.peer_stack]
     assert "dbArn" in prod.exports
 
 
@@ -188,7 +190,7 @@ def test_every_kubernetes_object_goes_through_the_stacks_own_cluster(prod: Evalu
         (provider,) = ev.of_type("pulumi:providers:kubernetes")
         assert provider.inputs == {"context": ev.settings.kubernetes.context}
         objects = [r for r in ev.resources if r.type.startswith("kubernetes:")]
-        assert len(objects) == 11
+        assert len(objects) == 14
         assert {r.provider for r in objects} == {f"{provider.urn}::{provider.name}-id"}
         contexts.append(provider.inputs["context"])
     assert contexts == ["biopro-us-east-1", "biopro-us-west-2"]
