@@ -9,7 +9,7 @@ by a run that crashed on this very machine (its process is gone) is taken over; 
 request (`--break-lock`), after the operator has checked that its owner is really gone.
 
 The configuration buckets replicate everything into each other (components/storage.py), and S3 replication is
-asynchronous: a replica arrives seconds to minutes (RTC: 15) after its source was written, delete markers included,
+asynchronous: a replica arrives seconds to minutes (RTC: 99.99% within 15) after its source, delete markers included,
 with no promise of how it lands among versions written in the destination meanwhile. One key shared by both
 buckets would take the peer's lock objects: a lock taken and released in prod's bucket (a failback) replicates its
 object and then its delete marker into dr's bucket, where a promote may hold the lock by then; the late delete
