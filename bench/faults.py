@@ -55,7 +55,7 @@ from bench.switchover import (
 )
 from drtopo.errors import one_line
 from drtopo.failover.journal import JOURNAL_PREFIX
-from drtopo.failover.lock import LOCK_KEY
+from drtopo.failover.lock import lock_key
 from drtopo.failover.plan import Step
 from drtopo.settings import load_settings
 from lab.core import Lab
@@ -505,7 +505,7 @@ def lock_held_by_another_operator(lab: Lab, work: Path) -> Outcome:
         "since": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     s3 = boto3.client("s3", region_name=dr.region)
-    s3.put_object(Bucket=dr.config_bucket, Key=LOCK_KEY, Body=json.dumps(holder).encode())
+    s3.put_object(Bucket=dr.config_bucket, Key=lock_key(dr.stack), Body=json.dumps(holder).encode())
     before = end_state(lab)
     proc, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
     unchanged = end_state(lab) == before

@@ -11,7 +11,8 @@ ConfigMap: the stack's outputs as the guard connects (`dbUser` is the guard's da
 `drtopo:fencing.databaseRole`, its password from the Kubernetes Secret `drtopo:fencing.databaseSecret`, never from
 config and never the master secret), the peer stack's outputs (read through `primaryStackReference`, which names
 the peer in both stack files) and the stack file. Its IAM role (IRSA, components/identity.py's trust) may read and
-write exactly the lease object in each of the three stores' buckets, list those three buckets (so a lease not yet
+write exactly the lease object in each of the three stores' buckets (each stack's unreplicated lease bucket and the
+witness: components/lease_store.py, never a configuration bucket), list those three buckets (so a lease not yet
 written reads as missing, not as refused) and use each store's key through S3 of that store's region: nothing else.
 A heartbeat file the guard touches after every step is its liveness probe (drtopo/fencing/heartbeat.py).
 """
@@ -39,10 +40,9 @@ from components.backup_jobs import (
 )
 from components.identity import WorkloadRole, WorkloadRoleArgs
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
-from components.storage import backup_key_alias, peer_bucket_name
-from drtopo import naming
+from components.storage import backup_key_alias
 from drtopo.fencing.lease import LEASE_KEY
-from drtopo.fencing.store import GUARD_NAME, witness_bucket, witness_key_alias
+from drtopo.fencing.store import GUARD_NAME, lease_bucket, witness_bucket, witness_key_alias
 from drtopo.settings import PROJECT, FencingMode, Settings, SettingsError, stack_file
 
 GUARD = GUARD_NAME
@@ -61,11 +61,12 @@ def guard_outputs(outputs: Mapping[str, Any], database_role: str) -> dict[str, A
 
 
 def lease_buckets(settings: Settings) -> tuple[tuple[str, str, str], ...]:
-    """(bucket, region, key alias) of the lease's three stores: this stack's config bucket, the peer's, the witness."""
+    """(bucket, region, key alias) of the lease's three stores: this stack's lease bucket, the peer's (each with its
+    stack's backup key), the witness (its own key)."""
     witness = str(settings.fencing.witness_region)
     return (
-        (naming.bucket_name(settings, "config"), settings.region, backup_key_alias(settings.region)),
-        (peer_bucket_name(settings, "config"), settings.peer_region, backup_key_alias(settings.peer_region)),
+        (lease_bucket(PROJECT, settings.region), settings.region, backup_key_alias(settings.region)),
+        (lease_bucket(PROJECT, settings.peer_region), settings.peer_region, backup_key_alias(settings.peer_region)),
         (witness_bucket(PROJECT, witness), witness, witness_key_alias(witness)),
     )
 

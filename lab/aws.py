@@ -20,8 +20,9 @@ from typing import Any
 
 from drtopo import naming
 from drtopo.aws import client as aws_client
+from drtopo.fencing.store import lease_bucket, witness_bucket, witness_key_alias
 from drtopo.readiness import schedule
-from drtopo.settings import Settings
+from drtopo.settings import PROJECT, FencingMode, Settings
 from lab import process
 
 PROCESS_NAME = "aws"
@@ -170,6 +171,52 @@ def _replication(settings: Settings, peer: Settings, endpoint: str, peer_key_arn
                 ],
             },
         )
+
+
+def ensure_lease_bucket(endpoint: str, name: str, region: str, key_arn: str | None = None) -> bool:
+    """A store of the primary lease as components/lease_store.py declares it (versioned, private, SSE-KMS with
+    `key_arn` by default when given) and, unlike the backup buckets, never replicated; False if it already existed."""
+    s3 = client("s3", region, endpoint)
+    if name in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        return False
+    kwargs: dict[str, Any] = {"Bucket": name}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    if key_arn is not None:
+        default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}
+        s3.put_bucket_encryption(
+            Bucket=name,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": True}]
+            },
+        )
+    return True
+
+
+def _lease_stores(settings: Settings, endpoint: str, key_arn: str) -> None:
+    """With fencing.mode lease: the stack's own lease bucket (its backup key) and, in the witness stack, the witness
+    bucket with its own key in the witness region, as the program declares them."""
+    fencing = settings.fencing
+    if fencing.mode is not FencingMode.LEASE:
+        return
+    ensure_lease_bucket(endpoint, lease_bucket(PROJECT, settings.region), settings.region, key_arn)
+    witness = fencing.witness_region
+    if fencing.witness_stack == settings.stack and witness is not None:
+        kms = client("kms", witness, endpoint)
+        key = kms.create_key(Description=f"drtopo lease witness in {witness}")["KeyMetadata"]
+        kms.create_alias(AliasName=f"alias/{witness_key_alias(witness)}", TargetKeyId=key["KeyId"])
+        ensure_lease_bucket(endpoint, witness_bucket(PROJECT, witness), witness, key["Arn"])
 
 
 def _master_secret(settings: Settings, peer: Settings, endpoint: str, password: str) -> str:
@@ -344,6 +391,8 @@ def seed(endpoint: str, stacks: dict[str, Settings], inbox_url: str | None = Non
     buckets = {s.stack: _buckets(s, endpoint, keys[s.stack]) for s in ordered}
     for s in ordered:
         _replication(s, stacks[s.peer_stack], endpoint, keys[s.peer_stack])
+    for s in ordered:
+        _lease_stores(s, endpoint, keys[s.stack])
     databases: dict[str, dict[str, Any]] = {}
     for s in ordered:
         primary_arn = None if s.is_primary else databases[s.peer_stack]["DBInstanceArn"]

@@ -7,6 +7,16 @@ at all), written with `If-None-Match: *`, so of two concurrent writers exactly o
 the emulator models them). The object records who holds it and since when; a refused run names both. A lock left
 by a run that crashed on this very machine (its process is gone) is taken over; any other lock is broken only on
 request (`--break-lock`), after the operator has checked that its owner is really gone.
+
+The configuration buckets replicate everything into each other (components/storage.py), and S3 replication is
+asynchronous: a replica arrives seconds to minutes (RTC: 99.99% within 15) after its source, delete markers included,
+with no promise of how it lands among versions written in the destination meanwhile. One key shared by both
+buckets would take the peer's lock objects: a lock taken and released in prod's bucket (a failback) replicates its
+object and then its delete marker into dr's bucket, where a promote may hold the lock by then; the late delete
+marker would make dr's lock look free while that promote runs (a second one could take it), the late object a
+holder that never held it. So the key names the stack whose bucket holds it (`lock_key`): in each bucket the lock
+key is written only by the runs that make that stack primary, and the replica of the peer's lock lands under the
+peer's key, which no run reads there. (The lease does not live in these buckets at all: drtopo/fencing/store.py.)
 """
 
 from __future__ import annotations
@@ -27,7 +37,14 @@ from drtopo.backup.store import encryption_args, s3_client
 from drtopo.outputs import StackOutputs
 from drtopo.report import Unsafe
 
-LOCK_KEY = "locks/failover.json"
+LOCK_PREFIX = "locks/"
+
+
+def lock_key(stack: str) -> str:
+    """The lock object of runs that make `stack` primary, in `stack`'s configuration bucket."""
+    return f"{LOCK_PREFIX}failover-{stack}.json"
+
+
 log = logging.getLogger(__name__)
 
 
@@ -68,16 +85,17 @@ class FailoverLock:
     def __init__(self, outputs: StackOutputs, client: Any | None = None) -> None:
         self.outputs = outputs
         self.bucket = outputs.config_bucket
+        self.key = lock_key(outputs.stack)
         self.s3 = client or s3_client(outputs)
         self.held: Owner | None = None
 
     @property
     def where(self) -> str:
-        return f"s3://{self.bucket}/{LOCK_KEY}"
+        return f"s3://{self.bucket}/{self.key}"
 
     def holder(self) -> Owner | None:
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=LOCK_KEY)["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"].read()
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 return None
@@ -88,7 +106,7 @@ class FailoverLock:
         try:
             self.s3.put_object(
                 Bucket=self.bucket,
-                Key=LOCK_KEY,
+                Key=self.key,
                 Body=json.dumps(owner.__dict__).encode(),
                 IfNoneMatch="*",
                 **encryption_args(self.outputs),
@@ -121,7 +139,7 @@ class FailoverLock:
             # Only a holder judged gone (or broken on request) is removed: a lock that vanished between the refused
             # write and the read was released, or is a winner's not yet visible, and deleting blindly here could
             # remove that winner's fresh lock; the conditional write below decides.
-            self.s3.delete_object(Bucket=self.bucket, Key=LOCK_KEY)
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key)
         if not self._put(me):
             raise Unsafe(f"lost the race for the lock {self.where} to {self.holder() or 'another run'}")
         self.held = me
@@ -133,7 +151,7 @@ class FailoverLock:
             return
         current = self.holder()
         if current == self.held:
-            self.s3.delete_object(Bucket=self.bucket, Key=LOCK_KEY)
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key)
         self.held = None
 
 

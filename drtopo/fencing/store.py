@@ -1,8 +1,13 @@
 """Where the lease lives: one object per store, a bucket in each of three regions, written only conditionally.
 
-The stores are the two stacks' configuration buckets (each in its stack's region; the failover lock lives there
-too) and a witness bucket in `drtopo:fencing.witnessRegion` (`witness_bucket` names it). A store is given its S3
-client, so a store whose region is down is simply one whose client cannot connect.
+The stores are three unreplicated buckets: each stack's lease bucket in its own region (`lease_bucket` names it,
+components/lease_store.py declares it) and the witness bucket in `drtopo:fencing.witnessRegion` (`witness_bucket`).
+Never the configuration buckets: those replicate into each other, and S3 replication is asynchronous and makes no
+promise about how a replica lands among the versions written directly in the destination bucket. A delayed replica
+of an older epoch could become the current version over the peer's newer one, and with the witness unreachable at
+that moment an old holder would renew over it: the epoch would go back. A store is written only by the lease's own
+conditional writes, so in each store the epoch only grows. A store is given its S3 client, so a store whose region
+is down is simply one whose client cannot connect.
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ class Conflict(RuntimeError):
 GUARD_NAME = "drtopo-guard"
 # The tag of the witness bucket and key (components/witness.py): the policy pack allows that key in its region.
 WITNESS_PURPOSE = "lease-witness"
+# The tag of each stack's own lease bucket (components/lease_store.py).
+LEASE_PURPOSE = "lease"
+
+
+def lease_bucket(project: str, region: str) -> str:
+    """The lease store of the stack in `region`: its own bucket there, encrypted with that stack's backup key."""
+    return f"{project}-lease-{region}"
 
 
 def witness_bucket(project: str, region: str) -> str:
@@ -96,13 +108,14 @@ def s3_in(region: str) -> Any:
 def lease_stores(
     settings: Settings, own: StackOutputs, peer: StackOutputs, client_for: Callable[[str], Any] = s3_in
 ) -> list[S3LeaseStore]:
-    """The three stores of the pair's lease: own region's configuration bucket, the peer's, the witness bucket."""
+    """The three stores of the pair's lease: own region's lease bucket, the peer's, the witness bucket."""
     witness = settings.fencing.witness_region
     if witness is None:
         raise ValueError(f"{PROJECT}:fencing.witnessRegion is not set for {settings.stack}; expected a third region")
     return [
-        S3LeaseStore(own.config_bucket, own.region, client_for(own.region), encryption_args(own)),
-        S3LeaseStore(peer.config_bucket, peer.region, client_for(peer.region), encryption_args(peer)),
+        # Each stack's lease bucket takes SSE-KMS with that stack's backup key (its bucket policy asks for SSE-KMS).
+        S3LeaseStore(lease_bucket(PROJECT, own.region), own.region, client_for(own.region), encryption_args(own)),
+        S3LeaseStore(lease_bucket(PROJECT, peer.region), peer.region, client_for(peer.region), encryption_args(peer)),
         S3LeaseStore(
             witness_bucket(PROJECT, witness),
             witness,

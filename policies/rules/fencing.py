@@ -4,8 +4,12 @@
   guard would fence a replica, two guards of one stack would race each other;
 - the stack that owns the witness (`fencing.witnessStack`) declares its bucket in the witness region, a third region
   (neither stack's), unreplicated: a copy of an older epoch landing on a newer one would make the epoch go back;
+- each stack declares its own lease bucket in its own region, expiring noncurrent versions, and no lease store (its
+  own, the peer's, the witness) is the source or the destination of any replication: S3 replication is
+  asynchronous, so a late replica of an older epoch could become current over a newer one and the epoch go back
+  (the configuration buckets replicate into each other, which is why the lease is not kept there);
 - the guard's IAM role touches no object but the lease object of the three stores (`fencing/lease.json` in this
-  stack's config bucket, the peer's and the witness bucket), lists only those buckets and uses a key only through
+  stack's lease bucket, the peer's and the witness bucket), lists only those buckets and uses a key only through
   S3 of a store's region: the guard is the one workload whose credentials cross regions, and only for the lease.
 """
 
@@ -14,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from drtopo import naming
 from drtopo.fencing.lease import LEASE_KEY
-from drtopo.fencing.store import GUARD_NAME, witness_bucket
+from drtopo.fencing.store import GUARD_NAME, lease_bucket, witness_bucket
 from drtopo.settings import PROJECT, FencingMode, Settings
 from policies import resource_types as types
 from policies.model import Resource, Violation, as_list, number, violation
@@ -118,13 +121,76 @@ def witness_in_third_region(view: StackView) -> Iterator[Violation]:
 
 def _store_regions(settings: Settings) -> dict[str, str]:
     """The lease's three buckets and their regions."""
-    peer = settings.model_copy(update={"region": settings.peer_region})
     witness = str(settings.fencing.witness_region)
     return {
-        naming.bucket_name(settings, "config"): settings.region,
-        naming.bucket_name(peer, "config"): settings.peer_region,
+        lease_bucket(PROJECT, settings.region): settings.region,
+        lease_bucket(PROJECT, settings.peer_region): settings.peer_region,
         witness_bucket(PROJECT, witness): witness,
     }
+
+
+def _expires_noncurrent(lifecycles: list[Resource]) -> bool:
+    return any(
+        rule.get("status") == "Enabled" and (rule.get("noncurrentVersionExpiration") or {}).get("noncurrentDays")
+        for lifecycle in lifecycles
+        for rule in as_list(lifecycle.get("rules"))
+    )
+
+
+@stack_rule(
+    "fencing-lease-stores-unreplicated",
+    "With fencing.mode lease, the stack declares its own lease bucket in its own region, expiring noncurrent "
+    "versions, and no lease store (its own, the peer's, the witness) is the source or destination of a replication.",
+)
+def lease_stores_unreplicated(view: StackView) -> Iterator[Violation]:
+    settings = view.settings
+    if not _lease_on(settings):
+        return
+    own = lease_bucket(PROJECT, settings.region)
+    stores = _store_regions(settings)
+    found = [b for b in view.of_type(types.BUCKET) if b.get("bucket") == own]
+    if not found:
+        yield violation(
+            None,
+            f"Bucket {own!r}",
+            None,
+            f"declared by {settings.stack} in {settings.region} (fencing.mode lease)",
+            "without it the lease has no store in this stack's region",
+        )
+    for bucket in found:
+        where = bucket.get("region") or settings.region
+        if where != settings.region:
+            yield violation(
+                bucket, "region", where, f"{settings.region!r} (the stack's own region)", "one store per region"
+            )
+        if not _expires_noncurrent(view.companions(bucket, types.BUCKET_LIFECYCLE)):
+            yield violation(
+                bucket,
+                "lifecycle noncurrentVersionExpiration",
+                None,
+                "an enabled rule expiring noncurrent versions",
+                "every renewal leaves a noncurrent version",
+            )
+    for bucket in (b for b in view.of_type(types.BUCKET) if b.get("bucket") in stores):
+        for replication in view.companions(bucket, types.BUCKET_REPLICATION):
+            yield violation(
+                replication,
+                "bucket",
+                bucket.get("bucket"),
+                "no replication of a lease store",
+                "a replicated older epoch would overwrite a newer one",
+            )
+    for replication in view.of_type(types.BUCKET_REPLICATION):
+        for i, rule in enumerate(as_list(replication.get("rules"))):
+            target = str((rule.get("destination") or {}).get("bucket") or "").removeprefix("arn:aws:s3:::")
+            if target in stores:
+                yield violation(
+                    replication,
+                    f"rules[{i}].destination.bucket",
+                    target,
+                    "no replica written into a lease store",
+                    "a replica of an older epoch could land on a newer one",
+                )
 
 
 def _why_not(settings: Settings, action: str, arn: str, statement: dict[str, Any]) -> str | None:

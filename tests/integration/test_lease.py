@@ -20,10 +20,11 @@ from drtopo.fencing.fence import is_fenced, lift_fence
 from drtopo.fencing.guard import DatabaseFencer, Guard
 from drtopo.fencing.lease import takeover_wait
 from drtopo.fencing.quorum import LeaseLost, Quorum
-from drtopo.fencing.store import S3LeaseStore, witness_bucket
+from drtopo.fencing.store import S3LeaseStore, lease_bucket, witness_bucket
 from drtopo.fencing.takeover import take_over
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.settings import PROJECT, Fencing
+from lab import aws as lab_aws
 from lab.core import Lab
 
 WITNESS_REGION = "eu-west-1"
@@ -45,17 +46,19 @@ def dead_client(region: str) -> Any:
 def pair(lab: Lab) -> tuple[StackOutputs, StackOutputs]:
     prod = load_outputs(lab.prod.outputs_path, "prod")
     dr = load_outputs(lab.dr.outputs_path, "dr")
-    s3 = aws.client("s3", WITNESS_REGION)
-    bucket = witness_bucket(PROJECT, WITNESS_REGION)
-    if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": WITNESS_REGION})
+    # The lab's stacks run with the lease off: the stores are made here as the lab makes them with it on.
+    for outputs in (prod, dr):
+        lab_aws.ensure_lease_bucket(
+            lab.aws_endpoint, lease_bucket(PROJECT, outputs.region), outputs.region, outputs.kms_key_arn
+        )
+    lab_aws.ensure_lease_bucket(lab.aws_endpoint, witness_bucket(PROJECT, WITNESS_REGION), WITNESS_REGION)
     return prod, dr
 
 
 def stores(pair: tuple[StackOutputs, StackOutputs], key: str, down: int = 0) -> list[S3LeaseStore]:
     """The three stores of a lease object of its own (`key`), the last `down` of them in regions that are down."""
     prod, dr = pair
-    places = [(prod.config_bucket, prod.region), (dr.config_bucket, dr.region)]
+    places = [(lease_bucket(PROJECT, prod.region), prod.region), (lease_bucket(PROJECT, dr.region), dr.region)]
     places.append((witness_bucket(PROJECT, WITNESS_REGION), WITNESS_REGION))
     made = []
     for i, (bucket, region) in enumerate(places):

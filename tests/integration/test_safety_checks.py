@@ -34,7 +34,7 @@ from bench.switchover import connect, outputs, run_cli, server_state
 from drtopo.backup import store, wal
 from drtopo.database.connect import connect as connect_outputs
 from drtopo.database.pitr.cutover import wait_archived
-from drtopo.failover.lock import LOCK_KEY, FailoverLock, Owner
+from drtopo.failover.lock import FailoverLock, Owner, lock_key
 from drtopo.outputs import StackOutputs
 from drtopo.report import Unsafe
 from lab.core import Lab
@@ -119,9 +119,9 @@ def lock_outputs(lab: Lab) -> Iterator[StackOutputs]:
     before or after the test."""
     dr = outputs(lab, "dr")
     s3 = store.s3_client(dr)
-    s3.delete_object(Bucket=dr.config_bucket, Key=LOCK_KEY)
+    s3.delete_object(Bucket=dr.config_bucket, Key=lock_key(dr.stack))
     yield dr
-    s3.delete_object(Bucket=dr.config_bucket, Key=LOCK_KEY)
+    s3.delete_object(Bucket=dr.config_bucket, Key=lock_key(dr.stack))
 
 
 def test_racing_acquires_on_the_real_bucket_exactly_one_wins_and_the_rest_name_it(lock_outputs: StackOutputs) -> None:
@@ -219,7 +219,7 @@ def test_lock_left_by_a_holder_is_taken_over_only_when_that_holder_is_gone_or_br
                 gone.wait(timeout=30)
             held = Owner("drill-host.elsewhere.invalid", gone.pid, "promote", "dr", "2026-01-01T00:00:00+00:00")
             lock.s3.put_object(
-                Bucket=lock.bucket, Key=LOCK_KEY, Body=json.dumps(dataclasses.asdict(held)).encode(), IfNoneMatch="*"
+                Bucket=lock.bucket, Key=lock.key, Body=json.dumps(dataclasses.asdict(held)).encode(), IfNoneMatch="*"
             )
             assert lock.holder() == held
 

@@ -22,7 +22,12 @@ from tests.policy.stacks import broken, res, without
 
 WITNESS = "eu-west-1"
 OIDC = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"
-FENCING_RULES = ("fencing-guard-follows-role", "fencing-witness-in-third-region", "fencing-guard-least-privilege")
+FENCING_RULES = (
+    "fencing-guard-follows-role",
+    "fencing-witness-in-third-region",
+    "fencing-lease-stores-unreplicated",
+    "fencing-guard-least-privilege",
+)
 GUARD_POD = "spec.template.spec"
 
 
@@ -73,6 +78,30 @@ def _policy_with(extra: dict[str, Any]) -> Callable[[list[Resource], Settings], 
 
 def _witness_replicated(rs: list[Resource], s: Settings) -> list[Resource]:
     return [*rs, res(s, t.BUCKET_REPLICATION, "lease-witness-copy", {"bucket": "lease-witness-id", "rules": []})]
+
+
+def _lease_store_replicated(rs: list[Resource], s: Settings) -> list[Resource]:
+    return [*rs, res(s, t.BUCKET_REPLICATION, "lease-store-copy", {"bucket": "lease-store-id", "rules": []})]
+
+
+def _config_replicated_into(store: str) -> Callable[[list[Resource], Settings], list[Resource]]:
+    """The configuration bucket's replication pointed at a lease store (as if the lease still lived beside it)."""
+
+    def mutate(rs: list[Resource], s: Settings) -> list[Resource]:
+        config = next(r for r in rs if r.type == t.BUCKET_REPLICATION and r.name == "backups-config")
+        rules = json.loads(json.dumps(config.inputs["rules"]))
+        rules[0]["destination"]["bucket"] = f"arn:aws:s3:::{store}"
+        return broken(rs, t.BUCKET_REPLICATION, "backups-config", "rules", rules)
+
+    return mutate
+
+
+def _lease_history_kept_forever(rs: list[Resource], s: Settings) -> list[Resource]:
+    lifecycle = next(r for r in rs if r.type == t.BUCKET_LIFECYCLE and r.name == "lease-store")
+    rules = [
+        {k: v for k, v in rule.items() if k != "noncurrentVersionExpiration"} for rule in lifecycle.inputs["rules"]
+    ]
+    return broken(rs, t.BUCKET_LIFECYCLE, "lease-store", "rules", rules)
 
 
 @dataclass(frozen=True)
@@ -143,6 +172,54 @@ CASES = [
         _witness_replicated,
         "BucketReplicationConfig 'lease-witness-copy': bucket = 'drtopo-lease-witness-eu-west-1'; required no "
         "replication of the witness bucket",
+    ),
+    Case(
+        "fencing-lease-stores-unreplicated",
+        "lease-store-missing",
+        lambda rs, s: without(rs, t.BUCKET, "lease-store"),
+        "stack: Bucket 'drtopo-lease-us-east-1' = (not set); required declared by prod in us-east-1",
+    ),
+    Case(
+        "fencing-lease-stores-unreplicated",
+        "lease-store-in-the-peer-region",
+        lambda rs, s: broken(rs, t.BUCKET, "lease-store", "region", "us-east-1"),
+        "Bucket 'lease-store': region = 'us-east-1'; required 'us-west-2' (the stack's own region)",
+        stack="dr",
+        role="standby",
+    ),
+    Case(
+        "fencing-lease-stores-unreplicated",
+        "lease-store-replicated",
+        _lease_store_replicated,
+        "BucketReplicationConfig 'lease-store-copy': bucket = 'drtopo-lease-us-east-1'; required no replication of a "
+        "lease store",
+    ),
+    Case(
+        "fencing-lease-stores-unreplicated",
+        "config-replicated-into-the-peer-lease-store",
+        _config_replicated_into("drtopo-lease-us-west-2"),
+        "BucketReplicationConfig 'backups-config': rules[0].destination.bucket = 'drtopo-lease-us-west-2'; required "
+        "no replica written into a lease store",
+    ),
+    Case(
+        "fencing-lease-stores-unreplicated",
+        "config-replicated-into-the-witness",
+        _config_replicated_into("drtopo-lease-witness-eu-west-1"),
+        "rules[0].destination.bucket = 'drtopo-lease-witness-eu-west-1'",
+        stack="dr",
+    ),
+    Case(
+        "fencing-lease-stores-unreplicated",
+        "lease-history-kept-forever",
+        _lease_history_kept_forever,
+        "Bucket 'lease-store': lifecycle noncurrentVersionExpiration = (not set); required an enabled rule expiring",
+    ),
+    Case(
+        "fencing-guard-least-privilege",
+        "the-config-bucket",
+        _policy_with({"Action": "s3:PutObject", "Resource": "arn:aws:s3:::drtopo-us-east-1-config/fencing/lease.json"}),
+        "s3:PutObject = 'arn:aws:s3:::drtopo-us-east-1-config/fencing/lease.json'; required the lease object "
+        "(fencing/lease.json) of drtopo-lease-us-east-1, drtopo-lease-us-west-2, drtopo-lease-witness-eu-west-1",
     ),
     Case(
         "fencing-guard-least-privilege",

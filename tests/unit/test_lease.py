@@ -15,7 +15,8 @@ from drtopo.fencing.lease import (
     renewal_verdict,
     takeover_wait,
 )
-from drtopo.fencing.store import witness_bucket
+from drtopo.fencing.store import lease_bucket, witness_bucket
+from drtopo.naming import BUCKET_PURPOSES
 from drtopo.settings import SettingsError, load_settings
 
 PROD = Lease(3, "prod", "us-east-1", 30, renewals=7)
@@ -97,6 +98,13 @@ def test_takeover_waits_the_lease_and_one_renew_interval() -> None:
 
 def test_witness_bucket_names_its_region() -> None:
     assert witness_bucket("drtopo", "eu-west-1") == "drtopo-lease-witness-eu-west-1"
+
+
+def test_each_stack_lease_bucket_names_its_region_and_is_no_backup_bucket() -> None:
+    names = {lease_bucket("drtopo", region) for region in ("us-east-1", "us-west-2")}
+    assert names == {"drtopo-lease-us-east-1", "drtopo-lease-us-west-2"}
+    backups = {f"drtopo-{region}-{purpose}" for region in ("us-east-1", "us-west-2") for purpose in BUCKET_PURPOSES}
+    assert not names & backups and witness_bucket("drtopo", "us-east-1") not in names
 
 
 def lease_settings(**fencing: object) -> dict[str, object]:

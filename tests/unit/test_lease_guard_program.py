@@ -1,5 +1,6 @@
 """The primary lease as the program declares it, under Pulumi mocks: the guard's Deployment, ServiceAccount,
-ConfigMap and IAM role in each stack, the witness bucket in the stack that owns it, nothing with fencing off; the
+ConfigMap and IAM role in each stack, each stack's own unreplicated lease bucket, the witness bucket in the stack
+that owns it, nothing with fencing off; the
 mounted files load with the loaders `python -m scripts.guard` uses, and its role allows exactly what its stores do.
 Also the guard's heartbeat and liveness probe command."""
 
@@ -16,7 +17,8 @@ import pytest
 from components.guard import guard_policy, lease_objects
 from drtopo.fencing.heartbeat import beat
 from drtopo.fencing.lease import LEASE_KEY
-from drtopo.fencing.store import lease_stores, witness_bucket
+from drtopo.fencing.store import lease_bucket, lease_stores, witness_bucket
+from drtopo.naming import BUCKET_PURPOSES
 from drtopo.outputs import load_outputs, peer_outputs
 from drtopo.settings import PROJECT, Settings, load_settings
 from evaluation.mock_program import ACCOUNT_ID, Evaluation, evaluate
@@ -138,10 +140,12 @@ def test_mounted_files_load_as_the_guard_reads_them(stack: str, tmp_path: Path) 
     assert own.config_bucket == exported(stack)["configBucket"]
     stores = lease_stores(settings, own, peer, client_for=lambda region: None)
     assert [(s.bucket, s.region) for s in stores] == [
-        (f"drtopo-{settings.region}-config", settings.region),
-        (f"drtopo-{settings.peer_region}-config", settings.peer_region),
+        (f"drtopo-lease-{settings.region}", settings.region),
+        (f"drtopo-lease-{settings.peer_region}", settings.peer_region),
         (witness_bucket(PROJECT, WITNESS), WITNESS),
     ]
+    # Each stack's store takes that stack's backup key, the one its bucket is encrypted with by default.
+    assert [s.put_args["SSEKMSKeyId"] for s in stores[:2]] == [own.kms_key_arn, peer.kms_key_arn]
 
 
 def statements(document: str) -> list[dict[str, Any]]:
@@ -209,6 +213,56 @@ def test_the_witness_is_declared_once_in_its_region_protected() -> None:
     sse = next(r for r in companions if r.type.endswith("BucketServerSideEncryptionConfiguration"))
     assert sse.get("rules.0.applyServerSideEncryptionByDefault.kmsMasterKeyId") == key.outputs["arn"]
     assert [b for b in dr.of_type(BUCKET) if "witness" in str(b.get("bucket"))] == []
+
+
+LEASE_STORE_COMPANIONS = {
+    "BucketPublicAccessBlock",
+    "BucketVersioning",
+    "BucketServerSideEncryptionConfiguration",
+    "BucketPolicy",
+    "BucketLifecycleConfiguration",
+}
+
+
+@pytest.mark.parametrize(("stack", "role"), [("prod", None), ("dr", None), ("prod", "standby"), ("dr", "primary")])
+def test_each_stack_declares_its_own_lease_bucket_in_its_region_whatever_its_role(stack: str, role: str | None) -> None:
+    ev = program(stack, role)
+    settings = ev.settings
+    (bucket,) = [b for b in ev.of_type(BUCKET) if str(b.get("bucket")).startswith("drtopo-lease-us-")]
+    assert (bucket.name, bucket.get("bucket")) == ("lease-store", lease_bucket(PROJECT, settings.region))
+    assert (bucket.get("region"), bucket.protect) == (settings.region, True)
+    assert bucket.get("tags") == {"drtopo:purpose": "lease", "drtopo:stack": stack}
+    companions = [r for r in ev.resources if r.name == "lease-store" and r.custom and r.type != BUCKET]
+    assert {r.type.rsplit(":", 1)[-1] for r in companions} == LEASE_STORE_COMPANIONS
+    assert all(r.get("region") == settings.region for r in companions)
+    by_kind = {r.type.rsplit(":", 1)[-1]: r for r in companions}
+    assert by_kind["BucketVersioning"].get("versioningConfiguration.status") == "Enabled"
+    lifecycle = by_kind["BucketLifecycleConfiguration"]
+    assert lifecycle.get("rules.0.noncurrentVersionExpiration.noncurrentDays") == settings.retention.daily.days
+    assert lifecycle.get("rules.0.expiration") is None  # the current lease never expires
+    # Encrypted by default with the stack's backup key, the key its outputs export.
+    sse = by_kind["BucketServerSideEncryptionConfiguration"]
+    key = sse.get("rules.0.applyServerSideEncryptionByDefault.kmsMasterKeyId")
+    assert key == ev.exports["kmsKeyArn"] and key == ev.one("aws:kms/key:Key", "backups-key").outputs["arn"]
+    policy = json.loads(by_kind["BucketPolicy"].get("policy"))
+    assert {s["Sid"] for s in policy["Statement"]} == {"DenyInsecureTransport", "DenyUnencryptedUploads"}
+    block = by_kind["BucketPublicAccessBlock"]
+    assert all(block.get(k) is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls"))
+
+
+@pytest.mark.parametrize("stack", ["prod", "dr"])
+def test_no_replication_reads_from_or_writes_into_a_lease_store(stack: str) -> None:
+    ev = program(stack)
+    settings = ev.settings
+    stores = {lease_bucket(PROJECT, settings.region), lease_bucket(PROJECT, settings.peer_region)}
+    stores.add(witness_bucket(PROJECT, WITNESS))
+    assert lease_bucket(PROJECT, settings.region) in {b.get("bucket") for b in ev.of_type(BUCKET)}
+    replications = ev.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+    # The mocks give a bucket the id `<name>-id`: only the four backup buckets replicate, no lease store does.
+    assert {r.get("bucket") for r in replications} == {f"backups-{purpose}-id" for purpose in BUCKET_PURPOSES}
+    for replication in replications:
+        targets = {rule["destination"]["bucket"].removeprefix("arn:aws:s3:::") for rule in replication.get("rules")}
+        assert targets and not targets & stores
 
 
 def test_the_witness_stays_with_its_stack_through_a_role_switch() -> None:

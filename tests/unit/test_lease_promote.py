@@ -18,7 +18,7 @@ from drtopo.context import Context
 from drtopo.database.loss_bound import BoundKind
 from drtopo.failover.steps import Kind, Switchover, fence
 from drtopo.fencing.lease import Lease
-from drtopo.fencing.store import witness_bucket
+from drtopo.fencing.store import lease_bucket, witness_bucket
 from drtopo.settings import PROJECT, load_settings
 
 WITNESS = "eu-west-1"
@@ -46,6 +46,7 @@ def pair() -> Iterator[dict[str, SimpleNamespace]]:
             s3 = boto3.client("s3", region_name=region)
             where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
             s3.create_bucket(Bucket=f"cfg-{stack}", **where)
+            s3.create_bucket(Bucket=lease_bucket(PROJECT, region), **where)
             key = boto3.client("kms", region_name=region).create_key()["KeyMetadata"]["Arn"]
             made[stack] = SimpleNamespace(stack=stack, region=region, config_bucket=f"cfg-{stack}", kms_key_arn=key)
         boto3.client("s3", region_name=WITNESS).create_bucket(
@@ -85,11 +86,14 @@ def test_an_unreachable_prod_costs_the_next_epoch_and_the_wait_for_its_lease(
     assert measured["replica_lag_bound"] == BoundKind.LEASE
     assert sw.fence_owed  # the durable fence is still owed to prod, paid when it answers
     for bucket, region in (
-        ("cfg-prod", "us-east-1"),
-        ("cfg-dr", "us-west-2"),
+        (lease_bucket(PROJECT, "us-east-1"), "us-east-1"),
+        (lease_bucket(PROJECT, "us-west-2"), "us-west-2"),
         (witness_bucket(PROJECT, WITNESS), WITNESS),
     ):
         assert lease_in(bucket, region).holder == "dr"
+    # Never in the configuration buckets: they replicate into each other.
+    for bucket, region in (("cfg-prod", "us-east-1"), ("cfg-dr", "us-west-2")):
+        assert boto3.client("s3", region_name=region).list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
 def test_a_planned_switchover_hands_the_lease_over_without_waiting(pair: dict[str, SimpleNamespace]) -> None:
@@ -103,5 +107,6 @@ def test_with_the_lease_off_promote_is_unchanged(pair: dict[str, SimpleNamespace
     sw = run_fence(pair, "off", prod_answers=False)
     assert not {"lease_epoch", "lease_wait_seconds", "replica_lag_bound"} & set(sw.report.measured)
     assert [c.name for c in sw.report.checks] == ["fence"] and sw.fence_owed
-    listed = boto3.client("s3", region_name="us-west-2").list_objects_v2(Bucket="cfg-dr")
-    assert listed.get("KeyCount", 0) == 0
+    s3 = boto3.client("s3", region_name="us-west-2")
+    for bucket in ("cfg-dr", lease_bucket(PROJECT, "us-west-2")):
+        assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
