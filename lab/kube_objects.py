@@ -95,10 +95,23 @@ def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str,
     return document
 
 
+def is_patch(resource_type: str) -> bool:
+    """A `kubernetes:*Patch` resource: a partial object of a resource someone else owns (pure)."""
+    return resource_type.startswith("kubernetes:") and resource_type.endswith("Patch")
+
+
 def program_objects(settings: Settings, view: PodView | None = None) -> list[dict[str, Any]]:
-    """Every Kubernetes object the program declares for `settings`' stack, in declaration order."""
+    """Every Kubernetes object the program declares for `settings`' stack, in declaration order, except its patches.
+
+    The application's replica patch (components/application.py) is left out: the lab's stand-in runs in both regions
+    and its count belongs to the lab and the drills until promote moves the application itself (issue 27).
+    """
     evaluation = evaluate(settings)
-    return [lab_object(r.inputs, view) for r in evaluation.resources if r.custom and r.type.startswith("kubernetes:")]
+    return [
+        lab_object(r.inputs, view)
+        for r in evaluation.resources
+        if r.custom and r.type.startswith("kubernetes:") and not is_patch(r.type)
+    ]
 
 
 def namespace_object(name: str) -> dict[str, Any]:

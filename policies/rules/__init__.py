@@ -1,6 +1,7 @@
 """The rules, one module per concern; importing this package registers them all."""
 
 from policies.rules import (
+    application,
     database,
     dns,
     generic,
@@ -12,4 +13,15 @@ from policies.rules import (
     storage,
 )
 
-__all__ = ["database", "dns", "generic", "identity", "kubernetes", "notifications", "objectives", "regions", "storage"]
+__all__ = [
+    "application",
+    "database",
+    "dns",
+    "generic",
+    "identity",
+    "kubernetes",
+    "notifications",
+    "objectives",
+    "regions",
+    "storage",
+]

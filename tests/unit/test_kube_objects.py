@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from components import kafka_mirror
 from drtopo.settings import load_settings
+from evaluation.mock_program import evaluate
 from lab import kube_objects
 
 
@@ -13,7 +14,7 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
     objects = kube_objects.program_objects(load_settings("prod"))
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
-        ["ServiceAccount"] * 3 + ["ConfigMap"] * 2 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 3
+        ["ServiceAccount"] * 3 + ["ConfigMap"] * 3 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 3
     )
     assert {o["metadata"]["namespace"] for o in objects} == {load_settings("prod").kubernetes.namespace}
     deployment = next(o for o in objects if o["kind"] == "Deployment")
@@ -25,6 +26,16 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
                 spec = spec[key]
             containers = spec.get("initContainers", []) + spec["containers"]
             assert containers and all(c["imagePullPolicy"] == "Never" for c in containers)
+
+
+def test_the_application_patch_is_left_to_the_lab() -> None:
+    """The replica patch is declared by the program but not applied by the lab (its stand-in's count is the lab's)."""
+    evaluation = evaluate(load_settings("dr"))
+    patches = [r for r in evaluation.resources if kube_objects.is_patch(r.type)]
+    assert [r.type for r in patches] == ["kubernetes:apps/v1:DeploymentPatch"]
+    names = {(o["kind"], o["metadata"]["name"]) for o in kube_objects.program_objects(load_settings("dr"))}
+    assert ("Deployment", load_settings("dr").application.deployment) not in names
+    assert ("ConfigMap", load_settings("dr").application.endpoints_config_map) in names
 
 
 def test_integral_restores_whole_numbers_only() -> None:
