@@ -757,6 +757,8 @@ def stack_outputs(
             "kafkaBootstrap": own.kafka_bootstrap,
             "peerKafkaBootstrap": peer.kafka_bootstrap,
             "serviceUrl": own.service_url,
+            # The lab answers no DNS name: each stack's record URL is its own region's stand-in, as here.
+            "regionServiceUrl": own.service_url,
             "selfManaged": {
                 "binDir": str(postgres.BIN_DIR),
                 "dataDir": str(layout.data_dir(settings.stack)),
