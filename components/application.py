@@ -38,8 +38,7 @@ def application_namespace(settings: Settings) -> str:
 def replicas_for(settings: Settings, role: Role | None = None) -> int:
     """The application's replicas for `role` (default the stack's): primary's count, or the standby's (0: pilot
     light)."""
-    app = settings.application
-    return app.primary_replicas if (role or settings.role) is Role.PRIMARY else app.standby_replicas
+    return settings.application.replicas(role or settings.role)
 
 
 def endpoints_data(settings: Settings, db_address: str, db_port: int | float) -> dict[str, str]:

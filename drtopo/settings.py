@@ -353,6 +353,10 @@ class Application(_Model):
     def pilot_light(self) -> bool:
         return self.standby_replicas == 0
 
+    def replicas(self, role: Role) -> int:
+        """The application's replicas while its stack is `role` (the program's patch; promote's step, later)."""
+        return self.primary_replicas if role is Role.PRIMARY else self.standby_replicas
+
 
 LOAD_LEVELS = ("light", "default", "heavy")
 

@@ -616,6 +616,14 @@ class Lab:
                 stack_file.name: stack_file.read_text(),
             },
             job_env=kube_workloads.job_env(f"http://{self.node_ip}:{self._port('aws')}"),
+            app_endpoints=(
+                settings.application.endpoints_config_map,
+                {
+                    "DATABASE_WRITER_HOST": self.node_ip,
+                    "DATABASE_WRITER_PORT": str(region.port("postgres")),
+                    "KAFKA_BOOTSTRAP_SERVERS": region.kafka.pod_bootstrap,
+                },
+            ),
         )
 
     def workload_objects(self, stack: str) -> list[dict[str, Any]]:

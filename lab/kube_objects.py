@@ -7,8 +7,9 @@ The only lab changes: numbers that the mocks carry as floats become integers aga
 Run on the lab (a `PodView`), the lab's pods also see the lab, not the mocks: images are the local builds
 (lab/images.py); MirrorMaker's ConfigMap holds `render_mm2_properties` with the lab's pod-side bootstrap addresses
 (and the pod template the checksum of that text, as the program computes it); the backup ConfigMap holds the lab's
-outputs and stack file; the backup jobs get the emulator's endpoint and its dummy credentials from a Secret, and
-PGSSLMODE=disable (the lab's PostgreSQL speaks no TLS; production keeps verify-full).
+outputs and stack file; the application's endpoints ConfigMap the lab's database writer and Kafka; the backup jobs
+get the emulator's endpoint and its dummy credentials from a Secret, and PGSSLMODE=disable (the lab's PostgreSQL
+speaks no TLS; production keeps verify-full).
 Objects go in by server-side apply, as the provider does.
 """
 
@@ -53,6 +54,8 @@ class PodView:
     mm2_properties: str | None = None  # MirrorMaker's ConfigMap file
     backup_files: Mapping[str, str] = field(default_factory=dict)  # the backup ConfigMap's data
     job_env: tuple[dict[str, Any], ...] = ()  # added to (or replacing by name) every backup job container's env
+    # The application's endpoints ConfigMap (by name): the lab's writer and Kafka as its pods reach them.
+    app_endpoints: tuple[str, Mapping[str, str]] | None = None
 
 
 def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +89,8 @@ def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str,
         document["data"] = {kafka_mirror.PROPERTIES_FILE: view.mm2_properties}
     if kind == "ConfigMap" and name == backup_jobs.CONFIG_MAP and view.backup_files:
         document["data"] = dict(view.backup_files)
+    if kind == "ConfigMap" and view.app_endpoints is not None and name == view.app_endpoints[0]:
+        document["data"] = {**document.get("data", {}), **view.app_endpoints[1]}
     if kind == "Deployment" and name == kafka_mirror.NAME and view.mm2_properties is not None:
         annotations = document["spec"]["template"]["metadata"].setdefault("annotations", {})
         annotations[kafka_mirror.CHECKSUM_ANNOTATION] = kafka_mirror.properties_checksum(view.mm2_properties)

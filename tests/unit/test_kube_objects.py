@@ -65,10 +65,11 @@ def lab_view() -> kube_objects.PodView:
         mm2_properties="clusters = a, b\n",
         backup_files={"outputs.json": "{}", "Pulumi.dr.yaml": "config: {}\n"},
         job_env=({"name": "PGSSLMODE", "value": "disable"}, {"name": "AWS_ENDPOINT_URL", "value": "http://n:1"}),
+        app_endpoints=(settings.application.endpoints_config_map, {"DATABASE_WRITER_HOST": "10.0.0.2"}),
     )
 
 
-def test_a_pod_view_changes_only_images_the_lab_files_and_the_jobs_env() -> None:
+def test_a_pod_view_changes_only_images_the_lab_files_the_endpoints_and_the_jobs_env() -> None:
     settings = load_settings("dr")
     plain = {(o["kind"], o["metadata"]["name"]): o for o in kube_objects.program_objects(settings)}
     viewed = {(o["kind"], o["metadata"]["name"]): o for o in kube_objects.program_objects(settings, lab_view())}
@@ -78,6 +79,9 @@ def test_a_pod_view_changes_only_images_the_lab_files_and_the_jobs_env() -> None
         "outputs.json": "{}",
         "Pulumi.dr.yaml": "config: {}\n",
     }
+    endpoints = ("ConfigMap", settings.application.endpoints_config_map)
+    assert viewed[endpoints]["data"] == {**plain[endpoints]["data"], "DATABASE_WRITER_HOST": "10.0.0.2"}
+    assert plain[endpoints]["data"]["DATABASE_WRITER_HOST"] != "10.0.0.2"
     deployment = viewed[("Deployment", "mirror-maker-2")]
     template = deployment["spec"]["template"]
     assert template["spec"]["containers"][0]["image"] == "m:2"
@@ -92,7 +96,7 @@ def test_a_pod_view_changes_only_images_the_lab_files_and_the_jobs_env() -> None
         assert [e["name"] for e in container["env"]].count("PGSSLMODE") == 1
         assert env["AWS_ENDPOINT_URL"]["value"] == "http://n:1"
         assert "valueFrom" in env["PGPASSWORD"]  # still from the Secret
-    for key in plain.keys() - {("ConfigMap", "mirror-maker-2"), ("ConfigMap", "drtopo-backup-config")}:
+    for key in plain.keys() - {("ConfigMap", "mirror-maker-2"), ("ConfigMap", "drtopo-backup-config"), endpoints}:
         if key[0] not in kube_objects.POD_SPEC_PATHS:
             assert plain[key] == viewed[key], key
 
