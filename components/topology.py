@@ -1,5 +1,5 @@
-"""The whole stack for this stack's role: storage, database, DNS failover, the Kafka mirror, the backup jobs and the
-incident topic, and the outputs the scripts read (`StackOutputs`).
+"""The whole stack for this stack's role: storage, database, DNS failover, the Kafka mirror, the backup jobs, the
+application's DR state and the incident topic, and the outputs the scripts read (`StackOutputs`).
 
 `build_topology(settings)` is the program; `__main__.py` only loads the settings and exports what this returns.
 The unit tests and the policy tests evaluate this same function under Pulumi mocks.
@@ -13,6 +13,7 @@ import pulumi
 from pulumi_kubernetes import Provider
 
 from components.alerts import AlertTopic, AlertTopicArgs
+from components.application import Application, ApplicationArgs
 from components.backup_jobs import BackupJobs, BackupJobsArgs
 from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
@@ -47,6 +48,10 @@ def build_topology(settings: Settings) -> dict[str, Any]:
         ),
     )
     instance = database.instance
+    # The application's replicas for this role and its endpoints in this region (its chart owns the Deployment).
+    Application(
+        "application", ApplicationArgs(settings=settings, db_address=instance.address, db_port=instance.port), cluster
+    )
     outputs = outputs_document(
         settings,
         {

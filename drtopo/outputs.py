@@ -63,7 +63,11 @@ class StackOutputs(_Model):
     failover: str
     kafka_bootstrap: str
     peer_kafka_bootstrap: str
+    # The failover record's URL: whichever region Route53 answers.
     service_url: str
+    # This region's own service endpoint (`drtopo:dns.endpoint`), beside the record: one region verified by itself
+    # (absent from outputs written before it).
+    region_service_url: str | None = None
     namespace: str
     objectives: Objectives | None = None
     # The SNS topic the tools tell incidents to, in this stack's region (absent from outputs written before it).
@@ -84,6 +88,15 @@ def bucket_outputs(buckets: Mapping[str, Any]) -> dict[str, Any]:
     return {key: buckets[purpose] for purpose, key in BUCKET_KEYS.items()}
 
 
+def region_service_url(settings: Settings) -> str:
+    """This region's own endpoint, as its health check reaches it: scheme and port from `drtopo:dns` (pure)."""
+    dns = settings.dns
+    scheme = dns.health_check_type.lower()
+    default_port = 443 if scheme == "https" else 80
+    port = "" if dns.health_check_port == default_port else f":{dns.health_check_port}"
+    return f"{scheme}://{dns.endpoint}{port}"
+
+
 def settings_outputs(settings: Settings) -> dict[str, Any]:
     """The outputs a stack's settings decide on their own (the rest come from the resources the stack holds)."""
     return {
@@ -100,6 +113,7 @@ def settings_outputs(settings: Settings) -> dict[str, Any]:
         "kafkaBootstrap": settings.kafka.bootstrap_servers,
         "peerKafkaBootstrap": settings.kafka.peer_bootstrap_servers,
         "serviceUrl": f"https://{settings.dns.record_name}",
+        "regionServiceUrl": region_service_url(settings),
         "namespace": settings.kubernetes.namespace,
         "objectives": settings.objectives.model_dump(by_alias=True),
     }

@@ -325,6 +325,46 @@ class Service(_Model):
     latency_p95_ms: float = Field(default=500, gt=0)
 
 
+# A Kubernetes object name (DNS-1123 label: what a Deployment's and a ConfigMap's names may be).
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Application(_Model):
+    """`drtopo:application`: what DR needs of the service's own Deployment (its chart owns the rest).
+
+    drtopo patches only the replica count per role (server-side apply, its own field manager): `standbyReplicas` 0 is
+    pilot light (the runbook's choice: nothing runs in the standby region until promote starts it), N is warm standby.
+    `startSeconds` is how long the application takes from 0 replicas to serving (image pull, start, readiness): the
+    policy rule pilot-light-within-rto checks that the region-failure RTO leaves room for it.
+    """
+
+    deployment: str = Field(default="interface-exception-collector", pattern=_K8S_NAME, max_length=63)
+    # The application's namespace; default kubernetes.namespace.
+    namespace: str | None = Field(default=None, pattern=_K8S_NAME, max_length=63)
+    primary_replicas: int = Field(default=3, ge=1, le=100)
+    standby_replicas: int = Field(default=0, ge=0, le=100)
+    start_seconds: float = Field(default=300, gt=0)
+    # The ConfigMap of the endpoints the application must use in its region (database writer, Kafka bootstrap).
+    endpoints_config_map: str = Field(default="interface-exception-collector-dr-endpoints", pattern=_K8S_NAME)
+
+    @model_validator(mode="after")
+    def _standby_not_above_primary(self) -> Application:
+        if self.standby_replicas > self.primary_replicas:
+            raise ValueError(
+                f"application.standbyReplicas {self.standby_replicas} is above primaryReplicas "
+                f"{self.primary_replicas}; expected 0 (pilot light) up to primaryReplicas (warm standby)"
+            )
+        return self
+
+    @property
+    def pilot_light(self) -> bool:
+        return self.standby_replicas == 0
+
+    def replicas(self, role: Role) -> int:
+        """The application's replicas while its stack is `role` (the program's patch; promote's step, later)."""
+        return self.primary_replicas if role is Role.PRIMARY else self.standby_replicas
+
+
 LOAD_LEVELS = ("light", "default", "heavy")
 
 
@@ -596,6 +636,7 @@ class Settings(_Model):
     fencing: Fencing = Fencing()
     drill: Drill = Drill()
     notifications: Notifications = Notifications()
+    application: Application = Application()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

@@ -630,6 +630,14 @@ class Lab:
                 peer_file.name: peer_file.read_text(),
             },
             job_env=kube_workloads.job_env(f"http://{self.node_ip}:{self._port('aws')}"),
+            app_endpoints=(
+                settings.application.endpoints_config_map,
+                {
+                    "DATABASE_WRITER_HOST": self.node_ip,
+                    "DATABASE_WRITER_PORT": str(region.port("postgres")),
+                    "KAFKA_BOOTSTRAP_SERVERS": region.kafka.pod_bootstrap,
+                },
+            ),
         )
 
     def workload_objects(self, stack: str) -> list[dict[str, Any]]:
@@ -771,6 +779,8 @@ def stack_outputs(
             "kafkaBootstrap": own.kafka_bootstrap,
             "peerKafkaBootstrap": peer.kafka_bootstrap,
             "serviceUrl": own.service_url,
+            # The lab answers no DNS name: each stack's record URL is its own region's stand-in, as here.
+            "regionServiceUrl": own.service_url,
             "selfManaged": {
                 "binDir": str(postgres.BIN_DIR),
                 "dataDir": str(layout.data_dir(settings.stack)),

@@ -7,9 +7,10 @@ The only lab changes: numbers that the mocks carry as floats become integers aga
 Run on the lab (a `PodView`), the lab's pods also see the lab, not the mocks: images are the local builds
 (lab/images.py); MirrorMaker's ConfigMap holds `render_mm2_properties` with the lab's pod-side bootstrap addresses
 (and the pod template the checksum of that text, as the program computes it); the backup ConfigMap holds the lab's
-outputs and stack file, the readiness check's ConfigMap both stacks' outputs and stack files; the backup jobs (every
-CronJob) get the emulator's endpoint and its dummy credentials from a Secret, and PGSSLMODE=disable (the lab's
-PostgreSQL speaks no TLS; production keeps verify-full).
+outputs and stack file, the readiness check's ConfigMap both stacks' outputs and stack files, the application's
+endpoints ConfigMap the lab's database writer and Kafka; the backup jobs (every CronJob) get the emulator's endpoint
+and its dummy credentials from a Secret, and PGSSLMODE=disable (the lab's PostgreSQL speaks no TLS; production keeps
+verify-full).
 Objects go in by server-side apply, as the provider does.
 """
 
@@ -56,6 +57,8 @@ class PodView:
     backup_files: Mapping[str, str] = field(default_factory=dict)  # the backup ConfigMap's data
     readiness_files: Mapping[str, str] = field(default_factory=dict)  # the readiness check's ConfigMap's data
     job_env: tuple[dict[str, Any], ...] = ()  # added to (or replacing by name) every backup job container's env
+    # The application's endpoints ConfigMap (by name): the lab's writer and Kafka as its pods reach them.
+    app_endpoints: tuple[str, Mapping[str, str]] | None = None
 
 
 def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +97,8 @@ def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str,
     if kind == "CronJob" and name == schedule.JOB and view.readiness_files:
         # Run on demand only (`kubectl create job --from`): an hourly run would race a test's own publish.
         document["spec"]["suspend"] = True
+    if kind == "ConfigMap" and view.app_endpoints is not None and name == view.app_endpoints[0]:
+        document["data"] = {**document.get("data", {}), **view.app_endpoints[1]}
     if kind == "Deployment" and name == kafka_mirror.NAME and view.mm2_properties is not None:
         annotations = document["spec"]["template"]["metadata"].setdefault("annotations", {})
         annotations[kafka_mirror.CHECKSUM_ANNOTATION] = kafka_mirror.properties_checksum(view.mm2_properties)
@@ -103,10 +108,23 @@ def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str,
     return document
 
 
+def is_patch(resource_type: str) -> bool:
+    """A `kubernetes:*Patch` resource: a partial object of a resource someone else owns (pure)."""
+    return resource_type.startswith("kubernetes:") and resource_type.endswith("Patch")
+
+
 def program_objects(settings: Settings, view: PodView | None = None) -> list[dict[str, Any]]:
-    """Every Kubernetes object the program declares for `settings`' stack, in declaration order."""
+    """Every Kubernetes object the program declares for `settings`' stack, in declaration order, except its patches.
+
+    The application's replica patch (components/application.py) is left out: the lab's stand-in runs in both regions
+    and its count belongs to the lab and the drills until promote moves the application itself (issue 27).
+    """
     evaluation = evaluate(settings)
-    return [lab_object(r.inputs, view) for r in evaluation.resources if r.custom and r.type.startswith("kubernetes:")]
+    return [
+        lab_object(r.inputs, view)
+        for r in evaluation.resources
+        if r.custom and r.type.startswith("kubernetes:") and not is_patch(r.type)
+    ]
 
 
 def namespace_object(name: str) -> dict[str, Any]:

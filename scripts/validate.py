@@ -1,9 +1,12 @@
 """python -m scripts.validate: the runbook's post-recovery checks, each with its value and limit.
 
-Service health and p95 latency; tables, row counts, unique transactions, record ages, status breakdown; measured
-RPO against the region-failure objective (`--since`, the disaster time); Kafka topics, MirrorMaker 2 lag per topic,
-consumer group offsets; and with `--against` a comparison of every table with another database (counts, checksums
-per key range, then the differing keys). Exit 0 when every check passes, 1 when one fails, 2 for bad input.
+The stack must be the primary (`--expect standby` checks a standby): its role (the role marker, else its
+settings), and its database accepting a write (a rolled-back probe). Service health and p95 latency at the stack's
+own region, and which region the failover record answers; tables, row counts, unique transactions, record ages,
+status breakdown; measured RPO against the region-failure objective (`--since`, the disaster time); Kafka topics,
+whether the MirrorMaker 2 flow runs, its lag per topic, consumer group offsets; and with `--against` a comparison of
+every table with another database (counts, checksums per key range, then the differing keys). Exit 0 when every
+check passes, 1 when one fails, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from drtopo.context import Context
 from drtopo.database.compare import DEFAULT_LIMIT
 from drtopo.outputs import load_outputs, peer_outputs
 from drtopo.report import BadInput, settings_for
+from drtopo.settings import Role
 from scripts.cli import finish, main_guard, new_report, parser
 
 
@@ -26,13 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--against", metavar="STACK|DSN", help="compare every table with this stack's database or a PostgreSQL DSN"
     )
-    p.add_argument("--since", metavar="TIME", help="the disaster time (ISO 8601 with offset): measure the RPO")
+    p.add_argument(
+        "--since",
+        metavar="TIME",
+        help="the disaster time (ISO 8601 with offset): measure the RPO (default: when the last promote's journal "
+        "says the primary was last heard from)",
+    )
     p.add_argument("--requests", type=int, default=20, help="requests for the latency p95 (default 20)")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="differing keys listed per table (default 20)")
     p.add_argument(
         "--max-mirror-lag", type=int, default=100, metavar="RECORDS", help="allowed MirrorMaker lag per topic"
     )
     p.add_argument("--skip", action="append", default=[], choices=GROUPS, help="leave out a group of checks")
+    p.add_argument(
+        "--expect",
+        choices=[r.value for r in Role],
+        default=Role.PRIMARY.value,
+        help="the role the stack must be in: primary (default: after a recovery, the stack promote made primary; its "
+        "database must accept a write) or standby (a standby's own checks)",
+    )
     return p
 
 
@@ -60,6 +76,7 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         limit=args.limit,
         max_mirror_lag=args.max_mirror_lag,
         peer=peer_outputs(args.outputs, settings.peer_stack),
+        expect=Role(args.expect),
     )
     report.log = new_report(ctx).log
     return finish(report, args.json_path, strict=args.strict)

@@ -5,6 +5,8 @@ group's committed offsets valid per partition.
 Offsets and lag come from `drtopo.kafka.lag`. The mirror flows from the primary's cluster into the standby's: for a
 standby stack it is measured from the peer into this cluster; for a primary stack from this cluster into the peer's,
 and skipped (reported as a skip, never a pass) when the peer cluster is down, as it is while the peer region is lost.
+Lag is reported only of a flow that runs (`kafka.mirror_flow`, from its Connect status: `drtopo.kafka.flow`): a
+standby whose flow stopped fails; a primary whose flow is not rebuilt yet gets a skip.
 
 All Kafka I/O runs in one child process (`drtopo.kafka.isolated`): a crash of the Kafka client library (a SIGSEGV
 inside librdkafka) or a hang fails the check it happened in with a one-line reason, a fresh child runs the checks
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from confluent_kafka import KafkaException
 
 from drtopo.kafka import admin as kafka_admin
+from drtopo.kafka import flow as kafka_flow
 from drtopo.kafka import isolated
 from drtopo.kafka import lag as kafka_lag
 from drtopo.kafka.offsets import OffsetSyncError
@@ -29,8 +32,13 @@ from drtopo.settings import Settings
 
 PROBE_TIMEOUT = 2.0
 # The checks in the order they run; each is one item of the isolated child's stream.
-TOPICS, GROUP_OFFSETS, MIRROR_LAG = "kafka.topics", "kafka.group_offsets", "kafka.mirror_lag"
-STEPS = (TOPICS, GROUP_OFFSETS, MIRROR_LAG)
+TOPICS, GROUP_OFFSETS, MIRROR_FLOW, MIRROR_LAG = (
+    "kafka.topics",
+    "kafka.group_offsets",
+    "kafka.mirror_flow",
+    "kafka.mirror_lag",
+)
+STEPS = (TOPICS, GROUP_OFFSETS, MIRROR_FLOW, MIRROR_LAG)
 # Longest a step may go without an answer: a few Kafka calls of admin.TIMEOUT each, plus the child's start-up.
 STEP_TIMEOUT = 90.0
 
@@ -91,17 +99,60 @@ def _age(seconds: float | None) -> str:
     return "of unknown age" if seconds is None else f"{seconds:.1f} s old"
 
 
-def mirror_checks(report: Report, settings: Settings, outputs: StackOutputs, max_lag: int) -> None:
+def _flow(settings: Settings, outputs: StackOutputs) -> tuple[str, str, str, str]:
+    """(source bootstrap, target bootstrap, source alias, target alias) of the flow this stack's role concerns:
+    into this region while it is the standby, out of it while it is the primary."""
+    own, peer = cluster_alias(settings.region), cluster_alias(settings.peer_region)
+    if settings.is_primary:
+        return outputs.kafka_bootstrap, outputs.peer_kafka_bootstrap, own, peer
+    return outputs.peer_kafka_bootstrap, outputs.kafka_bootstrap, peer, own
+
+
+def flow_check(report: Report, settings: Settings, outputs: StackOutputs) -> bool | None:
+    """`kafka.mirror_flow`: the MirrorMaker 2 flow the lag checks measure runs (its Connect status on the target).
+
+    A standby's flow (peer -> here) must run: a fail when it does not. A primary's flow (here -> peer) runs only once
+    the peer region is back and mirroring is rebuilt: a skip until then, never a pass. Returns whether it runs
+    (None: not known).
+    """
+    _source, target, source_alias, target_alias = _flow(settings, outputs)
+    down = unreachable(target)
+    if down is None:
+        try:
+            state = kafka_flow.flow_state(target, source_alias, target_alias)
+        except (KafkaException, TimeoutError) as exc:
+            down = _reason(exc)
+        else:
+            report.measured["mirror_flow"] = {"flow": state.flow, "running": state.running, "states": state.states}
+            if state.running or not settings.is_primary:
+                report.check(MIRROR_FLOW, state.running, state.describe(), value="running" if state.running else "not")
+            else:
+                report.skip(MIRROR_FLOW, f"not running: this stack is primary and {state.describe()}")
+            return state.running
+    flow = f"{source_alias}->{target_alias}"
+    if settings.is_primary:
+        report.skip(MIRROR_FLOW, f"not known: this stack is primary and the target of {flow} is down ({down})")
+    else:
+        report.check(MIRROR_FLOW, False, f"flow {flow} unknown: its target {target} does not answer ({down})")
+    return None
+
+
+def mirror_checks(
+    report: Report, settings: Settings, outputs: StackOutputs, max_lag: int, running: bool | None = None
+) -> None:
     """`kafka.mirror_lag.<topic>`: records the target cluster is behind the source, per mirrored topic.
 
     The value is records behind (limit `max_lag`); the detail and `measured["mirror_lag_seconds"]` say how old the
-    oldest record not yet copied is.
+    oldest record not yet copied is. A primary's lag is measured only for a flow that runs (`running`): the offsets of
+    a flow that stopped say nothing of the mirror, so they are a skip, never a pass.
     """
     topics = settings.kafka.mirrored_topics
-    if settings.is_primary:
-        source, target = outputs.kafka_bootstrap, outputs.peer_kafka_bootstrap
-    else:
-        source, target = outputs.peer_kafka_bootstrap, outputs.kafka_bootstrap
+    source, target, source_alias, target_alias = _flow(settings, outputs)
+    if settings.is_primary and running is False:
+        report.skip(
+            MIRROR_LAG, f"not measured: this stack is primary and flow {source_alias}->{target_alias} is not running"
+        )
+        return
     down = unreachable(source) or unreachable(target)
     lag = None
     if not down:
@@ -152,6 +203,7 @@ def run_steps(settings: Settings, outputs: StackOutputs, max_lag: int, first: in
     """
     topics = tuple(t.name for t in settings.kafka.topics)
     reachable = True
+    running: bool | None = None
     for step in STEPS[first:]:
         part = Report()
         if step == TOPICS:
@@ -159,8 +211,10 @@ def run_steps(settings: Settings, outputs: StackOutputs, max_lag: int, first: in
         elif step == GROUP_OFFSETS:
             if reachable:
                 offsets_check(part, outputs.kafka_bootstrap, settings.kafka.consumer_group, topics)
+        elif step == MIRROR_FLOW:
+            running = flow_check(part, settings, outputs)
         else:
-            mirror_checks(part, settings, outputs, max_lag)
+            mirror_checks(part, settings, outputs, max_lag, running)
         yield part
 
 

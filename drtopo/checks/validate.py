@@ -1,6 +1,9 @@
 """The runbook's post-recovery checks in one run: service, database, comparison with another database, Kafka.
 
 `validate` runs each group not skipped and returns the report; `against_conninfo` resolves what `--against` names.
+The stack is expected in a role (`expect`, primary by default: the stack a recovery made primary), and checks that
+tell a recovered stack from one that is not go first (drtopo/checks/recovery.py). The service is checked at the
+stack's own region (`regionServiceUrl`), the failover record separately (`service.record`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from drtopo.checks.db import (
     split_brain_check,
     table_checks,
 )
+from drtopo.checks.disaster import disaster_time
 from drtopo.checks.kafka import kafka_checks
+from drtopo.checks.recovery import record_check, role_check, write_probe
 from drtopo.checks.service import health_check, latency_check
 from drtopo.database.compare import DEFAULT_LIMIT, CompareError, compare
 from drtopo.database.connect import connect
 from drtopo.failover.pending import settle
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import BadInput, Report
-from drtopo.settings import REPO_DIR, Settings, stacks
+from drtopo.settings import REPO_DIR, Role, Settings, stacks
 
 GROUPS = ("service", "database", "kafka", "compare")
 
@@ -118,14 +123,27 @@ def validate(
     limit: int = DEFAULT_LIMIT,
     max_mirror_lag: int = 100,
     peer: StackOutputs | None = None,
+    expect: Role = Role.PRIMARY,
 ) -> Report:
-    """Every check group of GROUPS not in `skip`; `other` adds the comparison, `since` the measured RPO. With the
-    peer's outputs, a fence owed to it is paid first and the split-brain check sees both databases."""
+    """Every check group of GROUPS not in `skip`; `other` adds the comparison, `since` the measured RPO (default:
+    when the last promote's journal says the primary was last heard from, drtopo/checks/disaster.py). With the
+    peer's outputs, a fence owed to it is paid first and the split-brain check sees both databases. The stack must
+    be `expect` (`stack.role`); a primary's database must accept a write (`db.write_probe`)."""
     report = Report()
+    role_check(report, settings, outputs, expect)
+    if since is None and "database" not in skip:
+        found = disaster_time(outputs)
+        since = found.at
+        report.measured["since"] = {"at": since.isoformat() if since else None, "source": found.source}
+    elif since is not None:
+        report.measured["since"] = {"at": since.isoformat(), "source": "--since"}
     if "database" not in skip:
         pair_checks(report, settings, outputs, peer)
-    if "service" not in skip and health_check(report, outputs.service_url, settings.service.health_path):
-        latency_check(report, outputs.service_url, requests, settings.service.latency_p95_ms)
+    if "service" not in skip:
+        url = outputs.region_service_url or outputs.service_url
+        if health_check(report, url, settings.service.health_path):
+            latency_check(report, url, requests, settings.service.latency_p95_ms)
+        record_check(report, outputs, expect)
     if not {"database", "compare"} <= skip:
         try:
             conn = connect(outputs)
@@ -136,6 +154,8 @@ def validate(
         else:
             with conn:
                 if "database" not in skip:
+                    if expect is Role.PRIMARY:
+                        write_probe(report, conn)
                     database_checks(report, conn, settings, since)
                 if other is not None and "compare" not in skip:
                     compare_checks(report, conn, other, settings.database.tables, limit)

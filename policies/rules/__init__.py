@@ -1,6 +1,7 @@
 """The rules, one module per concern; importing this package registers them all."""
 
 from policies.rules import (
+    application,
     database,
     dns,
     fencing,
@@ -15,6 +16,7 @@ from policies.rules import (
 )
 
 __all__ = [
+    "application",
     "database",
     "dns",
     "fencing",

@@ -62,6 +62,8 @@ def validate_dr(lab: Lab, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
         "service",
         "--skip",
         "kafka",
+        "--expect",
+        "standby",  # dr as the pair was built; the split brain is what is checked
         timeout=120,
     )
     assert report.is_file(), proc.stderr

@@ -1,5 +1,6 @@
 """`python -m scripts.validate` on the lab: each check passing, then failing for a real fault, then restored.
 
+Before any failover dr is not a recovered stack (not primary, no write accepted) while prod passes those checks.
 Faults: rows the standby has not replayed (WAL replay paused while prod changes: one inserted, one deleted, one
 updated row), a disaster time beyond the RPO objective, a stopped service, a latency limit no service can meet, a
 dropped table and duplicated transactions, and on Kafka a deleted topic, MirrorMaker stopped while records are
@@ -67,11 +68,18 @@ def seeded(lab: Lab) -> Lab:
 
 
 def validate(
-    lab: Lab, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    lab: Lab,
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stack: str = "dr",
+    expect: str | None = "standby",
 ) -> tuple[int, dict[str, Any], dict[str, dict[str, Any]]]:
-    """Run the CLI on dr; returns exit code, the JSON report and its checks by name."""
+    """Run the CLI on `stack` (dr, checked as the standby it is unless `expect` says otherwise; None: the command's
+    default, post-recovery); returns exit code, the JSON report and its checks by name."""
     report = tmp_path / f"report-{time.monotonic_ns()}.json"
-    command = ["-m", "scripts.validate", "--stack", "dr", "--outputs", str(lab.dr.outputs_path)]
+    command = ["-m", "scripts.validate", "--stack", stack, "--outputs", str(lab.region(stack).outputs_path)]
+    command += ["--expect", expect] if expect else []
     proc = subprocess.run(
         [sys.executable, *command, "--json", str(report), *args],
         cwd=REPO,
@@ -105,6 +113,38 @@ def test_recovered_standby_passes_database_service_and_comparison_checks(seeded:
     assert checks["service.latency_p95"]["limit"] == settings.service.latency_p95_ms
     assert checks["compare.keys.interface_exceptions"]["value"] == 0
     assert checks["compare.rows.retry_attempts"]["value"] == ROWS
+
+
+def test_the_standby_before_any_failover_is_not_a_recovered_stack(seeded: Lab, tmp_path: Path) -> None:
+    """What an on-call engineer runs after a failover, run before one: dr is not primary and takes no write."""
+    code, report, checks = validate(seeded, tmp_path, "--skip", "kafka", expect=None)
+    assert code == 1 and not report["ok"]
+    role = checks["stack.role"]
+    assert not role["ok"] and (role["value"], role["limit"]) == ("standby", "primary")
+    assert role["detail"].startswith("dr is not primary: it is standby"), role
+    probe = checks["db.write_probe"]
+    assert not probe["ok"] and "read-only transaction" in probe["detail"], probe
+    # Route53 answers prod: the record is checked apart from dr's own region, which answers healthy.
+    assert not checks["service.record"]["ok"] and checks["service.record"]["value"] == "us-east-1"
+    assert checks["service.health"]["ok"] and seeded.dr.service.gated_url in checks["service.health"]["detail"]
+
+
+def test_the_primary_passes_the_recovery_checks_and_the_probe_leaves_nothing(seeded: Lab, tmp_path: Path) -> None:
+    with primary(seeded) as prod:
+        before = prod.execute(
+            "SELECT count(*), (SELECT last_value FROM interface_exceptions_id_seq) FROM interface_exceptions"
+        ).fetchone()
+    code, report, checks = validate(seeded, tmp_path, "--skip", "kafka", stack="prod", expect=None)
+    assert code == 0, [c for c in report["checks"] if not c["ok"]]
+    assert checks["stack.role"]["value"] == "primary" and "prod is primary" in checks["stack.role"]["detail"]
+    assert checks["db.write_probe"]["ok"] and "rolled back" in checks["db.write_probe"]["detail"]
+    assert checks["service.record"]["value"] == "us-east-1"
+    with primary(seeded) as prod:
+        after = prod.execute(
+            "SELECT count(*), (SELECT last_value FROM interface_exceptions_id_seq) FROM interface_exceptions"
+        ).fetchone()
+        assert prod.execute("SELECT count(*) FROM interface_exceptions WHERE id < 0").fetchone() == (0,)
+    assert after == before
 
 
 def test_rows_the_standby_lacks_are_listed_as_missing_extra_changed(seeded: Lab, tmp_path: Path) -> None:
@@ -230,6 +270,7 @@ def test_kafka_checks_pass_on_a_mirrored_standby(kafka: Lab, tmp_path: Path) -> 
     assert checks["kafka.topics"]["value"] == checks["kafka.topics"]["limit"] == 8
     assert checks["kafka.mirror_lag.OrderRejected"]["value"] == 0
     assert checks["kafka.group_offsets"]["value"] == 0
+    assert checks["kafka.mirror_flow"]["ok"] and "us-east-1->us-west-2" in checks["kafka.mirror_flow"]["detail"]
 
 
 def test_a_dropped_topic_fails(kafka: Lab, tmp_path: Path) -> None:
@@ -271,6 +312,7 @@ def test_mirrormaker_stopped_lets_lag_grow(kafka: Lab, tmp_path: Path) -> None:
     assert code == 1
     lag = checks["kafka.mirror_lag.OrderRejected"]
     assert not lag["ok"] and lag["value"] >= 150 and lag["limit"] == 100
+    assert not checks["kafka.mirror_flow"]["ok"] and "RUNNING" not in checks["kafka.mirror_flow"]["detail"]
     assert report["measured"]["mirror_lag_records"]["OrderRejected"] >= 150
     _mirror_settled(kafka)
     code, _, checks = validate(kafka, tmp_path, *KAFKA_ONLY)

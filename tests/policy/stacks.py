@@ -413,6 +413,32 @@ def kubernetes(settings: Settings) -> list[Resource]:
     ]
 
 
+def application(settings: Settings) -> list[Resource]:
+    """The application's replica patch for the role and its endpoints ConfigMap."""
+    app = settings.application
+    replicas = app.primary_replicas if settings.is_primary else app.standby_replicas
+    metadata = {"name": app.deployment, "namespace": settings.kubernetes.namespace}
+    return [
+        res(
+            settings,
+            types.K8S_DEPLOYMENT_PATCH,
+            "application-replicas",
+            {"metadata": metadata, "spec": {"replicas": replicas}},
+        ),
+        res(
+            settings,
+            types.K8S_CONFIGMAP,
+            "application-endpoints",
+            {
+                "data": {
+                    "DATABASE_WRITER_HOST": "db.internal",
+                    "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+                }
+            },
+        ),
+    ]
+
+
 def workload_identity(settings: Settings) -> list[Resource]:
     """With an OIDC issuer: one IRSA role per backup job, least privilege, its ServiceAccount annotated."""
     if settings.kubernetes.oidc_issuer is None:
@@ -513,6 +539,7 @@ def readiness(settings: Settings) -> list[Resource]:
 def baseline(settings: Settings) -> list[Resource]:
     """A stack that complies with every rule for `settings`."""
     found = storage(settings) + database(settings) + dns(settings) + notifications(settings) + kubernetes(settings)
+    found += application(settings)
     found += workload_identity(settings)
     found += readiness(settings)
     if settings.kubernetes.oidc_issuer is not None:

@@ -710,6 +710,42 @@ CASES = [
         stack="dr",
         overrides=OIDC["dr"],
     ),
+    # application
+    Case(
+        "pilot-light-within-rto",
+        "rto-too-short",
+        lambda rs, s: rs,
+        "standby replicas = 0; required >= 1 (warm standby), or a region-failure RTO of at least 480 s (detection "
+        "30 s + decision 120 s + dns 30 s + application start (drtopo:application.startSeconds) 300 s = 480 s "
+        "exceeds the region-failure RTO of 300 s)",
+        stack="dr",
+        overrides=json.dumps({"objectives": {"regionFailure": {"rtoMinutes": 5, "rpoMinutes": 0.1}}}),
+    ),
+    Case(
+        "pilot-light-within-rto",
+        "slow-start",
+        lambda rs, s: rs,
+        "= 7480 s exceeds the region-failure RTO of 7200 s",
+        stack="prod",
+        overrides=json.dumps(
+            {
+                "application": {"startSeconds": 7300},
+                "objectives": {"regionFailure": {"rtoMinutes": 120, "rpoMinutes": 0.1}},
+            }
+        ),
+    ),
+    Case(
+        "pilot-light-within-rto",
+        "primary-scaled-to-zero",
+        set_(t.K8S_DEPLOYMENT_PATCH, "application-replicas", "spec.replicas", 0),
+        "DeploymentPatch 'application-replicas': spec.replicas = 0; required 3",
+    ),
+    Case(
+        "pilot-light-within-rto",
+        "missing",
+        drop(t.K8S_DEPLOYMENT_PATCH),
+        "DeploymentPatch of interface-exception-collector = (not set)",
+    ),
 ]
 
 

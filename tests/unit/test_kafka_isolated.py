@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from drtopo.checks import kafka as kafka_checks_module
-from drtopo.checks.kafka import GROUP_OFFSETS, MIRROR_LAG, STEPS, TOPICS, kafka_checks, mirror_offset_syncs
+from drtopo.checks.kafka import (
+    GROUP_OFFSETS,
+    MIRROR_FLOW,
+    MIRROR_LAG,
+    STEPS,
+    TOPICS,
+    kafka_checks,
+    mirror_offset_syncs,
+)
 from drtopo.kafka.isolated import IsolatedError, death_reason
 from drtopo.kafka.lag import OffsetSyncs
 from drtopo.outputs import StackOutputs
@@ -58,10 +66,11 @@ def test_a_crashed_step_fails_with_the_reason_and_the_steps_after_it_still_run(
     assert outcomes == [
         (TOPICS, PASS, "fine"),
         (GROUP_OFFSETS, FAIL, "librdkafka crashed (SIGSEGV) in kafka.group_offsets"),
+        (MIRROR_FLOW, PASS, "fine"),
         (MIRROR_LAG, PASS, "fine"),
     ]
     assert starts == [0, 2]  # one child, and a fresh one for the steps after the crash
-    assert report.measured == {TOPICS: 1, MIRROR_LAG: 1}
+    assert report.measured == {TOPICS: 1, MIRROR_FLOW: 1, MIRROR_LAG: 1}
     assert report.exit_code() == 1
 
 
@@ -79,8 +88,8 @@ def test_a_child_that_always_dies_fails_every_step_and_starts_at_most_one_child_
     report = Report()
     kafka_checks(report, load_settings("dr"), StackOutputs.model_construct(), 100)
     assert [(c.name, c.outcome) for c in report.checks] == [(s, FAIL) for s in STEPS]
-    assert report.checks[2].detail == "no answer within 90 s (the child was killed) in kafka.mirror_lag"
-    assert starts == [0, 1, 2]
+    assert report.checks[-1].detail == "no answer within 90 s (the child was killed) in kafka.mirror_lag"
+    assert starts == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("stack", ["dr", "prod"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from components import kafka_mirror
 from drtopo.settings import load_settings
+from evaluation.mock_program import evaluate
 from lab import kube_objects
 
 
@@ -13,8 +14,9 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
     objects = kube_objects.program_objects(load_settings("prod"))
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
-        # the readiness check's ServiceAccount, ConfigMap and CronJob (suspended on the primary) among them
-        ["ServiceAccount"] * 4 + ["ConfigMap"] * 3 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 4
+        # the readiness check's ServiceAccount, ConfigMap and CronJob (suspended on the primary), the application's
+        # endpoints ConfigMap among them
+        ["ServiceAccount"] * 4 + ["ConfigMap"] * 4 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 4
     )
     assert {o["metadata"]["namespace"] for o in objects} == {load_settings("prod").kubernetes.namespace}
     deployment = next(o for o in objects if o["kind"] == "Deployment")
@@ -26,6 +28,16 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
                 spec = spec[key]
             containers = spec.get("initContainers", []) + spec["containers"]
             assert containers and all(c["imagePullPolicy"] == "Never" for c in containers)
+
+
+def test_the_application_patch_is_left_to_the_lab() -> None:
+    """The replica patch is declared by the program but not applied by the lab (its stand-in's count is the lab's)."""
+    evaluation = evaluate(load_settings("dr"))
+    patches = [r for r in evaluation.resources if kube_objects.is_patch(r.type)]
+    assert [r.type for r in patches] == ["kubernetes:apps/v1:DeploymentPatch"]
+    names = {(o["kind"], o["metadata"]["name"]) for o in kube_objects.program_objects(load_settings("dr"))}
+    assert ("Deployment", load_settings("dr").application.deployment) not in names
+    assert ("ConfigMap", load_settings("dr").application.endpoints_config_map) in names
 
 
 def test_integral_restores_whole_numbers_only() -> None:
@@ -55,10 +67,11 @@ def lab_view() -> kube_objects.PodView:
         mm2_properties="clusters = a, b\n",
         backup_files={"outputs.json": "{}", "Pulumi.dr.yaml": "config: {}\n"},
         job_env=({"name": "PGSSLMODE", "value": "disable"}, {"name": "AWS_ENDPOINT_URL", "value": "http://n:1"}),
+        app_endpoints=(settings.application.endpoints_config_map, {"DATABASE_WRITER_HOST": "10.0.0.2"}),
     )
 
 
-def test_a_pod_view_changes_only_images_the_lab_files_and_the_jobs_env() -> None:
+def test_a_pod_view_changes_only_images_the_lab_files_the_endpoints_and_the_jobs_env() -> None:
     settings = load_settings("dr")
     plain = {(o["kind"], o["metadata"]["name"]): o for o in kube_objects.program_objects(settings)}
     viewed = {(o["kind"], o["metadata"]["name"]): o for o in kube_objects.program_objects(settings, lab_view())}
@@ -68,6 +81,9 @@ def test_a_pod_view_changes_only_images_the_lab_files_and_the_jobs_env() -> None
         "outputs.json": "{}",
         "Pulumi.dr.yaml": "config: {}\n",
     }
+    endpoints = ("ConfigMap", settings.application.endpoints_config_map)
+    assert viewed[endpoints]["data"] == {**plain[endpoints]["data"], "DATABASE_WRITER_HOST": "10.0.0.2"}
+    assert plain[endpoints]["data"]["DATABASE_WRITER_HOST"] != "10.0.0.2"
     deployment = viewed[("Deployment", "mirror-maker-2")]
     template = deployment["spec"]["template"]
     assert template["spec"]["containers"][0]["image"] == "m:2"
@@ -82,7 +98,7 @@ def test_a_pod_view_changes_only_images_the_lab_files_and_the_jobs_env() -> None
         assert [e["name"] for e in container["env"]].count("PGSSLMODE") == 1
         assert env["AWS_ENDPOINT_URL"]["value"] == "http://n:1"
         assert "valueFrom" in env["PGPASSWORD"]  # still from the Secret
-    for key in plain.keys() - {("ConfigMap", "mirror-maker-2"), ("ConfigMap", "drtopo-backup-config")}:
+    for key in plain.keys() - {("ConfigMap", "mirror-maker-2"), ("ConfigMap", "drtopo-backup-config"), endpoints}:
         if key[0] not in kube_objects.POD_SPEC_PATHS:
             assert plain[key] == viewed[key], key
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drtopo.outputs import OUTPUT_KEYS, StackOutputs, outputs_document
+from drtopo.outputs import OUTPUT_KEYS, StackOutputs, outputs_document, region_service_url
 from drtopo.settings import PROJECT, load_settings
 from evaluation.mock_program import Evaluation, evaluate
 from tests.k8s_schema import validate_manifest
@@ -50,6 +50,9 @@ def test_exports_validate_as_stack_outputs(stack: Evaluation) -> None:
     assert outputs.set_identifier == settings.region
     assert outputs.kafka_bootstrap == settings.kafka.bootstrap_servers
     assert outputs.service_url == f"https://{settings.dns.record_name}"
+    # Beside the record, this region's own endpoint (prod: api-us-east-1..., dr: api-us-west-2...).
+    assert outputs.region_service_url == f"https://{settings.dns.endpoint}"
+    assert settings.region in outputs.region_service_url
     assert stack.exports["objectives"]["regionFailure"] == {"rtoMinutes": 240, "rpoMinutes": 15}
 
 
@@ -77,7 +80,8 @@ def test_stateful_resources_are_protected(stack: Evaluation) -> None:
 
 
 def test_every_kubernetes_object_validates_strictly(stack: Evaluation) -> None:
-    objects = [r for r in stack.resources if r.type.startswith("kubernetes:")]
+    # A patch is a partial object of a resource another owner declares: tests/unit/test_application.py checks it.
+    objects = [r for r in stack.resources if r.type.startswith("kubernetes:") and not r.type.endswith("Patch")]
     kinds = {r.inputs["kind"] for r in objects}
     assert {"Deployment", "ConfigMap", "ServiceAccount", "CronJob", "Role", "RoleBinding"} <= kinds
     for resource in objects:
@@ -190,7 +194,21 @@ def test_every_kubernetes_object_goes_through_the_stacks_own_cluster(prod: Evalu
         (provider,) = ev.of_type("pulumi:providers:kubernetes")
         assert provider.inputs == {"context": ev.settings.kubernetes.context}
         objects = [r for r in ev.resources if r.type.startswith("kubernetes:")]
-        assert len(objects) == 14
+        assert len(objects) == 16  # 11, the readiness check's three, the application's endpoints and patch
         assert {r.provider for r in objects} == {f"{provider.urn}::{provider.name}-id"}
         contexts.append(provider.inputs["context"])
     assert contexts == ["biopro-us-east-1", "biopro-us-west-2"]
+
+
+@pytest.mark.parametrize(
+    ("dns", "url"),
+    [
+        ({}, "https://api-us-west-2.exceptions.biopro.example"),
+        ({"healthCheckType": "HTTP", "healthCheckPort": 80}, "http://api-us-west-2.exceptions.biopro.example"),
+        ({"healthCheckType": "HTTP", "healthCheckPort": 8080}, "http://api-us-west-2.exceptions.biopro.example:8080"),
+    ],
+)
+def test_the_region_service_url_is_where_the_health_check_reaches(dns: dict, url: str) -> None:
+    settings = load_settings("dr")
+    merged = {**settings.dns.model_dump(by_alias=True), **dns}
+    assert region_service_url(load_settings("dr", overrides={"dns": merged})) == url
