@@ -152,16 +152,24 @@ def test_config_backup_restores_byte_for_byte(lab: Lab, tmp_path: Path) -> None:
         code, report = run_cli(backup.main, ["config", *stack_args(lab)], tmp_path / "b.json")
         assert code == 0, report
         found = checks(report)
-        # The lab's cluster holds the stack's objects: they are exported beside the files (Secrets by name only).
+        # The lab's cluster holds the stack's objects: they are exported beside the files (Secrets: the declared
+        # inventory, never a value).
         assert found["kubernetes objects"]["outcome"] == "pass", found["kubernetes objects"]
         exported = [name for name in found if name.startswith("uploaded kubernetes/")]
-        assert any(name.endswith("/deployments.yaml") for name in exported), exported
+        for kind in ("namespace", "deployments.apps", "configmaps"):
+            assert any(name.endswith(f"/{kind}.yaml") for name in exported), (kind, exported)
+        assert any(name.endswith("/secret-inventory.json") for name in exported), exported
         # + the rendered MirrorMaker properties + each exported kind
         assert report["measured"]["files"] == len(originals) + 1 + len(exported)
         for name in originals:
             (project / name).unlink()
         code, report = run_cli(restore.main, ["config", *stack_args(lab)], tmp_path / "r.json")
         assert code == 0, report
+        restored = checks(report)
+        assert restored["kubernetes objects"]["outcome"] == "pass", restored["kubernetes objects"]
+        assert restored["kubernetes objects"]["detail"].startswith("applied "), restored["kubernetes objects"]
+        # The database Secret came from the secret store (the lab's password), not from the backup.
+        assert restored[f"secret {lab.prod.settings.kubernetes.database_secret}"]["outcome"] == "pass", restored
         assert {p.name: p.read_bytes() for p in project.glob("Pulumi*.yaml")} == originals
         mirror = project / "mirrormaker" / "prod.properties"
         assert b"rendered by drtopo" in mirror.read_bytes()
