@@ -617,7 +617,9 @@ class Lab:
                 "outputs.json": json.dumps(outputs, indent=2, sort_keys=True),
                 stack_file.name: stack_file.read_text(),
             },
-            job_env=kube_workloads.job_env(f"http://{self.node_ip}:{self._port('aws')}"),
+            job_env=kube_workloads.job_env(
+                f"http://{self.node_ip}:{self._port('aws')}", (self.node_ip, kube.KubePorts().apiserver)
+            ),
         )
 
     def workload_objects(self, stack: str) -> list[dict[str, Any]]:

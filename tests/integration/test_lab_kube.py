@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -25,6 +26,7 @@ from components.backup_jobs import EXPORT_RULES
 from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import config as config_backup
 from drtopo.backup import kube_export
+from drtopo.backup import secrets as secret_store
 from drtopo.backup.store import s3_client
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
@@ -307,6 +309,48 @@ def test_the_dump_cronjob_runs_now_and_its_dump_lands_in_the_emulators_bucket_an
     template = job["spec"]["template"]["spec"]
     assert template["initContainers"][0]["image"] == lab.image("backup")
     assert template["securityContext"]["runAsUser"] == 10001
+
+
+def test_the_config_export_cronjob_runs_as_its_account_and_exports_the_namespace_and_the_declared_inventory(
+    lab: Lab,
+) -> None:
+    namespace, settings = lab.prod.namespace, lab.prod.settings
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "export-probe", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+    }
+    kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(claim))
+    since = datetime.now(UTC).replace(microsecond=0)
+    try:
+        job = kube_workloads.run_cronjob(lab.root, namespace, "config-export", "config-export-now", timeout=300)
+        logs = kube_workloads.job_logs(lab.root, namespace, "config-export-now")
+    finally:
+        kube.kubectl(lab.root, "delete", "pvc", "export-probe", "-n", namespace, "--wait=false")
+    assert job["status"]["succeeded"] == 1, logs
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "config-export"
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
+    s3 = s3_client(outputs)
+    prefix = config_backup.latest_prefix(s3, outputs.config_bucket, "prod")
+
+    def read(name: str) -> bytes:
+        return bytes(s3.get_object(Bucket=outputs.config_bucket, Key=prefix + name)["Body"].read())
+
+    manifest = json.loads(read(config_backup.MANIFEST))
+    assert datetime.fromisoformat(manifest["taken_at"]) >= since, (manifest["taken_at"], since)
+    kinds = {
+        Path(n).stem for n in manifest["files"] if n.startswith(f"kubernetes/{namespace}/") and n.endswith(".yaml")
+    }
+    assert {"namespace", "persistentvolumeclaims", "configmaps", "deployments.apps", "cronjobs.batch"} <= kinds, kinds
+    (ns_object,) = yaml.safe_load(read(f"kubernetes/{namespace}/namespace.yaml"))["items"]
+    assert (ns_object["kind"], ns_object["metadata"]["name"]) == ("Namespace", namespace)
+    claims = yaml.safe_load(read(f"kubernetes/{namespace}/persistentvolumeclaims.yaml"))["items"]
+    assert "export-probe" in {c["metadata"]["name"] for c in claims}
+    inventory = json.loads(read(f"kubernetes/{namespace}/{secret_store.INVENTORY_FILE}"))
+    assert inventory == secret_store.inventory(settings.secrets) and inventory["secrets"], inventory
+    assert settings.kubernetes.database_secret in inventory["secrets"]
+    assert re.search(r"OK: (\d+)/\1 checks passed\s*$", logs, re.MULTILINE), logs  # no fail, no skip
 
 
 def test_the_dump_cronjob_runs_on_its_schedule(lab: Lab) -> None:
