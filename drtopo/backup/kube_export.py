@@ -254,18 +254,26 @@ def served_kinds(context: str | None) -> tuple[list[str], KindResult | None]:
     return names, None
 
 
+def not_reached(why: str, inside: bool) -> Export:
+    """No answer from the cluster: a skip from outside it (a laptop, a drill without Kubernetes), a failure from a
+    pod inside it (the export CronJob exists to read this very cluster) (pure)."""
+    if inside:
+        return Export(kinds=(KindResult(NAMESPACE_FILE, FAIL, f"the pod's own cluster did not answer: {why}"),))
+    return Export(reachable=False, why_not=why)
+
+
 def export(namespace: str, context: str | None) -> Export:
     """Read the Namespace and every kind it uses; nothing is written anywhere (the caller uploads the files)."""
     probe = kubectl(context, "get", "namespace", namespace, "-o", "json")
     if probe is None:
         why = "no kubectl on PATH" if shutil.which("kubectl") is None else "no answer in time"
-        return Export(reachable=False, why_not=why)
+        return not_reached(why, in_cluster(os.environ))
     if probe.returncode != 0:
         stderr = probe.stderr
         if "NotFound" in stderr or "Forbidden" in stderr or "forbidden" in stderr:
             # The cluster answered: a namespace that is gone or may not be read is a failure, not an absent cluster.
             return Export(kinds=(KindResult(NAMESPACE_FILE, FAIL, last_line(stderr)),))
-        return Export(reachable=False, why_not=last_line(stderr, "unreachable"))
+        return not_reached(last_line(stderr, "unreachable"), in_cluster(os.environ))
     listed = {"apiVersion": "v1", "kind": "List", "items": [strip(json.loads(probe.stdout))]}
     files = {file_name(namespace, NAMESPACE_FILE): _yaml(listed)}
     results = [KindResult(NAMESPACE_FILE, PASS, "exported", 1)]

@@ -327,11 +327,15 @@ def test_the_config_export_cronjob_runs_as_its_account_and_exports_the_namespace
     since = datetime.now(UTC).replace(microsecond=0)
     try:
         job = kube_workloads.run_cronjob(lab.root, namespace, "config-export", "config-export-now", timeout=300)
-        logs = kube_workloads.job_logs(lab.root, namespace, "config-export-now")
+    except kube.KubeError as exc:
+        args = ("logs", "job/config-export-now", "-n", namespace, "--all-containers")
+        raise AssertionError(f"{exc}\n{kube.kubectl(lab.root, *args, check=False).stdout}") from exc
     finally:
         kube.kubectl(lab.root, "delete", "pvc", "export-probe", "-n", namespace, "--wait=false")
-    assert job["status"]["succeeded"] == 1, logs
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "config-export"
+    logs = kube.kubectl(lab.root, "logs", "job/config-export-now", "-n", namespace, "--all-containers").stdout
+    assert job["status"]["succeeded"] == 1, logs
+    assert re.search(r"OK: (\d+)/\1 checks passed\s*$", logs, re.MULTILINE), logs  # no fail, no skip
     outputs = load_outputs(lab.prod.outputs_path, "prod")
     s3 = s3_client(outputs)
     prefix = config_backup.latest_prefix(s3, outputs.config_bucket, "prod")
@@ -352,7 +356,6 @@ def test_the_config_export_cronjob_runs_as_its_account_and_exports_the_namespace
     inventory = json.loads(read(f"kubernetes/{namespace}/{secret_store.INVENTORY_FILE}"))
     assert inventory == secret_store.inventory(settings.secrets) and inventory["secrets"], inventory
     assert settings.kubernetes.database_secret in inventory["secrets"]
-    assert re.search(r"OK: (\d+)/\1 checks passed\s*$", logs, re.MULTILINE), logs  # no fail, no skip
 
 
 def test_the_dump_cronjob_runs_on_its_schedule(lab: Lab) -> None:

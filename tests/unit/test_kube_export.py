@@ -275,3 +275,15 @@ def test_a_service_loses_its_allocated_address_and_a_headless_one_keeps_none(clu
         "spec": {"clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ports": [{"port": 80}]},
     }
     assert kube_export.strip(service)["spec"] == {**kept, "ports": [{"port": 80}]}
+
+
+def test_no_answer_is_a_skip_from_outside_the_cluster_and_a_failure_from_a_pod_inside_it() -> None:
+    outside = kube_export.not_reached("dial tcp 10.0.0.1:443: connect: connection refused", inside=False)
+    assert outside.outcome == SKIP
+    assert (
+        outside.summary("ns")
+        == "not exported: no reachable cluster (dial tcp 10.0.0.1:443: connect: connection refused)"
+    )
+    inside = kube_export.not_reached("x509: certificate signed by unknown authority", inside=True)
+    assert inside.outcome == FAIL
+    assert "cannot read: namespace (the pod's own cluster did not answer: x509" in inside.summary("ns")
