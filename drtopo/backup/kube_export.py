@@ -134,10 +134,13 @@ def in_cluster(env: Mapping[str, str], token: Path = SERVICE_ACCOUNT_TOKEN) -> b
 
 
 def context_args(context: str | None, env: Mapping[str, str] | None = None) -> list[str]:
-    """`--context <the stack's>` unless in-cluster (or no context given) (pure but for the token file)."""
-    if context is None or in_cluster(os.environ if env is None else env):
+    """`--request-timeout` and `--context <the stack's>`; none of them in-cluster (pure but for the token file).
+
+    In-cluster, any such flag makes kubectl take its built-in default (localhost:8080) over the pod's in-cluster
+    configuration, so the export CronJob never reached its cluster; there the subprocess timeout bounds the call."""
+    if in_cluster(os.environ if env is None else env):
         return []
-    return [f"--context={context}"]
+    return ["--request-timeout=10s", *([f"--context={context}"] if context else [])]
 
 
 def kubectl(
@@ -148,7 +151,7 @@ def kubectl(
     binary = shutil.which("kubectl")
     if binary is None:
         return None
-    argv = [binary, "--request-timeout=10s", *context_args(context), *args]
+    argv = [binary, *context_args(context), *args]
     log.debug("kubectl %s", " ".join(argv[1:]))
     try:
         done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)

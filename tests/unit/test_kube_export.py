@@ -184,8 +184,8 @@ def test_kubectl_names_the_stacks_context_except_inside_its_own_cluster(tmp_path
     token = tmp_path / "token"
     token.write_text("t")
     pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
-    assert kube_export.context_args("biopro-us-east-1", {}) == ["--context=biopro-us-east-1"]
-    assert kube_export.context_args(None, {}) == []
+    assert kube_export.context_args("biopro-us-east-1", {}) == ["--request-timeout=10s", "--context=biopro-us-east-1"]
+    assert kube_export.context_args(None, {}) == ["--request-timeout=10s"]
     assert kube_export.in_cluster(pod, token)
     assert not kube_export.in_cluster({**pod, "KUBECONFIG": "/k"}, token)
     assert not kube_export.in_cluster(pod, tmp_path / "no-token")
