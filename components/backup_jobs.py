@@ -43,15 +43,34 @@ BACKUP_UID = 10001
 # Where the backup image keeps the RDS CA bundle (Dockerfile), so libpq verifies the server's certificate.
 RDS_CA_BUNDLE = "/etc/ssl/certs/rds-global-bundle.pem"
 WORKLOAD_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
-# Read-only access for the configuration export: every namespaced kind that describes the service, no Secrets.
+# Read-only access for the configuration export: every namespaced kind it reads (drtopo/backup/kube_export.py exports
+# what discovery lists minus what the cluster recreates), never Secrets. Kubernetes' built-in kinds, and the kinds
+# of the monitoring and snapshot APIs for clusters that serve them (a rule on a kind not served grants nothing).
+# A served kind missing here fails the export by name, never silently.
 EXPORT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("", ("configmaps", "services", "serviceaccounts", "persistentvolumeclaims", "limitranges", "resourcequotas")),
+    (
+        "",
+        (
+            "configmaps",
+            "services",
+            "serviceaccounts",
+            "persistentvolumeclaims",
+            "limitranges",
+            "resourcequotas",
+            "pods",
+            "podtemplates",
+            "replicationcontrollers",
+        ),
+    ),
     ("apps", ("deployments", "statefulsets", "daemonsets")),
     ("batch", ("cronjobs", "jobs")),
     ("autoscaling", ("horizontalpodautoscalers",)),
     ("policy", ("poddisruptionbudgets",)),
     ("networking.k8s.io", ("ingresses", "networkpolicies")),
     ("rbac.authorization.k8s.io", ("roles", "rolebindings")),
+    ("resource.k8s.io", ("resourceclaims", "resourceclaimtemplates")),
+    ("snapshot.storage.k8s.io", ("volumesnapshots",)),
+    ("monitoring.coreos.com", ("prometheusrules", "servicemonitors", "podmonitors", "alertmanagerconfigs")),
 )
 EXPORT_VERBS = ("get", "list")
 # The export's first call checks its own namespace (`kubectl get namespace <ns>`): `get` on that one name only. It

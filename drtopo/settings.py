@@ -276,6 +276,19 @@ class Kubernetes(_Model):
         return value
 
 
+class SecretSource(_Model):
+    """One key of a Kubernetes Secret of the namespace and the Secrets Manager secret its value comes from, read in the
+    region the restore runs in (`restore secrets`). These declarations are the Secret inventory: the configuration
+    export records them, never a value, and no backup holds one."""
+
+    kubernetes_secret: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$")
+    # A name or an ARN; a replicated secret has the same name in the peer region.
+    secrets_manager_secret: str = Field(min_length=1)
+    # The field of the secret's JSON value (RDS master secrets: `password`); none: the whole SecretString.
+    json_key: str | None = None
+
+
 class Failover(_Model):
     """How promote and failback guard themselves: a journal older than this is not resumed without --restart."""
 
@@ -637,6 +650,8 @@ class Settings(_Model):
     drill: Drill = Drill()
     notifications: Notifications = Notifications()
     application: Application = Application()
+    # drtopo:secrets: where each Kubernetes Secret key comes from (SecretSource).
+    secrets: tuple[SecretSource, ...] = ()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
@@ -654,6 +669,9 @@ class Settings(_Model):
                 "role 'standby' has no primary reference; expected primaryStackReference or replicationSourceArn"
             )
         self._check_fencing()
+        declared = [(s.kubernetes_secret, s.key) for s in self.secrets]
+        if len(set(declared)) != len(declared):
+            raise ValueError(f"{PROJECT}:secrets declares a Secret key twice ({declared}); expected each once")
         major, image = self.database.major, self.kubernetes.backup_image
         if not image.endswith(f"-pg{major}"):
             raise ValueError(

@@ -238,13 +238,13 @@ def _master_secret(settings: Settings, peer: Settings, endpoint: str, password: 
 
 
 def _database(
-    settings: Settings, peer: Settings, endpoint: str, key_arn: str, primary_arn: str | None
+    settings: Settings, peer: Settings, endpoint: str, key_arn: str, primary_arn: str | None, password: str | None
 ) -> dict[str, Any]:
     rds = client("rds", settings.region, endpoint)
     identifier = naming.db_identifier(settings)
     db = settings.database
     if primary_arn is None:
-        password = secrets.token_urlsafe(18)
+        password = password or secrets.token_urlsafe(18)
         _master_secret(settings, peer, endpoint, password)
         return rds.create_db_instance(
             DBInstanceIdentifier=identifier,
@@ -253,7 +253,8 @@ def _database(
             EngineVersion=db.engine_version,
             DBName=db.name,
             MasterUsername=db.username,
-            # The emulator never serves connections; the lab's real password stays in root/env only.
+            # The emulator never serves connections; its secret store holds the lab's password (as a real master
+            # secret holds the database's), so `restore secrets` writes the namespace's Secret from it.
             MasterUserPassword=password,
             AllocatedStorage=db.allocated_storage_gb,
             MaxAllocatedStorage=db.max_allocated_storage_gb,
@@ -383,9 +384,12 @@ def _health_check_and_record(settings: Settings, endpoint: str, zone_id: str) ->
     return check["Id"], record_health["Id"]
 
 
-def seed(endpoint: str, stacks: dict[str, Settings], inbox_url: str | None = None) -> dict[str, StackResources]:
+def seed(
+    endpoint: str, stacks: dict[str, Settings], inbox_url: str | None = None, password: str | None = None
+) -> dict[str, StackResources]:
     """Create both stacks' resources in the emulator; the primary's database first (the replica refers to it).
-    `inbox_url`: the lab's inbox (lab/inbox.py), subscribed to each region's incident topic."""
+    `inbox_url`: the lab's inbox (lab/inbox.py), subscribed to each region's incident topic. `password`: the lab's
+    PostgreSQL password, held by the primary's master secret (and its replica); none: a random one."""
     ordered = sorted(stacks.values(), key=lambda s: not s.is_primary)
     keys = {s.stack: _kms_key(s, endpoint) for s in ordered}
     buckets = {s.stack: _buckets(s, endpoint, keys[s.stack]) for s in ordered}
@@ -396,7 +400,7 @@ def seed(endpoint: str, stacks: dict[str, Settings], inbox_url: str | None = Non
     databases: dict[str, dict[str, Any]] = {}
     for s in ordered:
         primary_arn = None if s.is_primary else databases[s.peer_stack]["DBInstanceArn"]
-        databases[s.stack] = _database(s, stacks[s.peer_stack], endpoint, keys[s.stack], primary_arn)
+        databases[s.stack] = _database(s, stacks[s.peer_stack], endpoint, keys[s.stack], primary_arn, password)
     zone_id = _zone(ordered[0], endpoint)
     for s in ordered:
         _takeover_alarm(s, endpoint)

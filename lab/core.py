@@ -320,7 +320,8 @@ class Lab:
 
     def _start_emulator(self, port: int, pid: int) -> dict[str, aws.StackResources]:
         process.wait_port(port, 60, "moto_server", pid)
-        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS}, self.inbox_url)
+        stacks = {s: self.region(s).settings for s in LAB_STACKS}
+        return aws.seed(self.aws_endpoint, stacks, self.inbox_url, self.password)
 
     # ---- the incident inbox (lab/inbox.py) --------------------------------------------------------------------
     @property
@@ -561,7 +562,8 @@ class Lab:
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
-        return aws.seed(self.aws_endpoint, {s: self.region(s).settings for s in LAB_STACKS}, self.inbox_url)
+        stacks = {s: self.region(s).settings for s in LAB_STACKS}
+        return aws.seed(self.aws_endpoint, stacks, self.inbox_url, self.password)
 
     def restore_baseline(self) -> None:
         """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again."""
@@ -629,7 +631,9 @@ class Lab:
                 stack_file.name: stack_file.read_text(),
                 peer_file.name: peer_file.read_text(),
             },
-            job_env=kube_workloads.job_env(f"http://{self.node_ip}:{self._port('aws')}"),
+            job_env=kube_workloads.job_env(
+                f"http://{self.node_ip}:{self._port('aws')}", (self.node_ip, kube.KubePorts().apiserver)
+            ),
             app_endpoints=(
                 settings.application.endpoints_config_map,
                 {

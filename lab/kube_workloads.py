@@ -31,9 +31,11 @@ def secret_object(namespace: str, name: str, values: dict[str, str]) -> dict[str
     }
 
 
-def job_env(aws_endpoint: str) -> tuple[dict[str, Any], ...]:
+def job_env(aws_endpoint: str, kube_api: tuple[str, int] | None = None) -> tuple[dict[str, Any], ...]:
     """What the lab's backup jobs get on top of the program's env: the emulator and its dummy credentials (from a
-    Secret, never a literal), and no TLS to the lab's PostgreSQL (pure)."""
+    Secret, never a literal), and no TLS to the lab's PostgreSQL (pure). `kube_api`: the API server's address and
+    port as in-cluster clients find it (the lab runs no kube-proxy, so the `kubernetes` Service's address routes
+    nowhere; the certificate is still checked against the pod's service-account CA)."""
 
     def from_secret(key: str) -> dict[str, Any]:
         return {"name": key, "valueFrom": {"secretKeyRef": {"name": LAB_AWS_SECRET, "key": key}}}
@@ -44,6 +46,13 @@ def job_env(aws_endpoint: str) -> tuple[dict[str, Any], ...]:
         from_secret("AWS_ACCESS_KEY_ID"),
         from_secret("AWS_SECRET_ACCESS_KEY"),
         {"name": "PGSSLMODE", "value": "disable"},
+    ) + (
+        (
+            {"name": "KUBERNETES_SERVICE_HOST", "value": kube_api[0]},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": str(kube_api[1])},
+        )
+        if kube_api
+        else ()
     )
 
 

@@ -1,4 +1,5 @@
-"""`python -m scripts.restore dump|pitr|config|kafka-topics|consumer-offsets`: bring data and configuration back.
+"""`python -m scripts.restore dump|pitr|config|secrets|kafka-topics|consumer-offsets`: bring data, configuration and
+Secrets back.
 
 `dump` restores a verified dump from the dump bucket into a target database (refusing a non-empty one unless
 `--clean`) and checks row counts against the dump's manifest; a dump in GLACIER or DEEP_ARCHIVE is first restored
@@ -6,7 +7,9 @@
 stack's database to a time T: a new RDS instance, or for a self-managed PostgreSQL (the lab) base backup + WAL archive
 in a new data directory; `--window` prints what can be restored, `--find-damage` lists the transactions committed
 around a time (read from the WAL, changing nothing), `--cutover` recovers from corruption end to end.
-`config` brings the configuration files back byte for byte; `kafka-topics` recreates missing topics;
+`config` brings the configuration files back byte for byte and applies the namespace's objects in dependency order;
+`secrets` writes the Secrets the program declares (drtopo:secrets) from Secrets Manager in the stack's region (never
+from a backup; `config` does it too, before the workloads); `kafka-topics` recreates missing topics;
 `consumer-offsets` moves a consumer group to the offsets MirrorMaker 2's checkpoints translate.
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
+from drtopo.backup import secrets as secret_store
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
 from drtopo.backup.restore import (
     ArchiveRetrieval,
@@ -42,6 +46,7 @@ from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs
 from drtopo.report import Clock, Report
+from drtopo.settings import load_settings
 from scripts.cli import OneLineParser, command_line, finish, main_guard, new_report, operator, subcommands
 
 DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
@@ -143,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dest", type=Path, help="folder to restore into (default: the project folder, DRTOPO_PROJECT_DIR when set)"
     )
     config.add_argument("--force", action="store_true", help="overwrite files that exist with other content")
+    command(
+        "secrets",
+        "write the namespace's declared Secrets (drtopo:secrets) from Secrets Manager in the stack's region",
+    )
     topics = command("kafka-topics", "recreate the configured topics a cluster lacks (idempotent)")
     topics.add_argument("--cluster", choices=CLUSTERS, required=True)
     offsets = command("consumer-offsets", "set a group's offsets on the backup cluster from MirrorMaker 2 checkpoints")
@@ -278,6 +287,11 @@ def _config(run: Run) -> None:
     _show([str(p) for p in planned])
 
 
+def _secrets(run: Run) -> None:
+    settings = load_settings(run.args.stack, run.ctx.project_dir)
+    _show(secret_store.restore(settings, run.outputs, run.report, run.args.dry_run))
+
+
 def _kafka_topics(run: Run) -> None:
     a = run.args
     restore_topics(a.stack, run.outputs, run.report, a.cluster, a.dry_run, run.ctx.project_dir)
@@ -297,6 +311,7 @@ HANDLERS: dict[str, Callable[[Run], None]] = {
     "dump": _dump,
     "pitr": _pitr,
     "config": _config,
+    "secrets": _secrets,
     "kafka-topics": _kafka_topics,
     "consumer-offsets": _consumer_offsets,
 }

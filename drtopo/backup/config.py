@@ -2,10 +2,12 @@
 namespace's Kubernetes objects, kept in the config bucket and brought back byte for byte.
 
 A backup is a set of objects under `config/<stack>/<YYYYMMDDTHHMMSSZ>/` plus a `manifest.json` naming each file
-with its SHA-256; every object also carries its SHA-256 in metadata. Kubernetes objects are exported with kubectl
-when a cluster is reachable, without the fields the server owns (so a restore applies to a fresh cluster); Secrets
-are recorded by name and key only, never their values. A dry run returns what it would upload or write (`Planned`),
-for the command to show.
+with its SHA-256; every object also carries its SHA-256 in metadata. The namespace is exported from the stack's own
+cluster when it is reachable (drtopo/backup/kube_export.py: the Namespace and every kind it uses, without the fields
+the server owns, so a restore applies to a fresh cluster; a kind that cannot be read fails the backup). Secrets are
+never read: the inventory beside them is the program's declaration (drtopo:secrets), and a restore writes them from
+Secrets Manager (drtopo/backup/secrets.py). A dry run returns what it would upload or write (`Planned`), for the
+command to show.
 """
 
 from __future__ import annotations
@@ -13,29 +15,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from botocore.exceptions import ClientError
 
+from drtopo.backup import kube_export, secrets
 from drtopo.backup.store import encryption_args, s3_client
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
-from drtopo.report import FAIL, PASS, SKIP, BadInput, Clock, Report, Unsafe
-from drtopo.settings import load_settings
+from drtopo.report import FAIL, BadInput, Clock, Report, Unsafe
+from drtopo.settings import Settings, load_settings, stack_file
 
 log = logging.getLogger(__name__)
 
 PREFIX = "config"
 MANIFEST = "manifest.json"
-KUBE_KINDS = ("configmaps", "deployments", "cronjobs", "services", "serviceaccounts", "roles", "rolebindings")
-# Metadata the API server sets and a fresh cluster refuses or ignores; `status` goes too.
-SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "managedFields")
 
 
 def stack_prefix(stack: str) -> str:
@@ -74,59 +71,20 @@ def collect(stack: str, outputs: StackOutputs, folder: Path) -> tuple[list[Confi
         settings, bootstrap_servers=outputs.kafka_bootstrap, peer_bootstrap_servers=outputs.peer_kafka_bootstrap
     )
     files.append(ConfigFile(f"mirrormaker/{stack}.properties", mm2.encode()))
-    kube, outcome, note = kubernetes_objects(outputs.namespace)
+    kube, outcome, note = kubernetes_objects(outputs.namespace, settings)
     return files + kube, outcome, note
 
 
-def _kubectl(*args: str) -> subprocess.CompletedProcess[str] | None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        return None
-    log.debug("kubectl %s", " ".join(args))
-    try:
-        done = subprocess.run(
-            [kubectl, "--request-timeout=10s", *args], capture_output=True, text=True, timeout=30, check=False
-        )
-    except subprocess.TimeoutExpired:
-        log.debug("kubectl %s: no answer in 30 s", " ".join(args))
-        return None
-    log.debug("kubectl exit %s: %s", done.returncode, done.stderr.strip()[-2000:])
-    return done
-
-
-def without_server_fields(listing: dict[str, Any]) -> dict[str, Any]:
-    """A `kubectl get -o json` list with each item's server-owned metadata and status removed (pure)."""
-
-    def strip(item: dict[str, Any]) -> dict[str, Any]:
-        metadata = {k: v for k, v in item.get("metadata", {}).items() if k not in SERVER_FIELDS}
-        return {**{k: v for k, v in item.items() if k != "status"}, "metadata": metadata}
-
-    return {
-        "apiVersion": listing.get("apiVersion", "v1"),
-        "kind": listing.get("kind", "List"),
-        "items": [strip(item) for item in listing.get("items", [])],
-    }
-
-
-def kubernetes_objects(namespace: str) -> tuple[list[ConfigFile], str, str]:
-    probe = _kubectl("get", "namespace", namespace, "-o", "name")
-    if probe is None or probe.returncode != 0:
-        why = "no kubectl on PATH" if probe is None else (probe.stderr.strip().splitlines() or ["unreachable"])[-1]
-        return [], SKIP, f"not exported: no reachable cluster ({why})"
-    files = []
-    for kind in KUBE_KINDS:
-        proc = _kubectl("get", kind, "-n", namespace, "-o", "json")
-        if proc is not None and proc.returncode == 0:
-            text = yaml.safe_dump(without_server_fields(json.loads(proc.stdout)), sort_keys=False)
-            files.append(ConfigFile(f"kubernetes/{namespace}/{kind}.yaml", text.encode()))
-    secrets = _kubectl("get", "secrets", "-n", namespace, "-o", "json")
-    if secrets is not None and secrets.returncode == 0:
-        names = {
-            item["metadata"]["name"]: sorted((item.get("data") or {}).keys())
-            for item in json.loads(secrets.stdout).get("items", [])
-        }
-        files.append(ConfigFile(f"kubernetes/{namespace}/secret-keys.json", json.dumps(names, indent=2).encode()))
-    return files, PASS, f"exported {len(files)} files from namespace {namespace} (Secrets: names and keys only)"
+def kubernetes_objects(namespace: str, settings: Settings) -> tuple[list[ConfigFile], str, str]:
+    """The namespace's objects on the stack's own cluster (drtopo/backup/kube_export.py) and the Secret inventory the
+    program declares: (files, outcome, detail). A kind that cannot be read fails; one not served is skipped; both
+    are named in the detail. Unreachable: a skip with its reason."""
+    exported = kube_export.export(namespace, settings.kubernetes.context)
+    if not exported.reachable:
+        return [], exported.outcome, exported.summary(namespace)
+    files = [ConfigFile(name, content) for name, content in exported.files.items()]
+    files.append(ConfigFile(*secrets.inventory_file(namespace, settings.secrets)))
+    return files, exported.outcome, f"{exported.summary(namespace)}; {secrets.inventory_note(settings.secrets)}"
 
 
 def backup(
@@ -225,23 +183,23 @@ def restore(
         same = hashlib.sha256(path.read_bytes()).hexdigest() == f.sha256
         report.check(f"restored {f.name}", same, f"{state}, sha256 {f.sha256[:12]}…")
     if not dry_run:
-        report.record("kubernetes objects", *apply_kubernetes(folder, [f.name for f in files]))
+        names = [f.name for f in files]
+        report.record("kubernetes objects", *apply_kubernetes(stack, outputs, report, folder, project_dir, names))
     report.measured.update(prefix=prefix, files=len(files), destination=str(folder))
     return planned
 
 
-def apply_kubernetes(folder: Path, names: list[str]) -> tuple[str, str]:
-    """(outcome, detail): `kubectl apply` of the restored manifests when a cluster is reachable."""
-    manifests = [n for n in names if n.startswith("kubernetes/") and n.endswith(".yaml")]
-    if not manifests:
-        return SKIP, "none in this backup"
-    probe = _kubectl("version", "-o", "json")
-    if probe is None or probe.returncode != 0:
-        return SKIP, f"{len(manifests)} manifests written, not applied: no reachable cluster"
-    # A kind the namespace had none of was exported as an empty list, which kubectl refuses to apply.
-    manifests = [n for n in manifests if (yaml.safe_load((folder / n).read_text()) or {}).get("items")]
-    for name in manifests:
-        proc = _kubectl("apply", "-f", str(folder / name))
-        if proc is None or proc.returncode != 0:
-            return FAIL, f"kubectl apply -f {folder / name} failed: {proc.stderr.strip() if proc else 'timeout'}"
-    return PASS, f"applied {len(manifests)} manifests"
+def apply_kubernetes(
+    stack: str, outputs: StackOutputs, report: Report, folder: Path, project_dir: Path, names: list[str]
+) -> tuple[str, str]:
+    """(outcome, detail): the restored manifests applied to the stack's own cluster in dependency order, the
+    declared Secrets written from the secret store before any workload (drtopo/backup/secrets.py)."""
+    # The restored stack file names the cluster and the Secrets (the project's own when restored elsewhere).
+    settings = load_settings(stack, folder if stack_file(stack, folder).is_file() else project_dir)
+
+    def write_secrets() -> bool:
+        before = report.count(FAIL)
+        secrets.restore(settings, outputs, report, dry_run=False)
+        return report.count(FAIL) == before
+
+    return kube_export.apply(folder, names, settings.kubernetes.context, write_secrets)

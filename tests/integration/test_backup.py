@@ -4,6 +4,7 @@ configuration backup comes back byte for byte."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shutil
@@ -16,6 +17,7 @@ import pytest
 from drtopo.database.connect import connect
 from drtopo.database.pg_tools import table_counts
 from drtopo.outputs import load_outputs
+from lab import kube, kube_workloads
 from lab.core import Lab
 from scripts import backup, restore
 from tests.integration.backup_helpers import checks, empty_bucket, insert_rows, run_cli, stack_args
@@ -152,16 +154,24 @@ def test_config_backup_restores_byte_for_byte(lab: Lab, tmp_path: Path) -> None:
         code, report = run_cli(backup.main, ["config", *stack_args(lab)], tmp_path / "b.json")
         assert code == 0, report
         found = checks(report)
-        # The lab's cluster holds the stack's objects: they are exported beside the files (Secrets by name only).
+        # The lab's cluster holds the stack's objects: they are exported beside the files (Secrets: the declared
+        # inventory, never a value).
         assert found["kubernetes objects"]["outcome"] == "pass", found["kubernetes objects"]
         exported = [name for name in found if name.startswith("uploaded kubernetes/")]
-        assert any(name.endswith("/deployments.yaml") for name in exported), exported
+        for kind in ("namespace", "deployments.apps", "configmaps"):
+            assert any(name.endswith(f"/{kind}.yaml") for name in exported), (kind, exported)
+        assert any(name.endswith("/secret-inventory.json") for name in exported), exported
         # + the rendered MirrorMaker properties + each exported kind
         assert report["measured"]["files"] == len(originals) + 1 + len(exported)
         for name in originals:
             (project / name).unlink()
         code, report = run_cli(restore.main, ["config", *stack_args(lab)], tmp_path / "r.json")
         assert code == 0, report
+        restored = checks(report)
+        assert restored["kubernetes objects"]["outcome"] == "pass", restored["kubernetes objects"]
+        assert restored["kubernetes objects"]["detail"].startswith("applied "), restored["kubernetes objects"]
+        # The database Secret came from the secret store (the lab's password), not from the backup.
+        assert restored[f"secret {lab.prod.settings.kubernetes.database_secret}"]["outcome"] == "pass", restored
         assert {p.name: p.read_bytes() for p in project.glob("Pulumi*.yaml")} == originals
         mirror = project / "mirrormaker" / "prod.properties"
         assert b"rendered by drtopo" in mirror.read_bytes()
@@ -175,6 +185,36 @@ def test_config_backup_restores_byte_for_byte(lab: Lab, tmp_path: Path) -> None:
         for name, content in originals.items():
             (project / name).write_bytes(content)
         shutil.rmtree(project / "mirrormaker", ignore_errors=True)
+
+
+def test_restore_secrets_writes_the_declared_secret_from_the_secret_store(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace, settings = lab.prod.namespace, lab.prod.settings
+    name = settings.kubernetes.database_secret
+    (source,) = [s for s in settings.secrets if s.kubernetes_secret == name]
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
+    stored = boto3.client("secretsmanager", region_name=outputs.region).get_secret_value(
+        SecretId=source.secrets_manager_secret
+    )
+    expected = json.loads(stored["SecretString"])[source.json_key]
+    code, report = run_cli(restore.main, ["secrets", *stack_args(lab), "--dry-run"], tmp_path / "d.json")
+    printed = capsys.readouterr().out
+    assert code == 0, report
+    assert f"would write Secret {name} in {namespace} (keys password)" in printed and expected not in printed
+    kube.kubectl(lab.root, "delete", "secret", name, "-n", namespace, "--wait=true")
+    try:
+        code, report = run_cli(restore.main, ["secrets", *stack_args(lab)], tmp_path / "s.json")
+        assert code == 0, report
+        assert checks(report)[f"secret {name}"]["outcome"] == "pass", report
+        secret = kube_workloads.get(lab.root, "secret", name, namespace)
+        assert secret is not None and secret["type"] == "Opaque"
+        assert base64.b64decode(secret["data"]["password"]).decode() == expected == lab.password
+        annotations = secret["metadata"].get("annotations", {})
+        assert "kubectl.kubernetes.io/last-applied-configuration" not in annotations, "a copy of the value"
+    finally:
+        if kube_workloads.get(lab.root, "secret", name, namespace) is None:
+            lab.apply_workloads()
 
 
 def test_restore_test_checks_a_sample_against_the_source_and_records_where_list_sees_it(

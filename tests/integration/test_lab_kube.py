@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -21,8 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
+from components.backup_jobs import EXPORT_RULES
 from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import config as config_backup
+from drtopo.backup import kube_export
+from drtopo.backup import secrets as secret_store
 from drtopo.backup.store import s3_client
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
@@ -119,13 +123,19 @@ def test_the_programs_prod_objects_are_accepted_by_server_side_apply(
     assert {(o["kind"], o["metadata"]["name"]) for o in prod_objects} <= live
 
 
+# The kinds the export account is granted (components/backup_jobs.py), as kubectl names them.
+EXPORT_KINDS = tuple(f"{r}.{g}" if g else r for g, resources in EXPORT_RULES for r in resources)
+
+
 def test_the_config_export_account_may_read_what_the_export_reads(
     prod_objects: list[dict[str, Any]], cluster: Path
 ) -> None:
     namespace = load_settings("prod").kubernetes.namespace
     account = "config-export"
     assert kube_objects.can_i(cluster, namespace, account, "get", f"namespaces/{namespace}")
-    for kind in config_backup.KUBE_KINDS:
+    served = set(kube.kubectl(cluster, "api-resources", "--namespaced=true", "-o", "name").stdout.split())
+    # can-i answers no for a kind the cluster does not serve (the snapshot and monitoring APIs here).
+    for kind in served & set(EXPORT_KINDS):
         assert kube_objects.can_i(cluster, namespace, account, "list", kind), kind
         assert kube_objects.can_i(cluster, namespace, account, "get", kind), kind
 
@@ -137,7 +147,7 @@ def test_no_job_account_may_read_secrets_change_or_delete_anything(
     for account in ("config-export", "pg-dump", "mirror-maker-2"):
         for verb, resource in [("get", "secrets"), ("list", "secrets"), ("watch", "secrets")]:
             assert not kube_objects.can_i(cluster, namespace, account, verb, resource), (account, verb, resource)
-        for kind in (*config_backup.KUBE_KINDS, "pods", "secrets", "namespaces"):
+        for kind in (*EXPORT_KINDS, "secrets", "namespaces"):
             for verb in ("delete", "deletecollection", "create", "update", "patch"):
                 assert not kube_objects.can_i(cluster, namespace, account, verb, kind), (account, verb, kind)
         assert not kube_objects.can_i(
@@ -147,26 +157,75 @@ def test_no_job_account_may_read_secrets_change_or_delete_anything(
         assert not kube_objects.can_i(cluster, namespace, account, "list", "configmaps")
 
 
-def test_the_export_runs_as_its_account_and_strips_server_fields(
-    prod_objects: list[dict[str, Any]], cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def as_account(cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, account: str, context: str) -> None:
+    """kubectl (on PATH) talks to `cluster` as `account`'s token, through a context named as the stack's."""
     namespace = load_settings("prod").kubernetes.namespace
-    token = kube.kubectl(cluster, "create", "token", "config-export", "-n", namespace).stdout.strip()
+    token = kube.kubectl(cluster, "create", "token", account, "-n", namespace).stdout.strip()
     document = yaml.safe_load((cluster / "kubeconfig").read_text())
     document["users"][0]["user"] = {"token": token}
+    document["contexts"][0]["name"] = context
+    document["current-context"] = "no-such-context"  # the export must name the stack's context itself
     (tmp_path / "kubeconfig").write_text(yaml.safe_dump(document))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.setenv("PATH", f"{kube_build.bin_dir()}:{os.environ['PATH']}")
-    files, outcome, note = config_backup.kubernetes_objects(namespace)
+
+
+def test_the_export_runs_as_its_account_reads_every_kind_and_strips_server_fields(
+    prod_objects: list[dict[str, Any]], cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings("prod")
+    namespace = settings.kubernetes.namespace
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "export-probe", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+    }
+    apply(cluster, claim)
+    as_account(cluster, tmp_path, monkeypatch, "config-export", settings.kubernetes.context)
+    files, outcome, note = config_backup.kubernetes_objects(namespace, settings)
     assert outcome == "pass", note
+    assert "cannot read" not in note and "Secrets: not read; inventory from drtopo:secrets" in note
     exported = {f.name: yaml.safe_load(f.content) for f in files if f.name.endswith(".yaml")}
-    assert set(exported) == {f"kubernetes/{namespace}/{kind}.yaml" for kind in config_backup.KUBE_KINDS}
+    kinds = {Path(name).stem for name in exported}
+    assert {"namespace", "persistentvolumeclaims", "configmaps", "deployments.apps", "cronjobs.batch"} <= kinds
+    assert not kinds & {"events", "endpoints", "secrets", "replicasets.apps", "leases.coordination.k8s.io"}
     names = {(item["kind"], item["metadata"]["name"]) for doc in exported.values() for item in doc["items"]}
     assert {(o["kind"], o["metadata"]["name"]) for o in prod_objects} <= names
+    assert ("Namespace", namespace) in names and ("PersistentVolumeClaim", "export-probe") in names
+    assert ("ServiceAccount", "default") not in names and ("ConfigMap", "kube-root-ca.crt") not in names
     for doc in exported.values():
         for item in doc["items"]:
-            assert not set(config_backup.SERVER_FIELDS) & set(item["metadata"]), item["metadata"]
+            assert not set(kube_export.SERVER_FIELDS) & set(item["metadata"]), item["metadata"]
             assert "status" not in item
+    inventory = json.loads(next(f.content for f in files if f.name.endswith("/secret-inventory.json")))
+    assert set(inventory["secrets"]) == {s.kubernetes_secret for s in settings.secrets}
+
+
+def test_an_account_that_may_not_read_the_kinds_fails_the_export_naming_them(
+    prod_objects: list[dict[str, Any]], cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings("prod")
+    namespace = settings.kubernetes.namespace
+    # pg-dump may not even get its namespace: the export fails (the cluster answered), it is no skip.
+    as_account(cluster, tmp_path, monkeypatch, "pg-dump", settings.kubernetes.context)
+    files, outcome, note = config_backup.kubernetes_objects(namespace, settings)
+    assert outcome == "fail" and not [f.name for f in files if f.name.endswith(".yaml")], note
+    assert "cannot read: namespace" in note and "forbidden" in note
+    # config-export with one kind taken away: every other kind is exported, that one fails by name.
+    rules = json.loads(kube.kubectl(cluster, "get", "role", "config-export", "-n", namespace, "-o", "json").stdout)
+    narrowed = [{**r, "resources": [k for k in r["resources"] if k != "ingresses"]} for r in rules["rules"]]
+    patch = json.dumps([{"op": "replace", "path": "/rules", "value": narrowed}])
+    kube.kubectl(cluster, "patch", "role", "config-export", "-n", namespace, "--type=json", "-p", patch)
+    try:
+        as_account(cluster, tmp_path, monkeypatch, "config-export", settings.kubernetes.context)
+        files, outcome, note = config_backup.kubernetes_objects(namespace, settings)
+        assert outcome == "fail", note
+        assert "; cannot read: ingresses.networking.k8s.io (" in note and note.count("Forbidden") == 1, note
+        assert any(f.name.endswith("/configmaps.yaml") for f in files)
+    finally:
+        kube_objects.apply(cluster, prod_objects)
+    assert kube_objects.can_i(cluster, namespace, "config-export", "list", "ingresses.networking.k8s.io")
 
 
 def test_lab_up_runs_the_cluster_and_points_kubeconfig_at_it(lab: Lab) -> None:
@@ -252,6 +311,51 @@ def test_the_dump_cronjob_runs_now_and_its_dump_lands_in_the_emulators_bucket_an
     template = job["spec"]["template"]["spec"]
     assert template["initContainers"][0]["image"] == lab.image("backup")
     assert template["securityContext"]["runAsUser"] == 10001
+
+
+def test_the_config_export_cronjob_runs_as_its_account_and_exports_the_namespace_and_the_declared_inventory(
+    lab: Lab,
+) -> None:
+    namespace, settings = lab.prod.namespace, lab.prod.settings
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "export-probe", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+    }
+    kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(claim))
+    since = datetime.now(UTC).replace(microsecond=0)
+    try:
+        job = kube_workloads.run_cronjob(lab.root, namespace, "config-export", "config-export-now", timeout=300)
+    except kube.KubeError as exc:
+        args = ("logs", "job/config-export-now", "-n", namespace, "--all-containers")
+        raise AssertionError(f"{exc}\n{kube.kubectl(lab.root, *args, check=False).stdout}") from exc
+    finally:
+        kube.kubectl(lab.root, "delete", "pvc", "export-probe", "-n", namespace, "--wait=false")
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "config-export"
+    logs = kube.kubectl(lab.root, "logs", "job/config-export-now", "-n", namespace, "--all-containers").stdout
+    assert job["status"]["succeeded"] == 1, logs
+    assert re.search(r"OK: (\d+)/\1 checks passed\s*$", logs, re.MULTILINE), logs  # no fail, no skip
+    outputs = load_outputs(lab.prod.outputs_path, "prod")
+    s3 = s3_client(outputs)
+    prefix = config_backup.latest_prefix(s3, outputs.config_bucket, "prod")
+
+    def read(name: str) -> bytes:
+        return bytes(s3.get_object(Bucket=outputs.config_bucket, Key=prefix + name)["Body"].read())
+
+    manifest = json.loads(read(config_backup.MANIFEST))
+    assert datetime.fromisoformat(manifest["taken_at"]) >= since, (manifest["taken_at"], since)
+    kinds = {
+        Path(n).stem for n in manifest["files"] if n.startswith(f"kubernetes/{namespace}/") and n.endswith(".yaml")
+    }
+    assert {"namespace", "persistentvolumeclaims", "configmaps", "deployments.apps", "cronjobs.batch"} <= kinds, kinds
+    (ns_object,) = yaml.safe_load(read(f"kubernetes/{namespace}/namespace.yaml"))["items"]
+    assert (ns_object["kind"], ns_object["metadata"]["name"]) == ("Namespace", namespace)
+    claims = yaml.safe_load(read(f"kubernetes/{namespace}/persistentvolumeclaims.yaml"))["items"]
+    assert "export-probe" in {c["metadata"]["name"] for c in claims}
+    inventory = json.loads(read(f"kubernetes/{namespace}/{secret_store.INVENTORY_FILE}"))
+    assert inventory == secret_store.inventory(settings.secrets) and inventory["secrets"], inventory
+    assert settings.kubernetes.database_secret in inventory["secrets"]
 
 
 def test_the_dump_cronjob_runs_on_its_schedule(lab: Lab) -> None:

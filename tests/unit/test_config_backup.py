@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drtopo.backup.config import SERVER_FIELDS, backup, collect, without_server_fields
+from drtopo.backup.config import backup, collect
+from drtopo.backup.kube_export import SERVER_FIELDS, without_server_fields
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
 from drtopo.report import BadInput, Clock, Report
@@ -78,6 +79,8 @@ def test_exported_objects_lose_what_the_server_owns_and_keep_the_rest() -> None:
             "uid": "0b6c7f1e-1111-2222-3333-444455556666",
             "creationTimestamp": "2026-12-01T10:00:00Z",
             "managedFields": [{"manager": "drtopo-lab", "operation": "Apply"}],
+            "generation": 1,
+            "selfLink": "/api/v1/namespaces/biopro-prod/configmaps/drtopo-backup-config",
         },
         "data": {"outputs.json": "{}"},
         "status": {"phase": "whatever"},

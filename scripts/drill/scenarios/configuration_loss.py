@@ -3,9 +3,10 @@
 The backup is taken with `scripts.backup config` (the stack files, the MirrorMaker properties and the namespace's
 Kubernetes objects). Then the stack files are deleted, and in the stack's namespace the service's ConfigMap, its
 database Secret and its Deployment (the runbook's Kubernetes resource backup and application recovery).
-`scripts.restore config` brings the files back and applies the exported objects; the Secret, whose value no backup
-holds (only its name and keys), is recreated from the secret store the lab stands in for and checked against the
-keys the backup recorded. Files are compared byte for byte (SHA-256), the objects by spec with what was there.
+`scripts.restore config` brings the files back and applies the exported objects in dependency order, writing the
+Secret before the workloads from the secret store (Secrets Manager of the stack's region, the lab's emulator) as the
+program declares it (drtopo:secrets): no backup holds its value, and the drill writes none itself. Files are
+compared byte for byte (SHA-256), the objects by spec with what was there.
 RTO is the time from the loss until everything is back, equal, and the service answers again; RPO is 0 when
 nothing differs.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from drtopo.backup import config as config_backup
+from drtopo.backup import secrets as secret_store
 from drtopo.backup.store import s3_client
 from lab import kube, kube_workloads
 from scripts.drill.measured import Figures
@@ -31,6 +33,13 @@ from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 STACK = "prod"
 # What each lost object is compared by once restored.
 COMPARED = {"configmap": ("data",), "deployment": ("spec",), "secret": ("type",)}
+
+
+def _check(report: Path, name: str) -> dict[str, Any]:
+    """One check of a command's JSON report by name ({} when the report or the check is missing)."""
+    if not report.is_file():
+        return {}
+    return next((c for c in json.loads(report.read_text()).get("checks", []) if c.get("name") == name), {})
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -125,22 +134,26 @@ class ConfigurationLoss(Scenario[_Config]):
 
     def recover(self, run: ScenarioRun, config: _Config) -> None:
         ctx, clock, lab = run.ctx, run.clock, run.ctx.lab
-        with clock.step("scripts.restore config (files, then kubectl apply of the exported objects)"):
+        with clock.step(
+            "scripts.restore config (files; the exported objects applied in order, the Secrets from the secret store)"
+        ):
             code = ctx.run(
                 "restore", ["config", *self._stack(run), "--json", str(ctx.json_dir / "config-restore.json")]
             )
         run.checks.check("config restore succeeded", code == 0, f"exit code {code}", code, 0)
-        with clock.step("the Secret recreated from the secret store, keys as the backup recorded"):
-            keys_file = lab.project_dir / "kubernetes" / config.namespace / "secret-keys.json"
-            recorded = json.loads(keys_file.read_text())
-            values = {"password": lab.password}
-            run.checks.check(
-                "secret keys as recorded",
-                recorded.get(config.secret) == sorted(values),
-                f"backup records {config.secret}: {recorded.get(config.secret)}",
-            )
-            restored_secret = kube_workloads.secret_object(config.namespace, config.secret, values)
-            kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(restored_secret))
+        inventory_file = lab.project_dir / "kubernetes" / config.namespace / secret_store.INVENTORY_FILE
+        inventory = json.loads(inventory_file.read_text())["secrets"] if inventory_file.is_file() else {}
+        run.checks.check(
+            "secret inventory is the program's declaration",
+            sorted(inventory.get(config.secret, {})) == ["password"],
+            f"backup's inventory of {config.secret}: {inventory.get(config.secret)}",
+        )
+        written = _check(ctx.json_dir / "config-restore.json", f"secret {config.secret}")
+        run.checks.check(
+            "secret written from the secret store by restore config",
+            written.get("outcome") == "pass",
+            f"{written.get('outcome')}: {written.get('detail')}",
+        )
         with clock.step("the service runs again"):
             lab.region(STACK).service.wait(timeout=patience(run.result.objective_rto_seconds))
             wait_healthy(ctx.outputs(STACK).service_url, timeout=patience(run.result.objective_rto_seconds))
