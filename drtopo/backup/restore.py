@@ -275,7 +275,7 @@ def recover_with_cutover(
                 _cutover_stopped(steps, report, clock)
             raise
         if steps is not None:
-            report.measured["steps"] = steps.runner.timeline
+            report.measured["cutover_steps"] = steps.runner.timeline
             report.measured["resumed"] = resumed
             if "cutover_at" in report.measured:
                 report.measured["journal"] = steps.journal.close()
@@ -321,7 +321,7 @@ def _resumed(journal: Journal, report: Report, clock: Clock, request: PitrReques
 def _cutover_stopped(steps: JournalledSteps, report: Report, clock: Clock) -> None:
     """A cutover that stopped: its journal is dropped when nothing had changed yet, else kept for a rerun."""
     done = steps.finished()
-    report.measured["steps"] = steps.runner.timeline
+    report.measured["cutover_steps"] = steps.runner.timeline
     if not done & cutover.CUTOVER_MUTATING:
         steps.journal.discard()
         return
