@@ -725,6 +725,86 @@ def pitr_outside_the_archive(lab: Lab, work: Path) -> Outcome:
     return Outcome(ok, f"exit {proc.returncode}: {_last_line(proc)[:60]}")
 
 
+# -- the corruption cutover (restore pitr --cutover, issue 29): a crash after each mutating step, then a rerun --------
+CUTOVER_JOURNAL_KEY = f"{JOURNAL_PREFIX}cutover-prod.json"
+
+
+def _damage_prod(lab: Lab) -> tuple[str, int, set[int], list[str]]:
+    """Rows on prod, then a damaging transaction deleting a third of them (T read inside it, before the delete),
+    then writes after it: (T, the damage's xid, the ids before the damage, the keys written after it)."""
+    for i in range(30):
+        _insert(lab, "prod", f"cutover-before-{i}")
+    with connect(lab, "prod") as conn:
+        before = {r[0] for r in conn.execute("SELECT id FROM interface_exceptions").fetchall()}
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            target = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            xid = int(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+            conn.execute("DELETE FROM interface_exceptions WHERE id % 3 = 0")
+    after = [f"cutover-after-{i}" for i in range(5)]
+    for key in after:
+        _insert(lab, "prod", key)
+    return target.isoformat(), xid, before, after
+
+
+def _cutover_converged(lab: Lab, before: set[int], after: list[str]) -> list[str]:
+    """What keeps prod from holding exactly the rows before the damage and each write after it once."""
+    with connect(lab, "prod") as conn:
+        ids = {r[0] for r in conn.execute("SELECT id FROM interface_exceptions").fetchall()}
+        twice = conn.execute(
+            "SELECT transaction_id FROM interface_exceptions GROUP BY transaction_id HAVING count(*) > 1"
+        ).fetchall()
+    problems = [f"{len(before - ids)} rows before the damage missing"] if before - ids else []
+    missing = set(after) - present(lab, "prod", after)
+    if missing:
+        problems.append(f"writes after the damage missing: {sorted(missing)}")
+    if twice:
+        problems.append(f"rows twice: {[r[0] for r in twice]}")
+    return problems
+
+
+def crash_after_cutover_step(step: str) -> Callable[[Lab, Path], Outcome]:
+    """The cutover killed (SIGKILL) right after `step`: the shared journal's last entry is `step`, done; the rerun
+    (same command) resumes it (its report says so), converges (prod the one writer on the new timeline, dr its
+    standby, DNS and roles as at the baseline, every deleted row back, every write after the damage present once,
+    no key re-applied by two passes), closes the journal; then `restore cleanup` removes what it left."""
+
+    def run(lab: Lab, work: Path) -> Outcome:
+        target, xid, before, after = _damage_prod(lab)
+        env = _env(work)
+        args = ("pitr", "--cutover", "--damage-xid", str(xid), "--time", target)
+        crashed, _ = _cmd(lab, "restore", "prod", work, *args, env={**env, "DRTOPO_CRASH_AFTER": step})
+        journal = _journal(lab, "prod", CUTOVER_JOURNAL_KEY) or {"steps": {}}
+        steps = list(journal["steps"])
+        if crashed.returncode != CRASHED or steps[-1:] != [step] or not journal["steps"][step].get("ok"):
+            return Outcome(False, f"no crash after {step}: exit {crashed.returncode}, journal steps {steps}")
+        resumed, report = _cmd(lab, "restore", "prod", work, *args, env=env)
+        m = report.get("measured", {})
+        passes = m.get("passes", [])
+        once = sum(p.get("rows_reapplied", 0) for p in passes) == m.get("rows_reapplied")
+        still_open = _journal(lab, "prod", CUTOVER_JOURNAL_KEY) is not None
+        problems = _end_state_problems(lab, "prod") + _cutover_converged(lab, before, after)
+        cleaned, _ = _cmd(lab, "restore", "prod", work, "cleanup", env=env)
+        ok = (
+            resumed.returncode == 0
+            and m.get("resumed") is True
+            and once
+            and not still_open
+            and not problems
+            and cleaned.returncode == 0
+            and _no_traceback(crashed, resumed, cleaned)
+        )
+        return Outcome(
+            ok,
+            f"killed after {step} (journal {len(steps)} steps), rerun exit {resumed.returncode}, resumed "
+            f"{m.get('resumed')}, re-applied {m.get('rows_reapplied')} in passes "
+            f"{[p.get('rows_reapplied') for p in passes]}, journal {'OPEN' if still_open else 'closed'}, cleanup exit "
+            f"{cleaned.returncode}, " + ("; ".join(problems) or "prod the one writer, every row back once"),
+        )
+
+    return run
+
+
 CONVERGES = "killed, rerun resumes and converges, one writer"
 
 # Written out, one row a fault: removing a step from a plan does not remove its row (the count and the plan check
@@ -751,6 +831,14 @@ FAULTS: list[Fault] = [
     Fault("crash after failback step dns", CONVERGES, crash_after_failback_step(Step.DNS)),
     Fault("crash after failback step roles", CONVERGES, crash_after_failback_step(Step.ROLES)),
     Fault("crash after failback step rebuild-peer", CONVERGES, crash_after_failback_step(Step.REBUILD_PEER)),
+    # The corruption cutover's crash rows (restore pitr --cutover; the steps of drtopo.database.pitr.cutover).
+    Fault("crash after cutover step restore", CONVERGES, crash_after_cutover_step("restore")),
+    Fault("crash after cutover step reapply", CONVERGES, crash_after_cutover_step("reapply")),
+    Fault("crash after cutover step fence", CONVERGES, crash_after_cutover_step("fence")),
+    Fault("crash after cutover step reapply-fenced", CONVERGES, crash_after_cutover_step("reapply-fenced")),
+    Fault("crash after cutover step swap", CONVERGES, crash_after_cutover_step("swap")),
+    Fault("crash after cutover step standby", CONVERGES, crash_after_cutover_step("standby")),
+    Fault("crash after cutover step base-backup", CONVERGES, crash_after_cutover_step("base-backup")),
     Fault("old primary restarts writable", "fenced by validate, one writer", old_primary_returns_writable),
     Fault("replica beyond the RPO", "exit 3, replica-lag fail, nothing changed", replica_beyond_the_rpo),
     Fault("fence impossible, old primary answers", "exit 3, nothing changed", fence_impossible),

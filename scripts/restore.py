@@ -1,12 +1,13 @@
-"""`python -m scripts.restore dump|pitr|config|secrets|kafka-topics|consumer-offsets`: bring data, configuration and
-Secrets back.
+"""`python -m scripts.restore dump|pitr|cleanup|config|secrets|kafka-topics|consumer-offsets`: bring data,
+configuration and Secrets back.
 
 `dump` restores a verified dump from the dump bucket into a target database (refusing a non-empty one unless
 `--clean`) and checks row counts against the dump's manifest; a dump in GLACIER or DEEP_ARCHIVE is first restored
 (RestoreObject) and waited for, with progress against the typical time of its class and tier. `pitr` restores the
 stack's database to a time T: a new RDS instance, or for a self-managed PostgreSQL (the lab) base backup + WAL archive
 in a new data directory; `--window` prints what can be restored, `--find-damage` lists the transactions committed
-around a time (read from the WAL, changing nothing), `--cutover` recovers from corruption end to end.
+around a time (read from the WAL, changing nothing), `--cutover` recovers from corruption end to end (journalled:
+a rerun after a crash resumes it). `cleanup` removes the damaged copy and scratch WAL a cutover left.
 `config` brings the configuration files back byte for byte and applies the namespace's objects in dependency order;
 `secrets` writes the Secrets the program declares (drtopo:secrets) from Secrets Manager in the stack's region (never
 from a backup; `config` does it too, before the workloads); `kafka-topics` recreates missing topics;
@@ -29,6 +30,7 @@ from drtopo.backup import secrets as secret_store
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
 from drtopo.backup.restore import (
     ArchiveRetrieval,
+    cleanup,
     find_damage,
     recover_with_cutover,
     restore_dump,
@@ -141,6 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="XID",
         help="with --cutover: the damaging transaction's id (from --find-damage, pg_current_xact_id() or xmin); "
         "repeat for several. Without --time, T is just before the earliest one's commit, read from the WAL",
+    )
+    for action in at._actions:  # the shared --dry-run says "change nothing"; a pitr dry run writes to the primary
+        if action.dest == "dry_run":
+            action.help = (
+                "print the plan; restores into a scratch instance at most, but on a self-managed primary it writes a "
+                "marker commit and forces a WAL switch (pg_switch_wal) so that the archive reaches T"
+            )
+    clean = command(
+        "cleanup",
+        "remove what a cutover left beside the data directory: the damaged copy <data dir>-damaged-<T> and the "
+        "scratch WAL pitr-<T>.wal (never the live data directory); try --dry-run first",
+    )
+    clean.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="the folders the cutover named (default: every damaged copy and scratch WAL folder found there)",
     )
     config = command("config", "restore the configuration files of the latest (or a given) config backup")
     config.add_argument("--prefix", help="backup prefix in the config bucket (default: the newest of the stack)")
@@ -272,11 +292,21 @@ def _pitr(run: Run) -> None:
         peer = run.outputs.peer_stack
         _show(
             recover_with_cutover(
-                run.outputs, run.report, run.clock, request, lambda: peer_outputs(run.args.outputs, peer)
+                run.outputs,
+                run.report,
+                run.clock,
+                request,
+                lambda: peer_outputs(run.args.outputs, peer),
+                state_dir=run.ctx.state_dir,
+                after_step=run.ctx.after_step,
             )
         )
     else:
         restore_pitr(run.outputs, run.report, run.clock, request)
+
+
+def _cleanup(run: Run) -> None:
+    _show(cleanup(run.outputs, run.report, list(run.args.paths), run.args.dry_run))
 
 
 def _config(run: Run) -> None:
@@ -310,6 +340,7 @@ def _show(lines: Sequence[str]) -> None:
 HANDLERS: dict[str, Callable[[Run], None]] = {
     "dump": _dump,
     "pitr": _pitr,
+    "cleanup": _cleanup,
     "config": _config,
     "secrets": _secrets,
     "kafka-topics": _kafka_topics,

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,11 @@ from drtopo.database.pitr import cutover, damage
 from drtopo.database.pitr.labels import BaseBackup
 from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
+from drtopo.database.self_managed import take_base_backup
 from drtopo.errors import one_line
 from drtopo.failover import lock
+from drtopo.failover.journal import Journal, Runner, S3JournalStore
+from drtopo.failover.results import StepResult
 from drtopo.outputs import SelfManagedPostgres, StackOutputs
 from drtopo.report import BadInput, Clock, Report, Unsafe
 
@@ -171,62 +174,203 @@ def show_window(outputs: StackOutputs, report: Report, request: PitrRequest) -> 
     return database.window(report, copy)
 
 
+@dataclass(frozen=True)
+class CutoverRecord(StepResult):
+    """What one cutover step found or did, as the journal keeps it (the step's own mapping)."""
+
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+CUTOVER_RESULTS: dict[str, type[StepResult]] = {step: CutoverRecord for step in cutover.CutoverStep}
+
+
+class JournalledSteps:
+    """A cutover's steps (cutover.Steps) through the failover journal (drtopo/failover/journal.py): each recorded
+    as it ends; a rerun skips those done, reuses their records, and says so in the report."""
+
+    def __init__(
+        self, journal: Journal, clock: Clock, report: Report, after_step: Callable[[str], None] | None = None
+    ) -> None:
+        self.journal = journal
+        self.report = report
+        self.runner = Runner(journal, clock, after_step)
+
+    def run(self, name: cutover.CutoverStep, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        record = self.runner.run(name, lambda: CutoverRecord(fn()))  # type: ignore[arg-type]
+        if self.runner.resumed_last():
+            self.report.check(f"cutover step {name}", True, "done by the interrupted run (journal), not repeated")
+        assert isinstance(record, CutoverRecord)
+        return record.details
+
+    def done(self, name: cutover.CutoverStep) -> bool:
+        return self.journal.done(name)  # type: ignore[arg-type]
+
+    def forget(self, name: cutover.CutoverStep) -> None:
+        self.journal.forget(name)  # type: ignore[arg-type]
+
+    def finished(self) -> set[str]:
+        return {name for name, rec in self.journal.data["steps"].items() if rec.get("ok")}
+
+
+def cutover_journal(outputs: StackOutputs, state_dir: Path) -> Journal:
+    """The open journal of a cutover of `outputs`' stack (or a new one), beside the failover lock in its
+    configuration bucket, as promote's and failback's."""
+    store = S3JournalStore(
+        dump_store.s3_client(outputs),
+        outputs.config_bucket,
+        f"cutover-{outputs.stack}",
+        encryption=dump_store.encryption_args(outputs),
+    )
+    return Journal.open("cutover", outputs.stack, state_dir, store, CUTOVER_RESULTS)
+
+
 def recover_with_cutover(
     outputs: StackOutputs,
     report: Report,
     clock: Clock,
     request: PitrRequest,
     peer: Callable[[], StackOutputs | None] = lambda: None,
+    state_dir: Path | None = None,
+    after_step: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Corruption recovery end to end (`Database.cutover`): restore to T, re-apply the writes after T, fence,
-    validate, swap in; then the standby of `peer()` (the peer stack's outputs) follows. Without `request.time`, T is
-    just before the commit of the earliest `--damage-xid` (read from the WAL). A real run holds the failover lock of
-    both stacks of the pair throughout (a promote or failback meanwhile is refused, and this run is refused while
-    one of them runs). Returns the lines to show: why T, then a dry run's rows or the cutover's report."""
+    validate, swap in; then the standby of `peer()` (the peer stack's outputs) follows, and (self-managed) a base
+    backup of the new timeline goes into the WAL bucket. Without `request.time`, T is just before the commit of the
+    earliest `--damage-xid` (read from the WAL). A real run holds the failover lock of both stacks of the pair
+    throughout (a promote or failback meanwhile is refused, and this run is refused while one of them runs) and, on
+    a self-managed server with `state_dir`, journals each step (cutover.CutoverStep) beside the lock: a rerun after a
+    crash resumes after the last step done, with the T and transactions the journal holds. `after_step`: called
+    with each journalled step's name (the crash tests' hook). Returns the lines to show: why T, then a dry run's
+    rows or the cutover's report."""
     database = database_for(outputs).restorer(request.rds)
     database.check_restore(request)
-    lines = []
-    if request.time is None:
-        target, why = damage.target_before(outputs, report, request.damage_xids)
-        request = dataclasses.replace(request, time=target)
-        lines.append(why)
-        clock.say(why)
     partner = peer()
     if request.dry_run:
+        request, lines = _with_target(outputs, report, clock, request)
         return [*lines, *database.cutover(request, report, clock, lambda: _database_or_none(partner))]
+    server = None if request.rds else outputs.self_managed
     pair = [outputs, *([partner] if partner is not None else [])]
     with lock.held(pair, "cutover", outputs.stack) as locks:
         clock.say(f"lock taken: {', '.join(held.where for held in locks)}")
         report.measured["locks"] = [held.where for held in locks]
-        shown = database.cutover(request, report, clock, lambda: _database_or_none(partner))
+        journal = cutover_journal(outputs, state_dir) if server is not None and state_dir is not None else None
+        steps = JournalledSteps(journal, clock, report, after_step) if journal is not None else None
+        resumed = journal is not None and journal.resumed
+        if resumed:
+            request, lines = _resumed(journal, report, clock, request)
+        else:
+            request, lines = _with_target(outputs, report, clock, request)
+        try:
+            shown = database.cutover(request, report, clock, lambda: _database_or_none(partner), steps)
+            if "cutover_at" in report.measured and server is not None:
+                stamp = request.target.strftime("%Y%m%dT%H%M%SZ")
+                run = steps or cutover.Untracked(clock)
+                made = run.run(
+                    cutover.CutoverStep.BASE_BACKUP, lambda: _base_backup_of_new_timeline(outputs, server, clock, stamp)
+                )
+                report.measured["base_backup_after"] = made
+                wal.check_chain(dump_store.s3_client(outputs), outputs.wal_bucket, report)
+        except BaseException:
+            if steps is not None:
+                _cutover_stopped(steps, report, clock)
+            raise
+        if steps is not None:
+            report.measured["cutover_steps"] = steps.runner.timeline
+            report.measured["resumed"] = resumed
+            if "cutover_at" in report.measured:
+                report.measured["journal"] = steps.journal.close()
+            else:
+                _cutover_stopped(steps, report, clock)
     if "cutover_at" not in report.measured:  # not cut over: the checks say why
         return [*lines, *shown]
-    server = None if request.rds else outputs.self_managed
-    return [*lines, *shown, *_cutover_report(outputs, server, report, clock, request.target)]
+    return [*lines, *shown, *_cutover_report(outputs, server, report)]
 
 
-def _cutover_report(
-    outputs: StackOutputs, server: SelfManagedPostgres | None, report: Report, clock: Clock, target: datetime
-) -> list[str]:
+def _with_target(
+    outputs: StackOutputs, report: Report, clock: Clock, request: PitrRequest
+) -> tuple[PitrRequest, list[str]]:
+    """The request with its T: as given, or just before the earliest damaging transaction's commit (and why)."""
+    if request.time is not None:
+        return request, []
+    target, why = damage.target_before(outputs, report, request.damage_xids)
+    clock.say(why)
+    return dataclasses.replace(request, time=target), [why]
+
+
+def _resumed(journal: Journal, report: Report, clock: Clock, request: PitrRequest) -> tuple[PitrRequest, list[str]]:
+    """The request of an interrupted cutover: its T and transactions as the journal holds them; Unsafe when this
+    run asks for another T or other transactions."""
+    restored = journal.data["steps"].get(cutover.CutoverStep.RESTORE, {}).get("result", {}).get("details", {})
+    target = datetime.fromisoformat(restored["target_time"])
+    xids = sorted(restored.get("damage_xids", []))
+    asked_time = request.time is not None and request.time != target
+    if xids != sorted(request.damage_xids) or asked_time:
+        raise Unsafe(
+            f"an interrupted cutover of {journal.data['stack']} (started {journal.data['started_at']}, T "
+            f"{target.isoformat()}, --damage-xid {xids}) is open in {journal.where}; rerun it with those to resume it"
+        )
+    why = (
+        f"resuming the cutover started {journal.data['started_at']} (journal {journal.where}): T {target.isoformat()}"
+        f", transactions {xids}"
+    )
+    clock.say(why)
+    report.measured["target_time"] = target.isoformat()
+    return dataclasses.replace(request, time=target), [why]
+
+
+def _cutover_stopped(steps: JournalledSteps, report: Report, clock: Clock) -> None:
+    """A cutover that stopped: its journal is dropped when nothing had changed yet, else kept for a rerun."""
+    done = steps.finished()
+    report.measured["cutover_steps"] = steps.runner.timeline
+    if not done & cutover.CUTOVER_MUTATING:
+        steps.journal.discard()
+        return
+    last = next((str(s) for s in reversed(cutover.CUTOVER_PLAN) if s in done), "")
+    report.measured["journal_open"] = steps.journal.where
+    clock.say(
+        f"the cutover stopped after step {last}: rerun the same command to resume (journal {steps.journal.where})"
+    )
+
+
+def _base_backup_of_new_timeline(
+    outputs: StackOutputs, server: SelfManagedPostgres, clock: Clock, stamp: str
+) -> dict[str, Any]:
+    """A tar base backup of the cut-over server (the new timeline) beside the others, then into the WAL bucket, so
+    that a later restore need not replay from before the fork."""
+    folder = Path(server.base_backup_dir) / f"after-cutover-{stamp}"
+    with clock.step(f"base backup of the new timeline into {folder}"):
+        take_base_backup(outputs, folder)
+    with clock.step(f"upload it to s3://{outputs.wal_bucket}"):
+        start = wal.push_base_backup(dump_store.s3_client(outputs), outputs, folder)
+    return {"folder": str(folder), "start_wal": start, "bucket": f"s3://{outputs.wal_bucket}/{wal.base_key(start, '')}"}
+
+
+def _cutover_report(outputs: StackOutputs, server: SelfManagedPostgres | None, report: Report) -> list[str]:
     """The figures of a cutover that swapped in (on `server`, None on RDS), as they are after the swap, and what is
     left to do."""
     m = report.measured
-    m["write_unavailable"] = cutover.write_unavailable(clock.steps, time.time() - clock.elapsed())
+    m["write_unavailable"] = cutover.write_unavailable(m.get("fenced_from"), m.get("writable_at"))
     m["sequences_moved"] = cutover.sequences_moved(m.get("passes", []))
     if server is not None:
         # The restored instance now lives in the source's data directory, on its port (its PITR folder is gone).
         m.update(log=str(Path(m["data_dir"]) / "pitr.log"), port=outputs.db_port, host=outputs.db_address)
     lines = cutover.report_lines(m)
     kept = m.get("damaged_kept") or m.get("swap", {}).get("kept")
-    left = [f"the damaged copy {kept}: remove it once the data is verified (`validate --against {outputs.peer_stack}`)"]
-    if server is not None:
-        staging = Path(server.data_dir).parent / f"pitr-{target.strftime('%Y%m%dT%H%M%SZ')}.wal"
-        if staging.is_dir():
-            left.append(f"the scratch WAL {staging} (shipped to the archive): remove it")
-        left.append(
-            "the base backups predate the new timeline: take one of it (pg_basebackup -F t -X fetch -c fast -D "
-            f"<folder> into {server.base_backup_dir}, then `python -m scripts.wal base --stack "
-            f"{outputs.stack} <folder>`) and run `python -m scripts.wal check --stack {outputs.stack}`"
+    verify = f"`python -m scripts.validate --stack {outputs.stack} --against {outputs.peer_stack}`"
+    if server is None:
+        return [*lines, f"left to do: the damaged instance {kept}: delete it once the data is verified ({verify})"]
+    scratch = [p for p in (kept, m.get("scratch_wal")) if p and Path(p).is_dir()]
+    cleanup = f"python -m scripts.restore cleanup --stack {outputs.stack} {' '.join(scratch)}"
+    left = [
+        f"verify the data ({verify}) and that the service writes (validate only reads)",
+        f"remove the damaged copy and the scratch WAL (shipped to the archive) once verified: `{cleanup} --dry-run`, "
+        f"then `{cleanup}`",
+    ]
+    made = m.get("base_backup_after")
+    if made:
+        lines.append(
+            f"base backup of the new timeline: {made['folder']} and {made['bucket']}; "
+            f"`python -m scripts.wal check --stack {outputs.stack}` checks the bucket's chain"
         )
     m["left_to_do"] = left
     return [*lines, *(f"left to do: {line}" for line in left)]
@@ -316,3 +460,36 @@ def _fetcher(s3: Any, bucket: str, name: str, dest: Path) -> Callable[[], Path]:
         return dest
 
     return fetch
+
+
+def cleanup(outputs: StackOutputs, report: Report, paths: list[Path], dry_run: bool) -> list[str]:
+    """Remove what cutovers of `outputs`' self-managed server left beside its data directory: the `paths` named (or,
+    none named, every damaged copy and scratch WAL folder found there), each checked by cutover.removable first (the
+    live data directory, a link, anything else or a folder a server runs in is BadInput, and nothing is removed).
+    With `dry_run` only the lines of what would go. Returns the lines to show."""
+    server = outputs.self_managed
+    if server is None:
+        raise BadInput(
+            f"{outputs.stack} has no self-managed server here; on RDS the damaged instance is kept as "
+            "<id>-damaged-<T> with deletion protection: turn it off and delete the instance once verified"
+        )
+    data_dir = Path(server.data_dir)
+    chosen = [cutover.removable(data_dir, p) for p in paths] if paths else cutover.left_behind(data_dir)
+    chosen = [cutover.removable(data_dir, p) for p in chosen]
+    if not chosen:
+        report.check("cleanup", True, f"nothing a cutover left beside {data_dir}")
+        return []
+    sizes = {p: cutover.size_of(p) for p in chosen}
+    report.measured["cleanup"] = {str(p): size for p, size in sizes.items()}
+    verb = "would remove" if dry_run else "removed"
+    lines = [f"{verb} {p} ({size / 2**20:.1f} MiB)" for p, size in sizes.items()]
+    if not dry_run:
+        for path in chosen:
+            shutil.rmtree(path)
+    total = sum(sizes.values()) / 2**20
+    report.check(
+        "cleanup",
+        True,
+        f"{verb} {len(chosen)} folders ({total:.1f} MiB); the live data directory {data_dir} is left as it is",
+    )
+    return lines

@@ -110,7 +110,8 @@ def rpo_check(report: Report, conn: psycopg.Connection, disaster: datetime, obje
     report.check(
         "db.rpo",
         rpo <= objective_seconds,
-        f"newest record before {disaster.isoformat()} is from {newest.isoformat()}",
+        f"newest record at or before {disaster.isoformat()} is from {newest.isoformat()}: the age of the newest "
+        "row at the disaster time (a bound on what a loss then could be), not data lost",
         value=round(rpo, 3),
         limit=objective_seconds,
     )

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from drtopo.database.pitr import cutover
 from drtopo.database.pitr.recovery import ArchiveCopy
 from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
@@ -83,8 +84,9 @@ class PairedDatabase:
         report: Report,
         clock: Clock,
         peer: Callable[[], Database | None] = lambda: None,
+        steps: cutover.Steps | None = None,
     ) -> list[str]:
-        return self.data.cutover(request, report, clock, peer)
+        return self.data.cutover(request, report, clock, peer, steps)
 
     def follow(self, source: Database, report: Report, clock: Clock) -> None:
         self.data.follow(source, report, clock)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import psycopg
 
 from drtopo.database.connect import connect
+from drtopo.database.pitr import cutover
 from drtopo.database.pitr.recovery import ArchiveCopy
 from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
@@ -111,10 +112,12 @@ class Database(Protocol):
         report: Report,
         clock: Clock,
         peer: Callable[[], Database | None] = ...,
+        steps: cutover.Steps | None = None,
     ) -> list[str]:
         """Corruption recovery end to end: restore to T, re-apply the writes after T (never the damage), fence,
         validate, swap the restored instance into the damaged one's place; `peer()`: the peer stack's database,
-        whose standby then follows. Returns the lines to show (a dry run's rows)."""
+        whose standby then follows; `steps` runs each step (journalled, or not when None). Returns the lines to
+        show (a dry run's rows)."""
         ...
 
     def follow(self, source: Database, report: Report, clock: Clock) -> None:

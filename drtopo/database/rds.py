@@ -381,6 +381,7 @@ class RdsDatabase:
         report: Report,
         clock: Clock,
         peer: Callable[[], Database | None] = lambda: None,
+        steps: cutover.Steps | None = None,
     ) -> list[str]:
         """Corruption recovery on RDS: restore to T as a new instance, the same re-apply, fence (read-only parameter
         group), validation, then the rename swap: the damaged instance is kept as `<id>-damaged-<T>`, the restored

@@ -33,6 +33,7 @@ from drtopo.database.pitr.recovery import (
     ArchiveCopy,
     flush_archive,
     restore_self_managed,
+    staging_dir,
     stop_instance,
     wait_promoted,
     window_self_managed,
@@ -292,6 +293,19 @@ def rebuild_postgres(target: StackOutputs, source: StackOutputs, base_backup: bo
     return {"postgres": method, "log": str(log)}
 
 
+def take_base_backup(outputs: StackOutputs, folder: Path) -> str:
+    """A tar base backup of `outputs`' server (`pg_basebackup -F t -X stream -c fast`, as the server's user) into
+    the new folder `folder` (one of that name left by an interrupted run is replaced); returns the folder."""
+    sm = outputs.self_managed
+    if sm is None:
+        raise StandbyError(f"outputs of {outputs.stack} have no selfManaged server to back up")
+    if folder.exists():
+        shutil.rmtree(folder)
+    argv = [_bin(sm, "pg_basebackup"), "-d", _source_conninfo(outputs), "-D", str(folder)]
+    _run(sm, [*argv, "-F", "t", "-X", "stream", "-c", "fast"], password(outputs))
+    return str(folder)
+
+
 # ---- the type ----------------------------------------------------------------------------------------------------
 
 
@@ -434,14 +448,17 @@ class SelfManagedDatabase:
         report: Report,
         clock: Clock,
         peer: Callable[[], Database | None] = lambda: None,
+        steps: cutover.Steps | None = None,
     ) -> list[str]:
         """Corruption recovery end to end: restore to T into a new instance, re-apply what the damaged database
         acknowledged after T (never the damaging transactions' rows), fence the damaged database, re-apply what came
         in meanwhile, validate, then the rename swap: the restored instance takes the damaged one's data directory
-        and endpoint, the damaged one is kept, renamed; last, `peer()`'s standby follows the restored instance. With
-        `dry_run` the restore runs into a scratch instance only to find the rows, which are returned as lines; the
-        source and the service are left as they are."""
+        and endpoint, the damaged one is kept, renamed; last, `peer()`'s standby follows the restored instance. Each
+        is a step of `steps` (cutover.CutoverStep; journalled, a rerun after a crash resumes after the last one
+        done). With `dry_run` the restore runs into a scratch instance only to find the rows, which are returned as
+        lines; the source and the service are left as they are."""
         pg, outputs, target = self.server, self.outputs, request.target
+        steps = steps or cutover.Untracked(clock)
         damage_xids = list(request.damage_xids)
         if not damage_xids:
             raise BadInput("--cutover needs --damage-xid XID (the damaging transaction: it is never re-applied)")
@@ -451,21 +468,13 @@ class SelfManagedDatabase:
             raise BadInput(
                 f"--target-dir {target_dir} is on another file system than {pg.data_dir}; the swap renames it"
             )
-        with clock.step(f"point-in-time restore to {target.isoformat()} ({self.restore_title(request)})"):
-            restored = restore_self_managed(
-                outputs,
-                pg,
-                target,
-                report,
-                clock,
-                target_dir,
-                request.target_port,
-                dry_run=False,
-                staging=not request.dry_run,
-            )
-        report.measured.update(restored, restore_seconds=clock.steps[-1]["seconds"])
         secret = password(outputs)
         if request.dry_run:
+            with clock.step(f"point-in-time restore to {target.isoformat()} ({self.restore_title(request)})"):
+                restored = restore_self_managed(
+                    outputs, pg, target, report, clock, target_dir, request.target_port, dry_run=False
+                )
+            report.measured.update(restored, restore_seconds=clock.steps[-1]["seconds"])
             try:
                 with (
                     connect(outputs) as damaged,
@@ -485,32 +494,69 @@ class SelfManagedDatabase:
             )
             return cutover.rows_to_reapply(plans, left)
 
+        def restore() -> dict[str, Any]:
+            started = time.monotonic()
+            with clock.step(f"point-in-time restore to {target.isoformat()} ({self.restore_title(request)})"):
+                done = restore_self_managed(
+                    outputs, pg, target, report, clock, target_dir, request.target_port, dry_run=False, staging=True
+                )
+            return {**done, "restore_seconds": round(time.monotonic() - started, 3), "damage_xids": damage_xids}
+
+        restored = steps.run(cutover.CutoverStep.RESTORE, restore)
+        report.measured.update({k: v for k, v in restored.items() if k != "damage_xids"})
+        target_dir = Path(restored["data_dir"])
+        if not steps.done(cutover.CutoverStep.SWAP):
+            # A resumed run finds the restored instance as the interrupted one left it: running, unless the host
+            # restarted since.
+            cutover.ensure_running(pg, target_dir)
+
         def settle(damaged: psycopg.Connection, new: psycopg.Connection) -> dict[str, str]:
             cutover.wait_archived(new)  # every re-applied row's WAL is in the staging folder before the swap
             return cutover.read_settings(damaged)
 
         outcome = cutover.reapply_until_fenced(
-            outputs, report, clock, restored["conninfo"], damage_xids, self.fence, settle
+            outputs, report, clock, restored["conninfo"], damage_xids, self.fence, settle, steps
         )
         if outcome is None:
             return []
-        kept, shipped = cutover.swap_in(pg, target_dir, outcome.settled, stamp, clock)
+
+        def swap() -> dict[str, Any]:
+            kept, shipped = cutover.swap_in(pg, target_dir, outcome.settled, stamp, clock)
+            return {"kept": str(kept), "shipped": shipped}
+
+        swapped = steps.run(cutover.CutoverStep.SWAP, swap)
         endpoint_conninfo = conninfo(outputs)
-        with clock.step("wait until the restored instance is writable at the source's endpoint"):
-            wait_promoted(endpoint_conninfo, secret, Path(pg.data_dir) / "pitr.log", 60)
+
+        def writable() -> dict[str, Any]:
+            with clock.step("wait until the restored instance is writable at the source's endpoint"):
+                waited = wait_promoted(endpoint_conninfo, secret, Path(pg.data_dir) / "pitr.log", 60)
+            return {"waited_seconds": round(waited, 3), "writable_at": time.time()}
+
+        ready = steps.run(cutover.CutoverStep.WRITABLE, writable)
         report.check(
-            "cutover", True, f"restored instance serves {outputs.db_address}:{outputs.db_port}; damaged kept in {kept}"
+            "cutover",
+            True,
+            f"restored instance serves {outputs.db_address}:{outputs.db_port}; damaged kept in {swapped['kept']}",
         )
-        standby = peer()
-        if standby is None:
-            cutover.standby_not_here(report, outputs)
-        else:
-            standby.follow(self, report, clock)
+
+        def follow() -> dict[str, Any]:
+            standby = peer()
+            found = Report()
+            if standby is None:
+                cutover.standby_not_here(found, outputs)
+            else:
+                standby.follow(self, found, clock)
+            return {"checks": [c.to_dict() for c in found.checks]}
+
+        for check in steps.run(cutover.CutoverStep.STANDBY, follow)["checks"]:
+            report.record(check["name"], check["outcome"], check["detail"], check.get("value"), check.get("limit"))
         report.measured.update(
             outcome.measured(),
-            cutover_at=time.time(),
-            damaged_kept=str(kept),
-            wal_shipped=shipped,
+            writable_at=ready["writable_at"],
+            cutover_at=ready["writable_at"],
+            damaged_kept=swapped["kept"],
+            scratch_wal=str(staging_dir(target_dir)),
+            wal_shipped=swapped["shipped"],
             data_dir=pg.data_dir,
             conninfo=endpoint_conninfo,
         )

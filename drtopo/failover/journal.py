@@ -1,4 +1,4 @@
-"""A resumable step journal: what a failover or failback has already done, kept after every step beside the lock.
+"""A resumable step journal: what a failover, failback or cutover has done, kept after every step beside the lock.
 
 An interrupted run (crash, lost terminal, killed process, a laptop gone with its operator) leaves its journal open;
 the next run of the same operation on the same stack resumes after the last completed step and reuses what those
@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,18 +134,28 @@ class Journal:
     path: Path
     data: dict[str, Any]
     store: JournalStore | None = None
+    # The record type of each step name: the failover's by default; another operation (the corruption cutover,
+    # drtopo/backup/restore.py) journals its own steps through the same journal.
+    results: Mapping[str, type[StepResult]] = field(default_factory=lambda: RESULTS)
 
     @classmethod
-    def open(cls, operation: str, stack: str, directory: Path, store: JournalStore | None = None) -> Journal:
+    def open(
+        cls,
+        operation: str,
+        stack: str,
+        directory: Path,
+        store: JournalStore | None = None,
+        results: Mapping[str, type[StepResult]] = RESULTS,
+    ) -> Journal:
         """The open journal of `operation` on `stack` (from `store` when given, else `directory`), or a new one."""
         path = directory / f"{operation}-{stack}.json"
         data = store.load() if store is not None else None
         if data is None and store is None and path.is_file():
             data = json.loads(path.read_text())
         if data is not None and not data.get("closed_at"):
-            return cls(path, data, store)
+            return cls(path, data, store, results)
         fresh = {"operation": operation, "stack": stack, "started_at": _now(), "steps": {}}
-        return cls(path, fresh, store)
+        return cls(path, fresh, store, results)
 
     @property
     def where(self) -> str:
@@ -174,7 +184,7 @@ class Journal:
 
     def result(self, step: Step) -> StepResult:
         """The typed record the interrupted run journalled for `step`."""
-        return RESULTS[step].from_dict(self.data["steps"][step].get("result") or {})
+        return self.results[step].from_dict(self.data["steps"][step].get("result") or {})
 
     def record(self, step: Step, result: StepResult, seconds: float) -> None:
         self.data["steps"][step] = {

@@ -2,9 +2,11 @@
 
 A damaging transaction deletes and updates rows at T while the service keeps writing; the cutover restores to T,
 re-applies every write after T except the damage's, validates, and swaps the restored instance into the damaged one's
-endpoint (the damaged data directory kept, renamed), then rebuilds dr's standby from it. `--dry-run` lists the rows
-and changes nothing. `--find-damage` lists the damage's transaction first; the cutover takes T from its xid alone and
-holds the failover lock of both stacks (a promote meanwhile is refused, and it is refused while a promote runs).
+endpoint (the damaged data directory kept, renamed), then rebuilds dr's standby from it and takes a base backup of
+the new timeline into the WAL bucket, every step journalled; `restore cleanup` then removes the damaged copy and the
+scratch WAL, refusing the live data directory. `--dry-run` lists the rows and changes nothing. `--find-damage` lists
+the damage's transaction first; the cutover takes T from its xid alone and holds the failover lock of both stacks
+(a promote meanwhile is refused, and it is refused while a promote runs).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import pytest
 
 from drtopo.backup import store, wal
 from drtopo.database.connect import connect
-from drtopo.database.pitr.cutover import kept_identifier, rds_rename_swap, wait_archived
+from drtopo.database.pitr.cutover import CUTOVER_PLAN, kept_identifier, rds_rename_swap, wait_archived
 from drtopo.database.replication import wait_replayed
 from drtopo.failover.lock import FailoverLock, held
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from lab.core import Lab
 from scripts import promote, restore
+from scripts import wal as wal_command
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
 
 pytestmark = pytest.mark.lab
@@ -160,6 +163,33 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
         wait_archived(conn)
     code, window = run_cli(restore.main, ["pitr", "--window", *stack_args(lab)], tmp_path / "w.json")
     assert code == 0 and checks(window)["WAL chain"]["ok"], window
+
+    # Journalled step by step, closed at the end; a base backup of the new timeline went into the WAL bucket.
+    assert [s["step"] for s in m["cutover_steps"]] == [str(s) for s in CUTOVER_PLAN] and m["resumed"] is False
+    assert m["journal"].startswith(f"s3://{prod.config_bucket}/journals/cutover-prod.")
+    made = m["base_backup_after"]
+    assert made["start_wal"] in wal.read_archive(store.s3_client(prod), prod.wal_bucket).base_backups
+    assert made["start_wal"][:8] != "00000001", "the new base backup is on the new timeline"
+    assert checks(report)["WAL chain"]["ok"], checks(report)["WAL chain"]
+    code, chain = run_cli(wal_command.main, ["check", *stack_args(lab)], tmp_path / "chain.json")
+    assert code == 0, chain
+    assert f"base backup of the new timeline: {made['folder']}" in out
+
+    # Clean-up: the next steps name the command; a dry run first, the live data directory refused, then removal.
+    scratch = Path(m["scratch_wal"])
+    assert scratch.is_dir() and f"cleanup --stack prod {kept} {scratch} --dry-run" in out
+    names = [str(kept), str(scratch)]
+    code, dry = run_cli(restore.main, ["cleanup", *names, "--dry-run", *stack_args(lab)], tmp_path / "dry-clean.json")
+    assert code == 0 and kept.is_dir() and scratch.is_dir(), dry
+    assert set(dry["measured"]["cleanup"]) == set(names)
+    capsys.readouterr()
+    code, refused = run_cli(restore.main, ["cleanup", str(kept), str(data_dir), *stack_args(lab)], tmp_path / "r.json")
+    assert code == 2 and refused == {} and kept.is_dir()
+    assert f"{data_dir} is (or holds) the live data directory" in capsys.readouterr().err
+    code, cleaned = run_cli(restore.main, ["cleanup", *names, *stack_args(lab)], tmp_path / "clean.json")
+    assert code == 0 and not kept.exists() and not scratch.exists(), cleaned
+    assert (data_dir / "PG_VERSION").is_file()
+    assert post(prod.service_url, "after-cleanup") > newest, "the service writes after the clean-up"
 
 
 def test_one_recovery_at_a_time_a_promote_during_a_cutover_and_a_cutover_during_a_promote_are_refused(

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from bench.faults import FAULTS, Fault, run_fault
+from drtopo.database.pitr.cutover import CUTOVER_MUTATING, CUTOVER_PLAN
 from drtopo.failover.plan import MUTATING, PlannedStep, Step, failback_plan, promote_plan
 from lab.core import Lab
 
 pytestmark = pytest.mark.lab
 
-# 1 SIGKILL row, 7 promote crash rows, 10 failback crash rows, 15 others.
-EXPECTED_ROWS = 34
+# 1 SIGKILL row, 7 promote crash rows, 10 failback crash rows, 7 cutover crash rows, 16 others.
+EXPECTED_ROWS = 41
 # A mutating step whose fault is not a crash row (the crash rows run with --skip-consumer-group), and its row.
 COVERED_ELSEWHERE = {Step.CONSUMER_GROUP: "consumer group with live members"}
 PLANS: dict[str, list[list[PlannedStep]]] = {
@@ -43,6 +44,16 @@ def test_every_mutating_step_has_its_crash_row(command: str) -> None:
     for name in names:
         if name.startswith(prefix):
             assert name.removeprefix(prefix) in in_plans, f"row {name!r} names no step of the {command} plan"
+
+
+def test_every_mutating_cutover_step_has_its_crash_row() -> None:
+    names = {f.name for f in FAULTS}
+    for step in CUTOVER_PLAN:
+        if step in CUTOVER_MUTATING:
+            assert f"crash after cutover step {step}" in names, f"cutover step {step} changes state and has no row"
+    for name in names:
+        if name.startswith("crash after cutover step "):
+            assert name.removeprefix("crash after cutover step ") in CUTOVER_PLAN, f"row {name!r} names no step"
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])

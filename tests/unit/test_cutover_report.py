@@ -1,31 +1,26 @@
-"""What a cutover that swapped in reports: the write-unavailability window from its clock's steps, the sequences its
-passes moved, and the terminal's lines (counts per table, the window, sequences, where it serves)."""
+"""What a cutover that swapped in reports: the write-unavailability window from the wall times its fence and writable
+steps journal, the sequences its passes moved, and the terminal's lines (counts per table, the window, sequences,
+where it serves)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from drtopo.database.pitr.cutover import FENCE_STEP, WRITABLE_STEP, report_lines, sequences_moved, write_unavailable
+from drtopo.database.pitr.cutover import report_lines, sequences_moved, write_unavailable
 
 T0 = datetime(2026, 12, 2, 3, 24, tzinfo=UTC).timestamp()
-STEPS = [
-    {"step": "point-in-time restore", "start_seconds": 0.1, "seconds": 3.0, "ok": True},
-    {"step": FENCE_STEP, "start_seconds": 5.0, "seconds": 0.4, "ok": True},
-    {"step": "stop the restored and the damaged instance", "start_seconds": 6.0, "seconds": 0.5, "ok": True},
-    {"step": WRITABLE_STEP, "start_seconds": 7.0, "seconds": 0.25, "ok": True},
-]
+FENCED_FROM, WRITABLE_AT = T0 + 5.0, T0 + 7.25
 
 
 def test_writes_are_refused_from_the_fence_until_the_restored_instance_is_writable() -> None:
-    window = write_unavailable(STEPS, T0)
+    window = write_unavailable(FENCED_FROM, WRITABLE_AT)
     assert window == {
         "from": "2026-12-02T03:24:05+00:00",
         "to": "2026-12-02T03:24:07.250000+00:00",
         "seconds": 2.25,
     }
-    failed = [*STEPS[:3], {**STEPS[3], "ok": False}]
-    assert write_unavailable(failed, T0) is None, "not writable again: no window to report"
-    assert write_unavailable(STEPS[:1], T0) is None
+    assert write_unavailable(FENCED_FROM, None) is None, "not writable again: no window to report"
+    assert write_unavailable(None, WRITABLE_AT) is None
 
 
 def test_sequences_moved_by_any_pass() -> None:
@@ -39,7 +34,7 @@ def test_report_lines_name_counts_window_sequences_and_where_it_serves() -> None
         "rows_reapplied_per_table": {"interface_exceptions": 21, "retry_attempts": 0},
         "rows_excluded_as_damage": {"interface_exceptions": 100, "retry_attempts": 0},
         "rows_deleted_after_t_kept": {"interface_exceptions": 100, "retry_attempts": 0},
-        "write_unavailable": write_unavailable(STEPS, T0),
+        "write_unavailable": write_unavailable(FENCED_FROM, WRITABLE_AT),
         "sequences_moved": {},
         "conninfo": "host=127.0.0.1 port=5432",
         "data_dir": "/lab/pg/prod",

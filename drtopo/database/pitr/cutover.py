@@ -8,10 +8,11 @@ import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -85,6 +86,19 @@ def ship_staged(staged: Path, archive_command: str, user: str, parallel: int = 4
         for future in [pool.submit(ship, f) for f in files if not f.name.endswith(".history")]:
             future.result()
     return [f.name for f in files]
+
+
+def ensure_running(pg: SelfManagedPostgres, data_dir: Path) -> bool:
+    """Start the instance in `data_dir` unless it runs; True when it had to be started."""
+    try:
+        pg_tools.pg_ctl(pg.bin_dir, pg.os_user, "status", "-D", str(data_dir))
+        return False
+    except pg_tools.PgToolError:
+        pass
+    pg_tools.pg_ctl(
+        pg.bin_dir, pg.os_user, "start", "-D", str(data_dir), "-l", str(data_dir / "pitr.log"), "-w", "-t", "60"
+    )
+    return True
 
 
 def swap_in(
@@ -167,11 +181,61 @@ def rds_rename_swap(
     }
 
 
-# ---- re-apply the writes after T, across the fence ------------------------------------------------------------
+# ---- the steps of a cutover, journalled ------------------------------------------------------------------------
 
-FENCE_STEP = "fence the damaged database (read-only, sessions ended)"
-# The step after which the service can write again (self_managed.SelfManagedDatabase.cutover names it so).
-WRITABLE_STEP = "wait until the restored instance is writable at the source's endpoint"
+
+class CutoverStep(StrEnum):
+    """The steps of a cutover, in order: each is journalled (drtopo/failover/journal.py) by this name, which the
+    crash tests' hook (`DRTOPO_CRASH_AFTER`) and the fault matrix's rows name too."""
+
+    RESTORE = "restore"  # base backup + WAL to T in a new data directory, promoted (the restored instance)
+    REAPPLY = "reapply"  # the writes after T re-applied while the damaged database still serves
+    FENCE = "fence"  # the damaged database read-only, its sessions ended
+    REAPPLY_FENCED = "reapply-fenced"  # what arrived until the fence, then validated: nothing after T missing
+    SWAP = "swap"  # the restored instance takes the damaged one's data directory, settings and endpoint
+    WRITABLE = "writable"  # wait until the restored instance takes writes at the source's endpoint
+    STANDBY = "standby"  # the peer's standby rebuilt to follow the restored instance
+    BASE_BACKUP = "base-backup"  # a base backup of the new timeline into the base backup folder and the WAL bucket
+
+
+# Steps that change something outside the process: a journal holding none of them is dropped when a run stops, and
+# each has its crash row in the fault matrix (bench/faults.py).
+CUTOVER_MUTATING = frozenset(set(CutoverStep) - {CutoverStep.WRITABLE})
+CUTOVER_PLAN = list(CutoverStep)
+
+
+class Steps(Protocol):
+    """How a cutover runs its steps: journalled (drtopo/backup/restore.py, resumable after a crash) or not (RDS,
+    tests). `run` returns the step's record: the one it made, or the one the interrupted run journalled."""
+
+    def run(self, name: CutoverStep, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]: ...
+
+    def done(self, name: CutoverStep) -> bool: ...
+
+    def forget(self, name: CutoverStep) -> None: ...
+
+
+@dataclass
+class Untracked:
+    """Steps run in order, timed, journalled nowhere."""
+
+    clock: Clock
+    finished: set[str] = field(default_factory=set)
+
+    def run(self, name: CutoverStep, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self.clock.step(name):
+            record = fn()
+        self.finished.add(name)
+        return record
+
+    def done(self, name: CutoverStep) -> bool:
+        return name in self.finished
+
+    def forget(self, name: CutoverStep) -> None:
+        self.finished.discard(name)
+
+
+# ---- re-apply the writes after T, across the fence ------------------------------------------------------------
 
 
 def rows_to_reapply(plans: list[reapply.TablePlan], left: dict[str, list[Any]], limit: int = 50) -> list[str]:
@@ -188,16 +252,42 @@ def rows_to_reapply(plans: list[reapply.TablePlan], left: dict[str, list[Any]], 
     return lines
 
 
+def pass_record(result: reapply.ReapplyResult) -> dict[str, Any]:
+    """One re-apply pass as its step journals it (JSON: the keys it copied per table as lists)."""
+    return {**result.to_dict(), "copied_keys": {t: list(keys) for t, keys in result.copied_keys.items()}}
+
+
+def _key(value: Any) -> Any:
+    """A copied key as a set member again (a composite key comes back from JSON as a list)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass
 class ReapplyOutcome:
-    """What the re-apply passes did, the fence they straddled, and what was read from both sides at the end."""
+    """What the re-apply passes did (their journalled records), the fence they straddled, and what was read from
+    both sides at the end."""
 
-    passes: list[reapply.ReapplyResult]
-    copied: dict[str, set[Any]]
-    excluded: dict[str, int]
+    passes: list[dict[str, Any]]
     fenced: dict[str, Any]
     fenced_at: float
     settled: Any
+    fenced_from: float | None = None  # when the fence began: writes are refused from then on
+
+    @property
+    def copied(self) -> dict[str, set[Any]]:
+        keys: dict[str, set[Any]] = {}
+        for one in self.passes:
+            for table, copied in one.get("copied_keys", {}).items():
+                keys.setdefault(table, set()).update(_key(k) for k in copied)
+        return keys
+
+    @property
+    def excluded(self) -> dict[str, int]:
+        most: dict[str, int] = {}
+        for one in self.passes:
+            for t in one.get("tables", []):
+                most[t["table"]] = max(most.get(t["table"], 0), t["excluded_damage"])
+        return most
 
     def measured(self) -> dict[str, Any]:
         rows = {t: len(keys) for t, keys in self.copied.items()}
@@ -205,10 +295,11 @@ class ReapplyOutcome:
             "rows_reapplied": sum(rows.values()),
             "rows_reapplied_per_table": rows,
             "rows_excluded_as_damage": self.excluded,
-            "rows_deleted_after_t_kept": {t.table: t.deleted_kept for t in self.passes[-1].tables},
-            "passes": [p.to_dict() for p in self.passes],
+            "rows_deleted_after_t_kept": {t["table"]: t["deleted_kept"] for t in self.passes[-1].get("tables", [])},
+            "passes": [{k: v for k, v in p.items() if k != "copied_keys"} for p in self.passes],
             "fence": self.fenced,
             "fenced_at": self.fenced_at,
+            "fenced_from": self.fenced_from,
         }
 
 
@@ -220,15 +311,16 @@ def reapply_until_fenced(
     damage_xids: list[int],
     fence_damaged: Callable[[], dict[str, Any]],  # the damaged database's fence, with its proof
     settle: Callable[[psycopg.Connection, psycopg.Connection], Any],
+    steps: Steps | None = None,
 ) -> ReapplyOutcome | None:
     """Re-apply while the damaged database serves, fence it, re-apply the rest, validate; None (and a failed check)
-    when something acknowledged after T is still missing, in which case nothing is cut over."""
+    when something acknowledged after T is still missing, in which case nothing is cut over (and a rerun does the
+    last pass and the validation again). Each of the three is a step of `steps`: a resumed run reuses the passes the
+    interrupted one journalled; a pass copies only what still differs, so no row is re-applied twice."""
+    steps = steps or Untracked(clock)
     secret = db.password(outputs)
-    copied: dict[str, set[Any]] = {}
-    excluded: dict[str, int] = {}
-    passes = []
 
-    def one_pass(name: str) -> None:
+    def one_pass(name: str) -> dict[str, Any]:
         with (
             clock.step(name) as step,
             db.connect(outputs) as damaged,
@@ -236,25 +328,33 @@ def reapply_until_fenced(
         ):
             result = reapply.reapply(damaged, new, damage_xids)
             step.update(rows=result.rows_reapplied, compare_seconds=round(result.compare_seconds, 3))
-        for t in result.tables:
-            copied.setdefault(t.table, set()).update(result.copied_keys.get(t.table, []))
-            excluded[t.table] = max(excluded.get(t.table, 0), t.excluded_damage)
-        passes.append(result)
+        return pass_record(result)
 
-    one_pass("re-apply the writes after T (the damaged database still serving)")
-    with clock.step(FENCE_STEP):
+    first = steps.run(
+        CutoverStep.REAPPLY, lambda: one_pass("re-apply the writes after T (the damaged database still serving)")
+    )
+
+    def fence() -> dict[str, Any]:
+        started = time.time()
         fenced = fence_damaged()
-    fenced_at = time.time()
-    report.check("damaged database fenced", True, fenced["proof"])
-    one_pass("re-apply what arrived until the fence")
-    with (
-        clock.step("validate: nothing acknowledged after T is missing"),
-        db.connect(outputs) as damaged,
-        psycopg.connect(restored_conninfo, password=secret, autocommit=True) as new,
-    ):
-        left = reapply.unreplayed(damaged, new, damage_xids)
-        settled = settle(damaged, new)
-    missing = {t: keys for t, keys in left.items() if keys}
+        return {"fenced": fenced, "fenced_from": started, "fenced_at": time.time()}
+
+    fence_record = steps.run(CutoverStep.FENCE, fence)
+    report.check("damaged database fenced", True, fence_record["fenced"]["proof"])
+
+    def last_pass() -> dict[str, Any]:
+        done = one_pass("re-apply what arrived until the fence")
+        with (
+            clock.step("validate: nothing acknowledged after T is missing"),
+            db.connect(outputs) as damaged,
+            psycopg.connect(restored_conninfo, password=secret, autocommit=True) as new,
+        ):
+            left = reapply.unreplayed(damaged, new, damage_xids)
+            settled = settle(damaged, new)
+        return {"pass": done, "missing": {t: keys for t, keys in left.items() if keys}, "settled": settled}
+
+    last = steps.run(CutoverStep.REAPPLY_FENCED, last_pass)
+    missing = last["missing"]
     report.check(
         "restored holds every write after T",
         not missing,
@@ -263,9 +363,16 @@ def reapply_until_fenced(
         limit=0,
     )
     if missing:
+        steps.forget(CutoverStep.REAPPLY_FENCED)  # a rerun re-applies and validates again
         report.check("cutover", False, f"not cut over: the restored instance stays at {restored_conninfo}")
         return None
-    return ReapplyOutcome(passes, copied, excluded, fenced, fenced_at, settled)
+    return ReapplyOutcome(
+        [first, last["pass"]],
+        fence_record["fenced"],
+        fence_record["fenced_at"],
+        last["settled"],
+        fence_record["fenced_from"],
+    )
 
 
 def standby_not_here(report: Report, outputs: StackOutputs) -> None:
@@ -281,19 +388,16 @@ def standby_not_here(report: Report, outputs: StackOutputs) -> None:
 # ---- the report of a cutover ---------------------------------------------------------------------------------------
 
 
-def write_unavailable(steps: list[dict[str, Any]], t0_wall: float) -> dict[str, Any] | None:
-    """When writes were refused (pure): from the start of the fence to the end of the wait until the restored
-    instance was writable at the endpoint, from the clock's steps (`t0_wall`: the wall time of the clock's zero);
-    None when the run did not get that far."""
-    fence = next((s for s in steps if s["step"] == FENCE_STEP and s.get("ok")), None)
-    writable = next((s for s in steps if s["step"] == WRITABLE_STEP and s.get("ok")), None)
-    if fence is None or writable is None:
+def write_unavailable(fenced_from: float | None, writable_at: float | None) -> dict[str, Any] | None:
+    """When writes were refused (pure): from the start of the fence to the moment the restored instance was writable
+    at the endpoint (wall times the fence and writable steps journal, so a resumed run reports them too); None when
+    the run did not get that far."""
+    if fenced_from is None or writable_at is None:
         return None
-    start, end = fence["start_seconds"], writable["start_seconds"] + writable["seconds"]
     return {
-        "from": datetime.fromtimestamp(t0_wall + start, UTC).isoformat(),
-        "to": datetime.fromtimestamp(t0_wall + end, UTC).isoformat(),
-        "seconds": round(end - start, 3),
+        "from": datetime.fromtimestamp(fenced_from, UTC).isoformat(),
+        "to": datetime.fromtimestamp(writable_at, UTC).isoformat(),
+        "seconds": round(writable_at - fenced_from, 3),
     }
 
 
@@ -336,3 +440,46 @@ def report_lines(measured: dict[str, Any]) -> list[str]:
     )
     lines.append(f"serving: {measured.get('conninfo')} (data {measured.get('data_dir')}, log {measured.get('log')})")
     return lines
+
+
+# ---- what a cutover leaves behind, and its removal -----------------------------------------------------------------
+STAMP = r"\d{8}T\d{6}Z"  # T as a cutover names its folders: %Y%m%dT%H%M%SZ
+SCRATCH_WAL = re.compile(rf"^pitr-{STAMP}\.wal$")
+
+
+def left_behind(data_dir: Path) -> list[Path]:
+    """What cutovers of the server in `data_dir` left beside it: the damaged copies `<data dir>-damaged-<T>` and the
+    scratch WAL folders `pitr-<T>.wal` (already shipped to the archive), oldest first."""
+    live = data_dir.resolve()
+    damaged = re.compile(rf"^{re.escape(live.name)}-damaged-{STAMP}$")
+    found = [p for p in live.parent.iterdir() if damaged.match(p.name) or SCRATCH_WAL.match(p.name)]
+    return sorted(found, key=lambda p: p.name)
+
+
+def removable(data_dir: Path, path: Path) -> Path:
+    """`path` when a clean-up may remove it: a directory (not a link) beside the live data directory `data_dir`,
+    named as a cutover names a damaged copy or its scratch WAL, with no server running in it. BadInput naming it
+    otherwise, first of all when it is (or holds, or lies in) the live data directory."""
+    live = data_dir.resolve()
+    resolved = path.resolve()
+    if resolved == live or live in resolved.parents or resolved in live.parents:
+        raise BadInput(f"{path} is (or holds) the live data directory {live}; a clean-up never removes it")
+    if path.is_symlink():
+        raise BadInput(f"{path} is a symbolic link; expected the damaged copy or scratch WAL folder itself")
+    if resolved.parent != live.parent:
+        raise BadInput(f"{path} is not beside the data directory {live}; a clean-up removes only what a cutover left")
+    damaged = re.compile(rf"^{re.escape(live.name)}-damaged-{STAMP}$")
+    if not (damaged.match(resolved.name) or SCRATCH_WAL.match(resolved.name)):
+        raise BadInput(
+            f"{path} is not named as a cutover leaves things; expected {live.name}-damaged-<T> or pitr-<T>.wal"
+        )
+    if not resolved.is_dir():
+        raise BadInput(f"{path} is not a directory (already removed?)")
+    if (resolved / "postmaster.pid").exists():
+        raise BadInput(f"{path} holds postmaster.pid: a server may run in it; stop it first (pg_ctl stop -D {path})")
+    return resolved
+
+
+def size_of(path: Path) -> int:
+    """Bytes of the files under `path` (links not followed)."""
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
