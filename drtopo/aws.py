@@ -1,7 +1,8 @@
 """The one place boto3 clients are built: the region always given, short timeouts, a bounded number of retries.
 
-A region that is down must not hold a failover for boto3's default minutes of retries (60 s connect, 60 s read,
-several attempts: a promote against a partitioned us-east-1 once took 471 s, about 92 s per call). A partitioned
+A region that is down must not hold a failover for minutes: boto3's defaults are 60 s connect and 60 s read per
+attempt, and even 30 s reads with three attempts made a promote against a partitioned us-east-1 take 471 s (about
+92 s per call). A partitioned
 region's endpoint usually accepts the connection and then never answers, so the read timeout is what a call waits
 out: every client connects within CONNECT_TIMEOUT_S, reads within READ_TIMEOUT_S and makes at most MAX_ATTEMPTS
 attempts, so a call to a cut-off region fails within `call_bound_seconds()` (about 20 s) with one line naming the
