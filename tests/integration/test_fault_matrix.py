@@ -18,7 +18,7 @@ from lab.core import Lab
 pytestmark = pytest.mark.lab
 
 # 1 SIGKILL row, 7 promote crash rows, 10 failback crash rows, 15 others.
-EXPECTED_ROWS = 34
+EXPECTED_ROWS = 36
 # A mutating step whose fault is not a crash row (the crash rows run with --skip-consumer-group), and its row.
 COVERED_ELSEWHERE = {Step.CONSUMER_GROUP: "consumer group with live members"}
 PLANS: dict[str, list[list[PlannedStep]]] = {
