@@ -339,8 +339,18 @@ def fence_impossible(lab: Lab, work: Path) -> Outcome:
     (folder / "prod.json").write_text(json.dumps({**prod_outputs, "dbUser": "fault_app"}))
     before = end_state(lab)
     report_path = work / "promote.json"
+    # Without the per-region map boto3 takes its per-service variable: CloudWatch alone at a port nobody serves.
+    dead_cloudwatch = {"DRTOPO_AWS_ENDPOINTS": "", "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{_closed_port()}"}
     proc = run_cli(
-        "promote", "--stack", "dr", "--outputs", folder / "dr.json", *DB_ONLY, "--json", report_path, env=_env(work)
+        "promote",
+        "--stack",
+        "dr",
+        "--outputs",
+        folder / "dr.json",
+        *DB_ONLY,
+        "--json",
+        report_path,
+        env=_env(work, **dead_cloudwatch),
     )
     after = end_state(lab)
     ok = (
@@ -387,25 +397,47 @@ def consumer_group_with_live_members(lab: Lab, work: Path) -> Outcome:
     return Outcome(ok, f"exit {proc.returncode}, {cg}, left {left}; rerun exit {rerun.returncode}")
 
 
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def dns_api_failing_after_promotion(lab: Lab, work: Path) -> Outcome:
+    """Both ways of moving DNS fail after the promotion: CloudWatch refuses (the takeover signal cannot be written,
+    the command's CloudWatch at a closed loopback port) and the record UPSERT names a zone Route53 does not have. The
+    run stops with dns left to do (exit 1); the rerun, with both answering, finishes it through the data plane."""
     folder = work / "outputs"
     folder.mkdir()
     (folder / "prod.json").write_text(lab.prod.outputs_path.read_text())
     dr_outputs = json.loads(lab.dr.outputs_path.read_text())
     (folder / "dr.json").write_text(json.dumps({**dr_outputs, "hostedZoneId": "Z0FAULTMATRIXNOZONE"}))
     report_path = work / "promote.json"
+    # Without the per-region map boto3 takes its per-service variable: CloudWatch alone at a port nobody serves.
+    dead_cloudwatch = {"DRTOPO_AWS_ENDPOINTS": "", "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{_closed_port()}"}
     proc = run_cli(
-        "promote", "--stack", "dr", "--outputs", folder / "dr.json", *DB_ONLY, "--json", report_path, env=_env(work)
+        "promote",
+        "--stack",
+        "dr",
+        "--outputs",
+        folder / "dr.json",
+        *DB_ONLY,
+        "--json",
+        report_path,
+        env=_env(work, **dead_cloudwatch),
     )
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     state = end_state(lab)
     half = state["servers"]["dr"] == WRITABLE and "drtopo:role: primary" in state["stack_files"]["dr"]
     left = report.get("measured", {}).get("left_to_do")
     checks = _outcomes(report, "dns", "promote", "roles")
-    rerun, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
+    dns_detail = str(_checks(report).get("dns", {}).get("detail", ""))
+    rerun, again = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
     ok = (
         proc.returncode == 1
         and left == ["dns"]
+        and "not written" in dns_detail  # the signal failed first, then the fallback
+        and again.get("measured", {}).get("dns_path") == "data plane"
         and checks == {"dns": "fail", "promote": "pass", "roles": "pass"}
         and half
         and rerun.returncode == 0

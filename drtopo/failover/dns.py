@@ -270,12 +270,14 @@ def fail_over(target: StackOutputs, peer: StackOutputs) -> dict[str, Any]:
         result["records"] = make_primary(target, peer)
     except (BotoCoreError, ClientError, RecordError) as exc:
         result["records_error"] = f"record flip failed: {exc}"
+    problems = "; ".join(str(result[k]) for k in ("fallback_reason", "records_error") if k in result)
     try:
         result["after"] = current(target)
     except (BotoCoreError, ClientError) as exc:
-        raise DnsFailoverError(f"routing of {target.record_name} unreadable after the failover: {exc}") from None
+        raise DnsFailoverError(
+            f"routing of {target.record_name} unreadable after the fallback: {exc} ({problems})"
+        ) from None
     if result["after"].get(target.set_identifier) != "PRIMARY":
-        problems = "; ".join(str(result[k]) for k in ("fallback_reason", "records_error") if k in result)
         raise DnsFailoverError(
             f"{target.record_name}: Route53 would answer {result['after']}; "
             f"expected {target.set_identifier} ({problems})"
