@@ -339,8 +339,18 @@ def fence_impossible(lab: Lab, work: Path) -> Outcome:
     (folder / "prod.json").write_text(json.dumps({**prod_outputs, "dbUser": "fault_app"}))
     before = end_state(lab)
     report_path = work / "promote.json"
+    # Without the per-region map boto3 takes its per-service variable: CloudWatch alone at a port nobody serves.
+    dead_cloudwatch = {"DRTOPO_AWS_ENDPOINTS": "", "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{_closed_port()}"}
     proc = run_cli(
-        "promote", "--stack", "dr", "--outputs", folder / "dr.json", *DB_ONLY, "--json", report_path, env=_env(work)
+        "promote",
+        "--stack",
+        "dr",
+        "--outputs",
+        folder / "dr.json",
+        *DB_ONLY,
+        "--json",
+        report_path,
+        env=_env(work, **dead_cloudwatch),
     )
     after = end_state(lab)
     ok = (
@@ -387,25 +397,47 @@ def consumer_group_with_live_members(lab: Lab, work: Path) -> Outcome:
     return Outcome(ok, f"exit {proc.returncode}, {cg}, left {left}; rerun exit {rerun.returncode}")
 
 
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def dns_api_failing_after_promotion(lab: Lab, work: Path) -> Outcome:
+    """Both ways of moving DNS fail after the promotion: CloudWatch refuses (the takeover signal cannot be written,
+    the command's CloudWatch at a closed loopback port) and the record UPSERT names a zone Route53 does not have. The
+    run stops with dns left to do (exit 1); the rerun, with both answering, finishes it through the data plane."""
     folder = work / "outputs"
     folder.mkdir()
     (folder / "prod.json").write_text(lab.prod.outputs_path.read_text())
     dr_outputs = json.loads(lab.dr.outputs_path.read_text())
     (folder / "dr.json").write_text(json.dumps({**dr_outputs, "hostedZoneId": "Z0FAULTMATRIXNOZONE"}))
     report_path = work / "promote.json"
+    # Without the per-region map boto3 takes its per-service variable: CloudWatch alone at a port nobody serves.
+    dead_cloudwatch = {"DRTOPO_AWS_ENDPOINTS": "", "AWS_ENDPOINT_URL_CLOUDWATCH": f"http://127.0.0.1:{_closed_port()}"}
     proc = run_cli(
-        "promote", "--stack", "dr", "--outputs", folder / "dr.json", *DB_ONLY, "--json", report_path, env=_env(work)
+        "promote",
+        "--stack",
+        "dr",
+        "--outputs",
+        folder / "dr.json",
+        *DB_ONLY,
+        "--json",
+        report_path,
+        env=_env(work, **dead_cloudwatch),
     )
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     state = end_state(lab)
     half = state["servers"]["dr"] == WRITABLE and "drtopo:role: primary" in state["stack_files"]["dr"]
     left = report.get("measured", {}).get("left_to_do")
     checks = _outcomes(report, "dns", "promote", "roles")
-    rerun, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
+    dns_detail = str(_checks(report).get("dns", {}).get("detail", ""))
+    rerun, again = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
     ok = (
         proc.returncode == 1
         and left == ["dns"]
+        and "not written" in dns_detail  # the signal failed first, then the fallback
+        and again.get("measured", {}).get("dns_path") == "data plane"
         and checks == {"dns": "fail", "promote": "pass", "roles": "pass"}
         and half
         and rerun.returncode == 0
@@ -659,6 +691,81 @@ def source_kafka_down(lab: Lab, work: Path) -> Outcome:
     return Outcome(ok, f"exit {proc.returncode}: the mirror is reported unmeasurable")
 
 
+# -- a region cut off (lab/gates.py) ----------------------------------------------------------------------------
+def _dns_step(report: dict[str, Any]) -> tuple[str | None, str]:
+    """promote's DNS path (measured) and its dns check's detail."""
+    return report.get("measured", {}).get("dns_path"), str(_checks(report).get("dns", {}).get("detail", ""))
+
+
+def us_east_1_api_unreachable_during_promote(lab: Lab, work: Path) -> Outcome:
+    """Only us-east-1's AWS endpoint cut off (its gate drops every byte: Route53's control plane and prod's
+    CloudWatch, SSM and buckets), prod's database still answering: promote fails over with DNS through the data
+    plane (dr's signal on, prod's unclearable counted as no veto), the record UPSERT neither needed nor used: the
+    records as declared once us-east-1 answers again."""
+    cut = lab.partition("prod", kinds=["aws"])
+    try:
+        proc, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
+    finally:
+        lab.heal()
+    path, detail = _dns_step(report)
+    records = {k: v["failover"] for k, v in end_state(lab)["dns_raw"]["records"].items()}
+    ok = (
+        cut == ["prod-aws"]
+        and records == BASELINE_DNS  # as declared: no UPSERT
+        and proc.returncode == 0
+        and path == "data plane"
+        and "fallback" not in detail
+        and "data plane: takeover signal" in detail
+        and "peer's signal unreachable" in detail
+        and _failed_over(lab)
+        and _no_traceback(proc)
+    )
+    return Outcome(ok, f"cut {cut}, exit {proc.returncode}, dns_path {path}; {detail[:90]}; records {records}")
+
+
+def prod_partitioned_while_promote_measures_lag(lab: Lab, work: Path) -> Outcome:
+    """Prod cut off (every gate) while it still takes writes inside its region, the RPO tiny: promote's guard sees
+    a stream that may still be carrying writes and refuses (exit 3) naming the RPO, --accept-data-loss and what it
+    cannot measure, nothing changed; with --accept-data-loss it fails over, DNS through the data plane. The write
+    prod took inside the cut is not on dr (counted as lost)."""
+    project = _tiny_rpo_project(lab, work)
+    _insert(lab, "prod", "before-cut")
+    deadline = time.monotonic() + 30
+    while not present(lab, "dr", ["before-cut"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    env = _env(work, DRTOPO_PROJECT_DIR=str(project))
+    lab.partition("prod")
+    try:
+        _insert(lab, "prod", "inside-cut")  # prod's own port: inside the region, past the gate
+        before = end_state(lab)
+        refused, refusal = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=env)
+        after = end_state(lab)
+        accepted, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, "--accept-data-loss", env=env)
+    finally:
+        lab.heal()
+    lag = _checks(refusal).get("replica-lag", {})
+    said = _last_line(refused)
+    path, _ = _dns_step(report)
+    lost = 0 if present(lab, "dr", ["inside-cut"]) else 1
+    ok = (
+        refused.returncode == 3
+        and lag.get("outcome") == "fail"
+        and "beyond the region-failure RPO" in said
+        and "--accept-data-loss" in said
+        and "may still take if it is cut off" in str(lag.get("detail"))
+        and after == before
+        and accepted.returncode == 0
+        and path == "data plane"
+        and _no_traceback(refused, accepted)
+    )
+    return Outcome(
+        ok,
+        f"refused exit {refused.returncode} ({said[:70]}), nothing changed {after == before}; "
+        f"--accept-data-loss exit {accepted.returncode}, dns_path {path}",
+        lost,
+    )
+
+
 # -- backups ----------------------------------------------------------------------------------------------------
 def _damaged_dump(lab: Lab, work: Path, damage: Callable[[bytes], bytes]) -> Outcome:
     """A dump damaged in its bucket: verify fails its sha256 check (exit 1); a restore into an empty database
@@ -850,6 +957,16 @@ FAULTS: list[Fault] = [
     Fault("crash, resumed from another machine", "resumed, no second promotion", resumed_from_another_machine),
     Fault("AWS emulator down", "exit 3, nothing changed", emulator_down),
     Fault("incident topic gone (SNS refusing)", "exit 0, failed over, messages not sent", incident_topic_gone),
+    Fault(
+        "us-east-1 API unreachable during promote",
+        "exit 0, DNS via the data plane, no UPSERT",
+        us_east_1_api_unreachable_during_promote,
+    ),
+    Fault(
+        "prod partitioned while promote measures lag",
+        "exit 3 naming why, --accept-data-loss 0",
+        prod_partitioned_while_promote_measures_lag,
+    ),
     Fault("MirrorMaker stopped", "exit 1, lag reported", mirrormaker_stopped),
     Fault("source Kafka down", "exit 1, mirror unmeasurable", source_kafka_down),
     Fault("truncated dump", "verify 1, restore 1 on sha256", truncated_dump),

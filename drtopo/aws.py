@@ -1,8 +1,13 @@
 """The one place boto3 clients are built: the region always given, short timeouts, a bounded number of retries.
 
-A region that is down must not hold a failover for boto3's default minutes of retries, so every client connects
-within 5 s, reads within 30 s and makes at most three attempts (two retries). Every call is logged (service,
-operation, region, the names it acts on, the HTTP status), never its body: bodies carry secrets.
+A region that is down must not hold a failover for minutes: boto3's defaults are 60 s connect and 60 s read per
+attempt, and even 30 s reads with three attempts made a promote against a partitioned us-east-1 take 471 s (about
+92 s per call). A partitioned
+region's endpoint usually accepts the connection and then never answers, so the read timeout is what a call waits
+out: every client connects within CONNECT_TIMEOUT_S, reads within READ_TIMEOUT_S and makes at most MAX_ATTEMPTS
+attempts, so a call to a cut-off region fails within `call_bound_seconds()` (about 20 s) with one line naming the
+service, operation, region and endpoint (`_name_failure`). Every call is logged (service, operation, region, the
+names it acts on, the HTTP status), never its body: bodies carry secrets.
 
 Endpoints are per region, as VPC interface endpoints are: the command edge (scripts/cli.py, from
 DRTOPO_AWS_ENDPOINTS) hands `use_endpoints` a map region -> URL, and every client of a region in the map goes there.
@@ -19,6 +24,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
 from drtopo.outputs import StackOutputs
 
@@ -41,11 +47,28 @@ LOGGED_PARAMETERS = (
     "TopicArn",
 )
 
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
+# A healthy API answers the calls drtopo makes in well under a second (large objects stream: the read timeout bounds
+# each wait for bytes, not the whole transfer); 10 s leaves room for a loaded endpoint, and one retry absorbs a
+# dropped connection or a throttle without doubling a dead region's wait more than once.
+CONNECT_TIMEOUT_S = 3
+READ_TIMEOUT_S = 10
+MAX_ATTEMPTS = 2  # the first attempt and one retry
+CLIENT_CONFIG = Config(
+    connect_timeout=CONNECT_TIMEOUT_S,
+    read_timeout=READ_TIMEOUT_S,
+    retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+)
 # Global services and the region whose endpoint serves their API.
 GLOBAL_SERVICES = {"route53": "us-east-1", "iam": "us-east-1", "cloudfront": "us-east-1"}
 
 _endpoints: dict[str, str] = {}
+
+
+def call_bound_seconds() -> float:
+    """The longest a call to an endpoint that accepts and never answers (or never accepts) can take: every attempt
+    waits out its connect and read timeouts; standard mode's backoff between attempts is at most 20 s and in
+    practice below 1 s for one retry, so 2 s covers it (pure)."""
+    return MAX_ATTEMPTS * (CONNECT_TIMEOUT_S + READ_TIMEOUT_S) + 2.0
 
 
 def parse_endpoints(text: str) -> dict[str, str]:
@@ -84,7 +107,26 @@ def client(service: str, region: str, *, endpoint_url: str | None = None, **cred
     made = boto3.client(service, region_name=region, endpoint_url=endpoint, config=CLIENT_CONFIG, **credentials)
     made.meta.events.register("before-parameter-build", _log_call)
     made.meta.events.register("after-call", _log_answer)
+    made.meta.events.register("after-call-error", _name_failure)
     return made
+
+
+def failure_line(exc: BaseException, service: str, operation: str, region: str | None) -> str:
+    """One line for a call that failed without an answer: what was called, where, and botocore's own reason (which
+    names the endpoint URL) (pure)."""
+    reason = " ".join(str(exc).split())
+    return f"{reason} ({service} {operation} in {region}, {MAX_ATTEMPTS} attempt(s) of {READ_TIMEOUT_S} s)"
+
+
+def _name_failure(exception: BaseException, context: dict[str, Any], event_name: str = "", **_: Any) -> None:
+    # botocore's timeout and connection errors name the endpoint only; the region and the call go into the message
+    # (its args, which str() reads), so whoever reports it in one line says which region did not answer.
+    if not isinstance(exception, BotoCoreError) or not exception.args:
+        return
+    parts = event_name.split(".")
+    service, operation = (parts[1], parts[2]) if len(parts) >= 3 else ("aws", "call")
+    line = failure_line(exception, service, operation, context.get("client_region"))
+    exception.args = (line, *exception.args[1:])
 
 
 def _log_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

@@ -32,7 +32,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,9 +176,10 @@ class Lab:
         names = [n for r in self._regions.values() for n in (r.stack, r.settings.region)]
         raise ValueError(f"{name!r} is neither a stack nor a region of the lab; expected one of {', '.join(names)}")
 
-    def partition(self, name: str) -> list[str]:
-        """Cut the region (stack or region name) off from everything outside it; its servers keep running."""
-        return self.gates.partition(self.stack_of(name))
+    def partition(self, name: str, kinds: Iterable[str] | None = None) -> list[str]:
+        """Cut the region (stack or region name) off from everything outside it; its servers keep running. `kinds`
+        cuts only those gates (lab/gates.py KINDS: `aws` is the region's API endpoint alone)."""
+        return self.gates.partition(self.stack_of(name), kinds)
 
     def heal(self, name: str | None = None) -> list[str]:
         """End the partition of one region (default: every region)."""

@@ -145,9 +145,13 @@ class Gates:
         for toxic in toxics:
             self._call("POST", f"/proxies/{name}/toxics", toxic)
 
-    def partition(self, stack: str) -> list[str]:
-        """Cut the region of `stack` off: every one of its gates drops all bytes both ways. Returns the proxies."""
-        names = self.names(stack)
+    def partition(self, stack: str, kinds: Iterable[str] | None = None) -> list[str]:
+        """Cut the region of `stack` off: every one of its gates (or only those of `kinds`, e.g. `aws`: its API
+        alone) drops all bytes both ways. Returns the proxies."""
+        wanted = None if kinds is None else set(kinds)
+        if wanted is not None and wanted - set(KINDS):
+            raise ValueError(f"unknown gate kinds {sorted(wanted - set(KINDS))}; expected some of {', '.join(KINDS)}")
+        names = [n for n in self.names(stack) if wanted is None or split_name(n)[1] in wanted]
         if not names:
             raise GateError(f"no gate of stack {stack!r} at {self.url}")
         for name in names:

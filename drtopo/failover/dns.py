@@ -36,10 +36,6 @@ class RecordError(LookupError):
     """A failover record this stack expects is missing from the hosted zone."""
 
 
-class SignalError(RuntimeError):
-    """The takeover signal could not be written in the region that takes over."""
-
-
 def _fqdn(name: str) -> str:
     return name if name.endswith(".") else f"{name}."
 
@@ -134,6 +130,15 @@ def current(outputs: StackOutputs) -> dict[str, str]:
     return routing(declared, {region: takeover_state(region) for region in declared})
 
 
+class SignalError(RuntimeError):
+    """The takeover signal could not be written in a region; `unreachable` when its API gave no answer at all (a
+    partition, a dead region) rather than refusing."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
 def publish_takeover(region: str, taken_over: bool) -> None:
     """Write `region`'s takeover signal (1 or 0) and set its alarm to match; raises SignalError when CloudWatch there
     refuses or does not answer (the alarm must exist: SetAlarmState fails on an unknown alarm)."""
@@ -158,8 +163,13 @@ def publish_takeover(region: str, taken_over: bool) -> None:
         )
     except (BotoCoreError, ClientError) as exc:
         raise SignalError(
-            f"takeover signal {naming.takeover_alarm_name(region)} in {region} not written: {exc}"
+            f"takeover signal {naming.takeover_alarm_name(region)} in {region} not written: {exc}",
+            unreachable=isinstance(exc, BotoCoreError),
         ) from None
+
+
+# What the peer's signal is after the takeover: cleared (OK), its region gave no answer, or its API refused.
+PEER_CLEARED, PEER_UNREACHABLE, PEER_REFUSED = "cleared", "unreachable", "refused"
 
 
 def take_over(target: StackOutputs, peer: StackOutputs) -> dict[str, Any]:
@@ -168,14 +178,39 @@ def take_over(target: StackOutputs, peer: StackOutputs) -> dict[str, Any]:
     publish_takeover(target.region, True)
     try:
         publish_takeover(peer.region, False)
-        peer_cleared, peer_error = True, None
+        peer, peer_error = PEER_CLEARED, None
     except SignalError as exc:
-        peer_cleared, peer_error = False, str(exc)
+        peer, peer_error = (PEER_UNREACHABLE if exc.unreachable else PEER_REFUSED), str(exc)
     return {
         "signal": naming.takeover_alarm_name(target.region),
-        "peer_cleared": peer_cleared,
+        "peer_cleared": peer == PEER_CLEARED,
+        "peer": peer,
         "peer_error": peer_error,
     }
+
+
+def data_plane_signals(
+    target_region: str, peer_region: str, target_state: str, peer: str, peer_state: str
+) -> dict[str, str]:
+    """Each takeover alarm as Route53's health checkers see it (pure): the target's as read back in its region; the
+    peer's OK once cleared, as read when its API refused the clear, and UNREACHABLE when its region gave no answer,
+    which the peer-takeover health check counts healthy (insufficient data: components/dns.py) and so not a veto."""
+    seen = {PEER_CLEARED: "OK", PEER_UNREACHABLE: UNREACHABLE}.get(peer, peer_state)
+    return {target_region: target_state, peer_region: seen}
+
+
+def fallback_reason(target_id: str, routed: Mapping[str, str], signals: Mapping[str, str]) -> str | None:
+    """Why the data plane would not answer `target_id` (None: it does, no fallback is needed) (pure)."""
+    if routed.get(target_id) == "PRIMARY":
+        return None
+    return f"the data plane would answer {routed} with the takeover alarms at {dict(signals)}"
+
+
+def declared_pair(target: StackOutputs, peer: StackOutputs) -> dict[str, str]:
+    """The failover pair as the stacks declare it (the record set the data plane keeps serving while Route53's
+    control plane is away); which of the two is PRIMARY does not change the answer once exactly one region has
+    taken over (pure)."""
+    return {target.set_identifier: target.failover, peer.set_identifier: peer.failover}
 
 
 def make_primary(primary: StackOutputs, secondary: StackOutputs) -> dict[str, Any]:
@@ -198,31 +233,51 @@ class DnsFailoverError(RuntimeError):
     """Neither the takeover signal nor the record flip made Route53 answer the target."""
 
 
+DATA_PLANE, FALLBACK = "data plane", "fallback"
+
+
 def fail_over(target: StackOutputs, peer: StackOutputs) -> dict[str, Any]:
-    """DNS to `target`: the takeover signal first; the record UPSERT (Route53's control plane) only when the signal
-    cannot be written in the target's region, or when the peer's stale signal could not be cleared. Returns the
-    mode used (`signal` or `fallback`), why a fallback was needed, and the routing after; raises DnsFailoverError
-    when Route53 would still not answer the target."""
-    result: dict[str, Any] = {"mode": "signal"}
+    """DNS to `target` through the data plane, without Route53's control plane (us-east-1) when it can.
+
+    1. The target region's takeover signal on, the peer's off when its region answers (`take_over`).
+    2. Verified as Route53's health checkers see it: the target's alarm read back in its own region, the peer's as
+       the clear left it (a peer region that gave no answer counts as not taken over, as its health check does).
+    3. Only when the signal could not be written or the data plane would still not answer the target: the record
+       UPSERT (Route53's control plane), verified from the records and the signals (`current`).
+
+    Returns `dns_path` (`data plane` or `fallback`; `mode` says the same as `signal`/`fallback`), why a fallback was
+    needed, the signals seen and the routing after; raises DnsFailoverError when Route53 would still not answer the
+    target."""
+    result: dict[str, Any] = {"dns_path": DATA_PLANE, "mode": "signal"}
     reason = None
     try:
         result["signal"] = take_over(target, peer)
-        if not result["signal"]["peer_cleared"]:
-            reason = result["signal"]["peer_error"]
     except SignalError as exc:
         reason = str(exc)
-    if reason is not None:
-        result.update(mode="fallback", fallback_reason=reason)
-        try:
-            result["records"] = make_primary(target, peer)
-        except (BotoCoreError, ClientError, RecordError) as exc:
-            result["records_error"] = f"record flip failed: {exc}"
+    if reason is None:
+        signal = result["signal"]
+        peer_state = takeover_state(peer.region) if signal["peer"] == PEER_REFUSED else ""
+        signals = data_plane_signals(
+            target.region, peer.region, takeover_state(target.region), signal["peer"], peer_state
+        )
+        result["signals"] = signals
+        result["after"] = routing(declared_pair(target, peer), signals)
+        reason = fallback_reason(target.set_identifier, result["after"], signals)
+        if reason is None:
+            return result
+    result.update(dns_path=FALLBACK, mode="fallback", fallback_reason=reason)
+    try:
+        result["records"] = make_primary(target, peer)
+    except (BotoCoreError, ClientError, RecordError) as exc:
+        result["records_error"] = f"record flip failed: {exc}"
+    problems = "; ".join(str(result[k]) for k in ("fallback_reason", "records_error") if k in result)
     try:
         result["after"] = current(target)
     except (BotoCoreError, ClientError) as exc:
-        raise DnsFailoverError(f"routing of {target.record_name} unreadable after the failover: {exc}") from None
+        raise DnsFailoverError(
+            f"routing of {target.record_name} unreadable after the fallback: {exc} ({problems})"
+        ) from None
     if result["after"].get(target.set_identifier) != "PRIMARY":
-        problems = "; ".join(str(result[k]) for k in ("fallback_reason", "records_error") if k in result)
         raise DnsFailoverError(
             f"{target.record_name}: Route53 would answer {result['after']}; "
             f"expected {target.set_identifier} ({problems})"

@@ -93,11 +93,14 @@ def write(primary: StackOutputs, standby: StackOutputs, by: str) -> dict[str, An
     name = marker_name(primary.stack, standby.stack)
     seen: list[RoleMarker | None] = []
     unreachable: dict[str, str] = {}
+    silent: set[str] = set()  # regions whose API gave no answer at all (a partition): not asked again
     for outputs in (primary, standby):
         try:
             seen.append(read(outputs.region, name))
         except (ClientError, BotoCoreError, MarkerError) as exc:
             unreachable[outputs.region] = str(exc).splitlines()[0]
+            if isinstance(exc, BotoCoreError):
+                silent.add(outputs.region)
     current = newest(seen)
     if current is not None and (current.primary, current.standby) == (primary.stack, standby.stack):
         marker = current  # already written by the interrupted run: the same epoch
@@ -105,6 +108,8 @@ def write(primary: StackOutputs, standby: StackOutputs, by: str) -> dict[str, An
         marker = next_marker(current, primary.stack, standby.stack, by)
     written = []
     for outputs in (primary, standby):
+        if outputs is standby and outputs.region in silent:
+            continue  # another wait of the client's whole bound for the same silence; reported unreachable
         try:
             client("ssm", outputs.region).put_parameter(
                 Name=name,

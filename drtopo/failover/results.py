@@ -78,6 +78,7 @@ class DnsResult(StepResult):
     mode: str = ""  # "signal" or "fallback"
     after: Any = None
     details: dict[str, Any] = field(default_factory=dict)
+    dns_path: str = ""  # "data plane" or "fallback" (drtopo.failover.dns)
 
 
 @dataclass(frozen=True)

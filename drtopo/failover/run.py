@@ -307,6 +307,8 @@ def _run_one(sw: Switchover, runner: Runner, step: Step, clock: Clock, notifier:
         sw.report.check(step, True, f"done by the interrupted run: {runner.results[step].as_dict()}")
     if step is Step.DNS and step in runner.results:
         sw.report.measured["seconds_to_dns_flipped"] = round(clock.elapsed(), 3)
+        # Which way DNS moved: through the data plane (the takeover signal) or the control plane's record UPSERT.
+        sw.report.measured["dns_path"] = getattr(runner.results[step], "dns_path", "") or None
 
 
 def finish(

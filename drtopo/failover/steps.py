@@ -23,7 +23,7 @@ from drtopo.database import Database, database_for, replication
 from drtopo.database.loss_bound import BoundKind
 from drtopo.database.platform import FenceError, StandbyError, session
 from drtopo.failover import marker, pending
-from drtopo.failover.dns import DnsFailoverError, fail_over
+from drtopo.failover.dns import DATA_PLANE, DnsFailoverError, fail_over
 from drtopo.failover.plan import Step
 from drtopo.failover.results import (
     CatchUpResult,
@@ -266,18 +266,19 @@ def consumer_group(sw: Switchover) -> ConsumerGroupResult:
 
 
 def dns(sw: Switchover) -> DnsResult:
-    # The takeover signal in the target's region first; the record UPSERT only as a fallback (drtopo/failover/dns).
+    # The takeover signal in the target's region, verified as the data plane sees it; the record UPSERT (Route53's
+    # control plane, us-east-1) only as a fallback (drtopo/failover/dns).
     try:
         result = fail_over(sw.target, sw.peer)
     except DnsFailoverError as exc:
         raise StepFailed(str(exc)) from None
-    how = (
-        f"takeover signal {result['signal']['signal']}"
-        if result["mode"] == "signal"
-        else f"fallback record UPSERT ({result['fallback_reason']})"
-    )
+    if result["dns_path"] == DATA_PLANE:
+        signal = result["signal"]
+        how = f"data plane: takeover signal {signal['signal']}, peer's signal {signal['peer']}"
+    else:
+        how = f"fallback record UPSERT ({result['fallback_reason']})"
     sw.report.check("dns", True, f"{sw.target.record_name}: {result['after']} via {how}")
-    return DnsResult(mode=result["mode"], after=result["after"], details=result)
+    return DnsResult(mode=result["mode"], after=result["after"], details=result, dns_path=result["dns_path"])
 
 
 def roles(sw: Switchover) -> RolesResult:

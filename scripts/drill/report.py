@@ -158,6 +158,10 @@ def print_table(results: list[ScenarioResult], out: Any = None) -> None:
                 f"{p['phase']} {p['seconds']:g}{'*' if p['how'].startswith('modelled') else ''}" for p in r.phases
             )
             print(f"{'':<22}   user RTO = {parts} s", file=out)
+        figures = m.to_dict()
+        if "dns_path" in figures or "split_brain_writes" in figures:
+            split = _text(figures.get("split_brain_writes"), "not measured")
+            print(f"{'':<22}   DNS via {_text(figures.get('dns_path'))}; split-brain writes {split}", file=out)
         for c in r.checks.checks:
             if not c.ok:
                 print(f"{'':<22} failed check: {c.name}: {c.detail}", file=out)

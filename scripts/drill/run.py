@@ -46,7 +46,7 @@ from scripts.drill.report import (
     write_json,
     write_timeline,
 )
-from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
+from scripts.drill.scenarios import BY_NAME, CHOICES, ORDER
 from scripts.drill.scenarios.context import DrillContext, data_loss, surviving
 from scripts.drill.scenarios.phases import rto_phases
 from scripts.drill.scenarios.scenario import ScenarioRun
@@ -60,7 +60,11 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m scripts.drill", description=__doc__.splitlines()[0])
-    p.add_argument("--scenario", default="all", help=f"one of: all, {', '.join(NAMES)} (comma-separated list ok)")
+    p.add_argument(
+        "--scenario",
+        default="all",
+        help=f"one of: all, {', '.join(CHOICES)} (comma-separated list ok; all is the objectives table's rows)",
+    )
     p.add_argument("--lab-root", type=Path, help="use the running lab in this folder instead of starting a fresh one")
     p.add_argument(
         "--outputs",
@@ -92,8 +96,8 @@ def parse_scenarios(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown or not names:
-        raise BadInput(f"--scenario {text!r} is unknown; expected all or one of {', '.join(NAMES)}")
-    return [n for n in ORDER if n in names]
+        raise BadInput(f"--scenario {text!r} is unknown; expected all or one of {', '.join(CHOICES)}")
+    return sorted(set(names), key=lambda n: (BY_NAME[n].order, n))
 
 
 def parse_objectives(items: Sequence[str]) -> dict[tuple[str, str], float]:

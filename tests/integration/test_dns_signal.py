@@ -104,8 +104,14 @@ def test_promote_flips_the_signal_in_the_region_that_takes_over(pair: dict[str, 
 
     result = dns.fail_over(dr, prod)
 
-    assert result["mode"] == "signal" and "records" not in result
-    assert result["signal"] == {"signal": "drtopo-us-west-2-takeover", "peer_cleared": True, "peer_error": None}
+    assert (result["dns_path"], result["mode"]) == (dns.DATA_PLANE, "signal") and "records" not in result
+    assert result["signal"] == {
+        "signal": "drtopo-us-west-2-takeover",
+        "peer_cleared": True,
+        "peer": dns.PEER_CLEARED,
+        "peer_error": None,
+    }
+    assert result["signals"] == {dr.region: "ALARM", prod.region: "OK"}
     assert alarm(dr)["StateValue"] == "ALARM" and alarm(prod)["StateValue"] == "OK"
     assert signal_points(dr) == [1.0] and signal_points(prod) == [0.0]
     # The records are as declared (no control-plane change); Route53 answers dr's because prod's is vetoed.
@@ -131,7 +137,7 @@ def test_the_record_upsert_is_the_fallback_when_cloudwatch_does_not_answer(
 
     result = dns.fail_over(dr, prod)
 
-    assert result["mode"] == "fallback"
+    assert (result["dns_path"], result["mode"]) == (dns.FALLBACK, "fallback")
     assert "takeover signal drtopo-us-west-2-takeover in us-west-2 not written" in result["fallback_reason"]
     assert result["records"]["changes"] == 2
     assert dns.record_state(dr) == {prod.set_identifier: "SECONDARY", dr.set_identifier: "PRIMARY"}

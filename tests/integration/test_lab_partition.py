@@ -13,9 +13,12 @@ import boto3
 import psycopg
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 from confluent_kafka.admin import AdminClient
 
+from drtopo import aws as drtopo_aws
 from drtopo import naming
+from drtopo.failover import dns
 from drtopo.outputs import load_outputs
 from lab import aws, gates, kube_build, postgres
 from lab.__main__ import main as lab_main
@@ -242,3 +245,71 @@ def test_the_data_plane_answers_from_the_last_record_set_while_us_east_1_is_cut_
         lab.heal()
         set_takeover(lab, "dr", "OK")
     assert (resolver.serving(), resolver.source) == (prod.set_identifier, "control plane")
+
+
+# What the scripts call in a cut-off us-east-1 (through drtopo.aws's one client factory, each region at its gate):
+# (service, the client's region, the call). Route53 is asked from us-west-2 and still goes to us-east-1's endpoint.
+CUT_OFF_CALLS: list[tuple[str, str, Callable[[object], object]]] = [
+    ("s3", "us-east-1", lambda c: c.list_buckets()),
+    ("ssm", "us-east-1", lambda c: c.describe_parameters()),
+    ("route53", "us-west-2", lambda c: c.list_hosted_zones()),
+]
+
+
+@pytest.mark.parametrize(("service", "region", "call"), CUT_OFF_CALLS, ids=[f"{s}-{r}" for s, r, _ in CUT_OFF_CALLS])
+def test_a_call_to_a_partitioned_regions_endpoint_ends_within_the_factorys_bound_naming_it(
+    healed: Lab, service: str, region: str, call: Callable[[object], object]
+) -> None:
+    lab = healed
+    endpoints = lab.aws_endpoints()
+    previous = drtopo_aws.use_endpoints(endpoints)
+    try:
+        made = drtopo_aws.client(service, region, **{k.lower(): v for k, v in aws.DUMMY_CREDENTIALS.items()})
+        call(made)  # open: answered
+        lab.partition("prod")
+        started = time.monotonic()
+        with pytest.raises(ReadTimeoutError) as raised:  # the gate accepts and never answers: not a refusal
+            call(made)
+        waited = time.monotonic() - started
+    finally:
+        lab.heal()
+        drtopo_aws.use_endpoints(previous)
+    # A bound, not a speed: the call must end (boto3's defaults made it about 92 s), and say where it went.
+    assert waited <= drtopo_aws.call_bound_seconds(), waited
+    line = str(raised.value)
+    assert "\n" not in line and endpoints["us-east-1"] in line and f" in {region}," in line
+
+
+def test_dns_moves_through_the_data_plane_with_us_east_1_cut_off_and_the_record_upsert_unused(
+    healed: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = healed
+    for key, value in aws.DUMMY_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    prod, dr = (load_outputs(lab.region(s).outputs_path, s) for s in ("prod", "dr"))
+    resolver = Resolver(prod, lab.aws_endpoints())
+    assert resolver.serving() == prod.set_identifier  # it has seen the record set
+    previous = drtopo_aws.use_endpoints(lab.aws_endpoints())
+    try:
+        lab.partition("prod")
+        try:
+            result = dns.fail_over(dr, prod)
+            served, source = resolver.serving(), resolver.source
+        finally:
+            lab.heal()
+        records = dns.record_state(prod)  # Route53's API, through us-east-1's healed gate
+    finally:
+        drtopo_aws.use_endpoints(previous)
+    try:
+        assert (result["dns_path"], result["mode"]) == (dns.DATA_PLANE, "signal")
+        assert "records" not in result and "fallback_reason" not in result
+        # prod's signal could not be cleared (no answer from us-east-1), which the data plane counts as no veto.
+        assert result["signal"]["peer"] == dns.PEER_UNREACHABLE
+        assert "us-east-1" in result["signal"]["peer_error"] and lab.prod.aws_endpoint in result["signal"]["peer_error"]
+        assert result["after"] == {dr.set_identifier: "PRIMARY", prod.set_identifier: "SECONDARY"}
+        # The lab's data plane, from the record set it saw before the cut, answers dr.
+        assert (served, source) == (dr.set_identifier, "last seen")
+        # The records were not touched: after the heal Route53's API still holds them as declared.
+        assert records == {prod.set_identifier: "PRIMARY", dr.set_identifier: "SECONDARY"}
+    finally:
+        set_takeover(lab, "dr", "OK")

@@ -2,16 +2,61 @@
 
 from __future__ import annotations
 
-import pytest
+import socket
 
-from drtopo.aws import client, endpoint_for, parse_endpoints, use_endpoints
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from drtopo import aws
+from drtopo.aws import client, endpoint_for, failure_line, parse_endpoints, use_endpoints
 
 
 def test_clients_carry_the_region_timeouts_and_bounded_retries() -> None:
     rds = client("rds", "us-west-2")
     assert rds.meta.region_name == "us-west-2"
-    assert rds.meta.config.connect_timeout == 5 and rds.meta.config.read_timeout == 30
-    assert rds.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
+    assert (rds.meta.config.connect_timeout, rds.meta.config.read_timeout) == (3, 10)
+    assert rds.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+def test_a_call_to_a_cut_off_region_is_bounded_in_seconds_not_minutes() -> None:
+    # boto3's defaults: 60 s connect, 60 s read, several attempts (minutes per call against a partition).
+    assert aws.call_bound_seconds() == 2 * (3 + 10) + 2
+    assert aws.call_bound_seconds() < 60
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_call_that_gets_no_answer_fails_with_one_line_naming_the_call_region_and_endpoint() -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    watch = client("cloudwatch", "us-east-1", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s")
+    with pytest.raises(EndpointConnectionError) as raised:
+        watch.describe_alarms(AlarmNames=["drtopo-us-east-1-takeover"])
+    line = str(raised.value)
+    assert "\n" not in line
+    assert endpoint in line and "cloudwatch DescribeAlarms in us-east-1" in line and "2 attempt(s) of 10 s" in line
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        (
+            'Read timeout on endpoint URL: "http://127.0.0.1:4001/"',
+            'Read timeout on endpoint URL: "http://127.0.0.1:4001/" (ssm PutParameter in us-east-1, '
+            "2 attempt(s) of 10 s)",
+        ),
+        # botocore's multi-line reasons (a connection error's cause) become one line.
+        (
+            "Could not connect\n  to the endpoint",
+            "Could not connect to the endpoint (ssm PutParameter in us-east-1, 2 attempt(s) of 10 s)",
+        ),
+    ],
+)
+def test_the_failure_line_is_one_line_with_the_call_and_its_region(reason: str, expected: str) -> None:
+    assert failure_line(RuntimeError(reason), "ssm", "PutParameter", "us-east-1") == expected
 
 
 def test_a_client_without_a_region_is_refused() -> None:

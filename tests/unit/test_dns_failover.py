@@ -6,7 +6,19 @@ import copy
 
 import pytest
 
-from drtopo.failover.dns import RecordError, answered, failover_state, flip_batch, routing, vetoed
+from drtopo.failover.dns import (
+    PEER_CLEARED,
+    PEER_REFUSED,
+    PEER_UNREACHABLE,
+    RecordError,
+    answered,
+    data_plane_signals,
+    failover_state,
+    fallback_reason,
+    flip_batch,
+    routing,
+    vetoed,
+)
 
 NAME = "api.exceptions.biopro.example"
 
@@ -85,7 +97,7 @@ def test_routing_follows_the_takeover_signal_without_touching_the_records() -> N
     # Failback: prod takes over and clears dr's signal.
     assert routing(flipped, {"us-east-1": "ALARM", "us-west-2": "OK"}) == DECLARED
     # A stale signal in a region that could not be cleared vetoes both: Route53 answers the PRIMARY record, which
-    # is why take_over falls back to the record flip when the peer's signal is not cleared.
+    # is why fail_over falls back to the record flip when the peer's signal reads ALARM after a refused clear.
     assert routing(flipped, {"us-east-1": "ALARM", "us-west-2": "ALARM"}) == flipped
 
 
@@ -96,3 +108,44 @@ def test_exactly_one_record_is_answered_in_every_signal_state() -> None:
             for west in states:
                 result = routing(declared, {"us-east-1": east, "us-west-2": west})
                 assert sorted(result.values()) == ["PRIMARY", "SECONDARY"], (declared, east, west)
+
+
+# The DNS step's decision, dr (us-west-2) taking over from prod (us-east-1): the signals the data plane sees after
+# the takeover (target's alarm read back, the peer's clear: its outcome and, when refused, what was read), and
+# whether the record UPSERT (Route53's control plane) is needed.
+DECISIONS = [
+    # (target read back, peer's clear, peer read when refused, declared pair, fallback needed)
+    ("ALARM", PEER_CLEARED, "", DECLARED, False),
+    # us-east-1 cut off: the peer's alarm gives no answer, which its health check counts healthy (no veto).
+    ("ALARM", PEER_UNREACHABLE, "", DECLARED, False),
+    ("ALARM", PEER_UNREACHABLE, "", {"us-east-1": "SECONDARY", "us-west-2": "PRIMARY"}, False),
+    # The peer's API refused the clear and its alarm still reads ALARM (a stale takeover): both records vetoed.
+    ("ALARM", PEER_REFUSED, "ALARM", DECLARED, True),
+    ("ALARM", PEER_REFUSED, "OK", DECLARED, False),
+    # The target's signal did not read back as ALARM: nothing vetoes prod's record.
+    ("OK", PEER_CLEARED, "", DECLARED, True),
+    ("UNREACHABLE", PEER_UNREACHABLE, "", DECLARED, True),
+]
+
+
+@pytest.mark.parametrize(("target", "peer", "peer_read", "declared", "fallback"), DECISIONS)
+def test_the_dns_step_uses_the_record_upsert_only_when_the_data_plane_would_not_answer_the_target(
+    target: str, peer: str, peer_read: str, declared: dict[str, str], fallback: bool
+) -> None:
+    signals = data_plane_signals("us-west-2", "us-east-1", target, peer, peer_read)
+    routed = routing(declared, signals)
+    reason = fallback_reason("us-west-2", routed, signals)
+    assert (reason is not None) == fallback, (signals, routed)
+    if fallback:
+        assert f"{signals}" in reason and f"{routed}" in reason
+    else:
+        assert routed == {"us-west-2": "PRIMARY", "us-east-1": "SECONDARY"}
+
+
+def test_the_data_plane_sees_a_cleared_peer_ok_an_unreachable_one_unreachable_a_refused_one_as_read() -> None:
+    assert data_plane_signals("us-west-2", "us-east-1", "ALARM", PEER_CLEARED, "") == {
+        "us-west-2": "ALARM",
+        "us-east-1": "OK",
+    }
+    assert data_plane_signals("us-west-2", "us-east-1", "ALARM", PEER_UNREACHABLE, "")["us-east-1"] == "UNREACHABLE"
+    assert data_plane_signals("us-west-2", "us-east-1", "ALARM", PEER_REFUSED, "ALARM")["us-east-1"] == "ALARM"

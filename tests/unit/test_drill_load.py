@@ -207,6 +207,24 @@ def test_the_table_shows_the_load_and_each_phase_marked_modelled(capsys: pytest.
     assert "default" in row and "499" in row and "2400" in row and "PASS" in row
     assert "user RTO = detection 30* + decision 120* + action 1.5 + dns 30* + reconnect 0.5 s" in out
     assert "modelled from the stack's settings" in out
+    assert "DNS via" not in out  # a scenario that measured neither says nothing of them
+
+
+def test_the_table_says_the_dns_path_and_the_split_brain_writes_when_measured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scripts.drill.scenarios.region_failure import RegionFigures
+
+    partitioned, killed = loaded_result(), loaded_result()
+    partitioned.measured.details = RegionFigures(rows_lost_before_failure=0, dns_path="data plane")
+    partitioned.measured.details.split_brain_writes = 12
+    killed.measured.details = RegionFigures(rows_lost_before_failure=0, dns_path="fallback")
+    print_table([partitioned, killed])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.strip() for line in lines if "DNS via" in line] == [
+        "DNS via data plane; split-brain writes 12",
+        "DNS via fallback; split-brain writes not measured",
+    ]
 
 
 def test_the_picture_keeps_every_step_name_whole_and_draws_the_load() -> None:

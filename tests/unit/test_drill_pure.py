@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,9 @@ from scripts.drill.scenarios.context import data_loss
 def test_all_runs_every_scenario_least_destructive_first() -> None:
     assert parse_scenarios("all") == list(ORDER)
     assert parse_scenarios("region-failure,single-pod-failure") == ["single-pod-failure", "region-failure"]
+    # A variant runs when named (after the table's rows it is named with), never by `all`.
+    assert "region-failure-kill" not in parse_scenarios("all")
+    assert parse_scenarios("region-failure-kill,region-failure") == ["region-failure", "region-failure-kill"]
 
 
 @pytest.mark.parametrize("text", ["regon-failure", "", "all,region-failure"])
@@ -106,3 +110,33 @@ def test_outputs_outside_a_lab_are_bad_input(tmp_path, capsys: pytest.CaptureFix
 
     assert drill.main(["--outputs", str(tmp_path / "dr.json")]) == 2
     assert "is not a lab's outputs file" in capsys.readouterr().err
+
+
+def test_promote_report_gives_the_dns_path_and_the_point_of_no_return_on_the_wall_clock(tmp_path: Path) -> None:
+    from scripts.drill.scenarios.region_failure import promotion
+
+    report = tmp_path / "promote.json"
+    measured = {
+        "dns_path": "data plane",
+        "seconds_to_dns_flipped": 12.5,
+        "steps": [
+            {"step": "guard", "seconds": 1.0, "at_seconds": 1.0},
+            {"step": "promote", "seconds": 3.0, "at_seconds": 9.0},
+            {"step": "dns", "seconds": 3.5, "at_seconds": 12.5},
+        ],
+    }
+    report.write_text(json.dumps({"measured": measured}))
+    found = promotion(report, started_at=1000.0)
+    assert (found.dns_path, found.flipped_seconds, found.point_of_no_return) == ("data plane", 12.5, 1009.0)
+    # A promote that never reached its promote step (or wrote no report) has no point of no return.
+    report.write_text(json.dumps({"measured": {"steps": measured["steps"][:1]}}))
+    assert promotion(report, 1000.0).point_of_no_return is None
+    assert promotion(tmp_path / "missing.json", 1000.0).point_of_no_return is None
+
+
+def test_split_brain_writes_are_the_old_primarys_acks_after_the_point_of_no_return() -> None:
+    from scripts.drill.scenarios.region_failure import split_brain
+
+    assert split_brain(acks(1.0, 2.0, 3.0, 4.0), 2.5) == 2
+    assert split_brain(acks(1.0, 2.0), 2.5) == 0
+    assert split_brain(acks(1.0), None) is None

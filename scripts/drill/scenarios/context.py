@@ -19,11 +19,11 @@ import psycopg
 
 from drtopo.context import Context
 from drtopo.database.connect import connect
-from drtopo.failover import dns
 from drtopo.outputs import StackOutputs, load_outputs
 from drtopo.report import Clock
 from drtopo.settings import DrillLoad, LoadLevel, Settings, load_settings
 from lab.core import Lab
+from lab.resolver import Resolver
 from scripts import backup, failback, promote, restore, validate
 from scripts.drill.loadgen import MessageProducer, RowWriter
 
@@ -65,10 +65,13 @@ class DrillContext:
     origin: float = 0.0  # wall-clock time the scenario's clock started
     _dns_cache: tuple[float, str, str] = field(default=(0.0, "", ""))
     _dns_lock: threading.Lock = field(default_factory=threading.Lock)
+    _resolver: Resolver | None = None
 
     def begin(self) -> None:
-        """A new scenario: forget the previous one's writers."""
+        """A new scenario: forget the previous one's writers, and the record set the lab rebuilt since."""
         self.writers, self.producers, self.origin = [], [], time.time()
+        with self._dns_lock:
+            self._resolver, self._dns_cache = None, (0.0, "", "")
 
     def row_writer(self, endpoint: Callable[[], str], prefix: str) -> RowWriter:
         """A writer at the drill's load (writes/s over its client connections), reported after the scenario."""
@@ -113,9 +116,12 @@ class DrillContext:
             if url and time.monotonic() - at < ttl:
                 return self._dns_cache
             outputs = {s: self.outputs(s) for s in ("prod", "dr")}
-            # What Route53 would answer: the records and both regions' takeover signals (drtopo/failover/dns.py).
-            routing = dns.current(outputs["prod"])
-            primary = next((k for k, v in routing.items() if v == "PRIMARY"), None)
+            # What Route53's data plane answers (lab/resolver.py): the record set as last seen through us-east-1's
+            # gate, each region's takeover signal read through its own gate, so clients follow a failover made while
+            # a region is cut off.
+            if self._resolver is None:
+                self._resolver = Resolver(outputs["prod"], self.lab.aws_endpoints())
+            primary = self._resolver.serving()
             stack = next((s for s, o in outputs.items() if o.set_identifier == primary), "prod")
             self._dns_cache = (time.monotonic(), outputs[stack].service_url, stack)
             return self._dns_cache

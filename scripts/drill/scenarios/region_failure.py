@@ -1,8 +1,13 @@
-"""region-failure: the primary region dies under write load; `scripts.promote` fails over to the standby region.
+"""region-failure: the primary region is cut off under write load; `scripts.promote` fails over to the standby region.
 
-The prod database is SIGKILLed and prod's Kafka and service are stopped. The client keeps writing through the
-failover record, so RTO is measured as the client sees it: from the failure until a write is acknowledged by the
-standby region. RPO is the window of acknowledged writes that the promoted database does not hold.
+`python -m lab partition prod`: prod's gates drop every byte both ways, so nothing outside reaches prod (its
+database, Kafka, service, AWS endpoint us-east-1, where Route53's control plane lives, and its Kubernetes API) while
+everything inside it keeps running. Outside clients keep writing through the failover record (the lab's stand-in
+for Route53's data plane, lab/resolver.py), so RTO is measured as they see it: from the cut until a write is
+acknowledged by the standby region. A client inside prod keeps writing to prod's own service, past the gate: what
+prod acknowledged after the promotion's point of no return are the split-brain writes, lost to the promoted side.
+RPO is the window of acknowledged writes up to that point that the promoted database does not hold. The
+`region-failure-kill` variant keeps the region that dies instead (region_failure_kill.py).
 """
 
 from __future__ import annotations
@@ -10,24 +15,60 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from drtopo.database.connect import connect
-from scripts.drill.loadgen import RowWriter
+from scripts.drill.loadgen import Ack, RowWriter
 from scripts.drill.measured import Figures
 from scripts.drill.scenarios import phases
 from scripts.drill.scenarios.context import data_loss, patience, surviving
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
+# The in-region client's share of the load's write rate (the outside clients carry the load itself).
+INSIDE_SHARE = 0.25
+
 
 @dataclass
 class RegionFigures(Figures):
     rows_lost_before_failure: int  # acknowledged before the failure and missing on the promoted database
+    dns_path: str | None = None  # how promote moved DNS: "data plane" (the takeover signal) or "fallback"
+    # Writes the old primary acknowledged after the promotion's point of no return (its in-region client's).
+    split_brain_writes: int | None = None
+    inside_writes_acknowledged: int | None = None
+
+
+@dataclass
+class Promotion:
+    """What promote's JSON report says of the run the drill timed."""
+
+    dns_path: str | None
+    flipped_seconds: float | None  # since promote started, until DNS moved
+    point_of_no_return: float | None  # wall-clock time promote's `promote` step ended (dr writable)
+
+
+def promotion(report: Path, started_at: float) -> Promotion:
+    """Read promote's report (`measured.steps`, `dns_path`, `seconds_to_dns_flipped`); started_at is the wall-clock
+    time promote was started."""
+    measured: dict[str, Any] = json.loads(report.read_text()).get("measured", {}) if report.exists() else {}
+    step = next((s for s in measured.get("steps") or [] if s.get("step") == "promote"), None)
+    ponr = None if step is None or step.get("at_seconds") is None else started_at + float(step["at_seconds"])
+    return Promotion(measured.get("dns_path"), measured.get("seconds_to_dns_flipped"), ponr)
+
+
+def split_brain(inside: list[Ack], point_of_no_return: float | None) -> int | None:
+    """The in-region client's writes prod acknowledged after the point of no return (None: no such point)."""
+    if point_of_no_return is None:
+        return None
+    return sum(1 for a in inside if a.at > point_of_no_return)
 
 
 @dataclass
 class _Region:
     writer: RowWriter
     failure_at: float
+    inside: RowWriter | None = None
+    promoted: Promotion | None = None
 
 
 class RegionFailure(Scenario[_Region]):
@@ -46,35 +87,31 @@ class RegionFailure(Scenario[_Region]):
     def inject(self, run: ScenarioRun) -> _Region:
         ctx, clock = run.ctx, run.clock
         writer = ctx.row_writer(ctx.active_service_url, prefix="region")
-        with clock.step("steady load through the failover record"):
+        inside_url = ctx.lab.prod.service.url  # prod's own service, not its gate
+        inside = RowWriter(lambda: inside_url, rate=max(ctx.load.write_rate * INSIDE_SHARE, 1.0), prefix="inside")
+        with clock.step("steady load through the failover record, and inside prod"):
             writer.start()
+            inside.start()
             time.sleep(3)
-        with clock.step("primary region dies: database SIGKILL, Kafka and service stopped"):
-            ctx.lab.prod.postgres.kill()
-            # Once the database is gone no write can be acknowledged in prod: a response already on its way is not
-            # a recovery, so the clock starts here.
+        with clock.step("primary region cut off: python -m lab partition prod"):
+            ctx.lab.partition("prod")
             failure_at = run.fault_injected()
-            ctx.lab.prod.service.stop()
-            ctx.lab.prod.kafka.stop()
-        return _Region(writer=writer, failure_at=failure_at)
+        return _Region(writer=writer, failure_at=failure_at, inside=inside)
 
     def recover(self, run: ScenarioRun, region: _Region) -> None:
         ctx, clock, m = run.ctx, run.clock, run.measured
-        report = ctx.json_dir / "region-failure-promote.json"
-        promote_started = clock.elapsed()
+        report = ctx.json_dir / f"{self.name}-promote.json"
+        promote_started, started_at = clock.elapsed(), time.time()
         with clock.step("scripts.promote --stack dr"):
             code = ctx.run(
                 "promote", ["--stack", "dr", "--outputs", str(ctx.outputs_path("dr")), "--json", str(report)]
             )
-        # The action of the client-visible RTO: from the failure until promote flipped the failover record (the drill
-        # decides at once); what promote does after the flip overlaps the clients' reconnect.
-        flipped = (
-            json.loads(report.read_text()).get("measured", {}).get("seconds_to_dns_flipped")
-            if report.exists()
-            else None
-        )
+        region.promoted = promotion(report, started_at)
+        # The action of the client-visible RTO: from the failure until promote moved DNS (the drill decides at
+        # once); what promote does after it overlaps the clients' reconnect.
+        flipped = region.promoted.flipped_seconds
         if flipped is not None and m.failure_at_seconds is not None:
-            m.action = "scripts.promote --stack dr until the failover record flipped (fence, promote, DNS)"
+            m.action = "scripts.promote --stack dr until DNS moved (fence, promote, DNS)"
             m.action_seconds = round(promote_started + flipped - m.failure_at_seconds, 3)
         run.checks.check("promote succeeded", code == 0, f"exit code {code}", code, 0)
         with clock.step("wait for the first write acknowledged by the standby region"):
@@ -87,21 +124,37 @@ class RegionFailure(Scenario[_Region]):
         ctx, clock, m = run.ctx, run.clock, run.measured
         failure_at = region.failure_at
         stats = region.writer.stop()
+        inside = region.inside.stop().acks if region.inside is not None else []
+        promoted = region.promoted or Promotion(None, None, None)
         first = stats.first_ack_sent_after(failure_at)
+        acks = sorted([*stats.acks, *inside], key=lambda a: a.at)
         with clock.step("count acknowledged rows on the promoted database"), connect(ctx.outputs("dr")) as conn:
-            present = surviving(conn, [a.key for a in stats.acks])
-        lost_before, rpo = data_loss(stats.acks, present, before=failure_at)
-        lost_total, _ = data_loss(stats.acks, present, before=time.time())
+            present = surviving(conn, [a.key for a in acks])
+        lost_before, _ = data_loss(acks, present, before=failure_at)
+        # RPO: the acknowledged writes up to the point of no return the promoted side does not hold (what prod took
+        # after it is split brain, counted apart).
+        _, rpo = data_loss(acks, present, before=promoted.point_of_no_return or time.time())
+        lost_total, _ = data_loss(acks, present, before=time.time())
         m.rto_seconds = None if first is None else round(first.at - failure_at, 3)
         m.rpo_seconds, m.rows_lost = round(rpo, 3), lost_total
-        m.details = RegionFigures(rows_lost_before_failure=lost_before)
+        m.details = RegionFigures(
+            rows_lost_before_failure=lost_before,
+            dns_path=promoted.dns_path,
+            split_brain_writes=split_brain(inside, promoted.point_of_no_return),
+            inside_writes_acknowledged=len(inside),
+        )
         m.rows_acknowledged, m.failed_requests = len(stats.acks), stats.errors
         run.checks.check(
             "served from the standby region",
             first is not None and first.target == ctx.outputs("dr").service_url,
             f"first write after the failure went to {first.target if first else 'nowhere'}",
         )
-        validation = ctx.json_dir / "region-failure-validate.json"
+        run.checks.check(
+            "DNS moved through the data plane",
+            promoted.dns_path == "data plane",
+            f"promote's DNS path: {promoted.dns_path}",
+        )
+        validation = ctx.json_dir / f"{self.name}-validate.json"
         with clock.step("scripts.validate --stack dr"):
             code = ctx.run(
                 "validate",
