@@ -156,8 +156,10 @@ def test_a_guard_killed_and_restarted_beats_its_heartbeat_and_never_fences(
     stores: list[S3LeaseStore], tmp_path: Path
 ) -> None:
     """What Kubernetes does to the guard's pod (components/guard.py): a liveness probe on the heartbeat each step
-    touches, and a new pod after a kill; on the real clock with a short lease, the new guard adopts the lease."""
-    lease, renew = 0.9, 0.3
+    touches, and a new pod after a kill; on the real clock with a short lease, the new guard adopts the lease. The
+    renew interval is each round's timeout: 1 s, as moto in-process answered a store in more than 0.3 s on a loaded
+    machine (CI once read that as two stores down and the guard fenced at start)."""
+    lease, renew = 3.0, 1.0
     heartbeat = tmp_path / "guard.beat"
     steps: list[tuple[int, int, int]] = []  # (pod, epoch held, the pod's majority renewals)
 
@@ -170,7 +172,7 @@ def test_a_guard_killed_and_restarted_beats_its_heartbeat_and_never_fences(
             beat(heartbeat)
 
         running = Guard(Quorum(stores), "prod", "us-east-1", lease, renew, fence)
-        state = running.run(threading.Event(), seconds=1.2, on_step=on_step)
+        state = running.run(threading.Event(), seconds=3.5, on_step=on_step)
         assert (state.why, fence.applied) == ("", 0)
         assert alive(heartbeat, lease)
     # Each pod's first heartbeat follows its start: the first takes epoch 1, the restarted one adopts it and renews.
