@@ -12,7 +12,6 @@ destination (policy rule `fencing-lease-stores-unreplicated`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,38 +19,11 @@ import pulumi
 from pulumi_aws import s3
 
 from components.lifecycle import ABORT_MULTIPART_DAYS
+from components.storage import bucket_policy
 from drtopo.fencing.store import LEASE_PURPOSE, lease_bucket
 from drtopo.settings import PROJECT, FencingMode, Settings, SettingsError
 
 LEASE_HISTORY_RULE = "lease-history"
-
-
-def lease_bucket_policy(bucket: str) -> str:
-    """Deny any request over plain HTTP and any upload that does not ask for SSE-KMS (the stores ask for it)."""
-    arn = f"arn:aws:s3:::{bucket}"
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [arn, f"{arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                },
-                {
-                    "Sid": "DenyUnencryptedUploads",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:PutObject",
-                    "Resource": f"{arn}/*",
-                    "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}},
-                },
-            ],
-        }
-    )
 
 
 def lease_lifecycle_rules(noncurrent_days: int) -> list[dict[str, Any]]:
@@ -118,7 +90,7 @@ def declare_lease_bucket(
         ],
         opts=child,
     )
-    s3.BucketPolicy(name, bucket=bucket.id, region=region, policy=lease_bucket_policy(physical), opts=child)
+    s3.BucketPolicy(name, bucket=bucket.id, region=region, policy=bucket_policy(physical), opts=child)
     return bucket
 
 
