@@ -109,6 +109,38 @@ def backup_command(settings: Settings, verb: str, *extra: str) -> list[str]:
     ]
 
 
+def job_env(settings: Settings, config_dir: str) -> list[dict[str, Any]]:
+    """The environment every job in the backup image runs with: its files, its region, TLS to RDS checked, and the
+    database password from its Secret unless a workload role reads the master secret instead."""
+    kubernetes = settings.kubernetes
+    env: list[dict[str, Any]] = [
+        {"name": "DRTOPO_PROJECT_DIR", "value": config_dir},
+        {"name": "AWS_REGION", "value": settings.region},
+        {"name": "AWS_DEFAULT_REGION", "value": settings.region},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        # RDS forces TLS; the image carries the RDS CA bundle so the server's identity is checked too.
+        {"name": "PGSSLMODE", "value": "verify-full"},
+        {"name": "PGSSLROOTCERT", "value": RDS_CA_BUNDLE},
+    ]
+    if kubernetes.oidc_issuer is None:
+        env.append(
+            {
+                "name": "PGPASSWORD",
+                "value_from": {
+                    "secret_key_ref": {
+                        "name": kubernetes.database_secret,
+                        "key": "password",
+                        # With a workload role the job may read the master secret in this region instead
+                        # (drtopo/database/connect.py).
+                        "optional": kubernetes.workload_role_arn is not None,
+                    }
+                },
+            }
+        )
+    return env
+
+
 @dataclass(frozen=True)
 class JobLimits:
     """How long a job may wait to start and run, how often it is retried, and how many finished jobs are kept."""
@@ -307,31 +339,7 @@ class BackupJobs(pulumi.ComponentResource):
     def _container(self, name: str, command: list[str], resources: Resources) -> dict[str, Any]:
         settings = self._settings
         kubernetes = settings.kubernetes
-        env: list[dict[str, Any]] = [
-            {"name": "DRTOPO_PROJECT_DIR", "value": CONFIG_DIR},
-            {"name": "AWS_REGION", "value": settings.region},
-            {"name": "AWS_DEFAULT_REGION", "value": settings.region},
-            {"name": "HOME", "value": "/tmp"},
-            {"name": "TMPDIR", "value": "/tmp"},
-            # RDS forces TLS; the image carries the RDS CA bundle so the server's identity is checked too.
-            {"name": "PGSSLMODE", "value": "verify-full"},
-            {"name": "PGSSLROOTCERT", "value": RDS_CA_BUNDLE},
-        ]
-        if kubernetes.oidc_issuer is None:
-            env.append(
-                {
-                    "name": "PGPASSWORD",
-                    "value_from": {
-                        "secret_key_ref": {
-                            "name": kubernetes.database_secret,
-                            "key": "password",
-                            # With a workload role the job may read the master secret in this region instead
-                            # (drtopo/database/connect.py).
-                            "optional": kubernetes.workload_role_arn is not None,
-                        }
-                    },
-                }
-            )
+        env = job_env(settings, CONFIG_DIR)
         return {
             "name": name,
             "image": kubernetes.backup_image,

@@ -31,9 +31,9 @@ from pulumi_kubernetes.core.v1 import ConfigMap, ServiceAccount
 from components.alerts import AlertTopic, AlertTopicArgs
 from components.backup_jobs import (
     BACKUP_UID,
-    RDS_CA_BUNDLE,
     WORKLOAD_ROLE_ANNOTATION,
     JobLimits,
+    job_env,
     outputs_key_is_secret,
     stack_config_yaml,
 )
@@ -364,28 +364,7 @@ class ReadinessCheck(pulumi.ComponentResource):
     def _container(self, resources: Resources) -> dict[str, Any]:
         settings = self._settings
         kubernetes = settings.kubernetes
-        env: list[dict[str, Any]] = [
-            {"name": "DRTOPO_PROJECT_DIR", "value": schedule.CONFIG_DIR},
-            {"name": "AWS_REGION", "value": settings.region},
-            {"name": "AWS_DEFAULT_REGION", "value": settings.region},
-            {"name": "HOME", "value": "/tmp"},
-            {"name": "TMPDIR", "value": "/tmp"},
-            {"name": "PGSSLMODE", "value": "verify-full"},
-            {"name": "PGSSLROOTCERT", "value": RDS_CA_BUNDLE},
-        ]
-        if kubernetes.oidc_issuer is None:
-            env.append(
-                {
-                    "name": "PGPASSWORD",
-                    "value_from": {
-                        "secret_key_ref": {
-                            "name": kubernetes.database_secret,
-                            "key": "password",
-                            "optional": kubernetes.workload_role_arn is not None,
-                        }
-                    },
-                }
-            )
+        env = job_env(settings, schedule.CONFIG_DIR)
         return {
             "name": CONTAINER,
             "image": kubernetes.backup_image,
