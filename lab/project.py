@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from drtopo.settings import PROJECT, Role, load_settings, stack_file
+from lab.aws import credential_sources
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 # The lab stands in for the shipped pair of stacks (a team may name its own stacks freely; the lab keeps these two).
@@ -82,6 +83,14 @@ def lab_namespace(namespace: str, region: str) -> str:
     return f"{namespace}-{region}"
 
 
+def with_lab_secrets(config: dict[str, Any]) -> dict[str, Any]:
+    """The stack's drtopo:secrets plus the lab's own: the emulator's dummy credentials its backup jobs read."""
+    out = copy.deepcopy(config)
+    declared = list(out.get(f"{PROJECT}:secrets") or [])
+    out[f"{PROJECT}:secrets"] = declared + [s for s in credential_sources() if s not in declared]
+    return out
+
+
 def with_namespace(config: dict[str, Any], namespace: str) -> dict[str, Any]:
     out = copy.deepcopy(config)
     out[f"{PROJECT}:kubernetes"] = {**(out.get(f"{PROJECT}:kubernetes") or {}), "namespace": namespace}
@@ -123,6 +132,7 @@ def write_project(
         role = (roles or {}).get(stack) or settings.role
         config = with_topics_rf1(stack, lab_config(config, endpoints[stack], endpoints[peer], role), source_dir)
         config = with_namespace(config, lab_namespace(settings.kubernetes.namespace, settings.region))
+        config = with_lab_secrets(config)
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"
         text = header + yaml.safe_dump({**document, "config": config}, sort_keys=False)
         stack_file(stack, project_dir).write_text(text)

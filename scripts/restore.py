@@ -1,4 +1,4 @@
-"""`python -m scripts.restore dump|pitr|cleanup|config|secrets|kafka-topics|consumer-offsets`: bring data,
+"""`python -m scripts.restore dump|pitr|cleanup|config|namespace|secrets|kafka-topics|consumer-offsets`: bring data,
 configuration and Secrets back.
 
 `dump` restores a verified dump from the dump bucket into a target database (refusing a non-empty one unless
@@ -9,6 +9,7 @@ in a new data directory; `--window` prints what can be restored, `--find-damage`
 around a time (read from the WAL, changing nothing), `--cutover` recovers from corruption end to end (journalled:
 a rerun after a crash resumes it). `cleanup` removes the damaged copy and scratch WAL a cutover left.
 `config` brings the configuration files back byte for byte and applies the namespace's objects in dependency order;
+`namespace` rebuilds a lost namespace from the newest config backup and waits for its rollouts (stack files untouched);
 `secrets` writes the Secrets the program declares (drtopo:secrets) from Secrets Manager in the stack's region (never
 from a backup; `config` does it too, before the workloads); `kafka-topics` recreates missing topics;
 `consumer-offsets` moves a consumer group to the offsets MirrorMaker 2's checkpoints translate.
@@ -26,6 +27,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
+from drtopo.backup import namespace
 from drtopo.backup import secrets as secret_store
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
 from drtopo.backup.restore import (
@@ -51,7 +53,9 @@ from drtopo.report import Clock, Report
 from drtopo.settings import load_settings
 from scripts.cli import OneLineParser, command_line, finish, main_guard, new_report, operator, subcommands
 
-DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
+# The configuration-loss objective (30 min) bounds a namespace rebuild; the default waits a third of it.
+NAMESPACE_WAIT_SECONDS = 600.0
+DESCRIPTION = "Restore a dump, a point in time, configuration, a namespace, Kafka topics or consumer-group offsets."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--dest", type=Path, help="folder to restore into (default: the project folder, DRTOPO_PROJECT_DIR when set)"
     )
     config.add_argument("--force", action="store_true", help="overwrite files that exist with other content")
+    rebuild = command(
+        "namespace",
+        "rebuild the stack's lost namespace from the newest (or a given) config backup: wait until a namespace being "
+        "deleted is gone, apply its objects in dependency order (the Secrets from Secrets Manager before the "
+        "workloads), then wait for every rollout; the stack files are left alone",
+    )
+    rebuild.add_argument("--prefix", help="backup prefix in the config bucket (default: the newest of the stack)")
+    rebuild.add_argument(
+        "--wait-seconds",
+        type=_positive_float,
+        default=NAMESPACE_WAIT_SECONDS,
+        help=f"deadline for the whole rebuild: termination, apply and rollouts (default {NAMESPACE_WAIT_SECONDS:g})",
+    )
+    rebuild.add_argument(
+        "--force", action="store_true", help="re-apply the backup over a namespace that exists and is Active"
+    )
     command(
         "secrets",
         "write the namespace's declared Secrets (drtopo:secrets) from Secrets Manager in the stack's region",
@@ -317,6 +337,12 @@ def _config(run: Run) -> None:
     _show([str(p) for p in planned])
 
 
+def _namespace(run: Run) -> None:
+    a = run.args
+    settings = load_settings(a.stack, run.ctx.project_dir)
+    _show(namespace.restore(settings, run.outputs, run.report, run.clock, a.dry_run, a.prefix, a.wait_seconds, a.force))
+
+
 def _secrets(run: Run) -> None:
     settings = load_settings(run.args.stack, run.ctx.project_dir)
     _show(secret_store.restore(settings, run.outputs, run.report, run.args.dry_run))
@@ -342,6 +368,7 @@ HANDLERS: dict[str, Callable[[Run], None]] = {
     "pitr": _pitr,
     "cleanup": _cleanup,
     "config": _config,
+    "namespace": _namespace,
     "secrets": _secrets,
     "kafka-topics": _kafka_topics,
     "consumer-offsets": _consumer_offsets,
