@@ -192,6 +192,7 @@ def restore(
         report.check("cluster answers", False, f"kubectl get namespace {namespace}: {answer}")
         return []
     state = state_of(answer)
+    report.measured.update(namespace_found=state)
     if state == ACTIVE and not force:
         raise Unsafe(
             f"namespace {namespace} exists and is Active; `restore namespace` rebuilds a lost one (re-applying a "
