@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from drtopo import naming
+from drtopo.images import REPOSITORY_PREFIX, workload_images
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.settings import Settings
 from policies import resource_types as types
@@ -325,10 +326,10 @@ def dns(settings: Settings) -> list[Resource]:
     ]
 
 
-def container(name: str, command: list[str], env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def container(name: str, command: list[str], image: str, env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "name": name,
-        "image": "ghcr.io/biopro/drtopo-backup:1.0.0",
+        "image": image,
         "command": command,
         "env": env or [],
         "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "256Mi"}},
@@ -336,7 +337,9 @@ def container(name: str, command: list[str], env: list[dict[str, Any]] | None = 
     }
 
 
-def cronjob(name: str, schedule: str, command: list[str], service_account: str = "") -> dict[str, Any]:
+def cronjob(
+    settings: Settings, name: str, schedule: str, command: list[str], service_account: str = ""
+) -> dict[str, Any]:
     password = {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "exception-collector-db", "key": "pw"}}}
     return {
         "metadata": {"name": name},
@@ -353,7 +356,7 @@ def cronjob(name: str, schedule: str, command: list[str], service_account: str =
                         "spec": {
                             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001.0},
                             "serviceAccountName": service_account or name,
-                            "containers": [container(name, command, [password])],
+                            "containers": [container(name, command, settings.kubernetes.backup_image, [password])],
                         }
                     },
                 }
@@ -376,7 +379,11 @@ def kubernetes(settings: Settings) -> list[Resource]:
                     "template": {
                         "spec": {
                             "securityContext": {"runAsNonRoot": True},
-                            "containers": [container("mirror-maker", ["connect-mirror-maker.sh"])],
+                            "containers": [
+                                container(
+                                    "mirror-maker", ["connect-mirror-maker.sh"], settings.kubernetes.mirror_maker_image
+                                )
+                            ],
                         }
                     }
                 }
@@ -386,13 +393,20 @@ def kubernetes(settings: Settings) -> list[Resource]:
             settings,
             types.K8S_CRONJOB,
             "backup-jobs-dump",
-            cronjob("db-dump", settings.kubernetes.dump_schedule, ["python", "-m", "scripts.backup", "run"], "pg-dump"),
+            cronjob(
+                settings,
+                "db-dump",
+                settings.kubernetes.dump_schedule,
+                ["python", "-m", "scripts.backup", "run"],
+                "pg-dump",
+            ),
         ),
         res(
             settings,
             types.K8S_CRONJOB,
             "backup-jobs-restore-test",
             cronjob(
+                settings,
                 "restore-test",
                 settings.kubernetes.restore_test_schedule,
                 ["python", "-m", "scripts.backup", "restore-test", "--random"],
@@ -404,6 +418,7 @@ def kubernetes(settings: Settings) -> list[Resource]:
             types.K8S_CRONJOB,
             "backup-jobs-export",
             cronjob(
+                settings,
                 "k8s-export",
                 settings.kubernetes.resource_export_schedule,
                 ["python", "-m", "scripts.export"],
@@ -512,7 +527,7 @@ def readiness(settings: Settings) -> list[Resource]:
             settings,
             types.K8S_CRONJOB,
             "readiness-check",
-            cronjob(job, schedule.SCHEDULE, schedule.command(settings.stack)),
+            cronjob(settings, job, schedule.SCHEDULE, schedule.command(settings.stack)),
         ),
         res(settings, types.METRIC_ALARM, "readiness-check-alarm", alarm),
     ]
@@ -536,9 +551,28 @@ def readiness(settings: Settings) -> list[Resource]:
     ]
 
 
+def images(settings: Settings) -> list[Resource]:
+    """The ECR repositories of drtopo's images in the stack's region; on the primary, replication to the peer's."""
+    found = []
+    for purpose, image in workload_images(settings).items():
+        repository = image.split("/", 1)[1].split(":")[0]
+        scanning = {"scanOnPush": True}
+        inputs = {"name": repository, "imageTagMutability": "IMMUTABLE", "imageScanningConfiguration": scanning}
+        found.append(res(settings, types.ECR_REPOSITORY, f"images-{purpose}", inputs, protect=True))
+    if settings.is_primary:
+        rule = {
+            "destinations": [{"region": settings.peer_region, "registryId": "123456789012"}],
+            "repositoryFilters": [{"filter": REPOSITORY_PREFIX, "filterType": "PREFIX_MATCH"}],
+        }
+        config = {"replicationConfiguration": {"rules": [rule]}}
+        found.append(res(settings, types.ECR_REPLICATION, "images-replication", config))
+    return found
+
+
 def baseline(settings: Settings) -> list[Resource]:
     """A stack that complies with every rule for `settings`."""
     found = storage(settings) + database(settings) + dns(settings) + notifications(settings) + kubernetes(settings)
+    found += images(settings)
     found += application(settings)
     found += workload_identity(settings)
     found += readiness(settings)
