@@ -18,6 +18,8 @@ ROLE_ONLY = {
     "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication",
     # The primary writes the master password it sets; a replica inherits it (kept on demotion: retain_on_delete).
     "aws:secretsmanager/secretVersion:SecretVersion",
+    # The primary's registry replicates drtopo's images to the peer's (components/registry.py).
+    "aws:ecr/replicationConfiguration:ReplicationConfiguration",
 }
 
 
