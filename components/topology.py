@@ -22,6 +22,7 @@ from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
 from components.readiness_check import ReadinessCheck, ReadinessCheckArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.storage import BackupStorage, BackupStorageArgs
+from components.volume_backup import VolumeBackups, VolumeBackupsArgs
 from drtopo import naming
 from drtopo.outputs import bucket_outputs, outputs_document
 from drtopo.settings import Settings
@@ -37,6 +38,8 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     dns = DnsFailover("dns", DnsFailoverArgs(settings=settings))
     # drtopo's images in this region's ECR, replicated from the primary's: each region's workloads pull their own.
     ImageRegistry("images", ImageRegistryArgs(settings=settings))
+    # The namespace's persistent volumes, snapshotted with the tiers and copied to the peer region.
+    VolumeBackups("volume-backups", VolumeBackupsArgs(settings=settings))
     KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings), cluster)
     # Where the tools tell people an incident started, moved on and ended: in this region, so the side that is
     # alive always has one (named, so the lab and a command without outputs find it too).

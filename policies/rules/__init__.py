@@ -14,6 +14,7 @@ from policies.rules import (
     readiness,
     regions,
     storage,
+    volumes,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "readiness",
     "regions",
     "storage",
+    "volumes",
 ]

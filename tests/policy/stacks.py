@@ -15,6 +15,7 @@ from drtopo import naming
 from drtopo.images import REPOSITORY_PREFIX, workload_images
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.settings import Settings
+from drtopo.volumes import PVC_NAMESPACE_TAG, plan_rules
 from policies import resource_types as types
 from policies.model import Resource, path_parts
 
@@ -569,10 +570,41 @@ def images(settings: Settings) -> list[Resource]:
     return found
 
 
+def volumes(settings: Settings) -> list[Resource]:
+    """The volume backups: an encrypted vault, a plan copying every tier to the peer's vault, the selection."""
+    account = "123456789012"
+    rules = [{**camel_rule(r)} for r in plan_rules(settings, account)]
+    tags = [{"type": "STRINGEQUALS", "key": PVC_NAMESPACE_TAG, "value": settings.kubernetes.namespace}]
+    return [
+        res(settings, types.BACKUP_VAULT, "volume-backups-vault", {"kmsKeyArn": "arn:aws:kms:key"}, protect=True),
+        res(settings, types.BACKUP_PLAN, "volume-backups-plan", {"rules": rules}),
+        res(settings, types.BACKUP_SELECTION, "volume-backups-selection", {"selectionTags": tags}),
+    ]
+
+
+def camel_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A plan rule as the provider receives it (camelCase keys, numbers as floats)."""
+
+    def camel(key: str) -> str:
+        head, *rest = key.split("_")
+        return head + "".join(p.title() for p in rest)
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {camel(k): convert(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [convert(v) for v in node]
+        return float(node) if isinstance(node, int) and not isinstance(node, bool) else node
+
+    converted: dict[str, Any] = convert(rule)
+    return converted
+
+
 def baseline(settings: Settings) -> list[Resource]:
     """A stack that complies with every rule for `settings`."""
     found = storage(settings) + database(settings) + dns(settings) + notifications(settings) + kubernetes(settings)
     found += images(settings)
+    found += volumes(settings)
     found += application(settings)
     found += workload_identity(settings)
     found += readiness(settings)

@@ -789,6 +789,37 @@ CASES = [
         ),
         "required a rule replicating drtopo/backup to us-west-2",
     ),
+    # volumes
+    Case(
+        "volume-backups-every-tier-copied",
+        "no-selection",
+        drop(t.BACKUP_SELECTION),
+        "backup.Selection = (not set); required volumes tagged kubernetes.io/created-for/pvc/namespace=biopro-prod",
+    ),
+    Case(
+        "volume-backups-every-tier-copied",
+        "yearly-too-short",
+        set_(t.BACKUP_PLAN, "volume-backups-plan", "rules[3].lifecycle.deleteAfter", 365.0),
+        "rules[yearly].lifecycle.deleteAfter = [365.0]; required >= 2555 (retention.yearly)",
+    ),
+    Case(
+        "volume-backups-every-tier-copied",
+        "copied-within-the-region",
+        set_(
+            t.BACKUP_PLAN,
+            "volume-backups-plan",
+            "rules[0].copyActions[0].destinationVaultArn",
+            "arn:aws:backup:us-east-1:123456789012:backup-vault:drtopo-us-east-1-volumes",
+        ),
+        "rules[daily].copyActions = ['arn:aws:backup:us-east-1:123456789012:backup-vault:drtopo-us-east-1-volumes']",
+    ),
+    Case(
+        "volume-backups-every-tier-copied",
+        "no-plan",
+        drop(t.BACKUP_PLAN),
+        "backup.Plan of the namespace's volumes = (not set)",
+        stack="dr",
+    ),
 ]
 
 
