@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from string import Template as _TextTemplate
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -254,6 +254,9 @@ class Kubernetes(_Model):
     # The scheduled restore test (`scripts.backup restore-test`): a random recent dump restored and checked weekly.
     restore_test_schedule: str = "30 4 * * 0"
     database_secret: str = "exception-collector-db"
+    # Namespaces exported with the service's (monitoring: Prometheus rules, Grafana dashboards, Alertmanager
+    # configuration), so they come back with the rest; the export's account gets read access there too.
+    export_namespaces: tuple[Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")], ...] = ()
     workload_role_arn: str | None = None
     # The cluster's OIDC issuer (e.g. oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE): when set, the program declares
     # one IAM role per backup job bound to its ServiceAccount (IRSA), and the jobs read the database secret from
@@ -274,6 +277,20 @@ class Kubernetes(_Model):
     def _schedule(cls, value: str) -> str:
         check_schedule(value)
         return value
+
+    @model_validator(mode="after")
+    def _extra_namespaces(self) -> Kubernetes:
+        if self.namespace in self.export_namespaces or len(set(self.export_namespaces)) != len(self.export_namespaces):
+            raise ValueError(
+                f"exportNamespaces {list(self.export_namespaces)} repeats a namespace or names the service's "
+                f"({self.namespace!r}); expected other namespaces, each once"
+            )
+        return self
+
+    @property
+    def exported_namespaces(self) -> tuple[str, ...]:
+        """The service's namespace first, then the others the export covers."""
+        return (self.namespace, *self.export_namespaces)
 
 
 class SecretSource(_Model):
