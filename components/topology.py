@@ -19,6 +19,7 @@ from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.fencing import declare_fencing
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
+from components.prometheus_rules import DrtopoAlerts, DrtopoAlertsArgs
 from components.readiness_check import ReadinessCheck, ReadinessCheckArgs
 from components.registry import ImageRegistry, ImageRegistryArgs
 from components.storage import BackupStorage, BackupStorageArgs
@@ -80,4 +81,6 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     declare_fencing(settings, outputs, cluster)
     # Are we ready right now? Asked every hour from the region that must take over (the primary's is suspended).
     ReadinessCheck("readiness-check", ReadinessCheckArgs(settings=settings, outputs=outputs), cluster)
+    if settings.kubernetes.prometheus_rules:
+        DrtopoAlerts("drtopo-alerts", DrtopoAlertsArgs(settings=settings), cluster)
     return outputs

@@ -257,6 +257,9 @@ class Kubernetes(_Model):
     # Namespaces exported with the service's (monitoring: Prometheus rules, Grafana dashboards, Alertmanager
     # configuration), so they come back with the rest; the export's account gets read access there too.
     export_namespaces: tuple[Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")], ...] = ()
+    # The cluster serves the Prometheus Operator's PrometheusRule kind: the program declares drtopo's alerts as one
+    # (drtopo/alert_rules.py). A preview cannot ask the cluster, so the stack says so.
+    prometheus_rules: bool = False
     workload_role_arn: str | None = None
     # The cluster's OIDC issuer (e.g. oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE): when set, the program declares
     # one IAM role per backup job bound to its ServiceAccount (IRSA), and the jobs read the database secret from

@@ -60,3 +60,17 @@ def test_the_export_account_may_read_the_monitoring_namespace_but_not_its_secret
     assert binding.inputs["subjects"] == [
         {"kind": "ServiceAccount", "name": "config-export", "namespace": "biopro-prod"}
     ]
+
+
+def test_drtopos_alerts_are_one_prometheus_rule_where_the_cluster_serves_the_kind() -> None:
+    crd = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+    assert evaluate(_settings()).of_type(crd) == []
+    ev = evaluate(_settings(prometheusRules=True))
+    (rule,) = ev.of_type(crd)
+    assert rule.inputs["metadata"]["namespace"] == "biopro-prod"
+    (group,) = rule.inputs["spec"]["groups"]
+    alerts = {a["alert"]: a["expr"] for a in group["rules"]}
+    rpo = ev.settings.objectives.region_failure.rpo_seconds
+    assert alerts["DrtopoReplicaLagNearRpo"] == f"max(pg_replication_lag) > {0.8 * rpo:g}"
+    assert "kube_cronjob_status_last_successful_time" in alerts["DrtopoNewestDumpOlderThanADay"]
+    assert {"DrtopoWalArchiveStale", "DrtopoMirrorMakerLagNearRpo"} <= set(alerts)
