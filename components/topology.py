@@ -40,7 +40,7 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     # drtopo's images in this region's ECR, replicated from the primary's: each region's workloads pull their own.
     ImageRegistry("images", ImageRegistryArgs(settings=settings))
     # The namespace's persistent volumes, snapshotted with the tiers and copied to the peer region.
-    VolumeBackups("volume-backups", VolumeBackupsArgs(settings=settings))
+    VolumeBackups("volumes", VolumeBackupsArgs(settings=settings))
     KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings), cluster)
     # Where the tools tell people an incident started, moved on and ended: in this region, so the side that is
     # alive always has one (named, so the lab and a command without outputs find it too).

@@ -576,9 +576,9 @@ def volumes(settings: Settings) -> list[Resource]:
     rules = [{**camel_rule(r)} for r in plan_rules(settings, account)]
     tags = [{"type": "STRINGEQUALS", "key": PVC_NAMESPACE_TAG, "value": settings.kubernetes.namespace}]
     return [
-        res(settings, types.BACKUP_VAULT, "volume-backups-vault", {"kmsKeyArn": "arn:aws:kms:key"}, protect=True),
-        res(settings, types.BACKUP_PLAN, "volume-backups-plan", {"rules": rules}),
-        res(settings, types.BACKUP_SELECTION, "volume-backups-selection", {"selectionTags": tags}),
+        res(settings, types.BACKUP_VAULT, "volumes-vault", {"kmsKeyArn": "arn:aws:kms:key"}, protect=True),
+        res(settings, types.BACKUP_PLAN, "volumes-plan", {"rules": rules}),
+        res(settings, types.BACKUP_SELECTION, "volumes-selection", {"selectionTags": tags}),
     ]
 
 

@@ -799,7 +799,7 @@ CASES = [
     Case(
         "volume-backups-every-tier-copied",
         "yearly-too-short",
-        set_(t.BACKUP_PLAN, "volume-backups-plan", "rules[3].lifecycle.deleteAfter", 365.0),
+        set_(t.BACKUP_PLAN, "volumes-plan", "rules[3].lifecycle.deleteAfter", 365.0),
         "rules[yearly].lifecycle.deleteAfter = [365.0]; required >= 2555 (retention.yearly)",
     ),
     Case(
@@ -807,7 +807,7 @@ CASES = [
         "copied-within-the-region",
         set_(
             t.BACKUP_PLAN,
-            "volume-backups-plan",
+            "volumes-plan",
             "rules[0].copyActions[0].destinationVaultArn",
             "arn:aws:backup:us-east-1:123456789012:backup-vault:drtopo-us-east-1-volumes",
         ),
