@@ -60,17 +60,19 @@ def _field(item: dict[str, Any], path: str) -> Any:
 
 
 def comparable(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """`Kind/name` -> the fields it is compared by, of every object not made by the cluster (pure); a Secret by
-    its type and key names, never a value."""
+    """`Kind/name` -> the fields it is compared by, with its labels, of every object not made by the cluster (pure);
+    a Secret by its type and key names only, never a value."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         kind, name = item["kind"], item["metadata"]["name"]
         if kind not in COMPARED or (kind, name) in CLUSTER_MADE:
             continue
         fields = {path: _field(item, path) for path in COMPARED[kind]}
-        fields["labels"] = item["metadata"].get("labels")
         if kind == "Secret":
+            # Written anew from the secret store, labelled as restore secrets' own (drtopo/backup/secrets.py).
             fields["keys"] = sorted((item.get("data") or {}).keys())
+        else:
+            fields["labels"] = item["metadata"].get("labels")
         out[f"{kind}/{name}"] = fields
     return out
 
