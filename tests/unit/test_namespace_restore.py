@@ -135,7 +135,8 @@ def test_the_drill_compares_secrets_by_their_keys_never_their_values_and_names_w
         ]
     )
     assert differences(before, after) == {"ConfigMap/app": "differs in data"}
-    relabelled = comparable([{**_secret(["password"], "bmV3"), "metadata": {"name": "db", "labels": {"by": "restore"}}}])
+    labelled = {"name": "db", "labels": {"by": "restore"}}
+    relabelled = comparable([{**_secret(["password"], "bmV3"), "metadata": labelled}])
     assert differences({"Secret/db": before["Secret/db"]}, relabelled) == {}
     assert differences(before, {k: v for k, v in after.items() if k != "Secret/db"})["Secret/db"] == "missing"
 
