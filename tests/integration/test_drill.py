@@ -94,3 +94,21 @@ def test_bad_input_is_one_line_and_exit_2(capsys) -> None:
     assert drill.main(["--scenario", "regon-failure"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "regon-failure" in err
+
+
+def test_a_deleted_namespace_is_rebuilt_by_restore_namespace_and_loses_no_row(lab: Lab, tmp_path: Path) -> None:
+    """The runbook's recovery-time test (issue 23): the primary's whole namespace deleted under load, rebuilt by
+    `scripts.restore namespace` alone, every object back equal, every acknowledged write kept, RTO split by phase."""
+    report = tmp_path / "namespace-loss.json"
+    argv = ["--scenario", "namespace-loss", "--load", "light", "--lab-root", str(lab.root), "--json", str(report)]
+    code = drill.main([*argv, "--quiet"])
+    (scenario,) = json.loads(report.read_text())["scenarios"]
+    measured, details = scenario["measured"], scenario["measured"]["details"]
+    assert scenario["error"] is None, scenario["error"]
+    assert [c for c in scenario["checks"] if not c["ok"]] == []
+    assert measured["rows_lost"] == 0 and measured["rows_acknowledged"] > 0 and measured["rpo_seconds"] == 0
+    assert details["objects_restored"] == details["objects_before"] > 10
+    assert {"terminating_seconds", "apply_seconds", "secrets_seconds", "rollout_seconds"} <= set(details)
+    assert [p["phase"] for p in scenario["phases"]] == ["detection", "decision", "action", "reconnect"]
+    assert 0 < measured["rto_seconds"] <= measured["client_rto_seconds"]
+    assert code == (0 if scenario["ok"] else 1)
