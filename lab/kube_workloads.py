@@ -5,6 +5,8 @@ One lab node stands in for both regions' clusters, so each stack's objects live 
 project copy names it `<namespace>-<region>`, lab/project.py). The program declares no Secret: the database
 password (settings.kubernetes.databaseSecret, key `password`) is created by the lab, as an operator or the secrets
 operator would create it, and so is the emulator's dummy credential Secret that only the lab's backup jobs use.
+Both are in the lab's drtopo:secrets (the credentials: lab/aws.py credential_sources), so `restore secrets` writes
+them again from the emulator's Secrets Manager after a namespace is lost.
 """
 
 from __future__ import annotations
