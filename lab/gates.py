@@ -42,6 +42,9 @@ KINDS = ("postgres", "kafka", "kafka-pods", "service", "aws", "kube")
 PARTITION = "partition"
 WAN = "wan"
 RESET = "reset"
+# The links between the regions themselves: the standby's streaming replication and MirrorMaker's consumer (the
+# scripts' database sessions share the database's gate). Clients reaching a region's service are not across the WAN.
+WAN_KINDS = ("postgres", "kafka-pods")
 STREAMS = ("upstream", "downstream")
 API_TIMEOUT_S = 10.0
 
@@ -205,22 +208,25 @@ class Gates:
             self._call("POST", f"/proxies/{name}", {"enabled": True})
         return names
 
-    def degrade(self, latency_ms: int, jitter_ms: int = 0, bandwidth_kbps: int = 0) -> list[str]:
-        """Give every gate the WAN's latency (round trip `latency_ms`, jitter `jitter_ms`) and, when given, a cap of
-        `bandwidth_kbps` KB/s per connection; all 0 takes the WAN away."""
+    def degrade(
+        self, latency_ms: int, jitter_ms: int = 0, bandwidth_kbps: int = 0, kinds: Iterable[str] | None = None
+    ) -> list[str]:
+        """Give every gate (or those of `kinds`, e.g. WAN_KINDS) the WAN's latency (round trip `latency_ms`, jitter
+        `jitter_ms`) and, when given, a cap of `bandwidth_kbps` KB/s per connection; all 0 takes the WAN away."""
         toxics = wan_toxics(latency_ms, jitter_ms, bandwidth_kbps)
-        names = self.names()
+        names = self._named(None, kinds)
         for name in names:
             self._set_toxics(name, WAN, toxics)
         return names
 
-    def _named(self, stack: str, kinds: Iterable[str] | None) -> list[str]:
+    def _named(self, stack: str | None, kinds: Iterable[str] | None) -> list[str]:
+        """The proxies of `stack` (None: every stack) of `kinds` (None: every kind); GateError when there is none."""
         wanted = None if kinds is None else set(kinds)
         if wanted is not None and wanted - set(KINDS):
             raise ValueError(f"unknown gate kinds {sorted(wanted - set(KINDS))}; expected some of {', '.join(KINDS)}")
         names = [n for n in self.names(stack) if wanted is None or split_name(n)[1] in wanted]
         if not names:
-            raise GateError(f"no gate of stack {stack!r} at {self.url}")
+            raise GateError(f"no gate{'' if stack is None else f' of stack {stack!r}'} at {self.url}")
         return names
 
     def reset_peer(self, stack: str, kinds: Iterable[str] | None = None, after_ms: int = 0) -> list[str]:
