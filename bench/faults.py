@@ -787,7 +787,9 @@ def _standby_behind(lab: Lab) -> dict[str, Any]:
             " pg_last_wal_receive_lsn()::text"
         ).fetchone()
     with connect(lab, "prod") as prod:
-        (behind,) = prod.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (received,))
+        (behind,) = prod.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (received,)
+        ).fetchone()
     return {"receiver": status, "replay": paused, "age_seconds": age, "bytes_in_flight": behind}
 
 
@@ -849,55 +851,61 @@ def wan_lag_beyond_the_rpo(lab: Lab, work: Path) -> Outcome:
     )
 
 
-def _config_objects(lab: Lab, stack: str) -> list[str]:
+def _config_objects(lab: Lab, stack: str) -> set[str]:
     """The lock and journal keys in `stack`'s configuration bucket (read at the emulator itself, past every gate)."""
     where = outputs(lab, stack)
     s3 = boto3.client("s3", region_name=where.region)
-    keys = []
+    keys: set[str] = set()
     for prefix in (JOURNAL_PREFIX, lock_key(where.stack).rsplit("/", 1)[0]):
-        keys += [o["Key"] for o in s3.list_objects_v2(Bucket=where.config_bucket, Prefix=prefix).get("Contents") or []]
-    return sorted(set(keys))
+        keys |= {o["Key"] for o in s3.list_objects_v2(Bucket=where.config_bucket, Prefix=prefix).get("Contents") or []}
+    return keys
 
 
 def peer_configuration_bucket_unreachable(lab: Lab, work: Path) -> Outcome:
     """prod's configuration bucket unreachable (us-east-1's AWS endpoint cut off, its gate dropping every byte) for
     the whole of a promote that crashes right after the promotion and of the rerun that resumes it: the lock and the
     journal live in the target's own bucket (dr, us-west-2), so the crash leaves the journal there, the rerun resumes
-    it and fails over, and prod's bucket never held either. DESIGN.md wants it so: the journal is kept beside the lock,
-    and a failover must not need the failed region's control plane; refusing here would make it need it."""
+    it, fails over, releases the lock and keeps the closed journal there; prod's bucket is never written. DESIGN.md
+    wants it so: the journal is kept beside the lock, and a failover must not need the failed region's control plane;
+    refusing here would make it need it."""
     env = _env(work)
-    prod_before = _config_objects(lab, "prod")
+    prod_before, dr_before = _config_objects(lab, "prod"), _config_objects(lab, "dr")
     cut = lab.partition("prod", kinds=["aws"])
     try:
         started = time.monotonic()
         crashed, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env={**env, "DRTOPO_CRASH_AFTER": str(Step.PROMOTE)})
         crashed_s = time.monotonic() - started
         journal = _journal(lab, "dr", JOURNAL_KEY) or {"steps": {}}
+        held = lock_key("dr") in _config_objects(lab, "dr")  # the crashed run never released it
         started = time.monotonic()
         resumed, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=env)
         resumed_s = time.monotonic() - started
     finally:
         lab.heal()
     steps = list(journal["steps"])
-    left_in_dr = _config_objects(lab, "dr")
+    dr_new = sorted(_config_objects(lab, "dr") - dr_before)
+    closed = [k for k in dr_new if k.startswith(f"{JOURNAL_PREFIX}promote-dr.") and k != JOURNAL_KEY]
     prod_after = _config_objects(lab, "prod")
     ok = (
         cut == ["prod-aws"]
         and crashed.returncode == CRASHED
         and steps[-1:] == [str(Step.PROMOTE)]
+        and held
         and resumed.returncode == 0
         and report.get("measured", {}).get("resumed") is True
         and _outcomes(report, "promote")["promote"] == "pass"
-        and left_in_dr == []  # journal closed, lock released
+        and len(closed) == 1
+        and dr_new == closed  # the open journal and the lock gone: closed, released
         and prod_after == prod_before
         and _failed_over(lab)
         and _no_traceback(crashed, resumed)
     )
     return Outcome(
         ok,
-        f"cut {cut}; crash after {steps[-1:]} ({crashed_s:.0f} s), journal {len(steps)} steps in dr's bucket; rerun "
-        f"exit {resumed.returncode} ({resumed_s:.0f} s) resumed {report.get('measured', {}).get('resumed')}; left in "
-        f"dr's bucket {left_in_dr}, prod's bucket unchanged {prod_after == prod_before}",
+        f"cut {cut}; crash after {steps[-1:]} ({crashed_s:.0f} s), lock held {held}, journal {len(steps)} steps in "
+        f"dr's bucket; rerun exit {resumed.returncode} ({resumed_s:.0f} s) resumed "
+        f"{report.get('measured', {}).get('resumed')}; new in dr's bucket {dr_new}, prod's bucket unchanged "
+        f"{prod_after == prod_before}",
     )
 
 
