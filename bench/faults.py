@@ -53,11 +53,13 @@ from bench.switchover import (
     wait_acks,
     write_refused,
 )
+from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.errors import one_line
 from drtopo.failover.journal import JOURNAL_PREFIX
 from drtopo.failover.lock import lock_key
 from drtopo.failover.plan import Step
 from drtopo.settings import load_settings
+from lab import kafka, kube_workloads
 from lab.core import Lab
 
 CRASHED = -signal.SIGKILL
@@ -291,11 +293,12 @@ def old_primary_returns_writable(lab: Lab, work: Path) -> Outcome:
     return Outcome(ok, detail)
 
 
-def _tiny_rpo_project(lab: Lab, work: Path) -> Path:
+def _tiny_rpo_project(lab: Lab, work: Path, rpo_minutes: float = 0.000001) -> Path:
+    """A copy of the lab's project whose dr stack has a region-failure RPO of `rpo_minutes` (tiny by default)."""
     project = work / "project"
     subprocess.run(["cp", "-r", str(lab.project_dir), str(project)], check=True)
     with (project / "Pulumi.dr.yaml").open("a") as f:
-        f.write("  drtopo:objectives:\n    regionFailure:\n      rtoMinutes: 240\n      rpoMinutes: 0.000001\n")
+        f.write(f"  drtopo:objectives:\n    regionFailure:\n      rtoMinutes: 240\n      rpoMinutes: {rpo_minutes}\n")
     return project
 
 
@@ -766,6 +769,198 @@ def prod_partitioned_while_promote_measures_lag(lab: Lab, work: Path) -> Outcome
     )
 
 
+# The WAN of the lag row: a realistic round trip, and a cap per connection that a write burst outruns.
+WAN_LATENCY_MS = 30
+WAN_BANDWIDTH_KBPS = 256
+WAN_RPO_MINUTES = 0.05  # 3 s: the lag has to build past it, not start there
+# About 31 MB of WAL (rows of 1.9 KB, below the TOAST threshold so nothing compresses): 2 min through the cap.
+BURST_ROWS = 16_000
+
+
+def _standby_behind(lab: Lab) -> dict[str, Any]:
+    """dr's replication as seen inside both regions (their own ports): the WAL receiver's status, whether replay is
+    paused, the age of dr's newest replayed commit, and the bytes of WAL prod wrote that dr has not received."""
+    with connect(lab, "dr") as dr:
+        status, paused, age, received = dr.execute(
+            "SELECT (SELECT status FROM pg_stat_wal_receiver), pg_get_wal_replay_pause_state(),"
+            " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8,"
+            " pg_last_wal_receive_lsn()::text"
+        ).fetchone()
+    with connect(lab, "prod") as prod:
+        (behind,) = prod.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (received,)
+        ).fetchone()
+    return {"receiver": status, "replay": paused, "age_seconds": age, "bytes_in_flight": behind}
+
+
+def wan_lag_beyond_the_rpo(lab: Lab, work: Path) -> Outcome:
+    """The WAN degraded with `lab degrade` (30 ms round trip and 256 KB/s per connection on every gate) while prod
+    takes a 31 MB write burst inside its region: dr's stream falls behind for real (the receiver streaming, replay
+    not paused, WAL in flight, dr's newest replayed commit older than the RPO of 3 s the row's project sets). Promote
+    refuses (exit 3, replica-lag fail naming the RPO), nothing changed; once the WAN is back, the row written after
+    the burst reaches dr: the link was slow, nothing was lost."""
+    project = _tiny_rpo_project(lab, work, WAN_RPO_MINUTES)
+    rpo_seconds = WAN_RPO_MINUTES * 60
+    _replicated_commit(lab, "before-the-wan")  # dr's newest replayed commit is fresh: the age is the WAN's doing
+    degraded = lab.degrade(WAN_LATENCY_MS, 0, WAN_BANDWIDTH_KBPS)
+    try:
+        with connect(lab, "prod") as prod:  # prod's own port: the burst is written inside the region
+            prod.execute("CREATE TABLE wan_burst (pad text)")
+            burst = f"INSERT INTO wan_burst SELECT repeat(md5(g::text), 60) FROM generate_series(1, {BURST_ROWS}) g"
+            prod.execute(burst)
+        _insert(lab, "prod", "behind-the-wan")
+        deadline = time.monotonic() + 30
+        seen = _standby_behind(lab)
+        while (seen["age_seconds"] or 0) <= rpo_seconds and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seen = _standby_behind(lab)
+        built = (
+            seen["receiver"] == "streaming"
+            and seen["replay"] == "not paused"
+            and seen["bytes_in_flight"] > 0
+            and seen["age_seconds"] > rpo_seconds
+        )
+        before = end_state(lab)
+        started = time.monotonic()
+        proc, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work, DRTOPO_PROJECT_DIR=str(project)))
+        took = time.monotonic() - started
+        after = end_state(lab)
+    finally:
+        lab.degrade(0)
+    deadline = time.monotonic() + 60
+    while not (caught_up := bool(present(lab, "dr", ["behind-the-wan"]))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lag = _checks(report).get("replica-lag", {})
+    ok = (
+        len(degraded) == 12
+        and built
+        and proc.returncode == 3
+        and lag.get("outcome") == "fail"
+        and lag.get("limit") == rpo_seconds
+        and (lag.get("value") or 0) > rpo_seconds
+        and "beyond the region-failure RPO" in _last_line(proc)
+        and after == before
+        and caught_up
+        and _no_traceback(proc)
+    )
+    return Outcome(
+        ok,
+        f"lag built: {seen['bytes_in_flight']} B in flight, newest replayed commit {seen['age_seconds']:.1f} s old, "
+        f"replay {seen['replay']}; exit {proc.returncode} in {took:.1f} s, replica-lag {lag.get('outcome')} "
+        f"{lag.get('value')} > {lag.get('limit')}, nothing changed {after == before}, caught up after {caught_up}",
+    )
+
+
+def _config_objects(lab: Lab, stack: str) -> set[str]:
+    """The lock and journal keys in `stack`'s configuration bucket (read at the emulator itself, past every gate)."""
+    where = outputs(lab, stack)
+    s3 = boto3.client("s3", region_name=where.region)
+    keys: set[str] = set()
+    for prefix in (JOURNAL_PREFIX, lock_key(where.stack).rsplit("/", 1)[0]):
+        keys |= {o["Key"] for o in s3.list_objects_v2(Bucket=where.config_bucket, Prefix=prefix).get("Contents") or []}
+    return keys
+
+
+def peer_configuration_bucket_unreachable(lab: Lab, work: Path) -> Outcome:
+    """prod's configuration bucket unreachable (us-east-1's AWS endpoint cut off, its gate dropping every byte) for
+    the whole of a promote that crashes right after the promotion and of the rerun that resumes it: the lock and the
+    journal live in the target's own bucket (dr, us-west-2), so the crash leaves the journal there, the rerun resumes
+    it, fails over, releases the lock and keeps the closed journal there; prod's bucket is never written. DESIGN.md
+    wants it so: the journal is kept beside the lock, and a failover must not need the failed region's control plane;
+    refusing here would make it need it."""
+    env = _env(work)
+    prod_before, dr_before = _config_objects(lab, "prod"), _config_objects(lab, "dr")
+    cut = lab.partition("prod", kinds=["aws"])
+    try:
+        started = time.monotonic()
+        crashed, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env={**env, "DRTOPO_CRASH_AFTER": str(Step.PROMOTE)})
+        crashed_s = time.monotonic() - started
+        journal = _journal(lab, "dr", JOURNAL_KEY) or {"steps": {}}
+        held = lock_key("dr") in _config_objects(lab, "dr")  # the crashed run never released it
+        started = time.monotonic()
+        resumed, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=env)
+        resumed_s = time.monotonic() - started
+    finally:
+        lab.heal()
+    steps = list(journal["steps"])
+    dr_new = sorted(_config_objects(lab, "dr") - dr_before)
+    closed = [k for k in dr_new if k.startswith(f"{JOURNAL_PREFIX}promote-dr.") and k != JOURNAL_KEY]
+    prod_after = _config_objects(lab, "prod")
+    ok = (
+        cut == ["prod-aws"]
+        and crashed.returncode == CRASHED
+        and steps[-1:] == [str(Step.PROMOTE)]
+        and held
+        and resumed.returncode == 0
+        and report.get("measured", {}).get("resumed") is True
+        and _outcomes(report, "promote")["promote"] == "pass"
+        and len(closed) == 1
+        and dr_new == closed  # the open journal and the lock gone: closed, released
+        and prod_after == prod_before
+        and _failed_over(lab)
+        and _no_traceback(crashed, resumed)
+    )
+    return Outcome(
+        ok,
+        f"cut {cut}; crash after {steps[-1:]} ({crashed_s:.0f} s), lock held {held}, journal {len(steps)} steps in "
+        f"dr's bucket; rerun exit {resumed.returncode} ({resumed_s:.0f} s) resumed "
+        f"{report.get('measured', {}).get('resumed')}; new in dr's bucket {dr_new}, prod's bucket unchanged "
+        f"{prod_after == prod_before}",
+    )
+
+
+def _mirror_restarts(lab: Lab) -> tuple[str, int]:
+    """dr's MirrorMaker pod and its containers' restarts."""
+    (pod,) = kube_workloads.pods(lab.root, lab.dr.namespace, MIRROR_APP)
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return pod["metadata"]["name"], sum(c.get("restartCount", 0) for c in statuses)
+
+
+def mirrormaker_links_reset(lab: Lab, work: Path) -> Outcome:
+    """The cross-region link MirrorMaker consumes through (prod's `kafka-pods` gate) resets every connection as soon
+    as it carries a byte (Toxiproxy's reset_peer), mid-stream: the mirror was caught up, then 300 records are
+    produced on prod. validate and status on dr report the mirror's lag (exit 1, as for any failed check; no
+    traceback); once the link stops resetting, the same MirrorMaker pod (no restart) catches up."""
+    topic = "OrderRejected"
+    prod_kafka, dr_kafka = lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap
+    _produce(lab, "prod", topic, 50)
+    kafka.wait_mirroring(prod_kafka, dr_kafka, topic, 60)  # streaming before the fault
+    pod, restarts = _mirror_restarts(lab)
+    reset = lab.reset_links("prod", kinds=["kafka-pods"])
+    try:
+        _produce(lab, "prod", topic, 300)
+        validated, report = _validate_kafka(lab, work, "dr")
+        status, readiness = _cmd(lab, "status", "dr", work, env=_env(work))
+    finally:
+        lab.stop_resets()
+    try:
+        waited = kafka.wait_mirroring(prod_kafka, dr_kafka, topic, 90)
+    except TimeoutError:
+        waited = None
+    after = _mirror_restarts(lab)
+    lag = _checks(report).get(f"kafka.mirror_lag.{topic}", {})
+    item = _checks(readiness).get("mirror.lag", {})
+    ok = (
+        reset == ["prod-kafka-pods"]
+        and validated.returncode == 1
+        and lag.get("ok") is False
+        and (lag.get("value") or 0) >= 300
+        and status.returncode == 1
+        and item.get("outcome") == "fail"
+        and (item.get("value") or 0) >= 300
+        and waited is not None
+        and after == (pod, restarts)
+        and _no_traceback(validated, status)
+    )
+    return Outcome(
+        ok,
+        f"validate exit {validated.returncode} (lag {lag.get('value')}), status exit {status.returncode} (mirror.lag "
+        f"{item.get('outcome')} {item.get('value')}); caught up "
+        + (f"{waited:.1f} s after the link healed" if waited is not None else "NOT within 90 s")
+        + f", pod {after[0]} restarts {restarts} -> {after[1]}",
+    )
+
+
 # -- backups ----------------------------------------------------------------------------------------------------
 def _damaged_dump(lab: Lab, work: Path, damage: Callable[[bytes], bytes]) -> Outcome:
     """A dump damaged in its bucket: verify fails its sha256 check (exit 1); a restore into an empty database
@@ -967,7 +1162,22 @@ FAULTS: list[Fault] = [
         "exit 3 naming why, --accept-data-loss 0",
         prod_partitioned_while_promote_measures_lag,
     ),
+    Fault(
+        "WAN latency pushing replica lag past the RPO",
+        "exit 3, replica-lag fail, nothing changed",
+        wan_lag_beyond_the_rpo,
+    ),
+    Fault(
+        "peer's configuration bucket unreachable",
+        "lock and journal in dr: crash, resume, exit 0",
+        peer_configuration_bucket_unreachable,
+    ),
     Fault("MirrorMaker stopped", "exit 1, lag reported", mirrormaker_stopped),
+    Fault(
+        "MirrorMaker's links reset mid-stream",
+        "validate and status exit 1, lag reported, recovers",
+        mirrormaker_links_reset,
+    ),
     Fault("source Kafka down", "exit 1, mirror unmeasurable", source_kafka_down),
     Fault("truncated dump", "verify 1, restore 1 on sha256", truncated_dump),
     Fault("bit-flipped dump", "verify 1, restore 1 on sha256", bit_flipped_dump),

@@ -4,7 +4,8 @@ lists what the lab's incident inbox received from both stacks' incident topics (
 
 The regions' gates (lab/gates.py): `python -m lab partition REGION|STACK` cuts a region off (its servers keep
 running), `python -m lab heal [REGION|STACK]` ends a partition (default: every one), `python -m lab degrade --latency
-MS [--jitter MS]` gives the WAN between the regions a round-trip latency (0 takes it away).
+MS [--jitter MS] [--bandwidth KBPS]` gives the WAN between the regions a round-trip latency and, when given, a cap
+per connection in KB/s (0 takes them away).
 
 `status` exits 1 when the lab is not (fully) running, so scripts and CI can test for it.
 """
@@ -77,8 +78,9 @@ def gate_command(lab: Lab, args: argparse.Namespace, p: argparse.ArgumentParser)
         else:
             if args.latency is None:
                 p.error("degrade needs --latency MS (0 takes the WAN's latency away)")
-            changed = lab.degrade(args.latency, args.jitter)
-            what = f"WAN round trip +{args.latency} ms ± {args.jitter} ms"
+            changed = lab.degrade(args.latency, args.jitter, args.bandwidth)
+            capped = f", {args.bandwidth} KB/s per connection" if args.bandwidth else ""
+            what = f"WAN round trip +{args.latency} ms ± {args.jitter} ms{capped}"
     except (ValueError, LabNotUp, gates.GateError) as exc:
         print(f"lab {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", nargs="?", metavar="REGION|STACK", help="partition, heal: prod, dr or their regions")
     p.add_argument("--latency", type=int, metavar="MS", help="degrade: the WAN's round-trip latency in ms")
     p.add_argument("--jitter", type=int, default=0, metavar="MS", help="degrade: its jitter in ms (default 0)")
+    p.add_argument(
+        "--bandwidth", type=int, default=0, metavar="KBPS", help="degrade: cap each connection at KB/s (default none)"
+    )
     p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
     p.add_argument("--json", action="store_true", help="status (or inbox) as JSON")
     given = list(sys.argv[1:] if argv is None else argv)

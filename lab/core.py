@@ -185,9 +185,20 @@ class Lab:
         """End the partition of one region (default: every region)."""
         return self.gates.heal(None if name is None else self.stack_of(name))
 
-    def degrade(self, latency_ms: int, jitter_ms: int = 0) -> list[str]:
-        """The WAN between the regions: `latency_ms` round trip (`jitter_ms`) on every gate; 0 takes it away."""
-        return self.gates.degrade(latency_ms, jitter_ms)
+    def degrade(
+        self, latency_ms: int, jitter_ms: int = 0, bandwidth_kbps: int = 0, kinds: Iterable[str] | None = None
+    ) -> list[str]:
+        """The WAN between the regions: `latency_ms` round trip (`jitter_ms`) on every gate (or those of `kinds`,
+        e.g. gates.WAN_KINDS), and a cap of `bandwidth_kbps` KB/s per connection when given; all 0 takes it away."""
+        return self.gates.degrade(latency_ms, jitter_ms, bandwidth_kbps, kinds)
+
+    def reset_links(self, name: str, kinds: Iterable[str] | None = None, after_ms: int = 0) -> list[str]:
+        """The region's gates (or those of `kinds`) reset every connection `after_ms` after its first bytes, until
+        `stop_resets` (or the baseline)."""
+        return self.gates.reset_peer(self.stack_of(name), kinds, after_ms)
+
+    def stop_resets(self, name: str | None = None) -> list[str]:
+        return self.gates.stop_resets(None if name is None else self.stack_of(name))
 
     def _gate_proxies(self) -> list[gates.Proxy]:
         ports = self._state()["ports"]

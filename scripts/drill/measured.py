@@ -43,6 +43,7 @@ class Measured(Figures):
     """The figures the runner and the report read, whatever the scenario."""
 
     load: str | None = None  # the --load level's name
+    wan_latency_ms: int | None = None  # the round trip the links between the regions had (--wan-latency)
     seed_rows_added: int | None = None
     seed_seconds: float | None = None
     failure_at_seconds: float | None = None  # since the scenario's clock started (the runner records it)

@@ -44,6 +44,7 @@ def test_every_scenario_recovers_and_keeps_its_data_loss_promise_on_the_lab(lab:
         # The verdict follows from the figures: with every check passing, only the RTO can fail a scenario.
         assert scenario["ok"] is (measured["client_rto_seconds"] <= objectives["rto_seconds"]), name
         assert measured["load"] == "light" and measured["kafka_rate_achieved"] > 0, name
+        assert measured["wan_latency_ms"] == drill.DEFAULT_WAN_LATENCY_MS, name  # over the WAN, every scenario
     assert code == (0 if all(s["ok"] for s in document["scenarios"]) else 1)
     by_name = {s["scenario"]: s["measured"] for s in document["scenarios"]}
     assert {name: by_name[name]["rows_lost"] for name in LOSES_NOTHING} == dict.fromkeys(LOSES_NOTHING, 0)
