@@ -50,6 +50,11 @@ class PgLayout:
     def base_backup_dir(self) -> Path:
         return self.base / "basebackup"
 
+    @property
+    def snapshot_dir(self) -> Path:
+        """The pair as first built (both data directories, archive, base backup), copied back by a reset."""
+        return self.base / "snapshot"
+
 
 def process_name(stack: str) -> str:
     return f"postgres-{stack}"
@@ -202,6 +207,47 @@ def reset_data(layout: PgLayout) -> None:
             shutil.rmtree(path)
     layout.archive_dir.mkdir()
     chown_to_postgres(layout.archive_dir)
+
+
+def snapshot_parts(layout: PgLayout, stacks: Sequence[str]) -> list[Path]:
+    """What a reset makes anew: both data directories, the archive folder and the base backup (pure)."""
+    return [*(layout.data_dir(s) for s in stacks), layout.archive_dir, layout.base_backup_dir]
+
+
+def save_snapshot(layout: PgLayout, stacks: Sequence[str]) -> None:
+    """Copy the pair's files (servers stopped cleanly) to layout.snapshot_dir, replacing any earlier copy."""
+    target = layout.snapshot_dir
+    partial = target.with_name(target.name + ".partial")
+    for path in (partial, target):
+        if path.exists():
+            shutil.rmtree(path)
+    partial.mkdir()
+    _copy_all(snapshot_parts(layout, stacks), partial)
+    partial.rename(target)  # complete or absent: a copy interrupted half-way is never restored
+
+
+def restore_snapshot(layout: PgLayout, stacks: Sequence[str]) -> bool:
+    """Put back the pair's files as save_snapshot left them (servers stopped); False when there is no snapshot."""
+    if not layout.snapshot_dir.is_dir():
+        return False
+    for path in snapshot_parts(layout, stacks):
+        if path.exists():
+            shutil.rmtree(path)
+    _copy_all([layout.snapshot_dir / p.name for p in snapshot_parts(layout, stacks)], layout.base)
+    return True
+
+
+def _copy_all(sources: Sequence[Path], folder: Path) -> None:
+    """`cp -a` (owners, modes and links kept; a reflink where the file system has them) of `sources` into `folder`."""
+    proc = subprocess.run(
+        ["cp", "-a", "--reflink=auto", *map(str, sources), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"copying the PostgreSQL pair into {folder} failed: {proc.stderr.strip()[-400:]}")
 
 
 def new_primary(layout: PgLayout, stack: str, port: int, archive: str | None = None) -> None:
