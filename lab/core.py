@@ -586,7 +586,7 @@ class Lab:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
             emulator = pool.submit(self._timed_baseline, "reseed", self._reseed)
             with self._baseline_phase("pg copy"):
-                copied = postgres.restore_snapshot(self.pg, LAB_STACKS)
+                copied = postgres.restore_snapshot(self.pg, LAB_STACKS) is not None
                 if not copied:
                     postgres.reset_data(self.pg)
             with self._baseline_phase("pg pair"):
@@ -602,29 +602,36 @@ class Lab:
         outputs = load_outputs(self.region(PRIMARY_STACK).outputs_path, PRIMARY_STACK)
         s3 = aws.client("s3", outputs.region, self.aws_endpoint)
         archived = sorted(p for p in self.pg.archive_dir.iterdir() if p.is_file())
+        # The servers start while the bucket is filled: the primary archives only segments newer than these.
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-wal") as pool:
-            for future in [pool.submit(wal.push, s3, outputs, p, p.name) for p in archived]:
+            pushed = [pool.submit(wal.push, s3, outputs, p, p.name) for p in archived]
+            pushed.append(pool.submit(wal.push_base_backup, s3, outputs, self.pg.base_backup_dir))
+            for stack in (PRIMARY_STACK, STANDBY_STACK):
+                postgres.start(self.root, self.pg, stack, self.region(stack).port("postgres"), self.password)
+            for future in pushed:
                 future.result()
-        wal.push_base_backup(s3, outputs, self.pg.base_backup_dir)
-        for stack in (PRIMARY_STACK, STANDBY_STACK):
-            postgres.start(self.root, self.pg, stack, self.region(stack).port("postgres"), self.password)
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
         return self._seed_emulator()
 
     def restore_baseline(self) -> None:
-        """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again."""
+        """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again.
+
+        Each part is put back only as far as it differs (a running Kafka cluster or service stand-in is checked, not
+        restarted; PostgreSQL's files are copied back only where they changed); the Kafka clusters start while the
+        pair and the emulator are reset. lab.baseline_timings says where the time went."""
         self.baseline_timings.clear()
         with self._baseline_phase("gates"):
             self.gates.heal()
             self.gates.reset()
-        self.reset_postgres()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-kafka-baseline") as pool:
+            clusters = pool.submit(self._timed_baseline, "kafka", self._start_kafka_clusters)
+            self.reset_postgres()
+            clusters.result()
         with self._baseline_phase("services"):
             for region in self._regions.values():
                 region.service.start()
-        with self._baseline_phase("kafka"):
-            self._start_kafka_clusters()
         with self._baseline_phase("workloads and mirrormaker"):
             self.start_mirrormaker()  # applies both stacks' objects, as the roles now are, first
 
