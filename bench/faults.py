@@ -1195,6 +1195,13 @@ def run_fault(lab: Lab, fault: Fault, work: Path) -> Outcome:
         return Outcome(False, f"{type(exc).__name__}: {one_line(exc)}")
 
 
+def baseline_line(lab: Lab) -> str:
+    """Where the last restore_baseline's time went, phase by phase (phases may overlap: the emulator's reseed runs
+    beside the PostgreSQL pair)."""
+    phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in lab.baseline_timings.items())
+    return f"baseline ({phases})"
+
+
 def print_table(rows: list[tuple[Fault, Outcome, float]]) -> None:
     width = max(len(f.name) for f, _, _ in rows)
     said = max(len(f.expected) for f, _, _ in rows)
@@ -1222,6 +1229,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = run_fault(lab, fault, lab.root / "faults" / f"{i:02d}")
                 rows.append((fault, outcome, time.monotonic() - start))
                 print(f"  {fault.name}: {'PASS' if outcome.ok else 'FAIL'} ({outcome.got})", flush=True)
+                print(f"    {time.monotonic() - start:.1f} s, {baseline_line(lab)}", flush=True)
         finally:
             os.environ.clear()
             os.environ.update(saved)

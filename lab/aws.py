@@ -94,6 +94,14 @@ def reset(endpoint: str) -> None:
         response.read()
 
 
+def seed_random(endpoint: str, value: int) -> None:
+    """Seed the emulator's random generator (moto's own seed API): the same calls after the same seed make the same
+    ids and ARNs, so a lab reseeded to its baseline gets back the outputs it had."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/seed?a={int(value)}", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
 def lifecycle_rules(settings: Settings) -> list[dict[str, Any]]:
     """One rule per retention tier prefix: cold-storage transition, then expiry (pure)."""
     rules = []

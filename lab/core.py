@@ -69,6 +69,8 @@ PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
 BRIDGE = "kube-bridge"
 WAL_AGENT = "wal-agent"
 MIRROR_START_TIMEOUT_S = 180.0
+# The emulator's random seed before the stacks' resources are made (lab/aws.py seed_random).
+EMULATOR_SEED = 20261202
 T = TypeVar("T")
 
 
@@ -90,6 +92,7 @@ class Lab:
         self.root = self.root.absolute()
         self.pg = postgres.PgLayout(self.root / "pg")
         self.timings: dict[str, float] = {}  # seconds per phase of the last `up`
+        self.baseline_timings: dict[str, float] = {}  # seconds per phase of the last restore_baseline
         self._objects: dict[tuple[str, str], list[dict[str, Any]]] = {}  # rendered per (stack, view), reused
         self._regions = {stack: Region(self, stack) for stack in LAB_STACKS}
 
@@ -332,6 +335,12 @@ class Lab:
 
     def _start_emulator(self, port: int, pid: int) -> dict[str, aws.StackResources]:
         process.wait_port(port, 60, "moto_server", pid)
+        return self._seed_emulator()
+
+    def _seed_emulator(self) -> dict[str, aws.StackResources]:
+        """Both stacks' resources, made after the same seed of the emulator's ids each time (EMULATOR_SEED): a reseed
+        names them as before, so the outputs and the workloads rendered from them stay as they were."""
+        aws.seed_random(self.aws_endpoint, EMULATOR_SEED)
         stacks = {s: self.region(s).settings for s in LAB_STACKS}
         return aws.seed(self.aws_endpoint, stacks, self.inbox_url, self.password)
 
@@ -407,22 +416,34 @@ class Lab:
         primary, standby = self.region(PRIMARY_STACK), self.region(STANDBY_STACK)
         primary_port, standby_port = primary.port("postgres"), standby.port("postgres")
         # The standby streams (and clones) through the primary's gate: replication crosses the region boundary.
-        postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, primary.postgres.archive_command)
-        postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
-        before_archiving()
-        postgres.clone_standby(
-            self.pg,
-            STANDBY_STACK,
-            standby_port,
-            primary.gate_port("postgres"),
-            password,
-            standby.postgres.archive_command,
-        )
-        postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
-        postgres.base_backup(self.pg, primary_port, password)
-        outputs = load_outputs(primary.outputs_path, PRIMARY_STACK)
-        s3 = aws.client("s3", outputs.region, self.aws_endpoint)
-        wal.push_base_backup(s3, outputs, self.pg.base_backup_dir)
+        with self._baseline_phase("pg primary"):
+            postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, primary.postgres.archive_command)
+            postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
+        with self._baseline_phase("pg wait emulator"):
+            before_archiving()
+        with self._baseline_phase("pg standby"):
+            postgres.clone_standby(
+                self.pg,
+                STANDBY_STACK,
+                standby_port,
+                primary.gate_port("postgres"),
+                password,
+                standby.postgres.archive_command,
+            )
+            postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
+        with self._baseline_phase("pg base backup"):
+            postgres.base_backup(self.pg, primary_port, password)
+            outputs = load_outputs(primary.outputs_path, PRIMARY_STACK)
+            s3 = aws.client("s3", outputs.region, self.aws_endpoint)
+            wal.push_base_backup(s3, outputs, self.pg.base_backup_dir)
+        with self._baseline_phase("pg snapshot"):
+            # Stopped cleanly for the copy (the primary first: its shutdown sends the standby every WAL record and
+            # archives every finished segment), then started again.
+            for stack in (PRIMARY_STACK, STANDBY_STACK):
+                self.region(stack).postgres.stop()
+            postgres.save_snapshot(self.pg, LAB_STACKS)
+            for stack in (PRIMARY_STACK, STANDBY_STACK):
+                postgres.start(self.root, self.pg, stack, self.region(stack).port("postgres"), password)
 
     @property
     def wal_push_script(self) -> Path:
@@ -562,31 +583,80 @@ class Lab:
 
     # ---- PostgreSQL (each server: lab/region.py) --------------------------------------------------------------
     def reset_postgres(self) -> None:
-        """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too."""
-        for region in self._regions.values():
-            region.postgres.stop()
-        self._stop_adopted_postmasters()
-        postgres.reset_data(self.pg)
+        """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too.
+
+        The pair as first built is kept (postgres.save_snapshot, at the end of _build_pg_pair): a reset copies it
+        back and starts it, and gives the reseeded WAL bucket the same base backup and archived WAL again, instead
+        of cloning a new pair (the files and the bucket are those of a fresh build; only their timestamps are older).
+        """
+        with self._baseline_phase("pg stop"):
+            for region in self._regions.values():
+                region.postgres.stop()
+            self._stop_adopted_postmasters()
         self._write_project(BASELINE_ROLES)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
-            emulator = pool.submit(self._reseed)
-            self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
+            emulator = pool.submit(self._timed_baseline, "reseed", self._reseed)
+            with self._baseline_phase("pg copy"):
+                copied = postgres.restore_snapshot(self.pg, LAB_STACKS) is not None
+                if not copied:
+                    postgres.reset_data(self.pg)
+            with self._baseline_phase("pg pair"):
+                if copied:
+                    self._start_copied_pair(lambda: self._write_outputs(emulator.result()))
+                else:
+                    self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
+
+    def _start_copied_pair(self, before_start: Callable[[], None]) -> None:
+        """The pair copied back from its snapshot: the bucket gets the archived WAL and the base backup a fresh
+        build leaves there (`before_start` writes the outputs naming it), then the primary and its standby start."""
+        before_start()
+        outputs = load_outputs(self.region(PRIMARY_STACK).outputs_path, PRIMARY_STACK)
+        s3 = aws.client("s3", outputs.region, self.aws_endpoint)
+        archived = sorted(p for p in self.pg.archive_dir.iterdir() if p.is_file())
+        # The servers start while the bucket is filled: the primary archives only segments newer than these.
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-wal") as pool:
+            pushed = [pool.submit(wal.push, s3, outputs, p, p.name) for p in archived]
+            pushed.append(pool.submit(wal.push_base_backup, s3, outputs, self.pg.base_backup_dir))
+            for stack in (PRIMARY_STACK, STANDBY_STACK):
+                postgres.start(self.root, self.pg, stack, self.region(stack).port("postgres"), self.password)
+            for future in pushed:
+                future.result()
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
-        stacks = {s: self.region(s).settings for s in LAB_STACKS}
-        return aws.seed(self.aws_endpoint, stacks, self.inbox_url, self.password)
+        return self._seed_emulator()
 
     def restore_baseline(self) -> None:
-        """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again."""
-        self.gates.heal()
-        self.gates.reset()
-        self.reset_postgres()
-        for region in self._regions.values():
-            region.service.start()
-        self._start_kafka_clusters()
-        self.apply_workloads()
-        self.start_mirrormaker()
+        """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again.
+
+        Each part is put back only as far as it differs (a running Kafka cluster or service stand-in is checked, not
+        restarted; PostgreSQL's files are copied back only where they changed); the Kafka clusters start while the
+        pair and the emulator are reset. lab.baseline_timings says where the time went."""
+        self.baseline_timings.clear()
+        with self._baseline_phase("gates"):
+            self.gates.heal()
+            self.gates.reset()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-kafka-baseline") as pool:
+            clusters = pool.submit(self._timed_baseline, "kafka", self._start_kafka_clusters)
+            self.reset_postgres()
+            clusters.result()
+        with self._baseline_phase("services"):
+            for region in self._regions.values():
+                region.service.start()
+        with self._baseline_phase("workloads and mirrormaker"):
+            self.start_mirrormaker()  # applies both stacks' objects, as the roles now are, first
+
+    @contextlib.contextmanager
+    def _baseline_phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.baseline_timings[name] = time.monotonic() - start
+
+    def _timed_baseline(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        with self._baseline_phase(name):
+            return fn(*args)
 
     # ---- Kafka (each cluster: lab/region.py) ------------------------------------------------------------------
     def _start_kafka_clusters(self) -> None:

@@ -122,7 +122,15 @@ class ServiceStandIn(_Part):
         return max(live, key=lambda p: p["metadata"]["creationTimestamp"]) if live else None
 
     def start(self, timeout: float = 60.0) -> None:
-        """Scale the stand-in's Deployment to one pod and return once it listens."""
+        """Scale the stand-in's Deployment to one pod and return once it listens (at once when its pod is ready and
+        listening already)."""
+        pod = self.pod()
+        if (
+            pod is not None
+            and kube_workloads.pod_ready(pod)
+            and process.port_open(self._region.port("service"), self._lab.node_ip)
+        ):
+            return
         namespace = self._region.namespace
         if kube_workloads.get(self._lab.root, "deployment", kube_workloads.SERVICE_APP, namespace) is None:
             self._lab.apply_workloads()

@@ -243,28 +243,29 @@ def netns_files() -> set[str]:
     return {p.name for p in kube.NETNS_DIR.glob("cni-*")}
 
 
-def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_stop_leaves_nothing_behind(cluster: Path) -> None:
+    """The module's own cluster, after the tests above have used it, stopped here (its fixture's stop is then a
+    no-op): the last test of the module on it, so the module starts one cluster, not two."""
     before = netns_files()
-    kube.start(tmp_path)
-    apply(tmp_path, probe_pod("left-behind"))
+    apply(cluster, probe_pod("left-behind"))
     # A pod on the pod network: the CRI gives its sandbox a network namespace file of its own.
     on_pod_network = probe_pod("own-netns")
     on_pod_network["spec"]["hostNetwork"] = False
-    apply(tmp_path, on_pod_network)
-    wait_container(tmp_path, "left-behind", restarts=0)
-    wait_container(tmp_path, "own-netns", restarts=0)
+    apply(cluster, on_pod_network)
+    wait_container(cluster, "left-behind", restarts=0)
+    wait_container(cluster, "own-netns", restarts=0)
     made = netns_files() - before
     assert made, "the pod-network pod got no network namespace file"
-    network = kube.cluster_network(tmp_path)
-    pids = [process.read_pid(tmp_path, kube.process_name(c)) for c in kube.PROCESSES]
-    kube.stop(tmp_path)
+    network = kube.cluster_network(cluster)
+    pids = [process.read_pid(cluster, kube.process_name(c)) for c in kube.PROCESSES]
+    kube.stop(cluster)
     assert not [pid for pid in pids if pid is not None and process.alive(pid)]
     assert not network.netns_path.exists()
     assert not made & netns_files(), f"pod network namespaces left behind: {sorted(made & netns_files())}"
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=30, check=True).stdout
     assert network.host_veth not in links
-    assert not kube.mounts_under(Path("/proc/self/mountinfo").read_text(), tmp_path)
-    assert not kube.is_up(tmp_path)
+    assert not kube.mounts_under(Path("/proc/self/mountinfo").read_text(), cluster)
+    assert not kube.is_up(cluster)
 
 
 # ---- the lab's workloads: the program's objects of both stacks, as their pods see the lab -------------------------
