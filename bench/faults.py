@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, Producer
 from bench.common import REPO, a_lab
 from bench.switchover import (
     BASELINE_DNS,
+    application_settled,
     DB_ONLY,
     FAILED_OVER_DNS,
     DnsFollowingWriter,
@@ -141,6 +142,8 @@ def _end_state_problems(lab: Lab, primary: str) -> list[str]:
         problems.append(f"Pulumi.{primary}.yaml not primary")
     if "drtopo:role: standby" not in state["stack_files"][other]:
         problems.append(f"Pulumi.{other}.yaml not standby")
+    if not application_settled(lab, primary):
+        problems.append(f"application {state['application']}")
     return problems
 
 
@@ -926,6 +929,7 @@ FAULTS: list[Fault] = [
     Fault("crash after promote step fence", CONVERGES, crash_after_promote_step(Step.FENCE)),
     Fault("crash after promote step drain", CONVERGES, crash_after_promote_step(Step.DRAIN)),
     Fault("crash after promote step promote", CONVERGES, crash_after_promote_step(Step.PROMOTE)),
+    Fault("crash after promote step application", CONVERGES, crash_after_promote_step(Step.APPLICATION)),
     Fault("crash after promote step dns", CONVERGES, crash_after_promote_step(Step.DNS)),
     Fault("crash after promote step roles", CONVERGES, crash_after_promote_step(Step.ROLES)),
     Fault("crash after failback step preflight", CONVERGES, crash_after_failback_step(Step.PREFLIGHT)),
@@ -935,6 +939,7 @@ FAULTS: list[Fault] = [
     Fault("crash after failback step fence", CONVERGES, crash_after_failback_step(Step.FENCE)),
     Fault("crash after failback step drain", CONVERGES, crash_after_failback_step(Step.DRAIN)),
     Fault("crash after failback step promote", CONVERGES, crash_after_failback_step(Step.PROMOTE)),
+    Fault("crash after failback step application", CONVERGES, crash_after_failback_step(Step.APPLICATION)),
     Fault("crash after failback step dns", CONVERGES, crash_after_failback_step(Step.DNS)),
     Fault("crash after failback step roles", CONVERGES, crash_after_failback_step(Step.ROLES)),
     Fault("crash after failback step rebuild-peer", CONVERGES, crash_after_failback_step(Step.REBUILD_PEER)),

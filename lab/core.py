@@ -312,7 +312,7 @@ class Lab:
         with self._phase("workloads"):
             self.apply_workloads()
             for stack in LAB_STACKS:
-                self.region(stack).service.start()
+                self.region(stack).service.settle()
             self.start_mirrormaker()
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
@@ -560,6 +560,15 @@ class Lab:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
             emulator = pool.submit(self._reseed)
             self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
+        self.apply_application()
+
+    def apply_application(self) -> None:
+        """The program's application patches for the stacks' roles now (the primary's stand-in up, the standby's at
+        its declared count), as `pulumi up` of both stacks would apply them; returns once each count is reached."""
+        patches = [o for s in LAB_STACKS for o in self.workload_objects(s) if kube_objects.patch_manager(o)]
+        kube_objects.apply(self.root, patches)
+        for region in self._regions.values():
+            region.service.settle()
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
@@ -571,10 +580,10 @@ class Lab:
         self.gates.heal()
         self.gates.reset()
         self.reset_postgres()
-        for region in self._regions.values():
-            region.service.start()
         self._start_kafka_clusters()
         self.apply_workloads()
+        for region in self._regions.values():
+            region.service.settle()
         self.start_mirrormaker()
 
     # ---- Kafka (each cluster: lab/region.py) ------------------------------------------------------------------

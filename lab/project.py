@@ -54,8 +54,14 @@ LAB_MIRROR_TUNING = {
 }
 
 
+# The stand-in listens on one port of the node's own network (hostNetwork), so one node runs one pod of it: the
+# primary's count is 1 here (production keeps its chart's); the standby's stays the shipped 0, pilot light.
+LAB_APPLICATION = {"primaryReplicas": 1}
+
+
 def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints, role: Role) -> dict[str, Any]:
-    """A stack's `config:` mapping rewritten for the lab: loopback endpoints, replication factors 1, given role."""
+    """A stack's `config:` mapping rewritten for the lab: loopback endpoints, replication factors 1, given role, one
+    application replica on the primary."""
     out = copy.deepcopy(config)
     key = f"{PROJECT}:"
     out[f"{key}role"] = role.value
@@ -74,6 +80,10 @@ def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints
     dns = dict(out.get(f"{key}dns") or {})
     dns.update(endpoint=LAB_ENDPOINT, healthCheckPort=own.service_port, healthCheckType="HTTP")
     out[f"{key}dns"] = dns
+    application = dict(out.get(f"{key}application") or {})
+    application.update(LAB_APPLICATION)
+    application["standbyReplicas"] = min(int(application.get("standbyReplicas", 0)), LAB_APPLICATION["primaryReplicas"])
+    out[f"{key}application"] = application
     return out
 
 

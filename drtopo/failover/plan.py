@@ -19,6 +19,7 @@ class Step(StrEnum):
     DRAIN = "drain"
     PROMOTE = "promote"
     CONSUMER_GROUP = "consumer-group"
+    APPLICATION = "application"
     DNS = "dns"
     ROLES = "roles"
     REBUILD = "rebuild"
@@ -50,6 +51,7 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.DRAIN, mutating=True),
         StepSpec(Step.PROMOTE, mutating=True),
         StepSpec(Step.CONSUMER_GROUP, mutating=True),
+        StepSpec(Step.APPLICATION, mutating=True),
         StepSpec(Step.DNS, mutating=True),
         StepSpec(Step.ROLES, mutating=True),
         StepSpec(Step.REBUILD, mutating=True),
@@ -70,6 +72,37 @@ class PlannedStep:
     action: str
 
 
+@dataclass(frozen=True)
+class AppMove:
+    """The application's replica change a plan shows: the target's Deployment up to the primary's count, the old
+    region's down to the standby's; `*_now` as read from each region's API (None: not read, or no answer)."""
+
+    deployment: str
+    target_replicas: int
+    peer_replicas: int
+    target_now: int | None = None
+    peer_now: int | None = None
+
+
+def _count(now: int | None, then: int) -> str:
+    return f"{'?' if now is None else now} -> {then}"
+
+
+def _application(target: str, peer: str, app: AppMove | None) -> PlannedStep:
+    if app is None:
+        scale = f"scale {target}'s application to the primary's replicas"
+        down = f"{peer}'s to the standby's when its API answers"
+    else:
+        scale = f"scale {target}'s {app.deployment} {_count(app.target_now, app.target_replicas)} replicas"
+        down = f"{peer}'s {_count(app.peer_now, app.peer_replicas)} when its API answers"
+    return PlannedStep(
+        Step.APPLICATION,
+        f"{scale} through {target}'s own Kubernetes API (server-side apply, field manager drtopo), wait for the "
+        f"rollout as `kubectl rollout status` does, check {target}'s own health endpoint (DNS moves only to a "
+        f"healthy application unless --skip-app-check); {down}",
+    )
+
+
 def _guard(target: str) -> PlannedStep:
     return PlannedStep(Step.GUARD, f"measure {target}'s replica lag; refuse beyond the region-failure RPO")
 
@@ -81,10 +114,12 @@ def _fence_and_drain(target: str, peer: str) -> list[PlannedStep]:
     ]
 
 
-def _switch(target: str, peer: str) -> list[PlannedStep]:
-    """What follows the promotion in both directions: clients, DNS and the stacks' roles move to `target`."""
+def _switch(target: str, peer: str, app: AppMove | None) -> list[PlannedStep]:
+    """What follows the promotion in both directions: clients, the application (after its group's offsets, so it
+    resumes from them), DNS and the stacks' roles move to `target`."""
     return [
         PlannedStep(Step.CONSUMER_GROUP, f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
+        _application(target, peer, app),
         PlannedStep(
             Step.DNS,
             f"{target}'s takeover signal on in its region, {peer}'s off (Route53 then answers {target}'s record); "
@@ -94,8 +129,9 @@ def _switch(target: str, peer: str) -> list[PlannedStep]:
     ]
 
 
-def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedStep]:
-    """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned."""
+def promote_plan(target: str, peer: str, peer_reachable: bool, app: AppMove | None = None) -> list[PlannedStep]:
+    """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned; `app` the
+    application's replica change to show (None: said without counts)."""
     fence = (
         _fence_and_drain(target, peer)
         if peer_reachable
@@ -113,11 +149,11 @@ def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedSt
         PlannedStep(
             Step.PROMOTE, f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"
         ),
-        *_switch(target, peer),
+        *_switch(target, peer, app),
     ]
 
 
-def failback_plan(target: str, peer: str) -> list[PlannedStep]:
+def failback_plan(target: str, peer: str, app: AppMove | None = None) -> list[PlannedStep]:
     """Back to the original primary `target` from the current primary `peer`, as a planned switchover."""
     return [
         PlannedStep(
@@ -130,7 +166,7 @@ def failback_plan(target: str, peer: str) -> list[PlannedStep]:
         _guard(target),
         *_fence_and_drain(target, peer),
         PlannedStep(Step.PROMOTE, f"promote {target}'s database until writable"),
-        *_switch(target, peer),
+        *_switch(target, peer, app),
         PlannedStep(
             Step.REBUILD_PEER, f"rebuild {peer} as a replica of {target}, so the region pair is protected again"
         ),

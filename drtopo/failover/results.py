@@ -74,6 +74,17 @@ class ConsumerGroupResult(StepResult):
 
 
 @dataclass(frozen=True)
+class ApplicationResult(StepResult):
+    replicas: int = 0  # the target's Deployment now (the primary's count)
+    before: int | None = None  # what it had
+    rolled_out_seconds: float = 0.0
+    healthy: bool = False
+    health: str = ""  # what the region's own health endpoint answered
+    app_check_skipped: bool = False  # --skip-app-check: DNS moves even to an application not seen healthy
+    old_region: str = ""  # what happened to the old region's Deployment (scaled down, or why not)
+
+
+@dataclass(frozen=True)
 class DnsResult(StepResult):
     mode: str = ""  # "signal" or "fallback"
     after: Any = None
@@ -107,6 +118,7 @@ RESULTS: dict[Step, type[StepResult]] = {
     Step.DRAIN: DrainResult,
     Step.PROMOTE: PromoteResult,
     Step.CONSUMER_GROUP: ConsumerGroupResult,
+    Step.APPLICATION: ApplicationResult,
     Step.DNS: DnsResult,
     Step.ROLES: RolesResult,
     Step.REBUILD: RebuildResult,

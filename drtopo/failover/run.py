@@ -74,6 +74,7 @@ def load(
     restart: bool = False,
     accept_data_loss: bool = False,
     skip_consumer_group: bool = False,
+    skip_app_check: bool = False,
     strict: bool = False,
     break_lock: bool = False,
 ) -> Switchover:
@@ -96,6 +97,7 @@ def load(
         ctx=ctx,
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
+        skip_app_check=skip_app_check,
         dry_run=dry_run,
         break_lock=break_lock,
         report=Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None),
@@ -145,8 +147,8 @@ def switchover(
     **flags: bool,
 ) -> Outcome:
     """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
-    strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command` and `operator`
-    (`user@host`) go into the incident record."""
+    skip_app_check, strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command`
+    and `operator` (`user@host`) go into the incident record."""
     sw = load(kind, stack, outputs_path, ctx, restart=restart, **flags)
     clock = Clock(ctx.reporter)
     notifier = incident_notifier(sw, command, operator)

@@ -10,6 +10,7 @@ safe to repeat, so a resumed run converges on the same end state.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,14 +19,18 @@ from pathlib import Path
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drtopo.application import deployment
+from drtopo.application.deployment import RegionApp, Unreachable
+from drtopo.application.rollout import RolloutFailed
 from drtopo.context import Context
 from drtopo.database import Database, database_for, replication
 from drtopo.database.loss_bound import BoundKind
 from drtopo.database.platform import FenceError, StandbyError, session
 from drtopo.failover import marker, pending
 from drtopo.failover.dns import DATA_PLANE, DnsFailoverError, fail_over
-from drtopo.failover.plan import Step
+from drtopo.failover.plan import AppMove, Step
 from drtopo.failover.results import (
+    ApplicationResult,
     CatchUpResult,
     ConsumerGroupResult,
     DnsResult,
@@ -53,7 +58,7 @@ from drtopo.kafka.offsets import (
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs
 from drtopo.report import Report, Unsafe, settings_for
-from drtopo.settings import FencingMode, Settings
+from drtopo.settings import FencingMode, Role, Settings
 
 
 class StepFailed(RuntimeError):
@@ -78,6 +83,8 @@ class Switchover:
     ctx: Context
     accept_data_loss: bool = False
     skip_consumer_group: bool = False
+    # DNS moves to the target even when its application was not seen healthy (reported, never silent).
+    skip_app_check: bool = False
     dry_run: bool = False
     break_lock: bool = False
     report: Report = field(default_factory=Report)
@@ -265,9 +272,121 @@ def consumer_group(sw: Switchover) -> ConsumerGroupResult:
     return ConsumerGroupResult(moved=True, details=applied.as_dict())
 
 
+# The old region's scale-down is best effort: it must not hold up a failover whose old region is gone.
+OLD_REGION_TIMEOUT_SECONDS = 60.0
+# The DNS step's own look at the target's health endpoint (the application step waited for it already).
+DNS_HEALTH_TIMEOUT_SECONDS = 15.0
+
+
+def _apps(sw: Switchover) -> tuple[RegionApp, int, RegionApp, int]:
+    """The target's application and the primary's replica count; the old region's and the standby's count."""
+    peer_settings = settings_for(sw.peer.stack, sw.project_dir)
+    return (
+        RegionApp.of(sw.settings, sw.target),
+        sw.settings.application.replicas(Role.PRIMARY),
+        RegionApp.of(peer_settings, sw.peer),
+        peer_settings.application.replicas(Role.STANDBY),
+    )
+
+
+def _now(app: RegionApp) -> int | None:
+    try:
+        return deployment.replicas(app)
+    except Unreachable:
+        return None
+
+
+def app_move(sw: Switchover) -> AppMove:
+    """The application's replica change for the plan; on a dry run with each region's count read now."""
+    up, up_count, down, down_count = _apps(sw)
+    if not sw.dry_run:
+        return AppMove(up.deployment, up_count, down_count)
+    return AppMove(up.deployment, up_count, down_count, target_now=_now(up), peer_now=_now(down))
+
+
+def _scale_down_old_region(sw: Switchover, down: RegionApp, count: int) -> str:
+    """The runbook's "stop traffic to the old primary": its application to the standby's replicas, when its API
+    answers; bounded, reported, never a failure of the run."""
+    try:
+        before = deployment.replicas(down)
+        deployment.scale(down, count)
+        status = deployment.wait_rollout(down, OLD_REGION_TIMEOUT_SECONDS, sw.ctx.reporter.progress)
+    except (Unreachable, TimeoutError, RolloutFailed) as exc:
+        detail = f"{down.where} not scaled to {count}: {exc}; its guard scales it down, or rerun when it answers"
+        sw.report.skip("application.old-region", detail)
+        return detail
+    detail = f"{down.where}: {before} -> {count} replicas ({status.message})"
+    sw.report.check("application.old-region", True, detail, value=status.available, limit=count)
+    return detail
+
+
+def application(sw: Switchover) -> ApplicationResult:
+    """The target region's application up to the primary's replicas through its own Kubernetes API, its rollout
+    waited for as `kubectl rollout status` does, then its own health endpoint (never the shared record); the old
+    region's down to the standby's. Without --skip-app-check an application that does not come up healthy fails
+    the step, and the DNS step, which looks again, then leaves the record where it is."""
+    up, count, down, down_count = _apps(sw)
+    limit = sw.settings.application.start_seconds
+    progress = sw.ctx.reporter.progress
+    started = time.monotonic()
+    override = "; --skip-app-check: DNS moves anyway"
+    try:
+        before = deployment.replicas(up)
+        deployment.scale(up, count)
+        status = deployment.wait_rollout(up, limit, progress)
+    except (Unreachable, TimeoutError, RolloutFailed) as exc:
+        if not sw.skip_app_check:
+            raise StepFailed(f"{up.where} not brought to {count} replicas: {exc}") from None
+        sw.report.skip("application", f"{exc}{override}")
+        old = _scale_down_old_region(sw, down, down_count)
+        return ApplicationResult(replicas=count, app_check_skipped=True, health=str(exc), old_region=old)
+    rolled = time.monotonic() - started
+    healthy, answer = deployment.wait_healthy(up.health_url, max(limit - rolled, DNS_HEALTH_TIMEOUT_SECONDS), progress)
+    health_seconds = time.monotonic() - started - rolled
+    sw.report.measured["application"] = {
+        "replicas": count,
+        "before": before,
+        "rollout_seconds": round(rolled, 3),
+        "health_seconds": round(health_seconds, 3),
+        "seconds": round(rolled + health_seconds, 3),
+    }
+    detail = f"{up.where}: {before} -> {count} replicas, {status.message} in {rolled:.1f} s; {answer}"
+    if not healthy and not sw.skip_app_check:
+        raise StepFailed(f"{detail}: not healthy within {limit:g} s (application.startSeconds)")
+    if healthy:
+        sw.report.check("application", True, detail, value=status.available, limit=count)
+    else:
+        sw.report.skip("application", detail + override)
+    old = _scale_down_old_region(sw, down, down_count)
+    return ApplicationResult(
+        replicas=count,
+        before=before,
+        rolled_out_seconds=round(rolled, 3),
+        healthy=healthy,
+        health=answer,
+        app_check_skipped=not healthy,
+        old_region=old,
+    )
+
+
+def _app_gate(sw: Switchover) -> str:
+    """DNS moves only to a region whose application answers healthy now (its own endpoint), unless overridden."""
+    url = RegionApp.of(sw.settings, sw.target).health_url
+    if sw.skip_app_check:
+        return f"; application check skipped (--skip-app-check), {url} not required healthy"
+    healthy, answer = deployment.wait_healthy(url, DNS_HEALTH_TIMEOUT_SECONDS, sw.ctx.reporter.progress)
+    if not healthy:
+        raise StepFailed(
+            f"DNS left as it is: {sw.target.stack}'s application is not healthy ({answer}); rerun once it is, or "
+            "pass --skip-app-check to move DNS anyway"
+        )
+    return f"; {sw.target.stack}'s application healthy ({answer})"
+
+
 def dns(sw: Switchover) -> DnsResult:
     # The takeover signal in the target's region, verified as the data plane sees it; the record UPSERT (Route53's
     # control plane, us-east-1) only as a fallback (drtopo/failover/dns).
+    gate = _app_gate(sw)
     try:
         result = fail_over(sw.target, sw.peer)
     except DnsFailoverError as exc:
@@ -277,7 +396,7 @@ def dns(sw: Switchover) -> DnsResult:
         how = f"data plane: takeover signal {signal['signal']}, peer's signal {signal['peer']}"
     else:
         how = f"fallback record UPSERT ({result['fallback_reason']})"
-    sw.report.check("dns", True, f"{sw.target.record_name}: {result['after']} via {how}")
+    sw.report.check("dns", True, f"{sw.target.record_name}: {result['after']} via {how}{gate}")
     return DnsResult(mode=result["mode"], after=result["after"], details=result, dns_path=result["dns_path"])
 
 
@@ -344,6 +463,7 @@ STEPS: dict[Step, Callable[[Switchover], StepResult]] = {
     Step.DRAIN: drain,
     Step.PROMOTE: promote,
     Step.CONSUMER_GROUP: consumer_group,
+    Step.APPLICATION: application,
     Step.DNS: dns,
     Step.ROLES: roles,
     Step.REBUILD: rebuild,

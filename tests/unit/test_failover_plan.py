@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drtopo.failover.plan import MUTATING, failback_plan, promote_plan, render
+from drtopo.failover.plan import MUTATING, AppMove, failback_plan, promote_plan, render
 
 
 def names(plan: list) -> list[str]:
@@ -11,7 +11,17 @@ def names(plan: list) -> list[str]:
 
 def test_planned_failover_fences_and_drains_before_promoting() -> None:
     steps = names(promote_plan("dr", "prod", peer_reachable=True))
-    assert steps == ["preflight", "guard", "fence", "drain", "promote", "consumer-group", "dns", "roles"]
+    assert steps == [
+        "preflight",
+        "guard",
+        "fence",
+        "drain",
+        "promote",
+        "consumer-group",
+        "application",
+        "dns",
+        "roles",
+    ]
 
 
 def test_unplanned_failover_has_no_drain() -> None:
@@ -36,3 +46,27 @@ def test_render_numbers_every_step() -> None:
     text = render(promote_plan("dr", "prod", peer_reachable=True))
     assert text.splitlines()[0].startswith(" 1. preflight")
     assert "dr's takeover signal on in its region, prod's off" in text
+
+
+def test_the_application_comes_up_after_promotion_and_its_group_before_dns_in_both_directions() -> None:
+    """The application starts once its database is writable and its consumer group sits at the translated
+    offsets (so it resumes from them), and DNS moves only after it: in every plan."""
+    for plan in (
+        promote_plan("dr", "prod", peer_reachable=True),
+        promote_plan("dr", "prod", peer_reachable=False),
+        failback_plan("prod", "dr"),
+    ):
+        steps = names(plan)
+        assert steps.index("promote") < steps.index("consumer-group") < steps.index("application"), steps
+        assert steps.index("application") + 1 == steps.index("dns"), steps
+    assert "application" in MUTATING
+
+
+def test_the_dry_run_plan_shows_the_replica_changes_of_both_regions() -> None:
+    move = AppMove("collector", target_replicas=3, peer_replicas=0, target_now=0, peer_now=3)
+    (step,) = [s for s in promote_plan("dr", "prod", True, move) if s.name == "application"]
+    assert "scale dr's collector 0 -> 3 replicas through dr's own Kubernetes API" in step.action
+    assert "prod's 3 -> 0 when its API answers" in step.action
+    unread = AppMove("collector", target_replicas=3, peer_replicas=1)
+    (step,) = [s for s in failback_plan("prod", "dr", unread) if s.name == "application"]
+    assert "prod's collector ? -> 3 replicas" in step.action and "dr's ? -> 1" in step.action
