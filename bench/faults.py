@@ -40,10 +40,10 @@ from confluent_kafka import Consumer, Producer
 from bench.common import REPO, a_lab
 from bench.switchover import (
     BASELINE_DNS,
-    application_settled,
     DB_ONLY,
     FAILED_OVER_DNS,
     DnsFollowingWriter,
+    application_settled,
     connect,
     end_state,
     outputs,
