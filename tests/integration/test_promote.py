@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bench.switchover import (
     BASELINE_DNS,
@@ -42,6 +43,7 @@ from drtopo.kafka.admin import committed_offsets, end_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
+from lab import kube, kube_workloads
 from lab.core import Lab
 from tests.integration.switchover_support import consume_and_wait_for_checkpoints, kafka_running
 
@@ -61,6 +63,8 @@ def promote(lab: Lab, env: dict[str, str], *extra: str, outputs_file: Path | Non
 def test_planned_switchover_under_writes_loses_no_acknowledged_write(
     fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
 ) -> None:
+    # Pilot light, the shipped default: nothing of the application runs in dr before the failover.
+    assert end_state(fresh_pg)["application"] == BASELINE_APPLICATION
     writer = DnsFollowingWriter(fresh_pg)
     writer.start()
     wait_acks(writer, 50)
@@ -90,8 +94,33 @@ def test_planned_switchover_under_writes_loses_no_acknowledged_write(
         live = marker.read(region, marker.marker_name("prod", "dr"))
         assert live is not None and live.epoch == 1, region
         assert {stack: str(live.role_of(stack)) for stack in ("prod", "dr")} == {"prod": "standby", "dr": "primary"}
-    # Each step ran (the report's timeline and checks, and the closed journal), in this order, none skipped.
-    assert_steps_ran(fresh_pg, report, ["fence", "drain", "promote", "dns", "roles"])
+    # Each step ran (the report's timeline and checks, and the closed journal), in this order, none skipped: the
+    # application before DNS.
+    assert_steps_ran(fresh_pg, report, ["fence", "drain", "promote", "application", "dns", "roles"])
+    assert_application_moved(fresh_pg, report, "dr")
+
+
+# The lab's stand-in: 1 replica on the primary (one host port per node, lab/project.py), 0 on the standby.
+BASELINE_APPLICATION = {"prod": {"replicas": 1, "available": 1}, "dr": {"replicas": 0, "available": 0}}
+FAILED_OVER_APPLICATION = {"prod": {"replicas": 0, "available": 0}, "dr": {"replicas": 1, "available": 1}}
+
+
+def assert_application_moved(lab: Lab, report: dict[str, Any], target: str) -> None:
+    """`target`'s Deployment at the primary's count, all available, set by drtopo's field manager through its own
+    context; the other's at 0; the report names the region's own health endpoint (never the record) as UP."""
+    assert end_state(lab)["application"] == (FAILED_OVER_APPLICATION if target == "dr" else BASELINE_APPLICATION)
+    deployment = kube_workloads.get(lab.root, "deployment", kube_workloads.SERVICE_APP, lab.region(target).namespace)
+    assert deployment is not None
+    owners = [m["manager"] for m in deployment["metadata"]["managedFields"] if "f:replicas" in str(m.get("fieldsV1"))]
+    assert owners == ["drtopo"], deployment["metadata"]["managedFields"]
+    checks = {c["name"]: c for c in report["checks"]}
+    health = checks["application"]["detail"]
+    assert lab.region(target).service.gated_url + "/actuator/health -> 200 UP" in health, health
+    assert checks["application.old-region"]["outcome"] == "pass", checks["application.old-region"]
+    phase = report["measured"]["application"]
+    assert phase["replicas"] == 1 and phase["seconds"] == pytest.approx(
+        phase["rollout_seconds"] + phase["health_seconds"], abs=0.01
+    )
 
 
 def closed_journal(lab: Lab, where: str) -> dict[str, Any]:
@@ -291,8 +320,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(fresh_pg: Lab, state_env: d
     proc = promote(fresh_pg, state_env, "--dry-run")
 
     assert proc.returncode == 0, proc.stderr
-    for step in ("fence", "drain", "promote", "consumer-group", "dns", "roles"):
+    for step in ("fence", "drain", "promote", "consumer-group", "application", "dns", "roles"):
         assert f". {step} " in proc.stdout
+    # The replica changes, read from each region's own API.
+    assert "scale dr's interface-exception-collector 0 -> 1 replicas through dr's own Kubernetes API" in proc.stdout
+    assert "prod's 1 -> 0 when its API answers" in proc.stdout
     assert "Pulumi.prod.yaml: role standby, database.generation 1, retiredGenerations [0]" in proc.stdout
     assert "Pulumi.dr.yaml: role primary, database.generation 0" in proc.stdout
     assert end_state(fresh_pg) == before
@@ -322,7 +354,10 @@ def test_crash_between_promotion_and_dns_then_rerun_ends_like_an_uninterrupted_r
     report = json.loads((tmp_path / "resumed.json").read_text())
     assert report["measured"]["resumed"] is True
     assert_steps_ran(
-        fresh_pg, report, ["fence", "drain", "promote", "dns", "roles"], resumed=("fence", "drain", "promote")
+        fresh_pg,
+        report,
+        ["fence", "drain", "promote", "application", "dns", "roles"],
+        resumed=("fence", "drain", "promote"),
     )
     assert same_outcome(end_state(fresh_pg), uninterrupted)
     assert not (tmp_path / "b" / "promote-dr.json").exists()
@@ -415,3 +450,52 @@ def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) ->
             DBParameterGroupName=original["DBParameterGroups"][0]["DBParameterGroupName"],
             ApplyImmediately=True,
         )
+
+
+# A pod template no node matches, as a broken chart change would leave it: the scale-up never rolls out.
+UNSCHEDULABLE = '{"spec":{"template":{"spec":{"nodeSelector":{"drtopo.test/no-such-node":"true"}}}}}'
+SCHEDULABLE = '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]'
+
+
+def _start_seconds(lab: Lab, stack: str, seconds: float) -> None:
+    """`drtopo:application.startSeconds` of the project copy (the next test's fresh_pg writes it back)."""
+    path = lab.project_dir / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["drtopo:application"]["startSeconds"] = seconds
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def test_dns_waits_for_a_healthy_application_unless_overridden(
+    fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
+) -> None:
+    """dr's application cannot come up (its pods fit no node): promote promotes, fails the application step and
+    leaves DNS on prod, exit 1 with the journal open; the rerun with --skip-app-check moves DNS and says so."""
+    namespace = fresh_pg.dr.namespace
+    _start_seconds(fresh_pg, "dr", 6)
+    deployment = f"deployment/{kube_workloads.SERVICE_APP}"
+    kube.kubectl(fresh_pg.root, "patch", deployment, "-n", namespace, "--type=merge", "-p", UNSCHEDULABLE)
+    try:
+        held = promote(fresh_pg, state_env, *DB_ONLY, "--json", tmp_path / "held.json")
+        after_held = end_state(fresh_pg)
+        report = json.loads((tmp_path / "held.json").read_text())
+        overridden = promote(fresh_pg, state_env, *DB_ONLY, "--skip-app-check", "--json", tmp_path / "over.json")
+        over = json.loads((tmp_path / "over.json").read_text())
+    finally:
+        kube.kubectl(fresh_pg.root, "patch", deployment, "-n", namespace, "--type=json", "-p", SCHEDULABLE)
+
+    assert held.returncode == 1, held.stderr
+    assert "application, dns" in held.stderr and "rerun the same command" in held.stderr
+    assert after_held["servers"]["dr"]["in_recovery"] is False  # promoted: past the point of no return
+    assert after_held["dns"] == BASELINE_DNS  # but DNS did not move to an application that is not there
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["application"]["outcome"] == "fail" and "not rolled out within 6 s" in checks["application"]["detail"]
+    assert checks["dns"]["outcome"] == "fail" and "--skip-app-check" in checks["dns"]["detail"]
+    assert report["measured"]["left_to_do"][:2] == ["application", "dns"]
+
+    assert overridden.returncode == 0, overridden.stderr
+    checks = {c["name"]: c for c in over["checks"]}
+    assert checks["application"]["outcome"] == "skip" and "--skip-app-check" in checks["application"]["detail"]
+    assert (
+        checks["dns"]["outcome"] == "pass" and "application check skipped (--skip-app-check)" in checks["dns"]["detail"]
+    )
+    assert end_state(fresh_pg)["dns"] == FAILED_OVER_DNS
