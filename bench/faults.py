@@ -932,6 +932,7 @@ FAULTS: list[Fault] = [
     Fault("crash after promote step application", CONVERGES, crash_after_promote_step(Step.APPLICATION)),
     Fault("crash after promote step dns", CONVERGES, crash_after_promote_step(Step.DNS)),
     Fault("crash after promote step roles", CONVERGES, crash_after_promote_step(Step.ROLES)),
+    Fault("crash after promote step protect", CONVERGES, crash_after_promote_step(Step.PROTECT)),
     Fault("crash after failback step preflight", CONVERGES, crash_after_failback_step(Step.PREFLIGHT)),
     Fault("crash after failback step rebuild", CONVERGES, crash_after_failback_step(Step.REBUILD)),
     Fault("crash after failback step catch-up", CONVERGES, crash_after_failback_step(Step.CATCH_UP)),
@@ -942,6 +943,7 @@ FAULTS: list[Fault] = [
     Fault("crash after failback step application", CONVERGES, crash_after_failback_step(Step.APPLICATION)),
     Fault("crash after failback step dns", CONVERGES, crash_after_failback_step(Step.DNS)),
     Fault("crash after failback step roles", CONVERGES, crash_after_failback_step(Step.ROLES)),
+    Fault("crash after failback step protect", CONVERGES, crash_after_failback_step(Step.PROTECT)),
     Fault("crash after failback step rebuild-peer", CONVERGES, crash_after_failback_step(Step.REBUILD_PEER)),
     # The corruption cutover's crash rows (restore pitr --cutover; the steps of drtopo.database.pitr.cutover).
     Fault("crash after cutover step restore", CONVERGES, crash_after_cutover_step("restore")),

@@ -22,6 +22,7 @@ class Step(StrEnum):
     APPLICATION = "application"
     DNS = "dns"
     ROLES = "roles"
+    PROTECT = "protect"
     REBUILD = "rebuild"
     CATCH_UP = "catch-up"
     REBUILD_PEER = "rebuild-peer"
@@ -54,6 +55,7 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.APPLICATION, mutating=True),
         StepSpec(Step.DNS, mutating=True),
         StepSpec(Step.ROLES, mutating=True),
+        StepSpec(Step.PROTECT, mutating=True),
         StepSpec(Step.REBUILD, mutating=True),
         StepSpec(Step.CATCH_UP, mutating=False),
         StepSpec(Step.REBUILD_PEER, mutating=True),
@@ -129,6 +131,15 @@ def _switch(target: str, peer: str, app: AppMove | None) -> list[PlannedStep]:
     ]
 
 
+def _protect(target: str, peer: str) -> PlannedStep:
+    return PlannedStep(
+        Step.PROTECT,
+        f"protect {target}'s new timeline without waiting for `pulumi up`: resume its backup CronJobs through its own "
+        f"Kubernetes API, a base backup into its WAL bucket (RDS: a snapshot), WAL archiving checked there; say "
+        f"what protection is missing until {peer} returns",
+    )
+
+
 def promote_plan(target: str, peer: str, peer_reachable: bool, app: AppMove | None = None) -> list[PlannedStep]:
     """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned; `app` the
     application's replica change to show (None: said without counts)."""
@@ -150,6 +161,7 @@ def promote_plan(target: str, peer: str, peer_reachable: bool, app: AppMove | No
             Step.PROMOTE, f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"
         ),
         *_switch(target, peer, app),
+        _protect(target, peer),
     ]
 
 
@@ -167,6 +179,7 @@ def failback_plan(target: str, peer: str, app: AppMove | None = None) -> list[Pl
         *_fence_and_drain(target, peer),
         PlannedStep(Step.PROMOTE, f"promote {target}'s database until writable"),
         *_switch(target, peer, app),
+        _protect(target, peer),
         PlannedStep(
             Step.REBUILD_PEER, f"rebuild {peer} as a replica of {target}, so the region pair is protected again"
         ),

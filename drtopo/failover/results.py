@@ -101,6 +101,14 @@ class RolesResult(StepResult):
 
 
 @dataclass(frozen=True)
+class ProtectResult(StepResult):
+    resumed_jobs: list[str] = field(default_factory=list)  # the backup CronJobs unsuspended
+    base_backup: dict[str, Any] = field(default_factory=dict)  # where the new timeline's base backup is
+    archived_wal: str | None = None  # the segment seen archived into the WAL bucket
+    missing: list[str] = field(default_factory=list)  # what protection the pair lacks until the peer returns
+
+
+@dataclass(frozen=True)
 class RebuildResult(StepResult):
     details: dict[str, Any] = field(default_factory=dict)
     pulumi_import: list[str] = field(default_factory=list)  # commands that adopt what the rebuild created
@@ -121,6 +129,7 @@ RESULTS: dict[Step, type[StepResult]] = {
     Step.APPLICATION: ApplicationResult,
     Step.DNS: DnsResult,
     Step.ROLES: RolesResult,
+    Step.PROTECT: ProtectResult,
     Step.REBUILD: RebuildResult,
     Step.CATCH_UP: CatchUpResult,
     Step.REBUILD_PEER: RebuildResult,

@@ -26,7 +26,14 @@ from drtopo.errors import one_line
 from drtopo.failover.journal import Journal, Runner, S3JournalStore
 from drtopo.failover.lock import FailoverLock
 from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, SPECS, PlannedStep, Resume, Step, render
-from drtopo.failover.results import GuardResult, PreflightResult, RebuildResult, RolesResult, StepResult
+from drtopo.failover.results import (
+    GuardResult,
+    PreflightResult,
+    ProtectResult,
+    RebuildResult,
+    RolesResult,
+    StepResult,
+)
 from drtopo.failover.roles import planned_switch
 from drtopo.failover.steps import STEPS, Kind, Switchover
 from drtopo.incident.facts import Figures, Incident, MessageKind
@@ -348,12 +355,18 @@ def finish(
     ]
     roles = runner.results[Step.ROLES]
     assert isinstance(roles, RolesResult)
+    protected = runner.results.get(Step.PROTECT)
+    missing = (
+        [f"until {sw.peer.stack} returns: {m}" for m in protected.missing]
+        if isinstance(protected, ProtectResult)
+        else []
+    )
     if notifier is not None:
-        todo = [*adopt, *roles.next_commands]
+        todo = [*adopt, *roles.next_commands, *missing]
         sw.report.measured["left_to_do"] = todo
         notifier.send(MessageKind.RESOLUTION, figures=_measured_figures(sw, runner, clock), left_to_do=todo)
     sw.report.write(json_path)
-    lines = [sw.report.table(), "next:\n  " + "\n  ".join([*adopt, *roles.next_commands])]
+    lines = [sw.report.table(), "next:\n  " + "\n  ".join([*adopt, *roles.next_commands, *missing])]
     return Outcome(sw.report.exit_code(), sw.report, lines)
 
 

@@ -13,8 +13,10 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +24,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from drtopo.application import deployment
 from drtopo.application.deployment import RegionApp, Unreachable
 from drtopo.application.rollout import RolloutFailed
+from drtopo.backup import wal
+from drtopo.backup.store import s3_client
 from drtopo.context import Context
 from drtopo.database import Database, database_for, replication
 from drtopo.database.loss_bound import BoundKind
@@ -29,6 +33,7 @@ from drtopo.database.platform import FenceError, StandbyError, session
 from drtopo.failover import marker, pending
 from drtopo.failover.dns import DATA_PLANE, DnsFailoverError, fail_over
 from drtopo.failover.plan import AppMove, Step
+from drtopo.failover.protect import JobsNotResumed, missing_protection, resume_backup_jobs
 from drtopo.failover.results import (
     ApplicationResult,
     CatchUpResult,
@@ -39,6 +44,7 @@ from drtopo.failover.results import (
     GuardResult,
     PreflightResult,
     PromoteResult,
+    ProtectResult,
     RebuildResult,
     RolesResult,
     StepResult,
@@ -417,6 +423,37 @@ def roles(sw: Switchover) -> RolesResult:
     return RolesResult(changed=changed, stacks=[c.as_dict() for c in planned], marker=written, next_commands=commands)
 
 
+def protect(sw: Switchover) -> ProtectResult:
+    """The new primary protected at once (drtopo/failover/protect.py): its backup CronJobs resumed, a base backup
+    of its new timeline in its WAL bucket (RDS: a snapshot), its WAL archiving seen reaching the bucket; and what
+    the pair lacks until the peer returns (said in the next steps)."""
+    try:
+        jobs = resume_backup_jobs(sw.settings)
+    except JobsNotResumed as exc:
+        raise StepFailed(str(exc)) from None
+    sw.report.check("protect.backup-jobs", True, f"resumed {', '.join(jobs)} in {sw.settings.kubernetes.context}")
+    name = f"drtopo-{sw.target.stack}-after-{sw.kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    try:
+        made = sw.db(sw.target).protect(name)
+    except StandbyError as exc:
+        raise StepFailed(str(exc)) from None
+    base: dict[str, Any] = {k: v for k, v in made.items() if k in ("snapshot", "rds_backups")}
+    segment = made.get("archived_wal")
+    if "base_backup_dir" in made:
+        # The server's base backup goes where a restore in this region looks first: its WAL bucket.
+        s3 = s3_client(sw.target)
+        start = wal.push_base_backup(s3, sw.target, Path(made["base_backup_dir"]))
+        base.update(folder=made["base_backup_dir"], bucket=f"s3://{sw.target.wal_bucket}/{wal.base_key(start, '')}")
+        if segment is not None and segment not in wal.listing(s3, sw.target.wal_bucket):
+            raise StepFailed(f"segment {segment} archived by {sw.target.stack} is not in s3://{sw.target.wal_bucket}")
+    sw.report.check("protect.base-backup", True, "; ".join(f"{k} {v}" for k, v in base.items()))
+    if segment is not None:
+        sw.report.check("protect.wal-archiving", True, f"segment {segment} archived to s3://{sw.target.wal_bucket}")
+    missing = [] if sw.failback else missing_protection(sw.target.stack, sw.peer.stack, sw.db(sw.peer).reachable())
+    sw.report.check("protect", True, f"{sw.target.stack} protects its new timeline; missing: {len(missing)}")
+    return ProtectResult(resumed_jobs=jobs, base_backup=base, archived_wal=segment, missing=missing)
+
+
 def _rebuild_result(details: dict) -> RebuildResult:
     details = dict(details)
     return RebuildResult(details=details, pulumi_import=list(details.pop("pulumi_import", [])))
@@ -466,6 +503,7 @@ STEPS: dict[Step, Callable[[Switchover], StepResult]] = {
     Step.APPLICATION: application,
     Step.DNS: dns,
     Step.ROLES: roles,
+    Step.PROTECT: protect,
     Step.REBUILD: rebuild,
     Step.CATCH_UP: catch_up,
     Step.REBUILD_PEER: rebuild_peer,

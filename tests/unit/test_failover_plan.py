@@ -21,6 +21,7 @@ def test_planned_failover_fences_and_drains_before_promoting() -> None:
         "application",
         "dns",
         "roles",
+        "protect",
     ]
 
 
@@ -70,3 +71,11 @@ def test_the_dry_run_plan_shows_the_replica_changes_of_both_regions() -> None:
     unread = AppMove("collector", target_replicas=3, peer_replicas=1)
     (step,) = [s for s in failback_plan("prod", "dr", unread) if s.name == "application"]
     assert "prod's collector ? -> 3 replicas" in step.action and "dr's ? -> 1" in step.action
+
+
+def test_the_new_primary_is_protected_after_the_roles_switch_and_before_a_failback_rebuilds_its_peer() -> None:
+    promote = names(promote_plan("dr", "prod", peer_reachable=False))
+    assert promote[-2:] == ["roles", "protect"]
+    failback = names(failback_plan("prod", "dr"))
+    assert failback[-3:] == ["roles", "protect", "rebuild-peer"]
+    assert "protect" in MUTATING
