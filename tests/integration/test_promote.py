@@ -35,9 +35,11 @@ from bench.switchover import (
     outputs as bench_outputs,
 )
 from drtopo import naming
+from drtopo.backup import wal
 from drtopo.backup.store import s3_client
 from drtopo.database import rds as rds_platform
 from drtopo.database.parameters import parameter_family, parameters
+from drtopo.database.pitr import parse_backup_label
 from drtopo.failover import marker
 from drtopo.kafka.admin import committed_offsets, end_offsets
 from drtopo.mm2_properties import cluster_alias
@@ -98,6 +100,30 @@ def test_planned_switchover_under_writes_loses_no_acknowledged_write(
     # application before DNS.
     assert_steps_ran(fresh_pg, report, ["fence", "drain", "promote", "application", "dns", "roles"])
     assert_application_moved(fresh_pg, report, "dr")
+    assert_protected(fresh_pg, report, proc.stdout, "dr")
+
+
+def assert_protected(lab: Lab, report: dict[str, Any], stdout: str, target: str) -> None:
+    """Without `pulumi up`: `target`'s dump CronJob runs, a base backup of its new timeline is in its WAL bucket,
+    its archiving reaches that bucket, and the next steps say what is missing until the other region returns."""
+    namespace = lab.region(target).namespace
+    for job in ("pg-dump", "restore-test"):
+        cronjob = kube_workloads.get(lab.root, "cronjob", job, namespace)
+        assert cronjob is not None and cronjob["spec"]["suspend"] is False, job
+    target_outputs = bench_outputs(lab, target)
+    s3 = s3_client(target_outputs)
+    checks = {c["name"]: c for c in report["checks"]}
+    for name in ("protect", "protect.backup-jobs", "protect.base-backup", "protect.wal-archiving"):
+        assert checks[name]["outcome"] == "pass", checks[name]
+    segment = checks["protect.wal-archiving"]["detail"].split()[1]
+    assert segment in wal.listing(s3, target_outputs.wal_bucket)
+    bucket_url = checks["protect.base-backup"]["detail"].split("bucket ")[1]
+    prefix = bucket_url.removeprefix(f"s3://{target_outputs.wal_bucket}/")
+    label = s3.get_object(Bucket=target_outputs.wal_bucket, Key=prefix + "backup_label")["Body"].read().decode()
+    # The base backup is of the new timeline: its start segment's timeline is the promoted one (2), not prod's 1.
+    start, _ = parse_backup_label(label)
+    assert int(start[:8], 16) >= 2, label
+    assert "until prod returns: no standby" in stdout, stdout
 
 
 # The lab's stand-in: 1 replica on the primary (one host port per node, lab/project.py), 0 on the standby.
