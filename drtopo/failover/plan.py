@@ -21,6 +21,7 @@ class Step(StrEnum):
     CONSUMER_GROUP = "consumer-group"
     APPLICATION = "application"
     DNS = "dns"
+    APPLICATION_DOWN = "application-down"
     ROLES = "roles"
     PROTECT = "protect"
     REBUILD = "rebuild"
@@ -54,6 +55,7 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.CONSUMER_GROUP, mutating=True),
         StepSpec(Step.APPLICATION, mutating=True),
         StepSpec(Step.DNS, mutating=True),
+        StepSpec(Step.APPLICATION_DOWN, mutating=True),
         StepSpec(Step.ROLES, mutating=True),
         StepSpec(Step.PROTECT, mutating=True),
         StepSpec(Step.REBUILD, mutating=True),
@@ -62,6 +64,9 @@ SPECS: dict[Step, StepSpec] = {
     )
 }
 MUTATING = frozenset(s.step for s in SPECS.values() if s.mutating)
+# A step run only once another is done (in this run or the interrupted one): the old region's application goes down
+# only after DNS has left it, so clients that DNS still sends there are never left without one.
+REQUIRES: dict[Step, Step] = {Step.APPLICATION_DOWN: Step.DNS}
 
 # Once the database is promoted the region pair has a new writer: from then on no step may stop the run, because
 # clients, DNS and the stacks' roles must all follow it. Each later failure is reported and left for a rerun.
@@ -90,19 +95,24 @@ def _count(now: int | None, then: int) -> str:
     return f"{'?' if now is None else now} -> {then}"
 
 
-def _application(target: str, peer: str, app: AppMove | None) -> PlannedStep:
+def _application(target: str, peer: str, app: AppMove | None) -> list[PlannedStep]:
+    """The application up in `target` before DNS moves; `peer`'s down after it (the runbook's "stop traffic to the
+    primary"), so an unreachable old region never holds up the DNS flip."""
     if app is None:
-        scale = f"scale {target}'s application to the primary's replicas"
-        down = f"{peer}'s to the standby's when its API answers"
+        up = f"scale {target}'s application to the primary's replicas"
+        down = f"scale {peer}'s application to the standby's replicas"
     else:
-        scale = f"scale {target}'s {app.deployment} {_count(app.target_now, app.target_replicas)} replicas"
-        down = f"{peer}'s {_count(app.peer_now, app.peer_replicas)} when its API answers"
-    return PlannedStep(
-        Step.APPLICATION,
-        f"{scale} through {target}'s own Kubernetes API (server-side apply, field manager drtopo), wait for the "
-        f"rollout as `kubectl rollout status` does, check {target}'s own health endpoint (DNS moves only to a "
-        f"healthy application unless --skip-app-check); {down}",
-    )
+        up = f"scale {target}'s {app.deployment} {_count(app.target_now, app.target_replicas)} replicas"
+        down = f"scale {peer}'s {app.deployment} {_count(app.peer_now, app.peer_replicas)} replicas"
+    return [
+        PlannedStep(
+            Step.APPLICATION,
+            f"{up} through {target}'s own Kubernetes API (server-side apply, field manager drtopo), wait for the "
+            f"rollout as `kubectl rollout status` does, check {target}'s own health endpoint (DNS moves only to a "
+            "healthy application unless --skip-app-check)",
+        ),
+        PlannedStep(Step.APPLICATION_DOWN, f"{down} through {peer}'s own API when it answers (best effort, bounded)"),
+    ]
 
 
 def _guard(target: str) -> PlannedStep:
@@ -118,15 +128,17 @@ def _fence_and_drain(target: str, peer: str) -> list[PlannedStep]:
 
 def _switch(target: str, peer: str, app: AppMove | None) -> list[PlannedStep]:
     """What follows the promotion in both directions: clients, the application (after its group's offsets, so it
-    resumes from them), DNS and the stacks' roles move to `target`."""
+    resumes from them), DNS and the stacks' roles move to `target`; then `peer`'s application goes down."""
+    up, down = _application(target, peer, app)
     return [
         PlannedStep(Step.CONSUMER_GROUP, f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
-        _application(target, peer, app),
+        up,
         PlannedStep(
             Step.DNS,
             f"{target}'s takeover signal on in its region, {peer}'s off (Route53 then answers {target}'s record); "
             "the one Route53 change batch of both records only if the signal cannot be written",
         ),
+        down,
         PlannedStep(Step.ROLES, f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
     ]
 

@@ -81,7 +81,12 @@ class ApplicationResult(StepResult):
     healthy: bool = False
     health: str = ""  # what the region's own health endpoint answered
     app_check_skipped: bool = False  # --skip-app-check: DNS moves even to an application not seen healthy
-    old_region: str = ""  # what happened to the old region's Deployment (scaled down, or why not)
+
+
+@dataclass(frozen=True)
+class ApplicationDownResult(StepResult):
+    scaled: bool = False  # the old region's Deployment is at the standby's count
+    detail: str = ""  # what was done, or why not (its API did not answer)
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ RESULTS: dict[Step, type[StepResult]] = {
     Step.CONSUMER_GROUP: ConsumerGroupResult,
     Step.APPLICATION: ApplicationResult,
     Step.DNS: DnsResult,
+    Step.APPLICATION_DOWN: ApplicationDownResult,
     Step.ROLES: RolesResult,
     Step.PROTECT: ProtectResult,
     Step.REBUILD: RebuildResult,

@@ -25,7 +25,7 @@ from drtopo.database import database_for
 from drtopo.errors import one_line
 from drtopo.failover.journal import Journal, Runner, S3JournalStore
 from drtopo.failover.lock import FailoverLock
-from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, SPECS, PlannedStep, Resume, Step, render
+from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, REQUIRES, SPECS, PlannedStep, Resume, Step, render
 from drtopo.failover.results import (
     GuardResult,
     PreflightResult,
@@ -300,6 +300,10 @@ def _after_step(sw: Switchover, notifier: Notifier | None) -> Callable[[str], No
 
 def _run_one(sw: Switchover, runner: Runner, step: Step, clock: Clock, notifier: Notifier | None = None) -> None:
     if step in runner.results:
+        return
+    needs = REQUIRES.get(step)
+    if needs is not None and needs not in runner.results:
+        sw.report.skip(step, f"not run: {needs} did not complete (a rerun does both)")
         return
     run = STEPS[step]
     if POINT_OF_NO_RETURN in runner.results:

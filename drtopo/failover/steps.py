@@ -35,6 +35,7 @@ from drtopo.failover.dns import DATA_PLANE, DnsFailoverError, fail_over
 from drtopo.failover.plan import AppMove, Step
 from drtopo.failover.protect import JobsNotResumed, missing_protection, resume_backup_jobs
 from drtopo.failover.results import (
+    ApplicationDownResult,
     ApplicationResult,
     CatchUpResult,
     ConsumerGroupResult,
@@ -310,28 +311,12 @@ def app_move(sw: Switchover) -> AppMove:
     return AppMove(up.deployment, up_count, down_count, target_now=_now(up), peer_now=_now(down))
 
 
-def _scale_down_old_region(sw: Switchover, down: RegionApp, count: int) -> str:
-    """The runbook's "stop traffic to the old primary": its application to the standby's replicas, when its API
-    answers; bounded, reported, never a failure of the run."""
-    try:
-        before = deployment.replicas(down)
-        deployment.scale(down, count)
-        status = deployment.wait_rollout(down, OLD_REGION_TIMEOUT_SECONDS, sw.ctx.reporter.progress)
-    except (Unreachable, TimeoutError, RolloutFailed) as exc:
-        detail = f"{down.where} not scaled to {count}: {exc}; its guard scales it down, or rerun when it answers"
-        sw.report.skip("application.old-region", detail)
-        return detail
-    detail = f"{down.where}: {before} -> {count} replicas ({status.message})"
-    sw.report.check("application.old-region", True, detail, value=status.available, limit=count)
-    return detail
-
-
 def application(sw: Switchover) -> ApplicationResult:
     """The target region's application up to the primary's replicas through its own Kubernetes API, its rollout
-    waited for as `kubectl rollout status` does, then its own health endpoint (never the shared record); the old
-    region's down to the standby's. Without --skip-app-check an application that does not come up healthy fails
-    the step, and the DNS step, which looks again, then leaves the record where it is."""
-    up, count, down, down_count = _apps(sw)
+    waited for as `kubectl rollout status` does, then its own health endpoint (never the shared record). Without
+    --skip-app-check an application that does not come up healthy fails the step, and the DNS step, which looks
+    again, then leaves the record where it is."""
+    up, count, _, _ = _apps(sw)
     limit = sw.settings.application.start_seconds
     progress = sw.ctx.reporter.progress
     started = time.monotonic()
@@ -344,8 +329,7 @@ def application(sw: Switchover) -> ApplicationResult:
         if not sw.skip_app_check:
             raise StepFailed(f"{up.where} not brought to {count} replicas: {exc}") from None
         sw.report.skip("application", f"{exc}{override}")
-        old = _scale_down_old_region(sw, down, down_count)
-        return ApplicationResult(replicas=count, app_check_skipped=True, health=str(exc), old_region=old)
+        return ApplicationResult(replicas=count, app_check_skipped=True, health=str(exc))
     rolled = time.monotonic() - started
     healthy, answer = deployment.wait_healthy(up.health_url, max(limit - rolled, DNS_HEALTH_TIMEOUT_SECONDS), progress)
     health_seconds = time.monotonic() - started - rolled
@@ -363,7 +347,6 @@ def application(sw: Switchover) -> ApplicationResult:
         sw.report.check("application", True, detail, value=status.available, limit=count)
     else:
         sw.report.skip("application", detail + override)
-    old = _scale_down_old_region(sw, down, down_count)
     return ApplicationResult(
         replicas=count,
         before=before,
@@ -371,8 +354,25 @@ def application(sw: Switchover) -> ApplicationResult:
         healthy=healthy,
         health=answer,
         app_check_skipped=not healthy,
-        old_region=old,
     )
+
+
+def application_down(sw: Switchover) -> ApplicationDownResult:
+    """The runbook's "stop traffic to the old primary", once DNS has moved: the old region's application to the
+    standby's replicas, when its API answers; bounded, reported, never a failure of the run (its guard scales it
+    down on its own when its lease lapses)."""
+    _, _, down, count = _apps(sw)
+    try:
+        before = deployment.replicas(down)
+        deployment.scale(down, count)
+        status = deployment.wait_rollout(down, OLD_REGION_TIMEOUT_SECONDS, sw.ctx.reporter.progress)
+    except (Unreachable, TimeoutError, RolloutFailed) as exc:
+        detail = f"{down.where} not scaled to {count}: {exc}; rerun when {sw.peer.stack}'s API answers"
+        sw.report.skip("application-down", detail)
+        return ApplicationDownResult(scaled=False, detail=detail)
+    detail = f"{down.where}: {before} -> {count} replicas ({status.message})"
+    sw.report.check("application-down", True, detail, value=status.available, limit=count)
+    return ApplicationDownResult(scaled=True, detail=detail)
 
 
 def _app_gate(sw: Switchover) -> str:
@@ -502,6 +502,7 @@ STEPS: dict[Step, Callable[[Switchover], StepResult]] = {
     Step.CONSUMER_GROUP: consumer_group,
     Step.APPLICATION: application,
     Step.DNS: dns,
+    Step.APPLICATION_DOWN: application_down,
     Step.ROLES: roles,
     Step.PROTECT: protect,
     Step.REBUILD: rebuild,

@@ -98,7 +98,9 @@ def test_planned_switchover_under_writes_loses_no_acknowledged_write(
         assert {stack: str(live.role_of(stack)) for stack in ("prod", "dr")} == {"prod": "standby", "dr": "primary"}
     # Each step ran (the report's timeline and checks, and the closed journal), in this order, none skipped: the
     # application before DNS.
-    assert_steps_ran(fresh_pg, report, ["fence", "drain", "promote", "application", "dns", "roles"])
+    assert_steps_ran(
+        fresh_pg, report, ["fence", "drain", "promote", "application", "dns", "application-down", "roles", "protect"]
+    )
     assert_application_moved(fresh_pg, report, "dr")
     assert_protected(fresh_pg, report, proc.stdout, "dr")
 
@@ -142,7 +144,7 @@ def assert_application_moved(lab: Lab, report: dict[str, Any], target: str) -> N
     checks = {c["name"]: c for c in report["checks"]}
     health = checks["application"]["detail"]
     assert lab.region(target).service.gated_url + "/actuator/health -> 200 UP" in health, health
-    assert checks["application.old-region"]["outcome"] == "pass", checks["application.old-region"]
+    assert checks["application-down"]["outcome"] == "pass", checks["application-down"]
     phase = report["measured"]["application"]
     assert phase["replicas"] == 1 and phase["seconds"] == pytest.approx(
         phase["rollout_seconds"] + phase["health_seconds"], abs=0.01
@@ -346,11 +348,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(fresh_pg: Lab, state_env: d
     proc = promote(fresh_pg, state_env, "--dry-run")
 
     assert proc.returncode == 0, proc.stderr
-    for step in ("fence", "drain", "promote", "consumer-group", "application", "dns", "roles"):
+    for step in ("fence", "drain", "promote", "consumer-group", "application", "dns", "application-down", "roles"):
         assert f". {step} " in proc.stdout
     # The replica changes, read from each region's own API.
     assert "scale dr's interface-exception-collector 0 -> 1 replicas through dr's own Kubernetes API" in proc.stdout
-    assert "prod's 1 -> 0 when its API answers" in proc.stdout
+    assert "scale prod's interface-exception-collector 1 -> 0 replicas through prod's own API" in proc.stdout
     assert "Pulumi.prod.yaml: role standby, database.generation 1, retiredGenerations [0]" in proc.stdout
     assert "Pulumi.dr.yaml: role primary, database.generation 0" in proc.stdout
     assert end_state(fresh_pg) == before
@@ -382,7 +384,7 @@ def test_crash_between_promotion_and_dns_then_rerun_ends_like_an_uninterrupted_r
     assert_steps_ran(
         fresh_pg,
         report,
-        ["fence", "drain", "promote", "application", "dns", "roles"],
+        ["fence", "drain", "promote", "application", "dns", "application-down", "roles", "protect"],
         resumed=("fence", "drain", "promote"),
     )
     assert same_outcome(end_state(fresh_pg), uninterrupted)
@@ -510,13 +512,18 @@ def test_dns_waits_for_a_healthy_application_unless_overridden(
         kube.kubectl(fresh_pg.root, "patch", deployment, "-n", namespace, "--type=json", "-p", SCHEDULABLE)
 
     assert held.returncode == 1, held.stderr
-    assert "application, dns" in held.stderr and "rerun the same command" in held.stderr
+    assert "application, dns, application-down" in held.stderr and "rerun the same command" in held.stderr
     assert after_held["servers"]["dr"]["in_recovery"] is False  # promoted: past the point of no return
     assert after_held["dns"] == BASELINE_DNS  # but DNS did not move to an application that is not there
+    assert after_held["application"]["prod"] == {"replicas": 1, "available": 1}  # nor did prod's go down
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["application"]["outcome"] == "fail" and "not rolled out within 6 s" in checks["application"]["detail"]
     assert checks["dns"]["outcome"] == "fail" and "--skip-app-check" in checks["dns"]["detail"]
-    assert report["measured"]["left_to_do"][:2] == ["application", "dns"]
+    assert report["measured"]["left_to_do"][:3] == ["application", "dns", "application-down"]
+    assert (
+        checks["application-down"]["outcome"] == "skip"
+        and "dns did not complete" in checks["application-down"]["detail"]
+    )
 
     assert overridden.returncode == 0, overridden.stderr
     checks = {c["name"]: c for c in over["checks"]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drtopo.failover.plan import MUTATING, AppMove, failback_plan, promote_plan, render
+from drtopo.failover.plan import MUTATING, REQUIRES, AppMove, Step, failback_plan, promote_plan, render
 
 
 def names(plan: list) -> list[str]:
@@ -20,6 +20,7 @@ def test_planned_failover_fences_and_drains_before_promoting() -> None:
         "consumer-group",
         "application",
         "dns",
+        "application-down",
         "roles",
         "protect",
     ]
@@ -59,18 +60,23 @@ def test_the_application_comes_up_after_promotion_and_its_group_before_dns_in_bo
     ):
         steps = names(plan)
         assert steps.index("promote") < steps.index("consumer-group") < steps.index("application"), steps
-        assert steps.index("application") + 1 == steps.index("dns"), steps
-    assert "application" in MUTATING
+        assert steps.index("application") + 1 == steps.index("dns") == steps.index("application-down") - 1, steps
+    assert {"application", "application-down"} <= MUTATING
+    # The old region's application goes down only once DNS has left it.
+    assert REQUIRES[Step.APPLICATION_DOWN] is Step.DNS
 
 
 def test_the_dry_run_plan_shows_the_replica_changes_of_both_regions() -> None:
     move = AppMove("collector", target_replicas=3, peer_replicas=0, target_now=0, peer_now=3)
-    (step,) = [s for s in promote_plan("dr", "prod", True, move) if s.name == "application"]
-    assert "scale dr's collector 0 -> 3 replicas through dr's own Kubernetes API" in step.action
-    assert "prod's 3 -> 0 when its API answers" in step.action
+    plan = {s.name: s.action for s in promote_plan("dr", "prod", True, move)}
+    assert "scale dr's collector 0 -> 3 replicas through dr's own Kubernetes API" in plan["application"]
+    assert "scale prod's collector 3 -> 0 replicas through prod's own API when it answers" in plan["application-down"]
     unread = AppMove("collector", target_replicas=3, peer_replicas=1)
-    (step,) = [s for s in failback_plan("prod", "dr", unread) if s.name == "application"]
-    assert "prod's collector ? -> 3 replicas" in step.action and "dr's ? -> 1" in step.action
+    plan = {s.name: s.action for s in failback_plan("prod", "dr", unread)}
+    assert (
+        "prod's collector ? -> 3 replicas" in plan["application"]
+        and "dr's collector ? -> 1" in plan["application-down"]
+    )
 
 
 def test_the_new_primary_is_protected_after_the_roles_switch_and_before_a_failback_rebuilds_its_peer() -> None:
