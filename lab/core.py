@@ -59,7 +59,7 @@ from lab import (
     process,
     wal_agent,
 )
-from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
+from lab.project import LAB_APPLICATION, LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 from lab.region import Region
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
@@ -92,6 +92,9 @@ class Lab:
         self.timings: dict[str, float] = {}  # seconds per phase of the last `up`
         self._objects: dict[tuple[str, str], list[dict[str, Any]]] = {}  # rendered per (stack, view), reused
         self._regions = {stack: Region(self, stack) for stack in LAB_STACKS}
+        # The application's replicas on the standby for this Lab object's project copies (None: the repository's,
+        # pilot light); `set_application_standby` sets it for a warm-standby drill.
+        self.application_standby: int | None = None
 
     # ---- regions ----------------------------------------------------------------------------------------------
     def region(self, stack: str) -> Region:
@@ -386,7 +389,19 @@ class Lab:
 
     def _write_project(self, roles: dict[str, Role]) -> None:
         # The stacks as the scripts see them, from outside their regions: the gates (as the outputs).
-        write_project(self.project_dir, self._gated_endpoints(), roles)
+        write_project(self.project_dir, self._gated_endpoints(), roles, standby_replicas=self.application_standby)
+
+    def set_application_standby(self, replicas: int) -> None:
+        """Pilot light (0) or warm standby (N) from now on: the standby's application count in the project copy
+        (roles at baseline), applied. At most the lab's primary count (one host port per node)."""
+        if not 0 <= replicas <= LAB_APPLICATION["primaryReplicas"]:
+            raise ValueError(
+                f"standby application replicas {replicas} is outside what the lab runs: 0 to "
+                f"{LAB_APPLICATION['primaryReplicas']} (one stand-in per node and region)"
+            )
+        self.application_standby = replicas
+        self._write_project(BASELINE_ROLES)
+        self.apply_application()
 
     def _build_pg_pair(self, before_archiving: Callable[[], None]) -> None:
         """The pair and its base backup, in the lab's archive folder and the primary's WAL bucket. The primary
