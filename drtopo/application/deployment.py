@@ -8,6 +8,7 @@ A region whose API does not answer is `Unreachable`; every wait has a deadline a
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -130,8 +131,8 @@ def probe(url: str) -> tuple[bool, str]:
             status, body = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        return False, f"GET {url} -> unreachable ({getattr(exc, 'reason', exc)})"
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        return False, f"GET {url} -> unreachable ({getattr(exc, 'reason', exc) or type(exc).__name__})"
     try:
         state = json.loads(body).get("status")
     except (ValueError, AttributeError):
