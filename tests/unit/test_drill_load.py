@@ -185,6 +185,8 @@ def loaded_result() -> ScenarioResult:
         failure_at_seconds=3.0,
         first_ack_after_failure_seconds=1.9,
         action_seconds=1.5,
+        application_seconds=0.4,
+        application="pilot light, 0 -> 1 replicas",
         write_rate_achieved=498.7,
         rows_acknowledged=2400,
         kafka_rate_achieved=1999.0,
@@ -205,7 +207,7 @@ def test_the_table_shows_the_load_and_each_phase_marked_modelled(capsys: pytest.
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("region-failure"))
     assert "default" in row and "499" in row and "2400" in row and "PASS" in row
-    assert "user RTO = detection 30* + decision 120* + action 1.5 + dns 30* + reconnect 0.5 s" in out
+    assert "user RTO = detection 30* + decision 120* + action 1.1 + application 0.4 + dns 30* + reconnect 0.5 s" in out
     assert "modelled from the stack's settings" in out
     assert "DNS via" not in out  # a scenario that measured neither says nothing of them
 
