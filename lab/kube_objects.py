@@ -31,6 +31,8 @@ from evaluation.mock_program import evaluate
 from lab import kube
 
 FIELD_MANAGER = "drtopo-lab"
+# kubectl's validation for partial objects (drtopo.application.deployment: the same for promote's own patches).
+PARTIAL_VALIDATION = "warn"
 # The Kubernetes provider's annotation naming a patch resource's field manager.
 PATCH_FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
 # Where containers sit in the kinds the program declares.
@@ -151,6 +153,10 @@ def _server_side_apply(root: Path, objects: list[dict[str, Any]], manager: str =
     # --force-conflicts: the declaration wins over fields another manager set (`kubectl scale` in a drill), as
     # `pulumi up` makes it win.
     args = ("apply", "--server-side", "--force-conflicts", f"--field-manager={manager}", "-f", "-")
+    if manager != FIELD_MANAGER:
+        # A patch is a partial object: kubectl's client-side schema check (its fallback where it does not detect
+        # the server's field validation) refuses it for lacking required fields; the server validates the merge.
+        args = (*args, f"--validate={PARTIAL_VALIDATION}")
     return kube.kubectl(root, *args, stdin=json.dumps(document), timeout=120).stdout
 
 

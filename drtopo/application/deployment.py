@@ -30,6 +30,19 @@ PROGRESS_EVERY_SECONDS = 5.0
 HEALTH_TIMEOUT_SECONDS = 3.0
 
 Progress = Callable[[str], None]
+# Server-side apply of a partial object under drtopo's field manager. `--validate=warn`: the server validates the
+# merged object and warns of unknown fields; kubectl's "strict" falls back, where it does not detect the server's
+# field validation, to a client-side schema check that refuses any partial object for lacking required fields
+# (`kubectl apply --help`: strict "will fall back to less reliable client-side validation").
+PARTIAL_APPLY = (
+    "apply",
+    "--server-side",
+    f"--field-manager={FIELD_MANAGER}",
+    "--force-conflicts",
+    "--validate=warn",
+    "-f",
+    "-",
+)
 
 
 class Unreachable(RuntimeError):
@@ -101,9 +114,7 @@ def scale(app: RegionApp, count: int) -> None:
     """spec.replicas = `count` by server-side apply under drtopo's field manager; `--force-conflicts` takes the
     field from whoever set it last (`kubectl scale`, the chart), as the program's patch does (patchForce)."""
     read(app)  # a missing Deployment is said as such, not as an apply that lacks its selector
-    body = json.dumps(replica_patch(app, count))
-    args = ("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "--force-conflicts", "-f", "-")
-    _kubectl(app, *args, stdin=body)
+    _kubectl(app, *PARTIAL_APPLY, stdin=json.dumps(replica_patch(app, count)))
 
 
 def wait_rollout(app: RegionApp, timeout: float, progress: Progress) -> RolloutStatus:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drtopo.application.deployment import FIELD_MANAGER
+from drtopo.application.deployment import PARTIAL_APPLY
 from drtopo.backup.kube_export import kubectl, last_line
 from drtopo.settings import Settings
 
@@ -42,8 +42,7 @@ def resume_backup_jobs(settings: Settings) -> list[str]:
     body = json.dumps(
         {"apiVersion": "v1", "kind": "List", "items": [resume_patch(n, namespace) for n in PRIMARY_ONLY_JOBS]}
     )
-    args = ("apply", "--server-side", f"--field-manager={FIELD_MANAGER}", "--force-conflicts", "-f", "-")
-    done = kubectl(context, *args, stdin=body, timeout=30)
+    done = kubectl(context, *PARTIAL_APPLY, stdin=body, timeout=30)
     if done is None or done.returncode != 0:
         reason = "no answer" if done is None else last_line(done.stderr)
         raise JobsNotResumed(f"backup CronJobs of {context}/{namespace} not resumed: {reason}")
