@@ -293,8 +293,10 @@ def test_the_service_runs_as_a_deployment_per_region_on_the_node(lab: Lab) -> No
     if lab.dr.settings.role is Role.STANDBY:
         assert lab.dr.service.declared_replicas() == 0 and lab.dr.service.pod() is None
     assert dr is not None and dr["spec"]["replicas"] == lab.dr.service.declared_replicas()
-    managers = [m["manager"] for m in dr["metadata"]["managedFields"] if "f:replicas" in str(m.get("fieldsV1"))]
-    assert managers == ["drtopo"], dr["metadata"]["managedFields"]
+    name, namespace = kube_workloads.SERVICE_APP, lab.dr.namespace
+    args = ("get", "deployment", name, "-n", namespace, "-o", "json", "--show-managed-fields")
+    fields = json.loads(kube.kubectl(lab.root, *args).stdout)["metadata"]["managedFields"]
+    assert [m["manager"] for m in fields if "f:replicas" in json.dumps(m.get("fieldsV1"))] == ["drtopo"], fields
     lab.dr.service.start()  # as a warm standby would run it
     for stack in ("prod", "dr"):
         pod = lab.region(stack).service.pod()

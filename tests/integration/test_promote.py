@@ -133,14 +133,19 @@ BASELINE_APPLICATION = {"prod": {"replicas": 1, "available": 1}, "dr": {"replica
 FAILED_OVER_APPLICATION = {"prod": {"replicas": 0, "available": 0}, "dr": {"replicas": 1, "available": 1}}
 
 
+def replica_managers(lab: Lab, stack: str) -> list[str]:
+    """Who owns the stand-in Deployment's spec.replicas in `stack`'s namespace (its managed fields)."""
+    namespace = lab.region(stack).namespace
+    args = ("get", "deployment", kube_workloads.SERVICE_APP, "-n", namespace, "-o", "json", "--show-managed-fields")
+    fields = json.loads(kube.kubectl(lab.root, *args).stdout)["metadata"]["managedFields"]
+    return [m["manager"] for m in fields if "f:replicas" in json.dumps(m.get("fieldsV1"))]
+
+
 def assert_application_moved(lab: Lab, report: dict[str, Any], target: str) -> None:
     """`target`'s Deployment at the primary's count, all available, set by drtopo's field manager through its own
     context; the other's at 0; the report names the region's own health endpoint (never the record) as UP."""
     assert end_state(lab)["application"] == (FAILED_OVER_APPLICATION if target == "dr" else BASELINE_APPLICATION)
-    deployment = kube_workloads.get(lab.root, "deployment", kube_workloads.SERVICE_APP, lab.region(target).namespace)
-    assert deployment is not None
-    owners = [m["manager"] for m in deployment["metadata"]["managedFields"] if "f:replicas" in str(m.get("fieldsV1"))]
-    assert owners == ["drtopo"], deployment["metadata"]["managedFields"]
+    assert replica_managers(lab, target) == ["drtopo"]
     checks = {c["name"]: c for c in report["checks"]}
     health = checks["application"]["detail"]
     assert lab.region(target).service.gated_url + "/actuator/health -> 200 UP" in health, health
