@@ -296,7 +296,8 @@ def test_the_service_runs_as_a_deployment_per_region_on_the_node(lab: Lab) -> No
     name, namespace = kube_workloads.SERVICE_APP, lab.dr.namespace
     args = ("get", "deployment", name, "-n", namespace, "-o", "json", "--show-managed-fields")
     fields = json.loads(kube.kubectl(lab.root, *args).stdout)["metadata"]["managedFields"]
-    assert [m["manager"] for m in fields if "f:replicas" in json.dumps(m.get("fieldsV1"))] == ["drtopo"], fields
+    owners = [m["manager"] for m in fields if "f:replicas" in m.get("fieldsV1", {}).get("f:spec", {})]
+    assert owners == ["drtopo"], fields
     lab.dr.service.start()  # as a warm standby would run it
     for stack in ("prod", "dr"):
         pod = lab.region(stack).service.pod()

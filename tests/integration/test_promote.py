@@ -138,7 +138,7 @@ def replica_managers(lab: Lab, stack: str) -> list[str]:
     namespace = lab.region(stack).namespace
     args = ("get", "deployment", kube_workloads.SERVICE_APP, "-n", namespace, "-o", "json", "--show-managed-fields")
     fields = json.loads(kube.kubectl(lab.root, *args).stdout)["metadata"]["managedFields"]
-    return [m["manager"] for m in fields if "f:replicas" in json.dumps(m.get("fieldsV1"))]
+    return [m["manager"] for m in fields if "f:replicas" in m.get("fieldsV1", {}).get("f:spec", {})]
 
 
 def assert_application_moved(lab: Lab, report: dict[str, Any], target: str) -> None:
