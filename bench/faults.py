@@ -43,6 +43,7 @@ from bench.switchover import (
     DB_ONLY,
     FAILED_OVER_DNS,
     DnsFollowingWriter,
+    application_settled,
     connect,
     end_state,
     outputs,
@@ -143,6 +144,8 @@ def _end_state_problems(lab: Lab, primary: str) -> list[str]:
         problems.append(f"Pulumi.{primary}.yaml not primary")
     if "drtopo:role: standby" not in state["stack_files"][other]:
         problems.append(f"Pulumi.{other}.yaml not standby")
+    if not application_settled(lab, primary):
+        problems.append(f"application {state['application']}")
     return problems
 
 
@@ -1121,8 +1124,11 @@ FAULTS: list[Fault] = [
     Fault("crash after promote step fence", CONVERGES, crash_after_promote_step(Step.FENCE)),
     Fault("crash after promote step drain", CONVERGES, crash_after_promote_step(Step.DRAIN)),
     Fault("crash after promote step promote", CONVERGES, crash_after_promote_step(Step.PROMOTE)),
+    Fault("crash after promote step application", CONVERGES, crash_after_promote_step(Step.APPLICATION)),
     Fault("crash after promote step dns", CONVERGES, crash_after_promote_step(Step.DNS)),
+    Fault("crash after promote step application-down", CONVERGES, crash_after_promote_step(Step.APPLICATION_DOWN)),
     Fault("crash after promote step roles", CONVERGES, crash_after_promote_step(Step.ROLES)),
+    Fault("crash after promote step protect", CONVERGES, crash_after_promote_step(Step.PROTECT)),
     Fault("crash after failback step preflight", CONVERGES, crash_after_failback_step(Step.PREFLIGHT)),
     Fault("crash after failback step rebuild", CONVERGES, crash_after_failback_step(Step.REBUILD)),
     Fault("crash after failback step catch-up", CONVERGES, crash_after_failback_step(Step.CATCH_UP)),
@@ -1130,8 +1136,11 @@ FAULTS: list[Fault] = [
     Fault("crash after failback step fence", CONVERGES, crash_after_failback_step(Step.FENCE)),
     Fault("crash after failback step drain", CONVERGES, crash_after_failback_step(Step.DRAIN)),
     Fault("crash after failback step promote", CONVERGES, crash_after_failback_step(Step.PROMOTE)),
+    Fault("crash after failback step application", CONVERGES, crash_after_failback_step(Step.APPLICATION)),
     Fault("crash after failback step dns", CONVERGES, crash_after_failback_step(Step.DNS)),
+    Fault("crash after failback step application-down", CONVERGES, crash_after_failback_step(Step.APPLICATION_DOWN)),
     Fault("crash after failback step roles", CONVERGES, crash_after_failback_step(Step.ROLES)),
+    Fault("crash after failback step protect", CONVERGES, crash_after_failback_step(Step.PROTECT)),
     Fault("crash after failback step rebuild-peer", CONVERGES, crash_after_failback_step(Step.REBUILD_PEER)),
     # The corruption cutover's crash rows (restore pitr --cutover; the steps of drtopo.database.pitr.cutover).
     Fault("crash after cutover step restore", CONVERGES, crash_after_cutover_step("restore")),

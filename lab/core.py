@@ -59,7 +59,7 @@ from lab import (
     process,
     wal_agent,
 )
-from lab.project import LAB_STACKS, REPO_DIR, StackEndpoints, write_project
+from lab.project import LAB_APPLICATION, LAB_STACKS, REPO_DIR, StackEndpoints, write_project
 from lab.region import Region
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
@@ -95,6 +95,9 @@ class Lab:
         self.baseline_timings: dict[str, float] = {}  # seconds per phase of the last restore_baseline
         self._objects: dict[tuple[str, str], list[dict[str, Any]]] = {}  # rendered per (stack, view), reused
         self._regions = {stack: Region(self, stack) for stack in LAB_STACKS}
+        # The application's replicas on the standby for this Lab object's project copies (None: the repository's,
+        # pilot light); `set_application_standby` sets it for a warm-standby drill.
+        self.application_standby: int | None = None
 
     # ---- regions ----------------------------------------------------------------------------------------------
     def region(self, stack: str) -> Region:
@@ -326,7 +329,7 @@ class Lab:
         with self._phase("workloads"):
             self.apply_workloads()
             for stack in LAB_STACKS:
-                self.region(stack).service.start()
+                self.region(stack).service.settle()
             self.start_mirrormaker()
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
@@ -406,7 +409,19 @@ class Lab:
 
     def _write_project(self, roles: dict[str, Role]) -> None:
         # The stacks as the scripts see them, from outside their regions: the gates (as the outputs).
-        write_project(self.project_dir, self._gated_endpoints(), roles)
+        write_project(self.project_dir, self._gated_endpoints(), roles, standby_replicas=self.application_standby)
+
+    def set_application_standby(self, replicas: int) -> None:
+        """Pilot light (0) or warm standby (N) from now on: the standby's application count in the project copy
+        (roles at baseline), applied. At most the lab's primary count (one host port per node)."""
+        if not 0 <= replicas <= LAB_APPLICATION["primaryReplicas"]:
+            raise ValueError(
+                f"standby application replicas {replicas} is outside what the lab runs: 0 to "
+                f"{LAB_APPLICATION['primaryReplicas']} (one stand-in per node and region)"
+            )
+        self.application_standby = replicas
+        self._write_project(BASELINE_ROLES)
+        self.apply_application()
 
     def _build_pg_pair(self, before_archiving: Callable[[], None]) -> None:
         """The pair and its base backup, in the lab's archive folder and the primary's WAL bucket. The primary
@@ -605,6 +620,15 @@ class Lab:
                     self._start_copied_pair(lambda: self._write_outputs(emulator.result()))
                 else:
                     self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
+        self.apply_application()
+
+    def apply_application(self) -> None:
+        """The program's application patches for the stacks' roles now (the primary's stand-in up, the standby's at
+        its declared count), as `pulumi up` of both stacks would apply them; returns once each count is reached."""
+        patches = [o for s in LAB_STACKS for o in self.workload_objects(s) if kube_objects.patch_manager(o)]
+        kube_objects.apply(self.root, patches)
+        for region in self._regions.values():
+            region.service.settle()
 
     def _start_copied_pair(self, before_start: Callable[[], None]) -> None:
         """The pair copied back from its snapshot: the bucket gets the archived WAL and the base backup a fresh
@@ -641,8 +665,9 @@ class Lab:
             self.reset_postgres()
             clusters.result()
         with self._baseline_phase("services"):
+            self.apply_workloads()
             for region in self._regions.values():
-                region.service.start()
+                region.service.settle()
         with self._baseline_phase("workloads and mirrormaker"):
             self.start_mirrormaker()  # applies both stacks' objects, as the roles now are, first
 

@@ -55,8 +55,20 @@ LAB_MIRROR_TUNING = {
 }
 
 
-def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints, role: Role) -> dict[str, Any]:
-    """A stack's `config:` mapping rewritten for the lab: loopback endpoints, replication factors 1, given role."""
+# The stand-in listens on one port of the node's own network (hostNetwork), so one node runs one pod of it: the
+# primary's count is 1 here (production keeps its chart's); the standby's stays the shipped 0, pilot light.
+LAB_APPLICATION = {"primaryReplicas": 1}
+
+
+def lab_config(
+    config: dict[str, Any],
+    own: StackEndpoints,
+    peer: StackEndpoints,
+    role: Role,
+    standby_replicas: int | None = None,
+) -> dict[str, Any]:
+    """A stack's `config:` mapping rewritten for the lab: loopback endpoints, replication factors 1, given role, one
+    application replica on the primary; `standby_replicas` the standby's (None: the repository's, pilot light)."""
     out = copy.deepcopy(config)
     key = f"{PROJECT}:"
     out[f"{key}role"] = role.value
@@ -75,6 +87,11 @@ def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints
     dns = dict(out.get(f"{key}dns") or {})
     dns.update(endpoint=LAB_ENDPOINT, healthCheckPort=own.service_port, healthCheckType="HTTP")
     out[f"{key}dns"] = dns
+    application = dict(out.get(f"{key}application") or {})
+    application.update(LAB_APPLICATION)
+    if standby_replicas is not None:
+        application["standbyReplicas"] = standby_replicas
+    out[f"{key}application"] = application
     return out
 
 
@@ -120,8 +137,10 @@ def write_project(
     endpoints: dict[str, StackEndpoints],
     roles: dict[str, Role] | None = None,
     source_dir: Path = REPO_DIR,
+    standby_replicas: int | None = None,
 ) -> None:
-    """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's)."""
+    """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's;
+    `standby_replicas`: the application's on the standby, for a warm-standby drill)."""
     project_dir.mkdir(parents=True, exist_ok=True)
     (project_dir / "Pulumi.yaml").write_text((source_dir / "Pulumi.yaml").read_text())
     for stack in LAB_STACKS:
@@ -130,7 +149,8 @@ def write_project(
         peer = next(s for s in LAB_STACKS if s != stack)
         settings = load_settings(stack, source_dir)
         role = (roles or {}).get(stack) or settings.role
-        config = with_topics_rf1(stack, lab_config(config, endpoints[stack], endpoints[peer], role), source_dir)
+        own, other = endpoints[stack], endpoints[peer]
+        config = with_topics_rf1(stack, lab_config(config, own, other, role, standby_replicas), source_dir)
         config = with_namespace(config, lab_namespace(settings.kubernetes.namespace, settings.region))
         config = with_lab_secrets(config)
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"

@@ -56,6 +56,9 @@ class PairedDatabase:
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return {**self.control.rebuild(source, settings, deployed), **self.data.rebuild(source, settings, deployed)}
 
+    def protect(self, name: str) -> dict[str, Any]:
+        return {**self.control.protect(name), **self.data.protect(name)}
+
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> PairedDatabase:
         control = self.control.generation(settings, generation, refresh)
         return PairedDatabase(control, self.data.generation(settings, generation, refresh))

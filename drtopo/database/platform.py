@@ -77,6 +77,13 @@ class Database(Protocol):
         outputs named when the run started."""
         ...
 
+    def protect(self, name: str) -> dict[str, Any]:
+        """Right after its promotion, its own protection on the new timeline: a base backup called `name` (its
+        server: a tar base backup in its base backup folder, `base_backup_dir`; RDS: a manual snapshot) and proof
+        that continuous archiving runs (a switched WAL segment archived, `archived_wal`; RDS: automated backups on).
+        StandbyError when either cannot be had."""
+        ...
+
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> Database:
         """It as the RDS instance of `generation` (default: the one `settings` declare now) rather than the one the
         stack last deployed; `refresh`: read the live instance's address again (e.g. once created)."""

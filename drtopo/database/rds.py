@@ -100,6 +100,31 @@ def promote_rds(outputs: StackOutputs) -> dict[str, Any]:
     return {"rds": f"promoted {outputs.db_instance_id} (was a replica of {source}); available"}
 
 
+def protect_rds(outputs: StackOutputs, name: str) -> dict[str, Any]:
+    """A promoted instance's protection: its automated backups (RDS's continuous archiving, the point-in-time window)
+    must be on, and a manual snapshot `name` starts its new history now rather than at the next backup window.
+    "Once the instance is promoted to a primary instance, backups are taken based on your backup settings" (RDS API
+    reference, PromoteReadReplica): with a retention of 0 there are none, so that is refused, not waited for. The
+    snapshot is started, not waited for (it takes as long as the data); one of that name already there is kept."""
+    inst = describe(outputs)
+    if inst is None:
+        raise StandbyError(f"RDS instance {outputs.db_instance_id} does not exist in {outputs.region}")
+    retention = int(inst.get("BackupRetentionPeriod") or 0)
+    if retention < 1:
+        raise StandbyError(
+            f"automated backups are off on {outputs.db_instance_id} (BackupRetentionPeriod 0): no point-in-time "
+            "recovery on the new primary; expected database.backupRetentionDays >= 1"
+        )
+    try:
+        rds_client(outputs).create_db_snapshot(DBSnapshotIdentifier=name, DBInstanceIdentifier=outputs.db_instance_id)
+        started = f"snapshot {name} started"
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "DBSnapshotAlreadyExists":
+            raise StandbyError(f"snapshot {name} of {outputs.db_instance_id} refused: {exc}") from None
+        started = f"snapshot {name} already taken"
+    return {"snapshot": name, "rds_backups": f"automated backups kept {retention} days; {started}"}
+
+
 # ---- generations and rebuilt replicas ----------------------------------------------------------------------------
 
 
@@ -342,6 +367,9 @@ class RdsDatabase:
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return rebuild_rds(self.outputs, source.outputs, settings, deployed, self.live_address)
+
+    def protect(self, name: str) -> dict[str, Any]:
+        return protect_rds(self.outputs, name)
 
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> RdsDatabase:
         outputs = generation_outputs(self.outputs, settings, generation, refresh, self.live_address)

@@ -293,6 +293,10 @@ def rebuild_postgres(target: StackOutputs, source: StackOutputs, base_backup: bo
     return {"postgres": method, "log": str(log)}
 
 
+# How long a switched WAL segment may take to reach the archive (and, through the archive command, the WAL bucket).
+ARCHIVE_TIMEOUT_S = 60.0
+
+
 def take_base_backup(outputs: StackOutputs, folder: Path) -> str:
     """A tar base backup of `outputs`' server (`pg_basebackup -F t -X stream -c fast`, as the server's user) into
     the new folder `folder` (one of that name left by an interrupted run is replaced); returns the folder."""
@@ -341,6 +345,16 @@ class SelfManagedDatabase:
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return rebuild_postgres(self.outputs, source.outputs)
+
+    def protect(self, name: str) -> dict[str, Any]:
+        folder = Path(self.server.base_backup_dir) / name
+        try:
+            take_base_backup(self.outputs, folder)
+            with connect(self.outputs) as conn:
+                segment = cutover.wait_archived(conn, timeout=ARCHIVE_TIMEOUT_S)
+        except (TimeoutError, psycopg.Error, subprocess.SubprocessError) as exc:
+            raise StandbyError(f"{self.outputs.stack}'s new timeline is not protected: {one_line(exc)}") from None
+        return {"base_backup_dir": str(folder), "archived_wal": segment}
 
     def generation(
         self, settings: Settings, generation: int | None = None, refresh: bool = False

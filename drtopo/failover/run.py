@@ -25,8 +25,15 @@ from drtopo.database import database_for
 from drtopo.errors import one_line
 from drtopo.failover.journal import Journal, Runner, S3JournalStore
 from drtopo.failover.lock import FailoverLock
-from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, SPECS, PlannedStep, Resume, Step, render
-from drtopo.failover.results import GuardResult, PreflightResult, RebuildResult, RolesResult, StepResult
+from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, REQUIRES, SPECS, PlannedStep, Resume, Step, render
+from drtopo.failover.results import (
+    GuardResult,
+    PreflightResult,
+    ProtectResult,
+    RebuildResult,
+    RolesResult,
+    StepResult,
+)
 from drtopo.failover.roles import planned_switch
 from drtopo.failover.steps import STEPS, Kind, Switchover
 from drtopo.incident.facts import Figures, Incident, MessageKind
@@ -74,6 +81,7 @@ def load(
     restart: bool = False,
     accept_data_loss: bool = False,
     skip_consumer_group: bool = False,
+    skip_app_check: bool = False,
     strict: bool = False,
     break_lock: bool = False,
 ) -> Switchover:
@@ -96,6 +104,7 @@ def load(
         ctx=ctx,
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
+        skip_app_check=skip_app_check,
         dry_run=dry_run,
         break_lock=break_lock,
         report=Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None),
@@ -145,8 +154,8 @@ def switchover(
     **flags: bool,
 ) -> Outcome:
     """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
-    strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command` and `operator`
-    (`user@host`) go into the incident record."""
+    skip_app_check, strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command`
+    and `operator` (`user@host`) go into the incident record."""
     sw = load(kind, stack, outputs_path, ctx, restart=restart, **flags)
     clock = Clock(ctx.reporter)
     notifier = incident_notifier(sw, command, operator)
@@ -292,6 +301,10 @@ def _after_step(sw: Switchover, notifier: Notifier | None) -> Callable[[str], No
 def _run_one(sw: Switchover, runner: Runner, step: Step, clock: Clock, notifier: Notifier | None = None) -> None:
     if step in runner.results:
         return
+    needs = REQUIRES.get(step)
+    if needs is not None and needs not in runner.results:
+        sw.report.skip(step, f"not run: {needs} did not complete (a rerun does both)")
+        return
     run = STEPS[step]
     if POINT_OF_NO_RETURN in runner.results:
         _run_after_promotion(sw, runner, step, run, notifier)
@@ -346,12 +359,18 @@ def finish(
     ]
     roles = runner.results[Step.ROLES]
     assert isinstance(roles, RolesResult)
+    protected = runner.results.get(Step.PROTECT)
+    missing = (
+        [f"until {sw.peer.stack} returns: {m}" for m in protected.missing]
+        if isinstance(protected, ProtectResult)
+        else []
+    )
     if notifier is not None:
-        todo = [*adopt, *roles.next_commands]
+        todo = [*adopt, *roles.next_commands, *missing]
         sw.report.measured["left_to_do"] = todo
         notifier.send(MessageKind.RESOLUTION, figures=_measured_figures(sw, runner, clock), left_to_do=todo)
     sw.report.write(json_path)
-    lines = [sw.report.table(), "next:\n  " + "\n  ".join([*adopt, *roles.next_commands])]
+    lines = [sw.report.table(), "next:\n  " + "\n  ".join([*adopt, *roles.next_commands, *missing])]
     return Outcome(sw.report.exit_code(), sw.report, lines)
 
 

@@ -35,6 +35,7 @@ from drtopo.report import EXIT_OK, BadInput
 from drtopo.settings import LOAD_LEVELS, SettingsError, load_settings
 from lab import gates
 from lab.core import Lab
+from lab.project import LAB_APPLICATION
 from scripts.cli import AWS_ENDPOINTS_ENV, OneLineParser, command_line, main_guard, operator, state_dir
 from scripts.drill.history import keep
 from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SCENARIO.rto|rpo=SECONDS",
         help="override an objective for this drill, e.g. region-failure.rto=1 (to see a drill fail)",
+    )
+    p.add_argument(
+        "--app-standby-replicas",
+        type=int,
+        metavar="N",
+        help="the standby's application replicas during the drill: 0 pilot light (the shipped default), N warm "
+        f"standby (the lab runs at most {LAB_APPLICATION['primaryReplicas']})",
     )
     p.add_argument("--quiet", action="store_true", help="no step-by-step progress")
     return p
@@ -308,6 +316,12 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         raise BadInput(f"--load {args.load!r} is unknown; expected one of {', '.join(LOAD_LEVELS)}") from exc
     if args.wan_latency < 0:
         raise BadInput(f"--wan-latency {args.wan_latency} is invalid; expected a round trip of 0 ms or more")
+    standby = args.app_standby_replicas
+    if standby is not None and not 0 <= standby <= LAB_APPLICATION["primaryReplicas"]:
+        raise BadInput(
+            f"--app-standby-replicas {standby} is outside what the lab runs; expected 0 (pilot light) to "
+            f"{LAB_APPLICATION['primaryReplicas']} (warm standby: one stand-in per node and region)"
+        )
     if args.outputs is not None:
         args.lab_root = lab_root_of(args.outputs)
     if args.dry_run:
@@ -336,6 +350,11 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
             else:
                 print("bringing the running lab to its baseline (prod primary, dr standby, every server up) ...")
                 lab.restore_baseline()
+            if standby is not None:
+                lab.set_application_standby(standby)
+                print(
+                    f"application on the standby: {standby} replica(s) ({'warm standby' if standby else 'pilot light'})"
+                )
             with lab_variables(lab):
                 load = lab.prod.settings.drill.load.level(args.load)
                 print(

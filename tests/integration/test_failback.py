@@ -50,6 +50,8 @@ def assert_back_to_baseline(lab: Lab, stack_files: dict[str, str]) -> None:
     assert state["servers"]["prod"] == {"in_recovery": False, "default_read_only": "off"}
     assert state["servers"]["dr"]["in_recovery"] is True
     assert state["dns"] == BASELINE_DNS
+    # The application back where it was: prod's at the primary's count, all available; dr's at 0 (pilot light).
+    assert state["application"] == {"prod": {"replicas": 1, "available": 1}, "dr": {"replicas": 0, "available": 0}}
     # The roles as before; each stack one database generation on (RDS cannot demote), as the roles steps wrote it.
     for stack, role in (("prod", Role.PRIMARY), ("dr", Role.STANDBY)):
         assert state["stack_files"][stack] == stack_text(stack_files[stack], StackChange(stack, role, 1, (0,)))

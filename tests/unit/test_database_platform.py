@@ -120,6 +120,9 @@ class Half:
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return self._did(f"rebuild from {source.outputs.stack} ({deployed})")
 
+    def protect(self, name: str) -> dict[str, Any]:
+        return self._did(f"protect {name}")
+
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> Half:
         self._did(f"generation {generation}")
         return self
@@ -133,6 +136,13 @@ def test_the_pair_promotes_the_control_plane_then_the_server_and_keeps_both_resu
     calls: list[str] = []
     assert pair(calls).promote() == {"rds": "promote", "postgres": "promote"}
     assert calls == ["rds.promote", "postgres.promote"]
+
+
+def test_the_pair_protects_the_new_timeline_on_both_halves() -> None:
+    """The control plane's snapshot and automated backups, then the server's base backup and archiving."""
+    calls: list[str] = []
+    assert pair(calls).protect("after-promote") == {"rds": "protect after-promote", "postgres": "protect after-promote"}
+    assert calls == ["rds.protect after-promote", "postgres.protect after-promote"]
 
 
 def test_the_pair_rebuilds_the_control_plane_then_the_server() -> None:

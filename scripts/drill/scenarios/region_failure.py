@@ -45,15 +45,24 @@ class Promotion:
     dns_path: str | None
     flipped_seconds: float | None  # since promote started, until DNS moved
     point_of_no_return: float | None  # wall-clock time promote's `promote` step ended (dr writable)
+    # promote's application step: scale-up, rollout and health (`measured.application`), and the counts it moved.
+    application_seconds: float | None = None
+    application: str | None = None
 
 
 def promotion(report: Path, started_at: float) -> Promotion:
-    """Read promote's report (`measured.steps`, `dns_path`, `seconds_to_dns_flipped`); started_at is the wall-clock
-    time promote was started."""
+    """Read promote's report (`measured.steps`, `dns_path`, `seconds_to_dns_flipped`, `application`); started_at is
+    the wall-clock time promote was started."""
     measured: dict[str, Any] = json.loads(report.read_text()).get("measured", {}) if report.exists() else {}
     step = next((s for s in measured.get("steps") or [] if s.get("step") == "promote"), None)
     ponr = None if step is None or step.get("at_seconds") is None else started_at + float(step["at_seconds"])
-    return Promotion(measured.get("dns_path"), measured.get("seconds_to_dns_flipped"), ponr)
+    app = measured.get("application") or {}
+    mode = None
+    if app:
+        before = app.get("before")
+        kind = "pilot light" if not before else f"warm standby ({before} running)"
+        mode = f"{kind}, {before} -> {app.get('replicas')} replicas"
+    return Promotion(measured.get("dns_path"), measured.get("seconds_to_dns_flipped"), ponr, app.get("seconds"), mode)
 
 
 def split_brain(inside: list[Ack], point_of_no_return: float | None) -> int | None:
@@ -80,6 +89,7 @@ class RegionFailure(Scenario[_Region]):
         phases.health_checks(lambda how: f"{how}, Route53"),
         phases.decision,
         phases.action,
+        phases.application,
         phases.dns_ttl,
         phases.reconnect,
     )
@@ -111,8 +121,9 @@ class RegionFailure(Scenario[_Region]):
         # once); what promote does after it overlaps the clients' reconnect.
         flipped = region.promoted.flipped_seconds
         if flipped is not None and m.failure_at_seconds is not None:
-            m.action = "scripts.promote --stack dr until DNS moved (fence, promote, DNS)"
+            m.action = "scripts.promote --stack dr until DNS moved (fence, promote, application, DNS)"
             m.action_seconds = round(promote_started + flipped - m.failure_at_seconds, 3)
+        m.application, m.application_seconds = region.promoted.application, region.promoted.application_seconds
         run.checks.check("promote succeeded", code == 0, f"exit code {code}", code, 0)
         with clock.step("wait for the first write acknowledged by the standby region"):
             deadline = time.monotonic() + patience(run.result.objective_rto_seconds)
