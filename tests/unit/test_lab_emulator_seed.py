@@ -21,9 +21,12 @@ def endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
     try:
-        yield f"http://{host}:{port}"
+        yield url
     finally:
+        # moto's backends are one per process: leave none of this module's resources to the next module's server.
+        aws.reset(url)
         server.stop()
 
 
