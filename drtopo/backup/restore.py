@@ -26,7 +26,10 @@ from drtopo.aws import stack_client
 from drtopo.backup import store as dump_store
 from drtopo.backup import wal
 from drtopo.backup.dumps import compare_counts
+from drtopo.checks import recovery as recovery_checks
+from drtopo.checks import service as service_checks
 from drtopo.database import Database, NoDatabase, database_for, pg_tools
+from drtopo.database import connect as db
 from drtopo.database.pitr import cutover, damage
 from drtopo.database.pitr.labels import BaseBackup
 from drtopo.database.pitr.request import PitrRequest
@@ -262,6 +265,8 @@ def recover_with_cutover(
             request, lines = _with_target(outputs, report, clock, request)
         try:
             shown = database.cutover(request, report, clock, lambda: _database_or_none(partner), steps)
+            if "cutover_at" in report.measured:
+                report.measured["write_probe"] = _service_write_probe(outputs, report, clock)
             if "cutover_at" in report.measured and server is not None:
                 stamp = request.target.strftime("%Y%m%dT%H%M%SZ")
                 run = steps or cutover.Untracked(clock)
@@ -318,6 +323,20 @@ def _resumed(journal: Journal, report: Report, clock: Clock, request: PitrReques
     return dataclasses.replace(request, time=target), [why]
 
 
+def _service_write_probe(outputs: StackOutputs, report: Report, clock: Clock) -> dict[str, Any]:
+    """The service writes again after the swap: one probe row through its API, removed again from the database."""
+
+    def remove(row_id: int, transaction_id: str) -> int:
+        with db.connect(outputs) as conn:
+            return recovery_checks.remove_probe_row(conn, row_id, transaction_id)
+
+    url = outputs.region_service_url or outputs.service_url  # this region's own service: the cut-over database's
+    with clock.step(f"write probe through the service at {url}") as step:
+        probe = service_checks.write_probe(report, url, remove)
+        step.update(acknowledged=probe["acknowledged"], attempts=probe["attempts"])
+    return probe
+
+
 def _cutover_stopped(steps: JournalledSteps, report: Report, clock: Clock) -> None:
     """A cutover that stopped: its journal is dropped when nothing had changed yet, else kept for a rerun."""
     done = steps.finished()
@@ -362,7 +381,7 @@ def _cutover_report(outputs: StackOutputs, server: SelfManagedPostgres | None, r
     scratch = [p for p in (kept, m.get("scratch_wal")) if p and Path(p).is_dir()]
     cleanup = f"python -m scripts.restore cleanup --stack {outputs.stack} {' '.join(scratch)}"
     left = [
-        f"verify the data ({verify}) and that the service writes (validate only reads)",
+        f"verify the data ({verify}); the write probe above showed whether the service writes",
         f"remove the damaged copy and the scratch WAL (shipped to the archive) once verified: `{cleanup} --dry-run`, "
         f"then `{cleanup}`",
     ]

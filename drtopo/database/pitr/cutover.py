@@ -416,7 +416,8 @@ def _per_table(counts: dict[str, int]) -> str:
 
 def report_lines(measured: dict[str, Any]) -> list[str]:
     """What a cutover that swapped in shows on the terminal (pure, from its measured figures): rows re-applied, left
-    as at T and left out as the damage's, the write-unavailability window, the sequences, where it serves now."""
+    as at T and left out as the damage's, the write-unavailability window, the sequences, the service's write probe,
+    where it serves now."""
     reapplied = measured.get("rows_reapplied_per_table", {})
     kept = measured.get("rows_deleted_after_t_kept", {})
     damage = measured.get("rows_excluded_as_damage", {})
@@ -438,8 +439,29 @@ def report_lines(measured: dict[str, Any]) -> list[str]:
         else "sequences: none needed moving; each was already at or past the damaged database's value "
         "(PostgreSQL logs a sequence ahead of the values it hands out, so the restore lands past them)"
     )
+    probe = measured.get("write_probe")
+    if probe:
+        lines.append(probe_line(probe))
     lines.append(f"serving: {measured.get('conninfo')} (data {measured.get('data_dir')}, log {measured.get('log')})")
     return lines
+
+
+def probe_line(probe: dict[str, Any]) -> str:
+    """The service write probe's line (pure, from drtopo.checks.service.write_probe's record)."""
+    if not probe.get("acknowledged"):
+        return (
+            f"the service took NO write: POST {probe['url']} -> {probe['status'] or 'unreachable'} for "
+            f"{probe['seconds']:.1f} s; check the service and its database connection"
+        )
+    left = (
+        "removed"
+        if probe.get("removed")
+        else f"NOT removed ({probe.get('remove_error', 'gone already?')}): delete it by its id"
+    )
+    return (
+        f"the service writes again: POST {probe['url']} -> 201 after {probe['seconds']:.1f} s, probe row "
+        f"id {probe['id']} ({probe['transaction_id']}) {left}"
+    )
 
 
 # ---- what a cutover leaves behind, and its removal -----------------------------------------------------------------
