@@ -144,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --cutover: the damaging transaction's id (from --find-damage, pg_current_xact_id() or xmin); "
         "repeat for several. Without --time, T is just before the earliest one's commit, read from the WAL",
     )
+    at.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --cutover: drop an interrupted cutover's journal instead of resuming it (needed once it is older "
+        "than failover.journalMaxAgeHours). Before its swap, the restored instance it left (never served) is stopped "
+        "and removed and a new cutover runs; after its swap nothing is cut over again: the run says what it left "
+        "undone",
+    )
     for action in at._actions:  # the shared --dry-run says "change nothing"; a pitr dry run writes to the primary
         if action.dest == "dry_run":
             action.help = (
@@ -266,6 +274,7 @@ def _pitr_request(top: argparse.ArgumentParser, args: argparse.Namespace) -> Pit
             around=args.around,
             width=timedelta(seconds=args.width),
             tables=tuple(args.table),
+            restart=args.restart,
         )
     except BadFlags as exc:
         top.error(str(exc))
@@ -299,6 +308,7 @@ def _pitr(run: Run) -> None:
                 lambda: peer_outputs(run.args.outputs, peer),
                 state_dir=run.ctx.state_dir,
                 after_step=run.ctx.after_step,
+                max_age_hours=load_settings(run.args.stack, run.ctx.project_dir).failover.journal_max_age_hours,
             )
         )
     else:

@@ -32,6 +32,7 @@ from drtopo.database import Database, NoDatabase, database_for, pg_tools
 from drtopo.database import connect as db
 from drtopo.database.pitr import cutover, damage
 from drtopo.database.pitr.labels import BaseBackup
+from drtopo.database.pitr.recovery import staging_dir, stop_instance
 from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
 from drtopo.database.self_managed import take_base_backup
@@ -235,6 +236,7 @@ def recover_with_cutover(
     peer: Callable[[], StackOutputs | None] = lambda: None,
     state_dir: Path | None = None,
     after_step: Callable[[str], None] | None = None,
+    max_age_hours: float = 24,
 ) -> list[str]:
     """Corruption recovery end to end (`Database.cutover`): restore to T, re-apply the writes after T, fence,
     validate, swap in; then the standby of `peer()` (the peer stack's outputs) follows, and (self-managed) a base
@@ -242,9 +244,10 @@ def recover_with_cutover(
     earliest `--damage-xid` (read from the WAL). A real run holds the failover lock of both stacks of the pair
     throughout (a promote or failback meanwhile is refused, and this run is refused while one of them runs) and, on
     a self-managed server with `state_dir`, journals each step (cutover.CutoverStep) beside the lock: a rerun after a
-    crash resumes after the last step done, with the T and transactions the journal holds. `after_step`: called
-    with each journalled step's name (the crash tests' hook). Returns the lines to show: why T, then a dry run's
-    rows or the cutover's report."""
+    crash resumes after the last step done, with the T and transactions the journal holds, unless the journal is
+    older than `max_age_hours` (Unsafe until `request.restart`; see `_restart` for what a restart does). `after_step`:
+    called with each journalled step's name (the crash tests' hook). Returns the lines to show: why T, then a dry
+    run's rows or the cutover's report."""
     database = database_for(outputs).restorer(request.rds)
     database.check_restore(request)
     partner = peer()
@@ -257,6 +260,15 @@ def recover_with_cutover(
         clock.say(f"lock taken: {', '.join(held.where for held in locks)}")
         report.measured["locks"] = [held.where for held in locks]
         journal = cutover_journal(outputs, state_dir) if server is not None and state_dir is not None else None
+        if journal is not None and server is not None and state_dir is not None:
+            if request.restart and journal.resumed:
+                left = _restart(journal, outputs, server, report, clock)
+                if left is not None:  # swapped in already: nothing is cut over again
+                    return left
+                journal = cutover_journal(outputs, state_dir)
+            journal.refuse_stale(
+                max_age_hours, "failover.journalMaxAgeHours", "check the database and what that run left beside it"
+            )
         steps = JournalledSteps(journal, clock, report, after_step) if journal is not None else None
         resumed = journal is not None and journal.resumed
         if resumed:
@@ -335,6 +347,53 @@ def _service_write_probe(outputs: StackOutputs, report: Report, clock: Clock) ->
         probe = service_checks.write_probe(report, url, remove)
         step.update(acknowledged=probe["acknowledged"], attempts=probe["attempts"])
     return probe
+
+
+def _restart(
+    journal: Journal, outputs: StackOutputs, server: SelfManagedPostgres, report: Report, clock: Clock
+) -> list[str] | None:
+    """`--restart`: drop an interrupted cutover's journal. Before its swap, the restored instance it left (never
+    served: it holds T plus copies of rows the damaged database still has) is stopped and removed with its staged WAL,
+    so a new cutover can run (None). After its swap the service runs on that instance: a new cutover would restore
+    over it, so nothing is cut over again, and the lines say what the interrupted run left undone."""
+    done = {name for name, rec in journal.data["steps"].items() if rec.get("ok")}
+    restored = journal.data["steps"].get(cutover.CutoverStep.RESTORE, {}).get("result", {}).get("details", {})
+    dropped = {"journal": journal.where, "started_at": journal.data["started_at"], "steps_done": sorted(done)}
+    report.measured["restarted"] = dropped
+    if cutover.CutoverStep.SWAP in done:
+        journal.discard()
+        undone = [str(s) for s in cutover.CUTOVER_PLAN if s not in done]
+        detail = (
+            f"journal {dropped['journal']} dropped; its run (started {dropped['started_at']}) had swapped the "
+            f"restored instance in, so nothing is cut over again; steps it left undone: {', '.join(undone) or 'none'}"
+        )
+        report.check("restart", True, detail)
+        clock.say(detail)
+        return [
+            detail,
+            f"left to do: {cutover.undone_advice(undone, outputs.stack, outputs.peer_stack)}",
+        ]
+    removed = []
+    data_dir = Path(restored["data_dir"]) if restored.get("data_dir") else None
+    if data_dir is not None and data_dir.resolve() != Path(server.data_dir).resolve():
+        with clock.step(f"stop and remove the interrupted run's restored instance {data_dir} (never served)"):
+            if data_dir.is_dir():
+                stop_instance(server, data_dir)
+            for path in (data_dir, staging_dir(data_dir)):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                    removed.append(str(path))
+    journal.discard()
+    dropped["removed"] = removed
+    fenced = cutover.CutoverStep.FENCE in done
+    report.check(
+        "restart",
+        True,
+        f"journal {dropped['journal']} dropped (steps done: {', '.join(sorted(done))}); removed "
+        f"{', '.join(removed) or 'nothing'}"
+        + ("; the damaged database stays fenced until this run swaps in" if fenced else ""),
+    )
+    return None
 
 
 def _cutover_stopped(steps: JournalledSteps, report: Report, clock: Clock) -> None:

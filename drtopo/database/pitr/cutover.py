@@ -375,6 +375,21 @@ def reapply_until_fenced(
     )
 
 
+def undone_advice(undone: list[str], stack: str, peer: str) -> str:
+    """What an operator does by hand for the steps an interrupted cutover left undone after its swap (pure; used when
+    its journal is dropped with --restart, which cuts nothing over again)."""
+    advice = {
+        CutoverStep.WRITABLE: "check that the database takes writes (`python -m scripts.validate --stack "
+        f"{stack} --expect primary`)",
+        CutoverStep.STANDBY: f"rebuild {peer}'s standby from the restored server (pg_basebackup -R, or pg_rewind): "
+        "it still follows the damaged timeline",
+        CutoverStep.BASE_BACKUP: "take a base backup of the new timeline (pg_basebackup -F t -D DIR) and upload it "
+        f"(`python -m scripts.wal base --stack {stack} DIR`), then `python -m scripts.wal check --stack {stack}`",
+    }
+    told = [advice[CutoverStep(step)] for step in undone if CutoverStep(step) in advice]
+    return "; ".join(told) or "nothing"
+
+
 def standby_not_here(report: Report, outputs: StackOutputs) -> None:
     """The skip when the peer of a cut-over `outputs` has no standby server on this host to rebuild."""
     report.skip(
