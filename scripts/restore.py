@@ -78,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for the restored copy (default: the tier's longest typical time)",
     )
     dump.add_argument("--poll-seconds", type=_positive_float, help="how often to look (default: from the tier)")
-    at = command("pitr", "restore the stack's database to a point in time, into a new instance")
+    at = command(
+        "pitr",
+        "restore the stack's database to a point in time, into a new instance (or, with --cutover, in its place). On a "
+        "self-managed primary a restore, --window and a --cutover (its --dry-run too) first write a marker commit and "
+        "force a WAL switch (pg_switch_wal) so that the archive reaches T; --find-damage and a plain --dry-run write "
+        "nothing",
+    )
     at.add_argument(
         "--time",
         help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z (required unless --window, --find-damage, or "
@@ -155,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in at._actions:  # the shared --dry-run says "change nothing"; a pitr dry run writes to the primary
         if action.dest == "dry_run":
             action.help = (
-                "print the plan; restores into a scratch instance at most, but on a self-managed primary it writes a "
-                "marker commit and forces a WAL switch (pg_switch_wal) so that the archive reaches T"
+                "print the plan, changing nothing; with --cutover it restores into a scratch instance (removed "
+                "after) and, on a self-managed primary, writes a marker commit and forces a WAL switch (pg_switch_wal) "
+                "so that the archive reaches T"
             )
     clean = command(
         "cleanup",
