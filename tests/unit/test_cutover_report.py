@@ -78,13 +78,13 @@ PROBE = {
     [
         (
             PROBE,
-            "the service writes again: POST http://10.0.0.2:8080/api/v1/exceptions -> 201 after 0.4 s, probe row id "
-            "418 (drtopo-write-probe-5f0c) removed",
+            "the service writes again: POST http://10.0.0.2:8080/api/v1/exceptions -> 201 within 0.4 s (2 attempt(s)), "
+            "probe row id 418 (drtopo-write-probe-5f0c) removed",
         ),
         (
             {**PROBE, "removed": False, "remove_error": "connection refused"},
-            "the service writes again: POST http://10.0.0.2:8080/api/v1/exceptions -> 201 after 0.4 s, probe row id "
-            "418 (drtopo-write-probe-5f0c) NOT removed (connection refused): delete it by its id",
+            "the service writes again: POST http://10.0.0.2:8080/api/v1/exceptions -> 201 within 0.4 s (2 attempt(s)), "
+            "probe row id 418 (drtopo-write-probe-5f0c) NOT removed (connection refused): delete it by its id",
         ),
         (
             {**PROBE, "status": 503, "acknowledged": False, "seconds": 30.0},

@@ -474,8 +474,8 @@ def probe_line(probe: dict[str, Any]) -> str:
         else f"NOT removed ({probe.get('remove_error', 'gone already?')}): delete it by its id"
     )
     return (
-        f"the service writes again: POST {probe['url']} -> 201 after {probe['seconds']:.1f} s, probe row "
-        f"id {probe['id']} ({probe['transaction_id']}) {left}"
+        f"the service writes again: POST {probe['url']} -> 201 within {probe['seconds']:.1f} s "
+        f"({probe['attempts']} attempt(s)), probe row id {probe['id']} ({probe['transaction_id']}) {left}"
     )
 
 
