@@ -5,7 +5,8 @@ the dump. The point-in-time entry points (`restore_pitr`, `show_window`, `recove
 `PitrRequest` to the stack's `Database`, which restores by its own means (RDS restore-to-time; base backup + WAL on a
 self-managed server, from its archive or from its WAL bucket, `WalBucketCopy`). They return what the command shows.
 `find_damage` lists the transactions committed around a time from the WAL (drtopo.database.pitr.damage); a cutover
-asked by `--damage-xid` alone takes T from that transaction's commit, and holds the pair's failover lock.
+asked by `--damage-xid` alone takes T from that transaction's commit, holds the pair's failover lock, keeps a journal
+beside it (refused when older than the limit, until --restart), and ends with a write probe through the service.
 """
 
 from __future__ import annotations
