@@ -310,7 +310,8 @@ class SecretSource(_Model):
 
 
 class Failover(_Model):
-    """How promote and failback guard themselves: a journal older than this is not resumed without --restart."""
+    """How promote, failback and the corruption cutover guard themselves: a journal older than this is not resumed
+    without --restart."""
 
     journal_max_age_hours: float = Field(default=24, gt=0)
 

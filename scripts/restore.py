@@ -82,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for the restored copy (default: the tier's longest typical time)",
     )
     dump.add_argument("--poll-seconds", type=_positive_float, help="how often to look (default: from the tier)")
-    at = command("pitr", "restore the stack's database to a point in time, into a new instance")
+    at = command(
+        "pitr",
+        "restore the stack's database to a point in time, into a new instance (or, with --cutover, in its place). On a "
+        "self-managed primary a restore, --window and a --cutover (its --dry-run too) first write a marker commit and "
+        "force a WAL switch (pg_switch_wal) so that the archive reaches T; --find-damage and a plain --dry-run write "
+        "nothing",
+    )
     at.add_argument(
         "--time",
         help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z (required unless --window, --find-damage, or "
@@ -148,11 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --cutover: the damaging transaction's id (from --find-damage, pg_current_xact_id() or xmin); "
         "repeat for several. Without --time, T is just before the earliest one's commit, read from the WAL",
     )
+    at.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --cutover: drop an interrupted cutover's journal instead of resuming it (needed once it is older "
+        "than failover.journalMaxAgeHours). Before its swap, the restored instance it left (never served) is stopped "
+        "and removed and a new cutover runs; after its swap nothing is cut over again: the run says what it left "
+        "undone",
+    )
     for action in at._actions:  # the shared --dry-run says "change nothing"; a pitr dry run writes to the primary
         if action.dest == "dry_run":
             action.help = (
-                "print the plan; restores into a scratch instance at most, but on a self-managed primary it writes a "
-                "marker commit and forces a WAL switch (pg_switch_wal) so that the archive reaches T"
+                "print the plan, changing nothing; with --cutover it restores into a scratch instance (removed "
+                "after) and, on a self-managed primary, writes a marker commit and forces a WAL switch (pg_switch_wal) "
+                "so that the archive reaches T"
             )
     clean = command(
         "cleanup",
@@ -286,6 +301,7 @@ def _pitr_request(top: argparse.ArgumentParser, args: argparse.Namespace) -> Pit
             around=args.around,
             width=timedelta(seconds=args.width),
             tables=tuple(args.table),
+            restart=args.restart,
         )
     except BadFlags as exc:
         top.error(str(exc))
@@ -319,6 +335,7 @@ def _pitr(run: Run) -> None:
                 lambda: peer_outputs(run.args.outputs, peer),
                 state_dir=run.ctx.state_dir,
                 after_step=run.ctx.after_step,
+                max_age_hours=load_settings(run.args.stack, run.ctx.project_dir).failover.journal_max_age_hours,
             )
         )
     else:

@@ -120,14 +120,9 @@ def load(
 
 
 def _refuse_stale(sw: Switchover, journal: Journal) -> None:
-    """An interrupted run older than `failover.journalMaxAgeHours` is not resumed: the world has moved on since."""
+    """An interrupted run older than `failover.journalMaxAgeHours` is not resumed (Journal.refuse_stale)."""
     limit = sw.settings.failover.journal_max_age_hours
-    if journal.resumed and journal.age_hours() > limit:
-        raise Unsafe(
-            f"the interrupted {sw.kind} of {sw.target.stack} started {journal.data['started_at']} "
-            f"({journal.age_hours():.1f} h ago, beyond failover.journalMaxAgeHours {limit:g}); check the pair's "
-            "state, then rerun with --restart"
-        )
+    journal.refuse_stale(limit, "failover.journalMaxAgeHours", "check the pair's state")
 
 
 def _read_journal(sw: Switchover) -> Journal:

@@ -194,6 +194,7 @@ def test_a_self_managed_database_restores_with_rds_only_when_asked() -> None:
     [
         ({}, "pitr needs --time T"),
         ({"window": True, "damage_xids": (7,)}, "--damage-xid goes with --cutover"),
+        ({"window": True, "restart": True}, "--restart goes with --cutover"),
         ({"time": "2026-11-27T14:05:00Z", "cutover": True, "wal_source": "bucket"}, "--wal-source bucket is not for"),
     ],
 )
