@@ -28,7 +28,7 @@ from drtopo.failover.lock import FailoverLock
 from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, SPECS, PlannedStep, Resume, Step, render
 from drtopo.failover.results import GuardResult, PreflightResult, RebuildResult, RolesResult, StepResult
 from drtopo.failover.roles import planned_switch
-from drtopo.failover.steps import STEPS, Kind, Switchover
+from drtopo.failover.steps import STEPS, Kind, Switchover, take_back
 from drtopo.incident.facts import Figures, Incident, MessageKind
 from drtopo.incident.notify import Notifier
 from drtopo.incident.statuspage import MONITORING
@@ -76,6 +76,7 @@ def load(
     skip_consumer_group: bool = False,
     strict: bool = False,
     break_lock: bool = False,
+    acknowledge_diverged: bool = False,
 ) -> Switchover:
     """Settings and outputs of the target stack and its peer; refuses a target that is already the primary (unless
     its interrupted run resumes)."""
@@ -96,6 +97,7 @@ def load(
         ctx=ctx,
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
+        acknowledge_diverged=acknowledge_diverged,
         dry_run=dry_run,
         break_lock=break_lock,
         report=Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None),
@@ -145,8 +147,8 @@ def switchover(
     **flags: bool,
 ) -> Outcome:
     """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
-    strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command` and `operator`
-    (`user@host`) go into the incident record."""
+    strict, break_lock, acknowledge_diverged), then run the plan that `plan_for(switchover, preflight)` names.
+    `command` and `operator` (`user@host`) go into the incident record."""
     sw = load(kind, stack, outputs_path, ctx, restart=restart, **flags)
     clock = Clock(ctx.reporter)
     notifier = incident_notifier(sw, command, operator)
@@ -215,6 +217,8 @@ def dry_run(sw: Switchover, plan_for: PlanFor, clock: Clock, json_path: Path | N
     plan = plan_for(sw, preflight)
     # Only a failover can measure its lag beforehand; a failback's target is not a replica until rebuilt.
     guard = runner.run(Step.GUARD, lambda: STEPS[Step.GUARD](sw)) if sw.kind == Kind.PROMOTE else None
+    if sw.kind == Kind.FAILBACK:
+        take_back(sw)  # what the rebuild step would re-apply and list, found without writing anything
     switch = planned_switch(sw.target.stack, sw.peer.stack, sw.project_dir)
     sw.report.measured.update(plan=[str(s.name) for s in plan], stack_files=[c.as_dict() for c in switch])
     sw.report.write(json_path)
