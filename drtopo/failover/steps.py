@@ -379,10 +379,26 @@ def rebuild_peer(sw: Switchover) -> RebuildResult:
     # The roles step has just given the peer its next generation: its replica is that one.
     settings = settings_for(sw.peer.stack, sw.project_dir)
     peer = sw.db(sw.peer).generation(settings)
+    # Fenced and drained, it took nothing after the fork: looked for all the same, as before every rebuild.
+    took = takeback.take_back(
+        sw.report,
+        sw.db(sw.target),
+        sw.db(sw.peer),
+        sw.ctx.state_dir,
+        apply=True,
+        acknowledged=sw.acknowledge_diverged,
+        name=f"{takeback.CHECK}.peer",
+    )
+    if not sw.acknowledge_diverged and (took.left or not took.looked):
+        raise StepFailed(
+            f"{sw.peer.stack} not rebuilt: {took.left} rows it took after the fork are listed, "
+            f"{', '.join(took.where) or took.reason}; rerun with --acknowledge-diverged once resolved"
+        )
     try:
         done = peer.rebuild(sw.db(sw.target), settings, sw.deployed.get(sw.peer.stack))
     except StandbyError as exc:
         raise StepFailed(str(exc)) from None
+    takeback.clear_fork(promoted=sw.target, old_primary=sw.peer)
     sw.report.check("rebuild-peer", True, f"{sw.peer.stack} is a replica of {sw.target.stack}: {done}")
     return _rebuild_result(done)
 

@@ -114,23 +114,30 @@ class TakeBack:
 
 
 def take_back(
-    report: Report, promoted: Database, old: Database, state_dir: Path, *, apply: bool, acknowledged: bool = False
+    report: Report,
+    promoted: Database,
+    old: Database,
+    state_dir: Path,
+    *,
+    apply: bool,
+    acknowledged: bool = False,
+    name: str = CHECK,
 ) -> TakeBack:
     """Find what `old` (an old primary) wrote after the fork that `promoted` lacks; with `apply`, re-apply it
-    (a server that is down with its files here is started read-only to be read first). Records check `diverged`
-    and `measured.diverged`; `acknowledged`: the operator accepts the listed rows (the check says so)."""
+    (a server that is down with its files here is started read-only to be read first). Records check `name` and
+    `measured[name]`; `acknowledged`: the operator accepts the listed rows (the check says so)."""
     p, o = promoted.outputs, old.outputs
     answers = old.open_for_reading() if apply else old.reachable()
     if not answers:
         took = TakeBack(False, reason=f"{o.stack}'s database does not answer: its writes after the fork not looked for")
-        report.measured[CHECK] = took.as_dict()
-        report.check(CHECK, acknowledged, took.reason + ("; acknowledged" if acknowledged else ""))
+        report.measured[name] = took.as_dict()
+        report.check(name, acknowledged, took.reason + ("; acknowledged" if acknowledged else ""))
         return took
     try:
         fork = read_fork(p, o)
     except (ClientError, BotoCoreError) as exc:
         fork = None
-        report.check(f"{CHECK}.fork", False, f"fork record in {p.config_bucket} unreadable: {one_line(exc)}")
+        report.check(f"{name}.fork", False, f"fork record in {p.config_bucket} unreadable: {one_line(exc)}")
     try:
         with connect(o) as old_conn, connect(p) as new_conn:
             diverged, shapes = find(old_conn, new_conn, fork)
@@ -138,8 +145,8 @@ def take_back(
                 reapply(old_conn, new_conn, diverged, shapes)
     except psycopg.Error as exc:
         took = TakeBack(False, reason=f"comparing {o.stack} with {p.stack} failed: {one_line(exc)}")
-        report.measured[CHECK] = took.as_dict()
-        report.check(CHECK, False, took.reason)
+        report.measured[name] = took.as_dict()
+        report.check(name, False, took.reason)
         return took
     document = {
         "old_primary": o.stack,
@@ -153,8 +160,8 @@ def take_back(
         try:
             took.where = keep(p, o, document, state_dir)
         except (OSError, ClientError, BotoCoreError) as exc:
-            report.check(f"{CHECK}.list", False, f"the list of found rows not kept: {one_line(exc)}")
-    report.measured[CHECK] = took.as_dict()
+            report.check(f"{name}.list", False, f"the list of found rows not kept: {one_line(exc)}")
+    report.measured[name] = took.as_dict()
     fork_said = "" if fork else "; no fork record: every changed row is a conflict"
     where = f"; list: {', '.join(took.where)}" if took.where else ""
     if took.left and apply:
@@ -164,5 +171,5 @@ def take_back(
     else:
         then = ""
     detail = f"{o.stack} vs {p.stack}: {diverged.summary()}{fork_said}{where}" + (f"; {then}" if then else "")
-    report.check(CHECK, not took.left or acknowledged, detail, value=took.left, limit=0)
+    report.check(name, not took.left or acknowledged, detail, value=took.left, limit=0)
     return took
