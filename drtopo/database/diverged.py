@@ -216,6 +216,7 @@ class TableShape:
     natural: tuple[str, ...]  # a unique NOT NULL key besides the primary key
     columns: tuple[str, ...]  # the columns a row is written with
     parents: dict[str, str] = field(default_factory=dict)  # referencing column -> referenced table (its key)
+    keyed: bool = True  # it has a primary key (of one column or more)
 
     @property
     def rekeyable(self) -> bool:
@@ -247,7 +248,7 @@ def shape(conn: psycopg.Connection, table: str) -> TableShape:
             (table,),
         ).fetchall()
     )
-    return TableShape(table, key, generated, natural, tuple(columns(conn, table)), parents)
+    return TableShape(table, key, generated, natural, tuple(columns(conn, table)), parents, bool(key_rows))
 
 
 def _after_fork(fork: Fork, column: sql.Composable) -> sql.Composable:
@@ -327,12 +328,27 @@ def find(old: psycopg.Connection, new: psycopg.Connection, fork: Fork | None) ->
     """Compare every service table (foreign-key order) with the old primary as the reference and classify each
     differing key. Both connections autocommit, no transaction open."""
     start = time.monotonic()
-    tables = [t for t in user_tables(new) if t in set(user_tables(old))]
-    order = foreign_key_order(tables, references(new))
-    diffs = compare(old, new, order, limit=ALL_KEYS)
-    shapes = {t: shape(new, t) for t in order}
+    old_tables = set(user_tables(old))
+    shared = [t for t in user_tables(new) if t in old_tables]
+    shapes = {t: shape(new, t) for t in shared}
+    keyed = [t for t in shared if shapes[t].keyed]
+    diffs = compare(old, new, foreign_key_order(keyed, references(new)), limit=ALL_KEYS)
     rows = [r for d in diffs for r in _classify_table(old, new, d, shapes[d.table], fork)]
+    # What cannot be compared by key is listed whole when it differs: never passed over in silence.
+    for t in sorted(old_tables - set(shared)):
+        if _fingerprint(old, t)[0]:
+            rows.append(FoundRow(t, None, Action.CONFLICT, note="a table only the old primary has"))
+    for t in shared:
+        if not shapes[t].keyed and _fingerprint(old, t) != _fingerprint(new, t):
+            rows.append(FoundRow(t, None, Action.CONFLICT, note="no primary key: its rows differ, not compared by key"))
     return Diverged(fork, rows, compare_seconds=time.monotonic() - start), shapes
+
+
+def _fingerprint(conn: psycopg.Connection, table: str) -> tuple[int, int]:
+    """(rows, sum of their text hashes) of a table."""
+    query = sql.SQL("SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM {} t")
+    count, total = conn.execute(query.format(sql.Identifier(table))).fetchone()
+    return int(count), int(total)
 
 
 # ---- re-applying -------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo.backup.store import encryption_args, s3_client
 from drtopo.database import Database
+from drtopo.database.compare import CompareError
 from drtopo.database.connect import connect
 from drtopo.database.diverged import Diverged, Fork, find, reapply
 from drtopo.errors import one_line
@@ -131,7 +132,10 @@ def take_back(
     if not answers:
         took = TakeBack(False, reason=f"{o.stack}'s database does not answer: its writes after the fork not looked for")
         report.measured[name] = took.as_dict()
-        report.check(name, acknowledged, took.reason + ("; acknowledged" if acknowledged else ""))
+        if apply:
+            report.check(name, acknowledged, took.reason + ("; acknowledged" if acknowledged else ""))
+        else:  # a search that writes nothing: the rebuild itself starts a stopped server read-only to look
+            report.skip(name, took.reason)
         return took
     try:
         fork = read_fork(p, o)
@@ -143,7 +147,7 @@ def take_back(
             diverged, shapes = find(old_conn, new_conn, fork)
             if apply and diverged.found:
                 reapply(old_conn, new_conn, diverged, shapes)
-    except psycopg.Error as exc:
+    except (psycopg.Error, CompareError, ValueError) as exc:
         took = TakeBack(False, reason=f"comparing {o.stack} with {p.stack} failed: {one_line(exc)}")
         report.measured[name] = took.as_dict()
         report.check(name, False, took.reason)
