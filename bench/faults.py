@@ -777,7 +777,7 @@ def partition_healing_after_promotion(lab: Lab, work: Path) -> Outcome:
     """Issues 21 and 26, one row: the lease off (drtopo:fencing.mode as shipped), prod cut off while a client inside
     its region keeps writing to it, dr promoted and written to, then the partition healed. validate on dr finds the
     rows prod took after the fork and lists them (nothing written); failback re-applies every one to dr before it
-    rebuilds prod (inserts keep their key, rows whose key dr handed out too get a new one), then switches back: every
+    rebuilds prod (under dr's next ids: dr handed prod's to its own clients), then switches back: every
     write acknowledged on either side is on prod at the end (0 lost), nothing left listed."""
     _replicated_commit(lab, "before-the-cut")
     inside, outside = _InsideWriter(lab, rate=50), DnsFollowingWriter(lab, rate=50)

@@ -19,6 +19,7 @@ from drtopo.failover.takeback import TakeBack, fork_key, found_key
         ("missing", True, False, True, False, Action.INSERT),  # the old primary's insert
         ("missing", False, False, False, False, Action.INSERT),  # open at the fork, committed on the old side only
         ("missing", False, False, True, False, Action.NONE),  # a row both had: the new primary deleted it
+        ("missing", True, False, True, True, Action.REKEY),  # a generated key: the next id, never a live client's
         # changed
         ("changed", True, False, True, False, Action.UPDATE),  # the old primary's update of an untouched row
         ("changed", False, False, False, False, Action.UPDATE),  # an update open at the fork
@@ -39,6 +40,7 @@ def test_each_differing_key_gets_what_its_two_versions_say(
 
 def test_without_the_fork_a_change_is_a_conflict_and_an_insert_is_still_taken_back() -> None:
     assert classify("missing", False) == Action.INSERT
+    assert classify("missing", False, rekeyable=True) == Action.REKEY
     assert classify("changed", False, True, True, True, True) == Action.CONFLICT
     assert classify("extra", False) == Action.NONE  # a delete cannot be told from the new primary's insert
 
