@@ -780,7 +780,7 @@ def partition_healing_after_promotion(lab: Lab, work: Path) -> Outcome:
     rebuilds prod (under dr's next ids: dr handed prod's to its own clients), then switches back: every
     write acknowledged on either side is on prod at the end (0 lost), nothing left listed."""
     _replicated_commit(lab, "before-the-cut")
-    inside, outside = _InsideWriter(lab, rate=50), DnsFollowingWriter(lab, rate=50)
+    inside, outside = _InsideWriter(lab, rate=50, prefix="inside"), DnsFollowingWriter(lab, rate=50)
     inside.start()
     outside.start()
     try:
