@@ -964,6 +964,69 @@ def mirrormaker_links_reset(lab: Lab, work: Path) -> Outcome:
     )
 
 
+class _InsideWriter(DnsFollowingWriter):
+    """A client inside prod's region: it writes to prod's own server whatever DNS says (past the gate)."""
+
+    def primary(self) -> str:
+        return "prod"
+
+
+def partition_healing_after_promotion(lab: Lab, work: Path) -> Outcome:
+    """Issues 21 and 26, one row: the lease off (drtopo:fencing.mode as shipped), prod cut off while a client inside
+    its region keeps writing to it, dr promoted and written to, then the partition healed. validate on dr finds the
+    rows prod took after the fork and lists them (nothing written); failback re-applies every one to dr before it
+    rebuilds prod (under dr's next ids: dr handed prod's to its own clients), then switches back: every
+    write acknowledged on either side is on prod at the end (0 lost), nothing left listed."""
+    _replicated_commit(lab, "before-the-cut")
+    inside, outside = _InsideWriter(lab, rate=50, prefix="inside"), DnsFollowingWriter(lab, rate=50)
+    inside.start()
+    outside.start()
+    try:
+        wait_acks(inside, 20)
+        lab.partition("prod")
+        try:
+            promoted, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
+            promoted_at = time.time()
+            wait_acks(inside, len(inside.acks) + 60)  # split-brain writes: prod acknowledges them after the fork
+            deadline = time.monotonic() + 30
+            while sum(a.stack == "dr" for a in outside.acks) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            lab.heal()
+        took_inside = inside.stop()
+        validated, found = _cmd(lab, "validate", "dr", work, "--skip", "service", "--skip", "kafka", env=_env(work))
+        failback, back = _cmd(lab, "failback", "prod", work, *DB_ONLY, env=_env(work))
+    finally:
+        inside.stop()
+        acks = [*outside.stop(), *inside.acks]
+    split_brain = sum(a.at > promoted_at for a in took_inside)
+    seen = found.get("measured", {}).get("diverged") or {}
+    done = back.get("measured", {}).get("diverged") or {}
+    lost = len(acks) - len(present(lab, "prod", [a.key for a in acks]))
+    problems = _end_state_problems(lab, "prod")
+    ok = (
+        promoted.returncode == 0
+        and split_brain > 0
+        and _outcomes(found, "diverged")["diverged"] == "fail"  # listed, not yet re-applied
+        and (seen.get("found") or 0) >= split_brain
+        and failback.returncode == 0
+        and _outcomes(back, "diverged")["diverged"] == "pass"
+        and done.get("found") == done.get("reapplied") >= split_brain
+        and done.get("listed") == 0
+        and lost == 0
+        and not problems
+        and _no_traceback(promoted, validated, failback)
+    )
+    return Outcome(
+        ok,
+        f"promote exit {promoted.returncode}; prod took {split_brain} writes after promotion; validate found "
+        f"{seen.get('found')} ({seen.get('counts')}); failback exit {failback.returncode}, re-applied "
+        f"{done.get('reapplied')} of {done.get('found')}, listed {done.get('listed')}; {len(acks)} acknowledged, "
+        f"{lost} lost; " + ("; ".join(problems) or "settled on prod"),
+        lost,
+    )
+
+
 # -- backups ----------------------------------------------------------------------------------------------------
 def _damaged_dump(lab: Lab, work: Path, damage: Callable[[bytes], bytes]) -> Outcome:
     """A dump damaged in its bucket: verify fails its sha256 check (exit 1); a restore into an empty database
@@ -1180,6 +1243,11 @@ FAULTS: list[Fault] = [
         "peer's configuration bucket unreachable",
         "lock and journal in dr: crash, resume, exit 0",
         peer_configuration_bucket_unreachable,
+    ),
+    Fault(
+        "partition healing after promotion (lease off)",
+        "writes prod took re-applied by failback, 0 lost",
+        partition_healing_after_promotion,
     ),
     Fault("MirrorMaker stopped", "exit 1, lag reported", mirrormaker_stopped),
     Fault(

@@ -302,10 +302,11 @@ class Ack:
 class DnsFollowingWriter(threading.Thread):
     """Inserts rows at `rate` per second into whichever stack's database DNS names PRIMARY."""
 
-    def __init__(self, lab: Lab, rate: float = 100.0) -> None:
+    def __init__(self, lab: Lab, rate: float = 100.0, prefix: str = "writer") -> None:
         super().__init__(name="dns-following-writer", daemon=True)
         self.lab = lab
         self.rate = rate
+        self.prefix = prefix  # of its transaction ids: two writers at once must not write the same ones
         self.acks: list[Ack] = []
         self.errors = 0
         self._halt = threading.Event()
@@ -326,7 +327,7 @@ class DnsFollowingWriter(threading.Thread):
         n = 0
         while not self._halt.is_set():
             n += 1
-            key = f"writer-{n}"
+            key = f"{self.prefix}-{n}"
             try:
                 stack = self.primary()
                 if stack not in conns:

@@ -21,13 +21,21 @@ from scripts.cli import command_line, failover_flags, failover_options, main_gua
 def run(argv: Sequence[str] | None, ctx: Context) -> int:
     p = parser("failback", __doc__.splitlines()[0], changes_state=True)
     failover_flags(p)
+    p.add_argument(
+        "--acknowledge-diverged",
+        action="store_true",
+        help="rebuild the old primary although rows it took after the fork are listed, not re-applied (conflicts, "
+        "deletes; the list is kept in the configuration bucket and the state folder), or could not be looked for",
+    )
+    args = p.parse_args(argv)
     outcome = switchover(
         Kind.FAILBACK,
         lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack, app_move(sw)),
         ctx,
         command=command_line("failback", argv),
         operator=operator(),
-        **failover_options(p.parse_args(argv)),
+        acknowledge_diverged=args.acknowledge_diverged,
+        **failover_options(args),
     )
     return show_switchover(outcome)
 

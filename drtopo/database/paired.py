@@ -41,6 +41,9 @@ class PairedDatabase:
     def rebuildable_when_down(self) -> bool:
         return self.data.rebuildable_when_down() or self.control.rebuildable_when_down()
 
+    def open_for_reading(self) -> bool:
+        return self.data.open_for_reading()
+
     def require_replica(self) -> None:
         self.data.require_replica()
 

@@ -54,6 +54,11 @@ class Database(Protocol):
         directory with PG_VERSION), or the RDS API of its region answers."""
         ...
 
+    def open_for_reading(self) -> bool:
+        """Make it answer, for reading what it holds before a rebuild: a server that is down with its files here is
+        started with writes refused (`default_transaction_read_only` on its command line); True when it answers."""
+        ...
+
     def require_replica(self) -> None:
         """Unsafe ("target not ready") unless it is a replica that a promotion can make the primary."""
         ...

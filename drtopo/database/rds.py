@@ -336,6 +336,9 @@ class RdsDatabase:
     def rebuildable_when_down(self) -> bool:
         return region_answers(self.outputs)
 
+    def open_for_reading(self) -> bool:
+        return self.reachable()  # an instance is started by its control plane, never from here
+
     def require_replica(self) -> None:
         inst = describe(self.outputs) or {}
         if not inst.get("ReadReplicaSourceDBInstanceIdentifier"):

@@ -184,7 +184,10 @@ def failback_plan(target: str, peer: str, app: AppMove | None = None) -> list[Pl
             Step.PREFLIGHT, f"load settings and outputs of {target} and {peer}; {peer} must be the writable primary"
         ),
         PlannedStep(
-            Step.REBUILD, f"rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; RDS replica)"
+            Step.REBUILD,
+            f"re-apply to {peer} what {target} wrote after the fork (what cannot be is listed and stops the run "
+            f"until acknowledged), then rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; "
+            "RDS replica)",
         ),
         PlannedStep(Step.CATCH_UP, f"wait until {target} has replayed what {peer} has written"),
         _guard(target),

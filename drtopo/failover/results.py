@@ -64,6 +64,7 @@ class DrainResult(StepResult):
 class PromoteResult(StepResult):
     details: dict[str, Any] = field(default_factory=dict)
     fence_pending: str | None = None  # where the fence owed to the old primary is recorded
+    fork: str | None = None  # where the fork from the old primary is recorded (drtopo/failover/takeback.py)
 
 
 @dataclass(frozen=True)

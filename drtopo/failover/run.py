@@ -35,7 +35,7 @@ from drtopo.failover.results import (
     StepResult,
 )
 from drtopo.failover.roles import planned_switch
-from drtopo.failover.steps import STEPS, Kind, Switchover
+from drtopo.failover.steps import STEPS, Kind, Switchover, take_back
 from drtopo.incident.facts import Figures, Incident, MessageKind
 from drtopo.incident.notify import Notifier
 from drtopo.incident.statuspage import MONITORING
@@ -84,6 +84,7 @@ def load(
     skip_app_check: bool = False,
     strict: bool = False,
     break_lock: bool = False,
+    acknowledge_diverged: bool = False,
 ) -> Switchover:
     """Settings and outputs of the target stack and its peer; refuses a target that is already the primary (unless
     its interrupted run resumes)."""
@@ -105,6 +106,7 @@ def load(
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
         skip_app_check=skip_app_check,
+        acknowledge_diverged=acknowledge_diverged,
         dry_run=dry_run,
         break_lock=break_lock,
         report=Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None),
@@ -149,8 +151,8 @@ def switchover(
     **flags: bool,
 ) -> Outcome:
     """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
-    skip_app_check, strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command`
-    and `operator` (`user@host`) go into the incident record."""
+    skip_app_check, strict, break_lock, acknowledge_diverged), then run the plan that `plan_for(switchover,
+    preflight)` names. `command` and `operator` (`user@host`) go into the incident record."""
     sw = load(kind, stack, outputs_path, ctx, restart=restart, **flags)
     clock = Clock(ctx.reporter)
     notifier = incident_notifier(sw, command, operator)
@@ -219,6 +221,8 @@ def dry_run(sw: Switchover, plan_for: PlanFor, clock: Clock, json_path: Path | N
     plan = plan_for(sw, preflight)
     # Only a failover can measure its lag beforehand; a failback's target is not a replica until rebuilt.
     guard = runner.run(Step.GUARD, lambda: STEPS[Step.GUARD](sw)) if sw.kind == Kind.PROMOTE else None
+    if sw.kind == Kind.FAILBACK:
+        take_back(sw)  # what the rebuild step would re-apply and list, found without writing anything
     switch = planned_switch(sw.target.stack, sw.peer.stack, sw.project_dir)
     sw.report.measured.update(plan=[str(s.name) for s in plan], stack_files=[c.as_dict() for c in switch])
     sw.report.write(json_path)

@@ -28,9 +28,10 @@ from drtopo.backup import wal
 from drtopo.backup.store import s3_client
 from drtopo.context import Context
 from drtopo.database import Database, database_for, replication
+from drtopo.database.diverged import Fork, fork_point
 from drtopo.database.loss_bound import BoundKind
 from drtopo.database.platform import FenceError, StandbyError, session
-from drtopo.failover import marker, pending
+from drtopo.failover import marker, pending, takeback
 from drtopo.failover.dns import DATA_PLANE, DnsFailoverError, fail_over
 from drtopo.failover.plan import AppMove, Step
 from drtopo.failover.protect import JobsNotResumed, missing_protection, resume_backup_jobs
@@ -92,6 +93,8 @@ class Switchover:
     skip_consumer_group: bool = False
     # DNS moves to the target even when its application was not seen healthy (reported, never silent).
     skip_app_check: bool = False
+    # The rows an old primary took that are listed (not re-applied) are accepted: its rebuild may go on.
+    acknowledge_diverged: bool = False
     dry_run: bool = False
     break_lock: bool = False
     report: Report = field(default_factory=Report)
@@ -238,11 +241,34 @@ def drain(sw: Switchover) -> DrainResult:
     return DrainResult(final_lsn=final, waited_seconds=round(waited, 3))
 
 
+def _fork(sw: Switchover) -> Fork | None:
+    """Where the pair forks, read on the standby just before its promotion (None: it does not answer or is out of
+    recovery already, a resumed run's)."""
+    try:
+        with sw.sql(sw.target) as conn:
+            return None if conn is None else fork_point(conn)
+    except psycopg.Error:
+        return None
+
+
+def _record_fork(sw: Switchover, fork: Fork | None) -> str | None:
+    if fork is None:
+        return None
+    try:
+        return takeback.record_fork(sw.target, sw.peer, fork)
+    except (ClientError, BotoCoreError) as exc:
+        # Promoted already: said, not raised; a later search without it lists every changed row as a conflict.
+        sw.report.check("fork", False, f"fork from {sw.peer.stack} not recorded: {exc}")
+        return None
+
+
 def promote(sw: Switchover) -> PromoteResult:
+    fork = _fork(sw)
     try:
         details = sw.db(sw.target).promote()
     except StandbyError as exc:
         raise Unsafe(str(exc)) from None
+    fork_record = _record_fork(sw, fork)
     if sw.settings.fencing.mode is FencingMode.LEASE:
         # The old primary's guard fences with ALTER DATABASE, which replicates: the new primary must not keep it.
         try:
@@ -259,7 +285,7 @@ def promote(sw: Switchover) -> PromoteResult:
             sw.report.check("fence.pending", False, f"fence owed to {sw.peer.stack} not recorded: {exc}")
     shown = {**details, **({"fence_pending": where} if where else {})}
     sw.report.check("promote", True, "; ".join(f"{k}={v}" for k, v in shown.items()))
-    return PromoteResult(details=details, fence_pending=where)
+    return PromoteResult(details=details, fence_pending=where, fork=fork_record)
 
 
 def consumer_group(sw: Switchover) -> ConsumerGroupResult:
@@ -459,14 +485,39 @@ def _rebuild_result(details: dict) -> RebuildResult:
     return RebuildResult(details=details, pulumi_import=list(details.pop("pulumi_import", [])))
 
 
+def take_back(sw: Switchover) -> None:
+    """Before the old primary is rebuilt: what it wrote after the fork is re-applied to the current primary, or
+    listed; Unsafe while something is listed (or could not be looked for) and not acknowledged."""
+    took = takeback.take_back(
+        sw.report,
+        sw.db(sw.peer),
+        sw.db(sw.target),
+        sw.ctx.state_dir,
+        apply=not sw.dry_run,
+        acknowledged=sw.acknowledge_diverged,
+    )
+    if sw.acknowledge_diverged or sw.dry_run:  # a dry run only reports what it found
+        return
+    if not took.looked:
+        raise Unsafe(f"{took.reason}; a rebuild would discard them: start it, or pass --acknowledge-diverged")
+    if took.left:
+        raise Unsafe(
+            f"{took.left} rows {sw.target.stack} took after the fork cannot be re-applied to {sw.peer.stack} without "
+            f"overwriting (conflicts, deletes), listed in {', '.join(took.where) or 'the report'}; a rebuild would "
+            "discard them: resolve them, or pass --acknowledge-diverged"
+        )
+
+
 def rebuild(sw: Switchover) -> RebuildResult:
     target = sw.db(sw.target)
+    take_back(sw)
     try:
         done = target.rebuild(sw.db(sw.peer), sw.settings, sw.deployed.get(sw.target.stack))
     except StandbyError as exc:
         raise StepFailed(str(exc)) from None
     sw.target = target.generation(sw.settings, refresh=True).outputs
     pending.clear(promoted=sw.peer, old_primary=sw.target)  # a replica takes no writes: nothing owed
+    takeback.clear_fork(promoted=sw.peer, old_primary=sw.target)  # nor writes of its own left to find
     sw.report.check("rebuild", True, f"{sw.target.stack} is a replica of {sw.peer.stack}: {done}")
     return _rebuild_result(done)
 
@@ -484,10 +535,26 @@ def rebuild_peer(sw: Switchover) -> RebuildResult:
     # The roles step has just given the peer its next generation: its replica is that one.
     settings = settings_for(sw.peer.stack, sw.project_dir)
     peer = sw.db(sw.peer).generation(settings)
+    # Fenced and drained, it took nothing after the fork: looked for all the same, as before every rebuild.
+    took = takeback.take_back(
+        sw.report,
+        sw.db(sw.target),
+        sw.db(sw.peer),
+        sw.ctx.state_dir,
+        apply=True,
+        acknowledged=sw.acknowledge_diverged,
+        name=f"{takeback.CHECK}.peer",
+    )
+    if not sw.acknowledge_diverged and (took.left or not took.looked):
+        raise StepFailed(
+            f"{sw.peer.stack} not rebuilt: {took.left} rows it took after the fork are listed, "
+            f"{', '.join(took.where) or took.reason}; rerun with --acknowledge-diverged once resolved"
+        )
     try:
         done = peer.rebuild(sw.db(sw.target), settings, sw.deployed.get(sw.peer.stack))
     except StandbyError as exc:
         raise StepFailed(str(exc)) from None
+    takeback.clear_fork(promoted=sw.target, old_primary=sw.peer)
     sw.report.check("rebuild-peer", True, f"{sw.peer.stack} is a replica of {sw.target.stack}: {done}")
     return _rebuild_result(done)
 

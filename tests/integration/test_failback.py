@@ -174,15 +174,20 @@ def test_failback_after_sigkill_rewinds_the_crashed_primary(fresh_pg: Lab, tmp_p
 
     assert promoted.returncode == 0, promoted.stderr
     assert failback.returncode == 0, failback.stderr
-    rebuilt = next(c for c in json.loads((tmp_path / "failback.json").read_text())["checks"] if c["name"] == "rebuild")
+    document = json.loads((tmp_path / "failback.json").read_text())
+    rebuilt = next(c for c in document["checks"] if c["name"] == "rebuild")
     assert "pg_rewind" in rebuilt["detail"]
-    # What survived the failover and every write acknowledged since is on prod after the failback.
+    # What survived the failover and every write acknowledged since is on prod after the failback; before rewinding
+    # prod, failback looked for what the crashed prod (started read-only) committed that dr lacks, and re-applied it.
     keys = [a.key for a in acks]
     on_prod = present(fresh_pg, "prod", keys)
     first_on_dr = next(i for i, a in enumerate(acks) if a.stack == "dr")
     after_failover = {a.key for a in acks[first_on_dr:]}
     assert survived <= on_prod
     assert after_failover <= on_prod
+    found = document["measured"]["diverged"]
+    assert found["looked"] is True and found["fork"] is not None
+    assert found["found"] == found["reapplied"] and found["listed"] == 0
     assert_back_to_baseline(fresh_pg, stack_files)
 
 

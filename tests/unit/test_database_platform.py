@@ -104,6 +104,10 @@ class Half:
         self.calls.append(f"{self.name}.rebuildable_when_down")
         return self.answers
 
+    def open_for_reading(self) -> bool:
+        self.calls.append(f"{self.name}.open_for_reading")
+        return self.answers
+
     def require_replica(self) -> None:
         self._did("require_replica")
 
@@ -218,3 +222,10 @@ def test_each_platform_refuses_the_other_platforms_restore_flags(db: type, flags
     database = RdsDatabase(outputs(RDS_ARN, None)) if db is RdsDatabase else database_for(outputs("x", SERVER))
     with pytest.raises(BadInput, match=message):
         database.check_restore(request)
+
+
+def test_the_pair_is_opened_for_reading_by_its_server_alone() -> None:
+    """Before a rebuild the old primary's rows are read from the server; the control plane starts nothing."""
+    calls: list[str] = []
+    assert pair(calls, control_answers=True, data_answers=False).open_for_reading() is False
+    assert calls == ["postgres.open_for_reading"]
