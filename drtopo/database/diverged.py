@@ -339,15 +339,15 @@ def find(old: psycopg.Connection, new: psycopg.Connection, fork: Fork | None) ->
     rows = [r for d in diffs for r in _classify_table(old, new, d, shapes[d.table], fork)]
     # What cannot be compared by key is listed whole when it differs: never passed over in silence.
     for t in sorted(old_tables - set(shared)):
-        if _fingerprint(old, t)[0]:
+        if _table_digest(old, t)[0]:
             rows.append(FoundRow(t, None, Action.CONFLICT, note="a table only the old primary has"))
     for t in shared:
-        if not shapes[t].keyed and _fingerprint(old, t) != _fingerprint(new, t):
+        if not shapes[t].keyed and _table_digest(old, t) != _table_digest(new, t):
             rows.append(FoundRow(t, None, Action.CONFLICT, note="no primary key: its rows differ, not compared by key"))
     return Diverged(fork, rows, compare_seconds=time.monotonic() - start), shapes
 
 
-def _fingerprint(conn: psycopg.Connection, table: str) -> tuple[int, int]:
+def _table_digest(conn: psycopg.Connection, table: str) -> tuple[int, int]:
     """(rows, sum of their text hashes) of a table."""
     query = sql.SQL("SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) FROM {} t")
     count, total = conn.execute(query.format(sql.Identifier(table))).fetchone()
