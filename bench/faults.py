@@ -412,7 +412,8 @@ def _closed_port() -> int:
 def dns_api_failing_after_promotion(lab: Lab, work: Path) -> Outcome:
     """Both ways of moving DNS fail after the promotion: CloudWatch refuses (the takeover signal cannot be written,
     the command's CloudWatch at a closed loopback port) and the record UPSERT names a zone Route53 does not have. The
-    run stops with dns left to do (exit 1); the rerun, with both answering, finishes it through the data plane."""
+    run stops with dns left to do, and application-down behind it (exit 1); the rerun, with both answering, finishes
+    them through the data plane."""
     folder = work / "outputs"
     folder.mkdir()
     (folder / "prod.json").write_text(lab.prod.outputs_path.read_text())
@@ -441,7 +442,8 @@ def dns_api_failing_after_promotion(lab: Lab, work: Path) -> Outcome:
     rerun, again = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
     ok = (
         proc.returncode == 1
-        and left == ["dns"]
+        # The old region's application goes down only once DNS has left it (REQUIRES), so it is left too.
+        and left == ["dns", "application-down"]
         and "not written" in dns_detail  # the signal failed first, then the fallback
         and again.get("measured", {}).get("dns_path") == "data plane"
         and checks == {"dns": "fail", "promote": "pass", "roles": "pass"}
@@ -1217,7 +1219,11 @@ FAULTS: list[Fault] = [
     Fault("replica beyond the RPO", "exit 3, replica-lag fail, nothing changed", replica_beyond_the_rpo),
     Fault("fence impossible, old primary answers", "exit 3, nothing changed", fence_impossible),
     Fault("consumer group with live members", "exit 1, consumer-group left, rerun 0", consumer_group_with_live_members),
-    Fault("DNS API failing after promotion", "exit 1, dns left, rerun 0", dns_api_failing_after_promotion),
+    Fault(
+        "DNS API failing after promotion",
+        "exit 1, dns and application-down left, rerun 0",
+        dns_api_failing_after_promotion,
+    ),
     Fault("two promotes at once", "one runs, one refused by the lock", two_promotes_at_once),
     Fault("lock held by another operator", "exit 3 naming it", lock_held_by_another_operator),
     Fault("stale journal", "exit 3 until --restart", stale_journal),

@@ -59,7 +59,7 @@ from lab import (
     process,
     wal_agent,
 )
-from lab.project import LAB_APPLICATION, LAB_STACKS, REPO_DIR, StackEndpoints, write_project
+from lab.project import LAB_APPLICATION, LAB_STACKS, REPO_DIR, StackEndpoints, replace_file, write_project
 from lab.region import Region
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
@@ -487,7 +487,7 @@ class Lab:
         endpoints = self._gated_endpoints()
         for region in self._regions.values():
             document = stack_outputs(region.settings, resources[region.stack], endpoints, self.pg)
-            region.outputs_path.write_text(json.dumps(document, indent=2) + "\n")
+            replace_file(region.outputs_path, json.dumps(document, indent=2) + "\n")
 
     def down(self) -> list[str]:
         """Stop every recorded process, clients before servers, in parallel within each wave; returns their names.

@@ -9,6 +9,8 @@ copy, never the repository. The rewrite is a pure function of the repo's config 
 from __future__ import annotations
 
 import copy
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,14 @@ def with_topics_rf1(stack: str, config: dict[str, Any], source_dir: Path) -> dic
     return out
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` in one atomic replace: the lab reads the project copy from other threads (each region's settings,
+    at every access) while a reset rewrites it, and a half-written stack file can parse as YAML that lacks its role."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_project(
     project_dir: Path,
     endpoints: dict[str, StackEndpoints],
@@ -142,7 +152,7 @@ def write_project(
     """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's;
     `standby_replicas`: the application's on the standby, for a warm-standby drill)."""
     project_dir.mkdir(parents=True, exist_ok=True)
-    (project_dir / "Pulumi.yaml").write_text((source_dir / "Pulumi.yaml").read_text())
+    replace_file(project_dir / "Pulumi.yaml", (source_dir / "Pulumi.yaml").read_text())
     for stack in LAB_STACKS:
         document = yaml.safe_load(stack_file(stack, source_dir).read_text()) or {}
         config = dict(document.get("config") or {})
@@ -155,4 +165,4 @@ def write_project(
         config = with_lab_secrets(config)
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"
         text = header + yaml.safe_dump({**document, "config": config}, sort_keys=False)
-        stack_file(stack, project_dir).write_text(text)
+        replace_file(stack_file(stack, project_dir), text)
