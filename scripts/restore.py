@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and removed and a new cutover runs; after its swap nothing is cut over again: the run says what it left "
         "undone",
     )
+    at.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="with --cutover: take the failover lock from a run that is gone for good (as promote and failback do). "
+        "Safe only once you have checked that the run the refusal names (its operation, pid and host) is no longer "
+        "running; a lock left by a run that died on this machine is taken over without it",
+    )
     for action in at._actions:  # the shared --dry-run says "change nothing"; a pitr dry run writes to the primary
         if action.dest == "dry_run":
             action.help = (
@@ -302,6 +309,7 @@ def _pitr_request(top: argparse.ArgumentParser, args: argparse.Namespace) -> Pit
             width=timedelta(seconds=args.width),
             tables=tuple(args.table),
             restart=args.restart,
+            break_lock=args.break_lock,
         )
     except BadFlags as exc:
         top.error(str(exc))

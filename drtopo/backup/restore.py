@@ -243,12 +243,13 @@ def recover_with_cutover(
     validate, swap in; then the standby of `peer()` (the peer stack's outputs) follows, and (self-managed) a base
     backup of the new timeline goes into the WAL bucket. Without `request.time`, T is just before the commit of the
     earliest `--damage-xid` (read from the WAL). A real run holds the failover lock of both stacks of the pair
-    throughout (a promote or failback meanwhile is refused, and this run is refused while one of them runs) and, on
-    a self-managed server with `state_dir`, journals each step (cutover.CutoverStep) beside the lock: a rerun after a
-    crash resumes after the last step done, with the T and transactions the journal holds, unless the journal is
-    older than `max_age_hours` (Unsafe until `request.restart`; see `_restart` for what a restart does). `after_step`:
-    called with each journalled step's name (the crash tests' hook). Returns the lines to show: why T, then a dry
-    run's rows or the cutover's report."""
+    throughout (a promote or failback meanwhile is refused, and this run is refused while one of them runs, unless
+    `request.break_lock` takes the lock from a holder that is gone for good) and, on a self-managed server with
+    `state_dir`, journals each step (cutover.CutoverStep) beside the lock: a rerun after a crash resumes after the
+    last step done, with the T and transactions the journal holds, unless the journal is older than `max_age_hours`
+    (Unsafe until `request.restart`; see `_restart` for what a restart does). `after_step`: called with each
+    journalled step's name (the crash tests' hook). Returns the lines to show: why T, then a dry run's rows or the
+    cutover's report."""
     database = database_for(outputs).restorer(request.rds)
     database.check_restore(request)
     partner = peer()
@@ -257,7 +258,7 @@ def recover_with_cutover(
         return [*lines, *database.cutover(request, report, clock, lambda: _database_or_none(partner))]
     server = None if request.rds else outputs.self_managed
     pair = [outputs, *([partner] if partner is not None else [])]
-    with lock.held(pair, "cutover", outputs.stack) as locks:
+    with lock.held(pair, "cutover", outputs.stack, request.break_lock) as locks:
         clock.say(f"lock taken: {', '.join(held.where for held in locks)}")
         report.measured["locks"] = [held.where for held in locks]
         journal = cutover_journal(outputs, state_dir) if server is not None and state_dir is not None else None
