@@ -10,6 +10,7 @@ write probe, the streaming replay lag).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -145,6 +146,25 @@ def reachable(outputs: StackOutputs) -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+def wait_writable(outputs: StackOutputs, timeout_s: float, poll_s: float = 2.0) -> float | None:
+    """The wall time at which a new session on `outputs`' endpoint may first write (not in recovery, not read-only by
+    default), polled every `poll_s`; None when it did not within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with connect(outputs) as conn:
+                row = conn.execute(
+                    "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')"
+                ).fetchone()
+            if row is not None and not row[0] and row[1] == "off":
+                return time.time()
+        except psycopg.OperationalError:
+            pass  # the endpoint moves to the renamed instance; its name resolves again shortly
+        if time.monotonic() + poll_s > deadline:
+            return None
+        time.sleep(poll_s)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from drtopo.database.platform import (
     prove_read_only,
     reachable,
     streaming_lag,
+    wait_writable,
 )
 from drtopo.database.replication import Lag, rds_replica_bound, rds_replica_lag
 from drtopo.outputs import StackOutputs
@@ -241,6 +242,9 @@ def rebuild_rds(
 
 # ---- fencing -----------------------------------------------------------------------------------------------------
 
+# After the rename swap the endpoint's name resolves to the restored instance once RDS has moved it (minutes at
+# worst); the cutover waits this long for a write to go through there before it says that none did.
+WRITABLE_WAIT_SECONDS = 300.0
 READ_ONLY = {"ParameterName": "default_transaction_read_only", "ParameterValue": "1", "ApplyMethod": "immediate"}
 
 
@@ -458,7 +462,22 @@ class RdsDatabase:
         report.check(
             "cutover", True, f"{name} now serves as {outputs.db_instance_id}; the damaged instance is kept as {kept}"
         )
-        report.measured.update(outcome.measured(), swap=swapped, cutover_at=time.time())
+        # Writes are refused from the start of the fence (outcome.fenced_from) until the endpoint, now the restored
+        # instance's, takes one: the write-unavailability window the report shows.
+        endpoint = f"{outputs.db_address}:{outputs.db_port}"
+        with clock.step(f"wait until the restored instance takes writes at {endpoint}"):
+            writable_at = wait_writable(outputs, WRITABLE_WAIT_SECONDS)
+        if writable_at is None:
+            report.check(
+                "writable",
+                False,
+                f"{endpoint} took no write within {WRITABLE_WAIT_SECONDS:g} s of the swap; check the instance "
+                f"{outputs.db_instance_id} and its endpoint (`python -m scripts.validate --stack {outputs.stack} "
+                "--expect primary`)",
+            )
+        report.measured.update(
+            outcome.measured(), swap=swapped, writable_at=writable_at, cutover_at=writable_at or time.time()
+        )
         return []
 
     def follow(self, source: Database, report: Report, clock: Clock) -> None:
