@@ -60,7 +60,7 @@ from drtopo.failover.journal import JOURNAL_PREFIX
 from drtopo.failover.lock import lock_key
 from drtopo.failover.plan import Step
 from drtopo.settings import load_settings
-from lab import kafka, kube_workloads
+from lab import kafka, kube, kube_workloads, registry
 from lab.core import Lab
 
 CRASHED = -signal.SIGKILL
@@ -921,6 +921,84 @@ def _mirror_restarts(lab: Lab) -> tuple[str, int]:
     return pod["metadata"]["name"], sum(c.get("restartCount", 0) for c in statuses)
 
 
+REGISTRY_PULL_TIMEOUT_S = 120.0
+PULL_REFUSED = ("ErrImagePull", "ImagePullBackOff")
+
+
+def _pull_probe(name: str, namespace: str, image: str) -> dict[str, Any]:
+    """A pod that only starts once its image is pulled from the registry its name says (policy Always): `true` on
+    the node's network, as drtopo's job account would run it (non-root, nothing mounted)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"drtopo.lab/probe": "registry"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "hostNetwork": True,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "imagePullPolicy": "Always",
+                    "command": ["true"],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+
+
+def _pull_outcome(lab: Lab, namespace: str, name: str, deadline: float) -> str:
+    """`started` once the pod's container ran (its image pulled), `refused` once the pull failed (ErrImagePull,
+    ImagePullBackOff), `waiting` at the deadline."""
+    while True:
+        proc = kube.kubectl(lab.root, "get", "pod", name, "-n", namespace, "-o", "json", check=False)
+        if proc.returncode == 0:
+            status = json.loads(proc.stdout).get("status", {})
+            if status.get("phase") in ("Running", "Succeeded"):
+                return "started"
+            for container in status.get("containerStatuses", []):
+                state = container.get("state", {})
+                if "terminated" in state or "running" in state:
+                    return "started"
+                if state.get("waiting", {}).get("reason") in PULL_REFUSED:
+                    return "refused"
+        if time.monotonic() > deadline:
+            return "waiting"
+        time.sleep(0.5)
+
+
+def prod_registry_down(lab: Lab, work: Path) -> Outcome:
+    """prod's registry down (its process stopped: a registry outage in us-east-1) after ECR's replication had copied
+    the backup image to dr's registry: a pod in dr naming dr's own registry (as the stacks' images do, policy
+    workload-image-own-region) pulls and starts, from dr's registry (its access log shows containerd's request); the
+    control, the same pod naming prod's registry, fails to pull. Both pods use pull policy Always, so an image
+    already on the node proves nothing."""
+    refs = lab.publish_image("backup")
+    repository, tag = refs["dr"].split("/", 1)[1].rsplit(":", 1)
+    digests = {s: lab.registry_digest(s, repository, tag) for s in ("prod", "dr")}
+    namespace = lab.dr.namespace
+    names = {"own": "registry-probe-own", "peer": "registry-probe-peer"}
+    lab.stop_registry("prod")
+    try:
+        pods = [_pull_probe(names["own"], namespace, refs["dr"]), _pull_probe(names["peer"], namespace, refs["prod"])]
+        listing = {"apiVersion": "v1", "kind": "List", "items": pods}
+        kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(listing))
+        deadline = time.monotonic() + REGISTRY_PULL_TIMEOUT_S
+        results = {which: _pull_outcome(lab, namespace, name, deadline) for which, name in names.items()}
+    finally:
+        kube.kubectl(lab.root, "delete", "pod", *names.values(), "-n", namespace, "--wait=false", check=False)
+        lab.start_registries()
+    from_dr = registry.pulled_by_containerd(lab.registry_log("dr"), repository, tag)
+    ok = results == {"own": "started", "peer": "refused"} and from_dr and digests["prod"] == digests["dr"]
+    same = "same digest" if digests["prod"] == digests["dr"] else f"digests differ {digests}"
+    got = f"dr's image {results['own']}, prod's {results['peer']}; pulled from dr's registry {from_dr}; {same}"
+    return Outcome(ok, got)
+
+
 def mirrormaker_links_reset(lab: Lab, work: Path) -> Outcome:
     """The cross-region link MirrorMaker consumes through (prod's `kafka-pods` gate) resets every connection as soon
     as it carries a byte (Toxiproxy's reset_peer), mid-stream: the mirror was caught up, then 300 records are
@@ -1262,6 +1340,11 @@ FAULTS: list[Fault] = [
         mirrormaker_links_reset,
     ),
     Fault("source Kafka down", "exit 1, mirror unmeasurable", source_kafka_down),
+    Fault(
+        "prod's registry down",
+        "dr's pod pulls from dr's registry and starts; prod's refused",
+        prod_registry_down,
+    ),
     Fault("truncated dump", "verify 1, restore 1 on sha256", truncated_dump),
     Fault("bit-flipped dump", "verify 1, restore 1 on sha256", bit_flipped_dump),
     Fault("PITR time outside the archive", "exit 2", pitr_outside_the_archive),

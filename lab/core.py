@@ -42,6 +42,7 @@ from confluent_kafka import KafkaException
 
 from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import wal
+from drtopo.images import ecr_image
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import bucket_outputs, load_outputs, outputs_document
 from drtopo.settings import Role, Settings
@@ -57,6 +58,7 @@ from lab import (
     kube_workloads,
     postgres,
     process,
+    registry,
     wal_agent,
 )
 from lab.project import LAB_APPLICATION, LAB_STACKS, REPO_DIR, StackEndpoints, replace_file, write_project
@@ -216,6 +218,7 @@ class Lab:
             "service": lambda s: f"{node_ip}:{ports['service'][s]}",
             "aws": lambda s: f"{process.LOOPBACK}:{ports['aws']}",
             "kube": lambda s: f"{node_ip}:{kube.KubePorts().apiserver}",
+            "registry": lambda s: f"{process.LOOPBACK}:{ports['registry'][s]}",
         }
         return [
             gates.Proxy(gates.proxy_name(s, kind), ports["gates"][s][kind], upstreams[kind](s))
@@ -289,7 +292,7 @@ class Lab:
             "inbox": process.free_port(),
             **{
                 kind: {s: process.free_port() for s in LAB_STACKS}
-                for kind in ("postgres", "service", "kafka", "kafka_pods", "kafka_gate", "kafka_pods_gate")
+                for kind in ("postgres", "service", "kafka", "kafka_pods", "kafka_gate", "kafka_pods_gate", "registry")
             },
             "gates": {
                 "api": process.free_port(),
@@ -346,6 +349,57 @@ class Lab:
         aws.seed_random(self.aws_endpoint, EMULATOR_SEED)
         stacks = {s: self.region(s).settings for s in LAB_STACKS}
         return aws.seed(self.aws_endpoint, stacks, self.inbox_url, self.password)
+
+    # ---- container registries (lab/registry.py) -----------------------------------------------------------------
+    def registry_host(self, stack: str) -> str:
+        """The ECR host the stack's own images name (its settings' backup image), e.g.
+        `123456789012.dkr.ecr.us-west-2.amazonaws.com`."""
+        image = self.region(stack).settings.kubernetes.backup_image
+        found = ecr_image(image)
+        if found is None:
+            raise ValueError(f"{stack}'s backup image {image} names no ECR registry; the lab serves ECR hosts only")
+        return image.split("/", 1)[0]
+
+    def start_registries(self) -> None:
+        """Each region's registry (those not running yet), and the node's containerd told to pull each region's ECR
+        host through that region's gate (plain HTTP)."""
+        hosts = kube.registry_hosts_dir(kube.Layout(self.root))
+        for stack in LAB_STACKS:
+            name = registry.process_name(stack)
+            if not process.running(self.root, name):
+                registry.start(self.root, stack, self._port("registry", stack))
+            server = f"http://{self.node_ip}:{self.region(stack).gate_port('registry')}"
+            folder = hosts / self.registry_host(stack)
+            folder.mkdir(parents=True, exist_ok=True)
+            replace_file(folder / "hosts.toml", registry.hosts_toml(server))
+
+    def stop_registry(self, name: str) -> None:
+        """The region's registry stops (a registry outage; `start_registries` brings it back)."""
+        process.stop(self.root, registry.process_name(self.stack_of(name)))
+
+    def registry_log(self, name: str) -> str:
+        """The region's registry's log (its access log: each request, with the client's user agent)."""
+        path = self.root / "logs" / f"{registry.process_name(self.stack_of(name))}.log"
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+    def registry_digest(self, name: str, repository: str, tag: str) -> str:
+        """The manifest digest of `repository:tag` in the region's registry (read directly, not through its gate)."""
+        return registry.manifest_digest(self._port("registry", self.stack_of(name)), repository, tag)
+
+    def publish_image(self, name: str = "backup") -> dict[str, str]:
+        """The lab image `name` pushed to the primary's registry under the repository and tag the stacks name, and
+        copied to the peer's registry through the primary's gate (ECR's replication); returns each stack's image
+        reference (its own region's ECR host)."""
+        self.start_registries()
+        declared = {"backup": "backup_image", "mirrormaker": "mirror_maker_image"}
+        if name not in declared:
+            raise ValueError(f"lab image {name!r} is not one the stacks declare; expected one of {sorted(declared)}")
+        refs = {s: str(getattr(self.region(s).settings.kubernetes, declared[name])) for s in LAB_STACKS}
+        repository, tag = refs[PRIMARY_STACK].split("/", 1)[1].rsplit(":", 1)
+        registry.push(images.archives()[name], self._port("registry", PRIMARY_STACK), repository, tag)
+        source = self.region(PRIMARY_STACK).gate_port("registry")
+        registry.replicate(source, self._port("registry", STANDBY_STACK), repository, tag)
+        return refs
 
     # ---- the incident inbox (lab/inbox.py) --------------------------------------------------------------------
     @property
@@ -810,6 +864,8 @@ class Lab:
             *(self._port("postgres", s) for s in LAB_STACKS),
             self._port("aws"),
             *(self._port("gates", s)["kafka-pods"] for s in LAB_STACKS),
+            # The node's containerd pulls each region's ECR host name through that region's gate (lab/registry.py).
+            *(self._port("gates", s)["registry"] for s in LAB_STACKS),
             *(self._port("kafka_pods", s) for s in LAB_STACKS),
         ]
         network = kube.cluster_network(self.root)

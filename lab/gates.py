@@ -10,6 +10,8 @@ and kind, named `<stack>-<kind>`:
     service     outside clients -> the region's service stand-in (on the Kubernetes node's address)
     aws         the scripts -> the one AWS emulator, as the region's API endpoint (DRTOPO_AWS_ENDPOINTS)
     kube        the stack's kubeconfig context -> the lab's one kube-apiserver
+    registry    the lab's containerd (pulling the region's ECR host name) and the peer's replication -> the
+                region's container registry (lab/registry.py), started on first use
 
 What stays inside a region does not pass a gate: the region's service to its own database, in-region pods to their
 own cluster's PODS listener, the WAL agent, the lab's own set-up and status.
@@ -38,7 +40,7 @@ from typing import Any
 from lab import process, toxiproxy_build
 
 PROCESS_NAME = "gates"
-KINDS = ("postgres", "kafka", "kafka-pods", "service", "aws", "kube")
+KINDS = ("postgres", "kafka", "kafka-pods", "service", "aws", "kube", "registry")
 PARTITION = "partition"
 WAN = "wan"
 RESET = "reset"
