@@ -992,7 +992,7 @@ def prod_registry_down(lab: Lab, work: Path) -> Outcome:
     finally:
         kube.kubectl(lab.root, "delete", "pod", *names.values(), "-n", namespace, "--wait=false", check=False)
         lab.start_registries()
-    from_dr = registry.pulled_by_containerd(lab.registry_log("dr"), repository, tag)
+    from_dr = registry.pulled_by_containerd(lab.registry_log("dr"), repository, tag, refs["dr"].split("/", 1)[0])
     ok = results == {"own": "started", "peer": "refused"} and from_dr and digests["prod"] == digests["dr"]
     same = "same digest" if digests["prod"] == digests["dr"] else f"digests differ {digests}"
     got = f"dr's image {results['own']}, prod's {results['peer']}; pulled from dr's registry {from_dr}; {same}"

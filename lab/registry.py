@@ -136,11 +136,12 @@ def manifest_digest(port: int, repository: str, tag: str) -> str:
     return _skopeo("inspect", "--tls-verify=false", "--format", "{{.Digest}}", ref, timeout=60).strip()
 
 
-def pulled_by_containerd(log_text: str, repository: str, tag: str) -> bool:
-    """Whether a registry's access log shows containerd resolving `repository:tag` (a pull's first request: a HEAD or
-    GET of the manifest by its tag, containerd's user agent) (pure)."""
-    request = f"/v2/{repository}/manifests/{tag} "
+def pulled_by_containerd(log_text: str, repository: str, tag: str, host: str) -> bool:
+    """Whether a registry's access log shows containerd resolving `repository:tag` as an image of `host` (a pull's
+    first request: a HEAD or GET of the manifest by its tag, containerd's user agent; containerd names the host the
+    image reference said in the `ns` query parameter) (pure)."""
+    request = f"/v2/{repository}/manifests/{tag}?ns={host} "
     return any(
-        request in line and ('"GET ' in line or '"HEAD ' in line) and "containerd" in line
+        request in line and ('"GET ' in line or '"HEAD ' in line) and '"containerd/' in line
         for line in log_text.splitlines()
     )

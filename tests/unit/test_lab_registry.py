@@ -41,24 +41,30 @@ def test_each_region_has_a_registry_gate() -> None:
     assert gates.split_name(gates.proxy_name("dr", "registry")) == ("dr", "registry")
 
 
+DR_HOST = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 LOG = "\n".join(
     [
         '127.0.0.1 - - [03/Dec/2026:06:09:24 +0000] "PUT /v2/drtopo/backup/manifests/1.0.0-pg15 HTTP/1.1" 201 0 ""'
         ' "skopeo/1.9.3"',
         '127.0.0.1 - - [03/Dec/2026:06:09:25 +0000] "GET /v2/drtopo/backup/manifests/1.0.0-pg15 HTTP/1.1" 200 1405 ""'
         ' "skopeo/1.9.3"',
-        '127.0.0.1 - - [03/Dec/2026:06:10:01 +0000] "HEAD /v2/drtopo/kafka/manifests/3.9.1 HTTP/1.1" 200 1405 ""'
-        ' "containerd/1.6.20~ds1"',
+        '127.0.0.1 - - [03/Dec/2026:06:10:01 +0000] "HEAD /v2/drtopo/kafka/manifests/3.9.1?ns=' + DR_HOST + ' HTTP/1.1"'
+        ' 200 1405 "" "containerd/1.6.20~ds1"',
+        '127.0.0.1 - - [03/Dec/2026:06:10:01 +0000] "GET /v2/drtopo/kafka/manifests/sha256:b9f6?ns='
+        + DR_HOST
+        + ' HTTP/1.1"'
+        ' 200 1405 "" "containerd/1.6.20~ds1"',
     ]
 )
 
 
-def test_a_pull_is_containerd_resolving_the_manifest_by_its_tag() -> None:
-    assert registry.pulled_by_containerd(LOG, "drtopo/kafka", "3.9.1")
-    # skopeo's own push and inspect are not a pull; another tag or repository is not this one.
-    assert not registry.pulled_by_containerd(LOG, "drtopo/backup", "1.0.0-pg15")
-    assert not registry.pulled_by_containerd(LOG, "drtopo/kafka", "3.9")
-    assert not registry.pulled_by_containerd(LOG, "drtopo/kafk", "3.9.1")
+def test_a_pull_is_containerd_resolving_the_manifest_by_its_tag_for_the_host_the_image_named() -> None:
+    assert registry.pulled_by_containerd(LOG, "drtopo/kafka", "3.9.1", DR_HOST)
+    # skopeo's own push and inspect are not a pull; another tag, repository or host is not this one.
+    assert not registry.pulled_by_containerd(LOG, "drtopo/backup", "1.0.0-pg15", DR_HOST)
+    assert not registry.pulled_by_containerd(LOG, "drtopo/kafka", "3.9", DR_HOST)
+    assert not registry.pulled_by_containerd(LOG, "drtopo/kafk", "3.9.1", DR_HOST)
+    assert not registry.pulled_by_containerd(LOG, "drtopo/kafka", "3.9.1", DR_HOST.replace("us-west-2", "us-east-1"))
 
 
 def test_references_name_the_registry_on_loopback() -> None:
