@@ -9,6 +9,11 @@ attempts, so a call to a cut-off region fails within `call_bound_seconds()` (abo
 service, operation, region and endpoint (`_name_failure`). Every call is logged (service, operation, region, the
 names it acts on, the HTTP status), never its body: bodies carry secrets.
 
+Within a failover run (`unanswered_not_retried`, which promote and failback enter) an endpoint that timed out once is
+not tried again: every later call to it fails at once with `NotRetried` (a connect timeout, naming the endpoint and
+the first failure), so a partitioned region costs the run one bound, not one per step (the role marker's read, the
+incident topic, the old region's signals). Only timeouts count: a refused connection fails fast by itself.
+
 Endpoints are per region, as VPC interface endpoints are: the command edge (scripts/cli.py, from
 DRTOPO_AWS_ENDPOINTS) hands `use_endpoints` a map region -> URL, and every client of a region in the map goes there.
 A global service goes to its home region's endpoint (Route53: us-east-1, where its control plane lives). A region
@@ -18,13 +23,16 @@ An explicit `endpoint_url` (the lab's own set-up) wins over both.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ConnectTimeoutError, ReadTimeoutError
 
 from drtopo.outputs import StackOutputs
 
@@ -62,6 +70,37 @@ CLIENT_CONFIG = Config(
 GLOBAL_SERVICES = {"route53": "us-east-1", "iam": "us-east-1", "cloudfront": "us-east-1"}
 
 _endpoints: dict[str, str] = {}
+# Inside `unanswered_not_retried`: endpoint (scheme://host:port) -> the line of its first timeout; None outside.
+_unanswered: dict[str, str] | None = None
+
+
+class NotRetried(ConnectTimeoutError):
+    """A call not made: its endpoint timed out earlier in this run (`unanswered_not_retried`)."""
+
+    fmt = "{endpoint_url} not tried again: it did not answer earlier in this run ({first})"
+
+
+def endpoint_key(url: str | None) -> str:
+    """The endpoint a URL reaches, as `scheme://host:port` (pure): S3's path-style URLs name the bucket after it."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@contextlib.contextmanager
+def unanswered_not_retried() -> Iterator[dict[str, str]]:
+    """For the duration: an endpoint that timed out is not called again (NotRetried at once); yields the endpoints
+    given up on so far (endpoint -> its first failure). Nested use keeps the outer record."""
+    global _unanswered
+    if _unanswered is not None:
+        yield _unanswered
+        return
+    _unanswered = {}
+    try:
+        yield _unanswered
+    finally:
+        _unanswered = None
 
 
 def call_bound_seconds() -> float:
@@ -108,7 +147,17 @@ def client(service: str, region: str, *, endpoint_url: str | None = None, **cred
     made.meta.events.register("before-parameter-build", _log_call)
     made.meta.events.register("after-call", _log_answer)
     made.meta.events.register("after-call-error", _name_failure)
+    made.meta.events.register("before-call", functools.partial(_skip_unanswered, endpoint_key(made.meta.endpoint_url)))
     return made
+
+
+def _skip_unanswered(endpoint: str, model: Any, context: dict[str, Any], **_: Any) -> None:
+    given_up = _unanswered
+    if given_up is None or endpoint not in given_up:
+        return
+    service, operation, region = model.service_model.service_name, model.name, context.get("client_region")
+    log.debug("aws %s.%s in %s not tried: %s timed out earlier in this run", service, operation, region, endpoint)
+    raise NotRetried(endpoint_url=endpoint, first=given_up[endpoint])
 
 
 def failure_line(exc: BaseException, service: str, operation: str, region: str | None) -> str:
@@ -127,6 +176,11 @@ def _name_failure(exception: BaseException, context: dict[str, Any], event_name:
     service, operation = (parts[1], parts[2]) if len(parts) >= 3 else ("aws", "call")
     line = failure_line(exception, service, operation, context.get("client_region"))
     exception.args = (line, *exception.args[1:])
+    given_up = _unanswered
+    if given_up is not None and isinstance(exception, (ConnectTimeoutError, ReadTimeoutError)):
+        endpoint = endpoint_key(getattr(exception, "kwargs", {}).get("endpoint_url"))
+        if endpoint:
+            given_up.setdefault(endpoint, f"{service} {operation} in {context.get('client_region')}")
 
 
 def _log_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:

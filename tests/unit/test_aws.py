@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Iterator
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.config import Config
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from drtopo import aws
 from drtopo.aws import client, endpoint_for, failure_line, parse_endpoints, use_endpoints
@@ -115,3 +118,59 @@ def test_a_command_gets_its_endpoints_from_the_environment(monkeypatch: pytest.M
     monkeypatch.setenv(AWS_ENDPOINTS_ENV, "us-east-1")
     with pytest.raises(SystemExit):
         context_from_environment()
+
+
+# Within a failover run an endpoint that timed out is given up on: a partition costs the run one bound, not one per
+# step. A listening socket that never accepts is a partitioned endpoint (the kernel completes the handshake, nothing
+# answers); the test's clients wait 0.2 s per read, one attempt.
+FAST = Config(connect_timeout=0.2, read_timeout=0.2, retries={"total_max_attempts": 1, "mode": "standard"})
+KEYS = {"aws_access_key_id": "k", "aws_secret_access_key": "s"}
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_an_endpoint_that_timed_out_in_a_run_is_not_called_again_in_that_run(
+    silent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aws, "CLIENT_CONFIG", FAST)
+    other = f"http://127.0.0.1:{closed_port()}"
+    with aws.unanswered_not_retried() as given_up:
+        with pytest.raises(ReadTimeoutError):
+            client("ssm", "us-east-1", endpoint_url=silent, **KEYS).get_parameter(Name="/drtopo/roles/dr/prod")
+        assert list(given_up) == [silent]
+        assert given_up[silent] == "ssm GetParameter in us-east-1"
+        started = time.monotonic()
+        with pytest.raises(aws.NotRetried) as raised:
+            client("s3", "us-east-1", endpoint_url=f"{silent}/", **KEYS).list_objects_v2(Bucket="drtopo-us-east-1")
+        assert time.monotonic() - started < 0.15  # not even a connect
+        assert isinstance(raised.value, ConnectTimeoutError)  # callers treat it as the timeout it stands for
+        assert str(raised.value) == (
+            f"{silent} not tried again: it did not answer earlier in this run (ssm GetParameter in us-east-1)"
+        )
+        # Another endpoint is still tried; a refusal (fast by itself) is not recorded.
+        with pytest.raises(EndpointConnectionError):
+            client("sns", "us-west-2", endpoint_url=other, **KEYS).list_topics()
+        assert list(given_up) == [silent]
+    # Outside the run the endpoint is tried again.
+    with pytest.raises(ReadTimeoutError):
+        client("ssm", "us-east-1", endpoint_url=silent, **KEYS).get_parameter(Name="/drtopo/roles/dr/prod")
+
+
+def test_outside_a_run_every_call_is_tried(silent: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aws, "CLIENT_CONFIG", FAST)
+    watch = client("cloudwatch", "us-east-1", endpoint_url=silent, **KEYS)
+    for _ in range(2):
+        with pytest.raises(ReadTimeoutError):
+            watch.describe_alarms(AlarmNames=["drtopo-us-east-1-takeover"])
+
+
+def test_an_endpoint_is_its_scheme_host_and_port() -> None:
+    assert aws.endpoint_key("http://127.0.0.1:4001/drtopo-wal/wal/0001") == "http://127.0.0.1:4001"
+    assert aws.endpoint_key("https://ssm.us-east-1.amazonaws.com") == "https://ssm.us-east-1.amazonaws.com"
+    assert aws.endpoint_key(None) == ""
