@@ -10,6 +10,11 @@ and kind, named `<stack>-<kind>`:
     service     outside clients -> the region's service stand-in (on the Kubernetes node's address)
     aws         the scripts -> the one AWS emulator, as the region's API endpoint (DRTOPO_AWS_ENDPOINTS)
     kube        the stack's kubeconfig context -> the lab's one kube-apiserver
+    egress-<to> the region's pods (the lease's guard) -> the `aws` gate of region <to>: a call out of a region
+                crosses its own boundary and then the other's, so it fails when either region is cut off
+
+The lease's witness region (lab/project.py WITNESS_REGION) is a region of the lab with one gate, `witness-aws`, and
+nothing behind it but the emulator: `partition("witness")` is the witness region down.
 
 What stays inside a region does not pass a gate: the region's service to its own database, in-region pods to their
 own cluster's PODS listener, the WAL agent, the lab's own set-up and status.
@@ -36,6 +41,8 @@ from lab import process, toxiproxy_build
 
 PROCESS_NAME = "gates"
 KINDS = ("postgres", "kafka", "kafka-pods", "service", "aws", "kube")
+WITNESS = "witness"  # the witness region's name among the gates
+EGRESS = "egress-"
 PARTITION = "partition"
 WAN = "wan"
 STREAMS = ("upstream", "downstream")
@@ -50,8 +57,16 @@ def proxy_name(stack: str, kind: str) -> str:
     return f"{stack}-{kind}"
 
 
+def egress_kind(to: str) -> str:
+    """The kind of a region's way out to region `to` (a stack, or WITNESS) (pure)."""
+    return f"{EGRESS}{to}"
+
+
 def split_name(name: str) -> tuple[str, str]:
     """(stack, kind) of a proxy name `<stack>-<kind>` (pure)."""
+    if f"-{EGRESS}" in name:
+        stack, _, to = name.partition(f"-{EGRESS}")
+        return stack, egress_kind(to)
     for kind in KINDS:
         if name.endswith(f"-{kind}"):
             return name.removesuffix(f"-{kind}"), kind
@@ -149,7 +164,7 @@ class Gates:
         """Cut the region of `stack` off: every one of its gates (or only those of `kinds`, e.g. `aws`: its API
         alone) drops all bytes both ways. Returns the proxies."""
         wanted = None if kinds is None else set(kinds)
-        if wanted is not None and wanted - set(KINDS):
+        if wanted is not None and {k for k in wanted if not k.startswith(EGRESS)} - set(KINDS):
             raise ValueError(f"unknown gate kinds {sorted(wanted - set(KINDS))}; expected some of {', '.join(KINDS)}")
         names = [n for n in self.names(stack) if wanted is None or split_name(n)[1] in wanted]
         if not names:

@@ -44,6 +44,20 @@ class StackEndpoints:
         return f"http://{self.service_host}:{self.service_port}"
 
 
+# The primary lease as the lab runs it when switched on (`Lab.set_fencing`, `python -m lab up --fencing lease`): a
+# short lease so its fault rows and drill take seconds (production keeps its 30 s / 5 s defaults); the witness store
+# in a third region with a gate of its own (lab/gates.py); the lab's guard fences as the lab's one database role
+# (the lab's service stand-in writes as it too, so only it may end those sessions; on RDS neither is a superuser).
+WITNESS_REGION = "eu-west-1"
+LAB_LEASE = {
+    "mode": "lease",
+    "leaseSeconds": 6,
+    "renewSeconds": 2,
+    "witnessRegion": WITNESS_REGION,
+    "witnessStack": "prod",
+    "databaseRole": "postgres",
+}
+
 LAB_MIRROR_TUNING = {
     "replicationFactor": 1,
     "emitCheckpointsIntervalSeconds": 2,
@@ -106,13 +120,23 @@ def with_topics_rf1(stack: str, config: dict[str, Any], source_dir: Path) -> dic
     return out
 
 
+def with_fencing(config: dict[str, Any], fencing: dict[str, Any] | None) -> dict[str, Any]:
+    """`config` with `drtopo:fencing` set to `fencing` (None: left as the repo's, the lease off) (pure)."""
+    out = copy.deepcopy(config)
+    if fencing is not None:
+        out[f"{PROJECT}:fencing"] = dict(fencing)
+    return out
+
+
 def write_project(
     project_dir: Path,
     endpoints: dict[str, StackEndpoints],
     roles: dict[str, Role] | None = None,
     source_dir: Path = REPO_DIR,
+    fencing: dict[str, Any] | None = None,
 ) -> None:
-    """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's)."""
+    """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's;
+    `fencing`: the lease's settings of both stacks, e.g. LAB_LEASE)."""
     project_dir.mkdir(parents=True, exist_ok=True)
     (project_dir / "Pulumi.yaml").write_text((source_dir / "Pulumi.yaml").read_text())
     for stack in LAB_STACKS:
@@ -123,6 +147,7 @@ def write_project(
         role = (roles or {}).get(stack) or settings.role
         config = with_topics_rf1(stack, lab_config(config, endpoints[stack], endpoints[peer], role), source_dir)
         config = with_namespace(config, lab_namespace(settings.kubernetes.namespace, settings.region))
+        config = with_fencing(config, fencing)
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"
         text = header + yaml.safe_dump({**document, "config": config}, sort_keys=False)
         stack_file(stack, project_dir).write_text(text)

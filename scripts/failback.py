@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from drtopo.context import Context
 from drtopo.failover.plan import failback_plan
 from drtopo.failover.run import switchover
-from drtopo.failover.steps import Kind
+from drtopo.failover.steps import Kind, lease_on
 from scripts.cli import command_line, failover_flags, failover_options, main_guard, operator, parser, show_switchover
 
 
@@ -23,7 +23,7 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     failover_flags(p)
     outcome = switchover(
         Kind.FAILBACK,
-        lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack),
+        lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack, lease_on(sw.settings)),
         ctx,
         command=command_line("failback", argv),
         operator=operator(),

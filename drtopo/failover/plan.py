@@ -18,6 +18,7 @@ class Step(StrEnum):
     FENCE = "fence"
     DRAIN = "drain"
     PROMOTE = "promote"
+    LEASE_GUARDS = "lease-guards"
     CONSUMER_GROUP = "consumer-group"
     DNS = "dns"
     ROLES = "roles"
@@ -49,6 +50,7 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.FENCE, mutating=True, resume=Resume.REPEAT_IF_UNDONE),
         StepSpec(Step.DRAIN, mutating=True),
         StepSpec(Step.PROMOTE, mutating=True),
+        StepSpec(Step.LEASE_GUARDS, mutating=True),
         StepSpec(Step.CONSUMER_GROUP, mutating=True),
         StepSpec(Step.DNS, mutating=True),
         StepSpec(Step.ROLES, mutating=True),
@@ -94,8 +96,20 @@ def _switch(target: str, peer: str) -> list[PlannedStep]:
     ]
 
 
-def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedStep]:
-    """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned."""
+def _lease_guards(target: str, peer: str) -> list[PlannedStep]:
+    """With the primary lease (drtopo:fencing.mode lease): the guards follow the promotion at once."""
+    return [
+        PlannedStep(
+            Step.LEASE_GUARDS,
+            f"restart {target}'s lease guard until it renews the epoch taken; stop {peer}'s once its database refuses "
+            f"writes (else leave it running: it fences {peer} the moment it answers)",
+        )
+    ]
+
+
+def promote_plan(target: str, peer: str, peer_reachable: bool, lease: bool = False) -> list[PlannedStep]:
+    """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned; `lease`: the
+    primary lease is on."""
     fence = (
         _fence_and_drain(target, peer)
         if peer_reachable
@@ -113,12 +127,14 @@ def promote_plan(target: str, peer: str, peer_reachable: bool) -> list[PlannedSt
         PlannedStep(
             Step.PROMOTE, f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"
         ),
+        *(_lease_guards(target, peer) if lease else []),
         *_switch(target, peer),
     ]
 
 
-def failback_plan(target: str, peer: str) -> list[PlannedStep]:
-    """Back to the original primary `target` from the current primary `peer`, as a planned switchover."""
+def failback_plan(target: str, peer: str, lease: bool = False) -> list[PlannedStep]:
+    """Back to the original primary `target` from the current primary `peer`, as a planned switchover; `lease`: the
+    primary lease is on."""
     return [
         PlannedStep(
             Step.PREFLIGHT, f"load settings and outputs of {target} and {peer}; {peer} must be the writable primary"
@@ -130,6 +146,7 @@ def failback_plan(target: str, peer: str) -> list[PlannedStep]:
         _guard(target),
         *_fence_and_drain(target, peer),
         PlannedStep(Step.PROMOTE, f"promote {target}'s database until writable"),
+        *(_lease_guards(target, peer) if lease else []),
         *_switch(target, peer),
         PlannedStep(
             Step.REBUILD_PEER, f"rebuild {peer} as a replica of {target}, so the region pair is protected again"

@@ -36,3 +36,13 @@ def test_render_numbers_every_step() -> None:
     text = render(promote_plan("dr", "prod", peer_reachable=True))
     assert text.splitlines()[0].startswith(" 1. preflight")
     assert "dr's takeover signal on in its region, prod's off" in text
+
+
+def test_with_the_lease_the_guards_follow_the_promotion_at_once() -> None:
+    for plan in (promote_plan("dr", "prod", True, lease=True), promote_plan("dr", "prod", False, lease=True)):
+        steps = names(plan)
+        assert steps[steps.index("promote") + 1] == "lease-guards"
+    steps = names(failback_plan("prod", "dr", lease=True))
+    assert steps[steps.index("promote") + 1] == "lease-guards" and steps[-1] == "rebuild-peer"
+    assert "lease-guards" in MUTATING
+    assert "lease-guards" not in names(promote_plan("dr", "prod", True)) + names(failback_plan("prod", "dr"))

@@ -1,6 +1,7 @@
 """The drill's scenarios, one per row of the objectives table, in the table's order; each is one object (see
 scenario.py) in its own file. A new scenario is a new file and one line here. A variant plays a row another way
-(region-failure-kill: the region dies instead of being cut off); it is run when named, not by `--scenario all`."""
+(region-failure-kill: the region dies instead of being cut off; region-failure-lease: cut off with the primary
+lease on); it is run when named, not by `--scenario all`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from scripts.drill.scenarios.database_corruption import DatabaseCorruption
 from scripts.drill.scenarios.kafka_cluster_failure import KafkaClusterFailure
 from scripts.drill.scenarios.region_failure import RegionFailure
 from scripts.drill.scenarios.region_failure_kill import RegionFailureKill
+from scripts.drill.scenarios.region_failure_lease import RegionFailureLease
 from scripts.drill.scenarios.scenario import Scenario
 from scripts.drill.scenarios.single_pod_failure import SinglePodFailure
 
@@ -21,7 +23,7 @@ SCENARIOS: tuple[Scenario[Any], ...] = (
     KafkaClusterFailure(),
     ConfigurationLoss(),
 )
-VARIANTS: tuple[Scenario[Any], ...] = (RegionFailureKill(),)
+VARIANTS: tuple[Scenario[Any], ...] = (RegionFailureKill(), RegionFailureLease())
 NAMES = tuple(s.name for s in SCENARIOS)
 BY_NAME: dict[str, Scenario[Any]] = {s.name: s for s in (*SCENARIOS, *VARIANTS)}
 # What `--scenario` accepts by name: the table's rows and the variants.

@@ -36,6 +36,8 @@ class RegionFigures(Figures):
     # Writes the old primary acknowledged after the promotion's point of no return (its in-region client's).
     split_brain_writes: int | None = None
     inside_writes_acknowledged: int | None = None
+    # With the primary lease: how long promote waited for the old primary's lease to run out (an RTO phase).
+    lease_wait_seconds: float | None = None
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Promotion:
     dns_path: str | None
     flipped_seconds: float | None  # since promote started, until DNS moved
     point_of_no_return: float | None  # wall-clock time promote's `promote` step ended (dr writable)
+    lease_wait_seconds: float | None = None  # the lease's expiry promote waited for (lease on, old primary silent)
 
 
 def promotion(report: Path, started_at: float) -> Promotion:
@@ -53,7 +56,9 @@ def promotion(report: Path, started_at: float) -> Promotion:
     measured: dict[str, Any] = json.loads(report.read_text()).get("measured", {}) if report.exists() else {}
     step = next((s for s in measured.get("steps") or [] if s.get("step") == "promote"), None)
     ponr = None if step is None or step.get("at_seconds") is None else started_at + float(step["at_seconds"])
-    return Promotion(measured.get("dns_path"), measured.get("seconds_to_dns_flipped"), ponr)
+    return Promotion(
+        measured.get("dns_path"), measured.get("seconds_to_dns_flipped"), ponr, measured.get("lease_wait_seconds")
+    )
 
 
 def split_brain(inside: list[Ack], point_of_no_return: float | None) -> int | None:
@@ -142,6 +147,7 @@ class RegionFailure(Scenario[_Region]):
             dns_path=promoted.dns_path,
             split_brain_writes=split_brain(inside, promoted.point_of_no_return),
             inside_writes_acknowledged=len(inside),
+            lease_wait_seconds=promoted.lease_wait_seconds,
         )
         m.rows_acknowledged, m.failed_requests = len(stats.acks), stats.errors
         run.checks.check(
