@@ -44,6 +44,7 @@ from bench.switchover import (
     DB_ONLY,
     FAILED_OVER_DNS,
     DnsFollowingWriter,
+    application_settled,
     connect,
     end_state,
     outputs,
@@ -54,11 +55,13 @@ from bench.switchover import (
     wait_acks,
     write_refused,
 )
+from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.errors import one_line
 from drtopo.failover.journal import JOURNAL_PREFIX
 from drtopo.failover.lock import lock_key
 from drtopo.failover.plan import Step
 from drtopo.settings import load_settings
+from lab import kafka, kube, kube_workloads, registry
 from lab.core import Lab
 
 CRASHED = -signal.SIGKILL
@@ -142,6 +145,8 @@ def _end_state_problems(lab: Lab, primary: str) -> list[str]:
         problems.append(f"Pulumi.{primary}.yaml not primary")
     if "drtopo:role: standby" not in state["stack_files"][other]:
         problems.append(f"Pulumi.{other}.yaml not standby")
+    if not application_settled(lab, primary):
+        problems.append(f"application {state['application']}")
     return problems
 
 
@@ -292,11 +297,12 @@ def old_primary_returns_writable(lab: Lab, work: Path) -> Outcome:
     return Outcome(ok, detail)
 
 
-def _tiny_rpo_project(lab: Lab, work: Path) -> Path:
+def _tiny_rpo_project(lab: Lab, work: Path, rpo_minutes: float = 0.000001) -> Path:
+    """A copy of the lab's project whose dr stack has a region-failure RPO of `rpo_minutes` (tiny by default)."""
     project = work / "project"
     subprocess.run(["cp", "-r", str(lab.project_dir), str(project)], check=True)
     with (project / "Pulumi.dr.yaml").open("a") as f:
-        f.write("  drtopo:objectives:\n    regionFailure:\n      rtoMinutes: 240\n      rpoMinutes: 0.000001\n")
+        f.write(f"  drtopo:objectives:\n    regionFailure:\n      rtoMinutes: 240\n      rpoMinutes: {rpo_minutes}\n")
     return project
 
 
@@ -407,7 +413,8 @@ def _closed_port() -> int:
 def dns_api_failing_after_promotion(lab: Lab, work: Path) -> Outcome:
     """Both ways of moving DNS fail after the promotion: CloudWatch refuses (the takeover signal cannot be written,
     the command's CloudWatch at a closed loopback port) and the record UPSERT names a zone Route53 does not have. The
-    run stops with dns left to do (exit 1); the rerun, with both answering, finishes it through the data plane."""
+    run stops with dns left to do, and application-down behind it (exit 1); the rerun, with both answering, finishes
+    them through the data plane."""
     folder = work / "outputs"
     folder.mkdir()
     (folder / "prod.json").write_text(lab.prod.outputs_path.read_text())
@@ -436,7 +443,8 @@ def dns_api_failing_after_promotion(lab: Lab, work: Path) -> Outcome:
     rerun, again = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
     ok = (
         proc.returncode == 1
-        and left == ["dns"]
+        # The old region's application goes down only once DNS has left it (REQUIRES), so it is left too.
+        and left == ["dns", "application-down"]
         and "not written" in dns_detail  # the signal failed first, then the fallback
         and again.get("measured", {}).get("dns_path") == "data plane"
         and checks == {"dns": "fail", "promote": "pass", "roles": "pass"}
@@ -767,6 +775,339 @@ def prod_partitioned_while_promote_measures_lag(lab: Lab, work: Path) -> Outcome
     )
 
 
+# The WAN of the lag row: a realistic round trip, and a cap per connection that a write burst outruns.
+WAN_LATENCY_MS = 30
+WAN_BANDWIDTH_KBPS = 256
+WAN_RPO_MINUTES = 0.05  # 3 s: the lag has to build past it, not start there
+# About 31 MB of WAL (rows of 1.9 KB, below the TOAST threshold so nothing compresses): 2 min through the cap.
+BURST_ROWS = 16_000
+
+
+def _standby_behind(lab: Lab) -> dict[str, Any]:
+    """dr's replication as seen inside both regions (their own ports): the WAL receiver's status, whether replay is
+    paused, the age of dr's newest replayed commit, and the bytes of WAL prod wrote that dr has not received."""
+    with connect(lab, "dr") as dr:
+        status, paused, age, received = dr.execute(
+            "SELECT (SELECT status FROM pg_stat_wal_receiver), pg_get_wal_replay_pause_state(),"
+            " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8,"
+            " pg_last_wal_receive_lsn()::text"
+        ).fetchone()
+    with connect(lab, "prod") as prod:
+        (behind,) = prod.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (received,)
+        ).fetchone()
+    return {"receiver": status, "replay": paused, "age_seconds": age, "bytes_in_flight": behind}
+
+
+def wan_lag_beyond_the_rpo(lab: Lab, work: Path) -> Outcome:
+    """The WAN degraded with `lab degrade` (30 ms round trip and 256 KB/s per connection on every gate) while prod
+    takes a 31 MB write burst inside its region: dr's stream falls behind for real (the receiver streaming, replay
+    not paused, WAL in flight, dr's newest replayed commit older than the RPO of 3 s the row's project sets). Promote
+    refuses (exit 3, replica-lag fail naming the RPO), nothing changed; once the WAN is back, the row written after
+    the burst reaches dr: the link was slow, nothing was lost."""
+    project = _tiny_rpo_project(lab, work, WAN_RPO_MINUTES)
+    rpo_seconds = WAN_RPO_MINUTES * 60
+    _replicated_commit(lab, "before-the-wan")  # dr's newest replayed commit is fresh: the age is the WAN's doing
+    degraded = lab.degrade(WAN_LATENCY_MS, 0, WAN_BANDWIDTH_KBPS)
+    try:
+        with connect(lab, "prod") as prod:  # prod's own port: the burst is written inside the region
+            prod.execute("CREATE TABLE wan_burst (pad text)")
+            burst = f"INSERT INTO wan_burst SELECT repeat(md5(g::text), 60) FROM generate_series(1, {BURST_ROWS}) g"
+            prod.execute(burst)
+        _insert(lab, "prod", "behind-the-wan")
+        deadline = time.monotonic() + 30
+        seen = _standby_behind(lab)
+        while (seen["age_seconds"] or 0) <= rpo_seconds and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seen = _standby_behind(lab)
+        built = (
+            seen["receiver"] == "streaming"
+            and seen["replay"] == "not paused"
+            and seen["bytes_in_flight"] > 0
+            and seen["age_seconds"] > rpo_seconds
+        )
+        before = end_state(lab)
+        started = time.monotonic()
+        proc, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work, DRTOPO_PROJECT_DIR=str(project)))
+        took = time.monotonic() - started
+        after = end_state(lab)
+    finally:
+        lab.degrade(0)
+    deadline = time.monotonic() + 60
+    while not (caught_up := bool(present(lab, "dr", ["behind-the-wan"]))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lag = _checks(report).get("replica-lag", {})
+    ok = (
+        sorted(degraded) == lab.gates.names()  # every gate: the WAN is between every pair of regions
+        and built
+        and proc.returncode == 3
+        and lag.get("outcome") == "fail"
+        and lag.get("limit") == rpo_seconds
+        and (lag.get("value") or 0) > rpo_seconds
+        and "beyond the region-failure RPO" in _last_line(proc)
+        and after == before
+        and caught_up
+        and _no_traceback(proc)
+    )
+    return Outcome(
+        ok,
+        f"lag built: {seen['bytes_in_flight']} B in flight, newest replayed commit {seen['age_seconds']:.1f} s old, "
+        f"replay {seen['replay']}; exit {proc.returncode} in {took:.1f} s, replica-lag {lag.get('outcome')} "
+        f"{lag.get('value')} > {lag.get('limit')}, nothing changed {after == before}, caught up after {caught_up}",
+    )
+
+
+def _config_objects(lab: Lab, stack: str) -> set[str]:
+    """The lock and journal keys in `stack`'s configuration bucket (read at the emulator itself, past every gate)."""
+    where = outputs(lab, stack)
+    s3 = boto3.client("s3", region_name=where.region)
+    keys: set[str] = set()
+    for prefix in (JOURNAL_PREFIX, lock_key(where.stack).rsplit("/", 1)[0]):
+        keys |= {o["Key"] for o in s3.list_objects_v2(Bucket=where.config_bucket, Prefix=prefix).get("Contents") or []}
+    return keys
+
+
+def peer_configuration_bucket_unreachable(lab: Lab, work: Path) -> Outcome:
+    """prod's configuration bucket unreachable (us-east-1's AWS endpoint cut off, its gate dropping every byte) for
+    the whole of a promote that crashes right after the promotion and of the rerun that resumes it: the lock and the
+    journal live in the target's own bucket (dr, us-west-2), so the crash leaves the journal there, the rerun resumes
+    it, fails over, releases the lock and keeps the closed journal there; prod's bucket is never written. DESIGN.md
+    wants it so: the journal is kept beside the lock, and a failover must not need the failed region's control plane;
+    refusing here would make it need it."""
+    env = _env(work)
+    prod_before, dr_before = _config_objects(lab, "prod"), _config_objects(lab, "dr")
+    cut = lab.partition("prod", kinds=["aws"])
+    try:
+        started = time.monotonic()
+        crashed, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env={**env, "DRTOPO_CRASH_AFTER": str(Step.PROMOTE)})
+        crashed_s = time.monotonic() - started
+        journal = _journal(lab, "dr", JOURNAL_KEY) or {"steps": {}}
+        held = lock_key("dr") in _config_objects(lab, "dr")  # the crashed run never released it
+        started = time.monotonic()
+        resumed, report = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=env)
+        resumed_s = time.monotonic() - started
+    finally:
+        lab.heal()
+    steps = list(journal["steps"])
+    dr_new = sorted(_config_objects(lab, "dr") - dr_before)
+    closed = [k for k in dr_new if k.startswith(f"{JOURNAL_PREFIX}promote-dr.") and k != JOURNAL_KEY]
+    prod_after = _config_objects(lab, "prod")
+    ok = (
+        cut == ["prod-aws"]
+        and crashed.returncode == CRASHED
+        and steps[-1:] == [str(Step.PROMOTE)]
+        and held
+        and resumed.returncode == 0
+        and report.get("measured", {}).get("resumed") is True
+        and _outcomes(report, "promote")["promote"] == "pass"
+        and len(closed) == 1
+        and dr_new == closed  # the open journal and the lock gone: closed, released
+        and prod_after == prod_before
+        and _failed_over(lab)
+        and _no_traceback(crashed, resumed)
+    )
+    return Outcome(
+        ok,
+        f"cut {cut}; crash after {steps[-1:]} ({crashed_s:.0f} s), lock held {held}, journal {len(steps)} steps in "
+        f"dr's bucket; rerun exit {resumed.returncode} ({resumed_s:.0f} s) resumed "
+        f"{report.get('measured', {}).get('resumed')}; new in dr's bucket {dr_new}, prod's bucket unchanged "
+        f"{prod_after == prod_before}",
+    )
+
+
+def _mirror_restarts(lab: Lab) -> tuple[str, int]:
+    """dr's MirrorMaker pod and its containers' restarts."""
+    (pod,) = kube_workloads.pods(lab.root, lab.dr.namespace, MIRROR_APP)
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return pod["metadata"]["name"], sum(c.get("restartCount", 0) for c in statuses)
+
+
+REGISTRY_PULL_TIMEOUT_S = 120.0
+PULL_REFUSED = ("ErrImagePull", "ImagePullBackOff")
+
+
+def _pull_probe(name: str, namespace: str, image: str) -> dict[str, Any]:
+    """A pod that only starts once its image is pulled from the registry its name says (policy Always): `true` on
+    the node's network, as drtopo's job account would run it (non-root, nothing mounted)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"drtopo.lab/probe": "registry"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "hostNetwork": True,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "imagePullPolicy": "Always",
+                    "command": ["true"],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+
+
+def _pull_outcome(lab: Lab, namespace: str, name: str, deadline: float) -> str:
+    """`started` once the pod's container ran (its image pulled), `refused` once the pull failed (ErrImagePull,
+    ImagePullBackOff), `waiting` at the deadline."""
+    while True:
+        proc = kube.kubectl(lab.root, "get", "pod", name, "-n", namespace, "-o", "json", check=False)
+        if proc.returncode == 0:
+            status = json.loads(proc.stdout).get("status", {})
+            if status.get("phase") in ("Running", "Succeeded"):
+                return "started"
+            for container in status.get("containerStatuses", []):
+                state = container.get("state", {})
+                if "terminated" in state or "running" in state:
+                    return "started"
+                if state.get("waiting", {}).get("reason") in PULL_REFUSED:
+                    return "refused"
+        if time.monotonic() > deadline:
+            return "waiting"
+        time.sleep(0.5)
+
+
+def prod_registry_down(lab: Lab, work: Path) -> Outcome:
+    """prod's registry down (its process stopped: a registry outage in us-east-1) after ECR's replication had copied
+    the backup image to dr's registry: a pod in dr naming dr's own registry (as the stacks' images do, policy
+    workload-image-own-region) pulls and starts, from dr's registry (its access log shows containerd's request); the
+    control, the same pod naming prod's registry, fails to pull. Both pods use pull policy Always, so an image
+    already on the node proves nothing."""
+    refs = lab.publish_image("backup")
+    repository, tag = refs["dr"].split("/", 1)[1].rsplit(":", 1)
+    digests = {s: lab.registry_digest(s, repository, tag) for s in ("prod", "dr")}
+    namespace = lab.dr.namespace
+    names = {"own": "registry-probe-own", "peer": "registry-probe-peer"}
+    lab.stop_registry("prod")
+    try:
+        pods = [_pull_probe(names["own"], namespace, refs["dr"]), _pull_probe(names["peer"], namespace, refs["prod"])]
+        listing = {"apiVersion": "v1", "kind": "List", "items": pods}
+        kube.kubectl(lab.root, "apply", "-f", "-", stdin=json.dumps(listing))
+        deadline = time.monotonic() + REGISTRY_PULL_TIMEOUT_S
+        results = {which: _pull_outcome(lab, namespace, name, deadline) for which, name in names.items()}
+    finally:
+        kube.kubectl(lab.root, "delete", "pod", *names.values(), "-n", namespace, "--wait=false", check=False)
+        lab.start_registries()
+    from_dr = registry.pulled_by_containerd(lab.registry_log("dr"), repository, tag, refs["dr"].split("/", 1)[0])
+    ok = results == {"own": "started", "peer": "refused"} and from_dr and digests["prod"] == digests["dr"]
+    same = "same digest" if digests["prod"] == digests["dr"] else f"digests differ {digests}"
+    got = f"dr's image {results['own']}, prod's {results['peer']}; pulled from dr's registry {from_dr}; {same}"
+    return Outcome(ok, got)
+
+
+def mirrormaker_links_reset(lab: Lab, work: Path) -> Outcome:
+    """The cross-region link MirrorMaker consumes through (prod's `kafka-pods` gate) resets every connection as soon
+    as it carries a byte (Toxiproxy's reset_peer), mid-stream: the mirror was caught up, then 300 records are
+    produced on prod. validate and status on dr report the mirror's lag (exit 1, as for any failed check; no
+    traceback); once the link stops resetting, the same MirrorMaker pod (no restart) catches up."""
+    topic = "OrderRejected"
+    prod_kafka, dr_kafka = lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap
+    _produce(lab, "prod", topic, 50)
+    kafka.wait_mirroring(prod_kafka, dr_kafka, topic, 60)  # streaming before the fault
+    pod, restarts = _mirror_restarts(lab)
+    reset = lab.reset_links("prod", kinds=["kafka-pods"])
+    try:
+        _produce(lab, "prod", topic, 300)
+        validated, report = _validate_kafka(lab, work, "dr")
+        status, readiness = _cmd(lab, "status", "dr", work, env=_env(work))
+    finally:
+        lab.stop_resets()
+    try:
+        waited = kafka.wait_mirroring(prod_kafka, dr_kafka, topic, 90)
+    except TimeoutError:
+        waited = None
+    after = _mirror_restarts(lab)
+    lag = _checks(report).get(f"kafka.mirror_lag.{topic}", {})
+    item = _checks(readiness).get("mirror.lag", {})
+    ok = (
+        reset == ["prod-kafka-pods"]
+        and validated.returncode == 1
+        and lag.get("ok") is False
+        and (lag.get("value") or 0) >= 300
+        and status.returncode == 1
+        and item.get("outcome") == "fail"
+        and (item.get("value") or 0) >= 300
+        and waited is not None
+        and after == (pod, restarts)
+        and _no_traceback(validated, status)
+    )
+    return Outcome(
+        ok,
+        f"validate exit {validated.returncode} (lag {lag.get('value')}), status exit {status.returncode} (mirror.lag "
+        f"{item.get('outcome')} {item.get('value')}); caught up "
+        + (f"{waited:.1f} s after the link healed" if waited is not None else "NOT within 90 s")
+        + f", pod {after[0]} restarts {restarts} -> {after[1]}",
+    )
+
+
+class _InsideWriter(DnsFollowingWriter):
+    """A client inside prod's region: it writes to prod's own server whatever DNS says (past the gate)."""
+
+    def primary(self) -> str:
+        return "prod"
+
+
+def partition_healing_after_promotion(lab: Lab, work: Path) -> Outcome:
+    """Issues 21 and 26, one row: the lease off (drtopo:fencing.mode as shipped), prod cut off while a client inside
+    its region keeps writing to it, dr promoted and written to, then the partition healed. validate on dr finds the
+    rows prod took after the fork and lists them (nothing written); failback re-applies every one to dr before it
+    rebuilds prod (under dr's next ids: dr handed prod's to its own clients), then switches back: every
+    write acknowledged on either side is on prod at the end (0 lost), nothing left listed."""
+    _replicated_commit(lab, "before-the-cut")
+    inside, outside = _InsideWriter(lab, rate=50, prefix="inside"), DnsFollowingWriter(lab, rate=50)
+    inside.start()
+    outside.start()
+    try:
+        wait_acks(inside, 20)
+        lab.partition("prod")
+        try:
+            promoted, _ = _cmd(lab, "promote", "dr", work, *DB_ONLY, env=_env(work))
+            promoted_at = time.time()
+            wait_acks(inside, len(inside.acks) + 60)  # split-brain writes: prod acknowledges them after the fork
+            deadline = time.monotonic() + 30
+            while sum(a.stack == "dr" for a in outside.acks) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            lab.heal()
+        took_inside = inside.stop()
+        validated, found = _cmd(lab, "validate", "dr", work, "--skip", "service", "--skip", "kafka", env=_env(work))
+        failback, back = _cmd(lab, "failback", "prod", work, *DB_ONLY, env=_env(work))
+    finally:
+        inside.stop()
+        acks = [*outside.stop(), *inside.acks]
+    split_brain = sum(a.at > promoted_at for a in took_inside)
+    seen = found.get("measured", {}).get("diverged") or {}
+    done = back.get("measured", {}).get("diverged") or {}
+    lost = len(acks) - len(present(lab, "prod", [a.key for a in acks]))
+    problems = _end_state_problems(lab, "prod")
+    ok = (
+        promoted.returncode == 0
+        and split_brain > 0
+        and _outcomes(found, "diverged")["diverged"] == "fail"  # listed, not yet re-applied
+        and (seen.get("found") or 0) >= split_brain
+        and failback.returncode == 0
+        and _outcomes(back, "diverged")["diverged"] == "pass"
+        and done.get("found") == done.get("reapplied") >= split_brain
+        and done.get("listed") == 0
+        and lost == 0
+        and not problems
+        and _no_traceback(promoted, validated, failback)
+    )
+    return Outcome(
+        ok,
+        f"promote exit {promoted.returncode}; prod took {split_brain} writes after promotion; validate found "
+        f"{seen.get('found')} ({seen.get('counts')}); failback exit {failback.returncode}, re-applied "
+        f"{done.get('reapplied')} of {done.get('found')}, listed {done.get('listed')}; {len(acks)} acknowledged, "
+        f"{lost} lost; " + ("; ".join(problems) or "settled on prod"),
+        lost,
+    )
+
+
 # -- the primary lease (bench/lease_faults.py) ------------------------------------------------------------------
 def lease_primary_partitioned(lab: Lab, work: Path) -> Outcome:
     ok, detail, split = lease_faults.primary_partitioned(lab, work, _cmd, _env(work))
@@ -949,8 +1290,11 @@ FAULTS: list[Fault] = [
     Fault("crash after promote step fence", CONVERGES, crash_after_promote_step(Step.FENCE)),
     Fault("crash after promote step drain", CONVERGES, crash_after_promote_step(Step.DRAIN)),
     Fault("crash after promote step promote", CONVERGES, crash_after_promote_step(Step.PROMOTE)),
+    Fault("crash after promote step application", CONVERGES, crash_after_promote_step(Step.APPLICATION)),
     Fault("crash after promote step dns", CONVERGES, crash_after_promote_step(Step.DNS)),
+    Fault("crash after promote step application-down", CONVERGES, crash_after_promote_step(Step.APPLICATION_DOWN)),
     Fault("crash after promote step roles", CONVERGES, crash_after_promote_step(Step.ROLES)),
+    Fault("crash after promote step protect", CONVERGES, crash_after_promote_step(Step.PROTECT)),
     Fault("crash after failback step preflight", CONVERGES, crash_after_failback_step(Step.PREFLIGHT)),
     Fault("crash after failback step rebuild", CONVERGES, crash_after_failback_step(Step.REBUILD)),
     Fault("crash after failback step catch-up", CONVERGES, crash_after_failback_step(Step.CATCH_UP)),
@@ -958,8 +1302,11 @@ FAULTS: list[Fault] = [
     Fault("crash after failback step fence", CONVERGES, crash_after_failback_step(Step.FENCE)),
     Fault("crash after failback step drain", CONVERGES, crash_after_failback_step(Step.DRAIN)),
     Fault("crash after failback step promote", CONVERGES, crash_after_failback_step(Step.PROMOTE)),
+    Fault("crash after failback step application", CONVERGES, crash_after_failback_step(Step.APPLICATION)),
     Fault("crash after failback step dns", CONVERGES, crash_after_failback_step(Step.DNS)),
+    Fault("crash after failback step application-down", CONVERGES, crash_after_failback_step(Step.APPLICATION_DOWN)),
     Fault("crash after failback step roles", CONVERGES, crash_after_failback_step(Step.ROLES)),
+    Fault("crash after failback step protect", CONVERGES, crash_after_failback_step(Step.PROTECT)),
     Fault("crash after failback step rebuild-peer", CONVERGES, crash_after_failback_step(Step.REBUILD_PEER)),
     # The corruption cutover's crash rows (restore pitr --cutover; the steps of drtopo.database.pitr.cutover).
     Fault("crash after cutover step restore", CONVERGES, crash_after_cutover_step("restore")),
@@ -973,7 +1320,11 @@ FAULTS: list[Fault] = [
     Fault("replica beyond the RPO", "exit 3, replica-lag fail, nothing changed", replica_beyond_the_rpo),
     Fault("fence impossible, old primary answers", "exit 3, nothing changed", fence_impossible),
     Fault("consumer group with live members", "exit 1, consumer-group left, rerun 0", consumer_group_with_live_members),
-    Fault("DNS API failing after promotion", "exit 1, dns left, rerun 0", dns_api_failing_after_promotion),
+    Fault(
+        "DNS API failing after promotion",
+        "exit 1, dns and application-down left, rerun 0",
+        dns_api_failing_after_promotion,
+    ),
     Fault("two promotes at once", "one runs, one refused by the lock", two_promotes_at_once),
     Fault("lock held by another operator", "exit 3 naming it", lock_held_by_another_operator),
     Fault("stale journal", "exit 3 until --restart", stale_journal),
@@ -990,6 +1341,21 @@ FAULTS: list[Fault] = [
         "exit 3 naming why, --accept-data-loss 0",
         prod_partitioned_while_promote_measures_lag,
     ),
+    Fault(
+        "WAN latency pushing replica lag past the RPO",
+        "exit 3, replica-lag fail, nothing changed",
+        wan_lag_beyond_the_rpo,
+    ),
+    Fault(
+        "peer's configuration bucket unreachable",
+        "lock and journal in dr: crash, resume, exit 0",
+        peer_configuration_bucket_unreachable,
+    ),
+    Fault(
+        "partition healing after promotion (lease off)",
+        "writes prod took re-applied by failback, 0 lost",
+        partition_healing_after_promotion,
+    ),
     # With the primary lease on (drtopo:fencing.mode lease; the lab's 6 s lease, 2 s renewals).
     Fault("lease: primary partitioned", "fenced by its guard in lease+renew, 0 split-brain", lease_primary_partitioned),
     Fault("lease: standby region down alone", "primary keeps taking writes, no fence", lease_region_down("dr")),
@@ -1001,7 +1367,17 @@ FAULTS: list[Fault] = [
     ),
     Fault("lease: guard's pod killed", "restarted by Kubernetes, no fence", lease_guard_killed),
     Fault("MirrorMaker stopped", "exit 1, lag reported", mirrormaker_stopped),
+    Fault(
+        "MirrorMaker's links reset mid-stream",
+        "validate and status exit 1, lag reported, recovers",
+        mirrormaker_links_reset,
+    ),
     Fault("source Kafka down", "exit 1, mirror unmeasurable", source_kafka_down),
+    Fault(
+        "prod's registry down",
+        "dr's pod pulls from dr's registry and starts; prod's refused",
+        prod_registry_down,
+    ),
     Fault("truncated dump", "verify 1, restore 1 on sha256", truncated_dump),
     Fault("bit-flipped dump", "verify 1, restore 1 on sha256", bit_flipped_dump),
     Fault("PITR time outside the archive", "exit 2", pitr_outside_the_archive),
@@ -1016,6 +1392,13 @@ def run_fault(lab: Lab, fault: Fault, work: Path) -> Outcome:
         return fault.run(lab, work)
     except Exception as exc:  # the row says what broke; the matrix goes on
         return Outcome(False, f"{type(exc).__name__}: {one_line(exc)}")
+
+
+def baseline_line(lab: Lab) -> str:
+    """Where the last restore_baseline's time went, phase by phase (phases may overlap: the emulator's reseed runs
+    beside the PostgreSQL pair)."""
+    phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in lab.baseline_timings.items())
+    return f"baseline ({phases})"
 
 
 def print_table(rows: list[tuple[Fault, Outcome, float]]) -> None:
@@ -1045,6 +1428,7 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = run_fault(lab, fault, lab.root / "faults" / f"{i:02d}")
                 rows.append((fault, outcome, time.monotonic() - start))
                 print(f"  {fault.name}: {'PASS' if outcome.ok else 'FAIL'} ({outcome.got})", flush=True)
+                print(f"    {time.monotonic() - start:.1f} s, {baseline_line(lab)}", flush=True)
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from drtopo import naming
 from drtopo.outputs import StackOutputs, load_outputs
+from lab import kube_workloads
 from lab.core import Lab
 from lab.project import LAB_STACKS as STACKS
 
@@ -252,7 +253,30 @@ def end_state(lab: Lab) -> dict[str, Any]:
             for s in STACKS
         },
         "stack_files": {s: (lab.project_dir / f"Pulumi.{s}.yaml").read_text() for s in STACKS},
+        "application": {s: application_state(lab, s) for s in STACKS},
     }
+
+
+def application_state(lab: Lab, stack: str) -> dict[str, int]:
+    """The stack's application Deployment as its cluster says: spec.replicas and status.availableReplicas."""
+    namespace = lab.region(stack).namespace
+    found = kube_workloads.get(lab.root, "deployment", kube_workloads.SERVICE_APP, namespace) or {}
+    return {
+        "replicas": int(found.get("spec", {}).get("replicas", 0)),
+        "available": int(found.get("status", {}).get("availableReplicas", 0)),
+    }
+
+
+def application_settled(lab: Lab, primary: str) -> bool:
+    """The primary's application at the primary's count, all available; the other's at the standby's count (by
+    each stack's settings in the project copy, roles switched)."""
+    state = {s: application_state(lab, s) for s in STACKS}
+    for stack in STACKS:
+        settings = lab.region(stack).settings
+        wanted = settings.application.replicas(settings.role)
+        if state[stack]["replicas"] != wanted or (stack == primary and state[stack]["available"] != wanted):
+            return False
+    return True
 
 
 def write_refused(lab: Lab, stack: str) -> str:
@@ -278,10 +302,11 @@ class Ack:
 class DnsFollowingWriter(threading.Thread):
     """Inserts rows at `rate` per second into whichever stack's database DNS names PRIMARY."""
 
-    def __init__(self, lab: Lab, rate: float = 100.0) -> None:
+    def __init__(self, lab: Lab, rate: float = 100.0, prefix: str = "writer") -> None:
         super().__init__(name="dns-following-writer", daemon=True)
         self.lab = lab
         self.rate = rate
+        self.prefix = prefix  # of its transaction ids: two writers at once must not write the same ones
         self.acks: list[Ack] = []
         self.errors = 0
         self._halt = threading.Event()
@@ -302,7 +327,7 @@ class DnsFollowingWriter(threading.Thread):
         n = 0
         while not self._halt.is_set():
             n += 1
-            key = f"writer-{n}"
+            key = f"{self.prefix}-{n}"
             try:
                 stack = self.primary()
                 if stack not in conns:

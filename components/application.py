@@ -19,20 +19,16 @@ from pulumi_kubernetes.apps.v1 import DeploymentPatch
 from pulumi_kubernetes.core.v1 import ConfigMap
 
 from components.pod_security import labels
+from drtopo.application.deployment import FIELD_MANAGER, application_namespace
 from drtopo.settings import Role, Settings
 
-# drtopo's own field manager for the patch (the Kubernetes provider's annotation): the chart's manager keeps its
-# fields, and `kubectl get deployment --show-managed-fields` names who set the replica count.
-FIELD_MANAGER = "drtopo"
+# drtopo's own field manager for the patch (the Kubernetes provider's annotation; promote's application step applies
+# under the same one): the chart's manager keeps its fields, and `kubectl get deployment --show-managed-fields` names
+# who set the replica count.
 FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
 # The role decides the count, over a chart that still sets one: the patch takes the field over.
 FORCE_ANNOTATION = "pulumi.com/patchForce"
 ROLE_ANNOTATION = "drtopo.io/role"
-
-
-def application_namespace(settings: Settings) -> str:
-    """The application's namespace: `application.namespace`, else the stack's `kubernetes.namespace`."""
-    return settings.application.namespace or settings.kubernetes.namespace
 
 
 def replicas_for(settings: Settings, role: Role | None = None) -> int:

@@ -75,6 +75,19 @@ EXPORT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 EXPORT_VERBS = ("get", "list")
 # The export's first call checks its own namespace (`kubectl get namespace <ns>`): `get` on that one name only. It
 # gets no `list secrets`: listing Secrets returns their values, which the export never keeps.
+
+
+def export_rules(namespace: str) -> list[dict[str, Any]]:
+    """The export's read-only rules in `namespace`: every kind of EXPORT_RULES, and `get` on that namespace only."""
+    return [
+        *(
+            {"api_groups": [group], "resources": list(resources), "verbs": list(EXPORT_VERBS)}
+            for group, resources in EXPORT_RULES
+        ),
+        {"api_groups": [""], "resources": ["namespaces"], "verbs": ["get"], "resource_names": [namespace]},
+    ]
+
+
 _SECRET_WORDS = ("password", "secret", "token", "privatekey")
 
 
@@ -218,13 +231,7 @@ class BackupJobs(pulumi.ComponentResource):
         self.export_role = Role(
             f"{name}-{EXPORT_JOB}-role",
             metadata={"name": EXPORT_JOB, "namespace": namespace, "labels": labels(EXPORT_JOB, "backup")},
-            rules=[
-                *(
-                    {"api_groups": [group], "resources": list(resources), "verbs": list(EXPORT_VERBS)}
-                    for group, resources in EXPORT_RULES
-                ),
-                {"api_groups": [""], "resources": ["namespaces"], "verbs": ["get"], "resource_names": [namespace]},
-            ],
+            rules=export_rules(namespace),
             opts=child,
         )
         self.export_binding = RoleBinding(
@@ -234,6 +241,18 @@ class BackupJobs(pulumi.ComponentResource):
             subjects=[{"kind": "ServiceAccount", "name": EXPORT_JOB, "namespace": namespace}],
             opts=child,
         )
+        # The other namespaces the export covers (kubernetes.exportNamespaces: monitoring): the same read-only
+        # rights there, granted to the export's account of the service's namespace.
+        for other in settings.kubernetes.export_namespaces:
+            meta = {"name": f"drtopo-{EXPORT_JOB}", "namespace": other, "labels": labels(EXPORT_JOB, "backup")}
+            Role(f"{name}-{EXPORT_JOB}-role-{other}", metadata=meta, rules=export_rules(other), opts=child)
+            RoleBinding(
+                f"{name}-{EXPORT_JOB}-binding-{other}",
+                metadata=meta,
+                role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": meta["name"]},
+                subjects=[{"kind": "ServiceAccount", "name": EXPORT_JOB, "namespace": namespace}],
+                opts=child,
+            )
         dump = self._container("dump", backup_command(settings, "run"), args.dump_resources)
         verify = self._container("verify", backup_command(settings, "verify", "--latest"), args.dump_resources)
         # The dump runs first (an init container), the verification only after it succeeded, in the same pod.

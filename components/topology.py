@@ -19,8 +19,11 @@ from components.database import Database, DatabaseArgs
 from components.dns import DnsFailover, DnsFailoverArgs
 from components.fencing import declare_fencing
 from components.kafka_mirror import KafkaMirror, KafkaMirrorArgs
+from components.prometheus_rules import DrtopoAlerts, DrtopoAlertsArgs
 from components.readiness_check import ReadinessCheck, ReadinessCheckArgs
+from components.registry import ImageRegistry, ImageRegistryArgs
 from components.storage import BackupStorage, BackupStorageArgs
+from components.volume_backup import VolumeBackups, VolumeBackupsArgs
 from drtopo import naming
 from drtopo.outputs import bucket_outputs, outputs_document
 from drtopo.settings import Settings
@@ -34,6 +37,10 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     storage = BackupStorage("backups", BackupStorageArgs(settings=settings))
     database = Database("database", DatabaseArgs(settings=settings))
     dns = DnsFailover("dns", DnsFailoverArgs(settings=settings))
+    # drtopo's images in this region's ECR, replicated from the primary's: each region's workloads pull their own.
+    ImageRegistry("images", ImageRegistryArgs(settings=settings))
+    # The namespace's persistent volumes, snapshotted with the tiers and copied to the peer region.
+    VolumeBackups("volumes", VolumeBackupsArgs(settings=settings))
     KafkaMirror("kafka-mirror", KafkaMirrorArgs(settings=settings), cluster)
     # Where the tools tell people an incident started, moved on and ended: in this region, so the side that is
     # alive always has one (named, so the lab and a command without outputs find it too).
@@ -74,4 +81,6 @@ def build_topology(settings: Settings) -> dict[str, Any]:
     declare_fencing(settings, outputs, cluster)
     # Are we ready right now? Asked every hour from the region that must take over (the primary's is suspended).
     ReadinessCheck("readiness-check", ReadinessCheckArgs(settings=settings, outputs=outputs), cluster)
+    if settings.kubernetes.prometheus_rules:
+        DrtopoAlerts("drtopo-alerts", DrtopoAlertsArgs(settings=settings), cluster)
     return outputs

@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from string import Template as _TextTemplate
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -254,6 +254,12 @@ class Kubernetes(_Model):
     # The scheduled restore test (`scripts.backup restore-test`): a random recent dump restored and checked weekly.
     restore_test_schedule: str = "30 4 * * 0"
     database_secret: str = "exception-collector-db"
+    # Namespaces exported with the service's (monitoring: Prometheus rules, Grafana dashboards, Alertmanager
+    # configuration), so they come back with the rest; the export's account gets read access there too.
+    export_namespaces: tuple[Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")], ...] = ()
+    # The cluster serves the Prometheus Operator's PrometheusRule kind: the program declares drtopo's alerts as one
+    # (drtopo/alert_rules.py). A preview cannot ask the cluster, so the stack says so.
+    prometheus_rules: bool = False
     workload_role_arn: str | None = None
     # The cluster's OIDC issuer (e.g. oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE): when set, the program declares
     # one IAM role per backup job bound to its ServiceAccount (IRSA), and the jobs read the database secret from
@@ -275,6 +281,20 @@ class Kubernetes(_Model):
         check_schedule(value)
         return value
 
+    @model_validator(mode="after")
+    def _extra_namespaces(self) -> Kubernetes:
+        if self.namespace in self.export_namespaces or len(set(self.export_namespaces)) != len(self.export_namespaces):
+            raise ValueError(
+                f"exportNamespaces {list(self.export_namespaces)} repeats a namespace or names the service's "
+                f"({self.namespace!r}); expected other namespaces, each once"
+            )
+        return self
+
+    @property
+    def exported_namespaces(self) -> tuple[str, ...]:
+        """The service's namespace first, then the others the export covers."""
+        return (self.namespace, *self.export_namespaces)
+
 
 class SecretSource(_Model):
     """One key of a Kubernetes Secret of the namespace and the Secrets Manager secret its value comes from, read in the
@@ -290,7 +310,8 @@ class SecretSource(_Model):
 
 
 class Failover(_Model):
-    """How promote and failback guard themselves: a journal older than this is not resumed without --restart."""
+    """How promote, failback and the corruption cutover guard themselves: a journal older than this is not resumed
+    without --restart."""
 
     journal_max_age_hours: float = Field(default=24, gt=0)
 

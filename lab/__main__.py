@@ -4,7 +4,8 @@ lists what the lab's incident inbox received from both stacks' incident topics (
 
 The regions' gates (lab/gates.py): `python -m lab partition REGION|STACK` cuts a region off (its servers keep
 running), `python -m lab heal [REGION|STACK]` ends a partition (default: every one), `python -m lab degrade --latency
-MS [--jitter MS]` gives the WAN between the regions a round-trip latency (0 takes it away).
+MS [--jitter MS] [--bandwidth KBPS]` gives the WAN between the regions a round-trip latency and, when given, a cap
+per connection in KB/s (0 takes them away).
 
 `python -m lab up --fencing lease` runs both stacks with the primary lease (drtopo:fencing, short: lab/project.py
 LAB_LEASE) and each primary's guard on the lab's Kubernetes; on a lab already up it switches the lease on or off
@@ -81,8 +82,9 @@ def gate_command(lab: Lab, args: argparse.Namespace, p: argparse.ArgumentParser)
         else:
             if args.latency is None:
                 p.error("degrade needs --latency MS (0 takes the WAN's latency away)")
-            changed = lab.degrade(args.latency, args.jitter)
-            what = f"WAN round trip +{args.latency} ms ± {args.jitter} ms"
+            changed = lab.degrade(args.latency, args.jitter, args.bandwidth)
+            capped = f", {args.bandwidth} KB/s per connection" if args.bandwidth else ""
+            what = f"WAN round trip +{args.latency} ms ± {args.jitter} ms{capped}"
     except (ValueError, LabNotUp, gates.GateError) as exc:
         print(f"lab {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", nargs="?", metavar="REGION|STACK", help="partition, heal: prod, dr or their regions")
     p.add_argument("--latency", type=int, metavar="MS", help="degrade: the WAN's round-trip latency in ms")
     p.add_argument("--jitter", type=int, default=0, metavar="MS", help="degrade: its jitter in ms (default 0)")
+    p.add_argument(
+        "--bandwidth", type=int, default=0, metavar="KBPS", help="degrade: cap each connection at KB/s (default none)"
+    )
     p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
     p.add_argument("--json", action="store_true", help="status (or inbox) as JSON")
     p.add_argument(

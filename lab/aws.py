@@ -27,6 +27,26 @@ from lab import process
 
 PROCESS_NAME = "aws"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lab", "AWS_SECRET_ACCESS_KEY": "lab"}
+# The lab's backup jobs read the emulator's dummy credentials from this Kubernetes Secret (production uses workload
+# identity instead); like any Secret of the namespace it comes back from the secret store, as the lab's project copy
+# declares in drtopo:secrets, so a rebuilt namespace runs its jobs again.
+KUBERNETES_CREDENTIALS_SECRET = "drtopo-lab-aws"
+CREDENTIALS_SECRET = "drtopo-lab/aws-credentials"
+
+
+def credential_sources() -> list[dict[str, str]]:
+    """The lab's drtopo:secrets entries of the dummy credentials (pure)."""
+    return [
+        {
+            "kubernetesSecret": KUBERNETES_CREDENTIALS_SECRET,
+            "key": key,
+            "secretsManagerSecret": CREDENTIALS_SECRET,
+            "jsonKey": key,
+        }
+        for key in DUMMY_CREDENTIALS
+    ]
+
+
 REPLICATION_ROLE = "arn:aws:iam::123456789012:role/drtopo-s3-replication"
 # The readiness alarm's topic (the program lets Pulumi name it after its logical name).
 READINESS_ALERTS = "readiness-check-alerts"
@@ -70,6 +90,14 @@ def client(service: str, region: str, endpoint: str) -> Any:
 def reset(endpoint: str) -> None:
     """Forget every emulated resource (moto's own reset API)."""
     request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def seed_random(endpoint: str, value: int) -> None:
+    """Seed the emulator's random generator (moto's own seed API): the same calls after the same seed make the same
+    ids and ARNs, so a lab reseeded to its baseline gets back the outputs it had."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/seed?a={int(value)}", method="POST", data=b"")
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
 
@@ -403,6 +431,9 @@ def seed(
         _replication(s, stacks[s.peer_stack], endpoint, keys[s.peer_stack])
     for s in ordered:
         lease_stores(s, endpoint, keys[s.stack])
+        client("secretsmanager", s.region, endpoint).create_secret(
+            Name=CREDENTIALS_SECRET, SecretString=json.dumps(DUMMY_CREDENTIALS)
+        )
     databases: dict[str, dict[str, Any]] = {}
     for s in ordered:
         primary_arn = None if s.is_primary else databases[s.peer_stack]["DBInstanceArn"]

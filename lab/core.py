@@ -44,6 +44,7 @@ from components.backup_jobs import OUTPUTS_FILE
 from components.guard import GUARD, guard_outputs
 from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import wal
+from drtopo.images import ecr_image
 from drtopo.kafka.lag import mirrormaker_lag
 from drtopo.outputs import bucket_outputs, load_outputs, outputs_document
 from drtopo.settings import Role, Settings
@@ -59,9 +60,19 @@ from lab import (
     kube_workloads,
     postgres,
     process,
+    registry,
     wal_agent,
 )
-from lab.project import LAB_LEASE, LAB_STACKS, REPO_DIR, WITNESS_REGION, StackEndpoints, write_project
+from lab.project import (
+    LAB_APPLICATION,
+    LAB_LEASE,
+    LAB_STACKS,
+    REPO_DIR,
+    WITNESS_REGION,
+    StackEndpoints,
+    replace_file,
+    write_project,
+)
 from lab.region import Region
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
@@ -71,6 +82,8 @@ PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
 BRIDGE = "kube-bridge"
 WAL_AGENT = "wal-agent"
 MIRROR_START_TIMEOUT_S = 180.0
+# The emulator's random seed before the stacks' resources are made (lab/aws.py seed_random).
+EMULATOR_SEED = 20261202
 T = TypeVar("T")
 
 
@@ -95,8 +108,12 @@ class Lab:
         self.root = self.root.absolute()
         self.pg = postgres.PgLayout(self.root / "pg")
         self.timings: dict[str, float] = {}  # seconds per phase of the last `up`
+        self.baseline_timings: dict[str, float] = {}  # seconds per phase of the last restore_baseline
         self._objects: dict[tuple[str, str], list[dict[str, Any]]] = {}  # rendered per (stack, view), reused
         self._regions = {stack: Region(self, stack) for stack in LAB_STACKS}
+        # The application's replicas on the standby for this Lab object's project copies (None: the repository's,
+        # pilot light); `set_application_standby` sets it for a warm-standby drill.
+        self.application_standby: int | None = None
 
     # ---- regions ----------------------------------------------------------------------------------------------
     def region(self, stack: str) -> Region:
@@ -201,9 +218,20 @@ class Lab:
         """End the partition of one region (default: every region)."""
         return self.gates.heal(None if name is None else self.stack_of(name))
 
-    def degrade(self, latency_ms: int, jitter_ms: int = 0) -> list[str]:
-        """The WAN between the regions: `latency_ms` round trip (`jitter_ms`) on every gate; 0 takes it away."""
-        return self.gates.degrade(latency_ms, jitter_ms)
+    def degrade(
+        self, latency_ms: int, jitter_ms: int = 0, bandwidth_kbps: int = 0, kinds: Iterable[str] | None = None
+    ) -> list[str]:
+        """The WAN between the regions: `latency_ms` round trip (`jitter_ms`) on every gate (or those of `kinds`,
+        e.g. gates.WAN_KINDS), and a cap of `bandwidth_kbps` KB/s per connection when given; all 0 takes it away."""
+        return self.gates.degrade(latency_ms, jitter_ms, bandwidth_kbps, kinds)
+
+    def reset_links(self, name: str, kinds: Iterable[str] | None = None, after_ms: int = 0) -> list[str]:
+        """The region's gates (or those of `kinds`) reset every connection `after_ms` after its first bytes, until
+        `stop_resets` (or the baseline)."""
+        return self.gates.reset_peer(self.stack_of(name), kinds, after_ms)
+
+    def stop_resets(self, name: str | None = None) -> list[str]:
+        return self.gates.stop_resets(None if name is None else self.stack_of(name))
 
     def _gate_proxies(self) -> list[gates.Proxy]:
         ports = self._state()["ports"]
@@ -215,6 +243,7 @@ class Lab:
             "service": lambda s: f"{node_ip}:{ports['service'][s]}",
             "aws": lambda s: f"{process.LOOPBACK}:{ports['aws']}",
             "kube": lambda s: f"{node_ip}:{kube.KubePorts().apiserver}",
+            "registry": lambda s: f"{process.LOOPBACK}:{ports['registry'][s]}",
         }
         proxies = [
             gates.Proxy(gates.proxy_name(s, kind), ports["gates"][s][kind], upstreams[kind](s))
@@ -317,7 +346,7 @@ class Lab:
             "inbox": process.free_port(),
             **{
                 kind: {s: process.free_port() for s in LAB_STACKS}
-                for kind in ("postgres", "service", "kafka", "kafka_pods", "kafka_gate", "kafka_pods_gate")
+                for kind in ("postgres", "service", "kafka", "kafka_pods", "kafka_gate", "kafka_pods_gate", "registry")
             },
             "gates": {
                 "api": process.free_port(),
@@ -372,7 +401,7 @@ class Lab:
         with self._phase("workloads"):
             self.apply_workloads()
             for stack in LAB_STACKS:
-                self.region(stack).service.start()
+                self.region(stack).service.settle()
             self.start_mirrormaker()
             if self.fencing_on:
                 self.wait_guards()
@@ -383,8 +412,65 @@ class Lab:
 
     def _start_emulator(self, port: int, pid: int) -> dict[str, aws.StackResources]:
         process.wait_port(port, 60, "moto_server", pid)
+        return self._seed_emulator()
+
+    def _seed_emulator(self) -> dict[str, aws.StackResources]:
+        """Both stacks' resources, made after the same seed of the emulator's ids each time (EMULATOR_SEED): a reseed
+        names them as before, so the outputs and the workloads rendered from them stay as they were."""
+        aws.seed_random(self.aws_endpoint, EMULATOR_SEED)
         stacks = {s: self.region(s).settings for s in LAB_STACKS}
         return aws.seed(self.aws_endpoint, stacks, self.inbox_url, self.password)
+
+    # ---- container registries (lab/registry.py) -----------------------------------------------------------------
+    def registry_host(self, stack: str) -> str:
+        """The ECR host the stack's own images name (its settings' backup image), e.g.
+        `123456789012.dkr.ecr.us-west-2.amazonaws.com`."""
+        image = self.region(stack).settings.kubernetes.backup_image
+        found = ecr_image(image)
+        if found is None:
+            raise ValueError(f"{stack}'s backup image {image} names no ECR registry; the lab serves ECR hosts only")
+        return image.split("/", 1)[0]
+
+    def start_registries(self) -> None:
+        """Each region's registry (those not running yet), and the node's containerd told to pull each region's ECR
+        host through that region's gate (plain HTTP)."""
+        hosts = kube.registry_hosts_dir(kube.Layout(self.root))
+        for stack in LAB_STACKS:
+            name = registry.process_name(stack)
+            if not process.running(self.root, name):
+                registry.start(self.root, stack, self._port("registry", stack))
+            server = f"http://{self.node_ip}:{self.region(stack).gate_port('registry')}"
+            folder = hosts / self.registry_host(stack)
+            folder.mkdir(parents=True, exist_ok=True)
+            replace_file(folder / "hosts.toml", registry.hosts_toml(server))
+
+    def stop_registry(self, name: str) -> None:
+        """The region's registry stops (a registry outage; `start_registries` brings it back)."""
+        process.stop(self.root, registry.process_name(self.stack_of(name)))
+
+    def registry_log(self, name: str) -> str:
+        """The region's registry's log (its access log: each request, with the client's user agent)."""
+        path = self.root / "logs" / f"{registry.process_name(self.stack_of(name))}.log"
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+    def registry_digest(self, name: str, repository: str, tag: str) -> str:
+        """The manifest digest of `repository:tag` in the region's registry (read directly, not through its gate)."""
+        return registry.manifest_digest(self._port("registry", self.stack_of(name)), repository, tag)
+
+    def publish_image(self, name: str = "backup") -> dict[str, str]:
+        """The lab image `name` pushed to the primary's registry under the repository and tag the stacks name, and
+        copied to the peer's registry through the primary's gate (ECR's replication); returns each stack's image
+        reference (its own region's ECR host)."""
+        self.start_registries()
+        declared = {"backup": "backup_image", "mirrormaker": "mirror_maker_image"}
+        if name not in declared:
+            raise ValueError(f"lab image {name!r} is not one the stacks declare; expected one of {sorted(declared)}")
+        refs = {s: str(getattr(self.region(s).settings.kubernetes, declared[name])) for s in LAB_STACKS}
+        repository, tag = refs[PRIMARY_STACK].split("/", 1)[1].rsplit(":", 1)
+        registry.push(images.archives()[name], self._port("registry", PRIMARY_STACK), repository, tag)
+        source = self.region(PRIMARY_STACK).gate_port("registry")
+        registry.replicate(source, self._port("registry", STANDBY_STACK), repository, tag)
+        return refs
 
     # ---- the incident inbox (lab/inbox.py) --------------------------------------------------------------------
     @property
@@ -448,7 +534,25 @@ class Lab:
 
     def _write_project(self, roles: dict[str, Role]) -> None:
         # The stacks as the scripts see them, from outside their regions: the gates (as the outputs).
-        write_project(self.project_dir, self._gated_endpoints(), roles, fencing=LAB_LEASE if self.fencing_on else None)
+        write_project(
+            self.project_dir,
+            self._gated_endpoints(),
+            roles,
+            standby_replicas=self.application_standby,
+            fencing=LAB_LEASE if self.fencing_on else None,
+        )
+
+    def set_application_standby(self, replicas: int) -> None:
+        """Pilot light (0) or warm standby (N) from now on: the standby's application count in the project copy
+        (roles at baseline), applied. At most the lab's primary count (one host port per node)."""
+        if not 0 <= replicas <= LAB_APPLICATION["primaryReplicas"]:
+            raise ValueError(
+                f"standby application replicas {replicas} is outside what the lab runs: 0 to "
+                f"{LAB_APPLICATION['primaryReplicas']} (one stand-in per node and region)"
+            )
+        self.application_standby = replicas
+        self._write_project(BASELINE_ROLES)
+        self.apply_application()
 
     # ---- the primary lease (drtopo/fencing/; the guards: lab/region.py) ----------------------------------------
     def set_fencing(self, on: bool, timeout: float = 120.0) -> None:
@@ -497,22 +601,34 @@ class Lab:
         primary, standby = self.region(PRIMARY_STACK), self.region(STANDBY_STACK)
         primary_port, standby_port = primary.port("postgres"), standby.port("postgres")
         # The standby streams (and clones) through the primary's gate: replication crosses the region boundary.
-        postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, primary.postgres.archive_command)
-        postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
-        before_archiving()
-        postgres.clone_standby(
-            self.pg,
-            STANDBY_STACK,
-            standby_port,
-            primary.gate_port("postgres"),
-            password,
-            standby.postgres.archive_command,
-        )
-        postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
-        postgres.base_backup(self.pg, primary_port, password)
-        outputs = load_outputs(primary.outputs_path, PRIMARY_STACK)
-        s3 = aws.client("s3", outputs.region, self.aws_endpoint)
-        wal.push_base_backup(s3, outputs, self.pg.base_backup_dir)
+        with self._baseline_phase("pg primary"):
+            postgres.new_primary(self.pg, PRIMARY_STACK, primary_port, primary.postgres.archive_command)
+            postgres.start(self.root, self.pg, PRIMARY_STACK, primary_port, password)
+        with self._baseline_phase("pg wait emulator"):
+            before_archiving()
+        with self._baseline_phase("pg standby"):
+            postgres.clone_standby(
+                self.pg,
+                STANDBY_STACK,
+                standby_port,
+                primary.gate_port("postgres"),
+                password,
+                standby.postgres.archive_command,
+            )
+            postgres.start(self.root, self.pg, STANDBY_STACK, standby_port, password)
+        with self._baseline_phase("pg base backup"):
+            postgres.base_backup(self.pg, primary_port, password)
+            outputs = load_outputs(primary.outputs_path, PRIMARY_STACK)
+            s3 = aws.client("s3", outputs.region, self.aws_endpoint)
+            wal.push_base_backup(s3, outputs, self.pg.base_backup_dir)
+        with self._baseline_phase("pg snapshot"):
+            # Stopped cleanly for the copy (the primary first: its shutdown sends the standby every WAL record and
+            # archives every finished segment), then started again.
+            for stack in (PRIMARY_STACK, STANDBY_STACK):
+                self.region(stack).postgres.stop()
+            postgres.save_snapshot(self.pg, LAB_STACKS)
+            for stack in (PRIMARY_STACK, STANDBY_STACK):
+                postgres.start(self.root, self.pg, stack, self.region(stack).port("postgres"), password)
 
     @property
     def wal_push_script(self) -> Path:
@@ -541,7 +657,7 @@ class Lab:
         endpoints = self._gated_endpoints()
         for region in self._regions.values():
             document = stack_outputs(region.settings, resources[region.stack], endpoints, self.pg)
-            region.outputs_path.write_text(json.dumps(document, indent=2) + "\n")
+            replace_file(region.outputs_path, json.dumps(document, indent=2) + "\n")
 
     def down(self) -> list[str]:
         """Stop every recorded process, clients before servers, in parallel within each wave; returns their names.
@@ -652,36 +768,97 @@ class Lab:
 
     # ---- PostgreSQL (each server: lab/region.py) --------------------------------------------------------------
     def reset_postgres(self) -> None:
-        """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too."""
-        for region in self._regions.values():
-            region.postgres.stop()
-        self._stop_adopted_postmasters()
-        postgres.reset_data(self.pg)
+        """A fresh pair (prod primary, dr standby), archive and base backup; roles, outputs and emulator reset too.
+
+        The pair as first built is kept (postgres.save_snapshot, at the end of _build_pg_pair): a reset copies it
+        back and starts it, and gives the reseeded WAL bucket the same base backup and archived WAL again, instead
+        of cloning a new pair (the files and the bucket are those of a fresh build; only their timestamps are older).
+        """
+        with self._baseline_phase("pg stop"):
+            for region in self._regions.values():
+                region.postgres.stop()
+            self._stop_adopted_postmasters()
         self._write_project(BASELINE_ROLES)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-emulator") as pool:
-            emulator = pool.submit(self._reseed)
-            self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
+            emulator = pool.submit(self._timed_baseline, "reseed", self._reseed)
+            with self._baseline_phase("pg copy"):
+                copied = postgres.restore_snapshot(self.pg, LAB_STACKS) is not None
+                if not copied:
+                    postgres.reset_data(self.pg)
+            with self._baseline_phase("pg pair"):
+                if copied:
+                    self._start_copied_pair(lambda: self._write_outputs(emulator.result()))
+                else:
+                    self._build_pg_pair(lambda: self._write_outputs(emulator.result()))
+        self.apply_application()
+
+    def apply_application(self) -> None:
+        """The program's application patches for the stacks' roles now (the primary's stand-in up, the standby's at
+        its declared count), as `pulumi up` of both stacks would apply them; returns once each count is reached."""
+        patches = [o for s in LAB_STACKS for o in self.workload_objects(s) if kube_objects.patch_manager(o)]
+        kube_objects.apply(self.root, patches)
+        for region in self._regions.values():
+            region.service.settle()
+
+    def _start_copied_pair(self, before_start: Callable[[], None]) -> None:
+        """The pair copied back from its snapshot: the bucket gets the archived WAL and the base backup a fresh
+        build leaves there (`before_start` writes the outputs naming it), then the primary and its standby start."""
+        before_start()
+        outputs = load_outputs(self.region(PRIMARY_STACK).outputs_path, PRIMARY_STACK)
+        s3 = aws.client("s3", outputs.region, self.aws_endpoint)
+        archived = sorted(p for p in self.pg.archive_dir.iterdir() if p.is_file())
+        # The servers start while the bucket is filled: the primary archives only segments newer than these.
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-wal") as pool:
+            pushed = [pool.submit(wal.push, s3, outputs, p, p.name) for p in archived]
+            pushed.append(pool.submit(wal.push_base_backup, s3, outputs, self.pg.base_backup_dir))
+            for stack in (PRIMARY_STACK, STANDBY_STACK):
+                postgres.start(self.root, self.pg, stack, self.region(stack).port("postgres"), self.password)
+            for future in pushed:
+                future.result()
 
     def _reseed(self) -> dict[str, aws.StackResources]:
         aws.reset(self.aws_endpoint)
-        stacks = {s: self.region(s).settings for s in LAB_STACKS}
-        return aws.seed(self.aws_endpoint, stacks, self.inbox_url, self.password)
+        return self._seed_emulator()
 
     def restore_baseline(self) -> None:
-        """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again."""
-        self.gates.heal()
-        self.gates.reset()
+        """After a drill: every gate open, fresh PostgreSQL pair and emulator, and every other server running again.
+
+        Each part is put back only as far as it differs (a running Kafka cluster or service stand-in is checked, not
+        restarted; PostgreSQL's files are copied back only where they changed); the Kafka clusters start while the
+        pair and the emulator are reset. lab.baseline_timings says where the time went."""
+        self.baseline_timings.clear()
+        with self._baseline_phase("gates"):
+            self.gates.heal()
+            self.gates.reset()
         # A guard keeps what it decided (a fence it never lifts by itself): none may outlive the pair it guarded.
-        for region in self._regions.values():
-            region.guard.stop()
-        self.reset_postgres()
-        for region in self._regions.values():
-            region.service.start()
-        self._start_kafka_clusters()
-        self.apply_workloads()
-        self.start_mirrormaker()
+        with self._baseline_phase("guards stopped"):
+            for region in self._regions.values():
+                region.guard.stop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-kafka-baseline") as pool:
+            clusters = pool.submit(self._timed_baseline, "kafka", self._start_kafka_clusters)
+            self.reset_postgres()
+            clusters.result()
+        with self._baseline_phase("services"):
+            self.apply_workloads()
+            for region in self._regions.values():
+                region.service.settle()
+        with self._baseline_phase("workloads and mirrormaker"):
+            self.start_mirrormaker()  # applies both stacks' objects, as the roles now are, first
         if self.fencing_on:
-            self.wait_guards()
+            with self._baseline_phase("lease guards"):
+                self.wait_guards()
+
+    @contextlib.contextmanager
+    def _baseline_phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.baseline_timings[name] = time.monotonic() - start
+
+    def _timed_baseline(self, name: str, fn: Callable[..., T], *args: Any) -> T:
+        with self._baseline_phase(name):
+            return fn(*args)
 
     # ---- Kafka (each cluster: lab/region.py) ------------------------------------------------------------------
     def _start_kafka_clusters(self) -> None:
@@ -828,6 +1005,8 @@ class Lab:
             *(self._port("postgres", s) for s in LAB_STACKS),
             self._port("aws"),
             *(self._port("gates", s)["kafka-pods"] for s in LAB_STACKS),
+            # The node's containerd pulls each region's ECR host name through that region's gate (lab/registry.py).
+            *(self._port("gates", s)["registry"] for s in LAB_STACKS),
             *(self._port("kafka_pods", s) for s in LAB_STACKS),
             *(
                 port

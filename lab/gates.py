@@ -10,6 +10,8 @@ and kind, named `<stack>-<kind>`:
     service     outside clients -> the region's service stand-in (on the Kubernetes node's address)
     aws         the scripts -> the one AWS emulator, as the region's API endpoint (DRTOPO_AWS_ENDPOINTS)
     kube        the stack's kubeconfig context -> the lab's one kube-apiserver
+    registry    the lab's containerd (pulling the region's ECR host name) and the peer's replication -> the
+                region's container registry (lab/registry.py), started on first use
     egress-<to> the region's pods (the lease's guard) -> the `aws` gate of region <to>: a call out of a region
                 crosses its own boundary and then the other's, so it fails when either region is cut off
 
@@ -24,7 +26,10 @@ dropped, so open connections and new ones hang until the client's own timeout (n
 processes keep running and talking to each other. A heal removes those toxics and then closes every connection that
 lived through the partition (disabling and re-enabling each proxy): Toxiproxy dropped their bytes where TCP would
 have retransmitted them, so their streams are no longer whole; clients reconnect. `degrade` adds latency (half the
-round trip each way, with jitter) to every gate: the WAN between the regions.
+round trip each way, with jitter) and optionally a bandwidth cap (per connection, each way) to every gate: the WAN
+between the regions. `reset_peer` makes some gates reset their connections (Toxiproxy's `reset_peer` toxic: a TCP RST
+`after_ms` after the first bytes a connection carries, every connection, new ones too) until `stop_resets`: links that
+break mid-stream, as a flapping WAN path or a middlebox dropping long-lived flows does.
 """
 
 from __future__ import annotations
@@ -40,11 +45,15 @@ from typing import Any
 from lab import process, toxiproxy_build
 
 PROCESS_NAME = "gates"
-KINDS = ("postgres", "kafka", "kafka-pods", "service", "aws", "kube")
 WITNESS = "witness"  # the witness region's name among the gates
 EGRESS = "egress-"
+KINDS = ("postgres", "kafka", "kafka-pods", "service", "aws", "kube", "registry")
 PARTITION = "partition"
 WAN = "wan"
+RESET = "reset"
+# The links between the regions themselves: the standby's streaming replication and MirrorMaker's consumer (the
+# scripts' database sessions share the database's gate). Clients reaching a region's service are not across the WAN.
+WAN_KINDS = ("postgres", "kafka-pods")
 STREAMS = ("upstream", "downstream")
 API_TIMEOUT_S = 10.0
 
@@ -93,17 +102,41 @@ def partition_toxics() -> list[dict[str, Any]]:
     ]
 
 
-def wan_toxics(latency_ms: int, jitter_ms: int) -> list[dict[str, Any]]:
-    """The toxics of a WAN with `latency_ms` round trip (`jitter_ms` around it): half each way (pure)."""
-    if latency_ms < 0 or jitter_ms < 0:
-        raise ValueError(f"latency and jitter must be 0 or more ms; got {latency_ms} and {jitter_ms}")
-    return [
+def wan_toxics(latency_ms: int, jitter_ms: int, bandwidth_kbps: int = 0) -> list[dict[str, Any]]:
+    """The toxics of a WAN with `latency_ms` round trip (`jitter_ms` around it): half each way; with `bandwidth_kbps`
+    also a cap of that many KB/s on each connection, each way (pure)."""
+    if latency_ms < 0 or jitter_ms < 0 or bandwidth_kbps < 0:
+        got = f"{latency_ms} ms, {jitter_ms} ms, {bandwidth_kbps} KB/s"
+        raise ValueError(f"latency, jitter and bandwidth must be 0 or more; got {got}")
+    latency = [
         {
             "name": f"{WAN}-{stream}",
             "type": "latency",
             "stream": stream,
             "attributes": {"latency": latency_ms // 2, "jitter": jitter_ms // 2},
         }
+        for stream in STREAMS
+        if latency_ms or jitter_ms
+    ]
+    bandwidth = [
+        {
+            "name": f"{WAN}-bandwidth-{stream}",
+            "type": "bandwidth",
+            "stream": stream,
+            "attributes": {"rate": bandwidth_kbps},
+        }
+        for stream in STREAMS
+        if bandwidth_kbps
+    ]
+    return latency + bandwidth
+
+
+def reset_toxics(after_ms: int) -> list[dict[str, Any]]:
+    """The toxics that reset every connection (TCP RST) `after_ms` after its first bytes, both ways (pure)."""
+    if after_ms < 0:
+        raise ValueError(f"the reset delay must be 0 or more ms; got {after_ms}")
+    return [
+        {"name": f"{RESET}-{stream}", "type": "reset_peer", "stream": stream, "attributes": {"timeout": after_ms}}
         for stream in STREAMS
     ]
 
@@ -117,9 +150,18 @@ def gate_state(toxics: Iterable[dict[str, Any]], enabled: bool = True) -> str:
     if any(n.startswith(f"{PARTITION}-") for n in names):
         parts.append("partitioned")
     wan = names.get(f"{WAN}-upstream")
+    capped = names.get(f"{WAN}-bandwidth-upstream")
+    slowed = []
     if wan is not None:
         attributes = wan.get("attributes", {})
-        parts.append(f"degraded ({2 * attributes.get('latency', 0)} ms ± {2 * attributes.get('jitter', 0)} ms)")
+        slowed.append(f"{2 * attributes.get('latency', 0)} ms ± {2 * attributes.get('jitter', 0)} ms")
+    if capped is not None:
+        slowed.append(f"{capped.get('attributes', {}).get('rate', 0)} KB/s")
+    if slowed:
+        parts.append(f"degraded ({', '.join(slowed)})")
+    reset = names.get(f"{RESET}-upstream")
+    if reset is not None:
+        parts.append(f"resetting (after {reset.get('attributes', {}).get('timeout', 0)} ms)")
     return ", ".join(parts) or "open"
 
 
@@ -163,12 +205,7 @@ class Gates:
     def partition(self, stack: str, kinds: Iterable[str] | None = None) -> list[str]:
         """Cut the region of `stack` off: every one of its gates (or only those of `kinds`, e.g. `aws`: its API
         alone) drops all bytes both ways. Returns the proxies."""
-        wanted = None if kinds is None else set(kinds)
-        if wanted is not None and {k for k in wanted if not k.startswith(EGRESS)} - set(KINDS):
-            raise ValueError(f"unknown gate kinds {sorted(wanted - set(KINDS))}; expected some of {', '.join(KINDS)}")
-        names = [n for n in self.names(stack) if wanted is None or split_name(n)[1] in wanted]
-        if not names:
-            raise GateError(f"no gate of stack {stack!r} at {self.url}")
+        names = self._named(stack, kinds)
         for name in names:
             self._set_toxics(name, PARTITION, partition_toxics())
         return names
@@ -188,12 +225,46 @@ class Gates:
             self._call("POST", f"/proxies/{name}", {"enabled": True})
         return names
 
-    def degrade(self, latency_ms: int, jitter_ms: int = 0) -> list[str]:
-        """Give every gate the WAN's latency (round trip `latency_ms`, jitter `jitter_ms`); 0 ms takes it away."""
-        toxics = wan_toxics(latency_ms, jitter_ms) if latency_ms or jitter_ms else []
-        names = self.names()
+    def degrade(
+        self, latency_ms: int, jitter_ms: int = 0, bandwidth_kbps: int = 0, kinds: Iterable[str] | None = None
+    ) -> list[str]:
+        """Give every gate (or those of `kinds`, e.g. WAN_KINDS) the WAN's latency (round trip `latency_ms`, jitter
+        `jitter_ms`) and, when given, a cap of `bandwidth_kbps` KB/s per connection; all 0 takes the WAN away."""
+        toxics = wan_toxics(latency_ms, jitter_ms, bandwidth_kbps)
+        names = self._named(None, kinds)
         for name in names:
             self._set_toxics(name, WAN, toxics)
+        return names
+
+    def _named(self, stack: str | None, kinds: Iterable[str] | None) -> list[str]:
+        """The proxies of `stack` (None: every stack) of `kinds` (None: every kind); GateError when there is none."""
+        wanted = None if kinds is None else set(kinds)
+        unknown = None if wanted is None else {k for k in wanted if not k.startswith(EGRESS)} - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown gate kinds {sorted(unknown)}; expected some of {', '.join(KINDS)} or egress-*")
+        names = [n for n in self.names(stack) if wanted is None or split_name(n)[1] in wanted]
+        if not names:
+            raise GateError(f"no gate{'' if stack is None else f' of stack {stack!r}'} at {self.url}")
+        return names
+
+    def reset_peer(self, stack: str, kinds: Iterable[str] | None = None, after_ms: int = 0) -> list[str]:
+        """Make the gates of `stack` (or only those of `kinds`, e.g. `kafka-pods`: the peer's MirrorMaker's link)
+        reset every connection `after_ms` after its first bytes, until `stop_resets`. Returns the proxies."""
+        names = self._named(stack, kinds)
+        for name in names:
+            self._set_toxics(name, RESET, reset_toxics(after_ms))
+        return names
+
+    def stop_resets(self, stack: str | None = None) -> list[str]:
+        """No more resets on the gates of `stack` (default every gate); returns the proxies that were resetting."""
+        names = [
+            name
+            for name, info in sorted(self.proxies().items())
+            if (stack is None or split_name(name)[0] == stack)
+            and any(t["name"].startswith(f"{RESET}-") for t in info.get("toxics") or [])
+        ]
+        for name in names:
+            self._set_toxics(name, RESET, [])
         return names
 
     def reset(self) -> None:

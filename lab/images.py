@@ -214,9 +214,8 @@ def _export(image: Image) -> None:
     partial.unlink(missing_ok=True)
     _buildah("push", image.ref, f"docker-archive:{partial}:{image.ref}", what=f"buildah push {image.ref}")
     partial.rename(image.archive)
-    for old in image_dir().glob(f"{image.name}-*.tar"):
-        if old != image.archive:
-            old.unlink()
+    for old in kube_store.stale_versions(image_dir().glob(f"{image.name}-*.tar"), image.archive):
+        old.unlink(missing_ok=True)
 
 
 def _ensure_local(image: Image) -> None:

@@ -231,9 +231,17 @@ def containerd_config(layout: Layout) -> str:
             f"[{cri}.cni]",
             f'  bin_dir = "{CNI_BIN_DIR}"',
             f'  conf_dir = "{layout.base / "cni"}"',
+            # Where a pull finds its registry host's hosts.toml (lab/registry.py): read at each pull.
+            f"[{cri}.registry]",
+            f'  config_path = "{registry_hosts_dir(layout)}"',
             "",
         ]
     )
+
+
+def registry_hosts_dir(layout: Layout) -> Path:
+    """containerd's `config_path`: one folder per registry host, each with its hosts.toml (lab/registry.py)."""
+    return layout.base / "containerd" / "certs.d"
 
 
 def cni_config(layout: Layout, network: NodeNetwork) -> dict[str, Any]:

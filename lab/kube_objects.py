@@ -11,7 +11,8 @@ outputs and stack file, the readiness check's ConfigMap both stacks' outputs and
 endpoints ConfigMap the lab's database writer and Kafka; the backup jobs (every CronJob) get the emulator's endpoint
 and its dummy credentials from a Secret, and PGSSLMODE=disable (the lab's PostgreSQL speaks no TLS; production keeps
 verify-full).
-Objects go in by server-side apply, as the provider does.
+Objects go in by server-side apply, as the provider does; a patch (the application's replica count, a
+`DeploymentPatch`) after every whole object, under the field manager its annotation names, as the provider applies it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from evaluation.mock_program import evaluate
 from lab import kube
 
 FIELD_MANAGER = "drtopo-lab"
+# kubectl's validation for partial objects (drtopo.application.deployment: the same for promote's own patches).
+PARTIAL_VALIDATION = "warn"
+# The Kubernetes provider's annotation naming a patch resource's field manager.
+PATCH_FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
 # Where containers sit in the kinds the program declares.
 POD_SPEC_PATHS = {
     "Deployment": ("spec", "template", "spec"),
@@ -123,17 +128,21 @@ def is_patch(resource_type: str) -> bool:
 
 
 def program_objects(settings: Settings, view: PodView | None = None) -> list[dict[str, Any]]:
-    """Every Kubernetes object the program declares for `settings`' stack, in declaration order, except its patches.
+    """Every Kubernetes object the program declares for `settings`' stack, in declaration order, its patches last.
 
-    The application's replica patch (components/application.py) is left out: the lab's stand-in runs in both regions
-    and its count belongs to the lab and the drills until promote moves the application itself (issue 27).
+    The application's replica patch (components/application.py) sets the lab stand-in's count for the stack's role:
+    the standby's 0 (pilot light) until promote scales it up.
     """
     evaluation = evaluate(settings)
-    return [
-        lab_object(r.inputs, view)
-        for r in evaluation.resources
-        if r.custom and r.type.startswith("kubernetes:") and not is_patch(r.type)
+    resources = [r for r in evaluation.resources if r.custom and r.type.startswith("kubernetes:")]
+    return [lab_object(r.inputs, view) for r in resources if not is_patch(r.type)] + [
+        lab_object(r.inputs, view) for r in resources if is_patch(r.type)
     ]
+
+
+def patch_manager(document: dict[str, Any]) -> str | None:
+    """The field manager a patch document's annotation names, or None for a whole object (pure)."""
+    return document.get("metadata", {}).get("annotations", {}).get(PATCH_FIELD_MANAGER_ANNOTATION)
 
 
 def namespace_object(name: str) -> dict[str, Any]:
@@ -146,18 +155,29 @@ def namespaces_of(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [namespace_object(name) for name in names]
 
 
-def _server_side_apply(root: Path, objects: list[dict[str, Any]]) -> str:
+def _server_side_apply(root: Path, objects: list[dict[str, Any]], manager: str = FIELD_MANAGER) -> str:
+    if not objects:
+        return ""
     document = {"apiVersion": "v1", "kind": "List", "items": objects}
     # --force-conflicts: the declaration wins over fields another manager set (`kubectl scale` in a drill), as
     # `pulumi up` makes it win.
-    args = ("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "-f", "-")
+    args = ("apply", "--server-side", "--force-conflicts", f"--field-manager={manager}", "-f", "-")
+    if manager != FIELD_MANAGER:
+        # A patch is a partial object: kubectl's client-side schema check (its fallback where it does not detect
+        # the server's field validation) refuses it for lacking required fields; the server validates the merge.
+        args = (*args, f"--validate={PARTIAL_VALIDATION}")
     return kube.kubectl(root, *args, stdin=json.dumps(document), timeout=120).stdout
 
 
 def apply(root: Path, objects: list[dict[str, Any]]) -> list[str]:
-    """Server-side apply of the objects' namespaces, then the objects, to the lab cluster at `root`; returns
-    kubectl's line per object."""
-    output = _server_side_apply(root, namespaces_of(objects)) + _server_side_apply(root, objects)
+    """Server-side apply of the objects' namespaces, then the whole objects, then the patches (each under its own
+    field manager: the objects they patch must exist first), to the lab cluster at `root`; returns kubectl's line
+    per object."""
+    whole = [o for o in objects if patch_manager(o) is None]
+    output = _server_side_apply(root, namespaces_of(whole)) + _server_side_apply(root, whole)
+    managers = sorted({m for o in objects if (m := patch_manager(o)) is not None})
+    for manager in managers:
+        output += _server_side_apply(root, [o for o in objects if patch_manager(o) == manager], manager)
     return output.splitlines()
 
 

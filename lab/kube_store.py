@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lab.jars import cache_root
@@ -23,6 +23,7 @@ from lab.jars import cache_root
 COMPLETE = ".complete"
 START_TIMEOUT_S = 30.0
 IMPORT_TIMEOUT_S = 600.0
+KEEP_VERSIONS = 4  # versions kept per cached image or store: one per checkout of other sources sharing the cache
 
 
 class StoreError(RuntimeError):
@@ -97,11 +98,18 @@ def ensure_template(archives: Sequence[Path]) -> Path:
                 daemon.wait(30)
             log.close()
     (partial / COMPLETE).write_text("\n".join(a.name for a in archives) + "\n")
-    for other in target.parent.iterdir():
-        if other != partial and other.is_dir():
-            shutil.rmtree(other, ignore_errors=True)
+    others = (p for p in target.parent.iterdir() if p.is_dir() and p not in (partial, target))
+    for other in stale_versions(others, target):
+        shutil.rmtree(other, ignore_errors=True)
     partial.rename(target)
     return target
+
+
+def stale_versions(paths: Iterable[Path], current: Path, keep: int = KEEP_VERSIONS) -> list[Path]:
+    """The cached versions beside `current` beyond the `keep` newest (by modification time; `current` always kept):
+    checkouts of different sources that share one cache each keep the version their lab loads (pure but for stat)."""
+    others = sorted((p for p in paths if p != current), key=lambda p: p.stat().st_mtime, reverse=True)
+    return others[max(keep - 1, 0) :]
 
 
 def _tail(work: Path) -> str:

@@ -5,6 +5,8 @@ One lab node stands in for both regions' clusters, so each stack's objects live 
 project copy names it `<namespace>-<region>`, lab/project.py). The program declares no Secret: the database
 password (settings.kubernetes.databaseSecret, key `password`) is created by the lab, as an operator or the secrets
 operator would create it, and so is the emulator's dummy credential Secret that only the lab's backup jobs use.
+Both are in the lab's drtopo:secrets (the credentials: lab/aws.py credential_sources), so `restore secrets` writes
+them again from the emulator's Secrets Manager after a namespace is lost.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from components import kafka_mirror
-from lab import kube
+from lab import aws, kube
 
-LAB_AWS_SECRET = "drtopo-lab-aws"
+LAB_AWS_SECRET = aws.KUBERNETES_CREDENTIALS_SECRET
 LAB_LABELS = {"app.kubernetes.io/part-of": "drtopo", "app.kubernetes.io/managed-by": "drtopo-lab"}
 
 
@@ -179,7 +181,7 @@ SERVICE_UID = 10002  # lab/kube/images/service.Containerfile
 def service_objects(
     namespace: str, image: str, host: str, port: int, database: dict[str, str], secret: str
 ) -> list[dict[str, Any]]:
-    """The stand-in's ConfigMap (where it listens, which database) and Deployment (pure).
+    """The stand-in's ConfigMap (where it listens, which database), Deployment and what routes to it (pure).
 
     hostNetwork on the node's address, so scripts reach it at `http://host:port`; the database through the bridge;
     the password from the stack's database Secret. No `replicas`: a drill's `kubectl scale` survives a re-apply.
@@ -243,5 +245,52 @@ def service_objects(
                     },
                 },
             },
+        },
+        *service_routing(namespace, port, labels),
+    ]
+
+
+def service_routing(namespace: str, port: int, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """What the application's chart declares around its Deployment: a Service, an Ingress to it, an autoscaler and
+    a disruption budget (pure). The lab routes nothing through them (no kube-proxy, no ingress controller, no
+    metrics server: the autoscaler never acts, and a pilot light at 0 replicas disables it); they are there so that
+    a namespace rebuilt from its export has them back, in their order."""
+    meta = {"name": SERVICE_APP, "namespace": namespace, "labels": labels}
+    selector = {"app.kubernetes.io/name": SERVICE_APP}
+    backend = {"service": {"name": SERVICE_APP, "port": {"number": 80}}}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": port}]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": meta,
+            "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]},
+        },
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": meta,
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVICE_APP},
+                "minReplicas": 1,
+                "maxReplicas": 2,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta,
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
         },
     ]

@@ -50,6 +50,11 @@ class PgLayout:
     def base_backup_dir(self) -> Path:
         return self.base / "basebackup"
 
+    @property
+    def snapshot_dir(self) -> Path:
+        """The pair as first built (both data directories, archive, base backup), copied back by a reset."""
+        return self.base / "snapshot"
+
 
 def process_name(stack: str) -> str:
     return f"postgres-{stack}"
@@ -202,6 +207,103 @@ def reset_data(layout: PgLayout) -> None:
             shutil.rmtree(path)
     layout.archive_dir.mkdir()
     chown_to_postgres(layout.archive_dir)
+
+
+def snapshot_parts(layout: PgLayout, stacks: Sequence[str]) -> list[Path]:
+    """What a reset makes anew: both data directories, the archive folder and the base backup (pure)."""
+    return [*(layout.data_dir(s) for s in stacks), layout.archive_dir, layout.base_backup_dir]
+
+
+def save_snapshot(layout: PgLayout, stacks: Sequence[str]) -> None:
+    """Copy the pair's files (servers stopped cleanly) to layout.snapshot_dir, replacing any earlier copy."""
+    target = layout.snapshot_dir
+    partial = target.with_name(target.name + ".partial")
+    for path in (partial, target):
+        if path.exists():
+            shutil.rmtree(path)
+    partial.mkdir()
+    _copy_all(snapshot_parts(layout, stacks), partial)
+    partial.rename(target)  # complete or absent: a copy interrupted half-way is never restored
+
+
+def restore_snapshot(layout: PgLayout, stacks: Sequence[str]) -> int | None:
+    """Put back the pair's files as save_snapshot left them (servers stopped): only the files that differ from the
+    snapshot are copied, the ones it does not have removed. Returns the number of files copied; None when there is
+    no snapshot (nothing touched)."""
+    if not layout.snapshot_dir.is_dir():
+        return None
+    return sum(sync_tree(layout.snapshot_dir / p.name, p) for p in snapshot_parts(layout, stacks))
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_mode, a.st_size, a.st_mtime_ns, a.st_uid, a.st_gid) == (
+        b.st_mode,
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_uid,
+        b.st_gid,
+    )
+
+
+def sync_tree(source: Path, target: Path) -> int:
+    """Make `target` hold what `source` holds (files, folders, links; modes, owners and times kept), as `rsync -a
+    --delete` would: a file whose type, size, time, mode and owner match is left alone (PostgreSQL writes its files
+    in place, which moves their time), the others are copied, and what `source` lacks is removed. Returns the
+    number of files copied."""
+    copied = 0
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        target.unlink()
+    if not target.is_dir():
+        target.mkdir()
+    st = source.stat()
+    if os.geteuid() == 0:
+        os.chown(target, st.st_uid, st.st_gid)
+    target.chmod(st.st_mode & 0o7777)
+    wanted = {entry.name: entry for entry in os.scandir(source)}
+    for entry in os.scandir(target):
+        if entry.name not in wanted:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    for name, entry in wanted.items():
+        there = target / name
+        if entry.is_dir(follow_symlinks=False):
+            copied += sync_tree(Path(entry.path), there)
+            continue
+        src_stat = entry.stat(follow_symlinks=False)
+        try:
+            dst_stat: os.stat_result | None = there.lstat()
+        except FileNotFoundError:
+            dst_stat = None
+        if dst_stat is not None and _same_file(src_stat, dst_stat):
+            continue
+        if dst_stat is not None:
+            if there.is_dir() and not there.is_symlink():
+                shutil.rmtree(there)
+            else:
+                there.unlink()
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry.path), there)
+        else:
+            shutil.copy2(entry.path, there)
+        if os.geteuid() == 0:
+            os.chown(there, src_stat.st_uid, src_stat.st_gid, follow_symlinks=False)
+        copied += 1
+    return copied
+
+
+def _copy_all(sources: Sequence[Path], folder: Path) -> None:
+    """`cp -a` (owners, modes and links kept; a reflink where the file system has them) of `sources` into `folder`."""
+    proc = subprocess.run(
+        ["cp", "-a", "--reflink=auto", *map(str, sources), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"copying the PostgreSQL pair into {folder} failed: {proc.stderr.strip()[-400:]}")
 
 
 def new_primary(layout: PgLayout, stack: str, port: int, archive: str | None = None) -> None:

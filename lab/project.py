@@ -9,6 +9,8 @@ copy, never the repository. The rewrite is a pure function of the repo's config 
 from __future__ import annotations
 
 import copy
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from drtopo.settings import PROJECT, Role, load_settings, stack_file
+from lab.aws import credential_sources
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 # The lab stands in for the shipped pair of stacks (a team may name its own stacks freely; the lab keeps these two).
@@ -68,8 +71,20 @@ LAB_MIRROR_TUNING = {
 }
 
 
-def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints, role: Role) -> dict[str, Any]:
-    """A stack's `config:` mapping rewritten for the lab: loopback endpoints, replication factors 1, given role."""
+# The stand-in listens on one port of the node's own network (hostNetwork), so one node runs one pod of it: the
+# primary's count is 1 here (production keeps its chart's); the standby's stays the shipped 0, pilot light.
+LAB_APPLICATION = {"primaryReplicas": 1}
+
+
+def lab_config(
+    config: dict[str, Any],
+    own: StackEndpoints,
+    peer: StackEndpoints,
+    role: Role,
+    standby_replicas: int | None = None,
+) -> dict[str, Any]:
+    """A stack's `config:` mapping rewritten for the lab: loopback endpoints, replication factors 1, given role, one
+    application replica on the primary; `standby_replicas` the standby's (None: the repository's, pilot light)."""
     out = copy.deepcopy(config)
     key = f"{PROJECT}:"
     out[f"{key}role"] = role.value
@@ -88,12 +103,25 @@ def lab_config(config: dict[str, Any], own: StackEndpoints, peer: StackEndpoints
     dns = dict(out.get(f"{key}dns") or {})
     dns.update(endpoint=LAB_ENDPOINT, healthCheckPort=own.service_port, healthCheckType="HTTP")
     out[f"{key}dns"] = dns
+    application = dict(out.get(f"{key}application") or {})
+    application.update(LAB_APPLICATION)
+    if standby_replicas is not None:
+        application["standbyReplicas"] = standby_replicas
+    out[f"{key}application"] = application
     return out
 
 
 def lab_namespace(namespace: str, region: str) -> str:
     """One lab node stands in for both regions' clusters, so each stack's objects get a namespace of their own."""
     return f"{namespace}-{region}"
+
+
+def with_lab_secrets(config: dict[str, Any]) -> dict[str, Any]:
+    """The stack's drtopo:secrets plus the lab's own: the emulator's dummy credentials its backup jobs read."""
+    out = copy.deepcopy(config)
+    declared = list(out.get(f"{PROJECT}:secrets") or [])
+    out[f"{PROJECT}:secrets"] = declared + [s for s in credential_sources() if s not in declared]
+    return out
 
 
 def with_namespace(config: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -128,26 +156,38 @@ def with_fencing(config: dict[str, Any], fencing: dict[str, Any] | None) -> dict
     return out
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` in one atomic replace: the lab reads the project copy from other threads (each region's settings,
+    at every access) while a reset rewrites it, and a half-written stack file can parse as YAML that lacks its role."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_project(
     project_dir: Path,
     endpoints: dict[str, StackEndpoints],
     roles: dict[str, Role] | None = None,
     source_dir: Path = REPO_DIR,
+    standby_replicas: int | None = None,
     fencing: dict[str, Any] | None = None,
 ) -> None:
     """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's;
-    `fencing`: the lease's settings of both stacks, e.g. LAB_LEASE)."""
+    `standby_replicas`: the application's on the standby, for a warm-standby drill; `fencing`: the lease's settings
+    of both stacks, e.g. LAB_LEASE)."""
     project_dir.mkdir(parents=True, exist_ok=True)
-    (project_dir / "Pulumi.yaml").write_text((source_dir / "Pulumi.yaml").read_text())
+    replace_file(project_dir / "Pulumi.yaml", (source_dir / "Pulumi.yaml").read_text())
     for stack in LAB_STACKS:
         document = yaml.safe_load(stack_file(stack, source_dir).read_text()) or {}
         config = dict(document.get("config") or {})
         peer = next(s for s in LAB_STACKS if s != stack)
         settings = load_settings(stack, source_dir)
         role = (roles or {}).get(stack) or settings.role
-        config = with_topics_rf1(stack, lab_config(config, endpoints[stack], endpoints[peer], role), source_dir)
+        own, other = endpoints[stack], endpoints[peer]
+        config = with_topics_rf1(stack, lab_config(config, own, other, role, standby_replicas), source_dir)
         config = with_namespace(config, lab_namespace(settings.kubernetes.namespace, settings.region))
+        config = with_lab_secrets(config)
         config = with_fencing(config, fencing)
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"
         text = header + yaml.safe_dump({**document, "config": config}, sort_keys=False)
-        stack_file(stack, project_dir).write_text(text)
+        replace_file(stack_file(stack, project_dir), text)

@@ -109,7 +109,8 @@ class KafkaCluster(_Part):
 
 class ServiceStandIn(_Part):
     """The region's service stand-in: a Deployment of one pod (hostNetwork, on the node's address) over the
-    region's database, in the region's namespace of the lab's Kubernetes."""
+    region's database, in the region's namespace of the lab's Kubernetes; its count is the program's patch's (the
+    standby's 0 after `lab up`: promote's application step scales it up)."""
 
     @property
     def url(self) -> str:
@@ -128,12 +129,33 @@ class ServiceStandIn(_Part):
         return max(live, key=lambda p: p["metadata"]["creationTimestamp"]) if live else None
 
     def start(self, timeout: float = 60.0) -> None:
-        """Scale the stand-in's Deployment to one pod and return once it listens."""
+        """Scale the stand-in's Deployment to one pod and return once it listens (at once when its pod is ready and
+        listening already)."""
+        pod = self.pod()
+        if (
+            pod is not None
+            and kube_workloads.pod_ready(pod)
+            and process.port_open(self._region.port("service"), self._lab.node_ip)
+        ):
+            return
         namespace = self._region.namespace
         if kube_workloads.get(self._lab.root, "deployment", kube_workloads.SERVICE_APP, namespace) is None:
             self._lab.apply_workloads()
         kube_workloads.scale(self._lab.root, namespace, kube_workloads.SERVICE_APP, 1)
         self.wait(timeout)
+
+    def declared_replicas(self) -> int:
+        """The replicas the program's patch gives the stand-in for the stack's role now (standby: 0, pilot light)."""
+        settings = self._region.settings
+        return settings.application.replicas(settings.role)
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait for the count the program declared (after `apply_workloads`): listening when it is above 0, no pod
+        left when it is 0."""
+        if self.declared_replicas():
+            self.wait(timeout)
+        else:
+            kube_workloads.wait_pods(self._lab.root, self._region.namespace, kube_workloads.SERVICE_APP, 0, timeout)
 
     def wait(self, timeout: float = 60.0) -> None:
         """Wait until the stand-in's pod runs and accepts connections (Kubernetes restarted or replaced it)."""

@@ -27,6 +27,12 @@ ROUTE53_ZONE = "aws:route53/zone:Zone"
 ROUTE53_RECORD = "aws:route53/record:Record"
 ROUTE53_HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+BACKUP_VAULT = "aws:backup/vault:Vault"
+BACKUP_PLAN = "aws:backup/plan:Plan"
+BACKUP_SELECTION = "aws:backup/selection:Selection"
+ECR_REPLICATION = "aws:ecr/replicationConfiguration:ReplicationConfiguration"
+
 K8S_CRONJOB = "kubernetes:batch/v1:CronJob"
 K8S_JOB = "kubernetes:batch/v1:Job"
 K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -39,7 +45,7 @@ K8S_SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 # Resources whose loss loses data or the means to read it: they must carry `protect`.
-STATEFUL = (BUCKET, KMS_KEY, KMS_REPLICA_KEY, RDS_INSTANCE, ROUTE53_ZONE, SECRET)
+STATEFUL = (BUCKET, KMS_KEY, KMS_REPLICA_KEY, RDS_INSTANCE, ROUTE53_ZONE, SECRET, ECR_REPOSITORY, BACKUP_VAULT)
 
 # Where each workload kind keeps its pod spec.
 POD_SPEC_PATHS = {

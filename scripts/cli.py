@@ -265,6 +265,11 @@ def failover_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip-consumer-group", action="store_true", help="leave the Kafka consumer group's offsets as they are"
     )
+    p.add_argument(
+        "--skip-app-check",
+        action="store_true",
+        help="move DNS even when the target region's application was not seen healthy (reported)",
+    )
     p.add_argument("--restart", action="store_true", help="drop an interrupted run's journal instead of resuming it")
     p.add_argument("--break-lock", action="store_true", help="take the failover lock from a run that is gone for good")
 
@@ -314,6 +319,7 @@ def failover_options(args: argparse.Namespace) -> dict[str, Any]:
         "restart": args.restart,
         "accept_data_loss": args.accept_data_loss,
         "skip_consumer_group": args.skip_consumer_group,
+        "skip_app_check": args.skip_app_check,
         "strict": args.strict,
         "break_lock": args.break_lock,
         "json_path": args.json_path,

@@ -14,20 +14,28 @@ from collections.abc import Sequence
 from drtopo.context import Context
 from drtopo.failover.plan import failback_plan
 from drtopo.failover.run import switchover
-from drtopo.failover.steps import Kind, lease_on
+from drtopo.failover.steps import Kind, app_move, lease_on
 from scripts.cli import command_line, failover_flags, failover_options, main_guard, operator, parser, show_switchover
 
 
 def run(argv: Sequence[str] | None, ctx: Context) -> int:
     p = parser("failback", __doc__.splitlines()[0], changes_state=True)
     failover_flags(p)
+    p.add_argument(
+        "--acknowledge-diverged",
+        action="store_true",
+        help="rebuild the old primary although rows it took after the fork are listed, not re-applied (conflicts, "
+        "deletes; the list is kept in the configuration bucket and the state folder), or could not be looked for",
+    )
+    args = p.parse_args(argv)
     outcome = switchover(
         Kind.FAILBACK,
-        lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack, lease_on(sw.settings)),
+        lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack, app_move(sw), lease_on(sw.settings)),
         ctx,
         command=command_line("failback", argv),
         operator=operator(),
-        **failover_options(p.parse_args(argv)),
+        acknowledge_diverged=args.acknowledge_diverged,
+        **failover_options(args),
     )
     return show_switchover(outcome)
 

@@ -1,4 +1,4 @@
-"""Fail over to a standby stack: guard against data loss, fence the old primary, promote, move Kafka, DNS and roles.
+"""Fail over to a standby stack: guard against data loss, fence, promote, move Kafka, the application, DNS and roles.
 
 `python -m scripts.promote --stack dr --outputs .lab/outputs/dr.json` (the peer's outputs are read from the sibling
 `<peer>.json`). With the old primary reachable this is a planned switchover with zero data loss (fence, drain to its
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from drtopo.context import Context
 from drtopo.failover.plan import promote_plan
 from drtopo.failover.run import switchover
-from drtopo.failover.steps import Kind, lease_on
+from drtopo.failover.steps import Kind, app_move, lease_on
 from scripts.cli import command_line, failover_flags, failover_options, main_guard, operator, parser, show_switchover
 
 
@@ -22,7 +22,9 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     failover_flags(p)
     outcome = switchover(
         Kind.PROMOTE,
-        lambda sw, pre: promote_plan(sw.target.stack, sw.peer.stack, pre.peer_reachable, lease_on(sw.settings)),
+        lambda sw, pre: promote_plan(
+            sw.target.stack, sw.peer.stack, pre.peer_reachable, app_move(sw), lease_on(sw.settings)
+        ),
         ctx,
         command=command_line("promote", argv),
         operator=operator(),

@@ -1,4 +1,4 @@
-"""`python -m scripts.restore dump|pitr|cleanup|config|secrets|kafka-topics|consumer-offsets`: bring data,
+"""`python -m scripts.restore dump|pitr|cleanup|config|namespace|secrets|kafka-topics|consumer-offsets`: bring data,
 configuration and Secrets back.
 
 `dump` restores a verified dump from the dump bucket into a target database (refusing a non-empty one unless
@@ -9,6 +9,7 @@ in a new data directory; `--window` prints what can be restored, `--find-damage`
 around a time (read from the WAL, changing nothing), `--cutover` recovers from corruption end to end (journalled:
 a rerun after a crash resumes it). `cleanup` removes the damaged copy and scratch WAL a cutover left.
 `config` brings the configuration files back byte for byte and applies the namespace's objects in dependency order;
+`namespace` rebuilds a lost namespace from the newest config backup and waits for its rollouts (stack files untouched);
 `secrets` writes the Secrets the program declares (drtopo:secrets) from Secrets Manager in the stack's region (never
 from a backup; `config` does it too, before the workloads); `kafka-topics` recreates missing topics;
 `consumer-offsets` moves a consumer group to the offsets MirrorMaker 2's checkpoints translate.
@@ -26,6 +27,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from drtopo.backup import config as config_backup
+from drtopo.backup import namespace
 from drtopo.backup import secrets as secret_store
 from drtopo.backup.dumps import OPERATIONAL_ERRORS
 from drtopo.backup.restore import (
@@ -51,7 +53,9 @@ from drtopo.report import Clock, Report
 from drtopo.settings import load_settings
 from scripts.cli import OneLineParser, command_line, finish, main_guard, new_report, operator, subcommands
 
-DESCRIPTION = "Restore a dump, a point in time, configuration, Kafka topics or consumer-group offsets."
+# The configuration-loss objective (30 min) bounds a namespace rebuild; the default waits a third of it.
+NAMESPACE_WAIT_SECONDS = 600.0
+DESCRIPTION = "Restore a dump, a point in time, configuration, a namespace, Kafka topics or consumer-group offsets."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for the restored copy (default: the tier's longest typical time)",
     )
     dump.add_argument("--poll-seconds", type=_positive_float, help="how often to look (default: from the tier)")
-    at = command("pitr", "restore the stack's database to a point in time, into a new instance")
+    at = command(
+        "pitr",
+        "restore the stack's database to a point in time, into a new instance (or, with --cutover, in its place). On a "
+        "self-managed primary a restore, --window and a --cutover (its --dry-run too) first write a marker commit and "
+        "force a WAL switch (pg_switch_wal) so that the archive reaches T; --find-damage and a plain --dry-run write "
+        "nothing",
+    )
     at.add_argument(
         "--time",
         help="T, ISO 8601 with a zone, e.g. 2026-11-27T14:05:00Z (required unless --window, --find-damage, or "
@@ -144,11 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --cutover: the damaging transaction's id (from --find-damage, pg_current_xact_id() or xmin); "
         "repeat for several. Without --time, T is just before the earliest one's commit, read from the WAL",
     )
+    at.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --cutover: drop an interrupted cutover's journal instead of resuming it (needed once it is older "
+        "than failover.journalMaxAgeHours). Before its swap, the restored instance it left (never served) is stopped "
+        "and removed and a new cutover runs; after its swap nothing is cut over again: the run says what it left "
+        "undone",
+    )
+    at.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="with --cutover: take the failover lock from a run that is gone for good (as promote and failback do). "
+        "Safe only once you have checked that the run the refusal names (its operation, pid and host) is no longer "
+        "running; a lock left by a run that died on this machine is taken over without it",
+    )
     for action in at._actions:  # the shared --dry-run says "change nothing"; a pitr dry run writes to the primary
         if action.dest == "dry_run":
             action.help = (
-                "print the plan; restores into a scratch instance at most, but on a self-managed primary it writes a "
-                "marker commit and forces a WAL switch (pg_switch_wal) so that the archive reaches T"
+                "print the plan, changing nothing; with --cutover it restores into a scratch instance (removed "
+                "after) and, on a self-managed primary, writes a marker commit and forces a WAL switch (pg_switch_wal) "
+                "so that the archive reaches T"
             )
     clean = command(
         "cleanup",
@@ -168,6 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--dest", type=Path, help="folder to restore into (default: the project folder, DRTOPO_PROJECT_DIR when set)"
     )
     config.add_argument("--force", action="store_true", help="overwrite files that exist with other content")
+    rebuild = command(
+        "namespace",
+        "rebuild the stack's lost namespace from the newest (or a given) config backup: wait until a namespace being "
+        "deleted is gone, apply its objects in dependency order (the Secrets from Secrets Manager before the "
+        "workloads), then wait for every rollout; the stack files are left alone",
+    )
+    rebuild.add_argument("--prefix", help="backup prefix in the config bucket (default: the newest of the stack)")
+    rebuild.add_argument(
+        "--wait-seconds",
+        type=_positive_float,
+        default=NAMESPACE_WAIT_SECONDS,
+        help=f"deadline for the whole rebuild: termination, apply and rollouts (default {NAMESPACE_WAIT_SECONDS:g})",
+    )
+    rebuild.add_argument(
+        "--force", action="store_true", help="re-apply the backup over a namespace that exists and is Active"
+    )
     command(
         "secrets",
         "write the namespace's declared Secrets (drtopo:secrets) from Secrets Manager in the stack's region",
@@ -266,6 +308,8 @@ def _pitr_request(top: argparse.ArgumentParser, args: argparse.Namespace) -> Pit
             around=args.around,
             width=timedelta(seconds=args.width),
             tables=tuple(args.table),
+            restart=args.restart,
+            break_lock=args.break_lock,
         )
     except BadFlags as exc:
         top.error(str(exc))
@@ -299,6 +343,7 @@ def _pitr(run: Run) -> None:
                 lambda: peer_outputs(run.args.outputs, peer),
                 state_dir=run.ctx.state_dir,
                 after_step=run.ctx.after_step,
+                max_age_hours=load_settings(run.args.stack, run.ctx.project_dir).failover.journal_max_age_hours,
             )
         )
     else:
@@ -315,6 +360,12 @@ def _config(run: Run) -> None:
         a.stack, run.outputs, run.report, run.clock, a.dry_run, a.prefix, a.dest, a.force, run.ctx.project_dir
     )
     _show([str(p) for p in planned])
+
+
+def _namespace(run: Run) -> None:
+    a = run.args
+    settings = load_settings(a.stack, run.ctx.project_dir)
+    _show(namespace.restore(settings, run.outputs, run.report, run.clock, a.dry_run, a.prefix, a.wait_seconds, a.force))
 
 
 def _secrets(run: Run) -> None:
@@ -342,6 +393,7 @@ HANDLERS: dict[str, Callable[[Run], None]] = {
     "pitr": _pitr,
     "cleanup": _cleanup,
     "config": _config,
+    "namespace": _namespace,
     "secrets": _secrets,
     "kafka-topics": _kafka_topics,
     "consumer-offsets": _consumer_offsets,

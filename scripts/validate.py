@@ -1,12 +1,13 @@
 """python -m scripts.validate: the runbook's post-recovery checks, each with its value and limit.
 
-The stack must be the primary (`--expect standby` checks a standby): its role (the role marker, else its
-settings), and its database accepting a write (a rolled-back probe). Service health and p95 latency at the stack's
-own region, and which region the failover record answers; tables, row counts, unique transactions, record ages,
-status breakdown; measured RPO against the region-failure objective (`--since`, the disaster time); Kafka topics,
-whether the MirrorMaker 2 flow runs, its lag per topic, consumer group offsets; and with `--against` a comparison of
-every table with another database (counts, checksums per key range, then the differing keys). Exit 0 when every
-check passes, 1 when one fails, 2 for bad input.
+The stack must be the primary (`--expect standby` checks a standby): its role (the role marker, else its settings),
+and its database accepting a write (a rolled-back probe). Service health and p95 latency at the stack's own region,
+and which region the failover record answers; tables, row counts, unique transactions, record ages, status
+breakdown; measured RPO against the region-failure objective (`--since`, the disaster time); Kafka topics, whether
+the MirrorMaker 2 flow runs, its lag per topic, consumer group offsets; the rows an old primary peer took after the
+fork that this primary lacks (found, listed in the state folder; `failback` re-applies them); and with `--against` a
+comparison of every table with another database (counts, checksums per key range, then the differing keys). Exit 0
+when every check passes, 1 when one fails, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         max_mirror_lag=args.max_mirror_lag,
         peer=peer_outputs(args.outputs, settings.peer_stack),
         expect=Role(args.expect),
+        state_dir=ctx.state_dir,
     )
     report.log = new_report(ctx).log
     return finish(report, args.json_path, strict=args.strict)

@@ -26,7 +26,7 @@ from drtopo.backup import kube_export, secrets
 from drtopo.backup.store import encryption_args, s3_client
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.outputs import StackOutputs
-from drtopo.report import FAIL, BadInput, Clock, Report, Unsafe
+from drtopo.report import FAIL, PASS, SKIP, BadInput, Clock, Report, Unsafe
 from drtopo.settings import Settings, load_settings, stack_file
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,22 @@ def collect(stack: str, outputs: StackOutputs, folder: Path) -> tuple[list[Confi
 
 
 def kubernetes_objects(namespace: str, settings: Settings) -> tuple[list[ConfigFile], str, str]:
-    """The namespace's objects on the stack's own cluster (drtopo/backup/kube_export.py) and the Secret inventory the
-    program declares: (files, outcome, detail). A kind that cannot be read fails; one not served is skipped; both
-    are named in the detail. Unreachable: a skip with its reason."""
-    exported = kube_export.export(namespace, settings.kubernetes.context)
+    """The namespace's objects on the stack's own cluster (drtopo/backup/kube_export.py), those of the other
+    namespaces settings name (kubernetes.exportNamespaces: monitoring), and the Secret inventory the program
+    declares: (files, outcome, detail). A kind that cannot be read fails; one not served is skipped; both are named
+    in the detail. Unreachable: a skip with its reason."""
+    context = settings.kubernetes.context
+    exported = kube_export.export(namespace, context)
     if not exported.reachable:
         return [], exported.outcome, exported.summary(namespace)
-    files = [ConfigFile(name, content) for name, content in exported.files.items()]
+    others = settings.kubernetes.export_namespaces
+    exports = [(namespace, exported)] + [(ns, kube_export.export(ns, context)) for ns in others]
+    files = [ConfigFile(name, content) for _, e in exports for name, content in e.files.items()]
     files.append(ConfigFile(*secrets.inventory_file(namespace, settings.secrets)))
-    return files, exported.outcome, f"{exported.summary(namespace)}; {secrets.inventory_note(settings.secrets)}"
+    outcomes = {e.outcome for _, e in exports}
+    outcome = FAIL if FAIL in outcomes else SKIP if SKIP in outcomes else PASS
+    summaries = "; ".join(e.summary(ns) for ns, e in exports)
+    return files, outcome, f"{summaries}; {secrets.inventory_note(settings.secrets)}"
 
 
 def backup(

@@ -5,7 +5,8 @@ the dump. The point-in-time entry points (`restore_pitr`, `show_window`, `recove
 `PitrRequest` to the stack's `Database`, which restores by its own means (RDS restore-to-time; base backup + WAL on a
 self-managed server, from its archive or from its WAL bucket, `WalBucketCopy`). They return what the command shows.
 `find_damage` lists the transactions committed around a time from the WAL (drtopo.database.pitr.damage); a cutover
-asked by `--damage-xid` alone takes T from that transaction's commit, and holds the pair's failover lock.
+asked by `--damage-xid` alone takes T from that transaction's commit, holds the pair's failover lock, keeps a journal
+beside it (refused when older than the limit, until --restart), and ends with a write probe through the service.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from drtopo.aws import stack_client
 from drtopo.backup import store as dump_store
 from drtopo.backup import wal
 from drtopo.backup.dumps import compare_counts
+from drtopo.checks import recovery as recovery_checks
+from drtopo.checks import service as service_checks
 from drtopo.database import Database, NoDatabase, database_for, pg_tools
+from drtopo.database import connect as db
 from drtopo.database.pitr import cutover, damage
 from drtopo.database.pitr.labels import BaseBackup
+from drtopo.database.pitr.recovery import staging_dir, stop_instance
 from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.window import Shown
 from drtopo.database.self_managed import take_base_backup
@@ -232,16 +237,19 @@ def recover_with_cutover(
     peer: Callable[[], StackOutputs | None] = lambda: None,
     state_dir: Path | None = None,
     after_step: Callable[[str], None] | None = None,
+    max_age_hours: float = 24,
 ) -> list[str]:
     """Corruption recovery end to end (`Database.cutover`): restore to T, re-apply the writes after T, fence,
     validate, swap in; then the standby of `peer()` (the peer stack's outputs) follows, and (self-managed) a base
     backup of the new timeline goes into the WAL bucket. Without `request.time`, T is just before the commit of the
     earliest `--damage-xid` (read from the WAL). A real run holds the failover lock of both stacks of the pair
-    throughout (a promote or failback meanwhile is refused, and this run is refused while one of them runs) and, on
-    a self-managed server with `state_dir`, journals each step (cutover.CutoverStep) beside the lock: a rerun after a
-    crash resumes after the last step done, with the T and transactions the journal holds. `after_step`: called
-    with each journalled step's name (the crash tests' hook). Returns the lines to show: why T, then a dry run's
-    rows or the cutover's report."""
+    throughout (a promote or failback meanwhile is refused, and this run is refused while one of them runs, unless
+    `request.break_lock` takes the lock from a holder that is gone for good) and, on a self-managed server with
+    `state_dir`, journals each step (cutover.CutoverStep) beside the lock: a rerun after a crash resumes after the
+    last step done, with the T and transactions the journal holds, unless the journal is older than `max_age_hours`
+    (Unsafe until `request.restart`; see `_restart` for what a restart does). `after_step`: called with each
+    journalled step's name (the crash tests' hook). Returns the lines to show: why T, then a dry run's rows or the
+    cutover's report."""
     database = database_for(outputs).restorer(request.rds)
     database.check_restore(request)
     partner = peer()
@@ -250,10 +258,19 @@ def recover_with_cutover(
         return [*lines, *database.cutover(request, report, clock, lambda: _database_or_none(partner))]
     server = None if request.rds else outputs.self_managed
     pair = [outputs, *([partner] if partner is not None else [])]
-    with lock.held(pair, "cutover", outputs.stack) as locks:
+    with lock.held(pair, "cutover", outputs.stack, request.break_lock) as locks:
         clock.say(f"lock taken: {', '.join(held.where for held in locks)}")
         report.measured["locks"] = [held.where for held in locks]
         journal = cutover_journal(outputs, state_dir) if server is not None and state_dir is not None else None
+        if journal is not None and server is not None and state_dir is not None:
+            if request.restart and journal.resumed:
+                left = _restart(journal, outputs, server, report, clock)
+                if left is not None:  # swapped in already: nothing is cut over again
+                    return left
+                journal = cutover_journal(outputs, state_dir)
+            journal.refuse_stale(
+                max_age_hours, "failover.journalMaxAgeHours", "check the database and what that run left beside it"
+            )
         steps = JournalledSteps(journal, clock, report, after_step) if journal is not None else None
         resumed = journal is not None and journal.resumed
         if resumed:
@@ -262,6 +279,8 @@ def recover_with_cutover(
             request, lines = _with_target(outputs, report, clock, request)
         try:
             shown = database.cutover(request, report, clock, lambda: _database_or_none(partner), steps)
+            if "cutover_at" in report.measured:
+                report.measured["write_probe"] = _service_write_probe(outputs, report, clock)
             if "cutover_at" in report.measured and server is not None:
                 stamp = request.target.strftime("%Y%m%dT%H%M%SZ")
                 run = steps or cutover.Untracked(clock)
@@ -318,6 +337,67 @@ def _resumed(journal: Journal, report: Report, clock: Clock, request: PitrReques
     return dataclasses.replace(request, time=target), [why]
 
 
+def _service_write_probe(outputs: StackOutputs, report: Report, clock: Clock) -> dict[str, Any]:
+    """The service writes again after the swap: one probe row through its API, removed again from the database."""
+
+    def remove(row_id: int, transaction_id: str) -> int:
+        with db.connect(outputs) as conn:
+            return recovery_checks.remove_probe_row(conn, row_id, transaction_id)
+
+    url = outputs.region_service_url or outputs.service_url  # this region's own service: the cut-over database's
+    with clock.step(f"write probe through the service at {url}") as step:
+        probe = service_checks.write_probe(report, url, remove)
+        step.update(acknowledged=probe["acknowledged"], attempts=probe["attempts"])
+    return probe
+
+
+def _restart(
+    journal: Journal, outputs: StackOutputs, server: SelfManagedPostgres, report: Report, clock: Clock
+) -> list[str] | None:
+    """`--restart`: drop an interrupted cutover's journal. Before its swap, the restored instance it left (never
+    served: it holds T plus copies of rows the damaged database still has) is stopped and removed with its staged WAL,
+    so a new cutover can run (None). After its swap the service runs on that instance: a new cutover would restore
+    over it, so nothing is cut over again, and the lines say what the interrupted run left undone."""
+    done = {name for name, rec in journal.data["steps"].items() if rec.get("ok")}
+    restored = journal.data["steps"].get(cutover.CutoverStep.RESTORE, {}).get("result", {}).get("details", {})
+    dropped = {"journal": journal.where, "started_at": journal.data["started_at"], "steps_done": sorted(done)}
+    report.measured["restarted"] = dropped
+    if cutover.CutoverStep.SWAP in done:
+        journal.discard()
+        undone = [str(s) for s in cutover.CUTOVER_PLAN if s not in done]
+        detail = (
+            f"journal {dropped['journal']} dropped; its run (started {dropped['started_at']}) had swapped the "
+            f"restored instance in, so nothing is cut over again; steps it left undone: {', '.join(undone) or 'none'}"
+        )
+        report.check("restart", True, detail)
+        clock.say(detail)
+        return [
+            detail,
+            f"left to do: {cutover.undone_advice(undone, outputs.stack, outputs.peer_stack)}",
+        ]
+    removed = []
+    data_dir = Path(restored["data_dir"]) if restored.get("data_dir") else None
+    if data_dir is not None and data_dir.resolve() != Path(server.data_dir).resolve():
+        with clock.step(f"stop and remove the interrupted run's restored instance {data_dir} (never served)"):
+            if data_dir.is_dir():
+                stop_instance(server, data_dir)
+            for path in (data_dir, staging_dir(data_dir)):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                    removed.append(str(path))
+    journal.discard()
+    dropped["removed"] = removed
+    fenced = cutover.CutoverStep.FENCE in done
+    report.check(
+        "restart",
+        True,
+        f"journal {dropped['journal']} dropped (steps done: {', '.join(sorted(done))}); removed "
+        f"{', '.join(removed) or 'nothing'}"
+        + ("; the damaged database stays fenced until this run swaps in" if fenced else ""),
+    )
+    return None
+
+
 def _cutover_stopped(steps: JournalledSteps, report: Report, clock: Clock) -> None:
     """A cutover that stopped: its journal is dropped when nothing had changed yet, else kept for a rerun."""
     done = steps.finished()
@@ -362,7 +442,7 @@ def _cutover_report(outputs: StackOutputs, server: SelfManagedPostgres | None, r
     scratch = [p for p in (kept, m.get("scratch_wal")) if p and Path(p).is_dir()]
     cleanup = f"python -m scripts.restore cleanup --stack {outputs.stack} {' '.join(scratch)}"
     left = [
-        f"verify the data ({verify}) and that the service writes (validate only reads)",
+        f"verify the data ({verify}); the write probe above showed whether the service writes",
         f"remove the damaged copy and the scratch WAL (shipped to the archive) once verified: `{cleanup} --dry-run`, "
         f"then `{cleanup}`",
     ]

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from drtopo.checks.db import EXCEPTIONS_TABLE
+from drtopo.checks.service import PROBE_PREFIX
 from drtopo.errors import one_line
 from drtopo.failover import dns
 from drtopo.failover import marker as role_marker
@@ -81,6 +82,18 @@ def write_probe(report: Report, conn: psycopg.Connection) -> None:
         report.check(WRITE_PROBE, False, f"{EXCEPTIONS_TABLE} refused a write: {one_line(exc)}")
         return
     report.check(WRITE_PROBE, True, f"a row inserted into {EXCEPTIONS_TABLE} and rolled back ({probe})")
+
+
+def remove_probe_row(conn: psycopg.Connection, row_id: int, transaction_id: str) -> int:
+    """Delete the service write probe's row (drtopo/checks/service.py) by its id and probe transactionId: never an
+    application's row. Returns the rows deleted (1, or 0 when it is gone already)."""
+    if not transaction_id.startswith(PROBE_PREFIX):
+        raise ValueError(f"transactionId {transaction_id!r} is not a probe's; expected one starting {PROBE_PREFIX!r}")
+    deleted = conn.execute(
+        sql.SQL("DELETE FROM {} WHERE id = %s AND transaction_id = %s").format(sql.Identifier(EXCEPTIONS_TABLE)),
+        (row_id, transaction_id),
+    )
+    return deleted.rowcount
 
 
 def record_check(report: Report, outputs: StackOutputs, expect: Role) -> None:

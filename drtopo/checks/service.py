@@ -1,19 +1,31 @@
 """The service checks after a recovery: the health endpoint answers healthy, the list endpoint answers within the p95
-latency limit of settings (`service.latencyP95Ms`) over a series of requests."""
+latency limit of settings (`service.latencyP95Ms`) over a series of requests, and (after a corruption cutover) the
+service takes a write again: one probe row POSTed through its API, then removed from the database by its id."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from drtopo.errors import one_line
 from drtopo.report import Report
+
+log = logging.getLogger(__name__)
 
 TIMEOUT = 5.0
 LIST_PATH = "/api/v1/exceptions?limit=20"
+WRITE_PATH = "/api/v1/exceptions"
+WRITE_PROBE = "service.write_probe"
+# A probe row says what it is in every text column the service lets a client set, so that one a removal missed is
+# never taken for an application's row.
+PROBE_PREFIX = "drtopo-write-probe-"
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
@@ -28,8 +40,13 @@ def percentile(samples: Sequence[float], pct: float) -> float:
 
 def _get(url: str) -> tuple[int, bytes]:
     """Status and body of a GET; connection failures are status 0 with the reason as the body."""
+    return _send(urllib.request.Request(url))
+
+
+def _send(request: urllib.request.Request) -> tuple[int, bytes]:
+    """Status and body of a request; connection failures are status 0 with the reason as the body."""
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -71,3 +88,63 @@ def latency_check(report: Report, base_url: str, requests: int, limit_ms: float)
     }
     detail = f"GET {url} x{requests}" + (f"; {len(failures)} failed (status {failures[0]})" if failures else "")
     report.check("service.latency_p95", not failures and p95 <= limit_ms, detail, value=round(p95, 1), limit=limit_ms)
+
+
+def probe_body(transaction_id: str) -> dict[str, str]:
+    """The probe row the service is asked to write (pure): marked as drtopo's in every field it sets."""
+    return {
+        "transactionId": transaction_id,
+        "interfaceType": "DRTOPO",
+        "exceptionReason": "drtopo write probe after a recovery; removed by drtopo",
+        "operation": "PROBE",
+    }
+
+
+def write_probe(
+    report: Report,
+    base_url: str,
+    remove: Callable[[int, str], int],
+    timeout: float = 30.0,
+    poll: float = 0.25,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """`service.write_probe`: the service acknowledges a write through its own API (POST of one probe row), retried
+    until `timeout` while it reconnects to a database that has just changed under it; then `remove(id,
+    transaction_id)` deletes that row (returns the rows deleted), so nothing is left behind. A write never acknowledged
+    fails the check; a probe row that could not be removed is named (id and transactionId) so that it is found."""
+    url = base_url.rstrip("/") + WRITE_PATH
+    transaction_id = f"{PROBE_PREFIX}{uuid.uuid4()}"
+    body = json.dumps(probe_body(transaction_id)).encode()
+    started = monotonic()
+    attempts, status, answer = 0, 0, b""
+    while True:
+        attempts += 1
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
+        status, answer = _send(request)
+        if status == 201 or monotonic() - started >= timeout:
+            break
+        time.sleep(poll)
+    seconds = round(monotonic() - started, 3)
+    probe: dict[str, Any] = {
+        "url": url,
+        "transaction_id": transaction_id,
+        "status": status,
+        "attempts": attempts,
+        "seconds": seconds,
+    }
+    if status != 201:
+        said = answer[:120].decode(errors="replace")
+        detail = f"POST {url} -> {status or 'unreachable'} {said}; no write acknowledged in {seconds:.1f} s"
+        report.check(WRITE_PROBE, False, detail, value=status, limit=201)
+        return {**probe, "acknowledged": False}
+    row_id = int(json.loads(answer)["id"])
+    probe.update(acknowledged=True, id=row_id)
+    try:
+        probe["removed"] = remove(row_id, transaction_id) == 1
+    except Exception as exc:  # the write was proven; a row left behind is named, not a failed recovery
+        log.exception("removing the write probe row %s", row_id)
+        probe.update(removed=False, remove_error=one_line(exc))
+    left = "removed" if probe["removed"] else f"NOT removed: delete id {row_id} ({transaction_id}) by hand"
+    detail = f"POST {url} -> 201, id {row_id}, after {seconds:.1f} s and {attempts} attempt(s); probe row {left}"
+    report.check(WRITE_PROBE, True, detail, value=status, limit=201)
+    return probe

@@ -26,9 +26,14 @@ from drtopo.checks.disaster import disaster_time
 from drtopo.checks.kafka import kafka_checks
 from drtopo.checks.recovery import record_check, role_check, write_probe
 from drtopo.checks.service import health_check, latency_check
+from drtopo.context import DEFAULT_STATE_DIR
+from drtopo.database import database_for
 from drtopo.database.compare import DEFAULT_LIMIT, CompareError, compare
 from drtopo.database.connect import connect
+from drtopo.database.platform import session
 from drtopo.failover.pending import settle
+from drtopo.failover.takeback import CHECK as DIVERGED
+from drtopo.failover.takeback import take_back
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import BadInput, Report
 from drtopo.settings import REPO_DIR, Role, Settings, stacks
@@ -102,13 +107,40 @@ def _writer(outputs: StackOutputs) -> bool | None:
         return None
 
 
-def pair_checks(report: Report, settings: Settings, outputs: StackOutputs, peer: StackOutputs | None) -> None:
-    """First the fence an unplanned promotion owes the peer, then `db.split_brain` over both databases."""
+def _in_recovery(outputs: StackOutputs) -> bool | None:
+    """Whether the stack's database is a standby (None: it does not answer)."""
+    try:
+        with session(outputs) as conn:
+            return None if conn is None else bool(conn.execute("SELECT pg_is_in_recovery()").fetchone()[0])
+    except psycopg.Error:
+        return None
+
+
+def diverged_check(report: Report, outputs: StackOutputs, peer: StackOutputs, state_dir: Path) -> None:
+    """`diverged`: the rows the peer, an old primary (it answers out of recovery), took after the fork that this
+    primary lacks, found and listed, nothing written (`failback` re-applies them before its rebuild)."""
+    standby = _in_recovery(peer)
+    if standby is None:
+        report.skip(DIVERGED, f"{peer.stack}'s database does not answer: its writes after the fork not looked for")
+    elif not standby:
+        take_back(report, database_for(outputs), database_for(peer), state_dir, apply=False)
+
+
+def pair_checks(
+    report: Report,
+    settings: Settings,
+    outputs: StackOutputs,
+    peer: StackOutputs | None,
+    state_dir: Path = DEFAULT_STATE_DIR,
+) -> None:
+    """First the fence an unplanned promotion owes the peer, then the rows an old primary took after the fork, then
+    `db.split_brain` over both databases."""
     if peer is None:
         report.skip("db.split_brain", f"not checked: no outputs of the peer stack {settings.peer_stack}")
         return
     if settings.is_primary:
         settle(report, promoted=outputs, old_primary=peer)
+        diverged_check(report, outputs, peer, state_dir)
     split_brain_check(report, {outputs.stack: _writer(outputs), peer.stack: _writer(peer)})
 
 
@@ -124,10 +156,12 @@ def validate(
     max_mirror_lag: int = 100,
     peer: StackOutputs | None = None,
     expect: Role = Role.PRIMARY,
+    state_dir: Path = DEFAULT_STATE_DIR,
 ) -> Report:
     """Every check group of GROUPS not in `skip`; `other` adds the comparison, `since` the measured RPO (default:
     when the last promote's journal says the primary was last heard from, drtopo/checks/disaster.py). With the
-    peer's outputs, a fence owed to it is paid first and the split-brain check sees both databases. The stack must
+    peer's outputs, a fence owed to it is paid first, the rows it took after the fork as an old primary are found
+    (listed in `state_dir`) and the split-brain check sees both databases. The stack must
     be `expect` (`stack.role`); a primary's database must accept a write (`db.write_probe`)."""
     report = Report()
     role_check(report, settings, outputs, expect)
@@ -138,7 +172,7 @@ def validate(
     elif since is not None:
         report.measured["since"] = {"at": since.isoformat(), "source": "--since"}
     if "database" not in skip:
-        pair_checks(report, settings, outputs, peer)
+        pair_checks(report, settings, outputs, peer, state_dir)
     if "service" not in skip:
         url = outputs.region_service_url or outputs.service_url
         if health_check(report, url, settings.service.health_path):

@@ -41,6 +41,9 @@ class PairedDatabase:
     def rebuildable_when_down(self) -> bool:
         return self.data.rebuildable_when_down() or self.control.rebuildable_when_down()
 
+    def open_for_reading(self) -> bool:
+        return self.data.open_for_reading()
+
     def require_replica(self) -> None:
         self.data.require_replica()
 
@@ -55,6 +58,9 @@ class PairedDatabase:
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return {**self.control.rebuild(source, settings, deployed), **self.data.rebuild(source, settings, deployed)}
+
+    def protect(self, name: str) -> dict[str, Any]:
+        return {**self.control.protect(name), **self.data.protect(name)}
 
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> PairedDatabase:
         control = self.control.generation(settings, generation, refresh)

@@ -10,6 +10,7 @@ write probe, the streaming replay lag).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -54,6 +55,11 @@ class Database(Protocol):
         directory with PG_VERSION), or the RDS API of its region answers."""
         ...
 
+    def open_for_reading(self) -> bool:
+        """Make it answer, for reading what it holds before a rebuild: a server that is down with its files here is
+        started with writes refused (`default_transaction_read_only` on its command line); True when it answers."""
+        ...
+
     def require_replica(self) -> None:
         """Unsafe ("target not ready") unless it is a replica that a promotion can make the primary."""
         ...
@@ -75,6 +81,13 @@ class Database(Protocol):
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         """Make it (its stack described by `settings`) a replica of `source`; `deployed`: the instance its stack's
         outputs named when the run started."""
+        ...
+
+    def protect(self, name: str) -> dict[str, Any]:
+        """Right after its promotion, its own protection on the new timeline: a base backup called `name` (its
+        server: a tar base backup in its base backup folder, `base_backup_dir`; RDS: a manual snapshot) and proof
+        that continuous archiving runs (a switched WAL segment archived, `archived_wal`; RDS: automated backups on).
+        StandbyError when either cannot be had."""
         ...
 
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> Database:
@@ -133,6 +146,25 @@ def reachable(outputs: StackOutputs) -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+def wait_writable(outputs: StackOutputs, timeout_s: float, poll_s: float = 2.0) -> float | None:
+    """The wall time at which a new session on `outputs`' endpoint may first write (not in recovery, not read-only by
+    default), polled every `poll_s`; None when it did not within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with connect(outputs) as conn:
+                row = conn.execute(
+                    "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')"
+                ).fetchone()
+            if row is not None and not row[0] and row[1] == "off":
+                return time.time()
+        except psycopg.OperationalError:
+            pass  # the endpoint moves to the renamed instance; its name resolves again shortly
+        if time.monotonic() + poll_s > deadline:
+            return None
+        time.sleep(poll_s)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from drtopo.database.platform import (
     prove_read_only,
     reachable,
     streaming_lag,
+    wait_writable,
 )
 from drtopo.database.replication import Lag, rds_replica_bound, rds_replica_lag
 from drtopo.outputs import StackOutputs
@@ -98,6 +99,31 @@ def promote_rds(outputs: StackOutputs) -> dict[str, Any]:
         DBInstanceIdentifier=outputs.db_instance_id, WaiterConfig={"Delay": 2, "MaxAttempts": 900}
     )
     return {"rds": f"promoted {outputs.db_instance_id} (was a replica of {source}); available"}
+
+
+def protect_rds(outputs: StackOutputs, name: str) -> dict[str, Any]:
+    """A promoted instance's protection: its automated backups (RDS's continuous archiving, the point-in-time window)
+    must be on, and a manual snapshot `name` starts its new history now rather than at the next backup window.
+    "Once the instance is promoted to a primary instance, backups are taken based on your backup settings" (RDS API
+    reference, PromoteReadReplica): with a retention of 0 there are none, so that is refused, not waited for. The
+    snapshot is started, not waited for (it takes as long as the data); one of that name already there is kept."""
+    inst = describe(outputs)
+    if inst is None:
+        raise StandbyError(f"RDS instance {outputs.db_instance_id} does not exist in {outputs.region}")
+    retention = int(inst.get("BackupRetentionPeriod") or 0)
+    if retention < 1:
+        raise StandbyError(
+            f"automated backups are off on {outputs.db_instance_id} (BackupRetentionPeriod 0): no point-in-time "
+            "recovery on the new primary; expected database.backupRetentionDays >= 1"
+        )
+    try:
+        rds_client(outputs).create_db_snapshot(DBSnapshotIdentifier=name, DBInstanceIdentifier=outputs.db_instance_id)
+        started = f"snapshot {name} started"
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "DBSnapshotAlreadyExists":
+            raise StandbyError(f"snapshot {name} of {outputs.db_instance_id} refused: {exc}") from None
+        started = f"snapshot {name} already taken"
+    return {"snapshot": name, "rds_backups": f"automated backups kept {retention} days; {started}"}
 
 
 # ---- generations and rebuilt replicas ----------------------------------------------------------------------------
@@ -216,6 +242,9 @@ def rebuild_rds(
 
 # ---- fencing -----------------------------------------------------------------------------------------------------
 
+# After the rename swap the endpoint's name resolves to the restored instance once RDS has moved it (minutes at
+# worst); the cutover waits this long for a write to go through there before it says that none did.
+WRITABLE_WAIT_SECONDS = 300.0
 READ_ONLY = {"ParameterName": "default_transaction_read_only", "ParameterValue": "1", "ApplyMethod": "immediate"}
 
 
@@ -311,6 +340,9 @@ class RdsDatabase:
     def rebuildable_when_down(self) -> bool:
         return region_answers(self.outputs)
 
+    def open_for_reading(self) -> bool:
+        return self.reachable()  # an instance is started by its control plane, never from here
+
     def require_replica(self) -> None:
         inst = describe(self.outputs) or {}
         if not inst.get("ReadReplicaSourceDBInstanceIdentifier"):
@@ -342,6 +374,9 @@ class RdsDatabase:
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return rebuild_rds(self.outputs, source.outputs, settings, deployed, self.live_address)
+
+    def protect(self, name: str) -> dict[str, Any]:
+        return protect_rds(self.outputs, name)
 
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> RdsDatabase:
         outputs = generation_outputs(self.outputs, settings, generation, refresh, self.live_address)
@@ -427,7 +462,22 @@ class RdsDatabase:
         report.check(
             "cutover", True, f"{name} now serves as {outputs.db_instance_id}; the damaged instance is kept as {kept}"
         )
-        report.measured.update(outcome.measured(), swap=swapped, cutover_at=time.time())
+        # Writes are refused from the start of the fence (outcome.fenced_from) until the endpoint, now the restored
+        # instance's, takes one: the write-unavailability window the report shows.
+        endpoint = f"{outputs.db_address}:{outputs.db_port}"
+        with clock.step(f"wait until the restored instance takes writes at {endpoint}"):
+            writable_at = wait_writable(outputs, WRITABLE_WAIT_SECONDS)
+        if writable_at is None:
+            report.check(
+                "writable",
+                False,
+                f"{endpoint} took no write within {WRITABLE_WAIT_SECONDS:g} s of the swap; check the instance "
+                f"{outputs.db_instance_id} and its endpoint (`python -m scripts.validate --stack {outputs.stack} "
+                "--expect primary`)",
+            )
+        report.measured.update(
+            outcome.measured(), swap=swapped, writable_at=writable_at, cutover_at=writable_at or time.time()
+        )
         return []
 
     def follow(self, source: Database, report: Report, clock: Clock) -> None:

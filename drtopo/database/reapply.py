@@ -182,7 +182,7 @@ def _copy_table(
     return [r[0] for r in copied], int(excluded)
 
 
-def _advance_sequences(damaged: psycopg.Connection, restored: psycopg.Connection) -> dict[str, int]:
+def advance_sequences(damaged: psycopg.Connection, restored: psycopg.Connection) -> dict[str, int]:
     """Move each sequence of the restored database to at least the damaged one's value (ids handed out after T)."""
     moved = {}
     for (name,) in restored.execute("SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences").fetchall():
@@ -218,7 +218,7 @@ def reapply(damaged: psycopg.Connection, restored: psycopg.Connection, damage_xi
             results.append(
                 TableResult(plan.table, len(copied), len(plan.inserted), len(plan.changed), excluded, len(plan.deleted))
             )
-        sequences = _advance_sequences(damaged, restored)
+        sequences = advance_sequences(damaged, restored)
     return ReapplyResult(results, copied_keys, time.monotonic() - start, compare_seconds, sequences)
 
 

@@ -293,6 +293,19 @@ def rebuild_postgres(target: StackOutputs, source: StackOutputs, base_backup: bo
     return {"postgres": method, "log": str(log)}
 
 
+# How long a switched WAL segment may take to reach the archive (and, through the archive command, the WAL bucket).
+ARCHIVE_TIMEOUT_S = 60.0
+
+
+def start_read_only(sm: SelfManagedPostgres) -> None:
+    """Start a stopped server (crash recovery included) with every new transaction read-only: what it committed can
+    be read, nothing new can be written (`-c` on the command line outranks its configuration files)."""
+    data = Path(sm.data_dir)
+    log = data.parent / f"{data.name}.log"
+    start = [_bin(sm, "pg_ctl"), "start", "-D", sm.data_dir, "-l", str(log), "-w", "-t", "120"]
+    _run(sm, [*start, "-o", "-c default_transaction_read_only=on"])
+
+
 def take_base_backup(outputs: StackOutputs, folder: Path) -> str:
     """A tar base backup of `outputs`' server (`pg_basebackup -F t -X stream -c fast`, as the server's user) into
     the new folder `folder` (one of that name left by an interrupted run is replaced); returns the folder."""
@@ -322,6 +335,14 @@ class SelfManagedDatabase:
     def rebuildable_when_down(self) -> bool:
         return (Path(self.server.data_dir) / "PG_VERSION").is_file()
 
+    def open_for_reading(self) -> bool:
+        if self.reachable():
+            return True
+        if not self.rebuildable_when_down() or _running(self.server):
+            return False
+        start_read_only(self.server)
+        return self.reachable()
+
     def require_replica(self) -> None:
         with session(self.outputs) as conn:
             if conn is not None and not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
@@ -341,6 +362,16 @@ class SelfManagedDatabase:
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return rebuild_postgres(self.outputs, source.outputs)
+
+    def protect(self, name: str) -> dict[str, Any]:
+        folder = Path(self.server.base_backup_dir) / name
+        try:
+            take_base_backup(self.outputs, folder)
+            with connect(self.outputs) as conn:
+                segment = cutover.wait_archived(conn, timeout=ARCHIVE_TIMEOUT_S)
+        except (TimeoutError, psycopg.Error, subprocess.SubprocessError) as exc:
+            raise StandbyError(f"{self.outputs.stack}'s new timeline is not protected: {one_line(exc)}") from None
+        return {"base_backup_dir": str(folder), "archived_wal": segment}
 
     def generation(
         self, settings: Settings, generation: int | None = None, refresh: bool = False

@@ -171,6 +171,17 @@ class Journal:
         started = datetime.fromisoformat(self.data["started_at"])
         return ((now or datetime.now(UTC)) - started).total_seconds() / 3600
 
+    def refuse_stale(self, max_age_hours: float, setting: str, check_first: str) -> None:
+        """An interrupted run older than `max_age_hours` (the value of `setting`) is not resumed: the world has moved
+        on since it stopped, so the operator looks (`check_first`) and reruns with --restart. Unsafe naming the
+        journal, its age and the limit; nothing for a new journal or a recent one."""
+        if self.resumed and self.age_hours() > max_age_hours:
+            raise Unsafe(
+                f"the interrupted {self.data['operation']} of {self.data['stack']} started "
+                f"{self.data['started_at']} ({self.age_hours():.1f} h ago, beyond {setting} {max_age_hours:g}; "
+                f"journal {self.where}); {check_first}, then rerun with --restart"
+            )
+
     def forget(self, step: Step) -> None:
         """Drop a step's record so that a resumed run does it again."""
         if self.data["steps"].pop(step, None) is not None:

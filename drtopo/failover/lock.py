@@ -156,14 +156,17 @@ class FailoverLock:
 
 
 @contextmanager
-def held(stacks: Sequence[StackOutputs], operation: str, stack: str) -> Iterator[list[FailoverLock]]:
+def held(
+    stacks: Sequence[StackOutputs], operation: str, stack: str, break_lock: bool = False
+) -> Iterator[list[FailoverLock]]:
     """The lock of each of `stacks` in turn for `operation` of `stack` (Unsafe naming the holder as soon as one is
-    held elsewhere, after releasing those taken), all released at the end, also on failure."""
+    held elsewhere, after releasing those taken; with `break_lock`, a holder elsewhere is taken over as `acquire`
+    does), all released at the end, also on failure."""
     locks: list[FailoverLock] = []
     try:
         for outputs in stacks:
             lock = FailoverLock(outputs)
-            lock.acquire(operation, stack)
+            lock.acquire(operation, stack, break_lock)
             locks.append(lock)
         yield locks
     finally:

@@ -20,8 +20,11 @@ class Step(StrEnum):
     PROMOTE = "promote"
     LEASE_GUARDS = "lease-guards"
     CONSUMER_GROUP = "consumer-group"
+    APPLICATION = "application"
     DNS = "dns"
+    APPLICATION_DOWN = "application-down"
     ROLES = "roles"
+    PROTECT = "protect"
     REBUILD = "rebuild"
     CATCH_UP = "catch-up"
     REBUILD_PEER = "rebuild-peer"
@@ -52,14 +55,20 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.PROMOTE, mutating=True),
         StepSpec(Step.LEASE_GUARDS, mutating=True),
         StepSpec(Step.CONSUMER_GROUP, mutating=True),
+        StepSpec(Step.APPLICATION, mutating=True),
         StepSpec(Step.DNS, mutating=True),
+        StepSpec(Step.APPLICATION_DOWN, mutating=True),
         StepSpec(Step.ROLES, mutating=True),
+        StepSpec(Step.PROTECT, mutating=True),
         StepSpec(Step.REBUILD, mutating=True),
         StepSpec(Step.CATCH_UP, mutating=False),
         StepSpec(Step.REBUILD_PEER, mutating=True),
     )
 }
 MUTATING = frozenset(s.step for s in SPECS.values() if s.mutating)
+# A step run only once another is done (in this run or the interrupted one): the old region's application goes down
+# only after DNS has left it, so clients that DNS still sends there are never left without one.
+REQUIRES: dict[Step, Step] = {Step.APPLICATION_DOWN: Step.DNS}
 
 # Once the database is promoted the region pair has a new writer: from then on no step may stop the run, because
 # clients, DNS and the stacks' roles must all follow it. Each later failure is reported and left for a rerun.
@@ -70,6 +79,42 @@ POINT_OF_NO_RETURN = Step.PROMOTE
 class PlannedStep:
     name: Step
     action: str
+
+
+@dataclass(frozen=True)
+class AppMove:
+    """The application's replica change a plan shows: the target's Deployment up to the primary's count, the old
+    region's down to the standby's; `*_now` as read from each region's API (None: not read, or no answer)."""
+
+    deployment: str
+    target_replicas: int
+    peer_replicas: int
+    target_now: int | None = None
+    peer_now: int | None = None
+
+
+def _count(now: int | None, then: int) -> str:
+    return f"{'?' if now is None else now} -> {then}"
+
+
+def _application(target: str, peer: str, app: AppMove | None) -> list[PlannedStep]:
+    """The application up in `target` before DNS moves; `peer`'s down after it (the runbook's "stop traffic to the
+    primary"), so an unreachable old region never holds up the DNS flip."""
+    if app is None:
+        up = f"scale {target}'s application to the primary's replicas"
+        down = f"scale {peer}'s application to the standby's replicas"
+    else:
+        up = f"scale {target}'s {app.deployment} {_count(app.target_now, app.target_replicas)} replicas"
+        down = f"scale {peer}'s {app.deployment} {_count(app.peer_now, app.peer_replicas)} replicas"
+    return [
+        PlannedStep(
+            Step.APPLICATION,
+            f"{up} through {target}'s own Kubernetes API (server-side apply, field manager drtopo), wait for the "
+            f"rollout as `kubectl rollout status` does, check {target}'s own health endpoint (DNS moves only to a "
+            "healthy application unless --skip-app-check)",
+        ),
+        PlannedStep(Step.APPLICATION_DOWN, f"{down} through {peer}'s own API when it answers (best effort, bounded)"),
+    ]
 
 
 def _guard(target: str) -> PlannedStep:
@@ -83,15 +128,19 @@ def _fence_and_drain(target: str, peer: str) -> list[PlannedStep]:
     ]
 
 
-def _switch(target: str, peer: str) -> list[PlannedStep]:
-    """What follows the promotion in both directions: clients, DNS and the stacks' roles move to `target`."""
+def _switch(target: str, peer: str, app: AppMove | None) -> list[PlannedStep]:
+    """What follows the promotion in both directions: clients, the application (after its group's offsets, so it
+    resumes from them), DNS and the stacks' roles move to `target`; then `peer`'s application goes down."""
+    up, down = _application(target, peer, app)
     return [
         PlannedStep(Step.CONSUMER_GROUP, f"commit the consumer group's translated offsets on {target}'s Kafka cluster"),
+        up,
         PlannedStep(
             Step.DNS,
             f"{target}'s takeover signal on in its region, {peer}'s off (Route53 then answers {target}'s record); "
             "the one Route53 change batch of both records only if the signal cannot be written",
         ),
+        down,
         PlannedStep(Step.ROLES, f"Pulumi.{target}.yaml role primary, Pulumi.{peer}.yaml role standby"),
     ]
 
@@ -107,9 +156,20 @@ def _lease_guards(target: str, peer: str) -> list[PlannedStep]:
     ]
 
 
-def promote_plan(target: str, peer: str, peer_reachable: bool, lease: bool = False) -> list[PlannedStep]:
-    """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned; `lease`: the
-    primary lease is on."""
+def _protect(target: str, peer: str) -> PlannedStep:
+    return PlannedStep(
+        Step.PROTECT,
+        f"protect {target}'s new timeline without waiting for `pulumi up`: resume its backup CronJobs through its own "
+        f"Kubernetes API, a base backup into its WAL bucket (RDS: a snapshot), WAL archiving checked there; say "
+        f"what protection is missing until {peer} returns",
+    )
+
+
+def promote_plan(
+    target: str, peer: str, peer_reachable: bool, app: AppMove | None = None, lease: bool = False
+) -> list[PlannedStep]:
+    """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned; `app` the
+    application's replica change to show (None: said without counts); `lease`: the primary lease is on."""
     fence = (
         _fence_and_drain(target, peer)
         if peer_reachable
@@ -128,11 +188,12 @@ def promote_plan(target: str, peer: str, peer_reachable: bool, lease: bool = Fal
             Step.PROMOTE, f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"
         ),
         *(_lease_guards(target, peer) if lease else []),
-        *_switch(target, peer),
+        *_switch(target, peer, app),
+        _protect(target, peer),
     ]
 
 
-def failback_plan(target: str, peer: str, lease: bool = False) -> list[PlannedStep]:
+def failback_plan(target: str, peer: str, app: AppMove | None = None, lease: bool = False) -> list[PlannedStep]:
     """Back to the original primary `target` from the current primary `peer`, as a planned switchover; `lease`: the
     primary lease is on."""
     return [
@@ -140,14 +201,18 @@ def failback_plan(target: str, peer: str, lease: bool = False) -> list[PlannedSt
             Step.PREFLIGHT, f"load settings and outputs of {target} and {peer}; {peer} must be the writable primary"
         ),
         PlannedStep(
-            Step.REBUILD, f"rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; RDS replica)"
+            Step.REBUILD,
+            f"re-apply to {peer} what {target} wrote after the fork (what cannot be is listed and stops the run "
+            f"until acknowledged), then rebuild {target} as a replica of {peer} (pg_rewind, else pg_basebackup; "
+            "RDS replica)",
         ),
         PlannedStep(Step.CATCH_UP, f"wait until {target} has replayed what {peer} has written"),
         _guard(target),
         *_fence_and_drain(target, peer),
         PlannedStep(Step.PROMOTE, f"promote {target}'s database until writable"),
         *(_lease_guards(target, peer) if lease else []),
-        *_switch(target, peer),
+        *_switch(target, peer, app),
+        _protect(target, peer),
         PlannedStep(
             Step.REBUILD_PEER, f"rebuild {peer} as a replica of {target}, so the region pair is protected again"
         ),

@@ -64,6 +64,7 @@ class DrainResult(StepResult):
 class PromoteResult(StepResult):
     details: dict[str, Any] = field(default_factory=dict)
     fence_pending: str | None = None  # where the fence owed to the old primary is recorded
+    fork: str | None = None  # where the fork from the old primary is recorded (drtopo/failover/takeback.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,22 @@ class ConsumerGroupResult(StepResult):
     moved: bool = False
     skipped: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ApplicationResult(StepResult):
+    replicas: int = 0  # the target's Deployment now (the primary's count)
+    before: int | None = None  # what it had
+    rolled_out_seconds: float = 0.0
+    healthy: bool = False
+    health: str = ""  # what the region's own health endpoint answered
+    app_check_skipped: bool = False  # --skip-app-check: DNS moves even to an application not seen healthy
+
+
+@dataclass(frozen=True)
+class ApplicationDownResult(StepResult):
+    scaled: bool = False  # the old region's Deployment is at the standby's count
+    detail: str = ""  # what was done, or why not (its API did not answer)
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,14 @@ class RolesResult(StepResult):
     stacks: list[dict[str, Any]] = field(default_factory=list)
     marker: dict[str, Any] = field(default_factory=dict)
     next_commands: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProtectResult(StepResult):
+    resumed_jobs: list[str] = field(default_factory=list)  # the backup CronJobs unsuspended
+    base_backup: dict[str, Any] = field(default_factory=dict)  # where the new timeline's base backup is
+    archived_wal: str | None = None  # the segment seen archived into the WAL bucket
+    missing: list[str] = field(default_factory=list)  # what protection the pair lacks until the peer returns
 
 
 @dataclass(frozen=True)
@@ -115,8 +140,11 @@ RESULTS: dict[Step, type[StepResult]] = {
     Step.PROMOTE: PromoteResult,
     Step.LEASE_GUARDS: LeaseGuardsResult,
     Step.CONSUMER_GROUP: ConsumerGroupResult,
+    Step.APPLICATION: ApplicationResult,
     Step.DNS: DnsResult,
+    Step.APPLICATION_DOWN: ApplicationDownResult,
     Step.ROLES: RolesResult,
+    Step.PROTECT: ProtectResult,
     Step.REBUILD: RebuildResult,
     Step.CATCH_UP: CatchUpResult,
     Step.REBUILD_PEER: RebuildResult,

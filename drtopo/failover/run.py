@@ -25,10 +25,17 @@ from drtopo.database import database_for
 from drtopo.errors import one_line
 from drtopo.failover.journal import Journal, Runner, S3JournalStore
 from drtopo.failover.lock import FailoverLock
-from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, SPECS, PlannedStep, Resume, Step, render
-from drtopo.failover.results import GuardResult, PreflightResult, RebuildResult, RolesResult, StepResult
+from drtopo.failover.plan import MUTATING, POINT_OF_NO_RETURN, REQUIRES, SPECS, PlannedStep, Resume, Step, render
+from drtopo.failover.results import (
+    GuardResult,
+    PreflightResult,
+    ProtectResult,
+    RebuildResult,
+    RolesResult,
+    StepResult,
+)
 from drtopo.failover.roles import planned_switch
-from drtopo.failover.steps import STEPS, Kind, Switchover
+from drtopo.failover.steps import STEPS, Kind, Switchover, take_back
 from drtopo.incident.facts import Figures, Incident, MessageKind
 from drtopo.incident.notify import Notifier
 from drtopo.incident.statuspage import MONITORING
@@ -74,8 +81,10 @@ def load(
     restart: bool = False,
     accept_data_loss: bool = False,
     skip_consumer_group: bool = False,
+    skip_app_check: bool = False,
     strict: bool = False,
     break_lock: bool = False,
+    acknowledge_diverged: bool = False,
 ) -> Switchover:
     """Settings and outputs of the target stack and its peer; refuses a target that is already the primary (unless
     its interrupted run resumes)."""
@@ -96,6 +105,8 @@ def load(
         ctx=ctx,
         accept_data_loss=accept_data_loss,
         skip_consumer_group=skip_consumer_group,
+        skip_app_check=skip_app_check,
+        acknowledge_diverged=acknowledge_diverged,
         dry_run=dry_run,
         break_lock=break_lock,
         report=Report(strict=strict, log=str(ctx.log_path) if ctx.log_path else None),
@@ -111,14 +122,9 @@ def load(
 
 
 def _refuse_stale(sw: Switchover, journal: Journal) -> None:
-    """An interrupted run older than `failover.journalMaxAgeHours` is not resumed: the world has moved on since."""
+    """An interrupted run older than `failover.journalMaxAgeHours` is not resumed (Journal.refuse_stale)."""
     limit = sw.settings.failover.journal_max_age_hours
-    if journal.resumed and journal.age_hours() > limit:
-        raise Unsafe(
-            f"the interrupted {sw.kind} of {sw.target.stack} started {journal.data['started_at']} "
-            f"({journal.age_hours():.1f} h ago, beyond failover.journalMaxAgeHours {limit:g}); check the pair's "
-            "state, then rerun with --restart"
-        )
+    journal.refuse_stale(limit, "failover.journalMaxAgeHours", "check the pair's state")
 
 
 def _read_journal(sw: Switchover) -> Journal:
@@ -145,8 +151,8 @@ def switchover(
     **flags: bool,
 ) -> Outcome:
     """A whole promote or failback to `stack`: load it (`flags`: dry_run, accept_data_loss, skip_consumer_group,
-    strict, break_lock), then run the plan that `plan_for(switchover, preflight)` names. `command` and `operator`
-    (`user@host`) go into the incident record."""
+    skip_app_check, strict, break_lock, acknowledge_diverged), then run the plan that `plan_for(switchover,
+    preflight)` names. `command` and `operator` (`user@host`) go into the incident record."""
     sw = load(kind, stack, outputs_path, ctx, restart=restart, **flags)
     clock = Clock(ctx.reporter)
     notifier = incident_notifier(sw, command, operator)
@@ -215,6 +221,8 @@ def dry_run(sw: Switchover, plan_for: PlanFor, clock: Clock, json_path: Path | N
     plan = plan_for(sw, preflight)
     # Only a failover can measure its lag beforehand; a failback's target is not a replica until rebuilt.
     guard = runner.run(Step.GUARD, lambda: STEPS[Step.GUARD](sw)) if sw.kind == Kind.PROMOTE else None
+    if sw.kind == Kind.FAILBACK:
+        take_back(sw)  # what the rebuild step would re-apply and list, found without writing anything
     switch = planned_switch(sw.target.stack, sw.peer.stack, sw.project_dir)
     sw.report.measured.update(plan=[str(s.name) for s in plan], stack_files=[c.as_dict() for c in switch])
     sw.report.write(json_path)
@@ -292,6 +300,10 @@ def _after_step(sw: Switchover, notifier: Notifier | None) -> Callable[[str], No
 def _run_one(sw: Switchover, runner: Runner, step: Step, clock: Clock, notifier: Notifier | None = None) -> None:
     if step in runner.results:
         return
+    needs = REQUIRES.get(step)
+    if needs is not None and needs not in runner.results:
+        sw.report.skip(step, f"not run: {needs} did not complete (a rerun does both)")
+        return
     run = STEPS[step]
     if POINT_OF_NO_RETURN in runner.results:
         _run_after_promotion(sw, runner, step, run, notifier)
@@ -346,12 +358,18 @@ def finish(
     ]
     roles = runner.results[Step.ROLES]
     assert isinstance(roles, RolesResult)
+    protected = runner.results.get(Step.PROTECT)
+    missing = (
+        [f"until {sw.peer.stack} returns: {m}" for m in protected.missing]
+        if isinstance(protected, ProtectResult)
+        else []
+    )
     if notifier is not None:
-        todo = [*adopt, *roles.next_commands]
+        todo = [*adopt, *roles.next_commands, *missing]
         sw.report.measured["left_to_do"] = todo
         notifier.send(MessageKind.RESOLUTION, figures=_measured_figures(sw, runner, clock), left_to_do=todo)
     sw.report.write(json_path)
-    lines = [sw.report.table(), "next:\n  " + "\n  ".join([*adopt, *roles.next_commands])]
+    lines = [sw.report.table(), "next:\n  " + "\n  ".join([*adopt, *roles.next_commands, *missing])]
     return Outcome(sw.report.exit_code(), sw.report, lines)
 
 

@@ -10,22 +10,34 @@ safe to repeat, so a resumed run converges on the same end state.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
+from drtopo.application import deployment
+from drtopo.application.deployment import RegionApp, Unreachable
+from drtopo.application.rollout import RolloutFailed
+from drtopo.backup import wal
+from drtopo.backup.store import s3_client
 from drtopo.context import Context
 from drtopo.database import Database, database_for, replication
+from drtopo.database.diverged import Fork, fork_point
 from drtopo.database.loss_bound import BoundKind
 from drtopo.database.platform import FenceError, StandbyError, session
-from drtopo.failover import marker, pending
+from drtopo.failover import marker, pending, takeback
 from drtopo.failover.dns import DATA_PLANE, DnsFailoverError, fail_over
-from drtopo.failover.plan import Step
+from drtopo.failover.plan import AppMove, Step
+from drtopo.failover.protect import JobsNotResumed, missing_protection, resume_backup_jobs
 from drtopo.failover.results import (
+    ApplicationDownResult,
+    ApplicationResult,
     CatchUpResult,
     ConsumerGroupResult,
     DnsResult,
@@ -35,6 +47,7 @@ from drtopo.failover.results import (
     LeaseGuardsResult,
     PreflightResult,
     PromoteResult,
+    ProtectResult,
     RebuildResult,
     RolesResult,
     StepResult,
@@ -55,7 +68,7 @@ from drtopo.kafka.offsets import (
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs
 from drtopo.report import Report, Unsafe, settings_for
-from drtopo.settings import FencingMode, Settings
+from drtopo.settings import FencingMode, Role, Settings
 
 # How long the lease-guards step waits for a guard's pods (an image already on the node starts in seconds).
 GUARD_POD_TIMEOUT_S = 120.0
@@ -88,6 +101,10 @@ class Switchover:
     ctx: Context
     accept_data_loss: bool = False
     skip_consumer_group: bool = False
+    # DNS moves to the target even when its application was not seen healthy (reported, never silent).
+    skip_app_check: bool = False
+    # The rows an old primary took that are listed (not re-applied) are accepted: its rebuild may go on.
+    acknowledge_diverged: bool = False
     dry_run: bool = False
     break_lock: bool = False
     report: Report = field(default_factory=Report)
@@ -237,11 +254,34 @@ def drain(sw: Switchover) -> DrainResult:
     return DrainResult(final_lsn=final, waited_seconds=round(waited, 3))
 
 
+def _fork(sw: Switchover) -> Fork | None:
+    """Where the pair forks, read on the standby just before its promotion (None: it does not answer or is out of
+    recovery already, a resumed run's)."""
+    try:
+        with sw.sql(sw.target) as conn:
+            return None if conn is None else fork_point(conn)
+    except psycopg.Error:
+        return None
+
+
+def _record_fork(sw: Switchover, fork: Fork | None) -> str | None:
+    if fork is None:
+        return None
+    try:
+        return takeback.record_fork(sw.target, sw.peer, fork)
+    except (ClientError, BotoCoreError) as exc:
+        # Promoted already: said, not raised; a later search without it lists every changed row as a conflict.
+        sw.report.check("fork", False, f"fork from {sw.peer.stack} not recorded: {exc}")
+        return None
+
+
 def promote(sw: Switchover) -> PromoteResult:
+    fork = _fork(sw)
     try:
         details = sw.db(sw.target).promote()
     except StandbyError as exc:
         raise Unsafe(str(exc)) from None
+    fork_record = _record_fork(sw, fork)
     if sw.settings.fencing.mode is FencingMode.LEASE:
         # The old primary's guard fences with ALTER DATABASE, which replicates: the new primary must not keep it.
         try:
@@ -258,7 +298,7 @@ def promote(sw: Switchover) -> PromoteResult:
             sw.report.check("fence.pending", False, f"fence owed to {sw.peer.stack} not recorded: {exc}")
     shown = {**details, **({"fence_pending": where} if where else {})}
     sw.report.check("promote", True, "; ".join(f"{k}={v}" for k, v in shown.items()))
-    return PromoteResult(details=details, fence_pending=where)
+    return PromoteResult(details=details, fence_pending=where, fork=fork_record)
 
 
 def _refuses_writes(outputs: StackOutputs) -> bool | None:
@@ -320,9 +360,120 @@ def consumer_group(sw: Switchover) -> ConsumerGroupResult:
     return ConsumerGroupResult(moved=True, details=applied.as_dict())
 
 
+# The old region's scale-down is best effort: it must not hold up a failover whose old region is gone.
+OLD_REGION_TIMEOUT_SECONDS = 60.0
+# The DNS step's own look at the target's health endpoint (the application step waited for it already).
+DNS_HEALTH_TIMEOUT_SECONDS = 15.0
+
+
+def _apps(sw: Switchover) -> tuple[RegionApp, int, RegionApp, int]:
+    """The target's application and the primary's replica count; the old region's and the standby's count."""
+    peer_settings = settings_for(sw.peer.stack, sw.project_dir)
+    return (
+        RegionApp.of(sw.settings, sw.target),
+        sw.settings.application.replicas(Role.PRIMARY),
+        RegionApp.of(peer_settings, sw.peer),
+        peer_settings.application.replicas(Role.STANDBY),
+    )
+
+
+def _now(app: RegionApp) -> int | None:
+    try:
+        return deployment.replicas(app)
+    except Unreachable:
+        return None
+
+
+def app_move(sw: Switchover) -> AppMove:
+    """The application's replica change for the plan; on a dry run with each region's count read now."""
+    up, up_count, down, down_count = _apps(sw)
+    if not sw.dry_run:
+        return AppMove(up.deployment, up_count, down_count)
+    return AppMove(up.deployment, up_count, down_count, target_now=_now(up), peer_now=_now(down))
+
+
+def application(sw: Switchover) -> ApplicationResult:
+    """The target region's application up to the primary's replicas through its own Kubernetes API, its rollout
+    waited for as `kubectl rollout status` does, then its own health endpoint (never the shared record). Without
+    --skip-app-check an application that does not come up healthy fails the step, and the DNS step, which looks
+    again, then leaves the record where it is."""
+    up, count, _, _ = _apps(sw)
+    limit = sw.settings.application.start_seconds
+    progress = sw.ctx.reporter.progress
+    started = time.monotonic()
+    override = "; --skip-app-check: DNS moves anyway"
+    try:
+        before = deployment.replicas(up)
+        deployment.scale(up, count)
+        status = deployment.wait_rollout(up, limit, progress)
+    except (Unreachable, TimeoutError, RolloutFailed) as exc:
+        if not sw.skip_app_check:
+            raise StepFailed(f"{up.where} not brought to {count} replicas: {exc}") from None
+        sw.report.skip("application", f"{exc}{override}")
+        return ApplicationResult(replicas=count, app_check_skipped=True, health=str(exc))
+    rolled = time.monotonic() - started
+    healthy, answer = deployment.wait_healthy(up.health_url, max(limit - rolled, DNS_HEALTH_TIMEOUT_SECONDS), progress)
+    health_seconds = time.monotonic() - started - rolled
+    sw.report.measured["application"] = {
+        "replicas": count,
+        "before": before,
+        "rollout_seconds": round(rolled, 3),
+        "health_seconds": round(health_seconds, 3),
+        "seconds": round(rolled + health_seconds, 3),
+    }
+    detail = f"{up.where}: {before} -> {count} replicas, {status.message} in {rolled:.1f} s; {answer}"
+    if not healthy and not sw.skip_app_check:
+        raise StepFailed(f"{detail}: not healthy within {limit:g} s (application.startSeconds)")
+    if healthy:
+        sw.report.check("application", True, detail, value=status.available, limit=count)
+    else:
+        sw.report.skip("application", detail + override)
+    return ApplicationResult(
+        replicas=count,
+        before=before,
+        rolled_out_seconds=round(rolled, 3),
+        healthy=healthy,
+        health=answer,
+        app_check_skipped=not healthy,
+    )
+
+
+def application_down(sw: Switchover) -> ApplicationDownResult:
+    """The runbook's "stop traffic to the old primary", once DNS has moved: the old region's application to the
+    standby's replicas, when its API answers; bounded, reported, never a failure of the run (its guard scales it
+    down on its own when its lease lapses)."""
+    _, _, down, count = _apps(sw)
+    try:
+        before = deployment.replicas(down)
+        deployment.scale(down, count)
+        status = deployment.wait_rollout(down, OLD_REGION_TIMEOUT_SECONDS, sw.ctx.reporter.progress)
+    except (Unreachable, TimeoutError, RolloutFailed) as exc:
+        detail = f"{down.where} not scaled to {count}: {exc}; rerun when {sw.peer.stack}'s API answers"
+        sw.report.skip("application-down", detail)
+        return ApplicationDownResult(scaled=False, detail=detail)
+    detail = f"{down.where}: {before} -> {count} replicas ({status.message})"
+    sw.report.check("application-down", True, detail, value=status.available, limit=count)
+    return ApplicationDownResult(scaled=True, detail=detail)
+
+
+def _app_gate(sw: Switchover) -> str:
+    """DNS moves only to a region whose application answers healthy now (its own endpoint), unless overridden."""
+    url = RegionApp.of(sw.settings, sw.target).health_url
+    if sw.skip_app_check:
+        return f"; application check skipped (--skip-app-check), {url} not required healthy"
+    healthy, answer = deployment.wait_healthy(url, DNS_HEALTH_TIMEOUT_SECONDS, sw.ctx.reporter.progress)
+    if not healthy:
+        raise StepFailed(
+            f"DNS left as it is: {sw.target.stack}'s application is not healthy ({answer}); rerun once it is, or "
+            "pass --skip-app-check to move DNS anyway"
+        )
+    return f"; {sw.target.stack}'s application healthy ({answer})"
+
+
 def dns(sw: Switchover) -> DnsResult:
     # The takeover signal in the target's region, verified as the data plane sees it; the record UPSERT (Route53's
     # control plane, us-east-1) only as a fallback (drtopo/failover/dns).
+    gate = _app_gate(sw)
     try:
         result = fail_over(sw.target, sw.peer)
     except DnsFailoverError as exc:
@@ -332,7 +483,7 @@ def dns(sw: Switchover) -> DnsResult:
         how = f"data plane: takeover signal {signal['signal']}, peer's signal {signal['peer']}"
     else:
         how = f"fallback record UPSERT ({result['fallback_reason']})"
-    sw.report.check("dns", True, f"{sw.target.record_name}: {result['after']} via {how}")
+    sw.report.check("dns", True, f"{sw.target.record_name}: {result['after']} via {how}{gate}")
     return DnsResult(mode=result["mode"], after=result["after"], details=result, dns_path=result["dns_path"])
 
 
@@ -353,19 +504,75 @@ def roles(sw: Switchover) -> RolesResult:
     return RolesResult(changed=changed, stacks=[c.as_dict() for c in planned], marker=written, next_commands=commands)
 
 
+def protect(sw: Switchover) -> ProtectResult:
+    """The new primary protected at once (drtopo/failover/protect.py): its backup CronJobs resumed, a base backup
+    of its new timeline in its WAL bucket (RDS: a snapshot), its WAL archiving seen reaching the bucket; and what
+    the pair lacks until the peer returns (said in the next steps)."""
+    try:
+        jobs = resume_backup_jobs(sw.settings)
+    except JobsNotResumed as exc:
+        raise StepFailed(str(exc)) from None
+    sw.report.check("protect.backup-jobs", True, f"resumed {', '.join(jobs)} in {sw.settings.kubernetes.context}")
+    name = f"drtopo-{sw.target.stack}-after-{sw.kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    try:
+        made = sw.db(sw.target).protect(name)
+    except StandbyError as exc:
+        raise StepFailed(str(exc)) from None
+    base: dict[str, Any] = {k: v for k, v in made.items() if k in ("snapshot", "rds_backups")}
+    segment = made.get("archived_wal")
+    if "base_backup_dir" in made:
+        # The server's base backup goes where a restore in this region looks first: its WAL bucket.
+        s3 = s3_client(sw.target)
+        start = wal.push_base_backup(s3, sw.target, Path(made["base_backup_dir"]))
+        base.update(folder=made["base_backup_dir"], bucket=f"s3://{sw.target.wal_bucket}/{wal.base_key(start, '')}")
+        if segment is not None and segment not in wal.listing(s3, sw.target.wal_bucket):
+            raise StepFailed(f"segment {segment} archived by {sw.target.stack} is not in s3://{sw.target.wal_bucket}")
+    sw.report.check("protect.base-backup", True, "; ".join(f"{k} {v}" for k, v in base.items()))
+    if segment is not None:
+        sw.report.check("protect.wal-archiving", True, f"segment {segment} archived to s3://{sw.target.wal_bucket}")
+    missing = [] if sw.failback else missing_protection(sw.target.stack, sw.peer.stack, sw.db(sw.peer).reachable())
+    sw.report.check("protect", True, f"{sw.target.stack} protects its new timeline; missing: {len(missing)}")
+    return ProtectResult(resumed_jobs=jobs, base_backup=base, archived_wal=segment, missing=missing)
+
+
 def _rebuild_result(details: dict) -> RebuildResult:
     details = dict(details)
     return RebuildResult(details=details, pulumi_import=list(details.pop("pulumi_import", [])))
 
 
+def take_back(sw: Switchover) -> None:
+    """Before the old primary is rebuilt: what it wrote after the fork is re-applied to the current primary, or
+    listed; Unsafe while something is listed (or could not be looked for) and not acknowledged."""
+    took = takeback.take_back(
+        sw.report,
+        sw.db(sw.peer),
+        sw.db(sw.target),
+        sw.ctx.state_dir,
+        apply=not sw.dry_run,
+        acknowledged=sw.acknowledge_diverged,
+    )
+    if sw.acknowledge_diverged or sw.dry_run:  # a dry run only reports what it found
+        return
+    if not took.looked:
+        raise Unsafe(f"{took.reason}; a rebuild would discard them: start it, or pass --acknowledge-diverged")
+    if took.left:
+        raise Unsafe(
+            f"{took.left} rows {sw.target.stack} took after the fork cannot be re-applied to {sw.peer.stack} without "
+            f"overwriting (conflicts, deletes), listed in {', '.join(took.where) or 'the report'}; a rebuild would "
+            "discard them: resolve them, or pass --acknowledge-diverged"
+        )
+
+
 def rebuild(sw: Switchover) -> RebuildResult:
     target = sw.db(sw.target)
+    take_back(sw)
     try:
         done = target.rebuild(sw.db(sw.peer), sw.settings, sw.deployed.get(sw.target.stack))
     except StandbyError as exc:
         raise StepFailed(str(exc)) from None
     sw.target = target.generation(sw.settings, refresh=True).outputs
     pending.clear(promoted=sw.peer, old_primary=sw.target)  # a replica takes no writes: nothing owed
+    takeback.clear_fork(promoted=sw.peer, old_primary=sw.target)  # nor writes of its own left to find
     sw.report.check("rebuild", True, f"{sw.target.stack} is a replica of {sw.peer.stack}: {done}")
     return _rebuild_result(done)
 
@@ -383,10 +590,26 @@ def rebuild_peer(sw: Switchover) -> RebuildResult:
     # The roles step has just given the peer its next generation: its replica is that one.
     settings = settings_for(sw.peer.stack, sw.project_dir)
     peer = sw.db(sw.peer).generation(settings)
+    # Fenced and drained, it took nothing after the fork: looked for all the same, as before every rebuild.
+    took = takeback.take_back(
+        sw.report,
+        sw.db(sw.target),
+        sw.db(sw.peer),
+        sw.ctx.state_dir,
+        apply=True,
+        acknowledged=sw.acknowledge_diverged,
+        name=f"{takeback.CHECK}.peer",
+    )
+    if not sw.acknowledge_diverged and (took.left or not took.looked):
+        raise StepFailed(
+            f"{sw.peer.stack} not rebuilt: {took.left} rows it took after the fork are listed, "
+            f"{', '.join(took.where) or took.reason}; rerun with --acknowledge-diverged once resolved"
+        )
     try:
         done = peer.rebuild(sw.db(sw.target), settings, sw.deployed.get(sw.peer.stack))
     except StandbyError as exc:
         raise StepFailed(str(exc)) from None
+    takeback.clear_fork(promoted=sw.target, old_primary=sw.peer)
     sw.report.check("rebuild-peer", True, f"{sw.peer.stack} is a replica of {sw.target.stack}: {done}")
     return _rebuild_result(done)
 
@@ -400,8 +623,11 @@ STEPS: dict[Step, Callable[[Switchover], StepResult]] = {
     Step.PROMOTE: promote,
     Step.LEASE_GUARDS: lease_guards,
     Step.CONSUMER_GROUP: consumer_group,
+    Step.APPLICATION: application,
     Step.DNS: dns,
+    Step.APPLICATION_DOWN: application_down,
     Step.ROLES: roles,
+    Step.PROTECT: protect,
     Step.REBUILD: rebuild,
     Step.CATCH_UP: catch_up,
     Step.REBUILD_PEER: rebuild_peer,

@@ -7,12 +7,14 @@ from policies.rules import (
     fencing,
     generic,
     identity,
+    images,
     kubernetes,
     notifications,
     objectives,
     readiness,
     regions,
     storage,
+    volumes,
 )
 
 __all__ = [
@@ -22,10 +24,12 @@ __all__ = [
     "fencing",
     "generic",
     "identity",
+    "images",
     "kubernetes",
     "notifications",
     "objectives",
     "readiness",
     "regions",
     "storage",
+    "volumes",
 ]

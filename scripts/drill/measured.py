@@ -43,6 +43,7 @@ class Measured(Figures):
     """The figures the runner and the report read, whatever the scenario."""
 
     load: str | None = None  # the --load level's name
+    wan_latency_ms: int | None = None  # the round trip the links between the regions had (--wan-latency)
     seed_rows_added: int | None = None
     seed_seconds: float | None = None
     failure_at_seconds: float | None = None  # since the scenario's clock started (the runner records it)
@@ -57,6 +58,10 @@ class Measured(Figures):
     # The part of the lab's RTO a recovery command took, and what it was (the rest is the client's reconnect).
     action: str | None = None
     action_seconds: float | None = None
+    # The part of the action that brought the application up in the target region (scale-up, rollout, health), and
+    # how it stood before (pilot light or warm standby); a phase of its own in the RTO.
+    application: str | None = None
+    application_seconds: float | None = None
     rows_rpo_seconds: float | None = None  # of the background writer of a scenario that writes no rows itself
     first_ack_after_failure_seconds: float | None = None
     write_rate_goal: float | None = None

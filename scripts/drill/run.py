@@ -33,7 +33,9 @@ from drtopo.errors import one_line
 from drtopo.incident.facts import Incident
 from drtopo.report import EXIT_OK, BadInput
 from drtopo.settings import LOAD_LEVELS, SettingsError, load_settings
+from lab import gates
 from lab.core import Lab
+from lab.project import LAB_APPLICATION
 from scripts.cli import AWS_ENDPOINTS_ENV, OneLineParser, command_line, main_guard, operator, state_dir
 from scripts.drill.history import keep
 from scripts.drill.loadgen import Ack, LoadStats, MessageProducer, per_second, stop_all
@@ -53,6 +55,8 @@ from scripts.drill.scenarios.scenario import ScenarioRun
 
 # The topic the background Kafka load writes to (the service's own events topic, mirrored to the peer).
 BACKGROUND_TOPIC = "ExceptionCaptured"
+# The round trip the issue (#21) asks the drills to face between the regions by default; a pair sets its own.
+DEFAULT_WAN_LATENCY_MS = 30
 
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help=f"load level of drtopo:drill.load: {', '.join(LOAD_LEVELS)} (default: default; the tests run light)",
     )
+    p.add_argument(
+        "--wan-latency",
+        type=int,
+        default=DEFAULT_WAN_LATENCY_MS,
+        metavar="MS",
+        help="round trip of the links between the regions (the standby's replication, MirrorMaker) in every scenario, "
+        f"the lab's gates' latency (default {DEFAULT_WAN_LATENCY_MS}; 0: none)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the scenarios and their objectives; run nothing")
     p.add_argument("--json", dest="json_path", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--png", type=Path, metavar="FILE", help="timeline picture (default: beside --json)")
@@ -85,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SCENARIO.rto|rpo=SECONDS",
         help="override an objective for this drill, e.g. region-failure.rto=1 (to see a drill fail)",
+    )
+    p.add_argument(
+        "--app-standby-replicas",
+        type=int,
+        metavar="N",
+        help="the standby's application replicas during the drill: 0 pilot light (the shipped default), N warm "
+        f"standby (the lab runs at most {LAB_APPLICATION['primaryReplicas']})",
     )
     p.add_argument("--quiet", action="store_true", help="no step-by-step progress")
     return p
@@ -139,6 +158,9 @@ def run_scenario(
     print(f"== {name} (RTO goal {result.objective_rto_seconds:g} s, RPO goal {result.objective_rpo_seconds:g} s)")
     ctx.begin()
     m = result.measured
+    # The baseline opened every gate: the links between the regions get the WAN again, for the whole scenario.
+    ctx.lab.degrade(ctx.wan_latency_ms, kinds=gates.WAN_KINDS)
+    m.wan_latency_ms = ctx.wan_latency_ms
     background: MessageProducer | None = None
     run: ScenarioRun | None = None
     try:
@@ -292,6 +314,14 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         load_settings("prod", ctx.project_dir).drill.load.level(args.load)
     except SettingsError as exc:
         raise BadInput(f"--load {args.load!r} is unknown; expected one of {', '.join(LOAD_LEVELS)}") from exc
+    if args.wan_latency < 0:
+        raise BadInput(f"--wan-latency {args.wan_latency} is invalid; expected a round trip of 0 ms or more")
+    standby = args.app_standby_replicas
+    if standby is not None and not 0 <= standby <= LAB_APPLICATION["primaryReplicas"]:
+        raise BadInput(
+            f"--app-standby-replicas {standby} is outside what the lab runs; expected 0 (pilot light) to "
+            f"{LAB_APPLICATION['primaryReplicas']} (warm standby: one stand-in per node and region)"
+        )
     if args.outputs is not None:
         args.lab_root = lab_root_of(args.outputs)
     if args.dry_run:
@@ -320,14 +350,26 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
             else:
                 print("bringing the running lab to its baseline (prod primary, dr standby, every server up) ...")
                 lab.restore_baseline()
+            if standby is not None:
+                lab.set_application_standby(standby)
+                print(
+                    f"application on the standby: {standby} replica(s) ({'warm standby' if standby else 'pilot light'})"
+                )
             with lab_variables(lab):
                 load = lab.prod.settings.drill.load.level(args.load)
                 print(
                     f"load {args.load}: {load.write_rate:g} writes/s over {load.connections} connections, "
                     f"{load.kafka_rate:g} Kafka messages/s, {load.seed_rows} rows before each fault"
                 )
+                print(f"WAN between the regions: {args.wan_latency} ms round trip ({', '.join(gates.WAN_KINDS)} gates)")
                 drill = DrillContext(
-                    lab, json_dir, lab_context(ctx, lab), quiet=args.quiet, load=load, load_name=args.load
+                    lab,
+                    json_dir,
+                    lab_context(ctx, lab),
+                    quiet=args.quiet,
+                    load=load,
+                    load_name=args.load,
+                    wan_latency_ms=args.wan_latency,
                 )
                 # The lab is rebuilt after each scenario, except after the last one of a lab the drill stops anyway.
                 results = [

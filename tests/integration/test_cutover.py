@@ -6,19 +6,22 @@ endpoint (the damaged data directory kept, renamed), then rebuilds dr's standby 
 the new timeline into the WAL bucket, every step journalled; `restore cleanup` then removes the damaged copy and the
 scratch WAL, refusing the live data directory. `--dry-run` lists the rows and changes nothing. `--find-damage` lists
 the damage's transaction first; the cutover takes T from its xid alone and holds the failover lock of both stacks
-(a promote meanwhile is refused, and it is refused while a promote runs).
+(a promote started during it is refused, and it is refused while a promote runs), and after the swap it probes a
+write through the service. An interrupted cutover's journal older than the limit is refused until --restart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
+import psycopg
 import pytest
 
 from drtopo.backup import store, wal
@@ -31,6 +34,7 @@ from drtopo.report import Clock
 from lab.core import Lab
 from scripts import promote, restore
 from scripts import wal as wal_command
+from scripts.cli import context_from_environment
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
 
 pytestmark = pytest.mark.lab
@@ -50,6 +54,26 @@ def post(url: str, key: str) -> int:
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return int(json.loads(response.read())["id"])
+
+
+class Crash(BaseException):
+    """The command dying right after a journalled step (in-process: nothing in it catches this)."""
+
+
+def crash_after(name: str) -> Callable[[str], None]:
+    def hook(step: str) -> None:
+        if step == name:
+            raise Crash(step)
+
+    return hook
+
+
+def run_restore(args: list[str], report: Path, after_step: Callable[[str], None] | None = None) -> tuple[int, dict]:
+    """`scripts.restore` in-process with the shell's context, and `after_step` as its journal hook when given."""
+    ctx = context_from_environment()
+    if after_step is not None:
+        ctx = dataclasses.replace(ctx, after_step=after_step)
+    return run_cli(lambda argv: restore.main(argv, ctx), args, report)
 
 
 def damage(prod: StackOutputs) -> tuple[str, int]:
@@ -105,9 +129,24 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     assert (data_dir / "postmaster.pid").read_text() == identity, "the dry run left the source alone"
     assert not Path(report["measured"]["data_dir"]).exists(), "the scratch restore is removed"
 
-    code, report = run_cli(restore.main, args, tmp_path / "cut.json")  # no --time: T from the damage's commit
-    out = capsys.readouterr().out
+    # A promote started during the cutover (once it has fenced the damaged database) is refused by the pair's lock.
+    dr = load_outputs(lab.dr.outputs_path, "dr")
+    meanwhile: list[tuple[int, str]] = []
+
+    def promote_meanwhile(step: str) -> None:
+        if step == "fence":
+            holder = FailoverLock(dr).holder()
+            argv = [*stack_args(lab, "dr"), "--skip-consumer-group", "--json", str(tmp_path / "promote.json")]
+            meanwhile.append((promote.main(argv), holder.describe() if holder else "none"))
+
+    # No --time: T from the damage's commit.
+    code, report = run_restore(args, tmp_path / "cut.json", promote_meanwhile)
+    out, err = capsys.readouterr()
     assert code == 0, report
+    assert len(meanwhile) == 1 and meanwhile[0][0] == 3, meanwhile
+    assert meanwhile[0][1].startswith("cutover of prod by pid"), meanwhile
+    assert "refused: another failover holds the lock" in err and "cutover of prod" in err
+    assert not (tmp_path / "promote.json").exists()
     m = report["measured"]
     committed = datetime.fromisoformat(first["committed_at"])
     assert m["target_from_xid"] == {"xid": xid, "committed_at": first["committed_at"]}
@@ -123,11 +162,17 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
     window = m["write_unavailable"]
     assert window["seconds"] > 0 and datetime.fromisoformat(window["from"]) < datetime.fromisoformat(window["to"])
     assert f"writes refused for {window['seconds']:.1f} s" in out
+    assert "deleted after T and kept as at T (back in the table): 100 rows (interface_exceptions 100)" in out
+    # The service took a write after the swap: its probe row went through the API and is gone again.
+    probe = m["write_probe"]
+    assert checks(report)["service.write_probe"]["ok"], checks(report)["service.write_probe"]
+    assert probe["acknowledged"] and probe["removed"] and probe["status"] == 201, probe
+    assert f"the service writes again: POST {probe['url']} -> 201" in out
+    assert f"probe row id {probe['id']} ({probe['transaction_id']}) removed" in out
     assert "sequences moved past the re-applied ids" in out or "sequences: none needed moving" in out
     assert m["data_dir"] == str(data_dir) and m["port"] == prod.db_port and Path(m["log"]).is_file()
     assert Path(m["log"]).parent == data_dir
     assert len(m["locks"]) == 2, "the lock of both stacks of the pair"
-    dr = load_outputs(lab.dr.outputs_path, "dr")
     assert FailoverLock(prod).holder() is None and FailoverLock(dr).holder() is None, "released at the end"
     kept = Path(m["damaged_kept"])
     assert kept.is_dir() and (kept / "PG_VERSION").is_file(), "the damaged data directory is kept, renamed"
@@ -139,6 +184,8 @@ def test_cutover_reapplies_every_write_after_t_but_the_damage_and_swaps_the_endp
         assert found[0] == len(after_ids)
         assert conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()[0] >= 2
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        probes = "SELECT count(*) FROM interface_exceptions WHERE transaction_id LIKE 'drtopo-write-probe-%'"
+        assert conn.execute(probes).fetchone()[0] == 0, "the write probe left nothing behind"
     # The service writes again on the restored database, with ids after every re-applied one.
     newest = post(prod.service_url, "after-cutover")
     assert newest > max(after_ids)
@@ -220,6 +267,82 @@ def test_one_recovery_at_a_time_a_promote_during_a_cutover_and_a_cutover_during_
         assert set(Path(prod.self_managed.data_dir).parent.glob("pitr-*")) == restores, "nothing restored"
     finally:
         running.release()
+
+
+def wait_writable(outputs: StackOutputs, timeout: float = 60) -> None:
+    """Until the stack's database takes connections as a primary (a server just started by a swap)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with connect(outputs) as conn:
+                if conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()[0]:
+                    return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{outputs.stack}'s database not writable within {timeout} s")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("step", ["reapply", "swap"], ids=["before-the-swap", "after-the-swap"])
+def test_an_interrupted_cutover_older_than_the_limit_is_refused_until_restart(
+    lab: Lab, prod: StackOutputs, step: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cutover dies right after `step`; its journal, made 30 h old, is refused (exit 3, naming it, nothing
+    touched) until --restart: before the swap that removes the restored instance it left and cuts over anew; after the
+    swap it cuts nothing over again and names what was left undone. Either way every row is back once."""
+    with connect(prod) as conn:
+        insert_rows(conn, "restart-before-", 60)
+        before = dict(conn.execute("SELECT id, status FROM interface_exceptions").fetchall())
+    target, xid = damage(prod)
+    after_ids = [post(prod.service_url, f"restart-after-{i}") for i in range(5)]
+    args = ["pitr", "--cutover", "--damage-xid", str(xid), "--time", target, *stack_args(lab)]
+    with pytest.raises(Crash):
+        run_restore(args, tmp_path / "crash.json", crash_after(step))
+    s3, key = store.s3_client(prod), "journals/cutover-prod.json"
+    journal = json.loads(s3.get_object(Bucket=prod.config_bucket, Key=key)["Body"].read())
+    assert list(journal["steps"])[-1] == step
+    restored_dir = Path(journal["steps"]["restore"]["result"]["details"]["data_dir"])
+    assert restored_dir.is_dir() is (step != "swap"), "the swap renames it into the source's place"
+    journal["started_at"] = (datetime.now(UTC) - timedelta(hours=30)).isoformat()
+    s3.put_object(Bucket=prod.config_bucket, Key=key, Body=json.dumps(journal).encode(), **store.encryption_args(prod))
+
+    capsys.readouterr()
+    code, refused = run_restore(args, tmp_path / "stale.json")
+    err = capsys.readouterr().err
+    assert code == 3 and refused == {}, refused
+    assert (
+        f"refused: the interrupted cutover of prod started {journal['started_at']} (30.0 h ago, beyond "
+        f"failover.journalMaxAgeHours 24; journal s3://{prod.config_bucket}/{key})"
+    ) in err
+    assert err.strip().endswith("then rerun with --restart")
+    assert restored_dir.is_dir() is (step != "swap"), "refused before touching anything"
+    assert FailoverLock(prod).holder() is None
+
+    code, report = run_restore([*args, "--restart"], tmp_path / "restart.json")
+    out = capsys.readouterr().out
+    assert code == 0, report
+    m = report["measured"]
+    assert m["restarted"]["journal"] == f"s3://{prod.config_bucket}/{key}" and step in m["restarted"]["steps_done"]
+    if step == "swap":
+        assert "cutover_at" not in m and "restore" not in [s["step"] for s in m.get("cutover_steps", [])]
+        assert "had swapped the restored instance in, so nothing is cut over again" in out
+        assert "steps it left undone: writable, standby, base-backup" in out
+        assert "left to do: check that the database takes writes" in out and "rebuild dr's standby" in out
+        wait_writable(prod)
+    else:
+        assert m["restarted"]["removed"] == [str(restored_dir), f"{restored_dir}.wal"]
+        assert m["resumed"] is False and [s["step"] for s in m["cutover_steps"]] == [str(s) for s in CUTOVER_PLAN]
+        assert checks(report)["service.write_probe"]["ok"]
+    assert s3.list_objects_v2(Bucket=prod.config_bucket, Prefix=key).get("KeyCount") == 0, "no journal left open"
+    with connect(prod) as conn:
+        rows = dict(conn.execute("SELECT id, status FROM interface_exceptions WHERE id = ANY(%s)", (list(before),)))
+        assert rows == before, "every row as at T"
+        later = conn.execute("SELECT count(*) FROM interface_exceptions WHERE id = ANY(%s)", (after_ids,)).fetchone()
+        assert later[0] == len(after_ids)
+        twice = "SELECT transaction_id FROM interface_exceptions GROUP BY 1 HAVING count(*) > 1"
+        assert conn.execute(twice).fetchall() == [], "no row twice"
 
 
 @pytest.mark.parametrize(

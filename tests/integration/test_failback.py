@@ -50,6 +50,8 @@ def assert_back_to_baseline(lab: Lab, stack_files: dict[str, str]) -> None:
     assert state["servers"]["prod"] == {"in_recovery": False, "default_read_only": "off"}
     assert state["servers"]["dr"]["in_recovery"] is True
     assert state["dns"] == BASELINE_DNS
+    # The application back where it was: prod's at the primary's count, all available; dr's at 0 (pilot light).
+    assert state["application"] == {"prod": {"replicas": 1, "available": 1}, "dr": {"replicas": 0, "available": 0}}
     # The roles as before; each stack one database generation on (RDS cannot demote), as the roles steps wrote it.
     for stack, role in (("prod", Role.PRIMARY), ("dr", Role.STANDBY)):
         assert state["stack_files"][stack] == stack_text(stack_files[stack], StackChange(stack, role, 1, (0,)))
@@ -172,15 +174,20 @@ def test_failback_after_sigkill_rewinds_the_crashed_primary(fresh_pg: Lab, tmp_p
 
     assert promoted.returncode == 0, promoted.stderr
     assert failback.returncode == 0, failback.stderr
-    rebuilt = next(c for c in json.loads((tmp_path / "failback.json").read_text())["checks"] if c["name"] == "rebuild")
+    document = json.loads((tmp_path / "failback.json").read_text())
+    rebuilt = next(c for c in document["checks"] if c["name"] == "rebuild")
     assert "pg_rewind" in rebuilt["detail"]
-    # What survived the failover and every write acknowledged since is on prod after the failback.
+    # What survived the failover and every write acknowledged since is on prod after the failback; before rewinding
+    # prod, failback looked for what the crashed prod (started read-only) committed that dr lacks, and re-applied it.
     keys = [a.key for a in acks]
     on_prod = present(fresh_pg, "prod", keys)
     first_on_dr = next(i for i, a in enumerate(acks) if a.stack == "dr")
     after_failover = {a.key for a in acks[first_on_dr:]}
     assert survived <= on_prod
     assert after_failover <= on_prod
+    found = document["measured"]["diverged"]
+    assert found["looked"] is True and found["fork"] is not None
+    assert found["found"] == found["reapplied"] and found["listed"] == 0
     assert_back_to_baseline(fresh_pg, stack_files)
 
 

@@ -29,7 +29,7 @@ from drtopo.backup import kube_export
 from drtopo.backup import secrets as secret_store
 from drtopo.backup.store import s3_client
 from drtopo.outputs import load_outputs
-from drtopo.settings import load_settings
+from drtopo.settings import Role, load_settings
 from lab import kafka, kube, kube_build, kube_objects, kube_workloads, process
 from lab.core import Lab
 
@@ -107,7 +107,9 @@ def test_host_network_pod_is_restarted_after_kill_9(cluster: Path) -> None:
 
 @pytest.fixture(scope="module")
 def prod_objects(cluster: Path) -> list[dict[str, Any]]:
-    objects = kube_objects.program_objects(load_settings("prod"))
+    # The application's replica patch lands on the chart's Deployment, which this bare cluster has not got (on the
+    # lab it is the stand-in's: test_the_service_runs_as_a_deployment_per_region_on_the_node).
+    objects = [o for o in kube_objects.program_objects(load_settings("prod")) if not kube_objects.patch_manager(o)]
     kube_objects.apply(cluster, objects)
     return objects
 
@@ -243,28 +245,29 @@ def netns_files() -> set[str]:
     return {p.name for p in kube.NETNS_DIR.glob("cni-*")}
 
 
-def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_stop_leaves_nothing_behind(cluster: Path) -> None:
+    """The module's own cluster, after the tests above have used it, stopped here (its fixture's stop is then a
+    no-op): the last test of the module on it, so the module starts one cluster, not two."""
     before = netns_files()
-    kube.start(tmp_path)
-    apply(tmp_path, probe_pod("left-behind"))
+    apply(cluster, probe_pod("left-behind"))
     # A pod on the pod network: the CRI gives its sandbox a network namespace file of its own.
     on_pod_network = probe_pod("own-netns")
     on_pod_network["spec"]["hostNetwork"] = False
-    apply(tmp_path, on_pod_network)
-    wait_container(tmp_path, "left-behind", restarts=0)
-    wait_container(tmp_path, "own-netns", restarts=0)
+    apply(cluster, on_pod_network)
+    wait_container(cluster, "left-behind", restarts=0)
+    wait_container(cluster, "own-netns", restarts=0)
     made = netns_files() - before
     assert made, "the pod-network pod got no network namespace file"
-    network = kube.cluster_network(tmp_path)
-    pids = [process.read_pid(tmp_path, kube.process_name(c)) for c in kube.PROCESSES]
-    kube.stop(tmp_path)
+    network = kube.cluster_network(cluster)
+    pids = [process.read_pid(cluster, kube.process_name(c)) for c in kube.PROCESSES]
+    kube.stop(cluster)
     assert not [pid for pid in pids if pid is not None and process.alive(pid)]
     assert not network.netns_path.exists()
     assert not made & netns_files(), f"pod network namespaces left behind: {sorted(made & netns_files())}"
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=30, check=True).stdout
     assert network.host_veth not in links
-    assert not kube.mounts_under(Path("/proc/self/mountinfo").read_text(), tmp_path)
-    assert not kube.is_up(tmp_path)
+    assert not kube.mounts_under(Path("/proc/self/mountinfo").read_text(), cluster)
+    assert not kube.is_up(cluster)
 
 
 # ---- the lab's workloads: the program's objects of both stacks, as their pods see the lab -------------------------
@@ -284,6 +287,19 @@ def test_mirrormaker_runs_as_the_standby_stacks_deployment_with_the_rendered_pro
 
 
 def test_the_service_runs_as_a_deployment_per_region_on_the_node(lab: Lab) -> None:
+    """One Deployment per region; its count is the program's patch's, under drtopo's field manager: the primary's
+    pod runs, the standby's Deployment is at 0 (pilot light) until promote scales it."""
+    lab.apply_application()  # the counts of the roles now, as `pulumi up` of both stacks would apply them
+    dr = kube_workloads.get(lab.root, "deployment", kube_workloads.SERVICE_APP, lab.dr.namespace)
+    if lab.dr.settings.role is Role.STANDBY:
+        assert lab.dr.service.declared_replicas() == 0 and lab.dr.service.pod() is None
+    assert dr is not None and dr["spec"]["replicas"] == lab.dr.service.declared_replicas()
+    name, namespace = kube_workloads.SERVICE_APP, lab.dr.namespace
+    args = ("get", "deployment", name, "-n", namespace, "-o", "json", "--show-managed-fields")
+    fields = json.loads(kube.kubectl(lab.root, *args).stdout)["metadata"]["managedFields"]
+    owners = [m["manager"] for m in fields if "f:replicas" in m.get("fieldsV1", {}).get("f:spec", {})]
+    assert owners == ["drtopo"], fields
+    lab.dr.service.start()  # as a warm standby would run it
     for stack in ("prod", "dr"):
         pod = lab.region(stack).service.pod()
         assert pod is not None and kube_workloads.pod_ready(pod), stack

@@ -4,10 +4,12 @@ heal gives everything back (replication streams again). Runs on the session's la
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import boto3
 import psycopg
@@ -48,11 +50,13 @@ def healed(baseline: Lab) -> Iterator[Lab]:
     lab = baseline
     lab.heal()
     lab.degrade(0)
+    lab.stop_resets()
     try:
         yield lab
     finally:
         lab.heal()
         lab.degrade(0)
+        lab.stop_resets()
 
 
 def _probe(lab: Lab, stack: str) -> psycopg.Connection:
@@ -207,13 +211,35 @@ def test_a_partitioned_prod_runs_on_inside_while_nothing_crosses_and_heal_gives_
     assert {name: fails(check, lab, "prod") for name, check in CROSSINGS.items()} == dict.fromkeys(CROSSINGS)
 
 
-def test_degrade_gives_every_gate_the_wans_latency_and_zero_takes_it_away(healed: Lab) -> None:
+# `lab degrade` arguments and the state every gate then shows; the last row takes the WAN away.
+DEGRADES: list[tuple[list[str], str]] = [
+    (["--latency", "40", "--jitter", "10"], "degraded (40 ms ± 10 ms)"),
+    (["--latency", "30", "--bandwidth", "256"], "degraded (30 ms ± 0 ms, 256 KB/s)"),
+    (["--latency", "0"], "open"),
+]
+
+
+def test_degrade_gives_every_gate_the_wans_latency_and_bandwidth_and_zero_takes_it_away(healed: Lab) -> None:
     lab = healed
-    assert lab_main(["degrade", "--latency", "40", "--jitter", "10", "--root", str(lab.root)]) == 0
-    assert {info["state"] for info in lab.gates.status().values()} == {"degraded (40 ms ± 10 ms)"}
-    assert fails(gated_db, lab, "prod") is None  # slower, still through
-    assert lab_main(["degrade", "--latency", "0", "--root", str(lab.root)]) == 0
-    assert {info["state"] for info in lab.gates.status().values()} == {"open"}
+    for args, state in DEGRADES:
+        assert lab_main(["degrade", *args, "--root", str(lab.root)]) == 0, args
+        assert {info["state"] for info in lab.gates.status().values()} == {state}, args
+        assert fails(gated_db, lab, "prod") is None  # slower, still through
+    assert lab_main(["degrade", "--latency", "30", "--bandwidth", "-1", "--root", str(lab.root)]) == 2
+    assert {info["state"] for info in lab.gates.status().values()} == {"open"}  # bad input: nothing changed
+
+
+def test_the_lab_lists_its_gate_commands() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lab", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert all(command in done.stdout for command in ("partition", "heal", "degrade", "--bandwidth")), done.stdout
 
 
 def test_partition_names_a_region_or_a_stack_and_refuses_anything_else(healed: Lab) -> None:
@@ -226,6 +252,13 @@ def test_partition_names_a_region_or_a_stack_and_refuses_anything_else(healed: L
     assert lab.partition("eu-west-1") == ["witness-aws"] and lab.heal("witness") == ["witness-aws"]
     with pytest.raises(ValueError, match="'ap-south-1' is neither a stack nor a region of the lab"):
         lab.partition("ap-south-1")
+    # A link that resets (MirrorMaker's cross-region one): only the gate named, until the resets stop.
+    assert lab.reset_links("prod", ["kafka-pods"], after_ms=500) == [gates.proxy_name("prod", "kafka-pods")]
+    states = {name: info["state"] for name, info in lab.gates.status().items()}
+    assert {n for n, state in states.items() if state != "open"} == {gates.proxy_name("prod", "kafka-pods")}
+    assert states[gates.proxy_name("prod", "kafka-pods")] == "resetting (after 500 ms)"
+    assert lab.stop_resets() == [gates.proxy_name("prod", "kafka-pods")]
+    assert {info["state"] for info in lab.gates.status().values()} == {"open"}
 
 
 def set_takeover(lab: Lab, stack: str, state: str) -> None:

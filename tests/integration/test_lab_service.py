@@ -32,6 +32,7 @@ def row(txid: str) -> dict[str, str]:
 
 
 def test_health_names_the_database_role(lab: Lab) -> None:
+    lab.dr.service.start()  # pilot light keeps the standby's at 0 (the program's patch)
     assert call(f"{lab.prod.service.url}/actuator/health") == (200, {"status": "UP", "database": "primary"})
     assert call(f"{lab.dr.service.url}/actuator/health") == (200, {"status": "UP", "database": "standby"})
 
@@ -50,6 +51,7 @@ def test_insert_then_list_newest_first(lab: Lab) -> None:
 
 
 def test_standby_refuses_writes_with_503(lab: Lab) -> None:
+    lab.dr.service.start()
     assert call(f"{lab.dr.service.url}/api/v1/exceptions", row(f"svc-{uuid.uuid4()}"))[0] == 503
 
 
@@ -88,6 +90,7 @@ def test_killed_service_is_restarted_by_kubernetes_alone(lab: Lab) -> None:
 
 def test_standby_service_accepts_writes_once_its_database_is_promoted(fresh_pg: Lab) -> None:
     lab = fresh_pg
+    lab.dr.service.start()
     url = lab.dr.service.url
     assert call(f"{url}/actuator/health")[1]["database"] == "standby"
     try:

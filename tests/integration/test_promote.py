@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bench.switchover import (
     BASELINE_DNS,
@@ -34,14 +35,17 @@ from bench.switchover import (
     outputs as bench_outputs,
 )
 from drtopo import naming
+from drtopo.backup import wal
 from drtopo.backup.store import s3_client
 from drtopo.database import rds as rds_platform
 from drtopo.database.parameters import parameter_family, parameters
+from drtopo.database.pitr import parse_backup_label
 from drtopo.failover import marker
 from drtopo.kafka.admin import committed_offsets, end_offsets
 from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
+from lab import kube, kube_workloads
 from lab.core import Lab
 from tests.integration.switchover_support import consume_and_wait_for_checkpoints, kafka_running
 
@@ -61,6 +65,8 @@ def promote(lab: Lab, env: dict[str, str], *extra: str, outputs_file: Path | Non
 def test_planned_switchover_under_writes_loses_no_acknowledged_write(
     fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
 ) -> None:
+    # Pilot light, the shipped default: nothing of the application runs in dr before the failover.
+    assert end_state(fresh_pg)["application"] == BASELINE_APPLICATION
     writer = DnsFollowingWriter(fresh_pg)
     writer.start()
     wait_acks(writer, 50)
@@ -90,8 +96,64 @@ def test_planned_switchover_under_writes_loses_no_acknowledged_write(
         live = marker.read(region, marker.marker_name("prod", "dr"))
         assert live is not None and live.epoch == 1, region
         assert {stack: str(live.role_of(stack)) for stack in ("prod", "dr")} == {"prod": "standby", "dr": "primary"}
-    # Each step ran (the report's timeline and checks, and the closed journal), in this order, none skipped.
-    assert_steps_ran(fresh_pg, report, ["fence", "drain", "promote", "dns", "roles"])
+    # Each step ran (the report's timeline and checks, and the closed journal), in this order, none skipped: the
+    # application before DNS.
+    assert_steps_ran(
+        fresh_pg, report, ["fence", "drain", "promote", "application", "dns", "application-down", "roles", "protect"]
+    )
+    assert_application_moved(fresh_pg, report, "dr")
+    assert_protected(fresh_pg, report, proc.stdout, "dr")
+
+
+def assert_protected(lab: Lab, report: dict[str, Any], stdout: str, target: str) -> None:
+    """Without `pulumi up`: `target`'s dump CronJob runs, a base backup of its new timeline is in its WAL bucket,
+    its archiving reaches that bucket, and the next steps say what is missing until the other region returns."""
+    namespace = lab.region(target).namespace
+    for job in ("pg-dump", "restore-test"):
+        cronjob = kube_workloads.get(lab.root, "cronjob", job, namespace)
+        assert cronjob is not None and cronjob["spec"]["suspend"] is False, job
+    target_outputs = bench_outputs(lab, target)
+    s3 = s3_client(target_outputs)
+    checks = {c["name"]: c for c in report["checks"]}
+    for name in ("protect", "protect.backup-jobs", "protect.base-backup", "protect.wal-archiving"):
+        assert checks[name]["outcome"] == "pass", checks[name]
+    segment = checks["protect.wal-archiving"]["detail"].split()[1]
+    assert segment in wal.listing(s3, target_outputs.wal_bucket)
+    bucket_url = checks["protect.base-backup"]["detail"].split("bucket ")[1]
+    prefix = bucket_url.removeprefix(f"s3://{target_outputs.wal_bucket}/")
+    label = s3.get_object(Bucket=target_outputs.wal_bucket, Key=prefix + "backup_label")["Body"].read().decode()
+    # The base backup is of the new timeline: its start segment's timeline is the promoted one (2), not prod's 1.
+    start, _ = parse_backup_label(label)
+    assert int(start[:8], 16) >= 2, label
+    assert "until prod returns: no standby" in stdout, stdout
+
+
+# The lab's stand-in: 1 replica on the primary (one host port per node, lab/project.py), 0 on the standby.
+BASELINE_APPLICATION = {"prod": {"replicas": 1, "available": 1}, "dr": {"replicas": 0, "available": 0}}
+FAILED_OVER_APPLICATION = {"prod": {"replicas": 0, "available": 0}, "dr": {"replicas": 1, "available": 1}}
+
+
+def replica_managers(lab: Lab, stack: str) -> list[str]:
+    """Who owns the stand-in Deployment's spec.replicas in `stack`'s namespace (its managed fields)."""
+    namespace = lab.region(stack).namespace
+    args = ("get", "deployment", kube_workloads.SERVICE_APP, "-n", namespace, "-o", "json", "--show-managed-fields")
+    fields = json.loads(kube.kubectl(lab.root, *args).stdout)["metadata"]["managedFields"]
+    return [m["manager"] for m in fields if "f:replicas" in m.get("fieldsV1", {}).get("f:spec", {})]
+
+
+def assert_application_moved(lab: Lab, report: dict[str, Any], target: str) -> None:
+    """`target`'s Deployment at the primary's count, all available, set by drtopo's field manager through its own
+    context; the other's at 0; the report names the region's own health endpoint (never the record) as UP."""
+    assert end_state(lab)["application"] == (FAILED_OVER_APPLICATION if target == "dr" else BASELINE_APPLICATION)
+    assert replica_managers(lab, target) == ["drtopo"]
+    checks = {c["name"]: c for c in report["checks"]}
+    health = checks["application"]["detail"]
+    assert lab.region(target).service.gated_url + "/actuator/health -> 200 UP" in health, health
+    assert checks["application-down"]["outcome"] == "pass", checks["application-down"]
+    phase = report["measured"]["application"]
+    assert phase["replicas"] == 1 and phase["seconds"] == pytest.approx(
+        phase["rollout_seconds"] + phase["health_seconds"], abs=0.01
+    )
 
 
 def closed_journal(lab: Lab, where: str) -> dict[str, Any]:
@@ -291,8 +353,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(fresh_pg: Lab, state_env: d
     proc = promote(fresh_pg, state_env, "--dry-run")
 
     assert proc.returncode == 0, proc.stderr
-    for step in ("fence", "drain", "promote", "consumer-group", "dns", "roles"):
+    for step in ("fence", "drain", "promote", "consumer-group", "application", "dns", "application-down", "roles"):
         assert f". {step} " in proc.stdout
+    # The replica changes, read from each region's own API.
+    assert "scale dr's interface-exception-collector 0 -> 1 replicas through dr's own Kubernetes API" in proc.stdout
+    assert "scale prod's interface-exception-collector 1 -> 0 replicas through prod's own API" in proc.stdout
     assert "Pulumi.prod.yaml: role standby, database.generation 1, retiredGenerations [0]" in proc.stdout
     assert "Pulumi.dr.yaml: role primary, database.generation 0" in proc.stdout
     assert end_state(fresh_pg) == before
@@ -322,7 +387,10 @@ def test_crash_between_promotion_and_dns_then_rerun_ends_like_an_uninterrupted_r
     report = json.loads((tmp_path / "resumed.json").read_text())
     assert report["measured"]["resumed"] is True
     assert_steps_ran(
-        fresh_pg, report, ["fence", "drain", "promote", "dns", "roles"], resumed=("fence", "drain", "promote")
+        fresh_pg,
+        report,
+        ["fence", "drain", "promote", "application", "dns", "application-down", "roles", "protect"],
+        resumed=("fence", "drain", "promote"),
     )
     assert same_outcome(end_state(fresh_pg), uninterrupted)
     assert not (tmp_path / "b" / "promote-dr.json").exists()
@@ -415,3 +483,57 @@ def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) ->
             DBParameterGroupName=original["DBParameterGroups"][0]["DBParameterGroupName"],
             ApplyImmediately=True,
         )
+
+
+# A pod template no node matches, as a broken chart change would leave it: the scale-up never rolls out.
+UNSCHEDULABLE = '{"spec":{"template":{"spec":{"nodeSelector":{"drtopo.test/no-such-node":"true"}}}}}'
+SCHEDULABLE = '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]'
+
+
+def _start_seconds(lab: Lab, stack: str, seconds: float) -> None:
+    """`drtopo:application.startSeconds` of the project copy (the next test's fresh_pg writes it back)."""
+    path = lab.project_dir / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["config"]["drtopo:application"]["startSeconds"] = seconds
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def test_dns_waits_for_a_healthy_application_unless_overridden(
+    fresh_pg: Lab, state_env: dict[str, str], tmp_path: Path
+) -> None:
+    """dr's application cannot come up (its pods fit no node): promote promotes, fails the application step and
+    leaves DNS on prod, exit 1 with the journal open; the rerun with --skip-app-check moves DNS and says so."""
+    namespace = fresh_pg.dr.namespace
+    _start_seconds(fresh_pg, "dr", 6)
+    deployment = f"deployment/{kube_workloads.SERVICE_APP}"
+    kube.kubectl(fresh_pg.root, "patch", deployment, "-n", namespace, "--type=merge", "-p", UNSCHEDULABLE)
+    try:
+        held = promote(fresh_pg, state_env, *DB_ONLY, "--json", tmp_path / "held.json")
+        after_held = end_state(fresh_pg)
+        report = json.loads((tmp_path / "held.json").read_text())
+        overridden = promote(fresh_pg, state_env, *DB_ONLY, "--skip-app-check", "--json", tmp_path / "over.json")
+        over = json.loads((tmp_path / "over.json").read_text())
+    finally:
+        kube.kubectl(fresh_pg.root, "patch", deployment, "-n", namespace, "--type=json", "-p", SCHEDULABLE)
+
+    assert held.returncode == 1, held.stderr
+    assert "application, dns, application-down" in held.stderr and "rerun the same command" in held.stderr
+    assert after_held["servers"]["dr"]["in_recovery"] is False  # promoted: past the point of no return
+    assert after_held["dns"] == BASELINE_DNS  # but DNS did not move to an application that is not there
+    assert after_held["application"]["prod"] == {"replicas": 1, "available": 1}  # nor did prod's go down
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["application"]["outcome"] == "fail" and "not rolled out within 6 s" in checks["application"]["detail"]
+    assert checks["dns"]["outcome"] == "fail" and "--skip-app-check" in checks["dns"]["detail"]
+    assert report["measured"]["left_to_do"][:3] == ["application", "dns", "application-down"]
+    assert (
+        checks["application-down"]["outcome"] == "skip"
+        and "dns did not complete" in checks["application-down"]["detail"]
+    )
+
+    assert overridden.returncode == 0, overridden.stderr
+    checks = {c["name"]: c for c in over["checks"]}
+    assert checks["application"]["outcome"] == "skip" and "--skip-app-check" in checks["application"]["detail"]
+    assert (
+        checks["dns"]["outcome"] == "pass" and "application check skipped (--skip-app-check)" in checks["dns"]["detail"]
+    )
+    assert end_state(fresh_pg)["dns"] == FAILED_OVER_DNS

@@ -64,6 +64,9 @@ def seeded(lab: Lab) -> Lab:
         )
         prod.execute("INSERT INTO retry_attempts (exception_id, attempt_number) SELECT id, 1 FROM interface_exceptions")
     wait_replayed(lab)
+    # dr's stand-in running as a warm standby has it (the shipped pilot light keeps it at 0 until promote): these
+    # checks judge a running service in dr's own region.
+    lab.dr.service.start()
     return lab
 
 

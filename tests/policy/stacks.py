@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from drtopo import naming
+from drtopo.images import REPOSITORY_PREFIX, workload_images
 from drtopo.mm2_properties import render_mm2_properties
 from drtopo.settings import Settings
+from drtopo.volumes import PVC_NAMESPACE_TAG, plan_rules
 from policies import resource_types as types
 from policies.model import Resource, path_parts
 
@@ -325,10 +327,10 @@ def dns(settings: Settings) -> list[Resource]:
     ]
 
 
-def container(name: str, command: list[str], env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def container(name: str, command: list[str], image: str, env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "name": name,
-        "image": "ghcr.io/biopro/drtopo-backup:1.0.0",
+        "image": image,
         "command": command,
         "env": env or [],
         "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "256Mi"}},
@@ -336,7 +338,9 @@ def container(name: str, command: list[str], env: list[dict[str, Any]] | None = 
     }
 
 
-def cronjob(name: str, schedule: str, command: list[str], service_account: str = "") -> dict[str, Any]:
+def cronjob(
+    settings: Settings, name: str, schedule: str, command: list[str], service_account: str = ""
+) -> dict[str, Any]:
     password = {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "exception-collector-db", "key": "pw"}}}
     return {
         "metadata": {"name": name},
@@ -353,7 +357,7 @@ def cronjob(name: str, schedule: str, command: list[str], service_account: str =
                         "spec": {
                             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001.0},
                             "serviceAccountName": service_account or name,
-                            "containers": [container(name, command, [password])],
+                            "containers": [container(name, command, settings.kubernetes.backup_image, [password])],
                         }
                     },
                 }
@@ -376,7 +380,11 @@ def kubernetes(settings: Settings) -> list[Resource]:
                     "template": {
                         "spec": {
                             "securityContext": {"runAsNonRoot": True},
-                            "containers": [container("mirror-maker", ["connect-mirror-maker.sh"])],
+                            "containers": [
+                                container(
+                                    "mirror-maker", ["connect-mirror-maker.sh"], settings.kubernetes.mirror_maker_image
+                                )
+                            ],
                         }
                     }
                 }
@@ -386,13 +394,20 @@ def kubernetes(settings: Settings) -> list[Resource]:
             settings,
             types.K8S_CRONJOB,
             "backup-jobs-dump",
-            cronjob("db-dump", settings.kubernetes.dump_schedule, ["python", "-m", "scripts.backup", "run"], "pg-dump"),
+            cronjob(
+                settings,
+                "db-dump",
+                settings.kubernetes.dump_schedule,
+                ["python", "-m", "scripts.backup", "run"],
+                "pg-dump",
+            ),
         ),
         res(
             settings,
             types.K8S_CRONJOB,
             "backup-jobs-restore-test",
             cronjob(
+                settings,
                 "restore-test",
                 settings.kubernetes.restore_test_schedule,
                 ["python", "-m", "scripts.backup", "restore-test", "--random"],
@@ -404,6 +419,7 @@ def kubernetes(settings: Settings) -> list[Resource]:
             types.K8S_CRONJOB,
             "backup-jobs-export",
             cronjob(
+                settings,
                 "k8s-export",
                 settings.kubernetes.resource_export_schedule,
                 ["python", "-m", "scripts.export"],
@@ -512,7 +528,7 @@ def readiness(settings: Settings) -> list[Resource]:
             settings,
             types.K8S_CRONJOB,
             "readiness-check",
-            cronjob(job, schedule.SCHEDULE, schedule.command(settings.stack)),
+            cronjob(settings, job, schedule.SCHEDULE, schedule.command(settings.stack)),
         ),
         res(settings, types.METRIC_ALARM, "readiness-check-alarm", alarm),
     ]
@@ -536,9 +552,59 @@ def readiness(settings: Settings) -> list[Resource]:
     ]
 
 
+def images(settings: Settings) -> list[Resource]:
+    """The ECR repositories of drtopo's images in the stack's region; on the primary, replication to the peer's."""
+    found = []
+    for purpose, image in workload_images(settings).items():
+        repository = image.split("/", 1)[1].split(":")[0]
+        scanning = {"scanOnPush": True}
+        inputs = {"name": repository, "imageTagMutability": "IMMUTABLE", "imageScanningConfiguration": scanning}
+        found.append(res(settings, types.ECR_REPOSITORY, f"images-{purpose}", inputs, protect=True))
+    if settings.is_primary:
+        rule = {
+            "destinations": [{"region": settings.peer_region, "registryId": "123456789012"}],
+            "repositoryFilters": [{"filter": REPOSITORY_PREFIX, "filterType": "PREFIX_MATCH"}],
+        }
+        config = {"replicationConfiguration": {"rules": [rule]}}
+        found.append(res(settings, types.ECR_REPLICATION, "images-replication", config))
+    return found
+
+
+def volumes(settings: Settings) -> list[Resource]:
+    """The volume backups: an encrypted vault, a plan copying every tier to the peer's vault, the selection."""
+    account = "123456789012"
+    rules = [{**camel_rule(r)} for r in plan_rules(settings, account)]
+    tags = [{"type": "STRINGEQUALS", "key": PVC_NAMESPACE_TAG, "value": settings.kubernetes.namespace}]
+    return [
+        res(settings, types.BACKUP_VAULT, "volumes-vault", {"kmsKeyArn": "arn:aws:kms:key"}, protect=True),
+        res(settings, types.BACKUP_PLAN, "volumes-plan", {"rules": rules}),
+        res(settings, types.BACKUP_SELECTION, "volumes-selection", {"selectionTags": tags}),
+    ]
+
+
+def camel_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A plan rule as the provider receives it (camelCase keys, numbers as floats)."""
+
+    def camel(key: str) -> str:
+        head, *rest = key.split("_")
+        return head + "".join(p.title() for p in rest)
+
+    def convert(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {camel(k): convert(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [convert(v) for v in node]
+        return float(node) if isinstance(node, int) and not isinstance(node, bool) else node
+
+    converted: dict[str, Any] = convert(rule)
+    return converted
+
+
 def baseline(settings: Settings) -> list[Resource]:
     """A stack that complies with every rule for `settings`."""
     found = storage(settings) + database(settings) + dns(settings) + notifications(settings) + kubernetes(settings)
+    found += images(settings)
+    found += volumes(settings)
     found += application(settings)
     found += workload_identity(settings)
     found += readiness(settings)

@@ -111,3 +111,16 @@ def test_an_unknown_stack_names_the_missing_file_in_one_line(tmp_path: Path) -> 
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1
     assert "Pulumi.north.yaml" in done.stderr and "east, west" in done.stderr
+
+
+def test_a_stack_pulling_from_another_regions_registry_exits_1(tmp_path: Path) -> None:
+    kubernetes = yaml.safe_load((ROOT / "Pulumi.dr.yaml").read_text())["config"]["drtopo:kubernetes"]
+    primarys = kubernetes["mirrorMakerImage"].replace(".us-west-2.", ".us-east-1.")
+    project = project_with(tmp_path, "dr", kubernetes={**kubernetes, "mirrorMakerImage": primarys})
+    report_path = tmp_path / "report.json"
+    done = check("--stack", "dr", "--json", str(report_path), project_dir=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FAIL  workload-image-own-region" in done.stdout and "another region's registry (us-east-1)" in done.stdout
+    failed = [c for c in json.loads(report_path.read_text())["checks"] if not c["ok"]]
+    assert {c["name"] for c in failed} == {"workload-image-own-region"}
+    assert {c["value"] for c in failed} == {primarys}

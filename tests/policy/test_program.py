@@ -43,8 +43,8 @@ def test_program_with_workload_identity_breaks_no_rule(stack: str, role: str) ->
     kubernetes = load_settings(stack).kubernetes.model_dump(mode="json", by_alias=True, exclude_none=True)
     overrides = {"role": role, "kubernetes": {**kubernetes, "oidcIssuer": "oidc.eks.us-east-1.amazonaws.com/id/EX"}}
     resources = program(stack, json.dumps(overrides, sort_keys=True))
-    # replication + one per backup job + the readiness check's
-    assert len([r for r in resources if r.type == t.IAM_ROLE]) == 4
+    # replication + one per backup job + the readiness check's + AWS Backup's for the volumes
+    assert len([r for r in resources if r.type == t.IAM_ROLE]) == 5
     assert messages(stack, overrides) == []
 
 

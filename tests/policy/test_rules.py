@@ -746,6 +746,80 @@ CASES = [
         drop(t.K8S_DEPLOYMENT_PATCH),
         "DeploymentPatch of interface-exception-collector = (not set)",
     ),
+    # images
+    Case(
+        "workload-image-own-region",
+        "the-primarys-registry",
+        set_(
+            t.K8S_DEPLOYMENT,
+            "kafka-mirror",
+            "spec.template.spec.containers[0].image",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/drtopo/kafka:3.9.1",
+        ),
+        "required <account>.dkr.ecr.us-west-2.amazonaws.com/<repository> (another region's registry (us-east-1)",
+        stack="dr",
+    ),
+    Case(
+        "workload-image-own-region",
+        "public-registry",
+        set_(t.K8S_CRONJOB, CRON, f"{POD}.containers[0].image", "ghcr.io/biopro/drtopo-backup:1.0.0-pg15"),
+        "image = 'ghcr.io/biopro/drtopo-backup:1.0.0-pg15'; required <account>.dkr.ecr.us-east-1.amazonaws.com",
+    ),
+    Case(
+        "images-in-both-regions",
+        "no-repository",
+        drop(t.ECR_REPOSITORY, "images-backup"),
+        "ecr.Repository drtopo/backup = (not set); required declared",
+        stack="dr",
+    ),
+    Case(
+        "images-in-both-regions",
+        "not-replicated",
+        drop(t.ECR_REPLICATION),
+        "required a rule replicating drtopo/kafka to us-west-2",
+    ),
+    Case(
+        "images-in-both-regions",
+        "replicated-elsewhere",
+        set_(
+            t.ECR_REPLICATION,
+            "images-replication",
+            "replicationConfiguration.rules[0].destinations[0].region",
+            "eu-west-1",
+        ),
+        "required a rule replicating drtopo/backup to us-west-2",
+    ),
+    # volumes
+    Case(
+        "volume-backups-every-tier-copied",
+        "no-selection",
+        drop(t.BACKUP_SELECTION),
+        "backup.Selection = (not set); required volumes tagged kubernetes.io/created-for/pvc/namespace=biopro-prod",
+    ),
+    Case(
+        "volume-backups-every-tier-copied",
+        "yearly-too-short",
+        set_(t.BACKUP_PLAN, "volumes-plan", "rules[3].lifecycle.deleteAfter", 365.0),
+        "rules[yearly].lifecycle.deleteAfter = [365.0]; required >= 2555 (retention.yearly)",
+    ),
+    Case(
+        "volume-backups-every-tier-copied",
+        "copied-within-the-region",
+        set_(
+            t.BACKUP_PLAN,
+            "volumes-plan",
+            "rules[0].copyActions[0].destinationVaultArn",
+            "arn:aws:backup:us-east-1:123456789012:backup-vault:drtopo-us-east-1-volumes",
+        ),
+        "rules[daily].copyActions = ['arn:aws:backup:us-east-1:123456789012:backup-vault:drtopo-us-east-1-volumes']",
+    ),
+    Case(
+        "volume-backups-every-tier-copied",
+        "no-plan",
+        drop(t.BACKUP_PLAN),
+        "backup.Plan of the namespace's volumes = (not set)",
+        stack="dr",
+    ),
 ]
 
 

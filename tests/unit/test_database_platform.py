@@ -104,6 +104,10 @@ class Half:
         self.calls.append(f"{self.name}.rebuildable_when_down")
         return self.answers
 
+    def open_for_reading(self) -> bool:
+        self.calls.append(f"{self.name}.open_for_reading")
+        return self.answers
+
     def require_replica(self) -> None:
         self._did("require_replica")
 
@@ -120,6 +124,9 @@ class Half:
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return self._did(f"rebuild from {source.outputs.stack} ({deployed})")
 
+    def protect(self, name: str) -> dict[str, Any]:
+        return self._did(f"protect {name}")
+
     def generation(self, settings: Settings, generation: int | None = None, refresh: bool = False) -> Half:
         self._did(f"generation {generation}")
         return self
@@ -133,6 +140,13 @@ def test_the_pair_promotes_the_control_plane_then_the_server_and_keeps_both_resu
     calls: list[str] = []
     assert pair(calls).promote() == {"rds": "promote", "postgres": "promote"}
     assert calls == ["rds.promote", "postgres.promote"]
+
+
+def test_the_pair_protects_the_new_timeline_on_both_halves() -> None:
+    """The control plane's snapshot and automated backups, then the server's base backup and archiving."""
+    calls: list[str] = []
+    assert pair(calls).protect("after-promote") == {"rds": "protect after-promote", "postgres": "protect after-promote"}
+    assert calls == ["rds.protect after-promote", "postgres.protect after-promote"]
 
 
 def test_the_pair_rebuilds_the_control_plane_then_the_server() -> None:
@@ -184,6 +198,7 @@ def test_a_self_managed_database_restores_with_rds_only_when_asked() -> None:
     [
         ({}, "pitr needs --time T"),
         ({"window": True, "damage_xids": (7,)}, "--damage-xid goes with --cutover"),
+        ({"window": True, "restart": True}, "--restart goes with --cutover"),
         ({"time": "2026-11-27T14:05:00Z", "cutover": True, "wal_source": "bucket"}, "--wal-source bucket is not for"),
     ],
 )
@@ -207,3 +222,10 @@ def test_each_platform_refuses_the_other_platforms_restore_flags(db: type, flags
     database = RdsDatabase(outputs(RDS_ARN, None)) if db is RdsDatabase else database_for(outputs("x", SERVER))
     with pytest.raises(BadInput, match=message):
         database.check_restore(request)
+
+
+def test_the_pair_is_opened_for_reading_by_its_server_alone() -> None:
+    """Before a rebuild the old primary's rows are read from the server; the control plane starts nothing."""
+    calls: list[str] = []
+    assert pair(calls, control_answers=True, data_answers=False).open_for_reading() is False
+    assert calls == ["postgres.open_for_reading"]

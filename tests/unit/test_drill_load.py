@@ -51,16 +51,16 @@ def test_a_stack_sets_its_own_load_and_bad_values_name_the_key() -> None:
 
 def test_region_failure_rto_a_user_sees_adds_the_modelled_phases_to_the_measured_ones() -> None:
     settings = load_settings("prod")
-    measured = Measured(rto_seconds=2.0, action_seconds=1.5, action="scripts.promote")
+    measured = Measured(rto_seconds=2.0, action_seconds=1.5, action="scripts.promote", application_seconds=0.5)
     phases = rto_phases(REGION_PHASES, settings, measured)
     by = {p["phase"]: p for p in phases}
-    assert [p["phase"] for p in phases] == ["detection", "decision", "action", "dns", "reconnect"]
+    assert [p["phase"] for p in phases] == ["detection", "decision", "action", "application", "dns", "reconnect"]
     assert by["detection"]["seconds"] == settings.dns.failure_threshold * settings.dns.request_interval_seconds
     assert by["decision"]["seconds"] == settings.drill.decision_seconds
     assert by["dns"]["seconds"] == settings.dns.ttl_seconds
-    assert by["action"]["seconds"] == 1.5 and by["reconnect"]["seconds"] == 0.5
+    assert by["action"]["seconds"] == 1.0 and by["application"]["seconds"] == 0.5 and by["reconnect"]["seconds"] == 0.5
     assert all(by[n]["how"].startswith("modelled") for n in ("detection", "decision", "dns"))
-    assert all(by[n]["how"].startswith("measured") for n in ("action", "reconnect"))
+    assert all(by[n]["how"].startswith("measured") for n in ("action", "application", "reconnect"))
 
 
 def test_a_pod_restart_has_nothing_modelled_and_sums_to_the_lab_rto() -> None:
@@ -185,6 +185,8 @@ def loaded_result() -> ScenarioResult:
         failure_at_seconds=3.0,
         first_ack_after_failure_seconds=1.9,
         action_seconds=1.5,
+        application_seconds=0.4,
+        application="pilot light, 0 -> 1 replicas",
         write_rate_achieved=498.7,
         rows_acknowledged=2400,
         kafka_rate_achieved=1999.0,
@@ -205,7 +207,7 @@ def test_the_table_shows_the_load_and_each_phase_marked_modelled(capsys: pytest.
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("region-failure"))
     assert "default" in row and "499" in row and "2400" in row and "PASS" in row
-    assert "user RTO = detection 30* + decision 120* + action 1.5 + dns 30* + reconnect 0.5 s" in out
+    assert "user RTO = detection 30* + decision 120* + action 1.1 + application 0.4 + dns 30* + reconnect 0.5 s" in out
     assert "modelled from the stack's settings" in out
     assert "DNS via" not in out  # a scenario that measured neither says nothing of them
 

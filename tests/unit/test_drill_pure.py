@@ -105,6 +105,15 @@ def test_an_unknown_load_level_is_bad_input(capsys: pytest.CaptureFixture[str]) 
     assert err.count("\n") == 0 and "'huge'" in err and "light, default, heavy" in err
 
 
+def test_a_negative_wan_latency_is_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts.drill import run as drill
+
+    assert drill.build_parser().parse_args([]).wan_latency == drill.DEFAULT_WAN_LATENCY_MS == 30
+    assert drill.main(["--dry-run", "--wan-latency", "-5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--wan-latency -5" in err and "0 ms or more" in err
+
+
 def test_outputs_outside_a_lab_are_bad_input(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     from scripts.drill import run as drill
 

@@ -118,6 +118,32 @@ def test_every_scenario_lists_its_rto_phases_ending_with_the_reconnect(name: str
     assert sum(p["seconds"] for p in phases) >= 2.0
 
 
+def test_the_region_failure_rto_shows_the_application_phase_inside_the_action() -> None:
+    """promote's application step (scale-up, rollout, health) is its own phase, cut out of the action: the phases
+    still add up to what was measured, and a warm standby's near-zero phase shows as such."""
+    settings = load_settings("prod")
+    for app_seconds, mode in (
+        (6.0, "pilot light, 0 -> 1 replicas"),
+        (0.2, "warm standby (1 running), 1 -> 1 replicas"),
+    ):
+        measured = Measured(rto_seconds=20.0, action_seconds=15.0, application_seconds=app_seconds, application=mode)
+        phases = {p["phase"]: p for p in rto_phases(BY_NAME["region-failure"].rto_phases, settings, measured)}
+        assert list(phases)[2:4] == ["action", "application"]
+        assert phases["application"]["seconds"] == app_seconds and mode in phases["application"]["how"]
+        assert phases["action"]["seconds"] == pytest.approx(15.0 - app_seconds)
+        assert phases["action"]["seconds"] + phases["application"]["seconds"] + phases["reconnect"]["seconds"] == (
+            pytest.approx(20.0)
+        )
+    # A scenario that measured no application phase keeps its action whole.
+    whole = {
+        p["phase"]: p
+        for p in rto_phases(
+            BY_NAME["region-failure"].rto_phases, settings, Measured(rto_seconds=20.0, action_seconds=15.0)
+        )
+    }
+    assert whole["action"]["seconds"] == 15.0 and whole["application"]["seconds"] == 0.0
+
+
 class _FakeLab:
     def __init__(self, root: Path) -> None:
         self.root, self.project_dir = root, root / "project"

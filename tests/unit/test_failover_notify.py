@@ -19,12 +19,15 @@ from drtopo.failover import run, steps
 from drtopo.failover.journal import Journal
 from drtopo.failover.plan import Step, promote_plan
 from drtopo.failover.results import (
+    ApplicationDownResult,
+    ApplicationResult,
     ConsumerGroupResult,
     DnsResult,
     FenceResult,
     GuardResult,
     PreflightResult,
     PromoteResult,
+    ProtectResult,
     RolesResult,
 )
 from drtopo.incident.facts import duration_text
@@ -39,8 +42,11 @@ DONE = {
     Step.FENCE: lambda sw: FenceResult(False, reason="unreachable", owed=True),
     Step.PROMOTE: lambda sw: PromoteResult(),
     Step.CONSUMER_GROUP: lambda sw: ConsumerGroupResult(skipped=True),
+    Step.APPLICATION: lambda sw: ApplicationResult(replicas=3, before=0, healthy=True),
     Step.DNS: lambda sw: DnsResult(mode="signal"),
+    Step.APPLICATION_DOWN: lambda sw: ApplicationDownResult(scaled=True),
     Step.ROLES: lambda sw: RolesResult(next_commands=["pulumi up --stack dr"]),
+    Step.PROTECT: lambda sw: ProtectResult(resumed_jobs=["pg-dump"]),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -126,3 +127,27 @@ def test_a_run_whose_journal_another_run_wrote_since_stops(s3: object, tmp_path:
     two_new[0].record(Step.PREFLIGHT, PreflightResult(target_reachable=True, peer_reachable=True), 0.1)
     with pytest.raises(Unsafe):
         two_new[1].record(Step.PREFLIGHT, PreflightResult(target_reachable=True, peer_reachable=True), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("hours_ago", "steps", "refused"),
+    [(30.0, True, True), (23.0, True, False), (30.0, False, False)],
+    ids=["stale", "recent", "new"],
+)
+def test_an_interrupted_run_older_than_the_limit_is_refused_naming_it(
+    tmp_path: Path, hours_ago: float, steps: bool, refused: bool
+) -> None:
+    """The rule promote, failback and the cutover share: only a journal with steps done can be stale."""
+    journal = Journal.open("cutover", "prod", tmp_path)
+    if steps:
+        Runner(journal, Clock(quiet=True)).run(Step.FENCE, lambda: RESULT_OF[Step.FENCE])
+    journal.data["started_at"] = (datetime.now(UTC) - timedelta(hours=hours_ago)).isoformat()
+    if not refused:
+        journal.refuse_stale(24, "failover.journalMaxAgeHours", "check it")
+        return
+    with pytest.raises(Unsafe) as stale:
+        journal.refuse_stale(24, "failover.journalMaxAgeHours", "check the database")
+    message = str(stale.value)
+    assert message.startswith(f"the interrupted cutover of prod started {journal.data['started_at']} (30.0 h ago")
+    assert f"beyond failover.journalMaxAgeHours 24; journal {tmp_path / 'cutover-prod.json'})" in message
+    assert message.endswith("check the database, then rerun with --restart")

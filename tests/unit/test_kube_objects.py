@@ -15,9 +15,10 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(
         # the readiness check's ServiceAccount, ConfigMap and CronJob (suspended on the primary), the application's
-        # endpoints ConfigMap among them
-        ["ServiceAccount"] * 4 + ["ConfigMap"] * 4 + ["Deployment", "Role", "RoleBinding"] + ["CronJob"] * 4
+        # endpoints ConfigMap and its replica patch (a partial Deployment) among them
+        ["ServiceAccount"] * 4 + ["ConfigMap"] * 4 + ["Deployment"] * 2 + ["Role", "RoleBinding"] + ["CronJob"] * 4
     )
+    objects = [o for o in objects if kube_objects.patch_manager(o) is None]
     assert {o["metadata"]["namespace"] for o in objects} == {load_settings("prod").kubernetes.namespace}
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     assert isinstance(deployment["spec"]["replicas"], int)
@@ -30,14 +31,21 @@ def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> No
             assert containers and all(c["imagePullPolicy"] == "Never" for c in containers)
 
 
-def test_the_application_patch_is_left_to_the_lab() -> None:
-    """The replica patch is declared by the program but not applied by the lab (its stand-in's count is the lab's)."""
-    evaluation = evaluate(load_settings("dr"))
+def test_the_application_patch_goes_last_under_its_own_field_manager() -> None:
+    """The replica patch is applied after every whole object (the Deployment it patches must exist), under the
+    field manager its annotation names (drtopo's, as promote's application step uses), with the role's count."""
+    settings = load_settings("dr")
+    evaluation = evaluate(settings)
     patches = [r for r in evaluation.resources if kube_objects.is_patch(r.type)]
     assert [r.type for r in patches] == ["kubernetes:apps/v1:DeploymentPatch"]
-    names = {(o["kind"], o["metadata"]["name"]) for o in kube_objects.program_objects(load_settings("dr"))}
-    assert ("Deployment", load_settings("dr").application.deployment) not in names
-    assert ("ConfigMap", load_settings("dr").application.endpoints_config_map) in names
+    objects = kube_objects.program_objects(settings)
+    managers = [kube_objects.patch_manager(o) for o in objects]
+    assert managers[-1] == "drtopo" and managers[:-1] == [None] * (len(objects) - 1)
+    patch = objects[-1]
+    assert (patch["kind"], patch["metadata"]["name"]) == ("Deployment", settings.application.deployment)
+    assert patch["spec"] == {"replicas": 0} and isinstance(patch["spec"]["replicas"], int)
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    assert ("ConfigMap", settings.application.endpoints_config_map) in names
 
 
 def test_integral_restores_whole_numbers_only() -> None:

@@ -23,8 +23,29 @@ def test_the_wans_round_trip_is_split_between_the_two_directions() -> None:
         ("latency", "upstream", {"latency": 15, "jitter": 5}),
         ("latency", "downstream", {"latency": 15, "jitter": 5}),
     ]
-    with pytest.raises(ValueError, match="0 or more ms"):
+    with pytest.raises(ValueError, match="0 or more; got -1 ms"):
         gates.wan_toxics(-1, 0)
+    assert gates.wan_toxics(0, 0) == []  # no WAN: nothing on the gates
+
+
+def test_the_wans_bandwidth_caps_each_connection_both_ways() -> None:
+    toxics = gates.wan_toxics(0, 0, 256)
+    assert [(t["name"], t["type"], t["stream"], t["attributes"]) for t in toxics] == [
+        ("wan-bandwidth-upstream", "bandwidth", "upstream", {"rate": 256}),
+        ("wan-bandwidth-downstream", "bandwidth", "downstream", {"rate": 256}),
+    ]
+    assert {t["type"] for t in gates.wan_toxics(30, 0, 256)} == {"latency", "bandwidth"}
+    with pytest.raises(ValueError, match="-5 KB/s"):
+        gates.wan_toxics(30, 0, -5)
+
+
+def test_a_resetting_link_sends_a_reset_both_ways() -> None:
+    assert [(t["type"], t["stream"], t["attributes"]) for t in gates.reset_toxics(0)] == [
+        ("reset_peer", "upstream", {"timeout": 0}),
+        ("reset_peer", "downstream", {"timeout": 0}),
+    ]
+    with pytest.raises(ValueError, match="got -1"):
+        gates.reset_toxics(-1)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +55,9 @@ def test_the_wans_round_trip_is_split_between_the_two_directions() -> None:
         (gates.partition_toxics(), True, "partitioned"),
         (gates.wan_toxics(30, 4), True, "degraded (30 ms ± 4 ms)"),
         ([*gates.partition_toxics(), *gates.wan_toxics(30, 0)], True, "partitioned, degraded (30 ms ± 0 ms)"),
+        (gates.wan_toxics(30, 0, 256), True, "degraded (30 ms ± 0 ms, 256 KB/s)"),
+        (gates.wan_toxics(0, 0, 64), True, "degraded (64 KB/s)"),
+        (gates.reset_toxics(500), True, "resetting (after 500 ms)"),
         ([], False, "disabled"),
     ],
 )

@@ -3,11 +3,12 @@ changed input rebuilds only what depends on it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from lab import images
+from lab import images, kube_store
 
 
 def test_digest_is_the_sha256_of_the_length_prefixed_parts() -> None:
@@ -47,3 +48,18 @@ def test_the_backup_image_builds_from_the_lab_base_with_debians_client_tools() -
     for name in ("BASE_IMAGE", "PG_APT", "KUBECTL_BASE_URL", "RDS_CA_BUNDLE_URL"):
         assert f"ARG {name}=" in dockerfile, name
     assert "FROM ${BASE_IMAGE}" in dockerfile
+
+
+def test_a_new_build_keeps_the_newest_other_versions_for_checkouts_sharing_the_cache(tmp_path: Path) -> None:
+    paths = []
+    for age, name in enumerate(["e", "d", "c", "b", "a"]):  # "a" is the oldest
+        path = tmp_path / f"backup-{name}.tar"
+        path.write_text(name)
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))
+        paths.append(path)
+    current = tmp_path / "backup-new.tar"
+    current.write_text("new")
+    stale = kube_store.stale_versions([*paths, current], current, keep=3)
+    # The current one and the two newest others stay; a worktree's lab that imports "e" or "d" still finds it.
+    assert [p.name for p in stale] == ["backup-c.tar", "backup-b.tar", "backup-a.tar"]
+    assert kube_store.stale_versions([current], current, keep=1) == []

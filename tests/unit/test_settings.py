@@ -109,7 +109,12 @@ BAD_CONFIGS = [
     pytest.param(
         "prod",
         {"database": {"engineVersion": "17"}},
-        ("drtopo:kubernetes.backupImage", "'ghcr.io/biopro/drtopo-backup:1.0.0-pg15'", "-pg17", "PG_MAJOR=17"),
+        (
+            "drtopo:kubernetes.backupImage",
+            "'123456789012.dkr.ecr.us-east-1.amazonaws.com/drtopo/backup:1.0.0-pg15'",
+            "-pg17",
+            "PG_MAJOR=17",
+        ),
         id="backup-image-of-another-major",
     ),
 ]

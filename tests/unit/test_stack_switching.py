@@ -18,6 +18,8 @@ ROLE_ONLY = {
     "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication",
     # The primary writes the master password it sets; a replica inherits it (kept on demotion: retain_on_delete).
     "aws:secretsmanager/secretVersion:SecretVersion",
+    # The primary's registry replicates drtopo's images to the peer's (components/registry.py).
+    "aws:ecr/replicationConfiguration:ReplicationConfiguration",
 }
 
 
@@ -31,8 +33,9 @@ def test_role_switch_keeps_every_stateful_urn_and_protection(program: Program, s
     switched = program(stack, "standby" if configured.settings.is_primary else "primary")
     assert configured.settings.role != switched.settings.role
     before, after = stateful(configured), stateful(switched)
-    # four buckets; storage, database, copies, three alert (database, DNS, readiness) and the incident keys; one DB
-    assert len(before) == 4 + 7 + 1
+    # four buckets; storage, database, copies, three alert (database, DNS, readiness), the incident and the volume
+    # backups' keys; one DB
+    assert len(before) == 4 + 8 + 1
     assert before.keys() == after.keys()
     assert all(before.values()) and all(after.values())
 

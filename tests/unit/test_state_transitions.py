@@ -363,12 +363,14 @@ def test_the_promotion_itself_is_a_no_op_once_refreshed_and_nothing_stateful_is_
     world.promote("dr")
     dr_steps, prod_steps = world.up("dr"), world.up("prod")
     assert not kinds(dr_steps, "promote")
-    # The new primary copies its backups and writes the master password it sets to its own replicated secret.
-    assert kinds(dr_steps, "create") == ["database-backup-copies", "database-master-secret"]
+    # The new primary copies its backups, writes the master password it sets to its own replicated secret and
+    # replicates its registry's images to the old primary's region.
+    assert kinds(dr_steps, "create") == ["database-backup-copies", "database-master-secret", "images-replication"]
     assert "database" in kinds(dr_steps, "update")  # the write-only master password, in place
     assert kinds(prod_steps, "create") == ["database-g1", "database-retired"]
     assert kinds(prod_steps, "same").count("database") == 1
-    assert kinds(prod_steps, "delete") == ["database-backup-copies"]  # the primary's backup copying only
+    # The primary's backup copying and image replication only.
+    assert kinds(prod_steps, "delete") == ["database-backup-copies", "images-replication"]
 
 
 def test_up_without_refresh_after_promotion_is_refused(tmp_path: Path) -> None:

@@ -117,8 +117,9 @@ def test_physical_names_never_collide_between_the_stacks(prod: Evaluation, dr: E
         names += [r.inputs["identifier"] for r in ev.of_type("aws:rds/instance:Instance")]
         names += [r.inputs["name"] for r in ev.of_type("aws:rds/parameterGroup:ParameterGroup")]
         names += [r.inputs["name"] for r in ev.of_type("aws:sns/topic:Topic") if "name" in r.inputs]
-    # 7 per stack: backups, database, copies, three alert topics (database, DNS, readiness), the incident topic
-    assert len(aliases) == len(set(aliases)) == 14
+    # 8 per stack: backups, database, copies, three alert topics (database, DNS, readiness), the incident topic,
+    # the volume backups' vault
+    assert len(aliases) == len(set(aliases)) == 16
     assert len(names) == len(set(names))
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
 
-from drtopo.checks.db import parse_time, rpo_seconds
+from drtopo.checks.db import parse_time, rpo_check, rpo_seconds
 from drtopo.checks.kafka import unreachable
 from drtopo.checks.service import percentile
 from drtopo.checks.validate import against_conninfo
-from drtopo.report import BadInput
+from drtopo.report import BadInput, Report
 from drtopo.settings import REPO_DIR, stacks
 from scripts.validate import main
 
@@ -31,6 +32,40 @@ def test_rpo_is_the_gap_to_the_newest_record_before_the_disaster() -> None:
     assert rpo_seconds(disaster - timedelta(seconds=42.5), disaster) == 42.5
     assert rpo_seconds(disaster, disaster) == 0.0
     assert rpo_seconds(None, disaster) is None
+
+
+def _answering(newest: datetime | None) -> mock.MagicMock:
+    """A connection whose one query answers max(created_at) = `newest` (None: no row at or before the time)."""
+    conn = mock.MagicMock()
+    conn.cursor.return_value.__enter__.return_value.fetchone.return_value = (newest,)
+    return conn
+
+
+@pytest.mark.parametrize(("age", "passed"), [(10.4985, True), (900.0, True), (1234.5, False)])
+def test_db_rpo_names_its_figure_as_the_newest_row_s_age_not_data_lost(age: float, passed: bool) -> None:
+    disaster = datetime(2026, 12, 2, 3, 23, 59, tzinfo=UTC)
+    newest = disaster - timedelta(seconds=age)
+    report = Report()
+    conn = _answering(newest)
+    rpo_check(report, conn, disaster, 900.0)
+    (check,) = report.checks
+    assert (check.name, check.ok, check.value, check.limit) == ("db.rpo", passed, round(age, 3), 900.0)
+    assert check.detail == (
+        f"newest record at or before 2026-12-02T03:23:59+00:00 is from {newest.isoformat()}: the age of the newest "
+        "row at the disaster time (a bound on what a loss then could be), not data lost"
+    )
+    assert report.measured["rpo_seconds"] == age
+    assert conn.cursor.return_value.__enter__.return_value.execute.call_args.args[1] == (disaster,)
+
+
+def test_db_rpo_fails_when_no_row_is_at_or_before_the_disaster() -> None:
+    disaster = datetime(2026, 12, 2, 3, 23, 59, tzinfo=UTC)
+    report = Report()
+    rpo_check(report, _answering(None), disaster, 900.0)
+    (check,) = report.checks
+    assert (check.name, check.ok, check.value, check.limit) == ("db.rpo", False, None, 900.0)
+    assert check.detail == "no record at or before 2026-12-02T03:23:59+00:00"
+    assert report.measured["rpo_seconds"] is None
 
 
 def test_percentile_nearest_rank() -> None:

@@ -375,6 +375,21 @@ def reapply_until_fenced(
     )
 
 
+def undone_advice(undone: list[str], stack: str, peer: str) -> str:
+    """What an operator does by hand for the steps an interrupted cutover left undone after its swap (pure; used when
+    its journal is dropped with --restart, which cuts nothing over again)."""
+    advice = {
+        CutoverStep.WRITABLE: "check that the database takes writes (`python -m scripts.validate --stack "
+        f"{stack} --expect primary`)",
+        CutoverStep.STANDBY: f"rebuild {peer}'s standby from the restored server (pg_basebackup -R, or pg_rewind): "
+        "it still follows the damaged timeline",
+        CutoverStep.BASE_BACKUP: "take a base backup of the new timeline (pg_basebackup -F t -D DIR) and upload it "
+        f"(`python -m scripts.wal base --stack {stack} DIR`), then `python -m scripts.wal check --stack {stack}`",
+    }
+    told = [advice[CutoverStep(step)] for step in undone if CutoverStep(step) in advice]
+    return "; ".join(told) or "nothing"
+
+
 def standby_not_here(report: Report, outputs: StackOutputs) -> None:
     """The skip when the peer of a cut-over `outputs` has no standby server on this host to rebuild."""
     report.skip(
@@ -416,7 +431,8 @@ def _per_table(counts: dict[str, int]) -> str:
 
 def report_lines(measured: dict[str, Any]) -> list[str]:
     """What a cutover that swapped in shows on the terminal (pure, from its measured figures): rows re-applied, left
-    as at T and left out as the damage's, the write-unavailability window, the sequences, where it serves now."""
+    as at T and left out as the damage's, the write-unavailability window, the sequences, the service's write probe,
+    where it serves now."""
     reapplied = measured.get("rows_reapplied_per_table", {})
     kept = measured.get("rows_deleted_after_t_kept", {})
     damage = measured.get("rows_excluded_as_damage", {})
@@ -438,8 +454,29 @@ def report_lines(measured: dict[str, Any]) -> list[str]:
         else "sequences: none needed moving; each was already at or past the damaged database's value "
         "(PostgreSQL logs a sequence ahead of the values it hands out, so the restore lands past them)"
     )
+    probe = measured.get("write_probe")
+    if probe:
+        lines.append(probe_line(probe))
     lines.append(f"serving: {measured.get('conninfo')} (data {measured.get('data_dir')}, log {measured.get('log')})")
     return lines
+
+
+def probe_line(probe: dict[str, Any]) -> str:
+    """The service write probe's line (pure, from drtopo.checks.service.write_probe's record)."""
+    if not probe.get("acknowledged"):
+        return (
+            f"the service took NO write: POST {probe['url']} -> {probe['status'] or 'unreachable'} for "
+            f"{probe['seconds']:.1f} s; check the service and its database connection"
+        )
+    left = (
+        "removed"
+        if probe.get("removed")
+        else f"NOT removed ({probe.get('remove_error', 'gone already?')}): delete it by its id"
+    )
+    return (
+        f"the service writes again: POST {probe['url']} -> 201 within {probe['seconds']:.1f} s "
+        f"({probe['attempts']} attempt(s)), probe row id {probe['id']} ({probe['transaction_id']}) {left}"
+    )
 
 
 # ---- what a cutover leaves behind, and its removal -----------------------------------------------------------------

@@ -42,10 +42,14 @@ class PitrRequest:
     around: datetime | None = None
     width: timedelta = DEFAULT_WIDTH
     tables: tuple[str, ...] = ()
+    restart: bool = False  # with `cutover`: drop an interrupted cutover's journal instead of resuming it
+    break_lock: bool = False  # with `cutover`: take the failover locks from a run that is gone for good
 
     def __post_init__(self) -> None:
         no_time_needed = self.window or self.find_damage
         _check_flags(self.time is not None, no_time_needed, self.wal_source, self.cutover, self.damage_xids)
+        _check_restart(self.restart, self.cutover)
+        _check_break_lock(self.break_lock, self.cutover)
         _check_find(self.find_damage, self.time is not None, self.around is not None, self.tables, self.cutover)
 
     @classmethod
@@ -67,11 +71,15 @@ class PitrRequest:
         around: str | None = None,
         width: timedelta = DEFAULT_WIDTH,
         tables: tuple[str, ...] = (),
+        restart: bool = False,
+        break_lock: bool = False,
     ) -> PitrRequest:
         """The request for `--time` as typed (no later than `now`); the combination of flags is checked first.
         `--around` defaults to `now` for `find_damage`."""
         _check_flags(time is not None, window or find_damage, wal_source, cutover, damage_xids)
         _check_find(find_damage, time is not None, around is not None, tables, cutover)
+        _check_restart(restart, cutover)
+        _check_break_lock(break_lock, cutover)
         return cls(
             parse_target_time(time, now) if time else None,
             window,
@@ -87,6 +95,8 @@ class PitrRequest:
             (parse_target_time(around, now, "--around") if around else now) if find_damage else None,
             width,
             tables,
+            restart,
+            break_lock,
         )
 
     @property
@@ -116,3 +126,13 @@ def _check_find(find_damage: bool, has_time: bool, has_around: bool, tables: tup
         raise BadFlags("--find-damage only lists transactions; use --around T for its window, not --time/--cutover")
     if not find_damage and (has_around or tables):
         raise BadFlags("--around/--table go with --find-damage")
+
+
+def _check_restart(restart: bool, cutover: bool) -> None:
+    if restart and not cutover:
+        raise BadFlags("--restart goes with --cutover (it drops an interrupted cutover's journal)")
+
+
+def _check_break_lock(break_lock: bool, cutover: bool) -> None:
+    if break_lock and not cutover:
+        raise BadFlags("--break-lock goes with --cutover (the only pitr run that takes the failover lock)")

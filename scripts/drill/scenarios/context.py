@@ -60,6 +60,8 @@ class DrillContext:
     quiet: bool = False
     load: LoadLevel = LIGHT
     load_name: str = "light"
+    # The round trip of the links between the regions (replication, MirrorMaker) each scenario runs over (0: none).
+    wan_latency_ms: int = 0
     writers: list[RowWriter] = field(default_factory=list)
     producers: list[MessageProducer] = field(default_factory=list)
     origin: float = 0.0  # wall-clock time the scenario's clock started

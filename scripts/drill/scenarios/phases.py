@@ -59,10 +59,26 @@ def _action_and_reconnect(measured: Measured) -> tuple[float, float, str]:
     return action, lab_rto - action, f"{MEASURED}: {measured.action or 'the recovery command'}"
 
 
+def _application_part(measured: Measured, action_seconds: float) -> float:
+    """The application phase's share of the action (none when the scenario measured none)."""
+    return min(measured.application_seconds or 0.0, action_seconds)
+
+
 def action(settings: Settings, measured: Measured) -> tuple[str, float, str]:
-    """The recovery (measured): what the recovery command took, else the lab's whole RTO."""
+    """The recovery (measured): what the recovery command took, else the lab's whole RTO; without the application
+    phase when a scenario measured one (`application` reports it)."""
     seconds, _, how = _action_and_reconnect(measured)
-    return "action", seconds, how
+    apart = _application_part(measured, seconds)
+    return "action", seconds - apart, how + (" (the application phase apart)" if apart else "")
+
+
+def application(settings: Settings, measured: Measured) -> tuple[str, float, str]:
+    """The application brought up in the target region (measured): scale-up, rollout, its own health endpoint; as
+    promote's application step measured it, inside the action."""
+    seconds, _, _ = _action_and_reconnect(measured)
+    apart = _application_part(measured, seconds)
+    mode = measured.application or "application step"
+    return "application", apart, f"{MEASURED}: {mode} (scale-up, rollout, health), promote's application step"
 
 
 def _lease_wait(measured: Measured) -> float:

@@ -6,7 +6,10 @@ everything inside it keeps running. Outside clients keep writing through the fai
 for Route53's data plane, lab/resolver.py), so RTO is measured as they see it: from the cut until a write is
 acknowledged by the standby region. A client inside prod keeps writing to prod's own service, past the gate: what
 prod acknowledged after the promotion's point of no return are the split-brain writes, lost to the promoted side.
-RPO is the window of acknowledged writes up to that point that the promoted database does not hold. The
+RPO is the window of acknowledged writes up to that point that the promoted database does not hold. Then the
+partition heals and `scripts.failback` takes prod back: before it rebuilds prod it re-applies to dr every row prod
+took after the fork (the lease off, drtopo:fencing.mode as shipped), so the scenario's `rows_lost` counts the
+acknowledged writes missing from prod at the end, and reports what failback found and re-applied. The
 `region-failure-kill` variant keeps the region that dies instead (region_failure_kill.py).
 """
 
@@ -36,6 +39,11 @@ class RegionFigures(Figures):
     # Writes the old primary acknowledged after the promotion's point of no return (its in-region client's).
     split_brain_writes: int | None = None
     inside_writes_acknowledged: int | None = None
+    # What failback found on prod after the heal that dr lacked, re-applied, and left listed (conflicts, deletes).
+    diverged_found: int | None = None
+    diverged_reapplied: int | None = None
+    diverged_listed: int | None = None
+    rows_lost_at_promotion: int | None = None  # acknowledged, missing on dr right after the promotion
     # With the primary lease: how long promote waited for the old primary's lease to run out (an RTO phase).
     lease_wait_seconds: float | None = None
 
@@ -47,17 +55,31 @@ class Promotion:
     dns_path: str | None
     flipped_seconds: float | None  # since promote started, until DNS moved
     point_of_no_return: float | None  # wall-clock time promote's `promote` step ended (dr writable)
+    # promote's application step: scale-up, rollout and health (`measured.application`), and the counts it moved.
+    application_seconds: float | None = None
+    application: str | None = None
     lease_wait_seconds: float | None = None  # the lease's expiry promote waited for (lease on, old primary silent)
 
 
 def promotion(report: Path, started_at: float) -> Promotion:
-    """Read promote's report (`measured.steps`, `dns_path`, `seconds_to_dns_flipped`); started_at is the wall-clock
-    time promote was started."""
+    """Read promote's report (`measured.steps`, `dns_path`, `seconds_to_dns_flipped`, `application`); started_at is
+    the wall-clock time promote was started."""
     measured: dict[str, Any] = json.loads(report.read_text()).get("measured", {}) if report.exists() else {}
     step = next((s for s in measured.get("steps") or [] if s.get("step") == "promote"), None)
     ponr = None if step is None or step.get("at_seconds") is None else started_at + float(step["at_seconds"])
+    app = measured.get("application") or {}
+    mode = None
+    if app:
+        before = app.get("before")
+        kind = "pilot light" if not before else f"warm standby ({before} running)"
+        mode = f"{kind}, {before} -> {app.get('replicas')} replicas"
     return Promotion(
-        measured.get("dns_path"), measured.get("seconds_to_dns_flipped"), ponr, measured.get("lease_wait_seconds")
+        measured.get("dns_path"),
+        measured.get("seconds_to_dns_flipped"),
+        ponr,
+        app.get("seconds"),
+        mode,
+        measured.get("lease_wait_seconds"),
     )
 
 
@@ -85,6 +107,7 @@ class RegionFailure(Scenario[_Region]):
         phases.health_checks(lambda how: f"{how}, Route53"),
         phases.decision,
         phases.action,
+        phases.application,
         phases.dns_ttl,
         phases.reconnect,
     )
@@ -116,8 +139,9 @@ class RegionFailure(Scenario[_Region]):
         # once); what promote does after it overlaps the clients' reconnect.
         flipped = region.promoted.flipped_seconds
         if flipped is not None and m.failure_at_seconds is not None:
-            m.action = "scripts.promote --stack dr until DNS moved (fence, promote, DNS)"
+            m.action = "scripts.promote --stack dr until DNS moved (fence, promote, application, DNS)"
             m.action_seconds = round(promote_started + flipped - m.failure_at_seconds, 3)
+        m.application, m.application_seconds = region.promoted.application, region.promoted.application_seconds
         run.checks.check("promote succeeded", code == 0, f"exit code {code}", code, 0)
         with clock.step("wait for the first write acknowledged by the standby region"):
             deadline = time.monotonic() + patience(run.result.objective_rto_seconds)
@@ -142,13 +166,14 @@ class RegionFailure(Scenario[_Region]):
         lost_total, _ = data_loss(acks, present, before=time.time())
         m.rto_seconds = None if first is None else round(first.at - failure_at, 3)
         m.rpo_seconds, m.rows_lost = round(rpo, 3), lost_total
-        m.details = RegionFigures(
+        figures = RegionFigures(
             rows_lost_before_failure=lost_before,
             dns_path=promoted.dns_path,
             split_brain_writes=split_brain(inside, promoted.point_of_no_return),
             inside_writes_acknowledged=len(inside),
             lease_wait_seconds=promoted.lease_wait_seconds,
         )
+        m.details = figures
         m.rows_acknowledged, m.failed_requests = len(stats.acks), stats.errors
         run.checks.check(
             "served from the standby region",
@@ -167,3 +192,35 @@ class RegionFailure(Scenario[_Region]):
                 ["--stack", "dr", "--outputs", str(ctx.outputs_path("dr")), "--json", str(validation)],
             )
         run.checks.check("post-recovery validation", code == 0, f"scripts.validate exit code {code}", code, 0)
+        self.take_back(run, acks, figures)
+
+    def take_back(self, run: ScenarioRun, acks: list[Ack], figures: RegionFigures) -> None:
+        """Heal, fail back to prod (which re-applies what prod took after the fork before rebuilding it), and count
+        the acknowledged writes missing from prod at the end: those are lost."""
+        ctx, clock, m = run.ctx, run.clock, run.measured
+        with clock.step("partition healed: python -m lab heal"):
+            ctx.lab.heal()
+        report = ctx.json_dir / f"{self.name}-failback.json"
+        # The consumer group's way back is test_failback's; here the rows are.
+        argv = ["--stack", "prod", "--outputs", str(ctx.outputs_path("prod")), "--json", str(report)]
+        with clock.step("scripts.failback --stack prod: re-apply what prod took after the fork, then switch back"):
+            code = ctx.run("failback", [*argv, "--skip-consumer-group"])
+        run.checks.check("failback succeeded", code == 0, f"exit code {code}", code, 0)
+        measured = json.loads(report.read_text()).get("measured", {}) if report.exists() else {}
+        found = measured.get("diverged") or {}
+        figures.diverged_found = found.get("found")
+        figures.diverged_reapplied = found.get("reapplied")
+        figures.diverged_listed = found.get("listed")
+        with clock.step("count acknowledged rows on prod after the failback"), connect(ctx.outputs("prod")) as conn:
+            kept = surviving(conn, [a.key for a in acks])
+        figures.rows_lost_at_promotion = m.rows_lost
+        m.rows_lost = len(acks) - len(kept)
+        run.checks.check(
+            "every acknowledged write kept (what prod took after the fork re-applied by failback)",
+            m.rows_lost == 0,
+            f"{len(kept)} of {len(acks)} acknowledged rows on prod; failback found {figures.diverged_found}, "
+            f"re-applied {figures.diverged_reapplied}, listed {figures.diverged_listed} "
+            f"(where: {', '.join(found.get('where') or []) or 'nothing listed'})",
+            m.rows_lost,
+            0,
+        )
