@@ -277,13 +277,16 @@ def _record_fork(sw: Switchover, fork: Fork | None) -> str | None:
 
 def promote(sw: Switchover) -> PromoteResult:
     fork = _fork(sw)
+    lease = lease_on(sw.settings)
     try:
-        details = sw.db(sw.target).promote()
+        # With the lease, the old primary's guard fences with ALTER DATABASE, which replicates (streamed, or from the
+        # WAL archive): the new primary must not keep it, and a wait for writability must not wait on it.
+        details = sw.db(sw.target).promote(lift_lease_fence=lease)
     except StandbyError as exc:
         raise Unsafe(str(exc)) from None
     fork_record = _record_fork(sw, fork)
-    if sw.settings.fencing.mode is FencingMode.LEASE:
-        # The old primary's guard fences with ALTER DATABASE, which replicates: the new primary must not keep it.
+    if lease and "lease_fence" not in details:
+        # A platform whose promotion does not wait for writability (RDS) leaves the lift to here.
         try:
             lift_fence(sw.target)
             details["lease_fence"] = "lifted on the new primary"

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from drtopo.database.connect import connect
-from drtopo.database.platform import FenceError, prove_read_only
+from drtopo.database.platform import FenceError, lift_database_read_only, prove_read_only
 from drtopo.errors import one_line
 from drtopo.outputs import StackOutputs
 
@@ -76,8 +76,4 @@ def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
 def lift_fence(outputs: StackOutputs) -> None:
     """Undo `fence_sessions` on a database that is (again) the lease holder's."""
     with connect(outputs) as conn:
-        # This very session starts read-only under the fence it lifts.
-        conn.execute("SET default_transaction_read_only = off")
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(outputs.db_name))
-        )
+        lift_database_read_only(conn, outputs.db_name)
