@@ -93,9 +93,12 @@ def lease_expiry(settings: Settings, measured: Measured) -> tuple[str, float, st
 
 
 def action_after_lease(settings: Settings, measured: Measured) -> tuple[str, float, str]:
-    """The recovery (measured) without the lease's wait, which `lease_expiry` shows as its own phase."""
+    """The recovery (measured) without the lease's wait, which `lease_expiry` shows as its own phase, nor the
+    application phase when a scenario measured one (`application` reports it)."""
     seconds, _, how = _action_and_reconnect(measured)
-    return "action", max(0.0, seconds - _lease_wait(measured)), f"{how}, less the lease's expiry"
+    apart = _application_part(measured, seconds)
+    less = "the lease's expiry" + (" and the application phase" if apart else "")
+    return "action", max(0.0, seconds - _lease_wait(measured) - apart), f"{how}, less {less}"
 
 
 def dns_ttl(settings: Settings, measured: Measured) -> tuple[str, float, str]:

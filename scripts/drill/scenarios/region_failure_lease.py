@@ -23,6 +23,7 @@ class RegionFailureLease(RegionFailure):
         phases.decision,
         phases.lease_expiry,
         phases.action_after_lease,
+        phases.application,
         phases.dns_ttl,
         phases.reconnect,
     )
