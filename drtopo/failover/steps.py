@@ -289,7 +289,7 @@ def promote(sw: Switchover) -> PromoteResult:
         # A platform whose promotion does not wait for writability (RDS) leaves the lift to here.
         try:
             lift_fence(sw.target)
-            details["lease_fence"] = "lifted on the new primary"
+            details["lease_fence"] = "reset on the new primary (ALTER DATABASE ... RESET, whether set or not)"
         except psycopg.Error as exc:  # promoted already: said, not raised
             sw.report.check("lease.lift", False, f"ALTER DATABASE ... RESET default_transaction_read_only: {exc}")
     where = None

@@ -140,4 +140,4 @@ def test_a_promotion_that_waits_for_no_write_leaves_the_lift_to_the_step() -> No
     target = Target(lifts=False)
     sw, after = promote_with("lease", target)
     assert target.asked == [True] and [c.args for c in after] == [(sw.target,)]
-    assert "lease_fence=lifted on the new primary" in sw.report.checks[-1].detail
+    assert "lease_fence=reset on the new primary" in sw.report.checks[-1].detail
