@@ -7,6 +7,10 @@ running), `python -m lab heal [REGION|STACK]` ends a partition (default: every o
 MS [--jitter MS] [--bandwidth KBPS]` gives the WAN between the regions a round-trip latency and, when given, a cap
 per connection in KB/s (0 takes them away).
 
+`python -m lab up --fencing lease` runs both stacks with the primary lease (drtopo:fencing, short: lab/project.py
+LAB_LEASE) and each primary's guard on the lab's Kubernetes; on a lab already up it switches the lease on or off
+(`--fencing off`). `python -m lab partition witness` cuts off the lease's witness region.
+
 `status` exits 1 when the lab is not (fully) running, so scripts and CI can test for it.
 """
 
@@ -99,11 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--root", type=Path, default=None, help=f"lab folder (default $DRTOPO_LAB_DIR or {default_root()})")
     p.add_argument("--json", action="store_true", help="status (or inbox) as JSON")
+    p.add_argument(
+        "--fencing",
+        choices=("off", "lease"),
+        help="up: the primary lease off (default) or on (each primary's guard on the lab's Kubernetes)",
+    )
     given = list(sys.argv[1:] if argv is None else argv)
     # Everything after `kubectl` is kubectl's own (`python -m lab [--root DIR] kubectl get pods -A`).
     passed = given[given.index("kubectl") + 1 :] if "kubectl" in given else []
     args = p.parse_args(given[: len(given) - len(passed)])
-    lab = Lab(args.root)
+    lab = Lab(args.root, fencing=args.fencing == "lease")
+    if args.fencing is not None and args.command != "up":
+        p.error("--fencing goes with up")
     if args.command == "kubectl":
         return kubectl_passthrough(lab, passed)
     if args.command in ("partition", "heal", "degrade"):
@@ -127,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         if seconds:
             phases = ", ".join(f"{name} {t:.1f} s" for name, t in lab.timings.items())
             print(f"lab up at {lab.root} in {seconds:.1f} s ({phases})")
+        elif args.fencing is not None and lab.fencing_on != (args.fencing == "lease"):
+            lab.set_fencing(args.fencing == "lease")
+            print(f"lab already up at {lab.root}: the primary lease switched {args.fencing}")
         else:
             print(f"lab already up at {lab.root}")
         print(f"load its environment with: set -a; . {lab.env_path}; set +a")

@@ -232,9 +232,10 @@ def ensure_lease_bucket(endpoint: str, name: str, region: str, key_arn: str | No
     return True
 
 
-def _lease_stores(settings: Settings, endpoint: str, key_arn: str) -> None:
+def lease_stores(settings: Settings, endpoint: str, key_arn: str) -> None:
     """With fencing.mode lease: the stack's own lease bucket (its backup key) and, in the witness stack, the witness
-    bucket with its own key in the witness region, as the program declares them."""
+    bucket with its own key in the witness region, as the program declares them. What exists already is kept (a
+    lab whose lease is switched on while it runs)."""
     fencing = settings.fencing
     if fencing.mode is not FencingMode.LEASE:
         return
@@ -242,8 +243,13 @@ def _lease_stores(settings: Settings, endpoint: str, key_arn: str) -> None:
     witness = fencing.witness_region
     if fencing.witness_stack == settings.stack and witness is not None:
         kms = client("kms", witness, endpoint)
-        key = kms.create_key(Description=f"drtopo lease witness in {witness}")["KeyMetadata"]
-        kms.create_alias(AliasName=f"alias/{witness_key_alias(witness)}", TargetKeyId=key["KeyId"])
+        alias = f"alias/{witness_key_alias(witness)}"
+        known = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+        if alias in known:
+            key = kms.describe_key(KeyId=str(known[alias]))["KeyMetadata"]
+        else:
+            key = kms.create_key(Description=f"drtopo lease witness in {witness}")["KeyMetadata"]
+            kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
         ensure_lease_bucket(endpoint, witness_bucket(PROJECT, witness), witness, key["Arn"])
 
 
@@ -424,7 +430,7 @@ def seed(
     for s in ordered:
         _replication(s, stacks[s.peer_stack], endpoint, keys[s.peer_stack])
     for s in ordered:
-        _lease_stores(s, endpoint, keys[s.stack])
+        lease_stores(s, endpoint, keys[s.stack])
         client("secretsmanager", s.region, endpoint).create_secret(
             Name=CREDENTIALS_SECRET, SecretString=json.dumps(DUMMY_CREDENTIALS)
         )

@@ -40,6 +40,8 @@ from typing import Any, TypeVar
 import yaml
 from confluent_kafka import KafkaException
 
+from components.backup_jobs import OUTPUTS_FILE
+from components.guard import GUARD, guard_outputs
 from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import wal
 from drtopo.images import ecr_image
@@ -61,7 +63,16 @@ from lab import (
     registry,
     wal_agent,
 )
-from lab.project import LAB_APPLICATION, LAB_STACKS, REPO_DIR, StackEndpoints, replace_file, write_project
+from lab.project import (
+    LAB_APPLICATION,
+    LAB_LEASE,
+    LAB_STACKS,
+    REPO_DIR,
+    WITNESS_REGION,
+    StackEndpoints,
+    replace_file,
+    write_project,
+)
 from lab.region import Region
 
 # MirrorMaker 2 runs the standby stack's rendered properties: the flow prod (us-east-1) -> dr (us-west-2).
@@ -89,7 +100,10 @@ class LabNotUp(RuntimeError):
 
 
 class Lab:
-    def __init__(self, root: Path | str | None = None) -> None:
+    def __init__(self, root: Path | str | None = None, fencing: bool = False) -> None:
+        """`fencing`: a lab started by `up` runs its stacks with the primary lease on (LAB_LEASE); a lab already up
+        keeps what it was started with (`set_fencing` switches it)."""
+        self._fencing = fencing
         self.root = Path(root) if root is not None else default_root()
         self.root = self.root.absolute()
         self.pg = postgres.PgLayout(self.root / "pg")
@@ -136,7 +150,15 @@ class Lab:
         except FileNotFoundError:
             raise LabNotUp(f"no lab at {self.root}; start one with `python -m lab up --root {self.root}`") from None
 
-    def _port(self, kind: str, stack: str | None = None) -> int:
+    @property
+    def fencing_on(self) -> bool:
+        """Whether the lab's stacks run with the primary lease (drtopo:fencing.mode lease, LAB_LEASE)."""
+        try:
+            return bool(self._state().get("fencing", False))
+        except LabNotUp:
+            return self._fencing
+
+    def _port(self, kind: str, stack: str | None = None) -> Any:
         ports = self._state()["ports"]
         return ports[kind] if stack is None else ports[kind][stack]
 
@@ -177,11 +199,14 @@ class Lab:
         return gates.Gates(self._port("gates")["api"])
 
     def stack_of(self, name: str) -> str:
-        """The stack a stack or region name means (`prod` or `us-east-1`)."""
+        """The stack a stack or region name means (`prod` or `us-east-1`); `witness` (or its region) is the lease's
+        witness region."""
+        if name in (gates.WITNESS, WITNESS_REGION):
+            return gates.WITNESS
         for region in self._regions.values():
             if name in (region.stack, region.settings.region):
                 return region.stack
-        names = [n for r in self._regions.values() for n in (r.stack, r.settings.region)]
+        names = [n for r in self._regions.values() for n in (r.stack, r.settings.region)] + [gates.WITNESS]
         raise ValueError(f"{name!r} is neither a stack nor a region of the lab; expected one of {', '.join(names)}")
 
     def partition(self, name: str, kinds: Iterable[str] | None = None) -> list[str]:
@@ -220,19 +245,48 @@ class Lab:
             "kube": lambda s: f"{node_ip}:{kube.KubePorts().apiserver}",
             "registry": lambda s: f"{process.LOOPBACK}:{ports['registry'][s]}",
         }
-        return [
+        proxies = [
             gates.Proxy(gates.proxy_name(s, kind), ports["gates"][s][kind], upstreams[kind](s))
             for s in LAB_STACKS
             for kind in gates.KINDS
         ]
+        witness = ports["gates"].get(gates.WITNESS, {})
+        if witness:
+            emulator = f"{process.LOOPBACK}:{ports['aws']}"
+            proxies.append(gates.Proxy(gates.proxy_name(gates.WITNESS, "aws"), witness["aws"], emulator))
+        # A region's way out to another region's AWS endpoint: through its own gate, then the other's (chained).
+        for s in LAB_STACKS:
+            for kind, port in ports["gates"][s].items():
+                if kind.startswith(gates.EGRESS):
+                    to = kind.removeprefix(gates.EGRESS)
+                    upstream = f"{process.LOOPBACK}:{ports['gates'][to]['aws']}"
+                    proxies.append(gates.Proxy(gates.proxy_name(s, kind), port, upstream))
+        return proxies
 
     def _start_gates(self) -> None:
         gates.spawn(self.root, self._port("gates")["api"])
         self.gates.create(self._gate_proxies())
 
     def aws_endpoints(self) -> dict[str, str]:
-        """Each region's AWS endpoint: its gate in front of the one emulator."""
-        return {r.settings.region: r.aws_endpoint for r in self._regions.values()}
+        """Each region's AWS endpoint: its gate in front of the one emulator (the lease's witness region too)."""
+        endpoints = {r.settings.region: r.aws_endpoint for r in self._regions.values()}
+        witness = self._port("gates").get(gates.WITNESS)
+        if witness:
+            endpoints[WITNESS_REGION] = f"http://{process.LOOPBACK}:{witness['aws']}"
+        return endpoints
+
+    def pod_aws_endpoints(self, stack: str) -> dict[str, str]:
+        """Each region's AWS endpoint as `stack`'s pods reach it (through the bridge on the node's address): their
+        own region's emulator directly (in-region), any other region's through `stack`'s egress gate to it."""
+        node, ports = self.node_ip, self._port("gates")[stack]
+        endpoints = {self.region(stack).settings.region: f"http://{node}:{self._port('aws')}"}
+        others = {r.stack: r.settings.region for r in self._regions.values() if r.stack != stack}
+        others[gates.WITNESS] = WITNESS_REGION
+        for to, region in others.items():
+            port = ports.get(gates.egress_kind(to))
+            if port:
+                endpoints[region] = f"http://{node}:{port}"
+        return endpoints
 
     def _add_gated_contexts(self) -> None:
         """A kubeconfig context per stack (named as its settings' kubernetes.context) whose server is the stack's
@@ -296,13 +350,28 @@ class Lab:
             },
             "gates": {
                 "api": process.free_port(),
-                **{s: {kind: process.free_port() for kind in gates.KINDS} for s in LAB_STACKS},
+                **{
+                    s: {
+                        **{kind: process.free_port() for kind in gates.KINDS},
+                        **{
+                            gates.egress_kind(to): process.free_port()
+                            for to in (*(o for o in LAB_STACKS if o != s), gates.WITNESS)
+                        },
+                    }
+                    for s in LAB_STACKS
+                },
+                gates.WITNESS: {"aws": process.free_port()},
             },
         }
         network = kube.choose_network(self.root)
         archives = images.archives()  # fails fast, asking for `make images`
         plan = images.plan()
-        state = {"ports": ports, "node_ip": network.node_ip, "images": {n: plan[n].ref for n in archives}}
+        state = {
+            "ports": ports,
+            "node_ip": network.node_ip,
+            "images": {n: plan[n].ref for n in archives},
+            "fencing": self._fencing,
+        }
         self.state_path.write_text(json.dumps(state, indent=2) + "\n")
         shutil.rmtree(self.root / "kafka", ignore_errors=True)  # a fresh lab gets fresh clusters on its new ports
         self._write_project(BASELINE_ROLES)
@@ -334,6 +403,8 @@ class Lab:
             for stack in LAB_STACKS:
                 self.region(stack).service.settle()
             self.start_mirrormaker()
+            if self.fencing_on:
+                self.wait_guards()
 
     def _timed(self, name: str, fn: Callable[..., T], *args: Any) -> T:
         with self._phase(name):
@@ -463,7 +534,13 @@ class Lab:
 
     def _write_project(self, roles: dict[str, Role]) -> None:
         # The stacks as the scripts see them, from outside their regions: the gates (as the outputs).
-        write_project(self.project_dir, self._gated_endpoints(), roles, standby_replicas=self.application_standby)
+        write_project(
+            self.project_dir,
+            self._gated_endpoints(),
+            roles,
+            standby_replicas=self.application_standby,
+            fencing=LAB_LEASE if self.fencing_on else None,
+        )
 
     def set_application_standby(self, replicas: int) -> None:
         """Pilot light (0) or warm standby (N) from now on: the standby's application count in the project copy
@@ -476,6 +553,45 @@ class Lab:
         self.application_standby = replicas
         self._write_project(BASELINE_ROLES)
         self.apply_application()
+
+    # ---- the primary lease (drtopo/fencing/; the guards: lab/region.py) ----------------------------------------
+    def set_fencing(self, on: bool, timeout: float = 120.0) -> None:
+        """Switch the primary lease on or off in a running lab, keeping the stacks' roles: the stack files, the
+        lease stores in the emulator, the guards' Deployments (the primary's guard running and renewing, as
+        `pulumi up` of each stack would leave them), or, off, no guard at all."""
+        state = self._state()
+        state["fencing"] = on
+        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
+        self._write_project({s: self.region(s).settings.role for s in LAB_STACKS})
+        if on:
+            self._lease_stores()
+            self.apply_workloads()
+            self.wait_guards(timeout)
+        else:
+            self.remove_guards(timeout)
+
+    def _lease_stores(self) -> None:
+        for region in self._regions.values():
+            key = load_outputs(region.outputs_path, region.stack).kms_key_arn
+            aws.lease_stores(region.settings, self.aws_endpoint, key)
+
+    def wait_guards(self, timeout: float = 120.0) -> None:
+        """Each stack's guard as its role wants it: the primary's pod running and renewing the lease as its holder,
+        the standby's none."""
+        for region in self._regions.values():
+            if region.settings.is_primary:
+                region.guard.wait_renewing(timeout)
+            else:
+                region.guard.wait_stopped(timeout)
+
+    def remove_guards(self, timeout: float = 60.0) -> None:
+        """Delete both stacks' guard Deployments and wait until their pods are gone (the lease off)."""
+        for region in self._regions.values():
+            kube.kubectl(
+                self.root, "delete", "deployment", GUARD, "-n", region.namespace, "--ignore-not-found", "--wait=false"
+            )
+        for region in self._regions.values():
+            region.guard.wait_stopped(timeout)
 
     def _build_pg_pair(self, before_archiving: Callable[[], None]) -> None:
         """The pair and its base backup, in the lab's archive folder and the primary's WAL bucket. The primary
@@ -714,6 +830,10 @@ class Lab:
         with self._baseline_phase("gates"):
             self.gates.heal()
             self.gates.reset()
+        # A guard keeps what it decided (a fence it never lifts by itself): none may outlive the pair it guarded.
+        with self._baseline_phase("guards stopped"):
+            for region in self._regions.values():
+                region.guard.stop()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lab-kafka-baseline") as pool:
             clusters = pool.submit(self._timed_baseline, "kafka", self._start_kafka_clusters)
             self.reset_postgres()
@@ -724,6 +844,9 @@ class Lab:
                 region.service.settle()
         with self._baseline_phase("workloads and mirrormaker"):
             self.start_mirrormaker()  # applies both stacks' objects, as the roles now are, first
+        if self.fencing_on:
+            with self._baseline_phase("lease guards"):
+                self.wait_guards()
 
     @contextlib.contextmanager
     def _baseline_phase(self, name: str) -> Iterator[None]:
@@ -776,7 +899,21 @@ class Lab:
             "dbPort": peer.port("postgres"),
         }
         peer_file = self.project_dir / f"Pulumi.{peer.stack}.yaml"
+        guard_files: dict[str, str] = {}
+        if self.fencing_on:
+            own = guard_outputs(outputs, settings.fencing.database_role)
+            guard_files = {
+                OUTPUTS_FILE: json.dumps(own, indent=2, sort_keys=True),
+                f"{peer.stack}.json": json.dumps(peer_outputs, indent=2, sort_keys=True),
+                stack_file.name: stack_file.read_text(),
+            }
         return kube_objects.PodView(
+            guard_files=guard_files,
+            guard_env=kube_workloads.guard_env(
+                self.pod_aws_endpoints(stack), f"http://{self.node_ip}:{self._port('aws')}"
+            )
+            if self.fencing_on
+            else (),
             images={
                 settings.kubernetes.backup_image: self.image("backup"),
                 settings.kubernetes.mirror_maker_image: self.image("mirrormaker"),
@@ -818,6 +955,10 @@ class Lab:
             kube_workloads.secret_object(namespace, database_secret, {"password": self.password}),
             kube_workloads.secret_object(namespace, kube_workloads.LAB_AWS_SECRET, dict(aws.DUMMY_CREDENTIALS)),
         ]
+        if self.fencing_on:
+            # The guard's database role's password (fencing.databaseSecret): the lab's one role (LAB_LEASE).
+            guard_secret = settings.fencing.database_secret
+            secrets.append(kube_workloads.secret_object(namespace, guard_secret, {"password": self.password}))
         database = {
             "host": self.node_ip,
             "port": str(region.port("postgres")),
@@ -867,6 +1008,12 @@ class Lab:
             # The node's containerd pulls each region's ECR host name through that region's gate (lab/registry.py).
             *(self._port("gates", s)["registry"] for s in LAB_STACKS),
             *(self._port("kafka_pods", s) for s in LAB_STACKS),
+            *(
+                port
+                for s in LAB_STACKS
+                for kind, port in self._port("gates", s).items()
+                if kind.startswith(gates.EGRESS)
+            ),
         ]
         network = kube.cluster_network(self.root)
         argv = [

@@ -12,6 +12,11 @@ and kind, named `<stack>-<kind>`:
     kube        the stack's kubeconfig context -> the lab's one kube-apiserver
     registry    the lab's containerd (pulling the region's ECR host name) and the peer's replication -> the
                 region's container registry (lab/registry.py), started on first use
+    egress-<to> the region's pods (the lease's guard) -> the `aws` gate of region <to>: a call out of a region
+                crosses its own boundary and then the other's, so it fails when either region is cut off
+
+The lease's witness region (lab/project.py WITNESS_REGION) is a region of the lab with one gate, `witness-aws`, and
+nothing behind it but the emulator: `partition("witness")` is the witness region down.
 
 What stays inside a region does not pass a gate: the region's service to its own database, in-region pods to their
 own cluster's PODS listener, the WAL agent, the lab's own set-up and status.
@@ -40,6 +45,8 @@ from typing import Any
 from lab import process, toxiproxy_build
 
 PROCESS_NAME = "gates"
+WITNESS = "witness"  # the witness region's name among the gates
+EGRESS = "egress-"
 KINDS = ("postgres", "kafka", "kafka-pods", "service", "aws", "kube", "registry")
 PARTITION = "partition"
 WAN = "wan"
@@ -59,8 +66,16 @@ def proxy_name(stack: str, kind: str) -> str:
     return f"{stack}-{kind}"
 
 
+def egress_kind(to: str) -> str:
+    """The kind of a region's way out to region `to` (a stack, or WITNESS) (pure)."""
+    return f"{EGRESS}{to}"
+
+
 def split_name(name: str) -> tuple[str, str]:
     """(stack, kind) of a proxy name `<stack>-<kind>` (pure)."""
+    if f"-{EGRESS}" in name:
+        stack, _, to = name.partition(f"-{EGRESS}")
+        return stack, egress_kind(to)
     for kind in KINDS:
         if name.endswith(f"-{kind}"):
             return name.removesuffix(f"-{kind}"), kind
@@ -224,8 +239,9 @@ class Gates:
     def _named(self, stack: str | None, kinds: Iterable[str] | None) -> list[str]:
         """The proxies of `stack` (None: every stack) of `kinds` (None: every kind); GateError when there is none."""
         wanted = None if kinds is None else set(kinds)
-        if wanted is not None and wanted - set(KINDS):
-            raise ValueError(f"unknown gate kinds {sorted(wanted - set(KINDS))}; expected some of {', '.join(KINDS)}")
+        unknown = None if wanted is None else {k for k in wanted if not k.startswith(EGRESS)} - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown gate kinds {sorted(unknown)}; expected some of {', '.join(KINDS)} or egress-*")
         names = [n for n in self.names(stack) if wanted is None or split_name(n)[1] in wanted]
         if not names:
             raise GateError(f"no gate{'' if stack is None else f' of stack {stack!r}'} at {self.url}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components import backup_jobs, kafka_mirror
+from components import backup_jobs, guard, kafka_mirror
 from drtopo.readiness import schedule
 from drtopo.settings import Settings
 from evaluation.mock_program import evaluate
@@ -64,6 +64,10 @@ class PodView:
     job_env: tuple[dict[str, Any], ...] = ()  # added to (or replacing by name) every backup job container's env
     # The application's endpoints ConfigMap (by name): the lab's writer and Kafka as its pods reach them.
     app_endpoints: tuple[str, Mapping[str, str]] | None = None
+    # The lease's guard (fencing.mode lease): its ConfigMap's data, and its container's env on top of the program's
+    # (the emulator as each region's endpoint through the gates, its dummy credentials, no TLS to the lab's database).
+    guard_files: Mapping[str, str] = field(default_factory=dict)
+    guard_env: tuple[dict[str, Any], ...] = ()
 
 
 def _pod_spec(document: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +111,11 @@ def lab_object(inputs: dict[str, Any], view: PodView | None = None) -> dict[str,
     if kind == "Deployment" and name == kafka_mirror.NAME and view.mm2_properties is not None:
         annotations = document["spec"]["template"]["metadata"].setdefault("annotations", {})
         annotations[kafka_mirror.CHECKSUM_ANNOTATION] = kafka_mirror.properties_checksum(view.mm2_properties)
+    if kind == "ConfigMap" and name == guard.CONFIG_MAP and view.guard_files:
+        document["data"] = dict(view.guard_files)
+    if kind == "Deployment" and name == guard.GUARD and view.guard_env:
+        for container in _containers(document):
+            container["env"] = with_env(container.get("env", []), view.guard_env)
     if kind == "CronJob" and view.job_env:
         for container in _containers(document):
             container["env"] = with_env(container.get("env", []), view.job_env)

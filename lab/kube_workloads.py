@@ -58,6 +58,19 @@ def job_env(aws_endpoint: str, kube_api: tuple[str, int] | None = None) -> tuple
     )
 
 
+def guard_env(endpoints: dict[str, str], own_endpoint: str) -> tuple[dict[str, Any], ...]:
+    """What the lab's lease guard gets on top of the program's env: each region's AWS endpoint as its pod reaches it
+    (`endpoints`, region -> URL: its own region's emulator, the others through its region's egress gates), the
+    emulator's dummy credentials from a Secret, no TLS to the lab's PostgreSQL (pure). AWS_ENDPOINT_URL (its own
+    region's) catches any other region, so nothing it calls leaves the lab."""
+    aws_env = [e for e in job_env(own_endpoint) if e["name"] != "PGSSLMODE"]
+    return (
+        *aws_env,
+        {"name": "DRTOPO_AWS_ENDPOINTS", "value": ",".join(f"{r}={u}" for r, u in sorted(endpoints.items()))},
+        {"name": "PGSSLMODE", "value": "disable"},
+    )
+
+
 def pod_outputs(outputs: dict[str, Any], node_ip: str, kafka_pods: dict[str, str]) -> dict[str, Any]:
     """A stack's outputs as its pods must read them: the database at the node's address (the bridge forwards the
     same port), Kafka at the clusters' pod listeners (`kafka_pods`: own and peer bootstrap) (pure)."""

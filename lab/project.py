@@ -47,6 +47,20 @@ class StackEndpoints:
         return f"http://{self.service_host}:{self.service_port}"
 
 
+# The primary lease as the lab runs it when switched on (`Lab.set_fencing`, `python -m lab up --fencing lease`): a
+# short lease so its fault rows and drill take seconds (production keeps its 30 s / 5 s defaults); the witness store
+# in a third region with a gate of its own (lab/gates.py); the lab's guard fences as the lab's one database role
+# (the lab's service stand-in writes as it too, so only it may end those sessions; on RDS neither is a superuser).
+WITNESS_REGION = "eu-west-1"
+LAB_LEASE = {
+    "mode": "lease",
+    "leaseSeconds": 6,
+    "renewSeconds": 2,
+    "witnessRegion": WITNESS_REGION,
+    "witnessStack": "prod",
+    "databaseRole": "postgres",
+}
+
 LAB_MIRROR_TUNING = {
     "replicationFactor": 1,
     "emitCheckpointsIntervalSeconds": 2,
@@ -134,6 +148,14 @@ def with_topics_rf1(stack: str, config: dict[str, Any], source_dir: Path) -> dic
     return out
 
 
+def with_fencing(config: dict[str, Any], fencing: dict[str, Any] | None) -> dict[str, Any]:
+    """`config` with `drtopo:fencing` set to `fencing` (None: left as the repo's, the lease off) (pure)."""
+    out = copy.deepcopy(config)
+    if fencing is not None:
+        out[f"{PROJECT}:fencing"] = dict(fencing)
+    return out
+
+
 def replace_file(path: Path, text: str) -> None:
     """Write `path` in one atomic replace: the lab reads the project copy from other threads (each region's settings,
     at every access) while a reset rewrites it, and a half-written stack file can parse as YAML that lacks its role."""
@@ -148,9 +170,11 @@ def write_project(
     roles: dict[str, Role] | None = None,
     source_dir: Path = REPO_DIR,
     standby_replicas: int | None = None,
+    fencing: dict[str, Any] | None = None,
 ) -> None:
     """Write Pulumi.yaml and Pulumi.<stack>.yaml for both stacks into `project_dir` (roles default to the repo's;
-    `standby_replicas`: the application's on the standby, for a warm-standby drill)."""
+    `standby_replicas`: the application's on the standby, for a warm-standby drill; `fencing`: the lease's settings
+    of both stacks, e.g. LAB_LEASE)."""
     project_dir.mkdir(parents=True, exist_ok=True)
     replace_file(project_dir / "Pulumi.yaml", (source_dir / "Pulumi.yaml").read_text())
     for stack in LAB_STACKS:
@@ -163,6 +187,7 @@ def write_project(
         config = with_topics_rf1(stack, lab_config(config, own, other, role, standby_replicas), source_dir)
         config = with_namespace(config, lab_namespace(settings.kubernetes.namespace, settings.region))
         config = with_lab_secrets(config)
+        config = with_fencing(config, fencing)
         header = f"# Written by the drtopo lab from {stack_file(stack, source_dir)}; drills may switch roles here.\n"
         text = header + yaml.safe_dump({**document, "config": config}, sort_keys=False)
         replace_file(stack_file(stack, project_dir), text)

@@ -13,6 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.guard import GUARD
+from drtopo import aws
+from drtopo.fencing.lease import Lease
+from drtopo.fencing.quorum import Quorum
+from drtopo.fencing.store import lease_stores
+from drtopo.outputs import load_outputs
 from drtopo.settings import Settings, load_settings
 from lab import kafka, kube, kube_workloads, postgres, process
 
@@ -196,6 +202,78 @@ class ServiceStandIn(_Part):
             time.sleep(0.1)
 
 
+class LeaseGuardPods(_Part):
+    """The region's lease guard (components/guard.py, fencing.mode lease): the Deployment `drtopo-guard` of the
+    program in the region's namespace, running `python -m scripts.guard`, and what it keeps in the lease stores."""
+
+    def pods(self) -> list[dict[str, Any]]:
+        found = kube_workloads.pods(self._lab.root, self._region.namespace, GUARD)
+        return [p for p in found if not p["metadata"].get("deletionTimestamp")]
+
+    def pod(self) -> dict[str, Any] | None:
+        """The guard's pod (the newest, not being deleted), or None."""
+        live = self.pods()
+        return max(live, key=lambda p: p["metadata"]["creationTimestamp"]) if live else None
+
+    def restarts(self) -> int:
+        pod = self.pod()
+        return sum(c.get("restartCount", 0) for c in (pod or {}).get("status", {}).get("containerStatuses") or [])
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Scale the guard's Deployment (if any) to 0 and wait until its pod is gone."""
+        namespace = self._region.namespace
+        if kube_workloads.get(self._lab.root, "deployment", GUARD, namespace) is not None:
+            kube_workloads.scale(self._lab.root, namespace, GUARD, 0)
+        self.wait_stopped(timeout)
+
+    def wait_stopped(self, timeout: float = 60.0) -> None:
+        kube_workloads.wait_pods(self._lab.root, self._region.namespace, GUARD, 0, timeout)
+
+    def kill(self) -> int:
+        """SIGKILL the guard's container process (a crash); Kubernetes restarts it. Returns the PID killed."""
+        pod = self.pod()
+        statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+        if not statuses or not statuses[0].get("containerID"):
+            raise kube.KubeError(f"the lease guard of {self._stack} has no running container to kill")
+        pid = kube.container_pid(self._lab.root, statuses[0]["containerID"])
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def lease(self) -> Lease | None:
+        """The newest lease record a majority of the three stores answer with, read from the emulator itself (past
+        every gate: the lab's own view); None when none holds one."""
+        settings = self._region.settings
+        peer = self._lab.region(settings.peer_stack)
+        own_outputs = load_outputs(self._region.outputs_path, self._stack)
+        peer_outputs = load_outputs(peer.outputs_path, peer.stack)
+        endpoint = self._lab.aws_endpoint
+        stores = lease_stores(
+            settings, own_outputs, peer_outputs, lambda region: aws.client("s3", region, endpoint_url=endpoint)
+        )
+        quorum = Quorum(stores)
+        try:
+            read = quorum.read(10.0)
+        finally:
+            quorum.close()
+        return read.newest()
+
+    def wait_renewing(self, timeout: float = 120.0) -> Lease:
+        """Wait until the guard's pod runs and the lease's newest record is this stack's, renewed since; returns it."""
+        kube_workloads.wait_pods(self._lab.root, self._region.namespace, GUARD, 1, timeout)
+        deadline = time.monotonic() + timeout
+        first: Lease | None = None
+        while True:
+            seen = self.lease()
+            if seen is not None and seen.holder == self._stack:
+                if first is None or seen.epoch != first.epoch:
+                    first = seen
+                elif seen.renewals > first.renewals:
+                    return seen
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the lease guard of {self._stack} did not renew within {timeout:.0f} s: {seen}")
+            time.sleep(0.2)
+
+
 class Region:
     """One stack of the lab (prod or dr) and its servers."""
 
@@ -205,6 +283,7 @@ class Region:
         self.postgres = PostgresServer(self)
         self.kafka = KafkaCluster(self)
         self.service = ServiceStandIn(self)
+        self.guard = LeaseGuardPods(self)
 
     def __repr__(self) -> str:
         return f"Region({self.stack!r}, root={str(self.lab.root)!r})"

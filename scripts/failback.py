@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from drtopo.context import Context
 from drtopo.failover.plan import failback_plan
 from drtopo.failover.run import switchover
-from drtopo.failover.steps import Kind, app_move
+from drtopo.failover.steps import Kind, app_move, lease_on
 from scripts.cli import command_line, failover_flags, failover_options, main_guard, operator, parser, show_switchover
 
 
@@ -30,7 +30,7 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     args = p.parse_args(argv)
     outcome = switchover(
         Kind.FAILBACK,
-        lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack, app_move(sw)),
+        lambda sw, _pre: failback_plan(sw.target.stack, sw.peer.stack, app_move(sw), lease_on(sw.settings)),
         ctx,
         command=command_line("failback", argv),
         operator=operator(),

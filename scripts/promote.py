@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from drtopo.context import Context
 from drtopo.failover.plan import promote_plan
 from drtopo.failover.run import switchover
-from drtopo.failover.steps import Kind, app_move
+from drtopo.failover.steps import Kind, app_move, lease_on
 from scripts.cli import command_line, failover_flags, failover_options, main_guard, operator, parser, show_switchover
 
 
@@ -22,7 +22,9 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     failover_flags(p)
     outcome = switchover(
         Kind.PROMOTE,
-        lambda sw, pre: promote_plan(sw.target.stack, sw.peer.stack, pre.peer_reachable, app_move(sw)),
+        lambda sw, pre: promote_plan(
+            sw.target.stack, sw.peer.stack, pre.peer_reachable, app_move(sw), lease_on(sw.settings)
+        ),
         ctx,
         command=command_line("promote", argv),
         operator=operator(),

@@ -53,8 +53,8 @@ class PairedDatabase:
     def fence(self) -> dict[str, Any]:
         return self.data.fence()
 
-    def promote(self) -> dict[str, Any]:
-        return {**self.control.promote(), **self.data.promote()}
+    def promote(self, lift_lease_fence: bool = False) -> dict[str, Any]:
+        return {**self.control.promote(lift_lease_fence), **self.data.promote(lift_lease_fence)}
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return {**self.control.rebuild(source, settings, deployed), **self.data.rebuild(source, settings, deployed)}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import psycopg
+from psycopg import sql
 
 from drtopo.database.connect import connect
 from drtopo.database.pitr import cutover
@@ -74,8 +75,11 @@ class Database(Protocol):
         FenceError when it cannot be fenced."""
         ...
 
-    def promote(self) -> dict[str, Any]:
-        """Make it the writable primary; StandbyError when it does not get there."""
+    def promote(self, lift_lease_fence: bool = False) -> dict[str, Any]:
+        """Make it the writable primary; StandbyError when it does not get there. `lift_lease_fence`: the primary
+        lease is on and promote holds it for this stack, so a read-only default set on the database itself (the old
+        primary's guard's ALTER DATABASE, which replication brought here) is a fence no longer owed: it is lifted
+        before the database counts as writable (where the platform waits for that), never any other read-only."""
         ...
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
@@ -146,6 +150,28 @@ def reachable(outputs: StackOutputs) -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+# pg_settings.source of a read-only default set by ALTER DATABASE: the lease's fence (drtopo/fencing/fence.py).
+LEASE_FENCE_SOURCE = "database"
+READ_ONLY_DEFAULT = """
+SELECT pg_is_in_recovery(), setting = 'on', source FROM pg_settings WHERE name = 'default_transaction_read_only'
+"""
+
+
+def lease_fence_to_lift(in_recovery: bool, read_only: bool, source: str, lift_lease_fence: bool) -> bool:
+    """Whether a writability wait lifts the read-only default a new session started with: only when asked (the lease
+    on, held for this stack), only out of recovery (a promoted server), and only the default set on the database
+    itself, the lease guard's; one from the server's configuration, its command line or a role is someone else's
+    fence and is waited on, not lifted (pure)."""
+    return lift_lease_fence and not in_recovery and read_only and source == LEASE_FENCE_SOURCE
+
+
+def lift_database_read_only(conn: psycopg.Connection, db_name: str) -> None:
+    """ALTER DATABASE ... RESET default_transaction_read_only: the lease guard's fence, undone (`conn` autocommit)."""
+    # The session itself starts read-only under the fence it lifts.
+    conn.execute("SET default_transaction_read_only = off")
+    conn.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(db_name)))
 
 
 def wait_writable(outputs: StackOutputs, timeout_s: float, poll_s: float = 2.0) -> float | None:

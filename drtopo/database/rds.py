@@ -369,7 +369,8 @@ class RdsDatabase:
             result["proof"] = "endpoint not reachable from here after the reboot; no write can be attempted"
         return result
 
-    def promote(self) -> dict[str, Any]:
+    def promote(self, lift_lease_fence: bool = False) -> dict[str, Any]:
+        # No writability wait here: the caller lifts the lease's fence once the instance is available.
         return promote_rds(self.outputs)
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:

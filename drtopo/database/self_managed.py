@@ -42,9 +42,12 @@ from drtopo.database.pitr.request import PitrRequest
 from drtopo.database.pitr.wal_names import check_wal_chain
 from drtopo.database.pitr.window import Shown, show
 from drtopo.database.platform import (
+    READ_ONLY_DEFAULT,
     Database,
     FenceError,
     StandbyError,
+    lease_fence_to_lift,
+    lift_database_read_only,
     measured,
     prove_read_only,
     reachable,
@@ -69,32 +72,39 @@ _REPLACED_SETTINGS = ("primary_conninfo", "primary_slot_name", "default_transact
 # ---- promotion ---------------------------------------------------------------------------------------------------
 
 
-def wait_writable(outputs: StackOutputs, timeout: float = 60) -> float:
-    """Poll until a new session can get a transaction id and its default is read-write; returns seconds waited."""
+def wait_writable(outputs: StackOutputs, timeout: float = 60, lift_lease_fence: bool = False) -> tuple[float, bool]:
+    """Poll until a new session can get a transaction id and its default is read-write; returns seconds waited and
+    whether the lease's fence was lifted on the way (`lift_lease_fence`: see `Database.promote`)."""
     start = time.monotonic()
     last = ""
+    lifted = False
     while time.monotonic() - start < timeout:
         try:
             with connect(outputs) as conn:
-                read_only = conn.execute("SHOW default_transaction_read_only").fetchone()[0]
+                in_recovery, read_only, source = conn.execute(READ_ONLY_DEFAULT).fetchone()
                 conn.execute("SELECT txid_current()")
-                if read_only == "off":
-                    return time.monotonic() - start
-                last = "default_transaction_read_only is on"
+                if not read_only:
+                    return time.monotonic() - start, lifted
+                if lease_fence_to_lift(in_recovery, read_only, source, lift_lease_fence):
+                    lift_database_read_only(conn, outputs.db_name)
+                    lifted = True
+                    last = "default_transaction_read_only on (set on the database) after the lease's fence was lifted"
+                else:
+                    last = f"default_transaction_read_only is on (set by: {source})"
         except psycopg.Error as exc:
             last = one_line(exc)
         time.sleep(0.05)
     raise StandbyError(f"{outputs.db_address}:{outputs.db_port} not writable after {timeout:.0f} s: {last}")
 
 
-def promote_postgres(outputs: StackOutputs) -> dict[str, Any]:
+def promote_postgres(outputs: StackOutputs, lift_lease_fence: bool = False) -> dict[str, Any]:
     with connect(outputs) as conn:
         in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
         if in_recovery and not conn.execute("SELECT pg_promote(true, 60)").fetchone()[0]:
             raise StandbyError(f"pg_promote() on {outputs.db_address}:{outputs.db_port} did not finish in 60 s")
         # A server fenced as an old primary keeps the setting in postgresql.auto.conf; as the primary it must go.
         unfence_postgres(conn)
-    waited = wait_writable(outputs)
+    waited, lifted = wait_writable(outputs, lift_lease_fence=lift_lease_fence)
     with connect(outputs) as conn:
         timeline, lsn = conn.execute(
             "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int,"
@@ -105,6 +115,7 @@ def promote_postgres(outputs: StackOutputs) -> dict[str, Any]:
         "writable_after_seconds": round(waited, 3),
         "timeline": timeline,
         "lsn": lsn,
+        **({"lease_fence": "lifted on the new primary in the writability wait"} if lifted else {}),
     }
 
 
@@ -357,8 +368,8 @@ class SelfManagedDatabase:
         result["proof"] = prove_read_only(self.outputs)
         return result
 
-    def promote(self) -> dict[str, Any]:
-        return promote_postgres(self.outputs)
+    def promote(self, lift_lease_fence: bool = False) -> dict[str, Any]:
+        return promote_postgres(self.outputs, lift_lease_fence)
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return rebuild_postgres(self.outputs, source.outputs)

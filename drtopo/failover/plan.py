@@ -18,6 +18,7 @@ class Step(StrEnum):
     FENCE = "fence"
     DRAIN = "drain"
     PROMOTE = "promote"
+    LEASE_GUARDS = "lease-guards"
     CONSUMER_GROUP = "consumer-group"
     APPLICATION = "application"
     DNS = "dns"
@@ -52,6 +53,7 @@ SPECS: dict[Step, StepSpec] = {
         StepSpec(Step.FENCE, mutating=True, resume=Resume.REPEAT_IF_UNDONE),
         StepSpec(Step.DRAIN, mutating=True),
         StepSpec(Step.PROMOTE, mutating=True),
+        StepSpec(Step.LEASE_GUARDS, mutating=True),
         StepSpec(Step.CONSUMER_GROUP, mutating=True),
         StepSpec(Step.APPLICATION, mutating=True),
         StepSpec(Step.DNS, mutating=True),
@@ -143,6 +145,17 @@ def _switch(target: str, peer: str, app: AppMove | None) -> list[PlannedStep]:
     ]
 
 
+def _lease_guards(target: str, peer: str) -> list[PlannedStep]:
+    """With the primary lease (drtopo:fencing.mode lease): the guards follow the promotion at once."""
+    return [
+        PlannedStep(
+            Step.LEASE_GUARDS,
+            f"restart {target}'s lease guard until it renews the epoch taken; stop {peer}'s once its database refuses "
+            f"writes (else leave it running: it fences {peer} the moment it answers)",
+        )
+    ]
+
+
 def _protect(target: str, peer: str) -> PlannedStep:
     return PlannedStep(
         Step.PROTECT,
@@ -152,9 +165,11 @@ def _protect(target: str, peer: str) -> PlannedStep:
     )
 
 
-def promote_plan(target: str, peer: str, peer_reachable: bool, app: AppMove | None = None) -> list[PlannedStep]:
+def promote_plan(
+    target: str, peer: str, peer_reachable: bool, app: AppMove | None = None, lease: bool = False
+) -> list[PlannedStep]:
     """Failover to `target`: planned (zero loss) when the old primary `peer` answers, else unplanned; `app` the
-    application's replica change to show (None: said without counts)."""
+    application's replica change to show (None: said without counts); `lease`: the primary lease is on."""
     fence = (
         _fence_and_drain(target, peer)
         if peer_reachable
@@ -172,13 +187,15 @@ def promote_plan(target: str, peer: str, peer_reachable: bool, app: AppMove | No
         PlannedStep(
             Step.PROMOTE, f"promote {target}'s database (RDS promote_read_replica / pg_promote) until writable"
         ),
+        *(_lease_guards(target, peer) if lease else []),
         *_switch(target, peer, app),
         _protect(target, peer),
     ]
 
 
-def failback_plan(target: str, peer: str, app: AppMove | None = None) -> list[PlannedStep]:
-    """Back to the original primary `target` from the current primary `peer`, as a planned switchover."""
+def failback_plan(target: str, peer: str, app: AppMove | None = None, lease: bool = False) -> list[PlannedStep]:
+    """Back to the original primary `target` from the current primary `peer`, as a planned switchover; `lease`: the
+    primary lease is on."""
     return [
         PlannedStep(
             Step.PREFLIGHT, f"load settings and outputs of {target} and {peer}; {peer} must be the writable primary"
@@ -193,6 +210,7 @@ def failback_plan(target: str, peer: str, app: AppMove | None = None) -> list[Pl
         _guard(target),
         *_fence_and_drain(target, peer),
         PlannedStep(Step.PROMOTE, f"promote {target}'s database until writable"),
+        *(_lease_guards(target, peer) if lease else []),
         *_switch(target, peer, app),
         _protect(target, peer),
         PlannedStep(

@@ -125,12 +125,20 @@ class CatchUpResult(StepResult):
     waited_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class LeaseGuardsResult(StepResult):
+    renewing: dict[str, Any] = field(default_factory=dict)  # the lease the new primary's guard renews
+    started_seconds: float = 0.0  # its restart, until its pod ran
+    old_guard: str = ""  # "stopped", or why it was left running
+
+
 RESULTS: dict[Step, type[StepResult]] = {
     Step.PREFLIGHT: PreflightResult,
     Step.GUARD: GuardResult,
     Step.FENCE: FenceResult,
     Step.DRAIN: DrainResult,
     Step.PROMOTE: PromoteResult,
+    Step.LEASE_GUARDS: LeaseGuardsResult,
     Step.CONSUMER_GROUP: ConsumerGroupResult,
     Step.APPLICATION: ApplicationResult,
     Step.DNS: DnsResult,

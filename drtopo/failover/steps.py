@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -44,6 +44,7 @@ from drtopo.failover.results import (
     DrainResult,
     FenceResult,
     GuardResult,
+    LeaseGuardsResult,
     PreflightResult,
     PromoteResult,
     ProtectResult,
@@ -52,7 +53,8 @@ from drtopo.failover.results import (
     StepResult,
 )
 from drtopo.failover.roles import planned_switch, pulumi_commands, switch_roles
-from drtopo.fencing.fence import lift_fence
+from drtopo.fencing.deployment import GuardDeployment, GuardError, wait_renewing
+from drtopo.fencing.fence import is_fenced, lift_fence
 from drtopo.fencing.quorum import LeaseLost
 from drtopo.fencing.store import lease_stores
 from drtopo.fencing.takeover import take_over
@@ -67,6 +69,14 @@ from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import StackOutputs
 from drtopo.report import Report, Unsafe, settings_for
 from drtopo.settings import FencingMode, Role, Settings
+
+# How long the lease-guards step waits for a guard's pods (an image already on the node starts in seconds).
+GUARD_POD_TIMEOUT_S = 120.0
+
+
+def lease_on(settings: Settings) -> bool:
+    """Whether the stack runs with the primary lease (drtopo:fencing.mode lease)."""
+    return settings.fencing.mode is FencingMode.LEASE
 
 
 class StepFailed(RuntimeError):
@@ -212,8 +222,8 @@ def _take_lease(sw: Switchover, wait: bool) -> None:
 def fence(sw: Switchover) -> FenceResult:
     old = sw.db(sw.peer)
     reachable = old.reachable()
-    _take_lease(sw, wait=not reachable)
     if not reachable:
+        _take_lease(sw, wait=True)
         # Owed, not done: recorded once promotion has happened, paid the moment the old primary answers.
         sw.fence_owed = True
         sw.report.skip("fence", f"{sw.peer.stack} unreachable: fence owed, recorded after promotion")
@@ -222,6 +232,9 @@ def fence(sw: Switchover) -> FenceResult:
         done = dict(old.fence())
     except FenceError as exc:
         raise Unsafe(f"old primary {sw.peer.stack} is reachable and could not be fenced: {exc}") from None
+    # Handed over once the platform's fence holds: the old guard, seeing the newer epoch, then finds its database
+    # read-only already and ends no session of this run (its drain), nor the fence's own.
+    _take_lease(sw, wait=False)
     sw.report.check("fence", True, f"{done['method']}; {done['proof']}")
     method, proof = done.pop("method"), done.pop("proof")
     return FenceResult(fenced=True, method=method, proof=proof, details=done)
@@ -264,16 +277,19 @@ def _record_fork(sw: Switchover, fork: Fork | None) -> str | None:
 
 def promote(sw: Switchover) -> PromoteResult:
     fork = _fork(sw)
+    lease = lease_on(sw.settings)
     try:
-        details = sw.db(sw.target).promote()
+        # With the lease, the old primary's guard fences with ALTER DATABASE, which replicates (streamed, or from the
+        # WAL archive): the new primary must not keep it, and a wait for writability must not wait on it.
+        details = sw.db(sw.target).promote(lift_lease_fence=lease)
     except StandbyError as exc:
         raise Unsafe(str(exc)) from None
     fork_record = _record_fork(sw, fork)
-    if sw.settings.fencing.mode is FencingMode.LEASE:
-        # The old primary's guard fences with ALTER DATABASE, which replicates: the new primary must not keep it.
+    if lease and "lease_fence" not in details:
+        # A platform whose promotion does not wait for writability (RDS) leaves the lift to here.
         try:
             lift_fence(sw.target)
-            details["lease_fence"] = "lifted on the new primary"
+            details["lease_fence"] = "reset on the new primary (ALTER DATABASE ... RESET, whether set or not)"
         except psycopg.Error as exc:  # promoted already: said, not raised
             sw.report.check("lease.lift", False, f"ALTER DATABASE ... RESET default_transaction_read_only: {exc}")
     where = None
@@ -286,6 +302,48 @@ def promote(sw: Switchover) -> PromoteResult:
     shown = {**details, **({"fence_pending": where} if where else {})}
     sw.report.check("promote", True, "; ".join(f"{k}={v}" for k, v in shown.items()))
     return PromoteResult(details=details, fence_pending=where, fork=fork_record)
+
+
+def _refuses_writes(outputs: StackOutputs) -> bool | None:
+    """Whether a new session of the stack's database starts read-only; None when it does not answer."""
+    try:
+        return is_fenced(outputs)
+    except psycopg.Error:
+        return None
+
+
+def lease_guards(sw: Switchover) -> LeaseGuardsResult:
+    """The lease's guards follow the promotion (drtopo/fencing/deployment.py): the target's restarted (its fence,
+    which ALTER DATABASE replicated or an old guard of its own set, lifted first) until it renews the epoch taken;
+    the peer's stopped once its database refuses writes, else left running to fence it when it answers."""
+    fencing = sw.settings.fencing
+    mine = GuardDeployment(sw.settings)
+    reporter = sw.ctx.reporter
+    try:
+        mine.stop(GUARD_POD_TIMEOUT_S)
+        lift_fence(sw.target)
+        started = mine.start(GUARD_POD_TIMEOUT_S)
+        reporter.info(f"{mine.where}: running after {started:.1f} s; waiting for its first renewals")
+        stores = lease_stores(sw.settings, sw.target, sw.peer)
+        lease = wait_renewing(stores, sw.target.stack, GUARD_POD_TIMEOUT_S, fencing.renew_seconds)
+    except (GuardError, psycopg.Error, ValueError) as exc:
+        raise StepFailed(f"the lease guard of {sw.target.stack} is not renewing: {exc}") from None
+    sw.report.check("lease.guard", True, f"{mine.where} renews {lease.describe()} ({lease.renewals} renewals)")
+    old = GuardDeployment(settings_for(sw.peer.stack, sw.project_dir))
+    refusing = _refuses_writes(sw.peer)
+    if refusing:
+        try:
+            old.stop(GUARD_POD_TIMEOUT_S)
+            outcome = "stopped"
+            sw.report.check("lease.old-guard", True, f"{old.where} stopped: {sw.peer.stack} refuses writes")
+        except GuardError as exc:
+            outcome = f"left running: {exc}"
+            sw.report.skip("lease.old-guard", outcome)
+    else:
+        why = "does not answer" if refusing is None else "answers writable"
+        outcome = f"left running: {sw.peer.stack}'s database {why}; its guard fences it the moment it answers"
+        sw.report.skip("lease.old-guard", outcome)
+    return LeaseGuardsResult(renewing=asdict(lease), started_seconds=round(started, 3), old_guard=outcome)
 
 
 def consumer_group(sw: Switchover) -> ConsumerGroupResult:
@@ -566,6 +624,7 @@ STEPS: dict[Step, Callable[[Switchover], StepResult]] = {
     Step.FENCE: fence,
     Step.DRAIN: drain,
     Step.PROMOTE: promote,
+    Step.LEASE_GUARDS: lease_guards,
     Step.CONSUMER_GROUP: consumer_group,
     Step.APPLICATION: application,
     Step.DNS: dns,

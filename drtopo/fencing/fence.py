@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from drtopo.database.connect import connect
-from drtopo.database.platform import FenceError, prove_read_only
+from drtopo.database.platform import FenceError, lift_database_read_only, prove_read_only
 from drtopo.errors import one_line
 from drtopo.outputs import StackOutputs
 
@@ -29,15 +29,24 @@ WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.backend
 
 
 def is_fenced(outputs: StackOutputs) -> bool:
-    """Whether a new session of the database starts read-only (this fence, or the platform's)."""
+    """Whether a new session of the database starts read-only: this fence, the platform's, or a replica's recovery
+    (an old primary rebuilt as a replica takes no writes: its guard has nothing left to fence)."""
     with connect(outputs) as conn:
-        return conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        return conn.execute("SHOW transaction_read_only").fetchone()[0] == "on"
 
 
 def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
-    """Make the stack's database refuse writes now; returns what was done and the refused probe write."""
+    """Make the stack's database refuse writes now; returns what was done and the refused probe write. A replica
+    (in recovery) is left alone: it refuses writes already, and its sessions (a failback's catch-up) are not the
+    guard's to end."""
     try:
         with connect(outputs) as conn:
+            if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                return {
+                    "method": "in recovery: a replica takes no writes",
+                    "sessions_terminated": 0,
+                    "proof": "replica",
+                }
             method = f"ALTER DATABASE {outputs.db_name} SET default_transaction_read_only = on + terminated sessions"
             try:
                 conn.execute(
@@ -46,9 +55,12 @@ def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
                     )
                 )
             except psycopg.errors.ReadOnlySqlTransaction:
-                # Already fenced by the platform (promote's or failback's fence): new sessions start read-only.
-                method = "already read-only (the platform's fence) + terminated sessions"
-            terminated = conn.execute(TERMINATE).fetchone()[0]
+                # Already fenced by the platform (promote's or failback's fence): new sessions start read-only, and
+                # that fence ended the sessions that began writable. Its run's own sessions (the drain) are left.
+                method = "already read-only (the platform's fence, which ended the writable sessions)"
+                terminated = 0
+            else:
+                terminated = conn.execute(TERMINATE).fetchone()[0]
         proof = prove_read_only(outputs)
     except psycopg.Error as exc:
         raise FenceError(
@@ -64,8 +76,4 @@ def fence_sessions(outputs: StackOutputs) -> dict[str, Any]:
 def lift_fence(outputs: StackOutputs) -> None:
     """Undo `fence_sessions` on a database that is (again) the lease holder's."""
     with connect(outputs) as conn:
-        # This very session starts read-only under the fence it lifts.
-        conn.execute("SET default_transaction_read_only = off")
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(sql.Identifier(outputs.db_name))
-        )
+        lift_database_read_only(conn, outputs.db_name)

@@ -33,6 +33,10 @@ class LeaseLost(RuntimeError):
     """No majority of the stores took the epoch (another contender won it, or too few stores answered)."""
 
 
+class LeaseContended(LeaseLost):
+    """A majority answered the read, but not a majority took the write: another writer got in between."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One store's answer in a round: `ok` when it took the write (or, for a read round, answered)."""
@@ -124,7 +128,7 @@ class Quorum:
         versions = {o.where: o for o in read.outcomes}
         written = self.round(lambda store: _claim(store, lease, versions[store.where]), timeout)
         if not written.majority:
-            raise LeaseLost(f"epoch {lease.epoch} was not taken by a majority: {written.describe()}")
+            raise LeaseContended(f"epoch {lease.epoch} was not taken by a majority: {written.describe()}")
         return lease, written
 
 

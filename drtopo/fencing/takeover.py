@@ -11,10 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drtopo.fencing.lease import Lease, takeover_wait
-from drtopo.fencing.quorum import LeaseStore, Quorum, Round
+from drtopo.fencing.quorum import LeaseContended, LeaseStore, Quorum, Round
 from drtopo.settings import Fencing
 
 TAKE_TIMEOUT_SECONDS = 15.0
+# A take is read-then-write, conditional on what was read: a renewal by the old holder's guard landing in between
+# (it renews every few seconds while its region answers) refuses the write. Each attempt reads afresh.
+TAKE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,13 @@ def take_over(
     previous holder's lease and one renew interval have passed since the take ended."""
     quorum = Quorum(stores, now)
     try:
-        lease, taken = quorum.take(holder, region, fencing.lease_seconds, TAKE_TIMEOUT_SECONDS)
+        for attempt in range(1, TAKE_ATTEMPTS + 1):
+            try:
+                lease, taken = quorum.take(holder, region, fencing.lease_seconds, TAKE_TIMEOUT_SECONDS)
+                break
+            except LeaseContended:
+                if attempt == TAKE_ATTEMPTS:
+                    raise
     finally:
         quorum.close()
     if not wait:

@@ -96,6 +96,27 @@ def test_bad_input_is_one_line_and_exit_2(capsys) -> None:
     assert err.count("\n") == 0 and "regon-failure" in err
 
 
+def test_the_partition_drill_with_the_lease_has_no_split_brain_write(lab: Lab, tmp_path: Path) -> None:
+    """region-failure-lease: prod cut off with the primary lease on; its guard fences it before dr is promoted, so
+    prod acknowledges nothing after dr became writable, and the wait for its lease is the RTO's lease-expiry phase."""
+    report = tmp_path / "drill.json"
+    code = drill.main(
+        ["--scenario", "region-failure-lease", "--load", "light", "--lab-root", str(lab.root), "--json", str(report)]
+    )
+    (scenario,) = json.loads(report.read_text())["scenarios"]
+    measured = scenario["measured"]
+    assert scenario["error"] is None and [c for c in scenario["checks"] if not c["ok"]] == [], scenario["checks"]
+    assert measured["split_brain_writes"] == 0 and measured["inside_writes_acknowledged"] > 0, measured
+    phases = {p["phase"]: p["seconds"] for p in scenario["phases"]}
+    assert list(phases)[:4] == ["detection", "decision", "lease-expiry", "action"]
+    fencing = lab.prod.settings.fencing
+    assert phases["lease-expiry"] >= fencing.lease_seconds + fencing.renew_seconds
+    assert phases["lease-expiry"] == pytest.approx(measured["lease_wait_seconds"], abs=0.001)
+    assert measured["client_rto_seconds"] == pytest.approx(sum(phases.values()))
+    assert code == (0 if scenario["ok"] else 1)
+    assert not lab.fencing_on and lab.dr.settings.role.value == "standby", "the lab is left as it was"
+
+
 def test_a_deleted_namespace_is_rebuilt_by_restore_namespace_and_loses_no_row(lab: Lab, tmp_path: Path) -> None:
     """The runbook's recovery-time test (issue 23): the primary's whole namespace deleted under load, rebuilt by
     `scripts.restore namespace` alone, every object back equal, every acknowledged write kept, RTO split by phase."""

@@ -18,8 +18,8 @@ from lab.core import Lab
 
 pytestmark = pytest.mark.lab
 
-# 1 SIGKILL row, 10 promote crash rows, 13 failback crash rows, 7 cutover crash rows, 23 others.
-EXPECTED_ROWS = 54
+# 1 SIGKILL row, 10 promote crash rows, 13 failback crash rows, 7 cutover crash rows, 5 lease rows, 23 others.
+EXPECTED_ROWS = 59
 # A mutating step whose fault is not a crash row (the crash rows run with --skip-consumer-group), and its row.
 COVERED_ELSEWHERE = {Step.CONSUMER_GROUP: "consumer group with live members"}
 PLANS: dict[str, list[list[PlannedStep]]] = {

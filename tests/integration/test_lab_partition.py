@@ -149,12 +149,18 @@ def fails(check: Callable[[Lab, str], None], lab: Lab, stack: str) -> str | None
     return None
 
 
+def region_kinds(stack: str) -> list[str]:
+    """A region's gates: every kind, and its ways out to the other region's and the witness's AWS endpoints."""
+    other = "dr" if stack == "prod" else "prod"
+    return [*gates.KINDS, gates.egress_kind(other), gates.egress_kind(gates.WITNESS)]
+
+
 def test_every_crossing_goes_through_a_gate_that_passes_traffic_at_baseline(healed: Lab) -> None:
     lab = healed
     states = lab.gates.status()
-    assert {name: info["state"] for name, info in states.items()} == {
-        gates.proxy_name(s, kind): "open" for s in ("prod", "dr") for kind in gates.KINDS
-    }
+    assert {name: info["state"] for name, info in states.items()} == dict.fromkeys(
+        [*(gates.proxy_name(s, kind) for s in ("prod", "dr") for kind in region_kinds(s)), "witness-aws"], "open"
+    )
     assert {(s, name): fails(check, lab, s) for s in ("prod", "dr") for name, check in CROSSINGS.items()} == {
         (s, name): None for s in ("prod", "dr") for name in CROSSINGS
     }
@@ -163,7 +169,8 @@ def test_every_crossing_goes_through_a_gate_that_passes_traffic_at_baseline(heal
     assert f'"dbPort": {lab.prod.gate_port("postgres")}' in outputs["prod"]
     assert lab.dr.kafka.gated_bootstrap in outputs["prod"] and lab.prod.service.gated_url in outputs["prod"]
     endpoints = lab.env()["DRTOPO_AWS_ENDPOINTS"]
-    assert endpoints == f"us-east-1={lab.prod.aws_endpoint},us-west-2={lab.dr.aws_endpoint}"
+    witness = f"http://127.0.0.1:{lab.gates.proxies()['witness-aws']['listen'].rsplit(':', 1)[1]}"
+    assert endpoints == f"us-east-1={lab.prod.aws_endpoint},us-west-2={lab.dr.aws_endpoint},eu-west-1={witness}"
     # dr streams from prod's gate, not from prod's own port.
     with _probe(lab, "dr") as conn:
         (conninfo,) = conn.execute("SELECT conninfo FROM pg_stat_wal_receiver").fetchone()
@@ -180,10 +187,10 @@ def test_a_partitioned_prod_runs_on_inside_while_nothing_crosses_and_heal_gives_
     assert "prod partitioned" in capsys.readouterr().out
     states = {name: info["state"] for name, info in lab.gates.status().items()}
     assert {n: s for n, s in states.items() if n.startswith("prod-")} == {
-        gates.proxy_name("prod", k): "partitioned" for k in gates.KINDS
+        gates.proxy_name("prod", k): "partitioned" for k in region_kinds("prod")
     }
     assert {n: s for n, s in states.items() if n.startswith("dr-")} == {
-        gates.proxy_name("dr", k): "open" for k in gates.KINDS
+        gates.proxy_name("dr", k): "open" for k in region_kinds("dr")
     }
 
     # Inside the region prod still takes writes on its own port; nothing of them reaches dr.
@@ -237,11 +244,14 @@ def test_the_lab_lists_its_gate_commands() -> None:
 
 def test_partition_names_a_region_or_a_stack_and_refuses_anything_else(healed: Lab) -> None:
     lab = healed
-    assert lab.partition("us-west-2") == [gates.proxy_name("dr", k) for k in sorted(gates.KINDS)]
-    assert lab.heal("dr") == [gates.proxy_name("dr", k) for k in sorted(gates.KINDS)]
+    dr_gates = sorted(gates.proxy_name("dr", k) for k in region_kinds("dr"))
+    assert lab.partition("us-west-2") == dr_gates
+    assert lab.heal("dr") == dr_gates
     assert lab.heal() == []  # nothing partitioned: nothing healed, no connection closed
-    with pytest.raises(ValueError, match="'eu-west-1' is neither a stack nor a region of the lab"):
-        lab.partition("eu-west-1")
+    # The lease's witness region (lab/project.py WITNESS_REGION): one gate, its AWS endpoint.
+    assert lab.partition("eu-west-1") == ["witness-aws"] and lab.heal("witness") == ["witness-aws"]
+    with pytest.raises(ValueError, match="'ap-south-1' is neither a stack nor a region of the lab"):
+        lab.partition("ap-south-1")
     # A link that resets (MirrorMaker's cross-region one): only the gate named, until the resets stop.
     assert lab.reset_links("prod", ["kafka-pods"], after_ms=500) == [gates.proxy_name("prod", "kafka-pods")]
     states = {name: info["state"] for name, info in lab.gates.status().items()}

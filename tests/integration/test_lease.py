@@ -4,16 +4,19 @@ taken, and never while its lease holds."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from bench.switchover import DB_ONLY, run_cli, server_state, write_refused
 from drtopo import aws
 from drtopo.database.connect import connect
 from drtopo.fencing.fence import is_fenced, lift_fence
@@ -214,3 +217,54 @@ def test_when_promotes_wait_ends_a_partitioned_prod_has_fenced_itself(
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def _report(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in report.get("checks", [])}
+
+
+def test_with_the_lease_on_promote_and_failback_hand_the_guard_over(lab: Lab, tmp_path: Path) -> None:
+    """The lab with the lease on (each primary's guard on its Kubernetes): a planned promote fences prod, hands the
+    lease over without a wait, restarts dr's guard until it renews the next epoch and stops prod's; failback does the
+    same the other way. Each stack's guard runs only while it is primary; the primary stays writable."""
+    lab.restore_baseline()
+    lab.set_fencing(True)
+    try:
+        first = lab.prod.guard.lease()
+        assert first is not None and first.holder == "prod"
+        epochs = [first.epoch]
+        for command, target, old in (("promote", "dr", "prod"), ("failback", "prod", "dr")):
+            report_path = tmp_path / f"{command}.json"
+            done = run_cli(
+                command,
+                "--stack",
+                target,
+                "--outputs",
+                lab.region(target).outputs_path,
+                *DB_ONLY,
+                "--json",
+                report_path,
+                env={"DRTOPO_STATE_DIR": str(tmp_path / "journal")},
+            )
+            report = _report(report_path)
+            assert done.returncode == 0, done.stderr[-2000:]
+            checks = _checks(report)
+            assert checks["lease"]["outcome"] == "pass" and "handed over" in checks["lease"]["detail"]
+            assert "lease_wait_seconds" not in report["measured"]
+            assert checks["lease.guard"]["outcome"] == "pass", checks["lease.guard"]
+            assert checks["lease.old-guard"]["outcome"] == "pass" and "stopped" in checks["lease.old-guard"]["detail"]
+            steps = [s["step"] for s in report["measured"]["steps"]]
+            assert steps[steps.index("promote") + 1] == "lease-guards"
+            renewing = lab.region(target).guard.wait_renewing(30)
+            assert renewing.holder == target and renewing.epoch == epochs[-1] + 1
+            epochs.append(renewing.epoch)
+            assert lab.region(old).guard.pods() == [] and lab.region(target).guard.pod() is not None
+            assert server_state(lab, target) == {"in_recovery": False, "default_read_only": "off"}
+            assert "read-only" in write_refused(lab, old) or server_state(lab, old)["in_recovery"]
+    finally:
+        lab.set_fencing(False)
+        lab.restore_baseline()

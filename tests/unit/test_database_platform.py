@@ -118,8 +118,8 @@ class Half:
     def fence(self) -> dict[str, Any]:
         return self._did("fence")
 
-    def promote(self) -> dict[str, Any]:
-        return self._did("promote")
+    def promote(self, lift_lease_fence: bool = False) -> dict[str, Any]:
+        return self._did("promote, lifting the lease's fence" if lift_lease_fence else "promote")
 
     def rebuild(self, source: Database, settings: Settings, deployed: str | None = None) -> dict[str, Any]:
         return self._did(f"rebuild from {source.outputs.stack} ({deployed})")
@@ -140,6 +140,9 @@ def test_the_pair_promotes_the_control_plane_then_the_server_and_keeps_both_resu
     calls: list[str] = []
     assert pair(calls).promote() == {"rds": "promote", "postgres": "promote"}
     assert calls == ["rds.promote", "postgres.promote"]
+    calls.clear()
+    pair(calls).promote(lift_lease_fence=True)  # the lease on: both halves are told, each lifts where it waits
+    assert calls == ["rds.promote, lifting the lease's fence", "postgres.promote, lifting the lease's fence"]
 
 
 def test_the_pair_protects_the_new_timeline_on_both_halves() -> None:

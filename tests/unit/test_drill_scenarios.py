@@ -20,6 +20,7 @@ from scripts.drill.scenarios import BY_NAME, NAMES, ORDER
 from scripts.drill.scenarios import SCENARIOS as TABLE
 from scripts.drill.scenarios.context import LIGHT, DrillContext
 from scripts.drill.scenarios.phases import rto_phases
+from scripts.drill.scenarios.region_failure import RegionFigures
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
 
@@ -142,6 +143,22 @@ def test_the_region_failure_rto_shows_the_application_phase_inside_the_action() 
         )
     }
     assert whole["action"]["seconds"] == 15.0 and whole["application"]["seconds"] == 0.0
+
+
+def test_with_the_lease_the_rto_shows_the_lease_expiry_and_the_application_apart_from_the_action() -> None:
+    """region-failure-lease: promote's wait for the old lease and its application step are phases of their own, cut
+    out of the action; the phases still add up to the client's RTO."""
+    settings = load_settings("prod")
+    measured = Measured(rto_seconds=30.0, action_seconds=25.0, application_seconds=4.0, application="pilot light")
+    measured.details = RegionFigures(rows_lost_before_failure=0, lease_wait_seconds=8.5)
+    phases = {
+        p["phase"]: p["seconds"] for p in rto_phases(BY_NAME["region-failure-lease"].rto_phases, settings, measured)
+    }
+    assert list(phases)[:5] == ["detection", "decision", "lease-expiry", "action", "application"]
+    assert (phases["lease-expiry"], phases["application"]) == (8.5, 4.0)
+    assert phases["action"] == pytest.approx(25.0 - 8.5 - 4.0)
+    lab_part = phases["lease-expiry"] + phases["action"] + phases["application"] + phases["reconnect"]
+    assert lab_part == pytest.approx(30.0)
 
 
 class _FakeLab:

@@ -50,6 +50,17 @@ def test_render_numbers_every_step() -> None:
     assert "dr's takeover signal on in its region, prod's off" in text
 
 
+def test_with_the_lease_the_guards_follow_the_promotion_at_once() -> None:
+    for plan in (promote_plan("dr", "prod", True, lease=True), promote_plan("dr", "prod", False, lease=True)):
+        steps = names(plan)
+        assert steps[steps.index("promote") + 1] == "lease-guards"
+        assert steps.index("lease-guards") < steps.index("consumer-group") < steps.index("application"), steps
+    steps = names(failback_plan("prod", "dr", lease=True))
+    assert steps[steps.index("promote") + 1] == "lease-guards" and steps[-1] == "rebuild-peer"
+    assert "lease-guards" in MUTATING
+    assert "lease-guards" not in names(promote_plan("dr", "prod", True)) + names(failback_plan("prod", "dr"))
+
+
 def test_the_application_comes_up_after_promotion_and_its_group_before_dns_in_both_directions() -> None:
     """The application starts once its database is writable and its consumer group sits at the translated
     offsets (so it resumes from them), and DNS moves only after it: in every plan."""

@@ -82,3 +82,9 @@ def test_the_gates_listeners_are_advertised_as_the_gates_themselves() -> None:
     assert props["advertised.listeners"].split(",")[-2:] == ["GATE://127.0.0.1:19095", "PODGATE://10.0.0.2:19096"]
     assert "GATE:PLAINTEXT" in props["listener.security.protocol.map"].split(",")
     assert "GATE" not in broker_properties(9092, 9093, "/d", 9094, "10.0.0.2")
+
+
+@pytest.mark.parametrize("to", ["dr", "prod", gates.WITNESS])
+def test_a_regions_way_out_is_its_own_gate_named_for_where_it_goes(to: str) -> None:
+    assert gates.split_name(gates.proxy_name("prod", gates.egress_kind(to))) == ("prod", f"egress-{to}")
+    assert gates.split_name(gates.proxy_name(gates.WITNESS, "aws")) == (gates.WITNESS, "aws")

@@ -38,7 +38,7 @@ def test_seeding_with_the_lease_creates_the_three_unreplicated_stores(endpoint: 
     stacks = {stack: lease_settings(stack) for stack in ("prod", "dr")}
     keys = {stack: aws._kms_key(s, endpoint) for stack, s in stacks.items()}
     for stack, settings in stacks.items():
-        aws._lease_stores(settings, endpoint, keys[stack])
+        aws.lease_stores(settings, endpoint, keys[stack])
     expected = [
         (lease_bucket(PROJECT, "us-east-1"), "us-east-1", keys["prod"]),
         (lease_bucket(PROJECT, "us-west-2"), "us-west-2", keys["dr"]),
@@ -59,9 +59,13 @@ def test_seeding_with_the_lease_creates_the_three_unreplicated_stores(endpoint: 
         assert refused.value.response["Error"]["Code"] == "ReplicationConfigurationNotFoundError"
     # A second seeding (or a test's own) finds them and creates nothing.
     assert not aws.ensure_lease_bucket(endpoint, lease_bucket(PROJECT, "us-east-1"), "us-east-1")
+    # The lease switched on again in a running lab (Lab.set_fencing): the same witness key, no second alias.
+    aws.lease_stores(stacks["prod"], endpoint, keys["prod"])
+    again = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+    assert again[f"alias/{witness_key_alias(WITNESS)}"] == aliases[f"alias/{witness_key_alias(WITNESS)}"]
 
 
 def test_with_the_lease_off_the_lab_creates_no_lease_store(endpoint: str) -> None:
     aws.reset(endpoint)
-    aws._lease_stores(load_settings("prod"), endpoint, "unused")
+    aws.lease_stores(load_settings("prod"), endpoint, "unused")
     assert aws.client("s3", "us-east-1", endpoint).list_buckets()["Buckets"] == []

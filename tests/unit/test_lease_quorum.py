@@ -18,9 +18,9 @@ from moto import mock_aws
 
 from drtopo.fencing.guard import Guard, GuardState
 from drtopo.fencing.heartbeat import alive, beat
-from drtopo.fencing.quorum import Quorum
+from drtopo.fencing.quorum import LeaseLost, Quorum
 from drtopo.fencing.store import S3LeaseStore
-from drtopo.fencing.takeover import take_over
+from drtopo.fencing.takeover import TAKE_ATTEMPTS, take_over
 from drtopo.settings import Fencing
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
@@ -179,3 +179,36 @@ def test_a_guard_killed_and_restarted_beats_its_heartbeat_and_never_fences(
     assert [s for s in steps if s[2] == 1] == [(0, 1, 1), (1, 1, 1)]
     assert {epoch for _, epoch, _ in steps} == {1}
     assert len([s for s in steps if s[0] == 1]) >= 2  # its start, then at least one renewal on its own
+
+
+def test_a_take_that_a_renewal_slips_into_reads_again_and_wins(
+    stores: list[S3LeaseStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old holder's guard renews between the take's read and its conditional write: every write is refused (the
+    version read is gone) and the take reads again and wins the next epoch; a renewal after each of TAKE_ATTEMPTS
+    reads makes it give up (LeaseLost), never take an epoch on a version it did not read."""
+    clock = Clock()
+    holder, _ = guard(stores, clock)
+    holder.start()
+    renewals = {"left": 1}
+    renewer = {"guard": holder}
+    read = Quorum.read
+
+    def read_then_renewal(self: Quorum, timeout: float) -> Any:
+        got = read(self, timeout)
+        if renewals["left"] > 0:
+            renewals["left"] -= 1
+            renewer["guard"].step()  # the renewal lands after the take's read, before its write
+        return got
+
+    monkeypatch.setattr(Quorum, "read", read_then_renewal)
+    fencing = Fencing(lease_seconds=LEASE, renew_seconds=RENEW)
+    taken = take_over(stores, "dr", "us-west-2", fencing, wait=False)
+    assert taken.lease.epoch == 2 and renewals["left"] == 0
+    assert holder.state.renewals == 2 and not holder.state.why  # it renewed epoch 1 in between
+    dr_guard, _ = guard(stores, clock, stack="dr")
+    assert dr_guard.start().holding is not None and dr_guard.state.holding.epoch == 2
+    renewer["guard"], renewals["left"] = dr_guard, TAKE_ATTEMPTS
+    with pytest.raises(LeaseLost, match="not taken by a majority"):
+        take_over(stores, "prod", "us-east-1", fencing, wait=False)
+    assert renewals["left"] == 0 and dr_guard.state.holding.epoch == 2 and not dr_guard.state.why

@@ -1,7 +1,8 @@
 """The drill's scenarios, one per row of the objectives table, in the table's order; each is one object (see
 scenario.py) in its own file. A new scenario is a new file and one line here. A variant plays a row another way
-(region-failure-kill: the region dies instead of being cut off; namespace-loss: the whole namespace is deleted
-instead of a few objects); it is run when named, not by `--scenario all`."""
+(region-failure-kill: the region dies instead of being cut off; region-failure-lease: cut off with the primary
+lease on; namespace-loss: the whole namespace is deleted instead of a few objects); it is run when named, not by
+`--scenario all`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from scripts.drill.scenarios.kafka_cluster_failure import KafkaClusterFailure
 from scripts.drill.scenarios.namespace_loss import NamespaceLoss
 from scripts.drill.scenarios.region_failure import RegionFailure
 from scripts.drill.scenarios.region_failure_kill import RegionFailureKill
+from scripts.drill.scenarios.region_failure_lease import RegionFailureLease
 from scripts.drill.scenarios.scenario import Scenario
 from scripts.drill.scenarios.single_pod_failure import SinglePodFailure
 
@@ -23,7 +25,7 @@ SCENARIOS: tuple[Scenario[Any], ...] = (
     KafkaClusterFailure(),
     ConfigurationLoss(),
 )
-VARIANTS: tuple[Scenario[Any], ...] = (RegionFailureKill(), NamespaceLoss())
+VARIANTS: tuple[Scenario[Any], ...] = (RegionFailureKill(), RegionFailureLease(), NamespaceLoss())
 NAMES = tuple(s.name for s in SCENARIOS)
 BY_NAME: dict[str, Scenario[Any]] = {s.name: s for s in (*SCENARIOS, *VARIANTS)}
 # What `--scenario` accepts by name: the table's rows and the variants.

@@ -81,6 +81,26 @@ def application(settings: Settings, measured: Measured) -> tuple[str, float, str
     return "application", apart, f"{MEASURED}: {mode} (scale-up, rollout, health), promote's application step"
 
 
+def _lease_wait(measured: Measured) -> float:
+    return float(getattr(measured.details, "lease_wait_seconds", None) or 0.0)
+
+
+def lease_expiry(settings: Settings, measured: Measured) -> tuple[str, float, str]:
+    """With the primary lease: promote waits until the old primary's lease has run out and its guard fenced it
+    (measured by promote: `lease_wait_seconds`, leaseSeconds + renewSeconds from the end of its take)."""
+    how = f"{MEASURED}: promote waited for the old primary's lease (leaseSeconds + renewSeconds after its take)"
+    return "lease-expiry", _lease_wait(measured), how
+
+
+def action_after_lease(settings: Settings, measured: Measured) -> tuple[str, float, str]:
+    """The recovery (measured) without the lease's wait, which `lease_expiry` shows as its own phase, nor the
+    application phase when a scenario measured one (`application` reports it)."""
+    seconds, _, how = _action_and_reconnect(measured)
+    apart = _application_part(measured, seconds)
+    less = "the lease's expiry" + (" and the application phase" if apart else "")
+    return "action", max(0.0, seconds - _lease_wait(measured) - apart), f"{how}, less {less}"
+
+
 def dns_ttl(settings: Settings, measured: Measured) -> tuple[str, float, str]:
     """Resolvers keep the old answer for the record's TTL (modelled)."""
     return "dns", float(settings.dns.ttl_seconds), "modelled: resolvers keep the old answer for drtopo:dns.ttlSeconds"

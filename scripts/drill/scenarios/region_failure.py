@@ -44,6 +44,8 @@ class RegionFigures(Figures):
     diverged_reapplied: int | None = None
     diverged_listed: int | None = None
     rows_lost_at_promotion: int | None = None  # acknowledged, missing on dr right after the promotion
+    # With the primary lease: how long promote waited for the old primary's lease to run out (an RTO phase).
+    lease_wait_seconds: float | None = None
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Promotion:
     # promote's application step: scale-up, rollout and health (`measured.application`), and the counts it moved.
     application_seconds: float | None = None
     application: str | None = None
+    lease_wait_seconds: float | None = None  # the lease's expiry promote waited for (lease on, old primary silent)
 
 
 def promotion(report: Path, started_at: float) -> Promotion:
@@ -70,7 +73,14 @@ def promotion(report: Path, started_at: float) -> Promotion:
         before = app.get("before")
         kind = "pilot light" if not before else f"warm standby ({before} running)"
         mode = f"{kind}, {before} -> {app.get('replicas')} replicas"
-    return Promotion(measured.get("dns_path"), measured.get("seconds_to_dns_flipped"), ponr, app.get("seconds"), mode)
+    return Promotion(
+        measured.get("dns_path"),
+        measured.get("seconds_to_dns_flipped"),
+        ponr,
+        app.get("seconds"),
+        mode,
+        measured.get("lease_wait_seconds"),
+    )
 
 
 def split_brain(inside: list[Ack], point_of_no_return: float | None) -> int | None:
@@ -161,6 +171,7 @@ class RegionFailure(Scenario[_Region]):
             dns_path=promoted.dns_path,
             split_brain_writes=split_brain(inside, promoted.point_of_no_return),
             inside_writes_acknowledged=len(inside),
+            lease_wait_seconds=promoted.lease_wait_seconds,
         )
         m.details = figures
         m.rows_acknowledged, m.failed_requests = len(stats.acks), stats.errors
