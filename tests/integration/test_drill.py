@@ -17,6 +17,7 @@ import pytest
 from drtopo.outputs import load_outputs
 from drtopo.readiness import drills
 from lab.core import Lab
+from lab.project import LAB_LEASE
 from scripts.drill import run as drill
 from scripts.drill.scenarios import ORDER
 
@@ -109,8 +110,8 @@ def test_the_partition_drill_with_the_lease_has_no_split_brain_write(lab: Lab, t
     assert measured["split_brain_writes"] == 0 and measured["inside_writes_acknowledged"] > 0, measured
     phases = {p["phase"]: p["seconds"] for p in scenario["phases"]}
     assert list(phases)[:4] == ["detection", "decision", "lease-expiry", "action"]
-    fencing = lab.prod.settings.fencing
-    assert phases["lease-expiry"] >= fencing.lease_seconds + fencing.renew_seconds
+    # The drill ran with the lab's lease (LAB_LEASE) and switched the lab back to its default (off) after it.
+    assert phases["lease-expiry"] >= LAB_LEASE["leaseSeconds"] + LAB_LEASE["renewSeconds"]
     assert phases["lease-expiry"] == pytest.approx(measured["lease_wait_seconds"], abs=0.001)
     assert measured["client_rto_seconds"] == pytest.approx(sum(phases.values()))
     assert code == (0 if scenario["ok"] else 1)
