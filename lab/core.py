@@ -585,11 +585,14 @@ class Lab:
                 region.guard.wait_stopped(timeout)
 
     def remove_guards(self, timeout: float = 60.0) -> None:
-        """Delete both stacks' guard Deployments and wait until their pods are gone (the lease off)."""
+        """Delete both stacks' guard Deployments and the guard's database Secret the lab gave them, and wait until
+        the guards' pods are gone (the lease off: the namespaces hold what they held before it was on)."""
         for region in self._regions.values():
             kube.kubectl(
                 self.root, "delete", "deployment", GUARD, "-n", region.namespace, "--ignore-not-found", "--wait=false"
             )
+            secret = region.settings.fencing.database_secret
+            kube.kubectl(self.root, "delete", "secret", secret, "-n", region.namespace, "--ignore-not-found")
         for region in self._regions.values():
             region.guard.wait_stopped(timeout)
 
