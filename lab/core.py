@@ -222,8 +222,25 @@ class Lab:
         self, latency_ms: int, jitter_ms: int = 0, bandwidth_kbps: int = 0, kinds: Iterable[str] | None = None
     ) -> list[str]:
         """The WAN between the regions: `latency_ms` round trip (`jitter_ms`) on every gate (or those of `kinds`,
-        e.g. gates.WAN_KINDS), and a cap of `bandwidth_kbps` KB/s per connection when given; all 0 takes it away."""
-        return self.gates.degrade(latency_ms, jitter_ms, bandwidth_kbps, kinds)
+        e.g. gates.WAN_KINDS), and a cap of `bandwidth_kbps` KB/s per connection when given; all 0 takes it away.
+
+        Taking it away under traffic can hang Toxiproxy's API (removing a toxic from a link blocked on its peer:
+        Shopify/toxiproxy#558, open); then the gates' server is restarted (`restart_gates`: every gate open and
+        undegraded, their connections closed, clients reconnect) and its proxies are returned."""
+        if latency_ms or jitter_ms or bandwidth_kbps:
+            return self.gates.degrade(latency_ms, jitter_ms, bandwidth_kbps, kinds)
+        try:
+            return self.gates.degrade(0, 0, 0, kinds)
+        except gates.GateError:
+            self.restart_gates()
+            return self.gates.names()
+
+    def restart_gates(self) -> None:
+        """The gates' Toxiproxy server stopped (killed when its API does not answer) and started again with every
+        proxy open and without toxics: each connection through a gate is closed, and new ones pass."""
+        process.kill(self.root, gates.PROCESS_NAME)
+        process.stop(self.root, gates.PROCESS_NAME)
+        self._start_gates()
 
     def reset_links(self, name: str, kinds: Iterable[str] | None = None, after_ms: int = 0) -> list[str]:
         """The region's gates (or those of `kinds`) reset every connection `after_ms` after its first bytes, until
@@ -831,8 +848,12 @@ class Lab:
         pair and the emulator are reset. lab.baseline_timings says where the time went."""
         self.baseline_timings.clear()
         with self._baseline_phase("gates"):
-            self.gates.heal()
-            self.gates.reset()
+            try:
+                self.gates.heal()
+                self.gates.reset()
+            except gates.GateError:
+                # Its API hung (Shopify/toxiproxy#558: a toxic removed under traffic): a new server, every gate open.
+                self.restart_gates()
         # A guard keeps what it decided (a fence it never lifts by itself): none may outlive the pair it guarded.
         with self._baseline_phase("guards stopped"):
             for region in self._regions.values():
