@@ -240,7 +240,16 @@ class Lab:
         proxy open and without toxics: each connection through a gate is closed, and new ones pass."""
         process.kill(self.root, gates.PROCESS_NAME)
         process.stop(self.root, gates.PROCESS_NAME)
-        self._start_gates()
+        gates.spawn(self.root, self._port("gates")["api"])
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.gates.create(self._gate_proxies())
+                return
+            except gates.GateError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def reset_links(self, name: str, kinds: Iterable[str] | None = None, after_ms: int = 0) -> list[str]:
         """The region's gates (or those of `kinds`) reset every connection `after_ms` after its first bytes, until
