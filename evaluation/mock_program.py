@@ -10,7 +10,7 @@ Only the SDK's public runtime API is used (set_mocks, reset_options, register_st
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -159,7 +159,10 @@ def evaluate(
     # in the URNs and the transformation below sees only this evaluation's resources.
     pulumi.runtime.reset_options(project=PROJECT, stack=settings.stack, preview=False)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=settings.stack, preview=False)
-    seen: list[tuple[pulumi.Resource, Registered, pulumi.ResourceOptions]] = []
+    # One entry per registration. Two registrations may share a name and type (the standby's StackReferences to the
+    # primary, one per component): the mocks keep one record of their inputs, while URN, parent and options are each
+    # registration's own, so the shared record is copied per registration at the end.
+    seen: list[tuple[pulumi.Resource, Registered, pulumi.ResourceOptions, dict[str, Any]]] = []
     protected: dict[int, bool] = {}
     exports: dict[str, Any] = {}
 
@@ -170,10 +173,13 @@ def evaluate(
         )
         # As the SDK decides it: an unset `protect` is the parent's.
         parent_protect = protected.get(id(opts.parent), False) if opts.parent is not None else False
-        record.protect = protected[id(args.resource)] = parent_protect if opts.protect is None else bool(opts.protect)
-        record.retain_on_delete = bool(opts.retain_on_delete)
-        record.ignore_changes = tuple(opts.ignore_changes or ())
-        seen.append((args.resource, record, opts))
+        protect = protected[id(args.resource)] = parent_protect if opts.protect is None else bool(opts.protect)
+        own = {
+            "protect": protect,
+            "retain_on_delete": bool(opts.retain_on_delete),
+            "ignore_changes": tuple(opts.ignore_changes or ()),
+        }
+        seen.append((args.resource, record, opts, own))
 
     def program() -> None:
         pulumi.runtime.register_stack_transformation(remember)
@@ -181,11 +187,11 @@ def evaluate(
             pulumi.export(key, value)
             pulumi.Output.from_input(value).apply(lambda v, k=key: exports.__setitem__(k, v))
         # URNs resolve once the mocked engine has registered each resource; the run waits for these.
-        for res, record, opts in seen:
-            res.urn.apply(lambda urn, r=record: setattr(r, "urn", urn))
+        for res, _, opts, own in seen:
+            res.urn.apply(lambda urn, o=own: o.__setitem__("urn", urn))
             if opts.parent is not None:
-                opts.parent.urn.apply(lambda urn, r=record: setattr(r, "parent_urn", urn))
+                opts.parent.urn.apply(lambda urn, o=own: o.__setitem__("parent_urn", urn))
 
     # The SDK's public way to run a function under the mocks and wait for every registration and apply.
     pulumi.runtime.test(program)()
-    return Evaluation(settings, [record for _, record, _ in seen], exports)
+    return Evaluation(settings, [replace(record, **own) for _, record, _, own in seen], exports)

@@ -215,7 +215,10 @@ def test_the_scheduled_readiness_check_runs_on_the_standbys_kubernetes_and_publi
     the ones the seeded alarm watches, and that alarm routes to a topic that exists."""
     namespace = lab.dr.namespace
     assert lab.dr.settings.role.value == "standby"
-    started = datetime.now(UTC)
+    # The metric window starts at a whole second: the emulator drops the start's fraction (moto's
+    # get_metric_statistics), so the previous case's publish (2 failing) within the same second would count.
+    started = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (started - datetime.now(UTC)).total_seconds()))
     with healthy(lab, tmp_path):
         job = kube_workloads.run_cronjob(lab.root, namespace, schedule.JOB, f"{schedule.JOB}-now", timeout=300)
     assert job["status"]["succeeded"] == 1
