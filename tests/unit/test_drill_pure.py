@@ -13,7 +13,7 @@ from scripts.drill.measured import Measured
 from scripts.drill.report import ScenarioResult, drill_report, write_timeline
 from scripts.drill.run import parse_objectives, parse_scenarios
 from scripts.drill.scenarios import ORDER
-from scripts.drill.scenarios.context import data_loss
+from scripts.drill.scenarios.context import data_loss, exit_detail
 
 
 def test_all_runs_every_scenario_least_destructive_first() -> None:
@@ -149,3 +149,27 @@ def test_split_brain_writes_are_the_old_primarys_acks_after_the_point_of_no_retu
     assert split_brain(acks(1.0, 2.0, 3.0, 4.0), 2.5) == 2
     assert split_brain(acks(1.0, 2.0), 2.5) == 0
     assert split_brain(acks(1.0), None) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "document", "expected"),
+    [
+        (0, None, "exit code 0"),
+        (1, None, "exit code 1 (no JSON report at "),
+        (
+            1,
+            {"checks": [{"name": "rebuild", "outcome": "fail", "detail": "pg_rewind: timeline"}, {"outcome": "pass"}]},
+            "exit code 1: rebuild: pg_rewind: timeline",
+        ),
+        (3, {"checks": [], "measured": {"error": "lock held by promote"}}, "exit code 3: lock held by promote"),
+        (1, {"checks": []}, "exit code 1"),
+    ],
+)
+def test_a_failed_commands_check_names_its_first_failures_or_its_error(
+    tmp_path: Path, code: int, document: dict | None, expected: str
+) -> None:
+    report = tmp_path / "report.json"
+    if document is not None:
+        report.write_text(json.dumps(document))
+    detail = exit_detail(code, report)
+    assert detail.startswith(expected) and (document is None or detail == expected), detail

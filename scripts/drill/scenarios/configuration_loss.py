@@ -27,7 +27,7 @@ from drtopo.backup.store import s3_client
 from lab import kube, kube_workloads
 from scripts.drill.measured import Figures
 from scripts.drill.scenarios import phases
-from scripts.drill.scenarios.context import patience, wait_healthy
+from scripts.drill.scenarios.context import exit_detail, patience, wait_healthy
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
 STACK = "prod"
@@ -102,7 +102,9 @@ class ConfigurationLoss(Scenario[_Config]):
         }
         with clock.step("scripts.backup config"):
             code = ctx.run("backup", ["config", *self._stack(run), "--json", str(ctx.json_dir / "config-backup.json")])
-        run.checks.check("config backup succeeded", code == 0, f"exit code {code}", code, 0)
+        run.checks.check(
+            "config backup succeeded", code == 0, exit_detail(code, ctx.json_dir / "config-backup.json"), code, 0
+        )
         exported = self._exported(run, namespace)
         run.checks.check(
             "kubernetes objects exported",
@@ -140,7 +142,9 @@ class ConfigurationLoss(Scenario[_Config]):
             code = ctx.run(
                 "restore", ["config", *self._stack(run), "--json", str(ctx.json_dir / "config-restore.json")]
             )
-        run.checks.check("config restore succeeded", code == 0, f"exit code {code}", code, 0)
+        run.checks.check(
+            "config restore succeeded", code == 0, exit_detail(code, ctx.json_dir / "config-restore.json"), code, 0
+        )
         inventory_file = lab.project_dir / "kubernetes" / config.namespace / secret_store.INVENTORY_FILE
         inventory = json.loads(inventory_file.read_text())["secrets"] if inventory_file.is_file() else {}
         run.checks.check(

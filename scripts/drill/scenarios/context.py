@@ -7,6 +7,7 @@ goes through the lab's API.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.request
@@ -35,6 +36,22 @@ COMMANDS: dict[str, Callable[[Sequence[str] | None, Context | None], int]] = {
     "restore": restore.main,
     "validate": validate.main,
 }
+
+
+def exit_detail(code: int, report: Path) -> str:
+    """A command's exit code and, when it failed, why, from its JSON report: its first failing checks (name and
+    detail) or its error, so a drill's failed step names the cause and not only `exit code 1`."""
+    if code == 0:
+        return f"exit code {code}"
+    try:
+        document = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return f"exit code {code} (no JSON report at {report})"
+    failed = [f"{c.get('name')}: {c.get('detail')}" for c in document.get("checks", []) if c.get("outcome") == "fail"]
+    error = document.get("error") or (document.get("measured") or {}).get("error")
+    why = "; ".join(([str(error)] if error else []) + failed[:3])
+    return f"exit code {code}: {why[:600]}" if why else f"exit code {code}"
+
 
 # What a context runs with when nobody chose a load: the light level (the tests' level) as settings define it.
 LIGHT = DrillLoad().light

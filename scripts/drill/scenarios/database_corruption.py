@@ -21,7 +21,7 @@ from drtopo.database.connect import connect
 from scripts.drill.loadgen import RowWriter
 from scripts.drill.measured import Figures
 from scripts.drill.scenarios import phases
-from scripts.drill.scenarios.context import data_loss, surviving
+from scripts.drill.scenarios.context import data_loss, exit_detail, surviving
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
 STACK = "prod"
@@ -115,7 +115,7 @@ class DatabaseCorruption(Scenario[_Damage]):
         args += ["--time", damage.target_time.isoformat(), "--cutover", "--damage-xid", str(damage.damage_xid)]
         with clock.step("scripts.restore pitr --time T --cutover --damage-xid X (writes go on)"):
             code = ctx.run("restore", [*args, "--json", str(report_path)])
-        run.checks.check("restore pitr --cutover succeeded", code == 0, f"exit code {code}", code, 0)
+        run.checks.check("restore pitr --cutover succeeded", code == 0, exit_detail(code, report_path), code, 0)
         if code != 0:
             damage.writer.stop()
             return

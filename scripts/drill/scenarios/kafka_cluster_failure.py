@@ -18,6 +18,7 @@ from drtopo.mm2_properties import cluster_alias
 from scripts.drill.loadgen import QUIET_LOG, MessageProducer, track, untrack
 from scripts.drill.measured import Figures
 from scripts.drill.scenarios import phases
+from scripts.drill.scenarios.context import exit_detail
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
 TOPIC = "ExceptionCaptured"
@@ -154,7 +155,9 @@ class KafkaClusterFailure(Scenario[_Clusters]):
                     str(ctx.json_dir / "consumer-offsets.json"),
                 ],
             )
-        run.checks.check("consumer offsets translated", code == 0, f"exit code {code}", code, 0)
+        run.checks.check(
+            "consumer offsets translated", code == 0, exit_detail(code, ctx.json_dir / "consumer-offsets.json"), code, 0
+        )
         backup_consumer = GroupConsumer(clusters.backup, clusters.group, clusters.seen, clusters.on_backup)
         acked_before = [a for a in clusters.producer.stats.acks if a.at <= clusters.failure_at]
         with clock.step("consume on the backup cluster until every acknowledged message is seen (30 s at most)"):

@@ -22,7 +22,7 @@ from typing import Any
 from lab import kube
 from scripts.drill.measured import Figures
 from scripts.drill.scenarios import phases
-from scripts.drill.scenarios.context import patience, wait_healthy
+from scripts.drill.scenarios.context import exit_detail, patience, wait_healthy
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
 STACK = "prod"
@@ -152,7 +152,7 @@ class NamespaceLoss(Scenario[_Loss]):
         with clock.step("scripts.backup config (the namespace's export)"):
             code = ctx.run("backup", ["config", *self._stack(run), "--json", str(report)])
         exported = _check(report, "kubernetes objects")
-        run.checks.check("config backup succeeded", code == 0, f"exit code {code}", code, 0)
+        run.checks.check("config backup succeeded", code == 0, exit_detail(code, report), code, 0)
         run.checks.check(
             "namespace exported, no kind unread",
             exported.get("outcome") == "pass",
@@ -171,7 +171,7 @@ class NamespaceLoss(Scenario[_Loss]):
         with clock.step("scripts.restore namespace (wait out the deletion, apply in order, wait for rollouts)") as s:
             code = ctx.run("restore", ["namespace", *self._stack(run), "--json", str(report)])
         loss.restore_seconds, loss.restored_at = s["seconds"], time.time()
-        run.checks.check("restore namespace succeeded", code == 0, f"exit code {code}", code, 0)
+        run.checks.check("restore namespace succeeded", code == 0, exit_detail(code, report), code, 0)
         found = _measured(report).get("namespace_found")
         gone = _check(report, "lost namespace gone")
         run.checks.check(

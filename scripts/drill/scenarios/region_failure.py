@@ -25,7 +25,7 @@ from drtopo.database.connect import connect
 from scripts.drill.loadgen import Ack, RowWriter
 from scripts.drill.measured import Figures
 from scripts.drill.scenarios import phases
-from scripts.drill.scenarios.context import data_loss, patience, surviving
+from scripts.drill.scenarios.context import data_loss, exit_detail, patience, surviving
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
 # The in-region client's share of the load's write rate (the outside clients carry the load itself).
@@ -142,7 +142,7 @@ class RegionFailure(Scenario[_Region]):
             m.action = "scripts.promote --stack dr until DNS moved (fence, promote, application, DNS)"
             m.action_seconds = round(promote_started + flipped - m.failure_at_seconds, 3)
         m.application, m.application_seconds = region.promoted.application, region.promoted.application_seconds
-        run.checks.check("promote succeeded", code == 0, f"exit code {code}", code, 0)
+        run.checks.check("promote succeeded", code == 0, exit_detail(code, report), code, 0)
         with clock.step("wait for the first write acknowledged by the standby region"):
             deadline = time.monotonic() + patience(run.result.objective_rto_seconds)
             while region.writer.stats.first_ack_sent_after(region.failure_at) is None and time.monotonic() < deadline:
@@ -191,7 +191,9 @@ class RegionFailure(Scenario[_Region]):
                 "validate",
                 ["--stack", "dr", "--outputs", str(ctx.outputs_path("dr")), "--json", str(validation)],
             )
-        run.checks.check("post-recovery validation", code == 0, f"scripts.validate exit code {code}", code, 0)
+        run.checks.check(
+            "post-recovery validation", code == 0, f"scripts.validate {exit_detail(code, validation)}", code, 0
+        )
         self.take_back(run, acks, figures)
 
     def take_back(self, run: ScenarioRun, acks: list[Ack], figures: RegionFigures) -> None:
@@ -205,7 +207,7 @@ class RegionFailure(Scenario[_Region]):
         argv = ["--stack", "prod", "--outputs", str(ctx.outputs_path("prod")), "--json", str(report)]
         with clock.step("scripts.failback --stack prod: re-apply what prod took after the fork, then switch back"):
             code = ctx.run("failback", [*argv, "--skip-consumer-group"])
-        run.checks.check("failback succeeded", code == 0, f"exit code {code}", code, 0)
+        run.checks.check("failback succeeded", code == 0, exit_detail(code, report), code, 0)
         measured = json.loads(report.read_text()).get("measured", {}) if report.exists() else {}
         found = measured.get("diverged") or {}
         figures.diverged_found = found.get("found")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from drtopo.database.connect import connect
-from scripts.drill.scenarios.context import data_loss, surviving
+from scripts.drill.scenarios.context import data_loss, exit_detail, surviving
 from scripts.drill.scenarios.region_failure import Promotion, RegionFailure, RegionFigures, _Region
 from scripts.drill.scenarios.scenario import ScenarioRun
 
@@ -60,4 +60,6 @@ class RegionFailureKill(RegionFailure):
                 "validate",
                 ["--stack", "dr", "--outputs", str(ctx.outputs_path("dr")), "--json", str(validation)],
             )
-        run.checks.check("post-recovery validation", code == 0, f"scripts.validate exit code {code}", code, 0)
+        run.checks.check(
+            "post-recovery validation", code == 0, f"scripts.validate {exit_detail(code, validation)}", code, 0
+        )
