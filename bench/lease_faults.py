@@ -4,7 +4,8 @@ Kubernetes, a client inside prod writing to prod's own database (past every gate
 
 What each row judges is the database and the stores as they are, not the guard's word: when the in-region client's
 last write was acknowledged, whether a new session of prod may write, the lease record a majority of the three
-stores holds (read from the emulator itself), Kubernetes' restart count of the guard's container.
+stores holds (read from the emulator itself), Kubernetes' restart count of the guard's container, the replica count
+of prod's application Deployment (read with the lab's admin kubectl).
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from typing import Any
 import psycopg
 
 from bench.switchover import DB_ONLY, DnsFollowingWriter, server_state, wait_acks, write_refused
+from drtopo.application.deployment import application_namespace
 from drtopo.database.loss_bound import BoundKind
 from drtopo.settings import Fencing
+from lab import kube_workloads
 from lab.core import Lab
+
+# How long the row waits for prod's application to be at 0 once promote returned (the guard scales it in the step
+# that fences, a kubectl call or two later).
+APP_DOWN_TIMEOUT_S = 30.0
 
 
 class InsideWriter(DnsFollowingWriter):
@@ -72,17 +79,40 @@ def _check(report: dict[str, Any], name: str) -> dict[str, Any]:
     return next((c for c in report.get("checks", []) if c["name"] == name), {})
 
 
+def app_replicas(lab: Lab, stack: str) -> int | None:
+    """spec.replicas of `stack`'s application Deployment, read with the lab's admin kubectl (past every gate); None
+    when there is no such Deployment."""
+    settings = lab.region(stack).settings
+    found = kube_workloads.get(lab.root, "deployment", settings.application.deployment, application_namespace(settings))
+    return None if found is None else int(found.get("spec", {}).get("replicas", 1))
+
+
+def wait_app_down(lab: Lab, stack: str, timeout: float) -> tuple[int | None, float]:
+    """Until `stack`'s application is at 0 replicas or `timeout` seconds pass: (replicas last read, seconds)."""
+    started = time.monotonic()
+    while True:
+        replicas = app_replicas(lab, stack)
+        waited = time.monotonic() - started
+        if replicas == 0 or waited > timeout:
+            return replicas, waited
+        time.sleep(0.2)
+
+
 def primary_partitioned(lab: Lab, work: Path, cmd: Callable[..., Any], env: dict[str, str]) -> tuple[bool, str, int]:
     """prod cut off under its in-region client's writes, promote of dr: prod's guard, with one store of three, fences
-    prod within leaseSeconds + renewSeconds of the cut; promote took the next epoch and waited the lease out, so
-    prod acknowledged nothing after dr became writable. Returns (ok, detail, split-brain writes)."""
+    prod within leaseSeconds + renewSeconds of the cut and scales prod's application to 0 (its own cluster's API is
+    in its region: the partition leaves it reachable); promote took the next epoch and waited the lease out, so prod
+    acknowledged nothing after dr became writable. Returns (ok, detail, split-brain writes)."""
     with lease_on(lab) as fencing, writing_inside(lab) as writer:
         bound = fencing.worst_seconds
+        app_before = app_replicas(lab, "prod")
         cut_at = time.time()
         lab.partition("prod")
         try:
             proc, report, ponr = _promote(lab, work, cmd, env)
             acks = writer.stop()
+            # Read before the heal: promote cannot have reached prod's cluster (its API is behind prod's gate).
+            app_after, app_waited = wait_app_down(lab, "prod", APP_DOWN_TIMEOUT_S)
         finally:
             lab.heal()
         inside = [a for a in acks if a.stack == "prod"]
@@ -99,11 +129,14 @@ def primary_partitioned(lab: Lab, work: Path, cmd: Callable[..., Any], env: dict
             and isinstance(measured.get("lease_wait_seconds"), int | float)
             and measured.get("replica_lag_bound") == BoundKind.LEASE
             and _check(report, "lease.guard").get("outcome") == "pass"
+            and bool(app_before)
+            and app_after == 0
         )
         detail = (
             f"promote exit {proc.returncode}; prod's last write {last - cut_at:.1f} s after the cut"
             f" (bound {bound:g} s), {split} after dr was writable; lease wait {measured.get('lease_wait_seconds')} s,"
-            f" bound {str(measured.get('replica_lag_bound'))[:20]}; prod now: {refused[:40] or 'WRITABLE'}"
+            f" bound {str(measured.get('replica_lag_bound'))[:20]}; prod now: {refused[:40] or 'WRITABLE'};"
+            f" prod's application {app_before} -> {app_after} replicas (by its guard, {app_waited:.1f} s after promote)"
         )
         return ok, detail, split
 

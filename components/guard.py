@@ -15,6 +15,9 @@ write exactly the lease object in each of the three stores' buckets (each stack'
 witness: components/lease_store.py, never a configuration bucket), list those three buckets (so a lease not yet
 written reads as missing, not as refused) and use each store's key through S3 of that store's region: nothing else.
 A heartbeat file the guard touches after every step is its liveness probe (drtopo/fencing/heartbeat.py).
+While fenced the guard keeps the region's application at 0 replicas through its cluster's API with its service
+account's token (mounted in its pod): its Role, in the application's namespace, allows `get` and `patch` on the
+application's Deployment and that Deployment's scale, by name, and nothing else.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pulumi
 from pulumi_aws import get_caller_identity_output
 from pulumi_kubernetes.apps.v1 import Deployment
 from pulumi_kubernetes.core.v1 import ConfigMap, ServiceAccount
+from pulumi_kubernetes.rbac.v1 import Role, RoleBinding
 
 from components.backup_jobs import (
     BACKUP_UID,
@@ -41,6 +45,7 @@ from components.backup_jobs import (
 from components.identity import WorkloadRole, WorkloadRoleArgs
 from components.pod_security import Resources, container_security, labels, pod_security, scratch_volume
 from components.storage import backup_key_alias
+from drtopo.application.deployment import application_namespace
 from drtopo.fencing.lease import LEASE_KEY
 from drtopo.fencing.store import GUARD_NAME, lease_bucket, witness_bucket, witness_key_alias
 from drtopo.settings import PROJECT, FencingMode, Settings, SettingsError, stack_file
@@ -111,6 +116,19 @@ def guard_policy(settings: Settings, account_id: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
+def application_rules(settings: Settings) -> list[dict[str, Any]]:
+    """What the guard may do in the application's namespace: read and patch the application's Deployment (its
+    replica count, by server-side apply) and its scale subresource, that one Deployment by name (pure)."""
+    return [
+        {
+            "api_groups": ["apps"],
+            "resources": ["deployments", "deployments/scale"],
+            "verbs": ["get", "patch"],
+            "resource_names": [settings.application.deployment],
+        }
+    ]
+
+
 def guard_command(settings: Settings) -> list[str]:
     return [
         "python",
@@ -159,7 +177,8 @@ class LeaseGuardArgs:
 
 
 class LeaseGuard(pulumi.ComponentResource):
-    """The guard's Deployment, ServiceAccount, ConfigMap and (with an OIDC issuer) IAM role."""
+    """The guard's Deployment, ServiceAccount, ConfigMap, its Role on the application's Deployment and (with an
+    OIDC issuer) IAM role."""
 
     deployment: Deployment
 
@@ -195,8 +214,23 @@ class LeaseGuard(pulumi.ComponentResource):
                 "labels": guard_labels,
                 "annotations": {WORKLOAD_ROLE_ANNOTATION: role_arn} if role_arn else {},
             },
-            automount_service_account_token=False,
+            # Its token is how the guard reaches its cluster's API: the application's scale, below, and nothing else.
+            automount_service_account_token=True,
             opts=child,
+        )
+        app_namespace = application_namespace(settings)
+        self.app_role = Role(
+            f"{name}-app-role",
+            metadata={"name": GUARD, "namespace": app_namespace, "labels": guard_labels},
+            rules=application_rules(settings),
+            opts=child,
+        )
+        self.app_binding = RoleBinding(
+            f"{name}-app-binding",
+            metadata={"name": GUARD, "namespace": app_namespace, "labels": guard_labels},
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": GUARD},
+            subjects=[{"kind": "ServiceAccount", "name": GUARD, "namespace": namespace}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.app_role, self.account]),
         )
         replicas = 1 if settings.is_primary else 0
         self.deployment = Deployment(
@@ -221,7 +255,7 @@ class LeaseGuard(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_map, self.account]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_map, self.account, self.app_binding]),
         )
         self.register_outputs(
             {
@@ -230,6 +264,8 @@ class LeaseGuard(pulumi.ComponentResource):
                 "replicas": replicas,
                 "leaseObjects": lease_objects(settings),
                 "roleArn": self.role.arn if self.role is not None else None,
+                # What the guard keeps at 0 replicas while fenced.
+                "application": f"{app_namespace}/deployment/{settings.application.deployment}",
             }
         )
 

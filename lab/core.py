@@ -943,7 +943,9 @@ class Lab:
         return kube_objects.PodView(
             guard_files=guard_files,
             guard_env=kube_workloads.guard_env(
-                self.pod_aws_endpoints(stack), f"http://{self.node_ip}:{self._port('aws')}"
+                self.pod_aws_endpoints(stack),
+                f"http://{self.node_ip}:{self._port('aws')}",
+                (self.node_ip, kube.KubePorts().apiserver),
             )
             if self.fencing_on
             else (),

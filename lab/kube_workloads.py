@@ -58,12 +58,16 @@ def job_env(aws_endpoint: str, kube_api: tuple[str, int] | None = None) -> tuple
     )
 
 
-def guard_env(endpoints: dict[str, str], own_endpoint: str) -> tuple[dict[str, Any], ...]:
+def guard_env(
+    endpoints: dict[str, str], own_endpoint: str, kube_api: tuple[str, int] | None = None
+) -> tuple[dict[str, Any], ...]:
     """What the lab's lease guard gets on top of the program's env: each region's AWS endpoint as its pod reaches it
     (`endpoints`, region -> URL: its own region's emulator, the others through its region's egress gates), the
     emulator's dummy credentials from a Secret, no TLS to the lab's PostgreSQL (pure). AWS_ENDPOINT_URL (its own
-    region's) catches any other region, so nothing it calls leaves the lab."""
-    aws_env = [e for e in job_env(own_endpoint) if e["name"] != "PGSSLMODE"]
+    region's) catches any other region, so nothing it calls leaves the lab. `kube_api`: the API server as in-cluster
+    clients find it (as the backup jobs get it: job_env), so the fenced guard's kubectl reaches its own cluster with
+    its service account's token (in-region: no gate between a region's pods and its cluster's API)."""
+    aws_env = [e for e in job_env(own_endpoint, kube_api) if e["name"] != "PGSSLMODE"]
     return (
         *aws_env,
         {"name": "DRTOPO_AWS_ENDPOINTS", "value": ",".join(f"{r}={u}" for r, u in sorted(endpoints.items()))},

@@ -42,6 +42,8 @@ K8S_DAEMONSET = "kubernetes:apps/v1:DaemonSet"
 K8S_POD = "kubernetes:core/v1:Pod"
 K8S_CONFIGMAP = "kubernetes:core/v1:ConfigMap"
 K8S_SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
+K8S_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+K8S_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 # Resources whose loss loses data or the means to read it: they must carry `protect`.

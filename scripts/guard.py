@@ -1,8 +1,9 @@
 """python -m scripts.guard: the primary lease's guard of one stack (drtopo/fencing/guard.py).
 
 Renews the lease every `drtopo:fencing.renewSeconds` in the pair's three stores and fences the stack's own database
-(read-only by default, client sessions ended) when the lease lapses or a newer epoch is taken. Runs until stopped
-(SIGTERM, Ctrl-C) or for `--seconds`. Exit 0 when it ended holding the lease, 1 when it fenced, 2 for bad input.
+(read-only by default, client sessions ended) when the lease lapses or a newer epoch is taken, and keeps the region's
+application at 0 replicas while fenced. Runs until stopped (SIGTERM, Ctrl-C) or for `--seconds`. Exit 0 when it
+ended holding the lease, 1 when it fenced, 2 for bad input.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
     report.check("lease", not state.why, state.why or (state.holding.describe() if state.holding else "held"))
     if state.why:
         report.check("fence", state.fenced, state.fences[-1]["proof"] if state.fences else "not fenced yet")
+        if guard.writers is not None:
+            report.check("application", state.app_replicas == 0, state.application_line(guard.writers.where))
     return finish(report, args.json_path)
 
 

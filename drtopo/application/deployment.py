@@ -28,6 +28,8 @@ POLL_SECONDS = 0.5
 # How often a long wait says where it is.
 PROGRESS_EVERY_SECONDS = 5.0
 HEALTH_TIMEOUT_SECONDS = 3.0
+# One kubectl call's bound (promote's steps; the lease guard passes its own, shorter one).
+KUBECTL_TIMEOUT_SECONDS = 20.0
 
 Progress = Callable[[str], None]
 # Server-side apply of a partial object under drtopo's field manager. `--validate=warn`: the server validates the
@@ -91,8 +93,8 @@ def replica_patch(app: RegionApp, replicas: int) -> dict[str, Any]:
     }
 
 
-def _kubectl(app: RegionApp, *args: str, stdin: str | None = None) -> str:
-    done = kubectl(app.context, *args, stdin=stdin, timeout=20)
+def _kubectl(app: RegionApp, *args: str, stdin: str | None = None, timeout: float = KUBECTL_TIMEOUT_SECONDS) -> str:
+    done = kubectl(app.context, *args, stdin=stdin, timeout=timeout)
     if done is None:
         raise Unreachable(f"{app.stack}'s Kubernetes API (context {app.context}) gave no answer, or no kubectl")
     if done.returncode != 0:
@@ -100,21 +102,22 @@ def _kubectl(app: RegionApp, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def read(app: RegionApp) -> dict[str, Any]:
+def read(app: RegionApp, timeout: float = KUBECTL_TIMEOUT_SECONDS) -> dict[str, Any]:
     """The Deployment as the region's API returns it."""
-    return json.loads(_kubectl(app, "get", "deployment", app.deployment, "-n", app.namespace, "-o", "json"))
+    got = _kubectl(app, "get", "deployment", app.deployment, "-n", app.namespace, "-o", "json", timeout=timeout)
+    return json.loads(got)
 
 
-def replicas(app: RegionApp) -> int:
+def replicas(app: RegionApp, timeout: float = KUBECTL_TIMEOUT_SECONDS) -> int:
     """The Deployment's spec.replicas now."""
-    return int(read(app).get("spec", {}).get("replicas", 1))
+    return int(read(app, timeout).get("spec", {}).get("replicas", 1))
 
 
-def scale(app: RegionApp, count: int) -> None:
+def scale(app: RegionApp, count: int, timeout: float = KUBECTL_TIMEOUT_SECONDS) -> None:
     """spec.replicas = `count` by server-side apply under drtopo's field manager; `--force-conflicts` takes the
     field from whoever set it last (`kubectl scale`, the chart), as the program's patch does (patchForce)."""
-    read(app)  # a missing Deployment is said as such, not as an apply that lacks its selector
-    _kubectl(app, *PARTIAL_APPLY, stdin=json.dumps(replica_patch(app, count)))
+    read(app, timeout)  # a missing Deployment is said as such, not as an apply that lacks its selector
+    _kubectl(app, *PARTIAL_APPLY, stdin=json.dumps(replica_patch(app, count)), timeout=timeout)
 
 
 def wait_rollout(app: RegionApp, timeout: float, progress: Progress) -> RolloutStatus:

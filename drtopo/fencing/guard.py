@@ -1,9 +1,14 @@
 """The guard: the primary's side of the lease. It renews every `renewSeconds` and, when its lease runs out (no
 majority renewal for `leaseSeconds` on its own monotonic clock) or it sees a newer epoch, fences its own database
 (drtopo/fencing/fence.py) within seconds, then keeps it fenced (re-fencing a database that comes back writable).
+While fenced it also keeps its region's application (the writer: an application that is not running takes no write)
+at 0 replicas through its own cluster's API, after the database's fence every step: scaled down once, and again
+whenever something scaled it up. A scale that fails is said and tried again the next step; it never stops the guard
+and never touches the database's fence, which stays the first line.
 
-It never fences while its lease is valid, and never lifts a fence by itself: a fenced guard has lost the primary
-role to a newer epoch or cannot prove it still holds it; giving writes back is an operator's decision (docs/runbook.md).
+It never fences (nor scales anything) while its lease is valid, and never lifts a fence by itself: a fenced guard
+has lost the primary role to a newer epoch or cannot prove it still holds it; giving writes back (the database and
+the application) is an operator's decision (docs/runbook.md), or promote's and failback's, which restart the guard.
 On start it adopts the epoch its stack already holds in a majority (a restarted guard keeps the lease), takes the
 first epoch when no store holds any, and fences at once when another stack holds the newest epoch or no majority of
 the stores answers (a lease it cannot prove is a lease it does not have).
@@ -19,6 +24,8 @@ from typing import Any, Protocol
 
 import psycopg
 
+from drtopo.application import deployment
+from drtopo.application.deployment import RegionApp, Unreachable
 from drtopo.database.platform import FenceError
 from drtopo.fencing.fence import fence_sessions, is_fenced
 from drtopo.fencing.lease import Lease, LeaseTimer
@@ -28,11 +35,26 @@ from drtopo.outputs import StackOutputs
 from drtopo.report import SILENT, Reporter
 from drtopo.settings import PROJECT, FencingMode, Settings
 
+# One kubectl call of a fenced guard: bounded well below a lease, so the next step (the database's fence checked
+# again first) is never held up for long by an API that does not answer.
+APPLICATION_TIMEOUT_SECONDS = 10.0
+
 
 class Fencer(Protocol):
     def apply(self) -> dict[str, Any]: ...
 
     def holds(self) -> bool: ...
+
+
+class Writers(Protocol):
+    """The region's writers a fenced guard keeps stopped: where they are, their replicas now, scaled to none."""
+
+    @property
+    def where(self) -> str: ...
+
+    def replicas(self) -> int: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,31 @@ class DatabaseFencer:
         return is_fenced(self.outputs)
 
 
+@dataclass(frozen=True)
+class ApplicationWriters:
+    """The region's application Deployment (drtopo/application/deployment.py) through the guard's own cluster: in its
+    pod, kubectl's in-cluster identity, the guard's service account (get and patch on that one Deployment and its
+    scale: components/guard.py)."""
+
+    app: RegionApp
+    timeout: float = APPLICATION_TIMEOUT_SECONDS
+
+    @property
+    def where(self) -> str:
+        return self.app.where
+
+    def replicas(self) -> int:
+        return deployment.replicas(self.app, self.timeout)
+
+    def stop(self) -> None:
+        deployment.scale(self.app, 0, self.timeout)
+
+
+# What a scale of the application may raise: no answer or a refusal (Unreachable), kubectl missing or killed
+# (OSError), an answer that is not a Deployment (ValueError).
+WRITERS_ERRORS = (Unreachable, OSError, ValueError)
+
+
 @dataclass
 class GuardState:
     holding: Lease | None = None
@@ -58,6 +105,11 @@ class GuardState:
     fences: list[dict[str, Any]] = field(default_factory=list)
     lapsed_at: float | None = None  # monotonic, when the guard decided to fence
     fenced_at: float | None = None  # monotonic, when its fence first held
+    # The application while fenced: its replicas as last read or left (None: not read yet), how often the guard
+    # scaled it to none, the last scale that failed ("" once one succeeds).
+    app_replicas: int | None = None
+    app_scaled: int = 0
+    app_error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +119,15 @@ class GuardState:
             "renewals": self.renewals,
             "failed_rounds": self.failed_rounds,
             "fences": self.fences,
+            "application": {"replicas": self.app_replicas, "scaled_down": self.app_scaled, "error": self.app_error},
         }
+
+    def application_line(self, where: str) -> str:
+        """The application as the guard keeps it, in one line (pure)."""
+        if self.app_error:
+            return f"{where}: not scaled to 0 yet ({self.app_error})"
+        shown = "not read yet" if self.app_replicas is None else f"{self.app_replicas} replicas"
+        return f"{where}: {shown}, scaled down {self.app_scaled} time(s) while fenced"
 
 
 class Guard:
@@ -81,11 +141,13 @@ class Guard:
         fencer: Fencer,
         reporter: Reporter = SILENT,
         now: Callable[[], float] = time.monotonic,
+        writers: Writers | None = None,
     ) -> None:
         self.quorum = quorum
         self.stack, self.region = stack, region
         self.lease_seconds, self.renew_seconds = lease_seconds, renew_seconds
         self.fencer = fencer
+        self.writers = writers
         self.reporter = reporter
         self.now = now
         self.timer = LeaseTimer(lease_seconds, now)
@@ -169,6 +231,12 @@ class Guard:
         self.reporter.warning(f"guard of {self.stack}: fencing its database: {why}")
 
     def _keep_fenced(self) -> None:
+        """The database's fence first, then the application kept at none, each tried every step on its own."""
+        self._fence_database()
+        if self.writers is not None:
+            self._keep_writers_stopped(self.writers)
+
+    def _fence_database(self) -> None:
         try:
             if self.state.fenced and self.fencer.holds():
                 return
@@ -183,9 +251,31 @@ class Guard:
             self.state.fenced_at = self.now()
         self.reporter.info(f"guard of {self.stack}: fenced ({done['proof']})")
 
+    def _keep_writers_stopped(self, writers: Writers) -> None:
+        state = self.state
+        seen: int | None = None
+        try:
+            seen = writers.replicas()
+            if seen > 0:
+                writers.stop()
+        except WRITERS_ERRORS as exc:  # tried again next step; the database's fence stands whatever happens here
+            state.app_replicas = seen  # as read, when it could be
+            state.app_error = str(exc) or type(exc).__name__
+            self.reporter.warning(f"guard of {self.stack}: {state.application_line(writers.where)}; retrying")
+            return
+        said = state.app_replicas != 0 or state.app_error
+        state.app_replicas, state.app_error = 0, ""
+        if seen > 0:
+            again = " (scaled up again while fenced)" if state.app_scaled else ""
+            state.app_scaled += 1
+            self.reporter.warning(f"guard of {self.stack}: scaled {writers.where} from {seen} to 0 replicas{again}")
+        elif said:
+            self.reporter.info(f"guard of {self.stack}: {state.application_line(writers.where)}")
+
 
 def guard_for(settings: Settings, own: StackOutputs, peer: StackOutputs, reporter: Reporter = SILENT) -> Guard:
-    """The guard of `settings`' stack over the pair's three lease stores, fencing the stack's own database."""
+    """The guard of `settings`' stack over the pair's three lease stores, fencing the stack's own database and
+    keeping its region's application at none while fenced."""
     if settings.fencing.mode is not FencingMode.LEASE:
         raise ValueError(
             f"{PROJECT}:fencing.mode is {settings.fencing.mode.value!r} for {settings.stack}; "
@@ -200,4 +290,5 @@ def guard_for(settings: Settings, own: StackOutputs, peer: StackOutputs, reporte
         fencing.renew_seconds,
         DatabaseFencer(own),
         reporter,
+        writers=ApplicationWriters(RegionApp.of(settings, own)),
     )

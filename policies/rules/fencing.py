@@ -10,7 +10,10 @@
   (the configuration buckets replicate into each other, which is why the lease is not kept there);
 - the guard's IAM role touches no object but the lease object of the three stores (`fencing/lease.json` in this
   stack's lease bucket, the peer's and the witness bucket), lists only those buckets and uses a key only through
-  S3 of a store's region: the guard is the one workload whose credentials cross regions, and only for the lease.
+  S3 of a store's region: the guard is the one workload whose credentials cross regions, and only for the lease;
+- in its cluster, the guard's service account is bound only to Roles that `get` and `patch` the application's
+  Deployment and its scale by name (`application.deployment`): what keeping the application at 0 while fenced
+  takes, and nothing else (never a ClusterRole, never a rule without resourceNames).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ GUARD_MODULE = "scripts.guard"
 OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
 BUCKET_ACTIONS = ("s3:ListBucket",)
 KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+# What the guard may do to the application's Deployment in its cluster (components/guard.py).
+APP_GROUPS = ("apps",)
+APP_RESOURCES = ("deployments", "deployments/scale")
+APP_VERBS = ("get", "patch")
 
 
 def _lease_on(settings: Settings) -> bool:
@@ -240,3 +247,55 @@ def guard_least_privilege(view: StackView) -> Iterator[Violation]:
                         why = _why_not(settings, action, arn, statement)
                         if why is not None:
                             yield violation(policy, f"Statement[{sid}] {action}", arn, why)
+
+
+def _binds_the_guard(binding: Resource, namespace: str) -> bool:
+    return any(
+        subject.get("kind") == "ServiceAccount"
+        and subject.get("name") == GUARD_NAME
+        and subject.get("namespace", binding.get("metadata.namespace")) == namespace
+        for subject in as_list(binding.get("subjects"))
+        if isinstance(subject, dict)
+    )
+
+
+def _rule_beyond(rule: dict[str, Any], deployment: str) -> str | None:
+    """What a Role rule grants beyond get/patch of the application's Deployment and its scale; None when nothing."""
+    beyond = [
+        f"{key} {sorted(set(map(str, as_list(rule.get(key)))) - set(allowed))}"
+        for key, allowed in (("apiGroups", APP_GROUPS), ("resources", APP_RESOURCES), ("verbs", APP_VERBS))
+        if set(map(str, as_list(rule.get(key)))) - set(allowed)
+    ]
+    if [str(n) for n in as_list(rule.get("resourceNames"))] != [deployment]:
+        beyond.append(f"resourceNames {as_list(rule.get('resourceNames'))}")
+    if rule.get("nonResourceURLs"):
+        beyond.append("nonResourceURLs")
+    return "; ".join(beyond) or None
+
+
+@stack_rule(
+    "fencing-guard-kubernetes-least-privilege",
+    "The lease guard's service account is bound only to Roles that get and patch the application's Deployment "
+    "and its scale, that Deployment by name (application.deployment).",
+)
+def guard_kubernetes_least_privilege(view: StackView) -> Iterator[Violation]:
+    settings = view.settings
+    if not _lease_on(settings):
+        return
+    deployment = settings.application.deployment
+    required = f"get/patch of apps deployments and deployments/scale named [{deployment!r}] only"
+    roles = {(r.get("metadata.namespace"), r.get("metadata.name")): r for r in view.of_type(types.K8S_ROLE)}
+    for binding in view.of_type(types.K8S_ROLE_BINDING):
+        if not _binds_the_guard(binding, settings.kubernetes.namespace):
+            continue
+        ref = binding.get("roleRef") or {}
+        role = roles.get((binding.get("metadata.namespace"), ref.get("name")))
+        if ref.get("kind") != "Role" or role is None:
+            yield violation(
+                binding, "roleRef", f"{ref.get('kind')} {ref.get('name')}", f"a Role of this stack granting {required}"
+            )
+            continue
+        for i, rule in enumerate(as_list(role.get("rules"))):
+            beyond = _rule_beyond(rule if isinstance(rule, dict) else {}, deployment)
+            if beyond is not None:
+                yield violation(role, f"rules[{i}]", beyond, required, "the guard only keeps the application at 0")

@@ -27,6 +27,7 @@ FENCING_RULES = (
     "fencing-witness-in-third-region",
     "fencing-lease-stores-unreplicated",
     "fencing-guard-least-privilege",
+    "fencing-guard-kubernetes-least-privilege",
 )
 GUARD_POD = "spec.template.spec"
 
@@ -102,6 +103,26 @@ def _lease_history_kept_forever(rs: list[Resource], s: Settings) -> list[Resourc
         {k: v for k, v in rule.items() if k != "noncurrentVersionExpiration"} for rule in lifecycle.inputs["rules"]
     ]
     return broken(rs, t.BUCKET_LIFECYCLE, "lease-store", "rules", rules)
+
+
+def _guard_rule(**change: Any) -> Callable[[list[Resource], Settings], list[Resource]]:
+    """The guard's Role with its one rule changed (a key set to None is removed)."""
+
+    def mutate(rs: list[Resource], s: Settings) -> list[Resource]:
+        role = next(r for r in rs if r.type == t.K8S_ROLE and r.name == "lease-guard-app-role")
+        (rule,) = json.loads(json.dumps(role.inputs["rules"]))
+        rule.update(change)
+        return broken(rs, t.K8S_ROLE, "lease-guard-app-role", "rules", [{k: v for k, v in rule.items() if v}])
+
+    return mutate
+
+
+def _guard_bound_to(kind: str, name: str) -> Callable[[list[Resource], Settings], list[Resource]]:
+    def mutate(rs: list[Resource], s: Settings) -> list[Resource]:
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name}
+        return broken(rs, t.K8S_ROLE_BINDING, "lease-guard-app-binding", "roleRef", ref)
+
+    return mutate
 
 
 @dataclass(frozen=True)
@@ -267,6 +288,31 @@ CASES = [
         "key-not-through-s3",
         _policy_with({"Action": "kms:Decrypt", "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*"}),
         "used only through S3 there",
+    ),
+    Case(
+        "fencing-guard-kubernetes-least-privilege",
+        "any-deployment",
+        _guard_rule(resourceNames=None),
+        "Role 'lease-guard-app-role': rules[0] = 'resourceNames []'; required get/patch of apps deployments and "
+        "deployments/scale named ['interface-exception-collector'] only",
+    ),
+    Case(
+        "fencing-guard-kubernetes-least-privilege",
+        "another-deployment",
+        _guard_rule(resourceNames=["mirror-maker"]),
+        "rules[0] = \"resourceNames ['mirror-maker']\"",
+    ),
+    Case(
+        "fencing-guard-kubernetes-least-privilege",
+        "delete-and-secrets",
+        _guard_rule(verbs=["get", "patch", "delete"], resources=["deployments", "secrets"]),
+        "rules[0] = \"resources ['secrets']; verbs ['delete']\"",
+    ),
+    Case(
+        "fencing-guard-kubernetes-least-privilege",
+        "a-cluster-role",
+        _guard_bound_to("ClusterRole", "edit"),
+        "RoleBinding 'lease-guard-app-binding': roleRef = 'ClusterRole edit'; required a Role of this stack",
     ),
 ]
 

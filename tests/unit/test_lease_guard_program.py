@@ -2,7 +2,8 @@
 ConfigMap and IAM role in each stack, each stack's own unreplicated lease bucket, the witness bucket in the stack
 that owns it, nothing with fencing off; the
 mounted files load with the loaders `python -m scripts.guard` uses, and its role allows exactly what its stores do.
-Also the guard's heartbeat and liveness probe command."""
+Also the guard's heartbeat and liveness probe command, and its Kubernetes rights: get and patch on the application's
+Deployment and its scale, by name, in the application's namespace, nothing else."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from components.guard import guard_policy, lease_objects
+from drtopo.application.deployment import KUBECTL_TIMEOUT_SECONDS
+from drtopo.fencing.guard import ApplicationWriters, guard_for
 from drtopo.fencing.heartbeat import beat
 from drtopo.fencing.lease import LEASE_KEY
 from drtopo.fencing.store import lease_bucket, lease_stores, witness_bucket
@@ -28,6 +31,8 @@ from tests.k8s_schema import validate_manifest
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
 BUCKET = "aws:s3/bucket:Bucket"
 WITNESS = "eu-west-1"
 OIDC = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"
@@ -268,6 +273,61 @@ def test_no_replication_reads_from_or_writes_into_a_lease_store(stack: str) -> N
 def test_the_witness_stays_with_its_stack_through_a_role_switch() -> None:
     switched = program("prod", "standby")
     assert switched.one(BUCKET, "lease-witness").get("region") == WITNESS
+
+
+@pytest.mark.parametrize(("stack", "app_namespace"), [("prod", None), ("dr", None), ("prod", "collector")])
+def test_the_guards_role_may_get_and_patch_the_applications_deployment_and_its_scale_only(
+    stack: str, app_namespace: str | None
+) -> None:
+    overrides = lease_overrides(stack)
+    if app_namespace:
+        overrides["application"] = {"namespace": app_namespace}
+    settings = load_settings(stack, overrides=overrides)
+    ev = evaluate(settings, references={str(settings.primary_stack_reference): exported(settings.peer_stack)})
+    namespace = settings.kubernetes.namespace
+    where = app_namespace or namespace
+    app = settings.application.deployment
+    (role,) = [r for r in ev.of_type(ROLE) if r.get("metadata.name") == "drtopo-guard"]
+    assert role.get("metadata.namespace") == where
+    assert role.get("rules") == [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "deployments/scale"],
+            "verbs": ["get", "patch"],
+            "resourceNames": [app],
+        }
+    ]
+    (binding,) = [b for b in ev.of_type(ROLE_BINDING) if b.get("metadata.name") == "drtopo-guard"]
+    assert binding.get("metadata.namespace") == where
+    assert binding.get("roleRef") == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "drtopo-guard"}
+    assert binding.get("subjects") == [{"kind": "ServiceAccount", "name": "drtopo-guard", "namespace": namespace}]
+    validate_manifest(role.inputs)
+    validate_manifest(binding.inputs)
+    # No other Role or binding names the guard's account, and its token is mounted for its cluster's API.
+    component = ev.one("drtopo:fencing:LeaseGuard")
+    guard_kinds = sorted(r.type.rsplit(":", 1)[-1] for r in ev.resources if r.parent_urn == component.urn)
+    assert guard_kinds.count("Role") == 1 and guard_kinds.count("RoleBinding") == 1
+    others = [b for b in ev.of_type(ROLE_BINDING) if b is not binding]
+    assert not [b for b in others for s in b.get("subjects") or [] if s.get("name") == "drtopo-guard"]
+    assert ev.one(SERVICE_ACCOUNT, "lease-guard-sa").get("automountServiceAccountToken") is True
+    assert "automountServiceAccountToken" not in guard(ev)["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("stack", ["prod", "dr"])
+def test_the_guard_keeps_down_exactly_the_deployment_its_role_names(stack: str, tmp_path: Path) -> None:
+    """guard_for, from the mounted files, scales the Deployment the Role allows, in the Role's namespace."""
+    ev = program(stack)
+    settings = ev.settings
+    mount(ev, tmp_path)
+    own = load_outputs(tmp_path / "outputs.json", stack)
+    peer = peer_outputs(tmp_path / "outputs.json", settings.peer_stack)
+    assert peer is not None
+    writers = guard_for(settings, own, peer).writers
+    assert isinstance(writers, ApplicationWriters)
+    assert writers.timeout < KUBECTL_TIMEOUT_SECONDS  # bounded, and tighter than promote's calls
+    (role,) = [r for r in ev.of_type(ROLE) if r.get("metadata.name") == "drtopo-guard"]
+    assert role.get("metadata.namespace") == writers.app.namespace
+    assert role.get("rules.0.resourceNames") == [writers.app.deployment] == [settings.application.deployment]
 
 
 def test_heartbeat_judged_by_the_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,7 +38,7 @@ def test_the_lab_writes_both_stacks_with_its_short_lease_or_none(tmp_path: Path,
 
 def test_the_guards_pods_get_the_labs_files_and_each_regions_endpoint_through_the_gates() -> None:
     endpoints = {"us-east-1": "http://10.1.0.2:4566", "us-west-2": "http://10.1.0.2:7001", WITNESS_REGION: "x"}
-    env = kube_workloads.guard_env(endpoints, "http://10.1.0.2:4566")
+    env = kube_workloads.guard_env(endpoints, "http://10.1.0.2:4566", ("10.1.0.2", 6443))
     view = kube_objects.PodView(guard_files={"outputs.json": "{}"}, guard_env=env)
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": guard.CONFIG_MAP}, "data": {"a": "b"}}
     assert kube_objects.lab_object(config, view)["data"] == {"outputs.json": "{}"}
@@ -58,6 +58,13 @@ def test_the_guards_pods_get_the_labs_files_and_each_regions_endpoint_through_th
     assert by_name["PGSSLMODE"]["value"] == "disable" and by_name["HOME"]["value"] == "/tmp"
     assert by_name["DRTOPO_AWS_ENDPOINTS"]["value"] == ",".join(f"{r}={u}" for r, u in sorted(endpoints.items()))
     assert by_name["AWS_ENDPOINT_URL"]["value"] == "http://10.1.0.2:4566"
+    # Its own cluster's API where in-cluster kubectl looks for it (the lab runs no kube-proxy): the application's
+    # scale while fenced, with the pod's service account.
+    assert (by_name["KUBERNETES_SERVICE_HOST"]["value"], by_name["KUBERNETES_SERVICE_PORT"]["value"]) == (
+        "10.1.0.2",
+        "6443",
+    )
+    assert not {"KUBECONFIG"} & set(by_name)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert "value" not in by_name[key] and by_name[key]["valueFrom"]["secretKeyRef"]["key"] == key
     other = {**deployment, "metadata": {"name": "something-else"}}
