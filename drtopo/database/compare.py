@@ -1,10 +1,12 @@
 """A fast comparison of the same tables in two PostgreSQL databases: which keys are missing, extra or changed.
 
-For each table, bucketed by its primary key: row counts (and key bounds) first, then one checksum per bucket on both
-sides at once (one connection per side, each in its own thread), then only the buckets whose checksums differ, split
-again until a bucket is small enough to fetch its keys with a per-row hash. A single integer key is bucketed by value
-ranges: equal tables cost one sequential scan per side, a few differences a few index range scans more. Any other
-key (composite, text, uuid) is bucketed by residues of its hash, each level a sequential scan.
+For each table, bucketed by its primary key: one row count and checksum per bucket on both sides at once (one
+connection per side, each in its own thread), then only the buckets whose checksums differ, split again until a
+bucket is small enough to fetch its keys with a per-row hash. The first level reads the whole table with no filter
+(its bucket counts add up to the table's row count), so equal tables cost one sequential scan per side, as a bare
+`sum(hash_record(t))` does. A single integer key is bucketed by value ranges (its bounds read from the ends of the
+key's index): a few differences cost a few index range scans more. Any other key (composite, text, uuid) is bucketed
+by residues of its hash, each level a sequential scan.
 
 A row's checksum is `hash_record(t)`: each column hashed by its type's hash function, so it does not depend on
 how values are printed (values equal by their type's equality, such as numeric 1.0 and 1.00, compare equal).
@@ -27,8 +29,9 @@ import psycopg
 from psycopg import sql
 
 # Pinned on both sides: row-to-text output (the fallback checksum) must be byte-identical, and the aggregation
-# must stay in memory (work_mem) on one core per side (no parallel workers competing with the other side, no JIT
-# compilation that costs more than it saves on a 1M-row scan).
+# must stay in memory (work_mem) with no JIT compilation (it costs more than it saves on a 1M-row scan). Parallel
+# workers are left to the server's own setting, as for any query: a whole-table level scans in parallel like a bare
+# `sum(hash_record(t))` does (integer sums do not depend on which worker added which row).
 SESSION_SETTINGS: dict[str, str] = {
     "DateStyle": "ISO, YMD",
     "TimeZone": "UTC",
@@ -38,7 +41,6 @@ SESSION_SETTINGS: dict[str, str] = {
     "lc_monetary": "C",
     "work_mem": "64MB",
     "enable_sort": "off",
-    "max_parallel_workers_per_gather": "0",
     "jit": "off",
 }
 INTEGER_TYPES = ("smallint", "integer", "bigint")
@@ -177,9 +179,11 @@ class _Side:
             return cur.fetchall()
 
     def begin(self) -> None:
+        settings = sql.SQL(", ").join(
+            sql.SQL("set_config({}, {}, false)").format(name, value) for name, value in SESSION_SETTINGS.items()
+        )
         with self.conn.cursor() as cur:
-            for name, value in SESSION_SETTINGS.items():
-                cur.execute(sql.SQL("SELECT set_config({}, {}, false)").format(name, value))
+            cur.execute(sql.SQL("SELECT {}").format(settings))
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def end(self) -> None:
@@ -259,30 +263,36 @@ class TablePlan:
         return sql.SQL("(hash_record_extended(ROW({}), 0) & {})").format(self.keys, MASK)
 
     def bounds(self) -> sql.Composable:
-        if self.by_range:
-            k = sql.Identifier(self.key[0])
-            return sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t}").format(k=k, t=self.ident)
-        return sql.SQL("SELECT count(*), NULL, NULL FROM {t}").format(t=self.ident)
+        """(lowest key, highest key) of an integer key, read from the ends of its index (no scan)."""
+        k = sql.Identifier(self.key[0])
+        return sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(k=k, t=self.ident)
 
-    def root(self, bounds: Sequence[tuple[int, Any, Any]]) -> KeyRange | tuple[int, int] | None:
+    def root(self, bounds: Sequence[tuple[Any, Any]]) -> KeyRange | tuple[int, int] | None:
+        """The bucket holding every row of both sides (None: both are empty), from each side's `bounds()`."""
         if not self.by_range:
-            return (1, 0) if any(count for count, _, _ in bounds) else None
-        lows = [lo for _, lo, _ in bounds if lo is not None]
-        highs = [hi for _, _, hi in bounds if hi is not None]
+            return (1, 0)
+        lows = [lo for lo, _ in bounds if lo is not None]
+        highs = [hi for _, hi in bounds if hi is not None]
         return KeyRange(min(lows), max(highs)) if lows else None
 
-    def level(self, node: Any, fanout: int) -> tuple[sql.Composable, tuple[Any, ...]]:
-        """Rows (bucket, count, checksum) of the buckets `node` splits into."""
+    def level(self, node: Any, fanout: int, whole: bool = False) -> tuple[sql.Composable, tuple[Any, ...]]:
+        """Rows (bucket, count, checksum) of the buckets `node` splits into; `whole`: `node` is the root, which
+        holds every row, so the query reads the table with no filter."""
         if self.by_range:
-            query = sql.SQL(
-                "SELECT ({k} - %s) / %s AS b, count(*), sum({h}) FROM {t} t WHERE {k} BETWEEN %s AND %s GROUP BY 1"
-            ).format(k=sql.Identifier(self.key[0]), h=self.row_hash, t=self.ident)
-            return query, (node.lo, bucket_width(node, fanout), node.lo, node.hi)
-        modulus, residue = node
-        query = sql.SQL(
-            "SELECT {kh} %% %s AS b, count(*), sum({h}) FROM {t} t WHERE {kh} %% %s = %s GROUP BY 1"
-        ).format(kh=self.key_hash, h=self.row_hash, t=self.ident)
-        return query, (modulus * fanout, modulus, residue)
+            bucket = sql.SQL("({} - %s) / %s").format(sql.Identifier(self.key[0]))
+            where = sql.SQL("{} BETWEEN %s AND %s").format(sql.Identifier(self.key[0]))
+            params: tuple[Any, ...] = (node.lo, bucket_width(node, fanout))
+            filtered = (node.lo, node.hi)
+        else:
+            bucket, where = sql.SQL("{} %% %s").format(self.key_hash), sql.SQL("{} %% %s = %s").format(self.key_hash)
+            params, filtered = (node[0] * fanout,), tuple(node)
+        query = sql.SQL("SELECT {b} AS b, count(*), sum({h}) FROM {t} t{w} GROUP BY 1").format(
+            b=bucket,
+            h=self.row_hash,
+            t=self.ident,
+            w=sql.SQL("") if whole else sql.SQL(" WHERE {}").format(where),
+        )
+        return query, params if whole else params + filtered
 
     def child(self, node: Any, bucket: int, fanout: int) -> Any:
         if self.by_range:
@@ -365,15 +375,18 @@ class Comparison:
     def table(self, name: str) -> TableDiff:
         start = time.monotonic()
         plan = plan_table(name, self.sides)
-        bounds = [rows[0] for rows in self._both(plan.bounds())]
-        root = plan.root(bounds)
-        found, ranges, skipped = self._descend(plan, root) if root is not None else (KeyDiff(), 0, 0)
+        root = plan.root([rows[0] for rows in self._both(plan.bounds())] if plan.by_range else [])
+        buckets: tuple[Buckets, Buckets] = ({}, {})
+        found, ranges, skipped = KeyDiff(), 0, 0
+        if root is not None:
+            buckets = self._buckets(*plan.level(root, self.fanout, whole=True))
+            found, ranges, skipped = self._descend(plan, root, buckets)
         limited = truncate(found, self.limit)
         return TableDiff(
             table=name,
             key=", ".join(plan.key),
-            reference_rows=bounds[0][0],
-            target_rows=bounds[1][0],
+            reference_rows=sum(count for count, _ in buckets[0].values()),
+            target_rows=sum(count for count, _ in buckets[1].values()),
             keys=limited,
             differing_ranges=ranges,
             truncated=len(limited) < len(found) or skipped > 0,
@@ -381,10 +394,15 @@ class Comparison:
             strategy=plan.strategy,
         )
 
-    def _descend(self, plan: TablePlan, node: Any) -> tuple[KeyDiff, int, int]:
-        """Differences within bucket `node` as (keys, differing leaf buckets, buckets skipped once `limit` keys were
-        found): bucket checksums, then the keys of small differing buckets, recursing into large ones."""
-        ref, tgt = ({b: (c, s) for b, c, s in rows} for rows in self._both(*plan.level(node, self.fanout)))
+    def _buckets(self, query: sql.Composable, params: Sequence[Any]) -> tuple[Buckets, Buckets]:
+        ref, tgt = ({b: (c, s) for b, c, s in rows} for rows in self._both(query, params))
+        return ref, tgt
+
+    def _descend(self, plan: TablePlan, node: Any, buckets: tuple[Buckets, Buckets]) -> tuple[KeyDiff, int, int]:
+        """Differences within bucket `node`, whose sub-buckets are `buckets` (reference, target), as (keys,
+        differing leaf buckets, buckets skipped once `limit` keys were found): the keys of small differing buckets,
+        recursing into large ones."""
+        ref, tgt = buckets
         found, ranges, skipped = KeyDiff(), 0, 0
         for b in differing_buckets(ref, tgt):
             if len(found) >= self.limit:
@@ -398,7 +416,7 @@ class Comparison:
                 a, t = ({plan.key_of(r): r[-1] for r in rows} for rows in self._both(*plan.leaf(sub)))
                 found.add(diff_keys(a, t))
             else:
-                deeper, n, m = self._descend(plan, sub)
+                deeper, n, m = self._descend(plan, sub, self._buckets(*plan.level(sub, self.fanout)))
                 found.add(deeper)
                 ranges += n
                 skipped += m

@@ -83,20 +83,26 @@ def make_plan(by_range: bool) -> TablePlan:
 
 def test_an_integer_key_descends_by_value_ranges() -> None:
     plan = make_plan(by_range=True)
-    root = plan.root([(1000, 1, 1000), (999, 2, 1001)])
+    root = plan.root([(1, 1000), (2, 1001)])
     assert root == KeyRange(1, 1001)
     assert plan.level(root, 128)[1] == (1, 8, 1, 1001)
+    # the root holds every row: no filter, the same buckets
+    whole, params = plan.level(root, 128, whole=True)
+    assert params == (1, 8) and "WHERE" not in whole.as_string(None)
     assert plan.child(root, 3, 128) == KeyRange(25, 32)
     assert plan.leaf(KeyRange(25, 32))[1] == (25, 32)
     assert plan.indivisible(KeyRange(1, 128), 128) and not plan.indivisible(KeyRange(1, 129), 128)
-    assert plan.root([(0, None, None), (0, None, None)]) is None
+    assert plan.root([(None, None), (None, None)]) is None
+    assert plan.root([(None, None), (5, 9)]) == KeyRange(5, 9)
 
 
 def test_other_keys_descend_by_hash_residues() -> None:
     plan = make_plan(by_range=False)
-    root = plan.root([(5, None, None), (0, None, None)])
+    root = plan.root([])
     assert root == (1, 0)
     assert plan.level(root, 128)[1] == (128, 1, 0)
+    whole, params = plan.level(root, 128, whole=True)
+    assert params == (128,) and "WHERE" not in whole.as_string(None)
     child = plan.child(root, 77, 128)
     assert child == (128, 77) and plan.level(child, 128)[1] == (16384, 128, 77)
     # every residue of the child's modulus that the grandchild picks agrees with the child's residue
