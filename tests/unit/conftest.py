@@ -6,13 +6,20 @@ read-only records, so sharing them between tests is safe.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from drtopo.fencing.store import S3LeaseStore
 from drtopo.settings import load_settings
 from evaluation.mock_program import Evaluation, evaluate
+from lab.project import WITNESS_REGION
+
+# The lease's store regions in the unit tests: the pair's and the lab's witness.
+LEASE_REGIONS = ("us-east-1", "us-west-2", WITNESS_REGION)
 
 
 @cache
@@ -43,3 +50,16 @@ def dr() -> Evaluation:
 def stack(request: pytest.FixtureRequest) -> Evaluation:
     """Each stack as configured (prod primary, dr standby)."""
     return evaluated(request.param)
+
+
+@pytest.fixture
+def stores() -> Iterator[list[S3LeaseStore]]:
+    """The lease's three stores (the pair's regions and the witness's) as buckets in moto's in-process S3."""
+    with mock_aws():
+        made = []
+        for region in LEASE_REGIONS:
+            client = boto3.client("s3", region_name=region)
+            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            client.create_bucket(Bucket=f"lease-{region}", **where)
+            made.append(S3LeaseStore(f"lease-{region}", region, client))
+        yield made

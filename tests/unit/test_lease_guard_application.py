@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from drtopo.application import deployment
 from drtopo.application.deployment import RegionApp, Unreachable
@@ -21,7 +18,7 @@ from drtopo.fencing.quorum import Quorum
 from drtopo.fencing.store import S3LeaseStore
 from drtopo.fencing.takeover import take_over
 from drtopo.settings import Fencing
-from tests.unit.test_lease_quorum import LEASE, REGIONS, RENEW, Clock, FenceLog, cut
+from tests.unit.test_lease_quorum import LEASE, RENEW, Clock, FenceLog, cut
 
 WHERE = "prod-cluster/ns/deployment/app"
 
@@ -67,18 +64,6 @@ class Said:
 
     def saying(self, words: str) -> list[str]:
         return [text for _, text in self.lines if words in text]
-
-
-@pytest.fixture
-def stores() -> Iterator[list[S3LeaseStore]]:
-    with mock_aws():
-        made = []
-        for region in REGIONS:
-            client = boto3.client("s3", region_name=region)
-            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-            client.create_bucket(Bucket=f"lease-{region}", **where)
-            made.append(S3LeaseStore(f"lease-{region}", region, client))
-        yield made
 
 
 def guard(stores: list[S3LeaseStore], clock: Clock, app: App) -> tuple[Guard, FenceLog, Said]:

@@ -4,12 +4,9 @@ guard's renewals over moto's S3 in-process with the test's clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from components import guard
 from drtopo.fencing.deployment import GuardError, wait_renewing
@@ -77,18 +74,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def stores() -> Iterator[list[S3LeaseStore]]:
-    with mock_aws():
-        made = []
-        for region in ("us-east-1", "us-west-2", WITNESS_REGION):
-            client = boto3.client("s3", region_name=region)
-            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-            client.create_bucket(Bucket=f"lease-{region}", **where)
-            made.append(S3LeaseStore(f"lease-{region}", region, client))
-        yield made
 
 
 class NoFence:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
-from moto import mock_aws
 
 from drtopo.fencing.guard import Guard, GuardState
 from drtopo.fencing.heartbeat import alive, beat
@@ -50,18 +48,6 @@ class FenceLog:
 
     def holds(self) -> bool:
         return self.applied > 0
-
-
-@pytest.fixture
-def stores() -> Iterator[list[S3LeaseStore]]:
-    with mock_aws():
-        made = []
-        for region in REGIONS:
-            client = boto3.client("s3", region_name=region)
-            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-            client.create_bucket(Bucket=f"lease-{region}", **where)
-            made.append(S3LeaseStore(f"lease-{region}", region, client))
-        yield made
 
 
 def cut(store: S3LeaseStore) -> None:
