@@ -20,6 +20,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap
 
 from components.pod_security import labels
 from drtopo.application.deployment import FIELD_MANAGER, application_namespace
+from drtopo.kafka.app_switch import endpoints_data as kafka_endpoints
 from drtopo.settings import Role, Settings
 
 # drtopo's own field manager for the patch (the Kubernetes provider's annotation; promote's application step applies
@@ -38,13 +39,14 @@ def replicas_for(settings: Settings, role: Role | None = None) -> int:
 
 
 def endpoints_data(settings: Settings, db_address: str, db_port: int | float) -> dict[str, str]:
-    """The ConfigMap's data: this region's database writer and Kafka bootstrap (pure)."""
+    """The ConfigMap's data: this region's database writer and Kafka bootstrap, and the peer's cluster as the backup
+    a Kafka cluster failover switches to (`restore kafka-failover`, drtopo/kafka/app_switch.py) (pure)."""
     return {
         "DRTOPO_REGION": settings.region,
         "DATABASE_WRITER_HOST": db_address,
         "DATABASE_WRITER_PORT": str(int(db_port)),
         "DATABASE_NAME": settings.database.name,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        **kafka_endpoints(settings),
         "KAFKA_CONSUMER_GROUP": settings.kafka.consumer_group,
     }
 

@@ -354,9 +354,23 @@ class Fencing(_Model):
 
 
 class Service(_Model):
+    """The service as validate checks it (the runbook's post-recovery steps 4-6 and its performance validation)."""
+
     name: str = "interface-exception-collector"
     health_path: str = Field(default="/actuator/health", pattern=r"^/")
     latency_p95_ms: float = Field(default=500, gt=0)
+    # The API's bearer token comes from this environment variable of whoever runs validate (never a flag value;
+    # the runbook calls it TEST_TOKEN).
+    api_auth_env: str = Field(default="SERVICE_API_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    metrics_path: str = Field(default="/actuator/prometheus", pattern=r"^/")
+    # A probe event produced to the region's Kafka must show up through the API within this.
+    processing_limit_seconds: float = Field(default=30, gt=0)
+    # The runbook's query (exceptions of the last hour) and the service's resident memory.
+    db_query_limit_ms: float = Field(default=500, gt=0)
+    memory_limit_mb: float = Field(default=512, gt=0)
+    # The topics the service consumes as kafka.consumerGroup (the runbook's: one per interface reporting exceptions);
+    # the probe goes to the last one.
+    event_topics: tuple[str, ...] = Field(default=RUNBOOK_TOPICS[:5], min_length=1)
 
 
 # A Kubernetes object name (DNS-1123 label: what a Deployment's and a ConfigMap's names may be).
@@ -690,6 +704,12 @@ class Settings(_Model):
                 "role 'standby' has no primary reference; expected primaryStackReference or replicationSourceArn"
             )
         self._check_fencing()
+        unknown = sorted(set(self.service.event_topics) - {t.name for t in self.kafka.topics})
+        if unknown:
+            raise ValueError(
+                f"{PROJECT}:service.eventTopics {unknown} are not in kafka.topics; expected some of "
+                f"{[t.name for t in self.kafka.topics]}"
+            )
         declared = [(s.kubernetes_secret, s.key) for s in self.secrets]
         if len(set(declared)) != len(declared):
             raise ValueError(f"{PROJECT}:secrets declares a Secret key twice ({declared}); expected each once")

@@ -46,6 +46,7 @@ from components.kafka_mirror import NAME as MIRROR_APP
 from drtopo.backup import wal
 from drtopo.images import ecr_image
 from drtopo.kafka.lag import mirrormaker_lag
+from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import bucket_outputs, load_outputs, outputs_document
 from drtopo.settings import Role, Settings
 from lab import (
@@ -523,6 +524,8 @@ class Lab:
             "DRTOPO_AWS_ENDPOINTS": ",".join(f"{r}={url}" for r, url in self.aws_endpoints().items()),
             "AWS_EC2_METADATA_DISABLED": "true",
             "PGPASSWORD": password,
+            # The service's API token, where validate reads it (the environment variable settings name).
+            self.region(PRIMARY_STACK).settings.service.api_auth_env: kube_workloads.service_token(password),
             "DRTOPO_PROJECT_DIR": str(self.project_dir),
             "DRTOPO_LAB_DIR": str(self.root),
             "KUBECONFIG": str(kube.Layout(self.root).kubeconfig),
@@ -973,6 +976,7 @@ class Lab:
                     "DATABASE_WRITER_HOST": self.node_ip,
                     "DATABASE_WRITER_PORT": str(region.port("postgres")),
                     "KAFKA_BOOTSTRAP_SERVERS": region.kafka.pod_bootstrap,
+                    "KAFKA_BACKUP_BOOTSTRAP_SERVERS": peer.kafka.pod_gated_bootstrap,
                 },
             ),
         )
@@ -989,6 +993,9 @@ class Lab:
         secrets = [
             kube_workloads.secret_object(namespace, database_secret, {"password": self.password}),
             kube_workloads.secret_object(namespace, kube_workloads.LAB_AWS_SECRET, dict(aws.DUMMY_CREDENTIALS)),
+            kube_workloads.secret_object(
+                namespace, kube_workloads.SERVICE_TOKEN_SECRET, {"token": kube_workloads.service_token(self.password)}
+            ),
         ]
         if self.fencing_on:
             # The guard's database role's password (fencing.databaseSecret): the lab's one role (LAB_LEASE).
@@ -1007,6 +1014,8 @@ class Lab:
             region.port("service"),
             database,
             database_secret,
+            settings.application.endpoints_config_map,
+            cluster_alias(settings.region),
         )
         return [*secrets, *self._objects[cache_key], *service]
 

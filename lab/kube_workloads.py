@@ -11,12 +11,14 @@ them again from the emulator's Secrets Manager after a namespace is lost.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 from components import kafka_mirror
+from drtopo.kafka import app_switch
 from lab import aws, kube
 
 LAB_AWS_SECRET = aws.KUBERNETES_CREDENTIALS_SECRET
@@ -180,16 +182,34 @@ def job_logs(root: Path, namespace: str, job: str) -> str:
 SERVICE_APP = "interface-exception-collector"
 SERVICE_CONFIG = f"{SERVICE_APP}-config"
 SERVICE_UID = 10002  # lab/kube/images/service.Containerfile
+# The Secret holding the API's bearer token (key `token`): the stand-in reads it as SERVICE_API_TOKEN.
+SERVICE_TOKEN_SECRET = f"{SERVICE_APP}-api"
+
+
+def service_token(password: str) -> str:
+    """The lab's API token, derived from its random database password so both come and go with the lab (pure)."""
+    return hashlib.sha256(f"drtopo-lab-api:{password}".encode()).hexdigest()
 
 
 def service_objects(
-    namespace: str, image: str, host: str, port: int, database: dict[str, str], secret: str
+    namespace: str,
+    image: str,
+    host: str,
+    port: int,
+    database: dict[str, str],
+    secret: str,
+    endpoints_config_map: str | None = None,
+    kafka_alias: str | None = None,
 ) -> list[dict[str, Any]]:
     """The stand-in's ConfigMap (where it listens, which database), Deployment and what routes to it (pure).
 
     hostNetwork on the node's address, so scripts reach it at `http://host:port`; the database through the bridge;
-    the password from the stack's database Secret. No `replicas`: a drill's `kubectl scale` survives a re-apply.
-    `Recreate`: the old pod frees the port before the new one binds it.
+    the password from the stack's database Secret, the API token from SERVICE_TOKEN_SECRET. No `replicas`: a drill's
+    `kubectl scale` survives a re-apply. `Recreate`: the old pod frees the port before the new one binds it.
+    With `endpoints_config_map` (the program's, components/application.py) its variables come in too: the collector
+    consumes the Kafka cluster KAFKA_BOOTSTRAP_SERVERS names as KAFKA_CONSUMER_GROUP. `kafka_alias` (the region's
+    own cluster) goes in the pod template's annotation that `restore kafka-failover` sets to the cluster it switched
+    to: re-applying the lab's objects (after a drill) switches the ConfigMap back and rolls the pod with it.
     """
     labels = {**LAB_LABELS, "app.kubernetes.io/name": SERVICE_APP, "app.kubernetes.io/component": "service"}
     config = {
@@ -207,8 +227,17 @@ def service_objects(
         "imagePullPolicy": "Never",
         "command": ["python", "-m", "lab.service", "--host", "$(SERVICE_HOST)", "--port", "$(SERVICE_PORT)"],
         "args": ["--conninfo", conninfo],
-        "envFrom": [{"configMapRef": {"name": SERVICE_CONFIG}}],
-        "env": [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}],
+        "envFrom": [
+            {"configMapRef": {"name": SERVICE_CONFIG}},
+            *([{"configMapRef": {"name": endpoints_config_map}}] if endpoints_config_map else []),
+        ],
+        "env": [
+            {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}},
+            {
+                "name": "SERVICE_API_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": SERVICE_TOKEN_SECRET, "key": "token"}},
+            },
+        ],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
         "securityContext": {
             "runAsNonRoot": True,
@@ -234,7 +263,10 @@ def service_objects(
                 "selector": {"matchLabels": {"app.kubernetes.io/name": SERVICE_APP}},
                 "strategy": {"type": "Recreate"},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {
+                        "labels": labels,
+                        **({"annotations": {app_switch.SWITCH_ANNOTATION: kafka_alias}} if kafka_alias else {}),
+                    },
                     "spec": {
                         "hostNetwork": True,
                         "automountServiceAccountToken": False,

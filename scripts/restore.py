@@ -1,5 +1,5 @@
-"""`python -m scripts.restore dump|pitr|cleanup|config|namespace|secrets|kafka-topics|consumer-offsets`: bring data,
-configuration and Secrets back.
+"""`python -m scripts.restore dump|pitr|cleanup|config|namespace|secrets|kafka-topics|consumer-offsets|kafka-failover`:
+bring data, configuration and Secrets back.
 
 `dump` restores a verified dump from the dump bucket into a target database (refusing a non-empty one unless
 `--clean`) and checks row counts against the dump's manifest; a dump in GLACIER or DEEP_ARCHIVE is first restored
@@ -12,7 +12,8 @@ a rerun after a crash resumes it). `cleanup` removes the damaged copy and scratc
 `namespace` rebuilds a lost namespace from the newest config backup and waits for its rollouts (stack files untouched);
 `secrets` writes the Secrets the program declares (drtopo:secrets) from Secrets Manager in the stack's region (never
 from a backup; `config` does it too, before the workloads); `kafka-topics` recreates missing topics;
-`consumer-offsets` moves a consumer group to the offsets MirrorMaker 2's checkpoints translate.
+`consumer-offsets` moves a consumer group to the offsets MirrorMaker 2's checkpoints translate; `kafka-failover` moves
+the stack's application to the backup cluster (those offsets first, then its endpoints ConfigMap and a restart).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from drtopo.database.pitr.request import WAL_SOURCES, BadFlags, PitrRequest
 from drtopo.errors import one_line
 from drtopo.incident.facts import MessageKind
 from drtopo.incident.notify import cutover_ended, cutover_notifier
+from drtopo.kafka.app_switch import ROLLOUT_TIMEOUT_S, KubeError, move_application
 from drtopo.kafka.recover import restore_offsets, restore_topics
 from drtopo.kafka.topics import CLUSTERS
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs
@@ -218,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--cluster", choices=CLUSTERS, required=True)
     offsets = command("consumer-offsets", "set a group's offsets on the backup cluster from MirrorMaker 2 checkpoints")
     offsets.add_argument("--group", help="consumer group (default: the configured service group)")
+    move = command(
+        "kafka-failover",
+        "move the stack's application to the backup Kafka cluster: translate the group's offsets, switch the "
+        "endpoints ConfigMap, restart the Deployment and wait for its rollout",
+    )
+    move.add_argument(
+        "--rollout-timeout", type=_positive_float, default=ROLLOUT_TIMEOUT_S, help="seconds to wait for the rollout"
+    )
     return top
 
 
@@ -279,7 +289,7 @@ def _main(argv: Sequence[str] | None, ctx: Context) -> int:
         notifier.send(MessageKind.START)
     try:
         HANDLERS[args.command](run)
-    except (*OPERATIONAL_ERRORS, KafkaException) as exc:
+    except (*OPERATIONAL_ERRORS, KafkaException, KubeError) as exc:
         run.report.check(args.command, False, one_line(exc))
     if notifier is not None:
         cutover_ended(notifier, run.clock)
@@ -383,6 +393,13 @@ def _consumer_offsets(run: Run) -> None:
     restore_offsets(a.stack, run.outputs, run.report, run.clock, a.group, a.dry_run, run.ctx.project_dir)
 
 
+def _kafka_failover(run: Run) -> None:
+    a = run.args
+    move_application(
+        a.stack, run.outputs, run.report, run.clock, a.dry_run, run.ctx.project_dir, timeout=a.rollout_timeout
+    )
+
+
 def _show(lines: Sequence[str]) -> None:
     for line in lines:
         print(line)
@@ -397,6 +414,7 @@ HANDLERS: dict[str, Callable[[Run], None]] = {
     "secrets": _secrets,
     "kafka-topics": _kafka_topics,
     "consumer-offsets": _consumer_offsets,
+    "kafka-failover": _kafka_failover,
 }
 
 

@@ -5,14 +5,18 @@ and its database accepting a write (a rolled-back probe). Service health and p95
 and which region the failover record answers; tables, row counts, unique transactions, record ages, status
 breakdown; measured RPO against the region-failure objective (`--since`, the disaster time); Kafka topics, whether
 the MirrorMaker 2 flow runs, its lag per topic, consumer group offsets; the rows an old primary peer took after the
-fork that this primary lacks (found, listed in the state folder; `failback` re-applies them); and with `--against` a
-comparison of every table with another database (counts, checksums per key range, then the differing keys). Exit 0
-when every check passes, 1 when one fails, 2 for bad input.
+fork that this primary lacks (found, listed in the state folder; `failback` re-applies them); with `--against` a
+comparison of every table with another database (counts, checksums per key range, then the differing keys); the
+runbook's query time; and for a primary the application itself: an authenticated API call (the bearer token from
+the environment variable `drtopo:service.apiAuthEnv` names), a probe event through the Kafka cluster the
+application consumes seen as its row through the API, every consumed event's row present, /actuator/prometheus
+parsed, memory within its limit. Exit 0 when every check passes, 1 when one fails, 2 for bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -79,6 +83,8 @@ def run(argv: Sequence[str] | None, ctx: Context) -> int:
         peer=peer_outputs(args.outputs, settings.peer_stack),
         expect=Role(args.expect),
         state_dir=ctx.state_dir,
+        # The API token from the environment variable settings name (never a flag: argv is visible to everyone).
+        token=os.environ.get(settings.service.api_auth_env) or None,
     )
     report.log = new_report(ctx).log
     return finish(report, args.json_path, strict=args.strict)

@@ -6,6 +6,7 @@ database holds; it is checked against the region-failure objective. Each functio
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -133,3 +134,19 @@ def split_brain_check(report: Report, writers: dict[str, bool | None]) -> None:
     if len(writable) > 1:
         detail = f"split brain: {' and '.join(writable)} both accept writes"
     report.check("db.split_brain", len(writable) <= 1, detail, value=len(writable), limit=1)
+
+
+# The runbook's performance validation query (exceptions of the last hour).
+RUNBOOK_QUERY = "SELECT count(*) FROM interface_exceptions WHERE created_at > now() - interval '1 hour'"
+
+
+def query_time_check(report: Report, conn: psycopg.Connection, limit_ms: float, runs: int = 3) -> None:
+    """`db.query_time`: the runbook's query, the best of `runs` timings (the first may read cold pages), in ms."""
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        (count,) = _one(conn, sql.SQL(RUNBOOK_QUERY))
+        timings.append((time.perf_counter() - start) * 1000)
+    best = round(min(timings), 2)
+    report.measured["db_query_ms"] = {"best": best, "worst": round(max(timings), 2), "rows": count}
+    report.check("db.query_time", best <= limit_ms, f"{RUNBOOK_QUERY} -> {count}", value=best, limit=limit_ms)

@@ -38,9 +38,11 @@ def percentile(samples: Sequence[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    """Status and body of a GET; connection failures are status 0 with the reason as the body."""
-    return _send(urllib.request.Request(url))
+def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    """Status and body of a GET (with a bearer token when given); connection failures are status 0 with the reason as
+    the body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return _send(urllib.request.Request(url, headers=headers))
 
 
 def _send(request: urllib.request.Request) -> tuple[int, bytes]:
@@ -69,13 +71,14 @@ def health_check(report: Report, base_url: str, path: str) -> bool:
     return ok
 
 
-def latency_check(report: Report, base_url: str, requests: int, limit_ms: float) -> None:
-    """`service.latency_p95`: p95 over `requests` sequential GETs of the list endpoint; every one must answer 200."""
+def latency_check(report: Report, base_url: str, requests: int, limit_ms: float, token: str | None = None) -> None:
+    """`service.latency_p95`: p95 over `requests` sequential GETs of the list endpoint (with the API's bearer token
+    when given); every one must answer 200."""
     url = base_url.rstrip("/") + LIST_PATH
     samples, failures = [], []
     for _ in range(requests):
         start = time.perf_counter()
-        status, _body = _get(url)
+        status, _body = _get(url, token)
         samples.append((time.perf_counter() - start) * 1000)
         if status != 200:
             failures.append(status)

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import psycopg
 
+from drtopo.checks.application import application_checks
 from drtopo.checks.db import (
     EXCEPTIONS_TABLE,
     accepts_writes,
     exception_checks,
+    query_time_check,
     rpo_check,
     split_brain_check,
     table_checks,
@@ -34,11 +36,12 @@ from drtopo.database.platform import session
 from drtopo.failover.pending import settle
 from drtopo.failover.takeback import CHECK as DIVERGED
 from drtopo.failover.takeback import take_back
+from drtopo.kafka.app_switch import active_bootstrap
 from drtopo.outputs import StackOutputs, load_outputs, peer_outputs_path
 from drtopo.report import BadInput, Report
 from drtopo.settings import REPO_DIR, Role, Settings, stacks
 
-GROUPS = ("service", "database", "kafka", "compare")
+GROUPS = ("service", "database", "kafka", "compare", "application")
 
 
 def against_conninfo(
@@ -70,6 +73,7 @@ def database_checks(report: Report, conn: psycopg.Connection, settings: Settings
     present = table_checks(report, conn, settings.database.tables)
     if EXCEPTIONS_TABLE in present:
         exception_checks(report, conn)
+        query_time_check(report, conn, settings.service.db_query_limit_ms)
         if since is not None:
             rpo_check(report, conn, since, settings.objectives.region_failure.rpo_seconds)
 
@@ -157,14 +161,18 @@ def validate(
     peer: StackOutputs | None = None,
     expect: Role = Role.PRIMARY,
     state_dir: Path = DEFAULT_STATE_DIR,
+    token: str | None = None,
 ) -> Report:
     """Every check group of GROUPS not in `skip`; `other` adds the comparison, `since` the measured RPO (default:
     when the last promote's journal says the primary was last heard from, drtopo/checks/disaster.py). With the
     peer's outputs, a fence owed to it is paid first, the rows it took after the fork as an old primary are found
     (listed in `state_dir`) and the split-brain check sees both databases. The stack must
-    be `expect` (`stack.role`); a primary's database must accept a write (`db.write_probe`)."""
+    be `expect` (`stack.role`); a primary's database must accept a write (`db.write_probe`). The `application`
+    group (a primary's only: a standby's collector consumes nothing) makes the API call with `token`, sends a probe
+    event through the cluster the application consumes, and checks consistency, metrics and memory
+    (drtopo/checks/application.py)."""
     report = Report()
-    role_check(report, settings, outputs, expect)
+    in_role = role_check(report, settings, outputs, expect)
     if since is None and "database" not in skip:
         found = disaster_time(outputs)
         since = found.at
@@ -176,7 +184,7 @@ def validate(
     if "service" not in skip:
         url = outputs.region_service_url or outputs.service_url
         if health_check(report, url, settings.service.health_path):
-            latency_check(report, url, requests, settings.service.latency_p95_ms)
+            latency_check(report, url, requests, settings.service.latency_p95_ms, token)
         record_check(report, outputs, expect)
     if not {"database", "compare"} <= skip:
         try:
@@ -195,4 +203,20 @@ def validate(
                     compare_checks(report, conn, other, settings.database.tables, limit)
     if "kafka" not in skip:
         kafka_checks(report, settings, outputs, max_mirror_lag)
+    if "application" not in skip and expect is Role.PRIMARY:
+        application_group(report, settings, outputs, token, in_role)
     return report
+
+
+def application_group(
+    report: Report, settings: Settings, outputs: StackOutputs, token: str | None, in_role: bool
+) -> None:
+    """The application's checks at the stack's own region, through the Kafka cluster it consumes; a stack that is
+    not the primary has no collector running (its checks would only time out)."""
+    if not in_role:
+        report.skip("application", f"not checked: {settings.stack} is not the primary (stack.role)")
+        return
+    bootstrap, where = active_bootstrap(settings, outputs)
+    report.measured["application_kafka"] = {"bootstrap": bootstrap, "source": where}
+    url = outputs.region_service_url or outputs.service_url
+    application_checks(report, settings, outputs, url, token, bootstrap)

@@ -189,6 +189,7 @@ class Record(NamedTuple):
     timestamp_ms: int
     topic: str
     partition: int
+    offset: int = -1
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Record]:
@@ -277,7 +278,7 @@ def _consume(
                 raise KafkaException(msg.error())
             pending.discard((msg.topic(), msg.partition()))
             continue
-        records.append(Record(msg.key(), msg.value(), msg.timestamp()[1], msg.topic(), msg.partition()))
+        records.append(Record(msg.key(), msg.value(), msg.timestamp()[1], msg.topic(), msg.partition(), msg.offset()))
         if first_only:
             pending.discard((msg.topic(), msg.partition()))
     return records

@@ -292,11 +292,19 @@ class RowWriter:
 class MessageProducer(_Paced):
     """Produces keyed messages to `topic` on `bootstrap()`; a delivery report without error is an acknowledgement."""
 
-    def __init__(self, bootstrap: Callable[[], str], topic: str, rate: float = 50.0, prefix: str = "drill") -> None:
+    def __init__(
+        self,
+        bootstrap: Callable[[], str],
+        topic: str,
+        rate: float = 50.0,
+        prefix: str = "drill",
+        value: Callable[[str], bytes] | None = None,
+    ) -> None:
         super().__init__("message-producer", rate)
         self.bootstrap = bootstrap
         self.topic = topic
         self.prefix = prefix
+        self.value = value  # the message's value for its key (default: the key itself)
         self._producer = None
         self._servers = ""
         self._seq = 0
@@ -335,7 +343,8 @@ class MessageProducer(_Paced):
                 else:
                     self._error()
 
-            producer.produce(self.topic, key=key, value=key, on_delivery=delivered)
+            value = self.value(key) if self.value else key
+            producer.produce(self.topic, key=key, value=value, on_delivery=delivered)
             producer.poll(0)
         except (BufferError, ValueError, RuntimeError):
             self._error()

@@ -4,6 +4,8 @@ MirrorMaker 2's checkpoints of a consumer group."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -11,6 +13,20 @@ from drtopo.kafka.admin import Partition
 from drtopo.kafka.offsets import read_checkpoints
 from lab.core import Lab
 from lab.project import LAB_STACKS as STACKS
+
+
+@contextmanager
+def collectors_paused(lab: Lab) -> Iterator[None]:
+    """Both regions' service stand-ins scaled to 0 while a test plays the service's consumer group by hand: the
+    collector is a member of that group on its region's cluster, and a commit from outside an active group is
+    refused (and its own commits would move the checkpoints the test expects). Back to one pod each afterwards."""
+    for stack in STACKS:
+        lab.region(stack).service.stop()
+    try:
+        yield
+    finally:
+        for stack in STACKS:
+            lab.region(stack).service.start()
 
 
 def kafka_running(lab: Lab) -> bool:

@@ -35,7 +35,7 @@ from drtopo.mm2_properties import cluster_alias
 from drtopo.settings import Role, load_settings
 from evaluation.mock_program import evaluate
 from lab.core import Lab
-from tests.integration.switchover_support import consume_and_wait_for_checkpoints, kafka_running
+from tests.integration.switchover_support import collectors_paused, consume_and_wait_for_checkpoints, kafka_running
 
 pytestmark = pytest.mark.lab
 
@@ -229,23 +229,24 @@ def test_failback_moves_the_consumer_group_back_at_translated_offsets(fresh_pg: 
     assert kafka_running(fresh_pg), "the lab's Kafka clusters are not running: the lab is broken, not this test"
     settings = load_settings("prod", fresh_pg.project_dir)
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[1]
-    assert cli(fresh_pg, "promote", "dr", tmp_path).returncode == 0
-    try:
-        fresh_pg.start_mirrormaker()  # the roles changed: this restarts it on prod's flow, dr -> prod
-        assert fresh_pg.mirror_stack() == "prod"
-        expected = consume_and_wait_for_checkpoints(
-            fresh_pg, topic, group, cluster_alias(settings.peer_region), source_stack="dr", target_stack="prod"
-        )
-        env = {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
-        report = tmp_path / "failback.json"
-        proc = run_cli(
-            "failback", "--stack", "prod", "--outputs", fresh_pg.prod.outputs_path, "--json", report, env=env
-        )
-        assert proc.returncode == 0, proc.stderr
-        applied = committed_offsets(fresh_pg.prod.kafka.bootstrap, group)
-        assert {tp: applied[tp] for tp in expected} == expected
-        check = next(c for c in json.loads(report.read_text())["checks"] if c["name"] == "consumer-group")
-        assert check["ok"] and "translated offsets" in check["detail"]
-        assert fresh_pg.mirror_stack() == "dr"
-    finally:
-        fresh_pg.restore_baseline()  # MirrorMaker back to prod -> dr
+    with collectors_paused(fresh_pg):
+        assert cli(fresh_pg, "promote", "dr", tmp_path).returncode == 0
+        try:
+            fresh_pg.start_mirrormaker()  # the roles changed: this restarts it on prod's flow, dr -> prod
+            assert fresh_pg.mirror_stack() == "prod"
+            expected = consume_and_wait_for_checkpoints(
+                fresh_pg, topic, group, cluster_alias(settings.peer_region), source_stack="dr", target_stack="prod"
+            )
+            env = {"DRTOPO_STATE_DIR": str(tmp_path / "journal")}
+            report = tmp_path / "failback.json"
+            proc = run_cli(
+                "failback", "--stack", "prod", "--outputs", fresh_pg.prod.outputs_path, "--json", report, env=env
+            )
+            assert proc.returncode == 0, proc.stderr
+            applied = committed_offsets(fresh_pg.prod.kafka.bootstrap, group)
+            assert {tp: applied[tp] for tp in expected} == expected
+            check = next(c for c in json.loads(report.read_text())["checks"] if c["name"] == "consumer-group")
+            assert check["ok"] and "translated offsets" in check["detail"]
+            assert fresh_pg.mirror_stack() == "dr"
+        finally:
+            fresh_pg.restore_baseline()  # MirrorMaker back to prod -> dr

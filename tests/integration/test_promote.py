@@ -47,7 +47,7 @@ from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
 from lab import kube, kube_workloads
 from lab.core import Lab
-from tests.integration.switchover_support import consume_and_wait_for_checkpoints, kafka_running
+from tests.integration.switchover_support import collectors_paused, consume_and_wait_for_checkpoints, kafka_running
 
 pytestmark = pytest.mark.lab
 
@@ -422,21 +422,22 @@ def test_consumer_group_moves_to_translated_offsets_not_latest(
     assert kafka_running(fresh_pg), "the lab's Kafka is not running: the consumer-group step cannot be shown"
     settings = load_settings("dr", fresh_pg.project_dir)
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
-    expected = consume_and_wait_for_checkpoints(fresh_pg, topic, group, cluster_alias(settings.peer_region))
+    with collectors_paused(fresh_pg):
+        expected = consume_and_wait_for_checkpoints(fresh_pg, topic, group, cluster_alias(settings.peer_region))
 
-    proc = promote(fresh_pg, state_env, "--json", tmp_path / "report.json")
+        proc = promote(fresh_pg, state_env, "--json", tmp_path / "report.json")
 
-    assert proc.returncode == 0, proc.stderr
-    applied = committed_offsets(fresh_pg.dr.kafka.bootstrap, group)
-    assert {tp: applied[tp] for tp in expected} == expected
-    ends = end_offsets(fresh_pg.dr.kafka.bootstrap, [topic])
-    assert any(expected[tp] < ends[tp] for tp in expected), "translated offsets should not be the latest"
-    check = next(
-        c for c in json.loads((tmp_path / "report.json").read_text())["checks"] if c["name"] == "consumer-group"
-    )
-    # Earlier drills may have left checkpoints of the same group for other topics: those move too.
-    moved = re.search(r"(\d+) partition\(s\)", check["detail"])
-    assert check["ok"] and moved and int(moved.group(1)) >= len(expected), check["detail"]
+        assert proc.returncode == 0, proc.stderr
+        applied = committed_offsets(fresh_pg.dr.kafka.bootstrap, group)
+        assert {tp: applied[tp] for tp in expected} == expected
+        ends = end_offsets(fresh_pg.dr.kafka.bootstrap, [topic])
+        assert any(expected[tp] < ends[tp] for tp in expected), "translated offsets should not be the latest"
+        check = next(
+            c for c in json.loads((tmp_path / "report.json").read_text())["checks"] if c["name"] == "consumer-group"
+        )
+        # Earlier drills may have left checkpoints of the same group for other topics: those move too.
+        moved = re.search(r"(\d+) partition\(s\)", check["detail"])
+        assert check["ok"] and moved and int(moved.group(1)) >= len(expected), check["detail"]
 
 
 def test_rds_fence_attaches_a_read_only_parameter_group_and_reboots(lab: Lab) -> None:

@@ -29,7 +29,7 @@ from lab import kafka, process
 from lab.core import Lab
 from scripts import backup, restore
 from tests.integration.backup_helpers import checks, insert_rows, run_cli, stack_args
-from tests.integration.switchover_support import consume_and_wait_for_checkpoints
+from tests.integration.switchover_support import collectors_paused, consume_and_wait_for_checkpoints
 
 pytestmark = pytest.mark.lab
 
@@ -276,20 +276,21 @@ def test_consumer_offsets_move_the_group_to_the_checkpointed_offsets(lab: Lab, t
     group, topic = settings.kafka.consumer_group, settings.kafka.mirrored_topics[0]
     backup = lab.dr.kafka.bootstrap
     source_alias = clusters(settings, load_outputs(lab.dr.outputs_path, "dr"))["source"].alias
-    expected = consume_and_wait_for_checkpoints(lab, topic, group, source_alias)
-    code, report = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
-    assert code == 0, report
-    applied = committed_offsets(backup, group)
-    assert {tp: applied[tp] for tp in expected} == expected
+    with collectors_paused(lab):
+        expected = consume_and_wait_for_checkpoints(lab, topic, group, source_alias)
+        code, report = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
+        assert code == 0, report
+        applied = committed_offsets(backup, group)
+        assert {tp: applied[tp] for tp in expected} == expected
 
-    member = Consumer({"bootstrap.servers": backup, "group.id": group, "enable.auto.commit": False})
-    try:
-        member.subscribe([topic])
-        deadline = time.monotonic() + 20
-        while not member.assignment():
-            assert time.monotonic() < deadline, "the group member got no assignment within 20 s"
-            member.poll(0.5)
-        code, _ = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
-        assert code == 3  # an active group's own commits would race ours
-    finally:
-        member.close()
+        member = Consumer({"bootstrap.servers": backup, "group.id": group, "enable.auto.commit": False})
+        try:
+            member.subscribe([topic])
+            deadline = time.monotonic() + 20
+            while not member.assignment():
+                assert time.monotonic() < deadline, "the group member got no assignment within 20 s"
+                member.poll(0.5)
+            code, _ = run_cli(restore.main, ["consumer-offsets", *stack_args(lab, "dr")], tmp_path / "o.json")
+            assert code == 3  # an active group's own commits would race ours
+        finally:
+            member.close()

@@ -1,6 +1,10 @@
 """`python -m scripts.validate` on the lab: each check passing, then failing for a real fault, then restored.
 
 Before any failover dr is not a recovered stack (not primary, no write accepted) while prod passes those checks.
+The application (prod, the primary): an authenticated API call, a probe event through Kafka seen as its row, every
+consumed event's row present, metrics, memory and the runbook's query time; each failing (a wrong token, limits no
+service meets, a metrics path that is not Prometheus text, a consumed event's row deleted), and after
+`restore kafka-failover` the same checks following the application onto the backup cluster.
 Faults: rows the standby has not replayed (WAL replay paused while prod changes: one inserted, one deleted, one
 updated row), a disaster time beyond the RPO objective, a stopped service, a latency limit no service can meet, a
 dropped table and duplicated transactions, and on Kafka a deleted topic, MirrorMaker stopped while records are
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,8 +28,11 @@ import psycopg
 import pytest
 import yaml
 
+from drtopo.checks.application import http_get, parse_prometheus
 from drtopo.kafka.admin import Partition, committed_offsets, watermarks
 from drtopo.kafka.lag import mirrormaker_lag
+from drtopo.kafka.offsets import read_checkpoints
+from drtopo.mm2_properties import cluster_alias
 from drtopo.settings import load_settings
 from lab.core import Lab
 
@@ -137,7 +145,10 @@ def test_the_primary_passes_the_recovery_checks_and_the_probe_leaves_nothing(see
         before = prod.execute(
             "SELECT count(*), (SELECT last_value FROM interface_exceptions_id_seq) FROM interface_exceptions"
         ).fetchone()
-    code, report, checks = validate(seeded, tmp_path, "--skip", "kafka", stack="prod", expect=None)
+    # Without the application's checks: their probe event leaves its row by design (the runbook's step 5).
+    code, report, checks = validate(
+        seeded, tmp_path, "--skip", "kafka", "--skip", "application", stack="prod", expect=None
+    )
     assert code == 0, [c for c in report["checks"] if not c["ok"]]
     assert checks["stack.role"]["value"] == "primary" and "prod is primary" in checks["stack.role"]["detail"]
     assert checks["db.write_probe"]["ok"] and "rolled back" in checks["db.write_probe"]["detail"]
@@ -345,3 +356,173 @@ def test_a_group_offset_outside_the_log_fails(kafka: Lab, tmp_path: Path) -> Non
     assert code == 1
     offsets = checks["kafka.group_offsets"]
     assert not offsets["ok"] and offsets["value"] == 1 and "OrderCancelled-0" in offsets["detail"]
+
+
+# ---- the application (prod, the primary) ---------------------------------------------------------------------------
+APPLICATION_ONLY = ("--skip", "service", "--skip", "kafka", "--skip", "compare")
+APPLICATION_CHECKS = (
+    "service.api_auth",
+    "service.processing",
+    "kafka.consistency",
+    "kafka.duplicates",
+    "service.metrics",
+    "service.memory",
+    "db.query_time",
+)
+
+
+def with_service(lab: Lab, tmp_path: Path, **service: object) -> dict[str, str]:
+    """The env of a project copy whose prod stack sets `drtopo:service` to `service`."""
+    project = tmp_path / f"project-{time.monotonic_ns()}"
+    shutil.copytree(lab.project_dir, project)
+    stack_file = project / "Pulumi.prod.yaml"
+    document = yaml.safe_load(stack_file.read_text())
+    document["config"]["drtopo:service"] = service
+    stack_file.write_text(yaml.safe_dump(document))
+    return {"DRTOPO_PROJECT_DIR": str(project)}
+
+
+def validate_prod(lab: Lab, tmp_path: Path, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], Any]:
+    return validate(lab, tmp_path, *APPLICATION_ONLY, env=env, stack="prod", expect=None)
+
+
+def test_the_primary_passes_the_application_checks(kafka: Lab, tmp_path: Path) -> None:
+    # The first run's probe is a consumed event the second run's consistency check counts (once committed).
+    validate_prod(kafka, tmp_path)
+    code, report, checks = validate_prod(kafka, tmp_path)
+    assert code == 0, [c for c in report["checks"] if c["outcome"] != "pass"]
+    assert all(checks[name]["outcome"] == "pass" for name in APPLICATION_CHECKS), checks
+    assert checks["service.processing"]["value"] <= checks["service.processing"]["limit"] == 30
+    assert checks["kafka.consistency"]["value"] == 0 and report["measured"]["consistency"]["events"] >= 1
+    assert checks["service.metrics"]["value"] > 0
+    assert report["measured"]["application_kafka"]["bootstrap"] == kafka.prod.kafka.gated_bootstrap
+
+
+# Each fault of the table fails its check (and leaves the lab as it was).
+APPLICATION_FAULTS = [
+    pytest.param({"processingLimitSeconds": 2}, {"SERVICE_API_TOKEN": "not-the-token"}, "service.api_auth", id="token"),
+    pytest.param({"processingLimitSeconds": 0.001}, {}, "service.processing", id="processing-limit"),
+    pytest.param({"metricsPath": "/actuator/health"}, {}, "service.metrics", id="not-prometheus"),
+    pytest.param({"memoryLimitMb": 0.001}, {}, "service.memory", id="memory-limit"),
+    pytest.param({"dbQueryLimitMs": 0.0001}, {}, "db.query_time", id="query-limit"),
+]
+
+
+@pytest.mark.parametrize(("service", "env", "failing"), APPLICATION_FAULTS)
+def test_an_application_fault_fails_its_check(
+    kafka: Lab, tmp_path: Path, service: dict[str, object], env: dict[str, str], failing: str
+) -> None:
+    code, _report, checks = validate_prod(kafka, tmp_path, {**with_service(kafka, tmp_path, **service), **env})
+    assert code == 1
+    assert checks[failing]["outcome"] == "fail", checks[failing]
+
+
+def test_without_a_token_the_api_checks_are_skipped_never_passed(kafka: Lab, tmp_path: Path) -> None:
+    code, _report, checks = validate_prod(kafka, tmp_path, {"SERVICE_API_TOKEN": ""})
+    assert checks["service.api_auth"]["outcome"] == checks["service.processing"]["outcome"] == "skip"
+    assert "SERVICE_API_TOKEN" in checks["service.api_auth"]["detail"]
+    code, _report, _checks = validate(
+        kafka, tmp_path, *APPLICATION_ONLY, "--strict", env={"SERVICE_API_TOKEN": ""}, stack="prod", expect=None
+    )
+    assert code == 1
+
+
+def test_a_consumed_event_without_its_row_fails_the_consistency(kafka: Lab, tmp_path: Path) -> None:
+    code, report, checks = validate_prod(kafka, tmp_path)  # its probe is a consumed event with a row
+    assert code == 0, [c for c in report["checks"] if c["outcome"] != "pass"]
+    probe = re.search(r"probe (drtopo-probe-\S+)", checks["service.processing"]["detail"])
+    assert probe
+    txid = probe.group(1)
+    with primary(kafka) as prod:
+        (saved,) = prod.execute(
+            "SELECT row_to_json(t)::text FROM interface_exceptions t WHERE transaction_id = %s", (txid,)
+        ).fetchone()
+        prod.execute("DELETE FROM interface_exceptions WHERE transaction_id = %s", (txid,))
+    try:
+        code, report, checks = validate_prod(kafka, tmp_path)
+    finally:
+        with primary(kafka) as prod:
+            prod.execute(
+                "INSERT INTO interface_exceptions SELECT * FROM json_populate_record(NULL::interface_exceptions, %s)",
+                (saved,),
+            )
+    assert code == 1
+    consistency = checks["kafka.consistency"]
+    assert consistency["outcome"] == "fail" and consistency["value"] >= 1 and txid in consistency["detail"]
+    assert txid in report["measured"]["consistency"]["missing"]
+
+
+def _restore(lab: Lab, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    report = tmp_path / f"restore-{time.monotonic_ns()}.json"
+    command = ["-m", "scripts.restore", "kafka-failover", "--stack", "prod", "--outputs", str(lab.prod.outputs_path)]
+    proc = subprocess.run(
+        [sys.executable, *command, "--json", str(report), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return proc.returncode, json.loads(report.read_text())
+
+
+def _collector_bootstrap(lab: Lab) -> str:
+    status, body = http_get(f"{lab.prod.service.url}/actuator/prometheus")
+    if status != 200:
+        return ""
+    info = [s for s in parse_prometheus(body.decode()) if s.name == "collector_kafka_info"]
+    return dict(info[0].labels)["bootstrap"] if info else ""
+
+
+def test_kafka_failover_moves_the_application_and_validate_follows_it(kafka: Lab, tmp_path: Path) -> None:
+    """`restore kafka-failover --stack prod` with the collector's commits checkpointed on dr: dry run changes nothing;
+    then the offsets move, the endpoints name dr's cluster, the pod is replaced and its collector consumes there;
+    validate's probe goes to dr's cluster; a rerun changes nothing. The lab's objects re-applied switch it back."""
+    settings = load_settings("prod", kafka.project_dir)
+    group = settings.kafka.consumer_group
+    code, _report, _checks = validate_prod(kafka, tmp_path)  # a consumed, committed event on prod's cluster
+    assert code == 0
+    deadline = time.monotonic() + 120
+    while not any(
+        tp.topic in settings.service.event_topics
+        for tp in read_checkpoints(kafka.dr.kafka.bootstrap, cluster_alias(settings.region), group)
+    ):
+        assert time.monotonic() < deadline, "MirrorMaker 2 did not checkpoint the collector's commits in 120 s"
+        time.sleep(1)
+    before = kafka.prod.service.pod()
+    assert before is not None and _collector_bootstrap(kafka)
+
+    code, dry = _restore(kafka, tmp_path, "--dry-run")
+    assert code == 0, dry
+    assert {c["name"]: c for c in dry["checks"]}["application.endpoints"]["detail"].startswith("would set")
+    assert kafka.prod.service.pod()["metadata"]["uid"] == before["metadata"]["uid"]  # type: ignore[index]
+
+    try:
+        code, moved = _restore(kafka, tmp_path)
+        assert code == 0, moved
+        names = [c["name"] for c in moved["checks"]]
+        assert names.index("checkpoints") < names.index("application.endpoints") < names.index("application.rollout")
+        assert moved["measured"]["application"]["restarted"]
+        after = kafka.prod.service.pod()
+        assert after is not None and after["metadata"]["uid"] != before["metadata"]["uid"]
+        kafka.prod.service.wait()
+        assert _collector_bootstrap(kafka) == moved["measured"]["application"]["after"]["KAFKA_BOOTSTRAP_SERVERS"]
+
+        code, report, checks = validate_prod(kafka, tmp_path)
+        assert code == 0, [c for c in report["checks"] if c["outcome"] != "pass"]
+        assert report["measured"]["application_kafka"]["bootstrap"] == kafka.dr.kafka.gated_bootstrap
+        assert kafka.dr.kafka.gated_bootstrap in checks["service.processing"]["detail"]
+
+        code, again = _restore(kafka, tmp_path)
+        assert code == 0 and not again["measured"]["application"]["restarted"], again
+        assert kafka.prod.service.pod()["metadata"]["uid"] == after["metadata"]["uid"]  # type: ignore[index]
+    finally:
+        kafka.apply_workloads()  # the lab's endpoints and pod annotation again: the pod rolls back onto prod's cluster
+        deadline = time.monotonic() + 120
+        while _collector_bootstrap(kafka) in ("", moved_to(kafka)):
+            assert time.monotonic() < deadline, "the stand-in did not return to prod's cluster"
+            time.sleep(1)
+
+
+def moved_to(lab: Lab) -> str:
+    """dr's cluster as prod's pods reach it (what the switch writes)."""
+    return lab.region("dr").kafka.pod_gated_bootstrap

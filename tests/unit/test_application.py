@@ -100,6 +100,10 @@ def test_the_endpoints_are_this_regions_writer_and_kafka(stack: Evaluation) -> N
         "DATABASE_WRITER_PORT": "5432",
         "DATABASE_NAME": settings.database.name,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "KAFKA_CLUSTER_ALIAS": settings.region,
+        # The cluster a Kafka failover moves the application to (restore kafka-failover).
+        "KAFKA_BACKUP_BOOTSTRAP_SERVERS": settings.kafka.peer_bootstrap_servers,
+        "KAFKA_BACKUP_CLUSTER_ALIAS": settings.peer_region,
         "KAFKA_CONSUMER_GROUP": settings.kafka.consumer_group,
     }
     assert settings.region in stack.exports["dbAddress"]  # this region's own instance

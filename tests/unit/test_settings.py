@@ -117,6 +117,18 @@ BAD_CONFIGS = [
         ),
         id="backup-image-of-another-major",
     ),
+    pytest.param(
+        "prod",
+        {"service": {"eventTopics": ["OrderRejected", "OrderRejectd"]}},
+        ("drtopo:service.eventTopics ['OrderRejectd']", "not in kafka.topics"),
+        id="event-topic-not-a-topic",
+    ),
+    pytest.param(
+        "prod",
+        {"service": {"apiAuthEnv": "--token=abc"}},
+        ("drtopo:service.apiAuthEnv", "'--token=abc'", "pattern"),
+        id="token-variable-not-a-variable-name",
+    ),
 ]
 
 

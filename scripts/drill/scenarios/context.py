@@ -98,8 +98,10 @@ class DrillContext:
         self.writers.append(writer)
         return writer
 
-    def message_producer(self, bootstrap: Callable[[], str], topic: str, prefix: str) -> MessageProducer:
-        producer = MessageProducer(bootstrap, topic, rate=self.load.kafka_rate, prefix=prefix)
+    def message_producer(
+        self, bootstrap: Callable[[], str], topic: str, prefix: str, value: Callable[[str], bytes] | None = None
+    ) -> MessageProducer:
+        producer = MessageProducer(bootstrap, topic, rate=self.load.kafka_rate, prefix=prefix, value=value)
         self.producers.append(producer)
         return producer
 

@@ -1,102 +1,71 @@
-"""kafka-cluster-failure: the source Kafka cluster dies; consumers continue on the backup cluster.
+"""kafka-cluster-failure: the source Kafka cluster dies; the application moves to the backup cluster.
 
-Producers switch to the backup cluster; the consumer group moves there at the offsets MirrorMaker 2's checkpoints
-translate (`scripts.restore consumer-offsets`), not at latest. Messages acknowledged on the source but never consumed
-anywhere are lost; messages consumed twice are duplicates. RTO is from the failure to the first message consumed on
-the backup cluster.
+The drill produces exception events to one of the topics the service consumes (the real collector in the lab's
+primary region writes each one's row); producers switch to the backup cluster when the source dies. The recovery is
+the product's command, `scripts.restore kafka-failover --stack <primary>`: the consumer group's offsets on the backup
+cluster from MirrorMaker 2's checkpoints (not at latest), then the application's endpoints ConfigMap switched and its
+Deployment restarted. An event acknowledged by either cluster whose row never appears is lost; one the collector
+found already written after the switch is a duplicate (its metrics count them). RTO is from the failure to the first
+row of an event produced after it.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
+from drtopo.checks.application import DUPLICATE_METRIC, http_get, metric, parse_prometheus
+from drtopo.database.connect import connect
 from drtopo.kafka.offsets import CheckpointError, read_checkpoints
 from drtopo.mm2_properties import cluster_alias
-from scripts.drill.loadgen import QUIET_LOG, MessageProducer, track, untrack
+from drtopo.outputs import StackOutputs
+from scripts.drill.loadgen import MessageProducer
 from scripts.drill.measured import Figures
 from scripts.drill.scenarios import phases
 from scripts.drill.scenarios.context import exit_detail
 from scripts.drill.scenarios.scenario import Scenario, ScenarioRun
 
-TOPIC = "ExceptionCaptured"
+PRIMARY = "prod"
+ROWS_WAIT_S = 60.0
+DRILL_OPERATION = "KAFKA_DRILL"
 
 
-class GroupConsumer(threading.Thread):
-    """The service's consumer group on one cluster, committing after each batch it handled."""
-
-    def __init__(self, bootstrap: str, group: str, seen: Counter[str], first_at: list[float]) -> None:
-        super().__init__(name=f"consumer-{bootstrap}", daemon=True)
-        self.bootstrap, self.group, self.seen, self.first_at = bootstrap, group, seen, first_at
-        self._halt = threading.Event()
-        track(self)
-
-    def run(self) -> None:
-        from confluent_kafka import Consumer
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "group.id": self.group,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "session.timeout.ms": 6000,
-                "logger": QUIET_LOG,
-            }
-        )
-        consumer.subscribe([TOPIC])
-        try:
-            while not self._halt.is_set():
-                # A batch at a time, committed once handled: thousands of messages a second without a commit each
-                # (what was handled but not yet committed when the cluster dies is read again on the backup).
-                handled = [m for m in consumer.consume(num_messages=500, timeout=0.2) if not m.error()]
-                if not handled:
-                    continue
-                for msg in handled:
-                    self.seen[msg.key().decode()] += 1
-                if not self.first_at:
-                    self.first_at.append(time.time())
-                consumer.commit(asynchronous=True)
-        finally:
-            consumer.close()
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self.is_alive():
-            self.join(timeout=15)
-        untrack(self)
+def event_value(key: str) -> bytes:
+    """The drill's exception event for `key`, as the collector consumes it."""
+    return json.dumps({"transactionId": key, "exceptionReason": "kafka drill", "operation": DRILL_OPERATION}).encode()
 
 
-def wait_for_checkpoint(bootstrap: str, source_alias: str, group: str, timeout: float) -> None:
-    """Until MirrorMaker 2 has checkpointed the group's commits on TOPIC on `bootstrap` (TimeoutError after)."""
+def wait_for_checkpoint(bootstrap: str, source_alias: str, group: str, topic: str, timeout: float) -> None:
+    """Until MirrorMaker 2 has checkpointed the group's commits on `topic` on `bootstrap` (TimeoutError after)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if any(tp.topic == TOPIC for tp in read_checkpoints(bootstrap, source_alias, group)):
+            if any(tp.topic == topic for tp in read_checkpoints(bootstrap, source_alias, group)):
                 return
         except CheckpointError:
             pass  # the checkpoints topic does not exist yet
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no checkpoint of group {group!r} on {TOPIC} at {bootstrap} within {timeout:.0f} s")
+            raise TimeoutError(f"no checkpoint of group {group!r} on {topic} at {bootstrap} within {timeout:.0f} s")
         time.sleep(0.5)
 
 
 @dataclass
 class KafkaFigures(Figures):
-    messages_duplicated: int  # consumed more than once
-    messages_after_failure_consumed: int  # produced to the backup cluster after the failure, and consumed there
+    messages_duplicated: int  # events the collector found already written (re-read after the switch)
+    messages_after_failure_consumed: int  # produced to the backup cluster after the failure, and written
 
 
 @dataclass
 class _Clusters:
     group: str
-    backup: str  # the backup cluster's bootstrap servers
+    topic: str
     producer: MessageProducer
-    seen: Counter[str]  # message key -> times consumed, on either cluster
     failure_at: float
-    on_backup: list[float] = field(default_factory=list)  # when the first message was consumed on the backup
+    scan_from: int  # the table's highest id before the drill produced anything
+    rows: dict[str, float] = field(default_factory=dict)  # event key -> when its row was written (epoch s)
+    duplicates: int | None = None
 
 
 class KafkaClusterFailure(Scenario[_Clusters]):
@@ -114,81 +83,150 @@ class KafkaClusterFailure(Scenario[_Clusters]):
 
     def inject(self, run: ScenarioRun) -> _Clusters:
         ctx, clock = run.ctx, run.clock
-        group = ctx.settings("prod").kafka.consumer_group
+        settings = ctx.settings(PRIMARY)
+        group, topic = settings.kafka.consumer_group, settings.service.event_topics[0]
         source, backup = ctx.lab.prod.kafka.bootstrap, ctx.lab.dr.kafka.bootstrap
         failed = threading.Event()
-        producer = ctx.message_producer(lambda: backup if failed.is_set() else source, TOPIC, prefix="kafka")
-        seen: Counter[str] = Counter()
-        on_source: list[float] = []
-        consumer = GroupConsumer(source, group, seen, on_source)
+        producer = ctx.message_producer(
+            lambda: backup if failed.is_set() else source, topic, prefix="kafka", value=event_value
+        )
         mirror = ctx.settings("dr").kafka.mirror
-        # MirrorMaker must notice the new group, then emit a checkpoint for its commits: at least these intervals, and
-        # on a loaded machine longer, so wait for the checkpoint itself (bounded).
+        # MirrorMaker must notice the group, then emit a checkpoint for the collector's commits: at least these
+        # intervals, and on a loaded machine longer, so wait for the checkpoint itself (bounded).
         checkpoint_wait = mirror.refresh_groups_interval_seconds + mirror.emit_checkpoints_interval_seconds + 3
-        source_alias = cluster_alias(ctx.settings("prod").region)
-        with clock.step(
-            f"produce and consume on the source cluster (at least {checkpoint_wait} s, until checkpointed)"
-        ):
+        scan_from = RowScan.highest_id(ctx.outputs(PRIMARY))
+        with clock.step(f"produce to {topic}; the collector consumes it (until checkpointed, {checkpoint_wait} s on)"):
             producer.start()
-            consumer.start()
-            time.sleep(checkpoint_wait)
-            wait_for_checkpoint(backup, source_alias, group, timeout=60)
+            wait_for_checkpoint(backup, cluster_alias(settings.region), group, topic, timeout=checkpoint_wait + 60)
         failure_at = run.fault_injected()
         with clock.step("source cluster dies"):
             ctx.lab.prod.kafka.stop()
             failed.set()
-            consumer.stop()
-        return _Clusters(group, backup, producer, seen, failure_at)
+        return _Clusters(group, topic, producer, failure_at, scan_from)
 
     def recover(self, run: ScenarioRun, clusters: _Clusters) -> None:
         ctx, clock = run.ctx, run.clock
-        with clock.step("scripts.restore consumer-offsets --stack dr"):
+        with clock.step(f"scripts.restore kafka-failover --stack {PRIMARY}"):
             code = ctx.run(
                 "restore",
                 [
-                    "consumer-offsets",
+                    "kafka-failover",
                     "--stack",
-                    "dr",
+                    PRIMARY,
                     "--outputs",
-                    str(ctx.outputs_path("dr")),
+                    str(ctx.outputs_path(PRIMARY)),
                     "--json",
-                    str(ctx.json_dir / "consumer-offsets.json"),
+                    str(ctx.json_dir / "kafka-failover.json"),
                 ],
             )
         run.checks.check(
-            "consumer offsets translated", code == 0, exit_detail(code, ctx.json_dir / "consumer-offsets.json"), code, 0
+            "application moved to the backup cluster",
+            code == 0,
+            exit_detail(code, ctx.json_dir / "kafka-failover.json"),
+            code,
+            0,
         )
-        backup_consumer = GroupConsumer(clusters.backup, clusters.group, clusters.seen, clusters.on_backup)
-        acked_before = [a for a in clusters.producer.stats.acks if a.at <= clusters.failure_at]
-        with clock.step("consume on the backup cluster until every acknowledged message is seen (30 s at most)"):
-            backup_consumer.start()
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and any(clusters.seen[a.key] == 0 for a in acked_before):
-                time.sleep(0.2)
-            time.sleep(2)
-        clusters.producer.stop()
-        backup_consumer.stop()
+        stats = clusters.producer.stats
+        scan = RowScan(ctx.outputs(PRIMARY), clusters.scan_from)
+        with clock.step(f"until every acknowledged event has its row ({ROWS_WAIT_S:.0f} s at most)"):
+            deadline = time.monotonic() + ROWS_WAIT_S
+            after_seen = False
+            while time.monotonic() < deadline:
+                clusters.rows.update(scan.found([a.key for a in stats.acks], clusters.rows))
+                after_seen = after_seen or any(
+                    a.at > clusters.failure_at and a.key in clusters.rows for a in stats.acks
+                )
+                if after_seen and all(a.key in clusters.rows for a in stats.acks):
+                    break
+                time.sleep(0.5)
+            clusters.producer.stop()
+            # What was in flight when the producer stopped.
+            while time.monotonic() < deadline:
+                clusters.rows.update(scan.found([a.key for a in stats.acks], clusters.rows))
+                if all(a.key in clusters.rows for a in stats.acks):
+                    break
+                time.sleep(0.5)
+            # The verdict on what is still missing is one exact lookup by transaction id.
+            clusters.rows.update(
+                rows_written(ctx.outputs(PRIMARY), [a.key for a in stats.acks if a.key not in clusters.rows])
+            )
+        status, body = http_get(ctx.lab.prod.service.url + ctx.settings(PRIMARY).service.metrics_path)
+        if status == 200:
+            found = metric(parse_prometheus(body.decode(errors="replace")), DUPLICATE_METRIC)
+            clusters.duplicates = None if found is None else int(found)
 
     def verify(self, run: ScenarioRun, clusters: _Clusters) -> None:
-        stats, seen, failure_at, on_backup = (
-            clusters.producer.stats,
-            clusters.seen,
-            clusters.failure_at,
-            clusters.on_backup,
-        )
+        stats, rows, failure_at = clusters.producer.stats, clusters.rows, clusters.failure_at
         acked_before = [a for a in stats.acks if a.at <= failure_at]
-        lost = [a for a in acked_before if seen[a.key] == 0]
-        duplicates = sum(1 for a in stats.acks if seen[a.key] > 1)
-        oldest_lost = min((x.at for x in lost), default=float("inf"))
-        kept = [a.at for a in acked_before if seen[a.key] > 0 and a.at < oldest_lost]
-        rpo = 0.0 if not lost else max(a.at for a in lost) - (max(kept) if kept else min(a.at for a in lost))
         after = [a for a in stats.acks if a.at > failure_at]
+        lost = [a for a in acked_before if a.key not in rows]
+        lost_after = [a for a in after if a.key not in rows]
+        oldest_lost = min((x.at for x in lost), default=float("inf"))
+        kept = [a.at for a in acked_before if a.key in rows and a.at < oldest_lost]
+        rpo = 0.0 if not lost else max(a.at for a in lost) - (max(kept) if kept else min(a.at for a in lost))
+        first_after = min((rows[a.key] for a in after if a.key in rows), default=None)
         m = run.measured
-        m.rto_seconds = round(on_backup[0] - failure_at, 3) if on_backup else None
+        m.rto_seconds = round(first_after - failure_at, 3) if first_after is not None else None
         m.rpo_seconds, m.rows_lost = round(rpo, 3), len(lost)
-        m.messages_acknowledged, m.messages_lost, m.messages_reread = len(stats.acks), len(lost), duplicates
+        m.messages_acknowledged, m.messages_lost = len(stats.acks), len(lost) + len(lost_after)
+        m.messages_reread = clusters.duplicates
         m.details = KafkaFigures(
-            messages_duplicated=duplicates,
-            messages_after_failure_consumed=sum(1 for a in after if seen[a.key] > 0),
+            messages_duplicated=clusters.duplicates if clusters.duplicates is not None else -1,
+            messages_after_failure_consumed=sum(1 for a in after if a.key in rows),
         )
-        run.checks.check("consumers continued on the backup cluster", bool(on_backup), "a message was consumed there")
+        run.checks.check(
+            "the collector continued on the backup cluster", first_after is not None, "an event after the failure"
+        )
+        run.checks.check(
+            "every acknowledged event has its row",
+            not lost and not lost_after,
+            f"{len(lost)} acknowledged before the failure and {len(lost_after)} after it have none",
+            len(lost) + len(lost_after),
+            0,
+        )
+
+
+class RowScan:
+    """The drill's rows as the collector writes them, read incrementally: the rows past the highest id seen (an index
+    range, not a lookup of every key still missing, which at 2,000 events a second grows into a query that starves
+    the collector it waits for). A row whose id was taken before a later one's but committed after the scan passed
+    it is found by the exact lookup of the keys still missing, done once they are few."""
+
+    EXACT_BELOW = 5000
+
+    def __init__(self, outputs: StackOutputs, after_id: int) -> None:
+        self.outputs, self.after_id = outputs, after_id
+
+    @staticmethod
+    def highest_id(outputs: StackOutputs) -> int:
+        with connect(outputs) as conn:
+            return int(conn.execute("SELECT coalesce(max(id), 0) FROM interface_exceptions").fetchone()[0])
+
+    def found(self, acked: list[str], rows: dict[str, float]) -> dict[str, float]:
+        """Of the acknowledged keys `acked` not in `rows`, those whose row is now written, with when."""
+        with connect(self.outputs) as conn:
+            new = conn.execute(
+                "SELECT id, transaction_id, extract(epoch FROM created_at)::float8 FROM interface_exceptions "
+                "WHERE id > %s AND operation = %s ORDER BY id",
+                (self.after_id, DRILL_OPERATION),
+            ).fetchall()
+        if new:
+            self.after_id = max(self.after_id, int(new[-1][0]))
+        out = {key: float(at) for _id, key, at in new}
+        missing = [k for k in acked if k not in rows and k not in out]
+        if missing and len(missing) < self.EXACT_BELOW:
+            out.update(rows_written(self.outputs, missing))
+        return out
+
+
+def rows_written(outputs: StackOutputs, keys: list[str]) -> dict[str, float]:
+    """Of `keys`, those whose row is in the database, with when it was written (epoch seconds)."""
+    if not keys:
+        return {}
+    with connect(outputs) as conn:
+        found = conn.execute(
+            "SELECT transaction_id, extract(epoch FROM created_at)::float8 FROM interface_exceptions "
+            "WHERE transaction_id = ANY(%s)",
+            (keys,),
+        ).fetchall()
+    return {key: float(at) for key, at in found}
