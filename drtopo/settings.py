@@ -368,6 +368,9 @@ class Service(_Model):
     # The runbook's query (exceptions of the last hour) and the service's resident memory.
     db_query_limit_ms: float = Field(default=500, gt=0)
     memory_limit_mb: float = Field(default=512, gt=0)
+    # kafka.consistency reads the events of this last stretch (up to the group's committed offsets), not the topics'
+    # whole retention: a failover's neighbourhood, at a bounded cost.
+    consistency_window_seconds: float = Field(default=900, gt=0, le=7 * 86400)
     # The topics the service consumes as kafka.consumerGroup (the runbook's: one per interface reporting exceptions);
     # the probe goes to the last one.
     event_topics: tuple[str, ...] = Field(default=RUNBOOK_TOPICS[:5], min_length=1)

@@ -16,7 +16,8 @@ consumes the runbook's exception topics as consumer group KAFKA_CONSUMER_GROUP, 
 (keyed by its transactionId: a re-read event writes nothing), produces `ExceptionCaptured` for each new row, and
 commits a batch's offsets only once its rows are written and its ExceptionCaptured acknowledged. It joins the group
 only while its database accepts writes (a standby region's collector holds no partitions) and leaves it when the
-database stops accepting them. The bootstrap is read at start: switching clusters is a new ConfigMap and a restart.
+database stops accepting them, or on SIGTERM (a clean leave, so the group rebalances at once when its pod stops). The
+bootstrap is read at start: switching clusters is a new ConfigMap and a restart.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import errno
 import hmac
 import json
 import os
+import signal
 import threading
 import time
 from datetime import datetime
@@ -70,6 +72,7 @@ WRITABLE = (*REQUIRED, "status", "severity", "category", "retryable", "customer_
 MAX_LIMIT = 1000
 EXCEPTION_PATH = "/api/v1/exceptions/"
 BIND_TIMEOUT_S = 15.0
+STOP_GRACE_S = 1.5  # for the collector to leave its group on SIGTERM (the pod's grace period is 2 s)
 
 
 def camel(name: str) -> str:
@@ -273,6 +276,7 @@ class Collector(threading.Thread):
     def __init__(self, db: Database, metrics: Metrics, bootstrap: str, group: str) -> None:
         super().__init__(name="collector", daemon=True)
         self.db, self.metrics, self.bootstrap, self.group = db, metrics, bootstrap, group
+        self.stopping = threading.Event()  # set on SIGTERM: leave the group cleanly, as a real consumer's shutdown does
         metrics.bootstrap = bootstrap
 
     def writable(self) -> bool:
@@ -284,15 +288,15 @@ class Collector(threading.Thread):
             return False
 
     def run(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             try:
                 if self.writable():
                     self.consume_while_writable()
                 else:
-                    time.sleep(1)
+                    self.stopping.wait(1)
             except Exception as exc:  # the collector outlives a library error; Kubernetes keeps the log
                 log(f"collector: {type(exc).__name__}: {exc}")
-                time.sleep(1)
+                self.stopping.wait(1)
 
     def consume_while_writable(self) -> None:
         from confluent_kafka import Consumer, Producer
@@ -316,7 +320,7 @@ class Collector(threading.Thread):
         log(f"collector: joined group {self.group} on {self.bootstrap}")
         checked = time.monotonic()
         try:
-            while True:
+            while not self.stopping.is_set():
                 events = [m for m in consumer.consume(num_messages=self.BATCH, timeout=0.5) if not m.error()]
                 if time.monotonic() - checked > self.WRITABLE_EVERY_S:
                     if not self.writable():
@@ -496,10 +500,22 @@ def bind(host: str, port: int, timeout: float = BIND_TIMEOUT_S) -> ThreadingHTTP
 def serve(host: str, port: int, conninfo: str, kafka: tuple[str, str] | None = None, token: str | None = None) -> None:
     """Serve HTTP on host:port; with `kafka` (bootstrap, group) the collector runs beside it."""
     Handler.db, Handler.metrics, Handler.token = Database(conninfo), Metrics(), token or None
-    if kafka is not None:
-        Collector(Database(conninfo), Handler.metrics, *kafka).start()
+    collector = Collector(Database(conninfo), Handler.metrics, *kafka) if kafka is not None else None
+    if collector is not None:
+        collector.start()
     server = bind(host, port)
     server.daemon_threads = True
+
+    def shut_down() -> None:
+        # The collector closes its consumer (a LeaveGroup: the group rebalances at once instead of waiting out the
+        # session timeout, and a tool may commit the group's offsets right after the pod is gone), then HTTP stops.
+        if collector is not None:
+            collector.stopping.set()
+            collector.join(STOP_GRACE_S)
+        server.shutdown()
+
+    # A handler, not the default: as the container's PID 1 the process would ignore SIGTERM until the SIGKILL.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: threading.Thread(target=shut_down, daemon=True).start())
     server.serve_forever()
 
 

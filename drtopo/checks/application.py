@@ -4,10 +4,12 @@
   the environment variable settings name, handed in by the command) and refuses the same call without the token.
 - `service.processing` (step 5): a probe event produced to the Kafka cluster the application consumes shows up as its
   row through the API within `service.processingLimitSeconds`.
-- `kafka.consistency` (after a Kafka failover): every event of the collector's topics up to the group's committed
-  offsets has its row (0 missing); `kafka.duplicates`: the events the collector found already written (re-read after
-  the switch) within what MirrorMaker 2's checkpoints allow: per partition up to `offsetLagMax` records (offset-sync
-  granularity), plus what the collector consumes in one checkpoint interval (the commits a checkpoint can miss).
+- `kafka.consistency` (after a Kafka failover): every event of the collector's topics in the last
+  `service.consistencyWindowSeconds`, up to the group's committed offsets, has its row (0 missing; a record without a
+  transactionId is no exception event and is left out); `kafka.duplicates`: the events the collector found already
+  written (re-read after the switch) within what MirrorMaker 2's checkpoints allow: per partition up to
+  `offsetLagMax` records (offset-sync granularity), plus what the collector consumes in one checkpoint interval (the
+  commits a checkpoint can miss).
 - `service.metrics` (step 6): `/actuator/prometheus` answers and parses as the Prometheus text format;
   `service.memory`: the service's memory against `service.memoryLimitMb` (the JVM's `jvm_memory_used_bytes` summed,
   as the runbook's jvm.memory.used, else `process_resident_memory_bytes`).
@@ -134,15 +136,16 @@ def duplicates_allowed(partitions: int, offset_lag_max: int, rate_per_s: float, 
     return partitions * offset_lag_max + math.ceil(max(rate_per_s, 0.0) * checkpoint_interval_s)
 
 
-def transaction_id(value: bytes | None, key: bytes | None) -> str | None:
-    """An event's transactionId: from its JSON value, else its key (pure)."""
+def transaction_id(value: bytes | None) -> str | None:
+    """An exception event's transactionId, from its JSON value; None for a record that is not such an event (the
+    collector cannot write a row for it: it counts it as invalid) (pure)."""
     try:
         body = json.loads(value or b"null")
     except ValueError:
-        body = None
+        return None
     if isinstance(body, dict) and isinstance(body.get("transactionId"), str) and body["transactionId"]:
         return str(body["transactionId"])
-    return key.decode(errors="replace") if key else None
+    return None
 
 
 def probe_event(txid: str) -> dict[str, str]:
@@ -254,15 +257,22 @@ def processing_step(report: Report, base_url: str, token: str | None, bootstrap:
 def consistency_step(report: Report, settings: Settings, outputs: StackOutputs, bootstrap: str) -> None:
     """`kafka.consistency`: every event up to the group's committed offsets on `bootstrap` has its row."""
     group, topics = settings.kafka.consumer_group, settings.service.event_topics
+    window = settings.service.consistency_window_seconds
+    since_ms = int((time.time() - window) * 1000)
     try:
         committed = committed_offsets(bootstrap, group, topics)
         events: dict[str, Partition] = {}
+        not_events = 0  # committed records with no transactionId: no row can exist for them
         for topic in topics:
-            for r in read_topic(bootstrap, topic):
+            for r in read_topic(bootstrap, topic, since_ms=since_ms):
                 tp = Partition(r.topic, r.partition)
-                txid = transaction_id(r.value, r.key)
-                if txid and tp in committed and r.offset < committed[tp]:
+                if tp not in committed or r.offset >= committed[tp]:
+                    continue
+                txid = transaction_id(r.value)
+                if txid:
                     events.setdefault(txid, tp)
+                else:
+                    not_events += 1
     except (KafkaException, LookupError, TimeoutError) as exc:
         report.check(CONSISTENCY, False, f"group {group} on {bootstrap}: {exc}", limit=0)
         return
@@ -283,8 +293,12 @@ def consistency_step(report: Report, settings: Settings, outputs: StackOutputs, 
         "events": len(events),
         "partitions_committed": len(committed),
         "missing": missing[:20],
+        "not_events": not_events,
+        "window_seconds": window,
     }
-    detail = f"{len(events)} events of {len(committed)} committed partitions on {bootstrap}"
+    detail = f"{len(events)} events of the last {window:g} s, {len(committed)} committed partitions on {bootstrap}"
+    if not_events:
+        detail += f" ({not_events} records without a transactionId left out: not exception events)"
     if missing:
         detail += f"; no row for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
     report.check(CONSISTENCY, not missing, detail, value=len(missing), limit=0)

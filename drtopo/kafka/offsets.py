@@ -192,8 +192,9 @@ class Record(NamedTuple):
     offset: int = -1
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Record]:
-    """Every record of `topic` from its low to its high watermark, in log order per partition, committing nothing.
+def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT, since_ms: int | None = None) -> list[Record]:
+    """Every record of `topic` from its low to its high watermark, in log order per partition, committing nothing;
+    with `since_ms` (epoch ms), from each partition's first record at or after that time (the broker's time index).
 
     Raises LookupError when the topic does not exist; TimeoutError when the records stop arriving for `timeout` s.
     """
@@ -202,11 +203,17 @@ def read_topic(bootstrap: str, topic: str, timeout: float = TIMEOUT) -> list[Rec
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:
             raise LookupError(f"topic {topic!r} does not exist on {bootstrap}")
+        starts: dict[int, int] = {}
+        if since_ms is not None:
+            asked = [TopicPartition(topic, p, since_ms) for p in metadata.partitions]
+            # -1: no record at or after the time in that partition.
+            starts = {tp.partition: tp.offset for tp in consumer.offsets_for_times(asked, timeout=timeout)}
         assignment = []
         for p in metadata.partitions:
             low, high = _watermarks(consumer, TopicPartition(topic, p), timeout)
-            if high > low:
-                assignment.append(TopicPartition(topic, p, low))
+            start = low if since_ms is None else (high if starts.get(p, -1) < 0 else max(low, starts[p]))
+            if high > start:
+                assignment.append(TopicPartition(topic, p, start))
         return _consume(consumer, assignment, timeout)
     finally:
         consumer.close()

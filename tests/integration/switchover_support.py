@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from drtopo.kafka.admin import Partition
-from drtopo.kafka.offsets import read_checkpoints
+from drtopo.kafka.offsets import group_members, read_checkpoints
+from drtopo.settings import load_settings
 from lab.core import Lab
 from lab.project import LAB_STACKS as STACKS
 
@@ -22,6 +23,13 @@ def collectors_paused(lab: Lab) -> Iterator[None]:
     refused (and its own commits would move the checkpoints the test expects). Back to one pod each afterwards."""
     for stack in STACKS:
         lab.region(stack).service.stop()
+    # The collector leaves its group on SIGTERM; a pod killed before it could would stay a member until its session
+    # timeout: wait until no cluster lists a member (bounded), so the test's commits are not refused.
+    group = load_settings("prod", lab.project_dir).kafka.consumer_group
+    deadline = time.monotonic() + 20
+    while any(group_members(lab.region(s).kafka.bootstrap, group) for s in STACKS):
+        assert time.monotonic() < deadline, f"group {group} still has members 20 s after its collectors stopped"
+        time.sleep(0.5)
     try:
         yield
     finally:

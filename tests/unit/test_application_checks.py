@@ -67,10 +67,13 @@ def test_duplicates_allowed_grow_with_partitions_and_the_checkpoint_interval() -
     assert duplicates_allowed(1, 100, -3.0, 10) == 100
 
 
-def test_transaction_id_from_the_value_else_the_key() -> None:
-    assert transaction_id(b'{"transactionId": "t-1"}', b"k") == "t-1"
-    assert transaction_id(b"not json", b"k-2") == "k-2"
-    assert transaction_id(b'{"transactionId": ""}', None) is None
+def test_transaction_id_from_the_value_only() -> None:
+    assert transaction_id(b'{"transactionId": "t-1"}') == "t-1"
+    # Not an exception event (the collector writes no row for it): never counted as a missing row.
+    assert transaction_id(b"not json") is None
+    assert transaction_id(b"{}") is None
+    assert transaction_id(b'{"transactionId": ""}') is None
+    assert transaction_id(None) is None
 
 
 def test_the_probe_is_an_event_the_collector_accepts() -> None:
