@@ -360,6 +360,8 @@ def consumer_group(sw: Switchover) -> ConsumerGroupResult:
         raise StepFailed(f"group {group!r} not moved to {sw.target.kafka_bootstrap}: {exc}") from None
     detail = f"group {group!r}: {len(offsets)} partition(s) at translated offsets on {sw.target.kafka_bootstrap}"
     sw.report.check("consumer-group", True, detail if offsets else f"group {group!r} has no checkpoints yet")
+    # Where the group was put (and where it was), per partition: the application moves it on at once.
+    sw.report.measured["consumer_group"] = applied.as_dict()
     return ConsumerGroupResult(moved=True, details=applied.as_dict())
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -16,25 +17,38 @@ from lab.core import Lab
 from lab.project import LAB_STACKS as STACKS
 
 
-@contextmanager
-def collectors_paused(lab: Lab) -> Iterator[None]:
-    """Both regions' service stand-ins scaled to 0 while a test plays the service's consumer group by hand: the
-    collector is a member of that group on its region's cluster, and a commit from outside an active group is
-    refused (and its own commits would move the checkpoints the test expects). Back to one pod each afterwards."""
+def stop_collectors(lab: Lab) -> None:
+    """Both regions' service stand-ins scaled to 0, and their group empty on both clusters: the collector leaves it on
+    SIGTERM, and one killed before it could stays a member until its session timeout (waited for, bounded)."""
     for stack in STACKS:
         lab.region(stack).service.stop()
-    # The collector leaves its group on SIGTERM; a pod killed before it could would stay a member until its session
-    # timeout: wait until no cluster lists a member (bounded), so the test's commits are not refused.
     group = load_settings("prod", lab.project_dir).kafka.consumer_group
     deadline = time.monotonic() + 20
     while any(group_members(lab.region(s).kafka.bootstrap, group) for s in STACKS):
         assert time.monotonic() < deadline, f"group {group} still has members 20 s after its collectors stopped"
         time.sleep(0.5)
+
+
+@contextmanager
+def collectors_paused(lab: Lab) -> Iterator[None]:
+    """The collectors stopped (stop_collectors) while a test plays the service's consumer group by hand: the
+    collector is a member of that group on its region's cluster, and a commit from outside an active group is
+    refused (and its own commits would move the checkpoints the test expects). A promote inside starts the new
+    primary's again (its application step): stop_collectors once more before playing the group there. Back to one
+    pod each afterwards."""
+    stop_collectors(lab)
     try:
         yield
     finally:
         for stack in STACKS:
             lab.region(stack).service.start()
+
+
+def applied_offsets(report: dict[str, Any]) -> dict[Partition, int]:
+    """The offsets a promote's or failback's consumer-group step applied, as its report says (the live group moves
+    on as soon as the application it scaled up consumes)."""
+    moved = report["measured"]["consumer_group"]
+    return {Partition(p["topic"], p["partition"]): p["offset"] for p in moved["partitions"]}
 
 
 def kafka_running(lab: Lab) -> bool:

@@ -35,7 +35,13 @@ from drtopo.mm2_properties import cluster_alias
 from drtopo.settings import Role, load_settings
 from evaluation.mock_program import evaluate
 from lab.core import Lab
-from tests.integration.switchover_support import collectors_paused, consume_and_wait_for_checkpoints, kafka_running
+from tests.integration.switchover_support import (
+    applied_offsets,
+    collectors_paused,
+    consume_and_wait_for_checkpoints,
+    kafka_running,
+    stop_collectors,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -234,6 +240,7 @@ def test_failback_moves_the_consumer_group_back_at_translated_offsets(fresh_pg: 
         try:
             fresh_pg.start_mirrormaker()  # the roles changed: this restarts it on prod's flow, dr -> prod
             assert fresh_pg.mirror_stack() == "prod"
+            stop_collectors(fresh_pg)  # promote started dr's: the test plays the group there
             expected = consume_and_wait_for_checkpoints(
                 fresh_pg, topic, group, cluster_alias(settings.peer_region), source_stack="dr", target_stack="prod"
             )
@@ -243,8 +250,10 @@ def test_failback_moves_the_consumer_group_back_at_translated_offsets(fresh_pg: 
                 "failback", "--stack", "prod", "--outputs", fresh_pg.prod.outputs_path, "--json", report, env=env
             )
             assert proc.returncode == 0, proc.stderr
-            applied = committed_offsets(fresh_pg.prod.kafka.bootstrap, group)
+            applied = applied_offsets(json.loads(report.read_text()))
             assert {tp: applied[tp] for tp in expected} == expected
+            now = committed_offsets(fresh_pg.prod.kafka.bootstrap, group)
+            assert all(now.get(tp, o) >= o for tp, o in expected.items())  # resumed from there, never behind
             check = next(c for c in json.loads(report.read_text())["checks"] if c["name"] == "consumer-group")
             assert check["ok"] and "translated offsets" in check["detail"]
             assert fresh_pg.mirror_stack() == "dr"

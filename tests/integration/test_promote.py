@@ -47,7 +47,12 @@ from drtopo.outputs import load_outputs
 from drtopo.settings import load_settings
 from lab import kube, kube_workloads
 from lab.core import Lab
-from tests.integration.switchover_support import collectors_paused, consume_and_wait_for_checkpoints, kafka_running
+from tests.integration.switchover_support import (
+    applied_offsets,
+    collectors_paused,
+    consume_and_wait_for_checkpoints,
+    kafka_running,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -428,8 +433,11 @@ def test_consumer_group_moves_to_translated_offsets_not_latest(
         proc = promote(fresh_pg, state_env, "--json", tmp_path / "report.json")
 
         assert proc.returncode == 0, proc.stderr
-        applied = committed_offsets(fresh_pg.dr.kafka.bootstrap, group)
+        applied = applied_offsets(json.loads((tmp_path / "report.json").read_text()))
         assert {tp: applied[tp] for tp in expected} == expected
+        # The application promote scaled up in dr resumes there: it reads from those offsets on, never skips.
+        now = committed_offsets(fresh_pg.dr.kafka.bootstrap, group)
+        assert all(now.get(tp, off) >= off for tp, off in expected.items())
         ends = end_offsets(fresh_pg.dr.kafka.bootstrap, [topic])
         assert any(expected[tp] < ends[tp] for tp in expected), "translated offsets should not be the latest"
         check = next(
