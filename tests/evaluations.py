@@ -21,7 +21,7 @@ from policies.program import evaluated_resources
 _EVALUATIONS: dict[tuple[str, str], Evaluation] = {}
 
 
-def evaluated(settings: Settings, references: Mapping[str, Mapping[str, Any]] | None = None) -> Evaluation:
+def evaluation_of(settings: Settings, references: Mapping[str, Mapping[str, Any]] | None = None) -> Evaluation:
     """`evaluate(settings, references=references)`, run once per equal settings and references."""
     key = (settings.model_dump_json(), json.dumps(references, sort_keys=True))
     if key not in _EVALUATIONS:
@@ -31,4 +31,4 @@ def evaluated(settings: Settings, references: Mapping[str, Mapping[str, Any]] | 
 
 def program_resources(settings: Settings) -> list[Resource]:
     """`policies.program.program_resources(settings)` over the session's evaluation of `settings`."""
-    return evaluated_resources(evaluated(settings))
+    return evaluated_resources(evaluation_of(settings))

@@ -29,7 +29,7 @@ from drtopo.failover.roles import set_role, switch_roles
 from drtopo.role_guard import LiveState, judge
 from drtopo.settings import REPO_DIR, Role, Settings, load_settings, stack_file
 from evaluation.mock_program import ACCOUNT_ID, Evaluation, Registered, evaluate
-from tests.evaluations import evaluated
+from tests.evaluations import evaluation_of
 from tests.unit.provider_rules import (
     OTHER,
     RDS_INSTANCE,
@@ -88,7 +88,7 @@ class World:
     marker: RoleMarker | None = None  # the role marker promote writes (both regions alike here)
     steps: list[tuple[str, str, Step]] = field(default_factory=list)  # (stack, type, step)
     # The session's evaluations (tests/evaluations.py); `evaluate` itself for a test that patches the program.
-    program: Callable[..., Evaluation] = evaluated
+    program: Callable[..., Evaluation] = evaluation_of
 
     def evaluate(self, stack: str) -> Evaluation:
         settings = load_settings(stack, self.project, overrides=self.config[stack])
@@ -313,7 +313,7 @@ def kinds(steps: dict[str, Step], kind: str) -> list[str]:
 
 
 def deployed(
-    tmp_path: Path, replica_reports_db_name: bool = True, program: Callable[..., Evaluation] = evaluated
+    tmp_path: Path, replica_reports_db_name: bool = True, program: Callable[..., Evaluation] = evaluation_of
 ) -> World:
     world = World(project_copy(tmp_path), replica_reports_db_name, program=program)
     for stack in STACKS:
@@ -414,7 +414,7 @@ def test_a_checkout_without_promotes_edit_is_refused_by_the_role_marker(tmp_path
     world.check()
 
 
-def promoted_with_other_spelling(tmp_path: Path, program: Callable[..., Evaluation] = evaluated) -> World:
+def promoted_with_other_spelling(tmp_path: Path, program: Callable[..., Evaluation] = evaluation_of) -> World:
     """dr promoted, its settings spelling the database name and user otherwise than the replica inherited."""
     world = deployed(tmp_path, program=program)
     world.promote("dr")
