@@ -7,13 +7,17 @@ with mocks; the mocks give a resource the id `<logical name>-id`, which is how c
 from __future__ import annotations
 
 from drtopo.settings import Settings
-from evaluation.mock_program import evaluate
+from evaluation.mock_program import Evaluation, evaluate
 from policies.model import Resource
 
 
 def program_resources(settings: Settings) -> list[Resource]:
     """Every custom resource the program registers for `settings` (components themselves carry no inputs)."""
-    evaluation = evaluate(settings)
+    return evaluated_resources(evaluate(settings))
+
+
+def evaluated_resources(evaluation: Evaluation) -> list[Resource]:
+    """The custom resources of an evaluation of the program, as the rules judge them (pure)."""
     return [
         Resource(
             type=r.type,

@@ -1,4 +1,8 @@
-"""`python -m policies.check` as CI runs it: exit 0 clean, 1 on a mandatory violation, 2 on invalid config."""
+"""`python -m policies.check` as CI runs it: exit 0 clean, 1 on a mandatory violation, 2 on invalid config.
+
+Each exit code is proven through the command in a new interpreter (`check`); the other cases run its `main` in this
+process (`check_here`), reading what it prints from the file descriptors, as the new interpreter's pipes would.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
+from policies import check as command
+
 ROOT = Path(__file__).resolve().parents[2]
+
+Check = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def check(*args: str, project_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,6 +31,28 @@ def check(*args: str, project_dir: Path | None = None) -> subprocess.CompletedPr
     return subprocess.run(
         [sys.executable, "-m", "policies.check", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+@pytest.fixture
+def check_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Check:
+    """`check` without a new interpreter: the command's `main` with the same folder and environment, its exit code
+    and everything written to stdout and stderr while it ran (a library's own stray lines included)."""
+
+    def run(*args: str, project_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(ROOT)
+        if project_dir is None:
+            monkeypatch.delenv("DRTOPO_PROJECT_DIR", raising=False)
+        else:
+            monkeypatch.setenv("DRTOPO_PROJECT_DIR", str(project_dir))
+        capfd.readouterr()
+        try:
+            code = command.main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["policies.check", *args], code, out, err)
+
+    return run
 
 
 def project_with(tmp_path: Path, stack: str, **config: object) -> Path:
@@ -58,8 +90,8 @@ def test_mandatory_violation_exits_1_naming_resource_property_and_values(tmp_pat
     assert {(c["property"], c["value"], c["limit"]) for c in failed} == {("rules[0].expiration.days", 1, "== 30")}
 
 
-def test_role_flag_evaluates_the_other_role(tmp_path: Path) -> None:
-    done = check("--stack", "prod", "--role", "standby")
+def test_role_flag_evaluates_the_other_role(check_here: Check) -> None:
+    done = check_here("--stack", "prod", "--role", "standby")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stack prod (role standby)" in done.stdout
 
@@ -71,15 +103,15 @@ def test_invalid_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "drtopo:role = 'primry'" in done.stderr
 
 
-def test_config_the_program_refuses_exits_2(tmp_path: Path) -> None:
+def test_config_the_program_refuses_exits_2(tmp_path: Path, check_here: Check) -> None:
     project = project_with(tmp_path, "prod", kubernetes={"namespace": "biopro-prod", "dumpSchedule": "15 2 * * 0"})
-    done = check("--stack", "prod", project_dir=project)
+    done = check_here("--stack", "prod", project_dir=project)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "dumpSchedule" in done.stderr
 
 
-def test_unknown_stack_exits_2() -> None:
-    assert check("--stack", "staging").returncode == 2
+def test_unknown_stack_exits_2(check_here: Check) -> None:
+    assert check_here("--stack", "staging").returncode == 2
 
 
 def renamed_pair(tmp_path: Path, names: dict[str, str]) -> Path:
@@ -95,30 +127,30 @@ def renamed_pair(tmp_path: Path, names: dict[str, str]) -> Path:
     return tmp_path
 
 
-def test_stack_names_are_free_any_pair_naming_each_other_is_checked(tmp_path: Path) -> None:
+def test_stack_names_are_free_any_pair_naming_each_other_is_checked(tmp_path: Path, check_here: Check) -> None:
     project = renamed_pair(tmp_path, {"prod": "east", "dr": "west"})
     report_path = tmp_path / "report.json"
-    done = check("--stack", "west", "--json", str(report_path), project_dir=project)
+    done = check_here("--stack", "west", "--json", str(report_path), project_dir=project)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(report_path.read_text())
     assert report["stack"] == "west" and report["role"] == "standby"
 
 
-def test_an_unknown_stack_names_the_missing_file_in_one_line(tmp_path: Path) -> None:
+def test_an_unknown_stack_names_the_missing_file_in_one_line(tmp_path: Path, check_here: Check) -> None:
     project = renamed_pair(tmp_path, {"prod": "east", "dr": "west"})
-    done = check("--stack", "north", project_dir=project)
+    done = check_here("--stack", "north", project_dir=project)
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1
     assert "Pulumi.north.yaml" in done.stderr and "east, west" in done.stderr
 
 
-def test_a_stack_pulling_from_another_regions_registry_exits_1(tmp_path: Path) -> None:
+def test_a_stack_pulling_from_another_regions_registry_exits_1(tmp_path: Path, check_here: Check) -> None:
     kubernetes = yaml.safe_load((ROOT / "Pulumi.dr.yaml").read_text())["config"]["drtopo:kubernetes"]
     primarys = kubernetes["mirrorMakerImage"].replace(".us-west-2.", ".us-east-1.")
     project = project_with(tmp_path, "dr", kubernetes={**kubernetes, "mirrorMakerImage": primarys})
     report_path = tmp_path / "report.json"
-    done = check("--stack", "dr", "--json", str(report_path), project_dir=project)
+    done = check_here("--stack", "dr", "--json", str(report_path), project_dir=project)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL  workload-image-own-region" in done.stdout and "another region's registry (us-east-1)" in done.stdout
     failed = [c for c in json.loads(report_path.read_text())["checks"] if not c["ok"]]

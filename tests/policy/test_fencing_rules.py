@@ -16,8 +16,8 @@ from drtopo.settings import Role, Settings, load_settings, stacks
 from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Resource
-from policies.program import program_resources
 from policies.registry import rule_named
+from tests.evaluations import program_resources
 from tests.policy.stacks import broken, res, without
 
 WITNESS = "eu-west-1"

@@ -14,7 +14,7 @@ from evaluation.mock_program import ACCOUNT_ID
 from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Resource
-from policies.program import program_resources
+from tests.evaluations import program_resources
 from tests.policy.stacks import broken
 
 

@@ -1,7 +1,7 @@
 """Fixtures for the unit suite: the program evaluated under Pulumi mocks, once per (stack, role) per session.
 
 An evaluation takes about half a second; caching keeps `pytest tests/unit` well under a minute. Evaluations are
-read-only records, so sharing them between tests is safe.
+read-only records, so sharing them between tests is safe; equal settings share one (tests/evaluations.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from moto import mock_aws
 
 from drtopo.fencing.store import S3LeaseStore
 from drtopo.settings import load_settings
-from evaluation.mock_program import Evaluation, evaluate
+from evaluation.mock_program import Evaluation
 from lab.project import WITNESS_REGION
+from tests.evaluations import evaluation_of
 
 # The lease's store regions in the unit tests: the pair's and the lab's witness.
 LEASE_REGIONS = ("us-east-1", "us-west-2", WITNESS_REGION)
@@ -26,7 +27,7 @@ LEASE_REGIONS = ("us-east-1", "us-west-2", WITNESS_REGION)
 def evaluated(stack: str, role: str | None = None) -> Evaluation:
     """The program for `stack` as configured, or with its role switched to `role`."""
     overrides = {"role": role} if role else None
-    return evaluate(load_settings(stack, overrides=overrides))
+    return evaluation_of(load_settings(stack, overrides=overrides))
 
 
 @pytest.fixture(scope="session")

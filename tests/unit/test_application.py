@@ -17,7 +17,8 @@ from components.application import (
     replicas_for,
 )
 from drtopo.settings import REPO_DIR, Role, SettingsError, load_settings, settings_from_config
-from evaluation.mock_program import Evaluation, evaluate
+from evaluation.mock_program import Evaluation
+from tests.evaluations import evaluation_of
 from tests.k8s_schema import validate_manifest
 
 PATCH = "kubernetes:apps/v1:DeploymentPatch"
@@ -32,7 +33,7 @@ def with_application(stack: str, application: dict[str, Any], role: str | None =
     overrides: dict[str, Any] = {"application": application}
     if role:
         overrides["role"] = role
-    return evaluate(load_settings(stack, overrides=overrides))
+    return evaluation_of(load_settings(stack, overrides=overrides))
 
 
 def chart_deployment(name: str, namespace: str) -> dict[str, Any]:

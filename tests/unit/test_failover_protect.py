@@ -7,13 +7,13 @@ from typing import Any
 
 from drtopo.failover.protect import PRIMARY_ONLY_JOBS, missing_protection, resume_patch
 from drtopo.settings import load_settings
-from evaluation.mock_program import evaluate
+from tests.evaluations import evaluation_of
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"
 
 
 def cron_jobs(stack: str) -> dict[str, dict[str, Any]]:
-    evaluation = evaluate(load_settings(stack))
+    evaluation = evaluation_of(load_settings(stack))
     return {r.inputs["metadata"]["name"]: r.inputs for r in evaluation.resources if r.type == CRON_JOB}
 
 

@@ -12,7 +12,8 @@ from components.backup_jobs import DUMP_JOB, EXPORT_JOB, WORKLOAD_ROLE_ANNOTATIO
 from components.identity import dump_policy, export_policy, secret_arn, trust_policy
 from drtopo import naming
 from drtopo.settings import Settings, SettingsError, load_settings
-from evaluation.mock_program import ACCOUNT_ID, Evaluation, evaluate
+from evaluation.mock_program import ACCOUNT_ID, Evaluation
+from tests.evaluations import evaluation_of
 
 ISSUER = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE"
 ROLE = "aws:iam/role:Role"
@@ -32,7 +33,7 @@ def with_oidc(stack: str, role: str | None = None) -> Settings:
 @pytest.fixture(scope="module", params=[("prod", "primary"), ("prod", "standby"), ("dr", "standby"), ("dr", "primary")])
 def irsa(request: pytest.FixtureRequest) -> Evaluation:
     stack, role = request.param
-    return evaluate(with_oidc(stack, role))
+    return evaluation_of(with_oidc(stack, role))
 
 
 def statements(document: str) -> list[dict[str, Any]]:

@@ -21,7 +21,8 @@ from drtopo.database.instance import (
     replica_requests,
 )
 from drtopo.settings import Settings, load_settings
-from evaluation.mock_program import Evaluation, evaluate
+from evaluation.mock_program import Evaluation
+from tests.evaluations import evaluation_of
 from tests.unit.provider_rules import (
     PROVIDER_DELETE_ONLY,
     REPLICA_CREATE_PARAMETERS,
@@ -41,7 +42,7 @@ def demoted_prod() -> Settings:
 
 @pytest.fixture(scope="module")
 def standby() -> Evaluation:
-    return evaluate(demoted_prod())
+    return evaluation_of(demoted_prod())
 
 
 def camel(inputs: dict[str, object]) -> dict[str, object]:
@@ -58,7 +59,7 @@ def test_the_replica_the_program_declares_is_instance_inputs_and_its_source(stan
 
 
 def test_every_instance_of_every_role_is_instance_inputs_and_its_role_inputs(standby: Evaluation) -> None:
-    primary = evaluate(load_settings("prod"))
+    primary = evaluation_of(load_settings("prod"))
     # Generation 0 of the demoted stack: the former primary, declared as it stands.
     (retired,) = [r for r in standby.of_type(RDS_INSTANCE) if r.name == logical_name(0)]
     for evaluation, instance, generation in ((primary, primary.one(RDS_INSTANCE), 0), (standby, retired, 0)):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from components import kafka_mirror
 from drtopo.settings import load_settings
-from evaluation.mock_program import evaluate
 from lab import kube_objects
+from tests.evaluations import evaluation_of
 
 
 def test_prod_objects_are_every_kubernetes_resource_the_program_declares() -> None:
@@ -35,7 +35,7 @@ def test_the_application_patch_goes_last_under_its_own_field_manager() -> None:
     """The replica patch is applied after every whole object (the Deployment it patches must exist), under the
     field manager its annotation names (drtopo's, as promote's application step uses), with the role's count."""
     settings = load_settings("dr")
-    evaluation = evaluate(settings)
+    evaluation = evaluation_of(settings)
     patches = [r for r in evaluation.resources if kube_objects.is_patch(r.type)]
     assert [r.type for r in patches] == ["kubernetes:apps/v1:DeploymentPatch"]
     objects = kube_objects.program_objects(settings)

@@ -24,8 +24,9 @@ from drtopo.fencing.store import lease_bucket, lease_stores, witness_bucket
 from drtopo.naming import BUCKET_PURPOSES
 from drtopo.outputs import load_outputs, peer_outputs
 from drtopo.settings import PROJECT, Settings, load_settings
-from evaluation.mock_program import ACCOUNT_ID, Evaluation, evaluate
+from evaluation.mock_program import ACCOUNT_ID, Evaluation
 from scripts import guard_alive
+from tests.evaluations import evaluation_of
 from tests.k8s_schema import validate_manifest
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -53,14 +54,14 @@ def lease_overrides(stack: str, role: str | None = None, oidc: bool = False, **f
 @cache
 def exported(stack: str) -> dict[str, Any]:
     """A stack's whole outputs document, as its StackReference answers it."""
-    return dict(evaluate(load_settings(stack, overrides=lease_overrides(stack))).exports)
+    return dict(evaluation_of(load_settings(stack, overrides=lease_overrides(stack))).exports)
 
 
 @cache
 def program(stack: str, role: str | None = None, oidc: bool = False) -> Evaluation:
     settings = load_settings(stack, overrides=lease_overrides(stack, role, oidc))
     peer = settings.peer_stack
-    return evaluate(settings, references={str(settings.primary_stack_reference): exported(peer)})
+    return evaluation_of(settings, references={str(settings.primary_stack_reference): exported(peer)})
 
 
 def guard(ev: Evaluation) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def container(ev: Evaluation) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stack", ["prod", "dr"])
 def test_nothing_is_declared_with_fencing_off(stack: str) -> None:
-    ev = evaluate(load_settings(stack))
+    ev = evaluation_of(load_settings(stack))
     assert [r.name for r in ev.resources if "lease" in r.name or "guard" in r.name] == []
 
 
@@ -283,7 +284,7 @@ def test_the_guards_role_may_get_and_patch_the_applications_deployment_and_its_s
     if app_namespace:
         overrides["application"] = {"namespace": app_namespace}
     settings = load_settings(stack, overrides=overrides)
-    ev = evaluate(settings, references={str(settings.primary_stack_reference): exported(settings.peer_stack)})
+    ev = evaluation_of(settings, references={str(settings.primary_stack_reference): exported(settings.peer_stack)})
     namespace = settings.kubernetes.namespace
     where = app_namespace or namespace
     app = settings.application.deployment

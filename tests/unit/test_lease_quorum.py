@@ -59,7 +59,7 @@ def cut(store: S3LeaseStore) -> None:
         "s3",
         region_name=store.region,
         endpoint_url=f"http://127.0.0.1:{port}",
-        config=Config(retries={"max_attempts": 1}),
+        config=Config(retries={"total_max_attempts": 1}),
     )
 
 

@@ -19,11 +19,11 @@ from components.readiness_check import readiness_policy
 from drtopo import cron
 from drtopo.readiness import publish, schedule
 from drtopo.settings import load_settings
-from evaluation.mock_program import ACCOUNT_ID, PRIMARY_OUTPUTS, Evaluation, evaluate
+from evaluation.mock_program import ACCOUNT_ID, PRIMARY_OUTPUTS, Evaluation
 from policies import resource_types as t
 from policies.engine import evaluate_rules
 from policies.model import Resource
-from policies.program import program_resources
+from tests.evaluations import evaluation_of, program_resources
 from tests.k8s_schema import validate_manifest
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"
@@ -40,7 +40,7 @@ def with_identity(stack: str) -> dict[str, Any]:
 @cache
 def evaluated(stack: str, role: str | None = None, identity: bool = False) -> Evaluation:
     overrides = {**({"role": role} if role else {}), **(with_identity(stack) if identity else {})}
-    return evaluate(load_settings(stack, overrides=overrides or None))
+    return evaluation_of(load_settings(stack, overrides=overrides or None))
 
 
 def readiness_objects(ev: Evaluation) -> list[Any]:

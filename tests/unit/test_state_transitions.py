@@ -29,6 +29,7 @@ from drtopo.failover.roles import set_role, switch_roles
 from drtopo.role_guard import LiveState, judge
 from drtopo.settings import REPO_DIR, Role, Settings, load_settings, stack_file
 from evaluation.mock_program import ACCOUNT_ID, Evaluation, Registered, evaluate
+from tests.evaluations import evaluation_of
 from tests.unit.provider_rules import (
     OTHER,
     RDS_INSTANCE,
@@ -86,6 +87,8 @@ class World:
     released: set[str] = field(default_factory=set)
     marker: RoleMarker | None = None  # the role marker promote writes (both regions alike here)
     steps: list[tuple[str, str, Step]] = field(default_factory=list)  # (stack, type, step)
+    # The session's evaluations (tests/evaluations.py); `evaluate` itself for a test that patches the program.
+    program: Callable[..., Evaluation] = evaluation_of
 
     def evaluate(self, stack: str) -> Evaluation:
         settings = load_settings(stack, self.project, overrides=self.config[stack])
@@ -94,8 +97,8 @@ class World:
         if verdict.refusal:
             raise Refused(verdict.refusal)
         if settings.is_primary:
-            return evaluate(settings)
-        return evaluate(settings, references={settings.primary_stack_reference: self.exports[settings.peer_stack]})
+            return self.program(settings)
+        return self.program(settings, references={settings.primary_stack_reference: self.exports[settings.peer_stack]})
 
     def live_state(self, settings: Settings) -> LiveState:
         instance = self.cloud.instances.get(declared_arn(settings))
@@ -309,8 +312,10 @@ def kinds(steps: dict[str, Step], kind: str) -> list[str]:
     return sorted(urn.rsplit("::", 1)[-1] for urn, step in steps.items() if step.kind == kind)
 
 
-def deployed(tmp_path: Path, replica_reports_db_name: bool = True) -> World:
-    world = World(project_copy(tmp_path), replica_reports_db_name)
+def deployed(
+    tmp_path: Path, replica_reports_db_name: bool = True, program: Callable[..., Evaluation] = evaluation_of
+) -> World:
+    world = World(project_copy(tmp_path), replica_reports_db_name, program=program)
     for stack in STACKS:
         world.up(stack, refresh=False)
         world.check()
@@ -409,9 +414,9 @@ def test_a_checkout_without_promotes_edit_is_refused_by_the_role_marker(tmp_path
     world.check()
 
 
-def promoted_with_other_spelling(tmp_path: Path) -> World:
+def promoted_with_other_spelling(tmp_path: Path, program: Callable[..., Evaluation] = evaluation_of) -> World:
     """dr promoted, its settings spelling the database name and user otherwise than the replica inherited."""
-    world = deployed(tmp_path)
+    world = deployed(tmp_path, program=program)
     world.promote("dr")
     world.config["dr"] = {"database": {"name": "collector", "username": "collector_admin"}}
     return world
@@ -430,7 +435,7 @@ def test_without_ignoring_create_only_inputs_the_promoted_replica_would_be_repla
 ) -> None:
     """Why dbName and username are ignored after creation: both force a new instance."""
     monkeypatch.setattr(components.database, "CREATE_ONLY_INPUTS", ())
-    world = promoted_with_other_spelling(tmp_path)
+    world = promoted_with_other_spelling(tmp_path, program=evaluate)
     with pytest.raises(Refused, match=r"\['dbName', 'username'\] force a replacement of a protected resource"):
         world.up("dr")
 
