@@ -41,7 +41,7 @@ test: setup
 	.venv/bin/lint-imports
 	$(PY) -m pytest --durations=40 $(PYTEST_ARGS) tests/unit tests/policy tests/integration
 
-# The edit-test loop: the import layers and the two tiers that need no lab (about 2 minutes on 2 cores).
+# The edit-test loop: the import layers and the two tiers that need no lab (about 100 s on 2 cores when idle).
 test-fast: venv
 	.venv/bin/lint-imports
 	$(PY) -m pytest -q tests/unit tests/policy

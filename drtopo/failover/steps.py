@@ -62,6 +62,7 @@ from drtopo.kafka.offsets import (
     CheckpointError,
     KafkaException,
     apply_group_offsets,
+    group_members,
     read_checkpoints,
     translated_offsets,
 )
@@ -352,7 +353,21 @@ def consumer_group(sw: Switchover) -> ConsumerGroupResult:
         sw.report.skip("consumer-group", "not moved: --skip-consumer-group")
         return ConsumerGroupResult(skipped=True)
     source_alias = cluster_alias(sw.peer.region)
+    warm = sw.settings.application.standby_replicas > 0
     try:
+        members = group_members(sw.target.kafka_bootstrap, group) if warm else []
+        if members:
+            # A warm standby's application starts consuming the moment its database accepts writes, before this
+            # step: it resumed from the offsets MirrorMaker 2 syncs onto the target while the group is idle there
+            # (sync.group.offsets, declared by the program: checkpoint-translated, so re-reads and never skips).
+            # Moving them now would race its commits; pilot light never gets here with members.
+            interval = sw.settings.kafka.mirror.sync_group_offsets_interval_seconds
+            sw.report.skip(
+                "consumer-group",
+                f"not moved: group {group!r} already consumes on {sw.target.kafka_bootstrap} ({len(members)} "
+                f"member(s): the warm standby's application), from MirrorMaker 2's synced offsets (every {interval} s)",
+            )
+            return ConsumerGroupResult(skipped=True)
         checkpoints = read_checkpoints(sw.target.kafka_bootstrap, source_alias, group)
         offsets = translated_offsets(checkpoints)
         applied = apply_group_offsets(sw.target.kafka_bootstrap, group, offsets)
