@@ -10,6 +10,7 @@ and the takeover alarms.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sys
@@ -34,16 +35,36 @@ KUBERNETES_CREDENTIALS_SECRET = "drtopo-lab-aws"
 CREDENTIALS_SECRET = "drtopo-lab/aws-credentials"
 
 
+# The stand-in's API bearer token: a Kubernetes Secret of each namespace (key `token`) that the service reads as
+# SERVICE_API_TOKEN, kept in Secrets Manager like every Secret the stacks declare, so `restore namespace` and
+# `restore secrets` bring it back after a namespace is lost.
+SERVICE_TOKEN_KUBERNETES_SECRET = "interface-exception-collector-api"
+SERVICE_TOKEN_SECRET = "drtopo-lab/service-api-token"
+
+
+def service_token(password: str) -> str:
+    """The lab's API token, derived from its random database password so both come and go with the lab (pure)."""
+    return hashlib.sha256(f"drtopo-lab-api:{password}".encode()).hexdigest()
+
+
 def credential_sources() -> list[dict[str, str]]:
-    """The lab's drtopo:secrets entries of the dummy credentials (pure)."""
+    """The lab's drtopo:secrets entries: the dummy credentials and the service's API token (pure)."""
     return [
+        *(
+            {
+                "kubernetesSecret": KUBERNETES_CREDENTIALS_SECRET,
+                "key": key,
+                "secretsManagerSecret": CREDENTIALS_SECRET,
+                "jsonKey": key,
+            }
+            for key in DUMMY_CREDENTIALS
+        ),
         {
-            "kubernetesSecret": KUBERNETES_CREDENTIALS_SECRET,
-            "key": key,
-            "secretsManagerSecret": CREDENTIALS_SECRET,
-            "jsonKey": key,
-        }
-        for key in DUMMY_CREDENTIALS
+            "kubernetesSecret": SERVICE_TOKEN_KUBERNETES_SECRET,
+            "key": "token",
+            "secretsManagerSecret": SERVICE_TOKEN_SECRET,
+            "jsonKey": "token",
+        },
     ]
 
 
@@ -431,9 +452,11 @@ def seed(
         _replication(s, stacks[s.peer_stack], endpoint, keys[s.peer_stack])
     for s in ordered:
         lease_stores(s, endpoint, keys[s.stack])
-        client("secretsmanager", s.region, endpoint).create_secret(
-            Name=CREDENTIALS_SECRET, SecretString=json.dumps(DUMMY_CREDENTIALS)
-        )
+        manager = client("secretsmanager", s.region, endpoint)
+        manager.create_secret(Name=CREDENTIALS_SECRET, SecretString=json.dumps(DUMMY_CREDENTIALS))
+        if password is not None:
+            token = {"token": service_token(password)}
+            manager.create_secret(Name=SERVICE_TOKEN_SECRET, SecretString=json.dumps(token))
     databases: dict[str, dict[str, Any]] = {}
     for s in ordered:
         primary_arn = None if s.is_primary else databases[s.peer_stack]["DBInstanceArn"]

@@ -11,7 +11,6 @@ them again from the emulator's Secrets Manager after a namespace is lost.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -182,13 +181,10 @@ def job_logs(root: Path, namespace: str, job: str) -> str:
 SERVICE_APP = "interface-exception-collector"
 SERVICE_CONFIG = f"{SERVICE_APP}-config"
 SERVICE_UID = 10002  # lab/kube/images/service.Containerfile
-# The Secret holding the API's bearer token (key `token`): the stand-in reads it as SERVICE_API_TOKEN.
-SERVICE_TOKEN_SECRET = f"{SERVICE_APP}-api"
-
-
-def service_token(password: str) -> str:
-    """The lab's API token, derived from its random database password so both come and go with the lab (pure)."""
-    return hashlib.sha256(f"drtopo-lab-api:{password}".encode()).hexdigest()
+# The Secret holding the API's bearer token (key `token`): the stand-in reads it as SERVICE_API_TOKEN (lab/aws.py keeps
+# it in Secrets Manager, a declared Secret of the lab's drtopo:secrets).
+SERVICE_TOKEN_SECRET = aws.SERVICE_TOKEN_KUBERNETES_SECRET
+service_token = aws.service_token
 
 
 def service_objects(
