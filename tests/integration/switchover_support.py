@@ -34,14 +34,19 @@ def collectors_paused(lab: Lab) -> Iterator[None]:
     """The collectors stopped (stop_collectors) while a test plays the service's consumer group by hand: the
     collector is a member of that group on its region's cluster, and a commit from outside an active group is
     refused (and its own commits would move the checkpoints the test expects). A promote inside starts the new
-    primary's again (its application step): stop_collectors once more before playing the group there. Back to one
-    pod each afterwards."""
+    primary's again (its application step): stop_collectors once more before playing the group there. Afterwards
+    each stand-in is back at the count its stack's role declares now (the standby's 0, pilot light): one started in
+    the standby region would join the group there the moment a later promote makes its database writable."""
     stop_collectors(lab)
     try:
         yield
     finally:
         for stack in STACKS:
-            lab.region(stack).service.start()
+            service = lab.region(stack).service
+            if service.declared_replicas():
+                service.start()
+            else:
+                service.stop()
 
 
 def applied_offsets(report: dict[str, Any]) -> dict[Partition, int]:
