@@ -244,14 +244,19 @@ def processing_step(report: Report, base_url: str, token: str | None, bootstrap:
     status = 0
     while True:
         status, _ = http_get(url, token)
-        took = round(time.monotonic() - start, 2)
-        if status == 200 or took > limit:
+        elapsed = time.monotonic() - start
+        if status == 200 or elapsed > limit:
             break
         time.sleep(0.2)
+    took = round(elapsed, 2)
+    # A row seen at the first poll may still have taken longer than the limit: both must hold.
+    in_time = status == 200 and elapsed <= limit
     detail = f"probe {txid} to {topic} on {bootstrap}: its row through the API " + (
-        f"after {took:.2f} s" if status == 200 else f"not within {limit:.0f} s (last {status or 'unreachable'})"
+        f"after {took:.2f} s (limit {limit:g} s)"
+        if status == 200
+        else f"not within {limit:g} s (last {status or 'unreachable'})"
     )
-    report.check(PROCESSING, status == 200, detail, value=took, limit=limit)
+    report.check(PROCESSING, in_time, detail, value=took, limit=limit)
 
 
 def consistency_step(report: Report, settings: Settings, outputs: StackOutputs, bootstrap: str) -> None:

@@ -347,27 +347,44 @@ def lease_guards(sw: Switchover) -> LeaseGuardsResult:
     return LeaseGuardsResult(renewing=asdict(lease), started_seconds=round(started, 3), old_guard=outcome)
 
 
+def _group_in_use(sw: Switchover, group: str, members: int) -> ConsumerGroupResult:
+    """The group has members on the target before this step moves it. Drtopo's own application running there (a
+    warm standby's, which consumes the moment its database accepts writes; or the one a previous run of this command
+    scaled up after this step had failed): it resumed from the offsets MirrorMaker 2 syncs onto the target while the
+    group is idle there (sync.group.offsets, declared by the program: checkpoint-translated, so re-reads and never
+    skips), and moving them now would race its commits. Nothing of ours running there: someone else's consumer,
+    refused."""
+    bootstrap = sw.target.kafka_bootstrap
+    app = RegionApp.of(sw.settings, sw.target)
+    running = _now(app)
+    if sw.settings.application.standby_replicas > 0 or (running or 0) > 0:
+        interval = sw.settings.kafka.mirror.sync_group_offsets_interval_seconds
+        whose = (
+            "the warm standby's application" if not running else f"the application, {running} replica(s) on {app.where}"
+        )
+        sw.report.skip(
+            "consumer-group",
+            f"not moved: group {group!r} already consumes on {bootstrap} ({members} member(s): {whose}), from "
+            f"MirrorMaker 2's synced offsets (every {interval} s)",
+        )
+        return ConsumerGroupResult(skipped=True)
+    scale = "unreadable" if running is None else "0 replicas"
+    raise Unsafe(
+        f"consumer group {group!r} has {members} active member(s) on {bootstrap} while {app.where} runs {scale}: "
+        "another consumer, whose commits would race the translated offsets; stop it, then rerun"
+    )
+
+
 def consumer_group(sw: Switchover) -> ConsumerGroupResult:
     group = sw.settings.kafka.consumer_group
     if sw.skip_consumer_group:
         sw.report.skip("consumer-group", "not moved: --skip-consumer-group")
         return ConsumerGroupResult(skipped=True)
     source_alias = cluster_alias(sw.peer.region)
-    warm = sw.settings.application.standby_replicas > 0
     try:
-        members = group_members(sw.target.kafka_bootstrap, group) if warm else []
+        members = group_members(sw.target.kafka_bootstrap, group)
         if members:
-            # A warm standby's application starts consuming the moment its database accepts writes, before this
-            # step: it resumed from the offsets MirrorMaker 2 syncs onto the target while the group is idle there
-            # (sync.group.offsets, declared by the program: checkpoint-translated, so re-reads and never skips).
-            # Moving them now would race its commits; pilot light never gets here with members.
-            interval = sw.settings.kafka.mirror.sync_group_offsets_interval_seconds
-            sw.report.skip(
-                "consumer-group",
-                f"not moved: group {group!r} already consumes on {sw.target.kafka_bootstrap} ({len(members)} "
-                f"member(s): the warm standby's application), from MirrorMaker 2's synced offsets (every {interval} s)",
-            )
-            return ConsumerGroupResult(skipped=True)
+            return _group_in_use(sw, group, len(members))
         checkpoints = read_checkpoints(sw.target.kafka_bootstrap, source_alias, group)
         offsets = translated_offsets(checkpoints)
         applied = apply_group_offsets(sw.target.kafka_bootstrap, group, offsets)

@@ -290,7 +290,13 @@ def test_kafka_checks_pass_on_a_mirrored_standby(kafka: Lab, tmp_path: Path) -> 
 def test_a_dropped_topic_fails(kafka: Lab, tmp_path: Path) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    topic = next(t for t in load_settings("dr", kafka.project_dir).kafka.topics if t.name == "ValidationError")
+    # A topic with nothing on prod: MirrorMaker 2 goes on from its own source offsets, so a recreated topic that had
+    # records would stay short of them for good (real lag, and the group's offsets beyond its log) for the tests after.
+    declared = load_settings("dr", kafka.project_dir).kafka.topics
+    ends = watermarks(kafka.prod.kafka.bootstrap, [t.name for t in declared])
+    empty = [t for t in declared if all(high == 0 for tp, (_low, high) in ends.items() if tp.topic == t.name)]
+    assert empty, "every declared topic has records on prod: none can be dropped and recreated as it was"
+    topic = empty[-1]
     admin = AdminClient({"bootstrap.servers": kafka.dr.kafka.bootstrap})
     # MirrorMaker would recreate the mirrored topic within its refresh interval: lose it while MirrorMaker is down.
     kafka.stop_mirrormaker()
@@ -307,7 +313,7 @@ def test_a_dropped_topic_fails(kafka: Lab, tmp_path: Path) -> None:
             except Exception:  # still being deleted: retry until the name is free
                 time.sleep(1)
     assert code == 1
-    assert not checks["kafka.topics"]["ok"] and "ValidationError" in checks["kafka.topics"]["detail"]
+    assert not checks["kafka.topics"]["ok"] and topic.name in checks["kafka.topics"]["detail"]
     assert topic.name in admin.list_topics(timeout=10).topics, "the dropped topic was not recreated within 30 s"
 
 
@@ -382,10 +388,21 @@ def with_service(lab: Lab, tmp_path: Path, **service: object) -> dict[str, str]:
     return {"DRTOPO_PROJECT_DIR": str(project)}
 
 
+@pytest.fixture(scope="module")
+def fresh_collector(lab: Lab) -> Lab:
+    """prod's collector restarted once: `kafka.duplicates` counts re-reads since the service started (as a real
+    application's counter does; a failover restarts it), and the lab's stand-in may have lived through the earlier
+    modules' failovers, each putting its group back at translated offsets that trail."""
+    lab.prod.service.stop()
+    lab.prod.service.start()
+    return lab
+
+
 def validate_prod(lab: Lab, tmp_path: Path, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], Any]:
     return validate(lab, tmp_path, *APPLICATION_ONLY, env=env, stack="prod", expect=None)
 
 
+@pytest.mark.usefixtures("fresh_collector")
 def test_the_primary_passes_the_application_checks(kafka: Lab, tmp_path: Path) -> None:
     # The first run's probe is a consumed event the second run's consistency check counts (once committed).
     validate_prod(kafka, tmp_path)
@@ -408,6 +425,7 @@ APPLICATION_FAULTS = [
 ]
 
 
+@pytest.mark.usefixtures("fresh_collector")
 @pytest.mark.parametrize(("service", "env", "failing"), APPLICATION_FAULTS)
 def test_an_application_fault_fails_its_check(
     kafka: Lab, tmp_path: Path, service: dict[str, object], env: dict[str, str], failing: str
@@ -417,6 +435,7 @@ def test_an_application_fault_fails_its_check(
     assert checks[failing]["outcome"] == "fail", checks[failing]
 
 
+@pytest.mark.usefixtures("fresh_collector")
 def test_without_a_token_the_api_checks_are_skipped_never_passed(kafka: Lab, tmp_path: Path) -> None:
     code, _report, checks = validate_prod(kafka, tmp_path, {"SERVICE_API_TOKEN": ""})
     assert checks["service.api_auth"]["outcome"] == checks["service.processing"]["outcome"] == "skip"
@@ -427,6 +446,7 @@ def test_without_a_token_the_api_checks_are_skipped_never_passed(kafka: Lab, tmp
     assert code == 1
 
 
+@pytest.mark.usefixtures("fresh_collector")
 def test_a_consumed_event_without_its_row_fails_the_consistency(kafka: Lab, tmp_path: Path) -> None:
     code, report, checks = validate_prod(kafka, tmp_path)  # its probe is a consumed event with a row
     assert code == 0, [c for c in report["checks"] if c["outcome"] != "pass"]
@@ -473,6 +493,7 @@ def _collector_bootstrap(lab: Lab) -> str:
     return dict(info[0].labels)["bootstrap"] if info else ""
 
 
+@pytest.mark.usefixtures("fresh_collector")
 def test_kafka_failover_moves_the_application_and_validate_follows_it(kafka: Lab, tmp_path: Path) -> None:
     """`restore kafka-failover --stack prod` with the collector's commits checkpointed on dr: dry run changes nothing;
     then the offsets move, the endpoints name dr's cluster, the pod is replaced and its collector consumes there;

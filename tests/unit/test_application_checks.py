@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from drtopo.checks import application
 from drtopo.checks.application import (
     Sample,
     duplicates_allowed,
@@ -18,6 +19,7 @@ from drtopo.checks.application import (
     transaction_id,
 )
 from drtopo.kafka.app_switch import Endpoints, KubeError, endpoints_data, restart_patch, rollout_done
+from drtopo.report import Report
 from drtopo.settings import load_settings
 from lab import service
 
@@ -58,6 +60,23 @@ def test_memory_is_the_jvm_used_memory_summed_else_the_rss() -> None:
     rss_only = [s for s in samples if not s.name.startswith("jvm_")]
     assert memory_bytes(rss_only) == (5e7, "process_resident_memory_bytes")
     assert memory_bytes([Sample("up", (), 1)]) is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "ok"), [(0.5, True), (0.02, False)], ids=["within-the-limit", "row-at-first-poll-but-late"]
+)
+def test_the_probe_passes_only_when_its_row_came_within_the_limit(
+    monkeypatch: pytest.MonkeyPatch, seconds: float, ok: bool
+) -> None:
+    # The row answers at the first poll, `took` after the probe: a row seen at once is not in time by itself.
+    clock = iter([100.0, 100.0 + 0.3])
+    monkeypatch.setattr(application, "produce_probe", lambda bootstrap, topic, txid: None)
+    monkeypatch.setattr(application, "http_get", lambda url, token: (200, b"{}"))
+    monkeypatch.setattr(application.time, "monotonic", lambda: next(clock))
+    report = Report()
+    application.processing_step(report, "http://127.0.0.1:8080", "t0ken", "127.0.0.1:9092", "ValidationError", seconds)
+    (check,) = report.checks
+    assert (check.outcome == "pass") is ok and check.value == 0.3 and check.limit == seconds, check
 
 
 def test_duplicates_allowed_grow_with_partitions_and_the_checkpoint_interval() -> None:

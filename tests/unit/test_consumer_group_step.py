@@ -1,5 +1,6 @@
-"""promote's consumer-group step and a warm standby: the standby's application starts consuming as the group once its
-database is writable, before the step; the step must not race its commits (and must still refuse anyone else's)."""
+"""promote's consumer-group step and a group already consuming on the target: a warm standby's application (it starts
+consuming once its database is writable, before the step) or the application a previous run scaled up after the step
+had failed; the step must not race its commits, and must still refuse anyone else's (nothing of ours running there)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def switchover(standby_replicas: int) -> Any:
         settings=settings,
         skip_consumer_group=False,
         peer=SimpleNamespace(region="us-east-1"),
-        target=SimpleNamespace(kafka_bootstrap=BOOTSTRAP),
+        target=SimpleNamespace(kafka_bootstrap=BOOTSTRAP, region_service_url="http://127.0.0.1:8080"),
         report=Report(),
     )
 
@@ -31,7 +32,7 @@ def switchover(standby_replicas: int) -> Any:
 @pytest.fixture
 def kafka(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The step's Kafka calls, recorded: members of the group on the target, and the offsets applied."""
-    seen: dict[str, Any] = {"members": ["rdkafka@/10.0.0.7"], "applied": None}
+    seen: dict[str, Any] = {"members": ["rdkafka@/10.0.0.7"], "applied": None, "replicas": 0}
     translated = {Partition("OrderRejected", 0): 40}
 
     def apply(bootstrap: str, group: str, offsets: dict[Partition, int]) -> AppliedOffsets:
@@ -40,6 +41,7 @@ def kafka(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         seen["applied"] = dict(offsets)
         return AppliedOffsets(bootstrap, group, dict(offsets), {}, False)
 
+    monkeypatch.setattr(steps, "_now", lambda app: seen["replicas"])
     monkeypatch.setattr(steps, "group_members", lambda bootstrap, group: list(seen["members"]))
     monkeypatch.setattr(steps, "read_checkpoints", lambda bootstrap, alias, group: {"checkpoints": alias})
     monkeypatch.setattr(steps, "translated_offsets", lambda checkpoints: dict(translated))
@@ -56,11 +58,25 @@ def test_a_warm_standbys_consuming_application_is_not_raced(kafka: dict[str, Any
     assert "1 member(s)" in check.detail and "synced offsets" in check.detail
 
 
-def test_pilot_light_with_a_member_on_the_target_still_refuses(kafka: dict[str, Any]) -> None:
-    # Nothing of ours consumes there before the application step: a member is someone else's, whose commits race.
-    with pytest.raises(Unsafe, match="active member"):
+@pytest.mark.parametrize(("replicas", "said"), [(0, "runs 0 replicas"), (None, "runs unreadable")])
+def test_pilot_light_with_a_member_on_the_target_still_refuses(
+    kafka: dict[str, Any], replicas: int | None, said: str
+) -> None:
+    # Nothing of ours consumes there (the application at 0, or its count unreadable): someone else's, racing commits.
+    kafka["replicas"] = replicas
+    with pytest.raises(Unsafe, match=f"1 active member.*{said}.*stop it, then rerun"):
         steps.consumer_group(switchover(standby_replicas=0))
     assert kafka["applied"] is None
+
+
+def test_pilot_light_rerun_after_the_application_step_is_not_raced(kafka: dict[str, Any]) -> None:
+    # A run whose consumer-group step failed went on to scale the application up; the rerun finds it consuming.
+    kafka["replicas"] = 2
+    sw = switchover(standby_replicas=0)
+    result = steps.consumer_group(sw)
+    assert result.skipped and kafka["applied"] is None
+    (check,) = sw.report.checks
+    assert check.outcome == "skip" and "the application, 2 replica(s) on" in check.detail
 
 
 @pytest.mark.parametrize("standby_replicas", [0, 1])
