@@ -1094,6 +1094,7 @@ class Lab:
                     self.region(source).kafka.bootstrap,
                     self.region(target).kafka.bootstrap,
                     settings.kafka.mirrored_topics,
+                    offset_lag_max=settings.kafka.mirror.offset_lag_max,
                 )
             except KafkaException as exc:
                 mirror["error"] = exc.args[0].str()

@@ -270,9 +270,11 @@ def kafka(lab: Lab) -> Lab:
 
 
 def _mirror_settled(lab: Lab, timeout: float = 90) -> None:
-    topics = load_settings("dr", lab.project_dir).kafka.mirrored_topics
+    kafka = load_settings("dr", lab.project_dir).kafka
+    # As validate measures it: the mirror's own offset.lag.max (the lab's 10), not the product default (100).
+    topics, cap = kafka.mirrored_topics, kafka.mirror.offset_lag_max
     deadline = time.monotonic() + timeout
-    while any(mirrormaker_lag(lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap, topics).values()):
+    while any(mirrormaker_lag(lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap, topics, offset_lag_max=cap).values()):
         assert time.monotonic() < deadline, "MirrorMaker 2 did not catch up"
         time.sleep(1)
 
