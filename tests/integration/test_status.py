@@ -25,7 +25,10 @@ from confluent_kafka import Producer
 from drtopo.aws import stack_client
 from drtopo.backup.store import s3_client
 from drtopo.context import Context
+from drtopo.kafka.admin import Partition, committed_offsets, watermarks
 from drtopo.kafka.lag import mirrormaker_lag
+from drtopo.kafka.offsets import CheckpointError, read_checkpoints
+from drtopo.mm2_properties import cluster_alias
 from drtopo.outputs import load_outputs
 from drtopo.readiness import publish, rules, schedule
 from drtopo.settings import load_settings
@@ -40,8 +43,37 @@ pytestmark = pytest.mark.lab
 TIMEOUT = 90
 
 
+def checkpoints_behind(lab: Lab) -> list[Partition]:
+    """The service group's partitions committed on prod that MirrorMaker has not checkpointed on dr at that offset."""
+    settings = load_settings("dr", lab.project_dir)
+    group = settings.kafka.consumer_group
+    committed = committed_offsets(lab.prod.kafka.bootstrap, group, settings.kafka.mirrored_topics)
+    if not committed:
+        return []
+    source = cluster_alias(load_settings("prod", lab.project_dir).region)
+    try:
+        checkpoints = read_checkpoints(lab.dr.kafka.bootstrap, source, group)
+    except CheckpointError:
+        return sorted(committed)
+    return sorted(p for p, at in committed.items() if p not in checkpoints or checkpoints[p].upstream_offset < at)
+
+
+def wait_consumed(lab: Lab, topic: str) -> None:
+    """prod's collector has committed the end of every partition of `topic` (bounded)."""
+    group = load_settings("prod", lab.project_dir).kafka.consumer_group
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        ends = {p: high for p, (_low, high) in watermarks(lab.prod.kafka.bootstrap, [topic]).items() if high}
+        committed = committed_offsets(lab.prod.kafka.bootstrap, group, [topic])
+        if all(committed.get(p, -1) >= high for p, high in ends.items()):
+            return
+        assert time.monotonic() < deadline, f"prod's collector did not consume {topic}: {committed} of {ends}"
+        time.sleep(0.5)
+
+
 def wait_healthy(lab: Lab) -> None:
-    """dr has replayed prod's WAL and MirrorMaker has copied every mirrored topic."""
+    """dr has replayed prod's WAL, MirrorMaker has copied every mirrored topic and checkpointed the service group's
+    commits (what status's mirror items ask)."""
     with psycopg.connect(lab.prod.postgres.conninfo(), autocommit=True) as prod:
         (lsn,) = prod.execute("SELECT pg_current_wal_lsn()").fetchone()
     kafka = load_settings("dr", lab.project_dir).kafka
@@ -55,6 +87,9 @@ def wait_healthy(lab: Lab) -> None:
             time.sleep(0.1)
     while any(mirrormaker_lag(lab.prod.kafka.bootstrap, lab.dr.kafka.bootstrap, topics, offset_lag_max=cap).values()):
         assert time.monotonic() < deadline, "MirrorMaker 2 did not catch up"
+        time.sleep(1)
+    while behind := checkpoints_behind(lab):
+        assert time.monotonic() < deadline, f"MirrorMaker 2 did not checkpoint the group's commits on {behind}"
         time.sleep(1)
 
 
@@ -104,7 +139,15 @@ def healthy(lab: Lab, tmp: Path) -> Iterator[Pair]:
 
 @contextmanager
 def mirrormaker_stopped(lab: Lab, tmp: Path) -> Iterator[Pair]:
-    """MirrorMaker stopped while 150 records (beyond the mirror's offset lag bound of 100) reach prod's cluster."""
+    """MirrorMaker stopped, from a healthy pair, while 150 records (beyond the mirror's offset lag bound) reach prod's
+    cluster. Healthy includes checkpoints of the service group's commits on the topic (on a fresh lab it has none
+    yet: records are consumed and checkpointed first), so only the lag fails, not the checkpoints' age."""
+    producer = Producer({"bootstrap.servers": lab.prod.kafka.bootstrap})
+    for i in range(30):
+        producer.produce("OrderRejected", key=f"status-before-{i}", value=b"{}")
+    assert producer.flush(30) == 0
+    wait_consumed(lab, "OrderRejected")
+    wait_healthy(lab)
     lab.stop_mirrormaker()
     try:
         producer = Producer({"bootstrap.servers": lab.prod.kafka.bootstrap})
