@@ -11,9 +11,10 @@ acknowledgement in a spool folder (outside the data directory: `pg_basebackup` w
 PostgreSQL then asks for such a file the command answers at once. The manual's contract holds (PostgreSQL
 "Continuous Archiving": success only once the file is safely archived): an acknowledgement is written only after
 the bucket's PUT returned (or the bucket held the same bytes), and it is honoured only for the very file it was
-written for, the same inode, size and modification time (a file marked ready is never changed before it is
-archived; a recycled or restored file of the same name is another inode, pushed again). A look-ahead upload that
-fails leaves no acknowledgement: PostgreSQL asks for that file in its turn and its own push says why.
+written for: the same device, inode, size, modification and change time (a file marked ready is never changed
+before it is archived; a recycled or rebuilt server's file of the same name differs, and is pushed again). A
+look-ahead upload that fails leaves no acknowledgement: PostgreSQL asks for that file in its turn and its own push
+says why.
 """
 
 from __future__ import annotations
@@ -67,26 +68,29 @@ def ready_names(wal_dir: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Identity:
-    """Which file an acknowledgement is for: inode, size and modification time when its bytes were read."""
+    """Which file an acknowledgement is for: device, inode, size, modification and change times when its bytes were
+    read (a recycled or rebuilt server's file of the same name differs in at least one)."""
 
+    device: int
     inode: int
     size: int
     mtime_ns: int
+    ctime_ns: int
 
     @classmethod
     def of(cls, path: Path) -> Identity:
         st = path.stat()
-        return cls(st.st_ino, st.st_size, st.st_mtime_ns)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def line(self) -> str:
-        return f"{self.inode} {self.size} {self.mtime_ns}\n"
+        return f"{self.device} {self.inode} {self.size} {self.mtime_ns} {self.ctime_ns}\n"
 
     @classmethod
     def parse(cls, text: str) -> Identity | None:
         parts = text.split()
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        if len(parts) != 5 or not all(p.isdigit() for p in parts):
             return None
-        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
+        return cls(*(int(p) for p in parts))
 
 
 class Spool:

@@ -56,7 +56,7 @@ def test_a_parallel_count_out_of_range_is_refused_by_value(text: str) -> None:
 
 def test_look_ahead_takes_the_next_unacknowledged_files_up_to_parallel_minus_one(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    spool.mark(SEGMENTS[1], Identity(1, 2, 3))
+    spool.mark(SEGMENTS[1], Identity(1, 2, 3, 4, 5))
     assert wal_ahead.look_ahead(SEGMENTS, SEGMENTS[0], spool, 4) == [SEGMENTS[2], SEGMENTS[3], SEGMENTS[4]]
     assert wal_ahead.look_ahead(SEGMENTS, SEGMENTS[0], spool, 1) == []
 
@@ -79,7 +79,7 @@ def test_an_acknowledgement_is_honoured_once_and_only_for_the_same_file(tmp_path
 def test_prune_drops_acknowledgements_of_files_no_longer_ready(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     for name in SEGMENTS[:3]:
-        spool.mark(name, Identity(1, 2, 3))
+        spool.mark(name, Identity(1, 2, 3, 4, 5))
     assert spool.prune({SEGMENTS[1]}) == 2
     assert [p.name for p in spool.folder.iterdir()] == [f"{SEGMENTS[1]}.ok"]
 
