@@ -26,6 +26,7 @@ from psycopg import sql
 from bench.bench_backup import FILL, timed, timed_pitr
 from bench.common import a_lab
 from drtopo.database.connect import connect
+from drtopo.database.pitr.wal_names import segment_distance, segment_name, segment_of
 from drtopo.outputs import StackOutputs, load_outputs
 from lab.core import Lab
 
@@ -111,6 +112,37 @@ def pitr_from_bucket(lab: Lab, stack: list[str], work: Path, wal_bytes: float) -
     }
 
 
+BACKLOG_TIMEOUT_S = 300.0
+
+
+def archive_backlog(conn: Any) -> dict[str, Any]:
+    """Right after a load: the finished segments the archiver has not yet stored in the bucket (the lab's archive
+    command succeeds only once the bucket holds the file), then the seconds until they all are (bounded)."""
+    sql_now = (
+        "SELECT pg_walfile_name(pg_current_wal_lsn()), last_archived_wal, "
+        "(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') FROM pg_stat_archiver"
+    )
+    current, archived, size = conn.execute(sql_now).fetchone()
+    distance = segment_distance(archived, current, size)
+    backlog = max(int(distance) - 1, 0) if distance != "?" else None  # the current segment is not finished yet
+    start = time.monotonic()
+    while time.monotonic() - start < BACKLOG_TIMEOUT_S:
+        (archived,) = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+        if archived is not None and archived[:24] >= previous_segment(current, size):
+            break
+        time.sleep(0.05)
+    return {
+        "archive_backlog_segments_after_fill": backlog,
+        "archive_backlog_drain_seconds": round(time.monotonic() - start, 2),
+    }
+
+
+def previous_segment(segment: str, size: int) -> str:
+    """The segment before `segment` (the last finished one while `segment` is being written) (pure)."""
+    timeline, number = segment_of(segment, size)
+    return segment_name(timeline, number - 1, size)
+
+
 def run(lab: Lab, rows: int, after_t: int, work: Path) -> dict[str, Any]:
     os.environ.update(lab.env())
     stack = ["--stack", "prod", "--outputs", str(lab.prod.outputs_path)]
@@ -120,11 +152,15 @@ def run(lab: Lab, rows: int, after_t: int, work: Path) -> dict[str, Any]:
         conn.execute(FILL, {"rows": rows})
         fill_seconds = time.monotonic() - start
         wal_bytes = float(conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (lsn,)).fetchone()[0])
+        backlog = archive_backlog(conn)
     try:
-        figures: dict[str, Any] = {"rows": rows, "fill_seconds": round(fill_seconds, 2)}
+        figures: dict[str, Any] = {"rows": rows, "fill_seconds": round(fill_seconds, 2), **backlog}
         figures.update(restore_dump(lab, stack, work))
         figures.update(pitr_from_bucket(lab, stack, work, wal_bytes))
         figures.update(corruption_recovery(lab, stack, work, wal_bytes, after_t))
+        figures["bucket_vs_archive_pitr_ratio"] = round(
+            figures["bucket_pitr_seconds_per_gb_of_wal"] / figures["pitr_seconds_per_gb_of_wal"], 2
+        )
     finally:
         lab.reset_postgres()  # the cutover left prod on a new timeline with its standby behind
     return figures

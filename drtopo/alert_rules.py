@@ -5,6 +5,10 @@ Each alert reads a metric of a well-known exporter and fires before an objective
 - replica lag near the region-failure RPO: postgres_exporter's `pg_replication_lag` (seconds, on the standby);
 - the newest dump older than a day: kube-state-metrics' `kube_cronjob_status_last_successful_time` of the dump job;
 - WAL archive age near the database-corruption RPO: postgres_exporter's `pg_stat_archiver_last_archive_age`;
+- a WAL archive backlog: postgres_exporter's `pg_stat_archiver_lag_bytes` (the WAL written since the start of the
+  last archived segment; its `stat_archiver` lag collector, on by default since 2025) above `BACKLOG_SEGMENTS`
+  segments for five minutes: the archive command is failing or not keeping up, and a restore from the bucket would
+  wait for (or lose) that much;
 - MirrorMaker 2 lag near the Kafka RPO: MirrorMaker's `replication-latency-ms` through the JMX exporter
   (`kafka_connect_mirror_source_connector_replication_latency_ms`).
 """
@@ -19,6 +23,10 @@ from drtopo.settings import Settings
 NEAR = 0.8
 DAY_SECONDS = 86400
 DUMP_JOB = "pg-dump"
+# A parallel archive command (`scripts.wal push --parallel`) stays under 2 segments behind; 8 held for five minutes
+# is an archiver that has stopped keeping up. PostgreSQL's default segment size.
+BACKLOG_SEGMENTS = 8
+SEGMENT_BYTES = 16 * 1024 * 1024
 
 
 def alert_rules(settings: Settings) -> list[dict[str, Any]]:
@@ -53,6 +61,12 @@ def alert_rules(settings: Settings) -> list[dict[str, Any]]:
             "DrtopoWalArchiveStale",
             f"max(pg_stat_archiver_last_archive_age) > {archive:g}",
             f"newest archived WAL older than {archive:g} s ({NEAR:.0%} of the database-corruption RPO)",
+        ),
+        alert(
+            "DrtopoWalArchiveBacklog",
+            f"max(pg_stat_archiver_lag_bytes) > {BACKLOG_SEGMENTS * SEGMENT_BYTES}",
+            f"WAL archive more than {BACKLOG_SEGMENTS} segments behind the primary: the archive command is failing "
+            "or not keeping up",
         ),
         alert(
             "DrtopoMirrorMakerLagNearRpo",

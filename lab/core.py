@@ -82,6 +82,9 @@ BASELINE_ROLES = {"prod": Role.PRIMARY, "dr": Role.STANDBY}
 PRIMARY_STACK, STANDBY_STACK = "prod", "dr"
 BRIDGE = "kube-bridge"
 WAL_AGENT = "wal-agent"
+# The lab's archive command uploads this many WAL files at once (`scripts.wal push --parallel`, as the runbook
+# recommends for a self-managed primary): python -m bench.bench_restore shows the backlog it leaves.
+WAL_PUSH_PARALLEL = 4
 MIRROR_START_TIMEOUT_S = 180.0
 # The emulator's random seed before the stacks' resources are made (lab/aws.py seed_random).
 EMULATOR_SEED = 20261202
@@ -677,6 +680,9 @@ class Lab:
             f"--outputs={self.root / 'outputs'}",
             f"--endpoint={self.aws_endpoint}",
             f"--stacks={','.join(LAB_STACKS)}",
+            f"--parallel={WAL_PUSH_PARALLEL}",
+            f"--spool={self.root / 'wal-spool'}",
+            f"--pg-base={self.pg.base}",
         ]
         pid = process.spawn(self.root, WAL_AGENT, argv, env={"PYTHONPATH": str(REPO_DIR)}, cwd=REPO_DIR)
         self.wal_push_script.parent.mkdir(exist_ok=True)

@@ -1,10 +1,11 @@
 """`python -m scripts.wal push|fetch|check|base`: the WAL bucket as PostgreSQL's archive.
 
 `push %p %f` is the `archive_command` of a self-managed primary (silent on success; an error line on stderr, which
-lands in the server's log, and a non-zero exit, after which PostgreSQL retries). `fetch %f %p` is the matching
-`restore_command` (exit 1 when the file is not in the bucket: the end of the archive). `check` verifies the archived
-chain has no gap from the oldest base backup in the bucket to the newest segment. `base` uploads a tar base backup
-(`pg_basebackup -F t`) so the bucket alone can restore.
+lands in the server's log, and a non-zero exit, after which PostgreSQL retries); with `--parallel N --spool DIR` it
+uploads the next files PostgreSQL marked ready beside the one asked for, N at once (drtopo/backup/wal_ahead.py).
+`fetch %f %p` is the matching `restore_command` (exit 1 when the file is not in the bucket: the end of the archive).
+`check` verifies the archived chain has no gap from the oldest base backup in the bucket to the newest segment.
+`base` uploads a tar base backup (`pg_basebackup -F t`) so the bucket alone can restore.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from drtopo.backup import store, wal
+from drtopo.backup import store, wal, wal_ahead
 from drtopo.context import Context
 from drtopo.errors import one_line
 from drtopo.outputs import load_outputs
-from drtopo.report import EXIT_FAILED, EXIT_OK, Clock
+from drtopo.report import EXIT_FAILED, EXIT_OK, BadInput, Clock
 from scripts.cli import OneLineParser, finish, main_guard, new_report, subcommands
 
 DESCRIPTION = "Archive WAL to the stack's WAL bucket, fetch it back, check its chain, upload a base backup."
@@ -33,6 +34,19 @@ def build_parser() -> argparse.ArgumentParser:
     push = command("push", "archive_command: upload one WAL file (%p %f); same bytes again is success", True)
     push.add_argument("path", type=Path, help="the file to archive (%%p)")
     push.add_argument("name", type=wal.archive_name, help="its name in the archive (%%f)")
+    push.add_argument(
+        "--parallel",
+        type=wal_ahead.parallel_count,
+        default=1,
+        help="upload the next files PostgreSQL marked ready beside this one, this many at once (default 1: serial); "
+        "needs --spool",
+    )
+    push.add_argument(
+        "--spool",
+        type=Path,
+        help="where the acknowledgements of files uploaded ahead wait for PostgreSQL's request (outside the data "
+        "directory, writable by the server's user)",
+    )
     fetch = command("fetch", "restore_command: download one WAL file (%f %p); exit 1 when it is not archived", False)
     fetch.add_argument("name", type=wal.archive_name, help="the file wanted (%%f)")
     fetch.add_argument("dest", type=Path, help="where PostgreSQL wants it (%%p)")
@@ -56,6 +70,8 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
 
 def _main(argv: Sequence[str] | None, ctx: Context) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "push" and args.parallel > 1 and args.spool is None:
+        raise BadInput(f"--parallel {args.parallel} needs --spool DIR (where uploads ahead are acknowledged)")
     outputs = load_outputs(args.outputs, args.stack)
     s3 = store.s3_client(outputs)
     if args.command in ("push", "fetch"):
@@ -68,7 +84,12 @@ def _main(argv: Sequence[str] | None, ctx: Context) -> int:
                         file=sys.stderr,
                     )
                     return EXIT_FAILED
-                if not args.dry_run:
+                if args.dry_run:
+                    return EXIT_OK
+                if args.parallel > 1:
+                    spool = wal_ahead.Spool(args.spool)
+                    wal_ahead.push(s3, outputs, args.path.parent, args.name, args.path, spool, args.parallel)
+                else:
                     wal.push(s3, outputs, args.path, args.name)
                 return EXIT_OK
             return EXIT_OK if wal.fetch(s3, outputs.wal_bucket, args.name, args.dest) else EXIT_FAILED

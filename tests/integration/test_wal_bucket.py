@@ -48,6 +48,28 @@ def test_every_archived_file_reaches_the_bucket_with_its_checksum(lab: Lab, prod
     assert wal.read_archive(s3, prod.wal_bucket).base_backups, "the lab's base backup is not in the WAL bucket"
 
 
+def test_a_burst_of_segments_is_archived_ahead_and_every_acknowledgement_taken(lab: Lab, prod: StackOutputs) -> None:
+    """Eight segments finished at once: the archive command asked for the first uploads the next ones beside it (the
+    lab's agent runs `wal_ahead` with 4), each lands in the bucket with its checksum, and once PostgreSQL has asked for
+    them all no acknowledgement is left waiting in the spool."""
+    assert prod.self_managed is not None
+    spool = lab.root / "wal-spool" / Path(prod.self_managed.data_dir).name
+    with connect(prod) as conn:
+        for i in range(8):
+            insert_rows(conn, f"walb-burst-{i}-{time.time_ns()}-", 10)
+            conn.execute("SELECT pg_switch_wal()")
+        wait_archived(conn)
+    assert spool.is_dir(), f"no file was uploaded ahead ({spool} was never written)"
+    assert not list(spool.glob("*.ok")), "acknowledgements left that PostgreSQL never asked for"
+    s3 = store.s3_client(prod)
+    in_bucket = wal.listing(s3, prod.wal_bucket)
+    local = archived_segments(Path(prod.self_managed.archive_dir))
+    assert set(local) <= set(in_bucket), sorted(set(local) - set(in_bucket))
+    for segment in local[-8:]:
+        head = s3.head_object(Bucket=prod.wal_bucket, Key=wal.wal_key(segment))
+        assert head["Metadata"]["sha256"] == store.sha256_file(Path(prod.self_managed.archive_dir) / segment)
+
+
 def test_fetch_brings_a_file_back_and_says_when_there_is_none(lab: Lab, prod: StackOutputs, tmp_path: Path) -> None:
     with connect(prod) as conn:
         segment = wait_archived(conn)

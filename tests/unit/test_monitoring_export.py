@@ -74,3 +74,4 @@ def test_drtopos_alerts_are_one_prometheus_rule_where_the_cluster_serves_the_kin
     assert alerts["DrtopoReplicaLagNearRpo"] == f"max(pg_replication_lag) > {0.8 * rpo:g}"
     assert "kube_cronjob_status_last_successful_time" in alerts["DrtopoNewestDumpOlderThanADay"]
     assert {"DrtopoWalArchiveStale", "DrtopoMirrorMakerLagNearRpo"} <= set(alerts)
+    assert alerts["DrtopoWalArchiveBacklog"] == f"max(pg_stat_archiver_lag_bytes) > {8 * 16 * 1024 * 1024}"
