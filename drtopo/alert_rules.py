@@ -7,8 +7,8 @@ Each alert reads a metric of a well-known exporter and fires before an objective
 - WAL archive age near the database-corruption RPO: postgres_exporter's `pg_stat_archiver_last_archive_age`;
 - a WAL archive backlog: postgres_exporter's `pg_stat_archiver_lag_bytes` (the WAL written since the start of the
   last archived segment; its `stat_archiver` lag collector, on by default since 2025) above `BACKLOG_SEGMENTS`
-  segments for five minutes: the archive command is failing or not keeping up, and a restore from the bucket would
-  wait for (or lose) that much;
+  segments of the default 16 MiB for five minutes: the archive command is failing or not keeping up, and a restore
+  from the bucket would wait for (or lose) that much;
 - MirrorMaker 2 lag near the Kafka RPO: MirrorMaker's `replication-latency-ms` through the JMX exporter
   (`kafka_connect_mirror_source_connector_replication_latency_ms`).
 """
@@ -65,8 +65,8 @@ def alert_rules(settings: Settings) -> list[dict[str, Any]]:
         alert(
             "DrtopoWalArchiveBacklog",
             f"max(pg_stat_archiver_lag_bytes) > {BACKLOG_SEGMENTS * SEGMENT_BYTES}",
-            f"WAL archive more than {BACKLOG_SEGMENTS} segments behind the primary: the archive command is failing "
-            "or not keeping up",
+            f"WAL archive more than {BACKLOG_SEGMENTS * SEGMENT_BYTES // 2**20} MiB ({BACKLOG_SEGMENTS} segments of "
+            "the default size) behind the primary: the archive command is failing or not keeping up",
         ),
         alert(
             "DrtopoMirrorMakerLagNearRpo",
