@@ -31,6 +31,7 @@ from drtopo.database import Database, database_for, replication
 from drtopo.database.diverged import Fork, fork_point
 from drtopo.database.loss_bound import BoundKind
 from drtopo.database.platform import FenceError, StandbyError, session
+from drtopo.errors import one_line
 from drtopo.failover import marker, pending, takeback
 from drtopo.failover.dns import DATA_PLANE, DnsFailoverError, fail_over
 from drtopo.failover.plan import AppMove, Step
@@ -291,8 +292,16 @@ def promote(sw: Switchover) -> PromoteResult:
         try:
             lift_fence(sw.target)
             details["lease_fence"] = "reset on the new primary (ALTER DATABASE ... RESET, whether set or not)"
-        except psycopg.Error as exc:  # promoted already: said, not raised
-            sw.report.check("lease.lift", False, f"ALTER DATABASE ... RESET default_transaction_read_only: {exc}")
+        except psycopg.Error as exc:
+            # Promoted already: said, not raised. This stack's own old guard, lapsed and still running, fences the
+            # database again the moment it is writable (ending this session too); the lease-guards step, which
+            # follows whenever the lease is on, stops that guard first and then lifts.
+            details["lease_fence"] = f"left to the lease-guards step: {one_line(exc)}"
+            sw.report.skip(
+                "lease.lift",
+                f"ALTER DATABASE ... RESET default_transaction_read_only not done here ({one_line(exc)}): the "
+                "lease-guards step stops this stack's old guard, then lifts it",
+            )
     where = None
     if sw.fence_owed:
         try:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -112,7 +113,7 @@ class Target:
         return {"postgres": "pg_promote()", **({"lease_fence": "lifted in the wait"} if self.lifts else {})}
 
 
-def promote_with(mode: str, target: Target) -> tuple[Switchover, list[Any]]:
+def promote_with(mode: str, target: Target, lift_error: Exception | None = None) -> tuple[Switchover, list[Any]]:
     fencing = {"mode": mode, "witnessRegion": "eu-west-1", "witnessStack": "prod"}
     settings = load_settings("dr", overrides={"fencing": fencing})
     dr, prod = SimpleNamespace(stack="dr"), SimpleNamespace(stack="prod")
@@ -120,7 +121,7 @@ def promote_with(mode: str, target: Target) -> tuple[Switchover, list[Any]]:
     sw.db = lambda outputs: target  # type: ignore[method-assign,assignment,return-value]
     with (
         mock.patch.object(steps, "_fork", return_value=None),
-        mock.patch.object(steps, "lift_fence") as lifted_after,
+        mock.patch.object(steps, "lift_fence", side_effect=lift_error) as lifted_after,
     ):
         steps.promote(sw)
     return sw, lifted_after.call_args_list
@@ -141,3 +142,14 @@ def test_a_promotion_that_waits_for_no_write_leaves_the_lift_to_the_step() -> No
     sw, after = promote_with("lease", target)
     assert target.asked == [True] and [c.args for c in after] == [(sw.target,)]
     assert "lease_fence=reset on the new primary" in sw.report.checks[-1].detail
+
+
+def test_a_lift_ended_by_the_stacks_old_guard_is_left_to_the_lease_guards_step() -> None:
+    # The lapsed guard of the promoted stack fences it again once writable, terminating the lifting session; the
+    # lease-guards step stops that guard and lifts: the promotion is not a failure for it.
+    ended = psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+    sw, after = promote_with("lease", Target(lifts=False), lift_error=ended)
+    assert [c.args for c in after] == [(sw.target,)]
+    checks = {c.name: c for c in sw.report.checks}
+    assert checks["lease.lift"].outcome == "skip" and "lease-guards step stops" in checks["lease.lift"].detail
+    assert checks["promote"].outcome == "pass" and "left to the lease-guards step" in checks["promote"].detail
