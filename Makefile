@@ -41,10 +41,11 @@ test: setup
 	.venv/bin/lint-imports
 	$(PY) -m pytest --durations=40 $(PYTEST_ARGS) tests/unit tests/policy tests/integration
 
-# The edit-test loop: the import layers and the two tiers that need no lab (about 100 s on 2 cores when idle).
+# The edit-test loop: the import layers and the two tiers that need no lab, on two workers (pytest-xdist): about
+# 65 s on 2 cores when idle, against 113 s in one process.
 test-fast: venv
 	.venv/bin/lint-imports
-	$(PY) -m pytest -q tests/unit tests/policy
+	$(PY) -m pytest -q -n 2 tests/unit tests/policy
 
 test-unit: venv
 	$(PY) -m pytest tests/unit
