@@ -86,13 +86,13 @@ class Agent:
             path = self.archive / name
             if not path.is_file():
                 return f"error: {name} is not in {self.archive}"
+            s3 = self._s3(outputs.region)
             wal_dir = self._wal_dir(data_dir[0]) if data_dir else None
-            if wal_dir is not None and self.spool is not None:
-                spool = wal_ahead.Spool(self.spool / wal_dir.parent.name)
-                s3 = self._s3(outputs.region)
-                wal_ahead.push(s3, outputs, wal_dir, name, path, spool, self.parallel)
+            if wal_dir is None or self.spool is None:
+                wal.push(s3, outputs, path, name)
             else:
-                wal.push(self._s3(outputs.region), outputs, path, name)
+                spool = wal_ahead.Spool(self.spool / wal_dir.parent.name)
+                wal_ahead.push(s3, outputs, wal_dir, name, path, spool, self.parallel)
         except BadInput as exc:
             return f"error: {exc}"
         except Exception as exc:  # any failure is an answer: PostgreSQL retries
@@ -102,7 +102,7 @@ class Agent:
     def _wal_dir(self, data_dir: str) -> Path | None:
         """The calling server's pg_wal when look-ahead is on and its data directory is one of the lab's (else None:
         the file alone is pushed)."""
-        if self.parallel <= 1 or self.pg_base is None:
+        if self.parallel <= 1 or self.pg_base is None or self.spool is None:
             return None
         folder = Path(data_dir).resolve()
         if folder.parent != self.pg_base.resolve() or not (folder / "pg_wal" / "archive_status").is_dir():

@@ -69,10 +69,11 @@ def test_the_probe_passes_only_when_its_row_came_within_the_limit(
     monkeypatch: pytest.MonkeyPatch, seconds: float, ok: bool
 ) -> None:
     # The row answers at the first poll, `took` after the probe: a row seen at once is not in time by itself.
-    clock = iter([100.0, 100.0 + 0.3])
+    readings = [100.0, 100.0 + 0.3]  # the probe's start, then every later reading (the first poll answered)
+    clock = lambda: readings.pop(0) if len(readings) > 1 else readings[0]  # noqa: E731
     monkeypatch.setattr(application, "produce_probe", lambda bootstrap, topic, txid: None)
     monkeypatch.setattr(application, "http_get", lambda url, token: (200, b"{}"))
-    monkeypatch.setattr(application.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(application.time, "monotonic", clock)
     report = Report()
     application.processing_step(report, "http://127.0.0.1:8080", "t0ken", "127.0.0.1:9092", "ValidationError", seconds)
     (check,) = report.checks
